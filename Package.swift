@@ -1,0 +1,45 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "LowRank",
+    products: [
+        .library(name: "LowRank", targets: ["LowRank"]),
+        .executable(name: "lowrank", targets: ["lowrank"]),
+        .executable(name: "lowrank-bench", targets: ["lowrank-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C shims, one per C library.
+        .target(name: "CVulkan", path: "Sources/CVulkan", linkerSettings: [.linkedLibrary("dl")]),
+        .systemLibrary(name: "CShaderc", path: "Sources/CShaderc"),
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
+
+        // Embeds Shaders/*.glsl into the Vulkan backend at build time, so no source tree is needed at run time.
+        .executableTarget(name: "ShaderEmbedder", path: "Sources/ShaderEmbedder"),
+        .plugin(name: "EmbedShaders", capability: .buildTool(), dependencies: ["ShaderEmbedder"],
+                path: "Plugins/EmbedShaders"),
+
+        // Core: tensors, dtypes, shapes, op definitions, adapters, formats, errors.
+        .target(name: "LowRankCore", path: "Sources/LowRankCore"),
+        // Backends.
+        .target(name: "LowRankCPU", dependencies: ["LowRankCore", "COpenBLAS"], path: "Sources/LowRankCPU"),
+        .target(name: "LowRankVulkan", dependencies: ["LowRankCore", "CVulkan", "CShaderc"],
+                path: "Sources/LowRankVulkan", plugins: ["EmbedShaders"]),
+        // The library users embed: device choice and the public API over both backends.
+        .target(name: "LowRank", dependencies: ["LowRankCore", "LowRankCPU", "LowRankVulkan"],
+                path: "Sources/LowRank"),
+        // Tools.
+        .executableTarget(name: "lowrank", dependencies: [
+            "LowRank", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "Sources/lowrank"),
+        .executableTarget(name: "lowrank-bench", dependencies: [
+            "LowRank", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "Sources/lowrank-bench"),
+
+        .testTarget(name: "LowRankTests", dependencies: ["LowRank"], path: "Tests/LowRankTests"),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,101 @@
+// Vulkan declarations without the loader's prototypes: every entry point is a function pointer that
+// cvk_load fills from a dlopen'd libvulkan, so binaries start (on the CPU backend) where it is absent.
+#ifndef CVULKAN_H
+#define CVULKAN_H
+#define VK_NO_PROTOTYPES
+#include <vulkan/vulkan.h>
+
+#define CVK_GLOBAL_FUNCTIONS(X) \
+    X(vkCreateInstance) \
+    X(vkEnumerateInstanceExtensionProperties) \
+    X(vkEnumerateInstanceLayerProperties) \
+    X(vkEnumerateInstanceVersion)
+
+#define CVK_INSTANCE_FUNCTIONS(X) \
+    X(vkDestroyInstance) \
+    X(vkEnumeratePhysicalDevices) \
+    X(vkGetPhysicalDeviceProperties) \
+    X(vkGetPhysicalDeviceProperties2) \
+    X(vkGetPhysicalDeviceFeatures2) \
+    X(vkGetPhysicalDeviceMemoryProperties) \
+    X(vkGetPhysicalDeviceQueueFamilyProperties) \
+    X(vkEnumerateDeviceExtensionProperties) \
+    X(vkCreateDevice) \
+    X(vkGetDeviceProcAddr) \
+    X(vkCreateDebugUtilsMessengerEXT) \
+    X(vkDestroyDebugUtilsMessengerEXT)
+
+#define CVK_DEVICE_FUNCTIONS(X) \
+    X(vkDestroyDevice) \
+    X(vkDeviceWaitIdle) \
+    X(vkGetDeviceQueue) \
+    X(vkQueueSubmit) \
+    X(vkQueueWaitIdle) \
+    X(vkAllocateMemory) \
+    X(vkFreeMemory) \
+    X(vkMapMemory) \
+    X(vkUnmapMemory) \
+    X(vkCreateBuffer) \
+    X(vkDestroyBuffer) \
+    X(vkGetBufferMemoryRequirements) \
+    X(vkBindBufferMemory) \
+    X(vkCreateShaderModule) \
+    X(vkDestroyShaderModule) \
+    X(vkCreateDescriptorSetLayout) \
+    X(vkDestroyDescriptorSetLayout) \
+    X(vkCreatePipelineLayout) \
+    X(vkDestroyPipelineLayout) \
+    X(vkCreateComputePipelines) \
+    X(vkDestroyPipeline) \
+    X(vkCreatePipelineCache) \
+    X(vkDestroyPipelineCache) \
+    X(vkGetPipelineCacheData) \
+    X(vkCreateDescriptorPool) \
+    X(vkDestroyDescriptorPool) \
+    X(vkResetDescriptorPool) \
+    X(vkAllocateDescriptorSets) \
+    X(vkUpdateDescriptorSets) \
+    X(vkCreateCommandPool) \
+    X(vkDestroyCommandPool) \
+    X(vkResetCommandPool) \
+    X(vkAllocateCommandBuffers) \
+    X(vkBeginCommandBuffer) \
+    X(vkEndCommandBuffer) \
+    X(vkCmdBindPipeline) \
+    X(vkCmdBindDescriptorSets) \
+    X(vkCmdPushConstants) \
+    X(vkCmdDispatch) \
+    X(vkCmdPipelineBarrier) \
+    X(vkCmdCopyBuffer) \
+    X(vkCmdFillBuffer) \
+    X(vkCmdResetQueryPool) \
+    X(vkCmdWriteTimestamp) \
+    X(vkCreateQueryPool) \
+    X(vkDestroyQueryPool) \
+    X(vkGetQueryPoolResults) \
+    X(vkCreateFence) \
+    X(vkDestroyFence) \
+    X(vkResetFences) \
+    X(vkWaitForFences)
+
+#define CVK_DECLARE(name) extern PFN_##name name;
+CVK_GLOBAL_FUNCTIONS(CVK_DECLARE)
+CVK_INSTANCE_FUNCTIONS(CVK_DECLARE)
+CVK_DEVICE_FUNCTIONS(CVK_DECLARE)
+#undef CVK_DECLARE
+
+/// Opens the loader at `path` (NULL: "libvulkan.so.1") and resolves the global entry points.
+/// Returns 0 on success; otherwise a message is readable from cvk_last_error().
+int cvk_load(const char *path);
+/// Resolves instance- and device-level entry points through the instance (valid for every device).
+void cvk_load_instance(VkInstance instance);
+const char *cvk_last_error(void);
+
+/// Helpers for values the Swift importer cannot see (function-like macros).
+static inline uint32_t cvk_make_api_version(uint32_t variant, uint32_t major, uint32_t minor, uint32_t patch) {
+    return VK_MAKE_API_VERSION(variant, major, minor, patch);
+}
+static inline uint32_t cvk_api_version_major(uint32_t v) { return VK_API_VERSION_MAJOR(v); }
+static inline uint32_t cvk_api_version_minor(uint32_t v) { return VK_API_VERSION_MINOR(v); }
+static inline uint32_t cvk_api_version_patch(uint32_t v) { return VK_API_VERSION_PATCH(v); }
+#endif

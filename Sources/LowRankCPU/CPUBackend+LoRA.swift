@@ -1,0 +1,86 @@
+import LowRankCore
+
+extension CPUBackend {
+    /// `dropout(x)` as f32, or nil when dropout is off (callers then read x itself).
+    private func droppedInput(_ x: UnsafePointer<Float>, rows: Int, columns: Int, _ mask: DropoutMask,
+                              _ body: (UnsafePointer<Float>) -> Void) {
+        if mask.isIdentity { return body(x) }
+        withScratch(rows * columns) { xh in
+            parallelFor(rows * columns) { r in
+                for i in r { xh[i] = x[i] * mask.factor(row: i / columns, column: i % columns) }
+            }
+            body(xh)
+        }
+    }
+
+    /// x, W, A, B [, bias] -> y, u
+    func loraForward(_ o: LoRAOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
+        let (x, w, a, b) = (inputs[0], inputs[1], inputs[2], inputs[3])
+        let (y, uOut) = (outputs[0], outputs[1])
+        let t = x.shape[0], dIn = x.shape[1], dOut = w.shape[0], r = a.shape[0]
+        let mask = DropoutMask(probability: o.dropout, seed: o.seed)
+        let u = pointer(uOut).assumingMemoryBound(to: Float.self)
+        withFloats(x) { px in
+            withFloats(a) { pa in
+                droppedInput(px, rows: t, columns: dIn, mask) { xh in
+                    sgemm(xh, transpose: false, pa, transpose: true, u, m: t, n: r, k: dIn, alpha: 1, beta: 0)
+                }
+            }
+            withFloats(w) { pw in
+                withFloats(b) { pb in
+                    producing(y) { py in
+                        var beta: Float = 0
+                        if o.hasBias {
+                            withFloats(inputs[4]) { bias in fillRows(py, rows: t, with: bias, columns: dOut) }
+                            beta = 1
+                        }
+                        sgemm(px, transpose: false, pw, transpose: true, py, m: t, n: dOut, k: dIn, alpha: 1, beta: beta)
+                        sgemm(u, transpose: false, pb, transpose: true, py, m: t, n: dOut, k: r, alpha: o.scale, beta: 1)
+                    }
+                }
+            }
+        }
+    }
+
+    /// G, x, W, A, B, u -> dx, dA, dB
+    func loraBackward(_ o: LoRAOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
+        let (g, x, w, a, b, uIn) = (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], inputs[5])
+        let (dxOut, dAOut, dBOut) = (outputs[0], outputs[1], outputs[2])
+        let t = x.shape[0], dIn = x.shape[1], dOut = w.shape[0], r = a.shape[0]
+        let mask = DropoutMask(probability: o.dropout, seed: o.seed)
+        let dA = pointer(dAOut).assumingMemoryBound(to: Float.self)
+        let dB = pointer(dBOut).assumingMemoryBound(to: Float.self)
+        withFloats(g) { pg in
+            withFloats(uIn) { u in
+                sgemm(pg, transpose: true, u, transpose: false, dB, m: dOut, n: r, k: t, alpha: o.scale, beta: 0)
+            }
+            withScratch(t * r) { du in
+                withFloats(b) { pb in
+                    sgemm(pg, transpose: false, pb, transpose: false, du, m: t, n: r, k: dOut, alpha: o.scale, beta: 0)
+                }
+                withFloats(x) { px in
+                    droppedInput(px, rows: t, columns: dIn, mask) { xh in
+                        sgemm(du, transpose: true, xh, transpose: false, dA, m: r, n: dIn, k: t, alpha: 1, beta: 0)
+                    }
+                }
+                withFloats(w) { pw in
+                    withFloats(a) { pa in
+                        producing(dxOut) { dx in
+                            sgemm(pg, transpose: false, pw, transpose: false, dx, m: t, n: dIn, k: dOut, alpha: 1, beta: 0)
+                            if mask.isIdentity {
+                                sgemm(du, transpose: false, pa, transpose: false, dx, m: t, n: dIn, k: r, alpha: 1, beta: 1)
+                            } else {
+                                withScratch(t * dIn) { branch in
+                                    sgemm(du, transpose: false, pa, transpose: false, branch, m: t, n: dIn, k: r, alpha: 1, beta: 0)
+                                    parallelFor(t * dIn) { range in
+                                        for i in range { dx[i] += branch[i] * mask.factor(row: i / dIn, column: i % dIn) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

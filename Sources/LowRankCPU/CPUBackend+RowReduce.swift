@@ -1,0 +1,31 @@
+import LowRankCore
+
+extension CPUBackend {
+    func rowReduce(_ input: Tensor, _ out: Tensor, root: Bool) throws {
+        let columns = input.shape.columns, rows = out.shape.count
+        withFloats(input) { a in
+            let o = pointer(out).assumingMemoryBound(to: Float.self)
+            parallelFor(rows, minimumPerThread: Swift.max(1, (1 << 15) / Swift.max(columns, 1))) { r in
+                for row in r {
+                    let s = sumOfSquares(a + row * columns, count: columns)
+                    o[row] = root ? s.squareRoot() : s
+                }
+            }
+        }
+    }
+
+    /// f32 sum of squares in eight interleaved partial sums (what the SIMD unit and the
+    /// rounding both like better than one long chain).
+    func sumOfSquares(_ p: UnsafePointer<Float>, count: Int) -> Float {
+        var acc = SIMD8<Float>(repeating: 0)
+        var i = 0
+        while i + 8 <= count {
+            let v = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self)
+            acc += v * v
+            i += 8
+        }
+        var s = acc.sum()
+        while i < count { s += p[i] * p[i]; i += 1 }
+        return s
+    }
+}

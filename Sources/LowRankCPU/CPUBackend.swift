@@ -1,0 +1,116 @@
+import COpenBLAS
+import Dispatch
+import Glibc
+import LowRankCore
+
+/// Host memory for one tensor, 64-byte aligned for SIMD loads.
+final class CPUStorage: TensorStorage, @unchecked Sendable {
+    let pointer: UnsafeMutableRawPointer
+    let byteCount: Int
+    private let onFree: @Sendable (Int) -> Void
+
+    init(byteCount: Int, onFree: @escaping @Sendable (Int) -> Void) {
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 64)
+        pointer.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
+        self.byteCount = byteCount
+        self.onFree = onFree
+    }
+
+    deinit {
+        pointer.deallocate()
+        onFree(byteCount)
+    }
+}
+
+/// Runs every op on the host: OpenBLAS sgemm for products, Swift SIMD loops for the rest, on all
+/// cores where the work is large enough to pay for the fork.
+public final class CPUBackend: Backend, @unchecked Sendable {
+    public let identifier = "cpu"
+    public let deviceName: String
+    public let threads: Int
+    private let usage = MemoryCounter(heap: "host")
+
+    public init(threads: Int? = nil) {
+        let cores = threads ?? ProcessInfoCores.active
+        self.threads = Swift.max(1, cores)
+        openblas_set_num_threads(Int32(self.threads))
+        deviceName = "CPU (OpenBLAS, \(self.threads) threads)"
+    }
+
+    public func makeStorage(byteCount: Int) throws -> any TensorStorage {
+        usage.allocated(byteCount)
+        usage.reserved(byteCount)
+        return CPUStorage(byteCount: byteCount) { [usage] n in
+            usage.freed(n)
+            usage.reserved(-n)
+        }
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer, to storage: any TensorStorage, offset: Int) throws {
+        let s = try host(storage)
+        precondition(offset + bytes.count <= s.byteCount, "write past the end of a tensor")
+        (s.pointer + offset).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+    }
+
+    public func read(_ storage: any TensorStorage, offset: Int, into bytes: UnsafeMutableRawBufferPointer) throws {
+        let s = try host(storage)
+        precondition(offset + bytes.count <= s.byteCount, "read past the end of a tensor")
+        bytes.baseAddress!.copyMemory(from: s.pointer + offset, byteCount: bytes.count)
+    }
+
+    public func synchronize() throws {}
+
+    public func memoryStatistics() -> [MemoryStatistics] {
+        [usage.statistics]
+    }
+
+    public func run(_ op: Op, inputs: [Tensor], outputs: [Tensor]) throws {
+        switch op {
+        case .matmul(let o): try matmul(o, inputs, outputs[0])
+        case .add: try elementwise(inputs, outputs[0], +)
+        case .mul: try elementwise(inputs, outputs[0], *)
+        case .scale(let factor): try scale(inputs[0], factor, outputs[0])
+        case .rowSumOfSquares: try rowReduce(inputs[0], outputs[0], root: false)
+        case .rowL2Norm: try rowReduce(inputs[0], outputs[0], root: true)
+        case .cast: try cast(inputs[0], outputs[0])
+        case .loraForward(let o): try loraForward(o, inputs, outputs)
+        case .loraBackward(let o): try loraBackward(o, inputs, outputs)
+        }
+    }
+
+    func host(_ storage: any TensorStorage) throws -> CPUStorage {
+        guard let s = storage as? CPUStorage else {
+            throw LowRankError(.invalidArgument, "a tensor of another backend was passed to the CPU backend")
+        }
+        return s
+    }
+
+    func pointer(_ t: Tensor) -> UnsafeMutableRawPointer { (t.storage as! CPUStorage).pointer }
+
+    /// Splits `0..<count` into one contiguous range per thread when there is enough work.
+    func parallelFor(_ count: Int, minimumPerThread: Int = 1 << 15, _ body: (Range<Int>) -> Void) {
+        let parts = Swift.min(threads, Swift.max(1, count / minimumPerThread))
+        if parts <= 1 { body(0..<count); return }
+        let chunk = (count + parts - 1) / parts
+        // The ranges are disjoint, so the raw pointers the body captures are never shared between threads.
+        withoutActuallyEscaping(body) { body in
+            let shared = UncheckedSendable(body)
+            DispatchQueue.concurrentPerform(iterations: parts) { p in
+                let lo = p * chunk, hi = Swift.min(count, lo + chunk)
+                if lo < hi { shared.value(lo..<hi) }
+            }
+        }
+    }
+}
+
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+enum ProcessInfoCores {
+    static var active: Int {
+        let n = sysconf(Int32(_SC_NPROCESSORS_ONLN))
+        return n > 0 ? n : 1
+    }
+}

@@ -1,0 +1,38 @@
+/// Memory a backend holds for one tensor. Backends subclass it; the core only moves it around.
+public protocol TensorStorage: AnyObject, Sendable {
+    var byteCount: Int { get }
+}
+
+/// Bytes in use on one memory heap, now and at the high-water mark.
+public struct MemoryStatistics: Sendable, Codable {
+    public var heap: String
+    public var currentBytes: Int
+    public var peakBytes: Int
+    public var reservedBytes: Int
+
+    public init(heap: String, currentBytes: Int, peakBytes: Int, reservedBytes: Int) {
+        self.heap = heap
+        self.currentBytes = currentBytes
+        self.peakBytes = peakBytes
+        self.reservedBytes = reservedBytes
+    }
+}
+
+/// Something that holds tensors and runs ops on them: the CPU, or one Vulkan device.
+/// Ops reach a backend already validated by `Op.outputs(for:)`; a backend only checks what depends
+/// on the device (features, limits).
+public protocol Backend: AnyObject, Sendable {
+    /// Stable identifier: "cpu", "vulkan:0".
+    var identifier: String { get }
+    /// Human-readable device name.
+    var deviceName: String { get }
+
+    func makeStorage(byteCount: Int) throws -> any TensorStorage
+    func write(_ bytes: UnsafeRawBufferPointer, to storage: any TensorStorage, offset: Int) throws
+    func read(_ storage: any TensorStorage, offset: Int, into bytes: UnsafeMutableRawBufferPointer) throws
+    /// Runs `op`. Outputs are allocated by the caller with the shapes `op.outputs(for:)` gave.
+    func run(_ op: Op, inputs: [Tensor], outputs: [Tensor]) throws
+    /// Waits until every op issued so far has finished.
+    func synchronize() throws
+    func memoryStatistics() -> [MemoryStatistics]
+}

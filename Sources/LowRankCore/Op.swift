@@ -1,0 +1,194 @@
+/// `C = alpha·op(A)·op(B) + bias (+ C when accumulating)`, f32 accumulation.
+/// A is `[M, K]` (`[K, M]` when transposed), B is `[K, N]` (`[N, K]` when transposed, the
+/// `nn.Linear` weight layout), bias `[N]`.
+public struct MatmulOptions: Hashable, Sendable {
+    public var transposeA: Bool
+    public var transposeB: Bool
+    public var alpha: Float
+    public var hasBias: Bool
+    /// Adds the product to the output's current contents instead of overwriting them.
+    public var accumulate: Bool
+    public var outputDType: DType?
+
+    public init(transposeA: Bool = false, transposeB: Bool = false, alpha: Float = 1, hasBias: Bool = false,
+                accumulate: Bool = false, outputDType: DType? = nil) {
+        self.transposeA = transposeA
+        self.transposeB = transposeB
+        self.alpha = alpha
+        self.hasBias = hasBias
+        self.accumulate = accumulate
+        self.outputDType = outputDType
+    }
+}
+
+/// One LoRA branch on a frozen linear layer, as PEFT computes it:
+/// `y = x·Wᵀ + b + scale·(dropout(x)·Aᵀ)·Bᵀ`.
+public struct LoRAOptions: Hashable, Sendable {
+    public var scale: Float
+    /// Inverted-dropout probability on the LoRA branch's input, in [0, 1).
+    public var dropout: Float
+    /// Seeds the dropout mask, regenerated in backward from this seed instead of being stored.
+    public var seed: UInt32
+    public var hasBias: Bool
+    /// Element type of `y` (forward) and `dx` (backward); nil keeps `x`'s.
+    public var outputDType: DType?
+
+    public init(scale: Float, dropout: Float = 0, seed: UInt32 = 0, hasBias: Bool = false, outputDType: DType? = nil) {
+        self.scale = scale
+        self.dropout = dropout
+        self.seed = seed
+        self.hasBias = hasBias
+        self.outputDType = outputDType
+    }
+}
+
+/// Every op the backends implement. Each case documents its inputs and outputs in order; the
+/// GLSL is `Shaders/<name>.comp`, the bindings `VulkanBackend+<Name>.swift` and the CPU twin
+/// `CPUBackend+<Name>.swift`.
+public enum Op: Hashable, Sendable, CustomStringConvertible {
+    /// a, b [, bias] -> c
+    case matmul(MatmulOptions)
+    /// a, b -> a + b (same shapes)
+    case add
+    /// a, b -> a ⊙ b (same shapes)
+    case mul
+    /// a -> factor·a
+    case scale(Float)
+    /// a [rows, n] -> [rows] f32: Σ a²
+    case rowSumOfSquares
+    /// a [rows, n] -> [rows] f32: √Σ a²
+    case rowL2Norm
+    /// a -> a in another dtype, rounding to nearest even
+    case cast(DType)
+    /// x [T, d_in], W [d_out, d_in], A [r, d_in], B [d_out, r] [, bias [d_out]] -> y [T, d_out], u [T, r] f32
+    case loraForward(LoRAOptions)
+    /// G [T, d_out], x, W, A, B, u -> dx [T, d_in], dA [r, d_in] f32, dB [d_out, r] f32
+    case loraBackward(LoRAOptions)
+
+    public var name: String {
+        switch self {
+        case .matmul: "matmul"
+        case .add: "add"
+        case .mul: "mul"
+        case .scale: "scale"
+        case .rowSumOfSquares: "row_sum_of_squares"
+        case .rowL2Norm: "row_l2_norm"
+        case .cast: "cast"
+        case .loraForward: "lora_forward"
+        case .loraBackward: "lora_backward"
+        }
+    }
+
+    public var description: String { name }
+
+    /// The outputs this op produces for these inputs, or an error that names the op and shapes.
+    public func outputs(for inputs: [TensorDescriptor]) throws -> [TensorDescriptor] {
+        let check = OpCheck(op: self, inputs: inputs)
+        switch self {
+        case .matmul(let o):
+            try check.count(o.hasBias ? 3 : 2)
+            try check.floating()
+            let a = try check.matrix(0, "A"), b = try check.matrix(1, "B")
+            let (m, k) = o.transposeA ? (a.1, a.0) : (a.0, a.1)
+            let (kb, n) = o.transposeB ? (b.1, b.0) : (b.0, b.1)
+            try check.equal(k, kb, "the inner dimensions of op(A) [\(m), \(k)] and op(B) [\(kb), \(n)]")
+            if o.hasBias { try check.vector(2, "bias", n) }
+            return [TensorDescriptor([m, n], o.outputDType ?? inputs[0].dtype)]
+        case .add, .mul:
+            try check.count(2)
+            try check.floating()
+            try check.equal(inputs[0].shape, inputs[1].shape, "the shapes of both operands")
+            return [inputs[0]]
+        case .scale:
+            try check.count(1)
+            try check.floating()
+            return [inputs[0]]
+        case .rowSumOfSquares, .rowL2Norm:
+            try check.count(1)
+            try check.floating()
+            guard inputs[0].shape.rank >= 1 else { throw check.error(.shapeMismatch, "needs at least one dimension") }
+            return [TensorDescriptor(Shape(Array(inputs[0].shape.dims.dropLast())), .f32)]
+        case .cast(let dtype):
+            try check.count(1)
+            try check.floating()
+            guard dtype.isFloatingPoint else { throw check.error(.dtypeMismatch, "casts only between f32, f16 and bf16") }
+            return [TensorDescriptor(inputs[0].shape, dtype)]
+        case .loraForward(let o):
+            try check.count(o.hasBias ? 5 : 4)
+            try check.floating()
+            try check.lora(o)
+            let (t, _, dOut, r) = try check.loraDims()
+            if o.hasBias { try check.vector(4, "bias", dOut) }
+            return [TensorDescriptor([t, dOut], o.outputDType ?? inputs[0].dtype), TensorDescriptor([t, r], .f32)]
+        case .loraBackward(let o):
+            try check.count(6)
+            try check.floating()
+            try check.lora(o)
+            let g = try check.matrix(0, "G")
+            let sub = OpCheck(op: self, inputs: Array(inputs.dropFirst()))
+            let (t, dIn, dOut, r) = try sub.loraDims()
+            try check.equal(g.0, t, "G's rows and x's rows")
+            try check.equal(g.1, dOut, "G's columns and W's rows (d_out)")
+            let u = try check.matrix(5, "u")
+            try check.equal(u.0, t, "u's rows and x's rows")
+            try check.equal(u.1, r, "u's columns and the rank r")
+            return [TensorDescriptor([t, dIn], o.outputDType ?? inputs[1].dtype),
+                    TensorDescriptor([r, dIn], .f32), TensorDescriptor([dOut, r], .f32)]
+        }
+    }
+}
+
+/// Shape and dtype checks that name the op and its input shapes in every error.
+private struct OpCheck {
+    let op: Op
+    let inputs: [TensorDescriptor]
+
+    func error(_ kind: LowRankError.Kind, _ message: String) -> LowRankError {
+        LowRankError(kind, "\(op.name): \(message)",
+                     context: [("op", op.name), ("inputs", inputs.map(\.description).joined(separator: ", "))])
+    }
+
+    func count(_ n: Int) throws {
+        guard inputs.count == n else { throw error(.invalidArgument, "takes \(n) inputs, got \(inputs.count)") }
+    }
+
+    func floating() throws {
+        for input in inputs where !input.dtype.isFloatingPoint {
+            throw error(.dtypeMismatch, "inputs must be f32, f16 or bf16, got \(input.dtype)")
+        }
+    }
+
+    func matrix(_ i: Int, _ name: String) throws -> (Int, Int) {
+        let s = inputs[i].shape
+        guard s.rank == 2 else { throw error(.shapeMismatch, "\(name) must be 2-D, got \(s)") }
+        return (s[0], s[1])
+    }
+
+    func vector(_ i: Int, _ name: String, _ n: Int) throws {
+        guard inputs[i].shape == Shape([n]) else {
+            throw error(.shapeMismatch, "\(name) must be [\(n)], got \(inputs[i].shape)")
+        }
+    }
+
+    func equal<T: Equatable>(_ a: T, _ b: T, _ what: String) throws {
+        guard a == b else { throw error(.shapeMismatch, "\(what) differ (\(a) vs \(b))") }
+    }
+
+    func lora(_ o: LoRAOptions) throws {
+        guard o.dropout >= 0, o.dropout < 1 else {
+            throw error(.invalidArgument, "dropout must be in [0, 1), got \(o.dropout)")
+        }
+        guard o.scale.isFinite else { throw error(.invalidArgument, "scale must be finite, got \(o.scale)") }
+    }
+
+    /// Checks x, W, A, B at inputs 0...3 and returns (T, d_in, d_out, r).
+    func loraDims() throws -> (Int, Int, Int, Int) {
+        let x = try matrix(0, "x"), w = try matrix(1, "W"), a = try matrix(2, "A"), b = try matrix(3, "B")
+        try equal(x.1, w.1, "x's columns and W's columns (d_in)")
+        try equal(a.1, w.1, "A's columns and W's columns (d_in)")
+        try equal(b.0, w.0, "B's rows and W's rows (d_out)")
+        try equal(b.1, a.0, "B's columns and A's rows (the rank r)")
+        guard a.0 > 0 else { throw error(.shapeMismatch, "the rank r must be at least 1") }
+        return (x.0, x.1, w.0, a.0)
+    }
+}

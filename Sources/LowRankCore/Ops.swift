@@ -1,0 +1,64 @@
+/// The op API: validates, allocates the outputs on the inputs' backend and runs.
+public enum Ops {
+    /// Runs `op` on the backend all `inputs` live on and returns its new outputs.
+    public static func execute(_ op: Op, _ inputs: [Tensor]) throws -> [Tensor] {
+        guard let backend = inputs.first?.backend else {
+            throw LowRankError(.invalidArgument, "\(op.name): no inputs")
+        }
+        for input in inputs where input.backend !== backend {
+            throw LowRankError(.invalidArgument,
+                               "\(op.name): inputs live on different backends (\(backend.identifier) and \(input.backend.identifier)); copy them to one first",
+                               context: [("op", op.name)])
+        }
+        let outputs = try op.outputs(for: inputs.map(\.descriptor))
+            .map { try Tensor(empty: $0.shape, dtype: $0.dtype, on: backend) }
+        try backend.run(op, inputs: inputs, outputs: outputs)
+        return outputs
+    }
+
+    public static func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false,
+                              bias: Tensor? = nil, alpha: Float = 1, outputDType: DType? = nil) throws -> Tensor {
+        let options = MatmulOptions(transposeA: transposeA, transposeB: transposeB, alpha: alpha,
+                                    hasBias: bias != nil, outputDType: outputDType)
+        return try execute(.matmul(options), [a, b] + (bias.map { [$0] } ?? []))[0]
+    }
+
+    /// `c += alpha·op(A)·op(B)` in place.
+    public static func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false,
+                              alpha: Float = 1, accumulatingInto c: Tensor) throws {
+        let op = Op.matmul(MatmulOptions(transposeA: transposeA, transposeB: transposeB, alpha: alpha,
+                                         accumulate: true, outputDType: c.dtype))
+        let out = try op.outputs(for: [a.descriptor, b.descriptor])[0]
+        guard out == c.descriptor else {
+            throw LowRankError(.shapeMismatch, "matmul: the product is \(out) but the accumulator is \(c.descriptor)",
+                               context: [("op", "matmul")])
+        }
+        guard a.backend === c.backend, b.backend === c.backend else {
+            throw LowRankError(.invalidArgument, "matmul: operands and accumulator live on different backends")
+        }
+        try c.backend.run(op, inputs: [a, b], outputs: [c])
+    }
+
+    public static func add(_ a: Tensor, _ b: Tensor) throws -> Tensor { try execute(.add, [a, b])[0] }
+    public static func mul(_ a: Tensor, _ b: Tensor) throws -> Tensor { try execute(.mul, [a, b])[0] }
+    public static func scale(_ a: Tensor, by factor: Float) throws -> Tensor { try execute(.scale(factor), [a])[0] }
+    public static func rowSumOfSquares(_ a: Tensor) throws -> Tensor { try execute(.rowSumOfSquares, [a])[0] }
+    public static func rowL2Norm(_ a: Tensor) throws -> Tensor { try execute(.rowL2Norm, [a])[0] }
+    public static func cast(_ a: Tensor, to dtype: DType) throws -> Tensor { try execute(.cast(dtype), [a])[0] }
+
+    /// LoRA forward; returns `y` and `u = dropout(x)·Aᵀ`, which backward needs.
+    public static func loraForward(x: Tensor, weight: Tensor, bias: Tensor? = nil, a: Tensor, b: Tensor,
+                                   options: LoRAOptions) throws -> (y: Tensor, u: Tensor) {
+        var o = options
+        o.hasBias = bias != nil
+        let out = try execute(.loraForward(o), [x, weight, a, b] + (bias.map { [$0] } ?? []))
+        return (out[0], out[1])
+    }
+
+    /// LoRA backward for `G = ∂L/∂y`: `(dx, dA, dB)`; W and bias are frozen.
+    public static func loraBackward(gradOutput g: Tensor, x: Tensor, weight: Tensor, a: Tensor, b: Tensor, u: Tensor,
+                                    options: LoRAOptions) throws -> (dx: Tensor, dA: Tensor, dB: Tensor) {
+        let out = try execute(.loraBackward(options), [g, x, weight, a, b, u])
+        return (out[0], out[1], out[2])
+    }
+}

@@ -1,0 +1,98 @@
+/// Shape and element type, without storage: what op validation works on.
+public struct TensorDescriptor: Hashable, Sendable, CustomStringConvertible {
+    public var shape: Shape
+    public var dtype: DType
+
+    public init(_ shape: Shape, _ dtype: DType) {
+        self.shape = shape
+        self.dtype = dtype
+    }
+
+    public var byteCount: Int { shape.count * dtype.byteSize }
+    public var description: String { "\(dtype)\(shape)" }
+}
+
+/// A dense row-major tensor living on one backend.
+public final class Tensor: @unchecked Sendable, CustomStringConvertible {
+    public let descriptor: TensorDescriptor
+    public let backend: any Backend
+    public let storage: any TensorStorage
+
+    public var shape: Shape { descriptor.shape }
+    public var dtype: DType { descriptor.dtype }
+    public var byteCount: Int { descriptor.byteCount }
+    public var description: String { "Tensor(\(descriptor) on \(backend.identifier))" }
+
+    /// Uninitialised storage (backends may zero it; do not rely on that).
+    public init(empty shape: Shape, dtype: DType, on backend: any Backend) throws {
+        guard shape.dims.allSatisfy({ $0 >= 0 }) else {
+            throw LowRankError(.invalidArgument, "a tensor's dimensions must not be negative", context: [("shape", "\(shape)")])
+        }
+        descriptor = TensorDescriptor(shape, dtype)
+        self.backend = backend
+        storage = try backend.makeStorage(byteCount: Swift.max(descriptor.byteCount, 1))
+    }
+
+    /// A tensor with raw bytes laid out in `dtype`.
+    public convenience init(bytes: UnsafeRawBufferPointer, shape: Shape, dtype: DType, on backend: any Backend) throws {
+        guard bytes.count == shape.count * dtype.byteSize else {
+            throw LowRankError(.shapeMismatch, "\(bytes.count) bytes do not hold \(shape.count) \(dtype) elements",
+                               context: [("shape", "\(shape)")])
+        }
+        try self.init(empty: shape, dtype: dtype, on: backend)
+        if bytes.count > 0 { try backend.write(bytes, to: storage, offset: 0) }
+    }
+
+    /// A tensor from f32 values, rounded to `dtype` (nearest even) on the host.
+    public convenience init(_ values: [Float], shape: Shape, dtype: DType = .f32, on backend: any Backend) throws {
+        guard values.count == shape.count else {
+            throw LowRankError(.shapeMismatch, "\(values.count) values do not fill shape \(shape)")
+        }
+        var bytes = [UInt8](repeating: 0, count: values.count * dtype.byteSize)
+        values.withUnsafeBufferPointer { v in
+            bytes.withUnsafeMutableBytes { convertFromFloat(v.baseAddress!, count: v.count, dtype: dtype, into: $0.baseAddress!) }
+        }
+        try self.init(empty: shape, dtype: dtype, on: backend)
+        if !bytes.isEmpty { try bytes.withUnsafeBytes { try backend.write($0, to: storage, offset: 0) } }
+    }
+
+    public static func zeros(_ shape: Shape, dtype: DType = .f32, on backend: any Backend) throws -> Tensor {
+        try Tensor([Float](repeating: 0, count: shape.count), shape: shape, dtype: dtype, on: backend)
+    }
+
+    /// The raw bytes, after every pending op on the backend has finished.
+    public func bytes() throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: byteCount)
+        if byteCount > 0 { try out.withUnsafeMutableBytes { try backend.read(storage, offset: 0, into: $0) } }
+        return out
+    }
+
+    /// The values widened to f32.
+    public func floats() throws -> [Float] {
+        let raw = try bytes()
+        var out = [Float](repeating: 0, count: shape.count)
+        raw.withUnsafeBytes { r in
+            out.withUnsafeMutableBufferPointer { convertToFloat(r.baseAddress!, dtype: dtype, count: $0.count, into: $0.baseAddress!) }
+        }
+        return out
+    }
+
+    /// A copy on another backend (or the same one).
+    public func copy(to target: any Backend) throws -> Tensor {
+        try bytes().withUnsafeBytes { try Tensor(bytes: $0, shape: shape, dtype: dtype, on: target) }
+    }
+
+    /// The same storage seen with another shape of the same element count.
+    public func reshaped(_ newShape: Shape) throws -> Tensor {
+        guard newShape.count == shape.count else {
+            throw LowRankError(.shapeMismatch, "cannot reshape \(shape) to \(newShape): element counts differ")
+        }
+        return Tensor(view: self, shape: newShape)
+    }
+
+    private init(view base: Tensor, shape: Shape) {
+        descriptor = TensorDescriptor(shape, base.dtype)
+        backend = base.backend
+        storage = base.storage
+    }
+}
