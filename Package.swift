@@ -39,7 +39,7 @@ let package = Package(
             "LowRank", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/lowrank-bench"),
 
-        .testTarget(name: "LowRankTests", dependencies: ["LowRank"], path: "Tests/LowRankTests"),
+        .testTarget(name: "LowRankTests", dependencies: ["LowRank", "LowRankVulkan"], path: "Tests/LowRankTests"),
     ],
     swiftLanguageModes: [.v6]
 )

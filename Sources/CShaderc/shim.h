@@ -1,1 +1,2 @@
 #include <shaderc/shaderc.h>
+#include <glslang/build_info.h>

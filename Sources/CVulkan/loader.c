@@ -1,3 +1,4 @@
+#define CVK_IMPLEMENTATION
 #include "CVulkan.h"
 #include <dlfcn.h>
 #include <stdio.h>

@@ -1,1 +1,3 @@
 @_exported import LowRankCore
+@_exported import LowRankCPU
+@_exported import LowRankVulkan

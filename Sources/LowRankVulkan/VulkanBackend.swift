@@ -1,1 +1,277 @@
-public let placeholder = 0
+import CVulkan
+import LowRankCore
+import Synchronization
+
+/// One Vulkan device as a backend. Ops are recorded into a command stream and run when their
+/// results are read (or the stream fills up); `synchronize()` runs what is pending.
+public final class VulkanBackend: Backend, @unchecked Sendable {
+    public let info: VulkanDeviceInfo
+    public let instance: VulkanInstance
+    public var identifier: String { "vulkan:\(info.index)" }
+    public var deviceName: String { info.name }
+
+    let device: VkDevice
+    let allocator: VulkanAllocator
+    let pipelines: PipelineStore
+    let stream: CommandStream
+    /// Host-visible memory that transfers go through when tensors are not host-visible.
+    private var staging: VulkanAllocator?
+    private let lock = Mutex(())
+
+    /// Opens device `index` of `instance.devices`.
+    public init(instance: VulkanInstance, index: Int) throws {
+        guard instance.devices.indices.contains(index) else {
+            throw LowRankError(.deviceUnavailable, "there is no Vulkan device \(index)",
+                               context: [("available", instance.devices.map { "\($0.index): \($0.name)" }.joined(separator: "; "))])
+        }
+        self.instance = instance
+        info = instance.devices[index]
+        let physical = instance.physicalDevices[index]
+
+        var familyCount: UInt32 = 0
+        vkGetPhysicalDeviceQueueFamilyProperties(physical, &familyCount, nil)
+        var families = [VkQueueFamilyProperties](repeating: VkQueueFamilyProperties(), count: Int(familyCount))
+        vkGetPhysicalDeviceQueueFamilyProperties(physical, &familyCount, &families)
+        // Prefer a compute queue without graphics (an async-compute family), else any compute queue.
+        let compute = families.indices.filter { families[$0].queueFlags & VK_QUEUE_COMPUTE_BIT.rawValue != 0 }
+        guard let family = compute.first(where: { families[$0].queueFlags & VK_QUEUE_GRAPHICS_BIT.rawValue == 0 }) ?? compute.first else {
+            throw LowRankError(.deviceUnavailable, "\(info.name) has no compute queue")
+        }
+        let timestamps = families[family].timestampValidBits > 0
+
+        let supported = DeviceFeatureSet(physicalDevice: physical)
+        guard supported.v11.storageBuffer16BitAccess != 0 else {
+            throw LowRankError(.unsupported, "\(info.name) lacks 16-bit storage buffers, which every kernel's f16/bf16 path uses")
+        }
+        var v11 = VkPhysicalDeviceVulkan11Features()
+        v11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES
+        v11.storageBuffer16BitAccess = 1
+        var v12 = VkPhysicalDeviceVulkan12Features()
+        v12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES
+        v12.shaderFloat16 = supported.v12.shaderFloat16
+        v12.shaderInt8 = supported.v12.shaderInt8
+        v12.storageBuffer8BitAccess = supported.v12.storageBuffer8BitAccess
+        var supportedFeatures = VkPhysicalDeviceFeatures2()
+        supportedFeatures.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2
+        vkGetPhysicalDeviceFeatures2(physical, &supportedFeatures)
+        var features = VkPhysicalDeviceFeatures2()
+        features.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2
+        features.features.shaderInt16 = supportedFeatures.features.shaderInt16
+        guard supportedFeatures.features.shaderInt16 != 0 else {
+            throw LowRankError(.unsupported, "\(info.name) lacks shaderInt16, which the bf16 conversions use")
+        }
+
+        var priority: Float = 1
+        var created: VkDevice?
+        let name = info.name
+        try withUnsafeMutablePointer(to: &v11) { p11 in
+            try withUnsafeMutablePointer(to: &v12) { p12 in
+                try withUnsafeMutablePointer(to: &features) { pf in
+                    try withUnsafePointer(to: &priority) { pp in
+                        var queueInfo = VkDeviceQueueCreateInfo()
+                        queueInfo.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO
+                        queueInfo.queueFamilyIndex = UInt32(family)
+                        queueInfo.queueCount = 1
+                        queueInfo.pQueuePriorities = pp
+                        try withUnsafePointer(to: &queueInfo) { pq in
+                            p11.pointee.pNext = UnsafeMutableRawPointer(p12)
+                            pf.pointee.pNext = UnsafeMutableRawPointer(p11)
+                            var deviceInfo = VkDeviceCreateInfo()
+                            deviceInfo.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO
+                            deviceInfo.pNext = UnsafeRawPointer(pf)
+                            deviceInfo.queueCreateInfoCount = 1
+                            deviceInfo.pQueueCreateInfos = pq
+                            try vkCheck(vkCreateDevice(physical, &deviceInfo, nil, &created), "vkCreateDevice(\(name))")
+                        }
+                    }
+                }
+            }
+        }
+        device = created!
+        var queue: VkQueue?
+        vkGetDeviceQueue(device, UInt32(family), 0, &queue)
+
+        let memory = MemoryChoice(physical: physical)
+        allocator = VulkanAllocator(device: device, memoryTypeIndex: memory.deviceType, hostVisible: memory.deviceIsHostVisible,
+                                    heapName: memory.deviceIsHostVisible ? "device (host-visible)" : "device", info: info)
+        if !memory.deviceIsHostVisible, let stagingType = memory.stagingType {
+            staging = VulkanAllocator(device: device, memoryTypeIndex: stagingType, hostVisible: true, heapName: "staging", info: info)
+        }
+        pipelines = try PipelineStore(device: device, info: info)
+        stream = try CommandStream(device: device, queue: queue!, queueFamily: UInt32(family),
+                                   timestampPeriod: info.limits.timestampPeriodNanoseconds, timestamps: timestamps)
+    }
+
+    deinit {
+        stream.destroy()
+        pipelines.destroy()
+        _ = vkDeviceWaitIdle(device)
+        // Every tensor holds its backend, so none is alive here and the blocks are all free.
+        allocator.destroyBlocks()
+        staging?.destroyBlocks()
+        vkDestroyDevice(device, nil)
+    }
+
+    // MARK: Backend
+
+    public func makeStorage(byteCount: Int) throws -> any TensorStorage {
+        try allocator.allocate(byteCount)
+    }
+
+    func vulkan(_ storage: any TensorStorage) throws -> VulkanStorage {
+        guard let s = storage as? VulkanStorage, s.allocator === allocator else {
+            throw LowRankError(.invalidArgument, "a tensor of another backend was passed to \(identifier)")
+        }
+        return s
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer, to storage: any TensorStorage, offset: Int) throws {
+        let s = try vulkan(storage)
+        precondition(offset + bytes.count <= s.byteCount, "write past the end of a tensor")
+        try lock.withLock { _ in
+            // Recorded commands that touch this tensor must see its old contents.
+            if stream.touches(s) { try stream.submitAndWait() }
+            if let mapped = s.mapped {
+                (mapped + offset).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            } else {
+                try transfer(bytes.count) { stage, done, n in
+                    stage.mapped!.copyMemory(from: bytes.baseAddress! + done, byteCount: n)
+                    try stream.copy(from: BufferAccess(stage, writes: false, size: n),
+                                    to: BufferAccess(s, writes: true, offset: offset + done, size: n))
+                    try stream.submitAndWait()
+                }
+            }
+        }
+    }
+
+    public func read(_ storage: any TensorStorage, offset: Int, into bytes: UnsafeMutableRawBufferPointer) throws {
+        let s = try vulkan(storage)
+        precondition(offset + bytes.count <= s.byteCount, "read past the end of a tensor")
+        try lock.withLock { _ in
+            if let mapped = s.mapped {
+                if stream.touches(s, writesOnly: true) { try stream.submitAndWait() }
+                bytes.baseAddress!.copyMemory(from: mapped + offset, byteCount: bytes.count)
+            } else {
+                try transfer(bytes.count) { stage, done, n in
+                    try stream.copy(from: BufferAccess(s, writes: false, offset: offset + done, size: n),
+                                    to: BufferAccess(stage, writes: true, size: n))
+                    try stream.submitAndWait()
+                    (bytes.baseAddress! + done).copyMemory(from: stage.mapped!, byteCount: n)
+                }
+            }
+        }
+    }
+
+    /// Moves `count` bytes through staging memory in chunks of at most 64 MiB.
+    private func transfer(_ count: Int, _ chunk: (VulkanStorage, Int, Int) throws -> Void) throws {
+        guard let staging else { throw LowRankError(.unsupported, "\(info.name) has no host-visible memory to stage transfers through") }
+        let stage = try staging.allocate(min(count, 64 << 20))
+        var done = 0
+        while done < count {
+            let n = min(stage.byteCount, count - done)
+            try chunk(stage, done, n)
+            done += n
+        }
+    }
+
+    public func synchronize() throws {
+        try lock.withLock { _ in try stream.submitAndWait() }
+    }
+
+    public func memoryStatistics() -> [MemoryStatistics] {
+        [allocator.counter.statistics] + (staging.map { [$0.counter.statistics] } ?? [])
+    }
+
+    /// Starts a new high-water mark for `memoryStatistics()`.
+    public func resetPeakMemory() { allocator.counter.resetPeak() }
+
+    /// Per-dispatch device times from timestamp queries, while enabled.
+    public var profiling: Bool {
+        get { lock.withLock { _ in stream.profiling } }
+        set { lock.withLock { _ in stream.profiling = newValue } }
+    }
+
+    public var supportsTimestamps: Bool { stream.hasTimestamps }
+
+    /// Returns and forgets the dispatch timings collected so far (run `synchronize()` first).
+    public func drainTimings() -> [DispatchTiming] {
+        lock.withLock { _ in defer { stream.timings.removeAll() }; return stream.timings }
+    }
+
+    public func run(_ op: Op, inputs: [Tensor], outputs: [Tensor]) throws {
+        try lock.withLock { _ in
+            do {
+                try encode(op, inputs, outputs)
+            } catch let error as LowRankError {
+                throw error.adding("op", op.name).adding("device", identifier)
+            }
+        }
+    }
+
+    /// Records `op`. Kernels live in `Shaders/`; each op family's binding is in `VulkanBackend+<Family>.swift`.
+    private func encode(_ op: Op, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
+        switch op {
+        case .matmul(let o): try encodeMatmul(o, inputs, outputs[0])
+        case .add: try encodeElementwise(operation: 0, inputs, outputs[0])
+        case .mul: try encodeElementwise(operation: 1, inputs, outputs[0])
+        case .scale(let factor): try encodeElementwise(operation: 2, inputs, outputs[0], factor: factor)
+        case .cast: try encodeElementwise(operation: 3, inputs, outputs[0])
+        case .rowSumOfSquares: try encodeRowReduce(inputs[0], outputs[0], root: false)
+        case .rowL2Norm: try encodeRowReduce(inputs[0], outputs[0], root: true)
+        case .loraForward(let o): try encodeLoRAForward(o, inputs, outputs)
+        case .loraBackward(let o): try encodeLoRABackward(o, inputs, outputs)
+        }
+    }
+
+    /// Records one kernel over `tensors` (each with whether the kernel writes it).
+    func dispatch(_ key: KernelKey, _ tensors: [(Tensor, writes: Bool)], push: PushConstants,
+                  groups: (Int, Int, Int)) throws {
+        let limits = info.limits.maxWorkgroupCount
+        guard groups.0 <= limits[0], groups.1 <= limits[1], groups.2 <= limits[2] else {
+            throw LowRankError(.unsupported, "\(key.shader) needs \(groups) workgroups, more than the device's \(limits)")
+        }
+        guard groups.0 > 0, groups.1 > 0, groups.2 > 0 else { return }
+        for (t, _) in tensors where t.byteCount > info.limits.maxStorageBufferRange {
+            throw LowRankError(.unsupported,
+                               "\(t.descriptor) is larger than one binding can address on \(info.name) (maxStorageBufferRange \(info.limits.maxStorageBufferRange) bytes)")
+        }
+        let bindings = try tensors.map { BufferAccess(try vulkan($0.0.storage), writes: $0.writes, size: $0.0.byteCount) }
+        try stream.dispatch(try pipelines.pipeline(key), bindings, push: push,
+                            groups: (UInt32(groups.0), UInt32(groups.1), UInt32(groups.2)))
+    }
+
+    /// A transient device tensor for an op's intermediate results.
+    func scratch(_ shape: Shape, _ dtype: DType = .f32) throws -> Tensor {
+        try Tensor(empty: shape, dtype: dtype, on: self)
+    }
+}
+
+/// Which memory types hold tensors and staging buffers.
+private struct MemoryChoice {
+    var deviceType: UInt32 = 0
+    var deviceIsHostVisible = false
+    var stagingType: UInt32?
+
+    init(physical: VkPhysicalDevice) {
+        var memory = VkPhysicalDeviceMemoryProperties()
+        vkGetPhysicalDeviceMemoryProperties(physical, &memory)
+        let types = withUnsafeBytes(of: memory.memoryTypes) { Array($0.bindMemory(to: VkMemoryType.self).prefix(Int(memory.memoryTypeCount))) }
+        let heaps = withUnsafeBytes(of: memory.memoryHeaps) { Array($0.bindMemory(to: VkMemoryHeap.self).prefix(Int(memory.memoryHeapCount))) }
+        let local = VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT.rawValue
+        let visible = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT.rawValue | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT.rawValue
+        let largestLocal = heaps.filter { $0.flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT.rawValue != 0 }.map(\.size).max() ?? 0
+        // Device-local and host-visible memory is used directly only when its heap is the device's
+        // main one (unified memory, lavapipe, resizable BAR), not a 256 MiB BAR window.
+        if let direct = types.indices.first(where: {
+            types[$0].propertyFlags & (local | visible) == local | visible && heaps[Int(types[$0].heapIndex)].size >= largestLocal / 2
+        }) {
+            deviceType = UInt32(direct)
+            deviceIsHostVisible = true
+            return
+        }
+        deviceType = UInt32(types.indices.first { types[$0].propertyFlags & local != 0 } ?? 0)
+        let cached = VK_MEMORY_PROPERTY_HOST_CACHED_BIT.rawValue
+        stagingType = (types.indices.first { types[$0].propertyFlags & (visible | cached) == visible | cached }
+            ?? types.indices.first { types[$0].propertyFlags & visible == visible }).map(UInt32.init)
+    }
+}

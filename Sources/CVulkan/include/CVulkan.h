@@ -78,7 +78,13 @@
     X(vkResetFences) \
     X(vkWaitForFences)
 
+/* Importers see each pointer as const (Swift imports it as a `let`, safe to call from any thread);
+ * only the loader, which defines CVK_IMPLEMENTATION, writes them, once, before any call. */
+#ifdef CVK_IMPLEMENTATION
 #define CVK_DECLARE(name) extern PFN_##name name;
+#else
+#define CVK_DECLARE(name) extern PFN_##name const name;
+#endif
 CVK_GLOBAL_FUNCTIONS(CVK_DECLARE)
 CVK_INSTANCE_FUNCTIONS(CVK_DECLARE)
 CVK_DEVICE_FUNCTIONS(CVK_DECLARE)

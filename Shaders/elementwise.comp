@@ -1,0 +1,34 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+
+// out[i] = f(a[i], b[i]) for the ops add, mul, scale and cast (OP = 0, 1, 2, 3).
+// Host defines: OP, A_T, B_T (add, mul), C_T, C_FROM_F32. Workgroup size: specialization constant 0.
+layout(local_size_x_id = 0) in;
+
+layout(std430, binding = 0) readonly buffer ABuf { A_T a_data[]; };
+#if OP <= 1
+layout(std430, binding = 1) readonly buffer BBuf { B_T b_data[]; };
+layout(std430, binding = 2) writeonly buffer CBuf { C_T c_data[]; };
+#else
+layout(std430, binding = 1) writeonly buffer CBuf { C_T c_data[]; };
+#endif
+
+layout(push_constant) uniform Params { uint count; float factor; } p;
+
+void main() {
+    uint stride = gl_NumWorkGroups.x * gl_WorkGroupSize.x;
+    for (uint i = gl_GlobalInvocationID.x; i < p.count; i += stride) {
+        float a = to_f32(a_data[i]);
+#if OP == 0
+        float v = a + to_f32(b_data[i]);
+#elif OP == 1
+        float v = a * to_f32(b_data[i]);
+#elif OP == 2
+        float v = a * p.factor;
+#else
+        float v = a;
+#endif
+        c_data[i] = C_FROM_F32(v);
+    }
+}

@@ -1,0 +1,149 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+
+// C[M, N] = alpha·op(A)·op(B) [+ alpha2·(op(A2)·op(B2)) ⊙ dropout] [+ bias] [+ C]
+// A is [M, K] ([K, M] with TRANS_A); B is [K, N] ([N, K] with TRANS_B, the nn.Linear layout).
+// The optional second product (SECOND) has the same layouts over K2: it is the LoRA term fused
+// into the base matmul's epilogue (forward: x·Wᵀ + s·u·Bᵀ; backward: G·W + du·A), kept in its own
+// accumulator because dropout masks it alone.
+// Host defines: A_T B_T C_T [BIAS_T A2_T B2_T] C_FROM_F32, TRANS_A TRANS_B HAS_BIAS ACCUMULATE SECOND
+// DROPOUT_A (mask A's (m, k)) DROPOUT_B (mask B's (k, n)) DROPOUT_SECOND (mask the second term at (m, n)).
+
+#define BM 64
+#define BN 64
+#define BK 16
+#define TM 4
+#define TN 4
+layout(local_size_x = 256) in;
+
+layout(std430, binding = 0) readonly buffer ABuf { A_T a_data[]; };
+layout(std430, binding = 1) readonly buffer BBuf { B_T b_data[]; };
+#if ACCUMULATE
+layout(std430, binding = 2) buffer CBuf { C_T c_data[]; };
+#else
+layout(std430, binding = 2) writeonly buffer CBuf { C_T c_data[]; };
+#endif
+#if HAS_BIAS
+layout(std430, binding = 3) readonly buffer BiasBuf { BIAS_T bias_data[]; };
+#endif
+#if SECOND
+layout(std430, binding = 3 + HAS_BIAS) readonly buffer A2Buf { A2_T a2_data[]; };
+layout(std430, binding = 4 + HAS_BIAS) readonly buffer B2Buf { B2_T b2_data[]; };
+#endif
+
+layout(push_constant) uniform Params {
+    uint M, N, K, K2;
+    float alpha, alpha2;
+    uint seed, drop_threshold;
+    float keep_scale;
+} p;
+
+shared float As[BK][BM];
+shared float Bs[BK][BN];
+
+float dropout_at(uint row, uint col) { return dropout_factor(p.seed, p.drop_threshold, p.keep_scale, row, col); }
+
+float load_a(uint which, uint m, uint k) {
+    uint K = which == 0u ? p.K : p.K2;
+    if (m >= p.M || k >= K) return 0.0;
+#if TRANS_A
+    uint i = k * p.M + m;
+#else
+    uint i = m * K + k;
+#endif
+#if SECOND
+    if (which != 0u) return to_f32(a2_data[i]);
+#endif
+    float v = to_f32(a_data[i]);
+#if DROPOUT_A
+    v *= dropout_at(m, k);
+#endif
+    return v;
+}
+
+float load_b(uint which, uint k, uint n) {
+    uint K = which == 0u ? p.K : p.K2;
+    if (n >= p.N || k >= K) return 0.0;
+#if TRANS_B
+    uint i = n * K + k;
+#else
+    uint i = k * p.N + n;
+#endif
+#if SECOND
+    if (which != 0u) return to_f32(b2_data[i]);
+#endif
+    float v = to_f32(b_data[i]);
+#if DROPOUT_B
+    v *= dropout_at(k, n);
+#endif
+    return v;
+}
+
+// Thread (tx, ty) owns rows ty + 16·i and columns tx + 16·j of the 64×64 tile.
+void accumulate_product(uint which, uint K, uint m0, uint n0, inout float acc[TM][TN]) {
+    uint lid = gl_LocalInvocationID.x, tx = lid % 16u, ty = lid / 16u;
+    for (uint k0 = 0u; k0 < K; k0 += BK) {
+        for (uint e = lid; e < BM * BK; e += 256u) {
+#if TRANS_A
+            uint mm = e % BM, kk = e / BM;  // consecutive threads walk m, contiguous in Aᵀ
+#else
+            uint mm = e / BK, kk = e % BK;  // consecutive threads walk k, contiguous in A
+#endif
+            As[kk][mm] = load_a(which, m0 + mm, k0 + kk);
+        }
+        for (uint e = lid; e < BN * BK; e += 256u) {
+#if TRANS_B
+            uint nn = e / BK, kk = e % BK;
+#else
+            uint nn = e % BN, kk = e / BN;
+#endif
+            Bs[kk][nn] = load_b(which, k0 + kk, n0 + nn);
+        }
+        barrier();
+        for (uint kk = 0u; kk < BK; kk++) {
+            float a[TM], b[TN];
+            for (uint i = 0u; i < TM; i++) a[i] = As[kk][ty + 16u * i];
+            for (uint j = 0u; j < TN; j++) b[j] = Bs[kk][tx + 16u * j];
+            for (uint i = 0u; i < TM; i++)
+                for (uint j = 0u; j < TN; j++) acc[i][j] = fma(a[i], b[j], acc[i][j]);
+        }
+        barrier();
+    }
+}
+
+void main() {
+    uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
+    uint tx = gl_LocalInvocationID.x % 16u, ty = gl_LocalInvocationID.x / 16u;
+    float acc[TM][TN];
+    for (uint i = 0u; i < TM; i++) for (uint j = 0u; j < TN; j++) acc[i][j] = 0.0;
+    accumulate_product(0u, p.K, m0, n0, acc);
+#if SECOND
+    float acc2[TM][TN];
+    for (uint i = 0u; i < TM; i++) for (uint j = 0u; j < TN; j++) acc2[i][j] = 0.0;
+    accumulate_product(1u, p.K2, m0, n0, acc2);
+#endif
+    for (uint i = 0u; i < TM; i++) {
+        uint m = m0 + ty + 16u * i;
+        if (m >= p.M) continue;
+        for (uint j = 0u; j < TN; j++) {
+            uint n = n0 + tx + 16u * j;
+            if (n >= p.N) continue;
+            float v = p.alpha * acc[i][j];
+#if SECOND
+            float v2 = p.alpha2 * acc2[i][j];
+#if DROPOUT_SECOND
+            v2 *= dropout_at(m, n);
+#endif
+            v += v2;
+#endif
+#if HAS_BIAS
+            v += to_f32(bias_data[n]);
+#endif
+#if ACCUMULATE
+            v += to_f32(c_data[m * p.N + n]);
+#endif
+            c_data[m * p.N + n] = C_FROM_F32(v);
+        }
+    }
+}

@@ -1,0 +1,33 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+
+// out[row] = Σ a[row, :]² (ROOT = 0) or its square root (ROOT = 1), f32, one workgroup per row
+// and a fixed-shape tree in shared memory, so the result does not depend on scheduling.
+// Host defines: A_T, ROOT.
+layout(local_size_x = 256) in;
+
+layout(std430, binding = 0) readonly buffer ABuf { A_T a_data[]; };
+layout(std430, binding = 1) writeonly buffer OutBuf { float out_data[]; };
+
+layout(push_constant) uniform Params { uint rows, columns; } p;
+
+shared float partial[256];
+
+void main() {
+    uint row = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
+    if (row >= p.rows) return;  // uniform across the workgroup
+    uint lid = gl_LocalInvocationID.x;
+    float s = 0.0;
+    for (uint c = lid; c < p.columns; c += 256u) {
+        float v = to_f32(a_data[row * p.columns + c]);
+        s = fma(v, v, s);
+    }
+    partial[lid] = s;
+    barrier();
+    for (uint width = 128u; width > 0u; width >>= 1) {
+        if (lid < width) partial[lid] += partial[lid + width];
+        barrier();
+    }
+    if (lid == 0u) out_data[row] = ROOT != 0 ? sqrt(partial[0]) : partial[0];
+}

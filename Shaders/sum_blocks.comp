@@ -1,0 +1,21 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+
+// out[i] = scale · Σ_b partial[b, i], summed in block order: the deterministic second stage of
+// reductions split across workgroups (no float atomics). Host defines: C_T, C_FROM_F32.
+layout(local_size_x = 256) in;
+
+layout(std430, binding = 0) readonly buffer PartialBuf { float partial[]; };
+layout(std430, binding = 1) writeonly buffer OutBuf { C_T out_data[]; };
+
+layout(push_constant) uniform Params { uint count, blocks; float scale; } p;
+
+void main() {
+    uint stride = gl_NumWorkGroups.x * 256u;
+    for (uint i = gl_GlobalInvocationID.x; i < p.count; i += stride) {
+        float s = 0.0;
+        for (uint b = 0u; b < p.blocks; b++) s += partial[b * p.count + i];
+        out_data[i] = C_FROM_F32(p.scale * s);
+    }
+}

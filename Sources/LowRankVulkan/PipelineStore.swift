@@ -1,0 +1,173 @@
+import CVulkan
+import Glibc
+import LowRankCore
+import Synchronization
+
+/// A compiled kernel: one GLSL file with one set of defines and specialization constants.
+struct KernelKey: Hashable {
+    var shader: String
+    var defines: [String: String]
+    var specialization: [UInt32] = []
+    /// Storage buffers, bound in order at set 0, bindings 0..<n.
+    var bindings: Int
+}
+
+/// Vulkan handles are plain identifiers; the store hands them out under its lock.
+struct Pipeline: @unchecked Sendable {
+    let handle: VkPipeline
+    let layout: VkPipelineLayout
+    let setLayout: VkDescriptorSetLayout
+    let bindings: Int
+    let name: String
+}
+
+/// Pipelines by kernel, built on first use; the driver's `VkPipelineCache` is loaded from and saved
+/// to the cache folder, keyed by the device's pipeline-cache UUID and driver version.
+final class PipelineStore: @unchecked Sendable {
+    static let pushConstantBytes = 128
+    private let device: VkDevice
+    private let compiler = ShaderCompiler.shared
+    private var cache: VkPipelineCache?
+    private let cachePath: String?
+    private struct Layouts: @unchecked Sendable {
+        let set: VkDescriptorSetLayout
+        let pipeline: VkPipelineLayout
+    }
+    private let state = Mutex<(pipelines: [KernelKey: Pipeline], layouts: [Int: Layouts])>(([:], [:]))
+
+    init(device: VkDevice, info: VulkanDeviceInfo) throws {
+        self.device = device
+        cachePath = compiler.cacheDirectory.map {
+            "\($0)/pipelines-\(String(info.vendorID, radix: 16))-\(String(info.deviceID, radix: 16))-\(info.driverVersion)-\(info.pipelineCacheUUID).bin"
+        }
+        let initial = cachePath.flatMap(readFile) ?? []
+        var info = VkPipelineCacheCreateInfo()
+        info.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO
+        try initial.withUnsafeBytes { bytes in
+            info.initialDataSize = bytes.count
+            info.pInitialData = bytes.baseAddress
+            var created: VkPipelineCache?
+            try vkCheck(vkCreatePipelineCache(device, &info, nil, &created), "vkCreatePipelineCache")
+            cache = created
+        }
+    }
+
+    /// Writes the pipeline cache and destroys every pipeline.
+    func destroy() {
+        save()
+        state.withLock { s in
+            for p in s.pipelines.values { vkDestroyPipeline(device, p.handle, nil) }
+            for layouts in s.layouts.values {
+                vkDestroyPipelineLayout(device, layouts.pipeline, nil)
+                vkDestroyDescriptorSetLayout(device, layouts.set, nil)
+            }
+            s = ([:], [:])
+        }
+        vkDestroyPipelineCache(device, cache, nil)
+    }
+
+    func save() {
+        guard let cachePath else { return }
+        var size = 0
+        guard vkGetPipelineCacheData(device, cache, &size, nil) == VK_SUCCESS, size > 0 else { return }
+        var data = [UInt8](repeating: 0, count: size)
+        guard vkGetPipelineCacheData(device, cache, &size, &data) == VK_SUCCESS else { return }
+        data.withUnsafeBytes { writeAtomically(cachePath, UnsafeRawBufferPointer(rebasing: $0.prefix(size))) }
+    }
+
+    func pipeline(_ key: KernelKey) throws -> Pipeline {
+        if let p = state.withLock({ $0.pipelines[key] }) { return p }
+        let words = try compiler.spirv(key.shader, defines: key.defines.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+        let layouts = try self.layouts(key.bindings)
+        let (setLayout, layout) = (layouts.set, layouts.pipeline)
+
+        var moduleInfo = VkShaderModuleCreateInfo()
+        moduleInfo.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO
+        var module: VkShaderModule?
+        try words.withUnsafeBufferPointer { w in
+            moduleInfo.codeSize = w.count * 4
+            moduleInfo.pCode = w.baseAddress
+            try vkCheck(vkCreateShaderModule(device, &moduleInfo, nil, &module), "vkCreateShaderModule(\(key.shader))")
+        }
+        defer { vkDestroyShaderModule(device, module, nil) }
+
+        var entries = key.specialization.indices.map {
+            VkSpecializationMapEntry(constantID: UInt32($0), offset: UInt32($0 * 4), size: 4)
+        }
+        var values = key.specialization
+        var handle: VkPipeline?
+        try entries.withUnsafeMutableBufferPointer { e in
+            try values.withUnsafeMutableBytes { v in
+                var specialization = VkSpecializationInfo(mapEntryCount: UInt32(e.count), pMapEntries: e.baseAddress,
+                                                          dataSize: v.count, pData: v.baseAddress)
+                try "main".withCString { entry in
+                    try withUnsafePointer(to: &specialization) { spec in
+                        var info = VkComputePipelineCreateInfo()
+                        info.sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO
+                        info.stage.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO
+                        info.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT
+                        info.stage.module = module
+                        info.stage.pName = entry
+                        info.stage.pSpecializationInfo = e.isEmpty ? nil : spec
+                        info.layout = layout
+                        try vkCheck(vkCreateComputePipelines(device, cache, 1, &info, nil, &handle),
+                                    "vkCreateComputePipelines(\(key.shader))")
+                    }
+                }
+            }
+        }
+        let name = key.shader.split(separator: ".").first.map(String.init) ?? key.shader
+        let pipeline = Pipeline(handle: handle!, layout: layout, setLayout: setLayout, bindings: key.bindings, name: name)
+        state.withLock { $0.pipelines[key] = pipeline }
+        return pipeline
+    }
+
+    /// One descriptor-set layout of n storage buffers and a 128-byte push-constant range per n.
+    private func layouts(_ n: Int) throws -> Layouts {
+        if let l = state.withLock({ $0.layouts[n] }) { return l }
+        var bindings = (0..<n).map { i in
+            var b = VkDescriptorSetLayoutBinding()
+            b.binding = UInt32(i)
+            b.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
+            b.descriptorCount = 1
+            b.stageFlags = VK_SHADER_STAGE_COMPUTE_BIT.rawValue
+            return b
+        }
+        var setInfo = VkDescriptorSetLayoutCreateInfo()
+        setInfo.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO
+        setInfo.bindingCount = UInt32(n)
+        var setLayout: VkDescriptorSetLayout?
+        try bindings.withUnsafeMutableBufferPointer { b in
+            setInfo.pBindings = UnsafePointer(b.baseAddress)
+            try vkCheck(vkCreateDescriptorSetLayout(device, &setInfo, nil, &setLayout), "vkCreateDescriptorSetLayout")
+        }
+        var range = VkPushConstantRange(stageFlags: VK_SHADER_STAGE_COMPUTE_BIT.rawValue, offset: 0,
+                                        size: UInt32(Self.pushConstantBytes))
+        var layoutInfo = VkPipelineLayoutCreateInfo()
+        layoutInfo.sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO
+        layoutInfo.setLayoutCount = 1
+        layoutInfo.pushConstantRangeCount = 1
+        var layout: VkPipelineLayout?
+        try withUnsafePointer(to: &setLayout) { s in
+            try withUnsafePointer(to: &range) { r in
+                layoutInfo.pSetLayouts = s
+                layoutInfo.pPushConstantRanges = r
+                try vkCheck(vkCreatePipelineLayout(device, &layoutInfo, nil, &layout), "vkCreatePipelineLayout")
+            }
+        }
+        let result = Layouts(set: setLayout!, pipeline: layout!)
+        state.withLock { $0.layouts[n] = result }
+        return result
+    }
+}
+
+func readFile(_ path: String) -> [UInt8]? {
+    guard let file = fopen(path, "rb") else { return nil }
+    defer { fclose(file) }
+    fseek(file, 0, SEEK_END)
+    let size = ftell(file)
+    fseek(file, 0, SEEK_SET)
+    guard size > 0 else { return nil }
+    var bytes = [UInt8](repeating: 0, count: size)
+    return bytes.withUnsafeMutableBytes { fread($0.baseAddress, 1, size, file) } == size ? bytes : nil
+}

@@ -1,0 +1,156 @@
+import CShaderc
+import Glibc
+import LowRankCore
+import Synchronization
+
+/// Compiles the embedded GLSL of `Shaders/` to SPIR-V with shaderc, keeping results in memory and
+/// on disk (`$LOWRANK_CACHE_DIR`, else `$XDG_CACHE_HOME/lowrank`, else `~/.cache/lowrank`), keyed by
+/// the source (with every header), the defines and the compiler's version.
+final class ShaderCompiler: @unchecked Sendable {
+    private let compiler: shaderc_compiler_t
+    private let memory = Mutex<[String: [UInt32]]>([:])
+    let cacheDirectory: String?
+    private let compilerVersion: String
+
+    static let shared = ShaderCompiler()
+
+    private init() {
+        compiler = shaderc_compiler_initialize()
+        var version: UInt32 = 0, revision: UInt32 = 0
+        shaderc_get_spv_version(&version, &revision)
+        compilerVersion = "shaderc spv \(version).\(revision), glslang \(GLSLANG_VERSION_MAJOR).\(GLSLANG_VERSION_MINOR).\(GLSLANG_VERSION_PATCH)"
+        cacheDirectory = Self.makeCacheDirectory()
+    }
+
+    static func makeCacheDirectory() -> String? {
+        let env = { (name: String) in getenv(name).map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } }
+        let base = env("LOWRANK_CACHE_DIR") ?? env("XDG_CACHE_HOME").map { $0 + "/lowrank" }
+            ?? env("HOME").map { $0 + "/.cache/lowrank" }
+        guard let base else { return nil }
+        return makeDirectories(base + "/spirv") ? base : nil
+    }
+
+    /// SPIR-V of `shader` (a file name in Shaders/) with `defines`.
+    func spirv(_ shader: String, defines: [(String, String)]) throws -> [UInt32] {
+        guard let source = embeddedShaders[shader] else {
+            throw LowRankError(.shaderCompilation, "no shader named \(shader) is embedded", context: [("shader", shader)])
+        }
+        let definesText = defines.map { "\($0.0)=\($0.1)" }.joined(separator: ";")
+        // Headers are few and small: keying on all of them keeps the key simple and never stale.
+        let headers = embeddedShaders.filter { $0.key.hasSuffix(".glsl") }.sorted { $0.key < $1.key }.map { $0.key + $0.value }
+        let key = fnv1a64([compilerVersion, shader, source, definesText] + headers)
+        let keyHex = String(key, radix: 16)
+        if let cached = memory.withLock({ $0[keyHex] }) { return cached }
+        let path = cacheDirectory.map { "\($0)/spirv/\(shader)-\(keyHex).spv" }
+        if let path, let words = readWords(path) {
+            memory.withLock { $0[keyHex] = words }
+            return words
+        }
+        let words = try compile(shader, source: source, defines: defines)
+        memory.withLock { $0[keyHex] = words }
+        if let path {
+            words.withUnsafeBytes { writeAtomically(path, $0) }
+        }
+        return words
+    }
+
+    private func compile(_ shader: String, source: String, defines: [(String, String)]) throws -> [UInt32] {
+        let options = shaderc_compile_options_initialize()
+        defer { shaderc_compile_options_release(options) }
+        shaderc_compile_options_set_target_env(options, shaderc_target_env_vulkan, UInt32(shaderc_env_version_vulkan_1_2.rawValue))
+        shaderc_compile_options_set_optimization_level(options, shaderc_optimization_level_performance)
+        shaderc_compile_options_set_include_callbacks(options, includeResolver, includeReleaser, nil)
+        for (name, value) in defines {
+            shaderc_compile_options_add_macro_definition(options, name, name.utf8.count, value, value.utf8.count)
+        }
+        let result = shaderc_compile_into_spv(compiler, source, source.utf8.count, shaderc_compute_shader, shader, "main", options)
+        defer { shaderc_result_release(result) }
+        guard shaderc_result_get_compilation_status(result) == shaderc_compilation_status_success else {
+            let message = String(cString: shaderc_result_get_error_message(result))
+            throw LowRankError(.shaderCompilation, message.trimmingTrailingNewlines(),
+                               context: [("shader", shader), ("defines", defines.map { "\($0.0)=\($0.1)" }.joined(separator: " "))])
+        }
+        let length = shaderc_result_get_length(result)
+        var words = [UInt32](repeating: 0, count: length / 4)
+        words.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(start: shaderc_result_get_bytes(result), count: length)) }
+        return words
+    }
+
+    private func readWords(_ path: String) -> [UInt32]? {
+        guard let bytes = readFile(path), bytes.count % 4 == 0 else { return nil }
+        let words = bytes.withUnsafeBytes { Array($0.bindMemory(to: UInt32.self)) }
+        // A SPIR-V module starts with its magic number; anything else is a torn or foreign file.
+        return words.first == 0x0723_0203 ? words : nil
+    }
+}
+
+/// Serves `#include "name"` from the embedded shaders, so that errors name the header and line.
+private let includeResolver: shaderc_include_resolve_fn = { _, requested, _, _, _ in
+    let name = String(cString: requested!)
+    let result = UnsafeMutablePointer<shaderc_include_result>.allocate(capacity: 1)
+    if let source = embeddedShaders[name] {
+        result.pointee.source_name = UnsafePointer(strdup(name))
+        result.pointee.source_name_length = name.utf8.count
+        result.pointee.content = UnsafePointer(strdup(source))
+        result.pointee.content_length = source.utf8.count
+    } else {
+        // shaderc reports an include failure as an empty source name with the message as content.
+        let message = "no embedded shader header named \(name)"
+        result.pointee.source_name = UnsafePointer(strdup(""))
+        result.pointee.source_name_length = 0
+        result.pointee.content = UnsafePointer(strdup(message))
+        result.pointee.content_length = message.utf8.count
+    }
+    result.pointee.user_data = nil
+    return result
+}
+
+private let includeReleaser: shaderc_include_result_release_fn = { _, result in
+    guard let result else { return }
+    free(UnsafeMutableRawPointer(mutating: result.pointee.source_name))
+    free(UnsafeMutableRawPointer(mutating: result.pointee.content))
+    result.deallocate()
+}
+
+/// 64-bit FNV-1a over the parts, each followed by a zero byte so that boundaries count.
+func fnv1a64(_ parts: [String]) -> UInt64 {
+    var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+    for part in parts {
+        for byte in part.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01B3
+        }
+        hash = hash &* 0x100_0000_01B3
+    }
+    return hash
+}
+
+/// mkdir -p; false when the folder cannot be made.
+func makeDirectories(_ path: String) -> Bool {
+    var prefix = ""
+    for component in path.split(separator: "/", omittingEmptySubsequences: false) {
+        prefix += (prefix.isEmpty && path.hasPrefix("/") ? "" : "/") + component
+        if prefix.isEmpty || prefix == "/" { continue }
+        if mkdir(prefix.hasPrefix("//") ? String(prefix.dropFirst()) : prefix, 0o755) != 0 && errno != EEXIST { return false }
+    }
+    var status = stat()
+    return stat(path, &status) == 0
+}
+
+/// Writes to a temporary file and renames it into place, so readers never see half a file.
+/// Failures are ignored: a cache that cannot be written only costs a recompile.
+func writeAtomically(_ path: String, _ bytes: UnsafeRawBufferPointer) {
+    let temporary = "\(path).\(getpid()).tmp"
+    guard let file = fopen(temporary, "wb") else { return }
+    let written = fwrite(bytes.baseAddress, 1, bytes.count, file)
+    fclose(file)
+    if written == bytes.count { rename(temporary, path) } else { unlink(temporary) }
+}
+
+extension String {
+    func trimmingTrailingNewlines() -> String {
+        var s = self
+        while s.last == "\n" { s.removeLast() }
+        return s
+    }
+}

@@ -1,0 +1,41 @@
+import LowRankCore
+
+extension VulkanBackend {
+    /// x, W, A, B [, bias] -> y, u: `u = dropout(x)·Aᵀ` first, then one pass that writes
+    /// `y = x·Wᵀ + b + s·u·Bᵀ` once, the LoRA term in the matmul's epilogue.
+    func encodeLoRAForward(_ o: LoRAOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
+        let (x, w, a, b) = (inputs[0], inputs[1], inputs[2], inputs[3])
+        let (y, u) = (outputs[0], outputs[1])
+        let mask = DropoutMask(probability: o.dropout, seed: o.seed)
+        try dispatchMatmul(MatmulCall(a: x, b: a, c: u, transposeB: true, dropout: (mask, .a)))
+        try dispatchMatmul(MatmulCall(a: x, b: w, c: y, transposeB: true, bias: o.hasBias ? inputs[4] : nil,
+                                      second: (u, b, o.scale)))
+    }
+
+    /// G, x, W, A, B, u -> dx, dA, dB:
+    /// `du = s·G·B` and `dB = s·Gᵀ·u` from one read of G (`Shaders/lora_backward.comp`, then an
+    /// ordered sum of its partials), `dA = duᵀ·dropout(x)`, and `dx = G·W + (du·A) ⊙ mask` in one pass.
+    func encodeLoRABackward(_ o: LoRAOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
+        let (g, x, w, a, b, u) = (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], inputs[5])
+        let (dx, dA, dB) = (outputs[0], outputs[1], outputs[2])
+        let t = x.shape[0], dOut = w.shape[0], r = a.shape[0]
+        let mask = DropoutMask(probability: o.dropout, seed: o.seed)
+
+        let columnBlocks = (dOut + 127) / 128, rowChunks = (t + 255) / 256
+        let rankBlock = r <= 16 ? 16 : 32
+        let duPartial = try scratch([columnBlocks, t, r])
+        let dBPartial = try scratch([rowChunks, dOut, r])
+        try dispatch(KernelKey(shader: "lora_backward.comp",
+                               defines: ["G_T": g.dtype.glslType, "B_T": b.dtype.glslType, "U_T": u.dtype.glslType, "RC": "\(rankBlock)"],
+                               bindings: 5),
+                     [(g, false), (b, false), (u, false), (duPartial, true), (dBPartial, true)],
+                     push: PushConstants([UInt32(t), UInt32(dOut), UInt32(r)]),
+                     groups: (columnBlocks, rowChunks, (r + rankBlock - 1) / rankBlock))
+        let du = try scratch([t, r])
+        try encodeSumBlocks(duPartial, into: du, scale: o.scale)
+        try encodeSumBlocks(dBPartial, into: dB, scale: o.scale)
+
+        try dispatchMatmul(MatmulCall(a: du, b: x, c: dA, transposeA: true, dropout: (mask, .b)))
+        try dispatchMatmul(MatmulCall(a: g, b: w, c: dx, second: (du, a, 1), dropout: (mask, .second)))
+    }
+}

@@ -1,0 +1,84 @@
+import LowRank
+import Testing
+
+/// The backends every op test runs on. Vulkan runs with the Khronos validation layer and its
+/// synchronization validation; a test on a machine without a Vulkan device is cancelled with the
+/// reason, never passed.
+enum BackendKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case cpu, vulkan
+    var testDescription: String { rawValue }
+
+    func open() throws -> any Backend {
+        switch self {
+        case .cpu:
+            return try Engine.backend(.cpu)
+        case .vulkan:
+            do {
+                return try Engine.backend(.vulkan(index: nil), validation: true)
+            } catch {
+                try Test.cancel("no Vulkan device with validation here: \(error)")
+            }
+        }
+    }
+}
+
+/// Runs `body` on `kind`'s backend and then fails on any validation message it caused.
+func onBackend(_ kind: BackendKind, _ body: (any Backend) throws -> Void) throws {
+    let backend = try kind.open()
+    try body(backend)
+    try backend.synchronize()
+    if let vulkan = backend as? VulkanBackend {
+        let messages = vulkan.instance.validationLog.drain()
+        #expect(messages.isEmpty, "validation messages:\n\(messages.joined(separator: "\n"))")
+    }
+}
+
+/// max|got − ref| / max|ref|: the error measure of every numeric test here.
+func relativeError(_ got: [Float], _ reference: [Double]) -> Double {
+    precondition(got.count == reference.count, "\(got.count) values against \(reference.count)")
+    var maxDiff = 0.0, maxRef = 0.0
+    for (g, r) in zip(got, reference) {
+        if !g.isFinite { return .infinity }
+        maxDiff = max(maxDiff, abs(Double(g) - r))
+        maxRef = max(maxRef, abs(r))
+    }
+    return maxRef == 0 ? maxDiff : maxDiff / maxRef
+}
+
+/// Deterministic pseudo-random values in [-1, 1), rounded to `dtype` so references see what the device sees.
+func randomValues(_ count: Int, seed: UInt64, dtype: DType = .f32, scale: Float = 1) -> [Float] {
+    var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+    return (0..<count).map { _ in
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+        let v = (Float(state >> 40) / Float(1 << 24) * 2 - 1) * scale
+        return rounded(v, to: dtype)
+    }
+}
+
+func rounded(_ v: Float, to dtype: DType) -> Float {
+    switch dtype {
+    case .f16: Float(Float16(v))
+    case .bf16: floatFromBF16(bf16Bits(v))
+    default: v
+    }
+}
+
+/// float64 reference of `C = alpha·op(A)·op(B) + bias`.
+func referenceMatmul(_ a: [Float], _ b: [Float], m: Int, n: Int, k: Int, transposeA: Bool, transposeB: Bool,
+                     alpha: Double = 1, bias: [Float]? = nil) -> [Double] {
+    var c = [Double](repeating: 0, count: m * n)
+    for i in 0..<m {
+        for j in 0..<n {
+            var s = 0.0
+            for p in 0..<k {
+                let av = transposeA ? a[p * m + i] : a[i * k + p]
+                let bv = transposeB ? b[j * k + p] : b[p * n + j]
+                s += Double(av) * Double(bv)
+            }
+            c[i * n + j] = alpha * s + (bias.map { Double($0[j]) } ?? 0)
+        }
+    }
+    return c
+}
