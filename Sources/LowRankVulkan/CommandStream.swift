@@ -57,6 +57,9 @@ final class CommandStream: @unchecked Sendable {
     /// Every range the unsubmitted commands touch, which also keeps their storage alive until done.
     private var pending: [BufferAccess] = []
 
+    /// Off only in the test that proves synchronization validation catches a missing barrier.
+    var insertsBarriers = true
+
     /// With profiling on, each dispatch is bracketed by timestamps and its time appended to `timings`.
     var profiling = false
     var timings: [DispatchTiming] = []
@@ -145,7 +148,7 @@ final class CommandStream: @unchecked Sendable {
         let hazard = accesses.contains { a in
             writtenSinceBarrier.contains { $0.overlaps(a) } || (a.writes && readSinceBarrier.contains { $0.overlaps(a) })
         }
-        if hazard {
+        if hazard && insertsBarriers {
             let stages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT.rawValue | VK_PIPELINE_STAGE_TRANSFER_BIT.rawValue
             var barrier = VkMemoryBarrier()
             barrier.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER

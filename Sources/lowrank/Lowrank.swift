@@ -1,0 +1,25 @@
+import ArgumentParser
+import LowRank
+
+@main
+struct Lowrank: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lowrank",
+        abstract: "Fine-tune models with low-rank adapters on any GPU through Vulkan, or on the CPU.",
+        subcommands: [Devices.self, Check.self])
+}
+
+/// `--device` and `--validation`, shared by commands that run ops.
+struct DeviceOptions: ParsableArguments {
+    @Option(help: "cpu, vulkan or vulkan:N (default: LOWRANK_DEVICE, else the best device found).")
+    var device: String?
+
+    @Flag(help: "Enable the Khronos validation layer with synchronization validation (also LOWRANK_VALIDATION=1).")
+    var validation = false
+
+    var request: DeviceRequest {
+        get throws { try device.map(DeviceRequest.init(parsing:)) ?? Engine.requestFromEnvironment() }
+    }
+
+    var validationEnabled: Bool { validation || Engine.validationFromEnvironment }
+}
