@@ -40,7 +40,7 @@ final class PipelineStore: @unchecked Sendable {
         cachePath = compiler.cacheDirectory.map {
             "\($0)/pipelines-\(String(info.vendorID, radix: 16))-\(String(info.deviceID, radix: 16))-\(info.driverVersion)-\(info.pipelineCacheUUID).bin"
         }
-        let initial = cachePath.flatMap(readFile) ?? []
+        let initial = cachePath.flatMap { try? FileIO.read($0) } ?? []
         var info = VkPipelineCacheCreateInfo()
         info.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO
         try initial.withUnsafeBytes { bytes in
@@ -72,7 +72,7 @@ final class PipelineStore: @unchecked Sendable {
         guard vkGetPipelineCacheData(device, cache, &size, nil) == VK_SUCCESS, size > 0 else { return }
         var data = [UInt8](repeating: 0, count: size)
         guard vkGetPipelineCacheData(device, cache, &size, &data) == VK_SUCCESS else { return }
-        data.withUnsafeBytes { writeAtomically(cachePath, UnsafeRawBufferPointer(rebasing: $0.prefix(size))) }
+        data.withUnsafeBytes { try? FileIO.writeAtomically(cachePath, UnsafeRawBufferPointer(rebasing: $0.prefix(size))) }
     }
 
     func pipeline(_ key: KernelKey) throws -> Pipeline {
@@ -159,15 +159,4 @@ final class PipelineStore: @unchecked Sendable {
         state.withLock { $0.layouts[n] = result }
         return result
     }
-}
-
-func readFile(_ path: String) -> [UInt8]? {
-    guard let file = fopen(path, "rb") else { return nil }
-    defer { fclose(file) }
-    fseek(file, 0, SEEK_END)
-    let size = ftell(file)
-    fseek(file, 0, SEEK_SET)
-    guard size > 0 else { return nil }
-    var bytes = [UInt8](repeating: 0, count: size)
-    return bytes.withUnsafeMutableBytes { fread($0.baseAddress, 1, size, file) } == size ? bytes : nil
 }

@@ -23,11 +23,11 @@ final class ShaderCompiler: @unchecked Sendable {
     }
 
     static func makeCacheDirectory() -> String? {
-        let env = { (name: String) in getenv(name).map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } }
+        let env = FileIO.environment
         let base = env("LOWRANK_CACHE_DIR") ?? env("XDG_CACHE_HOME").map { $0 + "/lowrank" }
             ?? env("HOME").map { $0 + "/.cache/lowrank" }
-        guard let base else { return nil }
-        return makeDirectories(base + "/spirv") ? base : nil
+        guard let base, (try? FileIO.makeDirectories(base + "/spirv")) != nil else { return nil }
+        return base
     }
 
     /// SPIR-V of `shader` (a file name in Shaders/) with `defines`.
@@ -49,7 +49,8 @@ final class ShaderCompiler: @unchecked Sendable {
         let words = try compile(shader, source: source, defines: defines)
         memory.withLock { $0[keyHex] = words }
         if let path {
-            words.withUnsafeBytes { writeAtomically(path, $0) }
+            // A cache that cannot be written only costs a recompile next time.
+            words.withUnsafeBytes { try? FileIO.writeAtomically(path, $0) }
         }
         return words
     }
@@ -77,7 +78,7 @@ final class ShaderCompiler: @unchecked Sendable {
     }
 
     private func readWords(_ path: String) -> [UInt32]? {
-        guard let bytes = readFile(path), bytes.count % 4 == 0 else { return nil }
+        guard let bytes = try? FileIO.read(path), bytes.count % 4 == 0 else { return nil }
         let words = bytes.withUnsafeBytes { Array($0.bindMemory(to: UInt32.self)) }
         // A SPIR-V module starts with its magic number; anything else is a torn or foreign file.
         return words.first == 0x0723_0203 ? words : nil
@@ -123,28 +124,6 @@ func fnv1a64(_ parts: [String]) -> UInt64 {
         hash = hash &* 0x100_0000_01B3
     }
     return hash
-}
-
-/// mkdir -p; false when the folder cannot be made.
-func makeDirectories(_ path: String) -> Bool {
-    var prefix = ""
-    for component in path.split(separator: "/", omittingEmptySubsequences: false) {
-        prefix += (prefix.isEmpty && path.hasPrefix("/") ? "" : "/") + component
-        if prefix.isEmpty || prefix == "/" { continue }
-        if mkdir(prefix.hasPrefix("//") ? String(prefix.dropFirst()) : prefix, 0o755) != 0 && errno != EEXIST { return false }
-    }
-    var status = stat()
-    return stat(path, &status) == 0
-}
-
-/// Writes to a temporary file and renames it into place, so readers never see half a file.
-/// Failures are ignored: a cache that cannot be written only costs a recompile.
-func writeAtomically(_ path: String, _ bytes: UnsafeRawBufferPointer) {
-    let temporary = "\(path).\(getpid()).tmp"
-    guard let file = fopen(temporary, "wb") else { return }
-    let written = fwrite(bytes.baseAddress, 1, bytes.count, file)
-    fclose(file)
-    if written == bytes.count { rename(temporary, path) } else { unlink(temporary) }
 }
 
 extension String {

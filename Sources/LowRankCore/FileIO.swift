@@ -1,0 +1,51 @@
+import Glibc
+
+/// Whole-file reads and atomic writes, with errors that name the file.
+public enum FileIO {
+    public static func read(_ path: String) throws -> [UInt8] {
+        guard let file = fopen(path, "rb") else {
+            throw LowRankError(.io, "cannot open: \(String(cString: strerror(errno)))", context: [("file", path)])
+        }
+        defer { fclose(file) }
+        guard fseek(file, 0, SEEK_END) == 0 else { throw LowRankError(.io, "cannot seek", context: [("file", path)]) }
+        let size = ftell(file)
+        guard size >= 0 else { throw LowRankError(.io, "not a regular file", context: [("file", path)]) }
+        fseek(file, 0, SEEK_SET)
+        var bytes = [UInt8](repeating: 0, count: size)
+        let read = bytes.withUnsafeMutableBytes { fread($0.baseAddress, 1, size, file) }
+        guard read == size else { throw LowRankError(.io, "read \(read) of \(size) bytes", context: [("file", path)]) }
+        return bytes
+    }
+
+    /// Writes to a temporary file beside `path` and renames it into place, so that readers (and a
+    /// run killed mid-write) never see half a file.
+    public static func writeAtomically(_ path: String, _ bytes: UnsafeRawBufferPointer) throws {
+        let temporary = "\(path).\(getpid()).tmp"
+        guard let file = fopen(temporary, "wb") else {
+            throw LowRankError(.io, "cannot write: \(String(cString: strerror(errno)))", context: [("file", path)])
+        }
+        let written = bytes.count == 0 ? 0 : fwrite(bytes.baseAddress, 1, bytes.count, file)
+        let flushed = fflush(file) == 0 && fsync(fileno(file)) == 0
+        fclose(file)
+        guard written == bytes.count, flushed, rename(temporary, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temporary)
+            throw LowRankError(.io, "cannot write: \(reason)", context: [("file", path)])
+        }
+    }
+
+    /// mkdir -p.
+    public static func makeDirectories(_ path: String) throws {
+        var prefix = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            prefix += "/" + component
+            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+                throw LowRankError(.io, "cannot create folder: \(String(cString: strerror(errno)))", context: [("folder", prefix)])
+            }
+        }
+    }
+
+    public static func environment(_ name: String) -> String? {
+        getenv(name).map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+    }
+}

@@ -1,0 +1,108 @@
+import LowRank
+import Testing
+
+@Suite("LoRA linear")
+struct LoRATests {
+    struct Case {
+        var t = 5, dIn = 7, dOut = 6, r = 3
+        var dtype: DType
+        var dropout: Float
+        var bias = true
+    }
+
+    /// Inputs of a small case, rounded to its dtype.
+    struct Inputs {
+        var x, w, a, b, bias, g: [Float]
+        init(_ c: Case, seed: UInt64) {
+            x = randomValues(c.t * c.dIn, seed: seed, dtype: c.dtype)
+            w = randomValues(c.dOut * c.dIn, seed: seed + 1, dtype: c.dtype)
+            a = randomValues(c.r * c.dIn, seed: seed + 2, dtype: c.dtype)
+            b = randomValues(c.dOut * c.r, seed: seed + 3, dtype: c.dtype)
+            bias = randomValues(c.dOut, seed: seed + 4, dtype: c.dtype)
+            g = randomValues(c.t * c.dOut, seed: seed + 5, dtype: c.dtype)
+        }
+    }
+
+    /// L = Σ y ⊙ G in float64, from one forward pass.
+    static func loss(_ c: Case, _ v: Inputs, _ options: LoRAOptions, on backend: any Backend) throws -> Double {
+        let tensor = { (values: [Float], shape: Shape) in try Tensor(values, shape: shape, dtype: c.dtype, on: backend) }
+        let (y, _) = try Ops.loraForward(x: try tensor(v.x, [c.t, c.dIn]), weight: try tensor(v.w, [c.dOut, c.dIn]),
+                                         bias: c.bias ? try tensor(v.bias, [c.dOut]) : nil,
+                                         a: try tensor(v.a, [c.r, c.dIn]), b: try tensor(v.b, [c.dOut, c.r]), options: options)
+        return zip(try y.floats(), v.g).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+    }
+
+    /// Central differences against backward on the CPU backend, for every dtype, with and
+    /// without dropout. L is linear in each single input element, so the difference quotient is
+    /// exact but for f32 rounding of y, once divided by the step the rounded inputs really took.
+    @Test(arguments: [DType.f32, .f16, .bf16], [Float(0), 0.3])
+    func finiteDifferences(_ dtype: DType, _ dropout: Float) throws {
+        let backend = try Engine.backend(.cpu)
+        let c = Case(dtype: dtype, dropout: dropout)
+        let v = Inputs(c, seed: 100)
+        let options = LoRAOptions(scale: 1.75, dropout: dropout, seed: 9, outputDType: .f32)
+        let tensor = { (values: [Float], shape: Shape) in try Tensor(values, shape: shape, dtype: c.dtype, on: backend) }
+        let x = try tensor(v.x, [c.t, c.dIn]), w = try tensor(v.w, [c.dOut, c.dIn])
+        let a = try tensor(v.a, [c.r, c.dIn]), b = try tensor(v.b, [c.dOut, c.r])
+        let (_, u) = try Ops.loraForward(x: x, weight: w, bias: try tensor(v.bias, [c.dOut]), a: a, b: b, options: options)
+        let (dx, dA, dB) = try Ops.loraBackward(gradOutput: try tensor(v.g, [c.t, c.dOut]), x: x, weight: w, a: a, b: b, u: u, options: options)
+        let h: Float = 0.0625
+        for (name, keyPath, analytic) in [("x", \Inputs.x, try dx.floats()), ("A", \Inputs.a, try dA.floats()), ("B", \Inputs.b, try dB.floats())] {
+            var numeric = [Double](repeating: 0, count: analytic.count)
+            for i in analytic.indices {
+                var plus = v, minus = v
+                plus[keyPath: keyPath][i] = rounded(v[keyPath: keyPath][i] + h, to: dtype)
+                minus[keyPath: keyPath][i] = rounded(v[keyPath: keyPath][i] - h, to: dtype)
+                let step = Double(plus[keyPath: keyPath][i]) - Double(minus[keyPath: keyPath][i])
+                numeric[i] = (try Self.loss(c, plus, options, on: backend) - Self.loss(c, minus, options, on: backend)) / step
+            }
+            let error = relativeError(analytic, numeric)
+            #expect(error <= 1e-4, "d\(name) \(dtype) dropout \(dropout): \(error)")
+        }
+    }
+
+    /// Both backends agree with each other with dropout on (the mask is the same function of the seed).
+    @Test(arguments: [DType.f32, .bf16])
+    func dropoutMatchesAcrossBackends(_ dtype: DType) throws {
+        let cpu = try BackendKind.cpu.open()
+        try onBackend(.vulkan) { vulkan in
+            let c = Case(t: 33, dIn: 70, dOut: 65, r: 5, dtype: dtype, dropout: 0.25)
+            let v = Inputs(c, seed: 7)
+            let options = LoRAOptions(scale: 0.5, dropout: 0.25, seed: 1234, outputDType: .f32)
+            var results: [[[Float]]] = []
+            for backend in [cpu, vulkan] {
+                let tensor = { (values: [Float], shape: Shape) in try Tensor(values, shape: shape, dtype: dtype, on: backend) }
+                let x = try tensor(v.x, [c.t, c.dIn]), w = try tensor(v.w, [c.dOut, c.dIn])
+                let a = try tensor(v.a, [c.r, c.dIn]), b = try tensor(v.b, [c.dOut, c.r])
+                let (y, u) = try Ops.loraForward(x: x, weight: w, bias: try tensor(v.bias, [c.dOut]), a: a, b: b, options: options)
+                let (dx, dA, dB) = try Ops.loraBackward(gradOutput: try tensor(v.g, [c.t, c.dOut]), x: x, weight: w, a: a, b: b, u: u, options: options)
+                results.append(try [y, u, dx, dA, dB].map { try $0.floats() })
+            }
+            for (name, (got, reference)) in zip(["y", "u", "dx", "dA", "dB"], zip(results[1], results[0])) {
+                #expect(relativeError(got, reference.map(Double.init)) <= 2e-6, "\(name)")
+            }
+        }
+    }
+
+    @Test func dropoutMaskKeepsTheRightShare() {
+        let mask = DropoutMask(probability: 0.3, seed: 5)
+        let kept = (0..<200).reduce(0) { acc, row in acc + (0..<500).filter { mask.keeps(row: row, column: $0) }.count }
+        #expect(abs(Double(kept) / 100_000 - 0.7) < 0.01)
+        #expect(DropoutMask(probability: 0, seed: 1).isIdentity)
+    }
+
+    @Test(arguments: BackendKind.allCases)
+    func rejectsBadShapesAndOptions(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let x = try Tensor.zeros([4, 8], on: backend), w = try Tensor.zeros([6, 8], on: backend)
+            let a = try Tensor.zeros([2, 8], on: backend), b = try Tensor.zeros([6, 3], on: backend)
+            let error = #expect(throws: LowRankError.self) {
+                try Ops.loraForward(x: x, weight: w, a: a, b: b, options: LoRAOptions(scale: 1))
+            }
+            #expect(error?.description.contains("lora_forward") == true && error?.description.contains("rank") == true)
+            #expect(throws: LowRankError.self) {
+                try Ops.loraForward(x: x, weight: w, a: a, b: try Tensor.zeros([6, 2], on: backend), options: LoRAOptions(scale: 1, dropout: 1))
+            }
+        }
+    }
+}
