@@ -1,0 +1,73 @@
+import LowRank
+
+struct LoRAShape {
+    var t, dIn, dOut, r: Int
+}
+
+/// One row of output.
+struct BenchResult {
+    var suite, op, variant, backend, device, dtype: String
+    var shape: LoRAShape
+    var sample: Timer.Sample
+    var flops: Double
+    var bytes: Double
+}
+
+/// Fused LoRA kernels against the same math as separate ops, and the base matmul alone.
+struct LoRASuite {
+    let backend: any Backend
+    let shape: LoRAShape
+    let dtype: DType
+    let timer: Timer
+
+    func run() throws -> [BenchResult] {
+        let (t, dIn, dOut, r) = (shape.t, shape.dIn, shape.dOut, shape.r)
+        let tensor = { (shape: Shape, seed: UInt32, scale: Float) in
+            try Tensor((0..<shape.count).map { Float(DropoutMask.hash(seed &+ UInt32($0)) >> 8) / Float(1 << 24) * 2 * scale - scale },
+                       shape: shape, dtype: dtype, on: backend)
+        }
+        let x = try tensor([t, dIn], 1, 1), w = try tensor([dOut, dIn], 2, 0.05), bias = try tensor([dOut], 3, 0.1)
+        let a = try tensor([r, dIn], 4, 0.05), b = try tensor([dOut, r], 5, 0.05), g = try tensor([t, dOut], 6, 1)
+        let options = LoRAOptions(scale: 2, hasBias: true)
+        let e = Double(dtype.byteSize)
+
+        let forwardFlops = 2.0 * Double(t * dIn * dOut + t * dIn * r + t * r * dOut)
+        let backwardFlops = 2.0 * Double(2 * t * dOut * r + t * r * dIn + t * dOut * dIn + t * r * dIn)
+        // Compulsory traffic: every input read once, every output written once.
+        let forwardBytes = e * Double(t * dIn + dOut * dIn + dOut + r * dIn + dOut * r + t * dOut) + 4 * Double(t * r)
+        let backwardBytes = e * Double(t * dOut + t * dIn + dOut * dIn + r * dIn + dOut * r + t * dIn) + 4 * Double(t * r + r * dIn + dOut * r)
+
+        func unfusedForward() throws -> (Tensor, Tensor) {
+            let base = try Ops.matmul(x, w, transposeB: true, bias: bias)
+            let u = try Ops.matmul(x, a, transposeB: true, outputDType: .f32)
+            let lora = try Ops.matmul(u, b, transposeB: true, alpha: options.scale, outputDType: dtype)
+            return (try Ops.add(base, lora), u)
+        }
+        func unfusedBackward(_ u: Tensor) throws {
+            _ = try Ops.matmul(g, u, transposeA: true, alpha: options.scale, outputDType: .f32)       // dB
+            let du = try Ops.matmul(g, b, alpha: options.scale, outputDType: .f32)                     // du
+            _ = try Ops.matmul(du, x, transposeA: true, outputDType: .f32)                             // dA
+            _ = try Ops.add(try Ops.matmul(g, w), try Ops.matmul(du, a, outputDType: dtype))           // dx
+        }
+
+        let cases: [(op: String, variant: String, flops: Double, bytes: Double, body: () throws -> Void)] = [
+            ("forward", "base matmul", 2.0 * Double(t * dIn * dOut), e * Double(t * dIn + dOut * dIn + dOut + t * dOut),
+             { _ = try Ops.matmul(x, w, transposeB: true, bias: bias) }),
+            ("forward", "fused", forwardFlops, forwardBytes,
+             { _ = try Ops.loraForward(x: x, weight: w, bias: bias, a: a, b: b, options: options) }),
+            ("forward", "unfused", forwardFlops, forwardBytes, { _ = try unfusedForward() }),
+            ("forward+backward", "fused", forwardFlops + backwardFlops, forwardBytes + backwardBytes, {
+                let (_, u) = try Ops.loraForward(x: x, weight: w, bias: bias, a: a, b: b, options: options)
+                _ = try Ops.loraBackward(gradOutput: g, x: x, weight: w, a: a, b: b, u: u, options: options)
+            }),
+            ("forward+backward", "unfused", forwardFlops + backwardFlops, forwardBytes + backwardBytes, {
+                let (_, u) = try unfusedForward()
+                try unfusedBackward(u)
+            }),
+        ]
+        return try cases.map { c in
+            BenchResult(suite: "lora", op: c.op, variant: c.variant, backend: backend.identifier, device: backend.deviceName,
+                        dtype: dtype.rawValue, shape: shape, sample: try timer.measure(c.body), flops: c.flops, bytes: c.bytes)
+        }
+    }
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test command of the README: the whole suite on every backend this machine has (lavapipe
+# counts), with Vulkan validation on, then a smoke run of the CLI's main job.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# A cache folder inside the build keeps test runs from reading stale SPIR-V elsewhere.
+export LOWRANK_CACHE_DIR="${LOWRANK_CACHE_DIR:-$PWD/.build/lowrank-cache}"
+swift build
+LOWRANK_VALIDATION=1 .build/debug/lowrank devices
+LOWRANK_VALIDATION=1 .build/debug/lowrank check
+.build/debug/lowrank-bench --suite lora --preset tiny --device all --runs 2 --warmup 1
+swift test
