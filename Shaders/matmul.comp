@@ -44,84 +44,76 @@ shared float Bs[BK][BN];
 
 float dropout_at(uint row, uint col) { return dropout_factor(p.seed, p.drop_threshold, p.keep_scale, row, col); }
 
-float load_a(uint which, uint m, uint k) {
-    uint K = which == 0u ? p.K : p.K2;
-    if (m >= p.M || k >= K) return 0.0;
+// Operand loads, bounds-checked (zero outside), with the dropout mask where it applies.
+float load_a(uint m, uint k) {
+    if (m >= p.M || k >= p.K) return 0.0;
 #if TRANS_A
-    uint i = k * p.M + m;
+    float v = to_f32(a_data[k * p.M + m]);
 #else
-    uint i = m * K + k;
+    float v = to_f32(a_data[m * p.K + k]);
 #endif
-#if SECOND
-    if (which != 0u) return to_f32(a2_data[i]);
-#endif
-    float v = to_f32(a_data[i]);
 #if DROPOUT_A
     v *= dropout_at(m, k);
 #endif
     return v;
 }
 
-float load_b(uint which, uint k, uint n) {
-    uint K = which == 0u ? p.K : p.K2;
-    if (n >= p.N || k >= K) return 0.0;
+float load_b(uint k, uint n) {
+    if (n >= p.N || k >= p.K) return 0.0;
 #if TRANS_B
-    uint i = n * K + k;
+    float v = to_f32(b_data[n * p.K + k]);
 #else
-    uint i = k * p.N + n;
+    float v = to_f32(b_data[k * p.N + n]);
 #endif
-#if SECOND
-    if (which != 0u) return to_f32(b2_data[i]);
-#endif
-    float v = to_f32(b_data[i]);
 #if DROPOUT_B
     v *= dropout_at(k, n);
 #endif
     return v;
 }
 
-// Thread (tx, ty) owns rows ty + 16·i and columns tx + 16·j of the 64×64 tile.
-void accumulate_product(uint which, uint K, uint m0, uint n0, inout float acc[TM][TN]) {
-    uint lid = gl_LocalInvocationID.x, tx = lid % 16u, ty = lid / 16u;
-    for (uint k0 = 0u; k0 < K; k0 += BK) {
-        for (uint e = lid; e < BM * BK; e += 256u) {
+// The tile loop, instantiated once per product so that neither pays for the other's loads.
+#define PRODUCT_NAME accumulate_product
+#define PRODUCT_K p.K
+#define PRODUCT_LOAD_A load_a
+#define PRODUCT_LOAD_B load_b
+#include "matmul_tile_loop.glsl"
+
+#if SECOND
+float load_a2(uint m, uint k) {
+    if (m >= p.M || k >= p.K2) return 0.0;
 #if TRANS_A
-            uint mm = e % BM, kk = e / BM;  // consecutive threads walk m, contiguous in Aᵀ
+    return to_f32(a2_data[k * p.M + m]);
 #else
-            uint mm = e / BK, kk = e % BK;  // consecutive threads walk k, contiguous in A
+    return to_f32(a2_data[m * p.K2 + k]);
 #endif
-            As[kk][mm] = load_a(which, m0 + mm, k0 + kk);
-        }
-        for (uint e = lid; e < BN * BK; e += 256u) {
-#if TRANS_B
-            uint nn = e / BK, kk = e % BK;
-#else
-            uint nn = e % BN, kk = e / BN;
-#endif
-            Bs[kk][nn] = load_b(which, k0 + kk, n0 + nn);
-        }
-        barrier();
-        for (uint kk = 0u; kk < BK; kk++) {
-            float a[TM], b[TN];
-            for (uint i = 0u; i < TM; i++) a[i] = As[kk][ty + 16u * i];
-            for (uint j = 0u; j < TN; j++) b[j] = Bs[kk][tx + 16u * j];
-            for (uint i = 0u; i < TM; i++)
-                for (uint j = 0u; j < TN; j++) acc[i][j] = fma(a[i], b[j], acc[i][j]);
-        }
-        barrier();
-    }
 }
+
+float load_b2(uint k, uint n) {
+    if (n >= p.N || k >= p.K2) return 0.0;
+#if TRANS_B
+    return to_f32(b2_data[n * p.K2 + k]);
+#else
+    return to_f32(b2_data[k * p.N + n]);
+#endif
+}
+
+#define PRODUCT_NAME accumulate_second
+#define PRODUCT_K p.K2
+#define PRODUCT_LOAD_A load_a2
+#define PRODUCT_LOAD_B load_b2
+#include "matmul_tile_loop.glsl"
+#endif
 
 void main() {
     uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
     uint tx = gl_LocalInvocationID.x % 16u, ty = gl_LocalInvocationID.x / 16u;
     float acc[TM][TN];
     for (uint i = 0u; i < TM; i++) for (uint j = 0u; j < TN; j++) acc[i][j] = 0.0;
-    accumulate_product(0u, p.K, m0, n0, acc);
+    accumulate_product(m0, n0, acc);
 #if SECOND
     float acc2[TM][TN];
     for (uint i = 0u; i < TM; i++) for (uint j = 0u; j < TN; j++) acc2[i][j] = 0.0;
-    accumulate_product(1u, p.K2, m0, n0, acc2);
+    accumulate_second(m0, n0, acc2);
 #endif
     for (uint i = 0u; i < TM; i++) {
         uint m = m0 + ty + 16u * i;

@@ -66,7 +66,8 @@ struct LoRASuite {
             }),
         ]
         return try cases.map { c in
-            BenchResult(suite: "lora", op: c.op, variant: c.variant, backend: backend.identifier, device: backend.deviceName,
+            if timer.profile { printToStandardError("\(backend.identifier) \(c.op) \(c.variant):") }
+            return BenchResult(suite: "lora", op: c.op, variant: c.variant, backend: backend.identifier, device: backend.deviceName,
                         dtype: dtype.rawValue, shape: shape, sample: try timer.measure(c.body), flops: c.flops, bytes: c.bytes)
         }
     }

@@ -20,6 +20,7 @@ struct LowrankBench: ParsableCommand {
     @Option(help: "Timed runs per result (median and min are reported).") var runs = 10
     @Option(help: "Untimed runs first.") var warmup = 2
     @Flag(help: "One JSON object per result and line.") var json = false
+    @Flag(help: "Print each kernel's device time per result on stderr (Vulkan).") var profile = false
 
     func validate() throws {
         guard ["lora"].contains(suite) else { throw ValidationError("unknown suite '\(suite)'; available: lora") }
@@ -37,7 +38,7 @@ struct LowrankBench: ParsableCommand {
         let backends = try self.backends()
         var reporter = Reporter(json: json)
         for backend in backends {
-            let bench = LoRASuite(backend: backend, shape: shape, dtype: DType(rawValue: dtype)!, timer: Timer(backend: backend, runs: runs, warmup: warmup))
+            let bench = LoRASuite(backend: backend, shape: shape, dtype: DType(rawValue: dtype)!, timer: Timer(backend: backend, runs: runs, warmup: warmup, profile: profile))
             for result in try bench.run() { reporter.report(result) }
         }
         reporter.finish()

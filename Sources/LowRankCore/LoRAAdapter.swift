@@ -1,0 +1,94 @@
+import Glibc
+
+/// Hyperparameters of one LoRA adapter, PEFT's names and meaning.
+public struct LoRAConfig: Hashable, Sendable {
+    public var rank: Int
+    public var alpha: Float
+    public var rsLoRA: Bool
+    public var dropout: Float
+
+    public init(rank: Int, alpha: Float, rsLoRA: Bool = false, dropout: Float = 0) {
+        self.rank = rank
+        self.alpha = alpha
+        self.rsLoRA = rsLoRA
+        self.dropout = dropout
+    }
+
+    /// `alpha / r`, or `alpha / √r` with rsLoRA.
+    public var scale: Float { rsLoRA ? alpha / Float(rank).squareRoot() : alpha / Float(rank) }
+}
+
+/// How A starts (B always starts at zero, so a new adapter leaves the layer unchanged).
+public enum LoRAInitialization: Sendable {
+    /// PEFT's default: `kaiming_uniform_(a=√5)`, i.e. U(−1/√d_in, 1/√d_in).
+    case kaimingUniform
+    /// PEFT's `init_lora_weights="gaussian"`: N(0, 1/r).
+    case gaussian
+}
+
+/// One adapter's trainable factors A `[r, d_in]` and B `[d_out, r]` (f32), on a backend.
+public final class LoRAAdapter: @unchecked Sendable {
+    public let config: LoRAConfig
+    public var a: Tensor
+    public var b: Tensor
+
+    public init(inFeatures: Int, outFeatures: Int, config: LoRAConfig, initialization: LoRAInitialization = .kaimingUniform,
+                seed: UInt32, on backend: any Backend) throws {
+        guard config.rank >= 1, inFeatures >= 1, outFeatures >= 1 else {
+            throw LowRankError(.invalidArgument, "LoRA needs rank, d_in and d_out of at least 1",
+                               context: [("rank", "\(config.rank)"), ("d_in", "\(inFeatures)"), ("d_out", "\(outFeatures)")])
+        }
+        guard config.dropout >= 0, config.dropout < 1 else {
+            throw LowRankError(.invalidArgument, "dropout must be in [0, 1), got \(config.dropout)")
+        }
+        self.config = config
+        var random = SplitMix(seed: UInt64(seed))
+        let count = config.rank * inFeatures
+        let values: [Float] = switch initialization {
+        case .kaimingUniform:
+            (0..<count).map { _ in (Float(random.unit()) * 2 - 1) / Float(inFeatures).squareRoot() }
+        case .gaussian:
+            (0..<count).map { _ in Float(random.normal()) / Float(config.rank).squareRoot() }
+        }
+        a = try Tensor(values, shape: [config.rank, inFeatures], on: backend)
+        b = try Tensor.zeros([outFeatures, config.rank], on: backend)
+    }
+
+    /// `W += s·B·A` on W's backend, so the adapter costs nothing at inference.
+    public func merge(into weight: Tensor) throws {
+        try Ops.matmul(b, a, alpha: config.scale, accumulatingInto: weight)
+    }
+
+    /// `W −= s·B·A`, undoing `merge` up to the rounding of W's dtype.
+    public func unmerge(from weight: Tensor) throws {
+        try Ops.matmul(b, a, alpha: -config.scale, accumulatingInto: weight)
+    }
+
+    /// Forward options for this adapter (`seed` picks the dropout mask of this step).
+    public func options(seed: UInt32, hasBias: Bool = false, outputDType: DType? = nil) -> LoRAOptions {
+        LoRAOptions(scale: config.scale, dropout: config.dropout, seed: seed, hasBias: hasBias, outputDType: outputDType)
+    }
+}
+
+/// SplitMix64: a small, seedable generator for initialisation (not PyTorch's stream).
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    mutating func unit() -> Double { Double(next() >> 11) * 0x1p-53 }
+
+    /// Standard normal (Box–Muller).
+    mutating func normal() -> Double {
+        let u1 = max(unit(), 0x1p-53), u2 = unit()
+        return (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)
+    }
+}
