@@ -1,4 +1,3 @@
-import Glibc
 import Synchronization
 
 /// One device the engine can run on, the CPU backend included.
@@ -16,11 +15,11 @@ public enum Engine {
     private static let backends = Mutex<[String: any Backend]>([:])
 
     /// Validation (with synchronization validation) when `LOWRANK_VALIDATION=1`.
-    public static var validationFromEnvironment: Bool { environment("LOWRANK_VALIDATION").map { $0 == "1" || $0 == "true" } ?? false }
+    public static var validationFromEnvironment: Bool { FileIO.environment("LOWRANK_VALIDATION").map { $0 == "1" || $0 == "true" } ?? false }
 
     /// `LOWRANK_DEVICE`, or automatic.
     public static func requestFromEnvironment() throws -> DeviceRequest {
-        try environment("LOWRANK_DEVICE").map(DeviceRequest.init(parsing:)) ?? .automatic
+        try FileIO.environment("LOWRANK_DEVICE").map(DeviceRequest.init(parsing:)) ?? .automatic
     }
 
     /// Every device the engine sees, and why Vulkan is unusable when it is.
@@ -82,8 +81,6 @@ public enum Engine {
         let reason = devices(validation: validation).vulkanProblem ?? "no Vulkan device"
         printToStandardError("lowrank: running on the CPU backend: \(reason)")
     }
-
-    static func environment(_ name: String) -> String? { getenv(name).map { String(cString: $0) } }
 }
 
 extension CPUBackend {

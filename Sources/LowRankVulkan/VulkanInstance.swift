@@ -12,7 +12,6 @@ public final class VulkanInstance: @unchecked Sendable {
     public let validationLog: ValidationLog
     let physicalDevices: [VkPhysicalDevice]
     public let devices: [VulkanDeviceInfo]
-    private var messenger: VkDebugUtilsMessengerEXT?
 
     public static let validationLayer = "VK_LAYER_KHRONOS_validation"
     private static let instances = Mutex<[Bool: Result<VulkanInstance, LowRankError>]>([:])
@@ -29,7 +28,7 @@ public final class VulkanInstance: @unchecked Sendable {
     }
 
     private init(validation: Bool) throws {
-        let path = getenv("LOWRANK_VULKAN_LIBRARY").map { String(cString: $0) }
+        let path = FileIO.environment("LOWRANK_VULKAN_LIBRARY")
         guard cvk_load(path) == 0 else {
             throw LowRankError(.deviceUnavailable, "cannot load the Vulkan loader: \(String(cString: cvk_last_error()))",
                                context: [("library", path ?? "libvulkan.so.1")])
@@ -65,6 +64,7 @@ public final class VulkanInstance: @unchecked Sendable {
         let layers = validation ? [Self.validationLayer] : []
         let extensions = validation ? ["VK_EXT_debug_utils", "VK_EXT_validation_features"] : []
         var instance: VkInstance?
+        // The instance lives as long as the process, and so does its messenger.
         var messenger: VkDebugUtilsMessengerEXT?
         try withCStringArray(layers) { layerNames in
             try withCStringArray(extensions) { extensionNames in
@@ -95,7 +95,6 @@ public final class VulkanInstance: @unchecked Sendable {
             }
         }
         handle = instance!
-        self.messenger = messenger
         cvk_load_instance(handle)
 
         var count: UInt32 = 0
