@@ -8,7 +8,11 @@
 // into the base matmul's epilogue (forward: x·Wᵀ + s·u·Bᵀ; backward: G·W + du·A), kept in its own
 // accumulator because dropout masks it alone.
 // Host defines: A_T B_T C_T [BIAS_T A2_T B2_T] C_FROM_F32, TRANS_A TRANS_B HAS_BIAS ACCUMULATE SECOND
-// DROPOUT_A (mask A's (m, k)) DROPOUT_B (mask B's (k, n)) DROPOUT_SECOND (mask the second term at (m, n)).
+// DROPOUT_A (mask A's (m, k)) DROPOUT_B (mask B's (k, n)) DROPOUT_PRODUCT, DROPOUT_SECOND (mask the
+// first or second term at (m, n)).
+// The bindings may be windows of larger tensors (one block of a split product): lda, ldb, ldc, lda2
+// and ldb2 are the full tensors' row strides, and (m0, n0, k0) the block's origin, at which the
+// dropout mask is evaluated so that it does not depend on the split.
 
 #define BM 64
 #define BN 64
@@ -37,6 +41,8 @@ layout(push_constant) uniform Params {
     float alpha, alpha2;
     uint seed, drop_threshold;
     float keep_scale;
+    uint lda, ldb, ldc, lda2, ldb2;
+    uint m0, n0, k0;
 } p;
 
 shared float As[BK][BM];
@@ -48,12 +54,12 @@ float dropout_at(uint row, uint col) { return dropout_factor(p.seed, p.drop_thre
 float load_a(uint m, uint k) {
     if (m >= p.M || k >= p.K) return 0.0;
 #if TRANS_A
-    float v = to_f32(a_data[k * p.M + m]);
+    float v = to_f32(a_data[k * p.lda + m]);
 #else
-    float v = to_f32(a_data[m * p.K + k]);
+    float v = to_f32(a_data[m * p.lda + k]);
 #endif
 #if DROPOUT_A
-    v *= dropout_at(m, k);
+    v *= dropout_at(p.m0 + m, p.k0 + k);
 #endif
     return v;
 }
@@ -61,12 +67,12 @@ float load_a(uint m, uint k) {
 float load_b(uint k, uint n) {
     if (n >= p.N || k >= p.K) return 0.0;
 #if TRANS_B
-    float v = to_f32(b_data[n * p.K + k]);
+    float v = to_f32(b_data[n * p.ldb + k]);
 #else
-    float v = to_f32(b_data[k * p.N + n]);
+    float v = to_f32(b_data[k * p.ldb + n]);
 #endif
 #if DROPOUT_B
-    v *= dropout_at(k, n);
+    v *= dropout_at(p.k0 + k, p.n0 + n);
 #endif
     return v;
 }
@@ -82,18 +88,18 @@ float load_b(uint k, uint n) {
 float load_a2(uint m, uint k) {
     if (m >= p.M || k >= p.K2) return 0.0;
 #if TRANS_A
-    return to_f32(a2_data[k * p.M + m]);
+    return to_f32(a2_data[k * p.lda2 + m]);
 #else
-    return to_f32(a2_data[m * p.K2 + k]);
+    return to_f32(a2_data[m * p.lda2 + k]);
 #endif
 }
 
 float load_b2(uint k, uint n) {
     if (n >= p.N || k >= p.K2) return 0.0;
 #if TRANS_B
-    return to_f32(b2_data[n * p.K2 + k]);
+    return to_f32(b2_data[n * p.ldb2 + k]);
 #else
-    return to_f32(b2_data[k * p.N + n]);
+    return to_f32(b2_data[k * p.ldb2 + n]);
 #endif
 }
 
@@ -122,10 +128,13 @@ void main() {
             uint n = n0 + tx + 16u * j;
             if (n >= p.N) continue;
             float v = p.alpha * acc[i][j];
+#if DROPOUT_PRODUCT
+            v *= dropout_at(p.m0 + m, p.n0 + n);
+#endif
 #if SECOND
             float v2 = p.alpha2 * acc2[i][j];
 #if DROPOUT_SECOND
-            v2 *= dropout_at(m, n);
+            v2 *= dropout_at(p.m0 + m, p.n0 + n);
 #endif
             v += v2;
 #endif
@@ -133,9 +142,9 @@ void main() {
             v += to_f32(bias_data[n]);
 #endif
 #if ACCUMULATE
-            v += to_f32(c_data[m * p.N + n]);
+            v += to_f32(c_data[m * p.ldc + n]);
 #endif
-            c_data[m * p.N + n] = C_FROM_F32(v);
+            c_data[m * p.ldc + n] = C_FROM_F32(v);
         }
     }
 }

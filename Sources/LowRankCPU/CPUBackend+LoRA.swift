@@ -28,13 +28,15 @@ extension CPUBackend {
             }
             withFloats(w) { pw in
                 withFloats(b) { pb in
-                    producing(y) { py in
-                        var beta: Float = 0
-                        if o.hasBias {
-                            withFloats(inputs[4]) { bias in fillRows(py, rows: t, with: bias, columns: dOut) }
-                            beta = 1
+                    producing(y, preserving: o.accumulate) { py in
+                        if !o.accumulate {
+                            var beta: Float = 0
+                            if o.hasBias {
+                                withFloats(inputs[4]) { bias in fillRows(py, rows: t, with: bias, columns: dOut) }
+                                beta = 1
+                            }
+                            sgemm(px, transpose: false, pw, transpose: true, py, m: t, n: dOut, k: dIn, alpha: 1, beta: beta)
                         }
-                        sgemm(px, transpose: false, pw, transpose: true, py, m: t, n: dOut, k: dIn, alpha: 1, beta: beta)
                         sgemm(u, transpose: false, pb, transpose: true, py, m: t, n: dOut, k: r, alpha: o.scale, beta: 1)
                     }
                 }
@@ -65,8 +67,10 @@ extension CPUBackend {
                 }
                 withFloats(w) { pw in
                     withFloats(a) { pa in
-                        producing(dxOut) { dx in
-                            sgemm(pg, transpose: false, pw, transpose: false, dx, m: t, n: dIn, k: dOut, alpha: 1, beta: 0)
+                        producing(dxOut, preserving: o.accumulate) { dx in
+                            if !o.accumulate {
+                                sgemm(pg, transpose: false, pw, transpose: false, dx, m: t, n: dIn, k: dOut, alpha: 1, beta: 0)
+                            }
                             if mask.isIdentity {
                                 sgemm(du, transpose: false, pa, transpose: false, dx, m: t, n: dIn, k: r, alpha: 1, beta: 1)
                             } else {

@@ -32,13 +32,19 @@ public struct LoRAOptions: Hashable, Sendable {
     public var hasBias: Bool
     /// Element type of `y` (forward) and `dx` (backward); nil keeps `x`'s.
     public var outputDType: DType?
+    /// Adds only this adapter's term to `y` (forward) or `dx` (backward) as they are, instead of
+    /// computing the base product with it: how the second and later adapters of a layer apply.
+    /// W is then only checked for its shape, and the bias is not read.
+    public var accumulate: Bool
 
-    public init(scale: Float, dropout: Float = 0, seed: UInt32 = 0, hasBias: Bool = false, outputDType: DType? = nil) {
+    public init(scale: Float, dropout: Float = 0, seed: UInt32 = 0, hasBias: Bool = false, outputDType: DType? = nil,
+                accumulate: Bool = false) {
         self.scale = scale
         self.dropout = dropout
         self.seed = seed
         self.hasBias = hasBias
         self.outputDType = outputDType
+        self.accumulate = accumulate
     }
 }
 
@@ -61,8 +67,9 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
     /// a -> a in another dtype, rounding to nearest even
     case cast(DType)
     /// x [T, d_in], W [d_out, d_in], A [r, d_in], B [d_out, r] [, bias [d_out]] -> y [T, d_out], u [T, r] f32
+    /// (with `accumulate`, y is added to)
     case loraForward(LoRAOptions)
-    /// G [T, d_out], x, W, A, B, u -> dx [T, d_in], dA [r, d_in] f32, dB [d_out, r] f32
+    /// G [T, d_out], x, W, A, B, u -> dx [T, d_in], dA [r, d_in] f32, dB [d_out, r] f32 (with `accumulate`, dx is added to)
     case loraBackward(LoRAOptions)
 
     public var name: String {
@@ -117,6 +124,7 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             try check.count(o.hasBias ? 5 : 4)
             try check.floating()
             try check.lora(o)
+            guard !(o.accumulate && o.hasBias) else { throw check.error(.invalidArgument, "an accumulating adapter adds no bias") }
             let (t, _, dOut, r) = try check.loraDims()
             if o.hasBias { try check.vector(4, "bias", dOut) }
             return [TensorDescriptor([t, dOut], o.outputDType ?? inputs[0].dtype), TensorDescriptor([t, r], .f32)]

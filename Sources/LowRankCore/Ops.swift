@@ -28,15 +28,23 @@ public enum Ops {
                               alpha: Float = 1, accumulatingInto c: Tensor) throws {
         let op = Op.matmul(MatmulOptions(transposeA: transposeA, transposeB: transposeB, alpha: alpha,
                                          accumulate: true, outputDType: c.dtype))
-        let out = try op.outputs(for: [a.descriptor, b.descriptor])[0]
-        guard out == c.descriptor else {
-            throw LowRankError(.shapeMismatch, "matmul: the product is \(out) but the accumulator is \(c.descriptor)",
-                               context: [("op", "matmul")])
+        try execute(op, [a, b], accumulatingInto: c)
+    }
+
+    /// Runs `op`, whose first output is `accumulator` (added to in place); returns the other outputs.
+    @discardableResult
+    static func execute(_ op: Op, _ inputs: [Tensor], accumulatingInto accumulator: Tensor) throws -> [Tensor] {
+        let descriptors = try op.outputs(for: inputs.map(\.descriptor))
+        guard descriptors[0] == accumulator.descriptor else {
+            throw LowRankError(.shapeMismatch, "\(op.name): the result is \(descriptors[0]) but the accumulator is \(accumulator.descriptor)",
+                               context: [("op", op.name)])
         }
-        guard a.backend === c.backend, b.backend === c.backend else {
-            throw LowRankError(.invalidArgument, "matmul: operands and accumulator live on different backends")
+        for input in inputs where input.backend !== accumulator.backend {
+            throw LowRankError(.invalidArgument, "\(op.name): inputs and accumulator live on different backends", context: [("op", op.name)])
         }
-        try c.backend.run(op, inputs: [a, b], outputs: [c])
+        let rest = try descriptors.dropFirst().map { try Tensor(empty: $0.shape, dtype: $0.dtype, on: accumulator.backend) }
+        try accumulator.backend.run(op, inputs: inputs, outputs: [accumulator] + rest)
+        return rest
     }
 
     public static func add(_ a: Tensor, _ b: Tensor) throws -> Tensor { try execute(.add, [a, b])[0] }
@@ -60,5 +68,25 @@ public enum Ops {
                                     options: LoRAOptions) throws -> (dx: Tensor, dA: Tensor, dB: Tensor) {
         let out = try execute(.loraBackward(options), [g, x, weight, a, b, u])
         return (out[0], out[1], out[2])
+    }
+
+    /// Adds one more adapter's term to `y` (`y += s·dropout(x)·Aᵀ·Bᵀ`) and returns its `u`.
+    public static func loraForward(x: Tensor, weight: Tensor, a: Tensor, b: Tensor, options: LoRAOptions,
+                                   accumulatingInto y: Tensor) throws -> Tensor {
+        var o = options
+        o.accumulate = true
+        o.hasBias = false
+        o.outputDType = y.dtype
+        return try execute(.loraForward(o), [x, weight, a, b], accumulatingInto: y)[0]
+    }
+
+    /// Adds one more adapter's branch to `dx` (`dx += (du·A) ⊙ mask`) and returns its `(dA, dB)`.
+    public static func loraBackward(gradOutput g: Tensor, x: Tensor, weight: Tensor, a: Tensor, b: Tensor, u: Tensor,
+                                    options: LoRAOptions, accumulatingInto dx: Tensor) throws -> (dA: Tensor, dB: Tensor) {
+        var o = options
+        o.accumulate = true
+        o.outputDType = dx.dtype
+        let out = try execute(.loraBackward(o), [g, x, weight, a, b, u], accumulatingInto: dx)
+        return (out[0], out[1])
     }
 }

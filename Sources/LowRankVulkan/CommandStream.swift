@@ -24,6 +24,21 @@ struct BufferAccess {
     }
 }
 
+/// A tensor, or the window `elements` of it, bound to one binding of a kernel.
+struct TensorBinding {
+    var tensor: Tensor
+    var writes: Bool
+    var elements: Range<Int>
+
+    static func read(_ t: Tensor, _ elements: Range<Int>? = nil) -> TensorBinding {
+        TensorBinding(tensor: t, writes: false, elements: elements ?? 0..<t.shape.count)
+    }
+
+    static func write(_ t: Tensor, _ elements: Range<Int>? = nil) -> TensorBinding {
+        TensorBinding(tensor: t, writes: true, elements: elements ?? 0..<t.shape.count)
+    }
+}
+
 /// Device time of one dispatch, from timestamp queries.
 public struct DispatchTiming: Sendable {
     public var kernel: String

@@ -8,34 +8,51 @@ extension VulkanBackend {
         let (y, u) = (outputs[0], outputs[1])
         let mask = DropoutMask(probability: o.dropout, seed: o.seed)
         try dispatchMatmul(MatmulCall(a: x, b: a, c: u, transposeB: true, dropout: (mask, .a)))
-        try dispatchMatmul(MatmulCall(a: x, b: w, c: y, transposeB: true, bias: o.hasBias ? inputs[4] : nil,
-                                      second: (u, b, o.scale)))
+        if o.accumulate {
+            try dispatchMatmul(MatmulCall(a: u, b: b, c: y, transposeB: true, alpha: o.scale, accumulate: true))
+        } else {
+            try dispatchMatmul(MatmulCall(a: x, b: w, c: y, transposeB: true, bias: o.hasBias ? inputs[4] : nil,
+                                          second: (u, b, o.scale)))
+        }
     }
 
-    /// G, x, W, A, B, u -> dx, dA, dB:
-    /// `du = s·G·B` and `dB = s·Gᵀ·u` from one read of G (`Shaders/lora_backward.comp`, then an
-    /// ordered sum of its partials), `dA = duᵀ·dropout(x)`, and `dx = G·W + (du·A) ⊙ mask` in one pass.
+    /// G, x, W, A, B, u -> dx, dA, dB: the branch gradients `du` and `dB` from one read of G,
+    /// `dA = duᵀ·dropout(x)`, and `dx = G·W + (du·A) ⊙ mask` in one pass.
     func encodeLoRABackward(_ o: LoRAOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
         let (g, x, w, a, b, u) = (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], inputs[5])
         let (dx, dA, dB) = (outputs[0], outputs[1], outputs[2])
-        let t = x.shape[0], dOut = w.shape[0], r = a.shape[0]
         let mask = DropoutMask(probability: o.dropout, seed: o.seed)
+        let du = try scratch([x.shape[0], a.shape[0]])
+        try encodeLoRABranchGradients(g: g, b: b, u: u, du: du, dB: dB, scale: o.scale)
+        try dispatchMatmul(MatmulCall(a: du, b: x, c: dA, transposeA: true, dropout: (mask, .b)))
+        if o.accumulate {
+            try dispatchMatmul(MatmulCall(a: du, b: a, c: dx, accumulate: true, dropout: (mask, .product)))
+        } else {
+            try dispatchMatmul(MatmulCall(a: g, b: w, c: dx, second: (du, a, 1), dropout: (mask, .second)))
+        }
+    }
 
+    /// `du = s·G·B` and `dB = s·Gᵀ·u`. One read of G (`Shaders/lora_backward.comp`, then an ordered
+    /// sum of its partials) where G fits one binding; two split matmuls where it does not.
+    private func encodeLoRABranchGradients(g: Tensor, b: Tensor, u: Tensor, du: Tensor, dB: Tensor, scale: Float) throws {
+        let t = g.shape[0], dOut = g.shape[1], r = b.shape[1]
         let columnBlocks = (dOut + 127) / 128, rowChunks = (t + 255) / 256
+        let partialBytes = max(columnBlocks * t, rowChunks * dOut) * r * 4
+        guard g.byteCount <= maxBindingBytes, partialBytes <= maxBindingBytes else {
+            try dispatchMatmul(MatmulCall(a: g, b: b, c: du, alpha: scale))
+            try dispatchMatmul(MatmulCall(a: g, b: u, c: dB, transposeA: true, alpha: scale))
+            return
+        }
         let rankBlock = r <= 16 ? 16 : 32
         let duPartial = try scratch([columnBlocks, t, r])
         let dBPartial = try scratch([rowChunks, dOut, r])
         try dispatch(KernelKey(shader: "lora_backward.comp",
                                defines: ["G_T": g.dtype.glslType, "B_T": b.dtype.glslType, "U_T": u.dtype.glslType, "RC": "\(rankBlock)"],
                                bindings: 5),
-                     [(g, false), (b, false), (u, false), (duPartial, true), (dBPartial, true)],
+                     [.read(g), .read(b), .read(u), .write(duPartial), .write(dBPartial)],
                      push: PushConstants([UInt32(t), UInt32(dOut), UInt32(r)]),
                      groups: (columnBlocks, rowChunks, (r + rankBlock - 1) / rankBlock))
-        let du = try scratch([t, r])
-        try encodeSumBlocks(duPartial, into: du, scale: o.scale)
-        try encodeSumBlocks(dBPartial, into: dB, scale: o.scale)
-
-        try dispatchMatmul(MatmulCall(a: du, b: x, c: dA, transposeA: true, dropout: (mask, .b)))
-        try dispatchMatmul(MatmulCall(a: g, b: w, c: dx, second: (du, a, 1), dropout: (mask, .second)))
+        try encodeSumBlocks(duPartial, into: du, scale: scale)
+        try encodeSumBlocks(dBPartial, into: dB, scale: scale)
     }
 }

@@ -24,10 +24,11 @@ extension DType {
     }
 }
 
-/// One launch of `Shaders/matmul.comp`:
-/// `C = alpha·op(A)·op(B) [+ alpha2·op(A2)·op(B2) ⊙ dropout] [+ bias] [+ C]`.
+/// One product of `Shaders/matmul.comp`:
+/// `C = alpha·op(A)·op(B) [+ alpha2·op(A2)·op(B2)] [+ bias] [+ C]`, with an optional dropout mask.
 struct MatmulCall {
-    enum DropoutTarget { case a, b, second }
+    /// Where the dropout mask applies: A's elements, B's, the first product or the second one (at C's (m, n)).
+    enum DropoutTarget { case a, b, product, second }
 
     var a: Tensor
     var b: Tensor
@@ -40,6 +41,11 @@ struct MatmulCall {
     /// The second product, with the same layouts over its own inner dimension.
     var second: (a: Tensor, b: Tensor, alpha: Float)?
     var dropout: (mask: DropoutMask, target: DropoutTarget)?
+
+    var m: Int { c.shape[0] }
+    var n: Int { c.shape[1] }
+    var k: Int { transposeA ? a.shape[0] : a.shape[1] }
+    var k2: Int { second.map { transposeA ? $0.a.shape[0] : $0.a.shape[1] } ?? 0 }
 }
 
 extension VulkanBackend {
@@ -48,33 +54,111 @@ extension VulkanBackend {
                                       alpha: o.alpha, bias: o.hasBias ? inputs[2] : nil, accumulate: o.accumulate))
     }
 
+    /// Records `call`, as one dispatch, or as a grid of blocks over (M, N, K) when an operand is
+    /// larger than one binding: each block binds windows of its operands, with the full tensors'
+    /// row strides, and blocks after the first along K accumulate into C.
     func dispatchMatmul(_ call: MatmulCall) throws {
-        let m = call.c.shape[0], n = call.c.shape[1]
-        let k = call.transposeA ? call.a.shape[0] : call.a.shape[1]
-        let k2 = call.second.map { call.transposeA ? $0.a.shape[0] : $0.a.shape[1] } ?? 0
+        let (m, n, k) = (call.m, call.n, call.k)
+        guard m > 0, n > 0 else { return }
+        let block = try MatmulBlocking(call, limit: maxBindingBytes)
+        for m0 in stride(from: 0, to: m, by: block.m) {
+            for n0 in stride(from: 0, to: n, by: block.n) {
+                for k0 in stride(from: 0, to: max(k, 1), by: block.k) {
+                    try dispatchMatmulBlock(call, rows: m0..<min(m0 + block.m, m), columns: n0..<min(n0 + block.n, n),
+                                            inner: k0..<min(k0 + block.k, k))
+                }
+            }
+        }
+    }
+
+    private func dispatchMatmulBlock(_ call: MatmulCall, rows: Range<Int>, columns: Range<Int>, inner: Range<Int>) throws {
+        let first = inner.lowerBound == 0
+        let second = first ? call.second : nil
         let flag = { (b: Bool) in b ? "1" : "0" }
         let target = call.dropout.flatMap { $0.mask.isIdentity ? nil : $0.target }
         var defines = [
             "A_T": call.a.dtype.glslType, "B_T": call.b.dtype.glslType, "C_T": call.c.dtype.glslType,
             "C_FROM_F32": call.c.dtype.glslFromF32,
             "TRANS_A": flag(call.transposeA), "TRANS_B": flag(call.transposeB),
-            "HAS_BIAS": flag(call.bias != nil), "ACCUMULATE": flag(call.accumulate), "SECOND": flag(call.second != nil),
-            "DROPOUT_A": flag(target == .a), "DROPOUT_B": flag(target == .b), "DROPOUT_SECOND": flag(target == .second),
+            "HAS_BIAS": flag(first && call.bias != nil), "ACCUMULATE": flag(call.accumulate || !first),
+            "SECOND": flag(second != nil),
+            "DROPOUT_A": flag(target == .a), "DROPOUT_B": flag(target == .b),
+            "DROPOUT_PRODUCT": flag(target == .product), "DROPOUT_SECOND": flag(target == .second && second != nil),
         ]
-        var tensors: [(Tensor, writes: Bool)] = [(call.a, false), (call.b, false), (call.c, true)]
-        if let bias = call.bias {
+        let layout = MatmulLayout(call)
+        var bindings: [TensorBinding] = [.read(call.a, layout.a(rows, inner)), .read(call.b, layout.b(inner, columns)),
+                                         .write(call.c, layout.c(rows, columns))]
+        if first, let bias = call.bias {
             defines["BIAS_T"] = bias.dtype.glslType
-            tensors.append((bias, false))
+            bindings.append(.read(bias, columns))
         }
-        if let second = call.second {
+        if let second {
             defines["A2_T"] = second.a.dtype.glslType
             defines["B2_T"] = second.b.dtype.glslType
-            tensors += [(second.a, false), (second.b, false)]
+            bindings += [.read(second.a, layout.a2(rows)), .read(second.b, layout.b2(columns))]
         }
         let mask = call.dropout?.mask ?? DropoutMask(probability: 0, seed: 0)
-        let push = PushConstants([UInt32(m), UInt32(n), UInt32(k), UInt32(k2), call.alpha, call.second?.alpha ?? 0,
-                                  mask.seed, mask.threshold, mask.keepScale])
-        try dispatch(KernelKey(shader: "matmul.comp", defines: defines, bindings: tensors.count), tensors, push: push,
-                     groups: ((n + 63) / 64, (m + 63) / 64, 1))
+        let push = PushConstants([UInt32(rows.count), UInt32(columns.count), UInt32(inner.count), UInt32(call.k2),
+                                  call.alpha, second?.alpha ?? 0, mask.seed, mask.threshold, mask.keepScale,
+                                  UInt32(layout.lda), UInt32(layout.ldb), UInt32(call.n), UInt32(layout.lda2), UInt32(layout.ldb2),
+                                  UInt32(rows.lowerBound), UInt32(columns.lowerBound), UInt32(inner.lowerBound)])
+        try dispatch(KernelKey(shader: "matmul.comp", defines: defines, bindings: bindings.count), bindings, push: push,
+                     groups: ((columns.count + 63) / 64, (rows.count + 63) / 64, 1))
+    }
+}
+
+/// Row strides of a matmul's operands and the element windows a block of it reads and writes.
+private struct MatmulLayout {
+    let call: MatmulCall
+    var lda: Int { call.transposeA ? call.m : call.k }
+    var ldb: Int { call.transposeB ? call.k : call.n }
+    var lda2: Int { call.transposeA ? call.m : call.k2 }
+    var ldb2: Int { call.transposeB ? call.k2 : call.n }
+
+    init(_ call: MatmulCall) { self.call = call }
+
+    /// The elements from (r0, c0) through (r1 − 1, c1 − 1) of a row-major matrix with stride `ld`.
+    private func window(_ rows: Range<Int>, _ columns: Range<Int>, ld: Int) -> Range<Int> {
+        guard !rows.isEmpty, !columns.isEmpty else { return 0..<0 }
+        return (rows.lowerBound * ld + columns.lowerBound)..<((rows.upperBound - 1) * ld + columns.upperBound)
+    }
+
+    func a(_ m: Range<Int>, _ k: Range<Int>) -> Range<Int> { call.transposeA ? window(k, m, ld: lda) : window(m, k, ld: lda) }
+    func b(_ k: Range<Int>, _ n: Range<Int>) -> Range<Int> { call.transposeB ? window(n, k, ld: ldb) : window(k, n, ld: ldb) }
+    func c(_ m: Range<Int>, _ n: Range<Int>) -> Range<Int> { window(m, n, ld: call.n) }
+    func a2(_ m: Range<Int>) -> Range<Int> { call.transposeA ? window(0..<call.k2, m, ld: lda2) : window(m, 0..<call.k2, ld: lda2) }
+    func b2(_ n: Range<Int>) -> Range<Int> { call.transposeB ? window(n, 0..<call.k2, ld: ldb2) : window(0..<call.k2, n, ld: ldb2) }
+}
+
+/// Block sizes along M, N and K such that every operand window of a block fits one binding.
+/// Blocks are multiples of 256 elements along every split axis, so that each window starts on a
+/// 256-byte boundary (the strictest storage-buffer offset alignment Vulkan allows).
+private struct MatmulBlocking {
+    var m: Int, n: Int, k: Int
+
+    init(_ call: MatmulCall, limit: Int) throws {
+        (m, n, k) = (call.m, call.n, max(call.k, 1))
+        let layout = MatmulLayout(call)
+        while true {
+            let (rows, columns, inner) = (0..<m, 0..<n, 0..<min(k, call.k))
+            // Each operand's window, and the axes that shrink it, most effective first.
+            var operands: [(Tensor, Range<Int>, [WritableKeyPath<MatmulBlocking, Int>])] = [
+                (call.a, layout.a(rows, inner), call.transposeA ? [\.k, \.m] : [\.m, \.k]),
+                (call.b, layout.b(inner, columns), call.transposeB ? [\.n, \.k] : [\.k, \.n]),
+                (call.c, layout.c(rows, columns), [\.m, \.n]),
+            ]
+            if let bias = call.bias { operands.append((bias, columns, [\.n])) }
+            if let second = call.second {
+                operands.append((second.a, layout.a2(rows), call.transposeA ? [] : [\.m]))
+                operands.append((second.b, layout.b2(columns), call.transposeB ? [\.n] : []))
+            }
+            guard let (tensor, _, axes) = operands.first(where: { $0.1.count * $0.0.dtype.byteSize > limit }) else { return }
+            guard let axis = axes.first(where: { self[keyPath: $0] > 256 }) else {
+                throw LowRankError(.unsupported,
+                                   "matmul: \(tensor.descriptor) cannot be split into windows of at most \(limit) bytes (one binding's range)",
+                                   context: [("M, N, K", "\(call.m), \(call.n), \(call.k)")])
+            }
+            self[keyPath: axis] = (self[keyPath: axis] / 2 + 255) / 256 * 256
+        }
     }
 }

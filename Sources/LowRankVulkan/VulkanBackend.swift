@@ -14,18 +14,23 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     let allocator: VulkanAllocator
     let pipelines: PipelineStore
     let stream: CommandStream
+    /// The most bytes one storage-buffer binding covers (`maxStorageBufferRange`); larger tensors are
+    /// bound as several windows. Tests lower it to exercise the splitting on small shapes.
+    let maxBindingBytes: Int
     /// Host-visible memory that transfers go through when tensors are not host-visible.
     private var staging: VulkanAllocator?
     private let lock = Mutex(())
 
-    /// Opens device `index` of `instance.devices`.
-    public init(instance: VulkanInstance, index: Int) throws {
+    /// Opens device `index` of `instance.devices`; `bindingLimit` lowers the bytes one binding may
+    /// cover below the device's `maxStorageBufferRange` (for tests of the splitting).
+    public init(instance: VulkanInstance, index: Int, bindingLimit: Int? = nil) throws {
         guard instance.devices.indices.contains(index) else {
             throw LowRankError(.deviceUnavailable, "there is no Vulkan device \(index)",
                                context: [("available", instance.devices.map { "\($0.index): \($0.name)" }.joined(separator: "; "))])
         }
         self.instance = instance
         info = instance.devices[index]
+        maxBindingBytes = min(bindingLimit ?? .max, info.limits.maxStorageBufferRange)
         let physical = instance.physicalDevices[index]
 
         var familyCount: UInt32 = 0
@@ -223,21 +228,36 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         }
     }
 
-    /// Records one kernel over `tensors` (each with whether the kernel writes it).
-    func dispatch(_ key: KernelKey, _ tensors: [(Tensor, writes: Bool)], push: PushConstants,
-                  groups: (Int, Int, Int)) throws {
+    /// Records one kernel over `bindings`, each a whole tensor or a window of one.
+    func dispatch(_ key: KernelKey, _ bindings: [TensorBinding], push: PushConstants, groups: (Int, Int, Int)) throws {
         let limits = info.limits.maxWorkgroupCount
         guard groups.0 <= limits[0], groups.1 <= limits[1], groups.2 <= limits[2] else {
             throw LowRankError(.unsupported, "\(key.shader) needs \(groups) workgroups, more than the device's \(limits)")
         }
         guard groups.0 > 0, groups.1 > 0, groups.2 > 0 else { return }
-        for (t, _) in tensors where t.byteCount > info.limits.maxStorageBufferRange {
-            throw LowRankError(.unsupported,
-                               "\(t.descriptor) is larger than one binding can address on \(info.name) (maxStorageBufferRange \(info.limits.maxStorageBufferRange) bytes)")
+        let accesses = try bindings.map { b in
+            let size = b.tensor.dtype.byteSize
+            let bytes = b.elements.count * size
+            // Callers split ops into windows that fit; one that does not is a bug in that split.
+            guard bytes <= maxBindingBytes else {
+                throw LowRankError(.unsupported,
+                                   "\(key.shader) would bind \(bytes) bytes of \(b.tensor.descriptor), more than one binding can address on \(info.name)",
+                                   context: [("maxStorageBufferRange", "\(maxBindingBytes)")])
+            }
+            return BufferAccess(try vulkan(b.tensor.storage), writes: b.writes, offset: b.elements.lowerBound * size, size: bytes)
         }
-        let bindings = try tensors.map { BufferAccess(try vulkan($0.0.storage), writes: $0.writes, size: $0.0.byteCount) }
-        try stream.dispatch(try pipelines.pipeline(key), bindings, push: push,
+        try stream.dispatch(try pipelines.pipeline(key), accesses, push: push,
                             groups: (UInt32(groups.0), UInt32(groups.1), UInt32(groups.2)))
+    }
+
+    /// Element counts per window when an op over `tensors` is split so that every window fits one
+    /// binding: a multiple of 256 elements, so that each window starts on a 256-byte boundary
+    /// (the strictest `minStorageBufferOffsetAlignment` Vulkan allows), or nil when one window
+    /// holds them all.
+    func windowElements(_ tensors: [Tensor], unit: Int = 1) -> Int? {
+        let widest = tensors.map(\.dtype.byteSize).max() ?? 1
+        guard tensors.contains(where: { $0.byteCount > maxBindingBytes }) else { return nil }
+        return max(1, maxBindingBytes / (widest * unit * 256)) * 256
     }
 
     /// A transient device tensor for an op's intermediate results.

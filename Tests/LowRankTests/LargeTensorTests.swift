@@ -1,0 +1,93 @@
+import LowRank
+import Testing
+
+/// Tensors larger than one storage-buffer binding (`maxStorageBufferRange`, 128 MiB on lavapipe)
+/// are bound as windows. Most of these tests lower the limit on a backend of their own so that
+/// every split (rows, columns, the inner dimension, with dropout and the fused second product)
+/// runs on small shapes; one crosses the device's real limit.
+@Suite("tensors larger than one binding")
+struct LargeTensorTests {
+    /// Runs `body` on a Vulkan backend whose bindings cover at most `bytes`, with validation on.
+    func withBindingLimit(_ bytes: Int, _ body: (any Backend) throws -> Void) throws {
+        try onBackend(.vulkan) { backend in
+            let shared = backend as! VulkanBackend
+            let limited = try VulkanBackend(instance: shared.instance, index: shared.info.index, bindingLimit: bytes)
+            try body(limited)
+            try limited.synchronize()
+        }
+    }
+
+    /// (M, N, K, transposeA, transposeB, limit): splits along M (and C's rows), along N (with the
+    /// bias), and along K (accumulating into C).
+    static let splits = [(700, 400, 200, false, true, 512 << 10), (50, 1000, 100, false, true, 256 << 10),
+                         (60, 70, 1000, true, false, 128 << 10)]
+
+    @Test func matmulSplitsIntoWindows() throws {
+        try withBindingLimit(1 << 30) { _ in }  // cancels here when there is no Vulkan device
+        for (i, (m, n, k, transposeA, transposeB, limit)) in Self.splits.enumerated() {
+            try withBindingLimit(limit) { backend in
+                let a = randomValues(m * k, seed: UInt64(40 + i)), b = randomValues(k * n, seed: UInt64(50 + i))
+                let bias = randomValues(n, seed: UInt64(60 + i)), c0 = randomValues(m * n, seed: UInt64(70 + i))
+                let ta = try Tensor(a, shape: transposeA ? [k, m] : [m, k], on: backend)
+                let tb = try Tensor(b, shape: transposeB ? [n, k] : [k, n], on: backend)
+                let c = try Ops.matmul(ta, tb, transposeA: transposeA, transposeB: transposeB,
+                                       bias: try Tensor(bias, shape: [n], on: backend), alpha: 0.5)
+                let reference = referenceMatmul(a, b, m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB,
+                                                alpha: 0.5, bias: bias)
+                #expect(relativeError(try c.floats(), reference) <= 1e-5, "\(m)x\(n)x\(k) under \(limit) bytes")
+
+                let accumulator = try Tensor(c0, shape: [m, n], on: backend)
+                try Ops.matmul(ta, tb, transposeA: transposeA, transposeB: transposeB, alpha: -1, accumulatingInto: accumulator)
+                let product = referenceMatmul(a, b, m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB, alpha: -1)
+                #expect(relativeError(try accumulator.floats(), zip(product, c0).map { $0 + Double($1) }) <= 1e-5)
+            }
+        }
+    }
+
+    /// LoRA forward and backward with dropout, every operand of T rows split, against the CPU
+    /// backend: the dropout mask must not depend on the split.
+    @Test func loraSplitsIntoWindows() throws {
+        let (t, dIn, dOut, r) = (600, 100, 120, 8)
+        let values = [randomValues(t * dIn, seed: 1), randomValues(dOut * dIn, seed: 2), randomValues(r * dIn, seed: 3),
+                      randomValues(dOut * r, seed: 4), randomValues(t * dOut, seed: 5)]
+        let shapes: [Shape] = [[t, dIn], [dOut, dIn], [r, dIn], [dOut, r], [t, dOut]]
+        let options = LoRAOptions(scale: 2, dropout: 0.2, seed: 77)
+        func run(_ backend: any Backend) throws -> [[Float]] {
+            let ts = try zip(values, shapes).map { try Tensor($0, shape: $1, on: backend) }
+            let (y, u) = try Ops.loraForward(x: ts[0], weight: ts[1], a: ts[2], b: ts[3], options: options)
+            let (dx, dA, dB) = try Ops.loraBackward(gradOutput: ts[4], x: ts[0], weight: ts[1], a: ts[2], b: ts[3], u: u, options: options)
+            return try [y, u, dx, dA, dB].map { try $0.floats() }
+        }
+        let reference = try run(try BackendKind.cpu.open())
+        try withBindingLimit(128 << 10) { backend in
+            for (name, (got, expected)) in zip(["y", "u", "dx", "dA", "dB"], zip(try run(backend), reference)) {
+                #expect(relativeError(got, expected.map(Double.init)) <= 1e-5, "\(name)")
+            }
+        }
+    }
+
+    /// Past the device's own limit: elementwise ops and row reductions over a tensor of more
+    /// than `maxStorageBufferRange` bytes.
+    @Test func elementwiseBeyondTheDeviceLimit() throws {
+        try onBackend(.vulkan) { backend in
+            let range = (backend as! VulkanBackend).info.limits.maxStorageBufferRange
+            let columns = 1024, rows = range / (columns * 4) + 300
+            let count = rows * columns
+            let a = [Float](unsafeUninitializedCapacity: count) { p, n in
+                for i in 0..<count { p[i] = Float(i % 4093) }
+                n = count
+            }
+            let ta = try Tensor(a, shape: [rows, columns], on: backend)
+            #expect(ta.byteCount > range)
+            let doubled = try Ops.add(ta, ta).floats()
+            var wrong = 0
+            for i in 0..<count where doubled[i] != 2 * a[i] { wrong += 1 }
+            #expect(wrong == 0)
+            let sums = try Ops.rowSumOfSquares(ta).floats()
+            for row in [0, rows / 2, rows - 1] {
+                let reference = (0..<columns).reduce(0.0) { $0 + Double(a[row * columns + $1]) * Double(a[row * columns + $1]) }
+                #expect(abs(Double(sums[row]) - reference) <= 1e-5 * reference, "row \(row)")
+            }
+        }
+    }
+}
