@@ -54,6 +54,17 @@ public final class LoRAAdapter: @unchecked Sendable {
         b = try Tensor.zeros([outFeatures, config.rank], on: backend)
     }
 
+    /// An adapter from existing factors (loaded, or initialised elsewhere): A `[r, d_in]`, B `[d_out, r]`.
+    public init(config: LoRAConfig, a: Tensor, b: Tensor) throws {
+        guard a.shape.rank == 2, b.shape.rank == 2, a.shape[0] == config.rank, b.shape[1] == config.rank else {
+            throw LowRankError(.shapeMismatch, "LoRA factors must be A [r, d_in] and B [d_out, r] with r = \(config.rank), got A \(a.shape) and B \(b.shape)")
+        }
+        guard a.backend === b.backend else { throw LowRankError(.invalidArgument, "A and B live on different backends") }
+        self.config = config
+        self.a = a
+        self.b = b
+    }
+
     /// `W += s·B·A` on W's backend, so the adapter costs nothing at inference.
     public func merge(into weight: Tensor) throws {
         try Ops.matmul(b, a, alpha: config.scale, accumulatingInto: weight)

@@ -12,6 +12,7 @@ public struct LowRankError: Error, CustomStringConvertible, Sendable {
         case vulkan = "Vulkan error"
         case fileFormat = "bad file"
         case io = "I/O error"
+        case numerical = "numerical failure"
     }
 
     public var kind: Kind

@@ -48,12 +48,8 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         guard values.count == shape.count else {
             throw LowRankError(.shapeMismatch, "\(values.count) values do not fill shape \(shape)")
         }
-        var bytes = [UInt8](repeating: 0, count: values.count * dtype.byteSize)
-        values.withUnsafeBufferPointer { v in
-            bytes.withUnsafeMutableBytes { convertFromFloat(v.baseAddress!, count: v.count, dtype: dtype, into: $0.baseAddress!) }
-        }
         try self.init(empty: shape, dtype: dtype, on: backend)
-        if !bytes.isEmpty { try bytes.withUnsafeBytes { try backend.write($0, to: storage, offset: 0) } }
+        try assign(values)
     }
 
     public static func zeros(_ shape: Shape, dtype: DType = .f32, on backend: any Backend) throws -> Tensor {
@@ -75,6 +71,19 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
             out.withUnsafeMutableBufferPointer { convertToFloat(r.baseAddress!, dtype: dtype, count: $0.count, into: $0.baseAddress!) }
         }
         return out
+    }
+
+    /// Overwrites the contents with `values`, rounded to the tensor's dtype (nearest even).
+    public func assign(_ values: [Float]) throws {
+        guard values.count == shape.count else {
+            throw LowRankError(.shapeMismatch, "\(values.count) values do not fill \(descriptor)")
+        }
+        guard dtype.isFloatingPoint else { throw LowRankError(.dtypeMismatch, "cannot assign floats to a \(dtype) tensor") }
+        var bytes = [UInt8](repeating: 0, count: byteCount)
+        values.withUnsafeBufferPointer { v in
+            bytes.withUnsafeMutableBytes { convertFromFloat(v.baseAddress!, count: v.count, dtype: dtype, into: $0.baseAddress!) }
+        }
+        if !bytes.isEmpty { try bytes.withUnsafeBytes { try backend.write($0, to: storage, offset: 0) } }
     }
 
     /// A copy on another backend (or the same one).
