@@ -8,6 +8,9 @@
 // Grid: x over d_out in blocks of BJ, y over T in chunks of TCH, z over r in blocks of RC.
 // Partials: du_part[x][T][r] and db_part[y][d_out][r], summed in order by sum_blocks.comp (with the
 // scale s), so the result is deterministic. Host defines: G_T, B_T, U_T, RC (16 or 32).
+// DORA: the LoRA branch sees G⊙g (g per column j: B's rows and dB are scaled by g_j), and the same
+// read of G gives DoRA's magnitude gradient, dm_part[y][j] = Σ_t G[t,j]·inner[t,j] / max(n_j, eps),
+// over this workgroup's rows (the first rank block computes it, when DORA_DM is set).
 #define BT 16
 #define BJ 128
 #define TCH 256
@@ -21,7 +24,14 @@ layout(std430, binding = 2) readonly buffer UBuf { U_T u_data[]; };
 layout(std430, binding = 3) writeonly buffer DuBuf { float du_part[]; };
 layout(std430, binding = 4) writeonly buffer DbBuf { float db_part[]; };
 
-layout(push_constant) uniform Params { uint T, d_out, r; } p;
+#if DORA
+layout(std430, binding = 5) readonly buffer GScaleBuf { float g_col[]; };
+layout(std430, binding = 6) readonly buffer NormBuf { float norm[]; };
+layout(std430, binding = 7) readonly buffer InnerBuf { float inner[]; };
+layout(std430, binding = 8) writeonly buffer DmBuf { float dm_part[]; };
+#endif
+
+layout(push_constant) uniform Params { uint T, d_out, r; float eps; } p;
 
 shared float Gs[BT][BJ];
 shared float Bs[BJ][RC];
@@ -35,7 +45,14 @@ void main() {
     for (uint e = lid; e < BJ * RC; e += 256u) {
         uint jj = e / RC, cc = e % RC, j = j0 + jj, c = c0 + cc;
         Bs[jj][cc] = (j < p.d_out && c < p.r) ? to_f32(b_data[j * p.r + c]) : 0.0;
+#if DORA
+        if (j < p.d_out) Bs[jj][cc] *= g_col[j];
+#endif
     }
+#if DORA
+    bool dm_thread = DORA_DM != 0 && gl_WorkGroupID.z == 0u && lid < BJ && j0 + lid < p.d_out;
+    float dm_acc = 0.0;
+#endif
     float db_acc[DB_PER];
     for (uint q = 0u; q < DB_PER; q++) db_acc[q] = 0.0;
     uint db_j = lid % BJ, db_c = lid / BJ;     // this thread's dB column: c = db_c + 2q
@@ -58,6 +75,12 @@ void main() {
             uint t = t0 + du_t, c = c0 + cc;
             if (t < t_end && c < p.r) du_part[(gl_WorkGroupID.x * p.T + t) * p.r + c] = s;
         }
+#if DORA
+        if (dm_thread) {
+            for (uint tt = 0u; tt < BT && t0 + tt < t_end; tt++)
+                dm_acc = fma(Gs[tt][lid], inner[(t0 + tt) * p.d_out + j0 + lid], dm_acc);
+        }
+#endif
         for (uint q = 0u; q < DB_PER; q++) {
             uint cc = db_c + 2u * q;
             float s = db_acc[q];
@@ -68,9 +91,17 @@ void main() {
     }
     uint j = j0 + db_j;
     if (j < p.d_out) {
+#if DORA
+        float g_j = g_col[j];
+#else
+        float g_j = 1.0;
+#endif
         for (uint q = 0u; q < DB_PER; q++) {
             uint c = c0 + db_c + 2u * q;
-            if (c < p.r) db_part[(gl_WorkGroupID.y * p.d_out + j) * p.r + c] = db_acc[q];
+            if (c < p.r) db_part[(gl_WorkGroupID.y * p.d_out + j) * p.r + c] = g_j * db_acc[q];
         }
     }
+#if DORA
+    if (dm_thread) dm_part[gl_WorkGroupID.y * p.d_out + j0 + lid] = dm_acc / max(norm[j0 + lid], p.eps);
+#endif
 }

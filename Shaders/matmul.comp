@@ -1,6 +1,7 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
+#include "dora.glsl"
 
 // C[M, N] = alpha·op(A)·op(B) [+ alpha2·(op(A2)·op(B2)) ⊙ dropout] [+ bias] [+ C]
 // A is [M, K] ([K, M] with TRANS_A); B is [K, N] ([N, K] with TRANS_B, the nn.Linear layout).
@@ -10,6 +11,10 @@
 // Host defines: A_T B_T C_T [BIAS_T A2_T B2_T] C_FROM_F32, TRANS_A TRANS_B HAS_BIAS ACCUMULATE SECOND
 // DROPOUT_A (mask A's (m, k)) DROPOUT_B (mask B's (k, n)) DROPOUT_PRODUCT, DROPOUT_SECOND (mask the
 // first or second term at (m, n)).
+// KSCALE: A's elements are scaled by (vec[k] + vec_offset) as they load (DoRA backward: (g⊙G)·W).
+// DORA: the epilogue composes DoRA's output from the product (base) and the second term (s·lora)
+// with g = vec[n] (dora.glsl), adding the base itself with DORA_ADD_BASE; WRITE_INNER also stores
+// inner = base + s·lora (blocks after the first along K add their share of the base to it).
 // The bindings may be windows of larger tensors (one block of a split product): lda, ldb, ldc, lda2
 // and ldb2 are the full tensors' row strides, and (m0, n0, k0) the block's origin, at which the
 // dropout mask is evaluated so that it does not depend on the split.
@@ -35,6 +40,12 @@ layout(std430, binding = 3) readonly buffer BiasBuf { BIAS_T bias_data[]; };
 layout(std430, binding = 3 + HAS_BIAS) readonly buffer A2Buf { A2_T a2_data[]; };
 layout(std430, binding = 4 + HAS_BIAS) readonly buffer B2Buf { B2_T b2_data[]; };
 #endif
+#if KSCALE || DORA
+layout(std430, binding = 3 + HAS_BIAS + 2 * SECOND) readonly buffer VecBuf { float vec_data[]; };
+#endif
+#if WRITE_INNER
+layout(std430, binding = 4 + HAS_BIAS + 2 * SECOND) buffer InnerBuf { float inner_data[]; };
+#endif
 
 layout(push_constant) uniform Params {
     uint M, N, K, K2;
@@ -43,6 +54,7 @@ layout(push_constant) uniform Params {
     float keep_scale;
     uint lda, ldb, ldc, lda2, ldb2;
     uint m0, n0, k0;
+    float vec_offset;
 } p;
 
 shared float As[BK][BM];
@@ -60,6 +72,9 @@ float load_a(uint m, uint k) {
 #endif
 #if DROPOUT_A
     v *= dropout_at(p.m0 + m, p.k0 + k);
+#endif
+#if KSCALE
+    v *= vec_data[k] + p.vec_offset;
 #endif
     return v;
 }
@@ -136,7 +151,20 @@ void main() {
 #if DROPOUT_SECOND
             v2 *= dropout_at(p.m0 + m, p.n0 + n);
 #endif
+#if WRITE_INNER
+            inner_data[m * p.ldc + n] = v + v2;
+#endif
+#if DORA
+            v = dora_compose(v, v2, vec_data[n], DORA_ADD_BASE != 0);
+#else
             v += v2;
+#endif
+#elif DORA
+            // A block after the first along K: its share of the base, without the LoRA term.
+#if WRITE_INNER
+            inner_data[m * p.ldc + n] += v;
+#endif
+            v = dora_compose(v, 0.0, vec_data[n], DORA_ADD_BASE != 0);
 #endif
 #if HAS_BIAS
             v += to_f32(bias_data[n]);

@@ -2,7 +2,7 @@ import LowRankCore
 
 extension CPUBackend {
     /// `dropout(x)` as f32, or nil when dropout is off (callers then read x itself).
-    private func droppedInput(_ x: UnsafePointer<Float>, rows: Int, columns: Int, _ mask: DropoutMask,
+    func droppedInput(_ x: UnsafePointer<Float>, rows: Int, columns: Int, _ mask: DropoutMask,
                               _ body: (UnsafePointer<Float>) -> Void) {
         if mask.isIdentity { return body(x) }
         withScratch(rows * columns) { xh in

@@ -75,6 +75,9 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         case .cast: try cast(inputs[0], outputs[0])
         case .loraForward(let o): try loraForward(o, inputs, outputs)
         case .loraBackward(let o): try loraBackward(o, inputs, outputs)
+        case .doraNorm(let scale): try doraNorm(scale: scale, inputs, outputs)
+        case .doraForward(let o): try doraForward(o, inputs, outputs)
+        case .doraBackward(let o): try doraBackward(o, inputs, outputs)
         }
     }
 

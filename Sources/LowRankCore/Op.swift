@@ -48,6 +48,24 @@ public struct LoRAOptions: Hashable, Sendable {
     }
 }
 
+/// One DoRA adapter on a frozen linear layer, as PEFT computes it with the norm detached:
+/// `y = x·Wᵀ + b + (g−1)⊙(x̂·Wᵀ) + g⊙s·(x̂·Aᵀ·Bᵀ)`, `g = m / max(n, ε)`, `n = ‖W + s·B·A‖_row`.
+public struct DoRAOptions: Hashable, Sendable {
+    /// Scale, dropout, seed, bias and output dtype, as for LoRA (`accumulate` is not supported).
+    public var lora: LoRAOptions
+    /// Whether m is trained: forward then also returns `inner = x̂·Wᵀ + s·lora` for dm.
+    public var trainableMagnitude: Bool
+
+    /// The floor under the weight norm: an all-zero row of W + s·B·A gives g = m / ε, finite
+    /// (0 when m was initialised from that row), where PEFT divides by zero.
+    public static let normEpsilon: Float = 1e-6
+
+    public init(lora: LoRAOptions, trainableMagnitude: Bool = true) {
+        self.lora = lora
+        self.trainableMagnitude = trainableMagnitude
+    }
+}
+
 /// Every op the backends implement. Each case documents its inputs and outputs in order; the
 /// GLSL is `Shaders/<name>.comp`, the bindings `VulkanBackend+<Name>.swift` and the CPU twin
 /// `CPUBackend+<Name>.swift`.
@@ -71,6 +89,13 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
     case loraForward(LoRAOptions)
     /// G [T, d_out], x, W, A, B, u -> dx [T, d_in], dA [r, d_in] f32, dB [d_out, r] f32 (with `accumulate`, dx is added to)
     case loraBackward(LoRAOptions)
+    /// W [d_out, d_in], A [r, d_in], B [d_out, r], m [d_out], ‖W‖²_row [d_out] f32 -> n [d_out] f32, g [d_out] f32:
+    /// DoRA's factored norm `n = ‖W + s·B·A‖_row` (never forming B·A) and `g = m / max(n, ε)`
+    case doraNorm(scale: Float)
+    /// x, W, A, B, m, ‖W‖²_row [, bias] -> y [T, d_out], u [T, r] f32, n, g [, inner [T, d_out] f32 when m is trainable]
+    case doraForward(DoRAOptions)
+    /// G, x, W, A, B, u, n, g [, inner] -> dx, dA f32, dB f32 [, dm [d_out] f32 when m is trainable]
+    case doraBackward(DoRAOptions)
 
     public var name: String {
         switch self {
@@ -83,6 +108,9 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
         case .cast: "cast"
         case .loraForward: "lora_forward"
         case .loraBackward: "lora_backward"
+        case .doraNorm: "dora_norm"
+        case .doraForward: "dora_forward"
+        case .doraBackward: "dora_backward"
         }
     }
 
@@ -142,6 +170,42 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             try check.equal(u.1, r, "u's columns and the rank r")
             return [TensorDescriptor([t, dIn], o.outputDType ?? inputs[1].dtype),
                     TensorDescriptor([r, dIn], .f32), TensorDescriptor([dOut, r], .f32)]
+        case .doraNorm(let scale):
+            try check.count(5)
+            try check.floating()
+            guard scale.isFinite else { throw check.error(.invalidArgument, "scale must be finite, got \(scale)") }
+            let sub = OpCheck(op: self, inputs: [inputs[1]] + inputs)  // W's d_in stands in for x's columns
+            let (_, _, dOut, _) = try sub.loraDims()
+            try check.vector(3, "m", dOut)
+            try check.vector(4, "‖W‖²_row", dOut)
+            return [TensorDescriptor([dOut], .f32), TensorDescriptor([dOut], .f32)]
+        case .doraForward(let o):
+            try check.count(o.lora.hasBias ? 7 : 6)
+            try check.floating()
+            try check.dora(o)
+            let (t, _, dOut, r) = try check.loraDims()
+            try check.vector(4, "m", dOut)
+            try check.vector(5, "‖W‖²_row", dOut)
+            if o.lora.hasBias { try check.vector(6, "bias", dOut) }
+            let f32 = { (shape: Shape) in TensorDescriptor(shape, .f32) }
+            return [TensorDescriptor([t, dOut], o.lora.outputDType ?? inputs[0].dtype), f32([t, r]), f32([dOut]), f32([dOut])]
+                + (o.trainableMagnitude ? [f32([t, dOut])] : [])
+        case .doraBackward(let o):
+            try check.count(o.trainableMagnitude ? 9 : 8)
+            try check.floating()
+            try check.dora(o)
+            let sub = OpCheck(op: self, inputs: Array(inputs.dropFirst()))
+            let (t, dIn, dOut, r) = try sub.loraDims()
+            let g = try check.matrix(0, "G")
+            try check.equal([g.0, g.1], [t, dOut], "G's shape and [T, d_out]")
+            let u = try check.matrix(5, "u")
+            try check.equal([u.0, u.1], [t, r], "u's shape and [T, r]")
+            try check.vector(6, "n", dOut)
+            try check.vector(7, "g", dOut)
+            if o.trainableMagnitude { try check.equal(inputs[8].shape, Shape([t, dOut]), "inner's shape and [T, d_out]") }
+            return [TensorDescriptor([t, dIn], o.lora.outputDType ?? inputs[1].dtype),
+                    TensorDescriptor([r, dIn], .f32), TensorDescriptor([dOut, r], .f32)]
+                + (o.trainableMagnitude ? [TensorDescriptor([dOut], .f32)] : [])
         }
     }
 }
@@ -187,6 +251,11 @@ private struct OpCheck {
             throw error(.invalidArgument, "dropout must be in [0, 1), got \(o.dropout)")
         }
         guard o.scale.isFinite else { throw error(.invalidArgument, "scale must be finite, got \(o.scale)") }
+    }
+
+    func dora(_ o: DoRAOptions) throws {
+        try lora(o.lora)
+        guard !o.lora.accumulate else { throw error(.unsupported, "a DoRA adapter cannot accumulate onto another adapter's output") }
     }
 
     /// Checks x, W, A, B at inputs 0...3 and returns (T, d_in, d_out, r).

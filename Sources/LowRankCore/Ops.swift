@@ -90,3 +90,43 @@ public enum Ops {
         return (out[0], out[1])
     }
 }
+
+/// What DoRA's forward hands to its backward.
+public struct DoRAForward: @unchecked Sendable {
+    public let y: Tensor
+    /// `dropout(x)·Aᵀ`, f32 `[T, r]`.
+    public let u: Tensor
+    /// The weight norm `‖W + s·B·A‖_row` and `g = m / max(n, ε)`, f32 `[d_out]`.
+    public let norm: Tensor
+    public let g: Tensor
+    /// `dropout(x)·Wᵀ + s·lora`, f32 `[T, d_out]`, when the magnitude is trainable.
+    public let inner: Tensor?
+}
+
+extension Ops {
+    /// DoRA's factored weight norm and `g = m / max(n, ε)`.
+    public static func doraNorm(weight: Tensor, a: Tensor, b: Tensor, magnitude: Tensor, weightNormSquared: Tensor,
+                                scale: Float) throws -> (norm: Tensor, g: Tensor) {
+        let out = try execute(.doraNorm(scale: scale), [weight, a, b, magnitude, weightNormSquared])
+        return (out[0], out[1])
+    }
+
+    /// DoRA forward; `weightNormSquared` is `rowSumOfSquares(weight)`, computed once per frozen W.
+    public static func doraForward(x: Tensor, weight: Tensor, bias: Tensor? = nil, a: Tensor, b: Tensor, magnitude: Tensor,
+                                   weightNormSquared: Tensor, options: DoRAOptions) throws -> DoRAForward {
+        var o = options
+        o.lora.hasBias = bias != nil
+        let out = try execute(.doraForward(o), [x, weight, a, b, magnitude, weightNormSquared] + (bias.map { [$0] } ?? []))
+        return DoRAForward(y: out[0], u: out[1], norm: out[2], g: out[3], inner: o.trainableMagnitude ? out[4] : nil)
+    }
+
+    /// DoRA backward for `G = ∂L/∂y`: `(dx, dA, dB, dm)`, dm nil unless the magnitude is trainable.
+    public static func doraBackward(gradOutput g: Tensor, x: Tensor, weight: Tensor, a: Tensor, b: Tensor, forward: DoRAForward,
+                                    options: DoRAOptions) throws -> (dx: Tensor, dA: Tensor, dB: Tensor, dm: Tensor?) {
+        var o = options
+        o.trainableMagnitude = forward.inner != nil
+        let inputs = [g, x, weight, a, b, forward.u, forward.norm, forward.g] + (forward.inner.map { [$0] } ?? [])
+        let out = try execute(.doraBackward(o), inputs)
+        return (out[0], out[1], out[2], o.trainableMagnitude ? out[3] : nil)
+    }
+}

@@ -47,10 +47,11 @@ extension VulkanBackend {
         let duPartial = try scratch([columnBlocks, t, r])
         let dBPartial = try scratch([rowChunks, dOut, r])
         try dispatch(KernelKey(shader: "lora_backward.comp",
-                               defines: ["G_T": g.dtype.glslType, "B_T": b.dtype.glslType, "U_T": u.dtype.glslType, "RC": "\(rankBlock)"],
+                               defines: ["G_T": g.dtype.glslType, "B_T": b.dtype.glslType, "U_T": u.dtype.glslType, "RC": "\(rankBlock)",
+                                         "DORA": "0"],
                                bindings: 5),
                      [.read(g), .read(b), .read(u), .write(duPartial), .write(dBPartial)],
-                     push: PushConstants([UInt32(t), UInt32(dOut), UInt32(r)]),
+                     push: PushConstants([UInt32(t), UInt32(dOut), UInt32(r), DoRAOptions.normEpsilon]),
                      groups: (columnBlocks, rowChunks, (r + rankBlock - 1) / rankBlock))
         try encodeSumBlocks(duPartial, into: du, scale: scale)
         try encodeSumBlocks(dBPartial, into: dB, scale: scale)

@@ -27,8 +27,13 @@ extension DType {
 /// One product of `Shaders/matmul.comp`:
 /// `C = alpha·op(A)·op(B) [+ alpha2·op(A2)·op(B2)] [+ bias] [+ C]`, with an optional dropout mask.
 struct MatmulCall {
-    /// Where the dropout mask applies: A's elements, B's, the first product or the second one (at C's (m, n)).
-    enum DropoutTarget { case a, b, product, second }
+    /// Where the dropout mask applies: A's elements, B's, the first product, the second one, or
+    /// both products (at C's (m, n)).
+    enum DropoutTarget { case a, b, product, second, products }
+
+    /// What a per-element vector does: scale A's elements by `vector[k] + offset` as they load, or
+    /// compose DoRA's output in the epilogue with `g = vector[n]` (`Shaders/dora.glsl`).
+    enum VectorUse: Equatable { case scaleA(offset: Float), doraCompose(addBase: Bool) }
 
     var a: Tensor
     var b: Tensor
@@ -41,6 +46,9 @@ struct MatmulCall {
     /// The second product, with the same layouts over its own inner dimension.
     var second: (a: Tensor, b: Tensor, alpha: Float)?
     var dropout: (mask: DropoutMask, target: DropoutTarget)?
+    var vector: (values: Tensor, use: VectorUse)?
+    /// DoRA's `inner = product + second` (f32, C's shape), written beside C.
+    var inner: Tensor?
 
     var m: Int { c.shape[0] }
     var n: Int { c.shape[1] }
@@ -83,7 +91,9 @@ extension VulkanBackend {
             "HAS_BIAS": flag(first && call.bias != nil), "ACCUMULATE": flag(call.accumulate || !first),
             "SECOND": flag(second != nil),
             "DROPOUT_A": flag(target == .a), "DROPOUT_B": flag(target == .b),
-            "DROPOUT_PRODUCT": flag(target == .product), "DROPOUT_SECOND": flag(target == .second && second != nil),
+            "DROPOUT_PRODUCT": flag(target == .product || target == .products),
+            "DROPOUT_SECOND": flag((target == .second || target == .products) && second != nil),
+            "KSCALE": "0", "DORA": "0", "DORA_ADD_BASE": "0", "WRITE_INNER": flag(call.inner != nil),
         ]
         let layout = MatmulLayout(call)
         var bindings: [TensorBinding] = [.read(call.a, layout.a(rows, inner)), .read(call.b, layout.b(inner, columns)),
@@ -97,11 +107,24 @@ extension VulkanBackend {
             defines["B2_T"] = second.b.dtype.glslType
             bindings += [.read(second.a, layout.a2(rows)), .read(second.b, layout.b2(columns))]
         }
+        var vectorOffset: Float = 0
+        switch call.vector?.use {
+        case .scaleA(let offset):
+            defines["KSCALE"] = "1"
+            vectorOffset = offset
+            bindings.append(.read(call.vector!.values, inner))
+        case .doraCompose(let addBase):
+            defines["DORA"] = "1"
+            defines["DORA_ADD_BASE"] = flag(addBase)
+            bindings.append(.read(call.vector!.values, columns))
+        case nil: break
+        }
+        if let innerTensor = call.inner { bindings.append(.write(innerTensor, layout.c(rows, columns))) }
         let mask = call.dropout?.mask ?? DropoutMask(probability: 0, seed: 0)
         let push = PushConstants([UInt32(rows.count), UInt32(columns.count), UInt32(inner.count), UInt32(call.k2),
                                   call.alpha, second?.alpha ?? 0, mask.seed, mask.threshold, mask.keepScale,
                                   UInt32(layout.lda), UInt32(layout.ldb), UInt32(call.n), UInt32(layout.lda2), UInt32(layout.ldb2),
-                                  UInt32(rows.lowerBound), UInt32(columns.lowerBound), UInt32(inner.lowerBound)])
+                                  UInt32(rows.lowerBound), UInt32(columns.lowerBound), UInt32(inner.lowerBound), vectorOffset])
         try dispatch(KernelKey(shader: "matmul.comp", defines: defines, bindings: bindings.count), bindings, push: push,
                      groups: ((columns.count + 63) / 64, (rows.count + 63) / 64, 1))
     }
@@ -147,6 +170,7 @@ private struct MatmulBlocking {
                 (call.b, layout.b(inner, columns), call.transposeB ? [\.n, \.k] : [\.k, \.n]),
                 (call.c, layout.c(rows, columns), [\.m, \.n]),
             ]
+            if let innerTensor = call.inner { operands.append((innerTensor, layout.c(rows, columns), [\.m, \.n])) }
             if let bias = call.bias { operands.append((bias, columns, [\.n])) }
             if let second = call.second {
                 operands.append((second.a, layout.a2(rows), call.transposeA ? [] : [\.m]))

@@ -225,6 +225,9 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         case .rowL2Norm: try encodeRowReduce(inputs[0], outputs[0], root: true)
         case .loraForward(let o): try encodeLoRAForward(o, inputs, outputs)
         case .loraBackward(let o): try encodeLoRABackward(o, inputs, outputs)
+        case .doraNorm(let scale): try encodeDoRANorm(scale: scale, inputs, outputs)
+        case .doraForward(let o): try encodeDoRAForward(o, inputs, outputs)
+        case .doraBackward(let o): try encodeDoRABackward(o, inputs, outputs)
         }
     }
 

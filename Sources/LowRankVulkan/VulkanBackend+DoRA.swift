@@ -1,0 +1,87 @@
+import LowRankCore
+
+extension VulkanBackend {
+    /// W, A, B, m, ‖W‖²_row -> n, g: `W·Aᵀ` and `A·Aᵀ` by the matmul kernel, then
+    /// `Shaders/dora_norm.comp` per row. Transients: `[d_out, r]` and `[r, r]` f32, never `[d_out, d_in]`.
+    func encodeDoRANorm(scale: Float, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
+        let (w, a, b, m, wsq) = (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4])
+        let dOut = w.shape[0], r = a.shape[0]
+        let maxRank = info.limits.maxComputeSharedMemoryBytes / 4 - 64
+        guard r <= maxRank else {
+            throw LowRankError(.unsupported, "DoRA's norm kernel holds a row of B in shared memory: r = \(r) exceeds \(maxRank) on \(info.name)")
+        }
+        let wa = try scratch([dOut, r]), aat = try scratch([r, r])
+        try dispatchMatmul(MatmulCall(a: w, b: a, c: wa, transposeB: true))
+        try dispatchMatmul(MatmulCall(a: a, b: a, c: aat, transposeB: true))
+        let sharedRow = (r + 63) / 64 * 64
+        try dispatch(KernelKey(shader: "dora_norm.comp",
+                               defines: ["B_T": b.dtype.glslType, "M_T": m.dtype.glslType, "MAX_R": "\(sharedRow)"], bindings: 7),
+                     [.read(wsq), .read(wa), .read(b), .read(aat), .read(m), .write(outputs[0]), .write(outputs[1])],
+                     push: PushConstants([UInt32(dOut), UInt32(r), scale, DoRAOptions.normEpsilon]),
+                     groups: (min(dOut, 65535), (dOut + 65534) / 65535, 1))
+    }
+
+    /// x, W, A, B, m, ‖W‖²_row [, bias] -> y, u, n, g [, inner]. The compose runs in the epilogue of
+    /// the matmul that forms the base product, so y is written once: without dropout that product is
+    /// also the frozen layer's output; with dropout the frozen output is one matmul and the composed
+    /// term, over `dropout(x)·Wᵀ`, is added onto it by a second.
+    func encodeDoRAForward(_ o: DoRAOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
+        let (x, w, a, b) = (inputs[0], inputs[1], inputs[2], inputs[3])
+        let (y, u, g) = (outputs[0], outputs[1], outputs[3])
+        let inner = o.trainableMagnitude ? outputs[4] : nil
+        let bias = o.lora.hasBias ? inputs[6] : nil
+        try encodeDoRANorm(scale: o.lora.scale, [w, a, b, inputs[4], inputs[5]], [outputs[2], g])
+        let mask = DropoutMask(probability: o.lora.dropout, seed: o.lora.seed)
+        try dispatchMatmul(MatmulCall(a: x, b: a, c: u, transposeB: true, dropout: (mask, .a)))
+        if mask.isIdentity {
+            try dispatchMatmul(MatmulCall(a: x, b: w, c: y, transposeB: true, bias: bias, second: (u, b, o.lora.scale),
+                                          vector: (g, .doraCompose(addBase: true)), inner: inner))
+        } else {
+            try dispatchMatmul(MatmulCall(a: x, b: w, c: y, transposeB: true, bias: bias))
+            try dispatchMatmul(MatmulCall(a: x, b: w, c: y, transposeB: true, accumulate: true, second: (u, b, o.lora.scale),
+                                          dropout: (mask, .a), vector: (g, .doraCompose(addBase: false)), inner: inner))
+        }
+    }
+
+    /// G, x, W, A, B, u, n, g [, inner] -> dx, dA, dB [, dm]: one read of G gives the LoRA branch's
+    /// `du = s·(G⊙g)·B` and `dB = s·(G⊙g)ᵀ·u` and the partial sums of `dm`, summed in order
+    /// (`Shaders/lora_backward.comp` with DORA); then `dA = duᵀ·dropout(x)` and `dx` in one pass,
+    /// `(g⊙G)·W + du·A` without dropout.
+    func encodeDoRABackward(_ o: DoRAOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
+        let (gradient, x, w, a, b, u, n, g) = (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], inputs[5], inputs[6], inputs[7])
+        let (dx, dA, dB) = (outputs[0], outputs[1], outputs[2])
+        let t = x.shape[0], dOut = w.shape[0], r = a.shape[0]
+        let columnBlocks = (dOut + 127) / 128, rowChunks = (t + 255) / 256
+        guard gradient.byteCount <= maxBindingBytes, max(columnBlocks * t, rowChunks * dOut) * r * 4 <= maxBindingBytes else {
+            throw LowRankError(.unsupported, "DoRA backward reads G in one binding; \(gradient.descriptor) exceeds \(maxBindingBytes) bytes on \(info.name): use fewer tokens per step")
+        }
+        let rankBlock = r <= 16 ? 16 : 32
+        let duPartial = try scratch([columnBlocks, t, r]), dBPartial = try scratch([rowChunks, dOut, r])
+        let dmPartial = try scratch([rowChunks, dOut])
+        // Without a trainable magnitude the dm part reads a stand-in and its result is dropped.
+        let inner = o.trainableMagnitude ? inputs[8] : try scratch([1])
+        try dispatch(KernelKey(shader: "lora_backward.comp",
+                               defines: ["G_T": gradient.dtype.glslType, "B_T": b.dtype.glslType, "U_T": u.dtype.glslType,
+                                         "RC": "\(rankBlock)", "DORA": "1", "DORA_DM": o.trainableMagnitude ? "1" : "0"],
+                               bindings: 9),
+                     [.read(gradient), .read(b), .read(u), .write(duPartial), .write(dBPartial),
+                      .read(g), .read(n), .read(inner), .write(dmPartial)],
+                     push: PushConstants([UInt32(t), UInt32(dOut), UInt32(r), DoRAOptions.normEpsilon]),
+                     groups: (columnBlocks, rowChunks, (r + rankBlock - 1) / rankBlock))
+        let du = try scratch([t, r])
+        try encodeSumBlocks(duPartial, into: du, scale: o.lora.scale)
+        try encodeSumBlocks(dBPartial, into: dB, scale: o.lora.scale)
+        if o.trainableMagnitude { try encodeSumBlocks(dmPartial, into: outputs[3], scale: 1) }
+
+        let mask = DropoutMask(probability: o.lora.dropout, seed: o.lora.seed)
+        try dispatchMatmul(MatmulCall(a: du, b: x, c: dA, transposeA: true, dropout: (mask, .b)))
+        if mask.isIdentity {
+            try dispatchMatmul(MatmulCall(a: gradient, b: w, c: dx, second: (du, a, 1), vector: (g, .scaleA(offset: 0))))
+        } else {
+            // dx = G·W + mask ⊙ (((g − 1)⊙G)·W + du·A)
+            try dispatchMatmul(MatmulCall(a: gradient, b: w, c: dx))
+            try dispatchMatmul(MatmulCall(a: gradient, b: w, c: dx, accumulate: true, second: (du, a, 1),
+                                          dropout: (mask, .products), vector: (g, .scaleA(offset: -1))))
+        }
+    }
+}
