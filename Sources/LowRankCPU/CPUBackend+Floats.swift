@@ -5,8 +5,8 @@ extension CPUBackend {
     func withFloats<R>(_ t: Tensor, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
         if t.dtype == .f32 { return try body(pointer(t).assumingMemoryBound(to: Float.self)) }
         let count = t.shape.count
-        let tmp = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(count, 1))
-        defer { tmp.deallocate() }
+        let tmp = temporary(count)
+        defer { release(tmp, count) }
         let source = pointer(t)
         parallelFor(count) { r in
             convertToFloat(source + r.lowerBound * t.dtype.byteSize, dtype: t.dtype, count: r.count, into: tmp + r.lowerBound)
@@ -19,8 +19,8 @@ extension CPUBackend {
     func producing(_ out: Tensor, preserving: Bool = false, _ body: (UnsafeMutablePointer<Float>) throws -> Void) rethrows {
         if out.dtype == .f32 { return try body(pointer(out).assumingMemoryBound(to: Float.self)) }
         let count = out.shape.count
-        let tmp = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(count, 1))
-        defer { tmp.deallocate() }
+        let tmp = temporary(count)
+        defer { release(tmp, count) }
         let destination = pointer(out)
         if preserving {
             parallelFor(count) { r in
@@ -35,8 +35,19 @@ extension CPUBackend {
 
     /// A scratch f32 buffer of `count` elements for the duration of `body`.
     func withScratch<R>(_ count: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
-        let tmp = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(count, 1))
-        defer { tmp.deallocate() }
+        let tmp = temporary(count)
+        defer { release(tmp, count) }
         return try body(tmp)
+    }
+
+    /// An f32 temporary, counted in the backend's memory statistics while it lives.
+    private func temporary(_ count: Int) -> UnsafeMutablePointer<Float> {
+        usage.allocated(count * 4)
+        return UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(count, 1))
+    }
+
+    private func release(_ pointer: UnsafeMutablePointer<Float>, _ count: Int) {
+        pointer.deallocate()
+        usage.freed(count * 4)
     }
 }

@@ -28,7 +28,8 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     public let identifier = "cpu"
     public let deviceName: String
     public let threads: Int
-    private let usage = MemoryCounter(heap: "host")
+    /// Tensors and the f32 temporaries ops work in, so that peaks include an op's transients.
+    let usage = MemoryCounter(heap: "host")
 
     public init(threads: Int? = nil) {
         let cores = threads ?? ProcessInfoCores.active
@@ -63,6 +64,8 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     public func memoryStatistics() -> [MemoryStatistics] {
         [usage.statistics]
     }
+
+    public func resetPeakMemory() { usage.resetPeak() }
 
     public func run(_ op: Op, inputs: [Tensor], outputs: [Tensor]) throws {
         switch op {

@@ -35,4 +35,6 @@ public protocol Backend: AnyObject, Sendable {
     /// Waits until every op issued so far has finished.
     func synchronize() throws
     func memoryStatistics() -> [MemoryStatistics]
+    /// Starts a new high-water mark for `memoryStatistics()` from what is in use now.
+    func resetPeakMemory()
 }

@@ -11,6 +11,26 @@ struct BenchResult {
     var sample: Timer.Sample
     var flops: Double
     var bytes: Double
+    /// Peak bytes above what was allocated before one run (outputs included), from the backend's allocator.
+    var transientBytes: Int?
+}
+
+/// Deterministic inputs in [−scale, scale), the same on every backend.
+func benchTensor(_ shape: Shape, seed: UInt32, scale: Float, dtype: DType, on backend: any Backend) throws -> Tensor {
+    try Tensor((0..<shape.count).map { Float(DropoutMask.hash(seed &+ UInt32($0)) >> 8) / Float(1 << 24) * 2 * scale - scale },
+               shape: shape, dtype: dtype, on: backend)
+}
+
+extension Timer {
+    /// The peak memory one run of `body` adds, read from the backend's allocator.
+    func transientBytes(_ body: () throws -> Void) throws -> Int {
+        try backend.synchronize()
+        let before = backend.memoryStatistics()[0].currentBytes
+        backend.resetPeakMemory()
+        try body()
+        try backend.synchronize()
+        return backend.memoryStatistics()[0].peakBytes - before
+    }
 }
 
 /// Fused LoRA kernels against the same math as separate ops, and the base matmul alone.
@@ -22,10 +42,7 @@ struct LoRASuite {
 
     func run() throws -> [BenchResult] {
         let (t, dIn, dOut, r) = (shape.t, shape.dIn, shape.dOut, shape.r)
-        let tensor = { (shape: Shape, seed: UInt32, scale: Float) in
-            try Tensor((0..<shape.count).map { Float(DropoutMask.hash(seed &+ UInt32($0)) >> 8) / Float(1 << 24) * 2 * scale - scale },
-                       shape: shape, dtype: dtype, on: backend)
-        }
+        let tensor = { (shape: Shape, seed: UInt32, scale: Float) in try benchTensor(shape, seed: seed, scale: scale, dtype: dtype, on: backend) }
         let x = try tensor([t, dIn], 1, 1), w = try tensor([dOut, dIn], 2, 0.05), bias = try tensor([dOut], 3, 0.1)
         let a = try tensor([r, dIn], 4, 0.05), b = try tensor([dOut, r], 5, 0.05), g = try tensor([t, dOut], 6, 1)
         let options = LoRAOptions(scale: 2, hasBias: true)

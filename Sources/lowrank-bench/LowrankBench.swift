@@ -8,7 +8,7 @@ struct LowrankBench: ParsableCommand {
         commandName: "lowrank-bench",
         abstract: "Kernel microbenchmarks: fused against unfused, on every backend, timed on the device where it can be.")
 
-    @Option(help: "Suite to run: lora.") var suite = "lora"
+    @Option(help: "Suite to run: lora, dora, or all.") var suite = "lora"
     @Option(help: "Shape preset: tiny (smoke runs), small, or paper (T=512, d=2048, r=16). Explicit shape options override it.")
     var preset = "small"
     @Option(name: .customLong("tokens"), help: "T, rows of x.") var tokens: Int?
@@ -23,7 +23,7 @@ struct LowrankBench: ParsableCommand {
     @Flag(help: "Print each kernel's device time per result on stderr (Vulkan).") var profile = false
 
     func validate() throws {
-        guard ["lora"].contains(suite) else { throw ValidationError("unknown suite '\(suite)'; available: lora") }
+        guard ["lora", "dora", "all"].contains(suite) else { throw ValidationError("unknown suite '\(suite)'; available: lora, dora, all") }
         guard Preset(rawValue: preset) != nil else { throw ValidationError("unknown preset '\(preset)'; available: tiny, small, paper") }
         guard DType(rawValue: dtype)?.isFloatingPoint == true else { throw ValidationError("dtype must be f32, f16 or bf16") }
         guard runs > 0, warmup >= 0 else { throw ValidationError("--runs must be positive and --warmup non-negative") }
@@ -38,8 +38,14 @@ struct LowrankBench: ParsableCommand {
         let backends = try self.backends()
         var reporter = Reporter(json: json)
         for backend in backends {
-            let bench = LoRASuite(backend: backend, shape: shape, dtype: DType(rawValue: dtype)!, timer: Timer(backend: backend, runs: runs, warmup: warmup, profile: profile))
-            for result in try bench.run() { reporter.report(result) }
+            let timer = Timer(backend: backend, runs: runs, warmup: warmup, profile: profile)
+            let dtype = DType(rawValue: dtype)!
+            if suite == "lora" || suite == "all" {
+                for result in try LoRASuite(backend: backend, shape: shape, dtype: dtype, timer: timer).run() { reporter.report(result) }
+            }
+            if suite == "dora" || suite == "all" {
+                for result in try DoRASuite(backend: backend, shape: shape, dtype: dtype, timer: timer).run() { reporter.report(result) }
+            }
         }
         reporter.finish()
     }

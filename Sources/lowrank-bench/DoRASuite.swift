@@ -1,0 +1,61 @@
+import LowRank
+
+/// DoRA's kernels: the factored norm against the dense one PEFT computes (`B·A` materialised),
+/// and DoRA forward and forward+backward beside our LoRA at the same shape (DoRA's floor is
+/// LoRA's work plus the `W·Aᵀ` product of its norm).
+struct DoRASuite {
+    let backend: any Backend
+    let shape: LoRAShape
+    let dtype: DType
+    let timer: Timer
+
+    func run() throws -> [BenchResult] {
+        let (t, dIn, dOut, r) = (shape.t, shape.dIn, shape.dOut, shape.r)
+        let tensor = { (shape: Shape, seed: UInt32, scale: Float) in try benchTensor(shape, seed: seed, scale: scale, dtype: dtype, on: backend) }
+        let x = try tensor([t, dIn], 1, 1), w = try tensor([dOut, dIn], 2, 0.05), bias = try tensor([dOut], 3, 0.1)
+        let a = try tensor([r, dIn], 4, 0.05), b = try tensor([dOut, r], 5, 0.05), g = try tensor([t, dOut], 6, 1)
+        let scale: Float = 2
+        let wsq = try Ops.rowSumOfSquares(w)
+        let m = try Ops.rowL2Norm(w)
+        let dora = DoRAOptions(lora: LoRAOptions(scale: scale, hasBias: true))
+        let lora = LoRAOptions(scale: scale, hasBias: true)
+        let e = Double(dtype.byteSize)
+
+        let normFlops = 2.0 * Double(dOut * dIn * r + r * r * dIn + dOut * r * r)
+        let denseNormFlops = 2.0 * Double(dOut * dIn * r) + 3.0 * Double(dOut * dIn)
+        let loraForwardFlops = 2.0 * Double(t * dIn * dOut + t * dIn * r + t * r * dOut)
+        let loraBackwardFlops = 2.0 * Double(2 * t * dOut * r + t * r * dIn + t * dOut * dIn + t * r * dIn)
+        let forwardBytes = e * Double(t * dIn + dOut * dIn + dOut + r * dIn + dOut * r + t * dOut) + 4 * Double(t * r + t * dOut)
+        let backwardBytes = e * Double(t * dOut + t * dIn + dOut * dIn + r * dIn + dOut * r + t * dIn) + 4 * Double(t * r + r * dIn + dOut * r + t * dOut)
+
+        let cases: [(op: String, variant: String, flops: Double, bytes: Double, body: () throws -> Void)] = [
+            ("norm", "factored", normFlops, e * Double(dOut * dIn + r * dIn + dOut * r) + 16 * Double(dOut), {
+                _ = try Ops.doraNorm(weight: w, a: a, b: b, magnitude: m, weightNormSquared: wsq, scale: scale)
+            }),
+            ("norm", "dense B·A (PEFT)", denseNormFlops, e * Double(3 * dOut * dIn + r * dIn + dOut * r) + 4 * Double(dOut), {
+                _ = try Ops.rowL2Norm(try Ops.add(w, try Ops.matmul(b, a, alpha: scale)))
+            }),
+            ("forward", "fused", loraForwardFlops + normFlops, forwardBytes, {
+                _ = try Ops.doraForward(x: x, weight: w, bias: bias, a: a, b: b, magnitude: m, weightNormSquared: wsq, options: dora)
+            }),
+            ("forward", "lora fused (reference)", loraForwardFlops, forwardBytes, {
+                _ = try Ops.loraForward(x: x, weight: w, bias: bias, a: a, b: b, options: lora)
+            }),
+            ("forward+backward", "fused", loraForwardFlops + normFlops + loraBackwardFlops, forwardBytes + backwardBytes, {
+                let f = try Ops.doraForward(x: x, weight: w, bias: bias, a: a, b: b, magnitude: m, weightNormSquared: wsq, options: dora)
+                _ = try Ops.doraBackward(gradOutput: g, x: x, weight: w, a: a, b: b, forward: f, options: dora)
+            }),
+            ("forward+backward", "lora fused (reference)", loraForwardFlops + loraBackwardFlops, forwardBytes + backwardBytes, {
+                let (_, u) = try Ops.loraForward(x: x, weight: w, bias: bias, a: a, b: b, options: lora)
+                _ = try Ops.loraBackward(gradOutput: g, x: x, weight: w, a: a, b: b, u: u, options: lora)
+            }),
+        ]
+        return try cases.map { c in
+            if timer.profile { printToStandardError("\(backend.identifier) dora \(c.op) \(c.variant):") }
+            let transient = try timer.transientBytes(c.body)
+            return BenchResult(suite: "dora", op: c.op, variant: c.variant, backend: backend.identifier, device: backend.deviceName,
+                               dtype: dtype.rawValue, shape: shape, sample: try timer.measure(c.body), flops: c.flops, bytes: c.bytes,
+                               transientBytes: transient)
+        }
+    }
+}

@@ -1,0 +1,127 @@
+import LowRank
+import Testing
+
+@Suite("DoRA linear")
+struct DoRATests {
+    struct Layer {
+        var x, w, a, b, m, bias, g: [Float]
+        let (t, dIn, dOut, r): (Int, Int, Int, Int)
+
+        init(t: Int = 9, dIn: Int = 33, dOut: Int = 20, r: Int = 4, seed: UInt64) {
+            (self.t, self.dIn, self.dOut, self.r) = (t, dIn, dOut, r)
+            x = randomValues(t * dIn, seed: seed)
+            w = randomValues(dOut * dIn, seed: seed + 1, scale: 0.2)
+            a = randomValues(r * dIn, seed: seed + 2, scale: 0.2)
+            b = randomValues(dOut * r, seed: seed + 3, scale: 0.1)
+            m = randomValues(dOut, seed: seed + 4).map { 1 + 0.3 * $0 }
+            bias = randomValues(dOut, seed: seed + 5)
+            g = randomValues(t * dOut, seed: seed + 6)
+        }
+
+        func run(on backend: any Backend, _ options: DoRAOptions) throws -> (forward: DoRAForward, dx: Tensor, dA: Tensor, dB: Tensor, dm: Tensor?) {
+            let tensor = { (v: [Float], s: Shape) in try Tensor(v, shape: s, on: backend) }
+            let xt = try tensor(x, [t, dIn]), wt = try tensor(w, [dOut, dIn]), at = try tensor(a, [r, dIn]), bt = try tensor(b, [dOut, r])
+            let forward = try Ops.doraForward(x: xt, weight: wt, bias: try tensor(bias, [dOut]), a: at, b: bt, magnitude: try tensor(m, [dOut]),
+                                              weightNormSquared: try Ops.rowSumOfSquares(wt), options: options)
+            let (dx, dA, dB, dm) = try Ops.doraBackward(gradOutput: try tensor(g, [t, dOut]), x: xt, weight: wt, a: at, b: bt,
+                                                        forward: forward, options: options)
+            return (forward, dx, dA, dB, dm)
+        }
+
+        /// L = Σ y ⊙ G in float64.
+        func loss(on backend: any Backend, _ options: DoRAOptions) throws -> Double {
+            let y = try run(on: backend, options).forward.y.floats()
+            return zip(y, g).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+        }
+    }
+
+    /// Central differences for dx and dm on the CPU backend, with and without dropout. (The norm
+    /// depends on A and B but is detached in backward, as in PEFT, so dA and dB are checked by the
+    /// golden cases and across backends instead.)
+    @Test(arguments: [Float(0), 0.3])
+    func finiteDifferences(_ dropout: Float) throws {
+        let cpu = try Engine.backend(.cpu)
+        let layer = Layer(t: 5, dIn: 7, dOut: 6, r: 3, seed: 40)
+        let options = DoRAOptions(lora: LoRAOptions(scale: 1.5, dropout: dropout, seed: 3))
+        let result = try layer.run(on: cpu, options)
+        let h: Float = 0.0625
+        for (name, keyPath, analytic) in [("x", \Layer.x, try result.dx.floats()), ("m", \Layer.m, try result.dm!.floats())] {
+            var numeric = [Double](repeating: 0, count: analytic.count)
+            for i in analytic.indices {
+                var plus = layer, minus = layer
+                plus[keyPath: keyPath][i] += h
+                minus[keyPath: keyPath][i] -= h
+                numeric[i] = (try plus.loss(on: cpu, options) - minus.loss(on: cpu, options)) / Double(2 * h)
+            }
+            #expect(relativeError(analytic, numeric) <= 1e-4, "d\(name), dropout \(dropout)")
+        }
+    }
+
+    /// Both backends agree, with dropout on and off, with and without a trainable magnitude.
+    @Test(arguments: [Float(0), 0.25], [true, false])
+    func backendsAgree(_ dropout: Float, _ trainable: Bool) throws {
+        let cpu = try BackendKind.cpu.open()
+        try onBackend(.vulkan) { vulkan in
+            let layer = Layer(t: 37, dIn: 70, dOut: 65, r: 6, seed: 7)
+            let options = DoRAOptions(lora: LoRAOptions(scale: 0.75, dropout: dropout, seed: 11), trainableMagnitude: trainable)
+            let results = try [cpu, vulkan].map { backend in
+                let r = try layer.run(on: backend, options)
+                #expect((r.dm != nil) == trainable && (r.forward.inner != nil) == trainable)
+                return try ([r.forward.y, r.forward.norm, r.forward.g, r.dx, r.dA, r.dB] + (r.dm.map { [$0] } ?? [])).map { try $0.floats() }
+            }
+            for (name, (got, reference)) in zip(["y", "n", "g", "dx", "dA", "dB", "dm"], zip(results[1], results[0])) {
+                #expect(relativeError(got, reference.map(Double.init)) <= 2e-6, "\(name)")
+            }
+        }
+    }
+
+    /// An all-zero row of W: PEFT divides by a zero norm there (peft#2049). Here g = m / max(n, ε):
+    /// with m initialised from the row (0) g is 0 and the row's output is the bias; with m moved
+    /// off zero g is large but finite. Outputs and gradients are finite either way.
+    @Test(arguments: BackendKind.allCases)
+    func zeroWeightRowStaysFinite(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            var layer = Layer(seed: 60)
+            for i in 0..<layer.dIn { layer.w[2 * layer.dIn + i] = 0 }
+            layer.b = [Float](repeating: 0, count: layer.dOut * layer.r)
+            layer.m[2] = 0
+            let options = DoRAOptions(lora: LoRAOptions(scale: 2))
+            let fresh = try layer.run(on: backend, options)
+            let y = try fresh.forward.y.floats()
+            #expect((0..<layer.t).allSatisfy { y[$0 * layer.dOut + 2] == layer.bias[2] })
+            layer.m[2] = 0.5
+            let moved = try layer.run(on: backend, options)
+            for result in [fresh, moved] {
+                for tensor in [result.forward.y, result.forward.g, result.dx, result.dA, result.dB, result.dm!] {
+                    #expect(try tensor.floats().allSatisfy(\.isFinite), "\(tensor.descriptor)")
+                }
+            }
+        }
+    }
+
+    /// A new adapter leaves the layer unchanged: B = 0 and m = ‖W‖_row give g = 1.
+    @Test(arguments: BackendKind.allCases)
+    func newAdapterIsTheIdentity(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let weight = try Tensor(randomValues(12 * 30, seed: 70), shape: [12, 30], on: backend)
+            let x = try Tensor(randomValues(4 * 30, seed: 71), shape: [4, 30], on: backend)
+            let adapter = try DoRAAdapter(weight: weight, config: LoRAConfig(rank: 3, alpha: 6), seed: 72)
+            let forward = try adapter.forward(x, weight: weight)
+            #expect(try forward.g.floats().allSatisfy { abs($0 - 1) < 1e-6 })
+            let base = try Ops.matmul(x, weight, transposeB: true)
+            #expect(relativeError(try forward.y.floats(), try base.floats().map(Double.init)) <= 1e-6)
+        }
+    }
+
+    @Test(arguments: BackendKind.allCases)
+    func rejectsBadShapes(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let w = try Tensor.zeros([6, 8], on: backend), a = try Tensor.zeros([2, 8], on: backend), b = try Tensor.zeros([6, 2], on: backend)
+            let error = #expect(throws: LowRankError.self) {
+                try Ops.doraNorm(weight: w, a: a, b: b, magnitude: try Tensor.zeros([5], on: backend),
+                                 weightNormSquared: try Tensor.zeros([6], on: backend), scale: 1)
+            }
+            #expect(error?.description.contains("dora_norm") == true && error?.description.contains("m") == true)
+        }
+    }
+}
