@@ -8,5 +8,5 @@ export LOWRANK_CACHE_DIR="${LOWRANK_CACHE_DIR:-$PWD/.build/lowrank-cache}"
 swift build
 LOWRANK_VALIDATION=1 .build/debug/lowrank devices
 LOWRANK_VALIDATION=1 .build/debug/lowrank check
-.build/debug/lowrank-bench --suite lora --preset tiny --device all --runs 2 --warmup 1
+.build/debug/lowrank-bench --suite all --preset tiny --device all --runs 2 --warmup 1
 swift test
