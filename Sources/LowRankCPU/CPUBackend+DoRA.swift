@@ -63,27 +63,37 @@ extension CPUBackend {
                 withFloats(a) { pa in
                     withFloats(b) { pb in
                         producing(outputs[0]) { y in
-                            withScratch(t * dOut) { base in
-                                withScratch(t * dOut) { lora in
-                                    droppedInput(px, rows: t, columns: dIn, mask) { xh in
-                                        sgemm(xh, transpose: false, pa, transpose: true, u, m: t, n: r, k: dIn, alpha: 1, beta: 0)
-                                        sgemm(xh, transpose: false, pw, transpose: true, base, m: t, n: dOut, k: dIn, alpha: 1, beta: 0)
-                                    }
-                                    sgemm(u, transpose: false, pb, transpose: true, lora, m: t, n: dOut, k: r, alpha: s, beta: 0)
-                                    // The frozen layer's own output: the dropped-out product is it when dropout is off.
-                                    if mask.isIdentity {
-                                        y.update(from: base, count: t * dOut)
-                                    } else {
-                                        sgemm(px, transpose: false, pw, transpose: true, y, m: t, n: dOut, k: dIn, alpha: 1, beta: 0)
-                                    }
-                                    if o.lora.hasBias { withFloats(inputs[6]) { bias in addRows(y, rows: t, bias, columns: dOut) } }
+                            // The LoRA term goes into `inner` when m is trainable (then completed in place), else into scratch.
+                            withScratch(inner == nil ? t * dOut : 0) { scratch in
+                                let lora = inner ?? scratch
+                                droppedInput(px, rows: t, columns: dIn, mask) { xh in
+                                    sgemm(xh, transpose: false, pa, transpose: true, u, m: t, n: r, k: dIn, alpha: 1, beta: 0)
+                                    // Without dropout the base product is the frozen layer's own output, so y starts as it.
+                                    sgemm(xh, transpose: false, pw, transpose: true, y, m: t, n: dOut, k: dIn, alpha: 1, beta: 0)
+                                }
+                                sgemm(u, transpose: false, pb, transpose: true, lora, m: t, n: dOut, k: r, alpha: s, beta: 0)
+                                if mask.isIdentity {
                                     parallelFor(t * dOut) { range in
                                         for i in range {
-                                            y[i] += doraCompose(base[i], lora[i], g[i % dOut])
-                                            inner?[i] = base[i] + lora[i]
+                                            let (base, l) = (y[i], lora[i])
+                                            inner?[i] = base + l
+                                            y[i] = base + doraCompose(base, l, g[i % dOut])
+                                        }
+                                    }
+                                } else {
+                                    withScratch(t * dOut) { dropped in
+                                        dropped.update(from: y, count: t * dOut)
+                                        sgemm(px, transpose: false, pw, transpose: true, y, m: t, n: dOut, k: dIn, alpha: 1, beta: 0)
+                                        parallelFor(t * dOut) { range in
+                                            for i in range {
+                                                let (base, l) = (dropped[i], lora[i])
+                                                inner?[i] = base + l
+                                                y[i] += doraCompose(base, l, g[i % dOut])
+                                            }
                                         }
                                     }
                                 }
+                                if o.lora.hasBias { withFloats(inputs[6]) { bias in addRows(y, rows: t, bias, columns: dOut) } }
                             }
                         }
                     }

@@ -73,12 +73,11 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         return out
     }
 
-    /// Overwrites the contents with `values`, rounded to the tensor's dtype (nearest even).
+    /// Overwrites the contents with `values`, converted to the tensor's dtype (nearest even for f16 and bf16).
     public func assign(_ values: [Float]) throws {
         guard values.count == shape.count else {
             throw LowRankError(.shapeMismatch, "\(values.count) values do not fill \(descriptor)")
         }
-        guard dtype.isFloatingPoint else { throw LowRankError(.dtypeMismatch, "cannot assign floats to a \(dtype) tensor") }
         var bytes = [UInt8](repeating: 0, count: byteCount)
         values.withUnsafeBufferPointer { v in
             bytes.withUnsafeMutableBytes { convertFromFloat(v.baseAddress!, count: v.count, dtype: dtype, into: $0.baseAddress!) }
