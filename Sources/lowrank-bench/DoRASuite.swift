@@ -11,9 +11,7 @@ struct DoRASuite {
 
     func run() throws -> [BenchResult] {
         let (t, dIn, dOut, r) = (shape.t, shape.dIn, shape.dOut, shape.r)
-        let tensor = { (shape: Shape, seed: UInt32, scale: Float) in try benchTensor(shape, seed: seed, scale: scale, dtype: dtype, on: backend) }
-        let x = try tensor([t, dIn], 1, 1), w = try tensor([dOut, dIn], 2, 0.05), bias = try tensor([dOut], 3, 0.1)
-        let a = try tensor([r, dIn], 4, 0.05), b = try tensor([dOut, r], 5, 0.05), g = try tensor([t, dOut], 6, 1)
+        let (x, w, bias, a, b, g) = try benchLayer(shape, dtype: dtype, on: backend)
         let scale: Float = 2
         let wsq = try Ops.rowSumOfSquares(w)
         let m = try Ops.rowL2Norm(w)

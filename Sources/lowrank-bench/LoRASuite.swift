@@ -15,10 +15,16 @@ struct BenchResult {
     var transientBytes: Int?
 }
 
-/// Deterministic inputs in [−scale, scale), the same on every backend.
-func benchTensor(_ shape: Shape, seed: UInt32, scale: Float, dtype: DType, on backend: any Backend) throws -> Tensor {
-    try Tensor((0..<shape.count).map { Float(DropoutMask.hash(seed &+ UInt32($0)) >> 8) / Float(1 << 24) * 2 * scale - scale },
-               shape: shape, dtype: dtype, on: backend)
+/// One adapted layer's deterministic inputs x, W, bias, A, B and G, the same on every backend.
+func benchLayer(_ shape: LoRAShape, dtype: DType, on backend: any Backend) throws
+    -> (x: Tensor, w: Tensor, bias: Tensor, a: Tensor, b: Tensor, g: Tensor) {
+    let tensor = { (dims: Shape, seed: UInt32, scale: Float) in
+        try Tensor((0..<dims.count).map { Float(DropoutMask.hash(seed &+ UInt32($0)) >> 8) / Float(1 << 24) * 2 * scale - scale },
+                   shape: dims, dtype: dtype, on: backend)
+    }
+    let (t, dIn, dOut, r) = (shape.t, shape.dIn, shape.dOut, shape.r)
+    return (try tensor([t, dIn], 1, 1), try tensor([dOut, dIn], 2, 0.05), try tensor([dOut], 3, 0.1),
+            try tensor([r, dIn], 4, 0.05), try tensor([dOut, r], 5, 0.05), try tensor([t, dOut], 6, 1))
 }
 
 extension Timer {
@@ -42,9 +48,7 @@ struct LoRASuite {
 
     func run() throws -> [BenchResult] {
         let (t, dIn, dOut, r) = (shape.t, shape.dIn, shape.dOut, shape.r)
-        let tensor = { (shape: Shape, seed: UInt32, scale: Float) in try benchTensor(shape, seed: seed, scale: scale, dtype: dtype, on: backend) }
-        let x = try tensor([t, dIn], 1, 1), w = try tensor([dOut, dIn], 2, 0.05), bias = try tensor([dOut], 3, 0.1)
-        let a = try tensor([r, dIn], 4, 0.05), b = try tensor([dOut, r], 5, 0.05), g = try tensor([t, dOut], 6, 1)
+        let (x, w, bias, a, b, g) = try benchLayer(shape, dtype: dtype, on: backend)
         let options = LoRAOptions(scale: 2, hasBias: true)
         let e = Double(dtype.byteSize)
 
