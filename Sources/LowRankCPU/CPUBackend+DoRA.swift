@@ -63,37 +63,29 @@ extension CPUBackend {
                 withFloats(a) { pa in
                     withFloats(b) { pb in
                         producing(outputs[0]) { y in
-                            // The LoRA term goes into `inner` when m is trainable (then completed in place), else into scratch.
-                            withScratch(inner == nil ? t * dOut : 0) { scratch in
-                                let lora = inner ?? scratch
-                                droppedInput(px, rows: t, columns: dIn, mask) { xh in
-                                    sgemm(xh, transpose: false, pa, transpose: true, u, m: t, n: r, k: dIn, alpha: 1, beta: 0)
-                                    // Without dropout the base product is the frozen layer's own output, so y starts as it.
-                                    sgemm(xh, transpose: false, pw, transpose: true, y, m: t, n: dOut, k: dIn, alpha: 1, beta: 0)
-                                }
-                                sgemm(u, transpose: false, pb, transpose: true, lora, m: t, n: dOut, k: r, alpha: s, beta: 0)
-                                if mask.isIdentity {
+                            // The LoRA term goes into `inner` when m is trainable (then completed in place), else into
+                            // scratch; without dropout the base product is the frozen layer's output, so it goes into y.
+                            withScratch(inner == nil ? t * dOut : 0) { loraScratch in
+                                withScratch(mask.isIdentity ? 0 : t * dOut) { droppedScratch in
+                                    let lora = inner ?? loraScratch
+                                    let base = mask.isIdentity ? y : droppedScratch
+                                    droppedInput(px, rows: t, columns: dIn, mask) { xh in
+                                        sgemm(xh, transpose: false, pa, transpose: true, u, m: t, n: r, k: dIn, alpha: 1, beta: 0)
+                                        sgemm(xh, transpose: false, pw, transpose: true, base, m: t, n: dOut, k: dIn, alpha: 1, beta: 0)
+                                    }
+                                    sgemm(u, transpose: false, pb, transpose: true, lora, m: t, n: dOut, k: r, alpha: s, beta: 0)
+                                    if !mask.isIdentity {
+                                        sgemm(px, transpose: false, pw, transpose: true, y, m: t, n: dOut, k: dIn, alpha: 1, beta: 0)
+                                    }
                                     parallelFor(t * dOut) { range in
                                         for i in range {
-                                            let (base, l) = (y[i], lora[i])
-                                            inner?[i] = base + l
-                                            y[i] = base + doraCompose(base, l, g[i % dOut])
+                                            let (b, l) = (base[i], lora[i])
+                                            inner?[i] = b + l
+                                            y[i] += doraCompose(b, l, g[i % dOut])
                                         }
                                     }
-                                } else {
-                                    withScratch(t * dOut) { dropped in
-                                        dropped.update(from: y, count: t * dOut)
-                                        sgemm(px, transpose: false, pw, transpose: true, y, m: t, n: dOut, k: dIn, alpha: 1, beta: 0)
-                                        parallelFor(t * dOut) { range in
-                                            for i in range {
-                                                let (base, l) = (dropped[i], lora[i])
-                                                inner?[i] = base + l
-                                                y[i] += doraCompose(base, l, g[i % dOut])
-                                            }
-                                        }
-                                    }
+                                    if o.lora.hasBias { withFloats(inputs[6]) { bias in addRows(y, rows: t, bias, columns: dOut) } }
                                 }
-                                if o.lora.hasBias { withFloats(inputs[6]) { bias in addRows(y, rows: t, bias, columns: dOut) } }
                             }
                         }
                     }

@@ -50,28 +50,9 @@ extension VulkanBackend {
     func encodeDoRABackward(_ o: DoRAOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
         let (gradient, x, w, a, b, u, n, g) = (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], inputs[5], inputs[6], inputs[7])
         let (dx, dA, dB) = (outputs[0], outputs[1], outputs[2])
-        let t = x.shape[0], dOut = w.shape[0], r = a.shape[0]
-        let columnBlocks = (dOut + 127) / 128, rowChunks = (t + 255) / 256
-        guard gradient.byteCount <= maxBindingBytes, max(columnBlocks * t, rowChunks * dOut) * r * 4 <= maxBindingBytes else {
-            throw LowRankError(.unsupported, "DoRA backward reads G in one binding; \(gradient.descriptor) exceeds \(maxBindingBytes) bytes on \(info.name): use fewer tokens per step")
-        }
-        let rankBlock = r <= 16 ? 16 : 32
-        let duPartial = try scratch([columnBlocks, t, r]), dBPartial = try scratch([rowChunks, dOut, r])
-        let dmPartial = try scratch([rowChunks, dOut])
-        // Without a trainable magnitude the dm part reads a stand-in and its result is dropped.
-        let inner = o.trainableMagnitude ? inputs[8] : try scratch([1])
-        try dispatch(KernelKey(shader: "lora_backward.comp",
-                               defines: ["G_T": gradient.dtype.glslType, "B_T": b.dtype.glslType, "U_T": u.dtype.glslType,
-                                         "RC": "\(rankBlock)", "DORA": "1", "DORA_DM": o.trainableMagnitude ? "1" : "0"],
-                               bindings: 9),
-                     [.read(gradient), .read(b), .read(u), .write(duPartial), .write(dBPartial),
-                      .read(g), .read(n), .read(inner), .write(dmPartial)],
-                     push: PushConstants([UInt32(t), UInt32(dOut), UInt32(r), DoRAOptions.normEpsilon]),
-                     groups: (columnBlocks, rowChunks, (r + rankBlock - 1) / rankBlock))
-        let du = try scratch([t, r])
-        try encodeSumBlocks(duPartial, into: du, scale: o.lora.scale)
-        try encodeSumBlocks(dBPartial, into: dB, scale: o.lora.scale)
-        if o.trainableMagnitude { try encodeSumBlocks(dmPartial, into: outputs[3], scale: 1) }
+        let du = try scratch([x.shape[0], a.shape[0]])
+        try encodeBranchGradients(g: gradient, b: b, u: u, du: du, dB: dB, scale: o.lora.scale,
+                                  dora: DoRABranch(g: g, norm: n, magnitude: o.trainableMagnitude ? (inputs[8], outputs[3]) : nil))
 
         let mask = DropoutMask(probability: o.lora.dropout, seed: o.lora.seed)
         try dispatchMatmul(MatmulCall(a: du, b: x, c: dA, transposeA: true, dropout: (mask, .b)))

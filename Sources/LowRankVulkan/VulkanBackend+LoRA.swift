@@ -23,7 +23,7 @@ extension VulkanBackend {
         let (dx, dA, dB) = (outputs[0], outputs[1], outputs[2])
         let mask = DropoutMask(probability: o.dropout, seed: o.seed)
         let du = try scratch([x.shape[0], a.shape[0]])
-        try encodeLoRABranchGradients(g: g, b: b, u: u, du: du, dB: dB, scale: o.scale)
+        try encodeBranchGradients(g: g, b: b, u: u, du: du, dB: dB, scale: o.scale)
         try dispatchMatmul(MatmulCall(a: du, b: x, c: dA, transposeA: true, dropout: (mask, .b)))
         if o.accumulate {
             try dispatchMatmul(MatmulCall(a: du, b: a, c: dx, accumulate: true, dropout: (mask, .product)))
@@ -32,13 +32,25 @@ extension VulkanBackend {
         }
     }
 
-    /// `du = s·G·B` and `dB = s·Gᵀ·u`. One read of G (`Shaders/lora_backward.comp`, then an ordered
-    /// sum of its partials) where G fits one binding; two split matmuls where it does not.
-    private func encodeLoRABranchGradients(g: Tensor, b: Tensor, u: Tensor, du: Tensor, dB: Tensor, scale: Float) throws {
+    /// DoRA's share of the branch-gradient pass: the column scale g, the norm n, and (when m is
+    /// trainable) `inner` and the `dm` it produces.
+    struct DoRABranch {
+        var g: Tensor
+        var norm: Tensor
+        var magnitude: (inner: Tensor, dm: Tensor)?
+    }
+
+    /// `du = s·G·B` and `dB = s·Gᵀ·u` (with DoRA, G⊙g in both, and dm beside them). One read of G
+    /// (`Shaders/lora_backward.comp`, then ordered sums of its partials) where G fits one binding;
+    /// for LoRA, two split matmuls where it does not.
+    func encodeBranchGradients(g: Tensor, b: Tensor, u: Tensor, du: Tensor, dB: Tensor, scale: Float, dora: DoRABranch? = nil) throws {
         let t = g.shape[0], dOut = g.shape[1], r = b.shape[1]
         let columnBlocks = (dOut + 127) / 128, rowChunks = (t + 255) / 256
         let partialBytes = max(columnBlocks * t, rowChunks * dOut) * r * 4
         guard g.byteCount <= maxBindingBytes, partialBytes <= maxBindingBytes else {
+            guard dora == nil else {
+                throw LowRankError(.unsupported, "DoRA backward reads G in one binding; \(g.descriptor) exceeds \(maxBindingBytes) bytes on \(info.name): use fewer tokens per step")
+            }
             try dispatchMatmul(MatmulCall(a: g, b: b, c: du, alpha: scale))
             try dispatchMatmul(MatmulCall(a: g, b: u, c: dB, transposeA: true, alpha: scale))
             return
@@ -46,14 +58,22 @@ extension VulkanBackend {
         let rankBlock = r <= 16 ? 16 : 32
         let duPartial = try scratch([columnBlocks, t, r])
         let dBPartial = try scratch([rowChunks, dOut, r])
-        try dispatch(KernelKey(shader: "lora_backward.comp",
-                               defines: ["G_T": g.dtype.glslType, "B_T": b.dtype.glslType, "U_T": u.dtype.glslType, "RC": "\(rankBlock)",
-                                         "DORA": "0"],
-                               bindings: 5),
-                     [.read(g), .read(b), .read(u), .write(duPartial), .write(dBPartial)],
+        var defines = ["G_T": g.dtype.glslType, "B_T": b.dtype.glslType, "U_T": u.dtype.glslType, "RC": "\(rankBlock)",
+                       "DORA": "0"]
+        var bindings: [TensorBinding] = [.read(g), .read(b), .read(u), .write(duPartial), .write(dBPartial)]
+        var dmPartial: Tensor?
+        if let dora {
+            defines["DORA"] = "1"
+            defines["DORA_DM"] = dora.magnitude == nil ? "0" : "1"
+            dmPartial = try scratch([rowChunks, dOut])
+            // Without a trainable magnitude the dm part reads a stand-in and writes nothing.
+            bindings += [.read(dora.g), .read(dora.norm), .read(try dora.magnitude?.inner ?? scratch([1])), .write(dmPartial!)]
+        }
+        try dispatch(KernelKey(shader: "lora_backward.comp", defines: defines, bindings: bindings.count), bindings,
                      push: PushConstants([UInt32(t), UInt32(dOut), UInt32(r), DoRAOptions.normEpsilon]),
                      groups: (columnBlocks, rowChunks, (r + rankBlock - 1) / rankBlock))
         try encodeSumBlocks(duPartial, into: du, scale: scale)
         try encodeSumBlocks(dBPartial, into: dB, scale: scale)
+        if let dm = dora?.magnitude?.dm { try encodeSumBlocks(dmPartial!, into: dm, scale: 1) }
     }
 }

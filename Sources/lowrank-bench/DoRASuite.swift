@@ -1,17 +1,12 @@
 import LowRank
 
-/// DoRA's kernels: the factored norm against the dense one PEFT computes (`B·A` materialised),
-/// and DoRA forward and forward+backward beside our LoRA at the same shape (DoRA's floor is
-/// LoRA's work plus the `W·Aᵀ` product of its norm).
-struct DoRASuite {
-    let backend: any Backend
-    let shape: LoRAShape
-    let dtype: DType
-    let timer: Timer
-
-    func run() throws -> [BenchResult] {
+extension BenchContext {
+    /// DoRA's kernels: the factored norm against the dense one PEFT computes (`B·A` materialised),
+    /// and DoRA forward and forward+backward beside our LoRA at the same shape (DoRA's floor is
+    /// LoRA's work plus the `W·Aᵀ` product of its norm).
+    func doraSuite() throws -> [BenchResult] {
         let (t, dIn, dOut, r) = (shape.t, shape.dIn, shape.dOut, shape.r)
-        let (x, w, bias, a, b, g) = try benchLayer(shape, dtype: dtype, on: backend)
+        let (x, w, bias, a, b, g) = try layer()
         let scale: Float = 2
         let wsq = try Ops.rowSumOfSquares(w)
         let m = try Ops.rowL2Norm(w)
@@ -26,7 +21,7 @@ struct DoRASuite {
         let forwardBytes = e * Double(t * dIn + dOut * dIn + dOut + r * dIn + dOut * r + t * dOut) + 4 * Double(t * r + t * dOut)
         let backwardBytes = e * Double(t * dOut + t * dIn + dOut * dIn + r * dIn + dOut * r + t * dIn) + 4 * Double(t * r + r * dIn + dOut * r + t * dOut)
 
-        let cases: [(op: String, variant: String, flops: Double, bytes: Double, body: () throws -> Void)] = [
+        let cases: [BenchCase] = [
             ("norm", "factored", normFlops, e * Double(dOut * dIn + r * dIn + dOut * r) + 16 * Double(dOut), {
                 _ = try Ops.doraNorm(weight: w, a: a, b: b, magnitude: m, weightNormSquared: wsq, scale: scale)
             }),
@@ -48,12 +43,6 @@ struct DoRASuite {
                 _ = try Ops.loraBackward(gradOutput: g, x: x, weight: w, a: a, b: b, u: u, options: lora)
             }),
         ]
-        return try cases.map { c in
-            if timer.profile { printToStandardError("\(backend.identifier) dora \(c.op) \(c.variant):") }
-            let transient = try timer.transientBytes(c.body)
-            return BenchResult(suite: "dora", op: c.op, variant: c.variant, backend: backend.identifier, device: backend.deviceName,
-                               dtype: dtype.rawValue, shape: shape, sample: try timer.measure(c.body), flops: c.flops, bytes: c.bytes,
-                               transientBytes: transient)
-        }
+        return try measure("dora", cases)
     }
 }

@@ -15,16 +15,37 @@ struct BenchResult {
     var transientBytes: Int?
 }
 
-/// One adapted layer's deterministic inputs x, W, bias, A, B and G, the same on every backend.
-func benchLayer(_ shape: LoRAShape, dtype: DType, on backend: any Backend) throws
-    -> (x: Tensor, w: Tensor, bias: Tensor, a: Tensor, b: Tensor, g: Tensor) {
-    let tensor = { (dims: Shape, seed: UInt32, scale: Float) in
-        try Tensor((0..<dims.count).map { Float(DropoutMask.hash(seed &+ UInt32($0)) >> 8) / Float(1 << 24) * 2 * scale - scale },
-                   shape: dims, dtype: dtype, on: backend)
+/// One timed op of a suite: its name, variant, work, compulsory traffic and what it runs.
+typealias BenchCase = (op: String, variant: String, flops: Double, bytes: Double, body: () throws -> Void)
+
+/// What every suite runs with; each suite is an extension that builds its cases.
+struct BenchContext {
+    let backend: any Backend
+    let shape: LoRAShape
+    let dtype: DType
+    let timer: Timer
+
+    /// One adapted layer's deterministic inputs x, W, bias, A, B and G, the same on every backend.
+    func layer() throws -> (x: Tensor, w: Tensor, bias: Tensor, a: Tensor, b: Tensor, g: Tensor) {
+        let tensor = { (dims: Shape, seed: UInt32, scale: Float) in
+            try Tensor((0..<dims.count).map { Float(DropoutMask.hash(seed &+ UInt32($0)) >> 8) / Float(1 << 24) * 2 * scale - scale },
+                       shape: dims, dtype: dtype, on: backend)
+        }
+        let (t, dIn, dOut, r) = (shape.t, shape.dIn, shape.dOut, shape.r)
+        return (try tensor([t, dIn], 1, 1), try tensor([dOut, dIn], 2, 0.05), try tensor([dOut], 3, 0.1),
+                try tensor([r, dIn], 4, 0.05), try tensor([dOut, r], 5, 0.05), try tensor([t, dOut], 6, 1))
     }
-    let (t, dIn, dOut, r) = (shape.t, shape.dIn, shape.dOut, shape.r)
-    return (try tensor([t, dIn], 1, 1), try tensor([dOut, dIn], 2, 0.05), try tensor([dOut], 3, 0.1),
-            try tensor([r, dIn], 4, 0.05), try tensor([dOut, r], 5, 0.05), try tensor([t, dOut], 6, 1))
+
+    /// Times each case and reads the peak memory one run of it adds.
+    func measure(_ suite: String, _ cases: [BenchCase]) throws -> [BenchResult] {
+        try cases.map { c in
+            if timer.profile { printToStandardError("\(backend.identifier) \(suite) \(c.op) \(c.variant):") }
+            let transient = try timer.transientBytes(c.body)
+            return BenchResult(suite: suite, op: c.op, variant: c.variant, backend: backend.identifier, device: backend.deviceName,
+                               dtype: dtype.rawValue, shape: shape, sample: try timer.measure(c.body), flops: c.flops, bytes: c.bytes,
+                               transientBytes: transient)
+        }
+    }
 }
 
 extension Timer {
@@ -39,16 +60,11 @@ extension Timer {
     }
 }
 
-/// Fused LoRA kernels against the same math as separate ops, and the base matmul alone.
-struct LoRASuite {
-    let backend: any Backend
-    let shape: LoRAShape
-    let dtype: DType
-    let timer: Timer
-
-    func run() throws -> [BenchResult] {
+extension BenchContext {
+    /// Fused LoRA kernels against the same math as separate ops, and the base matmul alone.
+    func loraSuite() throws -> [BenchResult] {
         let (t, dIn, dOut, r) = (shape.t, shape.dIn, shape.dOut, shape.r)
-        let (x, w, bias, a, b, g) = try benchLayer(shape, dtype: dtype, on: backend)
+        let (x, w, bias, a, b, g) = try layer()
         let options = LoRAOptions(scale: 2, hasBias: true)
         let e = Double(dtype.byteSize)
 
@@ -71,7 +87,7 @@ struct LoRASuite {
             _ = try Ops.add(try Ops.matmul(g, w), try Ops.matmul(du, a, outputDType: dtype))           // dx
         }
 
-        let cases: [(op: String, variant: String, flops: Double, bytes: Double, body: () throws -> Void)] = [
+        let cases: [BenchCase] = [
             ("forward", "base matmul", 2.0 * Double(t * dIn * dOut), e * Double(t * dIn + dOut * dIn + dOut + t * dOut),
              { _ = try Ops.matmul(x, w, transposeB: true, bias: bias) }),
             ("forward", "fused", forwardFlops, forwardBytes,
@@ -86,10 +102,6 @@ struct LoRASuite {
                 try unfusedBackward(u)
             }),
         ]
-        return try cases.map { c in
-            if timer.profile { printToStandardError("\(backend.identifier) \(c.op) \(c.variant):") }
-            return BenchResult(suite: "lora", op: c.op, variant: c.variant, backend: backend.identifier, device: backend.deviceName,
-                        dtype: dtype.rawValue, shape: shape, sample: try timer.measure(c.body), flops: c.flops, bytes: c.bytes)
-        }
+        return try measure("lora", cases)
     }
 }

@@ -38,14 +38,10 @@ struct LowrankBench: ParsableCommand {
         let backends = try self.backends()
         var reporter = Reporter(json: json)
         for backend in backends {
-            let timer = Timer(backend: backend, runs: runs, warmup: warmup, profile: profile)
-            let dtype = DType(rawValue: dtype)!
-            if suite == "lora" || suite == "all" {
-                for result in try LoRASuite(backend: backend, shape: shape, dtype: dtype, timer: timer).run() { reporter.report(result) }
-            }
-            if suite == "dora" || suite == "all" {
-                for result in try DoRASuite(backend: backend, shape: shape, dtype: dtype, timer: timer).run() { reporter.report(result) }
-            }
+            let context = BenchContext(backend: backend, shape: shape, dtype: DType(rawValue: dtype)!,
+                                       timer: Timer(backend: backend, runs: runs, warmup: warmup, profile: profile))
+            if suite == "lora" || suite == "all" { try context.loraSuite().forEach { reporter.report($0) } }
+            if suite == "dora" || suite == "all" { try context.doraSuite().forEach { reporter.report($0) } }
         }
         reporter.finish()
     }
