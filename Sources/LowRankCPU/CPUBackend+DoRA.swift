@@ -4,7 +4,7 @@ extension CPUBackend {
     /// DoRA's output term, the twin of `Shaders/dora.glsl`: `(g − 1)·base + g·(s·lora)`, with g − 1
     /// formed before it multiplies base (no cancellation when g ≈ 1).
     @inline(__always)
-    func doraCompose(_ base: Float, _ scaledLora: Float, _ g: Float) -> Float {
+    func doraTerm(_ base: Float, _ scaledLora: Float, _ g: Float) -> Float {
         (g - 1) * base + g * scaledLora
     }
 
@@ -14,31 +14,39 @@ extension CPUBackend {
 
     /// W, A, B, m, ‖W‖²_row -> n, g: `n² = ‖W‖² + 2s·rowsum(B⊙(W·Aᵀ)) + s²·rowsum((B·(A·Aᵀ))⊙B)`.
     func doraNorm(scale s: Float, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
+        let (w, a) = (inputs[0], inputs[1])
+        let dOut = w.shape[0], dIn = w.shape[1], r = a.shape[0]
+        withScratch(r * dOut) { aw in
+            withFloats(a) { pa in
+                withFloats(w) { pw in sgemm(pa, transpose: false, pw, transpose: true, aw, m: r, n: dOut, k: dIn, alpha: 1, beta: 0) }
+            }
+            factoredNorm(scale: s, aw: aw, inputs, outputs)
+        }
+    }
+
+    /// The norm from a given `A·Wᵀ` `[r, d_out]` (the orientation OpenBLAS runs fastest, and the one
+    /// DoRA forward gets for free as extra rows of its base product).
+    private func factoredNorm(scale s: Float, aw: UnsafePointer<Float>, _ inputs: [Tensor], _ outputs: [Tensor]) {
         let (w, a, b, m, wsq) = (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4])
         let dOut = w.shape[0], dIn = w.shape[1], r = a.shape[0]
         let n = pointer(outputs[0]).assumingMemoryBound(to: Float.self)
         let g = pointer(outputs[1]).assumingMemoryBound(to: Float.self)
-        withScratch(dOut * r) { wa in
-            withScratch(r * r) { aat in
-                withFloats(a) { pa in
-                    withFloats(w) { pw in sgemm(pw, transpose: false, pa, transpose: true, wa, m: dOut, n: r, k: dIn, alpha: 1, beta: 0) }
-                    sgemm(pa, transpose: false, pa, transpose: true, aat, m: r, n: r, k: dIn, alpha: 1, beta: 0)
-                }
-                withFloats(b) { pb in
-                    withFloats(m) { pm in
-                        withFloats(wsq) { pwsq in
-                            let chunk = Self.doraNormChunkRows
-                            withScratch(min(chunk, dOut) * r) { baat in
-                                for first in stride(from: 0, to: dOut, by: chunk) {
-                                    let rows = min(chunk, dOut - first)
-                                    sgemm(pb + first * r, transpose: false, aat, transpose: false, baat, m: rows, n: r, k: r, alpha: 1, beta: 0)
-                                    for i in 0..<rows {
-                                        let j = first + i
-                                        var cross: Float = 0
-                                        for c in 0..<r { cross += pb[j * r + c] * (2 * wa[j * r + c] + s * baat[i * r + c]) }
-                                        n[j] = max(pwsq[j] + s * cross, 0).squareRoot()
-                                        g[j] = pm[j] / max(n[j], DoRAOptions.normEpsilon)
-                                    }
+        withScratch(r * r) { aat in
+            withFloats(a) { pa in sgemm(pa, transpose: false, pa, transpose: true, aat, m: r, n: r, k: dIn, alpha: 1, beta: 0) }
+            withFloats(b) { pb in
+                withFloats(m) { pm in
+                    withFloats(wsq) { pwsq in
+                        let chunk = Self.doraNormChunkRows
+                        withScratch(min(chunk, dOut) * r) { baat in
+                            for first in stride(from: 0, to: dOut, by: chunk) {
+                                let rows = min(chunk, dOut - first)
+                                sgemm(pb + first * r, transpose: false, aat, transpose: false, baat, m: rows, n: r, k: r, alpha: 1, beta: 0)
+                                for i in 0..<rows {
+                                    let j = first + i
+                                    var cross: Float = 0
+                                    for c in 0..<r { cross += pb[j * r + c] * (2 * aw[c * dOut + j] + s * baat[i * r + c]) }
+                                    n[j] = max(pwsq[j] + s * cross, 0).squareRoot()
+                                    g[j] = pm[j] / max(n[j], DoRAOptions.normEpsilon)
                                 }
                             }
                         }
@@ -48,12 +56,29 @@ extension CPUBackend {
         }
     }
 
-    /// x, W, A, B, m, ‖W‖²_row [, bias] -> y, u, n, g [, inner]
+    /// base, lora, g -> y = base + (g−1)⊙base + g⊙(s·lora)
+    func doraCompose(scale s: Float, _ inputs: [Tensor], _ out: Tensor) throws {
+        let dOut = out.shape.columns
+        withFloats(inputs[0]) { base in
+            withFloats(inputs[1]) { lora in
+                withFloats(inputs[2]) { g in
+                    producing(out) { y in
+                        parallelFor(out.shape.count) { range in
+                            for i in range { y[i] = base[i] + doraTerm(base[i], s * lora[i], g[i % dOut]) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// x, W, A, B, m, ‖W‖²_row [, bias] -> y, u, n, g [, inner]. One GEMM of W with `dropout(x)` and A
+    /// stacked gives both the base product and the norm's `A·Wᵀ`: r more rows on T cost almost
+    /// nothing, where a separate skinny product costs most of the norm's time.
     func doraForward(_ o: DoRAOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
         let (x, w, a, b) = (inputs[0], inputs[1], inputs[2], inputs[3])
         let t = x.shape[0], dIn = x.shape[1], dOut = w.shape[0], r = a.shape[0]
         let s = o.lora.scale
-        try doraNorm(scale: s, [w, a, b, inputs[4], inputs[5]], [outputs[2], outputs[3]])
         let g = pointer(outputs[3]).assumingMemoryBound(to: Float.self)
         let u = pointer(outputs[1]).assumingMemoryBound(to: Float.self)
         let inner = o.trainableMagnitude ? pointer(outputs[4]).assumingMemoryBound(to: Float.self) : nil
@@ -61,30 +86,38 @@ extension CPUBackend {
         withFloats(x) { px in
             withFloats(w) { pw in
                 withFloats(a) { pa in
-                    withFloats(b) { pb in
-                        producing(outputs[0]) { y in
-                            // The LoRA term goes into `inner` when m is trainable (then completed in place), else into
-                            // scratch; without dropout the base product is the frozen layer's output, so it goes into y.
+                    withScratch((t + r) * dIn) { stacked in
+                        parallelFor(t * dIn) { range in
+                            if mask.isIdentity {
+                                (stacked + range.lowerBound).update(from: px + range.lowerBound, count: range.count)
+                            } else {
+                                for i in range { stacked[i] = px[i] * mask.factor(row: i / dIn, column: i % dIn) }
+                            }
+                        }
+                        (stacked + t * dIn).update(from: pa, count: r * dIn)
+                        withScratch((t + r) * dOut) { base in
+                            sgemm(stacked, transpose: false, pw, transpose: true, base, m: t + r, n: dOut, k: dIn, alpha: 1, beta: 0)
+                            factoredNorm(scale: s, aw: base + t * dOut, Array(inputs[1...5]), [outputs[2], outputs[3]])
+                            sgemm(stacked, transpose: false, pa, transpose: true, u, m: t, n: r, k: dIn, alpha: 1, beta: 0)
+                            // The LoRA term goes into `inner` when m is trainable (then completed in place), else into scratch.
                             withScratch(inner == nil ? t * dOut : 0) { loraScratch in
-                                withScratch(mask.isIdentity ? 0 : t * dOut) { droppedScratch in
-                                    let lora = inner ?? loraScratch
-                                    let base = mask.isIdentity ? y : droppedScratch
-                                    droppedInput(px, rows: t, columns: dIn, mask) { xh in
-                                        sgemm(xh, transpose: false, pa, transpose: true, u, m: t, n: r, k: dIn, alpha: 1, beta: 0)
-                                        sgemm(xh, transpose: false, pw, transpose: true, base, m: t, n: dOut, k: dIn, alpha: 1, beta: 0)
-                                    }
-                                    sgemm(u, transpose: false, pb, transpose: true, lora, m: t, n: dOut, k: r, alpha: s, beta: 0)
-                                    if !mask.isIdentity {
-                                        sgemm(px, transpose: false, pw, transpose: true, y, m: t, n: dOut, k: dIn, alpha: 1, beta: 0)
-                                    }
-                                    parallelFor(t * dOut) { range in
-                                        for i in range {
-                                            let (b, l) = (base[i], lora[i])
-                                            inner?[i] = b + l
-                                            y[i] += doraCompose(b, l, g[i % dOut])
+                                let lora = inner ?? loraScratch
+                                withFloats(b) { pb in sgemm(u, transpose: false, pb, transpose: true, lora, m: t, n: dOut, k: r, alpha: s, beta: 0) }
+                                withOptionalFloats(o.lora.hasBias ? inputs[6] : nil) { bias in
+                                    producing(outputs[0]) { y in
+                                        // Without dropout the base product is the frozen layer's output too.
+                                        if !mask.isIdentity {
+                                            sgemm(px, transpose: false, pw, transpose: true, y, m: t, n: dOut, k: dIn, alpha: 1, beta: 0)
+                                        }
+                                        parallelFor(t * dOut) { range in
+                                            for i in range {
+                                                let (p, l, j) = (base[i], lora[i], i % dOut)
+                                                inner?[i] = p + l
+                                                let frozen = (mask.isIdentity ? p : y[i]) + (bias?[j] ?? 0)
+                                                y[i] = frozen + doraTerm(p, l, g[j])
+                                            }
                                         }
                                     }
-                                    if o.lora.hasBias { withFloats(inputs[6]) { bias in addRows(y, rows: t, bias, columns: dOut) } }
                                 }
                             }
                         }
@@ -105,21 +138,27 @@ extension CPUBackend {
         let dB = pointer(outputs[2]).assumingMemoryBound(to: Float.self)
         let mask = DropoutMask(probability: o.lora.dropout, seed: o.lora.seed)
         withFloats(gradient) { pg in
-            if o.trainableMagnitude {
-                // dm_j = Σ_t G[t,j]·inner[t,j] / max(n_j, ε), summed over t in order.
-                let inner = pointer(inputs[8]).assumingMemoryBound(to: Float.self)
-                let dm = pointer(outputs[3]).assumingMemoryBound(to: Float.self)
+            withScratch(t * dOut) { gg in
+                // One pass over G gives the LoRA branch's G⊙g (all of dx's, without dropout) and
+                // dm_j = Σ_t G[t,j]·inner[t,j] / max(n_j, ε), each column summed over t in order.
+                let inner = o.trainableMagnitude ? pointer(inputs[8]).assumingMemoryBound(to: Float.self) : nil
+                let dm = o.trainableMagnitude ? pointer(outputs[3]).assumingMemoryBound(to: Float.self) : nil
                 parallelFor(dOut, minimumPerThread: 64) { columns in
+                    guard let inner, let dm else {
+                        for row in 0..<t { for j in columns { gg[row * dOut + j] = pg[row * dOut + j] * g[j] } }
+                        return
+                    }
                     for j in columns { dm[j] = 0 }
                     for row in 0..<t {
-                        for j in columns { dm[j] += pg[row * dOut + j] * inner[row * dOut + j] }
+                        let offset = row * dOut
+                        for j in columns {
+                            let v = pg[offset + j]
+                            gg[offset + j] = v * g[j]
+                            dm[j] += v * inner[offset + j]
+                        }
                     }
                     for j in columns { dm[j] /= max(n[j], DoRAOptions.normEpsilon) }
                 }
-            }
-            withScratch(t * dOut) { gg in
-                // The LoRA branch and, without dropout, the whole of dx see G⊙g.
-                parallelFor(t * dOut) { range in for i in range { gg[i] = pg[i] * g[i % dOut] } }
                 withFloats(uIn) { u in sgemm(gg, transpose: true, u, transpose: false, dB, m: dOut, n: r, k: t, alpha: s, beta: 0) }
                 withScratch(t * r) { du in
                     withFloats(b) { pb in sgemm(gg, transpose: false, pb, transpose: false, du, m: t, n: r, k: dOut, alpha: s, beta: 0) }

@@ -2,11 +2,16 @@ import LowRankCore
 
 extension CPUBackend {
     func elementwise(_ inputs: [Tensor], _ out: Tensor, _ f: @escaping (Float, Float) -> Float) throws {
+        let period = Swift.max(inputs[1].shape.count, 1)
         withFloats(inputs[0]) { a in
             withFloats(inputs[1]) { b in
                 producing(out) { c in
                     parallelFor(out.shape.count) { r in
-                        for i in r { c[i] = f(a[i], b[i]) }
+                        if period == out.shape.count {
+                            for i in r { c[i] = f(a[i], b[i]) }
+                        } else {
+                            for i in r { c[i] = f(a[i], b[i % period]) }
+                        }
                     }
                 }
             }
@@ -18,6 +23,20 @@ extension CPUBackend {
             producing(out) { c in
                 parallelFor(out.shape.count) { r in
                     for i in r { c[i] = a[i] * factor }
+                }
+            }
+        }
+    }
+
+    /// Also right in place (out the same tensor as input): each element is read before it is written.
+    func scaleRows(_ input: Tensor, _ factors: Tensor, _ out: Tensor) throws {
+        let columns = Swift.max(input.shape.columns, 1)
+        withFloats(input) { a in
+            withFloats(factors) { f in
+                producing(out) { c in
+                    parallelFor(out.shape.count) { r in
+                        for i in r { c[i] = a[i] * f[i / columns] }
+                    }
                 }
             }
         }

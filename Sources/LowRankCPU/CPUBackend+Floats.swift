@@ -14,6 +14,12 @@ extension CPUBackend {
         return try body(tmp)
     }
 
+    /// `withFloats` for an optional tensor (an absent bias, say).
+    func withOptionalFloats<R>(_ t: Tensor?, _ body: (UnsafeMutablePointer<Float>?) throws -> R) rethrows -> R {
+        guard let t else { return try body(nil) }
+        return try withFloats(t) { try body($0) }
+    }
+
     /// Lets `body` write `out` as f32, narrowing afterwards when `out` is a 16-bit type.
     /// With `preserving`, the f32 view starts with `out`'s current values (for accumulation).
     func producing(_ out: Tensor, preserving: Bool = false, _ body: (UnsafeMutablePointer<Float>) throws -> Void) rethrows {

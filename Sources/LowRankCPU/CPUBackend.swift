@@ -73,6 +73,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         case .add: try elementwise(inputs, outputs[0], +)
         case .mul: try elementwise(inputs, outputs[0], *)
         case .scale(let factor): try scale(inputs[0], factor, outputs[0])
+        case .scaleRows: try scaleRows(inputs[0], inputs[1], outputs[0])
         case .rowSumOfSquares: try rowReduce(inputs[0], outputs[0], root: false)
         case .rowL2Norm: try rowReduce(inputs[0], outputs[0], root: true)
         case .cast: try cast(inputs[0], outputs[0])
@@ -81,6 +82,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         case .doraNorm(let scale): try doraNorm(scale: scale, inputs, outputs)
         case .doraForward(let o): try doraForward(o, inputs, outputs)
         case .doraBackward(let o): try doraBackward(o, inputs, outputs)
+        case .doraCompose(let scale): try doraCompose(scale: scale, inputs, outputs[0])
         }
     }
 

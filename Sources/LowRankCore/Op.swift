@@ -72,12 +72,14 @@ public struct DoRAOptions: Hashable, Sendable {
 public enum Op: Hashable, Sendable, CustomStringConvertible {
     /// a, b [, bias] -> c
     case matmul(MatmulOptions)
-    /// a, b -> a + b (same shapes)
+    /// a, b -> a + b (b of a's shape, or of its trailing dimensions: broadcast over the leading ones)
     case add
-    /// a, b -> a ⊙ b (same shapes)
+    /// a, b -> a ⊙ b (b broadcast as for add)
     case mul
     /// a -> factor·a
     case scale(Float)
+    /// a [rows, n], factors [rows] -> a with row i times factors[i] (the output may be a itself)
+    case scaleRows
     /// a [rows, n] -> [rows] f32: Σ a²
     case rowSumOfSquares
     /// a [rows, n] -> [rows] f32: √Σ a²
@@ -96,6 +98,9 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
     case doraForward(DoRAOptions)
     /// G, x, W, A, B, u, n, g [, inner] -> dx, dA f32, dB f32 [, dm [d_out] f32 when m is trainable]
     case doraBackward(DoRAOptions)
+    /// base [T, d_out], lora [T, d_out], g [d_out] -> y = base + (g−1)⊙base + g⊙(scale·lora): DoRA's
+    /// compose on its own (`doraForward` fuses it into the base product's epilogue)
+    case doraCompose(scale: Float)
 
     public var name: String {
         switch self {
@@ -103,6 +108,7 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
         case .add: "add"
         case .mul: "mul"
         case .scale: "scale"
+        case .scaleRows: "scale_rows"
         case .rowSumOfSquares: "row_sum_of_squares"
         case .rowL2Norm: "row_l2_norm"
         case .cast: "cast"
@@ -111,6 +117,7 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
         case .doraNorm: "dora_norm"
         case .doraForward: "dora_forward"
         case .doraBackward: "dora_backward"
+        case .doraCompose: "dora_compose"
         }
     }
 
@@ -132,11 +139,20 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
         case .add, .mul:
             try check.count(2)
             try check.floating()
-            try check.equal(inputs[0].shape, inputs[1].shape, "the shapes of both operands")
+            let (a, b) = (inputs[0].shape.dims, inputs[1].shape.dims)
+            guard b.count <= a.count, Array(a.suffix(b.count)) == b else {
+                throw check.error(.shapeMismatch, "the second operand's shape \(inputs[1].shape) must be the first's \(inputs[0].shape) or its trailing dimensions")
+            }
             return [inputs[0]]
         case .scale:
             try check.count(1)
             try check.floating()
+            return [inputs[0]]
+        case .scaleRows:
+            try check.count(2)
+            try check.floating()
+            guard inputs[0].shape.rank >= 1 else { throw check.error(.shapeMismatch, "needs at least one dimension") }
+            try check.vector(1, "factors", inputs[0].shape.rows)
             return [inputs[0]]
         case .rowSumOfSquares, .rowL2Norm:
             try check.count(1)
@@ -206,6 +222,14 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             return [TensorDescriptor([t, dIn], o.lora.outputDType ?? inputs[1].dtype),
                     TensorDescriptor([r, dIn], .f32), TensorDescriptor([dOut, r], .f32)]
                 + (o.trainableMagnitude ? [TensorDescriptor([dOut], .f32)] : [])
+        case .doraCompose(let scale):
+            try check.count(3)
+            try check.floating()
+            guard scale.isFinite else { throw check.error(.invalidArgument, "scale must be finite, got \(scale)") }
+            let base = try check.matrix(0, "base")
+            try check.equal(inputs[1].shape, inputs[0].shape, "the shapes of base and lora")
+            try check.vector(2, "g", base.1)
+            return [inputs[0]]
         }
     }
 }

@@ -47,9 +47,27 @@ public enum Ops {
         return rest
     }
 
+    /// Runs `op` into existing `outputs`, which must have the shapes and dtypes it produces; an
+    /// output may be one of the inputs only where the op says so (`scaleRows`).
+    static func execute(_ op: Op, _ inputs: [Tensor], into outputs: [Tensor]) throws {
+        let descriptors = try op.outputs(for: inputs.map(\.descriptor))
+        guard descriptors == outputs.map(\.descriptor) else {
+            throw LowRankError(.shapeMismatch, "\(op.name): produces \(descriptors) but was given \(outputs.map(\.descriptor))",
+                               context: [("op", op.name)])
+        }
+        for tensor in inputs + outputs where tensor.backend !== outputs[0].backend {
+            throw LowRankError(.invalidArgument, "\(op.name): inputs and outputs live on different backends", context: [("op", op.name)])
+        }
+        try outputs[0].backend.run(op, inputs: inputs, outputs: outputs)
+    }
+
     public static func add(_ a: Tensor, _ b: Tensor) throws -> Tensor { try execute(.add, [a, b])[0] }
     public static func mul(_ a: Tensor, _ b: Tensor) throws -> Tensor { try execute(.mul, [a, b])[0] }
     public static func scale(_ a: Tensor, by factor: Float) throws -> Tensor { try execute(.scale(factor), [a])[0] }
+    /// Row i of `a` (`[rows, n]`) times `factors[i]`.
+    public static func scaleRows(_ a: Tensor, by factors: Tensor) throws -> Tensor { try execute(.scaleRows, [a, factors])[0] }
+    /// Row i of `a` times `factors[i]`, in place.
+    public static func scaleRows(inPlace a: Tensor, by factors: Tensor) throws { try execute(.scaleRows, [a, factors], into: [a]) }
     public static func rowSumOfSquares(_ a: Tensor) throws -> Tensor { try execute(.rowSumOfSquares, [a])[0] }
     public static func rowL2Norm(_ a: Tensor) throws -> Tensor { try execute(.rowL2Norm, [a])[0] }
     public static func cast(_ a: Tensor, to dtype: DType) throws -> Tensor { try execute(.cast(dtype), [a])[0] }
@@ -109,6 +127,11 @@ extension Ops {
                                 scale: Float) throws -> (norm: Tensor, g: Tensor) {
         let out = try execute(.doraNorm(scale: scale), [weight, a, b, magnitude, weightNormSquared])
         return (out[0], out[1])
+    }
+
+    /// DoRA's compose alone: `base + (g−1)⊙base + g⊙(scale·lora)` for `base = x̂·Wᵀ`, `lora = x̂·Aᵀ·Bᵀ`.
+    public static func doraCompose(base: Tensor, lora: Tensor, g: Tensor, scale: Float) throws -> Tensor {
+        try execute(.doraCompose(scale: scale), [base, lora, g])[0]
     }
 
     /// DoRA forward; `weightNormSquared` is `rowSumOfSquares(weight)`, computed once per frozen W.

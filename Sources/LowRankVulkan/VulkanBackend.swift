@@ -221,6 +221,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         case .mul: try encodeElementwise(operation: 1, inputs, outputs[0])
         case .scale(let factor): try encodeElementwise(operation: 2, inputs, outputs[0], factor: factor)
         case .cast: try encodeElementwise(operation: 3, inputs, outputs[0])
+        case .scaleRows: try encodeElementwise(operation: 4, inputs, outputs[0])
         case .rowSumOfSquares: try encodeRowReduce(inputs[0], outputs[0], root: false)
         case .rowL2Norm: try encodeRowReduce(inputs[0], outputs[0], root: true)
         case .loraForward(let o): try encodeLoRAForward(o, inputs, outputs)
@@ -228,6 +229,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         case .doraNorm(let scale): try encodeDoRANorm(scale: scale, inputs, outputs)
         case .doraForward(let o): try encodeDoRAForward(o, inputs, outputs)
         case .doraBackward(let o): try encodeDoRABackward(o, inputs, outputs)
+        case .doraCompose(let scale): try encodeDoRACompose(scale: scale, inputs, outputs[0])
         }
     }
 
@@ -253,14 +255,15 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
                             groups: (UInt32(groups.0), UInt32(groups.1), UInt32(groups.2)))
     }
 
-    /// Element counts per window when an op over `tensors` is split so that every window fits one
-    /// binding: a multiple of 256 elements, so that each window starts on a 256-byte boundary
-    /// (the strictest `minStorageBufferOffsetAlignment` Vulkan allows), or nil when one window
-    /// holds them all.
+    /// Units (elements, or rows of `unit` elements) per window when an op over `tensors` is split
+    /// so that every window fits one binding, or nil when one window holds them all. Windows start
+    /// on 256-byte boundaries (the strictest `minStorageBufferOffsetAlignment` Vulkan allows) in
+    /// every tensor, and in any f32 companion with one value per unit (a row's factor).
     func windowElements(_ tensors: [Tensor], unit: Int = 1) -> Int? {
-        let widest = tensors.map(\.dtype.byteSize).max() ?? 1
         guard tensors.contains(where: { $0.byteCount > maxBindingBytes }) else { return nil }
-        return max(1, maxBindingBytes / (widest * unit * 256)) * 256
+        let widest = tensors.map(\.dtype.byteSize).max() ?? 1
+        let step = tensors.map { 256 / gcd(256, unit * $0.dtype.byteSize) }.reduce(64, lcm)
+        return max(step, maxBindingBytes / (widest * unit) / step * step)
     }
 
     /// A transient device tensor for an op's intermediate results.
@@ -298,3 +301,6 @@ private struct MemoryChoice {
             ?? types.indices.first { types[$0].propertyFlags & visible == visible }).map(UInt32.init)
     }
 }
+
+private func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+private func lcm(_ a: Int, _ b: Int) -> Int { a / gcd(a, b) * b }

@@ -21,7 +21,22 @@ extension BenchContext {
         let forwardBytes = e * Double(t * dIn + dOut * dIn + dOut + r * dIn + dOut * r + t * dOut) + 4 * Double(t * r + t * dOut)
         let backwardBytes = e * Double(t * dOut + t * dIn + dOut * dIn + r * dIn + dOut * r + t * dIn) + 4 * Double(t * r + r * dIn + dOut * r + t * dOut)
 
+        // The compose on [T, d_out]: fused is one pass; unfused is PEFT's eager sequence
+        // `base + ((g − 1)⊙base + (g·s)⊙lora)`, four passes and three temporaries.
+        let base = try Ops.matmul(x, w, transposeB: true), loraTerm = try Ops.matmul(x, w, transposeB: true, alpha: 0.01)
+        let normG = try Ops.doraNorm(weight: w, a: a, b: b, magnitude: m, weightNormSquared: wsq, scale: scale).g
+        let gMinusOne = try Tensor(try normG.floats().map { $0 - 1 }, shape: [dOut], on: backend)
+        let gScaled = try Ops.scale(normG, by: scale)
+        let composeBytes = { (passes: Double) in passes * e * Double(t * dOut) }
+
         let cases: [BenchCase] = [
+            ("compose", "fused", 4 * Double(t * dOut), composeBytes(3), {
+                _ = try Ops.doraCompose(base: base, lora: loraTerm, g: normG, scale: scale)
+            }),
+            ("compose", "unfused (PEFT's sequence)", 4 * Double(t * dOut), composeBytes(10), {
+                let term = try Ops.add(try Ops.mul(base, gMinusOne), try Ops.mul(loraTerm, gScaled))
+                _ = try Ops.add(base, term)
+            }),
             ("norm", "factored", normFlops, e * Double(dOut * dIn + r * dIn + dOut * r) + 16 * Double(dOut), {
                 _ = try Ops.doraNorm(weight: w, a: a, b: b, magnitude: m, weightNormSquared: wsq, scale: scale)
             }),

@@ -113,6 +113,57 @@ struct DoRATests {
         }
     }
 
+    /// The compose alone against float64, in the regime g ≈ 1 where the cancelling form loses digits.
+    @Test(arguments: BackendKind.allCases)
+    func composeAlone(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let (t, dOut) = (9, 40)
+            let base = randomValues(t * dOut, seed: 90), lora = randomValues(t * dOut, seed: 91, scale: 1e-3)
+            let g = randomValues(dOut, seed: 92).map { 1 + $0 * 1e-4 }
+            let s: Float = 2
+            let reference = base.indices.map { i -> Double in
+                let gj = Double(g[i % dOut])
+                return Double(base[i]) * gj + gj * Double(s) * Double(lora[i])
+            }
+            let y = try Ops.doraCompose(base: try Tensor(base, shape: [t, dOut], on: backend), lora: try Tensor(lora, shape: [t, dOut], on: backend),
+                                        g: try Tensor(g, shape: [dOut], on: backend), scale: s)
+            // What differs from base is ~1e-4 of it: an error of a few f32 ulps of base is all that is allowed.
+            #expect(relativeError(try y.floats(), reference) <= 3e-7)
+        }
+    }
+
+    /// Merging gives a weight whose plain product is DoRA's output; unmerging restores W.
+    @Test(arguments: BackendKind.allCases)
+    func mergeAndUnmerge(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let layer = Layer(seed: 95)
+            let weight = try Tensor(layer.w, shape: [layer.dOut, layer.dIn], on: backend)
+            let x = try Tensor(layer.x, shape: [layer.t, layer.dIn], on: backend), bias = try Tensor(layer.bias, shape: [layer.dOut], on: backend)
+            let adapter = try DoRAAdapter(weight: weight, config: LoRAConfig(rank: layer.r, alpha: 8), seed: 96)
+            adapter.lora.b = try Tensor(layer.b, shape: [layer.dOut, layer.r], on: backend)
+            adapter.magnitude = try Tensor(layer.m, shape: [layer.dOut], on: backend)
+            let expected = try adapter.forward(x, weight: weight, bias: bias).y.floats()
+            try adapter.merge(into: weight)
+            #expect(adapter.isMerged)
+            #expect(throws: LowRankError.self) { try adapter.forward(x, weight: weight) }
+            #expect(throws: LowRankError.self) { try adapter.merge(into: weight) }
+            let merged = try Ops.matmul(x, weight, transposeB: true, bias: bias).floats()
+            #expect(relativeError(merged, expected.map(Double.init)) <= 1e-6)
+            try adapter.unmerge(from: weight)
+            #expect(relativeError(try weight.floats(), layer.w.map(Double.init)) <= 1e-6)
+            #expect(throws: LowRankError.self) { try adapter.unmerge(from: weight) }
+
+            // m = 0 on a row makes that row of the merged weight zero, which no unmerge can undo.
+            var zeroed = layer.m
+            zeroed[3] = 0
+            adapter.magnitude = try Tensor(zeroed, shape: [layer.dOut], on: backend)
+            let before = try weight.floats()
+            let error = #expect(throws: LowRankError.self) { try adapter.merge(into: weight) }
+            #expect(error?.kind == .numerical && !adapter.isMerged)
+            #expect(try weight.floats() == before, "a refused merge leaves W as it was")
+        }
+    }
+
     @Test(arguments: BackendKind.allCases)
     func rejectsBadShapes(_ kind: BackendKind) throws {
         try onBackend(kind) { backend in

@@ -16,6 +16,33 @@ struct ElementwiseTests {
                 #expect(relativeError(try Ops.mul(ta, tb).floats(), zip(a, b).map { Double($0) * Double($1) }) <= bound, "mul n=\(n)")
                 #expect(relativeError(try Ops.scale(ta, by: -1.5).floats(), a.map { Double($0) * -1.5 }) <= bound, "scale n=\(n)")
             }
+            // The second operand broadcast over the first's leading dimensions.
+            let (rows, columns) = (7, 33)
+            let a = randomValues(rows * columns, seed: 33, dtype: dtype), b = randomValues(columns, seed: 34, dtype: dtype)
+            let ta = try Tensor(a, shape: [rows, columns], dtype: dtype, on: backend), tb = try Tensor(b, shape: [columns], dtype: dtype, on: backend)
+            let bound = dtype.unitRoundoff * 1.0001
+            #expect(relativeError(try Ops.add(ta, tb).floats(), a.indices.map { Double(a[$0]) + Double(b[$0 % columns]) }) <= bound)
+            #expect(relativeError(try Ops.mul(ta, tb).floats(), a.indices.map { Double(a[$0]) * Double(b[$0 % columns]) }) <= bound)
+        }
+    }
+
+    /// Row scaling, into a new tensor and in place (how DoRA's merge uses it).
+    @Test(arguments: BackendKind.allCases, [DType.f32, .f16, .bf16])
+    func scaleRows(_ kind: BackendKind, _ dtype: DType) throws {
+        try onBackend(kind) { backend in
+            for (rows, columns) in [(1, 1), (3, 257), (100, 17), (5, 4096)] {
+                let a = randomValues(rows * columns, seed: 45, dtype: dtype), f = randomValues(rows, seed: 46)
+                let reference = a.indices.map { Double(a[$0]) * Double(f[$0 / columns]) }
+                let t = try Tensor(a, shape: [rows, columns], dtype: dtype, on: backend), factors = try Tensor(f, shape: [rows], on: backend)
+                let bound = dtype.unitRoundoff * 1.0001
+                #expect(relativeError(try Ops.scaleRows(t, by: factors).floats(), reference) <= bound, "\(rows)x\(columns)")
+                try Ops.scaleRows(inPlace: t, by: factors)
+                #expect(relativeError(try t.floats(), reference) <= bound, "in place \(rows)x\(columns)")
+            }
+            let error = #expect(throws: LowRankError.self) {
+                try Ops.scaleRows(try Tensor.zeros([3, 4], on: backend), by: try Tensor.zeros([4], on: backend))
+            }
+            #expect(error?.description.contains("scale_rows") == true)
         }
     }
 
@@ -62,6 +89,7 @@ struct ElementwiseTests {
             let a = try Tensor.zeros([3, 4], on: backend), b = try Tensor.zeros([4, 3], on: backend)
             let error = #expect(throws: LowRankError.self) { try Ops.add(a, b) }
             #expect(error?.kind == .shapeMismatch && error?.description.contains("add") == true)
+            #expect(throws: LowRankError.self) { try Ops.mul(a, try Tensor.zeros([3], on: backend)) }
             #expect(throws: LowRankError.self) { try Ops.cast(a, to: .i32) }
             #expect(throws: LowRankError.self) { try Tensor([1, 2, 3], shape: [2, 2], on: backend) }
         }

@@ -66,6 +66,29 @@ struct LargeTensorTests {
         }
     }
 
+    /// Ops over whole rows split into windows of rows: scale_rows (in place too), dora_compose and a
+    /// product with one row broadcast over all.
+    @Test func rowWiseOpsSplitIntoWindows() throws {
+        let (rows, columns) = (700, 300)
+        let a = randomValues(rows * columns, seed: 80), lora = randomValues(rows * columns, seed: 81)
+        let factors = randomValues(rows, seed: 82), g = randomValues(columns, seed: 83).map { 1 + $0 / 4 }
+        func run(_ backend: any Backend) throws -> [[Float]] {
+            let ta = try Tensor(a, shape: [rows, columns], on: backend), tf = try Tensor(factors, shape: [rows], on: backend)
+            let composed = try Ops.doraCompose(base: ta, lora: try Tensor(lora, shape: [rows, columns], on: backend),
+                                               g: try Tensor(g, shape: [columns], on: backend), scale: 1.5)
+            let scaled = try Ops.scaleRows(ta, by: tf)
+            let broadcast = try Ops.mul(ta, try Tensor(g, shape: [columns], on: backend))
+            try Ops.scaleRows(inPlace: ta, by: tf)
+            return try [composed, scaled, broadcast, ta].map { try $0.floats() }
+        }
+        let reference = try run(try BackendKind.cpu.open())
+        try withBindingLimit(256 << 10) { backend in
+            for (name, (got, expected)) in zip(["dora_compose", "scale_rows", "broadcast mul", "scale_rows in place"], zip(try run(backend), reference)) {
+                #expect(relativeError(got, expected.map(Double.init)) <= 1e-6, "\(name)")
+            }
+        }
+    }
+
     /// Past the device's own limit: elementwise ops and row reductions over a tensor of more
     /// than `maxStorageBufferRange` bytes.
     @Test func elementwiseBeyondTheDeviceLimit() throws {
