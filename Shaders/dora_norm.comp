@@ -3,15 +3,15 @@
 #include "common.glsl"
 
 // DoRA's factored weight norm, one workgroup per output row j, never forming B·A:
-//   n_j² = ‖W_j‖² + 2s·Σ_c B[j,c]·(W·Aᵀ)[j,c] + s²·Σ_c B[j,c]·(B·(A·Aᵀ))[j,c]
-// with ‖W‖² cached per frozen W, W·Aᵀ [d_out, r] and A·Aᵀ [r, r] given, and B_j·(A·Aᵀ) formed here
+//   n_j² = ‖W_j‖² + 2s·Σ_c B[j,c]·(A·Wᵀ)[c,j] + s²·Σ_c B[j,c]·(B·(A·Aᵀ))[j,c]
+// with ‖W‖² cached per frozen W, A·Wᵀ [r, d_out] and A·Aᵀ [r, r] given, and B_j·(A·Aᵀ) formed here
 // from the row of B in shared memory. n = √max(n², 0) and g = m / max(n, eps), so that an all-zero
 // row gives a finite g. The 64 partial sums are added in a fixed tree (deterministic).
 // Host defines: B_T, M_T, MAX_R (B's row in shared memory).
 layout(local_size_x = 64) in;
 
 layout(std430, binding = 0) readonly buffer WsqBuf { float wsq[]; };
-layout(std430, binding = 1) readonly buffer WABuf { float wa[]; };
+layout(std430, binding = 1) readonly buffer AWBuf { float aw[]; };
 layout(std430, binding = 2) readonly buffer BBuf { B_T b_data[]; };
 layout(std430, binding = 3) readonly buffer AAtBuf { float aat[]; };
 layout(std430, binding = 4) readonly buffer MBuf { M_T m_data[]; };
@@ -33,7 +33,7 @@ void main() {
     for (uint c = lid; c < p.r; c += 64u) {
         float baat = 0.0;  // (B_j·(A·Aᵀ))[c]; A·Aᵀ is symmetric, so its row c is read contiguously
         for (uint q = 0u; q < p.r; q++) baat = fma(brow[q], aat[c * p.r + q], baat);
-        s = fma(brow[c], fma(p.scale, baat, 2.0 * wa[j * p.r + c]), s);
+        s = fma(brow[c], fma(p.scale, baat, 2.0 * aw[c * p.rows + j]), s);
     }
     partial[lid] = p.scale * s;
     barrier();

@@ -11,6 +11,8 @@
 // Host defines: A_T B_T C_T [BIAS_T A2_T B2_T] C_FROM_F32, TRANS_A TRANS_B HAS_BIAS ACCUMULATE SECOND
 // DROPOUT_A (mask A's (m, k)) DROPOUT_B (mask B's (k, n)) DROPOUT_PRODUCT, DROPOUT_SECOND (mask the
 // first or second term at (m, n)).
+// B_QUANT (1...4, quant.glsl): B is block-quantized, bound whole, read at the block's origin
+// (n0, k0) plus the tile's offset, b_count elements in all.
 // KSCALE: A's elements are scaled by (vec[k] + vec_offset) as they load (DoRA backward: (g⊙G)·W).
 // DORA: the epilogue composes DoRA's output from the product (base) and the second term (s·lora)
 // with g = vec[n] (dora.glsl), adding the base itself with DORA_ADD_BASE; WRITE_INNER also stores
@@ -27,7 +29,15 @@
 layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) readonly buffer ABuf { A_T a_data[]; };
+#if B_QUANT
+// A block-quantized B (a frozen weight), bound whole and dequantized as tiles load (quant.glsl).
+layout(std430, binding = 1) readonly buffer BBuf { uint b_words[]; };
+#define QWORDS b_words
+#define QUANT B_QUANT
+#include "quant.glsl"
+#else
 layout(std430, binding = 1) readonly buffer BBuf { B_T b_data[]; };
+#endif
 #if ACCUMULATE
 layout(std430, binding = 2) buffer CBuf { C_T c_data[]; };
 #else
@@ -55,6 +65,7 @@ layout(push_constant) uniform Params {
     uint lda, ldb, ldc, lda2, ldb2;
     uint m0, n0, k0;
     float vec_offset;
+    uint b_count;
 } p;
 
 shared float As[BK][BM];
@@ -81,7 +92,11 @@ float load_a(uint m, uint k) {
 
 float load_b(uint k, uint n) {
     if (n >= p.N || k >= p.K) return 0.0;
-#if TRANS_B
+#if B_QUANT && TRANS_B
+    float v = dequant((p.n0 + n) * p.ldb + p.k0 + k, p.b_count);
+#elif B_QUANT
+    float v = dequant((p.k0 + k) * p.ldb + p.n0 + n, p.b_count);
+#elif TRANS_B
     float v = to_f32(b_data[n * p.ldb + k]);
 #else
     float v = to_f32(b_data[k * p.ldb + n]);

@@ -15,11 +15,9 @@ extension CPUBackend {
     /// W, A, B, m, ‖W‖²_row -> n, g: `n² = ‖W‖² + 2s·rowsum(B⊙(W·Aᵀ)) + s²·rowsum((B·(A·Aᵀ))⊙B)`.
     func doraNorm(scale s: Float, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
         let (w, a) = (inputs[0], inputs[1])
-        let dOut = w.shape[0], dIn = w.shape[1], r = a.shape[0]
+        let dOut = w.shape[0], r = a.shape[0]
         withScratch(r * dOut) { aw in
-            withFloats(a) { pa in
-                withFloats(w) { pw in sgemm(pa, transpose: false, pw, transpose: true, aw, m: r, n: dOut, k: dIn, alpha: 1, beta: 0) }
-            }
+            withFloats(a) { pa in weightProduct(pa, m: r, w, transposeW: true, aw, beta: 0) }
             factoredNorm(scale: s, aw: aw, inputs, outputs)
         }
     }
@@ -84,38 +82,36 @@ extension CPUBackend {
         let inner = o.trainableMagnitude ? pointer(outputs[4]).assumingMemoryBound(to: Float.self) : nil
         let mask = DropoutMask(probability: o.lora.dropout, seed: o.lora.seed)
         withFloats(x) { px in
-            withFloats(w) { pw in
-                withFloats(a) { pa in
-                    withScratch((t + r) * dIn) { stacked in
-                        parallelFor(t * dIn) { range in
-                            if mask.isIdentity {
-                                (stacked + range.lowerBound).update(from: px + range.lowerBound, count: range.count)
-                            } else {
-                                for i in range { stacked[i] = px[i] * mask.factor(row: i / dIn, column: i % dIn) }
-                            }
+            withFloats(a) { pa in
+                withScratch((t + r) * dIn) { stacked in
+                    parallelFor(t * dIn) { range in
+                        if mask.isIdentity {
+                            (stacked + range.lowerBound).update(from: px + range.lowerBound, count: range.count)
+                        } else {
+                            for i in range { stacked[i] = px[i] * mask.factor(row: i / dIn, column: i % dIn) }
                         }
-                        (stacked + t * dIn).update(from: pa, count: r * dIn)
-                        withScratch((t + r) * dOut) { base in
-                            sgemm(stacked, transpose: false, pw, transpose: true, base, m: t + r, n: dOut, k: dIn, alpha: 1, beta: 0)
-                            factoredNorm(scale: s, aw: base + t * dOut, Array(inputs[1...5]), [outputs[2], outputs[3]])
-                            sgemm(stacked, transpose: false, pa, transpose: true, u, m: t, n: r, k: dIn, alpha: 1, beta: 0)
-                            // The LoRA term goes into `inner` when m is trainable (then completed in place), else into scratch.
-                            withScratch(inner == nil ? t * dOut : 0) { loraScratch in
-                                let lora = inner ?? loraScratch
-                                withFloats(b) { pb in sgemm(u, transpose: false, pb, transpose: true, lora, m: t, n: dOut, k: r, alpha: s, beta: 0) }
-                                withOptionalFloats(o.lora.hasBias ? inputs[6] : nil) { bias in
-                                    producing(outputs[0]) { y in
-                                        // Without dropout the base product is the frozen layer's output too.
-                                        if !mask.isIdentity {
-                                            sgemm(px, transpose: false, pw, transpose: true, y, m: t, n: dOut, k: dIn, alpha: 1, beta: 0)
-                                        }
-                                        parallelFor(t * dOut) { range in
-                                            for i in range {
-                                                let (p, l, j) = (base[i], lora[i], i % dOut)
-                                                inner?[i] = p + l
-                                                let frozen = (mask.isIdentity ? p : y[i]) + (bias?[j] ?? 0)
-                                                y[i] = frozen + doraTerm(p, l, g[j])
-                                            }
+                    }
+                    (stacked + t * dIn).update(from: pa, count: r * dIn)
+                    withScratch((t + r) * dOut) { base in
+                        weightProduct(stacked, m: t + r, w, transposeW: true, base, beta: 0)
+                        factoredNorm(scale: s, aw: base + t * dOut, Array(inputs[1...5]), [outputs[2], outputs[3]])
+                        sgemm(stacked, transpose: false, pa, transpose: true, u, m: t, n: r, k: dIn, alpha: 1, beta: 0)
+                        // The LoRA term goes into `inner` when m is trainable (then completed in place), else into scratch.
+                        withScratch(inner == nil ? t * dOut : 0) { loraScratch in
+                            let lora = inner ?? loraScratch
+                            withFloats(b) { pb in sgemm(u, transpose: false, pb, transpose: true, lora, m: t, n: dOut, k: r, alpha: s, beta: 0) }
+                            withOptionalFloats(o.lora.hasBias ? inputs[6] : nil) { bias in
+                                producing(outputs[0]) { y in
+                                    // Without dropout the base product is the frozen layer's output too.
+                                    if !mask.isIdentity {
+                                        weightProduct(px, m: t, w, transposeW: true, y, beta: 0)
+                                    }
+                                    parallelFor(t * dOut) { range in
+                                        for i in range {
+                                            let (p, l, j) = (base[i], lora[i], i % dOut)
+                                            inner?[i] = p + l
+                                            let frozen = (mask.isIdentity ? p : y[i]) + (bias?[j] ?? 0)
+                                            y[i] = frozen + doraTerm(p, l, g[j])
                                         }
                                     }
                                 }
@@ -167,23 +163,21 @@ extension CPUBackend {
                             sgemm(du, transpose: true, xh, transpose: false, dA, m: r, n: dIn, k: t, alpha: 1, beta: 0)
                         }
                     }
-                    withFloats(w) { pw in
-                        withFloats(a) { pa in
-                            producing(outputs[0]) { dx in
-                                if mask.isIdentity {
-                                    sgemm(gg, transpose: false, pw, transpose: false, dx, m: t, n: dIn, k: dOut, alpha: 1, beta: 0)
-                                    sgemm(du, transpose: false, pa, transpose: false, dx, m: t, n: dIn, k: r, alpha: 1, beta: 1)
-                                    return
-                                }
-                                // dx = G·W + mask ⊙ (((g−1)⊙G)·W + du·A)
-                                sgemm(pg, transpose: false, pw, transpose: false, dx, m: t, n: dIn, k: dOut, alpha: 1, beta: 0)
-                                parallelFor(t * dOut) { range in for i in range { gg[i] = pg[i] * (g[i % dOut] - 1) } }
-                                withScratch(t * dIn) { branch in
-                                    sgemm(gg, transpose: false, pw, transpose: false, branch, m: t, n: dIn, k: dOut, alpha: 1, beta: 0)
-                                    sgemm(du, transpose: false, pa, transpose: false, branch, m: t, n: dIn, k: r, alpha: 1, beta: 1)
-                                    parallelFor(t * dIn) { range in
-                                        for i in range { dx[i] += branch[i] * mask.factor(row: i / dIn, column: i % dIn) }
-                                    }
+                    withFloats(a) { pa in
+                        producing(outputs[0]) { dx in
+                            if mask.isIdentity {
+                                weightProduct(gg, m: t, w, transposeW: false, dx, beta: 0)
+                                sgemm(du, transpose: false, pa, transpose: false, dx, m: t, n: dIn, k: r, alpha: 1, beta: 1)
+                                return
+                            }
+                            // dx = G·W + mask ⊙ (((g−1)⊙G)·W + du·A)
+                            weightProduct(pg, m: t, w, transposeW: false, dx, beta: 0)
+                            parallelFor(t * dOut) { range in for i in range { gg[i] = pg[i] * (g[i % dOut] - 1) } }
+                            withScratch(t * dIn) { branch in
+                                weightProduct(gg, m: t, w, transposeW: false, branch, beta: 0)
+                                sgemm(du, transpose: false, pa, transpose: false, branch, m: t, n: dIn, k: r, alpha: 1, beta: 1)
+                                parallelFor(t * dIn) { range in
+                                    for i in range { dx[i] += branch[i] * mask.factor(row: i / dIn, column: i % dIn) }
                                 }
                             }
                         }

@@ -43,6 +43,7 @@ extension CPUBackend {
     }
 
     func cast(_ input: Tensor, _ out: Tensor) throws {
+        if input.dtype.isQuantized || out.dtype.isQuantized { return try quantizedCast(input, out) }
         withFloats(input) { a in
             let destination = pointer(out)
             parallelFor(out.shape.count) { r in

@@ -26,19 +26,17 @@ extension CPUBackend {
                     sgemm(xh, transpose: false, pa, transpose: true, u, m: t, n: r, k: dIn, alpha: 1, beta: 0)
                 }
             }
-            withFloats(w) { pw in
-                withFloats(b) { pb in
-                    producing(y, preserving: o.accumulate) { py in
-                        if !o.accumulate {
-                            var beta: Float = 0
-                            if o.hasBias {
-                                withFloats(inputs[4]) { bias in fillRows(py, rows: t, with: bias, columns: dOut) }
-                                beta = 1
-                            }
-                            sgemm(px, transpose: false, pw, transpose: true, py, m: t, n: dOut, k: dIn, alpha: 1, beta: beta)
+            withFloats(b) { pb in
+                producing(y, preserving: o.accumulate) { py in
+                    if !o.accumulate {
+                        var beta: Float = 0
+                        if o.hasBias {
+                            withFloats(inputs[4]) { bias in fillRows(py, rows: t, with: bias, columns: dOut) }
+                            beta = 1
                         }
-                        sgemm(u, transpose: false, pb, transpose: true, py, m: t, n: dOut, k: r, alpha: o.scale, beta: 1)
+                        weightProduct(px, m: t, w, transposeW: true, py, beta: beta)
                     }
+                    sgemm(u, transpose: false, pb, transpose: true, py, m: t, n: dOut, k: r, alpha: o.scale, beta: 1)
                 }
             }
         }
@@ -65,20 +63,16 @@ extension CPUBackend {
                         sgemm(du, transpose: true, xh, transpose: false, dA, m: r, n: dIn, k: t, alpha: 1, beta: 0)
                     }
                 }
-                withFloats(w) { pw in
-                    withFloats(a) { pa in
-                        producing(dxOut, preserving: o.accumulate) { dx in
-                            if !o.accumulate {
-                                sgemm(pg, transpose: false, pw, transpose: false, dx, m: t, n: dIn, k: dOut, alpha: 1, beta: 0)
-                            }
-                            if mask.isIdentity {
-                                sgemm(du, transpose: false, pa, transpose: false, dx, m: t, n: dIn, k: r, alpha: 1, beta: 1)
-                            } else {
-                                withScratch(t * dIn) { branch in
-                                    sgemm(du, transpose: false, pa, transpose: false, branch, m: t, n: dIn, k: r, alpha: 1, beta: 0)
-                                    parallelFor(t * dIn) { range in
-                                        for i in range { dx[i] += branch[i] * mask.factor(row: i / dIn, column: i % dIn) }
-                                    }
+                withFloats(a) { pa in
+                    producing(dxOut, preserving: o.accumulate) { dx in
+                        if !o.accumulate { weightProduct(pg, m: t, w, transposeW: false, dx, beta: 0) }
+                        if mask.isIdentity {
+                            sgemm(du, transpose: false, pa, transpose: false, dx, m: t, n: dIn, k: r, alpha: 1, beta: 1)
+                        } else {
+                            withScratch(t * dIn) { branch in
+                                sgemm(du, transpose: false, pa, transpose: false, branch, m: t, n: dIn, k: r, alpha: 1, beta: 0)
+                                parallelFor(t * dIn) { range in
+                                    for i in range { dx[i] += branch[i] * mask.factor(row: i / dIn, column: i % dIn) }
                                 }
                             }
                         }

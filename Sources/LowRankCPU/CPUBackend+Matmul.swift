@@ -7,17 +7,21 @@ extension CPUBackend {
         let m = c.shape[0], n = c.shape[1]
         let k = o.transposeA ? a.shape[0] : a.shape[1]
         withFloats(a) { pa in
-            withFloats(b) { pb in
-                producing(c, preserving: o.accumulate) { pc in
-                    var beta: Float = o.accumulate ? 1 : 0
-                    if o.hasBias && !o.accumulate {
-                        withFloats(inputs[2]) { bias in fillRows(pc, rows: m, with: bias, columns: n) }
-                        beta = 1
+            producing(c, preserving: o.accumulate) { pc in
+                var beta: Float = o.accumulate ? 1 : 0
+                if o.hasBias && !o.accumulate {
+                    withFloats(inputs[2]) { bias in fillRows(pc, rows: m, with: bias, columns: n) }
+                    beta = 1
+                }
+                if b.dtype.isQuantized {
+                    weightProduct(pa, transposeA: o.transposeA, m: m, b, transposeW: o.transposeB, pc, alpha: o.alpha, beta: beta)
+                } else {
+                    withFloats(b) { pb in
+                        sgemm(pa, transpose: o.transposeA, pb, transpose: o.transposeB, pc, m: m, n: n, k: k, alpha: o.alpha, beta: beta)
                     }
-                    sgemm(pa, transpose: o.transposeA, pb, transpose: o.transposeB, pc, m: m, n: n, k: k, alpha: o.alpha, beta: beta)
-                    if o.hasBias && o.accumulate {
-                        withFloats(inputs[2]) { bias in addRows(pc, rows: m, bias, columns: n) }
-                    }
+                }
+                if o.hasBias && o.accumulate {
+                    withFloats(inputs[2]) { bias in addRows(pc, rows: m, bias, columns: n) }
                 }
             }
         }

@@ -3,8 +3,9 @@ import LowRankCore
 extension CPUBackend {
     func rowReduce(_ input: Tensor, _ out: Tensor, root: Bool) throws {
         let columns = input.shape.columns, rows = out.shape.count
+        let o = pointer(out).assumingMemoryBound(to: Float.self)
+        if input.dtype != .f32 { return widenedRowSums(input, o, root: root) }
         withFloats(input) { a in
-            let o = pointer(out).assumingMemoryBound(to: Float.self)
             parallelFor(rows, minimumPerThread: Swift.max(1, (1 << 15) / Swift.max(columns, 1))) { r in
                 for row in r {
                     let s = sumOfSquares(a + row * columns, count: columns)

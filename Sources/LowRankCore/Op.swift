@@ -129,7 +129,8 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .matmul(let o):
             try check.count(o.hasBias ? 3 : 2)
-            try check.floating()
+            try check.floating(quantizedAt: [1])
+            try check.floatingOutput(o.outputDType)
             let a = try check.matrix(0, "A"), b = try check.matrix(1, "B")
             let (m, k) = o.transposeA ? (a.1, a.0) : (a.0, a.1)
             let (kb, n) = o.transposeB ? (b.1, b.0) : (b.0, b.1)
@@ -156,17 +157,23 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             return [inputs[0]]
         case .rowSumOfSquares, .rowL2Norm:
             try check.count(1)
-            try check.floating()
+            try check.floating(quantizedAt: [0])
             guard inputs[0].shape.rank >= 1 else { throw check.error(.shapeMismatch, "needs at least one dimension") }
             return [TensorDescriptor(Shape(Array(inputs[0].shape.dims.dropLast())), .f32)]
         case .cast(let dtype):
             try check.count(1)
-            try check.floating()
-            guard dtype.isFloatingPoint else { throw check.error(.dtypeMismatch, "casts only between f32, f16 and bf16") }
+            try check.floating(quantizedAt: [0])
+            guard dtype.isFloatingPoint || (dtype.isQuantized && inputs[0].dtype.isFloatingPoint) else {
+                throw check.error(.dtypeMismatch, "casts between f32, f16 and bf16, quantizes from them and dequantizes to them; not \(inputs[0].dtype) to \(dtype)")
+            }
+            if dtype == .q8_0 || dtype == .q4_0, inputs[0].shape.count > 0, inputs[0].shape.columns % 32 != 0 {
+                throw check.error(.shapeMismatch, "\(dtype) quantizes rows of whole 32-element blocks; \(inputs[0].shape) has rows of \(inputs[0].shape.columns)")
+            }
             return [TensorDescriptor(inputs[0].shape, dtype)]
         case .loraForward(let o):
             try check.count(o.hasBias ? 5 : 4)
-            try check.floating()
+            try check.floating(quantizedAt: [1])
+            try check.floatingOutput(o.outputDType)
             try check.lora(o)
             guard !(o.accumulate && o.hasBias) else { throw check.error(.invalidArgument, "an accumulating adapter adds no bias") }
             let (t, _, dOut, r) = try check.loraDims()
@@ -174,7 +181,8 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             return [TensorDescriptor([t, dOut], o.outputDType ?? inputs[0].dtype), TensorDescriptor([t, r], .f32)]
         case .loraBackward(let o):
             try check.count(6)
-            try check.floating()
+            try check.floating(quantizedAt: [2])
+            try check.floatingOutput(o.outputDType)
             try check.lora(o)
             let g = try check.matrix(0, "G")
             let sub = OpCheck(op: self, inputs: Array(inputs.dropFirst()))
@@ -188,7 +196,7 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
                     TensorDescriptor([r, dIn], .f32), TensorDescriptor([dOut, r], .f32)]
         case .doraNorm(let scale):
             try check.count(5)
-            try check.floating()
+            try check.floating(quantizedAt: [0])
             guard scale.isFinite else { throw check.error(.invalidArgument, "scale must be finite, got \(scale)") }
             let sub = OpCheck(op: self, inputs: [inputs[1]] + inputs)  // W's d_in stands in for x's columns
             let (_, _, dOut, _) = try sub.loraDims()
@@ -197,7 +205,8 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             return [TensorDescriptor([dOut], .f32), TensorDescriptor([dOut], .f32)]
         case .doraForward(let o):
             try check.count(o.lora.hasBias ? 7 : 6)
-            try check.floating()
+            try check.floating(quantizedAt: [1])
+            try check.floatingOutput(o.lora.outputDType)
             try check.dora(o)
             let (t, _, dOut, r) = try check.loraDims()
             try check.vector(4, "m", dOut)
@@ -208,7 +217,8 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
                 + (o.trainableMagnitude ? [f32([t, dOut])] : [])
         case .doraBackward(let o):
             try check.count(o.trainableMagnitude ? 9 : 8)
-            try check.floating()
+            try check.floating(quantizedAt: [2])
+            try check.floatingOutput(o.lora.outputDType)
             try check.dora(o)
             let sub = OpCheck(op: self, inputs: Array(inputs.dropFirst()))
             let (t, dIn, dOut, r) = try sub.loraDims()
@@ -248,9 +258,20 @@ private struct OpCheck {
         guard inputs.count == n else { throw error(.invalidArgument, "takes \(n) inputs, got \(inputs.count)") }
     }
 
-    func floating() throws {
-        for input in inputs where !input.dtype.isFloatingPoint {
-            throw error(.dtypeMismatch, "inputs must be f32, f16 or bf16, got \(input.dtype)")
+    /// Every input is f32, f16 or bf16, except that those at `quantizedAt` (a frozen weight) may
+    /// also be block-quantized.
+    func floating(quantizedAt allowed: Set<Int> = []) throws {
+        for (i, input) in inputs.enumerated() where !input.dtype.isFloatingPoint {
+            if input.dtype.isQuantized && allowed.contains(i) { continue }
+            let which = input.dtype.isQuantized ? "only a frozen weight may be \(input.dtype); input \(i) is" : "inputs must be f32, f16 or bf16, got"
+            throw error(.dtypeMismatch, "\(which) \(input.dtype)")
+        }
+    }
+
+    /// Results are written in a float type: a quantized weight is made by `cast`, never written by a product.
+    func floatingOutput(_ dtype: DType?) throws {
+        if let dtype, !dtype.isFloatingPoint {
+            throw error(.dtypeMismatch, "writes f32, f16 or bf16, not \(dtype) (quantize with cast; a quantized weight cannot be accumulated into)")
         }
     }
 

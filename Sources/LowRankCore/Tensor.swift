@@ -8,7 +8,7 @@ public struct TensorDescriptor: Hashable, Sendable, CustomStringConvertible {
         self.dtype = dtype
     }
 
-    public var byteCount: Int { shape.count * dtype.byteSize }
+    public var byteCount: Int { dtype.byteCount(elements: shape.count) }
     public var description: String { "\(dtype)\(shape)" }
 }
 
@@ -30,13 +30,15 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         }
         descriptor = TensorDescriptor(shape, dtype)
         self.backend = backend
-        storage = try backend.makeStorage(byteCount: Swift.max(descriptor.byteCount, 1))
+        try Self.checkQuantizedShape(descriptor)
+        // Whole 32-bit words, so that kernels may read any tensor as words.
+        storage = try backend.makeStorage(byteCount: Swift.max((descriptor.byteCount + 3) / 4 * 4, 4))
     }
 
     /// A tensor with raw bytes laid out in `dtype`.
     public convenience init(bytes: UnsafeRawBufferPointer, shape: Shape, dtype: DType, on backend: any Backend) throws {
-        guard bytes.count == shape.count * dtype.byteSize else {
-            throw LowRankError(.shapeMismatch, "\(bytes.count) bytes do not hold \(shape.count) \(dtype) elements",
+        guard bytes.count == dtype.byteCount(elements: shape.count) else {
+            throw LowRankError(.shapeMismatch, "\(bytes.count) bytes do not hold \(shape.count) \(dtype) elements (\(dtype.byteCount(elements: shape.count)) bytes)",
                                context: [("shape", "\(shape)")])
         }
         try self.init(empty: shape, dtype: dtype, on: backend)
@@ -63,24 +65,37 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         return out
     }
 
-    /// The values widened to f32.
+    /// The values widened to f32 (dequantized on the host for a block-quantized tensor).
     public func floats() throws -> [Float] {
         let raw = try bytes()
         var out = [Float](repeating: 0, count: shape.count)
         raw.withUnsafeBytes { r in
-            out.withUnsafeMutableBufferPointer { convertToFloat(r.baseAddress!, dtype: dtype, count: $0.count, into: $0.baseAddress!) }
+            out.withUnsafeMutableBufferPointer { o in
+                if dtype.isQuantized {
+                    Quantizer(QuantizedLayout(dtype, elements: o.count)).dequantize(r.baseAddress!, 0..<o.count, into: o.baseAddress!)
+                } else {
+                    convertToFloat(r.baseAddress!, dtype: dtype, count: o.count, into: o.baseAddress!)
+                }
+            }
         }
         return out
     }
 
-    /// Overwrites the contents with `values`, converted to the tensor's dtype (nearest even for f16 and bf16).
+    /// Overwrites the contents with `values`, converted to the tensor's dtype (nearest even for f16
+    /// and bf16; quantized on the host for a block-quantized tensor).
     public func assign(_ values: [Float]) throws {
         guard values.count == shape.count else {
             throw LowRankError(.shapeMismatch, "\(values.count) values do not fill \(descriptor)")
         }
         var bytes = [UInt8](repeating: 0, count: byteCount)
         values.withUnsafeBufferPointer { v in
-            bytes.withUnsafeMutableBytes { convertFromFloat(v.baseAddress!, count: v.count, dtype: dtype, into: $0.baseAddress!) }
+            bytes.withUnsafeMutableBytes { b in
+                if dtype.isQuantized {
+                    Quantizer(QuantizedLayout(dtype, elements: v.count)).quantize(v.baseAddress!, into: b.baseAddress!)
+                } else {
+                    convertFromFloat(v.baseAddress!, count: v.count, dtype: dtype, into: b.baseAddress!)
+                }
+            }
         }
         if !bytes.isEmpty { try bytes.withUnsafeBytes { try backend.write($0, to: storage, offset: 0) } }
     }
@@ -95,6 +110,7 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         guard newShape.count == shape.count else {
             throw LowRankError(.shapeMismatch, "cannot reshape \(shape) to \(newShape): element counts differ")
         }
+        try Self.checkQuantizedShape(TensorDescriptor(newShape, dtype))
         return Tensor(view: self, shape: newShape)
     }
 
@@ -102,5 +118,14 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         descriptor = TensorDescriptor(shape, base.dtype)
         backend = base.backend
         storage = base.storage
+    }
+
+    /// GGML's blocks run along rows, so a Q8_0 or Q4_0 tensor's rows are whole blocks; NF4's blocks run
+    /// over the flattened tensor and take any shape.
+    static func checkQuantizedShape(_ d: TensorDescriptor) throws {
+        guard d.dtype == .q8_0 || d.dtype == .q4_0, d.shape.count > 0 else { return }
+        guard d.shape.rank >= 1, d.shape.columns % 32 == 0 else {
+            throw LowRankError(.shapeMismatch, "a \(d.dtype) tensor's rows must be whole blocks of 32 elements, got \(d.shape)")
+        }
     }
 }

@@ -30,13 +30,16 @@ struct TensorBinding {
     var writes: Bool
     var elements: Range<Int>
 
+    /// `elements` counts in storage units: elements, or bytes of a block-quantized tensor.
     static func read(_ t: Tensor, _ elements: Range<Int>? = nil) -> TensorBinding {
-        TensorBinding(tensor: t, writes: false, elements: elements ?? 0..<t.shape.count)
+        TensorBinding(tensor: t, writes: false, elements: elements ?? whole(t))
     }
 
     static func write(_ t: Tensor, _ elements: Range<Int>? = nil) -> TensorBinding {
-        TensorBinding(tensor: t, writes: true, elements: elements ?? 0..<t.shape.count)
+        TensorBinding(tensor: t, writes: true, elements: elements ?? whole(t))
     }
+
+    private static func whole(_ t: Tensor) -> Range<Int> { 0..<(t.dtype.isQuantized ? t.byteCount : t.shape.count) }
 }
 
 /// Device time of one dispatch, from timestamp queries.

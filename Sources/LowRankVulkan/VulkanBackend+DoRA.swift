@@ -1,8 +1,9 @@
 import LowRankCore
 
 extension VulkanBackend {
-    /// W, A, B, m, ‖W‖²_row -> n, g: `W·Aᵀ` and `A·Aᵀ` by the matmul kernel, then
-    /// `Shaders/dora_norm.comp` per row. Transients: `[d_out, r]` and `[r, r]` f32, never `[d_out, d_in]`.
+    /// W, A, B, m, ‖W‖²_row -> n, g: `A·Wᵀ` (W as the matmul's B operand, so a quantized W is
+    /// dequantized as it loads) and `A·Aᵀ` by the matmul kernel, then `Shaders/dora_norm.comp` per
+    /// row. Transients: `[r, d_out]` and `[r, r]` f32, never `[d_out, d_in]`.
     func encodeDoRANorm(scale: Float, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
         let (w, a, b, m, wsq) = (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4])
         let dOut = w.shape[0], r = a.shape[0]
@@ -10,13 +11,13 @@ extension VulkanBackend {
         guard r <= maxRank else {
             throw LowRankError(.unsupported, "DoRA's norm kernel holds a row of B in shared memory: r = \(r) exceeds \(maxRank) on \(info.name)")
         }
-        let wa = try scratch([dOut, r]), aat = try scratch([r, r])
-        try dispatchMatmul(MatmulCall(a: w, b: a, c: wa, transposeB: true))
+        let aw = try scratch([r, dOut]), aat = try scratch([r, r])
+        try dispatchMatmul(MatmulCall(a: a, b: w, c: aw, transposeB: true))
         try dispatchMatmul(MatmulCall(a: a, b: a, c: aat, transposeB: true))
         let sharedRow = (r + 63) / 64 * 64
         try dispatch(KernelKey(shader: "dora_norm.comp",
                                defines: ["B_T": b.dtype.glslType, "M_T": m.dtype.glslType, "MAX_R": "\(sharedRow)"], bindings: 7),
-                     [.read(wsq), .read(wa), .read(b), .read(aat), .read(m), .write(outputs[0]), .write(outputs[1])],
+                     [.read(wsq), .read(aw), .read(b), .read(aat), .read(m), .write(outputs[0]), .write(outputs[1])],
                      push: PushConstants([UInt32(dOut), UInt32(r), scale, DoRAOptions.normEpsilon]),
                      groups: (min(dOut, 65535), (dOut + 65534) / 65535, 1))
     }

@@ -1,6 +1,17 @@
 import LowRankCore
 
 extension DType {
+    /// `QUANT` in `Shaders/quant.glsl`: 0 for an element type.
+    var quantCode: Int {
+        switch self {
+        case .nf4: 1
+        case .nf4DoubleQuant: 2
+        case .q8_0: 3
+        case .q4_0: 4
+        default: 0
+        }
+    }
+
     /// The GLSL element type a binding of this dtype is declared with (bf16 travels as raw bits).
     var glslType: String {
         switch self {
@@ -11,6 +22,7 @@ extension DType {
         case .i8: "int8_t"
         case .i32: "int"
         case .i64: "int64_t"
+        case .nf4, .nf4DoubleQuant, .q8_0, .q4_0: "uint"  // packed blocks, read as words (Shaders/quant.glsl)
         }
     }
 
@@ -94,9 +106,11 @@ extension VulkanBackend {
             "DROPOUT_PRODUCT": flag(target == .product || target == .products),
             "DROPOUT_SECOND": flag((target == .second || target == .products) && second != nil),
             "KSCALE": "0", "DORA": "0", "DORA_ADD_BASE": "0", "WRITE_INNER": flag(call.inner != nil),
+            "B_QUANT": "\(call.b.dtype.quantCode)",
         ]
         let layout = MatmulLayout(call)
-        var bindings: [TensorBinding] = [.read(call.a, layout.a(rows, inner)), .read(call.b, layout.b(inner, columns)),
+        let quantized = call.b.dtype.isQuantized
+        var bindings: [TensorBinding] = [.read(call.a, layout.a(rows, inner)), quantized ? .read(call.b) : .read(call.b, layout.b(inner, columns)),
                                          .write(call.c, layout.c(rows, columns))]
         if first, let bias = call.bias {
             defines["BIAS_T"] = bias.dtype.glslType
@@ -124,7 +138,8 @@ extension VulkanBackend {
         let push = PushConstants([UInt32(rows.count), UInt32(columns.count), UInt32(inner.count), UInt32(call.k2),
                                   call.alpha, second?.alpha ?? 0, mask.seed, mask.threshold, mask.keepScale,
                                   UInt32(layout.lda), UInt32(layout.ldb), UInt32(call.n), UInt32(layout.lda2), UInt32(layout.ldb2),
-                                  UInt32(rows.lowerBound), UInt32(columns.lowerBound), UInt32(inner.lowerBound), vectorOffset])
+                                  UInt32(rows.lowerBound), UInt32(columns.lowerBound), UInt32(inner.lowerBound), vectorOffset,
+                                  UInt32(call.b.shape.count)])
         try dispatch(KernelKey(shader: "matmul.comp", defines: defines, bindings: bindings.count), bindings, push: push,
                      groups: ((columns.count + 63) / 64, (rows.count + 63) / 64, 1))
     }
@@ -167,9 +182,11 @@ private struct MatmulBlocking {
             // Each operand's window, and the axes that shrink it, most effective first.
             var operands: [(Tensor, Range<Int>, [WritableKeyPath<MatmulBlocking, Int>])] = [
                 (call.a, layout.a(rows, inner), call.transposeA ? [\.k, \.m] : [\.m, \.k]),
-                (call.b, layout.b(inner, columns), call.transposeB ? [\.n, \.k] : [\.k, \.n]),
                 (call.c, layout.c(rows, columns), [\.m, \.n]),
             ]
+            // A quantized B is bound whole (its blocks do not split along rows and columns alike).
+            operands.append((call.b, call.b.dtype.isQuantized ? 0..<call.b.byteCount : layout.b(inner, columns),
+                             call.b.dtype.isQuantized ? [] : call.transposeB ? [\.n, \.k] : [\.k, \.n]))
             if let innerTensor = call.inner { operands.append((innerTensor, layout.c(rows, columns), [\.m, \.n])) }
             if let bias = call.bias { operands.append((bias, columns, [\.n])) }
             if let second = call.second {

@@ -5,12 +5,15 @@ extension VulkanBackend {
     /// windows of rows when the input is larger than one binding.
     func encodeRowReduce(_ input: Tensor, _ out: Tensor, root: Bool) throws {
         let rows = out.shape.count, columns = input.shape.columns
-        let key = KernelKey(shader: "row_reduce.comp", defines: ["A_T": input.dtype.glslType, "ROOT": root ? "1" : "0"], bindings: 2)
-        let window = windowElements([input], unit: columns) ?? max(rows, 1)
+        let quantized = input.dtype.isQuantized
+        let key = KernelKey(shader: "row_reduce.comp",
+                            defines: ["A_T": input.dtype.glslType, "ROOT": root ? "1" : "0", "QUANT": "\(input.dtype.quantCode)"], bindings: 2)
+        let window = quantized ? max(rows, 1) : windowElements([input], unit: columns) ?? max(rows, 1)
         for first in stride(from: 0, to: rows, by: window) {
             let span = first..<min(first + window, rows)
-            try dispatch(key, [.read(input, (span.lowerBound * columns)..<(span.upperBound * columns)), .write(out, span)],
-                         push: PushConstants([UInt32(span.count), UInt32(columns)]),
+            let source: TensorBinding = quantized ? .read(input) : .read(input, (span.lowerBound * columns)..<(span.upperBound * columns))
+            try dispatch(key, [source, .write(out, span)],
+                         push: PushConstants([UInt32(span.count), UInt32(columns), UInt32(first), UInt32(input.shape.count)]),
                          groups: (min(span.count, 65535), (span.count + 65534) / 65535, 1))
         }
     }

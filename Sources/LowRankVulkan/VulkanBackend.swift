@@ -220,7 +220,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         case .add: try encodeElementwise(operation: 0, inputs, outputs[0])
         case .mul: try encodeElementwise(operation: 1, inputs, outputs[0])
         case .scale(let factor): try encodeElementwise(operation: 2, inputs, outputs[0], factor: factor)
-        case .cast: try encodeElementwise(operation: 3, inputs, outputs[0])
+        case .cast: try encodeCast(inputs[0], outputs[0])
         case .scaleRows: try encodeElementwise(operation: 4, inputs, outputs[0])
         case .rowSumOfSquares: try encodeRowReduce(inputs[0], outputs[0], root: false)
         case .rowL2Norm: try encodeRowReduce(inputs[0], outputs[0], root: true)

@@ -46,11 +46,7 @@ struct GoldenTests {
                     #expect(error <= GoldenCases.bound, "golden \(name) on \(backend.identifier): \(tensor) error \(error)")
                 }
             case "nf4":
-                let issue = "NF4 quantization (issue #5)"
-                print("golden \(name) on \(backend.identifier): not yet supported: \(issue)")
-                withKnownIssue("golden \(name): \(issue) is not implemented yet") {
-                    Issue.record("golden \(name) on \(backend.identifier): not yet supported")
-                }
+                try runNF4(file, name: name, on: backend)
             default:
                 Issue.record("golden \(name): unknown case kind '\(caseKind)'")
             }
@@ -82,6 +78,72 @@ struct GoldenTests {
                                           weightNormSquared: try Ops.rowSumOfSquares(w), options: options)
         let (dx, dA, dB, dm) = try Ops.doraBackward(gradOutput: try t("gy"), x: x, weight: w, a: a, b: b, forward: forward, options: options)
         return try compare([("y", forward.y), ("dx", dx), ("dA", dA), ("dB", dB), ("dm", try #require(dm))], file)
+    }
+
+    /// One bitsandbytes NF4 case: our unpacking reproduces `Wdq` bit for bit, `x·Wdqᵀ` from the packed
+    /// weight is within the bound, and quantizing `W` ourselves reproduces bitsandbytes' bytes.
+    private func runNF4(_ file: SafetensorsFile, name: String, on backend: any Backend) throws {
+        let doubleQuant = file.entries["absmax_q"] != nil
+        let code = try file.floats("code")
+        #expect(code == QuantizationTables.nf4, "golden \(name): bitsandbytes' NF4 table")
+        let cpu = try Engine.backend(.cpu)
+        let packed = try file.tensor("q", on: cpu).bytes()
+        let absmax: BitsAndBytesNF4.Absmax
+        if doubleQuant {
+            let map = try file.floats("absmax_code")
+            #expect(map == QuantizationTables.dynamic, "golden \(name): bitsandbytes' dynamic map")
+            absmax = .doubleQuantized(codes: try file.tensor("absmax_q", on: cpu).bytes(), scales: try file.floats("absmax_scale"),
+                                      map: map, offset: try file.floats("absmax_offset")[0])
+        } else {
+            absmax = .plain(try file.floats("absmax"))
+        }
+        let shape = try file.entry("W").shape
+        let nestedBlocksize = doubleQuant ? Int(try file.floats("absmax_blocksize")[0]) : 256
+        let weight = try BitsAndBytesNF4.tensor(named: name, shape: shape, packed: packed, absmax: absmax, quantMap: code,
+                                                nestedBlocksize: nestedBlocksize, on: backend)
+
+        let unpacked = try Ops.cast(weight, to: .f32).floats().map(\.bitPattern)
+        let reference = try file.floats("Wdq").map(\.bitPattern)
+        let unpackDiffs = zip(unpacked, reference).filter { $0 != $1 }.count
+        #expect(unpackDiffs == 0, "golden \(name) on \(backend.identifier): \(unpackDiffs) dequantized values differ from bitsandbytes'")
+
+        let y = try Ops.matmul(try file.tensor("x", on: backend), weight, transposeB: true)
+        let yError = relativeError(try y.floats(), try file.floats("y").map(Double.init))
+        #expect(yError <= GoldenCases.bound, "golden \(name) on \(backend.identifier): y error \(yError)")
+
+        // Quantize W ourselves and compare byte for byte with what bitsandbytes wrote.
+        let ours = try Ops.cast(try file.tensor("W", on: backend), to: weight.dtype).bytes()
+        let theirs = try weight.bytes()
+        let layout = QuantizedLayout(weight.dtype, elements: shape.count)
+        let codeDiffs = (0..<shape.count).filter { i in
+            let shift = i % 2 == 0 ? 4 : 0
+            return (ours[i / 2] >> shift) & 15 != (theirs[i / 2] >> shift) & 15
+        }.count
+        #expect(codeDiffs == 0, "golden \(name) on \(backend.identifier): \(codeDiffs) of \(shape.count) 4-bit codes differ")
+        var absmaxNote = ""
+        if doubleQuant {
+            // The mean, the nested scales and the 8-bit absmax codes. Where bitsandbytes' CPU coder
+            // (its BinSearch lookup) did not pick the nearest code, ours must be the nearer one.
+            #expect(ours[layout.nestedScaleOffset...] == theirs[layout.nestedScaleOffset...],
+                    "golden \(name) on \(backend.identifier): absmax mean or nested scales differ")
+            let absmaxes = try file.floats("W").chunks(64).map { $0.reduce(Float(0)) { max($0, abs($1)) } }
+            let mean = try file.floats("absmax_offset")[0], scales = try file.floats("absmax_scale")
+            let dynamic = QuantizationTables.dynamic
+            var differing = 0
+            for block in 0..<layout.blocks {
+                let (mine, bnb) = (ours[layout.absmaxOffset + block], theirs[layout.absmaxOffset + block])
+                guard mine != bnb else { continue }
+                differing += 1
+                let v = (absmaxes[block] - mean) / scales[block / 256]
+                #expect(abs(v - dynamic[Int(mine)]) <= abs(v - dynamic[Int(bnb)]),
+                        "golden \(name): absmax code \(block) is \(mine), bitsandbytes' \(bnb) is nearer to \(v)")
+            }
+            absmaxNote = ", absmax codes differing \(differing) of \(layout.blocks) (ours nearer)"
+        } else {
+            #expect(ours[layout.absmaxOffset...] == theirs[layout.absmaxOffset...], "golden \(name) on \(backend.identifier): absmax differs")
+        }
+        print("golden \(name) on \(backend.identifier): unpacked values differing \(unpackDiffs), y \(String(format: "%.2e", yError)), "
+              + "4-bit codes differing \(codeDiffs) of \(shape.count)\(absmaxNote)")
     }
 
     private func compare(_ results: [(String, Tensor)], _ file: SafetensorsFile) throws -> [(String, Double)] {

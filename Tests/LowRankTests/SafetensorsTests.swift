@@ -10,7 +10,7 @@ struct SafetensorsTests {
 
     @Test func roundTripsEveryDType() throws {
         let cpu = try Engine.backend(.cpu)
-        let tensors = try DType.allCases.enumerated().map { i, dtype in
+        let tensors = try DType.allCases.filter { !$0.isQuantized }.map { dtype in
             (name: "t\(dtype)", tensor: try Tensor([1, -2, 3, 4, 5, 6], shape: [2, 3], dtype: dtype, on: cpu))
         }
         let path = temporaryPath("roundtrip.safetensors")
@@ -23,6 +23,10 @@ struct SafetensorsTests {
             #expect(back.dtype == tensor.dtype && back.shape == tensor.shape)
             #expect(try back.bytes() == tensor.bytes())
         }
+        // safetensors has no dtype for our packed blocks: writing one is an error naming it.
+        let packed = try Tensor.zeros([2, 64], dtype: .nf4, on: cpu)
+        let error = #expect(throws: LowRankError.self) { try SafetensorsFile.write([("w", packed)], to: path) }
+        #expect(error?.description.contains("nf4") == true)
     }
 
     @Test func corruptFilesAreClearErrors() throws {

@@ -82,3 +82,10 @@ func referenceMatmul(_ a: [Float], _ b: [Float], m: Int, n: Int, k: Int, transpo
     }
     return c
 }
+
+extension Array {
+    /// Consecutive slices of `size` elements (the last one shorter).
+    func chunks(_ size: Int) -> [ArraySlice<Element>] {
+        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
+    }
+}

@@ -1,0 +1,88 @@
+// Reading block-quantized weights (QuantizedLayout.swift documents the layout; Quantizer.swift is
+// the host twin). The including shader declares the packed buffer as `uint QWORDS[]` (a macro
+// naming its array), defines QUANT (1 NF4, 2 NF4 with double quantization, 3 Q8_0, 4 Q4_0), and
+// passes the tensor's element count, from which every section's offset follows.
+// Products are `precise` so that no driver fuses them into an FMA: bitsandbytes rounds
+// `dynamic[q]·scale`, `+ offset` and `code·absmax` each to f32, and so must we to match its bits.
+
+const uint NF4_BITS[16] = uint[16](
+    0xBF800000u, 0xBF3239B1u, 0xBF066B30u, 0xBECA32A0u, 0xBE91A24Du, 0xBE3D353Fu, 0xBDBA7871u, 0x00000000u,
+    0x3DA2FAFFu, 0x3E24CAE3u, 0x3E7C04DDu, 0x3EAD033Au, 0x3EE1A4B8u, 0x3F1007ABu, 0x3F3913B3u, 0x3F800000u);
+const uint DYNAMIC_BITS[256] = uint[256](
+    0xBF7E3333u, 0xBF7A999Au, 0xBF770000u, 0xBF736666u, 0xBF6FCCCDu, 0xBF6C3333u, 0xBF68999Au, 0xBF650000u,
+    0xBF616666u, 0xBF5DCCCDu, 0xBF5A3333u, 0xBF56999Au, 0xBF530000u, 0xBF4F6666u, 0xBF4BCCCDu, 0xBF483333u,
+    0xBF44999Au, 0xBF410000u, 0xBF3D6666u, 0xBF39CCCDu, 0xBF363334u, 0xBF32999Au, 0xBF2F0000u, 0xBF2B6666u,
+    0xBF27CCCDu, 0xBF243334u, 0xBF20999Au, 0xBF1D0000u, 0xBF196666u, 0xBF15CCCDu, 0xBF123334u, 0xBF0E999Au,
+    0xBF0B0000u, 0xBF076666u, 0xBF03CCCCu, 0xBF003333u, 0xBEF93332u, 0xBEF20000u, 0xBEEACCCCu, 0xBEE3999Au,
+    0xBEDC6666u, 0xBED53333u, 0xBECE0000u, 0xBEC6CCCCu, 0xBEBF999Au, 0xBEB86666u, 0xBEB13333u, 0xBEAA0000u,
+    0xBEA2CCCCu, 0xBE9B999Au, 0xBE946666u, 0xBE8D3334u, 0xBE860000u, 0xBE7D9999u, 0xBE6F3333u, 0xBE60CCCDu,
+    0xBE526666u, 0xBE440000u, 0xBE35999Au, 0xBE273333u, 0xBE18CCCDu, 0xBE0A6666u, 0xBDF80000u, 0xBDDB3334u,
+    0xBDC9EB85u, 0xBDC428F7u, 0xBDBE6667u, 0xBDB8A3D7u, 0xBDB2E148u, 0xBDAD1EB8u, 0xBDA75C2Au, 0xBDA1999Au,
+    0xBD9BD70Au, 0xBD96147Bu, 0xBD9051EBu, 0xBD8A8F5Du, 0xBD84CCCDu, 0xBD7E147Bu, 0xBD728F5Du, 0xBD670A3Du,
+    0xBD5B851Fu, 0xBD500000u, 0xBD447AE1u, 0xBD38F5C3u, 0xBD2D70A3u, 0xBD21EB85u, 0xBD166667u, 0xBD0AE148u,
+    0xBCFEB852u, 0xBCE7AE15u, 0xBCD0A3D7u, 0xBCB9999Au, 0xBCA28F5Du, 0xBC8B851Fu, 0xBC68F5C3u, 0xBC3AE148u,
+    0xBC1F3B64u, 0xBC160418u, 0xBC0CCCCDu, 0xBC039581u, 0xBBF4BC6Au, 0xBBE24DD3u, 0xBBCFDF3Bu, 0xBBBD70A4u,
+    0xBBAB020Du, 0xBB989374u, 0xBB8624DDu, 0xBB676C8Au, 0xBB428F5Cu, 0xBB1DB22Du, 0xBAF1A9FCu, 0xBAA7EF9Du,
+    0xBA7765FFu, 0xBA59E83Eu, 0xBA3C6A80u, 0xBA1EECC1u, 0xBA016F01u, 0xB9C7E283u, 0xB98CE705u, 0xB923D70Bu,
+    0xB8BA1F4Bu, 0xB88AEFB3u, 0xB8378034u, 0xB7B24206u, 0xB70205FFu, 0xB65A1A94u, 0xB513A3B7u, 0x00000000u,
+    0x3513A3B7u, 0x365A1A94u, 0x370205FFu, 0x37B24206u, 0x38378034u, 0x388AEFB3u, 0x38BA1F4Bu, 0x3923D70Bu,
+    0x398CE705u, 0x39C7E283u, 0x3A016F01u, 0x3A1EECC1u, 0x3A3C6A80u, 0x3A59E83Eu, 0x3A7765FFu, 0x3AA7EF9Du,
+    0x3AF1A9FCu, 0x3B1DB22Du, 0x3B428F5Cu, 0x3B676C8Au, 0x3B8624DDu, 0x3B989374u, 0x3BAB020Du, 0x3BBD70A4u,
+    0x3BCFDF3Bu, 0x3BE24DD3u, 0x3BF4BC6Au, 0x3C039581u, 0x3C0CCCCDu, 0x3C160418u, 0x3C1F3B64u, 0x3C3AE148u,
+    0x3C68F5C3u, 0x3C8B851Fu, 0x3CA28F5Du, 0x3CB9999Au, 0x3CD0A3D7u, 0x3CE7AE15u, 0x3CFEB852u, 0x3D0AE148u,
+    0x3D166667u, 0x3D21EB85u, 0x3D2D70A3u, 0x3D38F5C3u, 0x3D447AE1u, 0x3D500000u, 0x3D5B851Fu, 0x3D670A3Du,
+    0x3D728F5Du, 0x3D7E147Bu, 0x3D84CCCDu, 0x3D8A8F5Du, 0x3D9051EBu, 0x3D96147Bu, 0x3D9BD70Au, 0x3DA1999Au,
+    0x3DA75C2Au, 0x3DAD1EB8u, 0x3DB2E148u, 0x3DB8A3D7u, 0x3DBE6667u, 0x3DC428F7u, 0x3DC9EB85u, 0x3DDB3334u,
+    0x3DF80000u, 0x3E0A6666u, 0x3E18CCCDu, 0x3E273333u, 0x3E35999Au, 0x3E440000u, 0x3E526666u, 0x3E60CCCDu,
+    0x3E6F3333u, 0x3E7D9999u, 0x3E860000u, 0x3E8D3334u, 0x3E946666u, 0x3E9B999Au, 0x3EA2CCCCu, 0x3EAA0000u,
+    0x3EB13333u, 0x3EB86666u, 0x3EBF999Au, 0x3EC6CCCCu, 0x3ECE0000u, 0x3ED53333u, 0x3EDC6666u, 0x3EE3999Au,
+    0x3EEACCCCu, 0x3EF20000u, 0x3EF93332u, 0x3F003333u, 0x3F03CCCCu, 0x3F076666u, 0x3F0B0000u, 0x3F0E999Au,
+    0x3F123334u, 0x3F15CCCDu, 0x3F196666u, 0x3F1D0000u, 0x3F20999Au, 0x3F243334u, 0x3F27CCCDu, 0x3F2B6666u,
+    0x3F2F0000u, 0x3F32999Au, 0x3F363334u, 0x3F39CCCDu, 0x3F3D6666u, 0x3F410000u, 0x3F44999Au, 0x3F483333u,
+    0x3F4BCCCDu, 0x3F4F6666u, 0x3F530000u, 0x3F56999Au, 0x3F5A3333u, 0x3F5DCCCDu, 0x3F616666u, 0x3F650000u,
+    0x3F68999Au, 0x3F6C3333u, 0x3F6FCCCDu, 0x3F736666u, 0x3F770000u, 0x3F7A999Au, 0x3F7E3333u, 0x3F800000u);
+
+uint quant_byte(uint byte_index) { return (QWORDS[byte_index >> 2] >> ((byte_index & 3u) * 8u)) & 0xFFu; }
+
+// Sections of an NF4 tensor of n elements, as word offsets.
+uint nf4_absmax_word(uint n) { return ceil_div(ceil_div(n, 2u), 4u); }
+uint nf4_nested_scale_word(uint n) { return nf4_absmax_word(n) + ceil_div(ceil_div(n, 64u), 4u); }
+uint nf4_mean_word(uint n) { return nf4_nested_scale_word(n) + ceil_div(ceil_div(n, 64u), 256u); }
+
+float nf4_absmax(uint block, uint n) {
+#if QUANT == 1
+    return uintBitsToFloat(QWORDS[nf4_absmax_word(n) + block]);
+#else
+    uint q = quant_byte(nf4_absmax_word(n) * 4u + block);
+    float scale = uintBitsToFloat(QWORDS[nf4_nested_scale_word(n) + block / 256u]);
+    precise float scaled = uintBitsToFloat(DYNAMIC_BITS[q]) * scale;
+    precise float absmax = scaled + uintBitsToFloat(QWORDS[nf4_mean_word(n)]);
+    return absmax;
+#endif
+}
+
+// GGML's f16 block scale at byte offset `at` (always even).
+float ggml_scale(uint at) {
+    uint word = QWORDS[at >> 2];
+    return unpackHalf2x16((at & 2u) != 0u ? word >> 16 : word).x;
+}
+
+// Element i of the quantized tensor (n elements in all).
+float dequant(uint i, uint n) {
+#if QUANT <= 2
+    uint byte = quant_byte(i >> 1);
+    uint code = (i & 1u) == 0u ? byte >> 4 : byte & 15u;
+    precise float v = uintBitsToFloat(NF4_BITS[code]) * nf4_absmax(i >> 6, n);
+    return v;
+#elif QUANT == 3
+    uint base = (i >> 5) * 34u;
+    int q = int(quant_byte(base + 2u + (i & 31u)) << 24) >> 24;  // sign-extend the int8
+    precise float v = float(q) * ggml_scale(base);
+    return v;
+#else
+    uint base = (i >> 5) * 18u, j = i & 31u;
+    uint byte = quant_byte(base + 2u + (j & 15u));
+    precise float v = float(int(j < 16u ? byte & 15u : byte >> 4) - 8) * ggml_scale(base);
+    return v;
+#endif
+}

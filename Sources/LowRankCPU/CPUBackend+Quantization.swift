@@ -1,0 +1,86 @@
+import COpenBLAS
+import LowRankCore
+
+extension CPUBackend {
+    /// Elements of a weight panel: W's rows are widened or dequantized this many at a time, so a
+    /// product never holds an f32 copy of a 16-bit or quantized W (2 MiB, a slab OpenBLAS still
+    /// runs at full speed on).
+    static let weightPanelElements = 1 << 19
+
+    /// cast into or out of a block-quantized type (the float-to-float casts are in `CPUBackend+Elementwise.swift`).
+    func quantizedCast(_ input: Tensor, _ out: Tensor) throws {
+        if input.dtype.isQuantized {
+            let quantizer = Quantizer(QuantizedLayout(input.dtype, elements: input.shape.count))
+            let source = UnsafeRawPointer(pointer(input))
+            producing(out) { o in
+                parallelFor(out.shape.count, minimumPerThread: 1 << 14) { r in quantizer.dequantize(source, r, into: o + r.lowerBound) }
+            }
+        } else {
+            withFloats(input) { v in Quantizer(QuantizedLayout(out.dtype, elements: out.shape.count)).quantize(v, into: pointer(out)) }
+        }
+    }
+
+    /// Rows `rows` of W (`[wRows, columns]`, any dtype) as f32 into `panel`.
+    private func widen(_ w: Tensor, rows: Range<Int>, into panel: UnsafeMutablePointer<Float>) {
+        let columns = w.shape.columns, elements = (rows.lowerBound * columns)..<(rows.upperBound * columns)
+        let source = UnsafeRawPointer(pointer(w))
+        if w.dtype.isQuantized {
+            let quantizer = Quantizer(QuantizedLayout(w.dtype, elements: w.shape.count))
+            parallelFor(elements.count, minimumPerThread: 1 << 14) { r in
+                quantizer.dequantize(source, (elements.lowerBound + r.lowerBound)..<(elements.lowerBound + r.upperBound), into: panel + r.lowerBound)
+            }
+        } else {
+            parallelFor(elements.count) { r in
+                convertToFloat(source + (elements.lowerBound + r.lowerBound) * w.dtype.byteSize, dtype: w.dtype, count: r.count, into: panel + r.lowerBound)
+            }
+        }
+    }
+
+    /// `C[m, n] = alpha·op(A)·op(W) + beta·C` for a frozen weight W `[rows, columns]` of any dtype:
+    /// f32 goes straight to sgemm; 16-bit and quantized weights are widened a panel of rows at a
+    /// time. With `transposeW`, op(W) = Wᵀ (`x·Wᵀ`, n = rows), else W (`G·W`, n = columns).
+    func weightProduct(_ a: UnsafePointer<Float>, transposeA: Bool = false, m: Int, _ w: Tensor, transposeW: Bool,
+                       _ c: UnsafeMutablePointer<Float>, alpha: Float = 1, beta: Float) {
+        let rows = w.shape[0], columns = w.shape[1]
+        if w.dtype == .f32 {
+            let (n, k) = transposeW ? (rows, columns) : (columns, rows)
+            return sgemm(a, transpose: transposeA, pointer(w).assumingMemoryBound(to: Float.self), transpose: transposeW, c,
+                         m: m, n: n, k: k, alpha: alpha, beta: beta)
+        }
+        let panelRows = max(1, min(rows, Self.weightPanelElements / max(columns, 1)))
+        let k = transposeW ? columns : rows
+        let lda = transposeA ? m : k
+        withScratch(panelRows * columns) { panel in
+            for first in stride(from: 0, to: rows, by: panelRows) {
+                let span = first..<min(rows, first + panelRows)
+                widen(w, rows: span, into: panel)
+                if transposeW {
+                    // C[:, span] = alpha·op(A)·panelᵀ + beta·C[:, span]
+                    cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, CblasTrans, blasint(m), blasint(span.count), blasint(columns),
+                                alpha, a, blasint(lda), panel, blasint(columns), beta, c + first, blasint(rows))
+                } else {
+                    // C += alpha·op(A)[:, span]·panel, the first panel applying beta.
+                    let aSpan = transposeA ? a + first * m : a + first
+                    cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, CblasNoTrans, blasint(m), blasint(columns), blasint(span.count),
+                                alpha, aSpan, blasint(lda), panel, blasint(columns), first == 0 ? beta : 1, c, blasint(columns))
+                }
+            }
+        }
+    }
+
+    /// Each row's sum of squares of a 16-bit or quantized tensor, a panel of rows at a time.
+    func widenedRowSums(_ input: Tensor, _ out: UnsafeMutablePointer<Float>, root: Bool) {
+        let rows = input.shape.rows, columns = input.shape.columns
+        let panelRows = max(1, min(rows, Self.weightPanelElements / max(columns, 1)))
+        withScratch(panelRows * columns) { panel in
+            for first in stride(from: 0, to: rows, by: panelRows) {
+                let span = first..<min(rows, first + panelRows)
+                widen(input, rows: span, into: panel)
+                for row in span {
+                    let s = sumOfSquares(panel + (row - first) * columns, count: columns)
+                    out[row] = root ? s.squareRoot() : s
+                }
+            }
+        }
+    }
+}

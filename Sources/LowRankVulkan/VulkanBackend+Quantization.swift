@@ -1,0 +1,47 @@
+import LowRankCore
+
+extension VulkanBackend {
+    /// cast: between float types in `Shaders/elementwise.comp`; out of a block-quantized type in
+    /// `Shaders/dequantize.comp`; into one in `Shaders/quantize.comp`. The packed tensor is bound whole.
+    func encodeCast(_ input: Tensor, _ out: Tensor) throws {
+        if input.dtype.isQuantized { return try encodeDequantize(input, out) }
+        if out.dtype.isQuantized { return try encodeQuantize(input, out) }
+        try encodeElementwise(operation: 3, [input], out)
+    }
+
+    private func encodeDequantize(_ input: Tensor, _ out: Tensor) throws {
+        let count = out.shape.count
+        let size = min(256, info.limits.maxWorkgroupInvocations)
+        let key = KernelKey(shader: "dequantize.comp",
+                            defines: ["QUANT": "\(input.dtype.quantCode)", "C_T": out.dtype.glslType, "C_FROM_F32": out.dtype.glslFromF32],
+                            specialization: [UInt32(size)], bindings: 2)
+        let window = windowElements([out]) ?? max(count, 1)
+        for start in stride(from: 0, to: count, by: window) {
+            let elements = start..<min(start + window, count)
+            try dispatch(key, [.read(input), .write(out, elements)],
+                         push: PushConstants([UInt32(elements.count), UInt32(start), UInt32(count)]),
+                         groups: (min((elements.count + size - 1) / size, 65535), 1, 1))
+        }
+    }
+
+    private func encodeQuantize(_ input: Tensor, _ out: Tensor) throws {
+        let count = out.shape.count, code = out.dtype.quantCode
+        let layout = QuantizedLayout(out.dtype, elements: count)
+        let size = 64
+        let key = { (pass: Int, bindings: Int) in
+            KernelKey(shader: "quantize.comp", defines: ["QUANT": "\(code)", "A_T": input.dtype.glslType, "PASS": "\(pass)"],
+                      specialization: [UInt32(pass == 1 ? 256 : size)], bindings: bindings)
+        }
+        let push = PushConstants([UInt32(count)])
+        guard count > 0 else { return }
+        if out.dtype == .nf4DoubleQuant {
+            let absmax = try scratch([layout.blocks])
+            try dispatch(key(0, 3), [.read(input), .write(out), .write(absmax)], push: push, groups: ((layout.blocks + size - 1) / size, 1, 1))
+            try dispatch(key(1, 3), [.read(input), .write(out), .read(absmax)], push: push, groups: (1, 1, 1))
+            try dispatch(key(2, 3), [.read(input), .write(out), .read(absmax)], push: push, groups: (layout.nestedBlocks, 1, 1))
+        } else {
+            let invocations = out.dtype == .nf4 ? layout.blocks : (layout.blocks + 1) / 2
+            try dispatch(key(0, 2), [.read(input), .write(out)], push: push, groups: ((invocations + size - 1) / size, 1, 1))
+        }
+    }
+}
