@@ -38,7 +38,7 @@ public struct QuantizedLayout: Sendable, Equatable {
         switch dtype {
         case .nf4: absmaxOffset + 4 * blocks
         case .nf4DoubleQuant: meanOffset + 4
-        default: Self.align4(blocks * ggmlBlockBytes)
+        default: blocks * ggmlBlockBytes
         }
     }
 
