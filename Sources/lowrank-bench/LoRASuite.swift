@@ -13,6 +13,8 @@ struct BenchResult {
     var bytes: Double
     /// Peak bytes above what was allocated before one run (outputs included), from the backend's allocator.
     var transientBytes: Int?
+    /// Device bits per parameter of the weight the row reads (quant suite), from the allocator.
+    var weightBitsPerParameter: Double?
 }
 
 /// One timed op of a suite: its name, variant, work, compulsory traffic and what it runs.

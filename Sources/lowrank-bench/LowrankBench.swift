@@ -8,7 +8,7 @@ struct LowrankBench: ParsableCommand {
         commandName: "lowrank-bench",
         abstract: "Kernel microbenchmarks: fused against unfused, on every backend, timed on the device where it can be.")
 
-    @Option(help: "Suite to run: lora, dora, or all.") var suite = "lora"
+    @Option(help: "Suite to run: lora, dora, quant, or all.") var suite = "lora"
     @Option(help: "Shape preset: tiny (smoke runs), small, or paper (T=512, d=2048, r=16). Explicit shape options override it.")
     var preset = "small"
     @Option(name: .customLong("tokens"), help: "T, rows of x.") var tokens: Int?
@@ -23,7 +23,9 @@ struct LowrankBench: ParsableCommand {
     @Flag(help: "Print each kernel's device time per result on stderr (Vulkan).") var profile = false
 
     func validate() throws {
-        guard ["lora", "dora", "all"].contains(suite) else { throw ValidationError("unknown suite '\(suite)'; available: lora, dora, all") }
+        guard ["lora", "dora", "quant", "all"].contains(suite) else {
+            throw ValidationError("unknown suite '\(suite)'; available: lora, dora, quant, all")
+        }
         guard Preset(rawValue: preset) != nil else { throw ValidationError("unknown preset '\(preset)'; available: tiny, small, paper") }
         guard DType(rawValue: dtype)?.isFloatingPoint == true else { throw ValidationError("dtype must be f32, f16 or bf16") }
         guard runs > 0, warmup >= 0 else { throw ValidationError("--runs must be positive and --warmup non-negative") }
@@ -42,6 +44,7 @@ struct LowrankBench: ParsableCommand {
                                        timer: Timer(backend: backend, runs: runs, warmup: warmup, profile: profile))
             if suite == "lora" || suite == "all" { try context.loraSuite().forEach { reporter.report($0) } }
             if suite == "dora" || suite == "all" { try context.doraSuite().forEach { reporter.report($0) } }
+            if suite == "quant" || suite == "all" { try context.quantSuite().forEach { reporter.report($0) } }
         }
         reporter.finish()
     }

@@ -17,6 +17,7 @@ struct Reporter {
                 "T": r.shape.t, "d_in": r.shape.dIn, "d_out": r.shape.dOut, "r": r.shape.r,
                 "ms_median": r.sample.median, "ms_min": r.sample.min, "gflops": gflops, "gbytes_per_s": gbps, "timing": r.sample.source,
                 "transient_bytes": r.transientBytes as Any? ?? NSNull(),
+                "weight_bits_per_parameter": r.weightBitsPerParameter as Any? ?? NSNull(),
             ]
             let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
@@ -25,12 +26,13 @@ struct Reporter {
         rows.append([r.suite, r.op, r.variant, r.backend, r.dtype, "\(r.shape.t)x\(r.shape.dIn)x\(r.shape.dOut) r\(r.shape.r)",
                      String(format: "%.3f", r.sample.median), String(format: "%.3f", r.sample.min),
                      String(format: "%.2f", gflops), String(format: "%.2f", gbps),
-                     r.transientBytes.map { String(format: "%.2f", Double($0) / 1048576) } ?? "-", r.sample.source])
+                     r.transientBytes.map { String(format: "%.2f", Double($0) / 1048576) } ?? "-",
+                     r.weightBitsPerParameter.map { String(format: "%.3f", $0) } ?? "-", r.sample.source])
     }
 
     func finish() {
         guard !json else { return }
-        let header = ["suite", "op", "variant", "backend", "dtype", "T x d_in x d_out", "ms median", "ms min", "GFLOP/s", "GB/s", "transient MiB", "timing"]
+        let header = ["suite", "op", "variant", "backend", "dtype", "T x d_in x d_out", "ms median", "ms min", "GFLOP/s", "GB/s", "transient MiB", "W bits/param", "timing"]
         let all = [header] + rows
         let widths = header.indices.map { i in all.map { $0[i].count }.max()! }
         for (n, row) in all.enumerated() {
