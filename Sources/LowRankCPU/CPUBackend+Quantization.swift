@@ -3,9 +3,9 @@ import LowRankCore
 
 extension CPUBackend {
     /// Elements of a weight panel: W's rows are widened or dequantized this many at a time, so a
-    /// product never holds an f32 copy of a 16-bit or quantized W (2 MiB, a slab OpenBLAS still
-    /// runs at full speed on).
-    static let weightPanelElements = 1 << 19
+    /// product never holds an f32 copy of a 16-bit or quantized W. 8 MiB: with 2 MiB panels
+    /// OpenBLAS repacked x for every narrow panel and `x·Wᵀ` ran at half speed (T=512, d=2048).
+    static let weightPanelElements = 1 << 21
 
     /// cast into or out of a block-quantized type (the float-to-float casts are in `CPUBackend+Elementwise.swift`).
     func quantizedCast(_ input: Tensor, _ out: Tensor) throws {

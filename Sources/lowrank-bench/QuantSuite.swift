@@ -13,11 +13,12 @@ extension BenchContext {
              { _ = try Ops.matmul(x, w, transposeB: true) }),
         ])
         for format in [DType.nf4, .nf4DoubleQuant, .q8_0, .q4_0] where dIn % 32 == 0 || !(format == .q8_0 || format == .q4_0) {
+            // What the allocator hands out for one such weight, with no other work in between.
             try backend.synchronize()
             let before = backend.memoryStatistics()[0].currentBytes
+            let probe = try Tensor(empty: [dOut, dIn], dtype: format, on: backend)
+            let bits = Double(backend.memoryStatistics()[0].currentBytes - before) * 8 / Double(probe.shape.count)
             let wq = try Ops.cast(w, to: format)
-            try backend.synchronize()
-            let bits = Double(backend.memoryStatistics()[0].currentBytes - before) * 8 / Double(dOut * dIn)
             let weightBytes = Double(wq.byteCount)
             let forwardFlops = 2.0 * Double(t * dIn * dOut)
             let cases: [BenchCase] = [
