@@ -46,6 +46,17 @@ extension BenchContext {
             ("forward", "fused", loraForwardFlops + normFlops, forwardBytes, {
                 _ = try Ops.doraForward(x: x, weight: w, bias: bias, a: a, b: b, magnitude: m, weightNormSquared: wsq, options: dora)
             }),
+            ("forward", "unfused (PEFT's sequence)", loraForwardFlops + denseNormFlops, forwardBytes, {
+                // PEFT's DoRA forward: the dense norm through B·A, then separate products and the eager compose.
+                let n = try Ops.rowL2Norm(try Ops.add(w, try Ops.matmul(b, a, alpha: scale)))
+                let factors = zip(try m.floats(), try n.floats()).map { $0 / max($1, DoRAOptions.normEpsilon) }
+                let factor = try Tensor(factors, shape: [dOut], on: backend)
+                let factorMinusOne = try Tensor(factors.map { $0 - 1 }, shape: [dOut], on: backend)
+                let base = try Ops.matmul(x, w, transposeB: true)
+                let lora = try Ops.matmul(try Ops.matmul(x, a, transposeB: true), b, transposeB: true)
+                let term = try Ops.add(try Ops.mul(base, factorMinusOne), try Ops.mul(lora, try Ops.scale(factor, by: scale)))
+                _ = try Ops.add(try Ops.add(base, term), bias)
+            }),
             ("forward", "lora fused (reference)", loraForwardFlops, forwardBytes, {
                 _ = try Ops.loraForward(x: x, weight: w, bias: bias, a: a, b: b, options: lora)
             }),
