@@ -5,7 +5,6 @@ extension CPUBackend {
     func matmul(_ o: MatmulOptions, _ inputs: [Tensor], _ c: Tensor) throws {
         let a = inputs[0], b = inputs[1]
         let m = c.shape[0], n = c.shape[1]
-        let k = o.transposeA ? a.shape[0] : a.shape[1]
         withFloats(a) { pa in
             producing(c, preserving: o.accumulate) { pc in
                 var beta: Float = o.accumulate ? 1 : 0
@@ -13,13 +12,8 @@ extension CPUBackend {
                     withFloats(inputs[2]) { bias in fillRows(pc, rows: m, with: bias, columns: n) }
                     beta = 1
                 }
-                if b.dtype.isQuantized {
-                    weightProduct(pa, transposeA: o.transposeA, m: m, b, transposeW: o.transposeB, pc, alpha: o.alpha, beta: beta)
-                } else {
-                    withFloats(b) { pb in
-                        sgemm(pa, transpose: o.transposeA, pb, transpose: o.transposeB, pc, m: m, n: n, k: k, alpha: o.alpha, beta: beta)
-                    }
-                }
+                // B of any dtype: f32 straight to sgemm, 16-bit and quantized a panel of rows at a time.
+                weightProduct(pa, transposeA: o.transposeA, m: m, b, transposeW: o.transposeB, pc, alpha: o.alpha, beta: beta)
                 if o.hasBias && o.accumulate {
                     withFloats(inputs[2]) { bias in addRows(pc, rows: m, bias, columns: n) }
                 }

@@ -42,7 +42,8 @@ extension CPUBackend {
     func weightProduct(_ a: UnsafePointer<Float>, transposeA: Bool = false, m: Int, _ w: Tensor, transposeW: Bool,
                        _ c: UnsafeMutablePointer<Float>, alpha: Float = 1, beta: Float) {
         let rows = w.shape[0], columns = w.shape[1]
-        if w.dtype == .f32 {
+        // An empty W has no values to widen: sgemm then only applies beta (it never reads W).
+        if w.dtype == .f32 || w.shape.count == 0 {
             let (n, k) = transposeW ? (rows, columns) : (columns, rows)
             return sgemm(a, transpose: transposeA, pointer(w).assumingMemoryBound(to: Float.self), transpose: transposeW, c,
                          m: m, n: n, k: k, alpha: alpha, beta: beta)
