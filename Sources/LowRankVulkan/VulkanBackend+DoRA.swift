@@ -66,24 +66,18 @@ extension VulkanBackend {
                                           dropout: (mask, .products), vector: (g, .scaleA(offset: -1))))
         }
     }
-}
 
-extension VulkanBackend {
     /// base, lora, g -> y (`Shaders/dora_compose.comp`), in windows of whole rows past one binding.
     func encodeDoRACompose(scale: Float, _ inputs: [Tensor], _ out: Tensor) throws {
         let (base, lora, g) = (inputs[0], inputs[1], inputs[2])
         let count = out.shape.count, columns = out.shape.columns
-        let size = min(256, info.limits.maxWorkgroupInvocations)
         let key = KernelKey(shader: "dora_compose.comp",
                             defines: ["BASE_T": base.dtype.glslType, "L_T": lora.dtype.glslType, "G_T": g.dtype.glslType,
                                       "C_T": out.dtype.glslType, "C_FROM_F32": out.dtype.glslFromF32],
-                            specialization: [UInt32(size)], bindings: 4)
-        let window = (windowElements([base, lora, out], unit: columns).map { $0 * columns }) ?? max(count, 1)
-        for start in stride(from: 0, to: count, by: window) {
-            let elements = start..<min(start + window, count)
-            try dispatch(key, [.read(base, elements), .read(lora, elements), .read(g), .write(out, elements)],
-                         push: PushConstants([UInt32(elements.count), UInt32(columns), scale]),
-                         groups: (min((elements.count + size - 1) / size, 65535), 1, 1))
+                            specialization: [UInt32(elementWorkgroupSize)], bindings: 4)
+        try dispatchPerElement(key, count: count, window: windowElements([base, lora, out], unit: columns).map { $0 * columns }) { elements in
+            ([.read(base, elements), .read(lora, elements), .read(g), .write(out, elements)],
+             PushConstants([UInt32(elements.count), UInt32(columns), scale]))
         }
     }
 }

@@ -12,16 +12,12 @@ extension VulkanBackend {
         var defines = ["OP": "\(operation)", "A_T": inputs[0].dtype.glslType, "C_T": out.dtype.glslType,
                        "C_FROM_F32": out.dtype.glslFromF32]
         if inputs.count > 1 { defines["B_T"] = inputs[1].dtype.glslType }
-        let size = min(256, info.limits.maxWorkgroupInvocations)
-        let key = KernelKey(shader: "elementwise.comp", defines: defines, specialization: [UInt32(size)], bindings: inputs.count + 1)
-        let window = perRow ? (windowElements([inputs[0], out], unit: columns).map { $0 * columns } ?? max(count, 1))
-            : (windowElements(inputs + [out]) ?? max(count, 1))
-        for start in stride(from: 0, to: count, by: window) {
-            let elements = start..<min(start + window, count)
+        let key = KernelKey(shader: "elementwise.comp", defines: defines, specialization: [UInt32(elementWorkgroupSize)], bindings: inputs.count + 1)
+        let window = perRow ? windowElements([inputs[0], out], unit: columns).map { $0 * columns } : windowElements(inputs + [out])
+        try dispatchPerElement(key, count: count, window: window) { elements in
             let second = broadcast ? 0..<columns : perRow ? (elements.lowerBound / columns)..<(elements.upperBound / columns) : elements
-            try dispatch(key, [.read(inputs[0], elements)] + inputs.dropFirst().map { .read($0, second) } + [.write(out, elements)],
-                         push: PushConstants([UInt32(elements.count), factor, UInt32(columns)]),
-                         groups: (min((elements.count + size - 1) / size, 65535), 1, 1))
+            return ([.read(inputs[0], elements)] + inputs.dropFirst().map { .read($0, second) } + [.write(out, elements)],
+                    PushConstants([UInt32(elements.count), factor, UInt32(columns)]))
         }
     }
 }

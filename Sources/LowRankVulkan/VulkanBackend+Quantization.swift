@@ -11,16 +11,11 @@ extension VulkanBackend {
 
     private func encodeDequantize(_ input: Tensor, _ out: Tensor) throws {
         let count = out.shape.count
-        let size = min(256, info.limits.maxWorkgroupInvocations)
         let key = KernelKey(shader: "dequantize.comp",
                             defines: ["QUANT": "\(input.dtype.quantCode)", "C_T": out.dtype.glslType, "C_FROM_F32": out.dtype.glslFromF32],
-                            specialization: [UInt32(size)], bindings: 2)
-        let window = windowElements([out]) ?? max(count, 1)
-        for start in stride(from: 0, to: count, by: window) {
-            let elements = start..<min(start + window, count)
-            try dispatch(key, [.read(input), .write(out, elements)],
-                         push: PushConstants([UInt32(elements.count), UInt32(start), UInt32(count)]),
-                         groups: (min((elements.count + size - 1) / size, 65535), 1, 1))
+                            specialization: [UInt32(elementWorkgroupSize)], bindings: 2)
+        try dispatchPerElement(key, count: count, window: windowElements([out])) { elements in
+            ([.read(input), .write(out, elements)], PushConstants([UInt32(elements.count), UInt32(elements.lowerBound), UInt32(count)]))
         }
     }
 

@@ -255,6 +255,21 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
                             groups: (UInt32(groups.0), UInt32(groups.1), UInt32(groups.2)))
     }
 
+    /// Workgroup size of the kernels with one invocation per element (elementwise, compose, dequantize).
+    var elementWorkgroupSize: Int { min(256, info.limits.maxWorkgroupInvocations) }
+
+    /// Records such a kernel over `count` elements, in consecutive windows of `window` elements
+    /// (one window when nil); `each` gives a window's bindings and push constants.
+    func dispatchPerElement(_ key: KernelKey, count: Int, window: Int?,
+                            _ each: (Range<Int>) -> (bindings: [TensorBinding], push: PushConstants)) throws {
+        let size = elementWorkgroupSize, step = window ?? max(count, 1)
+        for start in stride(from: 0, to: count, by: step) {
+            let elements = start..<min(start + step, count)
+            let (bindings, push) = each(elements)
+            try dispatch(key, bindings, push: push, groups: (min((elements.count + size - 1) / size, 65535), 1, 1))
+        }
+    }
+
     /// Units (elements, or rows of `unit` elements) per window when an op over `tensors` is split
     /// so that every window fits one binding, or nil when one window holds them all. Windows start
     /// on 256-byte boundaries (the strictest `minStorageBufferOffsetAlignment` Vulkan allows) in
