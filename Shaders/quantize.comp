@@ -22,20 +22,34 @@ layout(std430, binding = 2) buffer AbsmaxBuf { float absmax_out[]; };
 
 layout(push_constant) uniform Params { uint count; } p;
 
-// The index of the table value nearest to v (the lower one on a tie), v clamped to [-1, 1]:
-// Quantizer.nearest's twin, over NF4_BITS (16) or DYNAMIC_BITS (256).
-#define NEAREST(name, table, size) \
-uint name(float v) { \
-    float x = clamp(v, -1.0, 1.0); \
-    uint lo = 0u, hi = size - 1u; \
-    while (hi - lo > 1u) { \
-        uint mid = (lo + hi) / 2u; \
-        if (uintBitsToFloat(table[mid]) <= x) lo = mid; else hi = mid; \
-    } \
-    return abs(x - uintBitsToFloat(table[hi])) < abs(x - uintBitsToFloat(table[lo])) ? hi : lo; \
+// The index of the NF4 value nearest to v (the lower one on a tie), v clamped to [-1, 1]:
+// Quantizer.nearest's twin.
+uint nearest_nf4(float v) {
+    float x = clamp(v, -1.0, 1.0);
+    uint lo = 0u, hi = 15u;
+    while (hi - lo > 1u) {
+        uint mid = (lo + hi) / 2u;
+        if (uintBitsToFloat(NF4_BITS[mid]) <= x) lo = mid; else hi = mid;
+    }
+    return abs(x - uintBitsToFloat(NF4_BITS[hi])) < abs(x - uintBitsToFloat(NF4_BITS[lo])) ? hi : lo;
 }
-NEAREST(nearest_nf4, NF4_BITS, 16u)
-NEAREST(nearest_dynamic, DYNAMIC_BITS, 256u)
+
+#if PASS == 2
+// bitsandbytes' CPU coder of the absmax values (Quantizer.dynamicCode's twin): the value's point on
+// a grid of 65536 over [-1, 1], then the number of grid starts at or below it. The host passes the
+// starts, QuantizationTables.dynamicGridStarts, as DYNAMIC_GRID_STARTS.
+const uint GRID_STARTS[255] = uint[255](DYNAMIC_GRID_STARTS);
+
+uint dynamic_code(float normalized) {
+    precise float point = (clamp(normalized, -1.0, 1.0) + 1.0) * 0.5 * 65535.0 + 0.5;
+    uint u = uint(point), lo = 0u, hi = 255u;
+    while (lo < hi) {
+        uint mid = (lo + hi) / 2u;
+        if (GRID_STARTS[mid] <= u) lo = mid + 1u; else hi = mid;
+    }
+    return lo;
+}
+#endif
 
 // C's roundf for the magnitudes quantization meets: half away from zero.
 float round_half_away(float v) { return sign(v) * floor(abs(v) + 0.5); }
@@ -49,11 +63,13 @@ void main() {
     uint first = block * 64u, last = min(n, first + 64u);
     float absmax = 0.0;
     for (uint i = first; i < last; i++) absmax = max(absmax, abs(to_f32(a_data[i])));
+    float reciprocal = 1.0 / absmax;  // bitsandbytes scales by the reciprocal; zeros get code 0
     for (uint w = 0u; w < 8u && first + 8u * w < last; w++) {
         uint word = 0u;
         for (uint b = 0u; b < 8u; b++) {  // eight nibbles: bytes hold elements (2k, 2k+1) as (high, low)
             uint i = first + 8u * w + b;
-            uint code = i < last ? nearest_nf4(absmax == 0.0 ? 0.0 : to_f32(a_data[i]) / absmax) : 0u;
+            precise float normalized = to_f32(a_data[min(i, last - 1u)]) * reciprocal;
+            uint code = i < last && absmax != 0.0 ? nearest_nf4(normalized) : 0u;
             word |= code << ((b >> 1) * 8u + ((b & 1u) == 0u ? 4u : 0u));
         }
         q_words[block * 8u + w] = word;
@@ -165,9 +181,11 @@ void main() {
     float scale = largest[0];
     if (lid == 0u) q_words[nf4_nested_scale_word(p.count) + nested] = floatBitsToUint(scale);
     if (nested * 256u + 4u * lid >= blocks) return;
+    float reciprocal = 1.0 / scale;
     uint word = 0u;
     for (uint k = 0u; k < 4u; k++) {
-        if (nested * 256u + 4u * lid + k < blocks) word |= nearest_dynamic(scale == 0.0 ? 0.0 : centred[k] / scale) << (8u * k);
+        precise float normalized = centred[k] * reciprocal;
+        if (nested * 256u + 4u * lid + k < blocks && scale != 0.0) word |= dynamic_code(normalized) << (8u * k);
     }
     q_words[nf4_absmax_word(p.count) + nested * 64u + lid] = word;
 }

@@ -47,4 +47,27 @@ public enum QuantizationTables {
 
     public static let nf4: [Float] = nf4Bits.map(Float.init(bitPattern:))
     public static let dynamic: [Float] = dynamicBits.map(Float.init(bitPattern:))
+
+    /// The points of bitsandbytes' 8-bit CPU coder (`quantize_cpu` in its `cpu_ops.cpp`): 65536
+    /// values evenly spaced over [−1, 1].
+    public static let dynamicGridPoints = 65536
+
+    /// For each code k in 1...255 of `dynamic`, the first grid point that bitsandbytes' coder gives
+    /// code k or above; the code of grid point u is then the number of entries ≤ u. bitsandbytes
+    /// builds a 65536-byte table from the midpoints of the map (point i is `−1 + 2i/65535` in f32,
+    /// and its code the number of midpoints below it); this is the same table in 255 numbers, small
+    /// enough for a shader to search (`Shaders/quantize.comp` receives it as a define).
+    public static let dynamicGridStarts: [UInt32] = {
+        let midpoints = (0..<255).map { 0.5 * (dynamic[$0] + dynamic[$0 + 1]) }
+        var starts = [UInt32](), code = 0
+        for point in 0..<dynamicGridPoints {
+            let value = -1 + Float(2 * point) / Float(dynamicGridPoints - 1)
+            while code < 255 && midpoints[code] < value {
+                code += 1
+                starts.append(UInt32(point))
+            }
+        }
+        starts.append(contentsOf: repeatElement(UInt32(dynamicGridPoints), count: 255 - starts.count))
+        return starts
+    }()
 }

@@ -62,8 +62,11 @@ public struct Quantizer: Sendable {
                 let range = (block * 64)..<min(n, block * 64 + 64)
                 let absmax = range.reduce(Float(0)) { max($0, abs(values[$1])) }
                 absmaxes[block] = absmax
+                // bitsandbytes scales by the f32 reciprocal, `A * (1 / absmax)`; in a block of zeros
+                // that is NaN, and its argmin over the table gives code 0 (which decodes to −0).
+                let reciprocal = 1 / absmax
                 for i in range {
-                    let code = UInt8(Self.nearest(absmax == 0 ? 0 : values[i] / absmax, in: QuantizationTables.nf4))
+                    let code = absmax == 0 ? 0 : UInt8(Self.nearest(values[i] * reciprocal, in: QuantizationTables.nf4))
                     let byte = out.load(fromByteOffset: i / 2, as: UInt8.self)
                     out.storeBytes(of: byte | (i % 2 == 0 ? code << 4 : code), toByteOffset: i / 2, as: UInt8.self)
                 }
@@ -104,7 +107,8 @@ public struct Quantizer: Sendable {
     }
 
     /// bitsandbytes' double quantization of the absmax values: subtract their mean, then code each
-    /// block of 256 in 8 bits over the dynamic map, scaled by the block's largest magnitude.
+    /// block of 256 in 8 bits over the dynamic map, scaled by the block's largest magnitude, with
+    /// bitsandbytes' CPU coder (`dynamicCode`); a block of zeros gets code 0, as there.
     func storeDoubleQuantized(_ absmaxes: [Float], into out: UnsafeMutableRawPointer) {
         let mean = Self.mean(absmaxes)
         out.storeBytes(of: mean, toByteOffset: layout.meanOffset, as: Float.self)
@@ -114,8 +118,9 @@ public struct Quantizer: Sendable {
             let range = (block * nested)..<min(centred.count, block * nested + nested)
             let scale = range.reduce(Float(0)) { max($0, abs(centred[$1])) }
             out.storeBytes(of: scale, toByteOffset: layout.nestedScaleOffset + 4 * block, as: Float.self)
+            let reciprocal = 1 / scale
             for i in range {
-                let code = UInt8(Self.nearest(scale == 0 ? 0 : centred[i] / scale, in: QuantizationTables.dynamic))
+                let code = scale == 0 ? 0 : Self.dynamicCode(centred[i] * reciprocal)
                 out.storeBytes(of: code, toByteOffset: layout.absmaxOffset + i, as: UInt8.self)
             }
         }
@@ -125,6 +130,23 @@ public struct Quantizer: Sendable {
     /// gives on the golden cases; the device computes the same with a compensated f32 sum).
     static func mean(_ values: [Float]) -> Float {
         Float(values.reduce(0.0) { $0 + Double($1) } / Double(max(values.count, 1)))
+    }
+
+    /// bitsandbytes' 8-bit code, on the CPU, of a value already scaled into [−1, 1] (by the f32
+    /// reciprocal of its block's scale): clamped, rounded half up onto the grid of
+    /// `QuantizationTables.dynamicGridPoints` points, and the code of that grid point. Within half a
+    /// grid step (1.5e-5) of the midpoint of two codes this can be the farther one; bitsandbytes'
+    /// bytes are the reference, so we round as it does.
+    public static func dynamicCode(_ normalized: Float) -> UInt8 {
+        let x = normalized.isNaN ? 0 : min(max(normalized, -1), 1)
+        let point = UInt32((x + 1) * 0.5 * Float(QuantizationTables.dynamicGridPoints - 1) + 0.5)
+        let starts = QuantizationTables.dynamicGridStarts
+        var lo = 0, hi = starts.count  // the number of starts <= point
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if starts[mid] <= point { lo = mid + 1 } else { hi = mid }
+        }
+        return UInt8(lo)
     }
 
     /// The index of the table value nearest to `v` (the lower one on an exact tie), `v` clamped to

@@ -24,8 +24,9 @@ extension VulkanBackend {
         let layout = QuantizedLayout(out.dtype, elements: count)
         let size = 64
         let key = { (pass: Int, bindings: Int) in
-            KernelKey(shader: "quantize.comp", defines: ["QUANT": "\(code)", "A_T": input.dtype.glslType, "PASS": "\(pass)"],
-                      specialization: [UInt32(pass == 1 ? 256 : size)], bindings: bindings)
+            var defines = ["QUANT": "\(code)", "A_T": input.dtype.glslType, "PASS": "\(pass)"]
+            if pass == 2 { defines["DYNAMIC_GRID_STARTS"] = QuantizationTables.dynamicGridStarts.map { "\($0)u" }.joined(separator: ",") }
+            return KernelKey(shader: "quantize.comp", defines: defines, specialization: [UInt32(pass == 1 ? 256 : size)], bindings: bindings)
         }
         let push = PushConstants([UInt32(count)])
         guard count > 0 else { return }

@@ -26,6 +26,31 @@ struct QuantizationTests {
         }
     }
 
+    /// bitsandbytes' 8-bit CPU coder (the absmax codes of double quantization) on values chosen
+    /// around every midpoint of its map, where it and the nearest code disagree: the codes and
+    /// scales its own library gave (`tools/make_bnb_coder_fixture.py`) must come out exactly.
+    @Test func bitsAndBytesBlockwiseCoder() throws {
+        let path = GoldenCases.packageRoot.appendingPathComponent("Tests/Fixtures/bnb_blockwise8.safetensors").path
+        let file = try SafetensorsFile(path: path)
+        #expect(try file.floats("code_map") == QuantizationTables.dynamic)
+        let values = try file.floats("values"), scales = try file.floats("scales")
+        let expected = try file.tensor("codes", on: try Engine.backend(.cpu)).bytes()
+        var differing = 0, notNearest = 0
+        for (block, slice) in values.chunks(256).enumerated() {
+            let scale = slice.reduce(Float(0)) { max($0, abs($1)) }
+            #expect(scale == scales[block], "block \(block) scale")
+            let reciprocal = 1 / scale
+            for i in slice.indices {
+                let code = scale == 0 ? 0 : Quantizer.dynamicCode(values[i] * reciprocal)
+                if code != expected[i] { differing += 1 }
+                if scale != 0 && Int(code) != Quantizer.nearest(values[i] * reciprocal, in: QuantizationTables.dynamic) { notNearest += 1 }
+            }
+        }
+        #expect(differing == 0, "\(differing) of \(values.count) codes differ from bitsandbytes'")
+        #expect(notNearest > 0, "the fixture should hold values where bitsandbytes' code is not the nearest")
+        print("bitsandbytes' 8-bit coder: \(values.count) values, \(differing) codes differ, \(notNearest) where it is not the nearest code")
+    }
+
     /// Random weights through every format: the device writes the host's bytes, unpacking is
     /// exact on both, and each value is within its format's bound of the original.
     @Test(arguments: BackendKind.allCases)
