@@ -40,40 +40,65 @@ extension VulkanBackend {
         var magnitude: (inner: Tensor, dm: Tensor)?
     }
 
-    /// `du = s·G·B` and `dB = s·Gᵀ·u` (with DoRA, G⊙g in both, and dm beside them). One read of G
-    /// (`Shaders/lora_backward.comp`, then ordered sums of its partials) where G fits one binding;
-    /// for LoRA, two split matmuls where it does not.
+    /// `du = s·G·B` and `dB = s·Gᵀ·u` (with DoRA, G⊙g in both, and dm beside them) from one read
+    /// of G (`Shaders/lora_backward.comp`, then ordered sums of its partials). Past one binding, G,
+    /// u and inner are read in windows of rows; dB and dm then gather in f32, window by window in
+    /// order, so the result stays deterministic.
     func encodeBranchGradients(g: Tensor, b: Tensor, u: Tensor, du: Tensor, dB: Tensor, scale: Float, dora: DoRABranch? = nil) throws {
         let t = g.shape[0], dOut = g.shape[1], r = b.shape[1]
-        let columnBlocks = (dOut + 127) / 128, rowChunks = (t + 255) / 256
-        let partialBytes = max(columnBlocks * t, rowChunks * dOut) * r * 4
-        guard g.byteCount <= maxBindingBytes, partialBytes <= maxBindingBytes else {
-            guard dora == nil else {
-                throw LowRankError(.unsupported, "DoRA backward reads G in one binding; \(g.descriptor) exceeds \(maxBindingBytes) bytes on \(info.name): use fewer tokens per step")
-            }
-            try dispatchMatmul(MatmulCall(a: g, b: b, c: du, alpha: scale))
-            try dispatchMatmul(MatmulCall(a: g, b: u, c: dB, transposeA: true, alpha: scale))
-            return
-        }
+        let rows = try branchWindowRows(g: g, u: u, r: r, inner: dora?.magnitude != nil)
+        let chunks = { (rows: Int) in (rows + 255) / 256 }, columnBlocks = (dOut + 127) / 128
         let rankBlock = r <= 16 ? 16 : 32
-        let duPartial = try scratch([columnBlocks, t, r])
-        let dBPartial = try scratch([rowChunks, dOut, r])
-        var defines = ["G_T": g.dtype.glslType, "B_T": b.dtype.glslType, "U_T": u.dtype.glslType, "RC": "\(rankBlock)",
-                       "DORA": "0"]
-        var bindings: [TensorBinding] = [.read(g), .read(b), .read(u), .write(duPartial), .write(dBPartial)]
+        let duPartial = try scratch([columnBlocks, rows, r]), dBPartial = try scratch([chunks(rows), dOut, r])
+        var defines = ["G_T": g.dtype.glslType, "B_T": b.dtype.glslType, "U_T": u.dtype.glslType, "RC": "\(rankBlock)", "DORA": "0"]
         var dmPartial: Tensor?
         if let dora {
             defines["DORA"] = "1"
             defines["DORA_DM"] = dora.magnitude == nil ? "0" : "1"
-            dmPartial = try scratch([rowChunks, dOut])
-            // Without a trainable magnitude the dm part reads a stand-in and writes nothing.
-            bindings += [.read(dora.g), .read(dora.norm), .read(try dora.magnitude?.inner ?? scratch([1])), .write(dmPartial!)]
+            dmPartial = try scratch([chunks(rows), dOut])
         }
-        try dispatch(KernelKey(shader: "lora_backward.comp", defines: defines, bindings: bindings.count), bindings,
-                     push: PushConstants([UInt32(t), UInt32(dOut), UInt32(r), DoRAOptions.normEpsilon]),
-                     groups: (columnBlocks, rowChunks, (r + rankBlock - 1) / rankBlock))
-        try encodeSumBlocks(duPartial, into: du, scale: scale)
-        try encodeSumBlocks(dBPartial, into: dB, scale: scale)
-        if let dm = dora?.magnitude?.dm { try encodeSumBlocks(dmPartial!, into: dm, scale: 1) }
+        let windowed = rows < t
+        let dBSum = windowed ? try scratch([dOut, r]) : nil
+        let dmSum = windowed && dora?.magnitude != nil ? try scratch([dOut]) : nil
+        // Without a trainable magnitude the dm part reads a stand-in and writes nothing.
+        let standIn = dora != nil && dora?.magnitude == nil ? try scratch([1]) : nil
+        for (index, first) in stride(from: 0, to: t, by: rows).enumerated() {
+            let span = first..<min(first + rows, t), n = span.count
+            var bindings: [TensorBinding] = [.read(g, (first * dOut)..<(span.upperBound * dOut)), .read(b),
+                                             .read(u, (first * r)..<(span.upperBound * r)),
+                                             .write(duPartial, 0..<(columnBlocks * n * r)), .write(dBPartial, 0..<(chunks(n) * dOut * r))]
+            if let dora {
+                let inner: TensorBinding = dora.magnitude.map { .read($0.inner, (first * dOut)..<(span.upperBound * dOut)) } ?? .read(standIn!)
+                bindings += [.read(dora.g), .read(dora.norm), inner, .write(dmPartial!, 0..<(chunks(n) * dOut))]
+            }
+            try dispatch(KernelKey(shader: "lora_backward.comp", defines: defines, bindings: bindings.count), bindings,
+                         push: PushConstants([UInt32(n), UInt32(dOut), UInt32(r), DoRAOptions.normEpsilon]),
+                         groups: (columnBlocks, chunks(n), (r + rankBlock - 1) / rankBlock))
+            try encodeSumBlocks(duPartial, blocks: columnBlocks, into: du, at: (first * r)..<(span.upperBound * r), scale: scale)
+            try encodeSumBlocks(dBPartial, blocks: chunks(n), into: dBSum ?? dB, scale: windowed ? 1 : scale, accumulate: index > 0)
+            if let dm = dora?.magnitude?.dm {
+                try encodeSumBlocks(dmPartial!, blocks: chunks(n), into: dmSum ?? dm, scale: 1, accumulate: index > 0)
+            }
+        }
+        if let dBSum { try encodeSumBlocks(dBSum, blocks: 1, into: dB, scale: scale) }
+        if let dmSum, let dm = dora?.magnitude?.dm { try encodeSumBlocks(dmSum, blocks: 1, into: dm, scale: 1) }
+    }
+
+    /// Rows of G per window of the branch-gradient pass: all of them when every operand and partial
+    /// fits one binding, else a multiple of 128 rows (so that windows start on 256-byte boundaries
+    /// in every operand) small enough that they do.
+    private func branchWindowRows(g: Tensor, u: Tensor, r: Int, inner: Bool) throws -> Int {
+        let t = g.shape[0], dOut = g.shape[1], columnBlocks = (dOut + 127) / 128
+        // Bytes per row of each windowed binding; dB's partial grows by one [d_out, r] per 256 rows.
+        let perRow = [dOut * g.dtype.byteSize, r * u.dtype.byteSize, columnBlocks * r * 4, inner ? dOut * 4 : 0].max()!
+        let perChunk = dOut * r * 4
+        let fits = { (rows: Int) in rows * perRow <= self.maxBindingBytes && (rows + 255) / 256 * perChunk <= self.maxBindingBytes }
+        if fits(t) { return t }
+        let rows = min(maxBindingBytes / perRow, maxBindingBytes / perChunk * 256) / 128 * 128
+        guard rows > 0, fits(rows) else {
+            throw LowRankError(.unsupported, "the LoRA branch gradients of \(g.descriptor) with r = \(r) need more than one binding per 128 rows on \(info.name)",
+                               context: [("maxStorageBufferRange", "\(maxBindingBytes)")])
+        }
+        return rows
     }
 }

@@ -18,11 +18,17 @@ extension VulkanBackend {
         }
     }
 
-    /// `out = scale · Σ_b partial[b]` over the leading axis of `partial` (`Shaders/sum_blocks.comp`).
-    func encodeSumBlocks(_ partial: Tensor, into out: Tensor, scale: Float) throws {
-        let count = out.shape.count, blocks = partial.shape[0]
-        try dispatch(KernelKey(shader: "sum_blocks.comp", defines: ["C_T": out.dtype.glslType, "C_FROM_F32": out.dtype.glslFromF32], bindings: 2),
-                     [.read(partial), .write(out)], push: PushConstants([UInt32(count), UInt32(blocks), scale]),
-                     groups: (min((count + 255) / 256, 65535), 1, 1))
+    /// `out[elements] = scale · Σ_b partial[b]` over the first `blocks` blocks of `partial`, each of
+    /// `elements.count` values (`Shaders/sum_blocks.comp`); with `accumulate`, added onto the f32
+    /// values `out` holds there.
+    func encodeSumBlocks(_ partial: Tensor, blocks: Int? = nil, into out: Tensor, at elements: Range<Int>? = nil,
+                         scale: Float, accumulate: Bool = false) throws {
+        let elements = elements ?? 0..<out.shape.count, blocks = blocks ?? partial.shape[0]
+        precondition(!accumulate || out.dtype == .f32, "sums gather in f32")
+        let key = KernelKey(shader: "sum_blocks.comp", defines: ["C_T": out.dtype.glslType, "C_FROM_F32": out.dtype.glslFromF32,
+                                                                 "ACCUMULATE": accumulate ? "1" : "0"], bindings: 2)
+        try dispatch(key, [.read(partial, 0..<(blocks * elements.count)), .write(out, elements)],
+                     push: PushConstants([UInt32(elements.count), UInt32(blocks), scale]),
+                     groups: (min((elements.count + 255) / 256, 65535), 1, 1))
     }
 }

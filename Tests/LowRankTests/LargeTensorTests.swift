@@ -66,6 +66,34 @@ struct LargeTensorTests {
         }
     }
 
+    /// DoRA forward and backward, with dropout and a trainable magnitude, G and inner read in
+    /// windows of rows (dB and dm gathered across windows), and with a frozen magnitude, against
+    /// the CPU backend.
+    @Test(arguments: [true, false])
+    func doraSplitsIntoWindows(trainableMagnitude: Bool) throws {
+        let (t, dIn, dOut, r) = (600, 100, 120, 8)
+        let values = [randomValues(t * dIn, seed: 11), randomValues(dOut * dIn, seed: 12), randomValues(r * dIn, seed: 13),
+                      randomValues(dOut * r, seed: 14), randomValues(dOut, seed: 15).map { 1 + $0 }, randomValues(t * dOut, seed: 16)]
+        let shapes: [Shape] = [[t, dIn], [dOut, dIn], [r, dIn], [dOut, r], [dOut], [t, dOut]]
+        let options = DoRAOptions(lora: LoRAOptions(scale: 2, dropout: 0.2, seed: 78), trainableMagnitude: trainableMagnitude)
+        func run(_ backend: any Backend) throws -> [[Float]] {
+            let ts = try zip(values, shapes).map { try Tensor($0, shape: $1, on: backend) }
+            let forward = try Ops.doraForward(x: ts[0], weight: ts[1], bias: nil, a: ts[2], b: ts[3], magnitude: ts[4],
+                                              weightNormSquared: try Ops.rowSumOfSquares(ts[1]), options: options)
+            let (dx, dA, dB, dm) = try Ops.doraBackward(gradOutput: ts[5], x: ts[0], weight: ts[1], a: ts[2], b: ts[3],
+                                                        forward: forward, options: options)
+            return try ([forward.y, dx, dA, dB] + (dm.map { [$0] } ?? [])).map { try $0.floats() }
+        }
+        let reference = try run(try BackendKind.cpu.open())
+        try withBindingLimit(128 << 10) { backend in
+            let results = try run(backend)
+            #expect(results.count == reference.count)
+            for (name, (got, expected)) in zip(["y", "dx", "dA", "dB", "dm"], zip(results, reference)) {
+                #expect(relativeError(got, expected.map(Double.init)) <= 1e-5, "\(name)")
+            }
+        }
+    }
+
     /// Ops over whole rows split into windows of rows: scale_rows (in place too), dora_compose and a
     /// product with one row broadcast over all.
     @Test func rowWiseOpsSplitIntoWindows() throws {
