@@ -35,11 +35,13 @@ let package = Package(
         .executableTarget(name: "lowrank", dependencies: [
             "LowRank", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/lowrank"),
+        // Benchmark records, the roofline, baseline comparison and plots; the CLI runs the suites.
+        .target(name: "LowRankBench", dependencies: ["LowRank"], path: "Sources/LowRankBench"),
         .executableTarget(name: "lowrank-bench", dependencies: [
-            "LowRank", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "LowRank", "LowRankBench", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/lowrank-bench"),
 
-        .testTarget(name: "LowRankTests", dependencies: ["LowRank", "LowRankVulkan"], path: "Tests/LowRankTests"),
+        .testTarget(name: "LowRankTests", dependencies: ["LowRank", "LowRankVulkan", "LowRankBench"], path: "Tests/LowRankTests"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -11,6 +11,9 @@ public struct DeviceDescription: Sendable, Codable {
 /// Device discovery and choice. Vulkan devices are preferred discrete > integrated > virtual >
 /// CPU-type (lavapipe); with no loader or no device the CPU backend runs, and says so once.
 public enum Engine {
+    /// The engine's version, recorded with benchmark results.
+    public static let version = "0.1.0"
+
     private static let announced = Mutex(false)
     private static let backends = Mutex<[String: any Backend]>([:])
 

@@ -18,6 +18,21 @@ public struct MemoryStatistics: Sendable, Codable {
     }
 }
 
+/// The two bounds of a device's roofline, as its own probe kernels measured them: streaming
+/// memory bandwidth and f32 multiply-add throughput.
+public struct DevicePeaks: Sendable, Codable {
+    public var bytesPerSecond: Double
+    public var flopsPerSecond: Double
+    /// How each was measured, in words.
+    public var method: String
+
+    public init(bytesPerSecond: Double, flopsPerSecond: Double, method: String) {
+        self.bytesPerSecond = bytesPerSecond
+        self.flopsPerSecond = flopsPerSecond
+        self.method = method
+    }
+}
+
 /// Something that holds tensors and runs ops on them: the CPU, or one Vulkan device.
 /// Ops reach a backend already validated by `Op.outputs(for:)`; a backend only checks what depends
 /// on the device (features, limits).
@@ -26,6 +41,8 @@ public protocol Backend: AnyObject, Sendable {
     var identifier: String { get }
     /// Human-readable device name.
     var deviceName: String { get }
+    /// The driver and library versions results depend on ("OpenBLAS 0.3.21 ...", "NVIDIA 550.54").
+    var driverDescription: String { get }
 
     func makeStorage(byteCount: Int) throws -> any TensorStorage
     func write(_ bytes: UnsafeRawBufferPointer, to storage: any TensorStorage, offset: Int) throws
@@ -37,4 +54,7 @@ public protocol Backend: AnyObject, Sendable {
     func memoryStatistics() -> [MemoryStatistics]
     /// Starts a new high-water mark for `memoryStatistics()` from what is in use now.
     func resetPeakMemory()
+    /// Runs probe kernels (a streaming copy, then independent multiply-add chains or the best
+    /// matmul the backend has) for about a second and reports what they reached.
+    func measurePeaks() throws -> DevicePeaks
 }

@@ -19,7 +19,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     let maxBindingBytes: Int
     /// Host-visible memory that transfers go through when tensors are not host-visible.
     private var staging: VulkanAllocator?
-    private let lock = Mutex(())
+    let lock = Mutex(())
 
     /// Opens device `index` of `instance.devices`; `bindingLimit` lowers the bytes one binding may
     /// cover below the device's `maxStorageBufferRange` (for tests of the splitting).

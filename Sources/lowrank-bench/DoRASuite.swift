@@ -1,10 +1,11 @@
 import LowRank
+import LowRankBench
 
 extension BenchContext {
     /// DoRA's kernels: the factored norm against the dense one PEFT computes (`B·A` materialised),
     /// and DoRA forward and forward+backward beside our LoRA at the same shape (DoRA's floor is
     /// LoRA's work plus the `W·Aᵀ` product of its norm).
-    func doraSuite() throws -> [BenchResult] {
+    func doraSuite() throws -> [BenchRecord] {
         let (t, dIn, dOut, r) = (shape.t, shape.dIn, shape.dOut, shape.r)
         let (x, w, bias, a, b, g) = try layer()
         let scale: Float = 2
@@ -31,20 +32,21 @@ extension BenchContext {
 
         let cases: [BenchCase] = [
             ("compose", "fused", 4 * Double(t * dOut), composeBytes(3), {
-                _ = try Ops.doraCompose(base: base, lora: loraTerm, g: normG, scale: scale)
+                [try Ops.doraCompose(base: base, lora: loraTerm, g: normG, scale: scale)]
             }),
             ("compose", "unfused (PEFT's sequence)", 4 * Double(t * dOut), composeBytes(10), {
                 let term = try Ops.add(try Ops.mul(base, gMinusOne), try Ops.mul(loraTerm, gScaled))
-                _ = try Ops.add(base, term)
+                return [try Ops.add(base, term)]
             }),
             ("norm", "factored", normFlops, e * Double(dOut * dIn + r * dIn + dOut * r) + 16 * Double(dOut), {
-                _ = try Ops.doraNorm(weight: w, a: a, b: b, magnitude: m, weightNormSquared: wsq, scale: scale)
+                let (norm, factor) = try Ops.doraNorm(weight: w, a: a, b: b, magnitude: m, weightNormSquared: wsq, scale: scale)
+                return [norm, factor]
             }),
             ("norm", "dense B·A (PEFT)", denseNormFlops, e * Double(3 * dOut * dIn + r * dIn + dOut * r) + 4 * Double(dOut), {
-                _ = try Ops.rowL2Norm(try Ops.add(w, try Ops.matmul(b, a, alpha: scale)))
+                [try Ops.rowL2Norm(try Ops.add(w, try Ops.matmul(b, a, alpha: scale)))]
             }),
             ("forward", "fused", loraForwardFlops + normFlops, forwardBytes, {
-                _ = try Ops.doraForward(x: x, weight: w, bias: bias, a: a, b: b, magnitude: m, weightNormSquared: wsq, options: dora)
+                [try Ops.doraForward(x: x, weight: w, bias: bias, a: a, b: b, magnitude: m, weightNormSquared: wsq, options: dora).y]
             }),
             ("forward", "unfused (PEFT's sequence)", loraForwardFlops + denseNormFlops, forwardBytes, {
                 // PEFT's DoRA forward: the dense norm through B·A, then separate products and the eager compose.
@@ -55,18 +57,20 @@ extension BenchContext {
                 let base = try Ops.matmul(x, w, transposeB: true)
                 let lora = try Ops.matmul(try Ops.matmul(x, a, transposeB: true), b, transposeB: true)
                 let term = try Ops.add(try Ops.mul(base, factorMinusOne), try Ops.mul(lora, try Ops.scale(factor, by: scale)))
-                _ = try Ops.add(try Ops.add(base, term), bias)
+                return [try Ops.add(try Ops.add(base, term), bias)]
             }),
             ("forward", "lora fused (reference)", loraForwardFlops, forwardBytes, {
-                _ = try Ops.loraForward(x: x, weight: w, bias: bias, a: a, b: b, options: lora)
+                [try Ops.loraForward(x: x, weight: w, bias: bias, a: a, b: b, options: lora).y]
             }),
             ("forward+backward", "fused", loraForwardFlops + normFlops + loraBackwardFlops, forwardBytes + backwardBytes, {
                 let f = try Ops.doraForward(x: x, weight: w, bias: bias, a: a, b: b, magnitude: m, weightNormSquared: wsq, options: dora)
-                _ = try Ops.doraBackward(gradOutput: g, x: x, weight: w, a: a, b: b, forward: f, options: dora)
+                let (dx, dA, dB, dm) = try Ops.doraBackward(gradOutput: g, x: x, weight: w, a: a, b: b, forward: f, options: dora)
+                return [f.y, dx, dA, dB] + (dm.map { [$0] } ?? [])
             }),
             ("forward+backward", "lora fused (reference)", loraForwardFlops + loraBackwardFlops, forwardBytes + backwardBytes, {
-                let (_, u) = try Ops.loraForward(x: x, weight: w, bias: bias, a: a, b: b, options: lora)
-                _ = try Ops.loraBackward(gradOutput: g, x: x, weight: w, a: a, b: b, u: u, options: lora)
+                let (y, u) = try Ops.loraForward(x: x, weight: w, bias: bias, a: a, b: b, options: lora)
+                let (dx, dA, dB) = try Ops.loraBackward(gradOutput: g, x: x, weight: w, a: a, b: b, u: u, options: lora)
+                return [y, dx, dA, dB]
             }),
         ]
         return try measure("dora", cases)

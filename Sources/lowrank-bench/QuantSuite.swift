@@ -1,16 +1,17 @@
 import LowRank
+import LowRankBench
 
 extension BenchContext {
     /// Quantized weights, per format: the fused dequant-matmul (`x·Wᵀ` forward, `G·W` for dx)
     /// against dequantizing W into a transient f32 copy first, and quantizing itself; each row
     /// carries the weight's device bits per parameter, read from the allocator.
-    func quantSuite() throws -> [BenchResult] {
+    func quantSuite() throws -> [BenchRecord] {
         let (t, dIn, dOut) = (shape.t, shape.dIn, shape.dOut)
         let (x, w, _, _, _, g) = try layer()
         let e = Double(dtype.byteSize)
         var results = try measure("quant", [
             ("x·Wᵀ", "\(dtype) weight (reference)", 2.0 * Double(t * dIn * dOut), e * Double(t * dIn + dOut * dIn + t * dOut),
-             { _ = try Ops.matmul(x, w, transposeB: true) }),
+             { [try Ops.matmul(x, w, transposeB: true)] }),
         ])
         for format in [DType.nf4, .nf4DoubleQuant, .q8_0, .q4_0] where dIn % 32 == 0 || !(format == .q8_0 || format == .q4_0) {
             // What the allocator hands out for one such weight, with no other work in between.
@@ -23,14 +24,14 @@ extension BenchContext {
             let forwardFlops = 2.0 * Double(t * dIn * dOut)
             let cases: [BenchCase] = [
                 ("x·Wᵀ", "fused dequant (\(format))", forwardFlops, e * Double(t * dIn + t * dOut) + weightBytes,
-                 { _ = try Ops.matmul(x, wq, transposeB: true) }),
+                 { [try Ops.matmul(x, wq, transposeB: true)] }),
                 ("x·Wᵀ", "dequantize, then matmul (\(format))", forwardFlops, e * Double(t * dIn + t * dOut) + weightBytes + 8 * Double(dOut * dIn),
-                 { _ = try Ops.matmul(x, try Ops.cast(wq, to: .f32), transposeB: true) }),
+                 { [try Ops.matmul(x, try Ops.cast(wq, to: .f32), transposeB: true)] }),
                 ("G·W (dx)", "fused dequant (\(format))", forwardFlops, e * Double(t * dOut + t * dIn) + weightBytes,
-                 { _ = try Ops.matmul(g, wq) }),
+                 { [try Ops.matmul(g, wq)] }),
                 ("G·W (dx)", "dequantize, then matmul (\(format))", forwardFlops, e * Double(t * dOut + t * dIn) + weightBytes + 8 * Double(dOut * dIn),
-                 { _ = try Ops.matmul(g, try Ops.cast(wq, to: .f32)) }),
-                ("quantize", "\(format)", 0, e * Double(dOut * dIn) + weightBytes, { _ = try Ops.cast(w, to: format) }),
+                 { [try Ops.matmul(g, try Ops.cast(wq, to: .f32))] }),
+                ("quantize", "\(format)", 0, e * Double(dOut * dIn) + weightBytes, { [try Ops.cast(w, to: format)] }),
             ]
             results += try measure("quant", cases).map { var r = $0; r.weightBitsPerParameter = bits; return r }
         }

@@ -5,14 +5,19 @@ import LowRank
 /// them), a monotonic clock around it and a synchronize on the CPU.
 struct Timer {
     let backend: any Backend
+    /// At least this many timed runs, and more until they add up to `minimumSeconds`.
     let runs: Int
     let warmup: Int
+    let minimumSeconds: Double
     /// Prints each kernel's share of the last timed run (Vulkan only).
     var profile = false
 
     struct Sample {
         var median: Double
         var min: Double
+        /// The interquartile range over the median, in percent.
+        var spreadPercent: Double
+        var runs: Int
         var source: String
     }
 
@@ -21,7 +26,8 @@ struct Timer {
         for _ in 0..<warmup { try body(); try backend.synchronize() }
         let vulkan = (backend as? VulkanBackend).flatMap { $0.supportsTimestamps ? $0 : nil }
         var times: [Double] = []
-        for _ in 0..<runs {
+        // Runs are capped so that a tiny case cannot spin for long under a large minimum time.
+        while times.count < runs || (times.reduce(0, +) < minimumSeconds * 1000 && times.count < 100 * runs) {
             if let vulkan {
                 _ = vulkan.drainTimings()
                 vulkan.profiling = true
@@ -42,8 +48,14 @@ struct Timer {
         }
         if profile, let lastProfile { printProfile(lastProfile) }
         times.sort()
-        let median = times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
-        return Sample(median: median, min: times[0], source: vulkan != nil ? "device timestamps" : "monotonic clock")
+        let quantile = { (q: Double) -> Double in
+            let position = q * Double(times.count - 1), lower = Int(position)
+            let upper = Swift.min(lower + 1, times.count - 1)
+            return times[lower] + (times[upper] - times[lower]) * (position - Double(lower))
+        }
+        let median = quantile(0.5)
+        return Sample(median: median, min: times[0], spreadPercent: median > 0 ? 100 * (quantile(0.75) - quantile(0.25)) / median : 0,
+                      runs: times.count, source: vulkan != nil ? "device timestamps" : "monotonic clock")
     }
 
     private func printProfile(_ timings: [DispatchTiming]) {
@@ -60,5 +72,17 @@ struct Timer {
         for (kernel, ms, n) in byKernel {
             printToStandardError("    \(kernel) ×\(n): \(String(format: "%.3f", ms)) ms (\(String(format: "%.0f", 100 * ms / total))%)")
         }
+    }
+}
+
+extension Timer {
+    /// The peak memory one run of `body` adds, read from the backend's allocator.
+    func transientBytes(_ body: () throws -> Void) throws -> Int {
+        try backend.synchronize()
+        let before = backend.memoryStatistics()[0].currentBytes
+        backend.resetPeakMemory()
+        try body()
+        try backend.synchronize()
+        return backend.memoryStatistics()[0].peakBytes - before
     }
 }
