@@ -8,5 +8,9 @@ export LOWRANK_CACHE_DIR="${LOWRANK_CACHE_DIR:-$PWD/.build/lowrank-cache}"
 swift build
 LOWRANK_VALIDATION=1 .build/debug/lowrank devices
 LOWRANK_VALIDATION=1 .build/debug/lowrank check
-.build/debug/lowrank-bench --suite all --preset tiny --device all --runs 2 --warmup 1
+# Every suite on every backend at tiny shapes: fails on any error or NaN (speed is not judged
+# here), and its records must compare against themselves through --compare.
+bench=(.build/debug/lowrank-bench --suite all --preset tiny --device all --runs 2 --warmup 1 --min-time 0)
+"${bench[@]}" --json > .build/bench-smoke.json
+"${bench[@]}" --compare .build/bench-smoke.json --threshold 1000%
 swift test
