@@ -11,7 +11,8 @@ fields are zero: this script does not probe the device).
 
 The layer is a torch.nn.Linear(d_in, d_out) with bias in f32 (or --dtype), wrapped by
 LoraConfig(r, lora_alpha=2r, use_dora=...), so the scale is 2 as in lowrank-bench; B is non-zero.
-forward+backward is y = layer(x), then y.backward(G), as a training step runs it.
+forward+backward is y = layer(x), then y.backward(G) with x requiring its gradient (dx, dA, dB and
+DoRA's dm), as a training step runs it in any layer but the first.
 """
 import argparse
 import json
@@ -102,7 +103,8 @@ def main():
     driver = f"PyTorch {torch.__version__}, PEFT {peft.__version__}, {torch.get_num_threads()} threads"
     rows = []
     for t, d_in, d_out, r in shapes(args):
-        x = torch.randn(t, d_in, dtype=dtype)
+        # x needs its gradient, as every layer but the first in a model does (and as lowrank-bench computes dx).
+        x = torch.randn(t, d_in, dtype=dtype, requires_grad=True)
         g = torch.randn(t, d_out, dtype=dtype)
         lora_forward = 2.0 * (t * d_in * d_out + t * d_in * r + t * r * d_out)
         lora_backward = 2.0 * (2 * t * d_out * r + t * r * d_in + t * d_out * d_in + t * r * d_in)
@@ -114,6 +116,7 @@ def main():
 
             def step():
                 model.zero_grad(set_to_none=True)
+                x.grad = None
                 model(x).backward(g)
 
             for op, body, flops in (("forward", forward, lora_forward), ("forward+backward", step, lora_forward + lora_backward)):
