@@ -83,6 +83,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         case .doraForward(let o): try doraForward(o, inputs, outputs)
         case .doraBackward(let o): try doraBackward(o, inputs, outputs)
         case .doraCompose(let scale): try doraCompose(scale: scale, inputs, outputs[0])
+        case .adamW(let o): try adamW(o, inputs, outputs)
         }
     }
 

@@ -1,3 +1,5 @@
+import Glibc
+
 /// `C = alpha·op(A)·op(B) + bias (+ C when accumulating)`, f32 accumulation.
 /// A is `[M, K]` (`[K, M]` when transposed), B is `[K, N]` (`[N, K]` when transposed, the
 /// `nn.Linear` weight layout), bias `[N]`.
@@ -66,6 +68,37 @@ public struct DoRAOptions: Hashable, Sendable {
     }
 }
 
+/// One step of AdamW as PyTorch's `torch.optim.AdamW` takes it: decoupled weight decay
+/// (`θ ← θ·(1 − lr·λ)`), then Adam with bias-corrected moments,
+/// `θ ← θ − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)`. The defaults are PyTorch's.
+public struct AdamWOptions: Hashable, Sendable {
+    public var learningRate: Float
+    public var beta1: Float
+    public var beta2: Float
+    public var epsilon: Float
+    public var weightDecay: Float
+    /// The step being taken, from 1: the bias corrections depend on it.
+    public var step: Int
+
+    public init(learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8, weightDecay: Float = 0.01, step: Int) {
+        self.learningRate = learningRate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.weightDecay = weightDecay
+        self.step = step
+    }
+
+    /// The per-step scalars both backends use, formed in f64 and rounded once, as PyTorch forms
+    /// them in Python floats: `1 − lr·λ`, `1 − β₁`, `β₂`, `1 − β₂`, `√(1 − β₂ᵗ)`, `ε`, `−lr/(1 − β₁ᵗ)`.
+    public var stepScalars: [Float] {
+        let (lr, b1, b2) = (Double(learningRate), Double(beta1), Double(beta2))
+        let t = Double(step)
+        return [Float(1 - lr * Double(weightDecay)), Float(1 - b1), beta2, Float(1 - b2), Float((1 - pow(b2, t)).squareRoot()),
+                epsilon, Float(-lr / (1 - pow(b1, t)))]
+    }
+}
+
 /// Every op the backends implement. Each case documents its inputs and outputs in order; the
 /// GLSL is `Shaders/<name>.comp`, the bindings `VulkanBackend+<Name>.swift` and the CPU twin
 /// `CPUBackend+<Name>.swift`.
@@ -101,6 +134,9 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
     /// base [T, d_out], lora [T, d_out], g [d_out] -> y = base + (g−1)⊙base + g⊙(scale·lora): DoRA's
     /// compose on its own (`doraForward` fuses it into the base product's epilogue)
     case doraCompose(scale: Float)
+    /// param, grad, m, v -> param, m, v: one AdamW step, in place (`Ops.adamW`); param f32, f16 or
+    /// bf16 (updated in f32, rounded once), the moments f32
+    case adamW(AdamWOptions)
 
     public var name: String {
         switch self {
@@ -118,6 +154,7 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
         case .doraForward: "dora_forward"
         case .doraBackward: "dora_backward"
         case .doraCompose: "dora_compose"
+        case .adamW: "adamw"
         }
     }
 
@@ -240,6 +277,21 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             try check.equal(inputs[1].shape, inputs[0].shape, "the shapes of base and lora")
             try check.vector(2, "g", base.1)
             return [inputs[0]]
+        case .adamW(let o):
+            try check.count(4)
+            try check.floating()
+            for (i, name) in [(1, "grad"), (2, "m"), (3, "v")] {
+                try check.equal(inputs[i].shape, inputs[0].shape, "the shapes of param and \(name)")
+            }
+            guard inputs[2].dtype == .f32, inputs[3].dtype == .f32 else {
+                throw check.error(.dtypeMismatch, "the moments m and v are f32; got \(inputs[2].dtype) and \(inputs[3].dtype)")
+            }
+            let valid = o.learningRate.isFinite && o.learningRate >= 0 && (0..<1).contains(o.beta1) && (0..<1).contains(o.beta2)
+                && o.epsilon.isFinite && o.epsilon > 0 && o.weightDecay.isFinite && o.weightDecay >= 0 && o.step >= 1
+            guard valid else {
+                throw check.error(.invalidArgument, "needs lr >= 0, betas in [0, 1), eps > 0, weight decay >= 0 and step >= 1; got \(o)")
+            }
+            return [inputs[0], inputs[2], inputs[3]]
         }
     }
 }

@@ -48,7 +48,7 @@ public enum Ops {
     }
 
     /// Runs `op` into existing `outputs`, which must have the shapes and dtypes it produces; an
-    /// output may be one of the inputs only where the op says so (`scaleRows`).
+    /// output may be one of the inputs only where the op says so (`scaleRows`, `adamW`).
     static func execute(_ op: Op, _ inputs: [Tensor], into outputs: [Tensor]) throws {
         let descriptors = try op.outputs(for: inputs.map(\.descriptor))
         guard descriptors == outputs.map(\.descriptor) else {
@@ -59,6 +59,12 @@ public enum Ops {
             throw LowRankError(.invalidArgument, "\(op.name): inputs and outputs live on different backends", context: [("op", op.name)])
         }
         try outputs[0].backend.run(op, inputs: inputs, outputs: outputs)
+    }
+
+    /// One AdamW step on `param` from `grad`, updating `param`, `m` and `v` in place
+    /// (`AdamWOptions` gives the rule; m and v start as zeros of param's shape, in f32).
+    public static func adamW(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, options: AdamWOptions) throws {
+        try execute(.adamW(options), [param, grad, m, v], into: [param, m, v])
     }
 
     public static func add(_ a: Tensor, _ b: Tensor) throws -> Tensor { try execute(.add, [a, b])[0] }

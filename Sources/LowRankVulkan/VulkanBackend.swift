@@ -230,6 +230,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         case .doraForward(let o): try encodeDoRAForward(o, inputs, outputs)
         case .doraBackward(let o): try encodeDoRABackward(o, inputs, outputs)
         case .doraCompose(let scale): try encodeDoRACompose(scale: scale, inputs, outputs[0])
+        case .adamW(let o): try encodeAdamW(o, inputs, outputs)
         }
     }
 
