@@ -14,7 +14,7 @@ struct LowrankBench: ParsableCommand {
         exits with status 1 when a result's median grew by more than --threshold.
         """)
 
-    static let suites = ["matmul", "lora", "dora", "quant"]
+    static let suites = ["matmul", "lora", "dora", "quant", "optimizer"]
 
     @Option(help: "Suite to run: \(suites.joined(separator: ", ")), or all.") var suite = "lora"
     @Option(help: "Shape preset: \(Preset.allCases.map(\.rawValue).joined(separator: ", ")).") var preset = Preset.small
@@ -112,7 +112,8 @@ extension BenchContext {
         case "matmul": try matmulSuite()
         case "lora": try loraSuite()
         case "dora": try doraSuite()
-        default: try quantSuite()
+        case "quant": try quantSuite()
+        default: try optimizerSuite()
         }
     }
 }
