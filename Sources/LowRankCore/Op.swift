@@ -72,15 +72,16 @@ public struct DoRAOptions: Hashable, Sendable {
 /// (`θ ← θ·(1 − lr·λ)`), then Adam with bias-corrected moments,
 /// `θ ← θ − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)`. The defaults are PyTorch's.
 public struct AdamWOptions: Hashable, Sendable {
-    public var learningRate: Float
-    public var beta1: Float
-    public var beta2: Float
-    public var epsilon: Float
-    public var weightDecay: Float
+    // f64, as PyTorch keeps them (Python floats): 1 − β₂ from an f32 β₂ = 0.999 is off by 1.3e-5.
+    public var learningRate: Double
+    public var beta1: Double
+    public var beta2: Double
+    public var epsilon: Double
+    public var weightDecay: Double
     /// The step being taken, from 1: the bias corrections depend on it.
     public var step: Int
 
-    public init(learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8, weightDecay: Float = 0.01, step: Int) {
+    public init(learningRate: Double, beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-8, weightDecay: Double = 0.01, step: Int) {
         self.learningRate = learningRate
         self.beta1 = beta1
         self.beta2 = beta2
@@ -92,10 +93,9 @@ public struct AdamWOptions: Hashable, Sendable {
     /// The per-step scalars both backends use, formed in f64 and rounded once, as PyTorch forms
     /// them in Python floats: `1 − lr·λ`, `1 − β₁`, `β₂`, `1 − β₂`, `√(1 − β₂ᵗ)`, `ε`, `−lr/(1 − β₁ᵗ)`.
     public var stepScalars: [Float] {
-        let (lr, b1, b2) = (Double(learningRate), Double(beta1), Double(beta2))
         let t = Double(step)
-        return [Float(1 - lr * Double(weightDecay)), Float(1 - b1), beta2, Float(1 - b2), Float((1 - pow(b2, t)).squareRoot()),
-                epsilon, Float(-lr / (1 - pow(b1, t)))]
+        return [Float(1 - learningRate * weightDecay), Float(1 - beta1), Float(beta2), Float(1 - beta2),
+                Float((1 - pow(beta2, t)).squareRoot()), Float(epsilon), Float(-learningRate / (1 - pow(beta1, t)))]
     }
 }
 
