@@ -13,29 +13,34 @@ struct BenchContext {
     let timer: Timer
     let roofline: Roofline
 
+    /// `count` deterministic values in [−scale, scale), the same on every backend.
+    static func values(_ count: Int, seed: UInt32, scale: Float) -> [Float] {
+        (0..<count).map { Float(DropoutMask.hash(seed &+ UInt32($0)) >> 8) / Float(1 << 24) * 2 * scale - scale }
+    }
+
     /// One adapted layer's deterministic inputs x, W, bias, A, B and G, the same on every backend.
     func layer() throws -> (x: Tensor, w: Tensor, bias: Tensor, a: Tensor, b: Tensor, g: Tensor) {
         let tensor = { (dims: Shape, seed: UInt32, scale: Float) in
-            try Tensor((0..<dims.count).map { Float(DropoutMask.hash(seed &+ UInt32($0)) >> 8) / Float(1 << 24) * 2 * scale - scale },
-                       shape: dims, dtype: dtype, on: backend)
+            try Tensor(Self.values(dims.count, seed: seed, scale: scale), shape: dims, dtype: dtype, on: backend)
         }
         let (t, dIn, dOut, r) = (shape.t, shape.dIn, shape.dOut, shape.r)
         return (try tensor([t, dIn], 1, 1), try tensor([dOut, dIn], 2, 0.05), try tensor([dOut], 3, 0.1),
                 try tensor([r, dIn], 4, 0.05), try tensor([dOut, r], 5, 0.05), try tensor([t, dOut], 6, 1))
     }
 
-    /// Runs each case once and checks its outputs, reads the peak memory one run adds, times it,
-    /// and places it on the roofline.
+    /// Runs each case once, reading the peak memory that run adds and checking its outputs, then
+    /// times it and places it on the roofline.
     func measure(_ suite: String, _ cases: [BenchCase]) throws -> [BenchRecord] {
         try cases.map { c in
-            for output in try c.body() where output.dtype.isFloatingPoint {
+            var outputs: [Tensor] = []
+            let transient = try timer.transientBytes { outputs = try c.body() }
+            for output in outputs where output.dtype.isFloatingPoint {
                 guard try output.floats().allSatisfy(\.isFinite) else {
                     throw LowRankError(.numerical, "\(suite) \(c.op) (\(c.variant)) produced NaN or infinite values",
                                        context: [("device", backend.identifier), ("shape", shape.description), ("output", "\(output.descriptor)")])
                 }
             }
             if timer.profile { printToStandardError("\(backend.identifier) \(suite) \(c.op) \(c.variant):") }
-            let transient = try timer.transientBytes { _ = try c.body() }
             let sample = try timer.measure { _ = try c.body() }
             let seconds = sample.median / 1000
             let (bound, share) = roofline.share(flops: c.flops, bytes: c.bytes, seconds: seconds)

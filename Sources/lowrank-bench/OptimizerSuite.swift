@@ -6,9 +6,7 @@ extension BenchContext {
     /// the fused in-place kernel: one pass over the parameter, its gradient and both moments.
     func optimizerSuite() throws -> [BenchRecord] {
         let count = shape.r * (shape.dIn + shape.dOut)
-        let values = { (seed: UInt32, scale: Float) in
-            (0..<count).map { Float(DropoutMask.hash(seed &+ UInt32($0)) >> 8) / Float(1 << 24) * 2 * scale - scale }
-        }
+        let values = { (seed: UInt32, scale: Float) in Self.values(count, seed: seed, scale: scale) }
         let param = try Tensor(values(7, 0.05), shape: [count], dtype: dtype, on: backend)
         let grad = try Tensor(values(8, 1), shape: [count], dtype: dtype, on: backend)
         let m = try Tensor(values(9, 0.1), shape: [count], on: backend)
