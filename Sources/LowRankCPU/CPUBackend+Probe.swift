@@ -44,7 +44,7 @@ extension CPUBackend {
             let start = clock.now
             body()
             let d = clock.now - start
-            best = Swift.min(best, Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+            best = Swift.min(best, d.inSeconds)
         }
         return best
     }

@@ -42,7 +42,7 @@ extension VulkanBackend {
             try synchronize()
             let wall = clock.now - start
             let seconds = supportsTimestamps ? drainTimings().reduce(0) { $0 + $1.milliseconds } / 1000
-                : Double(wall.components.seconds) + Double(wall.components.attoseconds) * 1e-18
+                : wall.inSeconds
             best = min(best, seconds)
         }
         return best

@@ -43,7 +43,7 @@ struct Timer {
                 try body()
                 try backend.synchronize()
                 let d = clock.now - start
-                times.append(Double(d.components.seconds) * 1e3 + Double(d.components.attoseconds) * 1e-15)
+                times.append(d.inSeconds * 1e3)
             }
         }
         if profile, let lastProfile { printProfile(lastProfile) }

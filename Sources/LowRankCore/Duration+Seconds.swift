@@ -1,0 +1,4 @@
+extension Duration {
+    /// The duration as a number of seconds, for timings.
+    public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}
