@@ -19,13 +19,16 @@ extension VulkanBackend {
         }
     }
 
+    /// `QuantizationTables.dynamicGridStarts` as a GLSL array initializer, formed once.
+    private static let dynamicGridStartsDefine = QuantizationTables.dynamicGridStarts.map { "\($0)u" }.joined(separator: ",")
+
     private func encodeQuantize(_ input: Tensor, _ out: Tensor) throws {
         let count = out.shape.count, code = out.dtype.quantCode
         let layout = QuantizedLayout(out.dtype, elements: count)
         let size = 64
         let key = { (pass: Int, bindings: Int) in
             var defines = ["QUANT": "\(code)", "A_T": input.dtype.glslType, "PASS": "\(pass)"]
-            if pass == 2 { defines["DYNAMIC_GRID_STARTS"] = QuantizationTables.dynamicGridStarts.map { "\($0)u" }.joined(separator: ",") }
+            if pass == 2 { defines["DYNAMIC_GRID_STARTS"] = Self.dynamicGridStartsDefine }
             return KernelKey(shader: "quantize.comp", defines: defines, specialization: [UInt32(pass == 1 ? 256 : size)], bindings: bindings)
         }
         let push = PushConstants([UInt32(count)])
