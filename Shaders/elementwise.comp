@@ -2,7 +2,8 @@
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
-// out[i] = f(a[i], b[i]) for the ops add, mul, scale, cast and scale_rows (OP = 0...4). add and mul
+// out[i] = f(a[i], b[i]) for the ops add, mul, scale, cast, scale_rows and clip_coefficient (OP = 0...5),
+// clip_coefficient with the largest norm as `factor`. add and mul
 // read b[i % columns] (b broadcast over rows, or columns = count); scale_rows reads b[i / columns]
 // and may write over a (each element is read before it is written).
 // Host defines: OP, A_T, B_T (add, mul, scale_rows), C_T, C_FROM_F32. Workgroup size: specialization constant 0.
@@ -30,6 +31,8 @@ void main() {
         float v = a * p.factor;
 #elif OP == 4
         float v = a * to_f32(b_data[i / p.columns]);
+#elif OP == 5
+        float v = min(1.0, p.factor / (sqrt(a) + 1e-6));
 #else
         float v = a;
 #endif

@@ -83,6 +83,11 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         case .doraForward(let o): try doraForward(o, inputs, outputs)
         case .doraBackward(let o): try doraBackward(o, inputs, outputs)
         case .doraCompose(let scale): try doraCompose(scale: scale, inputs, outputs[0])
+        case .activation(let f): try activation(f, inputs[0], outputs[0])
+        case .activationBackward(let f): try activationBackward(f, inputs[0], inputs[1], outputs[0])
+        case .meanSquaredError: try meanSquaredError(inputs[0], inputs[1], outputs[0])
+        case .meanSquaredErrorBackward: try meanSquaredErrorBackward(inputs[0], inputs[1], inputs[2], outputs[0])
+        case .clipCoefficient(let maxNorm): try clipCoefficient(inputs[0], maxNorm, outputs[0])
         case .adamW(let o): try adamW(o, inputs, outputs)
         }
     }

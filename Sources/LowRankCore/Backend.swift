@@ -57,4 +57,27 @@ public protocol Backend: AnyObject, Sendable {
     /// Runs probe kernels (a streaming copy, then independent multiply-add chains or the best
     /// matmul the backend has) for about a second and reports what they reached.
     func measurePeaks() throws -> DevicePeaks
+    /// Why this backend cannot run `op` on inputs like these (a kernel it lacks, a limit or a
+    /// feature of the device), or nil when it can. A graph runs such an op on its fallback backend.
+    func unsupportedReason(_ op: Op, inputs: [TensorDescriptor]) -> String?
+    /// Runs `body` and returns the seconds of device work it issued: timestamps where the device
+    /// has them, else the monotonic clock around it with the backend synchronized on both sides.
+    func deviceSeconds(_ body: () throws -> Void) throws -> Double
+}
+
+extension Backend {
+    public func unsupportedReason(_ op: Op, inputs: [TensorDescriptor]) -> String? { nil }
+
+    public func deviceSeconds(_ body: () throws -> Void) throws -> Double {
+        try wallSeconds(body)
+    }
+
+    /// The monotonic clock around `body`, synchronized before and after.
+    public func wallSeconds(_ body: () throws -> Void) throws -> Double {
+        try synchronize()
+        let clock = ContinuousClock(), start = clock.now
+        try body()
+        try synchronize()
+        return (clock.now - start).inSeconds
+    }
 }

@@ -95,6 +95,14 @@ public struct AdamWOptions: Hashable, Sendable {
     }
 }
 
+/// The pointwise nonlinearities: SiLU (`x·σ(x)`, Llama's MLP), GELU with the exact erf
+/// (`torch.nn.GELU()`) and GELU's tanh approximation (`GELU(approximate="tanh")`, GPT-2's `gelu_new`).
+public enum Activation: String, Hashable, Sendable, CaseIterable {
+    case silu
+    case gelu
+    case geluTanh = "gelu_tanh"
+}
+
 /// Every op the backends implement. Each case documents its inputs and outputs in order; the
 /// GLSL is `Shaders/<name>.comp`, the bindings `VulkanBackend+<Name>.swift` and the CPU twin
 /// `CPUBackend+<Name>.swift`.
@@ -130,6 +138,17 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
     /// base [T, d_out], lora [T, d_out], g [d_out] -> y = base + (g−1)⊙base + g⊙(scale·lora): DoRA's
     /// compose on its own (`doraForward` fuses it into the base product's epilogue)
     case doraCompose(scale: Float)
+    /// x -> f(x)
+    case activation(Activation)
+    /// x, G -> dx = G ⊙ f′(x)
+    case activationBackward(Activation)
+    /// prediction, target (same shape) -> [1] f32: mean((prediction − target)²), `torch.nn.MSELoss()`
+    case meanSquaredError
+    /// prediction, target, dLoss [1] -> d prediction = 2·(prediction − target)·dLoss / count
+    case meanSquaredErrorBackward
+    /// Σ‖grad‖² [1] f32 -> [1] f32: `min(1, maxNorm / (√Σ + 1e-6))`, the factor
+    /// `torch.nn.utils.clip_grad_norm_` scales every gradient by
+    case clipCoefficient(maxNorm: Float)
     /// param, grad, m, v -> param, m, v: one AdamW step, in place (`Ops.adamW`); param f32, f16 or
     /// bf16 (updated in f32, rounded once), the moments f32
     case adamW(AdamWOptions)
@@ -150,6 +169,11 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
         case .doraForward: "dora_forward"
         case .doraBackward: "dora_backward"
         case .doraCompose: "dora_compose"
+        case .activation: "activation"
+        case .activationBackward: "activation_backward"
+        case .meanSquaredError: "mean_squared_error"
+        case .meanSquaredErrorBackward: "mean_squared_error_backward"
+        case .clipCoefficient: "clip_coefficient"
         case .adamW: "adamw"
         }
     }
@@ -272,6 +296,36 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             let base = try check.matrix(0, "base")
             try check.equal(inputs[1].shape, inputs[0].shape, "the shapes of base and lora")
             try check.vector(2, "g", base.1)
+            return [inputs[0]]
+        case .activation:
+            try check.count(1)
+            try check.floating()
+            return [inputs[0]]
+        case .activationBackward:
+            try check.count(2)
+            try check.floating()
+            try check.equal(inputs[1].shape, inputs[0].shape, "the shapes of x and G")
+            return [inputs[0]]
+        case .meanSquaredError:
+            try check.count(2)
+            try check.floating()
+            try check.equal(inputs[1].shape, inputs[0].shape, "the shapes of prediction and target")
+            guard inputs[0].shape.count > 0 else { throw check.error(.shapeMismatch, "the mean of no elements is undefined") }
+            return [TensorDescriptor([1], .f32)]
+        case .meanSquaredErrorBackward:
+            try check.count(3)
+            try check.floating()
+            try check.equal(inputs[1].shape, inputs[0].shape, "the shapes of prediction and target")
+            guard inputs[2].shape.count == 1, inputs[2].dtype == .f32 else {
+                throw check.error(.shapeMismatch, "the loss gradient is one f32 value, got \(inputs[2])")
+            }
+            return [inputs[0]]
+        case .clipCoefficient(let maxNorm):
+            try check.count(1)
+            guard inputs[0].shape.count == 1, inputs[0].dtype == .f32 else {
+                throw check.error(.shapeMismatch, "takes the sum of squared gradients as one f32 value, got \(inputs[0])")
+            }
+            guard maxNorm.isFinite, maxNorm > 0 else { throw check.error(.invalidArgument, "the largest norm must be positive and finite, got \(maxNorm)") }
             return [inputs[0]]
         case .adamW(let o):
             try check.count(4)

@@ -114,6 +114,14 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         return Tensor(view: self, shape: newShape)
     }
 
+    /// `descriptor`'s elements at the start of `storage`, which may be larger (a reused buffer of a plan).
+    init(viewing storage: any TensorStorage, as descriptor: TensorDescriptor, on backend: any Backend) {
+        precondition(descriptor.byteCount <= storage.byteCount, "a view past the end of its storage")
+        self.descriptor = descriptor
+        self.backend = backend
+        self.storage = storage
+    }
+
     private init(view base: Tensor, shape: Shape) {
         descriptor = TensorDescriptor(shape, base.dtype)
         backend = base.backend

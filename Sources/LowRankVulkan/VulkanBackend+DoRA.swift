@@ -1,16 +1,19 @@
 import LowRankCore
 
 extension VulkanBackend {
+    /// Why `dora_norm.comp` cannot take rank `r`: its row of B must fit shared memory.
+    func doraRankProblem(_ r: Int) -> String? {
+        let maxRank = info.limits.maxComputeSharedMemoryBytes / 4 - 64
+        return r > maxRank ? "DoRA's norm kernel holds a row of B in shared memory: r = \(r) exceeds \(maxRank) on \(info.name)" : nil
+    }
+
     /// W, A, B, m, ‖W‖²_row -> n, g: `A·Wᵀ` (W as the matmul's B operand, so a quantized W is
     /// dequantized as it loads) and `A·Aᵀ` by the matmul kernel, then `Shaders/dora_norm.comp` per
     /// row. Transients: `[r, d_out]` and `[r, r]` f32, never `[d_out, d_in]`.
     func encodeDoRANorm(scale: Float, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
         let (w, a, b, m, wsq) = (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4])
         let dOut = w.shape[0], r = a.shape[0]
-        let maxRank = info.limits.maxComputeSharedMemoryBytes / 4 - 64
-        guard r <= maxRank else {
-            throw LowRankError(.unsupported, "DoRA's norm kernel holds a row of B in shared memory: r = \(r) exceeds \(maxRank) on \(info.name)")
-        }
+        if let reason = doraRankProblem(r) { throw LowRankError(.unsupported, reason) }
         let aw = try scratch([r, dOut]), aat = try scratch([r, r])
         try dispatchMatmul(MatmulCall(a: a, b: w, c: aw, transposeB: true))
         try dispatchMatmul(MatmulCall(a: a, b: a, c: aat, transposeB: true))

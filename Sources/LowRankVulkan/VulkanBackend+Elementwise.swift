@@ -1,7 +1,7 @@
 import LowRankCore
 
 extension VulkanBackend {
-    /// add, mul, scale, cast and scale_rows (`operation` 0...4), all in `Shaders/elementwise.comp`;
+    /// add, mul, scale, cast, scale_rows and clip_coefficient (`operation` 0...5), all in `Shaders/elementwise.comp`;
     /// tensors larger than one binding run as consecutive windows, of whole rows where the second
     /// input has one factor per row (scale_rows) or is one row broadcast over all (add, mul).
     func encodeElementwise(operation: Int, _ inputs: [Tensor], _ out: Tensor, factor: Float = 1) throws {

@@ -17,13 +17,17 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// The most bytes one storage-buffer binding covers (`maxStorageBufferRange`); larger tensors are
     /// bound as several windows. Tests lower it to exercise the splitting on small shapes.
     let maxBindingBytes: Int
+    /// Ops (by `Op.name`) this backend declines, as if it had no kernel for them: how tests
+    /// exercise a graph's fallback to the CPU.
+    let disabledOps: Set<String>
     /// Host-visible memory that transfers go through when tensors are not host-visible.
     private var staging: VulkanAllocator?
     let lock = Mutex(())
 
     /// Opens device `index` of `instance.devices`; `bindingLimit` lowers the bytes one binding may
-    /// cover below the device's `maxStorageBufferRange` (for tests of the splitting).
-    public init(instance: VulkanInstance, index: Int, bindingLimit: Int? = nil) throws {
+    /// cover below the device's `maxStorageBufferRange` (for tests of the splitting), and
+    /// `disabledOps` names ops to decline (for tests of the fallback).
+    public init(instance: VulkanInstance, index: Int, bindingLimit: Int? = nil, disabledOps: Set<String> = []) throws {
         guard instance.devices.indices.contains(index) else {
             throw LowRankError(.deviceUnavailable, "there is no Vulkan device \(index)",
                                context: [("available", instance.devices.map { "\($0.index): \($0.name)" }.joined(separator: "; "))])
@@ -31,6 +35,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         self.instance = instance
         info = instance.devices[index]
         maxBindingBytes = min(bindingLimit ?? .max, info.limits.maxStorageBufferRange)
+        self.disabledOps = disabledOps
         let physical = instance.physicalDevices[index]
 
         var familyCount: UInt32 = 0
@@ -198,6 +203,29 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
 
     public var supportsTimestamps: Bool { stream.hasTimestamps }
 
+    /// The sum of the dispatch times `body` records, from timestamp queries; the wall clock where
+    /// the queue has no timestamps.
+    public func deviceSeconds(_ body: () throws -> Void) throws -> Double {
+        guard supportsTimestamps else { return try wallSeconds(body) }
+        try synchronize()
+        _ = drainTimings()
+        profiling = true
+        defer { profiling = false }
+        try body()
+        try synchronize()
+        return drainTimings().reduce(0) { $0 + $1.milliseconds } / 1e3
+    }
+
+    public func unsupportedReason(_ op: Op, inputs: [TensorDescriptor]) -> String? {
+        if disabledOps.contains(op.name) { return "\(op.name) is disabled on this backend" }
+        switch op {
+        case .doraNorm: return doraRankProblem(inputs[1].shape[0])
+        case .doraForward: return doraRankProblem(inputs[2].shape[0])
+        default:
+            return nil
+        }
+    }
+
     /// Returns and forgets the dispatch timings collected so far (run `synchronize()` first).
     public func drainTimings() -> [DispatchTiming] {
         lock.withLock { _ in defer { stream.timings.removeAll() }; return stream.timings }
@@ -230,6 +258,11 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         case .doraForward(let o): try encodeDoRAForward(o, inputs, outputs)
         case .doraBackward(let o): try encodeDoRABackward(o, inputs, outputs)
         case .doraCompose(let scale): try encodeDoRACompose(scale: scale, inputs, outputs[0])
+        case .activation(let f): try encodeActivation(f, inputs, outputs[0])
+        case .activationBackward(let f): try encodeActivation(f, inputs, outputs[0])
+        case .meanSquaredError: try encodeMeanSquaredError(inputs, outputs[0])
+        case .meanSquaredErrorBackward: try encodeMeanSquaredErrorBackward(inputs, outputs[0])
+        case .clipCoefficient(let maxNorm): try encodeElementwise(operation: 5, inputs, outputs[0], factor: maxNorm)
         case .adamW(let o): try encodeAdamW(o, inputs, outputs)
         }
     }

@@ -1,0 +1,71 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+
+// y = f(x) (BACKWARD = 0) or dx = G ⊙ f′(x) (BACKWARD = 1) for f = SiLU, GELU (erf) or GELU (tanh),
+// ACT = 0, 1, 2 (Activation in Op.swift; CPUBackend+Activation.swift is the twin).
+// Host defines: ACT, BACKWARD, X_T, G_T (backward), C_T, C_FROM_F32. Workgroup size: specialization constant 0.
+layout(local_size_x_id = 0) in;
+
+layout(std430, binding = 0) readonly buffer XBuf { X_T x_data[]; };
+#if BACKWARD
+layout(std430, binding = 1) readonly buffer GBuf { G_T g_data[]; };
+layout(std430, binding = 2) writeonly buffer CBuf { C_T c_data[]; };
+#else
+layout(std430, binding = 1) writeonly buffer CBuf { C_T c_data[]; };
+#endif
+
+layout(push_constant) uniform Params { uint count; } p;
+
+// exp overflows to +inf for large |x| and both forms below stay finite there, where a driver's
+// tanh or a division of infinities may not.
+float sigmoid(float x) { return 1.0 / (1.0 + exp(-x)); }
+float tanh_stable(float x) { return 1.0 - 2.0 / (exp(2.0 * x) + 1.0); }
+
+// erf with a relative error below 1.2e-7 (Numerical Recipes' erfc Chebyshev fit); GLSL has no erf.
+float erf_approx(float x) {
+    float z = abs(x), t = 1.0 / (1.0 + 0.5 * z);
+    float poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
+               + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+    float erfc_z = t * exp(poly);
+    return x >= 0.0 ? 1.0 - erfc_z : erfc_z - 1.0;
+}
+
+const float SQRT_HALF = 0.70710678118654752;
+const float INV_SQRT_2PI = 0.39894228040143268;
+const float SQRT_2_OVER_PI = 0.79788456080286536;
+const float GELU_CUBIC = 0.044715;
+
+float f(float x) {
+#if ACT == 0
+    return x * sigmoid(x);
+#elif ACT == 1
+    return 0.5 * x * (1.0 + erf_approx(x * SQRT_HALF));
+#else
+    return 0.5 * x * (1.0 + tanh_stable(SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x)));
+#endif
+}
+
+float df(float x) {
+#if ACT == 0
+    float s = sigmoid(x);
+    return s * (1.0 + x * (1.0 - s));
+#elif ACT == 1
+    return 0.5 * (1.0 + erf_approx(x * SQRT_HALF)) + x * INV_SQRT_2PI * exp(-0.5 * x * x);
+#else
+    float t = tanh_stable(SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x));
+    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * x * x);
+#endif
+}
+
+void main() {
+    uint stride = gl_NumWorkGroups.x * gl_WorkGroupSize.x;
+    for (uint i = gl_GlobalInvocationID.x; i < p.count; i += stride) {
+        float x = to_f32(x_data[i]);
+#if BACKWARD
+        c_data[i] = C_FROM_F32(to_f32(g_data[i]) * df(x));
+#else
+        c_data[i] = C_FROM_F32(f(x));
+#endif
+    }
+}

@@ -1,0 +1,121 @@
+/// AdamW over a set of named parameters, on their backend: f32 moments, decoupled weight decay,
+/// bias correction (`Ops.adamW`), a learning-rate schedule, and optional clipping of the global
+/// gradient norm as `torch.nn.utils.clip_grad_norm_` does it, all without reading anything back,
+/// so a step's kernels join the command buffer of the graph that made the gradients.
+public final class AdamWOptimizer: @unchecked Sendable {
+    public struct Settings: Hashable, Sendable {
+        public var learningRate: Double
+        public var beta1: Double
+        public var beta2: Double
+        public var epsilon: Double
+        public var weightDecay: Double
+        public var schedule: LearningRateSchedule
+        /// Scales all gradients together so that their global L2 norm is at most this; nil: no clipping.
+        public var maxGradientNorm: Float?
+
+        /// PyTorch's defaults.
+        public init(learningRate: Double, beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-8, weightDecay: Double = 0.01,
+                    schedule: LearningRateSchedule = .constant(), maxGradientNorm: Float? = nil) {
+            (self.learningRate, self.beta1, self.beta2, self.epsilon, self.weightDecay) = (learningRate, beta1, beta2, epsilon, weightDecay)
+            self.schedule = schedule
+            self.maxGradientNorm = maxGradientNorm
+        }
+    }
+
+    public let parameters: [(name: String, tensor: Tensor)]
+    public let settings: Settings
+    /// Optimizer steps taken.
+    public private(set) var step = 0
+    private var firstMoments: [Tensor]
+    private var secondMoments: [Tensor]
+
+    public init(parameters: [(name: String, tensor: Tensor)], settings: Settings) throws {
+        try settings.schedule.validate()
+        if let maxNorm = settings.maxGradientNorm, !(maxNorm.isFinite && maxNorm > 0) {
+            throw LowRankError(.invalidArgument, "the largest gradient norm must be positive and finite, got \(maxNorm)")
+        }
+        try AdamWOptions(settings, learningRate: settings.learningRate, step: 1).validate()
+        guard Set(parameters.map(\.name)).count == parameters.count else {
+            throw LowRankError(.invalidArgument, "every parameter needs its own name")
+        }
+        self.parameters = parameters
+        self.settings = settings
+        firstMoments = try parameters.map { try Tensor.zeros($0.tensor.shape, on: $0.tensor.backend) }
+        secondMoments = try parameters.map { try Tensor.zeros($0.tensor.shape, on: $0.tensor.backend) }
+    }
+
+    /// The rate the next step will use.
+    public var learningRate: Double { settings.learningRate * settings.schedule.multiplier(afterSteps: step) }
+
+    /// Updates every parameter from its gradient (same order as `parameters`).
+    public func step(gradients: [Tensor]) throws {
+        guard gradients.count == parameters.count else {
+            throw LowRankError(.invalidArgument, "\(parameters.count) parameters but \(gradients.count) gradients")
+        }
+        for (p, g) in zip(parameters, gradients) where g.shape != p.tensor.shape {
+            throw LowRankError(.shapeMismatch, "the gradient of \"\(p.name)\" is \(g.shape), the parameter \(p.tensor.shape)", context: [("parameter", p.name)])
+        }
+        var gradients = gradients
+        if let maxNorm = settings.maxGradientNorm { gradients = try clipped(gradients, maxNorm: maxNorm) }
+        let options = AdamWOptions(settings, learningRate: learningRate, step: step + 1)
+        for (i, (p, g)) in zip(parameters, gradients).enumerated() {
+            do {
+                try Ops.adamW(param: p.tensor, grad: g, m: firstMoments[i], v: secondMoments[i], options: options)
+            } catch let error as LowRankError {
+                throw error.adding("parameter", p.name)
+            }
+        }
+        step += 1
+    }
+
+    /// The gradients times `min(1, maxNorm / (‖all‖ + 1e-6))`, formed on the device.
+    private func clipped(_ gradients: [Tensor], maxNorm: Float) throws -> [Tensor] {
+        let flat = try gradients.map { try $0.reshaped([1, $0.shape.count]) }
+        let squares = try flat.map { try Ops.rowSumOfSquares($0) }
+        let total = try squares.dropFirst().reduce(squares[0]) { try Ops.add($0, $1) }
+        let factor = try Ops.execute(.clipCoefficient(maxNorm: maxNorm), [total])[0]
+        return try zip(flat, gradients).map { try Ops.scaleRows($0, by: factor).reshaped($1.shape) }
+    }
+
+    /// Writes the moments (`<name>.exp_avg`, `<name>.exp_avg_sq`, as PyTorch names them) and the
+    /// step count to a safetensors file, atomically.
+    public func save(to path: String) throws {
+        let tensors = parameters.indices.flatMap { i in
+            [("\(parameters[i].name).exp_avg", firstMoments[i]), ("\(parameters[i].name).exp_avg_sq", secondMoments[i])]
+        }
+        try SafetensorsFile.write(tensors, metadata: ["step": "\(step)", "optimizer": "adamw"], to: path)
+    }
+
+    /// Restores what `save` wrote for the same parameters.
+    public func load(from path: String) throws {
+        let file = try SafetensorsFile(path: path)
+        guard file.metadata["optimizer"] == "adamw", let saved = file.metadata["step"].flatMap(Int.init), saved >= 0 else {
+            throw LowRankError(.fileFormat, "not an AdamW state: its metadata lacks optimizer \"adamw\" and a step count", context: [("file", path)])
+        }
+        var first: [Tensor] = [], second: [Tensor] = []
+        for p in parameters {
+            for (suffix, list) in [("exp_avg", 0), ("exp_avg_sq", 1)] {
+                let name = "\(p.name).\(suffix)"
+                let entry = try file.entry(name)
+                guard entry.shape == p.tensor.shape, entry.dtype == .f32 else {
+                    throw LowRankError(.shapeMismatch, "\(name) is \(entry.dtype)\(entry.shape); the parameter needs f32\(p.tensor.shape)",
+                                       context: [("file", path), ("tensor", name)])
+                }
+                let t = try file.tensor(name, on: p.tensor.backend)
+                if list == 0 { first.append(t) } else { second.append(t) }
+            }
+        }
+        (firstMoments, secondMoments, step) = (first, second, saved)
+    }
+}
+
+extension AdamWOptions {
+    init(_ s: AdamWOptimizer.Settings, learningRate: Double, step: Int) {
+        self.init(learningRate: learningRate, beta1: s.beta1, beta2: s.beta2, epsilon: s.epsilon, weightDecay: s.weightDecay, step: step)
+    }
+
+    /// Fails, saying which, when an option is out of range.
+    func validate() throws {
+        _ = try Op.adamW(self).outputs(for: Array(repeating: TensorDescriptor([1], .f32), count: 4))
+    }
+}

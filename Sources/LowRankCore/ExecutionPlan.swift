@@ -1,0 +1,237 @@
+/// A graph's schedule for chosen outputs, fixed before anything runs: the ops in dependency order,
+/// the backend each runs on, and the memory of every intermediate value, with buffers reused as
+/// soon as the values in them are dead. Built by `Graph.plan(outputs:)`; run as many times as
+/// wanted with `run(_:)`.
+public final class ExecutionPlan: @unchecked Sendable {
+    public struct Step: Sendable, CustomStringConvertible {
+        public let label: String
+        public let op: String
+        /// The backend the step runs on.
+        public let backend: String
+        /// Why the step runs on the fallback backend instead of the graph's, when it does.
+        public let fallbackReason: String?
+        let node: Int
+
+        public var description: String {
+            "\(label) (\(op)) on \(backend)" + (fallbackReason.map { ": \($0)" } ?? "")
+        }
+    }
+
+    public let steps: [Step]
+    /// The bytes of intermediate values the plan allocates: the sum of its reused buffers.
+    public let plannedBytes: Int
+    /// The most bytes of intermediate values alive at once: the bound `plannedBytes` approaches.
+    public let peakLiveBytes: Int
+    /// The inputs a run must be fed.
+    public let inputs: [GraphTensor]
+    public let outputs: [GraphTensor]
+    /// Steps that run on the fallback backend, with the reason.
+    public var fallbacks: [Step] { steps.filter { $0.fallbackReason != nil } }
+    /// Each step's share of the last profiled run, in seconds of device time.
+    public private(set) var lastProfile: [(label: String, op: String, seconds: Double)] = []
+
+    let graph: Graph
+    let fallback: (any Backend)?
+    /// Runs every step a second time there and compares (`LOWRANK_CHECK=1`).
+    let reference: (any Backend)?
+    /// The value whose memory each value is (through reshapes and deferred values).
+    private let root: [Int: Int]
+    private let bufferOf: [Int: Int]
+    private let bufferBytes: [Int]
+    private var buffers: [any TensorStorage] = []
+    private var views: [Int: Tensor] = [:]
+
+    init(graph: Graph, outputs: [GraphTensor], fallback: (any Backend)?, reference: (any Backend)?) throws {
+        self.graph = graph
+        self.fallback = fallback
+        self.reference = reference
+        self.outputs = outputs
+        for o in outputs { try graph.check(o, for: "plan") }
+        let wanted = try outputs.map { try graph.resolved($0.id) }
+        let order = try graph.topologicalOrder(producing: wanted)
+
+        var root: [Int: Int] = [:]
+        func rootOf(_ v: Int) throws -> Int {
+            if let r = root[v] { return r }
+            let id = try graph.resolved(v)
+            var r = id
+            if case .node(let n, _) = graph.values[id].source, case .reshape = graph.nodes[n].kind { r = try rootOf(graph.nodes[n].inputs[0]) }
+            root[v] = r
+            return r
+        }
+        var steps: [Step] = [], lastUse: [Int: Int] = [:], inputs: [Int] = []
+        for (position, n) in order.enumerated() {
+            let node = graph.nodes[n]
+            for v in node.inputs + node.outputs {
+                let r = try rootOf(v)
+                lastUse[r] = position
+                if case .input = graph.values[r].source, !inputs.contains(r) { inputs.append(r) }
+            }
+            guard case .op(let op) = node.kind else {
+                steps.append(Step(label: node.label, op: "reshape", backend: graph.backend.identifier, fallbackReason: nil, node: n))
+                continue
+            }
+            let reason = try graph.backend.unsupportedReason(op, inputs: node.inputs.map { graph.values[try graph.resolved($0)].descriptor })
+            if let reason, fallback == nil {
+                throw LowRankError(.unsupported, "\(node.label): \(graph.backend.identifier) cannot run \(op.name) (\(reason)) and the plan has no fallback backend",
+                                   context: [("op", node.label)])
+            }
+            steps.append(Step(label: node.label, op: op.name, backend: reason == nil ? graph.backend.identifier : fallback!.identifier,
+                              fallbackReason: reason, node: n))
+        }
+        for v in wanted {
+            let r = try rootOf(v)
+            lastUse[r] = order.count
+            if case .input = graph.values[r].source, !inputs.contains(r) { inputs.append(r) }
+        }
+
+        // Best-fit reuse: each op output takes the smallest free buffer that holds it, or a new one;
+        // a buffer is free again once the last step reading its value is done.
+        var bufferOf: [Int: Int] = [:], bufferBytes: [Int] = [], free: [Int] = []
+        var live = 0, peakLive = 0
+        for (position, n) in order.enumerated() {
+            let node = graph.nodes[n]
+            if case .op = node.kind {
+                for v in node.outputs {
+                    let bytes = (graph.values[v].descriptor.byteCount + 255) / 256 * 256
+                    if let i = free.indices.filter({ bufferBytes[free[$0]] >= bytes }).min(by: { bufferBytes[free[$0]] < bufferBytes[free[$1]] }) {
+                        bufferOf[v] = free.remove(at: i)
+                    } else {
+                        bufferOf[v] = bufferBytes.count
+                        bufferBytes.append(bytes)
+                    }
+                    live += bytes
+                }
+            }
+            peakLive = max(peakLive, live)
+            for v in Set(try (node.inputs + node.outputs).map(rootOf)) where lastUse[v] == position {
+                if let b = bufferOf[v] {
+                    free.append(b)
+                    live -= (graph.values[v].descriptor.byteCount + 255) / 256 * 256
+                }
+            }
+        }
+        self.steps = steps
+        self.root = root
+        self.bufferOf = bufferOf
+        self.bufferBytes = bufferBytes
+        plannedBytes = bufferBytes.reduce(0, +)
+        peakLiveBytes = peakLive
+        self.inputs = inputs.map(graph.tensor)
+    }
+
+    /// Runs every step on `feeds` (a tensor on the graph's backend for each of `inputs`) and returns
+    /// the outputs. They live in the plan's buffers: valid until the next run, which overwrites them.
+    /// With `profile`, each step's device time is measured (synchronizing after each) into `lastProfile`.
+    public func run(_ feeds: [GraphTensor: Tensor], profile: Bool = false) throws -> [Tensor] {
+        var fed: [Int: Tensor] = [:]
+        for input in inputs {
+            let name = graph.values[input.id].name
+            guard let t = feeds[input] else {
+                throw LowRankError(.invalidArgument, "input \"\(name)\" was not fed", context: [("input", name)])
+            }
+            guard t.descriptor == input.descriptor else {
+                throw LowRankError(.shapeMismatch, "input \"\(name)\" is \(input.descriptor) but was fed \(t.descriptor)", context: [("input", name)])
+            }
+            guard t.backend === graph.backend else {
+                throw LowRankError(.invalidArgument, "input \"\(name)\" was fed a tensor on \(t.backend.identifier), not the graph's \(graph.backend.identifier)",
+                                   context: [("input", name)])
+            }
+            fed[input.id] = t
+        }
+        if buffers.isEmpty { buffers = try bufferBytes.map { try graph.backend.makeStorage(byteCount: $0) } }
+        var profiled: [(String, String, Double)] = []
+        for step in steps {
+            let node = graph.nodes[step.node]
+            guard case .op(let op) = node.kind else { continue }
+            let inputs = try node.inputs.map { try tensor($0, fed) }
+            let outputs = try node.outputs.map { try tensor($0, fed) }
+            let execute = {
+                do {
+                    if step.fallbackReason != nil { try self.runOnFallback(op, inputs, outputs) } else { try self.graph.backend.run(op, inputs: inputs, outputs: outputs) }
+                } catch let error as LowRankError {
+                    throw error.adding("node", node.label)
+                }
+            }
+            if profile {
+                profiled.append((step.label, step.op, try graph.backend.deviceSeconds(execute)))
+            } else {
+                try execute()
+            }
+            if let reference, step.fallbackReason == nil { try crossCheck(step, op, inputs, outputs, on: reference) }
+        }
+        if profile { lastProfile = profiled }
+        return try outputs.map { try tensor($0.id, fed) }
+    }
+
+    /// The tensor holding value `id` in this run: a feed, a parameter, a constant, or a view of
+    /// its buffer.
+    private func tensor(_ id: Int, _ fed: [Int: Tensor]) throws -> Tensor {
+        let r = root[id] ?? id
+        let value = graph.values[try graph.resolved(id)]
+        let base: Tensor
+        switch graph.values[r].source {
+        case .input: base = fed[r]!
+        case .parameter(let t, _), .constant(let t): base = t
+        default:
+            if let view = views[id] { return view }
+            let view = Tensor(viewing: buffers[bufferOf[r]!], as: value.descriptor, on: graph.backend)
+            views[id] = view
+            return view
+        }
+        return base.shape == value.descriptor.shape ? base : try base.reshaped(value.descriptor.shape)
+    }
+
+    /// Runs a step the graph's backend cannot on the fallback backend, moving its inputs there and
+    /// its results back.
+    private func runOnFallback(_ op: Op, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
+        let fallback = fallback!
+        let moved = try inputs.map { try $0.copy(to: fallback) }
+        let results = try outputs.map { try Tensor(empty: $0.shape, dtype: $0.dtype, on: fallback) }
+        try fallback.run(op, inputs: moved, outputs: results)
+        for (result, output) in zip(results, outputs) where output.byteCount > 0 {
+            try result.bytes().withUnsafeBytes { try graph.backend.write($0, to: output.storage, offset: 0) }
+        }
+    }
+
+    /// Runs the step again on `reference` from the same inputs and stops the run when an output
+    /// differs by more than its dtype's bound, relative to the largest reference magnitude.
+    private func crossCheck(_ step: Step, _ op: Op, _ inputs: [Tensor], _ outputs: [Tensor], on reference: any Backend) throws {
+        let moved = try inputs.map { try $0.copy(to: reference) }
+        let expected = try outputs.map { try Tensor(empty: $0.shape, dtype: $0.dtype, on: reference) }
+        try reference.run(op, inputs: moved, outputs: expected)
+        for (i, (got, want)) in zip(outputs, expected).enumerated() {
+            let (a, b) = (try got.floats(), try want.floats())
+            let scale = b.reduce(Float(0)) { max($0, abs($1)) }
+            var worst: Float = 0
+            for (x, y) in zip(a, b) {
+                let d = x == y ? 0 : abs(x - y)
+                worst = max(worst, d.isNaN ? .infinity : d)
+            }
+            let error = scale > 0 ? worst / scale : worst
+            let bound = Self.crossCheckBound(got.dtype)
+            guard error <= bound else {
+                throw LowRankError(.numerical,
+                                   "LOWRANK_CHECK: \(step.label) (\(op.name)) on \(graph.backend.identifier) disagrees with \(reference.identifier): output \(i) is off by \(error) relative to its largest value (bound \(bound))",
+                                   context: [("op", step.label), ("inputs", inputs.map(\.descriptor.description).joined(separator: ", "))])
+            }
+        }
+    }
+
+    /// f32 results may differ by summation order; 16-bit and quantized ones by one rounding step.
+    static func crossCheckBound(_ dtype: DType) -> Float {
+        switch dtype {
+        case .f32: 1e-4
+        case .f16: 2e-3
+        default: 1e-2
+        }
+    }
+}
+
+extension Graph {
+    /// The plan that computes `outputs`. Ops the graph's backend cannot run go to `fallback`
+    /// (an error names them when there is none); with `reference`, every step is checked against it.
+    public func plan(outputs: [GraphTensor], fallback: (any Backend)? = nil, reference: (any Backend)? = nil) throws -> ExecutionPlan {
+        try ExecutionPlan(graph: self, outputs: outputs, fallback: fallback, reference: reference)
+    }
+}

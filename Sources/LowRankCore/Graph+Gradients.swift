@@ -1,0 +1,247 @@
+/// Reverse-mode differentiation: the backward ops appended for the gradients asked for.
+extension Graph {
+    /// The gradients of `loss` (one value) with respect to `parameters`, each a trainable parameter
+    /// of this graph, in their order. The backward ops join the graph; frozen tensors get none.
+    /// With `checkpointing`, values made inside `checkpointed` regions and used only there are
+    /// recomputed from the region's inputs when backward first needs them, not kept from forward.
+    public func gradients(of loss: GraphTensor, for parameters: [GraphTensor], checkpointing: Bool = true) throws -> [GraphTensor] {
+        try check(loss, for: "gradients")
+        guard loss.shape.count == 1, loss.dtype.isFloatingPoint else {
+            throw LowRankError(.shapeMismatch, "gradients: the loss must be one floating-point value, got \(loss.descriptor)")
+        }
+        var wanted = Set<Int>()
+        for p in parameters {
+            try check(p, for: "gradients")
+            let id = try resolved(p.id)
+            guard case .parameter(_, let trainable) = values[id].source else {
+                throw LowRankError(.invalidArgument, "gradients: \"\(values[id].name)\" is not a parameter; only parameters have gradients")
+            }
+            guard trainable else {
+                throw LowRankError(.invalidArgument,
+                                   "gradients: a gradient was requested for \"\(values[id].name)\", which is frozen; declare it with trainable: true",
+                                   context: [("parameter", values[id].name)])
+            }
+            wanted.insert(id)
+        }
+        let lossID = try resolved(loss.id)
+        let order = try topologicalOrder(producing: [lossID])
+
+        // Values that carry a gradient: the wanted parameters and what ops compute from them.
+        var carries = wanted
+        for n in order {
+            let inputs = try nodes[n].inputs.map(resolved)
+            if inputs.contains(where: carries.contains) { carries.formUnion(nodes[n].outputs) }
+        }
+        var replay = try Replay(graph: self, enabled: checkpointing, order: order)
+        var grads: [Int: GraphTensor] = [lossID: try onesConstant(loss.shape)]
+        for n in order.reversed() {
+            let node = nodes[n]
+            let outputGrads = node.outputs.map { grads[$0] }
+            guard outputGrads.contains(where: { $0 != nil }) else { continue }
+            let inputs = try node.inputs.map(resolved)
+            let needs = inputs.map { carries.contains($0) }
+            guard needs.contains(true) else { continue }
+            let inputGrads = try inputGradients(node, outputGrads, needs: needs, forward: { try replay.value($0) })
+            for (i, input) in inputs.enumerated() where needs[i] {
+                guard let g = inputGrads[i] else {
+                    throw LowRankError(.unsupported, "\(node.label): \(node.kind.name) has no gradient for its input \(i) (\(values[input].name)), through which a requested gradient flows",
+                                       context: [("op", node.label)])
+                }
+                grads[input] = try grads[input].map { try apply(.add, [$0, g], label: "\(node.label).grad_sum")[0] } ?? g
+            }
+        }
+        return try parameters.map { p in
+            let id = try resolved(p.id)
+            guard let g = grads[id] else {
+                throw LowRankError(.invalidArgument, "gradients: the loss does not depend on \"\(values[id].name)\"")
+            }
+            return g
+        }
+    }
+
+    /// The nodes the values `targets` need, dependencies first; ties keep build order, so the
+    /// order is the same on every call.
+    func topologicalOrder(producing targets: [Int]) throws -> [Int] {
+        var needed = Set<Int>(), stack = targets
+        while let v = stack.popLast() {
+            guard case .node(let n, _) = values[try resolved(v)].source, needed.insert(n).inserted else { continue }
+            stack.append(contentsOf: nodes[n].inputs)
+        }
+        var pending: [Int: Int] = [:], consumers: [Int: [Int]] = [:]
+        for n in needed {
+            let producers = try Set(nodes[n].inputs.compactMap { v -> Int? in
+                if case .node(let p, _) = values[try resolved(v)].source { return p }
+                return nil
+            })
+            pending[n] = producers.count
+            for p in producers { consumers[p, default: []].append(n) }
+        }
+        var ready = needed.filter { pending[$0] == 0 }.sorted(), order: [Int] = []
+        while !ready.isEmpty {
+            let n = ready.removeFirst()
+            order.append(n)
+            for c in consumers[n] ?? [] {
+                pending[c]! -= 1
+                if pending[c] == 0 { ready.insert(c, at: ready.firstIndex { $0 > c } ?? ready.endIndex) }
+            }
+        }
+        guard order.count == needed.count else {
+            // `define` refuses cycles, so this is a defect in the graph code, reported rather than hidden.
+            let stuck = needed.subtracting(order).sorted().map { nodes[$0].label }
+            throw LowRankError(.invalidArgument, "the graph has a cycle through \(stuck.joined(separator: ", "))")
+        }
+        return order
+    }
+
+    /// The gradients of node's inputs (nil where the op has none) given its outputs' (nil where
+    /// nothing flows back). `forward` gives a forward value backward may read: itself, or its
+    /// recomputation in a checkpointed region.
+    private func inputGradients(_ node: Node, _ out: [GraphTensor?], needs: [Bool],
+                                forward: (Int) throws -> GraphTensor) throws -> [GraphTensor?] {
+        let label = node.label + ".grad"
+        func input(_ i: Int) throws -> GraphTensor { try forward(resolved(node.inputs[i])) }
+        let g = out[0]
+        let op: Op
+        switch node.kind {
+        case .reshape:
+            return [try reshape(g!, values[node.inputs[0]].descriptor.shape, label: label)]
+        case .op(let o): op = o
+        }
+        // Only a node's first output is differentiable (the others are saved for backward).
+        guard out.dropFirst().allSatisfy({ $0 == nil }), let g else {
+            throw LowRankError(.unsupported, "\(node.label): only the first output of \(op.name) is differentiable", context: [("op", node.label)])
+        }
+        let dtype = { (i: Int) in self.values[try self.resolved(node.inputs[i])].descriptor.dtype }
+        let into = { (t: GraphTensor, i: Int) throws -> GraphTensor in
+            try t.dtype == dtype(i) ? t : self.apply(.cast(dtype(i)), [t], label: label)[0]
+        }
+        switch op {
+        case .matmul(let o):
+            let (a, b) = (try input(0), try input(1))
+            let product = { (x: GraphTensor, y: GraphTensor, tx: Bool, ty: Bool, i: Int) in
+                try self.apply(.matmul(MatmulOptions(transposeA: tx, transposeB: ty, alpha: o.alpha, outputDType: dtype(i))), [x, y], label: label)[0]
+            }
+            let da = needs[0] ? (o.transposeA ? try product(b, g, o.transposeB, true, 0) : try product(g, b, false, !o.transposeB, 0)) : nil
+            let db = needs[1] ? (o.transposeB ? try product(g, a, true, o.transposeA, 1) : try product(a, g, !o.transposeA, false, 1)) : nil
+            let dbias = o.hasBias && needs[2] ? try into(try sumLeading(g, to: values[node.inputs[2]].descriptor.shape, label: label), 2) : nil
+            return [da, db] + (o.hasBias ? [dbias] : [])
+        case .add:
+            let b = values[try resolved(node.inputs[1])].descriptor
+            return [g, needs[1] ? try into(try sumLeading(g, to: b.shape, label: label), 1) : nil]
+        case .mul:
+            let (a, b) = (try input(0), try input(1))
+            let da = needs[0] ? try apply(.mul, [g, b], label: label)[0] : nil
+            let db = needs[1] ? try into(try sumLeading(try apply(.mul, [g, a], label: label)[0], to: b.shape, label: label), 1) : nil
+            return [da, db]
+        case .scale(let factor):
+            return [try apply(.scale(factor), [g], label: label)[0]]
+        case .scaleRows:
+            let (a, f) = (try input(0), try input(1))
+            let da = needs[0] ? try apply(.scaleRows, [g, f], label: label)[0] : nil
+            // d factors[i] = Σ_j G[i, j]·a[i, j]: the rows of G ⊙ a summed by a product with ones.
+            let df = needs[1] ? try into(try sumTrailing(try apply(.mul, [g, a], label: label)[0], label: label), 1) : nil
+            return [da, df]
+        case .rowSumOfSquares:
+            let twice = try apply(.scale(2), [g], label: label)[0]
+            return [try apply(.scaleRows, [try input(0), twice], label: label)[0]]
+        case .cast:
+            return [try into(g, 0)]
+        case .activation(let f):
+            return [try apply(.activationBackward(f), [try input(0), g], label: label)[0]]
+        case .meanSquaredError:
+            let (p, t) = (try input(0), try input(1))
+            let dp = try apply(.meanSquaredErrorBackward, [p, t, g], label: label)[0]
+            return [needs[0] ? dp : nil, needs[1] ? try into(try apply(.scale(-1), [dp], label: label)[0], 1) : nil]
+        case .loraForward(var o):
+            // W and the bias are frozen: the kernel forms no gradient for them.
+            o.hasBias = false
+            o.outputDType = try dtype(0)
+            let u = try forward(node.outputs[1])
+            let d = try apply(.loraBackward(o), [g] + (0...3).map(input) + [u], label: label)
+            return [d[0], nil, try into(d[1], 2), try into(d[2], 3)] + (node.inputs.count > 4 ? [nil] : [])
+        case .doraForward(var o):
+            if needs[4] && !o.trainableMagnitude {
+                throw LowRankError(.invalidArgument, "\(node.label): the magnitude is trainable but this dora_forward was built with trainableMagnitude: false",
+                                   context: [("op", node.label)])
+            }
+            o.lora.hasBias = false
+            o.lora.outputDType = try dtype(0)
+            let saved = try (1...(o.trainableMagnitude ? 4 : 3)).map { try forward(node.outputs[$0]) }
+            let d = try apply(.doraBackward(o), [g] + (0...3).map(input) + saved, label: label)
+            return [d[0], nil, try into(d[1], 2), try into(d[2], 3), o.trainableMagnitude ? try into(d[3], 4) : nil, nil]
+                + (node.inputs.count > 6 ? [nil] : [])
+        case .rowL2Norm, .loraBackward, .doraNorm, .doraBackward, .doraCompose, .activationBackward, .meanSquaredErrorBackward,
+             .clipCoefficient, .adamW:
+            return node.inputs.map { _ in nil }
+        }
+    }
+
+    /// `g` summed over its leading dimensions down to `shape`, its trailing ones (a broadcast
+    /// operand's gradient): a product with a row of ones, as bias gradients are formed.
+    private func sumLeading(_ g: GraphTensor, to shape: Shape, label: String) throws -> GraphTensor {
+        if g.shape == shape { return g }
+        let columns = shape.count, rows = g.shape.count / max(columns, 1)
+        let matrix = try reshape(g, [rows, columns], label: label)
+        let sums = try apply(.matmul(MatmulOptions(outputDType: .f32)), [try onesConstant([1, rows]), matrix], label: label)[0]
+        return try reshape(sums, shape, label: label)
+    }
+
+    /// `g [rows, n]` summed along each row to `[rows]`.
+    private func sumTrailing(_ g: GraphTensor, label: String) throws -> GraphTensor {
+        let n = g.shape.columns
+        let sums = try apply(.matmul(MatmulOptions(outputDType: .f32)), [g, try onesConstant([n, 1])], label: label)[0]
+        return try reshape(sums, [g.shape.rows], label: label)
+    }
+}
+
+extension Graph.NodeKind {
+    var name: String {
+        switch self {
+        case .op(let op): op.name
+        case .reshape: "reshape"
+        }
+    }
+}
+
+/// Recomputes checkpointed regions for backward: the first time backward reads a value made
+/// inside a region and used only there, the whole region is built again from its inputs, and
+/// backward reads the copy, so the forward value dies as soon as forward is done with it.
+private struct Replay {
+    let graph: Graph
+    let enabled: Bool
+    /// Region of each forward node in the order, and the values read outside their region.
+    private var regionOf: [Int: Int] = [:]
+    private var escaping = Set<Int>()
+    private let order: [Int]
+    private var copies: [Int: Int] = [:]
+    private var replayed = Set<Int>()
+
+    init(graph: Graph, enabled: Bool, order: [Int]) throws {
+        self.graph = graph
+        self.enabled = enabled
+        self.order = order
+        for n in order {
+            if let r = graph.nodes[n].region { regionOf[n] = r }
+        }
+        for n in order {
+            for v in try graph.nodes[n].inputs.map(graph.resolved) {
+                if case .node(let p, _) = graph.values[v].source, let r = regionOf[p], regionOf[n] != r { escaping.insert(v) }
+            }
+        }
+    }
+
+    mutating func value(_ id: Int) throws -> GraphTensor {
+        guard enabled, case .node(let producer, _) = graph.values[id].source, let region = regionOf[producer],
+              !escaping.contains(id) else { return graph.tensor(id) }
+        if replayed.insert(region).inserted {
+            for n in order where regionOf[n] == region {
+                let node = graph.nodes[n]
+                let inputs = try node.inputs.map { v in try graph.resolved(v) }.map { copies[$0] ?? $0 }
+                let outputs = graph.appendNode(node.kind, inputs: inputs, outputs: node.outputs.map { graph.values[$0].descriptor },
+                                               label: node.label + ".recompute", region: .some(nil))
+                for (old, new) in zip(node.outputs, outputs) { copies[old] = new.id }
+            }
+        }
+        return graph.tensor(copies[id]!)
+    }
+}

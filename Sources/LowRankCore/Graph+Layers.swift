@@ -1,0 +1,45 @@
+/// The layers a model is built from, each one or a few graph ops.
+extension Graph {
+    /// `x·Wᵀ + b` for W in `nn.Linear`'s `[d_out, d_in]` layout.
+    public func linear(_ x: GraphTensor, weight: GraphTensor, bias: GraphTensor? = nil, label: String = "linear") throws -> GraphTensor {
+        let options = MatmulOptions(transposeB: true, hasBias: bias != nil)
+        return try apply(.matmul(options), [x, weight] + (bias.map { [$0] } ?? []), label: label)[0]
+    }
+
+    /// A frozen linear layer with one LoRA adapter: `x·Wᵀ + b + s·dropout(x)·Aᵀ·Bᵀ`.
+    public func lora(_ x: GraphTensor, weight: GraphTensor, bias: GraphTensor? = nil, a: GraphTensor, b: GraphTensor,
+                     options: LoRAOptions, label: String = "lora") throws -> GraphTensor {
+        var o = options
+        o.hasBias = bias != nil
+        return try apply(.loraForward(o), [x, weight, a, b] + (bias.map { [$0] } ?? []), label: label)[0]
+    }
+
+    /// A frozen linear layer with one DoRA adapter; `weightNormSquared` is `‖W‖²_row`, a constant of W.
+    public func dora(_ x: GraphTensor, weight: GraphTensor, bias: GraphTensor? = nil, a: GraphTensor, b: GraphTensor,
+                     magnitude: GraphTensor, weightNormSquared: GraphTensor, options: DoRAOptions, label: String = "dora") throws -> GraphTensor {
+        var o = options
+        o.lora.hasBias = bias != nil
+        return try apply(.doraForward(o), [x, weight, a, b, magnitude, weightNormSquared] + (bias.map { [$0] } ?? []), label: label)[0]
+    }
+
+    public func activation(_ f: Activation, _ x: GraphTensor, label: String? = nil) throws -> GraphTensor {
+        try apply(.activation(f), [x], label: label ?? f.rawValue)[0]
+    }
+
+    public func add(_ a: GraphTensor, _ b: GraphTensor, label: String = "add") throws -> GraphTensor {
+        try apply(.add, [a, b], label: label)[0]
+    }
+
+    public func mul(_ a: GraphTensor, _ b: GraphTensor, label: String = "mul") throws -> GraphTensor {
+        try apply(.mul, [a, b], label: label)[0]
+    }
+
+    public func scale(_ a: GraphTensor, by factor: Float, label: String = "scale") throws -> GraphTensor {
+        try apply(.scale(factor), [a], label: label)[0]
+    }
+
+    /// `mean((prediction − target)²)`, one f32 value.
+    public func meanSquaredError(_ prediction: GraphTensor, _ target: GraphTensor, label: String = "mse") throws -> GraphTensor {
+        try apply(.meanSquaredError, [prediction, target], label: label)[0]
+    }
+}
