@@ -85,32 +85,34 @@ public final class ExecutionPlan: @unchecked Sendable {
             if case .input = graph.values[r].source, !inputs.contains(r) { inputs.append(r) }
         }
 
-        // Best-fit reuse: each op output takes the smallest free buffer that holds it, or a new one;
-        // a buffer is free again once the last step reading its value is done.
-        var bufferOf: [Int: Int] = [:], bufferBytes: [Int] = [], free: [Int] = []
-        var live = 0, peakLive = 0
+        // Each op output lives from the step that writes it to the last step that reads it (or to
+        // the end, for an output of the plan). Buffers are handed out greedily by size, largest
+        // value first (as TFLite's arena planner does): each value takes the smallest buffer that
+        // holds it and whose values' lifetimes are disjoint from its own, or a new one. Largest
+        // first keeps a small long-lived value from pinning a large buffer that later large
+        // values could share.
+        var lifetime: [(value: Int, bytes: Int, steps: ClosedRange<Int>)] = []
         for (position, n) in order.enumerated() {
-            let node = graph.nodes[n]
-            if case .op = node.kind {
-                for v in node.outputs {
-                    let bytes = (graph.values[v].descriptor.byteCount + 255) / 256 * 256
-                    if let i = free.indices.filter({ bufferBytes[free[$0]] >= bytes }).min(by: { bufferBytes[free[$0]] < bufferBytes[free[$1]] }) {
-                        bufferOf[v] = free.remove(at: i)
-                    } else {
-                        bufferOf[v] = bufferBytes.count
-                        bufferBytes.append(bytes)
-                    }
-                    live += bytes
-                }
-            }
-            peakLive = max(peakLive, live)
-            for v in Set(try (node.inputs + node.outputs).map(rootOf)) where lastUse[v] == position {
-                if let b = bufferOf[v] {
-                    free.append(b)
-                    live -= (graph.values[v].descriptor.byteCount + 255) / 256 * 256
-                }
+            guard case .op = graph.nodes[n].kind else { continue }
+            for v in graph.nodes[n].outputs {
+                lifetime.append((v, (graph.values[v].descriptor.byteCount + 255) / 256 * 256, position...max(position, lastUse[v] ?? position)))
             }
         }
+        var bufferOf: [Int: Int] = [:], bufferBytes: [Int] = [], occupied: [[ClosedRange<Int>]] = []
+        for value in lifetime.sorted(by: { ($0.bytes, $1.steps.lowerBound) > ($1.bytes, $0.steps.lowerBound) }) {
+            let fits = bufferBytes.indices.filter { b in
+                bufferBytes[b] >= value.bytes && !occupied[b].contains { $0.overlaps(value.steps) }
+            }
+            if let b = fits.min(by: { (bufferBytes[$0], $0) < (bufferBytes[$1], $1) }) {
+                bufferOf[value.value] = b
+                occupied[b].append(value.steps)
+            } else {
+                bufferOf[value.value] = bufferBytes.count
+                bufferBytes.append(value.bytes)
+                occupied.append([value.steps])
+            }
+        }
+        let peakLive = order.indices.map { step in lifetime.filter { $0.steps.contains(step) }.reduce(0) { $0 + $1.bytes } }.max() ?? 0
         self.steps = steps
         self.root = root
         self.bufferOf = bufferOf
