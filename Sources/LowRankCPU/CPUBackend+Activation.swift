@@ -7,7 +7,7 @@ extension CPUBackend {
         let function = Self.function(f)
         withFloats(x) { a in
             producing(out) { c in
-                parallelFor(out.shape.count) { r in
+                parallelFor(out.shape.count, minimumPerThread: 1 << 12) { r in
                     for i in r { c[i] = function(a[i]) }
                 }
             }
@@ -20,7 +20,7 @@ extension CPUBackend {
         withFloats(x) { a in
             withFloats(g) { gv in
                 producing(out) { c in
-                    parallelFor(out.shape.count) { r in
+                    parallelFor(out.shape.count, minimumPerThread: 1 << 12) { r in
                         for i in r { c[i] = gv[i] * derivative(a[i]) }
                     }
                 }

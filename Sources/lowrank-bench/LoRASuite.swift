@@ -9,11 +9,7 @@ extension BenchContext {
         let options = LoRAOptions(scale: 2, hasBias: true)
         let e = Double(dtype.byteSize)
 
-        let forwardFlops = 2.0 * Double(t * dIn * dOut + t * dIn * r + t * r * dOut)
-        let backwardFlops = 2.0 * Double(2 * t * dOut * r + t * r * dIn + t * dOut * dIn + t * r * dIn)
-        // Compulsory traffic: every input read once, every output written once.
-        let forwardBytes = e * Double(t * dIn + dOut * dIn + dOut + r * dIn + dOut * r + t * dOut) + 4 * Double(t * r)
-        let backwardBytes = e * Double(t * dOut + t * dIn + dOut * dIn + r * dIn + dOut * r + t * dIn) + 4 * Double(t * r + r * dIn + dOut * r)
+        let (forwardFlops, backwardFlops, forwardBytes, backwardBytes) = Self.loraCost(shape, elementBytes: e)
 
         func unfusedForward() throws -> (Tensor, Tensor) {
             let base = try Ops.matmul(x, w, transposeB: true, bias: bias)
@@ -46,5 +42,17 @@ extension BenchContext {
             }),
         ]
         return try measure("lora", cases)
+    }
+
+    /// One LoRA layer's work and compulsory traffic (every input read once, every output written
+    /// once), forward and backward.
+    static func loraCost(_ shape: LayerShape, elementBytes e: Double)
+        -> (forwardFlops: Double, backwardFlops: Double, forwardBytes: Double, backwardBytes: Double) {
+        let (t, dIn, dOut, r) = (Double(shape.t), Double(shape.dIn), Double(shape.dOut), Double(shape.r))
+        let forwardFlops: Double = 2 * (t * dIn * dOut + t * dIn * r + t * r * dOut)
+        let backwardFlops: Double = 2 * (2 * t * dOut * r + t * r * dIn + t * dOut * dIn + t * r * dIn)
+        let forwardBytes: Double = e * (t * dIn + dOut * dIn + dOut + r * dIn + dOut * r + t * dOut) + 4 * t * r
+        let backwardBytes: Double = e * (t * dOut + t * dIn + dOut * dIn + r * dIn + dOut * r + t * dIn) + 4 * (t * r + r * dIn + dOut * r)
+        return (forwardFlops, backwardFlops, forwardBytes, backwardBytes)
     }
 }

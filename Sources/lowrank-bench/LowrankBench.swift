@@ -14,7 +14,7 @@ struct LowrankBench: ParsableCommand {
         exits with status 1 when a result's median grew by more than --threshold.
         """)
 
-    static let suites = ["matmul", "lora", "dora", "quant", "optimizer"]
+    static let suites = ["matmul", "lora", "dora", "quant", "optimizer", "train"]
 
     @Option(help: "Suite to run: \(suites.joined(separator: ", ")), or all.") var suite = "lora"
     @Option(help: "Shape preset: \(Preset.allCases.map(\.rawValue).joined(separator: ", ")).") var preset = Preset.small
@@ -28,7 +28,7 @@ struct LowrankBench: ParsableCommand {
     @Option(name: .customLong("min-time"), help: "And more runs until they add up to this many seconds.") var minTime = 0.25
     @Option(help: "Untimed runs first.") var warmup = 2
     @Flag(help: "One JSON object per result and line (the roofline and any comparison go to stderr).") var json = false
-    @Flag(help: "Print each kernel's device time per result on stderr (Vulkan).") var profile = false
+    @Flag(help: "Print each kernel's device time per result (Vulkan), and each op's share of a training step, on stderr.") var profile = false
     @Option(help: "A file of an earlier --json run to compare against.") var compare: String?
     @Option(help: "Slowdown of the median that counts as a regression: 10% or 0.1.") var threshold = "10%"
     @Option(help: "Write an SVG chart of the run's median times over its shapes.") var plot: String?
@@ -113,7 +113,8 @@ extension BenchContext {
         case "lora": try loraSuite()
         case "dora": try doraSuite()
         case "quant": try quantSuite()
-        default: try optimizerSuite()
+        case "optimizer": try optimizerSuite()
+        default: try trainSuite()
         }
     }
 }
