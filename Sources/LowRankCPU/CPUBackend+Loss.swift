@@ -1,3 +1,4 @@
+import Glibc
 import LowRankCore
 
 extension CPUBackend {
@@ -26,6 +27,57 @@ extension CPUBackend {
                 producing(out) { c in
                     parallelFor(count) { r in
                         for i in r { c[i] = (p[i] - t[i]) * factor }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Per row `logsumexp(logits) − logits[label]` (max-shifted, f32), their mean over the rows
+    /// whose label is not ignored, summed in f64; a label outside [0, V) makes the loss NaN.
+    func crossEntropy(_ ignoreIndex: Int32, _ logits: Tensor, _ labels: Tensor, _ outputs: [Tensor]) throws {
+        let (rows, classes) = (logits.shape[0], logits.shape[1])
+        let label = pointer(labels).assumingMemoryBound(to: Int32.self)
+        let logsumexp = pointer(outputs[1]).assumingMemoryBound(to: Float.self)
+        withFloats(logits) { l in
+            parallelFor(rows, minimumPerThread: Swift.max(1, (1 << 14) / classes)) { r in
+                for row in r {
+                    let base = row * classes
+                    var largest = -Float.infinity
+                    for c in 0..<classes { largest = Swift.max(largest, l[base + c]) }
+                    var sum: Float = 0
+                    for c in 0..<classes { sum += expf(l[base + c] - largest) }
+                    logsumexp[row] = largest + logf(sum)
+                }
+            }
+            var total = 0.0, counted = 0
+            for row in 0..<rows where label[row] != ignoreIndex {
+                let y = Int(label[row])
+                total += (0..<classes).contains(y) ? Double(logsumexp[row] - l[row * classes + y]) : .nan
+                counted += 1
+            }
+            pointer(outputs[0]).assumingMemoryBound(to: Float.self)[0] = Float(total / Double(counted))
+        }
+    }
+
+    /// `(softmax − onehot)·dLoss / counted rows`; ignored rows get 0.
+    func crossEntropyBackward(_ ignoreIndex: Int32, _ inputs: [Tensor], _ out: Tensor) throws {
+        let (logits, labels) = (inputs[0], inputs[1])
+        let (rows, classes) = (logits.shape[0], logits.shape[1])
+        let label = pointer(labels).assumingMemoryBound(to: Int32.self)
+        let logsumexp = pointer(inputs[2]).assumingMemoryBound(to: Float.self)
+        let counted = (0..<rows).filter { label[$0] != ignoreIndex }.count
+        let factor = pointer(inputs[3]).assumingMemoryBound(to: Float.self)[0] / Float(counted)
+        withFloats(logits) { l in
+            producing(out) { d in
+                parallelFor(rows, minimumPerThread: Swift.max(1, (1 << 14) / classes)) { r in
+                    for row in r {
+                        let base = row * classes, y = Int(label[row])
+                        let ignored = label[row] == ignoreIndex, valid = (0..<classes).contains(y)
+                        for c in 0..<classes {
+                            let softmax = expf(l[base + c] - logsumexp[row]) - (c == y ? 1 : 0)
+                            d[base + c] = ignored ? 0 : valid ? softmax * factor : .nan
+                        }
                     }
                 }
             }

@@ -88,6 +88,15 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         case .meanSquaredError: try meanSquaredError(inputs[0], inputs[1], outputs[0])
         case .meanSquaredErrorBackward: try meanSquaredErrorBackward(inputs[0], inputs[1], inputs[2], outputs[0])
         case .clipCoefficient(let maxNorm): try clipCoefficient(inputs[0], maxNorm, outputs[0])
+        case .embedding: try embedding(inputs[0], inputs[1], outputs[0])
+        case .embeddingBackward: try embeddingBackward(inputs[0], inputs[1], outputs[0])
+        case .rmsNorm(let epsilon): try rmsNorm(epsilon, inputs[0], inputs[1], outputs)
+        case .rmsNormBackward: try rmsNormBackward(inputs, outputs)
+        case .rope(let inverse): try rope(inverse: inverse, inputs, outputs[0])
+        case .attention(let o): try attention(o, inputs, outputs)
+        case .attentionBackward(let o): try attentionBackward(o, inputs, outputs)
+        case .crossEntropy(let ignoreIndex): try crossEntropy(ignoreIndex, inputs[0], inputs[1], outputs)
+        case .crossEntropyBackward(let ignoreIndex): try crossEntropyBackward(ignoreIndex, inputs, outputs[0])
         case .adamW(let o): try adamW(o, inputs, outputs)
         }
     }

@@ -170,8 +170,23 @@ extension Graph {
             let d = try apply(.doraBackward(o), [g] + (0...3).map(input) + saved, label: label)
             return [d[0], nil, try into(d[1], 2), try into(d[2], 3), o.trainableMagnitude ? try into(d[3], 4) : nil, nil]
                 + (node.inputs.count > 6 ? [nil] : [])
+        case .embedding:
+            let vocabulary = values[try resolved(node.inputs[0])].descriptor.shape[0]
+            return [try into(try apply(.embeddingBackward(vocabulary: vocabulary), [try input(1), g], label: label)[0], 0), nil]
+        case .rmsNorm:
+            let d = try apply(.rmsNormBackward, [g, try input(0), try input(1), try forward(node.outputs[1])], label: label)
+            return [d[0], needs[1] ? try into(d[1], 1) : nil]
+        case .rope(let inverse):
+            return [try apply(.rope(inverse: !inverse), [g, try input(1), try input(2)], label: label)[0], nil, nil]
+        case .attention(let o):
+            let saved = [try forward(node.outputs[0]), try forward(node.outputs[1])]
+            let d = try apply(.attentionBackward(o), [g] + (0...2).map(input) + saved, label: label)
+            return d.map { $0 }
+        case .crossEntropy(let ignoreIndex):
+            let d = try apply(.crossEntropyBackward(ignoreIndex: ignoreIndex), [try input(0), try input(1), try forward(node.outputs[1]), g], label: label)
+            return [d[0], nil]
         case .rowL2Norm, .loraBackward, .doraNorm, .doraBackward, .doraCompose, .activationBackward, .meanSquaredErrorBackward,
-             .clipCoefficient, .adamW:
+             .clipCoefficient, .adamW, .embeddingBackward, .rmsNormBackward, .attentionBackward, .crossEntropyBackward:
             return node.inputs.map { _ in nil }
         }
     }

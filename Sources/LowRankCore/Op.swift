@@ -103,6 +103,23 @@ public enum Activation: String, Hashable, Sendable, CaseIterable {
     case geluTanh = "gelu_tanh"
 }
 
+/// Causal softmax attention over a batch of sequences packed along T, with grouped KV heads:
+/// query head h reads KV head `h / (H_q / H_kv)`, row t attends to rows `s..t` of its own sequence
+/// (`s` the first row of the sequence), scores scaled by `scale`.
+public struct AttentionOptions: Hashable, Sendable {
+    /// Rows per sequence; T is a whole number of sequences.
+    public var sequenceLength: Int
+    /// nil: `1/√headDim`.
+    public var scale: Float?
+
+    public init(sequenceLength: Int, scale: Float? = nil) {
+        self.sequenceLength = sequenceLength
+        self.scale = scale
+    }
+
+    public func scale(headDim: Int) -> Float { scale ?? 1 / Float(headDim).squareRoot() }
+}
+
 /// Every op the backends implement. Each case documents its inputs and outputs in order; the
 /// GLSL is `Shaders/<name>.comp`, the bindings `VulkanBackend+<Name>.swift` and the CPU twin
 /// `CPUBackend+<Name>.swift`.
@@ -149,6 +166,29 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
     /// Σ‖grad‖² [1] f32 -> [1] f32: `min(1, maxNorm / (√Σ + 1e-6))`, the factor
     /// `torch.nn.utils.clip_grad_norm_` scales every gradient by
     case clipCoefficient(maxNorm: Float)
+    /// table [vocab, d], ids [T] i32 -> rows of the table [T, d]
+    case embedding
+    /// ids [T] i32, G [T, d] -> d table [vocabulary, d] f32: G's rows summed into their ids' rows, in token order
+    case embeddingBackward(vocabulary: Int)
+    /// x [rows, d], weight [d] -> y [rows, d], rstd [rows] f32: `y = w ⊙ x·rstd`, `rstd = 1/√(mean(x²) + ε)`
+    /// (Llama's RMSNorm, normalised in f32)
+    case rmsNorm(epsilon: Float)
+    /// G, x, weight, rstd -> dx, d weight [d] f32
+    case rmsNormBackward
+    /// x [T, heads, headDim], inverse frequencies [headDim/2] f32, positions [T] i32 -> x with each pair
+    /// (i, i + headDim/2) rotated by `position·invFreq[i]` (Hugging Face's rotate-half RoPE); `inverse`
+    /// rotates back, which is also its backward
+    case rope(inverse: Bool)
+    /// q [T, H_q, D], k [T, H_kv, D], v [T, H_kv, D] -> out [T, H_q, D], logsumexp [T, H_q] f32
+    case attention(AttentionOptions)
+    /// G, q, k, v, out, logsumexp -> dq, dk, dv
+    case attentionBackward(AttentionOptions)
+    /// logits [T, V], labels [T] i32 -> [1] f32: mean over rows whose label is not `ignoreIndex` of
+    /// `logsumexp(logits) − logits[label]` (`torch.nn.functional.cross_entropy`; NaN when every row
+    /// is ignored or a label is outside [0, V), as PyTorch gives NaN or fails), logsumexp [T] f32
+    case crossEntropy(ignoreIndex: Int32)
+    /// logits, labels, logsumexp, dLoss [1] -> d logits = (softmax − onehot)·dLoss / counted rows
+    case crossEntropyBackward(ignoreIndex: Int32)
     /// param, grad, m, v -> param, m, v: one AdamW step, in place (`Ops.adamW`); param f32, f16 or
     /// bf16 (updated in f32, rounded once), the moments f32
     case adamW(AdamWOptions)
@@ -174,6 +214,15 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
         case .meanSquaredError: "mean_squared_error"
         case .meanSquaredErrorBackward: "mean_squared_error_backward"
         case .clipCoefficient: "clip_coefficient"
+        case .embedding: "embedding"
+        case .embeddingBackward: "embedding_backward"
+        case .rmsNorm: "rms_norm"
+        case .rmsNormBackward: "rms_norm_backward"
+        case .rope: "rope"
+        case .attention: "attention"
+        case .attentionBackward: "attention_backward"
+        case .crossEntropy: "cross_entropy"
+        case .crossEntropyBackward: "cross_entropy_backward"
         case .adamW: "adamw"
         }
     }
@@ -327,6 +376,74 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             }
             guard maxNorm.isFinite, maxNorm > 0 else { throw check.error(.invalidArgument, "the largest norm must be positive and finite, got \(maxNorm)") }
             return [inputs[0]]
+        case .embedding:
+            try check.count(2)
+            try check.floating(at: [0])
+            let table = try check.matrix(0, "table")
+            let t = try check.ids(1)
+            return [TensorDescriptor([t, table.1], inputs[0].dtype)]
+        case .embeddingBackward(let vocabulary):
+            try check.count(2)
+            try check.floating(at: [1])
+            let t = try check.ids(0)
+            let g = try check.matrix(1, "G")
+            try check.equal(g.0, t, "G's rows and the number of ids")
+            guard vocabulary > 0 else { throw check.error(.invalidArgument, "the vocabulary must not be empty") }
+            return [TensorDescriptor([vocabulary, g.1], .f32)]
+        case .rmsNorm(let epsilon):
+            try check.count(2)
+            try check.floating()
+            guard epsilon.isFinite, epsilon >= 0 else { throw check.error(.invalidArgument, "epsilon must be finite and not negative, got \(epsilon)") }
+            guard inputs[0].shape.rank >= 1 else { throw check.error(.shapeMismatch, "needs at least one dimension") }
+            try check.vector(1, "weight", inputs[0].shape.columns)
+            return [inputs[0], TensorDescriptor([inputs[0].shape.rows], .f32)]
+        case .rmsNormBackward:
+            try check.count(4)
+            try check.floating()
+            try check.equal(inputs[1].shape, inputs[0].shape, "the shapes of G and x")
+            guard inputs[1].shape.rank >= 1 else { throw check.error(.shapeMismatch, "needs at least one dimension") }
+            try check.vector(2, "weight", inputs[1].shape.columns)
+            try check.vector(3, "rstd", inputs[1].shape.rows)
+            return [inputs[1], TensorDescriptor([inputs[1].shape.columns], .f32)]
+        case .rope:
+            try check.count(3)
+            try check.floating(at: [0, 1])
+            let x = inputs[0].shape
+            guard x.rank == 3, x[2] % 2 == 0 else { throw check.error(.shapeMismatch, "x must be [T, heads, headDim] with an even headDim, got \(x)") }
+            try check.vector(1, "the inverse frequencies", x[2] / 2)
+            guard inputs[1].dtype == .f32 else { throw check.error(.dtypeMismatch, "the inverse frequencies are f32") }
+            try check.equal(try check.ids(2), x[0], "the number of positions and x's rows")
+            return [inputs[0]]
+        case .attention(let o):
+            try check.count(3)
+            try check.floating()
+            let (t, hq, d) = try check.attention(o)
+            return [TensorDescriptor([t, hq, d], inputs[0].dtype), TensorDescriptor([t, hq], .f32)]
+        case .attentionBackward(let o):
+            try check.count(6)
+            try check.floating()
+            let sub = OpCheck(op: self, inputs: Array(inputs[1...3]))
+            let (t, hq, d) = try sub.attention(o)
+            for (i, name) in [(0, "G"), (4, "out")] { try check.equal(inputs[i].shape, Shape([t, hq, d]), "\(name)'s shape and q's") }
+            try check.equal(inputs[5].shape, Shape([t, hq]), "the logsumexp's shape and [T, H_q]")
+            return Array(inputs[1...3])
+        case .crossEntropy:
+            try check.count(2)
+            try check.floating(at: [0])
+            let logits = try check.matrix(0, "logits")
+            try check.equal(try check.ids(1), logits.0, "the number of labels and the logits' rows")
+            guard logits.1 > 0 else { throw check.error(.shapeMismatch, "needs at least one class") }
+            return [TensorDescriptor([1], .f32), TensorDescriptor([logits.0], .f32)]
+        case .crossEntropyBackward:
+            try check.count(4)
+            try check.floating(at: [0])
+            let logits = try check.matrix(0, "logits")
+            try check.equal(try check.ids(1), logits.0, "the number of labels and the logits' rows")
+            try check.vector(2, "the logsumexp", logits.0)
+            guard inputs[3].shape.count == 1, inputs[3].dtype == .f32 else {
+                throw check.error(.shapeMismatch, "the loss gradient is one f32 value, got \(inputs[3])")
+            }
+            return [inputs[0]]
         case .adamW(let o):
             try check.count(4)
             try check.floating()
@@ -375,6 +492,36 @@ private struct OpCheck {
         if let dtype, !dtype.isFloatingPoint {
             throw error(.dtypeMismatch, "writes f32, f16 or bf16, not \(dtype) (quantize with cast; a quantized weight cannot be accumulated into)")
         }
+    }
+
+    /// Only the inputs at `indices` are values (f32, f16, bf16); the others are checked by their own rule.
+    func floating(at indices: [Int]) throws {
+        for i in indices where !inputs[i].dtype.isFloatingPoint {
+            throw error(.dtypeMismatch, "input \(i) must be f32, f16 or bf16, got \(inputs[i].dtype)")
+        }
+    }
+
+    /// A vector of i32 token ids or positions at input `i`; returns its length.
+    func ids(_ i: Int) throws -> Int {
+        guard inputs[i].dtype == .i32, inputs[i].shape.rank == 1 else {
+            throw error(.dtypeMismatch, "input \(i) must be a vector of i32 ids, got \(inputs[i])")
+        }
+        return inputs[i].shape[0]
+    }
+
+    /// Checks q, k, v at inputs 0...2 and returns (T, H_q, D).
+    func attention(_ o: AttentionOptions) throws -> (Int, Int, Int) {
+        let (q, k, v) = (inputs[0].shape, inputs[1].shape, inputs[2].shape)
+        guard q.rank == 3, k.rank == 3 else { throw error(.shapeMismatch, "q, k and v must be [T, heads, headDim], got \(q) and \(k)") }
+        try equal(v, k, "the shapes of k and v")
+        try equal(k[0], q[0], "the rows of q and k")
+        try equal(k[2], q[2], "the head dimensions of q and k")
+        guard k[1] > 0, q[1] % k[1] == 0 else { throw error(.shapeMismatch, "the query heads (\(q[1])) must be a multiple of the KV heads (\(k[1]))") }
+        guard o.sequenceLength > 0, q[0] % o.sequenceLength == 0 else {
+            throw error(.shapeMismatch, "T = \(q[0]) must be a whole number of sequences of \(o.sequenceLength)")
+        }
+        if let s = o.scale, !s.isFinite { throw error(.invalidArgument, "scale must be finite, got \(s)") }
+        return (q[0], q[1], q[2])
     }
 
     func matrix(_ i: Int, _ name: String) throws -> (Int, Int) {

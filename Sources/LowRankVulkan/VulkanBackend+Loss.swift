@@ -37,3 +37,35 @@ extension VulkanBackend {
         }
     }
 }
+
+extension VulkanBackend {
+    /// logits, labels -> loss, logsumexp (`Shaders/cross_entropy.comp`): PASS 0 per row, then PASS 1's
+    /// one workgroup forms the mean.
+    func encodeCrossEntropy(_ ignoreIndex: Int32, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
+        let (logits, labels) = (inputs[0], inputs[1])
+        let rows = logits.shape[0], push = PushConstants([UInt32(rows), UInt32(logits.shape[1])])
+        let rowLoss = try scratch([rows])
+        try dispatch(crossEntropyKernel(pass: 0, ignoreIndex, logits: logits, out: nil, bindings: 4),
+                     [.read(labels), .read(logits), .write(outputs[1]), .write(rowLoss)], push: push, groups: rowGroups(rows))
+        try dispatch(crossEntropyKernel(pass: 1, ignoreIndex, logits: logits, out: nil, bindings: 3),
+                     [.read(labels), .read(rowLoss), .write(outputs[0])], push: push, groups: (1, 1, 1))
+    }
+
+    /// logits, labels, logsumexp, dLoss -> d logits: PASS 2 counts the rows, PASS 3 writes every element.
+    func encodeCrossEntropyBackward(_ ignoreIndex: Int32, _ inputs: [Tensor], _ out: Tensor) throws {
+        let (logits, labels, lse, lossGradient) = (inputs[0], inputs[1], inputs[2], inputs[3])
+        let push = PushConstants([UInt32(logits.shape[0]), UInt32(logits.shape[1])])
+        let counted = try scratch([1])
+        try dispatch(crossEntropyKernel(pass: 2, ignoreIndex, logits: logits, out: nil, bindings: 2), [.read(labels), .write(counted)],
+                     push: push, groups: (1, 1, 1))
+        try dispatch(crossEntropyKernel(pass: 3, ignoreIndex, logits: logits, out: out, bindings: 6),
+                     [.read(labels), .read(logits), .read(lse), .read(lossGradient), .read(counted), .write(out)],
+                     push: push, groups: (min((out.shape.count + 255) / 256, 65535), 1, 1))
+    }
+
+    private func crossEntropyKernel(pass: Int, _ ignoreIndex: Int32, logits: Tensor, out: Tensor?, bindings: Int) -> KernelKey {
+        var defines = ["PASS": "\(pass)", "IGNORE_INDEX": "(\(ignoreIndex))", "L_T": logits.dtype.glslType]
+        if let out { (defines["C_T"], defines["C_FROM_F32"]) = (out.dtype.glslType, out.dtype.glslFromF32) }
+        return KernelKey(shader: "cross_entropy.comp", defines: defines, bindings: bindings)
+    }
+}

@@ -221,6 +221,10 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         switch op {
         case .doraNorm: return doraRankProblem(inputs[1].shape[0])
         case .doraForward: return doraRankProblem(inputs[2].shape[0])
+        case .attention: return attentionProblem(headDim: inputs[0].shape[2])
+        case .attentionBackward: return attentionProblem(headDim: inputs[1].shape[2])
+        case .embeddingBackward:
+            return "no scatter-add kernel yet (a deterministic one needs the ids sorted); the CPU backend sums the rows"
         default:
             return nil
         }
@@ -263,7 +267,17 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         case .meanSquaredError: try encodeMeanSquaredError(inputs, outputs[0])
         case .meanSquaredErrorBackward: try encodeMeanSquaredErrorBackward(inputs, outputs[0])
         case .clipCoefficient(let maxNorm): try encodeElementwise(operation: 5, inputs, outputs[0], factor: maxNorm)
+        case .embedding: try encodeEmbedding(inputs, outputs[0])
+        case .rmsNorm(let epsilon): try encodeRMSNorm(epsilon, inputs, outputs)
+        case .rmsNormBackward: try encodeRMSNormBackward(inputs, outputs)
+        case .rope(let inverse): try encodeRoPE(inverse: inverse, inputs, outputs[0])
+        case .attention(let o): try encodeAttention(o, inputs, outputs)
+        case .attentionBackward(let o): try encodeAttentionBackward(o, inputs, outputs)
+        case .crossEntropy(let ignoreIndex): try encodeCrossEntropy(ignoreIndex, inputs, outputs)
+        case .crossEntropyBackward(let ignoreIndex): try encodeCrossEntropyBackward(ignoreIndex, inputs, outputs[0])
         case .adamW(let o): try encodeAdamW(o, inputs, outputs)
+        case .embeddingBackward:
+            throw LowRankError(.unsupported, unsupportedReason(op, inputs: inputs.map(\.descriptor))!)
         }
     }
 
