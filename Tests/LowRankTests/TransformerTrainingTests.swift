@@ -1,0 +1,99 @@
+import Foundation
+import LowRank
+import Testing
+
+/// A one-block Llama-style causal language model built from graph ops, LoRA on q_proj, v_proj
+/// and down_proj, trained on a deterministic token pattern: every op of the block (embedding,
+/// RMSNorm, RoPE, grouped attention, SwiGLU, cross-entropy with ignored positions) forward and
+/// backward in one plan.
+struct TinyCausalLM {
+    static let (vocabulary, d, qHeads, kvHeads, headDim, ffn, sequence, batch, rank) = (32, 16, 4, 2, 4, 32, 8, 2, 4)
+    static var tokens: Int { sequence * batch }
+
+    let plan: ExecutionPlan
+    let adapters: [(name: String, tensor: Tensor)]
+    let feeds: [GraphTensor: Tensor]
+
+    init(on backend: any Backend) throws {
+        let (v, d, t) = (Self.vocabulary, Self.d, Self.tokens)
+        let g = Graph(backend: backend)
+        var seed: UInt64 = 300
+        let frozen = { (name: String, shape: Shape, scale: Float) -> GraphTensor in
+            seed += 1
+            return try g.parameter(name, try Tensor(randomValues(shape.count, seed: seed, scale: scale), shape: shape, on: backend))
+        }
+        var adapters: [(String, Tensor)] = [], trainable: [GraphTensor] = []
+        let lora = { (name: String, x: GraphTensor, dIn: Int, dOut: Int) -> GraphTensor in
+            seed += 1
+            let a = try Tensor(randomValues(Self.rank * dIn, seed: seed, scale: 0.3), shape: [Self.rank, dIn], on: backend)
+            let b = try Tensor.zeros([dOut, Self.rank], on: backend)
+            adapters += [("\(name).lora_A", a), ("\(name).lora_B", b)]
+            let (pa, pb) = (try g.parameter("\(name).lora_A", a, trainable: true), try g.parameter("\(name).lora_B", b, trainable: true))
+            trainable += [pa, pb]
+            return try g.lora(x, weight: try frozen("\(name).weight", [dOut, dIn], 0.3), a: pa, b: pb, options: LoRAOptions(scale: 2), label: name)
+        }
+        let ids = try g.input("input_ids", [t], dtype: .i32), labels = try g.input("labels", [t], dtype: .i32)
+        let positions = try g.input("positions", [t], dtype: .i32)
+        let inverseFrequencies = try g.parameter("inv_freq", try Tensor((0..<(Self.headDim / 2)).map { powf(10000, -2 * Float($0) / Float(Self.headDim)) },
+                                                                        shape: [Self.headDim / 2], on: backend))
+        let h = try g.apply(.embedding, [try frozen("embed_tokens", [v, d], 1), ids])[0]
+        let x = try g.checkpointed {
+            let normed = try g.apply(.rmsNorm(epsilon: 1e-6), [h, try frozen("input_layernorm", [d], 1)])[0]
+            let heads = { (y: GraphTensor, n: Int) in try g.reshape(y, [t, n, Self.headDim]) }
+            let rope = { (y: GraphTensor) in try g.apply(.rope(inverse: false), [y, inverseFrequencies, positions])[0] }
+            let q = try rope(try heads(try lora("q_proj", normed, d, Self.qHeads * Self.headDim), Self.qHeads))
+            let k = try rope(try heads(try g.linear(normed, weight: try frozen("k_proj", [Self.kvHeads * Self.headDim, d], 0.3)), Self.kvHeads))
+            let value = try heads(try lora("v_proj", normed, d, Self.kvHeads * Self.headDim), Self.kvHeads)
+            let attended = try g.apply(.attention(AttentionOptions(sequenceLength: Self.sequence)), [q, k, value])[0]
+            let o = try g.linear(try g.reshape(attended, [t, Self.qHeads * Self.headDim]), weight: try frozen("o_proj", [d, Self.qHeads * Self.headDim], 0.3))
+            let h1 = try g.add(h, o)
+            let normed2 = try g.apply(.rmsNorm(epsilon: 1e-6), [h1, try frozen("post_attention_layernorm", [d], 1)])[0]
+            let gate = try g.activation(.silu, try g.linear(normed2, weight: try frozen("gate_proj", [Self.ffn, d], 0.3)))
+            let up = try g.linear(normed2, weight: try frozen("up_proj", [Self.ffn, d], 0.3))
+            return try g.add(h1, try lora("down_proj", try g.mul(gate, up), Self.ffn, d))
+        }
+        let final = try g.apply(.rmsNorm(epsilon: 1e-6), [x, try frozen("norm", [d], 1)])[0]
+        let logits = try g.linear(final, weight: try frozen("lm_head", [v, d], 0.5))
+        let loss = try g.apply(.crossEntropy(ignoreIndex: -100), [logits, labels])[0]
+        self.adapters = adapters
+        plan = try g.compile(outputs: [loss] + (try g.gradients(of: loss, for: trainable)), check: false)
+
+        // The pattern: each sequence starts anywhere and steps by 3 modulo the vocabulary; labels
+        // are the next token, ignored at each sequence's end, as Hugging Face shifts them.
+        let stream = (0..<t).map { Int32((7 * ($0 / Self.sequence) + 3 * ($0 % Self.sequence)) % v) }
+        let next = (0..<t).map { $0 % Self.sequence == Self.sequence - 1 ? Int32(-100) : stream[$0 + 1] }
+        feeds = [ids: try idTensor(stream, on: backend), labels: try idTensor(next, on: backend),
+                 positions: try idTensor((0..<t).map { Int32($0 % Self.sequence) }, on: backend)]
+    }
+
+    func train(steps: Int) throws -> [Float] {
+        let optimizer = try AdamWOptimizer(parameters: adapters, settings: .init(learningRate: 2e-2))
+        return try (0..<steps).map { _ in
+            let out = try plan.run(feeds)
+            try optimizer.step(gradients: Array(out.dropFirst()))
+            return try out[0].floats()[0]
+        }
+    }
+}
+
+@Suite("Transformer training")
+struct TransformerTrainingTests {
+    /// 20 AdamW steps on each backend: the loss falls below 85% of where it starts (measured: 3.151
+    /// to 2.541 on both) and the backends' losses agree step by step within 1e-4 relative (measured:
+    /// 5e-6 at most).
+    @Test func tinyCausalLMTrainsOnBothBackends() throws {
+        var curves: [String: [Float]] = [:]
+        for kind in BackendKind.allCases {
+            try onBackend(kind) { backend in
+                let losses = try TinyCausalLM(on: backend).train(steps: 20)
+                #expect(losses.last! < losses[0] * 0.85, "\(backend.identifier): \(losses)")
+                curves[kind.rawValue] = losses
+            }
+        }
+        if let cpu = curves["cpu"], let vulkan = curves["vulkan"] {
+            for (step, (a, b)) in zip(cpu, vulkan).enumerated() {
+                #expect(abs(a - b) <= 1e-4 * abs(a), "step \(step): cpu \(a), vulkan \(b)")
+            }
+        }
+    }
+}
