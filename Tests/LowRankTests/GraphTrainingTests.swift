@@ -89,7 +89,6 @@ struct GraphTrainingTests {
                 curves[kind.rawValue] = losses
             }
         }
-        print("MLP LoRA losses:", curves)
         if let cpu = curves["cpu"], let vulkan = curves["vulkan"] {
             for (step, (a, b)) in zip(cpu, vulkan).enumerated() {
                 #expect(abs(a - b) <= 1e-4 * abs(a), "step \(step): cpu \(a), vulkan \(b)")
