@@ -88,6 +88,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         case .meanSquaredError: try meanSquaredError(inputs[0], inputs[1], outputs[0])
         case .meanSquaredErrorBackward: try meanSquaredErrorBackward(inputs[0], inputs[1], inputs[2], outputs[0])
         case .clipCoefficient(let maxNorm): try clipCoefficient(inputs[0], maxNorm, outputs[0])
+        case .transpose(let axes): try transpose(axes, inputs[0], outputs[0])
         case .embedding: try embedding(inputs[0], inputs[1], outputs[0])
         case .embeddingBackward: try embeddingBackward(inputs[0], inputs[1], outputs[0])
         case .rmsNorm(let epsilon): try rmsNorm(epsilon, inputs[0], inputs[1], outputs)

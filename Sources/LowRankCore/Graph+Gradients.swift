@@ -170,6 +170,9 @@ extension Graph {
             let d = try apply(.doraBackward(o), [g] + (0...3).map(input) + saved, label: label)
             return [d[0], nil, try into(d[1], 2), try into(d[2], 3), o.trainableMagnitude ? try into(d[3], 4) : nil, nil]
                 + (node.inputs.count > 6 ? [nil] : [])
+        case .transpose(let axes):
+            let inverse = axes.indices.map { axes.firstIndex(of: $0)! }
+            return [try apply(.transpose(axes: inverse), [g], label: label)[0]]
         case .embedding:
             let vocabulary = values[try resolved(node.inputs[0])].descriptor.shape[0]
             return [try into(try apply(.embeddingBackward(vocabulary: vocabulary), [try input(1), g], label: label)[0], 0), nil]

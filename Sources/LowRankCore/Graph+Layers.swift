@@ -38,6 +38,11 @@ extension Graph {
         try apply(.scale(factor), [a], label: label)[0]
     }
 
+    /// `x` with its axes reordered (output axis i is input axis `axes[i]`), copied.
+    public func transpose(_ x: GraphTensor, axes: [Int], label: String = "transpose") throws -> GraphTensor {
+        try apply(.transpose(axes: axes), [x], label: label)[0]
+    }
+
     /// `mean((prediction − target)²)`, one f32 value.
     public func meanSquaredError(_ prediction: GraphTensor, _ target: GraphTensor, label: String = "mse") throws -> GraphTensor {
         try apply(.meanSquaredError, [prediction, target], label: label)[0]

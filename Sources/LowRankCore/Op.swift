@@ -166,6 +166,9 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
     /// Σ‖grad‖² [1] f32 -> [1] f32: `min(1, maxNorm / (√Σ + 1e-6))`, the factor
     /// `torch.nn.utils.clip_grad_norm_` scales every gradient by
     case clipCoefficient(maxNorm: Float)
+    /// x -> x with its axes reordered: output axis i is input axis `axes[i]` (`torch.permute`;
+    /// `[1, 0]` transposes a matrix), copied into row-major order; at most 4 axes
+    case transpose(axes: [Int])
     /// table [vocab, d], ids [T] i32 -> rows of the table [T, d]
     case embedding
     /// ids [T] i32, G [T, d] -> d table [vocabulary, d] f32: G's rows summed into their ids' rows, in token order
@@ -214,6 +217,7 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
         case .meanSquaredError: "mean_squared_error"
         case .meanSquaredErrorBackward: "mean_squared_error_backward"
         case .clipCoefficient: "clip_coefficient"
+        case .transpose: "transpose"
         case .embedding: "embedding"
         case .embeddingBackward: "embedding_backward"
         case .rmsNorm: "rms_norm"
@@ -376,6 +380,14 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             }
             guard maxNorm.isFinite, maxNorm > 0 else { throw check.error(.invalidArgument, "the largest norm must be positive and finite, got \(maxNorm)") }
             return [inputs[0]]
+        case .transpose(let axes):
+            try check.count(1)
+            try check.floating()
+            let dims = inputs[0].shape.dims
+            guard axes.count == dims.count, Set(axes) == Set(dims.indices), dims.count <= 4 else {
+                throw check.error(.shapeMismatch, "axes \(axes) must order all \(dims.count) axes of \(inputs[0].shape) (at most 4)")
+            }
+            return [TensorDescriptor(Shape(axes.map { dims[$0] }), inputs[0].dtype)]
         case .embedding:
             try check.count(2)
             try check.floating(at: [0])

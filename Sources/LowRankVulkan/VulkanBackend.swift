@@ -267,6 +267,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         case .meanSquaredError: try encodeMeanSquaredError(inputs, outputs[0])
         case .meanSquaredErrorBackward: try encodeMeanSquaredErrorBackward(inputs, outputs[0])
         case .clipCoefficient(let maxNorm): try encodeElementwise(operation: 5, inputs, outputs[0], factor: maxNorm)
+        case .transpose(let axes): try encodeTranspose(axes, inputs[0], outputs[0])
         case .embedding: try encodeEmbedding(inputs, outputs[0])
         case .rmsNorm(let epsilon): try encodeRMSNorm(epsilon, inputs, outputs)
         case .rmsNormBackward: try encodeRMSNormBackward(inputs, outputs)

@@ -122,6 +122,31 @@ struct TransformerOpsTests {
         }
     }
 
+    /// Axes reordered as `torch.permute` orders them, ranks 2 to 4, f32 and bf16.
+    @Test(arguments: BackendKind.allCases)
+    func transposeReordersAxes(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            for (shape, axes, dtype): (Shape, [Int], DType) in [([3, 5], [1, 0], .f32), ([2, 3, 4], [2, 0, 1], .bf16), ([2, 3, 4, 5], [0, 2, 1, 3], .f32)] {
+                let xs = randomValues(shape.count, seed: 250, dtype: dtype)
+                let out = try Ops.execute(.transpose(axes: axes), [try Tensor(xs, shape: shape, dtype: dtype, on: backend)])[0]
+                #expect(out.shape == Shape(axes.map { shape[$0] }))
+                var strides = [Int](repeating: 1, count: shape.rank)
+                for i in stride(from: shape.rank - 2, through: 0, by: -1) { strides[i] = strides[i + 1] * shape[i + 1] }
+                var want: [Float] = [], index = [Int](repeating: 0, count: shape.rank)
+                for _ in 0..<shape.count {
+                    want.append(xs[zip(axes, index).reduce(0) { $0 + $1.1 * strides[$1.0] }])
+                    for axis in stride(from: shape.rank - 1, through: 0, by: -1) {
+                        index[axis] += 1
+                        if index[axis] < out.shape[axis] { break }
+                        index[axis] = 0
+                    }
+                }
+                #expect(try out.floats() == want, "\(shape) by \(axes) on \(backend.identifier)")
+            }
+            #expect(throws: LowRankError.self) { _ = try Ops.execute(.transpose(axes: [0, 0]), [try Tensor.zeros([2, 2], on: backend)]) }
+        }
+    }
+
     /// Shapes that do not fit are errors naming the op.
     @Test func rejectsBadShapes() throws {
         let backend = try BackendKind.cpu.open()
