@@ -81,18 +81,24 @@ struct GraphTrainingTests {
     /// 20 AdamW steps on each backend: the loss falls below a fifth of where it starts, and the two
     /// backends' losses agree step by step within 1e-4 relative.
     @Test func mlpLoRATrainsOnBothBackends() throws {
-        var curves: [String: [Float]] = [:]
-        for kind in BackendKind.allCases {
-            try onBackend(kind) { backend in
-                let losses = try MLPRegression(on: backend).train(steps: 20)
-                #expect(losses.last! < losses[0] / 5, "\(backend.identifier): \(losses)")
-                curves[kind.rawValue] = losses
-            }
+        try expectAgreeingLossCurves { try MLPRegression(on: $0).train(steps: 20) } falls: { $0.last! < $0[0] / 5 }
+    }
+}
+
+/// Trains on each backend: every curve must satisfy `falls`, and the CPU and Vulkan losses must
+/// agree step by step within 1e-4 relative.
+func expectAgreeingLossCurves(_ train: (any Backend) throws -> [Float], falls: ([Float]) -> Bool) throws {
+    var curves: [String: [Float]] = [:]
+    for kind in BackendKind.allCases {
+        try onBackend(kind) { backend in
+            let losses = try train(backend)
+            #expect(falls(losses), "\(backend.identifier): \(losses)")
+            curves[kind.rawValue] = losses
         }
-        if let cpu = curves["cpu"], let vulkan = curves["vulkan"] {
-            for (step, (a, b)) in zip(cpu, vulkan).enumerated() {
-                #expect(abs(a - b) <= 1e-4 * abs(a), "step \(step): cpu \(a), vulkan \(b)")
-            }
+    }
+    if let cpu = curves["cpu"], let vulkan = curves["vulkan"] {
+        for (step, (a, b)) in zip(cpu, vulkan).enumerated() {
+            #expect(abs(a - b) <= 1e-4 * abs(a), "step \(step): cpu \(a), vulkan \(b)")
         }
     }
 }

@@ -82,18 +82,6 @@ struct TransformerTrainingTests {
     /// to 2.541 on both) and the backends' losses agree step by step within 1e-4 relative (measured:
     /// 5e-6 at most).
     @Test func tinyCausalLMTrainsOnBothBackends() throws {
-        var curves: [String: [Float]] = [:]
-        for kind in BackendKind.allCases {
-            try onBackend(kind) { backend in
-                let losses = try TinyCausalLM(on: backend).train(steps: 20)
-                #expect(losses.last! < losses[0] * 0.85, "\(backend.identifier): \(losses)")
-                curves[kind.rawValue] = losses
-            }
-        }
-        if let cpu = curves["cpu"], let vulkan = curves["vulkan"] {
-            for (step, (a, b)) in zip(cpu, vulkan).enumerated() {
-                #expect(abs(a - b) <= 1e-4 * abs(a), "step \(step): cpu \(a), vulkan \(b)")
-            }
-        }
+        try expectAgreeingLossCurves { try TinyCausalLM(on: $0).train(steps: 20) } falls: { $0.last! < $0[0] * 0.85 }
     }
 }
