@@ -22,7 +22,7 @@ extension VulkanBackend {
                                defines: ["B_T": b.dtype.glslType, "M_T": m.dtype.glslType, "MAX_R": "\(sharedRow)"], bindings: 7),
                      [.read(wsq), .read(aw), .read(b), .read(aat), .read(m), .write(outputs[0]), .write(outputs[1])],
                      push: PushConstants([UInt32(dOut), UInt32(r), scale, DoRAOptions.normEpsilon]),
-                     groups: (min(dOut, 65535), (dOut + 65534) / 65535, 1))
+                     groups: rowGroups(dOut))
     }
 
     /// x, W, A, B, m, ‖W‖²_row [, bias] -> y, u, n, g [, inner]. The compose runs in the epilogue of

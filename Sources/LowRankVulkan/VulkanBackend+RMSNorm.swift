@@ -32,7 +32,4 @@ extension VulkanBackend {
         if let gradient { defines["G_T"] = gradient.dtype.glslType }
         return KernelKey(shader: "rms_norm.comp", defines: defines, bindings: gradient == nil ? 4 : 5)
     }
-
-    /// One workgroup per row, rows past 65535 folded into the y dimension.
-    func rowGroups(_ rows: Int) -> (Int, Int, Int) { (min(rows, 65535), (rows + 65534) / 65535, 1) }
 }

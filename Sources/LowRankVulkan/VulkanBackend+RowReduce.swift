@@ -14,7 +14,7 @@ extension VulkanBackend {
             let source: TensorBinding = quantized ? .read(input) : .read(input, (span.lowerBound * columns)..<(span.upperBound * columns))
             try dispatch(key, [source, .write(out, span)],
                          push: PushConstants([UInt32(span.count), UInt32(columns), UInt32(first), UInt32(input.shape.count)]),
-                         groups: (min(span.count, 65535), (span.count + 65534) / 65535, 1))
+                         groups: rowGroups(span.count))
         }
     }
 

@@ -319,6 +319,10 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         }
     }
 
+    /// One workgroup per row, rows past 65535 folded into the y dimension (the kernels index rows
+    /// as `x + y·numWorkGroups.x`).
+    func rowGroups(_ rows: Int) -> (Int, Int, Int) { (min(rows, 65535), (rows + 65534) / 65535, 1) }
+
     /// Units (elements, or rows of `unit` elements) per window when an op over `tensors` is split
     /// so that every window fits one binding, or nil when one window holds them all. Windows start
     /// on 256-byte boundaries (the strictest `minStorageBufferOffsetAlignment` Vulkan allows) in
