@@ -92,19 +92,16 @@ public final class AdamWOptimizer: @unchecked Sendable {
         guard file.metadata["optimizer"] == "adamw", let saved = file.metadata["step"].flatMap(Int.init), saved >= 0 else {
             throw LowRankError(.fileFormat, "not an AdamW state: its metadata lacks optimizer \"adamw\" and a step count", context: [("file", path)])
         }
-        var first: [Tensor] = [], second: [Tensor] = []
-        for p in parameters {
-            for (suffix, list) in [("exp_avg", 0), ("exp_avg_sq", 1)] {
-                let name = "\(p.name).\(suffix)"
-                let entry = try file.entry(name)
-                guard entry.shape == p.tensor.shape, entry.dtype == .f32 else {
-                    throw LowRankError(.shapeMismatch, "\(name) is \(entry.dtype)\(entry.shape); the parameter needs f32\(p.tensor.shape)",
-                                       context: [("file", path), ("tensor", name)])
-                }
-                let t = try file.tensor(name, on: p.tensor.backend)
-                if list == 0 { first.append(t) } else { second.append(t) }
+        let moment = { (p: (name: String, tensor: Tensor), suffix: String) throws -> Tensor in
+            let name = "\(p.name).\(suffix)"
+            let entry = try file.entry(name)
+            guard entry.shape == p.tensor.shape, entry.dtype == .f32 else {
+                throw LowRankError(.shapeMismatch, "\(name) is \(entry.dtype)\(entry.shape); the parameter needs f32\(p.tensor.shape)",
+                                   context: [("file", path), ("tensor", name)])
             }
+            return try file.tensor(name, on: p.tensor.backend)
         }
+        let first = try parameters.map { try moment($0, "exp_avg") }, second = try parameters.map { try moment($0, "exp_avg_sq") }
         (firstMoments, secondMoments, step) = (first, second, saved)
     }
 }

@@ -187,10 +187,7 @@ public final class ExecutionPlan: @unchecked Sendable {
     /// Runs a step the graph's backend cannot on the fallback backend, moving its inputs there and
     /// its results back.
     private func runOnFallback(_ op: Op, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
-        let fallback = fallback!
-        let moved = try inputs.map { try $0.copy(to: fallback) }
-        let results = try outputs.map { try Tensor(empty: $0.shape, dtype: $0.dtype, on: fallback) }
-        try fallback.run(op, inputs: moved, outputs: results)
+        let results = try Self.run(op, copying: inputs, like: outputs, on: fallback!)
         for (result, output) in zip(results, outputs) where output.byteCount > 0 {
             try result.bytes().withUnsafeBytes { try graph.backend.write($0, to: output.storage, offset: 0) }
         }
@@ -199,9 +196,7 @@ public final class ExecutionPlan: @unchecked Sendable {
     /// Runs the step again on `reference` from the same inputs and stops the run when an output
     /// differs by more than its dtype's bound, relative to the largest reference magnitude.
     private func crossCheck(_ step: Step, _ op: Op, _ inputs: [Tensor], _ outputs: [Tensor], on reference: any Backend) throws {
-        let moved = try inputs.map { try $0.copy(to: reference) }
-        let expected = try outputs.map { try Tensor(empty: $0.shape, dtype: $0.dtype, on: reference) }
-        try reference.run(op, inputs: moved, outputs: expected)
+        let expected = try Self.run(op, copying: inputs, like: outputs, on: reference)
         for (i, (got, want)) in zip(outputs, expected).enumerated() {
             let (a, b) = (try got.floats(), try want.floats())
             let scale = b.reduce(Float(0)) { max($0, abs($1)) }
@@ -218,6 +213,14 @@ public final class ExecutionPlan: @unchecked Sendable {
                                    context: [("op", step.label), ("inputs", inputs.map(\.descriptor.description).joined(separator: ", "))])
             }
         }
+    }
+
+    /// Runs `op` on `backend` from copies of `inputs`, into new tensors shaped as `outputs`.
+    private static func run(_ op: Op, copying inputs: [Tensor], like outputs: [Tensor], on backend: any Backend) throws -> [Tensor] {
+        let moved = try inputs.map { try $0.copy(to: backend) }
+        let results = try outputs.map { try Tensor(empty: $0.shape, dtype: $0.dtype, on: backend) }
+        try backend.run(op, inputs: moved, outputs: results)
+        return results
     }
 
     /// f32 results may differ by summation order; 16-bit and quantized ones by one rounding step.

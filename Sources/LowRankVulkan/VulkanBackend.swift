@@ -207,13 +207,18 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// the queue has no timestamps.
     public func deviceSeconds(_ body: () throws -> Void) throws -> Double {
         guard supportsTimestamps else { return try wallSeconds(body) }
+        return try dispatchTimings(body).reduce(0) { $0 + $1.milliseconds } / 1e3
+    }
+
+    /// The device time of each dispatch `body` records (the queue must have timestamps).
+    public func dispatchTimings(_ body: () throws -> Void) throws -> [DispatchTiming] {
         try synchronize()
         _ = drainTimings()
         profiling = true
         defer { profiling = false }
         try body()
         try synchronize()
-        return drainTimings().reduce(0) { $0 + $1.milliseconds } / 1e3
+        return drainTimings()
     }
 
     public func unsupportedReason(_ op: Op, inputs: [TensorDescriptor]) -> String? {

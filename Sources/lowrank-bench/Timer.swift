@@ -29,21 +29,11 @@ struct Timer {
         // Runs are capped so that a tiny case cannot spin for long under a large minimum time.
         while times.count < runs || (times.reduce(0, +) < minimumSeconds * 1000 && times.count < 100 * runs) {
             if let vulkan {
-                _ = vulkan.drainTimings()
-                vulkan.profiling = true
-                try body()
-                try vulkan.synchronize()
-                vulkan.profiling = false
-                let timings = vulkan.drainTimings()
+                let timings = try vulkan.dispatchTimings(body)
                 times.append(timings.reduce(0) { $0 + $1.milliseconds })
                 if profile { lastProfile = timings }
             } else {
-                let clock = ContinuousClock()
-                let start = clock.now
-                try body()
-                try backend.synchronize()
-                let d = clock.now - start
-                times.append(d.inSeconds * 1e3)
+                times.append(try backend.wallSeconds(body) * 1e3)
             }
         }
         if profile, let lastProfile { printProfile(lastProfile) }
