@@ -5,6 +5,7 @@ let package = Package(
     name: "LowRank",
     products: [
         .library(name: "LowRank", targets: ["LowRank"]),
+        .library(name: "LowRankModels", targets: ["LowRankModels"]),
         .executable(name: "lowrank", targets: ["lowrank"]),
         .executable(name: "lowrank-bench", targets: ["lowrank-bench"]),
     ],
@@ -31,9 +32,11 @@ let package = Package(
         // The library users embed: device choice and the public API over both backends.
         .target(name: "LowRank", dependencies: ["LowRankCore", "LowRankCPU", "LowRankVulkan"],
                 path: "Sources/LowRank"),
+        // Models: Llama-family decoders from Hugging Face checkpoints, PEFT adapters, training and evaluation.
+        .target(name: "LowRankModels", dependencies: ["LowRank"], path: "Sources/LowRankModels"),
         // Tools.
         .executableTarget(name: "lowrank", dependencies: [
-            "LowRank", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "LowRank", "LowRankModels", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/lowrank"),
         // Benchmark records, the roofline, baseline comparison and plots; the CLI runs the suites.
         .target(name: "LowRankBench", dependencies: ["LowRank"], path: "Sources/LowRankBench"),
@@ -41,7 +44,7 @@ let package = Package(
             "LowRank", "LowRankBench", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/lowrank-bench"),
 
-        .testTarget(name: "LowRankTests", dependencies: ["LowRank", "LowRankVulkan", "LowRankBench"], path: "Tests/LowRankTests"),
+        .testTarget(name: "LowRankTests", dependencies: ["LowRank", "LowRankVulkan", "LowRankBench", "LowRankModels"], path: "Tests/LowRankTests"),
     ],
     swiftLanguageModes: [.v6]
 )

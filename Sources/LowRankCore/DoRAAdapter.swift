@@ -22,6 +22,17 @@ public final class DoRAAdapter: @unchecked Sendable {
         magnitude = try Ops.rowL2Norm(weight)
     }
 
+    /// An adapter from existing factors and magnitude (loaded, or trained elsewhere) on `weight`,
+    /// whose `‖W‖²_row` it computes once.
+    public init(lora: LoRAAdapter, magnitude: Tensor, weight: Tensor) throws {
+        guard weight.shape.rank == 2, lora.a.shape[1] == weight.shape[1], lora.b.shape[0] == weight.shape[0], magnitude.shape == Shape([weight.shape[0]]) else {
+            throw LowRankError(.shapeMismatch, "DoRA on a \(weight.shape) weight needs A [r, \(weight.shape.columns)], B [\(weight.shape.dims.first ?? 0), r] and m [\(weight.shape.dims.first ?? 0)]; got A \(lora.a.shape), B \(lora.b.shape), m \(magnitude.shape)")
+        }
+        self.lora = lora
+        self.magnitude = magnitude
+        weightNormSquared = try Ops.rowSumOfSquares(weight)
+    }
+
     /// Recomputes the cached `‖W‖²_row`, for when the frozen weight itself was changed.
     public func refreshWeightNorm(_ weight: Tensor) throws {
         weightNormSquared = try Ops.rowSumOfSquares(weight)

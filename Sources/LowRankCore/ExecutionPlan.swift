@@ -124,8 +124,9 @@ public final class ExecutionPlan: @unchecked Sendable {
 
     /// Runs every step on `feeds` (a tensor on the graph's backend for each of `inputs`) and returns
     /// the outputs. They live in the plan's buffers: valid until the next run, which overwrites them.
-    /// With `profile`, each step's device time is measured (synchronizing after each) into `lastProfile`.
-    public func run(_ feeds: [GraphTensor: Tensor], profile: Bool = false) throws -> [Tensor] {
+    /// `seed` picks this run's dropout masks (the same in an op's forward and backward); with
+    /// `profile`, each step's device time is measured (synchronizing after each) into `lastProfile`.
+    public func run(_ feeds: [GraphTensor: Tensor], seed: UInt32 = 0, profile: Bool = false) throws -> [Tensor] {
         var fed: [Int: Tensor] = [:]
         for input in inputs {
             let name = graph.values[input.id].name
@@ -145,7 +146,8 @@ public final class ExecutionPlan: @unchecked Sendable {
         var profiled: [(String, String, Double)] = []
         for step in steps {
             let node = graph.nodes[step.node]
-            guard case .op(let op) = node.kind else { continue }
+            guard case .op(let graphOp) = node.kind else { continue }
+            let op = graphOp.reseeded(seed)
             let inputs = try node.inputs.map { try tensor($0, fed) }
             let outputs = try node.outputs.map { try tensor($0, fed) }
             let execute = {

@@ -50,6 +50,17 @@ public struct LoRAOptions: Hashable, Sendable {
     }
 }
 
+extension LoRAOptions {
+    /// The options with the dropout seed mixed with a run's `seed`, so each run of a plan draws a
+    /// fresh mask, the same in a layer's forward and backward.
+    func reseeded(_ seed: UInt32) -> LoRAOptions {
+        guard dropout > 0 else { return self }
+        var o = self
+        o.seed ^= seed &* 0x9E37_79B1
+        return o
+    }
+}
+
 /// One DoRA adapter on a frozen linear layer, as PEFT computes it with the norm detached:
 /// `y = x·Wᵀ + b + (g−1)⊙(x̂·Wᵀ) + g⊙s·(x̂·Aᵀ·Bᵀ)`, `g = m / max(n, ε)`, `n = ‖W + s·B·A‖_row`.
 public struct DoRAOptions: Hashable, Sendable {
@@ -232,6 +243,17 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { name }
+
+    /// The op with its dropout seed mixed with a run's `seed` (ops without dropout are unchanged).
+    func reseeded(_ seed: UInt32) -> Op {
+        switch self {
+        case .loraForward(let o): return .loraForward(o.reseeded(seed))
+        case .loraBackward(let o): return .loraBackward(o.reseeded(seed))
+        case .doraForward(var o): o.lora = o.lora.reseeded(seed); return .doraForward(o)
+        case .doraBackward(var o): o.lora = o.lora.reseeded(seed); return .doraBackward(o)
+        default: return self
+        }
+    }
 
     /// The outputs this op produces for these inputs, or an error that names the op and shapes.
     public func outputs(for inputs: [TensorDescriptor]) throws -> [TensorDescriptor] {

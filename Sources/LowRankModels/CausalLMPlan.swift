@@ -1,0 +1,111 @@
+import LowRank
+
+/// A Llama-family decoder with its adapters built as one graph for a fixed batch shape: token
+/// embedding, per block RMSNorm, RoPE, causal attention over grouped KV heads and a SwiGLU MLP
+/// (each projection plain, LoRA or DoRA), final norm, LM head, and the mean next-token
+/// cross-entropy. With `training`, the plan also yields the gradient of every adapter tensor, in
+/// `ModelAdapter.parameters` order.
+public final class CausalLMPlan: @unchecked Sendable {
+    public let batch: Int
+    public let sequence: Int
+    public let plan: ExecutionPlan
+    private let ids: GraphTensor
+    private let labels: GraphTensor
+    private let backend: any Backend
+
+    /// Labels that the loss skips: padding, and each row's last position (which predicts nothing).
+    public static let ignoredLabel: Int32 = -100
+
+    public init(model: LlamaModel, adapter: ModelAdapter?, batch: Int, sequence: Int, training: Bool, checkpointing: Bool = false) throws {
+        let config = model.config
+        guard batch >= 1, sequence >= 2 else {
+            throw LowRankError(.invalidArgument, "a batch needs at least one row of at least 2 tokens, got \(batch) × \(sequence)")
+        }
+        if let window = config.slidingWindow, sequence > window {
+            throw LowRankError(.unsupported, "sequences of \(sequence) tokens exceed the model's sliding window of \(window), which this engine does not apply; use --seq-len \(window) or less")
+        }
+        self.batch = batch
+        self.sequence = sequence
+        backend = model.backend
+        let t = batch * sequence
+        let g = Graph(backend: model.backend)
+        ids = try g.input("input_ids", [t], dtype: .i32)
+        labels = try g.input("labels", [t], dtype: .i32)
+        let positionValues = (0..<t).map { Int32($0 % sequence) }
+        let positions = try g.parameter("positions", try positionValues.withUnsafeBytes {
+            try Tensor(bytes: $0, shape: [t], dtype: .i32, on: model.backend)
+        })
+        let inverseFrequencies = try g.parameter("rope.inv_freq", model.inverseFrequencies)
+        let frozen = { (name: String) in try g.parameter(name, try model.weight(name)) }
+
+        let adapters = Dictionary(uniqueKeysWithValues: (adapter?.layers ?? []).map { ($0.path, $0.adapter) })
+        var trainable: [GraphTensor] = []
+        var moduleIndex: UInt32 = 0
+        let project = { (x: GraphTensor, path: String, name: String) throws -> GraphTensor in
+            moduleIndex += 1
+            let weight = try frozen(path + ".weight")
+            let bias = config.hasBias(name) ? try frozen(path + ".bias") : nil
+            guard let layer = adapters[path] else { return try g.linear(x, weight: weight, bias: bias, label: path) }
+            let lora = layer.lora
+            let a = try g.parameter(ModelAdapter.key(path, "lora_A.weight"), lora.a, trainable: training)
+            let b = try g.parameter(ModelAdapter.key(path, "lora_B.weight"), lora.b, trainable: training)
+            let options = lora.options(seed: moduleIndex)
+            switch layer {
+            case .lora:
+                trainable += [a, b]
+                return try g.lora(x, weight: weight, bias: bias, a: a, b: b, options: options, label: path)
+            case .dora(let d):
+                let m = try g.parameter(ModelAdapter.key(path, "lora_magnitude_vector"), d.magnitude, trainable: training)
+                let normSquared = try g.parameter(path + ".weight_norm_squared", d.weightNormSquared)
+                trainable += [a, b, m]
+                return try g.dora(x, weight: weight, bias: bias, a: a, b: b, magnitude: m, weightNormSquared: normSquared,
+                                  options: DoRAOptions(lora: options, trainableMagnitude: training), label: path)
+            }
+        }
+
+        let (headDim, qHeads, kvHeads) = (config.headDim, config.headCount, config.keyValueHeadCount)
+        var h = try g.apply(.embedding, [try frozen("model.embed_tokens.weight"), ids], label: "embed_tokens")[0]
+        for layer in 0..<config.layerCount {
+            let prefix = "model.layers.\(layer)."
+            let block = {
+                let normed = try g.apply(.rmsNorm(epsilon: config.rmsNormEpsilon), [h, try frozen(prefix + "input_layernorm.weight")],
+                                         label: prefix + "input_layernorm")[0]
+                let heads = { (y: GraphTensor, n: Int) in try g.reshape(y, [t, n, headDim]) }
+                let rope = { (y: GraphTensor, label: String) in
+                    try g.apply(.rope(inverse: false), [y, inverseFrequencies, positions], label: label)[0]
+                }
+                let q = try rope(try heads(try project(normed, prefix + "self_attn.q_proj", "q_proj"), qHeads), prefix + "rope_q")
+                let k = try rope(try heads(try project(normed, prefix + "self_attn.k_proj", "k_proj"), kvHeads), prefix + "rope_k")
+                let v = try heads(try project(normed, prefix + "self_attn.v_proj", "v_proj"), kvHeads)
+                let attended = try g.apply(.attention(AttentionOptions(sequenceLength: sequence)), [q, k, v], label: prefix + "self_attn")[0]
+                let o = try project(try g.reshape(attended, [t, qHeads * headDim]), prefix + "self_attn.o_proj", "o_proj")
+                let h1 = try g.add(h, o, label: prefix + "residual_attn")
+                let normed2 = try g.apply(.rmsNorm(epsilon: config.rmsNormEpsilon), [h1, try frozen(prefix + "post_attention_layernorm.weight")],
+                                          label: prefix + "post_attention_layernorm")[0]
+                let gate = try g.activation(.silu, try project(normed2, prefix + "mlp.gate_proj", "gate_proj"), label: prefix + "mlp.act")
+                let up = try project(normed2, prefix + "mlp.up_proj", "up_proj")
+                let down = try project(try g.mul(gate, up, label: prefix + "mlp.gate_up"), prefix + "mlp.down_proj", "down_proj")
+                return try g.add(h1, down, label: prefix + "residual_mlp")
+            }
+            h = try checkpointing ? g.checkpointed(block) : block()
+        }
+        let final = try g.apply(.rmsNorm(epsilon: config.rmsNormEpsilon), [h, try frozen("model.norm.weight")], label: "model.norm")[0]
+        let lmHeadName = config.tiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight"
+        let logits = try g.linear(final, weight: try frozen(lmHeadName), label: "lm_head")
+        let loss = try g.apply(.crossEntropy(ignoreIndex: Self.ignoredLabel), [logits, labels], label: "loss")[0]
+        let gradients = training && !trainable.isEmpty ? try g.gradients(of: loss, for: trainable, checkpointing: checkpointing) : []
+        plan = try g.compile(outputs: [loss] + gradients)
+    }
+
+    /// Runs the plan on one batch: the mean loss over its predicted tokens and, when training, the
+    /// adapter's gradients (valid until the next run). `seed` picks the dropout masks.
+    public func run(_ batch: TokenBatch, seed: UInt32 = 0) throws -> (loss: Tensor, gradients: [Tensor]) {
+        guard batch.rows == self.batch, batch.sequence == sequence else {
+            throw LowRankError(.shapeMismatch, "a plan for \(self.batch) × \(sequence) tokens was given a \(batch.rows) × \(batch.sequence) batch")
+        }
+        let out = try plan.run([ids: try batch.inputIDs.withUnsafeBytes { try Tensor(bytes: $0, shape: [batch.rows * sequence], dtype: .i32, on: backend) },
+                                labels: try batch.labels.withUnsafeBytes { try Tensor(bytes: $0, shape: [batch.rows * sequence], dtype: .i32, on: backend) }],
+                               seed: seed)
+        return (out[0], Array(out.dropFirst()))
+    }
+}

@@ -1,0 +1,49 @@
+import Foundation
+import LowRank
+
+/// The mean next-token cross-entropy of a model (with an adapter, or without) over a dataset:
+/// every predicted token weighs the same, whatever batch it fell in.
+public struct Evaluation: Sendable {
+    public let loss: Double
+    public let tokens: Int
+    public var perplexity: Double { Foundation.exp(loss) }
+
+    public init(model: LlamaModel, adapter: ModelAdapter?, data: TokenDataset, batchSize: Int) throws {
+        guard batchSize >= 1 else { throw LowRankError(.invalidArgument, "the batch size must be at least 1, got \(batchSize)") }
+        var plans = PlanCache(model: model, adapter: adapter, training: false, checkpointing: false)
+        var total = 0.0, tokens = 0
+        for start in stride(from: 0, to: data.rows.count, by: batchSize) {
+            let batch = data.batch(start..<min(start + batchSize, data.rows.count))
+            let loss = try plans.plan(for: batch).run(batch).loss.floats()[0]
+            total += Double(loss) * Double(batch.predictedTokens)
+            tokens += batch.predictedTokens
+        }
+        self.loss = total / Double(tokens)
+        self.tokens = tokens
+    }
+
+    /// `{"loss": …, "tokens": …, "perplexity": …}`.
+    public var json: JSON { .object(["loss": .number(loss), "tokens": .number(Double(tokens)), "perplexity": .number(perplexity)]) }
+}
+
+/// One plan per batch shape met (a short last batch gets its own), built on first use.
+struct PlanCache {
+    let model: LlamaModel
+    let adapter: ModelAdapter?
+    let training: Bool
+    let checkpointing: Bool
+    private var plans: [[Int]: CausalLMPlan] = [:]
+
+    init(model: LlamaModel, adapter: ModelAdapter?, training: Bool, checkpointing: Bool) {
+        (self.model, self.adapter, self.training, self.checkpointing) = (model, adapter, training, checkpointing)
+    }
+
+    mutating func plan(for batch: TokenBatch) throws -> CausalLMPlan {
+        let key = [batch.rows, batch.sequence]
+        if let p = plans[key] { return p }
+        let p = try CausalLMPlan(model: model, adapter: adapter, batch: batch.rows, sequence: batch.sequence,
+                                 training: training, checkpointing: checkpointing)
+        plans[key] = p
+        return p
+    }
+}

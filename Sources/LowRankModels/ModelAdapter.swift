@@ -1,0 +1,127 @@
+import Foundation
+import LowRank
+
+/// The adapter of one linear layer: LoRA's factors, or DoRA's with a magnitude.
+public enum LayerAdapter: Sendable {
+    case lora(LoRAAdapter)
+    case dora(DoRAAdapter)
+
+    public var lora: LoRAAdapter {
+        switch self {
+        case .lora(let l): l
+        case .dora(let d): d.lora
+        }
+    }
+}
+
+/// A model's adapters, one per targeted linear layer, with PEFT's tensor names
+/// (`base_model.model.<module path>.lora_A.weight`, `.lora_B.weight`, `.lora_magnitude_vector`) and
+/// its folder format (`adapter_config.json` and `adapter_model.safetensors`) both ways.
+public final class ModelAdapter: @unchecked Sendable {
+    public let settings: AdapterSettings
+    /// Each adapted module's path (`model.layers.0.self_attn.q_proj`) and adapter, in model order.
+    public let layers: [(path: String, adapter: LayerAdapter)]
+
+    public static let configName = "adapter_config.json"
+    public static let weightsName = "adapter_model.safetensors"
+
+    static func key(_ path: String, _ tensor: String) -> String { "base_model.model.\(path).\(tensor)" }
+
+    /// A new adapter on every module `settings` targets: A as PEFT draws it (Kaiming-uniform, from
+    /// `seed`), B = 0, and for DoRA m = ‖W‖_row, so the model starts unchanged.
+    public init(settings: AdapterSettings, on model: LlamaModel, seed: UInt64) throws {
+        self.settings = settings
+        let modules = try Self.targetedModules(settings, model)
+        layers = try modules.enumerated().map { i, module in
+            // One generator stream per module, so adding a target does not move the others' draws.
+            let moduleSeed = UInt32(truncatingIfNeeded: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(i) &* 0xBF58_476D_1CE4_E5B9 >> 32)
+            if settings.dora {
+                return (module.path, .dora(try DoRAAdapter(weight: module.weight, config: settings.lora, seed: moduleSeed)))
+            }
+            return (module.path, .lora(try LoRAAdapter(inFeatures: module.weight.shape[1], outFeatures: module.weight.shape[0],
+                                                       config: settings.lora, seed: moduleSeed, on: model.backend)))
+        }
+    }
+
+    /// The adapter PEFT (or `save`) wrote to `folder`, for `model`. A tensor for a module the model
+    /// lacks, a missing one, or one shaped for another architecture is an error naming the file
+    /// and tensor; F16 and BF16 tensors are widened to f32.
+    public init(contentsOf folder: String, on model: LlamaModel) throws {
+        let settings = try AdapterSettings(contentsOf: folder + "/" + Self.configName)
+        let path = folder + "/" + Self.weightsName
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw LowRankError(.io, "no \(Self.weightsName) (only safetensors adapters are read)", context: [("file", path)])
+        }
+        let file = try SafetensorsFile(path: path)
+        let modules = try Self.targetedModules(settings, model)
+        var expected = Set<String>()
+        var layers: [(String, LayerAdapter)] = []
+        for module in modules {
+            let (dOut, dIn) = (module.weight.shape[0], module.weight.shape[1])
+            let load = { (name: String, shape: Shape) throws -> Tensor in
+                let key = Self.key(module.path, name)
+                expected.insert(key)
+                guard let entry = file.entries[key] else {
+                    throw LowRankError(.fileFormat, "the adapter has no \(key), which its config targets on this model",
+                                       context: [("file", path), ("tensor", key)])
+                }
+                guard entry.shape == shape, entry.dtype.isFloatingPoint else {
+                    throw LowRankError(.shapeMismatch, "\(key) is \(entry.dtype)\(entry.shape) but this model's \(module.path) needs a float \(shape) (an adapter for another architecture?)",
+                                       context: [("file", path), ("tensor", key)])
+                }
+                return try Tensor(try file.floats(key), shape: shape, on: model.backend)
+            }
+            let lora = try LoRAAdapter(config: settings.lora, a: try load("lora_A.weight", [settings.rank, dIn]), b: try load("lora_B.weight", [dOut, settings.rank]))
+            if settings.dora {
+                layers.append((module.path, .dora(try DoRAAdapter(lora: lora, magnitude: try load("lora_magnitude_vector", [dOut]), weight: module.weight))))
+            } else {
+                layers.append((module.path, .lora(lora)))
+            }
+        }
+        if let stray = file.names.first(where: { !expected.contains($0) }) {
+            throw LowRankError(.fileFormat, "the adapter holds \(stray), which matches no adapted module of this \(model.config.modelType) model (an adapter for another architecture?)",
+                               context: [("file", path), ("tensor", stray)])
+        }
+        self.settings = settings
+        self.layers = layers
+    }
+
+    private static func targetedModules(_ settings: AdapterSettings, _ model: LlamaModel) throws -> [(path: String, weight: Tensor)] {
+        let modules = try model.linearModules.filter { settings.targets($0.path) }.map { ($0.path, try model.weight($0.path + ".weight")) }
+        guard !modules.isEmpty else {
+            throw LowRankError(.invalidArgument, "the adapter's target modules \(settings.targets) match no linear layer of the model",
+                               context: [("modules", AdapterSettings.projectionNames.joined(separator: ", "))])
+        }
+        return modules
+    }
+
+    /// The trainable tensors, by PEFT's names.
+    public var parameters: [(name: String, tensor: Tensor)] {
+        layers.flatMap { path, adapter -> [(name: String, tensor: Tensor)] in
+            let factors = [(Self.key(path, "lora_A.weight"), adapter.lora.a), (Self.key(path, "lora_B.weight"), adapter.lora.b)]
+            guard case .dora(let d) = adapter else { return factors }
+            return factors + [(Self.key(path, "lora_magnitude_vector"), d.magnitude)]
+        }
+    }
+
+    /// Writes `adapter_config.json` and `adapter_model.safetensors` (f32) into `folder`, each atomically.
+    public func save(to folder: String) throws {
+        try FileIO.makeDirectories(folder)
+        try SafetensorsFile.write(parameters, metadata: ["format": "pt"], to: folder + "/" + Self.weightsName)
+        try Array(settings.json.serialized.utf8).withUnsafeBytes { try FileIO.writeAtomically(folder + "/" + Self.configName, $0) }
+    }
+
+    /// Overwrites every tensor with the one `folder` holds under the same name (a checkpoint of this adapter).
+    public func restore(from folder: String) throws {
+        let path = folder + "/" + Self.weightsName
+        let file = try SafetensorsFile(path: path)
+        for (name, tensor) in parameters {
+            let entry = try file.entry(name)
+            guard entry.shape == tensor.shape, entry.dtype == .f32 else {
+                throw LowRankError(.shapeMismatch, "\(name) is \(entry.dtype)\(entry.shape); this adapter's is f32\(tensor.shape)",
+                                   context: [("file", path), ("tensor", name)])
+            }
+            try file.withBytes(name) { try tensor.backend.write($0, to: tensor.storage, offset: 0) }
+        }
+    }
+}

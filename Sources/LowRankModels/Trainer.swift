@@ -1,0 +1,200 @@
+import Foundation
+import LowRank
+
+/// How `Trainer` trains: the optimizer's hyperparameters (PyTorch's AdamW defaults), the data
+/// order, the length of the run, and checkpointing.
+public struct TrainingSettings: Hashable, Sendable {
+    public enum Schedule: String, Hashable, Sendable, CaseIterable {
+        case constant, linear, cosine
+    }
+
+    public var learningRate: Double = 2e-4
+    public var warmupSteps = 0
+    public var schedule: Schedule = .constant
+    public var weightDecay = 0.01
+    /// Clip the global gradient norm to this; nil: no clipping.
+    public var maxGradientNorm: Float?
+    public var batchSize = 4
+    /// Optimizer steps; nil: `epochs` passes over the data.
+    public var steps: Int?
+    public var epochs = 1
+    public var gradientCheckpointing = false
+    public var seed: UInt64 = 0
+    public var shuffle = true
+    /// Write a checkpoint every this many steps; nil: only at the end.
+    public var saveEvery: Int?
+
+    public init() {}
+
+    func optimizer(totalSteps: Int) -> AdamWOptimizer.Settings {
+        let schedule: LearningRateSchedule = switch self.schedule {
+        case .constant: .constant(warmupSteps: warmupSteps)
+        case .linear: .linear(warmupSteps: warmupSteps, totalSteps: totalSteps)
+        case .cosine: .cosine(warmupSteps: warmupSteps, totalSteps: totalSteps)
+        }
+        return AdamWOptimizer.Settings(learningRate: learningRate, weightDecay: weightDecay, schedule: schedule, maxGradientNorm: maxGradientNorm)
+    }
+}
+
+/// What the trainer reports after each step.
+public struct TrainingProgress: Sendable {
+    public var step: Int
+    public var totalSteps: Int
+    public var loss: Float
+    /// Predicted tokens of this step's batch.
+    public var tokens: Int
+    public var seconds: Double
+}
+
+/// Trains an adapter on a dataset: AdamW steps over batches in a seeded order, checkpoints
+/// (adapter, optimizer moments, step, data-order seed) written atomically into
+/// `<output>/checkpoint-<step>`, and `resume()` continuing bit for bit from the latest one.
+public final class Trainer: @unchecked Sendable {
+    public let model: LlamaModel
+    public let adapter: ModelAdapter
+    public let data: TokenDataset
+    public let settings: TrainingSettings
+    public let output: String?
+    public let totalSteps: Int
+    public private(set) var step = 0
+    /// The loss of every step taken, resumed ones included.
+    public private(set) var losses: [Float] = []
+    private let optimizer: AdamWOptimizer
+    private var plans: PlanCache
+
+    static let stateName = "trainer_state.json"
+    static let optimizerName = "optimizer.safetensors"
+
+    public init(model: LlamaModel, adapter: ModelAdapter, data: TokenDataset, settings: TrainingSettings, output: String?) throws {
+        guard settings.batchSize >= 1 else { throw LowRankError(.invalidArgument, "the batch size must be at least 1, got \(settings.batchSize)") }
+        guard settings.epochs >= 1, (settings.steps ?? 1) >= 1, (settings.saveEvery ?? 1) >= 1 else {
+            throw LowRankError(.invalidArgument, "steps, epochs and the checkpoint interval must be at least 1")
+        }
+        self.model = model
+        self.adapter = adapter
+        self.data = data
+        self.settings = settings
+        self.output = output
+        totalSteps = settings.steps ?? settings.epochs * Self.batchesPerEpoch(data.rows.count, settings.batchSize)
+        optimizer = try AdamWOptimizer(parameters: adapter.parameters, settings: settings.optimizer(totalSteps: totalSteps))
+        plans = PlanCache(model: model, adapter: adapter, training: true, checkpointing: settings.gradientCheckpointing)
+        if let output { try Self.checkWritable(output) }
+    }
+
+    static func batchesPerEpoch(_ rows: Int, _ batchSize: Int) -> Int { (rows + batchSize - 1) / batchSize }
+
+    /// Fails now, naming the folder, rather than after hours of training.
+    static func checkWritable(_ folder: String) throws {
+        try FileIO.makeDirectories(folder)
+        let probe = folder + "/.lowrank-write-test"
+        try [UInt8]().withUnsafeBytes { try FileIO.writeAtomically(probe, $0) }
+        unlink(probe)
+    }
+
+    /// The rows of step `step`'s batch: epochs walk the data in order, or in a permutation drawn
+    /// from the seed and the epoch, so any step's batch is known without replaying the others.
+    func rows(forStep step: Int) -> ArraySlice<Int> {
+        let perEpoch = Self.batchesPerEpoch(data.rows.count, settings.batchSize)
+        let (epoch, index) = step.quotientAndRemainder(dividingBy: perEpoch)
+        var order = Array(data.rows.indices)
+        if settings.shuffle {
+            var random = SplitMix(seed: settings.seed &+ UInt64(epoch) &* 0xD1B5_4A32_D192_ED03)
+            for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(random.next() % UInt64(i + 1))) }
+        }
+        return order[(index * settings.batchSize)..<min((index + 1) * settings.batchSize, order.count)]
+    }
+
+    /// Takes one optimizer step and returns its loss.
+    @discardableResult
+    public func trainStep() throws -> TrainingProgress {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let batch = data.batch(rows(forStep: step))
+        var stepRandom = SplitMix(seed: settings.seed ^ UInt64(step))
+        let dropoutSeed = UInt32(truncatingIfNeeded: stepRandom.next())
+        let (lossTensor, gradients) = try plans.plan(for: batch).run(batch, seed: dropoutSeed)
+        try optimizer.step(gradients: gradients)
+        let loss = try lossTensor.floats()[0]
+        guard loss.isFinite else {
+            throw LowRankError(.numerical, "the loss became \(loss) at step \(step + 1); the last checkpoint holds the adapter before it (lower the learning rate or clip gradients)",
+                               context: [("step", "\(step + 1)")])
+        }
+        step += 1
+        losses.append(loss)
+        return TrainingProgress(step: step, totalSteps: totalSteps, loss: loss, tokens: batch.predictedTokens,
+                                seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+
+    /// Trains to `totalSteps`, checkpointing every `saveEvery` steps, then writes the adapter (and a
+    /// final checkpoint) to `output`.
+    public func train(progress: (TrainingProgress) -> Void = { _ in }) throws {
+        while step < totalSteps {
+            progress(try trainStep())
+            if let every = settings.saveEvery, step % every == 0, step < totalSteps { try saveCheckpoint() }
+        }
+        if let output {
+            try saveCheckpoint()
+            try adapter.save(to: output)
+            try LossCurve(losses: losses).write(to: output + "/loss.svg")
+        }
+    }
+
+    // MARK: Checkpoints
+
+    private var stateJSON: JSON {
+        .object(["step": .number(Double(step)), "seed": .string(String(settings.seed)), "batch_size": .number(Double(settings.batchSize)),
+                 "shuffle": .bool(settings.shuffle), "rows": .number(Double(data.rows.count)), "total_steps": .number(Double(totalSteps)),
+                 "losses": .array(losses.map { .number(Double($0)) })])
+    }
+
+    /// Writes `checkpoint-<step>` beside the others, whole or not at all (it is built under a
+    /// temporary name and renamed), then removes the older ones.
+    public func saveCheckpoint() throws {
+        guard let output else { return }
+        let final = output + "/checkpoint-\(step)", partial = output + "/.checkpoint-\(step).partial"
+        try? FileManager.default.removeItem(atPath: partial)
+        try adapter.save(to: partial)
+        try optimizer.save(to: partial + "/" + Self.optimizerName)
+        try Array(stateJSON.serialized.utf8).withUnsafeBytes { try FileIO.writeAtomically(partial + "/" + Self.stateName, $0) }
+        try? FileManager.default.removeItem(atPath: final)
+        guard rename(partial, final) == 0 else {
+            throw LowRankError(.io, "cannot rename the checkpoint into place: \(String(cString: strerror(errno)))", context: [("folder", final)])
+        }
+        for (older, _) in Self.checkpoints(in: output) where older != final { try? FileManager.default.removeItem(atPath: older) }
+    }
+
+    /// Complete checkpoints in `folder`, newest first.
+    static func checkpoints(in folder: String) -> [(path: String, step: Int)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        return names.compactMap { name -> (String, Int)? in
+            guard name.hasPrefix("checkpoint-"), let step = Int(name.dropFirst("checkpoint-".count)),
+                  FileManager.default.fileExists(atPath: "\(folder)/\(name)/\(stateName)") else { return nil }
+            return ("\(folder)/\(name)", step)
+        }.sorted { $0.1 > $1.1 }
+    }
+
+    /// Continues from the newest checkpoint in `output`: the adapter, the optimizer and the step,
+    /// so the steps that follow are those an unbroken run takes. Returns the step resumed at, or
+    /// nil when there is no checkpoint. A checkpoint of another data order is an error.
+    @discardableResult
+    public func resume() throws -> Int? {
+        guard let output, let latest = Self.checkpoints(in: output).first else { return nil }
+        let statePath = latest.path + "/" + Self.stateName
+        let state = try JSON.parse(try FileIO.read(statePath))
+        for key in ["seed", "batch_size", "shuffle", "rows"] where state[key] != stateJSON[key] {
+            throw LowRankError(.invalidArgument,
+                               "the checkpoint was made with \(key) \(state[key]?.serialized ?? "unset"), this run has \(stateJSON[key]!.serialized): resuming would not continue the same run",
+                               context: [("file", statePath)])
+        }
+        guard let saved = state["step"]?.int, let savedLosses = state["losses"]?.array?.compactMap(\.number), savedLosses.count == saved else {
+            throw LowRankError(.fileFormat, "the trainer state lacks its step or losses", context: [("file", statePath)])
+        }
+        try adapter.restore(from: latest.path)
+        try optimizer.load(from: latest.path + "/" + Self.optimizerName)
+        guard optimizer.step == saved else {
+            throw LowRankError(.fileFormat, "the optimizer state is at step \(optimizer.step), the trainer's at \(saved)", context: [("folder", latest.path)])
+        }
+        step = saved
+        losses = savedLosses.map { Float($0) }
+        return saved
+    }
+}

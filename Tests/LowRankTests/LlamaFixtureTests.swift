@@ -1,0 +1,82 @@
+import Foundation
+import LowRank
+import LowRankModels
+import Testing
+
+/// `Tests/Fixtures/llama`, made by `tools/make_llama_fixtures.py` with transformers + PEFT + PyTorch.
+enum LlamaFixtures {
+    static let folder = GoldenCases.packageRoot.appendingPathComponent("Tests/Fixtures/llama").path
+    static func path(_ name: String) -> String { folder + "/" + name }
+
+    static let expected: JSON = try! JSON.parse(FileIO.read(path("expected.json")))
+    static func expectedLoss(_ name: String) -> Double { expected["loss"]![name]!.number! }
+
+    static func model(_ name: String = "tiny-llama", on backend: any Backend) throws -> LlamaModel {
+        try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: path(name)), on: backend)
+    }
+
+    static func data(_ model: LlamaModel, file: String = "data.jsonl") throws -> TokenDataset {
+        try TokenDataset(contentsOf: path(file), vocabularySize: model.config.vocabularySize)
+    }
+}
+
+@Suite("Llama checkpoints and PEFT adapters against transformers + PEFT")
+struct LlamaFixtureTests {
+    /// The mean loss over the fixture data, with each adapter PEFT saved, against transformers + PEFT
+    /// in float64. Bound 1e-4 relative (measured: about 1e-7 on the CPU backend, 1e-6 on lavapipe).
+    @Test(arguments: BackendKind.allCases, [
+        ("tiny-llama", nil), ("tiny-llama", "lora"), ("tiny-llama", "rslora"), ("tiny-llama", "dora"), ("tiny-llama", "lora-f16"),
+        ("tiny-qwen2-bf16", nil), ("tiny-qwen2-bf16", "qwen2-lora"),
+    ] as [(String, String?)])
+    func evaluationMatchesTransformers(_ kind: BackendKind, _ fixture: (model: String, adapter: String?)) throws {
+        try onBackend(kind) { backend in
+            let model = try LlamaFixtures.model(fixture.model, on: backend)
+            let adapter = try fixture.adapter.map { try ModelAdapter(contentsOf: LlamaFixtures.path($0), on: model) }
+            let result = try Evaluation(model: model, adapter: adapter, data: LlamaFixtures.data(model), batchSize: 4)
+            let expected = LlamaFixtures.expectedLoss(fixture.adapter ?? fixture.model)
+            print("eval \(fixture) on \(kind): \(result.loss) vs transformers \(expected), relative \(abs(result.loss - expected) / expected)")
+            #expect(result.tokens == LlamaFixtures.expected["tokens"]!.int!)
+            #expect(abs(result.loss - expected) / expected < 1e-4, "\(fixture): \(result.loss) vs transformers \(expected)")
+        }
+    }
+
+    /// JSONL and `.npy` (int64) hold the same rows, and any batch size gives the same token-weighted mean.
+    @Test func dataFormatsAndBatchSizesAgree() throws {
+        let model = try LlamaFixtures.model(on: CPUBackend.shared)
+        let jsonl = try LlamaFixtures.data(model), npy = try LlamaFixtures.data(model, file: "data.npy")
+        #expect(jsonl.rows == npy.rows)
+        let losses = try [1, 4, 6].map { try Evaluation(model: model, adapter: nil, data: jsonl, batchSize: $0).loss }
+        for loss in losses { #expect(abs(loss - losses[0]) / losses[0] < 1e-6) }
+    }
+
+    /// Five AdamW steps from PEFT's adapter, batches in order, against torch.optim.AdamW on the PEFT
+    /// model: every adapter tensor within 1e-3 relative to its largest value (measured: see the
+    /// closing note), and the five losses within 1e-4.
+    @Test(arguments: BackendKind.allCases, ["lora", "dora"])
+    func fiveStepsMatchPyTorch(_ kind: BackendKind, _ variant: String) throws {
+        try onBackend(kind) { backend in
+            let model = try LlamaFixtures.model(on: backend)
+            let adapter = try ModelAdapter(contentsOf: LlamaFixtures.path(variant), on: model)
+            let train = LlamaFixtures.expected["train"]!
+            var settings = TrainingSettings()
+            settings.learningRate = train["lr"]!.number!
+            settings.weightDecay = train["weight_decay"]!.number!
+            settings.batchSize = train["batch_size"]!.int!
+            settings.steps = train["steps"]!.int!
+            settings.shuffle = false
+            let trainer = try Trainer(model: model, adapter: adapter, data: LlamaFixtures.data(model), settings: settings, output: nil)
+            try trainer.train()
+            let expectedLosses = train[variant]!.array!.map { $0.number! }
+            for (got, want) in zip(trainer.losses, expectedLosses) {
+                #expect(abs(Double(got) - want) / want < 1e-4, "loss \(got) vs PyTorch \(want)")
+            }
+            let reference = try SafetensorsFile(path: LlamaFixtures.path("train5-\(variant)/adapter_model.safetensors"))
+            var worst = 0.0
+            for (name, tensor) in adapter.parameters {
+                worst = max(worst, relativeError(try tensor.floats(), try reference.floats(name).map(Double.init)))
+            }
+            print("five AdamW steps, \(variant) on \(kind): worst relative difference from PyTorch \(worst)")
+            #expect(worst < 1e-3)
+        }
+    }
+}
