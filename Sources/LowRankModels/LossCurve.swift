@@ -27,7 +27,7 @@ public struct LossCurve: Sendable {
         let finite = losses.filter(\.isFinite)
         let lo = Double(finite.min() ?? 0), hi = Double(finite.max() ?? 1)
         let (yMin, yMax) = (max(0, lo - 0.05 * (hi - lo)), hi + 0.05 * (hi - lo) + (hi == lo ? 1 : 0))
-        let steps = max(losses.count, 2)
+        let steps = max(losses.count, 2), window = max(1, losses.count / 20)
         func x(_ i: Int) -> Double { left + plotW * Double(i) / Double(steps - 1) }
         func y(_ v: Float) -> Double { top + plotH * (1 - (Double(v) - yMin) / (yMax - yMin)) }
         func line(_ values: [Float], _ style: String) -> String {
@@ -38,7 +38,7 @@ public struct LossCurve: Sendable {
         <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" font-family="sans-serif" font-size="12">
         <rect width="100%" height="100%" fill="white"/>
         <text x="\(left)" y="24" font-size="16">\(title)</text>
-        <text x="\(left)" y="40" fill="#555">\(losses.count) steps, loss \(String(format: "%.4f", losses.first ?? 0)) → \(String(format: "%.4f", losses.last ?? 0))</text>
+        <text x="\(left)" y="40" fill="#555">\(losses.count) steps, loss \(String(format: "%.4f", losses.first ?? 0)) → \(String(format: "%.4f", losses.last ?? 0)); light: each step, dark: mean of the last \(window)</text>
 
         """
         for k in 0...4 {
@@ -53,7 +53,7 @@ public struct LossCurve: Sendable {
         out += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">step</text>\n", left + plotW / 2, height - 10)
         out += String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#333\"/>\n", left, top, plotW, plotH)
         out += line(losses, "stroke=\"#9ecae1\" stroke-width=\"1\"")
-        out += line(Self.movingAverage(losses, width: max(1, losses.count / 20)), "stroke=\"#08519c\" stroke-width=\"2\"")
+        out += line(Self.movingAverage(losses, width: window), "stroke=\"#08519c\" stroke-width=\"2\"")
         return out + "</svg>\n"
     }
 

@@ -6,7 +6,7 @@ struct Lowrank: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lowrank",
         abstract: "Fine-tune models with low-rank adapters on any GPU through Vulkan, or on the CPU.",
-        subcommands: [Devices.self, Check.self])
+        subcommands: [Train.self, Eval.self, Merge.self, Devices.self, Check.self])
 }
 
 /// `--device` and `--validation`, shared by commands that run ops.

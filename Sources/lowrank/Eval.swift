@@ -1,0 +1,29 @@
+import ArgumentParser
+import LowRank
+import LowRankModels
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Mean next-token loss and perplexity of a checkpoint, with or without an adapter, over token data.")
+
+    @Option(help: "A Hugging Face model folder.") var model: String
+    @Option(help: "A PEFT adapter folder (adapter_config.json and adapter_model.safetensors).") var adapter: String?
+    @Option(help: "Token data: .jsonl or .npy.") var data: String
+    @Option(help: "Rows per batch.") var batchSize = 8
+    @Option(help: "Split rows into windows of at most this many tokens.") var seqLen: Int?
+    @Flag(help: "Print {\"loss\": …, \"tokens\": …, \"perplexity\": …} only.") var json = false
+    @OptionGroup var device: DeviceOptions
+
+    func run() throws {
+        let backend = try Engine.backend(try device.request, validation: device.validationEnabled)
+        let llama = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: model), on: backend)
+        let adapter = try self.adapter.map { try ModelAdapter(contentsOf: $0, on: llama) }
+        let dataset = try TokenDataset(contentsOf: data, vocabularySize: llama.config.vocabularySize, maxLength: seqLen)
+        let result = try Evaluation(model: llama, adapter: adapter, data: dataset, batchSize: batchSize)
+        if json {
+            print(result.json.serialized)
+        } else {
+            print("loss \(result.loss), perplexity \(result.perplexity) over \(result.tokens) predicted tokens (\(backend.identifier))")
+        }
+    }
+}

@@ -1,0 +1,121 @@
+import ArgumentParser
+import LowRank
+import LowRankModels
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fine-tune a Llama-family checkpoint with a LoRA, rsLoRA or DoRA adapter (optionally on quantized weights).",
+        discussion: """
+        With neither --model nor --data, trains the built-in default: a small Llama-architecture model with fixed \
+        random weights on a built-in byte-level corpus, saving the adapter and loss.svg to \(DefaultJob.adapterFolder)/.
+
+        Data: JSONL with an "input_ids" list per line, or a .npy int32/int64 [N, seq] array. Each row is one \
+        sequence (split into --seq-len windows when longer); rows of a batch are padded, and the loss is the mean \
+        next-token cross-entropy over every predicted token, as transformers computes it.
+        """)
+
+    @Option(help: "A Hugging Face model folder (config.json and safetensors weights).") var model: String?
+    @Option(help: "Training data: .jsonl or .npy token ids.") var data: String?
+    @Option(help: "Where the adapter, checkpoints and loss.svg go (default: adapter-out, or the default job's folder).")
+    var adapterOut: String?
+    @Option(help: "Start from this PEFT adapter folder instead of a new adapter (its r, alpha, targets and DoRA setting apply).")
+    var initAdapter: String?
+
+    @Option(help: "Adapter rank.") var r = 8
+    @Option(help: "LoRA alpha (the scale is alpha / r, or alpha / √r with --rslora).") var alpha: Float = 16
+    @Option(help: "Dropout on the adapter's input.") var dropout: Float = 0
+    @Flag(help: "rsLoRA scaling (alpha / √r).") var rslora = false
+    @Flag(help: "DoRA: a trained magnitude per output row.") var dora = false
+    @Option(help: "Comma-separated modules (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or all-linear.")
+    var targets = "q_proj,v_proj"
+    @Option(help: "Quantize the frozen projections at load: nf4, q8_0 or q4_0.") var quantize: String?
+
+    @Option(help: "Peak learning rate.") var lr: Double?
+    @Option(help: "Linear warm-up steps.") var warmup: Int?
+    @Option(help: "constant, linear or cosine (after warm-up).") var schedule: String?
+    @Option(help: "AdamW's decoupled weight decay.") var weightDecay = 0.01
+    @Option(help: "Clip the global gradient norm to this.") var clip: Float?
+
+    @Option(help: "Rows per batch.") var batchSize: Int?
+    @Option(help: "Split rows into windows of at most this many tokens.") var seqLen: Int?
+    @Option(help: "Optimizer steps (instead of --epochs).") var steps: Int?
+    @Option(help: "Passes over the data (default 1).") var epochs: Int?
+    @Flag(help: "Recompute each block's activations in backward instead of keeping them.") var gradCheckpointing = false
+    @Option(help: "Seed of the adapter's initialisation, the data order and dropout.") var seed: UInt64 = 0
+    @Flag(help: "Take rows in file order.") var noShuffle = false
+    @Option(help: "Write a checkpoint every N steps (always at the end).") var saveEvery: Int?
+    @Flag(help: "Continue from the newest checkpoint in the output folder, bit for bit.") var resume = false
+
+    @OptionGroup var device: DeviceOptions
+
+    func validate() throws {
+        if (model == nil) != (data == nil) {
+            throw ValidationError("give both --model and --data, or neither (for the built-in default job)")
+        }
+        if model == nil, initAdapter != nil || quantize != nil {
+            throw ValidationError("--init-adapter and --quantize need --model")
+        }
+        if steps != nil, epochs != nil { throw ValidationError("give --steps or --epochs, not both") }
+        if let schedule, TrainingSettings.Schedule(rawValue: schedule) == nil {
+            throw ValidationError("--schedule takes constant, linear or cosine, not \(schedule)")
+        }
+    }
+
+    func run() throws {
+        let backend = try Engine.backend(try device.request, validation: device.validationEnabled)
+        let isDefault = model == nil
+        let output = adapterOut ?? (isDefault ? DefaultJob.adapterFolder : "adapter-out")
+
+        let llama: LlamaModel, dataset: TokenDataset
+        var settings = isDefault ? DefaultJob.trainingSettings : TrainingSettings()
+        let adapterSettings: AdapterSettings
+        var baseModel = "lowrank-default-model"
+        if let model, let data {
+            let quantized = try quantize.map { name in
+                guard let t = DType(rawValue: name), t.isQuantized else {
+                    throw ValidationError("--quantize takes nf4, q8_0 or q4_0, not \(name)")
+                }
+                return t
+            }
+            llama = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: model), on: backend, quantize: quantized)
+            dataset = try TokenDataset(contentsOf: data, vocabularySize: llama.config.vocabularySize, maxLength: seqLen)
+            baseModel = model
+        } else {
+            llama = try DefaultJob.model(on: backend)
+            dataset = try DefaultJob.data()
+        }
+        if isDefault { adapterSettings = try DefaultJob.adapterSettings } else {
+            adapterSettings = try AdapterSettings(rank: r, alpha: alpha, dropout: dropout, rsLoRA: rslora, dora: dora,
+                                                  targets: AdapterSettings.targets(parsing: targets), baseModel: baseModel)
+        }
+        let adapter = try initAdapter.map { try ModelAdapter(contentsOf: $0, on: llama) }
+            ?? ModelAdapter(settings: adapterSettings, on: llama, seed: seed)
+
+        if let lr { settings.learningRate = lr }
+        if let warmup { settings.warmupSteps = warmup }
+        if let schedule { settings.schedule = TrainingSettings.Schedule(rawValue: schedule)! }
+        settings.weightDecay = weightDecay
+        settings.maxGradientNorm = clip ?? settings.maxGradientNorm
+        if let batchSize { settings.batchSize = batchSize }
+        if let steps { settings.steps = steps }
+        if let epochs { settings.epochs = epochs; settings.steps = nil }
+        settings.gradientCheckpointing = gradCheckpointing
+        settings.seed = seed
+        settings.shuffle = !noShuffle
+        settings.saveEvery = saveEvery
+
+        let trainer = try Trainer(model: llama, adapter: adapter, data: dataset, settings: settings, output: output)
+        let a = adapter.settings
+        printToStandardError("lowrank train: \(isDefault ? "built-in default model and corpus" : model!) on \(backend.identifier) (\(backend.deviceName)); "
+            + "\(a.dora ? "DoRA" : a.rsLoRA ? "rsLoRA" : "LoRA") r=\(a.rank) alpha=\(a.alpha) on \(adapter.layers.count) modules, "
+            + "\(adapter.parameters.reduce(0) { $0 + $1.tensor.shape.count }) trainable parameters; \(dataset.rows.count) rows, \(trainer.totalSteps) steps")
+        var progress = ProgressBar()
+        if resume, let step = try trainer.resume() {
+            printToStandardError("resumed from \(output)/checkpoint-\(step)")
+            progress.resumed(at: step)
+        }
+        try trainer.train { progress.update($0) }
+        let first = trainer.losses.first ?? .nan, last = trainer.losses.last ?? .nan
+        print("loss \(first) -> \(last) over \(trainer.losses.count) steps; adapter saved to \(output)/ (PEFT format), loss curve \(output)/loss.svg")
+    }
+}
