@@ -1,0 +1,148 @@
+import Foundation
+import LowRank
+import LowRankModels
+import Testing
+
+/// A fresh temporary folder, removed when `body` returns.
+func withTemporaryFolder(_ body: (String) throws -> Void) throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("lowrank-test-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: folder) }
+    try body(folder)
+}
+
+@Suite("Training, checkpoints and merging of Llama-family models")
+struct LlamaTrainingTests {
+    static func settings(steps: Int, saveEvery: Int? = nil) -> TrainingSettings {
+        var s = TrainingSettings()
+        s.learningRate = 2e-2
+        s.batchSize = 2
+        s.steps = steps
+        s.seed = 7
+        s.saveEvery = saveEvery
+        s.schedule = .cosine
+        s.warmupSteps = 1
+        s.maxGradientNorm = 1
+        return s
+    }
+
+    /// A run stopped after its checkpoint at step 2 and resumed gives the adapter of an unbroken run,
+    /// bit for bit, with shuffling, a schedule, clipping and dropout on.
+    @Test(arguments: BackendKind.allCases)
+    func resumeContinuesBitForBit(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let model = try LlamaFixtures.model(on: backend)
+            let data = try LlamaFixtures.data(model)
+            let adapterSettings = try AdapterSettings(rank: 4, alpha: 8, dropout: 0.1, dora: true, targets: .names(["q_proj", "down_proj"]))
+            let fresh = { try ModelAdapter(settings: adapterSettings, on: model, seed: 3) }
+            let unbroken = try Trainer(model: model, adapter: try fresh(), data: data, settings: Self.settings(steps: 4), output: nil)
+            try unbroken.train()
+            try withTemporaryFolder { folder in
+                let first = try Trainer(model: model, adapter: try fresh(), data: data, settings: Self.settings(steps: 4, saveEvery: 2), output: folder)
+                try first.trainStep()
+                try first.trainStep()
+                try first.saveCheckpoint()
+                try first.trainStep()  // lost with the "kill": the checkpoint holds step 2
+                let second = try Trainer(model: model, adapter: try fresh(), data: data, settings: Self.settings(steps: 4, saveEvery: 2), output: folder)
+                #expect(try second.resume() == 2)
+                try second.train()
+                #expect(second.losses == unbroken.losses)
+                for ((name, got), (_, want)) in zip(second.adapter.parameters, unbroken.adapter.parameters) {
+                    #expect(try got.bytes() == want.bytes(), "\(name) differs after resuming")
+                }
+                // What train() leaves: the adapter in PEFT's layout, one checkpoint, and the plot.
+                let saved = try ModelAdapter(contentsOf: folder, on: model)
+                for ((_, got), (_, want)) in zip(saved.parameters, unbroken.adapter.parameters) { #expect(try got.bytes() == want.bytes()) }
+                let files = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
+                #expect(files == ["adapter_config.json", "adapter_model.safetensors", "checkpoint-4", "loss.svg"])
+            }
+        }
+    }
+
+    /// A resumed run with another data order is refused, naming the setting.
+    @Test func resumeRefusesAnotherDataOrder() throws {
+        let model = try LlamaFixtures.model(on: CPUBackend.shared)
+        let data = try LlamaFixtures.data(model)
+        let adapterSettings = try AdapterSettings(rank: 2, alpha: 4)
+        try withTemporaryFolder { folder in
+            try Trainer(model: model, adapter: try ModelAdapter(settings: adapterSettings, on: model, seed: 1), data: data,
+                        settings: Self.settings(steps: 2), output: folder).train()
+            var other = Self.settings(steps: 4)
+            other.batchSize = 3
+            let trainer = try Trainer(model: model, adapter: try ModelAdapter(settings: adapterSettings, on: model, seed: 1), data: data,
+                                      settings: other, output: folder)
+            #expect { try trainer.resume() } throws: { "\($0)".contains("batch_size") }
+        }
+    }
+
+    /// Dropout draws a new mask per step seed and the same mask for the same seed.
+    @Test func dropoutFollowsTheRunSeed() throws {
+        let model = try LlamaFixtures.model(on: CPUBackend.shared)
+        let adapter = try ModelAdapter(settings: try AdapterSettings(rank: 4, alpha: 8, dropout: 0.5), on: model, seed: 1)
+        for (_, b) in adapter.parameters where b.shape[1] == 4 { try b.assign(randomValues(b.shape.count, seed: 9, scale: 0.5)) }
+        let plan = try CausalLMPlan(model: model, adapter: adapter, batch: 2, sequence: 16, training: true)
+        let batch = try LlamaFixtures.data(model).batch(0..<2)
+        let loss = { (seed: UInt32) in try plan.run(batch, seed: seed).loss.floats()[0] }
+        #expect(try loss(1) == loss(1))
+        #expect(try loss(1) != loss(2))
+    }
+
+    /// QLoRA: the projections quantized at load; LoRA and DoRA train on them on both backends, and the
+    /// quantized model's loss stays near the f32 model's.
+    @Test(arguments: BackendKind.allCases, [DType.nf4, .q8_0, .q4_0])
+    func trainsOnQuantizedWeights(_ kind: BackendKind, _ dtype: DType) throws {
+        try onBackend(kind) { backend in
+            let checkpoint = try HuggingFaceCheckpoint(folder: LlamaFixtures.path("tiny-llama"))
+            let model = try LlamaModel(checkpoint: checkpoint, on: backend, quantize: dtype)
+            let data = try LlamaFixtures.data(model)
+            let base = try Evaluation(model: model, adapter: nil, data: data, batchSize: 6).loss
+            #expect(abs(base - LlamaFixtures.expectedLoss("tiny-llama")) / LlamaFixtures.expectedLoss("tiny-llama") < 0.05)
+            let adapter = try ModelAdapter(settings: try AdapterSettings(rank: 4, alpha: 8, dora: dtype == .nf4, targets: .allLinear), on: model, seed: 2)
+            var settings = Self.settings(steps: 6)
+            settings.shuffle = false
+            settings.batchSize = 6
+            let trainer = try Trainer(model: model, adapter: adapter, data: data, settings: settings, output: nil)
+            try trainer.train()
+            #expect(trainer.losses.last! < trainer.losses.first! * 0.95, "\(trainer.losses)")
+        }
+    }
+
+    /// A merged checkpoint, read back, gives the loss of the model with the adapter, in the source's
+    /// layout: the same files and, for the bf16 sharded Qwen2 model, bf16 tensors again.
+    @Test(arguments: [("tiny-llama", "dora"), ("tiny-llama", "rslora"), ("tiny-qwen2-bf16", "qwen2-lora")])
+    func mergedCheckpointKeepsTheAdaptersLoss(_ fixture: (model: String, adapter: String)) throws {
+        let checkpoint = try HuggingFaceCheckpoint(folder: LlamaFixtures.path(fixture.model))
+        let model = try LlamaModel(checkpoint: checkpoint, on: CPUBackend.shared)
+        let adapter = try ModelAdapter(contentsOf: LlamaFixtures.path(fixture.adapter), on: model)
+        let data = try LlamaFixtures.data(model)
+        try withTemporaryFolder { folder in
+            try checkpoint.write(merging: adapter, of: model, to: folder + "/merged")
+            let merged = try HuggingFaceCheckpoint(folder: folder + "/merged")
+            #expect(merged.files.map(\.name) == checkpoint.files.map(\.name))
+            #expect(try FileManager.default.contentsOfDirectory(atPath: folder + "/merged").sorted()
+                == FileManager.default.contentsOfDirectory(atPath: checkpoint.folder).sorted())
+            let q = "model.layers.0.self_attn.q_proj.weight"
+            #expect(try merged.file(containing: q).entry(q).dtype == checkpoint.file(containing: q).entry(q).dtype)
+            let withAdapter = try Evaluation(model: model, adapter: adapter, data: data, batchSize: 6).loss
+            let mergedLoss = try Evaluation(model: try LlamaModel(checkpoint: merged, on: CPUBackend.shared), adapter: nil, data: data, batchSize: 6).loss
+            // f32 weights merge to within summation order; bf16 ones round each merged weight once (2^-8).
+            let bound = fixture.model.hasSuffix("bf16") ? 1e-2 : 1e-5
+            #expect(abs(mergedLoss - withAdapter) / withAdapter < bound, "\(mergedLoss) vs \(withAdapter)")
+        }
+    }
+
+    /// The default job's model and corpus: its loss falls within a few dozen steps on each backend.
+    @Test(arguments: BackendKind.allCases)
+    func defaultJobLearns(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let model = try DefaultJob.model(on: backend)
+            let adapter = try ModelAdapter(settings: try DefaultJob.adapterSettings, on: model, seed: 0)
+            var settings = DefaultJob.trainingSettings
+            settings.steps = kind == .cpu ? 40 : 12
+            let trainer = try Trainer(model: model, adapter: adapter, data: try DefaultJob.data(), settings: settings, output: nil)
+            try trainer.train()
+            let (head, tail) = (trainer.losses.prefix(3).reduce(0, +) / 3, trainer.losses.suffix(3).reduce(0, +) / 3)
+            #expect(tail < head * (kind == .cpu ? 0.75 : 0.9), "\(trainer.losses)")
+        }
+    }
+}
