@@ -13,4 +13,8 @@ LOWRANK_VALIDATION=1 .build/debug/lowrank check
 bench=(.build/debug/lowrank-bench --suite all --preset tiny --device all --runs 2 --warmup 1 --min-time 0)
 "${bench[@]}" --json > .build/bench-smoke.json
 "${bench[@]}" --compare .build/bench-smoke.json --threshold 1000%
+# The README's main job, shortened: the default model trains on the device found and saves its
+# adapter and loss curve.
+LOWRANK_VALIDATION=1 .build/debug/lowrank train --steps 20 --adapter-out .build/default-job
+test -s .build/default-job/adapter_model.safetensors && test -s .build/default-job/loss.svg
 swift test
