@@ -35,21 +35,11 @@ public struct LlamaConfig: Hashable, Sendable {
                 headCount: Int, keyValueHeadCount: Int, headDim: Int? = nil, rmsNormEpsilon: Float = 1e-6,
                 ropeTheta: Double = 10000, ropeScaling: RoPEScaling = .none, tiedEmbeddings: Bool = false,
                 attentionBias: Bool = false, mlpBias: Bool = false, slidingWindow: Int? = nil) {
-        self.modelType = modelType
-        self.vocabularySize = vocabularySize
-        self.hiddenSize = hiddenSize
-        self.intermediateSize = intermediateSize
-        self.layerCount = layerCount
-        self.headCount = headCount
-        self.keyValueHeadCount = keyValueHeadCount
+        (self.modelType, self.vocabularySize, self.hiddenSize, self.intermediateSize) = (modelType, vocabularySize, hiddenSize, intermediateSize)
+        (self.layerCount, self.headCount, self.keyValueHeadCount) = (layerCount, headCount, keyValueHeadCount)
         self.headDim = headDim ?? hiddenSize / headCount
-        self.rmsNormEpsilon = rmsNormEpsilon
-        self.ropeTheta = ropeTheta
-        self.ropeScaling = ropeScaling
-        self.tiedEmbeddings = tiedEmbeddings
-        self.attentionBias = attentionBias
-        self.mlpBias = mlpBias
-        self.slidingWindow = slidingWindow
+        (self.rmsNormEpsilon, self.ropeTheta, self.ropeScaling) = (rmsNormEpsilon, ropeTheta, ropeScaling)
+        (self.tiedEmbeddings, self.attentionBias, self.mlpBias, self.slidingWindow) = (tiedEmbeddings, attentionBias, mlpBias, slidingWindow)
     }
 
     static let supportedTypes = ["llama", "mistral", "qwen2"]
