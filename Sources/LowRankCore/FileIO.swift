@@ -45,6 +45,46 @@ public enum FileIO {
         }
     }
 
+    public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// The names in a folder (without `.` and `..`), sorted.
+    public static func contents(ofDirectory path: String) throws -> [String] {
+        guard let dir = opendir(path) else {
+            throw LowRankError(.io, "cannot list: \(String(cString: strerror(errno)))", context: [("folder", path)])
+        }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    /// rm -rf: a file, or a folder and everything in it; nothing when the path does not exist.
+    public static func removeTree(_ path: String) throws {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        if (info.st_mode & S_IFMT) == S_IFDIR {
+            for name in try contents(ofDirectory: path) { try removeTree(path + "/" + name) }
+            guard rmdir(path) == 0 else { throw LowRankError(.io, "cannot remove: \(String(cString: strerror(errno)))", context: [("folder", path)]) }
+        } else if unlink(path) != 0 {
+            throw LowRankError(.io, "cannot remove: \(String(cString: strerror(errno)))", context: [("file", path)])
+        }
+    }
+
+    /// The absolute path with links and `..` resolved, or nil when it does not exist.
+    public static func canonicalPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
     public static func environment(_ name: String) -> String? {
         getenv(name).map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
     }

@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 import LowRank
 
 /// What PEFT's `LoraConfig` says about an adapter, read from and written to `adapter_config.json`
@@ -30,7 +30,7 @@ public struct AdapterSettings: Hashable, Sendable {
 
     /// `--targets` as a person types it: a comma-separated list of names, or `all-linear`.
     public static func targets(parsing text: String) -> Targets {
-        text == "all-linear" ? .allLinear : .names(text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        text == "all-linear" ? .allLinear : .names(text.split(separator: ",").map { String($0.filter { $0 != " " }) })
     }
 
     public var lora: LoRAConfig { LoRAConfig(rank: rank, alpha: alpha, rsLoRA: rsLoRA, dropout: dropout) }
@@ -53,8 +53,8 @@ public struct AdapterSettings: Hashable, Sendable {
         case .names(let names):
             return names.contains { path == $0 || path.hasSuffix("." + $0) }
         case .pattern(let pattern):
-            guard let regex = try? NSRegularExpression(pattern: "^(?:\(pattern))$") else { return false }
-            return regex.firstMatch(in: path, range: NSRange(path.startIndex..., in: path)) != nil
+            guard let regex = try? Regex(pattern) else { return false }
+            return (try? regex.wholeMatch(in: path)) != nil
         }
     }
 

@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 import LowRank
 
 extension HuggingFaceCheckpoint {
@@ -10,8 +10,7 @@ extension HuggingFaceCheckpoint {
         guard model.projectionDType == .f32 else {
             throw LowRankError(.invalidArgument, "merging needs the model's weights in f32, not quantized to \(model.projectionDType)")
         }
-        let source = URL(fileURLWithPath: self.folder).standardizedFileURL.path, target = URL(fileURLWithPath: folder).standardizedFileURL.path
-        guard source != target else {
+        guard FileIO.canonicalPath(self.folder) != FileIO.canonicalPath(folder) else {
             throw LowRankError(.invalidArgument, "the merged checkpoint would overwrite the model it is made from; choose another --out", context: [("folder", folder)])
         }
         try FileIO.makeDirectories(folder)
@@ -35,9 +34,7 @@ extension HuggingFaceCheckpoint {
             try SafetensorsFile.write(tensors, metadata: file.metadata, to: folder + "/" + fileName)
         }
         let weightFiles = Set(files.map(\.name))
-        for name in try FileManager.default.contentsOfDirectory(atPath: self.folder).sorted() where !weightFiles.contains(name) {
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: self.folder + "/" + name, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
+        for name in try FileIO.contents(ofDirectory: self.folder) where !weightFiles.contains(name) && !FileIO.isDirectory(self.folder + "/" + name) {
             try FileIO.read(self.folder + "/" + name).withUnsafeBytes { try FileIO.writeAtomically(folder + "/" + name, $0) }
         }
     }

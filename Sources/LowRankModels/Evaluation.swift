@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 import LowRank
 
 /// The mean next-token cross-entropy of a model (with an adapter, or without) over a dataset:
@@ -6,7 +6,7 @@ import LowRank
 public struct Evaluation: Sendable {
     public let loss: Double
     public let tokens: Int
-    public var perplexity: Double { Foundation.exp(loss) }
+    public var perplexity: Double { Glibc.exp(loss) }
 
     public init(model: LlamaModel, adapter: ModelAdapter?, data: TokenDataset, batchSize: Int) throws {
         guard batchSize >= 1 else { throw LowRankError(.invalidArgument, "the batch size must be at least 1, got \(batchSize)") }

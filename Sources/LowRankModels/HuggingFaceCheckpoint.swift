@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 import LowRank
 
 /// A Hugging Face model folder: `config.json` and the weights, in one `model.safetensors` or in
@@ -20,7 +20,7 @@ public struct HuggingFaceCheckpoint: Sendable {
     public init(folder: String) throws {
         self.folder = folder
         let configPath = folder + "/config.json"
-        guard FileManager.default.fileExists(atPath: configPath) else {
+        guard FileIO.exists(configPath) else {
             throw LowRankError(.io, "no config.json: this is not a Hugging Face model folder", context: [("file", configPath)])
         }
         config = try LlamaConfig(contentsOf: configPath)
@@ -28,13 +28,13 @@ public struct HuggingFaceCheckpoint: Sendable {
 
         let names: [String]
         let indexPath = folder + "/" + Self.indexName
-        if FileManager.default.fileExists(atPath: indexPath) {
+        if FileIO.exists(indexPath) {
             let index = try JSON.parse(try FileIO.read(indexPath))
             guard let map = index["weight_map"]?.object, let shards = Optional(map.values.compactMap(\.string)), shards.count == map.count else {
                 throw LowRankError(.fileFormat, "weight_map is missing or maps a tensor to something other than a file name", context: [("file", indexPath)])
             }
             names = Set(shards).sorted()
-        } else if FileManager.default.fileExists(atPath: folder + "/model.safetensors") {
+        } else if FileIO.exists(folder + "/model.safetensors") {
             names = ["model.safetensors"]
         } else {
             throw LowRankError(.io, "no model.safetensors and no \(Self.indexName) (only safetensors weights are read)", context: [("folder", folder)])

@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 import LowRank
 
 /// The architecture of a Llama-family decoder (Llama 2 and 3, Mistral, Qwen2 and 2.5, TinyLlama), read

@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 import LowRank
 
 /// An SVG plot of training loss per step, with a moving average over the noise of single batches.
@@ -31,30 +31,37 @@ public struct LossCurve: Sendable {
         func x(_ i: Int) -> Double { left + plotW * Double(i) / Double(steps - 1) }
         func y(_ v: Float) -> Double { top + plotH * (1 - (Double(v) - yMin) / (yMax - yMin)) }
         func line(_ values: [Float], _ style: String) -> String {
-            let points = values.enumerated().filter { $0.element.isFinite }.map { String(format: "%.1f,%.1f", x($0.offset), y($0.element)) }
+            let points = values.enumerated().filter { $0.element.isFinite }.map { formatted("%.1f,%.1f", x($0.offset), y($0.element)) }
             return "<polyline fill=\"none\" \(style) points=\"\(points.joined(separator: " "))\"/>\n"
         }
         var out = """
         <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" font-family="sans-serif" font-size="12">
         <rect width="100%" height="100%" fill="white"/>
         <text x="\(left)" y="24" font-size="16">\(title)</text>
-        <text x="\(left)" y="40" fill="#555">\(losses.count) steps, loss \(String(format: "%.4f", losses.first ?? 0)) → \(String(format: "%.4f", losses.last ?? 0)); light: each step, dark: mean of the last \(window)</text>
+        <text x="\(left)" y="40" fill="#555">\(losses.count) steps, loss \(formatted("%.4f", losses.first ?? 0)) → \(formatted("%.4f", losses.last ?? 0)); light: each step, dark: mean of the last \(window)</text>
 
         """
         for k in 0...4 {
             let v = yMin + (yMax - yMin) * Double(k) / 4, py = top + plotH * (1 - Double(k) / 4)
-            out += String(format: "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>\n", left, left + plotW, py, py)
-            out += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.3f</text>\n", left - 6, py + 4, v)
+            out += formatted("<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>\n", left, left + plotW, py, py)
+            out += formatted("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.3f</text>\n", left - 6, py + 4, v)
         }
         for k in 0...4 {
             let step = Int((Double(losses.count) * Double(k) / 4).rounded())
-            out += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%d</text>\n", x(max(step - 1, 0)), top + plotH + 18, step)
+            out += formatted("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%d</text>\n", x(max(step - 1, 0)), top + plotH + 18, step)
         }
-        out += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">step</text>\n", left + plotW / 2, height - 10)
-        out += String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#333\"/>\n", left, top, plotW, plotH)
+        out += formatted("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">step</text>\n", left + plotW / 2, height - 10)
+        out += formatted("<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#333\"/>\n", left, top, plotW, plotH)
         out += line(losses, "stroke=\"#9ecae1\" stroke-width=\"1\"")
         out += line(Self.movingAverage(losses, width: window), "stroke=\"#08519c\" stroke-width=\"2\"")
         return out + "</svg>\n"
+    }
+
+    /// printf-style formatting without Foundation.
+    private func formatted(_ format: String, _ arguments: CVarArg...) -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        _ = withVaList(arguments) { vsnprintf(&buffer, buffer.count, format, $0) }
+        return String(cString: buffer)
     }
 
     /// Writes the SVG to `path`, atomically.

@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 import LowRank
 
 /// The adapter of one linear layer: LoRA's factors, or DoRA's with a magnitude.
@@ -49,7 +49,7 @@ public final class ModelAdapter: @unchecked Sendable {
     public init(contentsOf folder: String, on model: LlamaModel) throws {
         let settings = try AdapterSettings(contentsOf: folder + "/" + Self.configName)
         let path = folder + "/" + Self.weightsName
-        guard FileManager.default.fileExists(atPath: path) else {
+        guard FileIO.exists(path) else {
             throw LowRankError(.io, "no \(Self.weightsName) (only safetensors adapters are read)", context: [("file", path)])
         }
         let file = try SafetensorsFile(path: path)

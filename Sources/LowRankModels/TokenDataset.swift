@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 import LowRank
 
 /// Rows of token ids to train or evaluate on, from JSONL (one `{"input_ids": [...]}` per line) or a
@@ -70,8 +70,8 @@ public struct TokenDataset: Sendable {
         guard start + headerLength <= bytes.count else { throw bad("truncated header") }
         let header = String(decoding: bytes[start..<(start + headerLength)], as: UTF8.self)
         func field(_ name: String) -> String? {
-            guard let r = header.range(of: "'\(name)':") else { return nil }
-            return String(header[r.upperBound...]).trimmingCharacters(in: .whitespaces)
+            guard let r = header.firstRange(of: "'\(name)':") else { return nil }
+            return String(header[r.upperBound...].drop { $0 == " " })
         }
         guard let descr = field("descr") else { throw bad("the header has no descr") }
         let width: Int
@@ -80,7 +80,7 @@ public struct TokenDataset: Sendable {
         }
         guard field("fortran_order")?.hasPrefix("False") == true else { throw bad("Fortran-ordered arrays are not supported") }
         guard let shapeText = field("shape"), shapeText.hasPrefix("("), let close = shapeText.firstIndex(of: ")") else { throw bad("the header has no shape") }
-        let dims = shapeText[shapeText.index(after: shapeText.startIndex)..<close].split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let dims = shapeText[shapeText.index(after: shapeText.startIndex)..<close].split(separator: ",").compactMap { Int($0.filter { $0 != " " }) }
         guard dims.count == 2 else { throw bad("token ids must be a 2-D array [N, seq], got shape \(shapeText[...close])") }
         let (n, length) = (dims[0], dims[1])
         let data = start + headerLength

@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 import LowRank
 
 /// How `Trainer` trains: the optimizer's hyperparameters (PyTorch's AdamW defaults), the data
@@ -107,7 +107,7 @@ public final class Trainer: @unchecked Sendable {
     /// Takes one optimizer step and returns its loss.
     @discardableResult
     public func trainStep() throws -> TrainingProgress {
-        let start = DispatchTime.now().uptimeNanoseconds
+        let clock = ContinuousClock(), start = clock.now
         let batch = data.batch(rows(forStep: step))
         var stepRandom = SplitMix(seed: settings.seed ^ UInt64(step))
         let dropoutSeed = UInt32(truncatingIfNeeded: stepRandom.next())
@@ -121,7 +121,7 @@ public final class Trainer: @unchecked Sendable {
         step += 1
         losses.append(loss)
         return TrainingProgress(step: step, totalSteps: totalSteps, loss: loss, tokens: batch.predictedTokens,
-                                seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+                                seconds: (clock.now - start).inSeconds)
     }
 
     /// Trains to `totalSteps`, checkpointing every `saveEvery` steps, then writes the adapter (and a
@@ -151,23 +151,23 @@ public final class Trainer: @unchecked Sendable {
     public func saveCheckpoint() throws {
         guard let output else { return }
         let final = output + "/checkpoint-\(step)", partial = output + "/.checkpoint-\(step).partial"
-        try? FileManager.default.removeItem(atPath: partial)
+        try FileIO.removeTree(partial)
         try adapter.save(to: partial)
         try optimizer.save(to: partial + "/" + Self.optimizerName)
         try Array(stateJSON.serialized.utf8).withUnsafeBytes { try FileIO.writeAtomically(partial + "/" + Self.stateName, $0) }
-        try? FileManager.default.removeItem(atPath: final)
+        try FileIO.removeTree(final)
         guard rename(partial, final) == 0 else {
             throw LowRankError(.io, "cannot rename the checkpoint into place: \(String(cString: strerror(errno)))", context: [("folder", final)])
         }
-        for (older, _) in Self.checkpoints(in: output) where older != final { try? FileManager.default.removeItem(atPath: older) }
+        for (older, _) in Self.checkpoints(in: output) where older != final { try FileIO.removeTree(older) }
     }
 
     /// Complete checkpoints in `folder`, newest first.
     static func checkpoints(in folder: String) -> [(path: String, step: Int)] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        let names = (try? FileIO.contents(ofDirectory: folder)) ?? []
         return names.compactMap { name -> (String, Int)? in
             guard name.hasPrefix("checkpoint-"), let step = Int(name.dropFirst("checkpoint-".count)),
-                  FileManager.default.fileExists(atPath: "\(folder)/\(name)/\(stateName)") else { return nil }
+                  FileIO.exists("\(folder)/\(name)/\(stateName)") else { return nil }
             return ("\(folder)/\(name)", step)
         }.sorted { $0.1 > $1.1 }
     }

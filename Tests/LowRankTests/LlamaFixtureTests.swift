@@ -80,3 +80,26 @@ struct LlamaFixtureTests {
         }
     }
 }
+
+@Suite("PEFT adapter settings")
+struct AdapterSettingsTests {
+    /// Names match a module path or its end after a dot; `all-linear` takes every projection; a
+    /// one-string pattern must match the whole path (PEFT's `re.fullmatch`).
+    @Test func targetsMatchAsPEFTDoes() throws {
+        let q = "model.layers.1.self_attn.q_proj", down = "model.layers.0.mlp.down_proj"
+        let names = try AdapterSettings(targets: AdapterSettings.targets(parsing: "q_proj, mlp.down_proj"))
+        #expect(names.targets(q) && names.targets(down) && !names.targets("model.layers.0.self_attn.k_proj"))
+        #expect(try AdapterSettings(targets: .allLinear).targets(down))
+        let pattern = try AdapterSettings(targets: .pattern(#".*\.1\.self_attn\.(q|v)_proj"#))
+        #expect(pattern.targets(q) && !pattern.targets("model.layers.0.self_attn.q_proj") && !pattern.targets(q + "x"))
+    }
+
+    /// What we write, PEFT's reader (ours) reads back unchanged.
+    @Test func configRoundTrips() throws {
+        let settings = try AdapterSettings(rank: 16, alpha: 32, dropout: 0.25, rsLoRA: true, dora: true, targets: .names(["k_proj", "q_proj"]), baseModel: "m")
+        try withTemporaryFolder { folder in
+            try Array(settings.json.serialized.utf8).withUnsafeBytes { try FileIO.writeAtomically(folder + "/adapter_config.json", $0) }
+            #expect(try AdapterSettings(contentsOf: folder + "/adapter_config.json") == settings)
+        }
+    }
+}

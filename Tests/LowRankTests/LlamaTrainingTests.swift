@@ -87,6 +87,21 @@ struct LlamaTrainingTests {
         #expect(try loss(1) != loss(2))
     }
 
+    /// Gradient checkpointing recomputes each block's activations in backward: the same loss and
+    /// gradients, bit for bit, from fewer planned bytes.
+    @Test func gradientCheckpointingKeepsTheGradients() throws {
+        let model = try LlamaFixtures.model(on: CPUBackend.shared)
+        let adapter = try ModelAdapter(contentsOf: LlamaFixtures.path("dora"), on: model)
+        let batch = try LlamaFixtures.data(model).batch(0..<6)
+        let plans = try [false, true].map { try CausalLMPlan(model: model, adapter: adapter, batch: 6, sequence: 16, training: true, checkpointing: $0) }
+        let results = try plans.map { plan in
+            let out = try plan.run(batch)
+            return try out.gradients.map { try $0.bytes() } + [try out.loss.bytes()]
+        }
+        #expect(results[0] == results[1])
+        #expect(plans[1].plan.plannedBytes < plans[0].plan.plannedBytes, "\(plans.map(\.plan.plannedBytes))")
+    }
+
     /// QLoRA: the projections quantized at load; LoRA and DoRA train on them on both backends, and the
     /// quantized model's loss stays near the f32 model's.
     @Test(arguments: BackendKind.allCases, [DType.nf4, .q8_0, .q4_0])
