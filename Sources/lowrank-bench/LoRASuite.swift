@@ -4,7 +4,7 @@ import LowRankBench
 extension BenchContext {
     /// Fused LoRA kernels against the same math as separate ops, and the base matmul alone.
     func loraSuite() throws -> [BenchRecord] {
-        let (t, dIn, dOut, r) = (shape.t, shape.dIn, shape.dOut, shape.r)
+        let (t, dIn, dOut) = (shape.t, shape.dIn, shape.dOut)
         let (x, w, bias, a, b, g) = try layer()
         let options = LoRAOptions(scale: 2, hasBias: true)
         let e = Double(dtype.byteSize)
