@@ -14,6 +14,12 @@ extension CPUBackend {
         return try body(tmp)
     }
 
+    /// `withFloats` for several tensors at once: `body` gets their f32 views in the same order.
+    func withFloats<R>(_ tensors: [Tensor], _ body: ([UnsafeMutablePointer<Float>]) throws -> R) rethrows -> R {
+        guard let first = tensors.first else { return try body([]) }
+        return try withFloats(first) { head in try withFloats(Array(tensors.dropFirst())) { try body([head] + $0) } }
+    }
+
     /// `withFloats` for an optional tensor (an absent bias, say).
     func withOptionalFloats<R>(_ t: Tensor?, _ body: (UnsafeMutablePointer<Float>?) throws -> R) rethrows -> R {
         guard let t else { return try body(nil) }
