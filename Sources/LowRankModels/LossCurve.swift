@@ -61,11 +61,11 @@ public struct LossCurve: Sendable {
     private func formatted(_ format: String, _ arguments: CVarArg...) -> String {
         var buffer = [CChar](repeating: 0, count: 256)
         _ = withVaList(arguments) { vsnprintf(&buffer, buffer.count, format, $0) }
-        return String(cString: buffer)
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// Writes the SVG to `path`, atomically.
     public func write(to path: String) throws {
-        try Array(svg().utf8).withUnsafeBytes { try FileIO.writeAtomically(path, $0) }
+        try FileIO.writeAtomically(path, text: svg())
     }
 }
