@@ -34,6 +34,11 @@ public enum FileIO {
         }
     }
 
+    /// `text` as UTF-8, written atomically.
+    public static func writeAtomically(_ path: String, text: String) throws {
+        try Array(text.utf8).withUnsafeBytes { try writeAtomically(path, $0) }
+    }
+
     /// mkdir -p.
     public static func makeDirectories(_ path: String) throws {
         var prefix = path.hasPrefix("/") ? "" : "."

@@ -17,6 +17,13 @@ public enum JSON: Equatable, Sendable {
         return value
     }
 
+    /// Parses the file at `path`; an unreadable or malformed file is an error naming it and `what` it is.
+    public static func read(_ path: String, what: String) throws -> JSON {
+        do { return try parse(try FileIO.read(path)) } catch let e as LowRankError {
+            throw LowRankError(e.kind == .io ? .io : .fileFormat, "cannot read \(what): \(e.message)", context: [("file", path)])
+        }
+    }
+
     public subscript(key: String) -> JSON? {
         if case .object(let o) = self { return o[key] }
         return nil

@@ -54,6 +54,12 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         try assign(values)
     }
 
+    /// A vector of i32 ids (tokens, labels, positions).
+    public convenience init(ids: [Int32], on backend: any Backend) throws {
+        try self.init(empty: [ids.count], dtype: .i32, on: backend)
+        if !ids.isEmpty { try ids.withUnsafeBytes { try backend.write($0, to: storage, offset: 0) } }
+    }
+
     public static func zeros(_ shape: Shape, dtype: DType = .f32, on backend: any Backend) throws -> Tensor {
         try Tensor([Float](repeating: 0, count: shape.count), shape: shape, dtype: dtype, on: backend)
     }

@@ -63,10 +63,7 @@ public struct AdapterSettings: Hashable, Sendable {
     /// Reads PEFT's `adapter_config.json`; fields this engine cannot honour (per-module ranks,
     /// biases, modules to save, layer selection, a non-LoRA type) are errors naming the field.
     public init(contentsOf path: String) throws {
-        let json: JSON
-        do { json = try JSON.parse(try FileIO.read(path)) } catch let e as LowRankError {
-            throw LowRankError(e.kind == .io ? .io : .fileFormat, "cannot read the adapter's config: \(e.message)", context: [("file", path)])
-        }
+        let json = try JSON.read(path, what: "the adapter's config")
         func fail(_ field: String, _ message: String) -> LowRankError {
             LowRankError(.fileFormat, "\(field): \(message)", context: [("file", path), ("field", field)])
         }

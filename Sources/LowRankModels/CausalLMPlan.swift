@@ -31,10 +31,7 @@ public final class CausalLMPlan: @unchecked Sendable {
         let g = Graph(backend: model.backend)
         ids = try g.input("input_ids", [t], dtype: .i32)
         labels = try g.input("labels", [t], dtype: .i32)
-        let positionValues = (0..<t).map { Int32($0 % sequence) }
-        let positions = try g.parameter("positions", try positionValues.withUnsafeBytes {
-            try Tensor(bytes: $0, shape: [t], dtype: .i32, on: model.backend)
-        })
+        let positions = try g.parameter("positions", try Tensor(ids: (0..<t).map { Int32($0 % sequence) }, on: model.backend))
         let inverseFrequencies = try g.parameter("rope.inv_freq", model.inverseFrequencies)
         let frozen = { (name: String) in try g.parameter(name, try model.weight(name)) }
 
@@ -103,9 +100,7 @@ public final class CausalLMPlan: @unchecked Sendable {
         guard batch.rows == self.batch, batch.sequence == sequence else {
             throw LowRankError(.shapeMismatch, "a plan for \(self.batch) × \(sequence) tokens was given a \(batch.rows) × \(batch.sequence) batch")
         }
-        let out = try plan.run([ids: try batch.inputIDs.withUnsafeBytes { try Tensor(bytes: $0, shape: [batch.rows * sequence], dtype: .i32, on: backend) },
-                                labels: try batch.labels.withUnsafeBytes { try Tensor(bytes: $0, shape: [batch.rows * sequence], dtype: .i32, on: backend) }],
-                               seed: seed)
+        let out = try plan.run([ids: try Tensor(ids: batch.inputIDs, on: backend), labels: try Tensor(ids: batch.labels, on: backend)], seed: seed)
         return (out[0], Array(out.dropFirst()))
     }
 }

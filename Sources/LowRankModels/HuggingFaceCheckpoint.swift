@@ -8,8 +8,6 @@ import LowRank
 public struct HuggingFaceCheckpoint: Sendable {
     public let folder: String
     public let config: LlamaConfig
-    /// The config as written, kept so a merged checkpoint carries its other fields.
-    public let configJSON: JSON
     /// Each weight file's name (inside `folder`) and contents.
     public let files: [(name: String, file: SafetensorsFile)]
     /// The file each tensor is in.
@@ -24,13 +22,13 @@ public struct HuggingFaceCheckpoint: Sendable {
             throw LowRankError(.io, "no config.json: this is not a Hugging Face model folder", context: [("file", configPath)])
         }
         config = try LlamaConfig(contentsOf: configPath)
-        configJSON = try JSON.parse(try FileIO.read(configPath))
 
         let names: [String]
         let indexPath = folder + "/" + Self.indexName
         if FileIO.exists(indexPath) {
-            let index = try JSON.parse(try FileIO.read(indexPath))
-            guard let map = index["weight_map"]?.object, let shards = Optional(map.values.compactMap(\.string)), shards.count == map.count else {
+            let map = try JSON.read(indexPath, what: "the shard index")["weight_map"]?.object ?? [:]
+            let shards = map.values.compactMap(\.string)
+            guard !map.isEmpty, shards.count == map.count else {
                 throw LowRankError(.fileFormat, "weight_map is missing or maps a tensor to something other than a file name", context: [("file", indexPath)])
             }
             names = Set(shards).sorted()

@@ -47,11 +47,7 @@ public struct LlamaConfig: Hashable, Sendable {
     /// Reads `path` (a `config.json`); every missing, mistyped or unsupported field is an error that
     /// names the file and the field.
     public init(contentsOf path: String) throws {
-        let json: JSON
-        do { json = try JSON.parse(try FileIO.read(path)) } catch let e as LowRankError {
-            throw LowRankError(e.kind == .io ? .io : .fileFormat, "cannot read the model's config: \(e.message)", context: [("file", path)])
-        }
-        try self.init(json: json, path: path)
+        try self.init(json: try JSON.read(path, what: "the model's config"), path: path)
     }
 
     public init(json: JSON, path: String = "config.json") throws {

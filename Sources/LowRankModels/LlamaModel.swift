@@ -40,7 +40,7 @@ public final class LlamaModel: @unchecked Sendable {
         self.backend = backend
         projectionDType = quantize ?? .f32
         var weights: [String: Tensor] = [:]
-        let projections = Set(config.layerCount == 0 ? [] : (0..<config.layerCount).flatMap { layer in
+        let projections = Set((0..<config.layerCount).flatMap { layer in
             config.projections.map { "model.layers.\(layer).\($0.path).weight" }
         })
         for (name, _) in config.expectedTensors {
@@ -58,9 +58,6 @@ public final class LlamaModel: @unchecked Sendable {
         guard let w = weights[name] else { throw LowRankError(.invalidArgument, "the model has no tensor \(name)", context: [("tensor", name)]) }
         return w
     }
-
-    /// The LM head's weight: the embedding's when they are tied.
-    var lmHead: Tensor { weights[config.tiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight"]! }
 
     /// Every linear layer an adapter may target, by module path and projection name, in model order.
     public var linearModules: [(path: String, name: String)] {

@@ -108,7 +108,7 @@ public final class ModelAdapter: @unchecked Sendable {
     public func save(to folder: String) throws {
         try FileIO.makeDirectories(folder)
         try SafetensorsFile.write(parameters, metadata: ["format": "pt"], to: folder + "/" + Self.weightsName)
-        try Array(settings.json.serialized.utf8).withUnsafeBytes { try FileIO.writeAtomically(folder + "/" + Self.configName, $0) }
+        try FileIO.writeAtomically(folder + "/" + Self.configName, text: settings.json.serialized)
     }
 
     /// Overwrites every tensor with the one `folder` holds under the same name (a checkpoint of this adapter).

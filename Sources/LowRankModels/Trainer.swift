@@ -87,7 +87,7 @@ public final class Trainer: @unchecked Sendable {
     static func checkWritable(_ folder: String) throws {
         try FileIO.makeDirectories(folder)
         let probe = folder + "/.lowrank-write-test"
-        try [UInt8]().withUnsafeBytes { try FileIO.writeAtomically(probe, $0) }
+        try FileIO.writeAtomically(probe, text: "")
         unlink(probe)
     }
 
@@ -154,7 +154,7 @@ public final class Trainer: @unchecked Sendable {
         try FileIO.removeTree(partial)
         try adapter.save(to: partial)
         try optimizer.save(to: partial + "/" + Self.optimizerName)
-        try Array(stateJSON.serialized.utf8).withUnsafeBytes { try FileIO.writeAtomically(partial + "/" + Self.stateName, $0) }
+        try FileIO.writeAtomically(partial + "/" + Self.stateName, text: stateJSON.serialized)
         try FileIO.removeTree(final)
         guard rename(partial, final) == 0 else {
             throw LowRankError(.io, "cannot rename the checkpoint into place: \(String(cString: strerror(errno)))", context: [("folder", final)])
@@ -179,10 +179,10 @@ public final class Trainer: @unchecked Sendable {
     public func resume() throws -> Int? {
         guard let output, let latest = Self.checkpoints(in: output).first else { return nil }
         let statePath = latest.path + "/" + Self.stateName
-        let state = try JSON.parse(try FileIO.read(statePath))
-        for key in ["seed", "batch_size", "shuffle", "rows"] where state[key] != stateJSON[key] {
+        let state = try JSON.read(statePath, what: "the trainer state"), current = stateJSON
+        for key in ["seed", "batch_size", "shuffle", "rows"] where state[key] != current[key] {
             throw LowRankError(.invalidArgument,
-                               "the checkpoint was made with \(key) \(state[key]?.serialized ?? "unset"), this run has \(stateJSON[key]!.serialized): resuming would not continue the same run",
+                               "the checkpoint was made with \(key) \(state[key]?.serialized ?? "unset"), this run has \(current[key]!.serialized): resuming would not continue the same run",
                                context: [("file", statePath)])
         }
         guard let saved = state["step"]?.int, let savedLosses = state["losses"]?.array?.compactMap(\.number), savedLosses.count == saved else {

@@ -61,16 +61,16 @@ enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
             return try g.lora(p[0], weight: try frozen("W", [5, 8], 41), bias: try frozen("bias", [5], 42), a: p[1], b: p[2],
                               options: LoRAOptions(scale: 1.5, dropout: 0.3, seed: 7))
         case .embedding:
-            return try g.apply(.embedding, [p[0], try g.parameter("ids", try idTensor([3, 0, 3, 4, 1, 3], on: g.backend))])[0]
+            return try g.apply(.embedding, [p[0], try g.parameter("ids", try Tensor(ids: [3, 0, 3, 4, 1, 3], on: g.backend))])[0]
         case .rmsNorm:
             return try g.apply(.rmsNorm(epsilon: 1e-5), [p[0], p[1]])[0]
         case .rope:
             let frequencies = try g.parameter("inv_freq", try Tensor((0..<4).map { powf(100, -Float($0) / 4) }, shape: [4], on: g.backend))
-            return try g.apply(.rope(inverse: false), [p[0], frequencies, try g.parameter("positions", try idTensor([0, 5, 1000], on: g.backend))])[0]
+            return try g.apply(.rope(inverse: false), [p[0], frequencies, try g.parameter("positions", try Tensor(ids: [0, 5, 1000], on: g.backend))])[0]
         case .groupedAttention:
             return try g.apply(.attention(AttentionOptions(sequenceLength: 3)), p)[0]
         case .crossEntropy:
-            return try g.apply(.crossEntropy(ignoreIndex: -100), [p[0], try g.parameter("labels", try idTensor([2, -100, 6, 0, 2], on: g.backend))])[0]
+            return try g.apply(.crossEntropy(ignoreIndex: -100), [p[0], try g.parameter("labels", try Tensor(ids: [2, -100, 6, 0, 2], on: g.backend))])[0]
         case .transpose:
             return try g.mul(try g.transpose(p[0], axes: [2, 0, 1]), try frozen("c", [4, 2, 3], 46))
         case .doraInputAndMagnitude:

@@ -98,7 +98,7 @@ struct AdapterSettingsTests {
     @Test func configRoundTrips() throws {
         let settings = try AdapterSettings(rank: 16, alpha: 32, dropout: 0.25, rsLoRA: true, dora: true, targets: .names(["k_proj", "q_proj"]), baseModel: "m")
         try withTemporaryFolder { folder in
-            try Array(settings.json.serialized.utf8).withUnsafeBytes { try FileIO.writeAtomically(folder + "/adapter_config.json", $0) }
+            try FileIO.writeAtomically(folder + "/adapter_config.json", text: settings.json.serialized)
             #expect(try AdapterSettings(contentsOf: folder + "/adapter_config.json") == settings)
         }
     }

@@ -22,7 +22,7 @@ struct LlamaInputErrorTests {
     func writeConfig(_ folder: String, _ change: (inout [String: JSON]) -> Void) throws {
         var config = try JSON.parse(FileIO.read(folder + "/config.json")).object!
         change(&config)
-        try Array(JSON.object(config).serialized.utf8).withUnsafeBytes { try FileIO.writeAtomically(folder + "/config.json", $0) }
+        try FileIO.writeAtomically(folder + "/config.json", text: JSON.object(config).serialized)
     }
 
     @Test func missingConfig() throws {
@@ -31,7 +31,7 @@ struct LlamaInputErrorTests {
 
     @Test func malformedConfig() throws {
         try expectBrokenCheckpoint(["malformed JSON", "config.json"]) { folder in
-            try Array("{\"model_type\": \"llama\",".utf8).withUnsafeBytes { try FileIO.writeAtomically(folder + "/config.json", $0) }
+            try FileIO.writeAtomically(folder + "/config.json", text: "{\"model_type\": \"llama\",")
         }
         try expectBrokenCheckpoint(["hidden_size", "missing", "config.json"]) { try writeConfig($0) { $0["hidden_size"] = nil } }
         try expectBrokenCheckpoint(["model_type", "gpt2"]) { try writeConfig($0) { $0["model_type"] = .string("gpt2") } }
@@ -65,12 +65,12 @@ struct LlamaInputErrorTests {
     @Test func tokenIDsOutsideTheVocabulary() throws {
         try withTemporaryFolder { folder in
             let path = folder + "/data.jsonl"
-            try Array("{\"input_ids\": [1, 2, 3]}\n{\"input_ids\": [4, 64, 5]}\n".utf8).withUnsafeBytes { try FileIO.writeAtomically(path, $0) }
+            try FileIO.writeAtomically(path, text: "{\"input_ids\": [1, 2, 3]}\n{\"input_ids\": [4, 64, 5]}\n")
             #expect { try TokenDataset(contentsOf: path, vocabularySize: 64) } throws: { error in
                 let text = "\(error)"
                 return text.contains("64") && text.contains("row 1, position 1") && text.contains(path)
             }
-            try Array("{\"input_ids\": [1, 2, 3]}\n{\"ids\": [4]}\n".utf8).withUnsafeBytes { try FileIO.writeAtomically(path, $0) }
+            try FileIO.writeAtomically(path, text: "{\"input_ids\": [1, 2, 3]}\n{\"ids\": [4]}\n")
             #expect { try TokenDataset(contentsOf: path, vocabularySize: 64) } throws: { "\($0)".contains("line 2") }
         }
     }
@@ -90,7 +90,7 @@ struct LlamaInputErrorTests {
         let model = try LlamaFixtures.model(on: CPUBackend.shared)
         try withTemporaryFolder { folder in
             let blocker = folder + "/file"
-            try [UInt8]([1]).withUnsafeBytes { try FileIO.writeAtomically(blocker, $0) }
+            try FileIO.writeAtomically(blocker, text: "x")
             let adapter = try ModelAdapter(settings: try AdapterSettings(rank: 2, alpha: 4), on: model, seed: 0)
             #expect {
                 try Trainer(model: model, adapter: adapter, data: try LlamaFixtures.data(model), settings: TrainingSettings(), output: blocker + "/adapter")

@@ -89,8 +89,3 @@ extension Array {
         stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
     }
 }
-
-/// A vector of i32 ids (tokens, labels, positions).
-func idTensor(_ ids: [Int32], on backend: any Backend) throws -> Tensor {
-    try ids.withUnsafeBytes { try Tensor(bytes: $0, shape: [ids.count], dtype: .i32, on: backend) }
-}

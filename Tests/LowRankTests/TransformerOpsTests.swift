@@ -36,7 +36,7 @@ struct TransformerOpsTests {
             let frequencies = (0..<(d / 2)).map { Float(pow(10000.0, -2.0 * Double($0) / Double(d))) }
             let positions: [Int32] = [0, 1, 4095, 100_000]
             let inputs = [try Tensor(xs, shape: [t, heads, d], on: backend), try Tensor(frequencies, shape: [d / 2], on: backend),
-                          try idTensor(positions, on: backend)]
+                          try Tensor(ids: positions, on: backend)]
             let y = try Ops.execute(.rope(inverse: false), inputs)[0]
             var want = [Double](repeating: 0, count: xs.count)
             for row in 0..<(t * heads) {
@@ -91,7 +91,7 @@ struct TransformerOpsTests {
             let logits = try Tensor(randomValues(rows * classes, seed: 230, scale: 4), shape: [rows, classes], on: backend)
             let values = try logits.floats()
             let labels: [Int32] = [3, -100, 299, 0, 150, 7]
-            let out = try Ops.execute(.crossEntropy(ignoreIndex: -100), [logits, try idTensor(labels, on: backend)])
+            let out = try Ops.execute(.crossEntropy(ignoreIndex: -100), [logits, try Tensor(ids: labels, on: backend)])
             var total = 0.0, counted = 0.0, lse: [Double] = []
             for r in 0..<rows {
                 let row = values[(r * classes)..<(r * classes + classes)].map(Double.init)
@@ -102,7 +102,7 @@ struct TransformerOpsTests {
             #expect(relativeError(try out[0].floats(), [total / counted]) < 1e-6, "loss on \(backend.identifier)")
             #expect(relativeError(try out[1].floats(), lse) < 1e-6, "logsumexp on \(backend.identifier)")
             for bad: [Int32] in [[3, -100, 300, 0, 150, 7], [-100, -100, -100, -100, -100, -100]] {
-                let loss = try Ops.execute(.crossEntropy(ignoreIndex: -100), [logits, try idTensor(bad, on: backend)])[0]
+                let loss = try Ops.execute(.crossEntropy(ignoreIndex: -100), [logits, try Tensor(ids: bad, on: backend)])[0]
                 #expect(try loss.floats()[0].isNaN, "labels \(bad) on \(backend.identifier)")
             }
         }
@@ -113,7 +113,7 @@ struct TransformerOpsTests {
     func embeddingLooksUpRows(_ kind: BackendKind) throws {
         try onBackend(kind) { backend in
             let table = randomValues(5 * 3, seed: 240)
-            let out = try Ops.execute(.embedding, [try Tensor(table, shape: [5, 3], dtype: .bf16, on: backend), try idTensor([4, 0, 4, 5], on: backend)])[0]
+            let out = try Ops.execute(.embedding, [try Tensor(table, shape: [5, 3], dtype: .bf16, on: backend), try Tensor(ids: [4, 0, 4, 5], on: backend)])[0]
             #expect(out.descriptor == TensorDescriptor([4, 3], .bf16))
             let got = try out.floats()
             let want = [4, 0, 4].flatMap { r in (0..<3).map { rounded(table[r * 3 + $0], to: .bf16) } }
@@ -154,7 +154,7 @@ struct TransformerOpsTests {
         #expect(throws: LowRankError.self) { _ = try Ops.execute(.attention(AttentionOptions(sequenceLength: 3)), [q, k, k]) }  // 3 heads over 2
         #expect(throws: LowRankError.self) { _ = try Ops.execute(.attention(AttentionOptions(sequenceLength: 4)), [k, k, k]) }  // 6 rows, sequences of 4
         #expect(throws: LowRankError.self) { _ = try Ops.execute(.crossEntropy(ignoreIndex: -100), [try Tensor.zeros([4, 5], on: backend), try Tensor.zeros([4], on: backend)]) }
-        #expect(throws: LowRankError.self) { _ = try Ops.execute(.rope(inverse: false), [try Tensor.zeros([2, 2, 7], on: backend), try Tensor.zeros([3], on: backend), try idTensor([0, 1], on: backend)]) }
+        #expect(throws: LowRankError.self) { _ = try Ops.execute(.rope(inverse: false), [try Tensor.zeros([2, 2, 7], on: backend), try Tensor.zeros([3], on: backend), try Tensor(ids: [0, 1], on: backend)]) }
         #expect(throws: LowRankError.self) { _ = try Ops.execute(.rmsNorm(epsilon: 1e-6), [try Tensor.zeros([2, 8], on: backend), try Tensor.zeros([7], on: backend)]) }
     }
 }

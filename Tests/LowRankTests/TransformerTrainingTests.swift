@@ -62,8 +62,8 @@ struct TinyCausalLM {
         // are the next token, ignored at each sequence's end, as Hugging Face shifts them.
         let stream = (0..<t).map { Int32((7 * ($0 / Self.sequence) + 3 * ($0 % Self.sequence)) % v) }
         let next = (0..<t).map { $0 % Self.sequence == Self.sequence - 1 ? Int32(-100) : stream[$0 + 1] }
-        feeds = [ids: try idTensor(stream, on: backend), labels: try idTensor(next, on: backend),
-                 positions: try idTensor((0..<t).map { Int32($0 % Self.sequence) }, on: backend)]
+        feeds = [ids: try Tensor(ids: stream, on: backend), labels: try Tensor(ids: next, on: backend),
+                 positions: try Tensor(ids: (0..<t).map { Int32($0 % Self.sequence) }, on: backend)]
     }
 
     func train(steps: Int) throws -> [Float] {
