@@ -37,8 +37,12 @@ int cvk_load(const char *path) {
     return 0;
 }
 
+/* The loader's trampolines dispatch through each handle's own table, so a pointer fetched for one
+ * instance serves every instance. Only missing pointers are filled: a later instance never rewrites
+ * one that another thread may be calling (and one without validation leaves the debug-utils entry
+ * points of one with it in place). */
 void cvk_load_instance(VkInstance instance) {
-#define CVK_LOAD_INSTANCE(fn) fn = (PFN_##fn)cvk_get_instance_proc_addr(instance, #fn);
+#define CVK_LOAD_INSTANCE(fn) if (!fn) fn = (PFN_##fn)cvk_get_instance_proc_addr(instance, #fn);
     CVK_INSTANCE_FUNCTIONS(CVK_LOAD_INSTANCE)
     CVK_DEVICE_FUNCTIONS(CVK_LOAD_INSTANCE)
 #undef CVK_LOAD_INSTANCE

@@ -4,7 +4,7 @@ import LowRankCore
 import Synchronization
 
 /// The process's Vulkan instance: the dlopen'd loader, optional validation, and the physical
-/// devices it sees. One instance exists per validation setting, created on first use.
+/// devices it sees. One shared instance exists per validation setting, created on first use.
 public final class VulkanInstance: @unchecked Sendable {
     public let handle: VkInstance
     public let validationEnabled: Bool
@@ -25,6 +25,13 @@ public final class VulkanInstance: @unchecked Sendable {
             cache[validation] = result
             return result
         }
+    }
+
+    /// A new instance with a log of its own, for a caller that must see its own validation
+    /// messages and no one else's (the test that validation catches a planted hazard). It is
+    /// created under the lock that guards the shared ones.
+    public static func isolated(validation: Bool) throws -> VulkanInstance {
+        try instances.withLock { _ in try VulkanInstance(validation: validation) }
     }
 
     private init(validation: Bool) throws {

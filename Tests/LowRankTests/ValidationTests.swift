@@ -6,14 +6,16 @@ import Testing
 struct ValidationTests {
     /// The suite's guarantee against missing barriers rests on synchronization validation seeing
     /// them (lavapipe runs dispatches in order, so results alone cannot): drop the barriers and
-    /// check that a read-after-write hazard is reported. The backend is the test's own: on the
-    /// shared one, another test's synchronize could submit the write before the read is recorded
-    /// (no hazard left to see), and the other tests would run without barriers meanwhile.
+    /// check that a read-after-write hazard is reported. The backend and its instance are the
+    /// test's own: on the shared backend, another test's synchronize could submit the write before
+    /// the read is recorded (no hazard left to see), and the other tests would run without
+    /// barriers meanwhile; on the shared instance, a concurrent test could drain the hazard's
+    /// message from the log (and fail on it) before this one reads it.
     @Test func synchronizationValidationCatchesAMissingBarrier() throws {
         let backend: VulkanBackend
         do {
             let identifier = try Engine.resolve(.vulkan(index: nil), validation: true)
-            backend = try VulkanBackend(instance: try VulkanInstance.shared(validation: true).get(),
+            backend = try VulkanBackend(instance: try VulkanInstance.isolated(validation: true),
                                         index: Int(identifier.dropFirst("vulkan:".count))!)
         } catch {
             try Test.cancel("no Vulkan device with validation here: \(error)")
