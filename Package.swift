@@ -6,6 +6,8 @@ let package = Package(
     products: [
         .library(name: "LowRank", targets: ["LowRank"]),
         .library(name: "LowRankModels", targets: ["LowRankModels"]),
+        // The C ABI (header: Sources/CLowRank/lowrank.h), for Python and any language that calls C.
+        .library(name: "LowRankC", type: .dynamic, targets: ["LowRankC"]),
         .executable(name: "lowrank", targets: ["lowrank"]),
         .executable(name: "lowrank-bench", targets: ["lowrank-bench"]),
     ],
@@ -17,6 +19,8 @@ let package = Package(
         .target(name: "CVulkan", path: "Sources/CVulkan", linkerSettings: [.linkedLibrary("dl")]),
         .systemLibrary(name: "CShaderc", path: "Sources/CShaderc"),
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
+        // The C ABI's hand-written header, so the Swift side uses its very structs and constants.
+        .systemLibrary(name: "CLowRank", path: "Sources/CLowRank"),
 
         // Embeds Shaders/*.glsl into the Vulkan backend at build time, so no source tree is needed at run time.
         .executableTarget(name: "ShaderEmbedder", path: "Sources/ShaderEmbedder"),
@@ -34,6 +38,8 @@ let package = Package(
                 path: "Sources/LowRank"),
         // Models: Llama-family decoders from Hugging Face checkpoints, PEFT adapters, training and evaluation.
         .target(name: "LowRankModels", dependencies: ["LowRank"], path: "Sources/LowRankModels"),
+        // The C ABI over the models layer: handles, status codes and a last-error string; nothing traps.
+        .target(name: "LowRankC", dependencies: ["CLowRank", "LowRankModels"], path: "Sources/LowRankC"),
         // Tools.
         .executableTarget(name: "lowrank", dependencies: [
             "LowRank", "LowRankModels", .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -27,7 +27,7 @@ public enum LearningRateSchedule: Hashable, Sendable {
         }
     }
 
-    func validate() throws {
+    public func validate() throws {
         switch self {
         case .constant(let warmup) where warmup >= 0: return
         case .linear(let warmup, let total) where warmup >= 0 && total > warmup,

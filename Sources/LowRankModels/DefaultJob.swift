@@ -39,7 +39,7 @@ public enum DefaultJob {
 
     /// Plain text about what the engine does, repeated in spirit so a small adapter can learn its
     /// bytes: common words, spaces after full stops, and the same phrases recurring.
-    static let corpus = """
+    public static let corpus = """
     A low-rank adapter leaves the weights of a model as they are and learns a small correction beside them. \
     The correction is the product of two thin matrices, so it has few parameters and it trains quickly. \
     The weights of the model stay frozen. The adapter learns. The optimizer moves only the small matrices. \

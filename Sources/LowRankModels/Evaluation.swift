@@ -10,11 +10,11 @@ public struct Evaluation: Sendable {
 
     public init(model: LlamaModel, adapter: ModelAdapter?, data: TokenDataset, batchSize: Int) throws {
         guard batchSize >= 1 else { throw LowRankError(.invalidArgument, "the batch size must be at least 1, got \(batchSize)") }
-        var plans = PlanCache(model: model, adapter: adapter, training: false, checkpointing: false)
+        let evaluator = LossEvaluator(model: model, adapter: adapter)
         var total = 0.0, tokens = 0
         for start in stride(from: 0, to: data.rows.count, by: batchSize) {
             let batch = data.batch(start..<min(start + batchSize, data.rows.count))
-            let loss = try plans.plan(for: batch).run(batch).loss.floats()[0]
+            let loss = try evaluator.loss(of: batch)
             total += Double(loss) * Double(batch.predictedTokens)
             tokens += batch.predictedTokens
         }
@@ -24,6 +24,21 @@ public struct Evaluation: Sendable {
 
     /// `{"loss": …, "tokens": …, "perplexity": …}`.
     public var json: JSON { .object(["loss": .number(loss), "tokens": .number(Double(tokens)), "perplexity": .number(perplexity)]) }
+}
+
+/// The loss of one batch at a time, without training (no dropout), for a caller that picks the
+/// batches: `Evaluation` over a dataset, or the C ABI.
+public final class LossEvaluator: @unchecked Sendable {
+    private var plans: PlanCache
+
+    public init(model: LlamaModel, adapter: ModelAdapter?) {
+        plans = PlanCache(model: model, adapter: adapter, training: false, checkpointing: false)
+    }
+
+    /// The mean next-token cross-entropy over the batch's predicted tokens.
+    public func loss(of batch: TokenBatch) throws -> Float {
+        try plans.plan(for: batch).run(batch).loss.floats()[0]
+    }
 }
 
 /// One plan per batch shape met (a short last batch gets its own), built on first use.

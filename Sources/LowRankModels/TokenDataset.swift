@@ -129,4 +129,39 @@ public struct TokenBatch: Sendable {
         self.labels = labels
         predictedTokens = predicted
     }
+
+    /// A batch as a training loop in Python holds it: `rows × sequence` ids in row order, and
+    /// optionally labels as transformers takes them, unshifted (the loss at position i predicts
+    /// `labels[i + 1]`), with −100 where nothing is predicted: right padding is marked that way.
+    /// Without labels, every next token is predicted. Every id and label is checked against the
+    /// vocabulary, and the first bad one is named by row and position.
+    public init(inputIDs: [Int32], labels: [Int32]? = nil, rows: Int, sequence: Int, vocabularySize: Int) throws {
+        guard rows >= 1, sequence >= 2 else {
+            throw LowRankError(.shapeMismatch, "a batch needs at least one row of at least 2 tokens, got \(rows) × \(sequence)")
+        }
+        let (count, overflow) = rows.multipliedReportingOverflow(by: sequence)
+        guard !overflow, inputIDs.count == count else {
+            throw LowRankError(.shapeMismatch, "\(inputIDs.count) token ids do not make \(rows) rows of \(sequence)")
+        }
+        let source = labels ?? inputIDs
+        guard source.count == count else {
+            throw LowRankError(.shapeMismatch, "the labels hold \(source.count) values, the token ids \(count): they must have the same shape")
+        }
+        func check(_ values: [Int32], _ what: String, allowing ignored: Int32?) throws {
+            if let bad = values.firstIndex(where: { ($0 < 0 || Int($0) >= vocabularySize) && $0 != ignored }) {
+                throw LowRankError(.invalidArgument, "\(what) \(values[bad]) at row \(bad / sequence), position \(bad % sequence) is outside the vocabulary of \(vocabularySize)"
+                                   + (ignored.map { " (and is not the ignored label \($0))" } ?? ""),
+                                   context: [("row", "\(bad / sequence)"), ("position", "\(bad % sequence)")])
+            }
+        }
+        try check(inputIDs, "token id", allowing: nil)
+        if let labels { try check(labels, "label", allowing: CausalLMPlan.ignoredLabel) }
+        let shifted = (0..<count).map { i in i % sequence + 1 < sequence ? source[i + 1] : CausalLMPlan.ignoredLabel }
+        self.rows = rows
+        self.sequence = sequence
+        self.inputIDs = inputIDs
+        self.labels = shifted
+        predictedTokens = shifted.count { $0 != CausalLMPlan.ignoredLabel }
+        guard predictedTokens > 0 else { throw LowRankError(.invalidArgument, "every label is ignored (−100): the batch predicts nothing") }
+    }
 }

@@ -26,12 +26,16 @@ public struct TrainingSettings: Hashable, Sendable {
 
     public init() {}
 
-    func optimizer(totalSteps: Int) -> AdamWOptimizer.Settings {
-        let schedule: LearningRateSchedule = switch self.schedule {
-        case .constant: .constant(warmupSteps: warmupSteps)
-        case .linear: .linear(warmupSteps: warmupSteps, totalSteps: totalSteps)
-        case .cosine: .cosine(warmupSteps: warmupSteps, totalSteps: totalSteps)
+    /// The optimizer's settings; linear and cosine schedules need their length.
+    public func optimizer(totalSteps: Int?) throws -> AdamWOptimizer.Settings {
+        let schedule: LearningRateSchedule
+        switch (self.schedule, totalSteps) {
+        case (.constant, _): schedule = .constant(warmupSteps: warmupSteps)
+        case (.linear, let total?) where total >= 1: schedule = .linear(warmupSteps: warmupSteps, totalSteps: total)
+        case (.cosine, let total?) where total >= 1: schedule = .cosine(warmupSteps: warmupSteps, totalSteps: total)
+        default: throw LowRankError(.invalidArgument, "a \(self.schedule.rawValue) schedule needs its length in steps (at least 1), got \(totalSteps.map(String.init) ?? "none")")
         }
+        try schedule.validate()
         return AdamWOptimizer.Settings(learningRate: learningRate, weightDecay: weightDecay, schedule: schedule, maxGradientNorm: maxGradientNorm)
     }
 }
@@ -50,17 +54,16 @@ public struct TrainingProgress: Sendable {
 /// (adapter, optimizer moments, step, data-order seed) written atomically into
 /// `<output>/checkpoint-<step>`, and `resume()` continuing bit for bit from the latest one.
 public final class Trainer: @unchecked Sendable {
-    public let model: LlamaModel
-    public let adapter: ModelAdapter
+    public let training: AdapterTraining
     public let data: TokenDataset
-    public let settings: TrainingSettings
     public let output: String?
+    public var model: LlamaModel { training.model }
+    public var adapter: ModelAdapter { training.adapter }
+    public var settings: TrainingSettings { training.settings }
     public let totalSteps: Int
-    public private(set) var step = 0
+    public var step: Int { training.step }
     /// The loss of every step taken, resumed ones included.
-    public private(set) var losses: [Float] = []
-    private let optimizer: AdamWOptimizer
-    private var plans: PlanCache
+    public var losses: [Float] { training.losses }
 
     static let stateName = "trainer_state.json"
     static let optimizerName = "optimizer.safetensors"
@@ -70,14 +73,10 @@ public final class Trainer: @unchecked Sendable {
         guard settings.epochs >= 1, (settings.steps ?? 1) >= 1, (settings.saveEvery ?? 1) >= 1 else {
             throw LowRankError(.invalidArgument, "steps, epochs and the checkpoint interval must be at least 1")
         }
-        self.model = model
-        self.adapter = adapter
         self.data = data
-        self.settings = settings
         self.output = output
         totalSteps = settings.steps ?? settings.epochs * Self.batchesPerEpoch(data.rows.count, settings.batchSize)
-        optimizer = try AdamWOptimizer(parameters: adapter.parameters, settings: settings.optimizer(totalSteps: totalSteps))
-        plans = PlanCache(model: model, adapter: adapter, training: true, checkpointing: settings.gradientCheckpointing)
+        training = try AdapterTraining(model: model, adapter: adapter, settings: settings, totalSteps: totalSteps)
         if let output { try Self.checkWritable(output) }
     }
 
@@ -104,24 +103,13 @@ public final class Trainer: @unchecked Sendable {
         return order[(index * settings.batchSize)..<min((index + 1) * settings.batchSize, order.count)]
     }
 
-    /// Takes one optimizer step and returns its loss.
+    /// Takes one optimizer step on the next batch and returns its loss.
     @discardableResult
     public func trainStep() throws -> TrainingProgress {
         let clock = ContinuousClock(), start = clock.now
         let batch = data.batch(rows(forStep: step))
-        var stepRandom = SplitMix(seed: settings.seed ^ UInt64(step))
-        let dropoutSeed = UInt32(truncatingIfNeeded: stepRandom.next())
-        let (lossTensor, gradients) = try plans.plan(for: batch).run(batch, seed: dropoutSeed)
-        try optimizer.step(gradients: gradients)
-        let loss = try lossTensor.floats()[0]
-        guard loss.isFinite else {
-            throw LowRankError(.numerical, "the loss became \(loss) at step \(step + 1); the last checkpoint holds the adapter before it (lower the learning rate or clip gradients)",
-                               context: [("step", "\(step + 1)")])
-        }
-        step += 1
-        losses.append(loss)
-        return TrainingProgress(step: step, totalSteps: totalSteps, loss: loss, tokens: batch.predictedTokens,
-                                seconds: (clock.now - start).inSeconds)
+        let loss = try training.step(on: batch)
+        return TrainingProgress(step: step, totalSteps: totalSteps, loss: loss, tokens: batch.predictedTokens, seconds: (clock.now - start).inSeconds)
     }
 
     /// Trains to `totalSteps`, checkpointing every `saveEvery` steps, then writes the adapter (and a
@@ -153,7 +141,7 @@ public final class Trainer: @unchecked Sendable {
         let final = output + "/checkpoint-\(step)", partial = output + "/.checkpoint-\(step).partial"
         try FileIO.removeTree(partial)
         try adapter.save(to: partial)
-        try optimizer.save(to: partial + "/" + Self.optimizerName)
+        try training.optimizer.save(to: partial + "/" + Self.optimizerName)
         try FileIO.writeAtomically(partial + "/" + Self.stateName, text: stateJSON.serialized)
         try FileIO.removeTree(final)
         guard rename(partial, final) == 0 else {
@@ -189,12 +177,7 @@ public final class Trainer: @unchecked Sendable {
             throw LowRankError(.fileFormat, "the trainer state lacks its step or losses", context: [("file", statePath)])
         }
         try adapter.restore(from: latest.path)
-        try optimizer.load(from: latest.path + "/" + Self.optimizerName)
-        guard optimizer.step == saved else {
-            throw LowRankError(.fileFormat, "the optimizer state is at step \(optimizer.step), the trainer's at \(saved)", context: [("folder", latest.path)])
-        }
-        step = saved
-        losses = savedLosses.map { Float($0) }
+        try training.restore(optimizerState: latest.path + "/" + Self.optimizerName, losses: savedLosses.map { Float($0) })
         return saved
     }
 }

@@ -1,0 +1,189 @@
+/*
+ * lowrank.h: the C ABI of the LowRank engine (libLowRankC.so, the LowRankC product).
+ *
+ * Fine-tune Llama-family models with LoRA, rsLoRA or DoRA adapters (optionally on NF4, Q8_0 or
+ * Q4_0 base weights) from any language that calls C: load a model, attach an adapter, take
+ * training steps on caller-owned token buffers, read and write the adapter's tensors, and save it
+ * in PEFT's format.
+ *
+ * Conventions
+ * - Every function returns a lowrank_status. On failure, lowrank_last_error() gives a sentence
+ *   naming what was wrong (the file, tensor, shape or value); nothing is written to out-pointers.
+ *   No entry point aborts the process on bad input: a null pointer, an unknown or closed handle,
+ *   a bad shape or value is a status, never a crash.
+ * - Handles are 64-bit numbers, never reused, so a closed one is recognised as closed (0 is never
+ *   a handle). Closing an engine closes its models.
+ * - Calls on one model are serialised by the engine; calls on different models may run in
+ *   parallel.
+ * - Strings are UTF-8 and NUL-terminated. A function that returns a string copies it into the
+ *   caller's buffer (capacity bytes, NUL included) and sets *length to its length without the
+ *   NUL; when the buffer is too small it returns LOWRANK_BUFFER_TOO_SMALL with *length set, so
+ *   the caller can retry.
+ */
+#ifndef LOWRANK_H
+#define LOWRANK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped on any incompatible change to this header. */
+#define LOWRANK_ABI_VERSION 1
+
+typedef enum lowrank_status {
+    LOWRANK_OK = 0,
+    LOWRANK_INVALID_ARGUMENT = 1,   /* a null pointer, a value out of range, a bad option */
+    LOWRANK_INVALID_HANDLE = 2,     /* an unknown handle, or one already closed */
+    LOWRANK_SHAPE_MISMATCH = 3,
+    LOWRANK_DTYPE_MISMATCH = 4,
+    LOWRANK_DEVICE_UNAVAILABLE = 5,
+    LOWRANK_UNSUPPORTED = 6,
+    LOWRANK_OUT_OF_MEMORY = 7,
+    LOWRANK_DEVICE_ERROR = 8,       /* Vulkan or shader compilation failed */
+    LOWRANK_FILE_FORMAT = 9,        /* a file that is missing fields, malformed or inconsistent */
+    LOWRANK_IO = 10,                /* a file that cannot be read or written */
+    LOWRANK_NUMERICAL = 11,         /* the loss became NaN or infinite */
+    LOWRANK_BUFFER_TOO_SMALL = 12,
+    LOWRANK_STATE = 13              /* a call out of order: a step before an adapter is attached */
+} lowrank_status;
+
+typedef uint64_t lowrank_engine;
+typedef uint64_t lowrank_model;
+
+/* LOWRANK_ABI_VERSION of the library that is loaded. */
+uint32_t lowrank_abi_version(void);
+
+/* The engine's version ("0.1.0"); a static string. */
+const char *lowrank_version(void);
+
+/* The message of the calling thread's last failed call, or "" after a successful one. Valid
+ * until the thread's next call into the library. */
+const char *lowrank_last_error(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Engines: a device to run on. */
+
+/* device: NULL or "auto" (the best Vulkan device, else the CPU backend), "cpu", "vulkan", or
+ * "vulkan:N". validation: nonzero turns on the Khronos validation layer (with synchronization
+ * validation); its messages are then failures of the call that caused them. */
+int32_t lowrank_engine_open(const char *device, int32_t validation, lowrank_engine *engine);
+
+/* The device the engine runs on: "vulkan:0 (llvmpipe (LLVM 15.0.6, 256 bits))", "cpu (...)". */
+int32_t lowrank_engine_device(lowrank_engine engine, char *buffer, size_t capacity, size_t *length);
+
+/* Closes the engine and every model it holds. */
+int32_t lowrank_engine_close(lowrank_engine engine);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Models. */
+
+/* A Hugging Face checkpoint folder (config.json, model.safetensors or shards with
+ * model.safetensors.index.json; f32, f16 or bf16). quantize: NULL, "nf4", "q8_0" or "q4_0"
+ * quantizes the frozen projections at load. */
+int32_t lowrank_model_load(lowrank_engine engine, const char *path, const char *quantize, lowrank_model *model);
+
+/* The built-in default model of `lowrank train`: a byte-level (vocabulary 256), 2-block, d = 64
+ * Llama with fixed random weights. */
+int32_t lowrank_model_create_default(lowrank_engine engine, lowrank_model *model);
+
+/* The model's config as Hugging Face names it: a JSON object with "model_type", "vocab_size",
+ * "hidden_size", "num_hidden_layers", ... */
+int32_t lowrank_model_config(lowrank_model model, char *buffer, size_t capacity, size_t *length);
+
+int32_t lowrank_model_close(lowrank_model model);
+
+/* The built-in byte-level corpus `lowrank train` trains the default model on (UTF-8 text; each
+ * byte is one token). */
+int32_t lowrank_default_corpus(char *buffer, size_t capacity, size_t *length);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Adapters: the options of `lowrank train`, in PEFT's format. */
+
+typedef struct lowrank_adapter_options {
+    uint32_t size;          /* sizeof(lowrank_adapter_options), set by lowrank_adapter_options_init */
+    int32_t r;              /* rank; default 8 */
+    float alpha;            /* lora_alpha; default 16 (the scale is alpha/r, or alpha/sqrt(r)) */
+    float dropout;          /* lora_dropout on the adapter's input, in [0, 1); default 0 */
+    int32_t rslora;         /* nonzero: rsLoRA scaling */
+    int32_t dora;           /* nonzero: DoRA, a trained magnitude per output row */
+    const char *targets;    /* "q_proj,v_proj" (the default, also for NULL), any comma-separated
+                               list of module names, or "all-linear" */
+    uint64_t seed;          /* seed of A's Kaiming-uniform initialisation; default 0 */
+} lowrank_adapter_options;
+
+/* Fills *options with the defaults above. */
+int32_t lowrank_adapter_options_init(lowrank_adapter_options *options);
+
+/* Attaches a new adapter (B = 0, so the model is unchanged until it trains). A model holds one
+ * adapter; attaching or loading another replaces it and resets training. */
+int32_t lowrank_model_add_adapter(lowrank_model model, const lowrank_adapter_options *options);
+
+/* Attaches the PEFT adapter saved in folder (adapter_config.json, adapter_model.safetensors;
+ * F32, F16 or BF16), as `lowrank train --init-adapter` does. */
+int32_t lowrank_model_load_adapter(lowrank_model model, const char *folder);
+
+/* Writes adapter_config.json and adapter_model.safetensors (f32) into folder, each atomically;
+ * PEFT's PeftModel.from_pretrained loads them. */
+int32_t lowrank_model_save_adapter(lowrank_model model, const char *folder);
+
+/* The adapter's tensors, by PEFT's names (base_model.model.<module>.lora_A.weight, .lora_B.weight,
+ * .lora_magnitude_vector), in model order. */
+int32_t lowrank_model_adapter_tensor_count(lowrank_model model, int64_t *count);
+int32_t lowrank_model_adapter_tensor_name(lowrank_model model, int64_t index, char *buffer, size_t capacity, size_t *length);
+/* shape receives up to 4 dimensions; *rank says how many there are. */
+int32_t lowrank_model_adapter_tensor_shape(lowrank_model model, const char *name, int64_t shape[4], int32_t *rank);
+/* Copies a tensor out as f32, or overwrites it; count must be the tensor's element count. */
+int32_t lowrank_model_read_adapter_tensor(lowrank_model model, const char *name, float *values, int64_t count);
+int32_t lowrank_model_write_adapter_tensor(lowrank_model model, const char *name, const float *values, int64_t count);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Training: the options of `lowrank train`. */
+
+typedef enum lowrank_schedule {
+    LOWRANK_SCHEDULE_CONSTANT = 0,
+    LOWRANK_SCHEDULE_LINEAR = 1,
+    LOWRANK_SCHEDULE_COSINE = 2
+} lowrank_schedule;
+
+typedef struct lowrank_training_options {
+    uint32_t size;                  /* sizeof(lowrank_training_options), set by lowrank_training_options_init */
+    int32_t schedule;               /* a lowrank_schedule after warm-up; default constant */
+    double learning_rate;           /* peak learning rate; default 2e-4 */
+    int64_t warmup_steps;           /* linear warm-up; default 0 */
+    int64_t total_steps;            /* the schedule's length: needed by linear and cosine; 0: none */
+    double weight_decay;            /* AdamW's decoupled weight decay; default 0.01 */
+    float max_grad_norm;            /* clip the global gradient norm to this; 0: no clipping */
+    int32_t gradient_checkpointing; /* nonzero: recompute each block's activations in backward */
+    uint64_t seed;                  /* seeds the dropout masks (with the step number); default 0 */
+} lowrank_training_options;
+
+/* Fills *options with the defaults above (PyTorch's AdamW: betas 0.9/0.999, eps 1e-8). */
+int32_t lowrank_training_options_init(lowrank_training_options *options);
+
+/* Sets how lowrank_model_step trains, and starts a new optimizer (moments and step count zero;
+ * the adapter's tensors are kept). Without it, the first step uses the defaults. */
+int32_t lowrank_model_set_training(lowrank_model model, const lowrank_training_options *options);
+
+/* One training step on a batch of rows x sequence token ids (row-major int32): the forward pass
+ * with the mean next-token cross-entropy, the backward pass, and an AdamW step of the adapter.
+ * labels: NULL to predict every next token, or rows x sequence labels as transformers takes them
+ * (unshifted; -100 where nothing is predicted, such as right padding). *loss receives the
+ * batch's loss. Ids and labels are checked against the vocabulary. */
+int32_t lowrank_model_step(lowrank_model model, const int32_t *input_ids, const int32_t *labels,
+                           int64_t rows, int64_t sequence, float *loss);
+
+/* The steps taken since the training was set. */
+int32_t lowrank_model_step_count(lowrank_model model, int64_t *steps);
+
+/* The loss of a batch without training (the adapter applied, if any; no dropout). */
+int32_t lowrank_model_loss(lowrank_model model, const int32_t *input_ids, const int32_t *labels,
+                           int64_t rows, int64_t sequence, float *loss);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LOWRANK_H */

@@ -1,0 +1,115 @@
+import CLowRank
+import LowRank
+import LowRankModels
+
+@c public func lowrank_adapter_options_init(_ options: UnsafeMutablePointer<lowrank_adapter_options>?) -> Int32 {
+    ABI.call {
+        let out = try ABI.required(options, "options")
+        out.pointee = lowrank_adapter_options(size: UInt32(MemoryLayout<lowrank_adapter_options>.size), r: 8, alpha: 16, dropout: 0,
+                                              rslora: 0, dora: 0, targets: nil, seed: 0)
+    }
+}
+
+@c public func lowrank_model_add_adapter(_ model: UInt64, _ options: UnsafePointer<lowrank_adapter_options>?) -> Int32 {
+    ABI.call {
+        let o = try ABI.required(options, "options").pointee
+        try ABI.checkSize(o.size, of: lowrank_adapter_options.self, "lowrank_adapter_options", initializer: "lowrank_adapter_options_init")
+        let targets = try o.targets.map { AdapterSettings.targets(parsing: try ABI.string($0, "options.targets")) } ?? .names(["q_proj", "v_proj"])
+        let settings = try AdapterSettings(rank: Int(o.r), alpha: o.alpha, dropout: o.dropout, rsLoRA: o.rslora != 0, dora: o.dora != 0,
+                                           targets: targets)
+        try HandleTable.model(model).withState { state in
+            state.attach(try ModelAdapter(settings: settings, on: state.model, seed: o.seed))
+        }
+    }
+}
+
+@c public func lowrank_model_load_adapter(_ model: UInt64, _ folder: UnsafePointer<CChar>?) -> Int32 {
+    ABI.call {
+        let path = try ABI.string(folder, "folder")
+        try HandleTable.model(model).withState { state in state.attach(try ModelAdapter(contentsOf: path, on: state.model)) }
+    }
+}
+
+@c public func lowrank_model_save_adapter(_ model: UInt64, _ folder: UnsafePointer<CChar>?) -> Int32 {
+    ABI.call {
+        let path = try ABI.string(folder, "folder")
+        try HandleTable.model(model).withState { state in try state.requireAdapter().save(to: path) }
+    }
+}
+
+@c public func lowrank_model_adapter_tensor_count(_ model: UInt64, _ count: UnsafeMutablePointer<Int64>?) -> Int32 {
+    ABI.call {
+        let out = try ABI.required(count, "count")
+        out.pointee = Int64(try HandleTable.model(model).withState { try $0.requireAdapter().parameters.count })
+    }
+}
+
+@c public func lowrank_model_adapter_tensor_name(_ model: UInt64, _ index: Int64, _ buffer: UnsafeMutablePointer<CChar>?,
+                                                 _ capacity: Int, _ length: UnsafeMutablePointer<Int>?) -> Int32 {
+    ABI.call {
+        let names = try HandleTable.model(model).withState { try $0.requireAdapter().parameters.map(\.name) }
+        guard index >= 0, index < names.count else {
+            throw ABIError(LOWRANK_INVALID_ARGUMENT, "tensor index \(index) is outside 0..<\(names.count)")
+        }
+        try ABI.copy(names[Int(index)], to: buffer, capacity: capacity, length: length)
+    }
+}
+
+@c public func lowrank_model_adapter_tensor_shape(_ model: UInt64, _ name: UnsafePointer<CChar>?, _ shape: UnsafeMutablePointer<Int64>?,
+                                                  _ rank: UnsafeMutablePointer<Int32>?) -> Int32 {
+    ABI.call {
+        let (shapeOut, rankOut) = (try ABI.required(shape, "shape"), try ABI.required(rank, "rank"))
+        let dims = try HandleTable.model(model).withState { try $0.adapterTensor(try ABI.string(name, "name")).shape.dims }
+        for (i, d) in dims.enumerated() { shapeOut[i] = Int64(d) }
+        rankOut.pointee = Int32(dims.count)
+    }
+}
+
+@c public func lowrank_model_read_adapter_tensor(_ model: UInt64, _ name: UnsafePointer<CChar>?, _ values: UnsafeMutablePointer<Float>?,
+                                                 _ count: Int64) -> Int32 {
+    ABI.call {
+        let out = try ABI.required(values, "values")
+        let floats = try HandleTable.model(model).withState { state in
+            let tensor = try state.adapterTensor(try ABI.string(name, "name"))
+            try ABI.checkCount(count, tensor)
+            return try tensor.floats()
+        }
+        floats.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: floats.count) }
+    }
+}
+
+@c public func lowrank_model_write_adapter_tensor(_ model: UInt64, _ name: UnsafePointer<CChar>?, _ values: UnsafePointer<Float>?,
+                                                  _ count: Int64) -> Int32 {
+    ABI.call {
+        try HandleTable.model(model).withState { state in
+            let tensor = try state.adapterTensor(try ABI.string(name, "name"))
+            try ABI.checkCount(count, tensor)
+            try tensor.assign(try ABI.elements(values, Int(count), "values"))
+        }
+    }
+}
+
+extension ModelSession.State {
+    func adapterTensor(_ name: String) throws -> Tensor {
+        let parameters = try requireAdapter().parameters
+        guard let tensor = parameters.first(where: { $0.name == name })?.tensor else {
+            throw ABIError(LOWRANK_INVALID_ARGUMENT, "the adapter has no tensor \(name) (it has \(parameters.count), such as \(parameters[0].name))")
+        }
+        return tensor
+    }
+}
+
+extension ABI {
+    /// The `size` field of an options struct: the caller initialised it with this header's layout.
+    static func checkSize<T>(_ size: UInt32, of: T.Type, _ name: String, initializer: String) throws {
+        guard size == MemoryLayout<T>.size else {
+            throw ABIError(LOWRANK_INVALID_ARGUMENT, "\(name).size is \(size), not \(MemoryLayout<T>.size): fill the struct with \(initializer) first")
+        }
+    }
+
+    static func checkCount(_ count: Int64, _ tensor: Tensor) throws {
+        guard count == Int64(tensor.shape.count) else {
+            throw ABIError(LOWRANK_SHAPE_MISMATCH, "the buffer holds \(count) values, the tensor \(tensor.shape.count) (shape \(tensor.shape.dims))")
+        }
+    }
+}

@@ -1,0 +1,63 @@
+import CLowRank
+import LowRank
+import LowRankModels
+import Synchronization
+
+/// A model behind a handle: its adapter, how it trains, and the plans it has built. One lock
+/// serialises the calls on it (ctypes releases the GIL, so Python threads can call at once).
+final class ModelSession: Sendable {
+    let engineHandle: UInt64
+    let engine: EngineEntry
+    private let state: Mutex<State>
+
+    struct State {
+        let model: LlamaModel
+        var adapter: ModelAdapter?
+        var settings = TrainingSettings()
+        var totalSteps: Int?
+        /// Made at the first step after the adapter or the settings change.
+        var training: AdapterTraining?
+        var evaluator: LossEvaluator?
+
+        /// The adapter, or the error a step or tensor access before one gets.
+        func requireAdapter() throws -> ModelAdapter {
+            guard let adapter else {
+                throw ABIError(LOWRANK_STATE, "the model has no adapter: attach one with lowrank_model_add_adapter or lowrank_model_load_adapter first")
+            }
+            return adapter
+        }
+
+        mutating func attach(_ adapter: ModelAdapter) {
+            self.adapter = adapter
+            training = nil
+            evaluator = nil
+        }
+    }
+
+    init(engineHandle: UInt64, engine: EngineEntry, model: LlamaModel) {
+        self.engineHandle = engineHandle
+        self.engine = engine
+        state = Mutex(State(model: model))
+    }
+
+    /// Runs `body` under the model's lock; on a validated engine, a validation message raised
+    /// meanwhile fails the call.
+    func withState<R>(_ body: (inout State) throws -> R) throws -> R {
+        try state.withLock { (state: inout State) throws -> R in
+            let result = try body(&state)
+            try engine.checkValidation()
+            return result
+        }
+    }
+}
+
+extension EngineEntry {
+    func checkValidation() throws {
+        guard validation, let vulkan = backend as? VulkanBackend else { return }
+        try vulkan.synchronize()
+        let messages = vulkan.instance.validationLog.drain()
+        guard messages.isEmpty else {
+            throw ABIError(LOWRANK_DEVICE_ERROR, "the Vulkan validation layer reported:\n" + messages.joined(separator: "\n"))
+        }
+    }
+}

@@ -1,0 +1,98 @@
+import CLowRank
+import LowRank
+import LowRankModels
+
+@c public func lowrank_training_options_init(_ options: UnsafeMutablePointer<lowrank_training_options>?) -> Int32 {
+    ABI.call {
+        let out = try ABI.required(options, "options")
+        let d = TrainingSettings()
+        out.pointee = lowrank_training_options(size: UInt32(MemoryLayout<lowrank_training_options>.size),
+                                               schedule: Int32(bitPattern: LOWRANK_SCHEDULE_CONSTANT.rawValue), learning_rate: d.learningRate,
+                                               warmup_steps: Int64(d.warmupSteps), total_steps: 0, weight_decay: d.weightDecay,
+                                               max_grad_norm: 0, gradient_checkpointing: 0, seed: d.seed)
+    }
+}
+
+@c public func lowrank_model_set_training(_ model: UInt64, _ options: UnsafePointer<lowrank_training_options>?) -> Int32 {
+    ABI.call {
+        let o = try ABI.required(options, "options").pointee
+        try ABI.checkSize(o.size, of: lowrank_training_options.self, "lowrank_training_options", initializer: "lowrank_training_options_init")
+        var settings = TrainingSettings()
+        settings.schedule = switch UInt32(bitPattern: o.schedule) {
+        case LOWRANK_SCHEDULE_CONSTANT.rawValue: .constant
+        case LOWRANK_SCHEDULE_LINEAR.rawValue: .linear
+        case LOWRANK_SCHEDULE_COSINE.rawValue: .cosine
+        default: throw ABIError(LOWRANK_INVALID_ARGUMENT, "schedule \(o.schedule) is not a lowrank_schedule (0 constant, 1 linear, 2 cosine)")
+        }
+        guard o.learning_rate.isFinite, o.learning_rate >= 0, o.weight_decay.isFinite, o.weight_decay >= 0 else {
+            throw ABIError(LOWRANK_INVALID_ARGUMENT, "the learning rate and weight decay must be finite and not negative, got \(o.learning_rate) and \(o.weight_decay)")
+        }
+        guard o.warmup_steps >= 0, o.total_steps >= 0, o.max_grad_norm.isFinite, o.max_grad_norm >= 0 else {
+            throw ABIError(LOWRANK_INVALID_ARGUMENT, "warmup_steps, total_steps and max_grad_norm must not be negative")
+        }
+        settings.learningRate = o.learning_rate
+        settings.warmupSteps = Int(o.warmup_steps)
+        settings.weightDecay = o.weight_decay
+        settings.maxGradientNorm = o.max_grad_norm > 0 ? o.max_grad_norm : nil
+        settings.gradientCheckpointing = o.gradient_checkpointing != 0
+        settings.seed = o.seed
+        let totalSteps = o.total_steps > 0 ? Int(o.total_steps) : nil
+        _ = try settings.optimizer(totalSteps: totalSteps)   // a linear or cosine schedule without a length fails here, not at the first step
+        try HandleTable.model(model).withState { state in
+            state.settings = settings
+            state.totalSteps = totalSteps
+            state.training = nil
+        }
+    }
+}
+
+@c public func lowrank_model_step(_ model: UInt64, _ inputIDs: UnsafePointer<Int32>?, _ labels: UnsafePointer<Int32>?,
+                                  _ rows: Int64, _ sequence: Int64, _ loss: UnsafeMutablePointer<Float>?) -> Int32 {
+    ABI.call {
+        let out = try ABI.required(loss, "loss")
+        out.pointee = try HandleTable.model(model).withState { state in
+            let batch = try ABI.batch(inputIDs, labels, rows, sequence, vocabularySize: state.model.config.vocabularySize)
+            if state.training == nil {
+                state.training = try AdapterTraining(model: state.model, adapter: try state.requireAdapter(), settings: state.settings,
+                                                     totalSteps: state.totalSteps)
+            }
+            return try state.training!.step(on: batch)
+        }
+    }
+}
+
+@c public func lowrank_model_step_count(_ model: UInt64, _ steps: UnsafeMutablePointer<Int64>?) -> Int32 {
+    ABI.call {
+        let out = try ABI.required(steps, "steps")
+        out.pointee = Int64(try HandleTable.model(model).withState { $0.training?.step ?? 0 })
+    }
+}
+
+@c public func lowrank_model_loss(_ model: UInt64, _ inputIDs: UnsafePointer<Int32>?, _ labels: UnsafePointer<Int32>?,
+                                  _ rows: Int64, _ sequence: Int64, _ loss: UnsafeMutablePointer<Float>?) -> Int32 {
+    ABI.call {
+        let out = try ABI.required(loss, "loss")
+        out.pointee = try HandleTable.model(model).withState { state in
+            let batch = try ABI.batch(inputIDs, labels, rows, sequence, vocabularySize: state.model.config.vocabularySize)
+            if state.evaluator == nil { state.evaluator = LossEvaluator(model: state.model, adapter: state.adapter) }
+            return try state.evaluator!.loss(of: batch)
+        }
+    }
+}
+
+extension ABI {
+    /// The caller's `rows × sequence` ids (and labels) as a batch, the counts checked before any
+    /// memory is read.
+    static func batch(_ ids: UnsafePointer<Int32>?, _ labels: UnsafePointer<Int32>?, _ rows: Int64, _ sequence: Int64,
+                      vocabularySize: Int) throws -> TokenBatch {
+        guard rows >= 1, sequence >= 2 else {
+            throw ABIError(LOWRANK_SHAPE_MISMATCH, "a batch needs at least one row of at least 2 tokens, got \(rows) × \(sequence)")
+        }
+        let (count, overflow) = rows.multipliedReportingOverflow(by: sequence)
+        guard !overflow, count <= Int64(Int32.max) else {
+            throw ABIError(LOWRANK_SHAPE_MISMATCH, "a batch of \(rows) × \(sequence) tokens is too large")
+        }
+        return try TokenBatch(inputIDs: try elements(ids, Int(count), "input_ids"), labels: try labels.map { try elements($0, Int(count), "labels") },
+                              rows: Int(rows), sequence: Int(sequence), vocabularySize: vocabularySize)
+    }
+}
