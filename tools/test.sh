@@ -18,3 +18,17 @@ bench=(.build/debug/lowrank-bench --suite all --preset tiny --device all --runs 
 LOWRANK_VALIDATION=1 .build/debug/lowrank train --steps 20 --adapter-out .build/default-job
 test -s .build/default-job/adapter_model.safetensors && test -s .build/default-job/loss.svg
 swift test
+# The C ABI and the Python package over it: the library as the README builds it, the package
+# installed as a user installs it (into a virtual environment here), and its tests, which compare
+# training from Python with the CLI built above.
+swift build -c release --product LowRankC -Xswiftc -static-stdlib
+cc -std=c11 -Wall -Wextra -Werror -I Sources/CLowRank Tests/CABI/abi_check.c -L .build/release -lLowRankC \
+    -Wl,-rpath,"$PWD/.build/release" -lm -o .build/abi_check
+.build/abi_check
+python="${PYTHON:-python3}"
+"$python" -m venv --clear --system-site-packages .build/python-env
+pip=(.build/python-env/bin/pip install --quiet ./python)
+# Without a package index, build with the setuptools and wheel already installed.
+"${pip[@]}" || "${pip[@]}" --no-index --no-build-isolation
+rm -rf python/build python/lowrank.egg-info
+LOWRANK_CLI=.build/debug/lowrank .build/python-env/bin/python -m pytest -q python/tests

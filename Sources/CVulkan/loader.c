@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define CVK_DEFINE(name) PFN_##name name = NULL;
+#define CVK_DEFINE(name) CVK_HIDDEN PFN_##name name = NULL;
 CVK_GLOBAL_FUNCTIONS(CVK_DEFINE)
 CVK_INSTANCE_FUNCTIONS(CVK_DEFINE)
 CVK_DEVICE_FUNCTIONS(CVK_DEFINE)

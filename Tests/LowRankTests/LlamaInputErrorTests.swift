@@ -75,6 +75,32 @@ struct LlamaInputErrorTests {
         }
     }
 
+    /// A caller's batch with transformers-style labels (unshifted, −100 on right padding) is the
+    /// batch the dataset builds from the same rows; bad ids, labels and counts are errors naming them.
+    @Test func callerBatchesWithLabels() throws {
+        let rows: [[Int32]] = [[5, 6, 7, 8], [9, 10]]
+        let fromRows = TokenBatch(rows)
+        let ids: [Int32] = [5, 6, 7, 8, 9, 10, 0, 0]
+        let labels: [Int32] = [5, 6, 7, 8, 9, 10, -100, -100]
+        let fromCaller = try TokenBatch(inputIDs: ids, labels: labels, rows: 2, sequence: 4, vocabularySize: 16)
+        #expect(fromCaller.inputIDs == fromRows.inputIDs && fromCaller.labels == fromRows.labels)
+        #expect(fromCaller.predictedTokens == fromRows.predictedTokens)
+        let unlabelled = try TokenBatch(inputIDs: ids, rows: 2, sequence: 4, vocabularySize: 16)
+        #expect(unlabelled.labels == [6, 7, 8, -100, 10, 0, 0, -100] && unlabelled.predictedTokens == 6)
+
+        #expect { try TokenBatch(inputIDs: ids, rows: 2, sequence: 4, vocabularySize: 10) } throws: {
+            "\($0)".contains("token id 10 at row 1, position 1")
+        }
+        #expect { try TokenBatch(inputIDs: ids, labels: [Int32](repeating: -1, count: 8), rows: 2, sequence: 4, vocabularySize: 16) } throws: {
+            "\($0)".contains("label -1 at row 0, position 0")
+        }
+        #expect { try TokenBatch(inputIDs: ids, rows: 3, sequence: 4, vocabularySize: 16) } throws: { "\($0)".contains("8 token ids") }
+        #expect { try TokenBatch(inputIDs: ids, labels: [1, 2], rows: 2, sequence: 4, vocabularySize: 16) } throws: { "\($0)".contains("same shape") }
+        #expect { try TokenBatch(inputIDs: ids, labels: [Int32](repeating: -100, count: 8), rows: 2, sequence: 4, vocabularySize: 16) } throws: {
+            "\($0)".contains("predicts nothing")
+        }
+    }
+
     /// The Qwen2 adapter targets a down_proj of another width: the error names the tensor and file.
     @Test func adapterForAnotherArchitecture() throws {
         let model = try LlamaFixtures.model(on: CPUBackend.shared)

@@ -79,11 +79,14 @@
     X(vkWaitForFences)
 
 /* Importers see each pointer as const (Swift imports it as a `let`, safe to call from any thread);
- * only the loader, which defines CVK_IMPLEMENTATION, writes them, once, before any call. */
+ * only the loader, which defines CVK_IMPLEMENTATION, writes them. They are hidden: they carry the
+ * Vulkan API's own names, so a shared library exporting them (libLowRankC.so) would stand in for
+ * the loader's functions in a process that links it, and the loader's own calls would land on them. */
+#define CVK_HIDDEN __attribute__((visibility("hidden")))
 #ifdef CVK_IMPLEMENTATION
-#define CVK_DECLARE(name) extern PFN_##name name;
+#define CVK_DECLARE(name) extern CVK_HIDDEN PFN_##name name;
 #else
-#define CVK_DECLARE(name) extern PFN_##name const name;
+#define CVK_DECLARE(name) extern CVK_HIDDEN PFN_##name const name;
 #endif
 CVK_GLOBAL_FUNCTIONS(CVK_DECLARE)
 CVK_INSTANCE_FUNCTIONS(CVK_DECLARE)

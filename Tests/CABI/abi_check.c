@@ -1,0 +1,88 @@
+/* A C program against lowrank.h and libLowRankC.so: the header and the library agree, a short
+ * training run works from C, and bad calls return their status with a message, never a crash.
+ * tools/test.sh builds and runs it; it prints what failed and exits non-zero. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lowrank.h"
+
+static int failures = 0;
+
+#define EXPECT(condition, ...) do { \
+    if (!(condition)) { failures++; fprintf(stderr, "abi_check.c:%d: %s: ", __LINE__, #condition); \
+        fprintf(stderr, __VA_ARGS__); fprintf(stderr, " (last error: %s)\n", lowrank_last_error()); } \
+} while (0)
+
+int main(void) {
+    EXPECT(lowrank_abi_version() == LOWRANK_ABI_VERSION, "ABI %u", lowrank_abi_version());
+    EXPECT(strlen(lowrank_version()) > 0, "no version");
+
+    lowrank_engine engine = 0;
+    EXPECT(lowrank_engine_open("cpu", 0, &engine) == LOWRANK_OK && engine != 0, "open");
+    char small[4];
+    size_t length = 0;
+    EXPECT(lowrank_engine_device(engine, small, sizeof small, &length) == LOWRANK_BUFFER_TOO_SMALL && length > 3, "length %zu", length);
+    char name[256];
+    EXPECT(lowrank_engine_device(engine, name, sizeof name, &length) == LOWRANK_OK && strncmp(name, "cpu", 3) == 0, "%s", name);
+
+    lowrank_model model = 0;
+    EXPECT(lowrank_model_create_default(engine, &model) == LOWRANK_OK, "default model");
+    int32_t ids[2 * 8];
+    for (int i = 0; i < 16; i++) ids[i] = (i * 37) % 256;
+    float loss = 0;
+    EXPECT(lowrank_model_step(model, ids, NULL, 2, 8, &loss) == LOWRANK_STATE, "a step without an adapter");
+
+    lowrank_adapter_options adapter;
+    EXPECT(lowrank_adapter_options_init(&adapter) == LOWRANK_OK && adapter.r == 8 && adapter.size == sizeof adapter, "defaults");
+    adapter.dora = 1;
+    adapter.targets = "all-linear";
+    EXPECT(lowrank_model_add_adapter(model, &adapter) == LOWRANK_OK, "add adapter");
+    lowrank_training_options training;
+    EXPECT(lowrank_training_options_init(&training) == LOWRANK_OK && training.learning_rate == 2e-4, "defaults");
+    training.learning_rate = 1e-2;
+    training.schedule = LOWRANK_SCHEDULE_COSINE;
+    EXPECT(lowrank_model_set_training(model, &training) == LOWRANK_INVALID_ARGUMENT, "cosine without a length");
+    training.total_steps = 3;
+    EXPECT(lowrank_model_set_training(model, &training) == LOWRANK_OK, "set training");
+    float losses[3];
+    for (int s = 0; s < 3; s++) EXPECT(lowrank_model_step(model, ids, NULL, 2, 8, &losses[s]) == LOWRANK_OK && isfinite(losses[s]), "step %d", s);
+    EXPECT(losses[2] < losses[0], "the loss did not fall: %g -> %g", losses[0], losses[2]);
+    int64_t steps = 0;
+    EXPECT(lowrank_model_step_count(model, &steps) == LOWRANK_OK && steps == 3, "%lld steps", (long long)steps);
+
+    int64_t count = 0;
+    EXPECT(lowrank_model_adapter_tensor_count(model, &count) == LOWRANK_OK && count == 2 * 7 * 3, "%lld tensors", (long long)count);
+    char tensor[256];
+    EXPECT(lowrank_model_adapter_tensor_name(model, 2, tensor, sizeof tensor, &length) == LOWRANK_OK
+           && strstr(tensor, "lora_magnitude_vector") != NULL, "%s", tensor);
+    int64_t shape[4];
+    int32_t rank = 0;
+    EXPECT(lowrank_model_adapter_tensor_shape(model, tensor, shape, &rank) == LOWRANK_OK && rank == 1 && shape[0] == 64, "rank %d", rank);
+    float magnitude[64];
+    EXPECT(lowrank_model_read_adapter_tensor(model, tensor, magnitude, 64) == LOWRANK_OK && magnitude[0] > 0, "read");
+    EXPECT(lowrank_model_read_adapter_tensor(model, tensor, magnitude, 63) == LOWRANK_SHAPE_MISMATCH, "a short buffer");
+    EXPECT(lowrank_model_write_adapter_tensor(model, tensor, magnitude, 64) == LOWRANK_OK, "write");
+
+    ids[5] = 256;
+    EXPECT(lowrank_model_step(model, ids, NULL, 2, 8, &loss) == LOWRANK_INVALID_ARGUMENT
+           && strstr(lowrank_last_error(), "row 0, position 5") != NULL, "an id outside the vocabulary");
+    EXPECT(lowrank_model_step(model, NULL, NULL, 2, 8, &loss) == LOWRANK_INVALID_ARGUMENT, "NULL ids");
+    EXPECT(lowrank_model_step(model, ids, NULL, -1, 8, &loss) == LOWRANK_SHAPE_MISMATCH, "negative rows");
+    EXPECT(lowrank_model_step(model, ids, NULL, INT64_MAX, 8, &loss) == LOWRANK_SHAPE_MISMATCH, "overflowing rows");
+    EXPECT(lowrank_model_load(engine, "/nonexistent", NULL, &model) == LOWRANK_IO, "a missing folder");
+    EXPECT(lowrank_model_add_adapter(engine, &adapter) == LOWRANK_INVALID_HANDLE
+           && strstr(lowrank_last_error(), "is an engine") != NULL, "an engine as a model");
+    adapter.size = 4;
+    EXPECT(lowrank_model_add_adapter(model, &adapter) == LOWRANK_INVALID_ARGUMENT, "a struct of another size");
+
+    EXPECT(lowrank_engine_close(engine) == LOWRANK_OK, "close");
+    EXPECT(strcmp(lowrank_last_error(), "") == 0, "a success clears the last error");
+    EXPECT(lowrank_model_step(model, ids, NULL, 2, 8, &loss) == LOWRANK_INVALID_HANDLE
+           && strstr(lowrank_last_error(), "was closed") != NULL, "a model of a closed engine");
+    EXPECT(lowrank_engine_close(engine) == LOWRANK_INVALID_HANDLE, "closing twice");
+    EXPECT(lowrank_engine_close(0) == LOWRANK_INVALID_HANDLE, "handle 0");
+
+    if (failures == 0) printf("abi_check: every check passed\n");
+    return failures == 0 ? 0 : 1;
+}

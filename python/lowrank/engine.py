@@ -1,0 +1,67 @@
+"""Engines: the device models run on."""
+import ctypes
+import os
+import threading
+
+from ._native import check, encode, lib, read_string
+
+
+class Engine:
+    """A device to run on: "auto" (the best Vulkan device, else the CPU backend), "cpu", "vulkan"
+    or "vulkan:N". With validation=True the Khronos validation layer checks every Vulkan call, and
+    a message from it fails the call that caused it; by default, validation follows the
+    LOWRANK_VALIDATION environment variable, as the `lowrank` CLI does."""
+
+    def __init__(self, device: str = "auto", validation: bool = None):
+        if validation is None:
+            validation = os.environ.get("LOWRANK_VALIDATION", "") in ("1", "true")
+        handle = ctypes.c_uint64(0)
+        check(lib.lowrank_engine_open(encode(device, "device"), int(bool(validation)), ctypes.byref(handle)))
+        self._handle = handle.value
+        self._closed = False
+
+    @property
+    def handle(self) -> int:
+        return self._handle
+
+    @property
+    def device(self) -> str:
+        """The device's identifier and name, such as "cpu (OpenBLAS ...)"."""
+        return read_string(lib.lowrank_engine_device, self._handle)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Frees the engine and every model on it. Using either afterwards raises ClosedHandleError."""
+        if not self._closed:
+            self._closed = True
+            check(lib.lowrank_engine_close(self._handle))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.close()
+
+    def __del__(self):
+        if not getattr(self, "_closed", True):
+            self._closed = True
+            lib.lowrank_engine_close(self._handle)
+
+    def __repr__(self):
+        return f"Engine({'closed' if self._closed else self.device})"
+
+
+_default = None
+_default_lock = threading.Lock()
+
+
+def default_engine() -> Engine:
+    """The engine models use when none is given: Engine("auto"), made on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Engine()
+        return _default

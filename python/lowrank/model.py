@@ -1,0 +1,212 @@
+"""Models with adapters: load, attach, train step by step, save in PEFT's format."""
+import ctypes
+import json
+import os
+
+import numpy as np
+
+from ._errors import DTypeError, ShapeError
+from ._native import AdapterOptions, TrainingOptions, check, encode, lib, read_string
+from .engine import Engine, default_engine
+
+SCHEDULES = {"constant": 0, "linear": 1, "cosine": 2}
+_int32_p = ctypes.POINTER(ctypes.c_int32)
+_float_p = ctypes.POINTER(ctypes.c_float)
+
+
+class Model:
+    """A Llama-family model (Llama, Mistral, Qwen2) on an engine, with at most one adapter.
+
+    Build one with Model.from_pretrained(folder) or Model.default(); then add_adapter(...) (or
+    load_adapter(folder)), configure_training(...), and loss = model.step(input_ids) per batch."""
+
+    def __init__(self, handle: int, engine: Engine):
+        self._handle = handle
+        self._engine = engine  # kept alive as long as the model
+        self._closed = False
+
+    @classmethod
+    def from_pretrained(cls, path, quantize=None, engine: Engine = None) -> "Model":
+        """A Hugging Face checkpoint folder (config.json and safetensors weights, f32/f16/bf16).
+        quantize: None, "nf4", "q8_0" or "q4_0" quantizes the frozen projections at load."""
+        engine = engine or default_engine()
+        handle = ctypes.c_uint64(0)
+        check(lib.lowrank_model_load(engine.handle, encode(path, "path"),
+                                     None if quantize is None else encode(quantize, "quantize"), ctypes.byref(handle)))
+        return cls(handle.value, engine)
+
+    @classmethod
+    def default(cls, engine: Engine = None) -> "Model":
+        """The built-in model of `lowrank train`: byte-level (vocabulary 256), 2 blocks, d = 64,
+        fixed random weights."""
+        engine = engine or default_engine()
+        handle = ctypes.c_uint64(0)
+        check(lib.lowrank_model_create_default(engine.handle, ctypes.byref(handle)))
+        return cls(handle.value, engine)
+
+    @property
+    def handle(self) -> int:
+        return self._handle
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def config(self) -> dict:
+        """The model's config, with Hugging Face's field names."""
+        return json.loads(read_string(lib.lowrank_model_config, self._handle))
+
+    # Adapters
+
+    def add_adapter(self, r: int = 8, alpha: float = 16, dropout: float = 0.0, dora: bool = False, rslora: bool = False,
+                    targets=("q_proj", "v_proj"), seed: int = 0) -> None:
+        """Attaches a new LoRA adapter (DoRA with dora=True; rsLoRA scaling with rslora=True) on the
+        modules `targets` names: a list of names, a comma-separated string, or "all-linear". B
+        starts at zero, so the model is unchanged until it trains. Replaces any adapter."""
+        options = AdapterOptions()
+        check(lib.lowrank_adapter_options_init(ctypes.byref(options)))
+        if not isinstance(targets, str):
+            targets = ",".join(targets)
+        options.r, options.alpha, options.dropout = _integer(r, "r"), float(alpha), float(dropout)
+        options.dora, options.rslora = int(bool(dora)), int(bool(rslora))
+        options.targets = encode(targets, "targets")
+        options.seed = _integer(seed, "seed", 0, UINT64_MAX)
+        check(lib.lowrank_model_add_adapter(self._handle, ctypes.byref(options)))
+
+    def load_adapter(self, path) -> None:
+        """Attaches the PEFT adapter saved in `path` (adapter_config.json, adapter_model.safetensors)."""
+        check(lib.lowrank_model_load_adapter(self._handle, encode(path, "path")))
+
+    def save_adapter(self, path) -> None:
+        """Writes the adapter in PEFT's format; PeftModel.from_pretrained loads it."""
+        check(lib.lowrank_model_save_adapter(self._handle, encode(os.fspath(path), "path")))
+
+    def adapter_tensor_names(self) -> list:
+        count = ctypes.c_int64(0)
+        check(lib.lowrank_model_adapter_tensor_count(self._handle, ctypes.byref(count)))
+        return [read_string(lib.lowrank_model_adapter_tensor_name, self._handle, i) for i in range(count.value)]
+
+    def _shape(self, name: bytes) -> tuple:
+        shape, rank = (ctypes.c_int64 * 4)(), ctypes.c_int32(0)
+        check(lib.lowrank_model_adapter_tensor_shape(self._handle, name, shape, ctypes.byref(rank)))
+        return tuple(shape[: rank.value])
+
+    def get_adapter_tensor(self, name: str) -> np.ndarray:
+        """A copy of one adapter tensor (PEFT's name) as float32."""
+        key = encode(name, "name")
+        out = np.empty(self._shape(key), dtype=np.float32)
+        check(lib.lowrank_model_read_adapter_tensor(self._handle, key, out.ctypes.data_as(_float_p), out.size))
+        return out
+
+    def set_adapter_tensor(self, name: str, values) -> None:
+        """Overwrites one adapter tensor; `values` must have its shape (any float dtype)."""
+        key = encode(name, "name")
+        array = np.asarray(values)
+        if array.dtype.kind != "f":
+            raise DTypeError(f"{name} takes floating-point values, not {array.dtype}")
+        shape = self._shape(key)
+        if array.shape != shape:
+            raise ShapeError(f"{name} has shape {shape}, the values {array.shape}")
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        check(lib.lowrank_model_write_adapter_tensor(self._handle, key, array.ctypes.data_as(_float_p), array.size))
+
+    def adapter_state_dict(self) -> dict:
+        """Every adapter tensor by PEFT's name, as PeftModel's state dict names them."""
+        return {name: self.get_adapter_tensor(name) for name in self.adapter_tensor_names()}
+
+    # Training
+
+    def configure_training(self, lr: float = 2e-4, schedule: str = "constant", warmup: int = 0, total_steps: int = None,
+                           weight_decay: float = 0.01, clip: float = None, seed: int = 0,
+                           gradient_checkpointing: bool = False) -> None:
+        """How step() trains: AdamW (PyTorch's betas and eps) with a constant, linear or cosine
+        schedule after `warmup` steps (linear and cosine need total_steps), optional clipping of
+        the global gradient norm, and dropout seeded from `seed` and the step. Starts a new
+        optimizer; the adapter's tensors are kept."""
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
+        options = TrainingOptions()
+        check(lib.lowrank_training_options_init(ctypes.byref(options)))
+        options.schedule = SCHEDULES[schedule]
+        options.learning_rate, options.weight_decay = float(lr), float(weight_decay)
+        options.warmup_steps = _integer(warmup, "warmup", 0, INT64_MAX)
+        options.total_steps = 0 if total_steps is None else _integer(total_steps, "total_steps", 1, INT64_MAX)
+        options.max_grad_norm = 0.0 if clip is None else float(clip)
+        options.gradient_checkpointing = int(bool(gradient_checkpointing))
+        options.seed = _integer(seed, "seed", 0, UINT64_MAX)
+        check(lib.lowrank_model_set_training(self._handle, ctypes.byref(options)))
+
+    def step(self, input_ids, labels=None) -> float:
+        """One training step on a [batch, sequence] array of token ids: forward with the mean
+        next-token cross-entropy, backward, and an AdamW step. `labels`, as transformers takes
+        them (unshifted, -100 where nothing is predicted, such as right padding), default to the
+        ids. Returns the batch's loss."""
+        return self._run(lib.lowrank_model_step, input_ids, labels)
+
+    def loss(self, input_ids, labels=None) -> float:
+        """The loss of a batch without training (no dropout)."""
+        return self._run(lib.lowrank_model_loss, input_ids, labels)
+
+    @property
+    def steps(self) -> int:
+        """Steps taken since the training was configured."""
+        count = ctypes.c_int64(0)
+        check(lib.lowrank_model_step_count(self._handle, ctypes.byref(count)))
+        return count.value
+
+    def _run(self, function, input_ids, labels) -> float:
+        ids = _token_array(input_ids, "input_ids")
+        label_array = None
+        if labels is not None:
+            label_array = _token_array(labels, "labels")
+            if label_array.shape != ids.shape:
+                raise ShapeError(f"labels have shape {label_array.shape}, input_ids {ids.shape}: they must match")
+        loss = ctypes.c_float(0)
+        check(function(self._handle, ids.ctypes.data_as(_int32_p),
+                       None if label_array is None else label_array.ctypes.data_as(_int32_p),
+                       ids.shape[0], ids.shape[1], ctypes.byref(loss)))
+        return loss.value
+
+    def close(self) -> None:
+        """Frees the model (its weights, adapter and plans). A closed engine took its models along,
+        so there is nothing left to free then."""
+        if not self._closed:
+            self._closed = True
+            if not self._engine.closed:
+                check(lib.lowrank_model_close(self._handle))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.close()
+
+    def __del__(self):
+        # No exception may leave __del__: a model whose engine is closed is gone already.
+        if not getattr(self, "_closed", True):
+            self._closed = True
+            lib.lowrank_model_close(self._handle)
+
+
+def _integer(value, name: str, low: int = -(2**31), high: int = 2**31 - 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
+    if not low <= int(value) <= high:
+        raise ValueError(f"{name} = {value} is outside [{low}, {high}]")
+    return int(value)
+
+
+UINT64_MAX, INT64_MAX = 2**64 - 1, 2**63 - 1
+
+
+def _token_array(values, name: str) -> np.ndarray:
+    """A [batch, sequence] int32 C-ordered array: the caller's own when it already is one."""
+    array = np.asarray(values)
+    if array.dtype.kind not in "iu":
+        raise DTypeError(f"{name} must hold integer token ids (int32 or int64), not {array.dtype}")
+    if array.ndim != 2:
+        raise ShapeError(f"{name} must be 2-D [batch, sequence], got shape {array.shape}")
+    if array.dtype != np.int32 and array.size and (array.min() < -(2**31) or array.max() >= 2**31):
+        raise ValueError(f"{name} holds {array.max() if array.max() >= 2**31 else array.min()}, which is no token id (outside int32)")
+    return np.ascontiguousarray(array, dtype=np.int32)

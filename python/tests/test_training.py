@@ -1,0 +1,95 @@
+"""Training from Python through the C ABI gives what `lowrank train` gives: the same losses and
+the same adapter bits for the same seed, data and settings."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lowrank
+
+from conftest import FIXTURES, REPOSITORY, cli_losses, jsonl_rows, read_safetensors, run_cli
+
+sys.path.insert(0, str(REPOSITORY / "python" / "examples"))
+import train_default  # noqa: E402
+
+
+def test_example_matches_lowrank_train(device, tmp_path):
+    """The example trains the built-in model on the built-in corpus; `lowrank train --no-shuffle`
+    with the same seed takes the same five steps."""
+    steps, seed = 5, 3
+    python_out, cli_out = tmp_path / "python", tmp_path / "cli"
+    losses = train_default.train(steps=steps, seed=seed, device=device, warmup=2, adapter_out=python_out, report=None)
+    run_cli("train", "--steps", steps, "--warmup", 2, "--seed", seed, "--no-shuffle", "--device", device,
+            "--adapter-out", cli_out)
+    expected = cli_losses(cli_out, steps)
+    assert np.array_equal(np.float32(losses), np.float32(expected)), f"python {losses}, lowrank train {expected}"
+    assert losses[-1] < losses[0]
+    python_tensors = read_safetensors(python_out / "adapter_model.safetensors")
+    cli_tensors = read_safetensors(cli_out / "adapter_model.safetensors")
+    assert python_tensors.keys() == cli_tensors.keys()
+    for name in cli_tensors:
+        assert np.array_equal(python_tensors[name], cli_tensors[name]), name
+
+
+def test_dora_with_dropout_on_a_checkpoint_matches_lowrank_train(tmp_path):
+    """A Hugging Face checkpoint, DoRA on every projection with dropout (its masks seeded by the
+    step), clipping and a linear schedule: Python's batches in file order match the CLI's."""
+    steps, seed, batch = 5, 11, 2
+    cli_out = tmp_path / "cli"
+    run_cli("train", "--model", FIXTURES / "tiny-llama", "--data", FIXTURES / "data.jsonl", "--steps", steps,
+            "--batch-size", batch, "--no-shuffle", "--seed", seed, "--dora", "--dropout", 0.1, "--targets", "all-linear",
+            "--r", 4, "--alpha", 8, "--lr", 1e-2, "--schedule", "linear", "--warmup", 1, "--clip", 1.0, "--device", "cpu",
+            "--adapter-out", cli_out)
+    with lowrank.Engine("cpu") as engine:
+        model = lowrank.Model.from_pretrained(FIXTURES / "tiny-llama", engine=engine)
+        model.add_adapter(r=4, alpha=8, dropout=0.1, dora=True, targets="all-linear", seed=seed)
+        model.configure_training(lr=1e-2, schedule="linear", warmup=1, total_steps=steps, clip=1.0, seed=seed)
+        rows = jsonl_rows(FIXTURES / "data.jsonl")
+        batches = [train_default.pad(rows[i:i + batch]) for i in range(0, len(rows), batch)]
+        losses = [model.step(*batches[s % len(batches)]) for s in range(steps)]
+        assert model.steps == steps
+        tensors = model.adapter_state_dict()
+    assert np.array_equal(np.float32(losses), np.float32(cli_losses(cli_out, steps)))
+    for name, values in read_safetensors(cli_out / "adapter_model.safetensors").items():
+        assert np.array_equal(tensors[name], values), name
+
+
+def test_loss_of_a_peft_adapter_matches_transformers():
+    """load_adapter reads PEFT's files; loss() over the fixture data, token-weighted, is the loss
+    transformers + PEFT computed (tools/make_llama_fixtures.py)."""
+    import json
+    expected = json.loads((FIXTURES / "expected.json").read_text())["loss"]
+    rows = jsonl_rows(FIXTURES / "data.jsonl")
+    with lowrank.Engine("cpu") as engine:
+        model = lowrank.Model.from_pretrained(FIXTURES / "tiny-llama", engine=engine)
+        for adapter in ["lora", "rslora", "dora"]:
+            model.load_adapter(FIXTURES / adapter)
+            total = tokens = 0
+            for i in range(0, len(rows), 4):
+                ids, labels = train_default.pad(rows[i:i + 4])
+                predicted = int((labels[:, 1:] != -100).sum())
+                total += model.loss(ids, labels) * predicted
+                tokens += predicted
+            assert abs(total / tokens - expected[adapter]) <= 1e-4 * expected[adapter], adapter
+
+
+def test_adapter_tensors_round_trip(tmp_path):
+    """Tensors written through the ABI are read back, saved in PEFT's format, and loaded again."""
+    with lowrank.Engine("cpu") as engine:
+        model = lowrank.Model.default(engine)
+        model.add_adapter(r=4, alpha=8, dora=True, targets=["q_proj", "v_proj"], seed=1)
+        names = model.adapter_tensor_names()
+        assert len(names) == 2 * 2 * 3 and names[0].endswith("q_proj.lora_A.weight")
+        b = names[1]
+        values = np.random.default_rng(0).standard_normal(model.get_adapter_tensor(b).shape)
+        model.set_adapter_tensor(b, values)
+        assert np.array_equal(model.get_adapter_tensor(b), values.astype(np.float32))
+        ids = np.arange(2 * 16, dtype=np.int64).reshape(2, 16)
+        loss = model.loss(ids)
+        model.save_adapter(tmp_path / "adapter")
+        model.add_adapter(r=4, alpha=8, dora=True, targets=["q_proj", "v_proj"], seed=2)
+        assert model.loss(ids) != loss
+        model.load_adapter(tmp_path / "adapter")
+        assert model.loss(ids) == loss
+        assert np.array_equal(read_safetensors(tmp_path / "adapter" / "adapter_model.safetensors")[b], values.astype(np.float32))
