@@ -48,16 +48,12 @@ import LowRankModels
 
 @c public func lowrank_model_step(_ model: UInt64, _ inputIDs: UnsafePointer<Int32>?, _ labels: UnsafePointer<Int32>?,
                                   _ rows: Int64, _ sequence: Int64, _ loss: UnsafeMutablePointer<Float>?) -> Int32 {
-    ABI.call {
-        let out = try ABI.required(loss, "loss")
-        out.pointee = try HandleTable.model(model).withState { state in
-            let batch = try ABI.batch(inputIDs, labels, rows, sequence, vocabularySize: state.model.config.vocabularySize)
-            if state.training == nil {
-                state.training = try AdapterTraining(model: state.model, adapter: try state.requireAdapter(), settings: state.settings,
-                                                     totalSteps: state.totalSteps)
-            }
-            return try state.training!.step(on: batch)
+    ABI.loss(of: model, inputIDs, labels, rows, sequence, into: loss) { state, batch in
+        if state.training == nil {
+            state.training = try AdapterTraining(model: state.model, adapter: try state.requireAdapter(), settings: state.settings,
+                                                 totalSteps: state.totalSteps)
         }
+        return try state.training!.step(on: batch)
     }
 }
 
@@ -70,17 +66,25 @@ import LowRankModels
 
 @c public func lowrank_model_loss(_ model: UInt64, _ inputIDs: UnsafePointer<Int32>?, _ labels: UnsafePointer<Int32>?,
                                   _ rows: Int64, _ sequence: Int64, _ loss: UnsafeMutablePointer<Float>?) -> Int32 {
-    ABI.call {
-        let out = try ABI.required(loss, "loss")
-        out.pointee = try HandleTable.model(model).withState { state in
-            let batch = try ABI.batch(inputIDs, labels, rows, sequence, vocabularySize: state.model.config.vocabularySize)
-            if state.evaluator == nil { state.evaluator = LossEvaluator(model: state.model, adapter: state.adapter) }
-            return try state.evaluator!.loss(of: batch)
-        }
+    ABI.loss(of: model, inputIDs, labels, rows, sequence, into: loss) { state, batch in
+        if state.evaluator == nil { state.evaluator = LossEvaluator(model: state.model, adapter: state.adapter) }
+        return try state.evaluator!.loss(of: batch)
     }
 }
 
 extension ABI {
+    /// What step and loss share: the batch built from the caller's buffers under the model's
+    /// lock, handed to `body`, and the loss it returns stored.
+    static func loss(of model: UInt64, _ inputIDs: UnsafePointer<Int32>?, _ labels: UnsafePointer<Int32>?, _ rows: Int64, _ sequence: Int64,
+                     into loss: UnsafeMutablePointer<Float>?, _ body: (inout ModelSession.State, TokenBatch) throws -> Float) -> Int32 {
+        call {
+            let out = try required(loss, "loss")
+            out.pointee = try HandleTable.model(model).withState { state in
+                try body(&state, try batch(inputIDs, labels, rows, sequence, vocabularySize: state.model.config.vocabularySize))
+            }
+        }
+    }
+
     /// The caller's `rows × sequence` ids (and labels) as a batch, the counts checked before any
     /// memory is read.
     static func batch(_ ids: UnsafePointer<Int32>?, _ labels: UnsafePointer<Int32>?, _ rows: Int64, _ sequence: Int64,

@@ -3,10 +3,11 @@ import ctypes
 import os
 import threading
 
+from ._handle import NativeHandle
 from ._native import check, encode, lib, read_string
 
 
-class Engine:
+class Engine(NativeHandle):
     """A device to run on: "auto" (the best Vulkan device, else the CPU backend), "cpu", "vulkan"
     or "vulkan:N". With validation=True the Khronos validation layer checks every Vulkan call, and
     a message from it fails the call that caused it; by default, validation follows the
@@ -17,38 +18,16 @@ class Engine:
             validation = os.environ.get("LOWRANK_VALIDATION", "") in ("1", "true")
         handle = ctypes.c_uint64(0)
         check(lib.lowrank_engine_open(encode(device, "device"), int(bool(validation)), ctypes.byref(handle)))
-        self._handle = handle.value
-        self._closed = False
-
-    @property
-    def handle(self) -> int:
-        return self._handle
+        super().__init__(handle.value)
 
     @property
     def device(self) -> str:
         """The device's identifier and name, such as "cpu (OpenBLAS ...)"."""
         return read_string(lib.lowrank_engine_device, self._handle)
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def close(self) -> None:
-        """Frees the engine and every model on it. Using either afterwards raises ClosedHandleError."""
-        if not self._closed:
-            self._closed = True
-            check(lib.lowrank_engine_close(self._handle))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *_):
-        self.close()
-
-    def __del__(self):
-        if not getattr(self, "_closed", True):
-            self._closed = True
-            lib.lowrank_engine_close(self._handle)
+    def _release(self):
+        # Closing an engine closes every model on it.
+        return lib.lowrank_engine_close(self._handle)
 
     def __repr__(self):
         return f"Engine({'closed' if self._closed else self.device})"

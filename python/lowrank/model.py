@@ -6,6 +6,7 @@ import os
 import numpy as np
 
 from ._errors import DTypeError, ShapeError
+from ._handle import NativeHandle
 from ._native import AdapterOptions, TrainingOptions, check, encode, lib, read_string
 from .engine import Engine, default_engine
 
@@ -14,16 +15,15 @@ _int32_p = ctypes.POINTER(ctypes.c_int32)
 _float_p = ctypes.POINTER(ctypes.c_float)
 
 
-class Model:
+class Model(NativeHandle):
     """A Llama-family model (Llama, Mistral, Qwen2) on an engine, with at most one adapter.
 
     Build one with Model.from_pretrained(folder) or Model.default(); then add_adapter(...) (or
     load_adapter(folder)), configure_training(...), and loss = model.step(input_ids) per batch."""
 
     def __init__(self, handle: int, engine: Engine):
-        self._handle = handle
+        super().__init__(handle)
         self._engine = engine  # kept alive as long as the model
-        self._closed = False
 
     @classmethod
     def from_pretrained(cls, path, quantize=None, engine: Engine = None) -> "Model":
@@ -43,10 +43,6 @@ class Model:
         handle = ctypes.c_uint64(0)
         check(lib.lowrank_model_create_default(engine.handle, ctypes.byref(handle)))
         return cls(handle.value, engine)
-
-    @property
-    def handle(self) -> int:
-        return self._handle
 
     @property
     def engine(self) -> Engine:
@@ -168,25 +164,9 @@ class Model:
                        ids.shape[0], ids.shape[1], ctypes.byref(loss)))
         return loss.value
 
-    def close(self) -> None:
-        """Frees the model (its weights, adapter and plans). A closed engine took its models along,
-        so there is nothing left to free then."""
-        if not self._closed:
-            self._closed = True
-            if not self._engine.closed:
-                check(lib.lowrank_model_close(self._handle))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *_):
-        self.close()
-
-    def __del__(self):
-        # No exception may leave __del__: a model whose engine is closed is gone already.
-        if not getattr(self, "_closed", True):
-            self._closed = True
-            lib.lowrank_model_close(self._handle)
+    def _release(self):
+        # A closed engine took its models along: nothing is left to free then.
+        return None if self._engine.closed else lib.lowrank_model_close(self._handle)
 
 
 def _integer(value, name: str, low: int = -(2**31), high: int = 2**31 - 1) -> int:
