@@ -104,7 +104,7 @@ int32_t lowrank_default_corpus(char *buffer, size_t capacity, size_t *length);
 
 typedef struct lowrank_adapter_options {
     uint32_t size;          /* sizeof(lowrank_adapter_options), set by lowrank_adapter_options_init */
-    int32_t r;              /* rank; default 8 */
+    int32_t r;              /* rank, 1 to 65536; default 8 */
     float alpha;            /* lora_alpha; default 16 (the scale is alpha/r, or alpha/sqrt(r)) */
     float dropout;          /* lora_dropout on the adapter's input, in [0, 1); default 0 */
     int32_t rslora;         /* nonzero: rsLoRA scaling */

@@ -14,6 +14,8 @@ import LowRankModels
     ABI.call {
         let o = try ABI.required(options, "options").pointee
         try ABI.checkSize(o.size, of: lowrank_adapter_options.self, "lowrank_adapter_options", initializer: "lowrank_adapter_options_init")
+        // Far beyond any useful rank; a larger one would only exhaust memory while A is drawn.
+        guard (1...65536).contains(o.r) else { throw ABIError(LOWRANK_INVALID_ARGUMENT, "r must be in 1...65536, got \(o.r)") }
         let targets = try o.targets.map { AdapterSettings.targets(parsing: try ABI.string($0, "options.targets")) } ?? .names(["q_proj", "v_proj"])
         let settings = try AdapterSettings(rank: Int(o.r), alpha: o.alpha, dropout: o.dropout, rsLoRA: o.rslora != 0, dora: o.dora != 0,
                                            targets: targets)

@@ -9,15 +9,21 @@ final class CPUStorage: TensorStorage, @unchecked Sendable {
     let byteCount: Int
     private let onFree: @Sendable (Int) -> Void
 
-    init(byteCount: Int, onFree: @escaping @Sendable (Int) -> Void) {
-        pointer = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 64)
-        pointer.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
+    /// Fails, rather than trapping as Swift's allocator does, when the host cannot give the
+    /// memory: a process embedding the engine (a Python interpreter) must outlive a shape too large.
+    init(byteCount: Int, onFree: @escaping @Sendable (Int) -> Void) throws {
+        var memory: UnsafeMutableRawPointer?
+        guard posix_memalign(&memory, 64, Swift.max(byteCount, 1)) == 0, let memory else {
+            throw LowRankError(.outOfMemory, "cannot allocate \(byteCount) bytes of host memory for a tensor; use smaller shapes")
+        }
+        memset(memory, 0, byteCount)
+        pointer = memory
         self.byteCount = byteCount
         self.onFree = onFree
     }
 
     deinit {
-        pointer.deallocate()
+        free(pointer)
         onFree(byteCount)
     }
 }
@@ -39,12 +45,13 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     }
 
     public func makeStorage(byteCount: Int) throws -> any TensorStorage {
-        usage.allocated(byteCount)
-        usage.reserved(byteCount)
-        return CPUStorage(byteCount: byteCount) { [usage] n in
+        let storage = try CPUStorage(byteCount: byteCount) { [usage] n in
             usage.freed(n)
             usage.reserved(-n)
         }
+        usage.allocated(byteCount)
+        usage.reserved(byteCount)
+        return storage
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer, to storage: any TensorStorage, offset: Int) throws {

@@ -73,6 +73,9 @@ int main(void) {
     EXPECT(lowrank_model_load(engine, "/nonexistent", NULL, &model) == LOWRANK_IO, "a missing folder");
     EXPECT(lowrank_model_add_adapter(engine, &adapter) == LOWRANK_INVALID_HANDLE
            && strstr(lowrank_last_error(), "is an engine") != NULL, "an engine as a model");
+    adapter.r = 1 << 30;
+    EXPECT(lowrank_model_add_adapter(model, &adapter) == LOWRANK_INVALID_ARGUMENT, "an absurd rank");
+    adapter.r = 8;
     adapter.size = 4;
     EXPECT(lowrank_model_add_adapter(model, &adapter) == LOWRANK_INVALID_ARGUMENT, "a struct of another size");
 

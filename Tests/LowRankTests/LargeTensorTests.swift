@@ -141,4 +141,13 @@ struct LargeTensorTests {
             }
         }
     }
+
+    /// A tensor no memory can hold is an error on every backend, never a trap: an embedding
+    /// process (a Python interpreter through the C ABI) must survive a shape far too large.
+    @Test(arguments: BackendKind.allCases)
+    func impossibleAllocationsAreErrors(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            #expect { try backend.makeStorage(byteCount: 1 << 60) } throws: { ($0 as? LowRankError)?.kind == .outOfMemory }
+        }
+    }
 }

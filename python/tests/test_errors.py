@@ -56,7 +56,7 @@ def test_values_the_engine_rejects(model):
         model.configure_training(schedule="cosine")
     with pytest.raises(lowrank.InvalidArgumentError, match="total steps beyond"):
         model.configure_training(schedule="linear", warmup=10, total_steps=5)
-    with pytest.raises(lowrank.InvalidArgumentError, match="r must be at least 1"):
+    with pytest.raises(lowrank.InvalidArgumentError, match="r must be in 1...65536"):
         model.add_adapter(r=0)
     with pytest.raises(lowrank.InvalidArgumentError, match="match no linear layer"):
         model.add_adapter(targets="nonexistent_proj")
