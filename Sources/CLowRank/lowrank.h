@@ -175,6 +175,16 @@ int32_t lowrank_model_set_training(lowrank_model model, const lowrank_training_o
 int32_t lowrank_model_step(lowrank_model model, const int32_t *input_ids, const int32_t *labels,
                            int64_t rows, int64_t sequence, float *loss);
 
+/* Writes a checkpoint into folder, whole or not at all (built beside it and renamed): the
+ * adapter in PEFT's format, the optimizer's moments (optimizer.safetensors) and trainer_state.json
+ * with the step and every loss so far. */
+int32_t lowrank_model_save_checkpoint(lowrank_model model, const char *folder);
+
+/* Continues from a checkpoint: attaches its adapter and restores the optimizer's moments, the
+ * step and the losses, under the current training options (set them as the run that wrote it
+ * had them), so the steps that follow are those of an unbroken run. */
+int32_t lowrank_model_load_checkpoint(lowrank_model model, const char *folder);
+
 /* The steps taken since the training was set. */
 int32_t lowrank_model_step_count(lowrank_model model, int64_t *steps);
 

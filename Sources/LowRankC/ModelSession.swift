@@ -27,6 +27,14 @@ final class ModelSession: Sendable {
             return adapter
         }
 
+        /// The training under way, begun with the current settings if there is none.
+        mutating func currentTraining() throws -> AdapterTraining {
+            if let training { return training }
+            let begun = try AdapterTraining(model: model, adapter: try requireAdapter(), settings: settings, totalSteps: totalSteps)
+            training = begun
+            return begun
+        }
+
         mutating func attach(_ adapter: ModelAdapter) {
             self.adapter = adapter
             training = nil

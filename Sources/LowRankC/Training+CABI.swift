@@ -49,11 +49,27 @@ import LowRankModels
 @c public func lowrank_model_step(_ model: UInt64, _ inputIDs: UnsafePointer<Int32>?, _ labels: UnsafePointer<Int32>?,
                                   _ rows: Int64, _ sequence: Int64, _ loss: UnsafeMutablePointer<Float>?) -> Int32 {
     ABI.loss(of: model, inputIDs, labels, rows, sequence, into: loss) { state, batch in
-        if state.training == nil {
-            state.training = try AdapterTraining(model: state.model, adapter: try state.requireAdapter(), settings: state.settings,
-                                                 totalSteps: state.totalSteps)
+        try state.currentTraining().step(on: batch)
+    }
+}
+
+@c public func lowrank_model_save_checkpoint(_ model: UInt64, _ folder: UnsafePointer<CChar>?) -> Int32 {
+    ABI.call {
+        let path = try ABI.string(folder, "folder")
+        try HandleTable.model(model).withState { state in try state.currentTraining().writeCheckpoint(to: path) }
+    }
+}
+
+@c public func lowrank_model_load_checkpoint(_ model: UInt64, _ folder: UnsafePointer<CChar>?) -> Int32 {
+    ABI.call {
+        let path = try ABI.string(folder, "folder")
+        try HandleTable.model(model).withState { state in
+            let adapter = try ModelAdapter(contentsOf: path, on: state.model)
+            let training = try AdapterTraining(model: state.model, adapter: adapter, settings: state.settings, totalSteps: state.totalSteps)
+            try training.restore(fromCheckpoint: path)
+            state.attach(adapter)
+            state.training = training
         }
-        return try state.training!.step(on: batch)
     }
 }
 

@@ -1,3 +1,4 @@
+import Glibc
 import LowRank
 
 /// Optimizer steps on an adapter over batches the caller chooses: each step runs the forward
@@ -10,9 +11,9 @@ public final class AdapterTraining: @unchecked Sendable {
     public let settings: TrainingSettings
     /// The length of the learning-rate schedule (nil for a constant one).
     public let totalSteps: Int?
-    public private(set) var step = 0
+    public internal(set) var step = 0
     /// The loss of every step taken, restored ones included.
-    public private(set) var losses: [Float] = []
+    public internal(set) var losses: [Float] = []
     let optimizer: AdamWOptimizer
     private var plans: PlanCache
 
@@ -41,16 +42,5 @@ public final class AdapterTraining: @unchecked Sendable {
         step += 1
         losses.append(loss)
         return loss
-    }
-
-    /// Continues from a checkpoint: the optimizer's moments (whose step must be the trainer's) and
-    /// the losses so far. The adapter's tensors are restored by the caller.
-    func restore(optimizerState path: String, losses: [Float]) throws {
-        try optimizer.load(from: path)
-        guard optimizer.step == losses.count else {
-            throw LowRankError(.fileFormat, "the optimizer state is at step \(optimizer.step), the trainer's at \(losses.count)", context: [("file", path)])
-        }
-        step = losses.count
-        self.losses = losses
     }
 }

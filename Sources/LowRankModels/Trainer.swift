@@ -65,9 +65,6 @@ public final class Trainer: @unchecked Sendable {
     /// The loss of every step taken, resumed ones included.
     public var losses: [Float] { training.losses }
 
-    static let stateName = "trainer_state.json"
-    static let optimizerName = "optimizer.safetensors"
-
     public init(model: LlamaModel, adapter: ModelAdapter, data: TokenDataset, settings: TrainingSettings, output: String?) throws {
         guard settings.batchSize >= 1 else { throw LowRankError(.invalidArgument, "the batch size must be at least 1, got \(settings.batchSize)") }
         guard settings.epochs >= 1, (settings.steps ?? 1) >= 1, (settings.saveEvery ?? 1) >= 1 else {
@@ -128,25 +125,18 @@ public final class Trainer: @unchecked Sendable {
 
     // MARK: Checkpoints
 
-    private var stateJSON: JSON {
-        .object(["step": .number(Double(step)), "seed": .string(String(settings.seed)), "batch_size": .number(Double(settings.batchSize)),
-                 "shuffle": .bool(settings.shuffle), "rows": .number(Double(data.rows.count)), "total_steps": .number(Double(totalSteps)),
-                 "losses": .array(losses.map { .number(Double($0)) })])
+    /// What identifies the run beside the step and losses: a checkpoint of another data order
+    /// is not resumed.
+    private var runState: [String: JSON] {
+        ["seed": .string(String(settings.seed)), "batch_size": .number(Double(settings.batchSize)), "shuffle": .bool(settings.shuffle),
+         "rows": .number(Double(data.rows.count)), "total_steps": .number(Double(totalSteps))]
     }
 
-    /// Writes `checkpoint-<step>` beside the others, whole or not at all (it is built under a
-    /// temporary name and renamed), then removes the older ones.
+    /// Writes `checkpoint-<step>` beside the others, whole or not at all, then removes the older ones.
     public func saveCheckpoint() throws {
         guard let output else { return }
-        let final = output + "/checkpoint-\(step)", partial = output + "/.checkpoint-\(step).partial"
-        try FileIO.removeTree(partial)
-        try adapter.save(to: partial)
-        try training.optimizer.save(to: partial + "/" + Self.optimizerName)
-        try FileIO.writeAtomically(partial + "/" + Self.stateName, text: stateJSON.serialized)
-        try FileIO.removeTree(final)
-        guard rename(partial, final) == 0 else {
-            throw LowRankError(.io, "cannot rename the checkpoint into place: \(String(cString: strerror(errno)))", context: [("folder", final)])
-        }
+        let final = output + "/checkpoint-\(step)"
+        try training.writeCheckpoint(to: final, extra: runState)
         for (older, _) in Self.checkpoints(in: output) where older != final { try FileIO.removeTree(older) }
     }
 
@@ -155,7 +145,7 @@ public final class Trainer: @unchecked Sendable {
         let names = (try? FileIO.contents(ofDirectory: folder)) ?? []
         return names.compactMap { name -> (String, Int)? in
             guard name.hasPrefix("checkpoint-"), let step = Int(name.dropFirst("checkpoint-".count)),
-                  FileIO.exists("\(folder)/\(name)/\(stateName)") else { return nil }
+                  FileIO.exists("\(folder)/\(name)/\(AdapterTraining.stateName)") else { return nil }
             return ("\(folder)/\(name)", step)
         }.sorted { $0.1 > $1.1 }
     }
@@ -166,18 +156,13 @@ public final class Trainer: @unchecked Sendable {
     @discardableResult
     public func resume() throws -> Int? {
         guard let output, let latest = Self.checkpoints(in: output).first else { return nil }
-        let statePath = latest.path + "/" + Self.stateName
-        let state = try JSON.read(statePath, what: "the trainer state"), current = stateJSON
+        let state = try AdapterTraining.checkpointState(in: latest.path), current = runState
         for key in ["seed", "batch_size", "shuffle", "rows"] where state[key] != current[key] {
             throw LowRankError(.invalidArgument,
                                "the checkpoint was made with \(key) \(state[key]?.serialized ?? "unset"), this run has \(current[key]!.serialized): resuming would not continue the same run",
-                               context: [("file", statePath)])
+                               context: [("folder", latest.path)])
         }
-        guard let saved = state["step"]?.int, let savedLosses = state["losses"]?.array?.compactMap(\.number), savedLosses.count == saved else {
-            throw LowRankError(.fileFormat, "the trainer state lacks its step or losses", context: [("file", statePath)])
-        }
-        try adapter.restore(from: latest.path)
-        try training.restore(optimizerState: latest.path + "/" + Self.optimizerName, losses: savedLosses.map { Float($0) })
-        return saved
+        try training.restore(fromCheckpoint: latest.path)
+        return step
     }
 }

@@ -151,6 +151,17 @@ class Model(NativeHandle):
         check(lib.lowrank_model_step_count(self._handle, ctypes.byref(count)))
         return count.value
 
+    def save_checkpoint(self, path) -> None:
+        """Writes the adapter (PEFT's format), the optimizer's moments and the step and losses to
+        `path`, whole or not at all, so a run that stops loses only the steps after it."""
+        check(lib.lowrank_model_save_checkpoint(self._handle, encode(path, "path")))
+
+    def load_checkpoint(self, path) -> None:
+        """Continues from a checkpoint: its adapter, optimizer moments, step and losses. Call
+        configure_training first with the settings of the run that wrote it; the steps that follow
+        are then those of an unbroken run."""
+        check(lib.lowrank_model_load_checkpoint(self._handle, encode(path, "path")))
+
     def _run(self, function, input_ids, labels) -> float:
         ids = _token_array(input_ids, "input_ids")
         label_array = None

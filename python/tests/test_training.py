@@ -93,3 +93,34 @@ def test_adapter_tensors_round_trip(tmp_path):
         model.load_adapter(tmp_path / "adapter")
         assert model.loss(ids) == loss
         assert np.array_equal(read_safetensors(tmp_path / "adapter" / "adapter_model.safetensors")[b], values.astype(np.float32))
+
+
+def test_checkpoint_resumes_bit_for_bit(tmp_path):
+    """Three steps, a checkpoint, a new model that loads it, two more steps: the same losses and
+    adapter as five steps in one go (DoRA with dropout, so the resumed step count seeds the masks)."""
+    rows = train_default.corpus_rows()
+    batches = [train_default.pad(rows[i:i + 4]) for i in range(0, 20, 4)]
+    settings = dict(lr=1e-2, schedule="cosine", warmup=1, total_steps=5, clip=1.0, seed=7)
+
+    def fresh(engine):
+        model = lowrank.Model.default(engine)
+        model.configure_training(**settings)
+        return model
+
+    with lowrank.Engine("cpu") as engine:
+        unbroken = fresh(engine)
+        unbroken.add_adapter(r=4, alpha=8, dropout=0.1, dora=True, targets="all-linear", seed=7)
+        expected = [unbroken.step(*b) for b in batches]
+
+        first = fresh(engine)
+        first.add_adapter(r=4, alpha=8, dropout=0.1, dora=True, targets="all-linear", seed=7)
+        losses = [first.step(*b) for b in batches[:3]]
+        first.save_checkpoint(tmp_path / "checkpoint")
+        first.close()
+        resumed = fresh(engine)
+        resumed.load_checkpoint(tmp_path / "checkpoint")
+        assert resumed.steps == 3
+        losses += [resumed.step(*b) for b in batches[3:]]
+        assert losses == expected
+        for name, values in unbroken.adapter_state_dict().items():
+            assert np.array_equal(resumed.get_adapter_tensor(name), values), name
