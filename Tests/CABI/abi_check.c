@@ -79,6 +79,41 @@ int main(void) {
     adapter.size = 4;
     EXPECT(lowrank_model_add_adapter(model, &adapter) == LOWRANK_INVALID_ARGUMENT, "a struct of another size");
 
+    /* Every pointer argument, NULL in turn: a status and a message naming it, never a crash. */
+    lowrank_model none = 0;
+    EXPECT(lowrank_engine_open("cpu", 0, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL engine");
+    EXPECT(lowrank_engine_device(engine, NULL, 0, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL length");
+    EXPECT(lowrank_engine_device(engine, NULL, 0, &length) == LOWRANK_BUFFER_TOO_SMALL, "NULL buffer");
+    EXPECT(lowrank_model_load(engine, NULL, NULL, &none) == LOWRANK_INVALID_ARGUMENT
+           && strstr(lowrank_last_error(), "path") != NULL, "NULL path");
+    EXPECT(lowrank_model_load(engine, "/nonexistent", NULL, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL model");
+    EXPECT(lowrank_model_create_default(engine, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL model");
+    EXPECT(lowrank_model_config(model, NULL, 0, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL length");
+    EXPECT(lowrank_default_corpus(NULL, 0, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL length");
+    EXPECT(lowrank_adapter_options_init(NULL) == LOWRANK_INVALID_ARGUMENT, "NULL options");
+    EXPECT(lowrank_model_add_adapter(model, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL options");
+    EXPECT(lowrank_model_load_adapter(model, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL folder");
+    EXPECT(lowrank_model_save_adapter(model, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL folder");
+    EXPECT(lowrank_model_save_checkpoint(model, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL folder");
+    EXPECT(lowrank_model_load_checkpoint(model, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL folder");
+    EXPECT(lowrank_model_adapter_tensor_count(model, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL count");
+    EXPECT(lowrank_model_adapter_tensor_name(model, 0, NULL, 0, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL length");
+    EXPECT(lowrank_model_adapter_tensor_name(model, -1, tensor, sizeof tensor, &length) == LOWRANK_INVALID_ARGUMENT, "index -1");
+    EXPECT(lowrank_model_adapter_tensor_shape(model, NULL, shape, &rank) == LOWRANK_INVALID_ARGUMENT, "NULL name");
+    EXPECT(lowrank_model_adapter_tensor_shape(model, tensor, NULL, &rank) == LOWRANK_INVALID_ARGUMENT, "NULL shape");
+    EXPECT(lowrank_model_adapter_tensor_shape(model, tensor, shape, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL rank");
+    EXPECT(lowrank_model_read_adapter_tensor(model, tensor, NULL, 64) == LOWRANK_INVALID_ARGUMENT, "NULL values");
+    EXPECT(lowrank_model_write_adapter_tensor(model, tensor, NULL, 64) == LOWRANK_INVALID_ARGUMENT, "NULL values");
+    EXPECT(lowrank_training_options_init(NULL) == LOWRANK_INVALID_ARGUMENT, "NULL options");
+    EXPECT(lowrank_model_set_training(model, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL options");
+    EXPECT(lowrank_model_step(model, ids, NULL, 2, 8, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL loss");
+    EXPECT(lowrank_model_loss(model, NULL, NULL, 2, 8, &loss) == LOWRANK_INVALID_ARGUMENT, "NULL ids");
+    EXPECT(lowrank_model_step_count(model, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL steps");
+    const char bad_utf8[] = {(char)0xC3, 0x28, 0};
+    EXPECT(lowrank_model_load_adapter(model, bad_utf8) == LOWRANK_INVALID_ARGUMENT
+           && strstr(lowrank_last_error(), "UTF-8") != NULL, "a folder that is not UTF-8");
+    EXPECT(lowrank_engine_open("vulkan:99", 0, &none) == LOWRANK_DEVICE_UNAVAILABLE, "a device that is not there");
+
     EXPECT(lowrank_engine_close(engine) == LOWRANK_OK, "close");
     EXPECT(strcmp(lowrank_last_error(), "") == 0, "a success clears the last error");
     EXPECT(lowrank_model_step(model, ids, NULL, 2, 8, &loss) == LOWRANK_INVALID_HANDLE
