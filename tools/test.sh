@@ -21,6 +21,7 @@ swift test
 # The C ABI and the Python package over it: the library as the README builds it, the package
 # installed as a user installs it (into a virtual environment here), and its tests, which compare
 # training from Python with the CLI built above.
+tools/check_c_header.sh
 swift build -c release --product LowRankC -Xswiftc -static-stdlib
 cc -std=c11 -Wall -Wextra -Werror -I Sources/CLowRank Tests/CABI/abi_check.c -L .build/release -lLowRankC \
     -Wl,-rpath,"$PWD/.build/release" -lm -o .build/abi_check

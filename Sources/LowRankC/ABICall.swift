@@ -53,7 +53,7 @@ enum ABI {
     }
 
     /// Copies `text` into the caller's buffer as the header's string convention says.
-    static func copy(_ text: String, to buffer: UnsafeMutablePointer<CChar>?, capacity: Int, length: UnsafeMutablePointer<Int>?) throws {
+    static func copy(_ text: String, to buffer: UnsafeMutablePointer<CChar>?, capacity: Int, length: UnsafeMutablePointer<size_t>?) throws {
         let length = try required(length, "length")
         let utf8 = Array(text.utf8)
         length.pointee = utf8.count

@@ -47,7 +47,7 @@ import LowRankModels
 }
 
 @c public func lowrank_model_adapter_tensor_name(_ model: UInt64, _ index: Int64, _ buffer: UnsafeMutablePointer<CChar>?,
-                                                 _ capacity: Int, _ length: UnsafeMutablePointer<Int>?) -> Int32 {
+                                                 _ capacity: size_t, _ length: UnsafeMutablePointer<size_t>?) -> Int32 {
     ABI.call {
         let names = try HandleTable.model(model).withState { try $0.requireAdapter().parameters.map(\.name) }
         guard index >= 0, index < names.count else {

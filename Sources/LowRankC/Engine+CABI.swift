@@ -23,8 +23,8 @@ private let emptyString: StaticString = ""
     }
 }
 
-@c public func lowrank_engine_device(_ engine: UInt64, _ buffer: UnsafeMutablePointer<CChar>?, _ capacity: Int,
-                                     _ length: UnsafeMutablePointer<Int>?) -> Int32 {
+@c public func lowrank_engine_device(_ engine: UInt64, _ buffer: UnsafeMutablePointer<CChar>?, _ capacity: size_t,
+                                     _ length: UnsafeMutablePointer<size_t>?) -> Int32 {
     ABI.call {
         let backend = try HandleTable.engine(engine).backend
         try ABI.copy("\(backend.identifier) (\(backend.deviceName))", to: buffer, capacity: capacity, length: length)

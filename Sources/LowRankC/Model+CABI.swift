@@ -28,8 +28,8 @@ import LowRankModels
     }
 }
 
-@c public func lowrank_model_config(_ model: UInt64, _ buffer: UnsafeMutablePointer<CChar>?, _ capacity: Int,
-                                    _ length: UnsafeMutablePointer<Int>?) -> Int32 {
+@c public func lowrank_model_config(_ model: UInt64, _ buffer: UnsafeMutablePointer<CChar>?, _ capacity: size_t,
+                                    _ length: UnsafeMutablePointer<size_t>?) -> Int32 {
     ABI.call {
         let json = try HandleTable.model(model).withState { $0.model.config.json.serialized }
         try ABI.copy(json, to: buffer, capacity: capacity, length: length)
@@ -40,6 +40,6 @@ import LowRankModels
     ABI.call { try HandleTable.closeModel(model) }
 }
 
-@c public func lowrank_default_corpus(_ buffer: UnsafeMutablePointer<CChar>?, _ capacity: Int, _ length: UnsafeMutablePointer<Int>?) -> Int32 {
+@c public func lowrank_default_corpus(_ buffer: UnsafeMutablePointer<CChar>?, _ capacity: size_t, _ length: UnsafeMutablePointer<size_t>?) -> Int32 {
     ABI.call { try ABI.copy(DefaultJob.corpus, to: buffer, capacity: capacity, length: length) }
 }
