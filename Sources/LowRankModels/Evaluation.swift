@@ -41,24 +41,37 @@ public final class LossEvaluator: @unchecked Sendable {
     }
 }
 
-/// One plan per batch shape met (a short last batch gets its own), built on first use.
+/// One plan per batch shape met (a short last batch gets its own), built on first use. Each plan
+/// holds its intermediates' memory, so only the most recently used few are kept: a caller whose
+/// batches come in many shapes (dynamic padding through the C ABI) re-plans instead of holding
+/// the memory of every shape it ever used.
 struct PlanCache {
     let model: LlamaModel
     let adapter: ModelAdapter?
     let training: Bool
     let checkpointing: Bool
-    private var plans: [[Int]: CausalLMPlan] = [:]
+    /// Most recently used last.
+    private var plans: [(shape: [Int], plan: CausalLMPlan)] = []
+    static let capacity = 4
 
     init(model: LlamaModel, adapter: ModelAdapter?, training: Bool, checkpointing: Bool) {
         (self.model, self.adapter, self.training, self.checkpointing) = (model, adapter, training, checkpointing)
     }
 
     mutating func plan(for batch: TokenBatch) throws -> CausalLMPlan {
-        let key = [batch.rows, batch.sequence]
-        if let p = plans[key] { return p }
+        let shape = [batch.rows, batch.sequence]
+        if let i = plans.firstIndex(where: { $0.shape == shape }) {
+            let hit = plans.remove(at: i)
+            plans.append(hit)
+            return hit.plan
+        }
+        if plans.count == Self.capacity { plans.removeFirst() }
         let p = try CausalLMPlan(model: model, adapter: adapter, batch: batch.rows, sequence: batch.sequence,
                                  training: training, checkpointing: checkpointing)
-        plans[key] = p
+        plans.append((shape, p))
         return p
     }
+
+    /// The shapes planned, least recently used first.
+    var shapes: [[Int]] { plans.map(\.shape) }
 }

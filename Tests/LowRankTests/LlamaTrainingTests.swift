@@ -1,6 +1,6 @@
 import Foundation
 import LowRank
-import LowRankModels
+@testable import LowRankModels
 import Testing
 
 /// A fresh temporary folder, removed when `body` returns.
@@ -60,6 +60,20 @@ struct LlamaTrainingTests {
     }
 
     /// A resumed run with another data order is refused, naming the setting.
+    /// Batches of many shapes (dynamic padding from Python) keep only the most recently used
+    /// plans, and a shape used again after its eviction is planned again and gives the same loss.
+    @Test func plansOfFewShapesAreKept() throws {
+        let model = try DefaultJob.model(on: CPUBackend.shared)
+        var plans = PlanCache(model: model, adapter: nil, training: false, checkpointing: false)
+        let batch = { (length: Int) in TokenBatch([(0..<length).map { Int32($0) }]) }
+        let first = try plans.plan(for: batch(2)).run(batch(2)).loss.floats()[0]
+        for length in 3...7 { _ = try plans.plan(for: batch(length)) }
+        _ = try plans.plan(for: batch(5))
+        #expect(plans.shapes == [[1, 4], [1, 6], [1, 7], [1, 5]])
+        #expect(try plans.plan(for: batch(2)).run(batch(2)).loss.floats()[0] == first)
+        #expect(plans.shapes == [[1, 6], [1, 7], [1, 5], [1, 2]])
+    }
+
     @Test func resumeRefusesAnotherDataOrder() throws {
         let model = try LlamaFixtures.model(on: CPUBackend.shared)
         let data = try LlamaFixtures.data(model)
