@@ -175,9 +175,20 @@ int32_t lowrank_model_set_training(lowrank_model model, const lowrank_training_o
 int32_t lowrank_model_step(lowrank_model model, const int32_t *input_ids, const int32_t *labels,
                            int64_t rows, int64_t sequence, float *loss);
 
+/* The step in two parts, for gradient accumulation. forward_backward runs the forward pass with
+ * the loss and the backward pass on a micro-batch (arguments as lowrank_model_step) and adds its
+ * gradients to those since the last optimizer step, weighted by its predicted tokens, so that
+ * micro-batches step as one batch of all their rows would; *loss receives the micro-batch's loss.
+ * optimizer_step then takes the AdamW step with them; *loss receives the step's loss, the mean
+ * over every predicted token of its micro-batches. lowrank_model_step is both in one call. */
+int32_t lowrank_model_forward_backward(lowrank_model model, const int32_t *input_ids, const int32_t *labels,
+                                       int64_t rows, int64_t sequence, float *loss);
+int32_t lowrank_model_optimizer_step(lowrank_model model, float *loss);
+
 /* Writes a checkpoint into folder, whole or not at all (built beside it and renamed): the
  * adapter in PEFT's format, the optimizer's moments (optimizer.safetensors) and trainer_state.json
- * with the step and every loss so far. */
+ * with the step and every loss so far. Gradients accumulated without their optimizer step would be
+ * lost, so a checkpoint then is refused. */
 int32_t lowrank_model_save_checkpoint(lowrank_model model, const char *folder);
 
 /* Continues from a checkpoint: attaches its adapter and restores the optimizer's moments, the

@@ -53,6 +53,26 @@ import LowRankModels
     }
 }
 
+@c public func lowrank_model_forward_backward(_ model: UInt64, _ inputIDs: UnsafePointer<Int32>?, _ labels: UnsafePointer<Int32>?,
+                                              _ rows: Int64, _ sequence: Int64, _ loss: UnsafeMutablePointer<Float>?) -> Int32 {
+    ABI.loss(of: model, inputIDs, labels, rows, sequence, into: loss) { state, batch in
+        try state.currentTraining().accumulate(batch)
+    }
+}
+
+@c public func lowrank_model_optimizer_step(_ model: UInt64, _ loss: UnsafeMutablePointer<Float>?) -> Int32 {
+    ABI.call {
+        let out = try ABI.required(loss, "loss")
+        out.pointee = try HandleTable.model(model).withState { state in
+            let training = try state.currentTraining()
+            guard training.pendingMicroBatches > 0 else {
+                throw ABIError(LOWRANK_STATE, "no gradients to apply: call lowrank_model_forward_backward at least once since the last optimizer step")
+            }
+            return try training.applyAccumulated()
+        }
+    }
+}
+
 @c public func lowrank_model_save_checkpoint(_ model: UInt64, _ folder: UnsafePointer<CChar>?) -> Int32 {
     ABI.call {
         let path = try ABI.string(folder, "folder")

@@ -11,6 +11,10 @@ extension AdapterTraining {
     /// Writes the checkpoint to `folder`, replacing one there: it is built under a temporary name
     /// beside it and renamed into place. `extra` joins the step and losses in the state file.
     public func writeCheckpoint(to folder: String, extra: [String: JSON] = [:]) throws {
+        guard pendingMicroBatches == 0 else {
+            throw LowRankError(.invalidArgument, "the gradients of \(pendingMicroBatches) micro-batches await their optimizer step, which a checkpoint would lose: take it first",
+                               context: [("folder", folder)])
+        }
         let partial = folder + ".partial"
         try FileIO.removeTree(partial)
         try adapter.save(to: partial)

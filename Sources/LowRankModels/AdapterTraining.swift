@@ -26,15 +26,72 @@ public final class AdapterTraining: @unchecked Sendable {
         plans = PlanCache(model: model, adapter: adapter, training: true, checkpointing: settings.gradientCheckpointing)
     }
 
-    /// One optimizer step on `batch`; returns its loss. A non-finite loss is an error, and the
-    /// adapter then holds the step's update (the caller's last checkpoint holds the one before).
+    /// One optimizer step on `batch`, after any micro-batches accumulated since the last one;
+    /// returns the step's loss. A non-finite loss is an error, and the adapter then holds the
+    /// step's update (the caller's last checkpoint holds the one before).
     @discardableResult
     public func step(on batch: TokenBatch) throws -> Float {
-        var stepRandom = SplitMix(seed: settings.seed ^ UInt64(step))
-        let dropoutSeed = UInt32(truncatingIfNeeded: stepRandom.next())
-        let (lossTensor, gradients) = try plans.plan(for: batch).run(batch, seed: dropoutSeed)
+        guard pending == nil else {
+            try accumulate(batch)
+            return try applyAccumulated()
+        }
+        // One batch per step, the common case: its gradients go to the optimizer as they are.
+        let (lossTensor, gradients) = try plans.plan(for: batch).run(batch, seed: dropoutSeed(microBatch: 0))
         try optimizer.step(gradients: gradients)
+        return try finishStep(loss: try lossTensor.floats()[0])
+    }
+
+    /// Forward and backward on a micro-batch, its gradients added to those since the last
+    /// optimizer step, weighted by its predicted tokens: micro-batches then step as one batch of
+    /// all their rows would (the loss is the mean over every predicted token). Returns its loss.
+    @discardableResult
+    public func accumulate(_ batch: TokenBatch) throws -> Float {
+        let microBatch = pending?.microBatches ?? 0
+        let (lossTensor, gradients) = try plans.plan(for: batch).run(batch, seed: dropoutSeed(microBatch: microBatch))
+        let tokens = batch.predictedTokens
+        // The plan's outputs are overwritten by its next run, so the sums are tensors of their own.
+        let weighted = try gradients.map { try Ops.scale($0, by: Float(tokens)) }
+        let sums = try pending.map { p in try zip(p.gradients, weighted).map { try Ops.add($0, $1) } } ?? weighted
         let loss = try lossTensor.floats()[0]
+        pending = Pending(gradients: sums, tokens: (pending?.tokens ?? 0) + tokens,
+                          weightedLoss: (pending?.weightedLoss ?? 0) + Double(loss) * Double(tokens), microBatches: microBatch + 1)
+        return loss
+    }
+
+    /// The optimizer step with the gradients accumulated since the last one; returns the step's
+    /// loss, the token-weighted mean of its micro-batches'.
+    @discardableResult
+    public func applyAccumulated() throws -> Float {
+        guard let p = pending else {
+            throw LowRankError(.invalidArgument, "no gradients to apply: accumulate at least one micro-batch since the last optimizer step")
+        }
+        pending = nil
+        try optimizer.step(gradients: try p.gradients.map { try Ops.scale($0, by: 1 / Float(p.tokens)) })
+        return try finishStep(loss: Float(p.weightedLoss / Double(p.tokens)))
+    }
+
+    /// Micro-batches accumulated since the last optimizer step.
+    public var pendingMicroBatches: Int { pending?.microBatches ?? 0 }
+
+    private struct Pending {
+        var gradients: [Tensor]
+        var tokens: Int
+        var weightedLoss: Double
+        var microBatches: Int
+    }
+
+    private var pending: Pending?
+
+    /// The dropout seed of a micro-batch: drawn from the run's seed and the step, so that a step
+    /// of one batch draws what `Trainer` always has.
+    private func dropoutSeed(microBatch: Int) -> UInt32 {
+        var random = SplitMix(seed: settings.seed ^ UInt64(step))
+        var seed = random.next()
+        for _ in 0..<microBatch { seed = random.next() }
+        return UInt32(truncatingIfNeeded: seed)
+    }
+
+    private func finishStep(loss: Float) throws -> Float {
         guard loss.isFinite else {
             throw LowRankError(.numerical, "the loss became \(loss) at step \(step + 1); the last checkpoint holds the adapter before it (lower the learning rate or clip gradients)",
                                context: [("step", "\(step + 1)")])

@@ -109,6 +109,8 @@ def _declare(lib):
         "lowrank_training_options_init": (ctypes.c_int32, [ctypes.POINTER(TrainingOptions)]),
         "lowrank_model_set_training": (ctypes.c_int32, [u64, ctypes.POINTER(TrainingOptions)]),
         "lowrank_model_step": (ctypes.c_int32, batch),
+        "lowrank_model_forward_backward": (ctypes.c_int32, batch),
+        "lowrank_model_optimizer_step": (ctypes.c_int32, [u64, ctypes.POINTER(ctypes.c_float)]),
         "lowrank_model_step_count": (ctypes.c_int32, [u64, ctypes.POINTER(ctypes.c_int64)]),
         "lowrank_model_save_checkpoint": (ctypes.c_int32, [u64, ctypes.c_char_p]),
         "lowrank_model_load_checkpoint": (ctypes.c_int32, [u64, ctypes.c_char_p]),

@@ -140,6 +140,19 @@ class Model(NativeHandle):
         ids. Returns the batch's loss."""
         return self._run(lib.lowrank_model_step, input_ids, labels)
 
+    def forward_backward(self, input_ids, labels=None) -> float:
+        """Gradient accumulation: forward and backward on a micro-batch (arguments as step()), its
+        gradients added to those since the last optimizer_step(), weighted by its predicted
+        tokens, so micro-batches step as one batch of all their rows. Returns its loss."""
+        return self._run(lib.lowrank_model_forward_backward, input_ids, labels)
+
+    def optimizer_step(self) -> float:
+        """The AdamW step with the gradients accumulated by forward_backward(); returns the step's
+        loss (the mean over every predicted token of its micro-batches)."""
+        loss = ctypes.c_float(0)
+        check(lib.lowrank_model_optimizer_step(self._handle, ctypes.byref(loss)))
+        return loss.value
+
     def loss(self, input_ids, labels=None) -> float:
         """The loss of a batch without training (no dropout)."""
         return self._run(lib.lowrank_model_loss, input_ids, labels)

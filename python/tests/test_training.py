@@ -124,3 +124,32 @@ def test_checkpoint_resumes_bit_for_bit(tmp_path):
         assert losses == expected
         for name, values in unbroken.adapter_state_dict().items():
             assert np.array_equal(resumed.get_adapter_tensor(name), values), name
+
+
+def test_accumulated_micro_batches_step_as_one_batch():
+    """Two micro-batches of unequal lengths accumulate to the step of one padded batch of all their
+    rows: the same loss and adapter, up to float rounding (the sums run in another order)."""
+    rows = train_default.corpus_rows()
+    small = [rows[0][:40], rows[1][:25], rows[2], rows[3][:9]]
+    with lowrank.Engine("cpu") as engine:
+        models = []
+        for _ in range(2):
+            model = lowrank.Model.default(engine)
+            model.add_adapter(r=4, alpha=8, dora=True, targets="all-linear", seed=5)
+            model.configure_training(lr=1e-2, clip=0.5, seed=5)
+            models.append(model)
+        whole, parts = models
+        for step in range(2):
+            expected = whole.step(*train_default.pad(small))
+            first = parts.forward_backward(*train_default.pad(small[:2]))
+            second = parts.forward_backward(*train_default.pad(small[2:]))
+            got = parts.optimizer_step()
+            assert abs(got - expected) <= 1e-5 * expected and first != second
+        assert parts.steps == whole.steps == 2
+        for name, values in whole.adapter_state_dict().items():
+            np.testing.assert_allclose(parts.get_adapter_tensor(name), values, rtol=1e-4, atol=1e-6, err_msg=name)
+        with pytest.raises(lowrank.StateError, match="no gradients to apply"):
+            parts.optimizer_step()
+        parts.forward_backward(*train_default.pad(small[:2]))
+        with pytest.raises(lowrank.InvalidArgumentError, match="await their optimizer step"):
+            parts.save_checkpoint("/tmp/never-written")
