@@ -59,6 +59,38 @@ struct LlamaTrainingTests {
         }
     }
 
+    /// Micro-batches accumulated, weighted by their predicted tokens, step as one batch of all
+    /// their rows: the same loss (the mean over every token) and, up to the order of the sums, the
+    /// same adapter. AdamW's normalisation magnifies rounding where a gradient is near zero, hence
+    /// the element-wise bound rather than bits.
+    @Test(arguments: BackendKind.allCases)
+    func accumulatedMicroBatchesStepAsOneBatch(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let model = try LlamaFixtures.model(on: backend)
+            let rows = try LlamaFixtures.data(model).rows
+            let adapterSettings = try AdapterSettings(rank: 4, alpha: 8, dora: true, targets: .allLinear)
+            let trainings = try (0..<2).map { _ in
+                try AdapterTraining(model: model, adapter: try ModelAdapter(settings: adapterSettings, on: model, seed: 4),
+                                    settings: Self.settings(steps: 2), totalSteps: 2)
+            }
+            let (whole, parts) = (trainings[0], trainings[1])
+            let rowsOfStep = [[rows[0], Array(rows[1].prefix(9))], [Array(rows[2].prefix(5)), rows[3]]]
+            for _ in 0..<2 {
+                let expected = try whole.step(on: TokenBatch(rowsOfStep.flatMap { $0 }))
+                for micro in rowsOfStep { try parts.accumulate(TokenBatch(micro)) }
+                #expect(parts.pendingMicroBatches == 2)
+                let got = try parts.applyAccumulated()
+                #expect(abs(got - expected) <= 1e-5 * expected)
+            }
+            #expect(throws: LowRankError.self) { try parts.applyAccumulated() }
+            for ((name, got), (_, want)) in zip(parts.adapter.parameters, whole.adapter.parameters) {
+                for (g, w) in zip(try got.floats(), try want.floats()) {
+                    #expect(abs(g - w) <= 1e-4 * abs(w) + 1e-6, "\(name): \(g) against \(w)")
+                }
+            }
+        }
+    }
+
     /// A resumed run with another data order is refused, naming the setting.
     /// Batches of many shapes (dynamic padding from Python) keep only the most recently used
     /// plans, and a shape used again after its eviction is planned again and gives the same loss.
