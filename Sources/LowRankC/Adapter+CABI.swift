@@ -26,17 +26,11 @@ import LowRankModels
 }
 
 @c public func lowrank_model_load_adapter(_ model: UInt64, _ folder: UnsafePointer<CChar>?) -> Int32 {
-    ABI.call {
-        let path = try ABI.string(folder, "folder")
-        try HandleTable.model(model).withState { state in state.attach(try ModelAdapter(contentsOf: path, on: state.model)) }
-    }
+    ABI.withFolder(folder, of: model) { state, path in state.attach(try ModelAdapter(contentsOf: path, on: state.model)) }
 }
 
 @c public func lowrank_model_save_adapter(_ model: UInt64, _ folder: UnsafePointer<CChar>?) -> Int32 {
-    ABI.call {
-        let path = try ABI.string(folder, "folder")
-        try HandleTable.model(model).withState { state in try state.requireAdapter().save(to: path) }
-    }
+    ABI.withFolder(folder, of: model) { state, path in try state.requireAdapter().save(to: path) }
 }
 
 @c public func lowrank_model_adapter_tensor_count(_ model: UInt64, _ count: UnsafeMutablePointer<Int64>?) -> Int32 {
@@ -102,6 +96,16 @@ extension ModelSession.State {
 }
 
 extension ABI {
+    /// What the entry points that take a folder share: its path read, then `body` under the
+    /// model's lock.
+    static func withFolder(_ folder: UnsafePointer<CChar>?, of model: UInt64,
+                           _ body: (inout ModelSession.State, String) throws -> Void) -> Int32 {
+        call {
+            let path = try string(folder, "folder")
+            try HandleTable.model(model).withState { state in try body(&state, path) }
+        }
+    }
+
     /// The `size` field of an options struct: the caller initialised it with this header's layout.
     static func checkSize<T>(_ size: UInt32, of: T.Type, _ name: String, initializer: String) throws {
         guard size == MemoryLayout<T>.size else {

@@ -74,22 +74,16 @@ import LowRankModels
 }
 
 @c public func lowrank_model_save_checkpoint(_ model: UInt64, _ folder: UnsafePointer<CChar>?) -> Int32 {
-    ABI.call {
-        let path = try ABI.string(folder, "folder")
-        try HandleTable.model(model).withState { state in try state.currentTraining().writeCheckpoint(to: path) }
-    }
+    ABI.withFolder(folder, of: model) { state, path in try state.currentTraining().writeCheckpoint(to: path) }
 }
 
 @c public func lowrank_model_load_checkpoint(_ model: UInt64, _ folder: UnsafePointer<CChar>?) -> Int32 {
-    ABI.call {
-        let path = try ABI.string(folder, "folder")
-        try HandleTable.model(model).withState { state in
-            let adapter = try ModelAdapter(contentsOf: path, on: state.model)
-            let training = try AdapterTraining(model: state.model, adapter: adapter, settings: state.settings, totalSteps: state.totalSteps)
-            try training.restore(fromCheckpoint: path)
-            state.attach(adapter)
-            state.training = training
-        }
+    ABI.withFolder(folder, of: model) { state, path in
+        let adapter = try ModelAdapter(contentsOf: path, on: state.model)
+        let training = try AdapterTraining(model: state.model, adapter: adapter, settings: state.settings, totalSteps: state.totalSteps)
+        try training.restore(fromCheckpoint: path)
+        state.attach(adapter)
+        state.training = training
     }
 }
 
