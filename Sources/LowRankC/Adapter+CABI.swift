@@ -17,9 +17,9 @@ import LowRankModels
         // Far beyond any useful rank; a larger one would only exhaust memory while A is drawn.
         guard (1...65536).contains(o.r) else { throw ABIError(LOWRANK_INVALID_ARGUMENT, "r must be in 1...65536, got \(o.r)") }
         let targets = try o.targets.map { AdapterSettings.targets(parsing: try ABI.string($0, "options.targets")) } ?? .names(["q_proj", "v_proj"])
-        let settings = try AdapterSettings(rank: Int(o.r), alpha: o.alpha, dropout: o.dropout, rsLoRA: o.rslora != 0, dora: o.dora != 0,
-                                           targets: targets)
         try HandleTable.model(model).withState { state in
+            let settings = try AdapterSettings(rank: Int(o.r), alpha: o.alpha, dropout: o.dropout, rsLoRA: o.rslora != 0, dora: o.dora != 0,
+                                               targets: targets, baseModel: state.baseModel)
             state.attach(try ModelAdapter(settings: settings, on: state.model, seed: o.seed))
         }
     }

@@ -21,8 +21,11 @@ public enum DefaultJob {
                          vocabularySize: config.vocabularySize, maxLength: sequenceLength)
     }
 
+    /// What adapters of the default model name as their base model.
+    public static let modelName = "lowrank-default-model"
+
     public static var adapterSettings: AdapterSettings {
-        get throws { try AdapterSettings(rank: 8, alpha: 16, targets: .allLinear, baseModel: "lowrank-default-model") }
+        get throws { try AdapterSettings(rank: 8, alpha: 16, targets: .allLinear, baseModel: modelName) }
     }
 
     public static var trainingSettings: TrainingSettings {

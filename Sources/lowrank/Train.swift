@@ -69,7 +69,7 @@ struct Train: ParsableCommand {
         let llama: LlamaModel, dataset: TokenDataset
         var settings = isDefault ? DefaultJob.trainingSettings : TrainingSettings()
         let adapterSettings: AdapterSettings
-        var baseModel = "lowrank-default-model"
+        var baseModel = DefaultJob.modelName
         if let model, let data {
             let quantized = try quantize.map { name in
                 guard let t = DType(rawValue: name), t.isQuantized else {

@@ -25,6 +25,7 @@ def test_example_matches_lowrank_train(device, tmp_path):
     expected = cli_losses(cli_out, steps)
     assert np.array_equal(np.float32(losses), np.float32(expected)), f"python {losses}, lowrank train {expected}"
     assert losses[-1] < losses[0]
+    assert (python_out / "adapter_config.json").read_text() == (cli_out / "adapter_config.json").read_text()
     python_tensors = read_safetensors(python_out / "adapter_model.safetensors")
     cli_tensors = read_safetensors(cli_out / "adapter_model.safetensors")
     assert python_tensors.keys() == cli_tensors.keys()
