@@ -23,7 +23,7 @@ swift test
 # training from Python with the CLI built above.
 tools/check_c_header.sh
 swift build -c release --product LowRankC -Xswiftc -static-stdlib
-cc -std=c11 -Wall -Wextra -Werror -I Sources/CLowRank Tests/CABI/abi_check.c -L .build/release -lLowRankC \
+clang -std=c11 -Wall -Wextra -Werror -I Sources/CLowRank Tests/CABI/abi_check.c -L .build/release -lLowRankC \
     -Wl,-rpath,"$PWD/.build/release" -lm -o .build/abi_check
 .build/abi_check
 python="${PYTHON:-python3}"
