@@ -66,6 +66,11 @@ const char *lowrank_last_error(void);
 /* ------------------------------------------------------------------------------------------ */
 /* Engines: a device to run on. */
 
+/* Every device the engine sees, as `lowrank devices --json` lists them: a JSON object
+ * {"devices": [{"identifier", "name", "kind"}, ...], "selected": the one "auto" picks,
+ * "vulkan_problem": why Vulkan is unusable, or null}. */
+int32_t lowrank_devices(int32_t validation, char *buffer, size_t capacity, size_t *length);
+
 /* device: NULL or "auto" (the best Vulkan device, else the CPU backend), "cpu", "vulkan", or
  * "vulkan:N". validation: nonzero turns on the Khronos validation layer (with synchronization
  * validation); its messages are then failures of the call that caused them. */

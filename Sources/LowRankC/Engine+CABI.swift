@@ -14,6 +14,17 @@ import LowRank
 private nonisolated(unsafe) let versionString = strdup(Engine.version)!
 private let emptyString: StaticString = ""
 
+@c public func lowrank_devices(_ validation: Int32, _ buffer: UnsafeMutablePointer<CChar>?, _ capacity: size_t,
+                               _ length: UnsafeMutablePointer<size_t>?) -> Int32 {
+    ABI.call {
+        let (devices, problem) = Engine.devices(validation: validation != 0)
+        let list = devices.map { JSON.object(["identifier": .string($0.identifier), "name": .string($0.name), "kind": .string($0.kind)]) }
+        let report = JSON.object(["devices": .array(list), "selected": .string(try Engine.resolve(.automatic, validation: validation != 0)),
+                                  "vulkan_problem": problem.map { .string($0) } ?? .null])
+        try ABI.copy(report.serialized, to: buffer, capacity: capacity, length: length)
+    }
+}
+
 @c public func lowrank_engine_open(_ device: UnsafePointer<CChar>?, _ validation: Int32, _ engine: UnsafeMutablePointer<UInt64>?) -> Int32 {
     ABI.call {
         let out = try ABI.required(engine, "engine")

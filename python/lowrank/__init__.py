@@ -9,6 +9,8 @@ driven from Python through the engine's C ABI.
         loss = model.step(batch)
     model.save_adapter("adapter")         # PEFT's format
 """
+import json
+
 from ._errors import (ClosedHandleError, DeviceError, DTypeError, FileAccessError, FileFormatError,
                       InvalidArgumentError, LowRankError, NumericalError, OutOfMemoryError, ShapeError,
                       StateError, UnsupportedError)
@@ -19,11 +21,17 @@ from .model import Model
 __version__ = lib.lowrank_version().decode()
 
 
+def devices(validation: bool = False) -> dict:
+    """Every device the engine sees: {"devices": [{"identifier", "name", "kind"}, ...], "selected":
+    the one Engine("auto") picks, "vulkan_problem": why Vulkan is unusable, or None}."""
+    return json.loads(read_string(lib.lowrank_devices, int(bool(validation))))
+
+
 def default_corpus() -> str:
     """The byte-level text `lowrank train` trains the default model on (one token per byte)."""
     return read_string(lib.lowrank_default_corpus)
 
 
-__all__ = ["Engine", "Model", "default_engine", "default_corpus", "LowRankError", "ClosedHandleError", "DeviceError",
+__all__ = ["Engine", "Model", "default_engine", "default_corpus", "devices", "LowRankError", "ClosedHandleError", "DeviceError",
            "DTypeError", "FileAccessError", "FileFormatError", "InvalidArgumentError", "LibraryNotFound",
            "NumericalError", "OutOfMemoryError", "ShapeError", "StateError", "UnsupportedError"]

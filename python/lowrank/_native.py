@@ -89,6 +89,7 @@ def _declare(lib):
     signatures = {
         "lowrank_version": (ctypes.c_char_p, []),
         "lowrank_last_error": (ctypes.c_char_p, []),
+        "lowrank_devices": (ctypes.c_int32, [ctypes.c_int32] + string_out),
         "lowrank_engine_open": (ctypes.c_int32, [ctypes.c_char_p, ctypes.c_int32, u64_p]),
         "lowrank_engine_device": (ctypes.c_int32, [u64] + string_out),
         "lowrank_engine_close": (ctypes.c_int32, [u64]),

@@ -14,6 +14,14 @@ sys.path.insert(0, str(REPOSITORY / "python" / "examples"))
 import train_default  # noqa: E402
 
 
+def test_devices_are_listed():
+    listing = lowrank.devices()
+    identifiers = [d["identifier"] for d in listing["devices"]]
+    assert "cpu" in identifiers and listing["selected"] in identifiers
+    with lowrank.Engine(listing["selected"]) as engine:
+        assert engine.device.startswith(listing["selected"])
+
+
 def test_example_matches_lowrank_train(device, tmp_path):
     """The example trains the built-in model on the built-in corpus; `lowrank train --no-shuffle`
     with the same seed takes the same five steps."""
