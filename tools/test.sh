@@ -28,8 +28,5 @@ clang -std=c11 -Wall -Wextra -Werror -I Sources/CLowRank Tests/CABI/abi_check.c 
 .build/abi_check
 python="${PYTHON:-python3}"
 "$python" -m venv --clear --system-site-packages .build/python-env
-pip=(.build/python-env/bin/pip install --quiet ./python)
-# Without a package index, build with the setuptools and wheel already installed.
-"${pip[@]}" || "${pip[@]}" --no-index --no-build-isolation
-rm -rf python/build python/lowrank.egg-info
+.build/python-env/bin/pip install --quiet ./python
 LOWRANK_CLI=.build/debug/lowrank .build/python-env/bin/python -m pytest -q python/tests
