@@ -34,12 +34,10 @@ struct Check: ParsableCommand {
             let ok = error <= 1e-5
             failed = failed || !ok
             print("\(d.identifier): \(d.name): matmul \(m)x\(k) · (\(n)x\(k))ᵀ + b: max|err|/max|ref| = \(error) \(ok ? "ok" : "FAILED (bound 1e-5)")")
-            if let vulkan = backend as? VulkanBackend, validate {
-                let messages = vulkan.instance.validationLog.drain()
-                if !messages.isEmpty {
-                    failed = true
-                    print("  validation messages:\n    " + messages.joined(separator: "\n    "))
-                }
+            let messages = try backend.drainValidationMessages()
+            if !messages.isEmpty {
+                failed = true
+                print("  validation messages:\n    " + messages.joined(separator: "\n    "))
             }
         }
         if failed { throw ExitCode.failure }

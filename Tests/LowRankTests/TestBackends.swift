@@ -27,10 +27,8 @@ func onBackend(_ kind: BackendKind, _ body: (any Backend) throws -> Void) throws
     let backend = try kind.open()
     try body(backend)
     try backend.synchronize()
-    if let vulkan = backend as? VulkanBackend {
-        let messages = vulkan.instance.validationLog.drain()
-        #expect(messages.isEmpty, "validation messages:\n\(messages.joined(separator: "\n"))")
-    }
+    let messages = try backend.drainValidationMessages()
+    #expect(messages.isEmpty, "validation messages:\n\(messages.joined(separator: "\n"))")
 }
 
 /// max|got − ref| / max|ref|: the error measure of every numeric test here.
