@@ -5,8 +5,9 @@ import LowRankModels
 @c public func lowrank_adapter_options_init(_ options: UnsafeMutablePointer<lowrank_adapter_options>?) -> Int32 {
     ABI.call {
         let out = try ABI.required(options, "options")
-        out.pointee = lowrank_adapter_options(size: UInt32(MemoryLayout<lowrank_adapter_options>.size), r: 8, alpha: 16, dropout: 0,
-                                              rslora: 0, dora: 0, targets: nil, seed: 0)
+        let d = try AdapterSettings()
+        out.pointee = lowrank_adapter_options(size: UInt32(MemoryLayout<lowrank_adapter_options>.size), r: Int32(d.rank), alpha: d.alpha,
+                                              dropout: d.dropout, rslora: d.rsLoRA ? 1 : 0, dora: d.dora ? 1 : 0, targets: nil, seed: 0)
     }
 }
 
@@ -16,7 +17,7 @@ import LowRankModels
         try ABI.checkSize(o.size, of: lowrank_adapter_options.self, "lowrank_adapter_options", initializer: "lowrank_adapter_options_init")
         // Far beyond any useful rank; a larger one would only exhaust memory while A is drawn.
         guard (1...65536).contains(o.r) else { throw ABIError(LOWRANK_INVALID_ARGUMENT, "r must be in 1...65536, got \(o.r)") }
-        let targets = try o.targets.map { AdapterSettings.targets(parsing: try ABI.string($0, "options.targets")) } ?? .names(["q_proj", "v_proj"])
+        let targets = try o.targets.map { AdapterSettings.targets(parsing: try ABI.string($0, "options.targets")) } ?? AdapterSettings().targets
         try HandleTable.model(model).withState { state in
             let settings = try AdapterSettings(rank: Int(o.r), alpha: o.alpha, dropout: o.dropout, rsLoRA: o.rslora != 0, dora: o.dora != 0,
                                                targets: targets, baseModel: state.baseModel)

@@ -27,22 +27,17 @@ enum HandleTable {
 
     private static let table = Mutex(Table())
 
-    static func openEngine(_ entry: EngineEntry) -> UInt64 {
-        table.withLock { t in
-            let id = t.next
-            t.next += 1
-            t.entries[id] = .engine(entry)
-            t.models[id] = []
-            return id
-        }
-    }
+    static func openEngine(_ entry: EngineEntry) -> UInt64 { open(.engine(entry)) }
 
-    static func openModel(_ session: ModelSession) -> UInt64 {
+    static func openModel(_ session: ModelSession) -> UInt64 { open(.model(session)) }
+
+    /// The next number, given to `entry`; a model is listed under its engine, to be closed with it.
+    private static func open(_ entry: HandleEntry) -> UInt64 {
         table.withLock { t in
             let id = t.next
             t.next += 1
-            t.entries[id] = .model(session)
-            t.models[session.engineHandle, default: []].append(id)
+            t.entries[id] = entry
+            if case .model(let session) = entry { t.models[session.engineHandle, default: []].append(id) }
             return id
         }
     }

@@ -32,9 +32,14 @@ final class ModelSession: Sendable {
         /// The training under way, begun with the current settings if there is none.
         mutating func currentTraining() throws -> AdapterTraining {
             if let training { return training }
-            let begun = try AdapterTraining(model: model, adapter: try requireAdapter(), settings: settings, totalSteps: totalSteps)
+            let begun = try newTraining(of: try requireAdapter())
             training = begun
             return begun
+        }
+
+        /// A training of `adapter` from step 0 under the current settings.
+        func newTraining(of adapter: ModelAdapter) throws -> AdapterTraining {
+            try AdapterTraining(model: model, adapter: adapter, settings: settings, totalSteps: totalSteps)
         }
 
         mutating func attach(_ adapter: ModelAdapter) {
@@ -63,9 +68,8 @@ final class ModelSession: Sendable {
 
 extension EngineEntry {
     func checkValidation() throws {
-        guard validation, let vulkan = backend as? VulkanBackend else { return }
-        try vulkan.synchronize()
-        let messages = vulkan.instance.validationLog.drain()
+        guard validation else { return }
+        let messages = try backend.drainValidationMessages()
         guard messages.isEmpty else {
             throw ABIError(LOWRANK_DEVICE_ERROR, "the Vulkan validation layer reported:\n" + messages.joined(separator: "\n"))
         }

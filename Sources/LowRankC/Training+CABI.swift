@@ -79,9 +79,10 @@ import LowRankModels
 
 @c public func lowrank_model_load_checkpoint(_ model: UInt64, _ folder: UnsafePointer<CChar>?) -> Int32 {
     ABI.withFolder(folder, of: model) { state, path in
+        let progress = try AdapterTraining.checkpointState(in: path)
         let adapter = try ModelAdapter(contentsOf: path, on: state.model)
-        let training = try AdapterTraining(model: state.model, adapter: adapter, settings: state.settings, totalSteps: state.totalSteps)
-        try training.restore(fromCheckpoint: path)
+        let training = try state.newTraining(of: adapter)
+        try training.restore(fromCheckpoint: path, state: progress)
         state.attach(adapter)
         state.training = training
     }

@@ -34,11 +34,11 @@ extension AdapterTraining {
         try JSON.read(folder + "/" + stateName, what: "the trainer state")
     }
 
-    /// Continues from the checkpoint in `folder`: the adapter's tensors, the optimizer's moments,
-    /// the step and the losses. The adapter must be this one's (same modules and shapes).
-    public func restore(fromCheckpoint folder: String) throws {
+    /// Continues from the checkpoint in `folder`, whose `state` the caller has read (and checked
+    /// against its run) with `checkpointState(in:)`: the adapter's tensors, the optimizer's
+    /// moments, the step and the losses. The adapter must be this one's (same modules and shapes).
+    public func restore(fromCheckpoint folder: String, state: JSON) throws {
         let statePath = folder + "/" + Self.stateName
-        let state = try Self.checkpointState(in: folder)
         guard let saved = state["step"]?.int, let savedLosses = state["losses"]?.array?.compactMap(\.number), savedLosses.count == saved else {
             throw LowRankError(.fileFormat, "the trainer state lacks its step or losses", context: [("file", statePath)])
         }

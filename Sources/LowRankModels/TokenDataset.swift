@@ -9,12 +9,7 @@ public struct TokenDataset: Sendable {
     public let path: String
 
     public init(rows: [[Int32]], path: String = "<memory>", vocabularySize: Int, maxLength: Int? = nil) throws {
-        for (r, row) in rows.enumerated() {
-            if let bad = row.firstIndex(where: { $0 < 0 || Int($0) >= vocabularySize }) {
-                throw LowRankError(.invalidArgument, "token id \(row[bad]) at row \(r), position \(bad) is outside the vocabulary of \(vocabularySize)",
-                                   context: [("file", path), ("row", "\(r)")])
-            }
-        }
+        try Self.checkVocabulary(rows.map { $0[...] }, "token id", vocabularySize: vocabularySize, context: [("file", path)])
         // A row longer than the sequence length becomes consecutive windows of it, so no token is dropped.
         let windows = maxLength.map { length in
             rows.flatMap { row in stride(from: 0, to: row.count, by: length).map { Array(row[$0..<min($0 + length, row.count)]) } }
@@ -31,6 +26,19 @@ public struct TokenDataset: Sendable {
         let bytes = try FileIO.read(path)
         let rows = path.hasSuffix(".npy") ? try Self.parseNumPy(bytes, path: path) : try Self.parseJSONLines(bytes, path: path)
         try self.init(rows: rows, path: path, vocabularySize: vocabularySize, maxLength: maxLength)
+    }
+
+    /// Fails on the first value of `rows` outside `0..<vocabularySize` (other than `ignored`),
+    /// naming its row and position.
+    static func checkVocabulary(_ rows: [ArraySlice<Int32>], _ what: String, vocabularySize: Int, ignoring ignored: Int32? = nil,
+                                context: [(String, String)] = []) throws {
+        for (r, row) in rows.enumerated() {
+            guard let bad = row.firstIndex(where: { ($0 < 0 || Int($0) >= vocabularySize) && $0 != ignored }) else { continue }
+            let position = bad - row.startIndex
+            throw LowRankError(.invalidArgument, "\(what) \(row[bad]) at row \(r), position \(position) is outside the vocabulary of \(vocabularySize)"
+                               + (ignored.map { " (and is not the ignored label \($0))" } ?? ""),
+                               context: context + [("row", "\(r)"), ("position", "\(position)")])
+        }
     }
 
     /// Tokens the loss predicts over all rows.
@@ -147,15 +155,9 @@ public struct TokenBatch: Sendable {
         guard source.count == count else {
             throw LowRankError(.shapeMismatch, "the labels hold \(source.count) values, the token ids \(count): they must have the same shape")
         }
-        func check(_ values: [Int32], _ what: String, allowing ignored: Int32?) throws {
-            if let bad = values.firstIndex(where: { ($0 < 0 || Int($0) >= vocabularySize) && $0 != ignored }) {
-                throw LowRankError(.invalidArgument, "\(what) \(values[bad]) at row \(bad / sequence), position \(bad % sequence) is outside the vocabulary of \(vocabularySize)"
-                                   + (ignored.map { " (and is not the ignored label \($0))" } ?? ""),
-                                   context: [("row", "\(bad / sequence)"), ("position", "\(bad % sequence)")])
-            }
-        }
-        try check(inputIDs, "token id", allowing: nil)
-        if let labels { try check(labels, "label", allowing: CausalLMPlan.ignoredLabel) }
+        let rowsOf = { (values: [Int32]) in stride(from: 0, to: count, by: sequence).map { values[$0..<($0 + sequence)] } }
+        try TokenDataset.checkVocabulary(rowsOf(inputIDs), "token id", vocabularySize: vocabularySize)
+        if let labels { try TokenDataset.checkVocabulary(rowsOf(labels), "label", vocabularySize: vocabularySize, ignoring: CausalLMPlan.ignoredLabel) }
         let shifted = (0..<count).map { i in i % sequence + 1 < sequence ? source[i + 1] : CausalLMPlan.ignoredLabel }
         self.rows = rows
         self.sequence = sequence

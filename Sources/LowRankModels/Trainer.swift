@@ -162,7 +162,7 @@ public final class Trainer: @unchecked Sendable {
                                "the checkpoint was made with \(key) \(state[key]?.serialized ?? "unset"), this run has \(current[key]!.serialized): resuming would not continue the same run",
                                context: [("folder", latest.path)])
         }
-        try training.restore(fromCheckpoint: latest.path)
+        try training.restore(fromCheckpoint: latest.path, state: state)
         return step
     }
 }

@@ -1,7 +1,7 @@
 """Training from Python through the C ABI gives what `lowrank train` gives: the same losses and
 the same adapter bits for the same seed, data and settings."""
+import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,7 +67,6 @@ def test_dora_with_dropout_on_a_checkpoint_matches_lowrank_train(tmp_path):
 def test_loss_of_a_peft_adapter_matches_transformers():
     """load_adapter reads PEFT's files; loss() over the fixture data, token-weighted, is the loss
     transformers + PEFT computed (tools/make_llama_fixtures.py)."""
-    import json
     expected = json.loads((FIXTURES / "expected.json").read_text())["loss"]
     rows = jsonl_rows(FIXTURES / "data.jsonl")
     with lowrank.Engine("cpu") as engine:
