@@ -71,7 +71,7 @@ const char *lowrank_last_error(void);
  * "vulkan_problem": why Vulkan is unusable, or null}. */
 int32_t lowrank_devices(int32_t validation, char *buffer, size_t capacity, size_t *length);
 
-/* device: NULL or "auto" (the best Vulkan device, else the CPU backend), "cpu", "vulkan", or
+/* device: NULL or "auto" (the best GPU Vulkan sees, else the CPU backend), "cpu", "vulkan", or
  * "vulkan:N". validation: nonzero turns on the Khronos validation layer (with synchronization
  * validation); its messages are then failures of the call that caused them. */
 int32_t lowrank_engine_open(const char *device, int32_t validation, lowrank_engine *engine);

@@ -9,7 +9,10 @@ public struct DeviceDescription: Sendable, Codable {
 }
 
 /// Device discovery and choice. Vulkan devices are preferred discrete > integrated > virtual >
-/// CPU-type (lavapipe); with no loader or no device the CPU backend runs, and says so once.
+/// CPU-type (lavapipe). Automatic choice passes over CPU-type devices, as llama.cpp's Vulkan backend
+/// does: a software rasterizer runs these kernels about a hundred times slower than the CPU backend's
+/// BLAS on the same cores. With no GPU the CPU backend runs, and says why once; `vulkan` still
+/// reaches a CPU-type device.
 public enum Engine {
     /// The engine's version, recorded with benchmark results.
     public static let version = "0.1.0"
@@ -48,7 +51,7 @@ public enum Engine {
         case .cpu:
             return "cpu"
         case .automatic:
-            return preferred.first.map { "vulkan:\($0.index)" } ?? "cpu"
+            return preferred.first { $0.kind != .cpu }.map { "vulkan:\($0.index)" } ?? "cpu"
         case .vulkan(let index):
             let available = devices.map { "\($0.identifier) (\($0.name))" }.joined(separator: ", ")
             guard let chosen = index.map({ i in preferred.first { $0.index == i } }) ?? preferred.first else {
@@ -81,7 +84,11 @@ public enum Engine {
     private static func announceCPUFallback(validation: Bool) {
         let first = announced.withLock { done in defer { done = true }; return !done }
         guard first else { return }
-        let reason = devices(validation: validation).vulkanProblem ?? "no Vulkan device"
+        let (devices, problem) = devices(validation: validation)
+        let software = devices.compactMap(\.vulkan).filter { $0.kind == .cpu }.map { "vulkan:\($0.index) (\($0.name))" }
+        let reason = problem ?? (software.isEmpty ? "no Vulkan device"
+            : "the only Vulkan device runs on the CPU, slower than the CPU backend: "
+                + software.joined(separator: ", ") + "; --device vulkan or LOWRANK_DEVICE=vulkan selects it")
         printToStandardError("lowrank: running on the CPU backend: \(reason)")
     }
 }

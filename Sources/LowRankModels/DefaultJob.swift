@@ -31,12 +31,15 @@ public enum DefaultJob {
     public static var trainingSettings: TrainingSettings {
         var s = TrainingSettings()
         s.learningRate = 1e-2
-        s.warmupSteps = 10
         s.schedule = .cosine
         s.batchSize = 8
         s.steps = 200
         return s
     }
+
+    /// The warm-up of a default run of `totalSteps`: 5% of it (10 of the 200 steps), so a shortened
+    /// or lengthened run keeps the schedule's shape instead of warming up past its end.
+    public static func warmupSteps(totalSteps: Int) -> Int { totalSteps / 20 }
 
     public static let adapterFolder = "lowrank-default-adapter"
 

@@ -72,9 +72,14 @@ public final class Trainer: @unchecked Sendable {
         }
         self.data = data
         self.output = output
-        totalSteps = settings.steps ?? settings.epochs * Self.batchesPerEpoch(data.rows.count, settings.batchSize)
+        totalSteps = Self.totalSteps(of: settings, rows: data.rows.count)
         training = try AdapterTraining(model: model, adapter: adapter, settings: settings, totalSteps: totalSteps)
         if let output { try Self.checkWritable(output) }
+    }
+
+    /// The run's length in optimizer steps: `steps`, else `epochs` passes over `rows` rows.
+    public static func totalSteps(of settings: TrainingSettings, rows: Int) -> Int {
+        settings.steps ?? settings.epochs * batchesPerEpoch(rows, settings.batchSize)
     }
 
     static func batchesPerEpoch(_ rows: Int, _ batchSize: Int) -> Int { (rows + batchSize - 1) / batchSize }

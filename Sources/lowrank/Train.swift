@@ -31,7 +31,7 @@ struct Train: ParsableCommand {
     @Option(help: "Quantize the frozen projections at load: nf4, q8_0 or q4_0.") var quantize: String?
 
     @Option(help: "Peak learning rate.") var lr: Double?
-    @Option(help: "Linear warm-up steps.") var warmup: Int?
+    @Option(help: "Linear warm-up steps (default: 0; 5% of the steps for the built-in default job).") var warmup: Int?
     @Option(help: "constant, linear or cosine (after warm-up).") var schedule: String?
     @Option(help: "AdamW's decoupled weight decay.") var weightDecay = 0.01
     @Option(help: "Clip the global gradient norm to this.") var clip: Float?
@@ -103,6 +103,9 @@ struct Train: ParsableCommand {
         settings.seed = seed
         settings.shuffle = !noShuffle
         settings.saveEvery = saveEvery
+        if isDefault, warmup == nil {
+            settings.warmupSteps = DefaultJob.warmupSteps(totalSteps: Trainer.totalSteps(of: settings, rows: dataset.rows.count))
+        }
 
         let trainer = try Trainer(model: llama, adapter: adapter, data: dataset, settings: settings, output: output)
         let a = adapter.settings

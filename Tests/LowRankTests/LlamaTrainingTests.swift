@@ -200,6 +200,7 @@ struct LlamaTrainingTests {
             let adapter = try ModelAdapter(settings: try DefaultJob.adapterSettings, on: model, seed: 0)
             var settings = DefaultJob.trainingSettings
             settings.steps = kind == .cpu ? 40 : 12
+            settings.warmupSteps = DefaultJob.warmupSteps(totalSteps: settings.steps!)
             let trainer = try Trainer(model: model, adapter: adapter, data: try DefaultJob.data(), settings: settings, output: nil)
             try trainer.train()
             let (head, tail) = (trainer.losses.prefix(3).reduce(0, +) / 3, trainer.losses.suffix(3).reduce(0, +) / 3)

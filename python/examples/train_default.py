@@ -33,10 +33,11 @@ def pad(rows: list) -> tuple:
     return ids, labels
 
 
-def train(steps: int = 200, seed: int = 0, device: str = "auto", warmup: int = 10, adapter_out=None,
+def train(steps: int = 200, seed: int = 0, device: str = "auto", warmup: int = None, adapter_out=None,
           report=print) -> list:
     """Trains for `steps` steps and returns the loss of each; saves the adapter (PEFT's format)
-    to `adapter_out` when given."""
+    to `adapter_out` when given. Warm-up: 5% of the steps unless given, as `lowrank train`."""
+    warmup = steps // 20 if warmup is None else warmup
     with lowrank.Engine(device) as engine:
         model = lowrank.Model.default(engine)
         model.add_adapter(r=8, alpha=16, targets="all-linear", seed=seed)
@@ -58,7 +59,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=None, help="warm-up steps (default: 5%% of the steps)")
     parser.add_argument("--device", default="auto", help="auto, cpu, vulkan or vulkan:N")
     parser.add_argument("--adapter-out", default="lowrank-default-adapter-python")
     args = parser.parse_args()

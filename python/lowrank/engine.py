@@ -8,7 +8,7 @@ from ._native import check, encode, lib, read_string
 
 
 class Engine(NativeHandle):
-    """A device to run on: "auto" (the best Vulkan device, else the CPU backend), "cpu", "vulkan"
+    """A device to run on: "auto" (the best GPU Vulkan sees, else the CPU backend), "cpu", "vulkan"
     or "vulkan:N". With validation=True the Khronos validation layer checks every Vulkan call, and
     a message from it fails the call that caused it; by default, validation follows the
     LOWRANK_VALIDATION environment variable, as the `lowrank` CLI does."""
