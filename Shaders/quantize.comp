@@ -8,7 +8,7 @@
 //   PASS 0: one invocation per NF4 block of 64 (codes and absmax; with double quantization the
 //           absmax goes to `absmax_out` for the next passes), or per pair of GGML blocks (68 or 36
 //           bytes, whole words, so no two invocations share a word).
-//   PASS 1 (double quantization): the absmax mean, in one workgroup with compensated sums.
+//   PASS 1 (double quantization): the absmax mean, in one workgroup of 32 (PyTorch's order of sums).
 //   PASS 2 (double quantization): one workgroup of 64 per 256 absmax values: their scale and codes.
 layout(local_size_x_id = 0) in;
 
@@ -122,41 +122,86 @@ void main() {
         q_words[first_word + w] = bytes[4u * w] | (bytes[4u * w + 1u] << 8) | (bytes[4u * w + 2u] << 16) | (bytes[4u * w + 3u] << 24);
 }
 #elif PASS == 1
-shared float partial_hi[256];
-shared float partial_lo[256];
+// The absmax mean in PyTorch's order of f32 additions, which bitsandbytes' `absmax.mean()` takes:
+// TorchSum's twin, one invocation per accumulator (row k = lid / 8 of 4, lane lid % 8 of the
+// vectors of 8, or of single values below 8), then the combination in invocation 0.
+shared float partial[32];
 
-// Error-free sum: hi + lo == a + b exactly.
-void two_sum(float a, float b, out float hi, out float lo) {
-    precise float s = a + b;
-    precise float bb = s - a;
-    precise float err = (a - (s - bb)) + (b - bb);
-    hi = s;
-    lo = err;
+float cascade(uint steps, uint k, uint lane, uint width) {
+    uint ceil_log2 = steps <= 2u ? 1u : uint(findMSB(steps - 1u)) + 1u;
+    uint power = max(4u, ceil_log2 / 4u), step = 1u << power, mask = step - 1u;
+    float acc[4] = float[4](0.0, 0.0, 0.0, 0.0);
+    uint i = 0u;
+    while (i + step <= steps) {
+        for (uint s = 0u; s < step; s++, i++) {
+            precise float t = acc[0] + absmax_out[(i * 4u + k) * width + lane];
+            acc[0] = t;
+        }
+        for (uint j = 1u; j < 4u; j++) {
+            precise float t = acc[j] + acc[j - 1u];
+            acc[j] = t;
+            acc[j - 1u] = 0.0;
+            if ((i & (mask << (j * power))) != 0u) break;
+        }
+    }
+    for (; i < steps; i++) {
+        precise float t = acc[0] + absmax_out[(i * 4u + k) * width + lane];
+        acc[0] = t;
+    }
+    for (uint j = 1u; j < 4u; j++) {
+        precise float t = acc[0] + acc[j];
+        acc[0] = t;
+    }
+    return acc[0];
+}
+
+// a·b = hi + lo exactly (Dekker's product: no fma, which a device may round in two steps).
+void two_product(float a, float b, out float hi, out float lo) {
+    precise float ca = 4097.0 * a, cb = 4097.0 * b;
+    precise float ah = ca - (ca - a), bh = cb - (cb - b);
+    precise float al = a - ah, bl = b - bh;
+    precise float p = a * b;
+    precise float e = ((ah * bh - p) + ah * bl + al * bh) + al * bl;
+    hi = p;
+    lo = e;
+}
+
+// s / d for s >= 0 and an integer d > 0, rounded to nearest even as an IEEE division rounds it:
+// the device's quotient (Vulkan allows 2.5 ulp) moved by whole ulps while its exact remainder
+// says a neighbour is nearer.
+float rounded_quotient(float s, float d) {
+    float q = s / d;
+    for (uint step = 0u; step < 4u; step++) {
+        float hi, lo;
+        two_product(q, d, hi, lo);
+        precise float r = (s - hi) - lo;  // s − q·d, exact: s − hi is (Sterbenz)
+        uint bits = floatBitsToUint(q);
+        precise float half_ulp_d = (uintBitsToFloat(bits + 1u) - q) * 0.5 * d;
+        bool below = r > half_ulp_d || (r == half_ulp_d && (bits & 1u) != 0u);
+        precise float half_down_d = (q - uintBitsToFloat(bits - 1u)) * 0.5 * d;
+        bool above = q > 0.0 && (-r > half_down_d || (-r == half_down_d && (bits & 1u) != 0u));
+        if (!below && !above) break;
+        q = uintBitsToFloat(below ? bits + 1u : bits - 1u);
+    }
+    return q;
 }
 
 void main() {
-    uint lid = gl_LocalInvocationID.x, blocks = ceil_div(p.count, 64u);
-    float hi = 0.0, lo = 0.0;
-    for (uint i = lid; i < blocks; i += 256u) {
-        float e;
-        two_sum(hi, absmax_out[i], hi, e);
-        lo += e;
-    }
-    partial_hi[lid] = hi;
-    partial_lo[lid] = lo;
+    uint lid = gl_LocalInvocationID.x, n = ceil_div(p.count, 64u);
+    uint width = n >= 8u ? 8u : 1u, vectors = n / width, steps = vectors / 4u;
+    uint lane = lid % 8u;
+    partial[lid] = lane < width ? cascade(steps, lid / 8u, lane, width) : 0.0;
     barrier();
     if (lid == 0u) {
-        float s = 0.0, c = 0.0;
-        for (uint t = 0u; t < 256u; t++) {
-            float e;
-            two_sum(s, partial_hi[t], s, e);
-            c += e + partial_lo[t];
+        precise float total = 0.0;
+        for (uint i = vectors * width; i < n; i++) total += absmax_out[i];
+        for (uint l = 0u; l < width; l++) {
+            precise float s = partial[l];
+            for (uint v = steps * 4u; v < vectors; v++) s += absmax_out[v * width + l];
+            for (uint k = 1u; k < 4u; k++) s += partial[k * 8u + l];
+            total += s;
         }
-        // mean = (s + c) / blocks, rounded once: the quotient, then its remainder's correction.
-        float total = float(blocks);
-        float q = s / total;
-        precise float r = fma(-q, total, s) + c;
-        q_words[nf4_mean_word(p.count)] = floatBitsToUint(q + r / total);
+        q_words[nf4_mean_word(p.count)] = floatBitsToUint(rounded_quotient(total, float(n)));
     }
 }
 #else

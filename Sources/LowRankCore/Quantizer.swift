@@ -126,10 +126,10 @@ public struct Quantizer: Sendable {
         }
     }
 
-    /// The mean of the absmax values, summed in f64 and rounded once (what bitsandbytes' f32 mean
-    /// gives on the golden cases; the device computes the same with a compensated f32 sum).
+    /// The mean of the absmax values as bitsandbytes takes it, `absmax.mean()` in PyTorch: the f32
+    /// sum in the order of PyTorch's CPU kernel (`TorchSum`), divided by the count in f32.
     static func mean(_ values: [Float]) -> Float {
-        Float(values.reduce(0.0) { $0 + Double($1) } / Double(max(values.count, 1)))
+        TorchSum.sum(values) / Float(max(values.count, 1))
     }
 
     /// bitsandbytes' 8-bit code, on the CPU, of a value already scaled into [−1, 1] (by the f32

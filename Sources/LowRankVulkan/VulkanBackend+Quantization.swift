@@ -29,7 +29,7 @@ extension VulkanBackend {
         let key = { (pass: Int, bindings: Int) in
             var defines = ["QUANT": "\(code)", "A_T": input.dtype.glslType, "PASS": "\(pass)"]
             if pass == 2 { defines["DYNAMIC_GRID_STARTS"] = Self.dynamicGridStartsDefine }
-            return KernelKey(shader: "quantize.comp", defines: defines, specialization: [UInt32(pass == 1 ? 256 : size)], bindings: bindings)
+            return KernelKey(shader: "quantize.comp", defines: defines, specialization: [UInt32(pass == 1 ? 32 : size)], bindings: bindings)
         }
         let push = PushConstants([UInt32(count)])
         guard count > 0 else { return }

@@ -136,6 +136,20 @@ struct QuantizationTests {
         }
     }
 
+    /// PyTorch's f32 sum and mean on the CPU (`tools/make_torch_sum_fixture.py`), bit for bit, at
+    /// lengths that take each path of its kernel: the mean double quantization stores is this one.
+    @Test func torchSumAddsInPyTorchsOrder() throws {
+        let file = try SafetensorsFile(path: GoldenCases.packageRoot.appendingPathComponent("Tests/Fixtures/torch_sum.safetensors").path)
+        let lengths = try #require(file.metadata["lengths"]).split(separator: ",").map { Int($0)! }
+        #expect(lengths.count >= 20)
+        for n in lengths {
+            let values = try file.floats("values\(n)")
+            let (sum, expectedSum, expectedMean) = (TorchSum.sum(values), try file.floats("sum\(n)")[0], try file.floats("mean\(n)")[0])
+            #expect(sum.bitPattern == expectedSum.bitPattern, "length \(n): \(sum) vs PyTorch \(expectedSum)")
+            #expect((sum / Float(n)).bitPattern == expectedMean.bitPattern, "mean of \(n): \(sum / Float(n)) vs PyTorch \(expectedMean)")
+        }
+    }
+
     /// A bitsandbytes checkpoint entry, written the way its `QuantState.as_dict(packed=True)` saves
     /// one, loads; corrupt ones are errors that name the tensor.
     @Test func bitsAndBytesCheckpointEntries() throws {
@@ -175,7 +189,8 @@ struct QuantizationTests {
             ("nested_absmax has", { tensors, _ in tensors[3].1 = try Tensor.zeros([9], on: cpu) }),
             ("packed bytes", { _, state in state["shape"] = .array([.number(Double(rows + 1)), .number(Double(columns))]) }),
             ("quant_map", { tensors, _ in tensors[2].1 = try Tensor([Float](repeating: 0.5, count: 16), shape: [16], on: cpu) }),
-            ("blocksize 128", { _, state in state["blocksize"] = .number(128) }),
+            ("blocksize 32", { _, state in state["blocksize"] = .number(32) }),
+            ("codes for 5 blocks of 4096", { _, state in state["blocksize"] = .number(4096) }),
         ]
         for (expected, corrupt) in corruptions {
             let error = #expect(throws: LowRankError.self) { try BitsAndBytesNF4.load(name, from: try file(corrupt), on: cpu) }
