@@ -8,14 +8,26 @@ public enum BitsAndBytesNF4 {
         case doubleQuantized(codes: [UInt8], scales: [Float], map: [Float], offset: Float)
     }
 
-    /// One tensor from bitsandbytes' parts; `name` is what errors name. The blocksizes must be
-    /// 64 (and 256 nested) and the maps bitsandbytes' own, the only ones its NF4 writes.
+    /// The blocksizes read: bitsandbytes' default 64 and its larger ones (128 is its default on
+    /// ROCm). The engine's NF4 blocks are 64 elements, so a larger block's statistic is repeated
+    /// over each of its blocks of 64, which dequantize to the same values bit for bit; bitsandbytes'
+    /// blocks of 32 would need two statistics in one block of 64.
+    public static let blocksizes = [64, 128, 256, 512, 1024, 2048, 4096]
+
+    /// One tensor from bitsandbytes' parts; `name` is what errors name. The blocksize is one of
+    /// `blocksizes`, the nested one 256 and the maps bitsandbytes' own, the only ones its NF4 writes.
     public static func tensor(named name: String, shape: Shape, packed: [UInt8], absmax: Absmax, quantMap: [Float],
                               blocksize: Int = 64, nestedBlocksize: Int = 256, on backend: any Backend) throws -> Tensor {
         let fail = { (message: String) in LowRankError(.fileFormat, "\(name): \(message)", context: [("tensor", name), ("shape", "\(shape)")]) }
         let dtype: DType = if case .plain = absmax { .nf4 } else { .nf4DoubleQuant }
         let layout = QuantizedLayout(dtype, elements: shape.count)
-        guard blocksize == 64 else { throw fail("NF4 blocksize \(blocksize) is not supported (only 64)") }
+        guard blocksizes.contains(blocksize) else {
+            throw fail("NF4 blocksize \(blocksize) is not supported (\(blocksizes.map(String.init).joined(separator: ", ")))")
+        }
+        // Block b of 64 takes the statistics of block b / repeats of the file's.
+        let repeats = blocksize / layout.blockElements
+        let blocks = (shape.count + blocksize - 1) / blocksize
+        let nestedBlocks = (blocks + QuantizedLayout.nestedBlockElements - 1) / QuantizedLayout.nestedBlockElements
         guard packed.count == layout.codeBytes else {
             throw fail("\(packed.count) packed bytes, but \(shape.count) elements take \(layout.codeBytes)")
         }
@@ -24,22 +36,25 @@ public enum BitsAndBytesNF4 {
         bytes.replaceSubrange(0..<packed.count, with: packed)
         switch absmax {
         case .plain(let values):
-            guard values.count == layout.blocks else { throw fail("absmax has \(values.count) values for \(layout.blocks) blocks of 64") }
+            guard values.count == blocks else { throw fail("absmax has \(values.count) values for \(blocks) blocks of \(blocksize)") }
             bytes.withUnsafeMutableBytes { b in
-                for (i, v) in values.enumerated() { b.storeBytes(of: v, toByteOffset: layout.absmaxOffset + 4 * i, as: Float.self) }
+                for i in 0..<layout.blocks { b.storeBytes(of: values[i / repeats], toByteOffset: layout.absmaxOffset + 4 * i, as: Float.self) }
             }
         case .doubleQuantized(let codes, let scales, let map, let offset):
             guard nestedBlocksize == QuantizedLayout.nestedBlockElements else {
                 throw fail("nested blocksize \(nestedBlocksize) is not supported (only 256)")
             }
-            guard codes.count == layout.blocks else { throw fail("absmax has \(codes.count) codes for \(layout.blocks) blocks of 64") }
-            guard scales.count == layout.nestedBlocks else {
-                throw fail("nested_absmax has \(scales.count) values for \(layout.nestedBlocks) blocks of 256")
+            guard codes.count == blocks else { throw fail("absmax has \(codes.count) codes for \(blocks) blocks of \(blocksize)") }
+            guard scales.count == nestedBlocks else {
+                throw fail("nested_absmax has \(scales.count) values for \(nestedBlocks) blocks of 256")
             }
             guard map == QuantizationTables.dynamic else { throw fail("nested_quant_map is not bitsandbytes' dynamic map") }
-            bytes.replaceSubrange(layout.absmaxOffset..<(layout.absmaxOffset + codes.count), with: codes)
+            // Nested block g of 256 blocks of 64 lies inside nested block g / repeats of the file's.
+            for i in 0..<layout.blocks { bytes[layout.absmaxOffset + i] = codes[i / repeats] }
             bytes.withUnsafeMutableBytes { b in
-                for (i, v) in scales.enumerated() { b.storeBytes(of: v, toByteOffset: layout.nestedScaleOffset + 4 * i, as: Float.self) }
+                for g in 0..<layout.nestedBlocks {
+                    b.storeBytes(of: scales[g / repeats], toByteOffset: layout.nestedScaleOffset + 4 * g, as: Float.self)
+                }
                 b.storeBytes(of: offset, toByteOffset: layout.meanOffset, as: Float.self)
             }
         }
