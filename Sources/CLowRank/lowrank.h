@@ -127,8 +127,14 @@ int32_t lowrank_adapter_options_init(lowrank_adapter_options *options);
 int32_t lowrank_model_add_adapter(lowrank_model model, const lowrank_adapter_options *options);
 
 /* Attaches the PEFT adapter saved in folder (adapter_config.json, adapter_model.safetensors;
- * F32, F16 or BF16), as `lowrank train --init-adapter` does. */
+ * F32, F16 or BF16), as `lowrank train --init-adapter` does. An adapter whose
+ * base_model_name_or_path names another folder (by its last path component), or whose recorded
+ * architecture is another, is refused (LOWRANK_INVALID_ARGUMENT). */
 int32_t lowrank_model_load_adapter(lowrank_model model, const char *folder);
+
+/* lowrank_model_load_adapter without the base model and architecture check, as
+ * `--force-adapter` does; the tensors' names and shapes are still checked. */
+int32_t lowrank_model_load_adapter_forced(lowrank_model model, const char *folder);
 
 /* Writes adapter_config.json and adapter_model.safetensors (f32) into folder, each atomically;
  * PEFT's PeftModel.from_pretrained loads them. */

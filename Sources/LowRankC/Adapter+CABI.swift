@@ -15,12 +15,10 @@ import LowRankModels
     ABI.call {
         let o = try ABI.required(options, "options").pointee
         try ABI.checkSize(o.size, of: lowrank_adapter_options.self, "lowrank_adapter_options", initializer: "lowrank_adapter_options_init")
-        // Far beyond any useful rank; a larger one would only exhaust memory while A is drawn.
-        guard (1...65536).contains(o.r) else { throw ABIError(LOWRANK_INVALID_ARGUMENT, "r must be in 1...65536, got \(o.r)") }
         let targets = try o.targets.map { AdapterSettings.targets(parsing: try ABI.string($0, "options.targets")) } ?? AdapterSettings().targets
         try HandleTable.model(model).withState { state in
             let settings = try AdapterSettings(rank: Int(o.r), alpha: o.alpha, dropout: o.dropout, rsLoRA: o.rslora != 0, dora: o.dora != 0,
-                                               targets: targets, baseModel: state.baseModel)
+                                               targets: targets, baseModel: state.model.name ?? "")
             state.attach(try ModelAdapter(settings: settings, on: state.model, seed: o.seed))
         }
     }
@@ -28,6 +26,10 @@ import LowRankModels
 
 @c public func lowrank_model_load_adapter(_ model: UInt64, _ folder: UnsafePointer<CChar>?) -> Int32 {
     ABI.withFolder(folder, of: model) { state, path in state.attach(try ModelAdapter(contentsOf: path, on: state.model)) }
+}
+
+@c public func lowrank_model_load_adapter_forced(_ model: UInt64, _ folder: UnsafePointer<CChar>?) -> Int32 {
+    ABI.withFolder(folder, of: model) { state, path in state.attach(try ModelAdapter(contentsOf: path, on: state.model, force: true)) }
 }
 
 @c public func lowrank_model_save_adapter(_ model: UInt64, _ folder: UnsafePointer<CChar>?) -> Int32 {

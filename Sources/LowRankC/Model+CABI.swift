@@ -16,7 +16,7 @@ import LowRankModels
             return t
         }
         let llama = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: folder), on: entry.backend, quantize: dtype)
-        out.pointee = HandleTable.openModel(ModelSession(engineHandle: engine, engine: entry, model: llama, baseModel: folder))
+        out.pointee = HandleTable.openModel(ModelSession(engineHandle: engine, engine: entry, model: llama))
     }
 }
 
@@ -24,8 +24,7 @@ import LowRankModels
     ABI.call {
         let out = try ABI.required(model, "model")
         let entry = try HandleTable.engine(engine)
-        out.pointee = HandleTable.openModel(ModelSession(engineHandle: engine, engine: entry, model: try DefaultJob.model(on: entry.backend),
-                                                                baseModel: DefaultJob.modelName))
+        out.pointee = HandleTable.openModel(ModelSession(engineHandle: engine, engine: entry, model: try DefaultJob.model(on: entry.backend)))
     }
 }
 

@@ -12,8 +12,6 @@ final class ModelSession: Sendable {
 
     struct State {
         let model: LlamaModel
-        /// What adapters name as their base model: the checkpoint's folder, as `lowrank train` writes it.
-        let baseModel: String
         var adapter: ModelAdapter?
         var settings = TrainingSettings()
         var totalSteps: Int?
@@ -49,10 +47,10 @@ final class ModelSession: Sendable {
         }
     }
 
-    init(engineHandle: UInt64, engine: EngineEntry, model: LlamaModel, baseModel: String) {
+    init(engineHandle: UInt64, engine: EngineEntry, model: LlamaModel) {
         self.engineHandle = engineHandle
         self.engine = engine
-        state = Mutex(State(model: model, baseModel: baseModel))
+        state = Mutex(State(model: model))
     }
 
     /// Runs `body` under the model's lock; on a validated engine, a validation message raised

@@ -10,7 +10,8 @@ public final class AdamWOptimizer: @unchecked Sendable {
         public var epsilon: Double
         public var weightDecay: Double
         public var schedule: LearningRateSchedule
-        /// Scales all gradients together so that their global L2 norm is at most this; nil: no clipping.
+        /// Scales all gradients together so that their global L2 norm is at most this; nil or 0: no
+        /// clipping (Hugging Face's `max_grad_norm = 0`).
         public var maxGradientNorm: Float?
 
         /// PyTorch's defaults.
@@ -31,8 +32,8 @@ public final class AdamWOptimizer: @unchecked Sendable {
 
     public init(parameters: [(name: String, tensor: Tensor)], settings: Settings) throws {
         try settings.schedule.validate()
-        if let maxNorm = settings.maxGradientNorm, !(maxNorm.isFinite && maxNorm > 0) {
-            throw LowRankError(.invalidArgument, "the largest gradient norm must be positive and finite, got \(maxNorm)")
+        if let maxNorm = settings.maxGradientNorm, !(maxNorm.isFinite && maxNorm >= 0) {
+            throw LowRankError(.invalidArgument, "the largest gradient norm must be 0 (no clipping) or positive and finite, got \(maxNorm)")
         }
         try AdamWOptions(settings, learningRate: settings.learningRate, step: 1).validate()
         guard Set(parameters.map(\.name)).count == parameters.count else {
@@ -56,7 +57,7 @@ public final class AdamWOptimizer: @unchecked Sendable {
             throw LowRankError(.shapeMismatch, "the gradient of \"\(p.name)\" is \(g.shape), the parameter \(p.tensor.shape)", context: [("parameter", p.name)])
         }
         var gradients = gradients
-        if let maxNorm = settings.maxGradientNorm { gradients = try clipped(gradients, maxNorm: maxNorm) }
+        if let maxNorm = settings.maxGradientNorm, maxNorm > 0 { gradients = try clipped(gradients, maxNorm: maxNorm) }
         let options = AdamWOptions(settings, learningRate: learningRate, step: step + 1)
         for (i, (p, g)) in zip(parameters, gradients).enumerated() {
             do {

@@ -22,7 +22,9 @@ public final class CausalLMPlan: @unchecked Sendable {
             throw LowRankError(.invalidArgument, "a batch needs at least one row of at least 2 tokens, got \(batch) × \(sequence)")
         }
         if let window = config.slidingWindow, sequence > window {
-            throw LowRankError(.unsupported, "sequences of \(sequence) tokens exceed the model's sliding window of \(window), which this engine does not apply; use --seq-len \(window) or less")
+            // A window must hold 2 tokens for a sequence to predict anything, so below that no --seq-len helps.
+            let advice = window >= 2 ? "use --seq-len \(window) or less" : "no sequence of 2 tokens fits in it (config.json's sliding_window)"
+            throw LowRankError(.unsupported, "sequences of \(sequence) tokens exceed the model's sliding window of \(window), which this engine does not apply; \(advice)")
         }
         self.batch = batch
         self.sequence = sequence

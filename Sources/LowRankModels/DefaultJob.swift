@@ -12,7 +12,7 @@ public enum DefaultJob {
     public static let sequenceLength = 64
 
     public static func model(on backend: any Backend) throws -> LlamaModel {
-        try LlamaModel(config: config, seed: modelSeed, on: backend)
+        try LlamaModel(config: config, seed: modelSeed, name: modelName, on: backend)
     }
 
     /// The corpus as rows of `sequenceLength` bytes.

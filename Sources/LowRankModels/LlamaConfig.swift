@@ -51,70 +51,77 @@ public struct LlamaConfig: Hashable, Sendable {
     }
 
     public init(json: JSON, path: String = "config.json") throws {
-        func fail(_ field: String, _ message: String) -> LowRankError {
-            LowRankError(.fileFormat, "\(field): \(message)", context: [("file", path), ("field", field)])
-        }
-        func int(_ field: String, default value: Int? = nil) throws -> Int {
-            guard let v = json[field], v != .null else {
-                guard let value else { throw fail(field, "missing") }
-                return value
-            }
-            guard let i = v.int, i > 0 else { throw fail(field, "must be a positive integer, got \(v.serialized)") }
-            return i
-        }
-        func number(_ object: JSON, _ field: String, default value: Double? = nil) throws -> Double {
-            guard let v = object[field], v != .null else {
-                guard let value else { throw fail(field, "missing") }
-                return value
-            }
-            guard let n = v.number, n.isFinite else { throw fail(field, "must be a number, got \(v.serialized)") }
-            return n
-        }
-        func bool(_ field: String, default value: Bool) throws -> Bool {
-            guard let v = json[field], v != .null else { return value }
-            guard case .bool(let b) = v else { throw fail(field, "must be true or false, got \(v.serialized)") }
-            return b
-        }
-        guard json.object != nil else { throw LowRankError(.fileFormat, "the config is not a JSON object", context: [("file", path)]) }
-        guard let type = json["model_type"]?.string else { throw fail("model_type", "missing") }
+        let fields = try ConfigFields(json, path: path, what: "the model's config")
+        let type = try fields.string("model_type")
         guard Self.supportedTypes.contains(type) else {
-            throw fail("model_type", "\"\(type)\" is not a Llama-family decoder this engine builds (\(Self.supportedTypes.joined(separator: ", ")))")
+            throw fields.fail("model_type", "\"\(type)\" is not a Llama-family decoder this engine builds (\(Self.supportedTypes.joined(separator: ", ")))")
         }
-        if let act = json["hidden_act"]?.string, act != "silu" {
-            throw fail("hidden_act", "the Llama family's MLP is SwiGLU (silu); got \"\(act)\"")
-        }
-        let hidden = try int("hidden_size"), heads = try int("num_attention_heads")
-        self.init(modelType: type, vocabularySize: try int("vocab_size"), hiddenSize: hidden, intermediateSize: try int("intermediate_size"),
-                  layerCount: try int("num_hidden_layers"), headCount: heads,
-                  keyValueHeadCount: try int("num_key_value_heads", default: heads), headDim: try int("head_dim", default: hidden / heads),
-                  rmsNormEpsilon: Float(try number(json, "rms_norm_eps", default: 1e-6)),
-                  tiedEmbeddings: try bool("tie_word_embeddings", default: false),
-                  attentionBias: type == "qwen2" ? true : try bool("attention_bias", default: false),
-                  mlpBias: try bool("mlp_bias", default: false))
+        let act = try fields.string("hidden_act", default: "silu")
+        guard act == "silu" else { throw fields.fail("hidden_act", "the Llama family's MLP is SwiGLU (silu); got \"\(act)\"") }
+        let hidden = try fields.int("hidden_size"), heads = try fields.int("num_attention_heads")
+        self.init(modelType: type, vocabularySize: try fields.int("vocab_size"), hiddenSize: hidden,
+                  intermediateSize: try fields.int("intermediate_size"), layerCount: try fields.int("num_hidden_layers"), headCount: heads,
+                  keyValueHeadCount: try fields.int("num_key_value_heads", default: heads),
+                  headDim: try fields.int("head_dim", default: max(1, hidden / heads)),
+                  rmsNormEpsilon: Float(try fields.number("rms_norm_eps", default: 1e-6, "a number of at least 0", where: { $0 >= 0 })),
+                  tiedEmbeddings: try fields.bool("tie_word_embeddings", default: false),
+                  attentionBias: type == "qwen2" ? true : try fields.bool("attention_bias", default: false),
+                  mlpBias: try fields.bool("mlp_bias", default: false))
         guard heads % keyValueHeadCount == 0 else {
-            throw fail("num_key_value_heads", "\(keyValueHeadCount) does not divide num_attention_heads \(heads)")
+            throw fields.fail("num_key_value_heads", "\(keyValueHeadCount) does not divide num_attention_heads \(heads)")
         }
-        guard headDim % 2 == 0 else { throw fail("head_dim", "RoPE needs an even head dim, got \(headDim)") }
+        guard headDim % 2 == 0 else { throw fields.fail("head_dim", "RoPE needs an even head dim, got \(headDim)") }
+        try checkSizes(fields)
 
         // transformers 5 folds rope_theta into rope_parameters; older configs keep them apart.
-        let rope = json["rope_parameters"].flatMap { $0 == .null ? nil : $0 } ?? json["rope_scaling"].flatMap { $0 == .null ? nil : $0 }
-        ropeTheta = try number(rope?["rope_theta"] != nil ? rope! : json, "rope_theta", default: 10000)
-        if let rope {
-            let kind = rope["rope_type"]?.string ?? rope["type"]?.string ?? "default"
-            switch kind {
-            case "default": ropeScaling = .none
-            case "linear": ropeScaling = .linear(factor: try number(rope, "factor"))
-            case "llama3":
-                ropeScaling = .llama3(factor: try number(rope, "factor"), lowFrequencyFactor: try number(rope, "low_freq_factor"),
-                                      highFrequencyFactor: try number(rope, "high_freq_factor"),
-                                      originalContext: try number(rope, "original_max_position_embeddings"))
-            default:
-                throw fail("rope_type", "RoPE scaling \"\(kind)\" is not supported (default, linear, llama3)")
-            }
+        let rope = try fields.object("rope_parameters") ?? fields.object("rope_scaling")
+        let thetaFields = rope?["rope_theta"] != nil ? rope! : fields
+        ropeTheta = try thetaFields.number("rope_theta", default: 10000, "positive", where: { $0 > 0 })
+        if let rope { ropeScaling = try Self.scaling(rope) }
+        let windowed = try type == "mistral" || (type == "qwen2" && fields.bool("use_sliding_window", default: false))
+        // null is no window; a window below 1 token is no window transformers could apply either.
+        slidingWindow = try windowed && fields["sliding_window"] != nil ? fields.int("sliding_window") : nil
+    }
+
+    /// RoPE scaling as transformers' `rope_config_validation` checks it; what it only warns about
+    /// (a factor below 1, high_freq_factor not above low_freq_factor) is refused here, since it
+    /// is no scaling any checkpoint was trained with and the last divides by zero.
+    private static func scaling(_ rope: ConfigFields) throws -> RoPEScaling {
+        let kind = try rope.string("rope_type", default: try rope.string("type", default: "default"))
+        let factor = { try rope.number("factor", "at least 1 (transformers' rope_config_validation)", where: { $0 >= 1 }) }
+        switch kind {
+        case "default":
+            return .none
+        case "linear":
+            return .linear(factor: try factor())
+        case "llama3":
+            let f = try factor()
+            let low = try rope.number("low_freq_factor", "positive", where: { $0 > 0 })
+            let high = try rope.number("high_freq_factor", "greater than low_freq_factor \(low)", where: { $0 > low })
+            let context = try rope.int("original_max_position_embeddings")
+            return .llama3(factor: f, lowFrequencyFactor: low, highFrequencyFactor: high, originalContext: Double(context))
+        default:
+            throw rope.fail("rope_type", "RoPE scaling \"\(kind)\" is not supported (default, linear, llama3)", kind: .unsupported)
         }
-        let qwenWindow = try bool("use_sliding_window", default: false)
-        let windowed = type == "mistral" || (type == "qwen2" && qwenWindow)
-        slidingWindow = windowed ? json["sliding_window"]?.int : nil
+    }
+
+    /// Every weight's element count fits, in f32 bytes, in the address space: untrusted numbers
+    /// such as 2^40 heads of 2^40 dimensions are an error naming the fields, not an overflow trap.
+    private func checkSizes(_ fields: ConfigFields) throws {
+        func product(_ a: (field: String, value: Int), _ b: (field: String, value: Int)) throws -> Int {
+            let (p, overflow) = a.value.multipliedReportingOverflow(by: b.value)
+            guard !overflow, p <= Int.max / MemoryLayout<Float>.size else {
+                throw fields.fail(b.field, "\(a.field) \(a.value) × \(b.field) \(b.value) is beyond any tensor this engine can hold",
+                                  kind: .invalidArgument)
+            }
+            return p
+        }
+        let q = try product(("num_attention_heads", headCount), ("head_dim", headDim))
+        _ = try product(("num_key_value_heads", keyValueHeadCount), ("head_dim", headDim))
+        for (a, b) in [(("vocab_size", vocabularySize), ("hidden_size", hiddenSize)), (("num_attention_heads × head_dim", q), ("hidden_size", hiddenSize)),
+                       (("intermediate_size", intermediateSize), ("hidden_size", hiddenSize))] {
+            _ = try product(a, b)
+        }
     }
 
     /// The RoPE inverse frequencies, `headDim / 2` of them, computed in f32 as transformers does.
@@ -137,11 +144,16 @@ public struct LlamaConfig: Hashable, Sendable {
         }
     }
 
+    /// The transformers class of this model type (`LlamaForCausalLM`).
+    public var architecture: String {
+        ["llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"][modelType] ?? modelType
+    }
+
     /// The JSON transformers writes for this architecture (with `rope_theta` and `rope_scaling`,
     /// which every transformers version reads).
     public var json: JSON {
         var o: [String: JSON] = [
-            "architectures": .array([.string(["llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"][modelType]!)]),
+            "architectures": .array([.string(architecture)]),
             "model_type": .string(modelType), "vocab_size": .number(Double(vocabularySize)), "hidden_size": .number(Double(hiddenSize)),
             "intermediate_size": .number(Double(intermediateSize)), "num_hidden_layers": .number(Double(layerCount)),
             "num_attention_heads": .number(Double(headCount)), "num_key_value_heads": .number(Double(keyValueHeadCount)),

@@ -4,6 +4,9 @@ import LowRank
 /// projections may be block-quantized at load (QLoRA); everything else is held in f32.
 public final class LlamaModel: @unchecked Sendable {
     public let config: LlamaConfig
+    /// Where it came from (the checkpoint's folder, or a name such as the default job's), as
+    /// adapters record it in `base_model_name_or_path`; nil for an unnamed model.
+    public let name: String?
     public let backend: any Backend
     /// The dtype of the projection weights: f32, or a quantized type.
     public let projectionDType: DType
@@ -13,17 +16,17 @@ public final class LlamaModel: @unchecked Sendable {
     /// Loads `checkpoint` onto `backend`, quantizing the seven projections of every block to
     /// `quantize` when it is given.
     public convenience init(checkpoint: HuggingFaceCheckpoint, on backend: any Backend, quantize: DType? = nil) throws {
-        try self.init(config: checkpoint.config, on: backend, quantize: quantize) { name, dtype in
+        try self.init(config: checkpoint.config, name: checkpoint.folder, on: backend, quantize: quantize) { name, dtype in
             try checkpoint.tensor(name, as: dtype, on: backend)
         }
     }
 
     /// A model with weights drawn from `seed` (N(0, 0.3²)-ish projections, norms near 1): the
     /// embedded default job's, and tests'.
-    public convenience init(config: LlamaConfig, seed: UInt64, on backend: any Backend) throws {
+    public convenience init(config: LlamaConfig, seed: UInt64, name: String? = nil, on backend: any Backend) throws {
         var random = SplitMix(seed: seed)
         let shapes = Dictionary(uniqueKeysWithValues: config.expectedTensors.map { ($0.name, $0.shape) })
-        try self.init(config: config, on: backend, quantize: nil) { name, dtype in
+        try self.init(config: config, name: name, on: backend, quantize: nil) { name, dtype in
             let shape = shapes[name]!
             let isNorm = name.hasSuffix("norm.weight")
             let scale = Float(isNorm ? 0.1 : 1 / Double(shape.columns).squareRoot())
@@ -32,11 +35,11 @@ public final class LlamaModel: @unchecked Sendable {
         }
     }
 
-    private init(config: LlamaConfig, on backend: any Backend, quantize: DType?, load: (String, DType) throws -> Tensor) throws {
+    private init(config: LlamaConfig, name: String?, on backend: any Backend, quantize: DType?, load: (String, DType) throws -> Tensor) throws {
         if let quantize, !quantize.isQuantized {
             throw LowRankError(.invalidArgument, "--quantize takes nf4, q8_0 or q4_0, not \(quantize)")
         }
-        self.config = config
+        (self.config, self.name) = (config, name)
         self.backend = backend
         projectionDType = quantize ?? .f32
         var weights: [String: Tensor] = [:]

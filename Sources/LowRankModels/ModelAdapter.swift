@@ -45,8 +45,9 @@ public final class ModelAdapter: @unchecked Sendable {
 
     /// The adapter PEFT (or `save`) wrote to `folder`, for `model`. A tensor for a module the model
     /// lacks, a missing one, or one shaped for another architecture is an error naming the file
-    /// and tensor; F16 and BF16 tensors are widened to f32.
-    public init(contentsOf folder: String, on model: LlamaModel) throws {
+    /// and tensor; F16 and BF16 tensors are widened to f32. An adapter that names another base
+    /// model or architecture is refused unless `force` (see `checkOrigin`).
+    public init(contentsOf folder: String, on model: LlamaModel, force: Bool = false) throws {
         let settings = try AdapterSettings(contentsOf: folder + "/" + Self.configName)
         let path = folder + "/" + Self.weightsName
         guard FileIO.exists(path) else {
@@ -82,12 +83,14 @@ public final class ModelAdapter: @unchecked Sendable {
             throw LowRankError(.fileFormat, "the adapter holds \(stray), which matches no adapted module of this \(model.config.modelType) model (an adapter for another architecture?)",
                                context: [("file", path), ("tensor", stray)])
         }
+        if !force { try Self.checkOrigin(settings, path: folder + "/" + Self.configName, model: model) }
         self.settings = settings
         self.layers = layers
     }
 
     private static func targetedModules(_ settings: AdapterSettings, _ model: LlamaModel) throws -> [(path: String, weight: Tensor)] {
-        let modules = try model.linearModules.filter { settings.targets($0.path) }.map { ($0.path, try model.weight($0.path + ".weight")) }
+        let targeted = try settings.moduleMatcher()
+        let modules = try model.linearModules.filter { targeted($0.path) }.map { ($0.path, try model.weight($0.path + ".weight")) }
         guard !modules.isEmpty else {
             throw LowRankError(.invalidArgument, "the adapter's target modules \(settings.targets) match no linear layer of the model",
                                context: [("modules", AdapterSettings.projectionNames.joined(separator: ", "))])

@@ -8,16 +8,23 @@ struct Eval: ParsableCommand {
 
     @Option(help: "A Hugging Face model folder.") var model: String
     @Option(help: "A PEFT adapter folder (adapter_config.json and adapter_model.safetensors).") var adapter: String?
+    @Flag(help: "Load --adapter even if it names another base model or architecture (its tensors' shapes are still checked).")
+    var forceAdapter = false
     @Option(help: "Token data: .jsonl or .npy.") var data: String
     @Option(help: "Rows per batch.") var batchSize = 8
     @Option(help: "Split rows into windows of at most this many tokens.") var seqLen: Int?
     @Flag(help: "Print {\"loss\": …, \"tokens\": …, \"perplexity\": …} only.") var json = false
     @OptionGroup var device: DeviceOptions
 
+    func validate() throws {
+        if forceAdapter, adapter == nil { throw ValidationError("--force-adapter applies to --adapter") }
+        try validateSequenceLength(seqLen)
+    }
+
     func run() throws {
         let backend = try Engine.backend(try device.request, validation: device.validationEnabled)
         let llama = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: model), on: backend)
-        let adapter = try self.adapter.map { try ModelAdapter(contentsOf: $0, on: llama) }
+        let adapter = try self.adapter.map { try ModelAdapter(contentsOf: $0, on: llama, force: forceAdapter) }
         let dataset = try TokenDataset(contentsOf: data, vocabularySize: llama.config.vocabularySize, maxLength: seqLen)
         let result = try Evaluation(model: llama, adapter: adapter, data: dataset, batchSize: batchSize)
         if json {

@@ -9,6 +9,13 @@ struct Lowrank: ParsableCommand {
         subcommands: [Train.self, Eval.self, Merge.self, Devices.self, Check.self])
 }
 
+/// `--seq-len`, which Train and Eval share: a window predicts from its first token on, so it needs two.
+func validateSequenceLength(_ length: Int?) throws {
+    if let length, length < 2 {
+        throw ValidationError("--seq-len must be at least 2 (a window of n tokens predicts n − 1 of them), got \(length)")
+    }
+}
+
 /// `--device` and `--validation`, shared by commands that run ops.
 struct DeviceOptions: ParsableArguments {
     @Option(help: "cpu, vulkan or vulkan:N (default: LOWRANK_DEVICE, else the best device found).")

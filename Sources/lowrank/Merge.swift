@@ -8,6 +8,8 @@ struct Merge: ParsableCommand {
 
     @Option(help: "A Hugging Face model folder.") var model: String
     @Option(help: "A PEFT adapter folder.") var adapter: String
+    @Flag(help: "Merge --adapter even if it names another base model or architecture (its tensors' shapes are still checked).")
+    var forceAdapter = false
     @Option(help: "The folder to write the merged checkpoint to.") var out: String
     @OptionGroup var device: DeviceOptions
 
@@ -15,7 +17,7 @@ struct Merge: ParsableCommand {
         let backend = try Engine.backend(try device.request, validation: device.validationEnabled)
         let checkpoint = try HuggingFaceCheckpoint(folder: model)
         let llama = try LlamaModel(checkpoint: checkpoint, on: backend)
-        let loaded = try ModelAdapter(contentsOf: adapter, on: llama)
+        let loaded = try ModelAdapter(contentsOf: adapter, on: llama, force: forceAdapter)
         try checkpoint.write(merging: loaded, of: llama, to: out)
         print("merged \(loaded.layers.count) adapted modules into \(out)/")
     }

@@ -20,8 +20,10 @@ struct Train: ParsableCommand {
     var adapterOut: String?
     @Option(help: "Start from this PEFT adapter folder instead of a new adapter (its r, alpha, targets and DoRA setting apply).")
     var initAdapter: String?
+    @Flag(help: "Load --init-adapter even if it names another base model or architecture (its tensors' shapes are still checked).")
+    var forceAdapter = false
 
-    @Option(help: "Adapter rank.") var r = 8
+    @Option(help: "Adapter rank (1...\(AdapterSettings.maxRank)).") var r = 8
     @Option(help: "LoRA alpha (the scale is alpha / r, or alpha / √r with --rslora).") var alpha: Float = 16
     @Option(help: "Dropout on the adapter's input.") var dropout: Float = 0
     @Flag(help: "rsLoRA scaling (alpha / √r).") var rslora = false
@@ -34,7 +36,7 @@ struct Train: ParsableCommand {
     @Option(help: "Linear warm-up steps (default: 0; 5% of the steps for the built-in default job).") var warmup: Int?
     @Option(help: "constant, linear or cosine (after warm-up).") var schedule: String?
     @Option(help: "AdamW's decoupled weight decay.") var weightDecay = 0.01
-    @Option(help: "Clip the global gradient norm to this.") var clip: Float?
+    @Option(help: "Clip the global gradient norm to this (0: no clipping, as Hugging Face's max_grad_norm).") var clip: Float?
 
     @Option(help: "Rows per batch.") var batchSize: Int?
     @Option(help: "Split rows into windows of at most this many tokens.") var seqLen: Int?
@@ -56,6 +58,12 @@ struct Train: ParsableCommand {
             throw ValidationError("--init-adapter and --quantize need --model")
         }
         if steps != nil, epochs != nil { throw ValidationError("give --steps or --epochs, not both") }
+        if forceAdapter, initAdapter == nil { throw ValidationError("--force-adapter applies to --init-adapter") }
+        guard (1...AdapterSettings.maxRank).contains(r) else { throw ValidationError("--r must be in 1...\(AdapterSettings.maxRank), got \(r)") }
+        try validateSequenceLength(seqLen)
+        if let clip, !(clip.isFinite && clip >= 0) {
+            throw ValidationError("--clip must be 0 (no clipping) or a positive number, got \(clip)")
+        }
         if let schedule, TrainingSettings.Schedule(rawValue: schedule) == nil {
             throw ValidationError("--schedule takes constant, linear or cosine, not \(schedule)")
         }
@@ -69,7 +77,6 @@ struct Train: ParsableCommand {
         let llama: LlamaModel, dataset: TokenDataset
         var settings = isDefault ? DefaultJob.trainingSettings : TrainingSettings()
         let adapterSettings: AdapterSettings
-        var baseModel = DefaultJob.modelName
         if let model, let data {
             let quantized = try quantize.map { name in
                 guard let t = DType(rawValue: name), t.isQuantized else {
@@ -79,16 +86,15 @@ struct Train: ParsableCommand {
             }
             llama = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: model), on: backend, quantize: quantized)
             dataset = try TokenDataset(contentsOf: data, vocabularySize: llama.config.vocabularySize, maxLength: seqLen)
-            baseModel = model
         } else {
             llama = try DefaultJob.model(on: backend)
             dataset = try DefaultJob.data()
         }
         if isDefault { adapterSettings = try DefaultJob.adapterSettings } else {
             adapterSettings = try AdapterSettings(rank: r, alpha: alpha, dropout: dropout, rsLoRA: rslora, dora: dora,
-                                                  targets: AdapterSettings.targets(parsing: targets), baseModel: baseModel)
+                                                  targets: AdapterSettings.targets(parsing: targets), baseModel: llama.name ?? "")
         }
-        let adapter = try initAdapter.map { try ModelAdapter(contentsOf: $0, on: llama) }
+        let adapter = try initAdapter.map { try ModelAdapter(contentsOf: $0, on: llama, force: forceAdapter) }
             ?? ModelAdapter(settings: adapterSettings, on: llama, seed: seed)
 
         if let lr { settings.learningRate = lr }

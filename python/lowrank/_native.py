@@ -3,7 +3,7 @@ import ctypes
 import os
 from pathlib import Path
 
-from ._errors import BY_STATUS, LowRankError
+from ._errors import BY_STATUS, InvalidArgumentError, LowRankError
 
 ABI_VERSION = 1
 LIBRARY_NAME = "libLowRankC.so"
@@ -101,6 +101,7 @@ def _declare(lib):
         "lowrank_adapter_options_init": (ctypes.c_int32, [ctypes.POINTER(AdapterOptions)]),
         "lowrank_model_add_adapter": (ctypes.c_int32, [u64, ctypes.POINTER(AdapterOptions)]),
         "lowrank_model_load_adapter": (ctypes.c_int32, [u64, ctypes.c_char_p]),
+        "lowrank_model_load_adapter_forced": (ctypes.c_int32, [u64, ctypes.c_char_p]),
         "lowrank_model_save_adapter": (ctypes.c_int32, [u64, ctypes.c_char_p]),
         "lowrank_model_adapter_tensor_count": (ctypes.c_int32, [u64, ctypes.POINTER(ctypes.c_int64)]),
         "lowrank_model_adapter_tensor_name": (ctypes.c_int32, [u64, ctypes.c_int64] + string_out),
@@ -145,8 +146,12 @@ def read_string(function, *arguments) -> str:
 
 
 def encode(text, what: str) -> bytes:
+    """A string argument as the C ABI takes it: UTF-8 up to its NUL. A NUL inside would end it there
+    (save_adapter("/x/a\\0b") would write /x/a), so it is refused before the call."""
     if isinstance(text, os.PathLike):
         text = os.fspath(text)
     if not isinstance(text, str):
         raise TypeError(f"{what} must be a string or a path, not {type(text).__name__}")
+    if "\0" in text:
+        raise InvalidArgumentError(f"{what} {text!r} contains a NUL character at {text.index(chr(0))}, which C strings cannot hold")
     return text.encode("utf-8")

@@ -70,9 +70,12 @@ class Model(NativeHandle):
         options.seed = _integer(seed, "seed", 0, UINT64_MAX)
         check(lib.lowrank_model_add_adapter(self._handle, ctypes.byref(options)))
 
-    def load_adapter(self, path) -> None:
-        """Attaches the PEFT adapter saved in `path` (adapter_config.json, adapter_model.safetensors)."""
-        check(lib.lowrank_model_load_adapter(self._handle, encode(path, "path")))
+    def load_adapter(self, path, force: bool = False) -> None:
+        """Attaches the PEFT adapter saved in `path` (adapter_config.json, adapter_model.safetensors).
+        An adapter whose base_model_name_or_path or recorded architecture names another model is
+        refused unless force=True (as `lowrank train --force-adapter`); shapes are checked either way."""
+        load = lib.lowrank_model_load_adapter_forced if force else lib.lowrank_model_load_adapter
+        check(load(self._handle, encode(path, "path")))
 
     def save_adapter(self, path) -> None:
         """Writes the adapter in PEFT's format; PeftModel.from_pretrained loads it."""
