@@ -173,9 +173,10 @@ extension TargetPattern {
             index += 1
             let literal = { (v: UInt32) in Node.scalar(.init(items: [([v...v], false)])) }
             switch c {
-            case "d", "D": return .scalar(.init(items: ScalarClass.digit.items, negated: c == "D"))
-            case "w", "W": return .scalar(.init(items: ScalarClass.word.items, negated: c == "W"))
-            case "s", "S": return .scalar(.init(items: ScalarClass.space.items, negated: c == "S"))
+            // Negated on the item, not the class, so that `[^\W\d]` takes it as one of its items.
+            case "d", "D": return .scalar(.init(items: [(ScalarClass.digit.items[0].ranges, c == "D")]))
+            case "w", "W": return .scalar(.init(items: [(ScalarClass.word.items[0].ranges, c == "W")]))
+            case "s", "S": return .scalar(.init(items: [(ScalarClass.space.items[0].ranges, c == "S")]))
             case "n": return literal(0x0A)
             case "t": return literal(0x09)
             case "r": return literal(0x0D)
