@@ -93,6 +93,7 @@ int main(void) {
     EXPECT(lowrank_adapter_options_init(NULL) == LOWRANK_INVALID_ARGUMENT, "NULL options");
     EXPECT(lowrank_model_add_adapter(model, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL options");
     EXPECT(lowrank_model_load_adapter(model, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL folder");
+    EXPECT(lowrank_model_load_adapter_forced(model, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL folder");
     EXPECT(lowrank_model_save_adapter(model, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL folder");
     EXPECT(lowrank_model_save_checkpoint(model, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL folder");
     EXPECT(lowrank_model_load_checkpoint(model, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL folder");

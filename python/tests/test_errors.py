@@ -1,4 +1,5 @@
 """Bad calls raise Python exceptions carrying the engine's message; none crashes the interpreter."""
+import json
 import threading
 
 import numpy as np
@@ -127,3 +128,42 @@ def test_threads_share_a_model_safely(model):
     for t in threads:
         t.join()
     assert not errors and len(losses) == 9 and model.steps == 9
+
+
+def test_strings_with_a_nul_are_refused(model, tmp_path):
+    """A NUL would end the C string there (save_adapter('/x/a\\0b') wrote /x/a): refused before the call."""
+    cut = tmp_path / "a"
+    with pytest.raises(lowrank.InvalidArgumentError, match="NUL character at"):
+        model.save_adapter(str(cut) + "\0b")
+    assert not cut.exists()
+    with pytest.raises(lowrank.InvalidArgumentError, match="NUL"):
+        model.load_adapter(str(FIXTURES / "lora") + "\0x")
+    with pytest.raises(lowrank.InvalidArgumentError, match="NUL"):
+        model.add_adapter(r=2, targets="q_proj\0,v_proj")
+    with pytest.raises(lowrank.InvalidArgumentError, match="NUL"):
+        lowrank.Model.from_pretrained(str(FIXTURES / "tiny-llama") + "\0", engine=model.engine)
+    with pytest.raises(lowrank.InvalidArgumentError, match="NUL"):
+        lowrank.Engine("cpu\0vulkan")
+
+
+def test_an_adapter_of_another_base_model_needs_force():
+    """The Llama fixture adapter fits the Qwen2 fixture's shapes; PEFT recorded LlamaForCausalLM."""
+    with lowrank.Engine("cpu") as engine:
+        qwen = lowrank.Model.from_pretrained(FIXTURES / "tiny-qwen2-bf16", engine=engine)
+        with pytest.raises(lowrank.InvalidArgumentError, match="LlamaForCausalLM.*force=True"):
+            qwen.load_adapter(FIXTURES / "lora")
+        qwen.load_adapter(FIXTURES / "lora", force=True)
+        assert len(qwen.adapter_tensor_names()) == 2 * 2 * 2
+
+
+def test_config_errors_do_not_crash_the_interpreter(tmp_path):
+    """Sizes whose products overflowed trapped inside from_pretrained, killing the interpreter."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    config = json.loads((FIXTURES / "tiny-llama" / "config.json").read_text())
+    config.update(num_attention_heads=2**40, head_dim=2**40)
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "model.safetensors").write_bytes((FIXTURES / "tiny-llama" / "model.safetensors").read_bytes())
+    with lowrank.Engine("cpu") as engine:
+        with pytest.raises(lowrank.InvalidArgumentError, match="num_attention_heads 1099511627776 × head_dim"):
+            lowrank.Model.from_pretrained(folder, engine=engine)
