@@ -88,6 +88,10 @@ public struct LlamaConfig: Hashable, Sendable {
     /// is no scaling any checkpoint was trained with and the last divides by zero.
     private static func scaling(_ rope: ConfigFields) throws -> RoPEScaling {
         let kind = try rope.string("rope_type", default: try rope.string("type", default: "default"))
+        // transformers' per-layer-type form ({"full_attention": {…}}) would otherwise read as no scaling.
+        if let nested = rope.object.first(where: { $0.value.object != nil })?.key {
+            throw rope.fail(nested, "RoPE parameters per layer type are not supported (a Llama-family decoder has one set)", kind: .unsupported)
+        }
         let factor = { try rope.number("factor", "at least 1 (transformers' rope_config_validation)", where: { $0 >= 1 }) }
         switch kind {
         case "default":

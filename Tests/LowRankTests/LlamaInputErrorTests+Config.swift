@@ -82,6 +82,7 @@ extension LlamaInputErrorTests {
             (["low_freq_factor": .number(0)], ["low_freq_factor", "positive"]),
             (["original_max_position_embeddings": .number(16.5)], ["original_max_position_embeddings", "integer"]),
             (["rope_type": .string("linear"), "factor": .number(0)], ["rope_parameters.factor", "at least 1"]),
+            (["full_attention": .object(["rope_type": .string("linear"), "factor": .number(4)])], ["rope_parameters.full_attention", "per layer type"]),
         ]
         for (change, words) in cases {
             try expectBrokenCheckpoint(words) { try writeConfig($0) { $0["rope_parameters"] = .object(llama3.merging(change) { $1 }) } }
