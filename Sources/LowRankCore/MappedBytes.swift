@@ -16,7 +16,7 @@ public final class MappedBytes: @unchecked Sendable {
     public init(copying source: some Collection<UInt8>) throws {
         let size = source.count
         let memory = try Self.map(size, path: "<memory>") { mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) }
-        if size > 0 { _ = UnsafeMutableRawBufferPointer(mutating: memory).copyBytes(from: source) }
+        if size > 0 { UnsafeMutableRawBufferPointer(mutating: memory).copyBytes(from: source) }
         bytes = memory
     }
 
