@@ -9,6 +9,7 @@ extension SafetensorsFile {
     /// from the checked allocator: a tensor the host cannot hold is an out-of-memory error.
     public func tensor(_ name: String, as dtype: DType, on backend: any Backend) throws -> Tensor {
         let e = try entry(name)
+        defer { evict(e) }
         if dtype == e.dtype { return try tensor(name, on: backend) }
         guard dtype.isFloatingPoint || dtype.isQuantized, e.dtype.isFloatingPoint else {
             throw LowRankError(.dtypeMismatch, "\(e.dtype) does not convert to \(dtype): only float tensors load as another float or quantized type",

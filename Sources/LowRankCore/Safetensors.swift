@@ -131,6 +131,11 @@ public struct SafetensorsFile: Sendable {
         return try storage.withBytes { try body(UnsafeRawBufferPointer(rebasing: $0[(dataStart + e.range.lowerBound)..<(dataStart + e.range.upperBound)])) }
     }
 
+    /// Drops the entry's pages from resident memory (see `MappedBytes.evict`).
+    func evict(_ entry: Entry) {
+        storage.evict((dataStart + entry.range.lowerBound)..<(dataStart + entry.range.upperBound))
+    }
+
     public func tensor(_ name: String, on backend: any Backend) throws -> Tensor {
         let e = try entry(name)
         return try withBytes(name) { try Tensor(bytes: $0, shape: e.shape, dtype: e.dtype, on: backend) }
