@@ -18,6 +18,9 @@ bench=(.build/debug/lowrank-bench --suite all --preset tiny --device all --runs 
 LOWRANK_VALIDATION=1 .build/debug/lowrank train --steps 20 --adapter-out .build/default-job
 test -s .build/default-job/adapter_model.safetensors && test -s .build/default-job/loss.svg
 swift test
+# Every parser of untrusted input under libFuzzer and AddressSanitizer, briefly (tools/fuzz.sh
+# takes longer runs): a crash, sanitizer report or hang fails the suite.
+tools/fuzz.sh 10
 # The C ABI and the Python package over it: the library as the README builds it, the package
 # installed as a user installs it (into a virtual environment here), and its tests, which compare
 # training from Python with the CLI built above.

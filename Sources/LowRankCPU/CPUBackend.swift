@@ -12,10 +12,7 @@ final class CPUStorage: TensorStorage, @unchecked Sendable {
     /// Fails, rather than trapping as Swift's allocator does, when the host cannot give the
     /// memory: a process embedding the engine (a Python interpreter) must outlive a shape too large.
     init(byteCount: Int, onFree: @escaping @Sendable (Int) -> Void) throws {
-        var memory: UnsafeMutableRawPointer?
-        guard posix_memalign(&memory, 64, Swift.max(byteCount, 1)) == 0, let memory else {
-            throw LowRankError(.outOfMemory, "cannot allocate \(byteCount) bytes of host memory for a tensor; use smaller shapes")
-        }
+        let memory = try HostBuffer.allocate(byteCount: byteCount, for: "a tensor; use smaller shapes")
         memset(memory, 0, byteCount)
         pointer = memory
         self.byteCount = byteCount

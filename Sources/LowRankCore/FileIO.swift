@@ -3,18 +3,31 @@ import Glibc
 /// Whole-file reads and atomic writes, with errors that name the file.
 public enum FileIO {
     public static func read(_ path: String) throws -> [UInt8] {
-        guard let file = fopen(path, "rb") else {
+        try MappedBytes(contentsOf: path).withBytes { Array($0) }
+    }
+
+    /// Opens `path` for reading when it is a regular file, with its size. A folder, FIFO, socket
+    /// or device where a file belongs is refused by name: O_NONBLOCK keeps the open of a FIFO from
+    /// waiting for a writer, and fstat tells what was opened before anything is read.
+    public static func openRegularFile(_ path: String) throws -> (descriptor: Int32, size: Int) {
+        guard !path.utf8.contains(0) else { throw LowRankError(.io, "the path contains a NUL byte", context: [("file", path)]) }
+        let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else {
             throw LowRankError(.io, "cannot open: \(String(cString: strerror(errno)))", context: [("file", path)])
         }
-        defer { fclose(file) }
-        guard fseek(file, 0, SEEK_END) == 0 else { throw LowRankError(.io, "cannot seek", context: [("file", path)]) }
-        let size = ftell(file)
-        guard size >= 0 else { throw LowRankError(.io, "not a regular file", context: [("file", path)]) }
-        fseek(file, 0, SEEK_SET)
-        var bytes = [UInt8](repeating: 0, count: size)
-        let read = bytes.withUnsafeMutableBytes { fread($0.baseAddress, 1, size, file) }
-        guard read == size else { throw LowRankError(.io, "read \(read) of \(size) bytes", context: [("file", path)]) }
-        return bytes
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(descriptor)
+            throw LowRankError(.io, "cannot stat: \(reason)", context: [("file", path)])
+        }
+        let kind = info.st_mode & S_IFMT
+        guard kind == S_IFREG else {
+            close(descriptor)
+            let what = [S_IFDIR: "a folder", S_IFIFO: "a FIFO", S_IFSOCK: "a socket", S_IFCHR: "a character device", S_IFBLK: "a block device"][kind] ?? "something other than a regular file"
+            throw LowRankError(.io, "this is \(what) where a file belongs; only regular files are read", context: [("file", path)])
+        }
+        return (descriptor, Int(info.st_size))
     }
 
     /// Writes to a temporary file beside `path` and renames it into place, so that readers (and a

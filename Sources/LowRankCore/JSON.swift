@@ -8,8 +8,15 @@ public enum JSON: Equatable, Sendable {
     case array([JSON])
     case object([String: JSON])
 
+    /// Parses RFC 8259 JSON strictly, as serde_json does: an object with a key given twice is an
+    /// error (no silent last-wins), as are invalid UTF-8, raw control characters in strings, lone
+    /// surrogates and numbers outside JSON's grammar or Double's range.
     public static func parse(_ bytes: some Collection<UInt8>) throws -> JSON {
-        var parser = Parser(bytes: Array(bytes))
+        try Array(bytes).withUnsafeBytes { try parse(raw: $0) }
+    }
+
+    public static func parse(raw bytes: UnsafeRawBufferPointer) throws -> JSON {
+        var parser = Parser(bytes: bytes)
         parser.skipWhitespace()
         let value = try parser.value(depth: 0)
         parser.skipWhitespace()
@@ -19,8 +26,8 @@ public enum JSON: Equatable, Sendable {
 
     /// Parses the file at `path`; an unreadable or malformed file is an error naming it and `what` it is.
     public static func read(_ path: String, what: String) throws -> JSON {
-        do { return try parse(try FileIO.read(path)) } catch let e as LowRankError {
-            throw LowRankError(e.kind == .io ? .io : .fileFormat, "cannot read \(what): \(e.message)", context: [("file", path)])
+        do { return try MappedBytes(contentsOf: path).withBytes { try parse(raw: $0) } } catch let e as LowRankError {
+            throw LowRankError(e.kind, "cannot read \(what): \(e.message)", context: [("file", path)])
         }
     }
 
@@ -70,43 +77,49 @@ public enum JSON: Equatable, Sendable {
     }
 
     private struct Parser {
-        let bytes: [UInt8]
+        let bytes: UnsafeRawBufferPointer
         var index = 0
 
         func error(_ message: String) -> LowRankError {
             LowRankError(.fileFormat, "malformed JSON: \(message) at byte \(index)")
         }
 
+        var next: UInt8? { index < bytes.count ? bytes[index] : nil }
+
         mutating func skipWhitespace() {
-            while index < bytes.count, [0x20, 0x0A, 0x0D, 0x09].contains(bytes[index]) { index += 1 }
+            while let b = next, b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 { index += 1 }
         }
 
         mutating func expect(_ literal: String) throws {
             for byte in literal.utf8 {
-                guard index < bytes.count, bytes[index] == byte else { throw error("expected \(literal)") }
+                guard next == byte else { throw error("expected \(literal)") }
                 index += 1
             }
         }
 
         mutating func value(depth: Int) throws -> JSON {
             guard depth < 256 else { throw error("nested too deeply") }
-            guard index < bytes.count else { throw error("unexpected end") }
-            switch bytes[index] {
+            guard let first = next else { throw error("unexpected end") }
+            switch first {
             case UInt8(ascii: "{"):
                 index += 1
                 var object: [String: JSON] = [:]
                 skipWhitespace()
-                if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(object) }
+                if next == UInt8(ascii: "}") { index += 1; return .object(object) }
                 while true {
                     skipWhitespace()
+                    let keyStart = index
                     let key = try string()
                     skipWhitespace()
                     try expect(":")
                     skipWhitespace()
-                    object[key] = try value(depth: depth + 1)
+                    guard object.updateValue(try value(depth: depth + 1), forKey: key) == nil else {
+                        index = keyStart
+                        throw error("the key \(JSON.quote(key)) appears twice in one object")
+                    }
                     skipWhitespace()
-                    guard index < bytes.count else { throw error("unterminated object") }
-                    if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
+                    guard next != nil else { throw error("unterminated object") }
+                    if next == UInt8(ascii: ",") { index += 1; continue }
                     try expect("}")
                     return .object(object)
                 }
@@ -114,13 +127,13 @@ public enum JSON: Equatable, Sendable {
                 index += 1
                 var array: [JSON] = []
                 skipWhitespace()
-                if index < bytes.count, bytes[index] == UInt8(ascii: "]") { index += 1; return .array(array) }
+                if next == UInt8(ascii: "]") { index += 1; return .array(array) }
                 while true {
                     skipWhitespace()
                     array.append(try value(depth: depth + 1))
                     skipWhitespace()
-                    guard index < bytes.count else { throw error("unterminated array") }
-                    if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
+                    guard next != nil else { throw error("unterminated array") }
+                    if next == UInt8(ascii: ",") { index += 1; continue }
                     try expect("]")
                     return .array(array)
                 }
@@ -132,44 +145,83 @@ public enum JSON: Equatable, Sendable {
             }
         }
 
+        /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`, finite.
         mutating func number() throws -> Double {
             let start = index
-            while index < bytes.count, "+-0123456789.eE".utf8.contains(bytes[index]) { index += 1 }
-            guard let n = Double(String(decoding: bytes[start..<index], as: UTF8.self)) else { throw error("bad number") }
+            func digits() -> Int {
+                let first = index
+                while let b = next, (0x30...0x39).contains(b) { index += 1 }
+                return index - first
+            }
+            if next == UInt8(ascii: "-") { index += 1 }
+            let integerStart = index
+            let integerDigits = digits()
+            guard integerDigits > 0 else { throw error("expected a value") }
+            guard integerDigits == 1 || bytes[integerStart] != UInt8(ascii: "0") else { throw error("a number has a leading zero") }
+            if next == UInt8(ascii: ".") {
+                index += 1
+                guard digits() > 0 else { throw error("a number has no digits after its point") }
+            }
+            if next == UInt8(ascii: "e") || next == UInt8(ascii: "E") {
+                index += 1
+                if next == UInt8(ascii: "+") || next == UInt8(ascii: "-") { index += 1 }
+                guard digits() > 0 else { throw error("a number has no digits in its exponent") }
+            }
+            guard let n = Double(String(decoding: bytes[start..<index], as: UTF8.self)), n.isFinite else {
+                throw error("a number is out of range")
+            }
             return n
+        }
+
+        mutating func hexQuad() throws -> UInt32 {
+            guard index + 4 <= bytes.count, bytes[index..<index + 4].allSatisfy({ Character(Unicode.Scalar($0)).isHexDigit }),
+                  let v = UInt32(String(decoding: bytes[index..<index + 4], as: UTF8.self), radix: 16) else {
+                throw error("bad \\u escape")
+            }
+            index += 4
+            return v
         }
 
         mutating func string() throws -> String {
             try expect("\"")
-            var scalars = String.UnicodeScalarView()
-            var raw: [UInt8] = []
-            func flush() { scalars.append(contentsOf: String(decoding: raw, as: UTF8.self).unicodeScalars); raw.removeAll() }
-            while true {
-                guard index < bytes.count else { throw error("unterminated string") }
-                let b = bytes[index]
-                index += 1
-                if b == UInt8(ascii: "\"") { break }
-                guard b == UInt8(ascii: "\\") else { raw.append(b); continue }
-                guard index < bytes.count else { throw error("unterminated escape") }
-                let e = bytes[index]
-                index += 1
-                flush()
-                switch e {
-                case UInt8(ascii: "n"): scalars.append("\n")
-                case UInt8(ascii: "t"): scalars.append("\t")
-                case UInt8(ascii: "r"): scalars.append("\r")
-                case UInt8(ascii: "b"): scalars.append("\u{08}")
-                case UInt8(ascii: "f"): scalars.append("\u{0C}")
-                case UInt8(ascii: "u"):
-                    guard index + 4 <= bytes.count, let v = UInt32(String(decoding: bytes[index..<index + 4], as: UTF8.self), radix: 16)
-                    else { throw error("bad \\u escape") }
-                    index += 4
-                    scalars.append(Unicode.Scalar(v) ?? "\u{FFFD}")
-                default: scalars.append(Unicode.Scalar(e))
-                }
+            var text = ""
+            var runStart = index
+            func flushRun() throws {
+                guard let run = String(validating: bytes[runStart..<index], as: UTF8.self) else { throw error("a string is not valid UTF-8") }
+                text += run
             }
-            flush()
-            return String(scalars)
+            while true {
+                guard let b = next else { throw error("unterminated string") }
+                if b == UInt8(ascii: "\"") { try flushRun(); index += 1; break }
+                guard b >= 0x20 else { throw error("a string holds a raw control character") }
+                guard b == UInt8(ascii: "\\") else { index += 1; continue }
+                try flushRun()
+                index += 1
+                guard let e = next else { throw error("unterminated escape") }
+                index += 1
+                switch e {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): text.unicodeScalars.append(Unicode.Scalar(e))
+                case UInt8(ascii: "n"): text += "\n"
+                case UInt8(ascii: "t"): text += "\t"
+                case UInt8(ascii: "r"): text += "\r"
+                case UInt8(ascii: "b"): text += "\u{08}"
+                case UInt8(ascii: "f"): text += "\u{0C}"
+                case UInt8(ascii: "u"):
+                    var v = try hexQuad()
+                    if (0xD800..<0xDC00).contains(v) {
+                        // A high surrogate must be followed by a low one; together they are one scalar.
+                        try expect("\\u")
+                        let low = try hexQuad()
+                        guard (0xDC00..<0xE000).contains(low) else { throw error("a lone surrogate in a \\u escape") }
+                        v = 0x10000 + ((v - 0xD800) << 10) + (low - 0xDC00)
+                    }
+                    guard let scalar = Unicode.Scalar(v) else { throw error("a lone surrogate in a \\u escape") }
+                    text.unicodeScalars.append(scalar)
+                default: throw error("unknown escape \\\(Unicode.Scalar(e))")
+                }
+                runStart = index
+            }
+            return text
         }
     }
 }

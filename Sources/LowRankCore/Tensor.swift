@@ -29,16 +29,20 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
             throw LowRankError(.invalidArgument, "a tensor's dimensions must not be negative", context: [("shape", "\(shape)")])
         }
         descriptor = TensorDescriptor(shape, dtype)
+        guard let byteCount = descriptor.checkedByteCount, byteCount <= Int.max - 3 else {
+            throw LowRankError(.outOfMemory, "\(dtype) tensor of shape \(shape) has more bytes than memory can address", context: [("shape", "\(shape)")])
+        }
         self.backend = backend
         try Self.checkQuantizedShape(descriptor)
         // Whole 32-bit words, so that kernels may read any tensor as words.
-        storage = try backend.makeStorage(byteCount: Swift.max((descriptor.byteCount + 3) / 4 * 4, 4))
+        storage = try backend.makeStorage(byteCount: Swift.max((byteCount + 3) / 4 * 4, 4))
     }
 
     /// A tensor with raw bytes laid out in `dtype`.
     public convenience init(bytes: UnsafeRawBufferPointer, shape: Shape, dtype: DType, on backend: any Backend) throws {
-        guard bytes.count == dtype.byteCount(elements: shape.count) else {
-            throw LowRankError(.shapeMismatch, "\(bytes.count) bytes do not hold \(shape.count) \(dtype) elements (\(dtype.byteCount(elements: shape.count)) bytes)",
+        let expected = TensorDescriptor(shape, dtype).checkedByteCount
+        guard bytes.count == expected else {
+            throw LowRankError(.shapeMismatch, "\(bytes.count) bytes do not hold a \(dtype) tensor of shape \(shape) (\(expected.map { "\($0) bytes" } ?? "a size beyond Int"))",
                                context: [("shape", "\(shape)")])
         }
         try self.init(empty: shape, dtype: dtype, on: backend)

@@ -24,14 +24,15 @@ public struct HuggingFaceCheckpoint: Sendable {
         config = try LlamaConfig(contentsOf: configPath)
 
         let names: [String]
+        var shardOf: [String: String] = [:]
         let indexPath = folder + "/" + Self.indexName
         if FileIO.exists(indexPath) {
             let map = try JSON.read(indexPath, what: "the shard index")["weight_map"]?.object ?? [:]
-            let shards = map.values.compactMap(\.string)
-            guard !map.isEmpty, shards.count == map.count else {
+            shardOf = map.compactMapValues(\.string)
+            guard !map.isEmpty, shardOf.count == map.count else {
                 throw LowRankError(.fileFormat, "weight_map is missing or maps a tensor to something other than a file name", context: [("file", indexPath)])
             }
-            names = Set(shards).sorted()
+            names = Set(shardOf.values).sorted()
         } else if FileIO.exists(folder + "/model.safetensors") {
             names = ["model.safetensors"]
         } else {
@@ -39,10 +40,23 @@ public struct HuggingFaceCheckpoint: Sendable {
         }
         var files: [(String, SafetensorsFile)] = [], location: [String: Int] = [:]
         for name in names {
-            guard !name.contains("/") else { throw LowRankError(.fileFormat, "shard \(name) is outside the folder", context: [("file", indexPath)]) }
+            guard !name.isEmpty, name != ".", name != "..", !name.contains("/") else {
+                throw LowRankError(.fileFormat, "shard \"\(name)\" is not a file name inside the folder", context: [("file", indexPath)])
+            }
             let file = try SafetensorsFile(path: folder + "/" + name)
-            for tensor in file.names { location[tensor] = files.count }
+            for tensor in file.names {
+                // A tensor in two shards would load from whichever came last: refuse it instead.
+                if let other = location[tensor] {
+                    throw LowRankError(.fileFormat, "tensor \(tensor) is in both \(files[other].0) and \(name)",
+                                       context: [("folder", folder), ("tensor", tensor)])
+                }
+                location[tensor] = files.count
+            }
             files.append((name, file))
+        }
+        for (tensor, shard) in shardOf where location[tensor].map({ files[$0].0 }) != shard {
+            throw LowRankError(.fileFormat, "the index puts tensor \(tensor) in \(shard), which does not hold it",
+                               context: [("file", indexPath), ("tensor", tensor)])
         }
         self.files = files
         self.location = location
@@ -58,8 +72,6 @@ public struct HuggingFaceCheckpoint: Sendable {
 
     /// Tensor `name` widened to f32 (as `dtype` when given, e.g. quantized) on `backend`.
     public func tensor(_ name: String, as dtype: DType = .f32, on backend: any Backend) throws -> Tensor {
-        let file = try file(containing: name)
-        let entry = try file.entry(name)
-        return try Tensor(try file.floats(name), shape: entry.shape, dtype: dtype, on: backend)
+        try file(containing: name).tensor(name, as: dtype, on: backend)
     }
 }

@@ -9,6 +9,10 @@ public struct TokenDataset: Sendable {
     public let path: String
 
     public init(rows: [[Int32]], path: String = "<memory>", vocabularySize: Int, maxLength: Int? = nil) throws {
+        if let maxLength, maxLength < 2 {
+            throw LowRankError(.invalidArgument, "the sequence length must be at least 2 (a token and the next one it predicts), got \(maxLength)",
+                               context: [("file", path), ("sequence length", "\(maxLength)")])
+        }
         try Self.checkVocabulary(rows.map { $0[...] }, "token id", vocabularySize: vocabularySize, context: [("file", path)])
         // A row longer than the sequence length becomes consecutive windows of it, so no token is dropped.
         let windows = maxLength.map { length in
@@ -23,8 +27,9 @@ public struct TokenDataset: Sendable {
 
     /// Reads `path` by its extension (`.npy`, else JSONL).
     public init(contentsOf path: String, vocabularySize: Int, maxLength: Int? = nil) throws {
-        let bytes = try FileIO.read(path)
-        let rows = path.hasSuffix(".npy") ? try Self.parseNumPy(bytes, path: path) : try Self.parseJSONLines(bytes, path: path)
+        let rows = try MappedBytes(contentsOf: path).withBytes { bytes in
+            path.hasSuffix(".npy") ? try Self.parseNumPy(bytes, path: path) : try Self.parseJSONLines(bytes, path: path)
+        }
         try self.init(rows: rows, path: path, vocabularySize: vocabularySize, maxLength: maxLength)
     }
 
@@ -44,7 +49,7 @@ public struct TokenDataset: Sendable {
     /// Tokens the loss predicts over all rows.
     public var predictedTokens: Int { rows.reduce(0) { $0 + $1.count - 1 } }
 
-    static func parseJSONLines(_ bytes: [UInt8], path: String) throws -> [[Int32]] {
+    public static func parseJSONLines(_ bytes: UnsafeRawBufferPointer, path: String) throws -> [[Int32]] {
         var rows: [[Int32]] = []
         for (number, line) in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
             guard line.contains(where: { ![0x20, 0x09, 0x0D].contains($0) }) else { continue }
@@ -67,11 +72,13 @@ public struct TokenDataset: Sendable {
     }
 
     /// NumPy's format 1.0–3.0: magic, version, a little-endian header length, a Python-dict header
-    /// (`descr`, `fortran_order`, `shape`), then the data in C order.
-    static func parseNumPy(_ bytes: [UInt8], path: String) throws -> [[Int32]] {
+    /// (`descr`, `fortran_order`, `shape`), then the data in C order. The shape must be two
+    /// non-negative integers whose size matches the data exactly, rows of at least 2 tokens.
+    public static func parseNumPy(_ bytes: UnsafeRawBufferPointer, path: String) throws -> [[Int32]] {
         func bad(_ message: String) -> LowRankError { LowRankError(.fileFormat, message, context: [("file", path)]) }
         guard bytes.count >= 10, bytes[0..<6].elementsEqual([0x93] + Array("NUMPY".utf8)) else { throw bad("not a .npy file (bad magic)") }
         let major = bytes[6]
+        guard (1...3).contains(major) else { throw bad(".npy format version \(major).\(bytes[7]) is not one of 1.0 to 3.0") }
         let (lengthBytes, start) = major == 1 ? (2, 10) : (4, 12)
         guard bytes.count >= start else { throw bad("truncated header") }
         let headerLength = (0..<lengthBytes).reduce(0) { $0 | Int(bytes[8 + $1]) << (8 * $1) }
@@ -88,11 +95,18 @@ public struct TokenDataset: Sendable {
         }
         guard field("fortran_order")?.hasPrefix("False") == true else { throw bad("Fortran-ordered arrays are not supported") }
         guard let shapeText = field("shape"), shapeText.hasPrefix("("), let close = shapeText.firstIndex(of: ")") else { throw bad("the header has no shape") }
-        let dims = shapeText[shapeText.index(after: shapeText.startIndex)..<close].split(separator: ",").compactMap { Int($0.filter { $0 != " " }) }
-        guard dims.count == 2 else { throw bad("token ids must be a 2-D array [N, seq], got shape \(shapeText[...close])") }
-        let (n, length) = (dims[0], dims[1])
+        let tuple = shapeText[...close]
+        var parts = tuple.dropFirst().dropLast().split(separator: ",", omittingEmptySubsequences: false).map { $0.filter { $0 != " " } }
+        if parts.count > 1, parts.last == "" { parts.removeLast() }
+        let dims = parts.map { $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) ? Int($0) : nil }
+        guard dims.count == 2, let n = dims[0], let length = dims[1] else {
+            throw bad("token ids must be a 2-D array [N, seq] of non-negative sizes, got shape \(tuple)")
+        }
+        guard length >= 2 else { throw bad("rows of \(length) tokens predict nothing; token rows need at least 2, got shape \(tuple)") }
         let data = start + headerLength
-        guard bytes.count - data == n * length * width else { throw bad("the data holds \(bytes.count - data) bytes, not the \(n * length * width) of shape (\(n), \(length))") }
+        guard let size = CheckedSize.product([n, length, width]), bytes.count - data == size else {
+            throw bad("the data holds \(bytes.count - data) bytes, not the size of shape \(tuple) in \(width)-byte ids")
+        }
         return try (0..<n).map { r in
             try (0..<length).map { c in
                 let offset = data + (r * length + c) * width
