@@ -31,12 +31,17 @@ extension FileIO {
         if exists(target) { try removeTree(aside) } else { try rename(aside, to: target) }
     }
 
-    /// Removes the `*.tmp` files `writeAtomically` leaves when its writer is killed mid-file. Only
-    /// for a folder no one else is writing (one this process holds the `OutputLock` of).
+    /// Removes the `<name>.<pid>.tmp` files `writeAtomically` leaves when its writer is killed
+    /// mid-file. Only for a folder no one else is writing (one this process holds the `OutputLock` of).
     public static func removeTemporaryFiles(in folder: String) throws {
-        for name in (try? contents(ofDirectory: folder)) ?? [] where name.hasSuffix(".tmp") && !isDirectory(folder + "/" + name) {
+        for name in (try? contents(ofDirectory: folder)) ?? [] where isTemporaryName(name) && !isDirectory(folder + "/" + name) {
             try removeTree(folder + "/" + name)
         }
+    }
+
+    private static func isTemporaryName(_ name: String) -> Bool {
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count >= 3 && parts.last == "tmp" && !parts[parts.count - 2].isEmpty && parts[parts.count - 2].allSatisfy(\.isNumber)
     }
 
     /// Copies `source` to `destination` (atomically) with its permission bits when it is a regular

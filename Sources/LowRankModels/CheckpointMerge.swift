@@ -25,6 +25,7 @@ extension HuggingFaceCheckpoint {
         let created = FileIO.missingFolders(in: FileIO.parent(of: folder))
         do {
             return try OutputLock.holding(folder) {
+                try Self.checkReplaceable(folder)
                 let staged = FileIO.parent(of: folder) + "/." + FileIO.lastComponent(folder) + ".partial"
                 try FileIO.restoreAside(of: folder, staged: staged)
                 try FileIO.removeTree(staged)
@@ -41,6 +42,16 @@ extension HuggingFaceCheckpoint {
         } catch {
             for made in created.reversed() { rmdir(made) }
             throw error
+        }
+    }
+
+    /// The output replaces `folder` whole, so it must be missing, empty, or a model folder (a
+    /// merge made before): never a folder of other things, nor a file.
+    private static func checkReplaceable(_ folder: String) throws {
+        guard FileIO.exists(folder) else { return }
+        guard FileIO.isDirectory(folder), try FileIO.contents(ofDirectory: folder).isEmpty || FileIO.exists(folder + "/config.json") else {
+            throw LowRankError(.invalidArgument, "--out exists and is not a model folder (no config.json); the merge replaces its folder whole, so choose another",
+                               context: [("folder", folder)])
         }
     }
 

@@ -133,8 +133,7 @@ public final class Trainer: @unchecked Sendable {
             if let every = settings.saveEvery, step % every == 0, step < totalSteps { try saveCheckpoint() }
         }
         if let output {
-            try saveCheckpoint()
-            try adapter.checkFinite(what: "it")
+            try saveCheckpoint()  // refuses an adapter that is not finite
             try adapter.save(to: output)
             try LossCurve(losses: losses).write(to: output + "/loss.svg")
         }

@@ -74,6 +74,19 @@ struct OutputFolderTests {
         }
     }
 
+    /// Replacing --out whole must not take anything but a model folder with it.
+    @Test func mergeReplacesOnlyAModelFolder() throws {
+        let checkpoint = try HuggingFaceCheckpoint(folder: LlamaFixtures.path("tiny-llama"))
+        let model = try LlamaModel(checkpoint: checkpoint, on: CPUBackend.shared)
+        let adapter = try ModelAdapter(contentsOf: LlamaFixtures.path("lora"), on: model)
+        try withTemporaryFolder { folder in
+            try Data([7]).write(to: URL(fileURLWithPath: folder + "/notes.txt"))
+            #expect { try checkpoint.write(merging: adapter, of: model, to: folder) } throws: { "\($0)".contains("not a model folder") }
+            #expect { try checkpoint.write(merging: adapter, of: model, to: folder + "/notes.txt") } throws: { "\($0)".contains("not a model folder") }
+            #expect(try Self.contents(folder) == ["notes.txt": Data([7])])
+        }
+    }
+
     /// A model folder as the Hugging Face cache makes it (every file a symbolic link), with a
     /// tokenizer linked to a private file, a FIFO and a folder: the linked files are copied as
     /// regular files with their target's mode; the FIFO (never opened for reading, so nothing
