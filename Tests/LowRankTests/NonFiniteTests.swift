@@ -10,8 +10,8 @@ struct NonFiniteTests {
     static let poisoned = "model.layers.1.mlp.up_proj"
 
     /// The fixture model with one frozen weight all NaN.
-    static func poisonedModel() throws -> LlamaModel {
-        let model = try LlamaFixtures.model(on: CPUBackend.shared)
+    static func poisonedModel(on backend: any Backend = CPUBackend.shared) throws -> LlamaModel {
+        let model = try LlamaFixtures.model(on: backend)
         let w = try model.weight(poisoned + ".weight")
         try w.assign([Float](repeating: .nan, count: w.shape.count))
         return model
@@ -24,15 +24,19 @@ struct NonFiniteTests {
     }
 
     /// The step is refused before the optimizer takes it, and nothing is saved.
-    @Test func aNonFiniteLossStopsTrainingNamingTheOp() throws {
-        let model = try Self.poisonedModel()
-        try withTemporaryFolder { folder in
-            let trainer = try CheckpointRecoveryTests.trainer(model, output: folder)
-            let before = try trainer.adapter.parameters.map { try $0.tensor.bytes() }
-            #expect { try trainer.train() } throws: { Self.namesTheFirstOp($0) && "\($0)".contains("the loss of step 1 is nan") }
-            #expect(trainer.step == 0)
-            #expect(try trainer.adapter.parameters.map { try $0.tensor.bytes() } == before, "the failed step changed the adapter")
-            #expect(try FileManager.default.contentsOfDirectory(atPath: folder).isEmpty)
+    @Test(arguments: BackendKind.allCases)
+    func aNonFiniteLossStopsTrainingNamingTheOp(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let model = try Self.poisonedModel(on: backend)
+            try withTemporaryFolder { folder in
+                let trainer = try CheckpointRecoveryTests.trainer(model, output: folder)
+                let before = try trainer.adapter.parameters.map { try $0.tensor.bytes() }
+                #expect { try trainer.train() } throws: { Self.namesTheFirstOp($0) && "\($0)".contains("the loss of step 1 is nan") }
+                #expect(trainer.step == 0)
+                #expect(try trainer.adapter.parameters.map { try $0.tensor.bytes() } == before, "the failed step changed the adapter")
+                let written = try FileManager.default.contentsOfDirectory(atPath: folder)
+                #expect(written.isEmpty)
+            }
         }
     }
 
