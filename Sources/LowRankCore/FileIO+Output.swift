@@ -4,11 +4,11 @@ import Glibc
 /// killed writer cleared, and files copied only when they are regular.
 extension FileIO {
     /// Where `replaceFolder` keeps the folder it replaces until the new one is in place.
-    public static func asideName(_ staged: String) -> String { staged + ".old" }
+    private static func asideName(_ staged: String) -> String { staged + ".old" }
 
     /// Puts the complete folder `staged` at `target`, replacing any folder there, so that a reader
     /// (or a run killed at any moment) finds the old folder whole, the new one whole, or, between
-    /// the two renames, neither at `target` but the old one at `asideName(staged)`, which
+    /// the two renames, neither at `target` but the old one at `<staged>.old`, which
     /// `restoreAside` puts back. (Glibc's module does not export renameat2's RENAME_EXCHANGE,
     /// which would swap the two in one call.)
     public static func replaceFolder(_ target: String, with staged: String) throws {

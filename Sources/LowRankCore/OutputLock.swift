@@ -8,12 +8,11 @@ import Glibc
 /// is replaced whole, as `merge --out` is, would take a lock inside it away with it). It is removed
 /// on release; one left by a killed holder is harmless and reused.
 public final class OutputLock: @unchecked Sendable {
-    public let folder: String
+    /// The lock file.
     public let path: String
     private var descriptor: Int32
 
     public init(folder: String) throws {
-        self.folder = folder
         let parent = FileIO.parent(of: folder)
         try FileIO.makeDirectories(parent)
         // Resolved, so that `out`, `./out` and `/abs/out` are one lock.

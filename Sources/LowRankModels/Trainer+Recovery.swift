@@ -9,9 +9,8 @@ extension Trainer {
         try FileIO.removeTemporaryFiles(in: output)
         try FileIO.removeTree(output + "/" + probeName)
         let names = try FileIO.contents(ofDirectory: output)
-        let steps = Set(names.compactMap { name in
-            checkpointStep(name.replacing(".partial.old", with: "").replacing(".partial", with: ""))
-        })
+        // checkpoint-N, and its .partial and .partial.old.
+        let steps = Set(names.compactMap { checkpointStep(String($0.prefix { $0 != "." })) })
         for step in steps.sorted() {
             let folder = output + "/checkpoint-\(step)"
             try AdapterTraining.recoverCheckpoint(folder)
