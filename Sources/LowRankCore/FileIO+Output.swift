@@ -13,12 +13,15 @@ extension FileIO {
     /// which would swap the two in one call.)
     public static func replaceFolder(_ target: String, with staged: String) throws {
         try syncFolder(staged)
-        let aside = asideName(staged)
-        if exists(target) {
+        let aside = asideName(staged), replacing = exists(target)
+        if replacing {
             try removeTree(aside)
             try rename(target, to: aside)
         }
-        try rename(staged, to: target)
+        do { try rename(staged, to: target) } catch {
+            if replacing { try? rename(aside, to: target) }  // a failure leaves the old folder in place
+            throw error
+        }
         try syncFolder(parent(of: target))
         try removeTree(aside)
     }
