@@ -33,7 +33,11 @@ import LowRankModels
 }
 
 @c public func lowrank_model_save_adapter(_ model: UInt64, _ folder: UnsafePointer<CChar>?) -> Int32 {
-    ABI.withFolder(folder, of: model) { state, path in try state.requireAdapter().save(to: path) }
+    ABI.withFolder(folder, of: model) { state, path in
+        let adapter = try state.requireAdapter()
+        try adapter.checkFinite(what: "it")
+        try OutputLock.holding(path) { try adapter.save(to: path) }
+    }
 }
 
 @c public func lowrank_model_adapter_tensor_count(_ model: UInt64, _ count: UnsafeMutablePointer<Int64>?) -> Int32 {

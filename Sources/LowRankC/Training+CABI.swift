@@ -74,11 +74,16 @@ import LowRankModels
 }
 
 @c public func lowrank_model_save_checkpoint(_ model: UInt64, _ folder: UnsafePointer<CChar>?) -> Int32 {
-    ABI.withFolder(folder, of: model) { state, path in try state.currentTraining().writeCheckpoint(to: path) }
+    ABI.withFolder(folder, of: model) { state, path in
+        let training = try state.currentTraining()
+        try OutputLock.holding(path) { try training.writeCheckpoint(to: path) }
+    }
 }
 
 @c public func lowrank_model_load_checkpoint(_ model: UInt64, _ folder: UnsafePointer<CChar>?) -> Int32 {
     ABI.withFolder(folder, of: model) { state, path in
+        // A writer killed mid-checkpoint may have left it under its temporary name.
+        try OutputLock.holding(path) { try AdapterTraining.recoverCheckpoint(path) }
         let progress = try AdapterTraining.checkpointState(in: path)
         let adapter = try ModelAdapter(contentsOf: path, on: state.model)
         let training = try state.newTraining(of: adapter)

@@ -125,8 +125,10 @@ public final class ExecutionPlan: @unchecked Sendable {
     /// Runs every step on `feeds` (a tensor on the graph's backend for each of `inputs`) and returns
     /// the outputs. They live in the plan's buffers: valid until the next run, which overwrites them.
     /// `seed` picks this run's dropout masks (the same in an op's forward and backward); with
-    /// `profile`, each step's device time is measured (synchronizing after each) into `lastProfile`.
-    public func run(_ feeds: [GraphTensor: Tensor], seed: UInt32 = 0, profile: Bool = false) throws -> [Tensor] {
+    /// `profile`, each step's device time is measured (synchronizing after each) into `lastProfile`;
+    /// `afterEach` sees each step's inputs and outputs once it has run (and may stop the run by throwing).
+    public func run(_ feeds: [GraphTensor: Tensor], seed: UInt32 = 0, profile: Bool = false,
+                    afterEach: ((Step, _ inputs: [Tensor], _ outputs: [Tensor]) throws -> Void)? = nil) throws -> [Tensor] {
         var fed: [Int: Tensor] = [:]
         for input in inputs {
             let name = graph.values[input.id].name
@@ -163,6 +165,7 @@ public final class ExecutionPlan: @unchecked Sendable {
                 try execute()
             }
             if let reference, step.fallbackReason == nil { try crossCheck(step, op, inputs, outputs, on: reference) }
+            try afterEach?(step, inputs, outputs)
         }
         if profile { lastProfile = profiled }
         return try outputs.map { try tensor($0.id, fed) }

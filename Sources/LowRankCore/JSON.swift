@@ -46,11 +46,13 @@ public enum JSON: Equatable, Sendable {
         return Int(n)
     }
 
-    /// Compact serialization with sorted keys.
+    /// Compact serialization with sorted keys. JSON has no NaN or infinity: a non-finite number is
+    /// written as `null` (unknown), so the text always parses; commands refuse such results first.
     public var serialized: String {
         switch self {
         case .null: return "null"
         case .bool(let b): return b ? "true" : "false"
+        case .number(let n) where !n.isFinite: return "null"
         case .number(let n): return n.rounded() == n && abs(n) < 0x1p53 ? String(Int64(n)) : "\(n)"
         case .string(let s): return JSON.quote(s)
         case .array(let a): return "[" + a.map(\.serialized).joined(separator: ",") + "]"

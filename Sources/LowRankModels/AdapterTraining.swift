@@ -27,8 +27,8 @@ public final class AdapterTraining: @unchecked Sendable {
     }
 
     /// One optimizer step on `batch`, after any micro-batches accumulated since the last one;
-    /// returns the step's loss. A non-finite loss is an error, and the adapter then holds the
-    /// step's update (the caller's last checkpoint holds the one before).
+    /// returns the step's loss. A non-finite loss is an error naming the first op that produced a
+    /// NaN or infinity, and the step is not taken: the adapter and optimizer stay as they were.
     @discardableResult
     public func step(on batch: TokenBatch) throws -> Float {
         guard pending == nil else {
@@ -36,9 +36,22 @@ public final class AdapterTraining: @unchecked Sendable {
             return try applyAccumulated()
         }
         // One batch per step, the common case: its gradients go to the optimizer as they are.
-        let (lossTensor, gradients) = try plans.plan(for: batch).run(batch, seed: dropoutSeed(microBatch: 0))
+        let (lossTensor, gradients) = try finiteRun(batch, microBatch: 0)
         try optimizer.step(gradients: gradients)
         return try finishStep(loss: try lossTensor.floats()[0])
+    }
+
+    /// Forward and backward on a micro-batch, refused (before its gradients reach the optimizer)
+    /// when its loss is not finite.
+    private func finiteRun(_ batch: TokenBatch, microBatch: Int) throws -> (loss: Tensor, gradients: [Tensor]) {
+        let plan = try plans.plan(for: batch), seed = dropoutSeed(microBatch: microBatch)
+        let result = try plan.run(batch, seed: seed)
+        let loss = try result.loss.floats()[0]
+        guard loss.isFinite else {
+            throw try plan.nonFiniteLossError(loss, of: batch, seed: seed, what: "the loss of step \(step + 1)",
+                                              context: [("step", "\(step + 1)")])
+        }
+        return result
     }
 
     /// Forward and backward on a micro-batch, its gradients added to those since the last
@@ -47,7 +60,7 @@ public final class AdapterTraining: @unchecked Sendable {
     @discardableResult
     public func accumulate(_ batch: TokenBatch) throws -> Float {
         let microBatch = pending?.microBatches ?? 0
-        let (lossTensor, gradients) = try plans.plan(for: batch).run(batch, seed: dropoutSeed(microBatch: microBatch))
+        let (lossTensor, gradients) = try finiteRun(batch, microBatch: microBatch)
         let tokens = batch.predictedTokens
         // The plan's outputs are overwritten by its next run, so the sums are tensors of their own.
         let weighted = try gradients.map { try Ops.scale($0, by: Float(tokens)) }

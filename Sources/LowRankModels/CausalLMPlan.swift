@@ -99,10 +99,15 @@ public final class CausalLMPlan: @unchecked Sendable {
     /// Runs the plan on one batch: the mean loss over its predicted tokens and, when training, the
     /// adapter's gradients (valid until the next run). `seed` picks the dropout masks.
     public func run(_ batch: TokenBatch, seed: UInt32 = 0) throws -> (loss: Tensor, gradients: [Tensor]) {
+        let out = try plan.run(try feeds(batch), seed: seed)
+        return (out[0], Array(out.dropFirst()))
+    }
+
+    /// The batch as the plan's inputs.
+    func feeds(_ batch: TokenBatch) throws -> [GraphTensor: Tensor] {
         guard batch.rows == self.batch, batch.sequence == sequence else {
             throw LowRankError(.shapeMismatch, "a plan for \(self.batch) × \(sequence) tokens was given a \(batch.rows) × \(batch.sequence) batch")
         }
-        let out = try plan.run([ids: try Tensor(ids: batch.inputIDs, on: backend), labels: try Tensor(ids: batch.labels, on: backend)], seed: seed)
-        return (out[0], Array(out.dropFirst()))
+        return [ids: try Tensor(ids: batch.inputIDs, on: backend), labels: try Tensor(ids: batch.labels, on: backend)]
     }
 }

@@ -2,7 +2,8 @@ import Glibc
 import LowRank
 
 /// The mean next-token cross-entropy of a model (with an adapter, or without) over a dataset:
-/// every predicted token weighs the same, whatever batch it fell in.
+/// every predicted token weighs the same, whatever batch it fell in. Always finite: a batch whose
+/// loss is not is an error naming its rows and the first op that produced a NaN or infinity.
 public struct Evaluation: Sendable {
     public let loss: Double
     public let tokens: Int
@@ -14,10 +15,14 @@ public struct Evaluation: Sendable {
         var total = 0.0, tokens = 0
         for start in stride(from: 0, to: data.rows.count, by: batchSize) {
             let batch = data.batch(start..<min(start + batchSize, data.rows.count))
-            let loss = try evaluator.loss(of: batch)
+            let loss: Float
+            do { loss = try evaluator.loss(of: batch) } catch let error as LowRankError {
+                throw error.adding("rows", "\(start)..<\(start + batch.rows) of \(data.path)")
+            }
             total += Double(loss) * Double(batch.predictedTokens)
             tokens += batch.predictedTokens
         }
+        guard tokens > 0 else { throw LowRankError(.invalidArgument, "the data predicts no token: every row is shorter than 2 tokens", context: [("file", data.path)]) }
         self.loss = total / Double(tokens)
         self.tokens = tokens
     }
@@ -35,9 +40,13 @@ public final class LossEvaluator: @unchecked Sendable {
         plans = PlanCache(model: model, adapter: adapter, training: false, checkpointing: false)
     }
 
-    /// The mean next-token cross-entropy over the batch's predicted tokens.
+    /// The mean next-token cross-entropy over the batch's predicted tokens. A NaN or infinite
+    /// loss is an error naming the first op that produced a non-finite value.
     public func loss(of batch: TokenBatch) throws -> Float {
-        try plans.plan(for: batch).run(batch).loss.floats()[0]
+        let plan = try plans.plan(for: batch)
+        let loss = try plan.run(batch).loss.floats()[0]
+        guard loss.isFinite else { throw try plan.nonFiniteLossError(loss, of: batch, seed: 0, what: "the loss", context: []) }
+        return loss
     }
 }
 

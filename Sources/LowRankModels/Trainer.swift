@@ -51,8 +51,9 @@ public struct TrainingProgress: Sendable {
 }
 
 /// Trains an adapter on a dataset: AdamW steps over batches in a seeded order, checkpoints
-/// (adapter, optimizer moments, step, data-order seed) written atomically into
-/// `<output>/checkpoint-<step>`, and `resume()` continuing bit for bit from the latest one.
+/// (adapter, optimizer moments, step, what the run was made with) written atomically into
+/// `<output>/checkpoint-<step>`, and `resume()` continuing bit for bit from the latest one. While it
+/// exists it holds the `OutputLock` of `output`, so a second trainer on the same folder is refused.
 public final class Trainer: @unchecked Sendable {
     public let training: AdapterTraining
     public let data: TokenDataset
@@ -64,6 +65,9 @@ public final class Trainer: @unchecked Sendable {
     public var step: Int { training.step }
     /// The loss of every step taken, resumed ones included.
     public var losses: [Float] { training.losses }
+    private let lock: OutputLock?
+    /// What the run was made with beside the training settings, as checkpoints record it.
+    private let runRecord: [(key: String, value: JSON)]
 
     public init(model: LlamaModel, adapter: ModelAdapter, data: TokenDataset, settings: TrainingSettings, output: String?) throws {
         guard settings.batchSize >= 1 else { throw LowRankError(.invalidArgument, "the batch size must be at least 1, got \(settings.batchSize)") }
@@ -74,7 +78,12 @@ public final class Trainer: @unchecked Sendable {
         self.output = output
         totalSteps = Self.totalSteps(of: settings, rows: data.rows.count)
         training = try AdapterTraining(model: model, adapter: adapter, settings: settings, totalSteps: totalSteps)
-        if let output { try Self.checkWritable(output) }
+        runRecord = try Self.runRecord(settings: settings, data: data, model: model, adapter: adapter)
+        lock = try output.map { try OutputLock(folder: $0) }
+        if let output {
+            try Self.checkWritable(output)
+            try Self.recoverCheckpoints(in: output)
+        }
     }
 
     /// The run's length in optimizer steps: `steps`, else `epochs` passes over `rows` rows.
@@ -84,10 +93,12 @@ public final class Trainer: @unchecked Sendable {
 
     static func batchesPerEpoch(_ rows: Int, _ batchSize: Int) -> Int { (rows + batchSize - 1) / batchSize }
 
+    static let probeName = ".lowrank-write-test"
+
     /// Fails now, naming the folder, rather than after hours of training.
     static func checkWritable(_ folder: String) throws {
         try FileIO.makeDirectories(folder)
-        let probe = folder + "/.lowrank-write-test"
+        let probe = folder + "/" + probeName
         try FileIO.writeAtomically(probe, text: "")
         unlink(probe)
     }
@@ -122,7 +133,7 @@ public final class Trainer: @unchecked Sendable {
             if let every = settings.saveEvery, step % every == 0, step < totalSteps { try saveCheckpoint() }
         }
         if let output {
-            try saveCheckpoint()
+            try saveCheckpoint()  // refuses an adapter that is not finite
             try adapter.save(to: output)
             try LossCurve(losses: losses).write(to: output + "/loss.svg")
         }
@@ -130,18 +141,11 @@ public final class Trainer: @unchecked Sendable {
 
     // MARK: Checkpoints
 
-    /// What identifies the run beside the step and losses: a checkpoint of another data order
-    /// is not resumed.
-    private var runState: [String: JSON] {
-        ["seed": .string(String(settings.seed)), "batch_size": .number(Double(settings.batchSize)), "shuffle": .bool(settings.shuffle),
-         "rows": .number(Double(data.rows.count)), "total_steps": .number(Double(totalSteps))]
-    }
-
     /// Writes `checkpoint-<step>` beside the others, whole or not at all, then removes the older ones.
     public func saveCheckpoint() throws {
         guard let output else { return }
         let final = output + "/checkpoint-\(step)"
-        try training.writeCheckpoint(to: final, extra: runState)
+        try training.writeCheckpoint(to: final, extra: Dictionary(uniqueKeysWithValues: runRecord.map { ($0.key, $0.value) }))
         for (older, _) in Self.checkpoints(in: output) where older != final { try FileIO.removeTree(older) }
     }
 
@@ -149,24 +153,25 @@ public final class Trainer: @unchecked Sendable {
     static func checkpoints(in folder: String) -> [(path: String, step: Int)] {
         let names = (try? FileIO.contents(ofDirectory: folder)) ?? []
         return names.compactMap { name -> (String, Int)? in
-            guard name.hasPrefix("checkpoint-"), let step = Int(name.dropFirst("checkpoint-".count)),
-                  FileIO.exists("\(folder)/\(name)/\(AdapterTraining.stateName)") else { return nil }
+            guard let step = checkpointStep(name), AdapterTraining.isCheckpoint("\(folder)/\(name)") else { return nil }
             return ("\(folder)/\(name)", step)
         }.sorted { $0.1 > $1.1 }
     }
 
+    /// N for a folder named `checkpoint-N`.
+    static func checkpointStep(_ name: String) -> Int? {
+        name.hasPrefix("checkpoint-") ? Int(name.dropFirst("checkpoint-".count)) : nil
+    }
+
     /// Continues from the newest checkpoint in `output`: the adapter, the optimizer and the step,
     /// so the steps that follow are those an unbroken run takes. Returns the step resumed at, or
-    /// nil when there is no checkpoint. A checkpoint of another data order is an error.
+    /// nil when there is no checkpoint. A checkpoint made with other data, another model or adapter,
+    /// or other settings is an error naming the first that differs, recorded and now.
     @discardableResult
     public func resume() throws -> Int? {
         guard let output, let latest = Self.checkpoints(in: output).first else { return nil }
-        let state = try AdapterTraining.checkpointState(in: latest.path), current = runState
-        for key in ["seed", "batch_size", "shuffle", "rows"] where state[key] != current[key] {
-            throw LowRankError(.invalidArgument,
-                               "the checkpoint was made with \(key) \(state[key]?.serialized ?? "unset"), this run has \(current[key]!.serialized): resuming would not continue the same run",
-                               context: [("folder", latest.path)])
-        }
+        let state = try AdapterTraining.checkpointState(in: latest.path)
+        try AdapterTraining.refuseMismatch(state, runRecord, folder: latest.path)
         try training.restore(fromCheckpoint: latest.path, state: state)
         return step
     }

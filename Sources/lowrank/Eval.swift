@@ -22,6 +22,16 @@ struct Eval: ParsableCommand {
     }
 
     func run() throws {
+        do {
+            try evaluate()
+        } catch let error as LowRankError where json {
+            // Whatever happens, --json prints JSON: the error, then the failing exit status.
+            print(JSON.object(["error": .string(error.description), "kind": .string(error.kind.rawValue)]).serialized)
+            throw error
+        }
+    }
+
+    private func evaluate() throws {
         let backend = try Engine.backend(try device.request, validation: device.validationEnabled)
         let llama = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: model), on: backend)
         let adapter = try self.adapter.map { try ModelAdapter(contentsOf: $0, on: llama, force: forceAdapter) }

@@ -18,7 +18,8 @@ struct Merge: ParsableCommand {
         let checkpoint = try HuggingFaceCheckpoint(folder: model)
         let llama = try LlamaModel(checkpoint: checkpoint, on: backend)
         let loaded = try ModelAdapter(contentsOf: adapter, on: llama, force: forceAdapter)
-        try checkpoint.write(merging: loaded, of: llama, to: out)
+        let skipped = try checkpoint.write(merging: loaded, of: llama, to: out)
+        for (name, kind) in skipped { printToStandardError("not copied: \(name) (\(kind); only regular files are)") }
         print("merged \(loaded.layers.count) adapted modules into \(out)/")
     }
 }

@@ -38,11 +38,13 @@ struct LlamaTrainingTests {
             let unbroken = try Trainer(model: model, adapter: try fresh(), data: data, settings: Self.settings(steps: 4), output: nil)
             try unbroken.train()
             try withTemporaryFolder { folder in
-                let first = try Trainer(model: model, adapter: try fresh(), data: data, settings: Self.settings(steps: 4, saveEvery: 2), output: folder)
-                try first.trainStep()
-                try first.trainStep()
-                try first.saveCheckpoint()
-                try first.trainStep()  // lost with the "kill": the checkpoint holds step 2
+                do {  // the first run ends (and frees the folder's lock) before the second starts
+                    let first = try Trainer(model: model, adapter: try fresh(), data: data, settings: Self.settings(steps: 4, saveEvery: 2), output: folder)
+                    try first.trainStep()
+                    try first.trainStep()
+                    try first.saveCheckpoint()
+                    try first.trainStep()  // lost with the "kill": the checkpoint holds step 2
+                }
                 let second = try Trainer(model: model, adapter: try fresh(), data: data, settings: Self.settings(steps: 4, saveEvery: 2), output: folder)
                 #expect(try second.resume() == 2)
                 try second.train()
