@@ -26,7 +26,7 @@ struct Pipeline: @unchecked Sendable {
 final class PipelineStore: @unchecked Sendable {
     static let pushConstantBytes = 128
     private let device: VkDevice
-    private let compiler = ShaderCompiler.shared
+    private let compiler: ShaderCompiler
     private var cache: VkPipelineCache?
     private let cachePath: String?
     private struct Layouts: @unchecked Sendable {
@@ -35,21 +35,44 @@ final class PipelineStore: @unchecked Sendable {
     }
     private let state = Mutex<(pipelines: [KernelKey: Pipeline], layouts: [Int: Layouts])>(([:], [:]))
 
-    init(device: VkDevice, info: VulkanDeviceInfo) throws {
+    init(device: VkDevice, info: VulkanDeviceInfo, compiler: ShaderCompiler) throws {
         self.device = device
+        self.compiler = compiler
         cachePath = compiler.cacheDirectory.map {
             "\($0)/pipelines-\(String(info.vendorID, radix: 16))-\(String(info.deviceID, radix: 16))-\(info.driverVersion)-\(info.pipelineCacheUUID).bin"
         }
-        let initial = cachePath.flatMap { try? FileIO.read($0) } ?? []
+        let initial = cachePath.flatMap { try? FileIO.read($0) }.flatMap { Self.pipelineCacheData($0, for: info) } ?? []
+        cache = try Self.makePipelineCache(device, initial)
+    }
+
+    /// The driver's data in a pipeline-cache file when the file is whole (`CacheEnvelope`) and its
+    /// `VkPipelineCacheHeaderVersionOne` is this device's: vendor, device and pipelineCacheUUID.
+    /// Drivers should reject foreign data themselves; not every one does so gracefully.
+    static func pipelineCacheData(_ file: [UInt8], for info: VulkanDeviceInfo) -> [UInt8]? {
+        guard let data = CacheEnvelope.unwrap(.pipelineCache, file), data.count >= 32 else { return nil }
+        let (headerSize, version, vendor, deviceID) = data.withUnsafeBytes {
+            ($0.loadUnaligned(fromByteOffset: 0, as: UInt32.self), $0.loadUnaligned(fromByteOffset: 4, as: UInt32.self),
+             $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self), $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
+        }
+        let uuid = data[16..<32].map { String(format2: $0) }.joined()
+        guard headerSize >= 32, Int(headerSize) <= data.count, version == VK_PIPELINE_CACHE_HEADER_VERSION_ONE.rawValue,
+              vendor == info.vendorID, deviceID == info.deviceID, uuid == info.pipelineCacheUUID else { return nil }
+        return data
+    }
+
+    /// A pipeline cache seeded with `initial`, or empty when the driver refuses that data.
+    private static func makePipelineCache(_ device: VkDevice, _ initial: [UInt8]) throws -> VkPipelineCache? {
         var info = VkPipelineCacheCreateInfo()
         info.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO
-        try initial.withUnsafeBytes { bytes in
+        var created: VkPipelineCache?
+        let result = initial.withUnsafeBytes { bytes in
             info.initialDataSize = bytes.count
             info.pInitialData = bytes.baseAddress
-            var created: VkPipelineCache?
-            try vkCheck(vkCreatePipelineCache(device, &info, nil, &created), "vkCreatePipelineCache")
-            cache = created
+            return vkCreatePipelineCache(device, &info, nil, &created)
         }
+        if result == VK_SUCCESS { return created }
+        guard !initial.isEmpty else { try vkCheck(result, "vkCreatePipelineCache"); return nil }
+        return try makePipelineCache(device, [])
     }
 
     /// Writes the pipeline cache and destroys every pipeline.
@@ -72,7 +95,8 @@ final class PipelineStore: @unchecked Sendable {
         guard vkGetPipelineCacheData(device, cache, &size, nil) == VK_SUCCESS, size > 0 else { return }
         var data = [UInt8](repeating: 0, count: size)
         guard vkGetPipelineCacheData(device, cache, &size, &data) == VK_SUCCESS else { return }
-        data.withUnsafeBytes { try? FileIO.writeAtomically(cachePath, UnsafeRawBufferPointer(rebasing: $0.prefix(size))) }
+        let file = data.withUnsafeBytes { CacheEnvelope.wrap(.pipelineCache, UnsafeRawBufferPointer(rebasing: $0.prefix(size))) }
+        file.withUnsafeBytes { try? FileIO.writeAtomically(cachePath, $0) }
     }
 
     func pipeline(_ key: KernelKey) throws -> Pipeline {

@@ -27,7 +27,13 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// Opens device `index` of `instance.devices`; `bindingLimit` lowers the bytes one binding may
     /// cover below the device's `maxStorageBufferRange` (for tests of the splitting), and
     /// `disabledOps` names ops to decline (for tests of the fallback).
-    public init(instance: VulkanInstance, index: Int, bindingLimit: Int? = nil, disabledOps: Set<String> = []) throws {
+    public convenience init(instance: VulkanInstance, index: Int, bindingLimit: Int? = nil, disabledOps: Set<String> = []) throws {
+        try self.init(instance: instance, index: index, bindingLimit: bindingLimit, disabledOps: disabledOps, shaders: .shared)
+    }
+
+    /// As the public init, with the shader compiler (and so the cache folder) given: how tests
+    /// reach a cache of their own.
+    init(instance: VulkanInstance, index: Int, bindingLimit: Int? = nil, disabledOps: Set<String> = [], shaders: ShaderCompiler) throws {
         guard instance.devices.indices.contains(index) else {
             throw LowRankError(.deviceUnavailable, "there is no Vulkan device \(index)",
                                context: [("available", instance.devices.map { "\($0.index): \($0.name)" }.joined(separator: "; "))])
@@ -107,7 +113,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         if !memory.deviceIsHostVisible, let stagingType = memory.stagingType {
             staging = VulkanAllocator(device: device, memoryTypeIndex: stagingType, hostVisible: true, heapName: "staging", info: info)
         }
-        pipelines = try PipelineStore(device: device, info: info)
+        pipelines = try PipelineStore(device: device, info: info, compiler: shaders)
         stream = try CommandStream(device: device, queue: queue!, queueFamily: UInt32(family),
                                    timestampPeriod: info.limits.timestampPeriodNanoseconds, timestamps: timestamps)
     }
