@@ -4,10 +4,10 @@ import LowRankCore
 import Synchronization
 
 /// A compiled kernel: one GLSL file with one set of defines and specialization constants.
-struct KernelKey: Hashable {
-    var shader: String
+struct PipelineKey: Hashable {
+    var shader: Shader
     var defines: [String: String]
-    var specialization: [UInt32] = []
+    var specialization: [UInt32]
     /// Storage buffers, bound in order at set 0, bindings 0..<n.
     var bindings: Int
 }
@@ -33,7 +33,7 @@ final class PipelineStore: @unchecked Sendable {
         let set: VkDescriptorSetLayout
         let pipeline: VkPipelineLayout
     }
-    private let state = Mutex<(pipelines: [KernelKey: Pipeline], layouts: [Int: Layouts])>(([:], [:]))
+    private let state = Mutex<(pipelines: [PipelineKey: Pipeline], layouts: [Int: Layouts])>(([:], [:]))
 
     init(device: VkDevice, info: VulkanDeviceInfo, compiler: ShaderCompiler) throws {
         self.device = device
@@ -99,9 +99,9 @@ final class PipelineStore: @unchecked Sendable {
         file.withUnsafeBytes { try? FileIO.writeAtomically(cachePath, $0) }
     }
 
-    func pipeline(_ key: KernelKey) throws -> Pipeline {
+    func pipeline(_ key: PipelineKey) throws -> Pipeline {
         if let p = state.withLock({ $0.pipelines[key] }) { return p }
-        let words = try compiler.spirv(key.shader, defines: key.defines.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+        let words = try compiler.spirv(key.shader.rawValue, defines: key.defines.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
         let layouts = try self.layouts(key.bindings)
         let (setLayout, layout) = (layouts.set, layouts.pipeline)
 
@@ -111,7 +111,7 @@ final class PipelineStore: @unchecked Sendable {
         try words.withUnsafeBufferPointer { w in
             moduleInfo.codeSize = w.count * 4
             moduleInfo.pCode = w.baseAddress
-            try vkCheck(vkCreateShaderModule(device, &moduleInfo, nil, &module), "vkCreateShaderModule(\(key.shader))")
+            try vkCheck(vkCreateShaderModule(device, &moduleInfo, nil, &module), "vkCreateShaderModule(\(key.shader.rawValue))")
         }
         defer { vkDestroyShaderModule(device, module, nil) }
 
@@ -135,12 +135,12 @@ final class PipelineStore: @unchecked Sendable {
                         info.stage.pSpecializationInfo = e.isEmpty ? nil : spec
                         info.layout = layout
                         try vkCheck(vkCreateComputePipelines(device, cache, 1, &info, nil, &handle),
-                                    "vkCreateComputePipelines(\(key.shader))")
+                                    "vkCreateComputePipelines(\(key.shader.rawValue))")
                     }
                 }
             }
         }
-        let name = key.shader.split(separator: ".").first.map(String.init) ?? key.shader
+        let name = String(key.shader.rawValue.prefix { $0 != "." })
         let pipeline = Pipeline(handle: handle!, layout: layout, setLayout: setLayout, bindings: key.bindings, name: name)
         state.withLock { $0.pipelines[key] = pipeline }
         return pipeline

@@ -51,7 +51,7 @@ final class ShaderCompiler: Sendable {
             memory.withLock { $0[keyHex] = words }
             return words
         }
-        let words = try compile(shader, source: source, defines: defines)
+        let words = try compile(shader, defines: defines)
         memory.withLock { $0[keyHex] = words }
         if let path {
             // A cache that cannot be written only costs a recompile next time.
@@ -61,8 +61,14 @@ final class ShaderCompiler: Sendable {
         return words
     }
 
-    private func compile(_ shader: String, source: String, defines: [(String, String)]) throws -> [UInt32] {
+    /// Compiles without the caches; `warningsAsErrors` is how the no-device test holds every variant
+    /// to a clean compile.
+    func compile(_ shader: String, defines: [(String, String)], warningsAsErrors: Bool = false) throws -> [UInt32] {
+        guard let source = embeddedShaders[shader] else {
+            throw LowRankError(.shaderCompilation, "no shader named \(shader) is embedded", context: [("shader", shader)])
+        }
         let options = shaderc_compile_options_initialize()
+        if warningsAsErrors { shaderc_compile_options_set_warnings_as_errors(options) }
         defer { shaderc_compile_options_release(options) }
         shaderc_compile_options_set_target_env(options, shaderc_target_env_vulkan, UInt32(shaderc_env_version_vulkan_1_2.rawValue))
         shaderc_compile_options_set_optimization_level(options, shaderc_optimization_level_performance)
