@@ -113,7 +113,7 @@ struct GraphTests {
             let losses = try MLPRegression(on: backend, check: true).train(steps: 2)
             #expect(losses.allSatisfy { $0.isFinite })
         }
-        let wrong = MiscomputingBackend(wrongOp: "activation_backward")
+        let wrong = MiscomputingBackend(wrongOp: .activationBackward)
         let task = try MLPRegression(on: wrong, check: true)
         do {
             _ = try task.plan.run(task.feeds)
@@ -196,8 +196,8 @@ struct GraphTests {
 /// `LOWRANK_CHECK` must catch.
 final class MiscomputingBackend: Backend, @unchecked Sendable {
     let base = CPUBackend(threads: 1)
-    let wrongOp: String
-    init(wrongOp: String) { self.wrongOp = wrongOp }
+    let wrongOp: Op.Kind
+    init(wrongOp: Op.Kind) { self.wrongOp = wrongOp }
 
     var identifier: String { "miscomputing-cpu" }
     var deviceName: String { base.deviceName }
@@ -212,7 +212,7 @@ final class MiscomputingBackend: Backend, @unchecked Sendable {
 
     func run(_ op: Op, inputs: [Tensor], outputs: [Tensor]) throws {
         try base.run(op, inputs: inputs, outputs: outputs)
-        guard op.name == wrongOp else { return }
+        guard op.kind == wrongOp else { return }
         var values = try outputs[0].floats()
         values[0] += 1
         try outputs[0].assign(values)
