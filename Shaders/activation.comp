@@ -3,7 +3,7 @@
 #include "common.glsl"
 
 // y = f(x) (BACKWARD = 0) or dx = G ⊙ f′(x) (BACKWARD = 1) for f = SiLU, GELU (erf) or GELU (tanh),
-// ACT = 0, 1, 2 (Activation in Op.swift; CPUBackend+Activation.swift is the twin).
+// ACT = ACT_SILU, ACT_GELU or ACT_GELU_TANH (Activation in Op.swift; CPUBackend+Activation.swift is the twin).
 // Host defines: ACT, BACKWARD, X_T, G_T (backward), C_T, C_FROM_F32. Workgroup size: specialization constant 0.
 layout(local_size_x_id = 0) in;
 
@@ -37,24 +37,26 @@ const float SQRT_2_OVER_PI = 0.79788456080286536;
 const float GELU_CUBIC = 0.044715;
 
 float f(float x) {
-#if ACT == 0
+#if ACT == ACT_SILU
     return x * sigmoid(x);
-#elif ACT == 1
+#elif ACT == ACT_GELU
     return 0.5 * x * (1.0 + erf_approx(x * SQRT_HALF));
-#else
+#elif ACT == ACT_GELU_TANH
     return 0.5 * x * (1.0 + tanh_stable(SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x)));
 #endif
 }
 
 float df(float x) {
-#if ACT == 0
+#if ACT == ACT_SILU
     float s = sigmoid(x);
     return s * (1.0 + x * (1.0 - s));
-#elif ACT == 1
+#elif ACT == ACT_GELU
     return 0.5 * (1.0 + erf_approx(x * SQRT_HALF)) + x * INV_SQRT_2PI * exp(-0.5 * x * x);
-#else
+#elif ACT == ACT_GELU_TANH
     float t = tanh_stable(SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x));
     return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * x * x);
+#else
+#error "ACT names no case of Activation"
 #endif
 }
 

@@ -7,10 +7,10 @@
 // (row, head); each invocation holds up to 4 of the head's columns (head dim at most 256), and
 // every dot product over a head is a fixed-shape tree (reduce.glsl), so results do not depend on
 // scheduling.
-// PASS 0: forward, an online softmax over the row's keys in order: out and logsumexp.
-// PASS 1: dq for (row, query head): Δ = G·out, then over keys P = exp(s − lse), dS = P·(G·v − Δ).
-// PASS 2: dk and dv for (key row, KV head): over the group's query heads and the rows that see
-//         the key, in order.
+// PASS_FORWARD: an online softmax over the row's keys in order: out and logsumexp.
+// PASS_QUERY_GRADIENT: dq for (row, query head): Δ = G·out, then over keys P = exp(s − lse), dS = P·(G·v − Δ).
+// PASS_KEY_VALUE_GRADIENT: dk and dv for (key row, KV head): over the group's query heads and the rows that see
+//   the key, in order. (AttentionKernel.Pass)
 // Host defines: PASS, Q_T, K_T, V_T, G_T and O_T (backward), C_T, C_FROM_F32.
 #define REDUCE_SIZE 64u
 layout(local_size_x = 64) in;
@@ -19,14 +19,14 @@ layout(local_size_x = 64) in;
 layout(std430, binding = 0) readonly buffer QBuf { Q_T q_data[]; };
 layout(std430, binding = 1) readonly buffer KBuf { K_T k_data[]; };
 layout(std430, binding = 2) readonly buffer VBuf { V_T v_data[]; };
-#if PASS == 0
+#if PASS == PASS_FORWARD
 layout(std430, binding = 3) writeonly buffer OutBuf { C_T out_data[]; };
 layout(std430, binding = 4) writeonly buffer LseBuf { float lse_data[]; };
 #else
 layout(std430, binding = 3) readonly buffer GBuf { G_T g_data[]; };
 layout(std430, binding = 4) readonly buffer OBuf { O_T o_data[]; };
 layout(std430, binding = 5) readonly buffer LseBuf { float lse_data[]; };
-#if PASS == 1
+#if PASS == PASS_QUERY_GRADIENT
 layout(std430, binding = 6) writeonly buffer DqBuf { C_T dq_data[]; };
 #else
 layout(std430, binding = 6) writeonly buffer DkBuf { C_T dk_data[]; };
@@ -43,7 +43,7 @@ uint kv_base(uint row, uint kh) { return (row * p.kv_heads + kh) * p.head_dim; }
 void main() {
     uint lid = gl_LocalInvocationID.x;
     uint item = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
-#if PASS == 2
+#if PASS == PASS_KEY_VALUE_GRADIENT
     if (item >= p.rows * p.kv_heads) return;  // uniform across the workgroup
     uint j = item / p.kv_heads, kh = item % p.kv_heads;
     uint kb = kv_base(j, kh);
@@ -85,7 +85,7 @@ void main() {
     uint qb = q_base(row, h);
     uint first = row / p.sequence * p.sequence;
     float acc[4] = float[4](0.0, 0.0, 0.0, 0.0);
-#if PASS == 0
+#if PASS == PASS_FORWARD
     float largest = uintBitsToFloat(0xFF800000u), total = 0.0;  // −∞
     for (uint j = first; j <= row; j++) {
         uint kb = kv_base(j, kh);

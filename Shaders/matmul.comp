@@ -11,7 +11,7 @@
 // Host defines: A_T B_T C_T [BIAS_T A2_T B2_T] C_FROM_F32, TRANS_A TRANS_B HAS_BIAS ACCUMULATE SECOND
 // DROPOUT_A (mask A's (m, k)) DROPOUT_B (mask B's (k, n)) DROPOUT_PRODUCT, DROPOUT_SECOND (mask the
 // first or second term at (m, n)).
-// B_QUANT (1...4, quant.glsl): B is block-quantized, bound whole, read at the block's origin
+// B_QUANT (a QuantFormat case other than QUANT_NONE, quant.glsl): B is block-quantized, bound whole, read at the block's origin
 // (n0, k0) plus the tile's offset, b_count elements in all.
 // KSCALE: A's elements are scaled by (vec[k] + vec_offset) as they load (DoRA backward: (g⊙G)·W).
 // DORA: the epilogue composes DoRA's output from the product (base) and the second term (s·lora)
@@ -29,7 +29,7 @@
 layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) readonly buffer ABuf { A_T a_data[]; };
-#if B_QUANT
+#if B_QUANT != QUANT_NONE
 // A block-quantized B (a frozen weight), bound whole and dequantized as tiles load (quant.glsl).
 layout(std430, binding = 1) readonly buffer BBuf { uint b_words[]; };
 #define QWORDS b_words
@@ -92,9 +92,9 @@ float load_a(uint m, uint k) {
 
 float load_b(uint k, uint n) {
     if (n >= p.N || k >= p.K) return 0.0;
-#if B_QUANT && TRANS_B
+#if B_QUANT != QUANT_NONE && TRANS_B
     float v = dequant((p.n0 + n) * p.ldb + p.k0 + k, p.b_count);
-#elif B_QUANT
+#elif B_QUANT != QUANT_NONE
     float v = dequant((p.k0 + k) * p.ldb + p.n0 + n, p.b_count);
 #elif TRANS_B
     float v = to_f32(b_data[n * p.ldb + k]);

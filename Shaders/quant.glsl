@@ -1,6 +1,6 @@
 // Reading block-quantized weights (QuantizedLayout.swift documents the layout; Quantizer.swift is
 // the host twin). The including shader declares the packed buffer as `uint QWORDS[]` (a macro
-// naming its array), defines QUANT (1 NF4, 2 NF4 with double quantization, 3 Q8_0, 4 Q4_0), and
+// naming its array), defines QUANT (QUANT_NF4, QUANT_NF4_DOUBLE_QUANT, QUANT_Q8_0 or QUANT_Q4_0: QuantFormat in VulkanBackend+Quantization.swift), and
 // passes the tensor's element count, from which every section's offset follows.
 // Products are `precise` so that no driver fuses them into an FMA: bitsandbytes rounds
 // `dynamic[q]·scale`, `+ offset` and `code·absmax` each to f32, and so must we to match its bits.
@@ -50,7 +50,7 @@ uint nf4_nested_scale_word(uint n) { return nf4_absmax_word(n) + ceil_div(ceil_d
 uint nf4_mean_word(uint n) { return nf4_nested_scale_word(n) + ceil_div(ceil_div(n, 64u), 256u); }
 
 float nf4_absmax(uint block, uint n) {
-#if QUANT == 1
+#if QUANT == QUANT_NF4
     return uintBitsToFloat(QWORDS[nf4_absmax_word(n) + block]);
 #else
     uint q = quant_byte(nf4_absmax_word(n) * 4u + block);
@@ -69,12 +69,12 @@ float ggml_scale(uint at) {
 
 // Element i of the quantized tensor (n elements in all).
 float dequant(uint i, uint n) {
-#if QUANT <= 2
+#if (QUANT == QUANT_NF4 || QUANT == QUANT_NF4_DOUBLE_QUANT)
     uint byte = quant_byte(i >> 1);
     uint code = (i & 1u) == 0u ? byte >> 4 : byte & 15u;
     precise float v = uintBitsToFloat(NF4_BITS[code]) * nf4_absmax(i >> 6, n);
     return v;
-#elif QUANT == 3
+#elif QUANT == QUANT_Q8_0
     uint base = (i >> 5) * 34u;
     int q = int(quant_byte(base + 2u + (i & 31u)) << 24) >> 24;  // sign-extend the int8
     precise float v = float(q) * ggml_scale(base);

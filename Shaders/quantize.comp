@@ -5,16 +5,16 @@
 // cast into a block-quantized type, bit for bit what Quantizer.quantize gives where the device's
 // division is correctly rounded (lavapipe's is; Vulkan allows 2.5 ulp, which can move a value that
 // sits on a rounding boundary). Host defines: QUANT, A_T, PASS:
-//   PASS 0: one invocation per NF4 block of 64 (codes and absmax; with double quantization the
+//   PASS_BLOCKS: one invocation per NF4 block of 64 (codes and absmax; with double quantization the
 //           absmax goes to `absmax_out` for the next passes), or per pair of GGML blocks (68 or 36
 //           bytes, whole words, so no two invocations share a word).
-//   PASS 1 (double quantization): the absmax mean, in one workgroup of 32 (PyTorch's order of sums).
-//   PASS 2 (double quantization): one workgroup of 64 per 256 absmax values: their scale and codes.
+//   PASS_ABSMAX_MEAN (double quantization): the absmax mean, in one workgroup of 32 (PyTorch's order of sums).
+//   PASS_NESTED_BLOCKS (double quantization): one workgroup of 64 per 256 absmax values: their scale and codes.
 layout(local_size_x_id = 0) in;
 
 layout(std430, binding = 0) readonly buffer ABuf { A_T a_data[]; };
 layout(std430, binding = 1) buffer QBuf { uint q_words[]; };
-#if QUANT == 2
+#if QUANT == QUANT_NF4_DOUBLE_QUANT
 layout(std430, binding = 2) buffer AbsmaxBuf { float absmax_out[]; };
 #endif
 #define QWORDS q_words
@@ -34,7 +34,7 @@ uint nearest_nf4(float v) {
     return abs(x - uintBitsToFloat(NF4_BITS[hi])) < abs(x - uintBitsToFloat(NF4_BITS[lo])) ? hi : lo;
 }
 
-#if PASS == 2
+#if PASS == PASS_NESTED_BLOCKS
 // bitsandbytes' CPU coder of the absmax values (Quantizer.dynamicCode's twin): the value's point on
 // a grid of 65536 over [-1, 1], then the number of grid starts at or below it. The host passes the
 // starts, QuantizationTables.dynamicGridStarts, as DYNAMIC_GRID_STARTS.
@@ -56,7 +56,7 @@ float round_half_away(float v) { return sign(v) * floor(abs(v) + 0.5); }
 
 uint f16_bits(float v) { return uint(float16BitsToUint16(float16_t(v))); }
 
-#if PASS == 0 && QUANT <= 2
+#if PASS == PASS_BLOCKS && (QUANT == QUANT_NF4 || QUANT == QUANT_NF4_DOUBLE_QUANT)
 void main() {
     uint block = gl_GlobalInvocationID.x, n = p.count;
     if (block >= ceil_div(n, 64u)) return;
@@ -74,17 +74,17 @@ void main() {
         }
         q_words[block * 8u + w] = word;
     }
-#if QUANT == 1
+#if QUANT == QUANT_NF4
     q_words[nf4_absmax_word(n) + block] = floatBitsToUint(absmax);
 #else
     absmax_out[block] = absmax;
 #endif
 }
-#elif PASS == 0
+#elif PASS == PASS_BLOCKS
 void main() {
     uint pair = gl_GlobalInvocationID.x, blocks = p.count / 32u;
     if (2u * pair >= blocks) return;
-    uint block_bytes = QUANT == 3 ? 34u : 18u;
+    uint block_bytes = QUANT == QUANT_Q8_0 ? 34u : 18u;
     uint bytes[68];
     for (uint b = 0u; b < 68u; b++) bytes[b] = 0u;
     for (uint h = 0u; h < 2u && 2u * pair + h < blocks; h++) {
@@ -94,7 +94,7 @@ void main() {
             float v = to_f32(a_data[first + j]);
             if (amax < abs(v)) { amax = abs(v); extreme = v; }
         }
-#if QUANT == 3
+#if QUANT == QUANT_Q8_0
         float d = amax / 127.0;
 #else
         float d = extreme / -8.0;  // the signed extreme maps to -8, as GGML's reference quantizer does
@@ -103,7 +103,7 @@ void main() {
         uint dbits = f16_bits(d);
         bytes[at] = dbits & 0xFFu;
         bytes[at + 1u] = dbits >> 8;
-#if QUANT == 3
+#if QUANT == QUANT_Q8_0
         for (uint j = 0u; j < 32u; j++) {
             int q = int(clamp(round_half_away(to_f32(a_data[first + j]) * id), -127.0, 127.0));
             bytes[at + 2u + j] = uint(q) & 0xFFu;
@@ -121,7 +121,7 @@ void main() {
     for (uint w = 0u; w < words; w++)
         q_words[first_word + w] = bytes[4u * w] | (bytes[4u * w + 1u] << 8) | (bytes[4u * w + 2u] << 16) | (bytes[4u * w + 3u] << 24);
 }
-#elif PASS == 1
+#elif PASS == PASS_ABSMAX_MEAN
 // The absmax mean in PyTorch's order of f32 additions, which bitsandbytes' `absmax.mean()` takes:
 // TorchSum's twin, one invocation per accumulator (row k = lid / 8 of 4, lane lid % 8 of the
 // vectors of 8, or of single values below 8), then the combination in invocation 0.

@@ -3,8 +3,8 @@
 #include "common.glsl"
 
 // Llama's RMSNorm, `y = w ⊙ x·rstd`, `rstd = 1/√(mean(x²) + ε)`, in f32 (CPUBackend+RMSNorm.swift is the twin).
-// PASS 0: forward, one workgroup per row. PASS 1: dx = rstd·(G⊙w) − x·rstd³·Σ(G⊙w⊙x)/d, one
-// workgroup per row. PASS 2: partial[block, c] = Σ over the block's 64 rows of G⊙x·rstd, summed
+// PASS_FORWARD: one workgroup per row. PASS_INPUT_GRADIENT: dx = rstd·(G⊙w) − x·rstd³·Σ(G⊙w⊙x)/d, one
+// workgroup per row. PASS_WEIGHT_GRADIENT: partial[block, c] = Σ over the block's 64 rows of G⊙x·rstd, summed
 // over blocks by sum_blocks.comp into d weight.
 // Host defines: PASS, X_T, W_T, G_T (backward), C_T, C_FROM_F32.
 #define REDUCE_SIZE 256u
@@ -13,13 +13,13 @@ layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) readonly buffer XBuf { X_T x_data[]; };
 layout(std430, binding = 1) readonly buffer WBuf { W_T w_data[]; };
-#if PASS == 0
+#if PASS == PASS_FORWARD
 layout(std430, binding = 2) writeonly buffer YBuf { C_T y_data[]; };
 layout(std430, binding = 3) writeonly buffer RstdBuf { float rstd_data[]; };
 #else
 layout(std430, binding = 2) readonly buffer GBuf { G_T g_data[]; };
 layout(std430, binding = 3) readonly buffer RstdBuf { float rstd_data[]; };
-#if PASS == 1
+#if PASS == PASS_INPUT_GRADIENT
 layout(std430, binding = 4) writeonly buffer DxBuf { C_T dx_data[]; };
 #else
 layout(std430, binding = 4) writeonly buffer PartialBuf { float partial[]; };
@@ -30,7 +30,7 @@ layout(push_constant) uniform Params { uint rows, columns; float epsilon; } p;
 
 void main() {
     uint lid = gl_LocalInvocationID.x;
-#if PASS == 2
+#if PASS == PASS_WEIGHT_GRADIENT
     uint c = gl_GlobalInvocationID.x, block = gl_WorkGroupID.y;
     if (c >= p.columns) return;
     float s = 0.0;
@@ -46,14 +46,14 @@ void main() {
     float s = 0.0;
     for (uint c = lid; c < p.columns; c += 256u) {
         float x = to_f32(x_data[base + c]);
-#if PASS == 0
+#if PASS == PASS_FORWARD
         s = fma(x, x, s);
 #else
         s += to_f32(g_data[base + c]) * to_f32(w_data[c]) * x;
 #endif
     }
     float total = workgroup_sum(vec4(s, 0.0, 0.0, 0.0)).x;
-#if PASS == 0
+#if PASS == PASS_FORWARD
     float rstd = 1.0 / sqrt(total / float(p.columns) + p.epsilon);
     if (lid == 0u) rstd_data[row] = rstd;
     for (uint c = lid; c < p.columns; c += 256u) y_data[base + c] = C_FROM_F32(to_f32(w_data[c]) * (to_f32(x_data[base + c]) * rstd));

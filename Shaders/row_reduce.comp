@@ -4,12 +4,12 @@
 
 // out[row] = Σ a[row, :]² (ROOT = 0) or its square root (ROOT = 1), f32, one workgroup per row
 // and a fixed-shape tree in shared memory, so the result does not depend on scheduling.
-// With QUANT (quant.glsl) the input is a block-quantized tensor, bound whole, of `total` elements
+// With QUANT other than QUANT_NONE (quant.glsl) the input is a block-quantized tensor, bound whole, of `total` elements
 // (DoRA's ‖W‖²_row of a quantized weight), and `first_row` places the window of rows.
 // Host defines: A_T, ROOT, QUANT.
 layout(local_size_x = 256) in;
 
-#if QUANT
+#if QUANT != QUANT_NONE
 layout(std430, binding = 0) readonly buffer ABuf { uint a_words[]; };
 #define QWORDS a_words
 #include "quant.glsl"
@@ -28,7 +28,7 @@ void main() {
     uint lid = gl_LocalInvocationID.x;
     float s = 0.0;
     for (uint c = lid; c < p.columns; c += 256u) {
-#if QUANT
+#if QUANT != QUANT_NONE
         float v = dequant((p.first_row + row) * p.columns + c, p.total);
 #else
         float v = to_f32(a_data[row * p.columns + c]);

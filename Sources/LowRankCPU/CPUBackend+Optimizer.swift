@@ -6,7 +6,7 @@ extension CPUBackend {
     /// each product and quotient rounded in the order PyTorch's CPU kernels round them.
     func adamW(_ o: AdamWOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
         let c = o.stepScalars
-        let (decay, oneMinusBeta1, beta2, oneMinusBeta2, bias2Root, epsilon, negativeStep) = (c[0], c[1], c[2], c[3], c[4], c[5], c[6])
+        let (decay, oneMinusBeta1, beta2, oneMinusBeta2, bias2Root, epsilon, negativeStep) = (c.decay, c.oneMinusBeta1, c.beta2, c.oneMinusBeta2, c.bias2Root, c.epsilon, c.negativeStep)
         let m = pointer(outputs[1]).assumingMemoryBound(to: Float.self), v = pointer(outputs[2]).assumingMemoryBound(to: Float.self)
         withFloats(inputs[1]) { g in
             producing(outputs[0], preserving: true) { p in

@@ -5,7 +5,7 @@ public final class DoRAAdapter: @unchecked Sendable {
     public let lora: LoRAAdapter
     public var magnitude: Tensor
     /// `‖W‖²_row` of the weight this adapter was made for (f32 `[d_out]`).
-    public private(set) var weightNormSquared: Tensor
+    public let weightNormSquared: Tensor
 
     public var config: LoRAConfig { lora.config }
     /// `n/m` per row while the adapter is merged into its weight: what `unmerge` scales back by.
@@ -30,11 +30,6 @@ public final class DoRAAdapter: @unchecked Sendable {
         }
         self.lora = lora
         self.magnitude = magnitude
-        weightNormSquared = try Ops.rowSumOfSquares(weight)
-    }
-
-    /// Recomputes the cached `‖W‖²_row`, for when the frozen weight itself was changed.
-    public func refreshWeightNorm(_ weight: Tensor) throws {
         weightNormSquared = try Ops.rowSumOfSquares(weight)
     }
 

@@ -5,7 +5,8 @@
 public final class ExecutionPlan: @unchecked Sendable {
     public struct Step: Sendable, CustomStringConvertible {
         public let label: String
-        public let op: String
+        /// The op the step runs; nil for a reshape, a view that runs nothing.
+        public let op: Op.Kind?
         /// The backend the step runs on.
         public let backend: String
         /// Why the step runs on the fallback backend instead of the graph's, when it does.
@@ -13,7 +14,7 @@ public final class ExecutionPlan: @unchecked Sendable {
         let node: Int
 
         public var description: String {
-            "\(label) (\(op)) on \(backend)" + (fallbackReason.map { ": \($0)" } ?? "")
+            "\(label) (\(op?.rawValue ?? "reshape")) on \(backend)" + (fallbackReason.map { ": \($0)" } ?? "")
         }
     }
 
@@ -28,7 +29,7 @@ public final class ExecutionPlan: @unchecked Sendable {
     /// Steps that run on the fallback backend, with the reason.
     public var fallbacks: [Step] { steps.filter { $0.fallbackReason != nil } }
     /// Each step's share of the last profiled run, in seconds of device time.
-    public private(set) var lastProfile: [(label: String, op: String, seconds: Double)] = []
+    public private(set) var lastProfile: [(label: String, op: Op.Kind, seconds: Double)] = []
 
     let graph: Graph
     let fallback: (any Backend)?
@@ -68,7 +69,7 @@ public final class ExecutionPlan: @unchecked Sendable {
                 if case .input = graph.values[r].source, !inputs.contains(r) { inputs.append(r) }
             }
             guard case .op(let op) = node.kind else {
-                steps.append(Step(label: node.label, op: "reshape", backend: graph.backend.identifier, fallbackReason: nil, node: n))
+                steps.append(Step(label: node.label, op: nil, backend: graph.backend.identifier, fallbackReason: nil, node: n))
                 continue
             }
             let reason = try graph.backend.unsupportedReason(op, inputs: node.inputs.map { graph.values[try graph.resolved($0)].descriptor })
@@ -76,7 +77,7 @@ public final class ExecutionPlan: @unchecked Sendable {
                 throw LowRankError(.unsupported, "\(node.label): \(graph.backend.identifier) cannot run \(op.name) (\(reason)) and the plan has no fallback backend",
                                    context: [("op", node.label)])
             }
-            steps.append(Step(label: node.label, op: op.name, backend: reason == nil ? graph.backend.identifier : fallback!.identifier,
+            steps.append(Step(label: node.label, op: op.kind, backend: reason == nil ? graph.backend.identifier : fallback!.identifier,
                               fallbackReason: reason, node: n))
         }
         for v in wanted {
@@ -145,7 +146,7 @@ public final class ExecutionPlan: @unchecked Sendable {
             fed[input.id] = t
         }
         if buffers.isEmpty { buffers = try bufferBytes.map { try graph.backend.makeStorage(byteCount: $0) } }
-        var profiled: [(String, String, Double)] = []
+        var profiled: [(String, Op.Kind, Double)] = []
         for step in steps {
             let node = graph.nodes[step.node]
             guard case .op(let graphOp) = node.kind else { continue }
@@ -160,7 +161,7 @@ public final class ExecutionPlan: @unchecked Sendable {
                 }
             }
             if profile {
-                profiled.append((step.label, step.op, try graph.backend.deviceSeconds(execute)))
+                profiled.append((step.label, op.kind, try graph.backend.deviceSeconds(execute)))
             } else {
                 try execute()
             }

@@ -98,12 +98,28 @@ public struct AdamWOptions: Hashable, Sendable {
     }
 
     /// The per-step scalars both backends use, formed in f64 and rounded once, as PyTorch forms
-    /// them in Python floats: `1 − lr·λ`, `1 − β₁`, `β₂`, `1 − β₂`, `√(1 − β₂ᵗ)`, `ε`, `−lr/(1 − β₁ᵗ)`.
-    public var stepScalars: [Float] {
+    /// them in Python floats.
+    public var stepScalars: AdamWStepScalars {
         let t = Double(step)
-        return [Float(1 - learningRate * weightDecay), Float(1 - beta1), Float(beta2), Float(1 - beta2),
-                Float((1 - pow(beta2, t)).squareRoot()), Float(epsilon), Float(-learningRate / (1 - pow(beta1, t)))]
+        return AdamWStepScalars(decay: Float(1 - learningRate * weightDecay), oneMinusBeta1: Float(1 - beta1), beta2: Float(beta2),
+                                oneMinusBeta2: Float(1 - beta2), bias2Root: Float((1 - pow(beta2, t)).squareRoot()),
+                                epsilon: Float(epsilon), negativeStep: Float(-learningRate / (1 - pow(beta1, t))))
     }
+}
+
+/// One AdamW step's f32 constants: `θ ← θ·decay + negativeStep·m / (√v / bias2Root + ε)` with
+/// `m += oneMinusBeta1·(g − m)` and `v = v·β₂ + oneMinusBeta2·g²`.
+public struct AdamWStepScalars: Hashable, Sendable {
+    /// `1 − lr·λ`
+    public var decay: Float
+    public var oneMinusBeta1: Float
+    public var beta2: Float
+    public var oneMinusBeta2: Float
+    /// `√(1 − β₂ᵗ)`
+    public var bias2Root: Float
+    public var epsilon: Float
+    /// `−lr/(1 − β₁ᵗ)`
+    public var negativeStep: Float
 }
 
 /// The pointwise nonlinearities: SiLU (`x·σ(x)`, Llama's MLP), GELU with the exact erf
@@ -131,9 +147,10 @@ public struct AttentionOptions: Hashable, Sendable {
     public func scale(headDim: Int) -> Float { scale ?? 1 / Float(headDim).squareRoot() }
 }
 
-/// Every op the backends implement. Each case documents its inputs and outputs in order; the
-/// GLSL is `Shaders/<name>.comp`, the bindings `VulkanBackend+<Name>.swift` and the CPU twin
-/// `CPUBackend+<Name>.swift`.
+/// Every op the backends implement. Each case documents its inputs and outputs in order. Shaders
+/// are per kernel family, not per op (add, mul, scale, scale_rows and clip_coefficient share
+/// `Shaders/elementwise.comp`): the README's op table gives each op's GLSL file, its Vulkan encoder
+/// (`VulkanBackend+<Family>.swift`), its CPU twin (`CPUBackend+<Family>.swift`) and its tests.
 public enum Op: Hashable, Sendable, CustomStringConvertible {
     /// a, b [, bias] -> c
     case matmul(MatmulOptions)
@@ -207,40 +224,79 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
     /// bf16 (updated in f32, rounded once), the moments f32
     case adamW(AdamWOptions)
 
-    public var name: String {
+    /// The op without its options: what plans, fallbacks, profiles and coverage tests name. The raw
+    /// value is the op's name.
+    public enum Kind: String, CaseIterable, Hashable, Sendable, CustomStringConvertible {
+        case matmul
+        case add
+        case mul
+        case scale
+        case scaleRows = "scale_rows"
+        case rowSumOfSquares = "row_sum_of_squares"
+        case rowL2Norm = "row_l2_norm"
+        case cast
+        case loraForward = "lora_forward"
+        case loraBackward = "lora_backward"
+        case doraNorm = "dora_norm"
+        case doraForward = "dora_forward"
+        case doraBackward = "dora_backward"
+        case doraCompose = "dora_compose"
+        case activation
+        case activationBackward = "activation_backward"
+        case meanSquaredError = "mean_squared_error"
+        case meanSquaredErrorBackward = "mean_squared_error_backward"
+        case clipCoefficient = "clip_coefficient"
+        case transpose
+        case embedding
+        case embeddingBackward = "embedding_backward"
+        case rmsNorm = "rms_norm"
+        case rmsNormBackward = "rms_norm_backward"
+        case rope
+        case attention
+        case attentionBackward = "attention_backward"
+        case crossEntropy = "cross_entropy"
+        case crossEntropyBackward = "cross_entropy_backward"
+        case adamW = "adamw"
+
+        public var description: String { rawValue }
+    }
+
+    public var kind: Kind {
         switch self {
-        case .matmul: "matmul"
-        case .add: "add"
-        case .mul: "mul"
-        case .scale: "scale"
-        case .scaleRows: "scale_rows"
-        case .rowSumOfSquares: "row_sum_of_squares"
-        case .rowL2Norm: "row_l2_norm"
-        case .cast: "cast"
-        case .loraForward: "lora_forward"
-        case .loraBackward: "lora_backward"
-        case .doraNorm: "dora_norm"
-        case .doraForward: "dora_forward"
-        case .doraBackward: "dora_backward"
-        case .doraCompose: "dora_compose"
-        case .activation: "activation"
-        case .activationBackward: "activation_backward"
-        case .meanSquaredError: "mean_squared_error"
-        case .meanSquaredErrorBackward: "mean_squared_error_backward"
-        case .clipCoefficient: "clip_coefficient"
-        case .transpose: "transpose"
-        case .embedding: "embedding"
-        case .embeddingBackward: "embedding_backward"
-        case .rmsNorm: "rms_norm"
-        case .rmsNormBackward: "rms_norm_backward"
-        case .rope: "rope"
-        case .attention: "attention"
-        case .attentionBackward: "attention_backward"
-        case .crossEntropy: "cross_entropy"
-        case .crossEntropyBackward: "cross_entropy_backward"
-        case .adamW: "adamw"
+        case .matmul: .matmul
+        case .add: .add
+        case .mul: .mul
+        case .scale: .scale
+        case .scaleRows: .scaleRows
+        case .rowSumOfSquares: .rowSumOfSquares
+        case .rowL2Norm: .rowL2Norm
+        case .cast: .cast
+        case .loraForward: .loraForward
+        case .loraBackward: .loraBackward
+        case .doraNorm: .doraNorm
+        case .doraForward: .doraForward
+        case .doraBackward: .doraBackward
+        case .doraCompose: .doraCompose
+        case .activation: .activation
+        case .activationBackward: .activationBackward
+        case .meanSquaredError: .meanSquaredError
+        case .meanSquaredErrorBackward: .meanSquaredErrorBackward
+        case .clipCoefficient: .clipCoefficient
+        case .transpose: .transpose
+        case .embedding: .embedding
+        case .embeddingBackward: .embeddingBackward
+        case .rmsNorm: .rmsNorm
+        case .rmsNormBackward: .rmsNormBackward
+        case .rope: .rope
+        case .attention: .attention
+        case .attentionBackward: .attentionBackward
+        case .crossEntropy: .crossEntropy
+        case .crossEntropyBackward: .crossEntropyBackward
+        case .adamW: .adamW
         }
     }
+
+    public var name: String { kind.rawValue }
 
     public var description: String { name }
 

@@ -184,9 +184,10 @@ final class CommandStream: @unchecked Sendable {
     }
 
     /// Records one dispatch; `bindings` are the pipeline's storage buffers in binding order.
-    func dispatch(_ pipeline: Pipeline, _ bindings: [BufferAccess], push: PushConstants,
-                  groups: (UInt32, UInt32, UInt32)) throws {
+    func dispatch<Push: BitwiseCopyable>(_ pipeline: Pipeline, _ bindings: [BufferAccess], push: Push,
+                                         groups: (UInt32, UInt32, UInt32)) throws {
         precondition(bindings.count == pipeline.bindings, "\(pipeline.name): \(bindings.count) bindings for \(pipeline.bindings)")
+        precondition(MemoryLayout<Push>.size <= PipelineStore.pushConstantBytes, "\(pipeline.name): push constants exceed 128 bytes")
         if setsUsed + 1 > Self.setsPerSubmit || descriptorsUsed + bindings.count > Self.descriptorsPerSubmit
             || (profiling && queriesUsed + 2 > Self.timestampsPerSubmit) {
             try submitAndWait()
@@ -228,7 +229,7 @@ final class CommandStream: @unchecked Sendable {
 
         vkCmdBindPipeline(commandBuffer, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.handle)
         vkCmdBindDescriptorSets(commandBuffer, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.layout, 0, 1, &set, 0, nil)
-        push.bytes.withUnsafeBytes {
+        withUnsafeBytes(of: push) {
             vkCmdPushConstants(commandBuffer, pipeline.layout, VK_SHADER_STAGE_COMPUTE_BIT.rawValue, 0, UInt32($0.count), $0.baseAddress)
         }
         let timed = profiling && queryPool != nil
@@ -301,20 +302,3 @@ extension CommandStream {
         }
     }
 }
-
-/// Push-constant bytes, appended field by field in the order the shader's block declares them.
-struct PushConstants {
-    private(set) var bytes: [UInt8] = []
-
-    init() {}
-    init(_ values: [any PushConstantValue]) { for v in values { v.append(to: &self) } }
-
-    mutating func append<T: BitwiseCopyable>(_ value: T) {
-        withUnsafeBytes(of: value) { bytes.append(contentsOf: $0) }
-        precondition(bytes.count <= PipelineStore.pushConstantBytes, "push constants exceed 128 bytes")
-    }
-}
-
-protocol PushConstantValue { func append(to push: inout PushConstants) }
-extension UInt32: PushConstantValue { func append(to push: inout PushConstants) { push.append(self) } }
-extension Float: PushConstantValue { func append(to push: inout PushConstants) { push.append(self) } }

@@ -4,10 +4,10 @@ import LowRankCore
 import Synchronization
 
 /// A compiled kernel: one GLSL file with one set of defines and specialization constants.
-struct KernelKey: Hashable {
-    var shader: String
+struct PipelineKey: Hashable {
+    var shader: Shader
     var defines: [String: String]
-    var specialization: [UInt32] = []
+    var specialization: [UInt32]
     /// Storage buffers, bound in order at set 0, bindings 0..<n.
     var bindings: Int
 }
@@ -26,30 +26,53 @@ struct Pipeline: @unchecked Sendable {
 final class PipelineStore: @unchecked Sendable {
     static let pushConstantBytes = 128
     private let device: VkDevice
-    private let compiler = ShaderCompiler.shared
+    private let compiler: ShaderCompiler
     private var cache: VkPipelineCache?
     private let cachePath: String?
     private struct Layouts: @unchecked Sendable {
         let set: VkDescriptorSetLayout
         let pipeline: VkPipelineLayout
     }
-    private let state = Mutex<(pipelines: [KernelKey: Pipeline], layouts: [Int: Layouts])>(([:], [:]))
+    private let state = Mutex<(pipelines: [PipelineKey: Pipeline], layouts: [Int: Layouts])>(([:], [:]))
 
-    init(device: VkDevice, info: VulkanDeviceInfo) throws {
+    init(device: VkDevice, info: VulkanDeviceInfo, compiler: ShaderCompiler) throws {
         self.device = device
+        self.compiler = compiler
         cachePath = compiler.cacheDirectory.map {
             "\($0)/pipelines-\(String(info.vendorID, radix: 16))-\(String(info.deviceID, radix: 16))-\(info.driverVersion)-\(info.pipelineCacheUUID).bin"
         }
-        let initial = cachePath.flatMap { try? FileIO.read($0) } ?? []
+        let initial = cachePath.flatMap { try? FileIO.read($0) }.flatMap { Self.pipelineCacheData($0, for: info) } ?? []
+        cache = try Self.makePipelineCache(device, initial)
+    }
+
+    /// The driver's data in a pipeline-cache file when the file is whole (`CacheEnvelope`) and its
+    /// `VkPipelineCacheHeaderVersionOne` is this device's: vendor, device and pipelineCacheUUID.
+    /// Drivers should reject foreign data themselves; not every one does so gracefully.
+    static func pipelineCacheData(_ file: [UInt8], for info: VulkanDeviceInfo) -> [UInt8]? {
+        guard let data = CacheEnvelope.unwrap(.pipelineCache, file), data.count >= 32 else { return nil }
+        let (headerSize, version, vendor, deviceID) = data.withUnsafeBytes {
+            ($0.loadUnaligned(fromByteOffset: 0, as: UInt32.self), $0.loadUnaligned(fromByteOffset: 4, as: UInt32.self),
+             $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self), $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
+        }
+        let uuid = data[16..<32].map { String(format2: $0) }.joined()
+        guard headerSize >= 32, Int(headerSize) <= data.count, version == VK_PIPELINE_CACHE_HEADER_VERSION_ONE.rawValue,
+              vendor == info.vendorID, deviceID == info.deviceID, uuid == info.pipelineCacheUUID else { return nil }
+        return data
+    }
+
+    /// A pipeline cache seeded with `initial`, or empty when the driver refuses that data.
+    private static func makePipelineCache(_ device: VkDevice, _ initial: [UInt8]) throws -> VkPipelineCache? {
         var info = VkPipelineCacheCreateInfo()
         info.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO
-        try initial.withUnsafeBytes { bytes in
+        var created: VkPipelineCache?
+        let result = initial.withUnsafeBytes { bytes in
             info.initialDataSize = bytes.count
             info.pInitialData = bytes.baseAddress
-            var created: VkPipelineCache?
-            try vkCheck(vkCreatePipelineCache(device, &info, nil, &created), "vkCreatePipelineCache")
-            cache = created
+            return vkCreatePipelineCache(device, &info, nil, &created)
         }
+        if result == VK_SUCCESS { return created }
+        guard !initial.isEmpty else { try vkCheck(result, "vkCreatePipelineCache"); return nil }
+        return try makePipelineCache(device, [])
     }
 
     /// Writes the pipeline cache and destroys every pipeline.
@@ -72,12 +95,13 @@ final class PipelineStore: @unchecked Sendable {
         guard vkGetPipelineCacheData(device, cache, &size, nil) == VK_SUCCESS, size > 0 else { return }
         var data = [UInt8](repeating: 0, count: size)
         guard vkGetPipelineCacheData(device, cache, &size, &data) == VK_SUCCESS else { return }
-        data.withUnsafeBytes { try? FileIO.writeAtomically(cachePath, UnsafeRawBufferPointer(rebasing: $0.prefix(size))) }
+        let file = data.withUnsafeBytes { CacheEnvelope.wrap(.pipelineCache, UnsafeRawBufferPointer(rebasing: $0.prefix(size))) }
+        file.withUnsafeBytes { try? FileIO.writeAtomically(cachePath, $0) }
     }
 
-    func pipeline(_ key: KernelKey) throws -> Pipeline {
+    func pipeline(_ key: PipelineKey) throws -> Pipeline {
         if let p = state.withLock({ $0.pipelines[key] }) { return p }
-        let words = try compiler.spirv(key.shader, defines: key.defines.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+        let words = try compiler.spirv(key.shader.rawValue, defines: key.defines.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
         let layouts = try self.layouts(key.bindings)
         let (setLayout, layout) = (layouts.set, layouts.pipeline)
 
@@ -87,7 +111,7 @@ final class PipelineStore: @unchecked Sendable {
         try words.withUnsafeBufferPointer { w in
             moduleInfo.codeSize = w.count * 4
             moduleInfo.pCode = w.baseAddress
-            try vkCheck(vkCreateShaderModule(device, &moduleInfo, nil, &module), "vkCreateShaderModule(\(key.shader))")
+            try vkCheck(vkCreateShaderModule(device, &moduleInfo, nil, &module), "vkCreateShaderModule(\(key.shader.rawValue))")
         }
         defer { vkDestroyShaderModule(device, module, nil) }
 
@@ -111,12 +135,12 @@ final class PipelineStore: @unchecked Sendable {
                         info.stage.pSpecializationInfo = e.isEmpty ? nil : spec
                         info.layout = layout
                         try vkCheck(vkCreateComputePipelines(device, cache, 1, &info, nil, &handle),
-                                    "vkCreateComputePipelines(\(key.shader))")
+                                    "vkCreateComputePipelines(\(key.shader.rawValue))")
                     }
                 }
             }
         }
-        let name = key.shader.split(separator: ".").first.map(String.init) ?? key.shader
+        let name = String(key.shader.rawValue.prefix { $0 != "." })
         let pipeline = Pipeline(handle: handle!, layout: layout, setLayout: setLayout, bindings: key.bindings, name: name)
         state.withLock { $0.pipelines[key] = pipeline }
         return pipeline

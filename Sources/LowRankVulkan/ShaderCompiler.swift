@@ -5,22 +5,27 @@ import Synchronization
 
 /// Compiles the embedded GLSL of `Shaders/` to SPIR-V with shaderc, keeping results in memory and
 /// on disk (`$LOWRANK_CACHE_DIR`, else `$XDG_CACHE_HOME/lowrank`, else `~/.cache/lowrank`), keyed by
-/// the source (with every header), the defines and the compiler's version.
-final class ShaderCompiler: @unchecked Sendable {
-    private let compiler: shaderc_compiler_t
+/// the source (with every header), the defines and the compiler's version. Each disk entry carries
+/// a checksum (`CacheEnvelope`); a damaged one is recompiled and rewritten.
+final class ShaderCompiler: Sendable {
+    // shaderc's compiler object may be used from several threads at once (shaderc.h).
+    private nonisolated(unsafe) let compiler: shaderc_compiler_t
     private let memory = Mutex<[String: [UInt32]]>([:])
     let cacheDirectory: String?
     private let compilerVersion: String
 
-    static let shared = ShaderCompiler()
+    static let shared = ShaderCompiler(cacheDirectory: makeCacheDirectory())
 
-    private init() {
+    /// A compiler whose disk cache is `cacheDirectory` (which must hold a `spirv` folder), or none.
+    init(cacheDirectory: String?) {
         compiler = shaderc_compiler_initialize()
         var version: UInt32 = 0, revision: UInt32 = 0
         shaderc_get_spv_version(&version, &revision)
         compilerVersion = "shaderc spv \(version).\(revision), glslang \(GLSLANG_VERSION_MAJOR).\(GLSLANG_VERSION_MINOR).\(GLSLANG_VERSION_PATCH)"
-        cacheDirectory = Self.makeCacheDirectory()
+        self.cacheDirectory = cacheDirectory
     }
+
+    deinit { shaderc_compiler_release(compiler) }
 
     static func makeCacheDirectory() -> String? {
         let env = FileIO.environment
@@ -46,17 +51,24 @@ final class ShaderCompiler: @unchecked Sendable {
             memory.withLock { $0[keyHex] = words }
             return words
         }
-        let words = try compile(shader, source: source, defines: defines)
+        let words = try compile(shader, defines: defines)
         memory.withLock { $0[keyHex] = words }
         if let path {
             // A cache that cannot be written only costs a recompile next time.
-            words.withUnsafeBytes { try? FileIO.writeAtomically(path, $0) }
+            let entry = words.withUnsafeBytes { CacheEnvelope.wrap(.spirv, $0) }
+            entry.withUnsafeBytes { try? FileIO.writeAtomically(path, $0) }
         }
         return words
     }
 
-    private func compile(_ shader: String, source: String, defines: [(String, String)]) throws -> [UInt32] {
+    /// Compiles without the caches; `warningsAsErrors` is how the no-device test holds every variant
+    /// to a clean compile.
+    func compile(_ shader: String, defines: [(String, String)], warningsAsErrors: Bool = false) throws -> [UInt32] {
+        guard let source = embeddedShaders[shader] else {
+            throw LowRankError(.shaderCompilation, "no shader named \(shader) is embedded", context: [("shader", shader)])
+        }
         let options = shaderc_compile_options_initialize()
+        if warningsAsErrors { shaderc_compile_options_set_warnings_as_errors(options) }
         defer { shaderc_compile_options_release(options) }
         shaderc_compile_options_set_target_env(options, shaderc_target_env_vulkan, UInt32(shaderc_env_version_vulkan_1_2.rawValue))
         shaderc_compile_options_set_optimization_level(options, shaderc_optimization_level_performance)
@@ -77,12 +89,14 @@ final class ShaderCompiler: @unchecked Sendable {
         return words
     }
 
+    /// The cached module at `path`, or nil when it is absent, damaged or not SPIR-V.
     private func readWords(_ path: String) -> [UInt32]? {
-        guard let bytes = try? FileIO.read(path), bytes.count % 4 == 0 else { return nil }
+        guard let file = try? FileIO.read(path), let bytes = CacheEnvelope.unwrap(.spirv, file), bytes.count % 4 == 0 else { return nil }
         let words = bytes.withUnsafeBytes { Array($0.bindMemory(to: UInt32.self)) }
-        // A SPIR-V module starts with its magic number; anything else is a torn or foreign file.
-        return words.first == 0x0723_0203 ? words : nil
+        return words.first == Self.spirvMagic ? words : nil
     }
+
+    static let spirvMagic: UInt32 = 0x0723_0203
 }
 
 /// Serves `#include "name"` from the embedded shaders, so that errors name the header and line.
@@ -111,19 +125,6 @@ private let includeReleaser: shaderc_include_result_release_fn = { _, result in
     free(UnsafeMutableRawPointer(mutating: result.pointee.source_name))
     free(UnsafeMutableRawPointer(mutating: result.pointee.content))
     result.deallocate()
-}
-
-/// 64-bit FNV-1a over the parts, each followed by a zero byte so that boundaries count.
-func fnv1a64(_ parts: [String]) -> UInt64 {
-    var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-    for part in parts {
-        for byte in part.utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x100_0000_01B3
-        }
-        hash = hash &* 0x100_0000_01B3
-    }
-    return hash
 }
 
 extension String {

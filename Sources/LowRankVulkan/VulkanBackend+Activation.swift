@@ -1,15 +1,43 @@
 import LowRankCore
 
+extension Activation: ShaderChoice {
+    static let macro = "ACT"
+}
+
+/// `Shaders/activation.comp`: `f(x)`, or `G ⊙ f′(x)` backward.
+struct ActivationKernel: Kernel {
+    struct Push: BitwiseCopyable {
+        var count: UInt32
+    }
+
+    static let shader = Shader.activation
+    var function: Activation
+    var x: DType
+    /// G's dtype: the backward pass.
+    var gradient: DType?
+    var c: DType
+
+    var defines: [String: String] {
+        function.defines + ["BACKWARD": (gradient != nil).define] + x.operandDefines("X") + c.operandDefines("C", written: true)
+            + (gradient?.operandDefines("G") ?? [:])
+    }
+
+    static var variants: [ActivationKernel] {
+        Activation.allCases.flatMap { function in
+            DType.cover(operands: 3).flatMap { t in
+                [ActivationKernel(function: function, x: t[0], gradient: nil, c: t[2]),
+                 ActivationKernel(function: function, x: t[0], gradient: t[1], c: t[2])]
+            }
+        }
+    }
+}
+
 extension VulkanBackend {
-    /// x -> f(x), or x, G -> G ⊙ f′(x) when given G (`Shaders/activation.comp`), in windows past one binding.
+    /// x -> f(x), or x, G -> G ⊙ f′(x) when given G, in windows past one binding.
     func encodeActivation(_ f: Activation, _ inputs: [Tensor], _ out: Tensor) throws {
-        let backward = inputs.count == 2
-        var defines = ["ACT": "\(Activation.allCases.firstIndex(of: f)!)", "BACKWARD": backward ? "1" : "0",
-                       "X_T": inputs[0].dtype.glslType, "C_T": out.dtype.glslType, "C_FROM_F32": out.dtype.glslFromF32]
-        if backward { defines["G_T"] = inputs[1].dtype.glslType }
-        let key = KernelKey(shader: "activation.comp", defines: defines, specialization: [UInt32(elementWorkgroupSize)], bindings: inputs.count + 1)
-        try dispatchPerElement(key, count: out.shape.count, window: windowElements(inputs + [out])) { elements in
-            (inputs.map { .read($0, elements) } + [.write(out, elements)], PushConstants([UInt32(elements.count)]))
+        let kernel = ActivationKernel(function: f, x: inputs[0].dtype, gradient: inputs.count == 2 ? inputs[1].dtype : nil, c: out.dtype)
+        try dispatchPerElement(kernel, count: out.shape.count, window: windowElements(inputs + [out])) { elements in
+            (inputs.map { .read($0, elements) } + [.write(out, elements)], .init(count: UInt32(elements.count)))
         }
     }
 }

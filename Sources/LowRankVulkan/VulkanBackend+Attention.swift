@@ -1,23 +1,73 @@
 import LowRankCore
 
+/// `Shaders/attention.comp`: one workgroup of 64 per (row, head).
+struct AttentionKernel: Kernel {
+    enum Pass: ShaderChoice {
+        /// out and logsumexp per (row, query head).
+        case forward
+        /// dq per (row, query head).
+        case queryGradient
+        /// dk and dv per (key row, KV head).
+        case keyValueGradient
+        static let macro = "PASS"
+    }
+
+    struct Push: BitwiseCopyable {
+        var rows: UInt32
+        var qHeads: UInt32
+        var kvHeads: UInt32
+        var headDim: UInt32
+        var sequence: UInt32
+        var scale: Float
+    }
+
+    static let shader = Shader.attention
+    var pass: Pass
+    var q: DType
+    var k: DType
+    var v: DType
+    /// G's and out's dtypes, in the backward passes.
+    struct Backward: Hashable {
+        var gradient: DType
+        var out: DType
+    }
+
+    var backward: Backward?
+    var c: DType
+
+    var defines: [String: String] {
+        pass.defines + q.operandDefines("Q") + k.operandDefines("K") + v.operandDefines("V") + c.operandDefines("C", written: true)
+            + (backward.map { $0.gradient.operandDefines("G") + $0.out.operandDefines("O") } ?? [:])
+    }
+
+    static var variants: [AttentionKernel] {
+        DType.cover(operands: 6).flatMap { t in
+            Pass.allCases.map { AttentionKernel(pass: $0, q: t[0], k: t[1], v: t[2], backward: $0 == .forward ? nil : Backward(gradient: t[3], out: t[4]), c: t[5]) }
+        }
+    }
+}
+
 extension VulkanBackend {
-    /// q, k, v -> out, logsumexp (`Shaders/attention.comp` PASS 0), one workgroup per (row, query head).
+    /// q, k, v -> out, logsumexp.
     func encodeAttention(_ o: AttentionOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
         let (q, k, v) = (inputs[0], inputs[1], inputs[2])
         if let problem = attentionProblem(headDim: q.shape[2]) { throw LowRankError(.unsupported, problem) }
-        try dispatch(attentionKernel(pass: 0, inputs, out: outputs[0]), [.read(q), .read(k), .read(v), .write(outputs[0]), .write(outputs[1])],
+        let kernel = AttentionKernel(pass: .forward, q: q.dtype, k: k.dtype, v: v.dtype, backward: nil, c: outputs[0].dtype)
+        try dispatch(kernel, [.read(q), .read(k), .read(v), .write(outputs[0]), .write(outputs[1])],
                      push: attentionPush(o, q: q, k: k), groups: rowGroups(q.shape[0] * q.shape[1]))
     }
 
-    /// G, q, k, v, out, logsumexp -> dq (PASS 1, per (row, query head)), dk and dv (PASS 2, per (key row, KV head)).
+    /// G, q, k, v, out, logsumexp -> dq (per (row, query head)), dk and dv (per (key row, KV head)).
     func encodeAttentionBackward(_ o: AttentionOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
         let (g, q, k, v, out, lse) = (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], inputs[5])
         if let problem = attentionProblem(headDim: q.shape[2]) { throw LowRankError(.unsupported, problem) }
         let reads: [TensorBinding] = [.read(q), .read(k), .read(v), .read(g), .read(out), .read(lse)]
         let push = attentionPush(o, q: q, k: k)
-        try dispatch(attentionKernel(pass: 1, inputs, out: outputs[0]), reads + [.write(outputs[0])], push: push,
-                     groups: rowGroups(q.shape[0] * q.shape[1]))
-        try dispatch(attentionKernel(pass: 2, inputs, out: outputs[1]), reads + [.write(outputs[1]), .write(outputs[2])], push: push,
+        let kernel = { (pass: AttentionKernel.Pass, c: Tensor) in
+            AttentionKernel(pass: pass, q: q.dtype, k: k.dtype, v: v.dtype, backward: .init(gradient: g.dtype, out: out.dtype), c: c.dtype)
+        }
+        try dispatch(kernel(.queryGradient, outputs[0]), reads + [.write(outputs[0])], push: push, groups: rowGroups(q.shape[0] * q.shape[1]))
+        try dispatch(kernel(.keyValueGradient, outputs[1]), reads + [.write(outputs[1]), .write(outputs[2])], push: push,
                      groups: rowGroups(k.shape[0] * k.shape[1]))
     }
 
@@ -26,17 +76,8 @@ extension VulkanBackend {
         headDim > 256 ? "attention.comp holds a head of at most 256 columns; this one has \(headDim)" : nil
     }
 
-    private func attentionKernel(pass: Int, _ inputs: [Tensor], out: Tensor) -> KernelKey {
-        // Backward's inputs start with G: q, k, v are inputs 1...3 there.
-        let qkv = pass == 0 ? Array(inputs[0...2]) : Array(inputs[1...3])
-        var defines = ["PASS": "\(pass)", "Q_T": qkv[0].dtype.glslType, "K_T": qkv[1].dtype.glslType, "V_T": qkv[2].dtype.glslType,
-                       "C_T": out.dtype.glslType, "C_FROM_F32": out.dtype.glslFromF32]
-        if pass > 0 { (defines["G_T"], defines["O_T"]) = (inputs[0].dtype.glslType, inputs[4].dtype.glslType) }
-        return KernelKey(shader: "attention.comp", defines: defines, bindings: [5, 7, 8][pass])
-    }
-
-    private func attentionPush(_ o: AttentionOptions, q: Tensor, k: Tensor) -> PushConstants {
-        PushConstants([UInt32(q.shape[0]), UInt32(q.shape[1]), UInt32(k.shape[1]), UInt32(q.shape[2]), UInt32(o.sequenceLength),
-                       o.scale(headDim: q.shape[2])])
+    private func attentionPush(_ o: AttentionOptions, q: Tensor, k: Tensor) -> AttentionKernel.Push {
+        .init(rows: UInt32(q.shape[0]), qHeads: UInt32(q.shape[1]), kvHeads: UInt32(k.shape[1]), headDim: UInt32(q.shape[2]),
+              sequence: UInt32(o.sequenceLength), scale: o.scale(headDim: q.shape[2]))
     }
 }

@@ -1,5 +1,50 @@
 import LowRankCore
 
+/// `Shaders/dora_norm.comp`: one workgroup per row of W, B's row held in shared memory.
+struct DoRANormKernel: Kernel {
+    struct Push: BitwiseCopyable {
+        var rows: UInt32
+        var r: UInt32
+        var scale: Float
+        var eps: Float
+    }
+
+    static let shader = Shader.doraNorm
+    var b: DType
+    var m: DType
+    /// `MAX_R`: the shared row of B, r rounded up to a multiple of 64.
+    var sharedRow: Int
+
+    init(b: DType, m: DType, rank: Int) {
+        (self.b, self.m, sharedRow) = (b, m, (rank + 63) / 64 * 64)
+    }
+
+    var defines: [String: String] { b.operandDefines("B") + m.operandDefines("M") + ["MAX_R": "\(sharedRow)"] }
+
+    static var variants: [DoRANormKernel] { DType.cover(operands: 2).enumerated().map { DoRANormKernel(b: $1[0], m: $1[1], rank: 64 << $0) } }
+}
+
+/// `Shaders/dora_compose.comp`: one invocation per element.
+struct DoRAComposeKernel: Kernel {
+    struct Push: BitwiseCopyable {
+        var count: UInt32
+        var columns: UInt32
+        var scale: Float
+    }
+
+    static let shader = Shader.doraCompose
+    var base: DType
+    var lora: DType
+    var g: DType
+    var c: DType
+
+    var defines: [String: String] {
+        base.operandDefines("BASE") + lora.operandDefines("L") + g.operandDefines("G") + c.operandDefines("C", written: true)
+    }
+
+    static var variants: [DoRAComposeKernel] { DType.cover(operands: 4).map { DoRAComposeKernel(base: $0[0], lora: $0[1], g: $0[2], c: $0[3]) } }
+}
+
 extension VulkanBackend {
     /// Why `dora_norm.comp` cannot take rank `r`: its row of B must fit shared memory.
     func doraRankProblem(_ r: Int) -> String? {
@@ -17,11 +62,9 @@ extension VulkanBackend {
         let aw = try scratch([r, dOut]), aat = try scratch([r, r])
         try dispatchMatmul(MatmulCall(a: a, b: w, c: aw, transposeB: true))
         try dispatchMatmul(MatmulCall(a: a, b: a, c: aat, transposeB: true))
-        let sharedRow = (r + 63) / 64 * 64
-        try dispatch(KernelKey(shader: "dora_norm.comp",
-                               defines: ["B_T": b.dtype.glslType, "M_T": m.dtype.glslType, "MAX_R": "\(sharedRow)"], bindings: 7),
+        try dispatch(DoRANormKernel(b: b.dtype, m: m.dtype, rank: r),
                      [.read(wsq), .read(aw), .read(b), .read(aat), .read(m), .write(outputs[0]), .write(outputs[1])],
-                     push: PushConstants([UInt32(dOut), UInt32(r), scale, DoRAOptions.normEpsilon]),
+                     push: .init(rows: UInt32(dOut), r: UInt32(r), scale: scale, eps: DoRAOptions.normEpsilon),
                      groups: rowGroups(dOut))
     }
 
@@ -74,13 +117,10 @@ extension VulkanBackend {
     func encodeDoRACompose(scale: Float, _ inputs: [Tensor], _ out: Tensor) throws {
         let (base, lora, g) = (inputs[0], inputs[1], inputs[2])
         let count = out.shape.count, columns = out.shape.columns
-        let key = KernelKey(shader: "dora_compose.comp",
-                            defines: ["BASE_T": base.dtype.glslType, "L_T": lora.dtype.glslType, "G_T": g.dtype.glslType,
-                                      "C_T": out.dtype.glslType, "C_FROM_F32": out.dtype.glslFromF32],
-                            specialization: [UInt32(elementWorkgroupSize)], bindings: 4)
-        try dispatchPerElement(key, count: count, window: windowElements([base, lora, out], unit: columns).map { $0 * columns }) { elements in
+        let kernel = DoRAComposeKernel(base: base.dtype, lora: lora.dtype, g: g.dtype, c: out.dtype)
+        try dispatchPerElement(kernel, count: count, window: windowElements([base, lora, out], unit: columns).map { $0 * columns }) { elements in
             ([.read(base, elements), .read(lora, elements), .read(g), .write(out, elements)],
-             PushConstants([UInt32(elements.count), UInt32(columns), scale]))
+             .init(count: UInt32(elements.count), columns: UInt32(columns), scale: scale))
         }
     }
 }

@@ -1,5 +1,48 @@
 import LowRankCore
 
+/// `Shaders/lora_backward.comp`: partial sums of `du`, `dB` (and DoRA's `dm`) from one read of G.
+struct LoRABackwardKernel: Kernel {
+    /// `RC`: the rank columns one workgroup covers.
+    enum RankBlock: Int, CaseIterable {
+        case sixteen = 16, thirtyTwo = 32
+        init(rank: Int) { self = rank <= 16 ? .sixteen : .thirtyTwo }
+    }
+
+    /// `DORA`: G⊙g in the branch; `DORA_DM`: dm's partial sums beside it.
+    enum DoRA: CaseIterable {
+        case normOnly, withMagnitude
+    }
+
+    struct Push: BitwiseCopyable {
+        var t: UInt32
+        var dOut: UInt32
+        var r: UInt32
+        var eps: Float
+    }
+
+    static let shader = Shader.loraBackward
+    var g: DType
+    var b: DType
+    var u: DType
+    var rankBlock: RankBlock
+    var dora: DoRA?
+
+    var defines: [String: String] {
+        var d = g.operandDefines("G") + b.operandDefines("B") + u.operandDefines("U") + ["RC": "\(rankBlock.rawValue)", "DORA": (dora != nil).define]
+        if let dora { d["DORA_DM"] = (dora == .withMagnitude).define }
+        return d
+    }
+
+    static var variants: [LoRABackwardKernel] {
+        let doras: [DoRA?] = [nil] + DoRA.allCases
+        return RankBlock.allCases.flatMap { rankBlock in
+            doras.flatMap { dora in
+                DType.cover(operands: 3).map { t in LoRABackwardKernel(g: t[0], b: t[1], u: t[2], rankBlock: rankBlock, dora: dora) }
+            }
+        }
+    }
+}
+
 extension VulkanBackend {
     /// x, W, A, B [, bias] -> y, u: `u = dropout(x)·Aᵀ` first, then one pass that writes
     /// `y = x·Wᵀ + b + s·u·Bᵀ` once, the LoRA term in the matmul's epilogue.
@@ -48,15 +91,11 @@ extension VulkanBackend {
         let t = g.shape[0], dOut = g.shape[1], r = b.shape[1]
         let rows = try branchWindowRows(g: g, u: u, r: r, inner: dora?.magnitude != nil)
         let chunks = { (rows: Int) in (rows + 255) / 256 }, columnBlocks = (dOut + 127) / 128
-        let rankBlock = r <= 16 ? 16 : 32
+        let kernel = LoRABackwardKernel(g: g.dtype, b: b.dtype, u: u.dtype, rankBlock: .init(rank: r),
+                                        dora: dora.map { $0.magnitude == nil ? .normOnly : .withMagnitude })
+        let rankBlock = kernel.rankBlock.rawValue
         let duPartial = try scratch([columnBlocks, rows, r]), dBPartial = try scratch([chunks(rows), dOut, r])
-        var defines = ["G_T": g.dtype.glslType, "B_T": b.dtype.glslType, "U_T": u.dtype.glslType, "RC": "\(rankBlock)", "DORA": "0"]
-        var dmPartial: Tensor?
-        if let dora {
-            defines["DORA"] = "1"
-            defines["DORA_DM"] = dora.magnitude == nil ? "0" : "1"
-            dmPartial = try scratch([chunks(rows), dOut])
-        }
+        let dmPartial = dora != nil ? try scratch([chunks(rows), dOut]) : nil
         let windowed = rows < t
         let dBSum = windowed ? try scratch([dOut, r]) : nil
         let dmSum = windowed && dora?.magnitude != nil ? try scratch([dOut]) : nil
@@ -71,8 +110,7 @@ extension VulkanBackend {
                 let inner: TensorBinding = dora.magnitude.map { .read($0.inner, (first * dOut)..<(span.upperBound * dOut)) } ?? .read(standIn!)
                 bindings += [.read(dora.g), .read(dora.norm), inner, .write(dmPartial!, 0..<(chunks(n) * dOut))]
             }
-            try dispatch(KernelKey(shader: "lora_backward.comp", defines: defines, bindings: bindings.count), bindings,
-                         push: PushConstants([UInt32(n), UInt32(dOut), UInt32(r), DoRAOptions.normEpsilon]),
+            try dispatch(kernel, bindings, push: .init(t: UInt32(n), dOut: UInt32(dOut), r: UInt32(r), eps: DoRAOptions.normEpsilon),
                          groups: (columnBlocks, chunks(n), (r + rankBlock - 1) / rankBlock))
             try encodeSumBlocks(duPartial, blocks: columnBlocks, into: du, at: (first * r)..<(span.upperBound * r), scale: scale)
             try encodeSumBlocks(dBPartial, blocks: chunks(n), into: dBSum ?? dB, scale: windowed ? 1 : scale, accumulate: index > 0)

@@ -1,17 +1,6 @@
 import LowRankCore
 
 extension DType {
-    /// `QUANT` in `Shaders/quant.glsl`: 0 for an element type.
-    var quantCode: Int {
-        switch self {
-        case .nf4: 1
-        case .nf4DoubleQuant: 2
-        case .q8_0: 3
-        case .q4_0: 4
-        default: 0
-        }
-    }
-
     /// The GLSL element type a binding of this dtype is declared with (bf16 travels as raw bits).
     var glslType: String {
         switch self {
@@ -36,12 +25,111 @@ extension DType {
     }
 }
 
+/// `Shaders/matmul.comp`: tiles of 64×64 of C per workgroup.
+struct MatmulKernel: Kernel {
+    /// The second product's operand dtypes.
+    struct Second: Hashable {
+        var a: DType
+        var b: DType
+    }
+
+    /// What the per-element vector does (`MatmulCall.VectorUse` without its values).
+    enum Vector: Hashable {
+        case scaleA, doraCompose(addBase: Bool)
+        init(_ use: MatmulCall.VectorUse) {
+            switch use {
+            case .scaleA: self = .scaleA
+            case .doraCompose(let addBase): self = .doraCompose(addBase: addBase)
+            }
+        }
+    }
+
+    struct Push: BitwiseCopyable {
+        var m: UInt32
+        var n: UInt32
+        var k: UInt32
+        var k2: UInt32
+        var alpha: Float
+        var alpha2: Float
+        var seed: UInt32
+        var dropThreshold: UInt32
+        var keepScale: Float
+        var lda: UInt32
+        var ldb: UInt32
+        var ldc: UInt32
+        var lda2: UInt32
+        var ldb2: UInt32
+        var m0: UInt32
+        var n0: UInt32
+        var k0: UInt32
+        var vecOffset: Float
+        var bCount: UInt32
+    }
+
+    static let shader = Shader.matmul
+    var a: DType
+    /// A float dtype or a block-quantized one (`B_QUANT`).
+    var b: DType
+    var c: DType
+    var transposeA: Bool
+    var transposeB: Bool
+    var bias: DType?
+    var accumulate: Bool
+    var second: Second?
+    var dropout: MatmulCall.DropoutTarget?
+    var vector: Vector?
+    /// DoRA's `inner` written beside C.
+    var writesInner: Bool
+
+    var defines: [String: String] {
+        var d = a.operandDefines("A") + b.operandDefines("B") + c.operandDefines("C", written: true)
+            + b.quantFormat.defines(choosing: "B_QUANT")
+        d["TRANS_A"] = transposeA.define
+        d["TRANS_B"] = transposeB.define
+        d["HAS_BIAS"] = (bias != nil).define
+        d["ACCUMULATE"] = accumulate.define
+        d["SECOND"] = (second != nil).define
+        d["DROPOUT_A"] = (dropout == .a).define
+        d["DROPOUT_B"] = (dropout == .b).define
+        d["DROPOUT_PRODUCT"] = (dropout == .product || dropout == .products).define
+        d["DROPOUT_SECOND"] = ((dropout == .second || dropout == .products) && second != nil).define
+        d["KSCALE"] = (vector == .scaleA).define
+        d["DORA"] = (vector.map { $0 != .scaleA } ?? false).define
+        d["DORA_ADD_BASE"] = (vector == .doraCompose(addBase: true)).define
+        d["WRITE_INNER"] = writesInner.define
+        if let bias { d = d + bias.operandDefines("BIAS") }
+        if let second { d = d + second.a.operandDefines("A2") + second.b.operandDefines("B2") }
+        return d
+    }
+
+    /// A pairwise cover (`PairwiseCover`) of the switches the host sets, each B dtype (the four
+    /// block-quantized ones too) among them: every two switches meet in each of their
+    /// combinations, such as dropout on the second product with a quantized B. The full product
+    /// is some 7000 variants; the switches are separate `#if` blocks, so pairs are where they meet.
+    static var variants: [MatmulKernel] {
+        let bTypes = DType.floats + [.nf4, .nf4DoubleQuant, .q8_0, .q4_0]
+        let dropouts: [MatmulCall.DropoutTarget?] = [nil, .a, .b, .product, .second, .products]
+        let vectors: [Vector?] = [nil, .scaleA, .doraCompose(addBase: false), .doraCompose(addBase: true)]
+        let choices = [2, 2, 2, 2, 2, dropouts.count, vectors.count, 2, bTypes.count]
+        let rows = PairwiseCover.rows(choices) { r in
+            // Dropout on the second product needs one; DoRA's inner is written only by its compose.
+            (r[4] == 1 || ![.second, .products].contains(dropouts[r[5]])) && (r[7] == 0 || [2, 3].contains(r[6]))
+        }
+        return rows.enumerated().map { i, r in
+            let t = DType.cover(i, operands: 5)
+            return MatmulKernel(a: t[0], b: bTypes[r[8]], c: t[1], transposeA: r[0] == 1, transposeB: r[1] == 1, bias: r[2] == 1 ? t[2] : nil,
+                                accumulate: r[3] == 1, second: r[4] == 1 ? Second(a: t[3], b: t[4]) : nil, dropout: dropouts[r[5]],
+                                vector: vectors[r[6]], writesInner: r[7] == 1)
+        }
+    }
+}
+
 /// One product of `Shaders/matmul.comp`:
 /// `C = alpha·op(A)·op(B) [+ alpha2·op(A2)·op(B2)] [+ bias] [+ C]`, with an optional dropout mask.
 struct MatmulCall {
     /// Where the dropout mask applies: A's elements, B's, the first product, the second one, or
     /// both products (at C's (m, n)).
-    enum DropoutTarget { case a, b, product, second, products }
+    enum DropoutTarget: Hashable, Sendable { case a, b, product, second, products }
 
     /// What a per-element vector does: scale A's elements by `vector[k] + offset` as they load, or
     /// compose DoRA's output in the epilogue with `g = vector[n]` (`Shaders/dora.glsl`).
@@ -94,54 +182,34 @@ extension VulkanBackend {
     private func dispatchMatmulBlock(_ call: MatmulCall, rows: Range<Int>, columns: Range<Int>, inner: Range<Int>) throws {
         let first = inner.lowerBound == 0
         let second = first ? call.second : nil
-        let flag = { (b: Bool) in b ? "1" : "0" }
-        let target = call.dropout.flatMap { $0.mask.isIdentity ? nil : $0.target }
-        var defines = [
-            "A_T": call.a.dtype.glslType, "B_T": call.b.dtype.glslType, "C_T": call.c.dtype.glslType,
-            "C_FROM_F32": call.c.dtype.glslFromF32,
-            "TRANS_A": flag(call.transposeA), "TRANS_B": flag(call.transposeB),
-            "HAS_BIAS": flag(first && call.bias != nil), "ACCUMULATE": flag(call.accumulate || !first),
-            "SECOND": flag(second != nil),
-            "DROPOUT_A": flag(target == .a), "DROPOUT_B": flag(target == .b),
-            "DROPOUT_PRODUCT": flag(target == .product || target == .products),
-            "DROPOUT_SECOND": flag((target == .second || target == .products) && second != nil),
-            "KSCALE": "0", "DORA": "0", "DORA_ADD_BASE": "0", "WRITE_INNER": flag(call.inner != nil),
-            "B_QUANT": "\(call.b.dtype.quantCode)",
-        ]
+        let kernel = MatmulKernel(a: call.a.dtype, b: call.b.dtype, c: call.c.dtype, transposeA: call.transposeA, transposeB: call.transposeB,
+                                  bias: first ? call.bias?.dtype : nil, accumulate: call.accumulate || !first,
+                                  second: second.map { .init(a: $0.a.dtype, b: $0.b.dtype) },
+                                  dropout: call.dropout.flatMap { $0.mask.isIdentity ? nil : $0.target },
+                                  vector: call.vector.map { MatmulKernel.Vector($0.use) }, writesInner: call.inner != nil)
         let layout = MatmulLayout(call)
         let quantized = call.b.dtype.isQuantized
         var bindings: [TensorBinding] = [.read(call.a, layout.a(rows, inner)), quantized ? .read(call.b) : .read(call.b, layout.b(inner, columns)),
                                          .write(call.c, layout.c(rows, columns))]
-        if first, let bias = call.bias {
-            defines["BIAS_T"] = bias.dtype.glslType
-            bindings.append(.read(bias, columns))
-        }
-        if let second {
-            defines["A2_T"] = second.a.dtype.glslType
-            defines["B2_T"] = second.b.dtype.glslType
-            bindings += [.read(second.a, layout.a2(rows)), .read(second.b, layout.b2(columns))]
-        }
+        if first, let bias = call.bias { bindings.append(.read(bias, columns)) }
+        if let second { bindings += [.read(second.a, layout.a2(rows)), .read(second.b, layout.b2(columns))] }
         var vectorOffset: Float = 0
         switch call.vector?.use {
         case .scaleA(let offset):
-            defines["KSCALE"] = "1"
             vectorOffset = offset
             bindings.append(.read(call.vector!.values, inner))
-        case .doraCompose(let addBase):
-            defines["DORA"] = "1"
-            defines["DORA_ADD_BASE"] = flag(addBase)
-            bindings.append(.read(call.vector!.values, columns))
+        case .doraCompose: bindings.append(.read(call.vector!.values, columns))
         case nil: break
         }
         if let innerTensor = call.inner { bindings.append(.write(innerTensor, layout.c(rows, columns))) }
         let mask = call.dropout?.mask ?? DropoutMask(probability: 0, seed: 0)
-        let push = PushConstants([UInt32(rows.count), UInt32(columns.count), UInt32(inner.count), UInt32(call.k2),
-                                  call.alpha, second?.alpha ?? 0, mask.seed, mask.threshold, mask.keepScale,
-                                  UInt32(layout.lda), UInt32(layout.ldb), UInt32(call.n), UInt32(layout.lda2), UInt32(layout.ldb2),
-                                  UInt32(rows.lowerBound), UInt32(columns.lowerBound), UInt32(inner.lowerBound), vectorOffset,
-                                  UInt32(call.b.shape.count)])
-        try dispatch(KernelKey(shader: "matmul.comp", defines: defines, bindings: bindings.count), bindings, push: push,
-                     groups: ((columns.count + 63) / 64, (rows.count + 63) / 64, 1))
+        let push = MatmulKernel.Push(m: UInt32(rows.count), n: UInt32(columns.count), k: UInt32(inner.count), k2: UInt32(call.k2),
+                                     alpha: call.alpha, alpha2: second?.alpha ?? 0, seed: mask.seed, dropThreshold: mask.threshold,
+                                     keepScale: mask.keepScale, lda: UInt32(layout.lda), ldb: UInt32(layout.ldb), ldc: UInt32(call.n),
+                                     lda2: UInt32(layout.lda2), ldb2: UInt32(layout.ldb2), m0: UInt32(rows.lowerBound),
+                                     n0: UInt32(columns.lowerBound), k0: UInt32(inner.lowerBound), vecOffset: vectorOffset,
+                                     bCount: UInt32(call.b.shape.count))
+        try dispatch(kernel, bindings, push: push, groups: ((columns.count + 63) / 64, (rows.count + 63) / 64, 1))
     }
 }
 

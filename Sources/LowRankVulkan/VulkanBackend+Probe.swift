@@ -1,5 +1,28 @@
 import LowRankCore
 
+/// `Shaders/probe_copy.comp`: streams vec4s from one buffer to another.
+struct ProbeCopyKernel: Kernel {
+    struct Push: BitwiseCopyable {
+        var count: UInt32
+    }
+
+    static let shader = Shader.probeCopy
+    var defines: [String: String] { [:] }
+    static var variants: [ProbeCopyKernel] { [ProbeCopyKernel()] }
+}
+
+/// `Shaders/probe_fma.comp`: independent chains of multiply-adds.
+struct ProbeFMAKernel: Kernel {
+    struct Push: BitwiseCopyable {
+        var iterations: UInt32
+        var seed: Float
+    }
+
+    static let shader = Shader.probeFMA
+    var defines: [String: String] { [:] }
+    static var variants: [ProbeFMAKernel] { [ProbeFMAKernel()] }
+}
+
 extension VulkanBackend {
     public var driverDescription: String { "\(info.driverName) \(info.driverInfo), Vulkan \(info.apiVersion)" }
 
@@ -10,15 +33,13 @@ extension VulkanBackend {
         let bytes = min(maxBindingBytes, 256 << 20) / 16 * 16, vec4s = bytes / 16
         let source = try scratch([bytes / 4]), target = try scratch([bytes / 4])
         let copy = try fastestRun {
-            try dispatch(KernelKey(shader: "probe_copy.comp", defines: [:], bindings: 2), [.read(source), .write(target)],
-                         push: PushConstants([UInt32(vec4s)]), groups: (min((vec4s + 255) / 256, 65535), 1, 1))
+            try dispatch(ProbeCopyKernel(), [.read(source), .write(target)], push: .init(count: UInt32(vec4s)), groups: (min((vec4s + 255) / 256, 65535), 1, 1))
         }
         var groups = 64, iterations = 1024, seconds = 0.0
         while true {
             let out = try scratch([groups * 256])
             seconds = try fastestRun {
-                try dispatch(KernelKey(shader: "probe_fma.comp", defines: [:], bindings: 1), [.write(out)],
-                             push: PushConstants([UInt32(iterations), Float(0.5)]), groups: (groups, 1, 1))
+                try dispatch(ProbeFMAKernel(), [.write(out)], push: .init(iterations: UInt32(iterations), seed: 0.5), groups: (groups, 1, 1))
             }
             if seconds >= 0.02 || iterations >= 1 << 20 { break }
             if groups < 65535 { groups = min(groups * 4, 65535) } else { iterations *= 4 }

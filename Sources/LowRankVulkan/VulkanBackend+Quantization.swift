@@ -1,46 +1,117 @@
 import LowRankCore
 
+/// `QUANT` in `Shaders/quant.glsl`: how a block-quantized tensor's words decode, or none.
+enum QuantFormat: ShaderChoice {
+    case none, nf4, nf4DoubleQuant, q8_0, q4_0
+    static let macro = "QUANT"
+    static let quantized: [QuantFormat] = [.nf4, .nf4DoubleQuant, .q8_0, .q4_0]
+}
+
+extension DType {
+    var quantFormat: QuantFormat {
+        switch self {
+        case .nf4: .nf4
+        case .nf4DoubleQuant: .nf4DoubleQuant
+        case .q8_0: .q8_0
+        case .q4_0: .q4_0
+        case .f32, .f16, .bf16, .u8, .i8, .i32, .i64: .none
+        }
+    }
+}
+
+/// `Shaders/dequantize.comp`: one invocation per element of the window.
+struct DequantizeKernel: Kernel {
+    struct Push: BitwiseCopyable {
+        var window: UInt32
+        var first: UInt32
+        var count: UInt32
+    }
+
+    static let shader = Shader.dequantize
+    var format: QuantFormat
+    var c: DType
+
+    var defines: [String: String] { format.defines + c.operandDefines("C", written: true) }
+
+    static var variants: [DequantizeKernel] {
+        QuantFormat.quantized.flatMap { format in DType.floats.map { DequantizeKernel(format: format, c: $0) } }
+    }
+}
+
+/// `Shaders/quantize.comp`.
+struct QuantizeKernel: Kernel {
+    enum Pass: ShaderChoice {
+        /// One invocation per NF4 block of 64, or per pair of GGML blocks.
+        case blocks
+        /// Double quantization: the absmax mean, in one workgroup of 32.
+        case absmaxMean
+        /// Double quantization: one workgroup per 256 absmax values, their scale and codes.
+        case nestedBlocks
+        static let macro = "PASS"
+    }
+
+    struct Push: BitwiseCopyable {
+        var count: UInt32
+    }
+
+    static let shader = Shader.quantize
+    var format: QuantFormat
+    var a: DType
+    var pass: Pass
+
+    var defines: [String: String] {
+        var d = format.defines + a.operandDefines("A") + pass.defines
+        if pass == .nestedBlocks { d["DYNAMIC_GRID_STARTS"] = Self.dynamicGridStarts }
+        return d
+    }
+
+    /// `QuantizationTables.dynamicGridStarts` as a GLSL array initializer, formed once.
+    private static let dynamicGridStarts = QuantizationTables.dynamicGridStarts.map { "\($0)u" }.joined(separator: ",")
+
+    /// The passes quantizing into `format` takes.
+    static func passes(_ format: QuantFormat) -> [Pass] { format == .nf4DoubleQuant ? Pass.allCases : [.blocks] }
+
+    static var variants: [QuantizeKernel] {
+        QuantFormat.quantized.flatMap { format in
+            DType.floats.flatMap { a in passes(format).map { QuantizeKernel(format: format, a: a, pass: $0) } }
+        }
+    }
+}
+
 extension VulkanBackend {
     /// cast: between float types in `Shaders/elementwise.comp`; out of a block-quantized type in
     /// `Shaders/dequantize.comp`; into one in `Shaders/quantize.comp`. The packed tensor is bound whole.
     func encodeCast(_ input: Tensor, _ out: Tensor) throws {
         if input.dtype.isQuantized { return try encodeDequantize(input, out) }
         if out.dtype.isQuantized { return try encodeQuantize(input, out) }
-        try encodeElementwise(operation: 3, [input], out)
+        try encodeElementwise(.cast, [input], out)
     }
 
     private func encodeDequantize(_ input: Tensor, _ out: Tensor) throws {
         let count = out.shape.count
-        let key = KernelKey(shader: "dequantize.comp",
-                            defines: ["QUANT": "\(input.dtype.quantCode)", "C_T": out.dtype.glslType, "C_FROM_F32": out.dtype.glslFromF32],
-                            specialization: [UInt32(elementWorkgroupSize)], bindings: 2)
-        try dispatchPerElement(key, count: count, window: windowElements([out])) { elements in
-            ([.read(input), .write(out, elements)], PushConstants([UInt32(elements.count), UInt32(elements.lowerBound), UInt32(count)]))
+        try dispatchPerElement(DequantizeKernel(format: input.dtype.quantFormat, c: out.dtype), count: count, window: windowElements([out])) { elements in
+            ([.read(input), .write(out, elements)], .init(window: UInt32(elements.count), first: UInt32(elements.lowerBound), count: UInt32(count)))
         }
     }
 
-    /// `QuantizationTables.dynamicGridStarts` as a GLSL array initializer, formed once.
-    private static let dynamicGridStartsDefine = QuantizationTables.dynamicGridStarts.map { "\($0)u" }.joined(separator: ",")
-
     private func encodeQuantize(_ input: Tensor, _ out: Tensor) throws {
-        let count = out.shape.count, code = out.dtype.quantCode
+        let count = out.shape.count
         let layout = QuantizedLayout(out.dtype, elements: count)
         let size = 64
-        let key = { (pass: Int, bindings: Int) in
-            var defines = ["QUANT": "\(code)", "A_T": input.dtype.glslType, "PASS": "\(pass)"]
-            if pass == 2 { defines["DYNAMIC_GRID_STARTS"] = Self.dynamicGridStartsDefine }
-            return KernelKey(shader: "quantize.comp", defines: defines, specialization: [UInt32(pass == 1 ? 32 : size)], bindings: bindings)
-        }
-        let push = PushConstants([UInt32(count)])
+        let kernel = { (pass: QuantizeKernel.Pass) in QuantizeKernel(format: out.dtype.quantFormat, a: input.dtype, pass: pass) }
+        let push = QuantizeKernel.Push(count: UInt32(count))
         guard count > 0 else { return }
         if out.dtype == .nf4DoubleQuant {
             let absmax = try scratch([layout.blocks])
-            try dispatch(key(0, 3), [.read(input), .write(out), .write(absmax)], push: push, groups: ((layout.blocks + size - 1) / size, 1, 1))
-            try dispatch(key(1, 3), [.read(input), .write(out), .read(absmax)], push: push, groups: (1, 1, 1))
-            try dispatch(key(2, 3), [.read(input), .write(out), .read(absmax)], push: push, groups: (layout.nestedBlocks, 1, 1))
+            try dispatch(kernel(.blocks), specialization: [UInt32(size)], [.read(input), .write(out), .write(absmax)], push: push,
+                         groups: ((layout.blocks + size - 1) / size, 1, 1))
+            try dispatch(kernel(.absmaxMean), specialization: [32], [.read(input), .write(out), .read(absmax)], push: push, groups: (1, 1, 1))
+            try dispatch(kernel(.nestedBlocks), specialization: [UInt32(size)], [.read(input), .write(out), .read(absmax)], push: push,
+                         groups: (layout.nestedBlocks, 1, 1))
         } else {
             let invocations = out.dtype == .nf4 ? layout.blocks : (layout.blocks + 1) / 2
-            try dispatch(key(0, 2), [.read(input), .write(out)], push: push, groups: ((invocations + size - 1) / size, 1, 1))
+            try dispatch(kernel(.blocks), specialization: [UInt32(size)], [.read(input), .write(out)], push: push,
+                         groups: ((invocations + size - 1) / size, 1, 1))
         }
     }
 }

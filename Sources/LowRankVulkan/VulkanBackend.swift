@@ -17,9 +17,9 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// The most bytes one storage-buffer binding covers (`maxStorageBufferRange`); larger tensors are
     /// bound as several windows. Tests lower it to exercise the splitting on small shapes.
     let maxBindingBytes: Int
-    /// Ops (by `Op.name`) this backend declines, as if it had no kernel for them: how tests
+    /// Ops this backend declines, as if it had no kernel for them: how tests
     /// exercise a graph's fallback to the CPU.
-    let disabledOps: Set<String>
+    let disabledOps: Set<Op.Kind>
     /// Host-visible memory that transfers go through when tensors are not host-visible.
     private var staging: VulkanAllocator?
     let lock = Mutex(())
@@ -27,7 +27,13 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// Opens device `index` of `instance.devices`; `bindingLimit` lowers the bytes one binding may
     /// cover below the device's `maxStorageBufferRange` (for tests of the splitting), and
     /// `disabledOps` names ops to decline (for tests of the fallback).
-    public init(instance: VulkanInstance, index: Int, bindingLimit: Int? = nil, disabledOps: Set<String> = []) throws {
+    public convenience init(instance: VulkanInstance, index: Int, bindingLimit: Int? = nil, disabledOps: Set<Op.Kind> = []) throws {
+        try self.init(instance: instance, index: index, bindingLimit: bindingLimit, disabledOps: disabledOps, shaders: .shared)
+    }
+
+    /// As the public init, with the shader compiler (and so the cache folder) given: how tests
+    /// reach a cache of their own.
+    init(instance: VulkanInstance, index: Int, bindingLimit: Int? = nil, disabledOps: Set<Op.Kind> = [], shaders: ShaderCompiler) throws {
         guard instance.devices.indices.contains(index) else {
             throw LowRankError(.deviceUnavailable, "there is no Vulkan device \(index)",
                                context: [("available", instance.devices.map { "\($0.index): \($0.name)" }.joined(separator: "; "))])
@@ -107,7 +113,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         if !memory.deviceIsHostVisible, let stagingType = memory.stagingType {
             staging = VulkanAllocator(device: device, memoryTypeIndex: stagingType, hostVisible: true, heapName: "staging", info: info)
         }
-        pipelines = try PipelineStore(device: device, info: info)
+        pipelines = try PipelineStore(device: device, info: info, compiler: shaders)
         stream = try CommandStream(device: device, queue: queue!, queueFamily: UInt32(family),
                                    timestampPeriod: info.limits.timestampPeriodNanoseconds, timestamps: timestamps)
     }
@@ -222,7 +228,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     }
 
     public func unsupportedReason(_ op: Op, inputs: [TensorDescriptor]) -> String? {
-        if disabledOps.contains(op.name) { return "\(op.name) is disabled on this backend" }
+        if disabledOps.contains(op.kind) { return "\(op.name) is disabled on this backend" }
         switch op {
         case .doraNorm: return doraRankProblem(inputs[1].shape[0])
         case .doraForward: return doraRankProblem(inputs[2].shape[0])
@@ -254,11 +260,11 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     private func encode(_ op: Op, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
         switch op {
         case .matmul(let o): try encodeMatmul(o, inputs, outputs[0])
-        case .add: try encodeElementwise(operation: 0, inputs, outputs[0])
-        case .mul: try encodeElementwise(operation: 1, inputs, outputs[0])
-        case .scale(let factor): try encodeElementwise(operation: 2, inputs, outputs[0], factor: factor)
+        case .add: try encodeElementwise(.add, inputs, outputs[0])
+        case .mul: try encodeElementwise(.mul, inputs, outputs[0])
+        case .scale(let factor): try encodeElementwise(.scale, inputs, outputs[0], factor: factor)
         case .cast: try encodeCast(inputs[0], outputs[0])
-        case .scaleRows: try encodeElementwise(operation: 4, inputs, outputs[0])
+        case .scaleRows: try encodeElementwise(.scaleRows, inputs, outputs[0])
         case .rowSumOfSquares: try encodeRowReduce(inputs[0], outputs[0], root: false)
         case .rowL2Norm: try encodeRowReduce(inputs[0], outputs[0], root: true)
         case .loraForward(let o): try encodeLoRAForward(o, inputs, outputs)
@@ -271,7 +277,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         case .activationBackward(let f): try encodeActivation(f, inputs, outputs[0])
         case .meanSquaredError: try encodeMeanSquaredError(inputs, outputs[0])
         case .meanSquaredErrorBackward: try encodeMeanSquaredErrorBackward(inputs, outputs[0])
-        case .clipCoefficient(let maxNorm): try encodeElementwise(operation: 5, inputs, outputs[0], factor: maxNorm)
+        case .clipCoefficient(let maxNorm): try encodeElementwise(.clipCoefficient, inputs, outputs[0], factor: maxNorm)
         case .transpose(let axes): try encodeTranspose(axes, inputs[0], outputs[0])
         case .embedding: try encodeEmbedding(inputs, outputs[0])
         case .rmsNorm(let epsilon): try encodeRMSNorm(epsilon, inputs, outputs)
@@ -288,10 +294,11 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     }
 
     /// Records one kernel over `bindings`, each a whole tensor or a window of one.
-    func dispatch(_ key: KernelKey, _ bindings: [TensorBinding], push: PushConstants, groups: (Int, Int, Int)) throws {
+    func dispatch<K: Kernel>(_ kernel: K, specialization: [UInt32] = [], _ bindings: [TensorBinding], push: K.Push,
+                             groups: (Int, Int, Int)) throws {
         let limits = info.limits.maxWorkgroupCount
         guard groups.0 <= limits[0], groups.1 <= limits[1], groups.2 <= limits[2] else {
-            throw LowRankError(.unsupported, "\(key.shader) needs \(groups) workgroups, more than the device's \(limits)")
+            throw LowRankError(.unsupported, "\(K.shader.rawValue) needs \(groups) workgroups, more than the device's \(limits)")
         }
         guard groups.0 > 0, groups.1 > 0, groups.2 > 0 else { return }
         let accesses = try bindings.map { b in
@@ -300,11 +307,12 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
             // Callers split ops into windows that fit; one that does not is a bug in that split.
             guard bytes <= maxBindingBytes else {
                 throw LowRankError(.unsupported,
-                                   "\(key.shader) would bind \(bytes) bytes of \(b.tensor.descriptor), more than one binding can address on \(info.name)",
+                                   "\(K.shader.rawValue) would bind \(bytes) bytes of \(b.tensor.descriptor), more than one binding can address on \(info.name)",
                                    context: [("maxStorageBufferRange", "\(maxBindingBytes)")])
             }
             return BufferAccess(try vulkan(b.tensor.storage), writes: b.writes, offset: b.elements.lowerBound * size, size: bytes)
         }
+        let key = PipelineKey(shader: K.shader, defines: kernel.defines, specialization: specialization, bindings: bindings.count)
         try stream.dispatch(try pipelines.pipeline(key), accesses, push: push,
                             groups: (UInt32(groups.0), UInt32(groups.1), UInt32(groups.2)))
     }
@@ -313,14 +321,16 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     var elementWorkgroupSize: Int { min(256, info.limits.maxWorkgroupInvocations) }
 
     /// Records such a kernel over `count` elements, in consecutive windows of `window` elements
-    /// (one window when nil); `each` gives a window's bindings and push constants.
-    func dispatchPerElement(_ key: KernelKey, count: Int, window: Int?,
-                            _ each: (Range<Int>) -> (bindings: [TensorBinding], push: PushConstants)) throws {
+    /// (one window when nil); `each` gives a window's bindings and push constants. The workgroup
+    /// size is the kernel's specialization constant 0.
+    func dispatchPerElement<K: Kernel>(_ kernel: K, count: Int, window: Int?,
+                                       _ each: (Range<Int>) -> (bindings: [TensorBinding], push: K.Push)) throws {
         let size = elementWorkgroupSize, step = window ?? max(count, 1)
         for start in stride(from: 0, to: count, by: step) {
             let elements = start..<min(start + step, count)
             let (bindings, push) = each(elements)
-            try dispatch(key, bindings, push: push, groups: (min((elements.count + size - 1) / size, 65535), 1, 1))
+            try dispatch(kernel, specialization: [UInt32(size)], bindings, push: push,
+                         groups: (min((elements.count + size - 1) / size, 65535), 1, 1))
         }
     }
 

@@ -95,9 +95,9 @@ struct GraphTests {
         try onBackend(.vulkan) { backend in
             let shared = backend as! VulkanBackend
             let limited = try VulkanBackend(instance: shared.instance, index: shared.info.index,
-                                            disabledOps: ["activation", "activation_backward"])
+                                            disabledOps: [.activation, .activationBackward])
             let task = try MLPRegression(on: limited)
-            #expect(task.plan.fallbacks.map(\.op) == ["activation", "activation_backward"], "\(task.plan.fallbacks)")
+            #expect(task.plan.fallbacks.map(\.op) == [.activation, .activationBackward], "\(task.plan.fallbacks)")
             #expect(task.plan.fallbacks.allSatisfy { $0.backend == "cpu" && $0.fallbackReason!.contains("disabled") })
             let losses = try task.train(steps: 5)
             let cpu = try MLPRegression(on: try BackendKind.cpu.open()).train(steps: 5)
@@ -113,7 +113,7 @@ struct GraphTests {
             let losses = try MLPRegression(on: backend, check: true).train(steps: 2)
             #expect(losses.allSatisfy { $0.isFinite })
         }
-        let wrong = MiscomputingBackend(wrongOp: "activation_backward")
+        let wrong = MiscomputingBackend(wrongOp: .activationBackward)
         let task = try MLPRegression(on: wrong, check: true)
         do {
             _ = try task.plan.run(task.feeds)
@@ -131,8 +131,8 @@ struct GraphTests {
         let plan = task.plan
         #expect(plan.plannedBytes >= plan.peakLiveBytes)
         #expect(plan.plannedBytes <= plan.peakLiveBytes * 11 / 10, "planned \(plan.plannedBytes), live \(plan.peakLiveBytes)")
-        let steps = plan.steps.filter { $0.op != "reshape" }
-        #expect(steps.map(\.op).prefix(3) == ["lora_forward", "activation", "lora_forward"])
+        let steps = plan.steps.filter { $0.op != nil }
+        #expect(steps.map(\.op).prefix(3) == [.loraForward, .activation, .loraForward])
         _ = try plan.run(task.feeds, profile: true)
         #expect(plan.lastProfile.count == steps.count && plan.lastProfile.allSatisfy { $0.seconds >= 0 })
     }
@@ -196,8 +196,8 @@ struct GraphTests {
 /// `LOWRANK_CHECK` must catch.
 final class MiscomputingBackend: Backend, @unchecked Sendable {
     let base = CPUBackend(threads: 1)
-    let wrongOp: String
-    init(wrongOp: String) { self.wrongOp = wrongOp }
+    let wrongOp: Op.Kind
+    init(wrongOp: Op.Kind) { self.wrongOp = wrongOp }
 
     var identifier: String { "miscomputing-cpu" }
     var deviceName: String { base.deviceName }
@@ -212,7 +212,7 @@ final class MiscomputingBackend: Backend, @unchecked Sendable {
 
     func run(_ op: Op, inputs: [Tensor], outputs: [Tensor]) throws {
         try base.run(op, inputs: inputs, outputs: outputs)
-        guard op.name == wrongOp else { return }
+        guard op.kind == wrongOp else { return }
         var values = try outputs[0].floats()
         values[0] += 1
         try outputs[0].assign(values)

@@ -1,0 +1,104 @@
+import Foundation
+import LowRank
+@testable import LowRankVulkan
+import Testing
+
+/// The GLSL and its Swift side agree, checked without a Vulkan device: every shader has a kernel
+/// type, every push-constant block its Swift mirror, and every variant the host can ask for compiles.
+@Suite struct ShaderTests {
+    @Test func everyShaderHasAKernel() {
+        let files = Set(embeddedShaders.keys.filter { $0.hasSuffix(".comp") })
+        #expect(files == Set(Shader.allCases.map(\.rawValue)), "Shaders/*.comp and Shader's cases differ")
+        for shader in Shader.allCases { #expect(shader.kernel.shader == shader, "\(shader.kernel) compiles \(shader.kernel.shader), not \(shader)") }
+    }
+
+    /// One field of a push-constant block: its name (compared without case or underscores, so
+    /// `first_row` is `firstRow`), GLSL type and byte offset.
+    struct Field: Equatable, CustomStringConvertible {
+        var name: String
+        var type: String
+        var offset: Int
+        var description: String { "\(type) \(name) @\(offset)" }
+    }
+
+    /// The fields of `source`'s `layout(push_constant)` block with their std430 offsets.
+    static func glslPushFields(_ source: String) throws -> [Field] {
+        let regex = try NSRegularExpression(pattern: #"layout\(push_constant\)\s*uniform\s+\w+\s*\{([^}]*)\}"#)
+        let ns = source as NSString
+        guard let match = regex.firstMatch(in: source, range: NSRange(location: 0, length: ns.length)) else { return [] }
+        let body = ns.substring(with: match.range(at: 1))
+        let sizes = ["uint": 4, "int": 4, "float": 4, "uvec4": 16, "ivec4": 16, "vec4": 16, "uvec2": 8, "vec2": 8]
+        var fields: [Field] = [], offset = 0
+        for declaration in body.split(separator: ";") {
+            let words = declaration.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "," })
+            guard let type = words.first.map(String.init) else { continue }
+            let size = try #require(sizes[type], "a push-constant type this test does not lay out: \(type)")
+            for name in words.dropFirst() {
+                offset = (offset + size - 1) / size * size  // std430: scalars and vectors align to their size (vec3 aside)
+                fields.append(Field(name: normalized(String(name)), type: type, offset: offset))
+                offset += size
+            }
+        }
+        return fields
+    }
+
+    /// The fields of a Swift push struct, their offsets measured: the struct is read from bytes
+    /// whose 4-byte word i holds i, so each field's value is its own word index.
+    static func swiftPushFields<Push: BitwiseCopyable>(_: Push.Type) throws -> [Field] {
+        let words = (MemoryLayout<Push>.size + 3) / 4
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: words * 4, alignment: MemoryLayout<Push>.alignment)
+        defer { buffer.deallocate() }
+        for i in 0..<words { buffer.storeBytes(of: UInt32(i), toByteOffset: i * 4, as: UInt32.self) }
+        let value = buffer.load(as: Push.self)
+        return try Mirror(reflecting: value).children.map { child in
+            let name = normalized(try #require(child.label))
+            switch child.value {
+            case let v as UInt32: return Field(name: name, type: "uint", offset: Int(v) * 4)
+            case let v as Int32: return Field(name: name, type: "int", offset: Int(v) * 4)
+            case let v as Float: return Field(name: name, type: "float", offset: Int(v.bitPattern) * 4)
+            case let v as SIMD4<UInt32>: return Field(name: name, type: "uvec4", offset: Int(v[0]) * 4)
+            default: throw LowRankError(.unsupported, "push field \(name) has a type without a GLSL twin here: \(type(of: child.value))")
+            }
+        }
+    }
+
+    private static func normalized(_ name: String) -> String { name.lowercased().replacingOccurrences(of: "_", with: "") }
+
+    @Test(arguments: Shader.allCases)
+    func pushConstantsMirrorTheGLSL(_ shader: Shader) throws {
+        func check<K: Kernel>(_: K.Type) throws {
+            let glsl = try Self.glslPushFields(try #require(embeddedShaders[shader.rawValue]))
+            let swift = try Self.swiftPushFields(K.Push.self)
+            #expect(swift == glsl, "\(shader.rawValue): Swift \(K.Push.self) is \(swift), the GLSL block \(glsl)")
+            #expect(MemoryLayout<K.Push>.size <= PipelineStore.pushConstantBytes, "\(shader.rawValue): push constants exceed 128 bytes (lavapipe's limit)")
+        }
+        try check(shader.kernel)
+    }
+
+    /// Every variant of every kernel compiles with shaderc (the options the device path uses), any
+    /// warning an error: a GLSL mistake in a rarely used variant fails here, not on a device.
+    @Test(arguments: Shader.allCases)
+    func everyVariantCompiles(_ shader: Shader) throws {
+        let compiler = ShaderCompiler(cacheDirectory: nil)
+        func check<K: Kernel>(_: K.Type) throws {
+            let variants = K.variants
+            #expect(!variants.isEmpty)
+            #expect(Set(variants.map(\.defines)).count == variants.count, "\(shader.rawValue): variants with the same defines")
+            for variant in variants {
+                let defines = variant.defines.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+                #expect(throws: Never.self, "\(shader.rawValue) \(variant)") {
+                    let words = try compiler.compile(shader.rawValue, defines: defines, warningsAsErrors: true)
+                    #expect(words.first == ShaderCompiler.spirvMagic)
+                }
+            }
+        }
+        try check(shader.kernel)
+    }
+
+    @Test func choicesNameTheirCases() {
+        #expect(ElementwiseKernel.Operation.scaleRows.defines == [
+            "OP": "OP_SCALE_ROWS", "OP_ADD": "0", "OP_MUL": "1", "OP_SCALE": "2", "OP_CAST": "3", "OP_SCALE_ROWS": "4", "OP_CLIP_COEFFICIENT": "5",
+        ])
+        #expect(QuantFormat.q8_0.macroCase == "QUANT_Q8_0" && Activation.geluTanh.macroCase == "ACT_GELU_TANH")
+    }
+}
