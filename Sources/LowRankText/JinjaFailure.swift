@@ -17,7 +17,7 @@ enum JinjaLimits {
     /// Macro calls in progress at once (recursion).
     static let macroDepth = 32
     /// Statements, expressions and loop iterations evaluated by one render.
-    static let steps = 5_000_000
+    static let steps = 1_000_000
     /// Characters in one string the template builds, and in the output.
     static let characters = 64 << 20
     /// Elements `range()` may produce.

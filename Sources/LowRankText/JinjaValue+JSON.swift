@@ -54,7 +54,7 @@ extension JinjaValue {
     }
 
     /// A JSON string as `json.dumps(..., ensure_ascii=False)` writes it.
-    static func jsonQuoted(_ s: String) -> String {
+    public static func jsonQuoted(_ s: String) -> String {
         var out = "\""
         for scalar in s.unicodeScalars {
             switch scalar {
