@@ -195,7 +195,7 @@ extension JinjaValue {
         var cuts = occurrences(of: separator, in: s)
         if limit >= 0, cuts.count > limit {
             if fromEnd {
-                // rsplit counts from the end; overlapping matches do not occur for the suffix taken.
+                // rsplit keeps the last cuts (matches found left to right, which differs from Python only for self-overlapping separators).
                 cuts = Array(cuts.suffix(limit))
             } else {
                 cuts = Array(cuts.prefix(limit))
