@@ -64,11 +64,11 @@ public enum Float64Reference {
             for i in y.indices { y[i] += branch[i] }
             return [y, u]
         case .doraNorm(let scale):
-            let (n, g) = doraNorm(scale: Double(scale), w: x[0], a: x[1], b: x[2], m: x[3])
+            let (n, g) = doraNorm(scale: Double(scale), w: x[0], a: x[1], b: x[2], m: x[3], normSquared: x[4])
             return [n, g]
         case .doraForward(let o):
             let (u, lora) = loraBranch(o.lora, x)
-            let (n, g) = doraNorm(scale: Double(o.lora.scale), w: x[1], a: x[2], b: x[3], m: x[4])
+            let (n, g) = doraNorm(scale: Double(o.lora.scale), w: x[1], a: x[2], b: x[3], m: x[4], normSquared: x[5])
             let dOut = x[1].rows
             let base = linear(Float64Values(dropped(x[0], o.lora), shape: x[0].shape), x[1], bias: nil)
             var y = linear(x[0], x[1], bias: o.lora.hasBias ? x[6] : nil)
@@ -139,11 +139,20 @@ public enum Float64Reference {
         return (u, branch)
     }
 
-    /// `n = ‖W + s·B·A‖_row` formed whole, and `g = m / max(n, ε)`.
-    private static func doraNorm(scale s: Double, w: Float64Values, a: Float64Values, b: Float64Values, m: Float64Values) -> (n: [Double], g: [Double]) {
-        var merged = w.values
-        gemm(b.values, transpose: false, a.values, transpose: false, &merged, m: w.rows, n: w.columns, k: a.rows, alpha: s, beta: 1)
-        let n = rowSumsOfSquares(Float64Values(merged, shape: w.shape)).map { $0.squareRoot() }
+    /// DoRA's norm from the given `‖W‖²_row` (a constant the caller caches for W), as the op
+    /// defines it: `n² = ‖W‖² + 2s·rowsum(B⊙(W·Aᵀ)) + s²·rowsum((B·(A·Aᵀ))⊙B)`, `g = m / max(n, ε)`.
+    private static func doraNorm(scale s: Double, w: Float64Values, a: Float64Values, b: Float64Values, m: Float64Values,
+                                 normSquared: Float64Values) -> (n: [Double], g: [Double]) {
+        let (dOut, dIn, r) = (w.rows, w.columns, a.rows)
+        var wa = [Double](repeating: 0, count: dOut * r), aa = [Double](repeating: 0, count: r * r)
+        gemm(w.values, transpose: false, a.values, transpose: true, &wa, m: dOut, n: r, k: dIn, alpha: 1, beta: 0)
+        gemm(a.values, transpose: false, a.values, transpose: true, &aa, m: r, n: r, k: dIn, alpha: 1, beta: 0)
+        var baa = [Double](repeating: 0, count: dOut * r)
+        gemm(b.values, transpose: false, aa, transpose: false, &baa, m: dOut, n: r, k: r, alpha: 1, beta: 0)
+        let n = (0..<dOut).map { j in
+            let cross = (0..<r).reduce(0.0) { $0 + b.values[j * r + $1] * (2 * wa[j * r + $1] + s * baa[j * r + $1]) }
+            return max(normSquared.values[j] + s * cross, 0).squareRoot()
+        }
         return (n, n.indices.map { m.values[$0] / max(n[$0], Double(DoRAOptions.normEpsilon)) })
     }
 
