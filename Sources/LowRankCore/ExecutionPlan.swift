@@ -35,6 +35,8 @@ public final class ExecutionPlan: @unchecked Sendable {
     let fallback: (any Backend)?
     /// Runs every step a second time there and compares (`LOWRANK_CHECK=1`).
     let reference: (any Backend)?
+    /// Sees every op step's inputs and outputs (`LOWRANK_CHECK=f64`).
+    let observer: (any PlanStepObserver)?
     /// The value whose memory each value is (through reshapes and deferred values).
     private let root: [Int: Int]
     private let bufferOf: [Int: Int]
@@ -42,10 +44,11 @@ public final class ExecutionPlan: @unchecked Sendable {
     private var buffers: [any TensorStorage] = []
     private var views: [Int: Tensor] = [:]
 
-    init(graph: Graph, outputs: [GraphTensor], fallback: (any Backend)?, reference: (any Backend)?) throws {
+    init(graph: Graph, outputs: [GraphTensor], fallback: (any Backend)?, reference: (any Backend)?, observer: (any PlanStepObserver)?) throws {
         self.graph = graph
         self.fallback = fallback
         self.reference = reference
+        self.observer = observer
         self.outputs = outputs
         for o in outputs { try graph.check(o, for: "plan") }
         let wanted = try outputs.map { try graph.resolved($0.id) }
@@ -147,6 +150,7 @@ public final class ExecutionPlan: @unchecked Sendable {
         }
         if buffers.isEmpty { buffers = try bufferBytes.map { try graph.backend.makeStorage(byteCount: $0) } }
         var profiled: [(String, Op.Kind, Double)] = []
+        observer?.runWillStart()
         for step in steps {
             let node = graph.nodes[step.node]
             guard case .op(let graphOp) = node.kind else { continue }
@@ -160,14 +164,17 @@ public final class ExecutionPlan: @unchecked Sendable {
                     throw error.adding("node", node.label)
                 }
             }
+            try observer?.stepWillRun(step, op, inputs: inputs, outputs: outputs)
             if profile {
                 profiled.append((step.label, op.kind, try graph.backend.deviceSeconds(execute)))
             } else {
                 try execute()
             }
+            try observer?.stepDidRun(step, op, outputs: outputs)
             if let reference, step.fallbackReason == nil { try crossCheck(step, op, inputs, outputs, on: reference) }
             try afterEach?(step, inputs, outputs)
         }
+        try observer?.runDidFinish()
         if profile { lastProfile = profiled }
         return try outputs.map { try tensor($0.id, fed) }
     }
@@ -241,8 +248,10 @@ public final class ExecutionPlan: @unchecked Sendable {
 
 extension Graph {
     /// The plan that computes `outputs`. Ops the graph's backend cannot run go to `fallback`
-    /// (an error names them when there is none); with `reference`, every step is checked against it.
-    public func plan(outputs: [GraphTensor], fallback: (any Backend)? = nil, reference: (any Backend)? = nil) throws -> ExecutionPlan {
-        try ExecutionPlan(graph: self, outputs: outputs, fallback: fallback, reference: reference)
+    /// (an error names them when there is none); with `reference`, every step is checked against it;
+    /// `observer` sees every step's inputs and outputs.
+    public func plan(outputs: [GraphTensor], fallback: (any Backend)? = nil, reference: (any Backend)? = nil,
+                     observer: (any PlanStepObserver)? = nil) throws -> ExecutionPlan {
+        try ExecutionPlan(graph: self, outputs: outputs, fallback: fallback, reference: reference, observer: observer)
     }
 }
