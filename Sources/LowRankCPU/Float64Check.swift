@@ -9,7 +9,7 @@ public final class Float64Check: PlanStepObserver, @unchecked Sendable {
     /// the backend gave a non-finite value where the exact one is finite).
     public struct Record: Sendable, CustomStringConvertible {
         public let label: String
-        public let op: String
+        public let op: Op.Kind
         public let output: Int
         public let relativeError: Double
 
@@ -19,7 +19,7 @@ public final class Float64Check: PlanStepObserver, @unchecked Sendable {
     /// The last run's records, in step order.
     public private(set) var records: [Record] = []
     /// Ops of the last run that have no float64 twin, by name.
-    public private(set) var unchecked: Set<String> = []
+    public private(set) var unchecked: Set<Op.Kind> = []
     /// Writes `summary` to stderr after each run.
     private let printing: Bool
     private var pending: [[Double]]?
@@ -37,13 +37,13 @@ public final class Float64Check: PlanStepObserver, @unchecked Sendable {
         pending = try Float64Reference.outputs(of: op, try inputs.map(Float64Values.init)) {
             try outputs.map(Float64Values.init)
         }
-        if pending == nil { unchecked.insert(op.name) }
+        if pending == nil { unchecked.insert(op.kind) }
     }
 
     public func stepDidRun(_ step: ExecutionPlan.Step, _ op: Op, outputs: [Tensor]) throws {
         guard let exact = pending else { return }
         for (i, (got, want)) in zip(outputs, exact).enumerated() {
-            records.append(Record(label: step.label, op: op.name, output: i, relativeError: Self.relativeError(try got.floats(), want)))
+            records.append(Record(label: step.label, op: op.kind, output: i, relativeError: Self.relativeError(try got.floats(), want)))
         }
     }
 
@@ -52,7 +52,7 @@ public final class Float64Check: PlanStepObserver, @unchecked Sendable {
     }
 
     /// The worst record of each op, worst op first, with the number of outputs checked.
-    public var worstByOp: [(op: String, worst: Record, count: Int)] {
+    public var worstByOp: [(op: Op.Kind, worst: Record, count: Int)] {
         Dictionary(grouping: records, by: \.op)
             .map { op, rs in (op, rs.max { $0.relativeError < $1.relativeError }!, rs.count) }
             .sorted { $0.worst.relativeError > $1.worst.relativeError }
@@ -62,9 +62,9 @@ public final class Float64Check: PlanStepObserver, @unchecked Sendable {
     public var summary: String {
         var lines = ["LOWRANK_CHECK=f64: each step against float64 from its own inputs (worst relative error per op)"]
         for (op, worst, count) in worstByOp {
-            lines.append("  \(op.padding(24)) \(String(worst.relativeError).padding(24)) at \(worst.label) output \(worst.output) (\(count) outputs)")
+            lines.append("  \(op.rawValue.padding(24)) \(String(worst.relativeError).padding(24)) at \(worst.label) output \(worst.output) (\(count) outputs)")
         }
-        if !unchecked.isEmpty { lines.append("  no float64 twin (not checked): " + unchecked.sorted().joined(separator: ", ")) }
+        if !unchecked.isEmpty { lines.append("  no float64 twin (not checked): " + unchecked.map(\.rawValue).sorted().joined(separator: ", ")) }
         return lines.joined(separator: "\n")
     }
 

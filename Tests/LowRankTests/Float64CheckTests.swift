@@ -12,8 +12,8 @@ struct Float64CheckTests {
         let (plan, feeds) = try Self.decoder(on: CPUBackend.shared, check: check)
         _ = try plan.run(feeds)
         let ops = Set(check.records.map(\.op))
-        #expect(ops == ["embedding", "rms_norm", "matmul", "rope", "attention", "add", "activation", "mul", "lora_forward",
-                        "dora_forward", "scale", "cross_entropy"])
+        #expect(ops == [.embedding, .rmsNorm, .matmul, .rope, .attention, .add, .activation, .mul, .loraForward,
+                        .doraForward, .scale, .crossEntropy])
         #expect(check.unchecked.isEmpty)
         for record in check.records { #expect(record.relativeError < 2e-6, "\(record)") }
         print(check.summary)
@@ -23,10 +23,10 @@ struct Float64CheckTests {
     /// it, so the error does not spread to the ops after it.
     @Test func namesTheOpThatIsOff() throws {
         let check = Float64Check()
-        let (plan, feeds) = try Self.decoder(on: MiscomputingBackend(wrongOp: "rms_norm"), check: check)
+        let (plan, feeds) = try Self.decoder(on: MiscomputingBackend(wrongOp: .rmsNorm), check: check)
         _ = try plan.run(feeds)
         let worst = check.worstByOp
-        #expect(worst[0].op == "rms_norm" && worst[0].worst.relativeError > 1e-3)
+        #expect(worst[0].op == .rmsNorm && worst[0].worst.relativeError > 1e-3)
         #expect(worst.dropFirst().allSatisfy { $0.worst.relativeError < 2e-6 }, "\(check.summary)")
     }
 
@@ -38,8 +38,8 @@ struct Float64CheckTests {
         let check = Float64Check()
         let plan = try g.plan(outputs: [loss] + (try g.gradients(of: loss, for: [w])), observer: check)
         _ = try plan.run(Dictionary(uniqueKeysWithValues: try plan.inputs.map { ($0, try Tensor(randomValues($0.shape.count, seed: 5), shape: $0.shape, on: CPUBackend.shared)) }))
-        #expect(check.unchecked.contains("activation_backward") && check.unchecked.contains("mean_squared_error_backward"))
-        #expect(Set(check.records.map(\.op)).isSuperset(of: ["matmul", "activation", "mean_squared_error"]))
+        #expect(check.unchecked.contains(.activationBackward) && check.unchecked.contains(.meanSquaredErrorBackward))
+        #expect(Set(check.records.map(\.op)).isSuperset(of: [.matmul, .activation, .meanSquaredError]))
     }
 
     /// One block of a Llama decoder (q plain, k through LoRA, the MLP's up projection through

@@ -93,7 +93,8 @@ struct OutputFolderTests {
     /// blocks) and the folder are skipped and named.
     @Test func mergeCopiesRegularFilesOnly() throws {
         try withTemporaryFolder { folder in
-            let source = folder + "/model", secret = folder + "/private-tokenizer.json"
+            // Named as the fixture is, so the adapter's recorded base model matches.
+            let source = folder + "/tiny-llama", secret = folder + "/private-tokenizer.json"
             try FileManager.default.createDirectory(atPath: source + "/original", withIntermediateDirectories: true)
             for name in try FileManager.default.contentsOfDirectory(atPath: LlamaFixtures.path("tiny-llama")) {
                 try FileManager.default.createSymbolicLink(atPath: source + "/" + name, withDestinationPath: LlamaFixtures.path("tiny-llama") + "/" + name)
