@@ -6,21 +6,34 @@ extension ExecutionPlan {
     /// already did (a weight loaded or trained into non-finite values); nil when every output is
     /// finite. Reads every output back, so it is for after the fact, not for each run.
     public func firstNonFiniteStep(_ feeds: [GraphTensor: Tensor], seed: UInt32 = 0) throws -> LowRankError? {
-        struct Found: Error { let error: LowRankError }
+        let search = NonFiniteSearch(plan: self)
         do {
-            _ = try run(feeds, seed: seed) { step, inputs, outputs in
-                for (i, output) in outputs.enumerated() {
-                    let count = try output.nonFiniteCount()
-                    if count > 0 { throw Found(error: try self.nonFiniteError(step, inputs, output: i, output.descriptor, count: count)) }
-                }
-            }
-        } catch let found as Found {
+            _ = try run(feeds, seed: seed, watcher: search)
+        } catch let found as NonFiniteSearch.Found {
             return found.error
         }
         return nil
     }
 
-    private func nonFiniteError(_ step: Step, _ inputs: [Tensor], output: Int, _ descriptor: TensorDescriptor, count: Int) throws -> LowRankError {
+    /// Stops a run at the first step with a non-finite output.
+    private final class NonFiniteSearch: PlanStepObserver {
+        struct Found: Error { let error: LowRankError }
+        unowned let plan: ExecutionPlan
+        var inputs: [Tensor] = []
+
+        init(plan: ExecutionPlan) { self.plan = plan }
+
+        func stepWillRun(_ step: Step, _ op: Op, inputs: [Tensor], outputs: [Tensor]) throws { self.inputs = inputs }
+
+        func stepDidRun(_ step: Step, _ op: Op, outputs: [Tensor]) throws {
+            for (i, output) in outputs.enumerated() {
+                let count = try output.nonFiniteCount()
+                if count > 0 { throw Found(error: try plan.nonFiniteError(step, inputs, output: i, output.descriptor, count: count)) }
+            }
+        }
+    }
+
+    fileprivate func nonFiniteError(_ step: Step, _ inputs: [Tensor], output: Int, _ descriptor: TensorDescriptor, count: Int) throws -> LowRankError {
         let ids = graph.nodes[step.node].inputs
         var described: [String] = []
         for (id, input) in zip(ids, inputs) {

@@ -130,9 +130,9 @@ public final class ExecutionPlan: @unchecked Sendable {
     /// the outputs. They live in the plan's buffers: valid until the next run, which overwrites them.
     /// `seed` picks this run's dropout masks (the same in an op's forward and backward); with
     /// `profile`, each step's device time is measured (synchronizing after each) into `lastProfile`;
-    /// `afterEach` sees each step's inputs and outputs once it has run (and may stop the run by throwing).
+    /// `watcher` sees this run's steps as the plan's own observer does (and may stop the run by throwing).
     public func run(_ feeds: [GraphTensor: Tensor], seed: UInt32 = 0, profile: Bool = false,
-                    afterEach: ((Step, _ inputs: [Tensor], _ outputs: [Tensor]) throws -> Void)? = nil) throws -> [Tensor] {
+                    watcher: (any PlanStepObserver)? = nil) throws -> [Tensor] {
         var fed: [Int: Tensor] = [:]
         for input in inputs {
             let name = graph.values[input.id].name
@@ -150,7 +150,8 @@ public final class ExecutionPlan: @unchecked Sendable {
         }
         if buffers.isEmpty { buffers = try bufferBytes.map { try graph.backend.makeStorage(byteCount: $0) } }
         var profiled: [(String, Op.Kind, Double)] = []
-        observer?.runWillStart()
+        let observers = [observer, watcher].compactMap { $0 }
+        for observer in observers { observer.runWillStart() }
         for step in steps {
             let node = graph.nodes[step.node]
             guard case .op(let graphOp) = node.kind else { continue }
@@ -164,17 +165,16 @@ public final class ExecutionPlan: @unchecked Sendable {
                     throw error.adding("node", node.label)
                 }
             }
-            try observer?.stepWillRun(step, op, inputs: inputs, outputs: outputs)
+            for observer in observers { try observer.stepWillRun(step, op, inputs: inputs, outputs: outputs) }
             if profile {
                 profiled.append((step.label, op.kind, try graph.backend.deviceSeconds(execute)))
             } else {
                 try execute()
             }
-            try observer?.stepDidRun(step, op, outputs: outputs)
+            for observer in observers { try observer.stepDidRun(step, op, outputs: outputs) }
             if let reference, step.fallbackReason == nil { try crossCheck(step, op, inputs, outputs, on: reference) }
-            try afterEach?(step, inputs, outputs)
         }
-        try observer?.runDidFinish()
+        for observer in observers { try observer.runDidFinish() }
         if profile { lastProfile = profiled }
         return try outputs.map { try tensor($0.id, fed) }
     }
