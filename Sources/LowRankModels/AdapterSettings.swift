@@ -73,7 +73,8 @@ public struct AdapterSettings: Hashable, Sendable {
         pattern.keys.sorted().first { (try? TargetPattern("(.*\\.)?(\($0))"))?.fullMatch(path) ?? false }.flatMap { pattern[$0] }
     }
 
-    func validate() throws {
+    /// Refuses settings PEFT would refuse, or this engine cannot build, naming the field.
+    public func validate() throws {
         guard (1...Self.maxRank).contains(rank) else { throw LowRankError(.invalidArgument, "r must be in 1...\(Self.maxRank), got \(rank)") }
         guard alpha.isFinite, alpha > 0 else { throw LowRankError(.invalidArgument, "lora_alpha must be positive, got \(alpha)") }
         guard dropout >= 0, dropout < 1 else { throw LowRankError(.invalidArgument, "lora_dropout must be in [0, 1), got \(dropout)") }
@@ -88,8 +89,8 @@ public struct AdapterSettings: Hashable, Sendable {
                 do { _ = try TargetPattern("(.*\\.)?(\(key))") } catch let error as LowRankError { throw error.adding("field", "\(field)[\"\(key)\"]") }
             }
         }
-        if case .pattern = targets, layersToTransform != nil || !layersPattern.isEmpty {
-            throw LowRankError(.invalidArgument, "layers_to_transform and layers_pattern need target_modules as names, not one pattern (as PEFT requires)")
+        if case .names = targets {} else if layersToTransform != nil || !layersPattern.isEmpty {
+            throw LowRankError(.invalidArgument, "layers_to_transform and layers_pattern need target_modules as a list of names, not one string (a pattern or all-linear), as PEFT requires")
         }
         if !layersPattern.isEmpty, layersToTransform == nil {
             throw LowRankError(.invalidArgument, "layers_pattern needs layers_to_transform (as PEFT requires)")
@@ -114,7 +115,7 @@ public struct AdapterSettings: Hashable, Sendable {
         let inLayers = try layerFilter()
         switch targets {
         case .allLinear:
-            return { path in !excluded(path) && Self.projectionNames.contains { path.hasSuffix("." + $0) } && inLayers(path) }
+            return { path in !excluded(path) && Self.projectionNames.contains { path.hasSuffix("." + $0) } }
         case .names(let names):
             guard !names.isEmpty else { throw LowRankError(.invalidArgument, "target_modules names no module") }
             return { path in

@@ -27,9 +27,9 @@ public final class ModelAdapter: @unchecked Sendable {
 
     static func key(_ path: String, _ tensor: String) -> String { "base_model.model.\(path).\(tensor)" }
 
-    /// A new adapter on every module `settings` targets: A as PEFT draws it (Kaiming-uniform, from
-    /// `seed`), B = 0, and for DoRA m = ‖W‖_row, so the model starts unchanged.
-    public init(settings: AdapterSettings, on model: LlamaModel, seed: UInt64) throws {
+    /// A new adapter on every module `settings` targets: A as PEFT draws it (`initialization`,
+    /// from `seed`), B = 0, and for DoRA m = ‖W‖_row, so the model starts unchanged.
+    public init(settings: AdapterSettings, on model: LlamaModel, seed: UInt64, initialization: LoRAInitialization = .kaimingUniform) throws {
         self.settings = settings
         let modules = try Self.targetedModules(settings, model)
         layers = try modules.enumerated().map { i, module in
@@ -37,10 +37,10 @@ public final class ModelAdapter: @unchecked Sendable {
             let moduleSeed = UInt32(truncatingIfNeeded: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(i) &* 0xBF58_476D_1CE4_E5B9 >> 32)
             let config = settings.lora(for: module.path)
             if settings.dora {
-                return (module.path, .dora(try DoRAAdapter(weight: module.weight, config: config, seed: moduleSeed)))
+                return (module.path, .dora(try DoRAAdapter(weight: module.weight, config: config, initialization: initialization, seed: moduleSeed)))
             }
             return (module.path, .lora(try LoRAAdapter(inFeatures: module.weight.shape[1], outFeatures: module.weight.shape[0],
-                                                       config: config, seed: moduleSeed, on: model.backend)))
+                                                       config: config, initialization: initialization, seed: moduleSeed, on: model.backend)))
         }
     }
 

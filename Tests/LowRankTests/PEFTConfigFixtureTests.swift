@@ -98,6 +98,7 @@ struct PEFTConfigFixtureTests {
         #expect(ranks.lora(for: q0).rank == 2 && ranks.lora(for: "model.layers.0.mlp.up_proj").rank == 8)
         #expect(ranks.lora(for: "model.layers.0.self_attn.xq_proj").rank == 8)
         #expect { try AdapterSettings(targets: .pattern(".*q_proj"), layersToTransform: [0]) } throws: { "\($0)".contains("layers_to_transform") }
+        #expect { try AdapterSettings(targets: .allLinear, layersToTransform: [0]) } throws: { "\($0)".contains("all-linear") }
         #expect { try AdapterSettings(layersPattern: ["layers"]) } throws: { "\($0)".contains("layers_pattern needs layers_to_transform") }
         #expect { try AdapterSettings(rankPattern: ["q_proj": 0]) } throws: { "\($0)".contains("rank_pattern[\"q_proj\"]") }
         #expect { try AdapterSettings(alphaPattern: ["(q": 2]) } throws: { "\($0)".contains("alpha_pattern[\"(q\"]") }
