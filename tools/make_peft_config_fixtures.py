@@ -36,11 +36,12 @@ from peft.optimizers import create_loraplus_optimizer
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
 
+from make_llama_fixtures import ALL_PROJECTIONS, mean_loss, save_adapter as save
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 LLAMA = os.path.join(ROOT, "Tests", "Fixtures", "llama")
 MODEL = os.path.join(LLAMA, "tiny-llama")
 LR, WEIGHT_DECAY, BATCH, STEPS, LORAPLUS_RATIO = 1e-2, 0.01, 2, 3, 16.0
-ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 CONFIGS = {
     "patterns": dict(target_modules=ALL_PROJECTIONS, rank_pattern={"q_proj": 2, "layers.1.mlp.down_proj": 6},
@@ -53,28 +54,6 @@ CONFIGS = {
 
 def load():
     return AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32)
-
-
-def tidy(adapter_dir):
-    """As make_llama_fixtures.py: no model card, the base model named relatively."""
-    os.remove(os.path.join(adapter_dir, "README.md"))
-    path = os.path.join(adapter_dir, "adapter_config.json")
-    with open(path) as f:
-        config = json.load(f)
-    config["base_model_name_or_path"] = os.path.basename(os.path.normpath(config["base_model_name_or_path"]))
-    with open(path, "w") as f:
-        json.dump(config, f, indent=2, sort_keys=True)
-
-
-def save(model, out):
-    model.save_pretrained(out)
-    tidy(out)
-
-
-def mean_loss(model, ids):
-    model = model.double().eval()
-    with torch.no_grad():
-        return model(input_ids=ids, labels=ids).loss.item()
 
 
 def train(adapter_dir, out, ids, loraplus):
@@ -110,8 +89,8 @@ def main():
                           "loraplus_lr_ratio": LORAPLUS_RATIO}}
 
     for seed, (name, fields) in enumerate(CONFIGS.items()):
+        torch.manual_seed(20 + seed)  # init_lora_weights=False draws A and B from torch's generator
         model = get_peft_model(load(), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=False, **fields))
-        torch.manual_seed(20 + seed)
         with torch.no_grad():  # B is zero at PEFT's start: move it so every factor matters.
             for key, p in model.named_parameters():
                 if "lora_B" in key:

@@ -14,13 +14,7 @@ enum PEFTConfigFixtures {
     static func train(_ start: String, on backend: any Backend, loraPlusRatio: Double? = nil) throws -> (losses: [Float], adapter: ModelAdapter) {
         let model = try LlamaFixtures.model(on: backend)
         let adapter = try ModelAdapter(contentsOf: path(start), on: model)
-        let train = expected["train"]!
-        var settings = TrainingSettings()
-        settings.learningRate = train["lr"]!.number!
-        settings.weightDecay = train["weight_decay"]!.number!
-        settings.batchSize = train["batch_size"]!.int!
-        settings.steps = train["steps"]!.int!
-        settings.shuffle = false
+        var settings = LlamaFixtures.trainingSettings(expected["train"]!)
         settings.loraPlusRatio = loraPlusRatio
         let trainer = try Trainer(model: model, adapter: adapter, data: LlamaFixtures.data(model), settings: settings, output: nil)
         try trainer.train()
