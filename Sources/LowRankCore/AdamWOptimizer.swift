@@ -25,12 +25,16 @@ public final class AdamWOptimizer: @unchecked Sendable {
 
     public let parameters: [(name: String, tensor: Tensor)]
     public let settings: Settings
+    /// Each parameter's learning rate as a multiple of the schedule's (LoRA+ gives B a larger one).
+    public let learningRateFactors: [Double]
     /// Optimizer steps taken.
     public private(set) var step = 0
     private var firstMoments: [Tensor]
     private var secondMoments: [Tensor]
 
-    public init(parameters: [(name: String, tensor: Tensor)], settings: Settings) throws {
+    /// `learningRateFactors` (one per parameter, positive; nil: all 1) scale the learning rate of
+    /// each, as PyTorch's parameter groups with their own `lr`.
+    public init(parameters: [(name: String, tensor: Tensor)], settings: Settings, learningRateFactors: [Double]? = nil) throws {
         try settings.schedule.validate()
         if let maxNorm = settings.maxGradientNorm, !(maxNorm.isFinite && maxNorm >= 0) {
             throw LowRankError(.invalidArgument, "the largest gradient norm must be 0 (no clipping) or positive and finite, got \(maxNorm)")
@@ -39,8 +43,13 @@ public final class AdamWOptimizer: @unchecked Sendable {
         guard Set(parameters.map(\.name)).count == parameters.count else {
             throw LowRankError(.invalidArgument, "every parameter needs its own name")
         }
+        let factors = learningRateFactors ?? Array(repeating: 1, count: parameters.count)
+        guard factors.count == parameters.count, factors.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+            throw LowRankError(.invalidArgument, "learning-rate factors must be positive and finite, one per parameter: \(parameters.count) parameters, factors \(factors)")
+        }
         self.parameters = parameters
         self.settings = settings
+        self.learningRateFactors = factors
         firstMoments = try parameters.map { try Tensor.zeros($0.tensor.shape, on: $0.tensor.backend) }
         secondMoments = try parameters.map { try Tensor.zeros($0.tensor.shape, on: $0.tensor.backend) }
     }
@@ -58,8 +67,8 @@ public final class AdamWOptimizer: @unchecked Sendable {
         }
         var gradients = gradients
         if let maxNorm = settings.maxGradientNorm, maxNorm > 0 { gradients = try clipped(gradients, maxNorm: maxNorm) }
-        let options = AdamWOptions(settings, learningRate: learningRate, step: step + 1)
         for (i, (p, g)) in zip(parameters, gradients).enumerated() {
+            let options = AdamWOptions(settings, learningRate: learningRate * learningRateFactors[i], step: step + 1)
             do {
                 try Ops.adamW(param: p.tensor, grad: g, m: firstMoments[i], v: secondMoments[i], options: options)
             } catch let error as LowRankError {

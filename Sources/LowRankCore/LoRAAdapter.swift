@@ -22,7 +22,7 @@ public struct LoRAConfig: Hashable, Sendable {
 public enum LoRAInitialization: Sendable {
     /// PEFT's default: `kaiming_uniform_(a=√5)`, i.e. U(−1/√d_in, 1/√d_in).
     case kaimingUniform
-    /// PEFT's `init_lora_weights="gaussian"`: N(0, 1/r).
+    /// PEFT's `init_lora_weights="gaussian"`: N(0, σ = 1/r).
     case gaussian
 }
 
@@ -48,7 +48,7 @@ public final class LoRAAdapter: @unchecked Sendable {
         case .kaimingUniform:
             (0..<count).map { _ in (Float(random.unit()) * 2 - 1) / Float(inFeatures).squareRoot() }
         case .gaussian:
-            (0..<count).map { _ in Float(random.normal()) / Float(config.rank).squareRoot() }
+            (0..<count).map { _ in Float(random.normal()) / Float(config.rank) }
         }
         a = try Tensor(values, shape: [config.rank, inFeatures], on: backend)
         b = try Tensor.zeros([outFeatures, config.rank], on: backend)

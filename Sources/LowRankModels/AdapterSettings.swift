@@ -16,10 +16,28 @@ public struct AdapterSettings: Hashable, Sendable {
     public var baseModel: String
     /// The model class PEFT recorded (`auto_mapping.base_model_class`, `LlamaForCausalLM`), when it did.
     public var architecture: String?
+    /// PEFT's `rank_pattern` and `alpha_pattern`: a module whose path ends in a match of a key
+    /// (`(.*\.)?(key)` matching the whole path) takes its rank or alpha; the first key in sorted
+    /// order wins, as in the configs PEFT writes (`sort_keys=True`).
+    public var rankPattern: [String: Int]
+    public var alphaPattern: [String: Float]
+    /// PEFT's `layers_to_transform`: only modules of these layers are adapted (nil: every layer).
+    /// The layer of a module is the number after a `layersPattern` segment, or, without one, the
+    /// first numbered segment after the second (`model.layers.3.…` is layer 3).
+    public var layersToTransform: [Int]?
+    public var layersPattern: [String]
+    /// PEFT's `exclude_modules`: modules never adapted, by name (a path or its end after a dot) or
+    /// one pattern over the whole path.
+    public var excludeModules: ModuleNames?
 
     public enum Targets: Hashable, Sendable {
         case names([String])
         case allLinear
+        case pattern(String)
+    }
+
+    public enum ModuleNames: Hashable, Sendable {
+        case names([String])
         case pattern(String)
     }
 
@@ -29,9 +47,13 @@ public struct AdapterSettings: Hashable, Sendable {
     public static let maxRank = 65536
 
     public init(rank: Int = 8, alpha: Float = 16, dropout: Float = 0, rsLoRA: Bool = false, dora: Bool = false,
-                targets: Targets = .names(["q_proj", "v_proj"]), baseModel: String = "", architecture: String? = nil) throws {
+                targets: Targets = .names(["q_proj", "v_proj"]), baseModel: String = "", architecture: String? = nil,
+                rankPattern: [String: Int] = [:], alphaPattern: [String: Float] = [:], layersToTransform: [Int]? = nil,
+                layersPattern: [String] = [], excludeModules: ModuleNames? = nil) throws {
         (self.rank, self.alpha, self.dropout, self.rsLoRA, self.dora, self.targets) = (rank, alpha, dropout, rsLoRA, dora, targets)
         (self.baseModel, self.architecture) = (baseModel, architecture)
+        (self.rankPattern, self.alphaPattern) = (rankPattern, alphaPattern)
+        (self.layersToTransform, self.layersPattern, self.excludeModules) = (layersToTransform, layersPattern, excludeModules)
         try validate()
     }
 
@@ -40,27 +62,90 @@ public struct AdapterSettings: Hashable, Sendable {
         text == "all-linear" ? .allLinear : .names(text.split(separator: ",").map { String($0.filter { $0 != " " }) })
     }
 
-    public var lora: LoRAConfig { LoRAConfig(rank: rank, alpha: alpha, rsLoRA: rsLoRA, dropout: dropout) }
+    /// The configuration of the module at `path`, its rank and alpha from the patterns.
+    public func lora(for path: String) -> LoRAConfig {
+        LoRAConfig(rank: Self.patternValue(rankPattern, path) ?? rank, alpha: Self.patternValue(alphaPattern, path) ?? alpha,
+                   rsLoRA: rsLoRA, dropout: dropout)
+    }
 
-    func validate() throws {
+    /// PEFT's `get_pattern_key`: the value of the first key (in sorted order) whose match ends `path` after a dot.
+    private static func patternValue<Value>(_ pattern: [String: Value], _ path: String) -> Value? {
+        pattern.keys.sorted().first { (try? TargetPattern("(.*\\.)?(\($0))"))?.fullMatch(path) ?? false }.flatMap { pattern[$0] }
+    }
+
+    /// Refuses settings PEFT would refuse, or this engine cannot build, naming the field.
+    public func validate() throws {
         guard (1...Self.maxRank).contains(rank) else { throw LowRankError(.invalidArgument, "r must be in 1...\(Self.maxRank), got \(rank)") }
         guard alpha.isFinite, alpha > 0 else { throw LowRankError(.invalidArgument, "lora_alpha must be positive, got \(alpha)") }
         guard dropout >= 0, dropout < 1 else { throw LowRankError(.invalidArgument, "lora_dropout must be in [0, 1), got \(dropout)") }
+        for (key, r) in rankPattern {
+            guard (1...Self.maxRank).contains(r) else { throw LowRankError(.invalidArgument, "rank_pattern[\"\(key)\"] must be in 1...\(Self.maxRank), got \(r)") }
+        }
+        for (key, a) in alphaPattern where !(a.isFinite && a > 0) {
+            throw LowRankError(.invalidArgument, "alpha_pattern[\"\(key)\"] must be positive, got \(a)")
+        }
+        for (field, keys) in [("rank_pattern", rankPattern.keys.sorted()), ("alpha_pattern", alphaPattern.keys.sorted())] {
+            for key in keys {
+                do { _ = try TargetPattern("(.*\\.)?(\(key))") } catch let error as LowRankError { throw error.adding("field", "\(field)[\"\(key)\"]") }
+            }
+        }
+        if case .names = targets {} else if layersToTransform != nil || !layersPattern.isEmpty {
+            throw LowRankError(.invalidArgument, "layers_to_transform and layers_pattern need target_modules as a list of names, not one string (a pattern or all-linear), as PEFT requires")
+        }
+        if !layersPattern.isEmpty, layersToTransform == nil {
+            throw LowRankError(.invalidArgument, "layers_pattern needs layers_to_transform (as PEFT requires)")
+        }
+        if let layers = layersToTransform, let negative = layers.first(where: { $0 < 0 }) {
+            throw LowRankError(.invalidArgument, "layers_to_transform holds \(negative); layers are numbered from 0")
+        }
         _ = try moduleMatcher()
     }
 
-    /// Whether the module at `path` (`model.layers.3.self_attn.q_proj`) is adapted, as PEFT matches
-    /// (a pattern through `TargetPattern`, in bounded time); the error is a pattern that cannot be matched.
+    /// Whether the module at `path` (`model.layers.3.self_attn.q_proj`) is adapted, as PEFT's
+    /// `check_target_module_exists` decides: not when excluded, else when targeted (a path named
+    /// whole is taken in any layer; a name matching its end, only in `layersToTransform`). Patterns
+    /// run through `TargetPattern`, in bounded time; the error is a pattern that cannot be matched.
     func moduleMatcher() throws -> (String) -> Bool {
+        let excluded: (String) -> Bool
+        switch excludeModules {
+        case nil: excluded = { _ in false }
+        case .names(let names): excluded = { path in names.contains { path == $0 || path.hasSuffix("." + $0) } }
+        case .pattern(let source): excluded = try TargetPattern(source).fullMatch
+        }
+        let inLayers = try layerFilter()
         switch targets {
         case .allLinear:
-            return { path in Self.projectionNames.contains { path.hasSuffix("." + $0) } }
+            return { path in !excluded(path) && Self.projectionNames.contains { path.hasSuffix("." + $0) } }
         case .names(let names):
             guard !names.isEmpty else { throw LowRankError(.invalidArgument, "target_modules names no module") }
-            return { path in names.contains { path == $0 || path.hasSuffix("." + $0) } }
+            return { path in
+                !excluded(path) && (names.contains(path) || names.contains { path.hasSuffix("." + $0) } && inLayers(path))
+            }
         case .pattern(let source):
             let pattern = try TargetPattern(source)
-            return pattern.fullMatch
+            return { path in !excluded(path) && pattern.fullMatch(path) }
+        }
+    }
+
+    /// Whether a module's layer is one of `layersToTransform`, its index found as PEFT's
+    /// `check_target_module_exists` finds it (the first number after a `layersPattern` match that
+    /// starts the path or follows a dot; without a pattern, the first numbered segment after the
+    /// second); a path with no layer index is not adapted.
+    private func layerFilter() throws -> (String) -> Bool {
+        guard let layers = layersToTransform.map(Set.init) else { return { _ in true } }
+        let prefixes = try layersPattern.map { try TargetPattern("(?:.*\\.)?(?:\($0))") }
+        return { path in
+            let segments = path.split(separator: ".", omittingEmptySubsequences: false)
+            let isIndex = { (i: Int) in i < segments.count - 1 && !segments[i].isEmpty && segments[i].allSatisfy(\.isASCII) && segments[i].allSatisfy(\.isNumber) }
+            let index: Int?
+            if prefixes.isEmpty {
+                index = (2..<max(2, segments.count)).first(where: isIndex)
+            } else {
+                index = prefixes.lazy.compactMap { prefix in
+                    (1..<max(1, segments.count)).first { isIndex($0) && prefix.fullMatch(segments[..<$0].joined(separator: ".")) }
+                }.first
+            }
+            return index.flatMap { Int(segments[$0]) }.map(layers.contains) ?? false
         }
     }
 
@@ -80,10 +165,7 @@ public struct AdapterSettings: Hashable, Sendable {
         guard type == "LORA" else {
             throw fields.fail("peft_type", "only LORA adapters (LoRA, rsLoRA, DoRA) are supported, got \(fields["peft_type"]?.kind ?? "nothing")")
         }
-        for field in ["rank_pattern", "alpha_pattern"] {
-            if let o = try fields.object(field), !o.object.isEmpty { throw fields.fail(field, "per-module ranks and alphas are not supported") }
-        }
-        for field in ["modules_to_save", "layers_to_transform", "layer_replication", "exclude_modules", "target_parameters"] {
+        for field in ["modules_to_save", "layer_replication", "target_parameters"] {
             if let v = fields[field], v != .array([]) { throw fields.fail(field, "is not supported (got \(v.serialized))") }
         }
         let bias = try fields.string("bias", default: "none")
@@ -93,10 +175,7 @@ public struct AdapterSettings: Hashable, Sendable {
         switch fields["target_modules"] {
         case .string("all-linear")?: targets = .allLinear
         case .string(let pattern)?: targets = .pattern(pattern)
-        case .array(let list)?:
-            let names = list.compactMap(\.string)
-            guard names.count == list.count else { throw fields.fail("target_modules", "must be a list of module names (strings)") }
-            targets = .names(names.sorted())
+        case .array(let list)?: targets = .names(try Self.strings(list, fields, "target_modules"))
         case let v?: throw fields.fail("target_modules", "must be a list of module names or one pattern string, got \(v.kind)")
         case nil: throw fields.fail("target_modules", "missing")
         }
@@ -106,12 +185,48 @@ public struct AdapterSettings: Hashable, Sendable {
         let (rsLoRA, dora) = (try fields.bool("use_rslora", default: false), try fields.bool("use_dora", default: false))
         let baseModel = try fields.string("base_model_name_or_path", default: "")
         let architecture = try fields.object("auto_mapping")?.optionalString("base_model_class")
+        let rankPattern = try fields.object("rank_pattern").map { f in
+            Dictionary(uniqueKeysWithValues: try f.object.keys.map { ($0, try f.int($0, in: 1...Self.maxRank)) })
+        } ?? [:]
+        let alphaPattern = try fields.object("alpha_pattern").map { f in
+            Dictionary(uniqueKeysWithValues: try f.object.keys.map { ($0, Float(try f.number($0, "positive", where: { $0 > 0 }))) })
+        } ?? [:]
+        let layersToTransform: [Int]? = switch fields["layers_to_transform"] {
+        case nil: nil
+        case .number?: [try fields.int("layers_to_transform", in: 0...Int.max)]
+        case .array(let list)?:
+            try list.map { v in
+                guard let i = v.int, i >= 0 else { throw fields.fail("layers_to_transform", "must be layer indices (integers from 0), got \(v.kind)") }
+                return i
+            }
+        case let v?: throw fields.fail("layers_to_transform", "must be a layer index or a list of them, got \(v.kind)")
+        }
+        let excludeModules: ModuleNames? = switch fields["exclude_modules"] {
+        case nil: nil
+        case .string(let pattern)?: .pattern(pattern)
+        case .array(let list)?: .names(try Self.strings(list, fields, "exclude_modules"))
+        case let v?: throw fields.fail("exclude_modules", "must be a list of module names or one pattern string, got \(v.kind)")
+        }
+        let layersPattern: [String] = switch fields["layers_pattern"] {
+        case nil: []
+        case .string(let p)?: p.isEmpty ? [] : [p]
+        case .array(let list)?: try Self.strings(list, fields, "layers_pattern")
+        case let v?: throw fields.fail("layers_pattern", "must be a name or a list of names, got \(v.kind)")
+        }
         do {
             try self.init(rank: rank, alpha: Float(alpha), dropout: Float(dropout), rsLoRA: rsLoRA, dora: dora, targets: targets,
-                          baseModel: baseModel, architecture: architecture)
+                          baseModel: baseModel, architecture: architecture, rankPattern: rankPattern, alphaPattern: alphaPattern,
+                          layersToTransform: layersToTransform.map { Array(Set($0)).sorted() },
+                          layersPattern: layersPattern, excludeModules: excludeModules)
         } catch let error as LowRankError {
             throw error.adding("file", path)
         }
+    }
+
+    private static func strings(_ list: [JSON], _ fields: ConfigFields, _ field: String) throws -> [String] {
+        let names = list.compactMap(\.string)
+        guard names.count == list.count else { throw fields.fail(field, "must be a list of strings") }
+        return names.sorted()
     }
 
     /// The fields PEFT writes for this adapter (the rest take PEFT's defaults when it loads it).
@@ -121,12 +236,19 @@ public struct AdapterSettings: Hashable, Sendable {
         case .allLinear: .string("all-linear")
         case .pattern(let p): .string(p)
         }
+        let excludeJSON: JSON = switch excludeModules {
+        case nil: .null
+        case .names(let names)?: .array(names.map { .string($0) })
+        case .pattern(let p)?: .string(p)
+        }
         return .object([
             "peft_type": .string("LORA"), "task_type": .string("CAUSAL_LM"), "r": .number(Double(rank)), "lora_alpha": .number(Double(alpha)),
             "lora_dropout": .number(Double(dropout)), "use_rslora": .bool(rsLoRA), "use_dora": .bool(dora), "target_modules": targetJSON,
             "base_model_name_or_path": .string(baseModel), "bias": .string("none"), "fan_in_fan_out": .bool(false),
-            "inference_mode": .bool(true), "init_lora_weights": .bool(true), "modules_to_save": .null, "rank_pattern": .object([:]),
-            "alpha_pattern": .object([:]), "layers_to_transform": .null, "layers_pattern": .null, "revision": .null,
+            "inference_mode": .bool(true), "init_lora_weights": .bool(true), "modules_to_save": .null,
+            "rank_pattern": .object(rankPattern.mapValues { .number(Double($0)) }), "alpha_pattern": .object(alphaPattern.mapValues { .number(Double($0)) }),
+            "layers_to_transform": layersToTransform.map { .array($0.map { .number(Double($0)) }) } ?? .null,
+            "layers_pattern": layersPattern.isEmpty ? .null : .array(layersPattern.map { .string($0) }), "exclude_modules": excludeJSON, "revision": .null,
         ])
     }
 }

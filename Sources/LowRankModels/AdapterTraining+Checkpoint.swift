@@ -62,7 +62,9 @@ extension AdapterTraining {
     /// The settings the steps depend on, as a checkpoint records them: resuming with others would
     /// not continue the same run.
     var settingsRecord: [(key: String, value: JSON)] {
-        [("learning_rate", .number(settings.learningRate)), ("schedule", .string(settings.schedule.rawValue)),
+        // LoRA+'s ratio only when set, so checkpoints of runs without it still resume.
+        settings.loraPlusRatio.map { [("loraplus_lr_ratio", JSON.number($0))] } ?? []
+        + [("learning_rate", .number(settings.learningRate)), ("schedule", .string(settings.schedule.rawValue)),
          ("warmup_steps", .number(Double(settings.warmupSteps))), ("total_steps", totalSteps.map { .number(Double($0)) } ?? .null),
          ("weight_decay", .number(settings.weightDecay)), ("max_grad_norm", settings.maxGradientNorm.map { .number(Double($0)) } ?? .null),
          ("seed", .string(String(settings.seed)))]

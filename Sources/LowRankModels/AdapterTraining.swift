@@ -22,7 +22,8 @@ public final class AdapterTraining: @unchecked Sendable {
         self.adapter = adapter
         self.settings = settings
         self.totalSteps = totalSteps
-        optimizer = try AdamWOptimizer(parameters: adapter.parameters, settings: try settings.optimizer(totalSteps: totalSteps))
+        optimizer = try AdamWOptimizer(parameters: adapter.parameters, settings: try settings.optimizer(totalSteps: totalSteps),
+                                       learningRateFactors: try settings.learningRateFactors(adapter))
         plans = PlanCache(model: model, adapter: adapter, training: true, checkpointing: settings.gradientCheckpointing)
     }
 

@@ -27,19 +27,20 @@ public final class ModelAdapter: @unchecked Sendable {
 
     static func key(_ path: String, _ tensor: String) -> String { "base_model.model.\(path).\(tensor)" }
 
-    /// A new adapter on every module `settings` targets: A as PEFT draws it (Kaiming-uniform, from
-    /// `seed`), B = 0, and for DoRA m = ‖W‖_row, so the model starts unchanged.
-    public init(settings: AdapterSettings, on model: LlamaModel, seed: UInt64) throws {
+    /// A new adapter on every module `settings` targets: A as PEFT draws it (`initialization`,
+    /// from `seed`), B = 0, and for DoRA m = ‖W‖_row, so the model starts unchanged.
+    public init(settings: AdapterSettings, on model: LlamaModel, seed: UInt64, initialization: LoRAInitialization = .kaimingUniform) throws {
         self.settings = settings
         let modules = try Self.targetedModules(settings, model)
         layers = try modules.enumerated().map { i, module in
             // One generator stream per module, so adding a target does not move the others' draws.
             let moduleSeed = UInt32(truncatingIfNeeded: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(i) &* 0xBF58_476D_1CE4_E5B9 >> 32)
+            let config = settings.lora(for: module.path)
             if settings.dora {
-                return (module.path, .dora(try DoRAAdapter(weight: module.weight, config: settings.lora, seed: moduleSeed)))
+                return (module.path, .dora(try DoRAAdapter(weight: module.weight, config: config, initialization: initialization, seed: moduleSeed)))
             }
             return (module.path, .lora(try LoRAAdapter(inFeatures: module.weight.shape[1], outFeatures: module.weight.shape[0],
-                                                       config: settings.lora, seed: moduleSeed, on: model.backend)))
+                                                       config: config, initialization: initialization, seed: moduleSeed, on: model.backend)))
         }
     }
 
@@ -72,7 +73,8 @@ public final class ModelAdapter: @unchecked Sendable {
                 }
                 return try Tensor(try file.floats(key), shape: shape, on: model.backend)
             }
-            let lora = try LoRAAdapter(config: settings.lora, a: try load("lora_A.weight", [settings.rank, dIn]), b: try load("lora_B.weight", [dOut, settings.rank]))
+            let config = settings.lora(for: module.path)
+            let lora = try LoRAAdapter(config: config, a: try load("lora_A.weight", [config.rank, dIn]), b: try load("lora_B.weight", [dOut, config.rank]))
             if settings.dora {
                 layers.append((module.path, .dora(try DoRAAdapter(lora: lora, magnitude: try load("lora_magnitude_vector", [dOut]), weight: module.weight))))
             } else {

@@ -18,13 +18,15 @@ extension Trainer {
             identity.add(try tensor.bytes())
         }
         let a = adapter.settings
-        let adapterShape: JSON = .object([
+        var adapterShape: [String: JSON] = [
             "r": .number(Double(a.rank)), "lora_alpha": .number(Double(a.alpha)), "lora_dropout": .number(Double(a.dropout)),
             "use_rslora": .bool(a.rsLoRA), "use_dora": .bool(a.dora), "modules": .array(adapter.layers.map { .string($0.path) }),
-        ])
+        ]
+        // Recorded only when set, so checkpoints of runs without them still resume.
+        for field in ["rank_pattern", "alpha_pattern"] where a.json[field] != .object([:]) { adapterShape[field] = a.json[field] }
         return [("batch_size", .number(Double(settings.batchSize))), ("shuffle", .bool(settings.shuffle)),
                 ("rows", .number(Double(data.rows.count))), ("tokens", .number(Double(data.rows.reduce(0) { $0 + $1.count }))),
                 ("longest_row", .number(Double(data.rows.map(\.count).max() ?? 0))), ("data_digest", .string(tokens.hex)),
-                ("adapter", adapterShape), ("model", .string(identity.hex))]
+                ("adapter", .object(adapterShape)), ("model", .string(identity.hex))]
     }
 }

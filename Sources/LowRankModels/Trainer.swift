@@ -23,6 +23,10 @@ public struct TrainingSettings: Hashable, Sendable {
     public var shuffle = true
     /// Write a checkpoint every this many steps; nil: only at the end.
     public var saveEvery: Int?
+    /// LoRA+: B's learning rate (and a DoRA magnitude's) is this times A's, as PEFT's
+    /// `create_loraplus_optimizer` groups them (its `loraplus_weight_decay` taken as `weightDecay`);
+    /// nil: one learning rate.
+    public var loraPlusRatio: Double?
 
     public init() {}
 
@@ -37,6 +41,14 @@ public struct TrainingSettings: Hashable, Sendable {
         }
         try schedule.validate()
         return AdamWOptimizer.Settings(learningRate: learningRate, weightDecay: weightDecay, schedule: schedule, maxGradientNorm: maxGradientNorm)
+    }
+
+    /// Each adapter parameter's learning-rate factor: with LoRA+, `loraPlusRatio` for what PEFT's
+    /// `create_loraplus_optimizer` puts in its B groups (`lora_B`, and every vector), 1 otherwise.
+    func learningRateFactors(_ adapter: ModelAdapter) throws -> [Double] {
+        guard let ratio = loraPlusRatio else { return adapter.parameters.map { _ in 1 } }
+        guard ratio.isFinite, ratio > 0 else { throw LowRankError(.invalidArgument, "the LoRA+ learning-rate ratio must be positive, got \(ratio)") }
+        return adapter.parameters.map { $0.name.contains("lora_B") || $0.tensor.shape.rank == 1 ? ratio : 1 }
     }
 }
 

@@ -48,6 +48,7 @@ struct Train: ParsableCommand {
     @Option(help: "Write a checkpoint every N steps (always at the end).") var saveEvery: Int?
     @Flag(help: "Continue from the newest checkpoint in the output folder, bit for bit.") var resume = false
 
+    @OptionGroup(title: "PEFT's LoraConfig fields, LoRA+ and initialisation") var peft: PEFTOptions
     @OptionGroup var device: DeviceOptions
 
     func validate() throws {
@@ -59,6 +60,7 @@ struct Train: ParsableCommand {
         }
         if steps != nil, epochs != nil { throw ValidationError("give --steps or --epochs, not both") }
         if forceAdapter, initAdapter == nil { throw ValidationError("--force-adapter applies to --init-adapter") }
+        if initAdapter != nil, peft.shapesTheAdapter { throw ValidationError("--init, --rank-pattern, --alpha-pattern, --layers, --layers-pattern and --exclude-modules shape a new adapter, not --init-adapter's") }
         guard (1...AdapterSettings.maxRank).contains(r) else { throw ValidationError("--r must be in 1...\(AdapterSettings.maxRank), got \(r)") }
         try validateSequenceLength(seqLen)
         if let clip, !(clip.isFinite && clip >= 0) {
@@ -90,12 +92,13 @@ struct Train: ParsableCommand {
             llama = try DefaultJob.model(on: backend)
             dataset = try DefaultJob.data()
         }
-        if isDefault { adapterSettings = try DefaultJob.adapterSettings } else {
-            adapterSettings = try AdapterSettings(rank: r, alpha: alpha, dropout: dropout, rsLoRA: rslora, dora: dora,
-                                                  targets: AdapterSettings.targets(parsing: targets), baseModel: llama.name ?? "")
+        if isDefault { adapterSettings = try peft.apply(to: DefaultJob.adapterSettings) } else {
+            adapterSettings = try peft.apply(to: AdapterSettings(rank: r, alpha: alpha, dropout: dropout, rsLoRA: rslora, dora: dora,
+                                                                 targets: AdapterSettings.targets(parsing: targets), baseModel: llama.name ?? ""))
         }
         let adapter = try initAdapter.map { try ModelAdapter(contentsOf: $0, on: llama, force: forceAdapter) }
-            ?? ModelAdapter(settings: adapterSettings, on: llama, seed: seed)
+            ?? ModelAdapter(settings: adapterSettings, on: llama, seed: seed, initialization: peft.`init`.lora)
+        settings.loraPlusRatio = peft.loraplusLrRatio
 
         if let lr { settings.learningRate = lr }
         if let warmup { settings.warmupSteps = warmup }

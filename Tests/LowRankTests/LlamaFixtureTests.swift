@@ -15,6 +15,17 @@ enum LlamaFixtures {
         try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: path(name)), on: backend)
     }
 
+    /// The fixture's training run (`expected.json`'s "train": lr, weight decay, batch size, steps), batches in order.
+    static func trainingSettings(_ train: JSON) -> TrainingSettings {
+        var settings = TrainingSettings()
+        settings.learningRate = train["lr"]!.number!
+        settings.weightDecay = train["weight_decay"]!.number!
+        settings.batchSize = train["batch_size"]!.int!
+        settings.steps = train["steps"]!.int!
+        settings.shuffle = false
+        return settings
+    }
+
     static func data(_ model: LlamaModel, file: String = "data.jsonl") throws -> TokenDataset {
         try TokenDataset(contentsOf: path(file), vocabularySize: model.config.vocabularySize)
     }
@@ -58,13 +69,8 @@ struct LlamaFixtureTests {
             let model = try LlamaFixtures.model(on: backend)
             let adapter = try ModelAdapter(contentsOf: LlamaFixtures.path(variant), on: model)
             let train = LlamaFixtures.expected["train"]!
-            var settings = TrainingSettings()
-            settings.learningRate = train["lr"]!.number!
-            settings.weightDecay = train["weight_decay"]!.number!
-            settings.batchSize = train["batch_size"]!.int!
-            settings.steps = train["steps"]!.int!
-            settings.shuffle = false
-            let trainer = try Trainer(model: model, adapter: adapter, data: LlamaFixtures.data(model), settings: settings, output: nil)
+            let trainer = try Trainer(model: model, adapter: adapter, data: LlamaFixtures.data(model),
+                                      settings: LlamaFixtures.trainingSettings(train), output: nil)
             try trainer.train()
             let expectedLosses = train[variant]!.array!.map { $0.number! }
             for (got, want) in zip(trainer.losses, expectedLosses) {

@@ -1,0 +1,70 @@
+import ArgumentParser
+import LowRank
+import LowRankModels
+
+/// `lowrank train`'s options for PEFT's LoraConfig fields beyond r, alpha and targets, LoRA+ and
+/// the initialisation, each named as PEFT names it.
+struct PEFTOptions: ParsableArguments {
+    /// PEFT's `init_lora_weights` values that a new adapter can start from.
+    enum Initialization: String, ExpressibleByArgument, CaseIterable {
+        case kaiming, gaussian
+
+        var lora: LoRAInitialization {
+            switch self {
+            case .kaiming: .kaimingUniform
+            case .gaussian: .gaussian
+            }
+        }
+    }
+
+    @Option(help: "How A starts (B starts at 0), as PEFT's init_lora_weights: kaiming (PEFT's default, true) or gaussian (N(0, 1/r²)).")
+    var `init`: Initialization = .kaiming
+    @Option(help: "PEFT's rank_pattern: comma-separated KEY=R, KEY a regular expression matching the end of a module path after a dot (q_proj=4,layers\\.0\\..*=16).")
+    var rankPattern: String?
+    @Option(help: "PEFT's alpha_pattern: comma-separated KEY=ALPHA, matched as --rank-pattern.")
+    var alphaPattern: String?
+    @Option(help: "PEFT's layers_to_transform: comma-separated layer indices; only their modules are adapted.")
+    var layers: String?
+    @Option(help: "PEFT's layers_pattern: the name before the layer index (layers), with --layers.")
+    var layersPattern: String?
+    @Option(help: "PEFT's exclude_modules: comma-separated module names never adapted.")
+    var excludeModules: String?
+    @Option(help: "LoRA+ (PEFT's create_loraplus_optimizer): B's learning rate is this times --lr (16 in the paper).")
+    var loraplusLrRatio: Double?
+
+    /// Whether an option that shapes a new adapter is given (they do not apply to --init-adapter).
+    var shapesTheAdapter: Bool {
+        `init` != .kaiming || [rankPattern, alphaPattern, layers, layersPattern, excludeModules].contains { $0 != nil }
+    }
+
+    /// `settings` with these fields set.
+    func apply(to settings: AdapterSettings) throws -> AdapterSettings {
+        var s = settings
+        s.rankPattern = try Self.pairs(rankPattern, "--rank-pattern") { Int($0) }
+        s.alphaPattern = try Self.pairs(alphaPattern, "--alpha-pattern") { Float($0) }
+        s.layersToTransform = try layers.map { text in
+            try Self.items(text).map { item in
+                guard let i = Int(item), i >= 0 else { throw ValidationError("--layers takes layer indices from 0, got \(item)") }
+                return i
+            }
+        }
+        s.layersPattern = layersPattern.map { [$0] } ?? []
+        s.excludeModules = excludeModules.map { .names(Self.items($0)) }
+        try s.validate()
+        return s
+    }
+
+    private static func items(_ text: String) -> [String] {
+        text.split(separator: ",").map { String($0.filter { $0 != " " }) }
+    }
+
+    private static func pairs<Value>(_ text: String?, _ option: String, _ parse: (String) -> Value?) throws -> [String: Value] {
+        guard let text else { return [:] }
+        return try Dictionary(items(text).map { item in
+            guard let eq = item.lastIndex(of: "="), let value = parse(String(item[item.index(after: eq)...])) else {
+                throw ValidationError("\(option) takes KEY=VALUE pairs separated by commas, got \(item)")
+            }
+            return (String(item[..<eq]), value)
+        }, uniquingKeysWith: { _, _ in throw ValidationError("\(option) names a key twice") })
+    }
+}

@@ -1,0 +1,159 @@
+import Foundation
+import LowRank
+import LowRankModels
+import Testing
+
+/// `Tests/Fixtures/peft`, made by `tools/make_peft_config_fixtures.py` with PEFT + PyTorch on the tiny Llama.
+enum PEFTConfigFixtures {
+    static let folder = GoldenCases.packageRoot.appendingPathComponent("Tests/Fixtures/peft").path
+    static func path(_ name: String) -> String { folder + "/" + name }
+    static let expected: JSON = try! JSON.parse(FileIO.read(path("expected.json")))
+
+    /// Three AdamW steps from the PEFT adapter `start` (batches in order), `loraPlusRatio` as
+    /// `create_loraplus_optimizer`'s; returns the losses and the adapter.
+    static func train(_ start: String, on backend: any Backend, loraPlusRatio: Double? = nil) throws -> (losses: [Float], adapter: ModelAdapter) {
+        let model = try LlamaFixtures.model(on: backend)
+        let adapter = try ModelAdapter(contentsOf: path(start), on: model)
+        var settings = LlamaFixtures.trainingSettings(expected["train"]!)
+        settings.loraPlusRatio = loraPlusRatio
+        let trainer = try Trainer(model: model, adapter: adapter, data: LlamaFixtures.data(model), settings: settings, output: nil)
+        try trainer.train()
+        return (trainer.losses, adapter)
+    }
+
+    /// max over tensors of the relative difference from the adapter PEFT saved in `folder`, which must hold the same tensors.
+    static func worstDifference(_ adapter: ModelAdapter, _ folder: String) throws -> Double {
+        let reference = try SafetensorsFile(path: path(folder + "/" + ModelAdapter.weightsName))
+        #expect(Set(reference.names) == Set(adapter.parameters.map(\.name)))
+        return try adapter.parameters.map { name, tensor in relativeError(try tensor.floats(), try reference.floats(name).map(Double.init)) }.max()!
+    }
+}
+
+@Suite("PEFT's LoRA configuration fields against PEFT")
+struct PEFTConfigFixtureTests {
+    /// rank_pattern, alpha_pattern, exclude_modules, layers_to_transform (a list with
+    /// layers_pattern, and an integer without) select and shape the modules PEFT adapted: the
+    /// adapter loads with exactly PEFT's tensors and evaluates to PEFT's loss within 1e-4 relative.
+    @Test(arguments: BackendKind.allCases, ["patterns", "layers", "layer0"])
+    func loadsAndEvaluatesAsPEFT(_ kind: BackendKind, _ name: String) throws {
+        try onBackend(kind) { backend in
+            let model = try LlamaFixtures.model(on: backend)
+            let adapter = try ModelAdapter(contentsOf: PEFTConfigFixtures.path(name), on: model)
+            let file = try SafetensorsFile(path: PEFTConfigFixtures.path(name + "/" + ModelAdapter.weightsName))
+            #expect(Set(file.names) == Set(adapter.parameters.map(\.name)))
+            let result = try Evaluation(model: model, adapter: adapter, data: LlamaFixtures.data(model), batchSize: 6)
+            let expected = PEFTConfigFixtures.expected["loss"]![name]!.number!
+            print("eval \(name) on \(kind): \(result.loss) vs PEFT \(expected), relative \(abs(result.loss - expected) / expected)")
+            #expect(abs(result.loss - expected) / expected < 1e-4)
+        }
+    }
+
+    /// A new adapter from the same settings has PEFT's modules and shapes (the config read back
+    /// from what we write, so both directions agree).
+    @Test(arguments: ["patterns", "layers", "layer0"])
+    func newAdapterHasPEFTsModules(_ name: String) throws {
+        let model = try LlamaFixtures.model(on: CPUBackend.shared)
+        let settings = try AdapterSettings(contentsOf: PEFTConfigFixtures.path(name + "/" + ModelAdapter.configName))
+        try withTemporaryFolder { folder in
+            try ModelAdapter(settings: settings, on: model, seed: 1).save(to: folder)
+            let ours = try SafetensorsFile(path: folder + "/" + ModelAdapter.weightsName)
+            let peft = try SafetensorsFile(path: PEFTConfigFixtures.path(name + "/" + ModelAdapter.weightsName))
+            #expect(ours.entries.mapValues(\.shape) == peft.entries.mapValues(\.shape))
+            var written = settings
+            written.architecture = nil  // PEFT's auto_mapping, which we do not write
+            #expect(try AdapterSettings(contentsOf: folder + "/" + ModelAdapter.configName) == written)
+        }
+    }
+
+    /// Three AdamW steps from PEFT's adapter against torch.optim.AdamW: losses within 1e-4, every
+    /// adapter tensor within 1e-3 of its largest value.
+    @Test(arguments: BackendKind.allCases, ["patterns", "layers"])
+    func threeStepsMatchPyTorch(_ kind: BackendKind, _ name: String) throws {
+        try onBackend(kind) { backend in
+            let (losses, adapter) = try PEFTConfigFixtures.train(name, on: backend)
+            let expected = PEFTConfigFixtures.expected["train"]![name]!.array!.map { $0.number! }
+            for (got, want) in zip(losses, expected) { #expect(abs(Double(got) - want) / want < 1e-4, "loss \(got) vs PyTorch \(want)") }
+            let worst = try PEFTConfigFixtures.worstDifference(adapter, "train3-" + name)
+            print("three AdamW steps, \(name) on \(kind): worst relative difference from PyTorch \(worst)")
+            #expect(worst < 1e-3)
+        }
+    }
+
+    /// Matching as PEFT's check_target_module_exists and get_pattern_key: a whole path in
+    /// target_modules ignores layers_to_transform; exclusion wins over targeting; a rank key
+    /// matches the end of the path after a dot, the first in sorted order winning.
+    @Test func matchingRules() throws {
+        let q0 = "model.layers.0.self_attn.q_proj", q1 = "model.layers.1.self_attn.q_proj"
+        let layer1 = try AdapterSettings(targets: .names([q0, "q_proj"]), layersToTransform: [1])
+        #expect(layer1.targets(q0) && layer1.targets(q1) && !layer1.targets("model.layers.0.self_attn.k_proj"))
+        let excluded = try AdapterSettings(targets: .allLinear, excludeModules: .pattern(#".*\.0\..*"#))
+        #expect(!excluded.targets(q0) && excluded.targets(q1))
+        let ranks = try AdapterSettings(rank: 8, rankPattern: ["q_proj": 2, "self_attn.q_proj": 3, "layers.1.self_attn.q_proj": 4, "proj": 5])
+        #expect(ranks.lora(for: q0).rank == 2 && ranks.lora(for: "model.layers.0.mlp.up_proj").rank == 8)
+        #expect(ranks.lora(for: "model.layers.0.self_attn.xq_proj").rank == 8)
+        #expect { try AdapterSettings(targets: .pattern(".*q_proj"), layersToTransform: [0]) } throws: { "\($0)".contains("layers_to_transform") }
+        #expect { try AdapterSettings(targets: .allLinear, layersToTransform: [0]) } throws: { "\($0)".contains("all-linear") }
+        #expect { try AdapterSettings(layersPattern: ["layers"]) } throws: { "\($0)".contains("layers_pattern needs layers_to_transform") }
+        #expect { try AdapterSettings(rankPattern: ["q_proj": 0]) } throws: { "\($0)".contains("rank_pattern[\"q_proj\"]") }
+        #expect { try AdapterSettings(alphaPattern: ["(q": 2]) } throws: { "\($0)".contains("alpha_pattern[\"(q\"]") }
+    }
+}
+
+@Suite("LoRA+ against PEFT's create_loraplus_optimizer")
+struct LoRAPlusTests {
+    /// Three steps with B's learning rate 16 × A's: losses within 1e-4 and the adapter within 1e-3 of PyTorch's.
+    @Test(arguments: BackendKind.allCases)
+    func threeStepsMatchPEFT(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let train = PEFTConfigFixtures.expected["train"]!
+            let (losses, adapter) = try PEFTConfigFixtures.train("patterns", on: backend, loraPlusRatio: train["loraplus_lr_ratio"]!.number!)
+            let expected = train["loraplus"]!.array!.map { $0.number! }
+            for (got, want) in zip(losses, expected) { #expect(abs(Double(got) - want) / want < 1e-4, "loss \(got) vs PyTorch \(want)") }
+            let worst = try PEFTConfigFixtures.worstDifference(adapter, "train3-loraplus")
+            print("three LoRA+ steps on \(kind): worst relative difference from PyTorch \(worst)")
+            #expect(worst < 1e-3)
+        }
+    }
+
+    @Test func refusesARatioThatIsNotPositive() throws {
+        let model = try LlamaFixtures.model(on: CPUBackend.shared)
+        let adapter = try ModelAdapter(contentsOf: PEFTConfigFixtures.path("patterns"), on: model)
+        for ratio in [0, -1, .nan] {
+            var settings = TrainingSettings()
+            settings.loraPlusRatio = ratio
+            #expect { try AdapterTraining(model: model, adapter: adapter, settings: settings, totalSteps: nil) } throws: { "\($0)".contains("LoRA+") }
+        }
+    }
+}
+
+@Suite("PiSSA against PEFT's init_lora_weights=\"pissa\"")
+struct PiSSAFixtureTests {
+    /// On q, v and down of the tiny Llama (r 4, alpha 8): A and B as PEFT initialised them (each
+    /// singular pair's sign aligned, as an SVD leaves it free) and the residual W it leaves, within
+    /// 5e-5 of the largest value (PEFT's SVD runs in f32, ours in f64; measured 9.8e-6 on both backends).
+    @Test(arguments: BackendKind.allCases)
+    func factorsAndResidualMatchPEFT(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let model = try LlamaFixtures.model(on: backend)
+            let settings = try AdapterSettings(contentsOf: PEFTConfigFixtures.path("pissa/" + ModelAdapter.configName))
+            let peft = try SafetensorsFile(path: PEFTConfigFixtures.path("pissa/" + ModelAdapter.weightsName))
+            let residual = try SafetensorsFile(path: PEFTConfigFixtures.path("pissa-residual.safetensors"))
+            var worst = 0.0
+            for (path, _) in model.linearModules where settings.targets(path) {
+                let weight = try model.weight(path + ".weight")
+                let config = settings.lora(for: path)
+                let adapter = try LoRAAdapter.pissa(weight: weight, config: config)
+                let (a, b) = (try adapter.a.floats(), try adapter.b.floats())
+                let peftA = try peft.floats("base_model.model.\(path).lora_A.weight"), peftB = try peft.floats("base_model.model.\(path).lora_B.weight")
+                let dIn = a.count / config.rank, r = config.rank
+                var signs = [Float](repeating: 1, count: r)
+                for k in 0..<r where zip(a[(k * dIn)..<((k + 1) * dIn)], peftA[(k * dIn)..<((k + 1) * dIn)]).reduce(0, { $0 + $1.0 * $1.1 }) < 0 { signs[k] = -1 }
+                worst = max(worst, relativeError(a.enumerated().map { $1 * signs[$0 / dIn] }, peftA.map(Double.init)))
+                worst = max(worst, relativeError(b.enumerated().map { $1 * signs[$0 % r] }, peftB.map(Double.init)))
+                worst = max(worst, relativeError(try weight.floats(), try residual.floats(path + ".weight").map(Double.init)))
+            }
+            print("PiSSA on \(kind): worst relative difference from PEFT \(worst)")
+            #expect(worst < 5e-5)
+        }
+    }
+}

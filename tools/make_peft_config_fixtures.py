@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Writes Tests/Fixtures/peft/: PEFT adapters on the tiny Llama of Tests/Fixtures/llama that use
+LoraConfig's module-selection fields, with the losses PEFT gives after loading them and after 3
+steps of AdamW, plain and LoRA+ (`create_loraplus_optimizer`), for the tests of
+`ModelAdapter`, `AdapterSettings` and the trainer.
+
+    pip install torch transformers peft safetensors numpy
+    python3 tools/make_llama_fixtures.py     # first, if Tests/Fixtures/llama is missing
+    python3 tools/make_peft_config_fixtures.py [OUTDIR]
+
+What it writes (OUTDIR defaults to Tests/Fixtures/peft):
+- `patterns/`: the seven projections, `rank_pattern` {"q_proj": 2, "layers.1.mlp.down_proj": 6},
+  `alpha_pattern` {"v_proj": 4, "o_proj": 32}, `exclude_modules` ["up_proj"].
+- `layers/`: q, v and gate, `layers_to_transform` [1], `layers_pattern` "layers", `exclude_modules`
+  the pattern ".*\\.1\\.self_attn\\.v_proj".
+- `layer0/`: q and down, `layers_to_transform` 0 (an integer), no `layers_pattern`.
+- `pissa/`: `init_lora_weights="pissa"` (exact SVD) on q, v, down, r 4, alpha 8: PEFT's A and B as
+  initialised, and `pissa-residual.safetensors`, the base weights it leaves (W - s·B·A).
+- `expected.json`: for each adapter the mean next-token cross-entropy over the fixture data in
+  float64 (as make_llama_fixtures.py computes it); for `patterns` and `layers` the three losses of
+  torch.optim.AdamW (lr 1e-2, weight decay 0.01, batches of 2 rows in order) with the adapter after
+  them in `train3-<name>/`; and `loraplus`: the same 3 steps from `patterns` with
+  `create_loraplus_optimizer(lr=1e-2, loraplus_lr_ratio=16, loraplus_weight_decay=0.01)`, its
+  adapter in `train3-loraplus/`.
+"""
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import peft
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from peft.optimizers import create_loraplus_optimizer
+from safetensors.torch import save_file
+from transformers import AutoModelForCausalLM
+
+from make_llama_fixtures import ALL_PROJECTIONS, mean_loss, save_adapter as save
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+LLAMA = os.path.join(ROOT, "Tests", "Fixtures", "llama")
+MODEL = os.path.join(LLAMA, "tiny-llama")
+LR, WEIGHT_DECAY, BATCH, STEPS, LORAPLUS_RATIO = 1e-2, 0.01, 2, 3, 16.0
+
+CONFIGS = {
+    "patterns": dict(target_modules=ALL_PROJECTIONS, rank_pattern={"q_proj": 2, "layers.1.mlp.down_proj": 6},
+                     alpha_pattern={"v_proj": 4, "o_proj": 32}, exclude_modules=["up_proj"]),
+    "layers": dict(target_modules=["q_proj", "v_proj", "gate_proj"], layers_to_transform=[1], layers_pattern="layers",
+                   exclude_modules=r".*\.1\.self_attn\.v_proj"),
+    "layer0": dict(target_modules=["q_proj", "down_proj"], layers_to_transform=0),
+}
+
+
+def load():
+    return AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32)
+
+
+def train(adapter_dir, out, ids, loraplus):
+    model = PeftModel.from_pretrained(load(), adapter_dir, is_trainable=True)
+    model.train()
+    if loraplus:
+        optimizer = create_loraplus_optimizer(model, torch.optim.AdamW, lr=LR, loraplus_lr_ratio=LORAPLUS_RATIO,
+                                              loraplus_weight_decay=WEIGHT_DECAY, betas=(0.9, 0.999), eps=1e-8)
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=WEIGHT_DECAY)
+    losses = []
+    for step in range(STEPS):
+        start = (step % (len(ids) // BATCH)) * BATCH
+        batch = ids[start:start + BATCH]
+        loss = model(input_ids=batch, labels=batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    save(model, out)
+    return losses
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "Tests", "Fixtures", "peft")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    path = lambda *p: os.path.join(out, *p)
+    ids = torch.from_numpy(np.load(os.path.join(LLAMA, "data.npy")))
+    expected = {"versions": {"torch": torch.__version__, "peft": peft.__version__}, "loss": {},
+                "train": {"lr": LR, "weight_decay": WEIGHT_DECAY, "batch_size": BATCH, "seq_len": ids.shape[1], "steps": STEPS,
+                          "loraplus_lr_ratio": LORAPLUS_RATIO}}
+
+    for seed, (name, fields) in enumerate(CONFIGS.items()):
+        torch.manual_seed(20 + seed)  # init_lora_weights=False draws A and B from torch's generator
+        model = get_peft_model(load(), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=False, **fields))
+        with torch.no_grad():  # B is zero at PEFT's start: move it so every factor matters.
+            for key, p in model.named_parameters():
+                if "lora_B" in key:
+                    p.copy_(0.2 * torch.randn_like(p))
+        save(model, path(name))
+        expected["loss"][name] = mean_loss(PeftModel.from_pretrained(load(), path(name)), ids)
+    for name in ["patterns", "layers"]:
+        expected["train"][name] = train(path(name), path(f"train3-{name}"), ids, loraplus=False)
+    expected["train"]["loraplus"] = train(path("patterns"), path("train3-loraplus"), ids, loraplus=True)
+
+    base = load()
+    originals = {k: v.clone() for k, v in base.state_dict().items()}
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights="pissa",
+                                            target_modules=["q_proj", "v_proj", "down_proj"]))
+    save(model, path("pissa"))
+    residual = {k.removeprefix("base_model.model.").replace(".base_layer", ""): v.detach().clone().contiguous()
+                for k, v in model.state_dict().items() if k.endswith("base_layer.weight")}
+    save_file(residual, path("pissa-residual.safetensors"))
+    expected["loss"]["pissa"] = mean_loss(model, ids)
+    expected["loss"]["pissa-base"] = mean_loss(AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32), ids)
+    assert all(torch.equal(originals[k], v) for k, v in load().state_dict().items())
+
+    with open(path("expected.json"), "w") as f:
+        json.dump(expected, f, indent=1)
+    print(json.dumps(expected, indent=1))
+
+
+if __name__ == "__main__":
+    main()
