@@ -157,19 +157,23 @@ public struct AdapterSettings: Hashable, Sendable {
     // MARK: adapter_config.json
 
     /// Reads PEFT's `adapter_config.json` as `LoraConfig` takes it (PEFT's defaults for what is
-    /// absent); a field of the wrong JSON type, and fields this engine cannot honour (per-module
-    /// ranks, biases, modules to save, layer selection, a non-LoRA type), are errors naming the field.
+    /// absent); a field of the wrong JSON type, and fields this engine cannot honour yet (biases,
+    /// modules to save, trainable token rows, LoRA on B's bias, aLoRA, QALoRA, a non-LoRA type), are
+    /// errors naming the field.
     public init(contentsOf path: String) throws {
         let fields = try ConfigFields(try JSON.read(path, what: "the adapter's config"), path: path, what: "the adapter config")
         let type = try fields.string("peft_type", default: "")
         guard type == "LORA" else {
             throw fields.fail("peft_type", "only LORA adapters (LoRA, rsLoRA, DoRA) are supported, got \(fields["peft_type"]?.kind ?? "nothing")")
         }
-        for field in ["modules_to_save", "layer_replication", "target_parameters"] {
+        for field in ["modules_to_save", "trainable_token_indices", "layer_replication", "target_parameters", "alora_invocation_tokens"] {
             if let v = fields[field], v != .array([]) { throw fields.fail(field, "is not supported (got \(v.serialized))") }
         }
         let bias = try fields.string("bias", default: "none")
         guard bias == "none" else { throw fields.fail("bias", "only \"none\" is supported, got \"\(bias)\"") }
+        for field in ["lora_bias", "use_qalora"] where try fields.bool(field, default: false) {
+            throw fields.fail(field, "is not supported (got true)")
+        }
         if try fields.bool("fan_in_fan_out", default: false) { throw fields.fail("fan_in_fan_out", "Conv1D-layout weights are not supported") }
         let targets: Targets
         switch fields["target_modules"] {

@@ -49,6 +49,31 @@ extension AdapterSettingsTests {
         #expect(try AdapterSettings(rank: 65536).rank == 65536)
     }
 
+    /// Fields PEFT honours and this engine cannot yet are refused by name, never ignored
+    /// (trainable_token_indices was read as if absent); their absent forms (null, [], false) load.
+    @Test func fieldsNotYetHonouredAreRefused() throws {
+        let refused: [(String, JSON)] = [
+            ("modules_to_save", .array([.string("lm_head")])),
+            ("trainable_token_indices", .array([.number(3), .number(5)])),
+            ("trainable_token_indices", .object(["embed_tokens": .array([.number(3)])])),
+            ("alora_invocation_tokens", .array([.number(7)])),
+            ("lora_bias", .bool(true)),
+            ("use_qalora", .bool(true)),
+            ("bias", .string("all")),
+        ]
+        try withTemporaryFolder { folder in
+            for (field, value) in refused {
+                let copy = try adapterCopy("lora", in: folder) { $0[field] = value }
+                #expect { try AdapterSettings(contentsOf: copy + "/" + ModelAdapter.configName) } throws: { "\($0)".contains(field) }
+            }
+            let absent = try adapterCopy("lora", in: folder) {
+                $0["trainable_token_indices"] = .null; $0["modules_to_save"] = .null; $0["alora_invocation_tokens"] = .null
+                $0["lora_bias"] = .bool(false); $0["use_qalora"] = .bool(false)
+            }
+            #expect(try AdapterSettings(contentsOf: absent + "/" + ModelAdapter.configName).rank > 0)
+        }
+    }
+
     /// A Llama adapter whose shapes fit a Qwen2 model is refused there (PEFT recorded
     /// LlamaForCausalLM and base model tiny-llama) unless forced; a base_model_name_or_path that
     /// names another folder is refused too, compared by its last path component.
