@@ -17,21 +17,26 @@ public struct ShaderVariant: Sendable {
     /// Every variant of every shader, shader by shader in `Shader`'s order.
     public static var all: [ShaderVariant] { Shader.allCases.flatMap(\.variants) }
 
-    /// The defines that choose this variant, `NAME=VALUE` separated by spaces: a `ShaderChoice`'s
-    /// case numbering (`OP_ADD=0`, the same in every variant) is left out, the choice (`OP=OP_ADD`) kept.
+    /// The defines that choose this variant, `NAME=VALUE` separated by spaces: a `ShaderChoice`'s case
+    /// numbering (`QUANT_NF4=1`, the same in every variant) is left out, the choice (`B_QUANT=QUANT_NF4`) kept.
     public var choices: String {
-        let names = Set(defines.map(\.0))
-        let choiceMacros = defines.filter { names.contains($0.1) }.map { $0.0 + "_" }
-        func isCaseNumber(_ define: (String, String)) -> Bool {
-            Int(define.1) != nil && choiceMacros.contains { define.0.hasPrefix($0) }
+        let numbered = defines.filter { Int($0.1) != nil }.map(\.0)
+        var cases = Set<String>()
+        for (_, chosen) in defines where numbered.contains(chosen) {
+            // The cases are the numbered defines sharing the chosen case's longest "_"-ended prefix that more
+            // than one of them has (`QUANT_` for QUANT_NF4_DOUBLE_QUANT, whose `QUANT_NF4_` only it has).
+            let ends = chosen.indices.filter { chosen[$0] == "_" }.reversed()
+            for end in ends {
+                let prefix = chosen[...end]
+                let sharing = numbered.filter { $0.hasPrefix(prefix) }
+                if sharing.count > 1 { cases.formUnion(sharing); break }
+            }
         }
-        return defines.filter { !isCaseNumber($0) }.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
+        return defines.filter { !cases.contains($0.0) }.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
     }
 
-    /// Its SPIR-V, compiled as the device path compiles it; `warningsAsErrors` as the no-device test does.
-    public func spirv(warningsAsErrors: Bool = false) throws -> [UInt32] {
-        try ShaderCompiler.shared.compile(shader, defines: defines, warningsAsErrors: warningsAsErrors)
-    }
+    /// Its SPIR-V, from where the device path takes it (`PipelineStore`: the shared compiler and its caches).
+    public func spirv() throws -> [UInt32] { try ShaderCompiler.shared.spirv(shader, defines: defines) }
 
     /// Whether `spirv` declares the `CooperativeMatrixKHR` capability: a variant on the
     /// cooperative-matrix (tensor-core) path rather than the scalar one.

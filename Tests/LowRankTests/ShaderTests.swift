@@ -79,12 +79,14 @@ import Testing
     /// warning an error: a GLSL mistake in a rarely used variant fails here, not on a device.
     @Test(arguments: Shader.allCases)
     func everyVariantCompiles(_ shader: Shader) throws {
+        let compiler = ShaderCompiler(cacheDirectory: nil)
         let variants = shader.variants
         #expect(!variants.isEmpty)
         #expect(Set(variants.map { $0.defines.map { "\($0.0)=\($0.1)" } }).count == variants.count, "\(shader.rawValue): variants with the same defines")
+        #expect(Set(variants.map(\.choices)).count == variants.count, "\(shader.rawValue): variants with the same choosing defines (tools/isa-report.sh's key)")
         for variant in variants {
             #expect(throws: Never.self, "\(shader.rawValue) \(variant.choices)") {
-                let words = try variant.spirv(warningsAsErrors: true)
+                let words = try compiler.compile(variant.shader, defines: variant.defines, warningsAsErrors: true)
                 #expect(words.first == ShaderCompiler.spirvMagic)
             }
         }
@@ -96,6 +98,8 @@ import Testing
         #expect(ShaderVariant.all.count == Shader.allCases.reduce(0) { $0 + $1.variants.count })
         let scaleRows = ShaderVariant(ElementwiseKernel.variants.first { $0.defines["OP"] == "OP_SCALE_ROWS" }!)
         #expect(scaleRows.choices.contains("OP=OP_SCALE_ROWS") && !scaleRows.choices.contains("OP_ADD"))
+        let nf4 = try #require(ShaderVariant.all.first { $0.defines.contains { $0 == ("B_QUANT", "QUANT_NF4_DOUBLE_QUANT") } })
+        #expect(nf4.choices.contains("B_QUANT=QUANT_NF4_DOUBLE_QUANT") && !nf4.choices.contains("QUANT_NONE") && !nf4.choices.contains("QUANT_Q8_0"))
         let matmul = try #require(ShaderVariant.all.first { $0.shader == Shader.matmul.rawValue }).spirv()
         #expect(!ShaderVariant.usesCooperativeMatrix(matmul))
         // The same module with OpCapability CooperativeMatrixKHR (6022) added after its header.

@@ -1,8 +1,8 @@
 # Sourced by tools/isa-report.sh and tools/isa-peer.sh: Mesa's RADV driver on its null device (a real AMD GPU's
 # compiler, no hardware) and tools/isa/radvstats.c built against it. Mesa 25.0 from Debian bookworm-backports, the
 # last with the null device (26.2 removed it), downloaded from the Debian archive apt already uses here and
-# unpacked into $ISA_STATS_CACHE (default ~/.cache/lowrank-isa-stats), not installed. The set-up is the one of
-# ../shared/tools/isa-stats/isa-stats.sh. Needs gcc, libvulkan-dev and apt.
+# unpacked into $ISA_STATS_CACHE (default ~/.cache/lowrank-isa-stats), not installed; the set-up is the one of
+# ../shared/tools/isa-stats/isa-stats.sh. Needs a C compiler (CC, else clang or gcc), libvulkan-dev and apt.
 #
 #   radv_stats FAMILY [radvstats options and files...]   one JSON object per shader (tools/isa/radvstats.c)
 
@@ -25,7 +25,7 @@ radv_setup() {
     [ -f "$lib" ] || { echo "isa: the backports package has no RADV driver" >&2; return 1; }
   fi
   if [ ! -x "$isa_cache/radvstats-report" ] || [ "$isa_tools/radvstats.c" -nt "$isa_cache/radvstats-report" ]; then
-    gcc -O1 -Wall -o "$isa_cache/radvstats-report" "$isa_tools/radvstats.c" -lvulkan
+    "${CC:-$(command -v clang || command -v gcc)}" -O1 -Wall -o "$isa_cache/radvstats-report" "$isa_tools/radvstats.c" -lvulkan
   fi
   printf '{ "ICD": { "api_version": "1.3.0", "library_path": "%s" }, "file_format_version": "1.0.0" }\n' "$lib" > "$isa_cache/radv_null.json"
 }
