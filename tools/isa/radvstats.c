@@ -4,7 +4,7 @@
 // subgroups per SIMD, instructions) and counts read from its machine code (the "Assembly" internal representation)
 // over the main loop. Options apply to the files after them: --spec sets specialization constants (4-byte values,
 // as ggml-vulkan sets its tile sizes), --subgroup a required subgroup size (0: the driver's choice), --isa-dir
-// writes each shader's assembly to DIR/<file name>.s; --meta gives JSON members ("kernel": "matmul", ...) that
+// writes each shader's assembly to DIR/<file name>.<family>.s; --meta gives JSON members ("kernel": "matmul", ...) that
 // start the next file's object.
 //
 // Derived from ../shared/tools/isa-stats/radvstats.c (the project's isa-stats tool): same device set-up; added
@@ -221,7 +221,7 @@ int main(int argc, char **argv) {
         for (uint32_t i = 0; i < nr; i++) if (!strcmp(ir[i].name, "Assembly") && ir[i].pData) assembly = ir[i].pData;
         if (!assembly) { fprintf(stderr, "radvstats: %s: the driver gave no assembly\n", argv[a]); failed = 1; printf("}\n"); continue; }
         if (isa_dir) {
-            char path[4096]; snprintf(path, sizeof path, "%s/%s.s", isa_dir, name);
+            char path[4096]; snprintf(path, sizeof path, "%s/%s.%s.s", isa_dir, name, family);
             FILE *o = fopen(path, "w"); if (o) { fputs(assembly, o); fclose(o); }
         }
         int in_loop; Counts c = main_loop(assembly, &in_loop);
