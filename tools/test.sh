@@ -18,6 +18,9 @@ bench=(.build/debug/lowrank-bench --suite all --preset tiny --device all --runs 
 LOWRANK_VALIDATION=1 .build/debug/lowrank train --steps 20 --adapter-out .build/default-job
 test -s .build/default-job/adapter_model.safetensors && test -s .build/default-job/loss.svg
 swift test
+# The machine code of every kernel variant for real AMD GPUs (Mesa's RADV on its null device): no register
+# spills, v_wmma in every cooperative-matrix main loop on RDNA3, occupancy not below docs/isa/lowrank.jsonl.
+LOWRANK_BENCH=.build/debug/lowrank-bench tools/isa-check.sh
 # Every parser of untrusted input under libFuzzer and AddressSanitizer, briefly (tools/fuzz.sh
 # takes longer runs): a crash, sanitizer report or hang fails the suite.
 tools/fuzz.sh 10

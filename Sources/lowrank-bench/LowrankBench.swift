@@ -32,6 +32,7 @@ struct LowrankBench: ParsableCommand {
     @Option(help: "A file of an earlier --json run to compare against.") var compare: String?
     @Option(help: "Slowdown of the median that counts as a regression: 10% or 0.1.") var threshold = "10%"
     @Option(help: "Write an SVG chart of the run's median times over its shapes.") var plot: String?
+    @Option(name: .customLong("dump-spirv"), help: .hidden) var dumpSPIRV: String?
 
     func validate() throws {
         guard suite == "all" || Self.suites.contains(suite) else {
@@ -43,6 +44,7 @@ struct LowrankBench: ParsableCommand {
     }
 
     func run() throws {
+        if let dumpSPIRV { return try SPIRVDump.write(to: dumpSPIRV) }
         let shapes = Self.sweep(preset.shapes, tokens: tokens?.values, dIn: dIn?.values, dOut: dOut?.values, rank: rank?.values)
         var table = ResultTable()
         let info = { (line: String) in json ? printToStandardError(line) : print(line) }

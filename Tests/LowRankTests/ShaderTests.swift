@@ -80,19 +80,31 @@ import Testing
     @Test(arguments: Shader.allCases)
     func everyVariantCompiles(_ shader: Shader) throws {
         let compiler = ShaderCompiler(cacheDirectory: nil)
-        func check<K: Kernel>(_: K.Type) throws {
-            let variants = K.variants
-            #expect(!variants.isEmpty)
-            #expect(Set(variants.map(\.defines)).count == variants.count, "\(shader.rawValue): variants with the same defines")
-            for variant in variants {
-                let defines = variant.defines.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
-                #expect(throws: Never.self, "\(shader.rawValue) \(variant)") {
-                    let words = try compiler.compile(shader.rawValue, defines: defines, warningsAsErrors: true)
-                    #expect(words.first == ShaderCompiler.spirvMagic)
-                }
+        let variants = shader.variants
+        #expect(!variants.isEmpty)
+        #expect(Set(variants.map { $0.defines.map { "\($0.0)=\($0.1)" } }).count == variants.count, "\(shader.rawValue): variants with the same defines")
+        #expect(Set(variants.map(\.choices)).count == variants.count, "\(shader.rawValue): variants with the same choosing defines (tools/isa-report.sh's key)")
+        for variant in variants {
+            #expect(throws: Never.self, "\(shader.rawValue) \(variant.choices)") {
+                let words = try compiler.compile(variant.shader, defines: variant.defines, warningsAsErrors: true)
+                #expect(words.first == ShaderCompiler.spirvMagic)
             }
         }
-        try check(shader.kernel)
+    }
+
+    /// What `lowrank-bench --dump-spirv` lists for tools/isa-report.sh: every kernel's variants, each named by
+    /// the defines that choose it, and on the cooperative-matrix path exactly when its SPIR-V declares the capability.
+    @Test func variantListForTheMachineCodeReport() throws {
+        #expect(ShaderVariant.all.count == Shader.allCases.reduce(0) { $0 + $1.variants.count })
+        let scaleRows = ShaderVariant(ElementwiseKernel.variants.first { $0.defines["OP"] == "OP_SCALE_ROWS" }!)
+        #expect(scaleRows.choices.contains("OP=OP_SCALE_ROWS") && !scaleRows.choices.contains("OP_ADD"))
+        let nf4 = try #require(ShaderVariant.all.first { $0.defines.contains { $0 == ("B_QUANT", "QUANT_NF4_DOUBLE_QUANT") } })
+        #expect(nf4.choices.contains("B_QUANT=QUANT_NF4_DOUBLE_QUANT") && !nf4.choices.contains("QUANT_NONE") && !nf4.choices.contains("QUANT_Q8_0"))
+        let matmul = try #require(ShaderVariant.all.first { $0.shader == Shader.matmul.rawValue }).spirv()
+        #expect(!ShaderVariant.usesCooperativeMatrix(matmul))
+        // The same module with OpCapability CooperativeMatrixKHR (6022) added after its header.
+        let withCapability = Array(matmul[0..<5]) + [2 << 16 | 17, 6022] + matmul[5...]
+        #expect(ShaderVariant.usesCooperativeMatrix(withCapability))
     }
 
     @Test func choicesNameTheirCases() {
