@@ -11,7 +11,7 @@ extension Graph {
                      options: LoRAOptions, label: String = "lora") throws -> GraphTensor {
         var o = options
         o.hasBias = bias != nil
-        return try apply(.loraForward(o), [x, weight, a, b] + (bias.map { [$0] } ?? []), label: label)[0]
+        return try apply(.loraForward(o), LoRAForwardOperands(x: x, w: weight, a: a, b: b, bias: bias).values, label: label)[0]
     }
 
     /// A frozen linear layer with one DoRA adapter; `weightNormSquared` is `‖W‖²_row`, a constant of W.
@@ -19,7 +19,8 @@ extension Graph {
                      magnitude: GraphTensor, weightNormSquared: GraphTensor, options: DoRAOptions, label: String = "dora") throws -> GraphTensor {
         var o = options
         o.lora.hasBias = bias != nil
-        return try apply(.doraForward(o), [x, weight, a, b, magnitude, weightNormSquared] + (bias.map { [$0] } ?? []), label: label)[0]
+        let operands = DoRAForwardOperands(x: x, w: weight, a: a, b: b, magnitude: magnitude, weightSquaredNorm: weightNormSquared, bias: bias)
+        return try apply(.doraForward(o), operands.values, label: label)[0]
     }
 
     public func activation(_ f: Activation, _ x: GraphTensor, label: String? = nil) throws -> GraphTensor {

@@ -84,7 +84,7 @@ struct AdamWOptimizerTests {
     @Test func rejectsMisuse() throws {
         let backend = try BackendKind.cpu.open()
         let p = try Tensor.zeros([3], on: backend)
-        #expect(throws: LowRankError.self) { _ = try AdamWOptimizer(parameters: [("p", p)], settings: .init(learningRate: 1e-3, maxGradientNorm: 0)) }
+        #expect(throws: LowRankError.self) { _ = try AdamWOptimizer(parameters: [("p", p)], settings: .init(learningRate: 1e-3, maxGradientNorm: -1)) }
         #expect(throws: LowRankError.self) {
             _ = try AdamWOptimizer(parameters: [("p", p)], settings: .init(learningRate: 1e-3, schedule: .cosine(warmupSteps: 5, totalSteps: 5)))
         }
