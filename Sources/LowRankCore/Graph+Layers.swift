@@ -49,3 +49,32 @@ extension Graph {
         try apply(.meanSquaredError, [prediction, target], label: label)[0]
     }
 }
+
+/// The transformer layers.
+extension Graph {
+    /// The rows of `table [vocab, d]` for `ids [T]` (i32).
+    public func embedding(_ table: GraphTensor, ids: GraphTensor, label: String = "embedding") throws -> GraphTensor {
+        try apply(.embedding, [table, ids], label: label)[0]
+    }
+
+    /// Llama's RMSNorm over the last dimension: `weight ⊙ x / √(mean(x²) + ε)`, normalised in f32.
+    public func rmsNorm(_ x: GraphTensor, weight: GraphTensor, epsilon: Float, label: String = "rms_norm") throws -> GraphTensor {
+        try apply(.rmsNorm(epsilon: epsilon), [x, weight], label: label)[0]
+    }
+
+    /// Hugging Face's rotate-half RoPE on `x [T, heads, headDim]` at `positions [T]` (i32).
+    public func rope(_ x: GraphTensor, inverseFrequencies: GraphTensor, positions: GraphTensor, label: String = "rope") throws -> GraphTensor {
+        try apply(.rope(inverse: false), [x, inverseFrequencies, positions], label: label)[0]
+    }
+
+    /// Causal attention of `q [T, H_q, D]` over `k` and `v` `[T, H_kv, D]`: `[T, H_q, D]`.
+    public func attention(q: GraphTensor, k: GraphTensor, v: GraphTensor, options: AttentionOptions, label: String = "attention") throws -> GraphTensor {
+        try apply(.attention(options), [q, k, v], label: label)[0]
+    }
+
+    /// The mean cross-entropy of `logits [T, V]` against `labels [T]` (i32) over the rows whose
+    /// label is not `ignoreIndex`, one f32 value.
+    public func crossEntropy(_ logits: GraphTensor, labels: GraphTensor, ignoreIndex: Int32, label: String = "cross_entropy") throws -> GraphTensor {
+        try apply(.crossEntropy(ignoreIndex: ignoreIndex), [logits, labels], label: label)[0]
+    }
+}
