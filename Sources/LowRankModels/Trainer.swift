@@ -4,9 +4,7 @@ import LowRank
 /// How `Trainer` trains: the optimizer's hyperparameters (PyTorch's AdamW defaults), the data
 /// order, the length of the run, and checkpointing.
 public struct TrainingSettings: Hashable, Sendable {
-    public enum Schedule: String, Hashable, Sendable, CaseIterable {
-        case constant, linear, cosine
-    }
+    public typealias Schedule = LearningRateSchedule.Kind
 
     public var learningRate: Double = 2e-4
     public var warmupSteps = 0
@@ -28,14 +26,7 @@ public struct TrainingSettings: Hashable, Sendable {
 
     /// The optimizer's settings; linear and cosine schedules need their length.
     public func optimizer(totalSteps: Int?) throws -> AdamWOptimizer.Settings {
-        let schedule: LearningRateSchedule
-        switch (self.schedule, totalSteps) {
-        case (.constant, _): schedule = .constant(warmupSteps: warmupSteps)
-        case (.linear, let total?) where total >= 1: schedule = .linear(warmupSteps: warmupSteps, totalSteps: total)
-        case (.cosine, let total?) where total >= 1: schedule = .cosine(warmupSteps: warmupSteps, totalSteps: total)
-        default: throw LowRankError(.invalidArgument, "a \(self.schedule.rawValue) schedule needs its length in steps (at least 1), got \(totalSteps.map(String.init) ?? "none")")
-        }
-        try schedule.validate()
+        let schedule = try LearningRateSchedule(self.schedule, warmupSteps: warmupSteps, totalSteps: totalSteps)
         return AdamWOptimizer.Settings(learningRate: learningRate, weightDecay: weightDecay, schedule: schedule, maxGradientNorm: maxGradientNorm)
     }
 }
