@@ -29,7 +29,7 @@ extension ExecutionPlan {
             if case .parameter = value.source, try input.nonFiniteCount() > 0 { text += " (\(value.name), itself not finite)" }
             described.append(text)
         }
-        return LowRankError(.numerical, "\(step.label) (\(step.op)) is the first op whose output is not finite: output \(output) (\(descriptor)) holds \(count) NaN or infinite values",
+        return LowRankError(.numerical, "\(step.label) (\(step.op?.rawValue ?? "reshape")) is the first op whose output is not finite: output \(output) (\(descriptor)) holds \(count) NaN or infinite values",
                             context: [("op", step.label), ("inputs", described.joined(separator: ", "))])
     }
 }
