@@ -5,7 +5,7 @@ import LowRank
 /// (each projection plain, LoRA or DoRA), final norm, LM head, and the mean next-token
 /// cross-entropy. With `training`, the plan also yields the gradient of every adapter tensor, in
 /// `ModelAdapter.parameters` order.
-public final class CausalLMPlan: @unchecked Sendable {
+public final class CausalLMPlan {
     public let batch: Int
     public let sequence: Int
     public let plan: ExecutionPlan

@@ -45,7 +45,7 @@ public struct TrainingProgress: Sendable {
 /// (adapter, optimizer moments, step, what the run was made with) written atomically into
 /// `<output>/checkpoint-<step>`, and `resume()` continuing bit for bit from the latest one. While it
 /// exists it holds the `OutputLock` of `output`, so a second trainer on the same folder is refused.
-public final class Trainer: @unchecked Sendable {
+public final class Trainer {
     public let training: AdapterTraining
     public let data: TokenDataset
     public let output: String?
