@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # A cache folder inside the build keeps test runs from reading stale SPIR-V elsewhere.
 export LOWRANK_CACHE_DIR="${LOWRANK_CACHE_DIR:-$PWD/.build/lowrank-cache}"
+# No Swift line wider than .swift-format allows.
+tools/check_format.sh
 swift build
 LOWRANK_VALIDATION=1 .build/debug/lowrank devices
 LOWRANK_VALIDATION=1 .build/debug/lowrank check

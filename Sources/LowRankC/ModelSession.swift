@@ -47,7 +47,7 @@ final class ModelSession: Sendable {
         }
     }
 
-    init(engineHandle: UInt64, engine: EngineEntry, model: LlamaModel) {
+    init(engineHandle: UInt64, engine: EngineEntry, model: sending LlamaModel) {
         self.engineHandle = engineHandle
         self.engine = engine
         state = Mutex(State(model: model))
@@ -55,8 +55,8 @@ final class ModelSession: Sendable {
 
     /// Runs `body` under the model's lock; on a validated engine, a validation message raised
     /// meanwhile fails the call.
-    func withState<R>(_ body: (inout State) throws -> R) throws -> R {
-        try state.withLock { (state: inout State) throws -> R in
+    func withState<R>(_ body: (inout State) throws -> sending R) throws -> sending R {
+        try state.withLock { (state: inout State) throws -> sending R in
             let result = try body(&state)
             try engine.checkValidation()
             return result

@@ -7,7 +7,7 @@ import LowRankModels
         let out = try ABI.required(options, "options")
         let d = TrainingSettings()
         out.pointee = lowrank_training_options(size: UInt32(MemoryLayout<lowrank_training_options>.size),
-                                               schedule: Int32(bitPattern: LOWRANK_SCHEDULE_CONSTANT.rawValue), learning_rate: d.learningRate,
+                                               schedule: d.schedule.code, learning_rate: d.learningRate,
                                                warmup_steps: Int64(d.warmupSteps), total_steps: 0, weight_decay: d.weightDecay,
                                                max_grad_norm: 0, gradient_checkpointing: 0, seed: d.seed)
     }
@@ -18,12 +18,11 @@ import LowRankModels
         let o = try ABI.required(options, "options").pointee
         try ABI.checkSize(o.size, of: lowrank_training_options.self, "lowrank_training_options", initializer: "lowrank_training_options_init")
         var settings = TrainingSettings()
-        settings.schedule = switch UInt32(bitPattern: o.schedule) {
-        case LOWRANK_SCHEDULE_CONSTANT.rawValue: .constant
-        case LOWRANK_SCHEDULE_LINEAR.rawValue: .linear
-        case LOWRANK_SCHEDULE_COSINE.rawValue: .cosine
-        default: throw ABIError(LOWRANK_INVALID_ARGUMENT, "schedule \(o.schedule) is not a lowrank_schedule (0 constant, 1 linear, 2 cosine)")
+        guard let schedule = LearningRateSchedule.Kind(code: o.schedule) else {
+            let codes = LearningRateSchedule.Kind.allCases.map { "\($0.code) \($0.rawValue)" }.joined(separator: ", ")
+            throw ABIError(LOWRANK_INVALID_ARGUMENT, "schedule \(o.schedule) is not a lowrank_schedule (\(codes))")
         }
+        settings.schedule = schedule
         guard o.learning_rate.isFinite, o.learning_rate >= 0, o.weight_decay.isFinite, o.weight_decay >= 0 else {
             throw ABIError(LOWRANK_INVALID_ARGUMENT, "the learning rate and weight decay must be finite and not negative, got \(o.learning_rate) and \(o.weight_decay)")
         }
@@ -134,5 +133,15 @@ extension ABI {
         }
         return try TokenBatch(inputIDs: try elements(ids, Int(count), "input_ids"), labels: try labels.map { try elements($0, Int(count), "labels") },
                               rows: Int(rows), sequence: Int(sequence), vocabularySize: vocabularySize)
+    }
+}
+
+extension LearningRateSchedule.Kind {
+    /// The `lowrank_schedule` value: the case's position (`CABITests` checks lowrank.h against it).
+    var code: Int32 { Int32(Self.allCases.firstIndex(of: self)!) }
+
+    init?(code: Int32) {
+        guard Self.allCases.indices.contains(Int(code)) else { return nil }
+        self = Self.allCases[Int(code)]
     }
 }

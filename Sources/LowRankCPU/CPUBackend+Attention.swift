@@ -43,10 +43,10 @@ extension CPUBackend {
     /// dq per (row, query head) over its keys; dk and dv per (key row, KV head) over the query
     /// heads of its group and the rows that see it, in order: no two threads write one value.
     /// `P = exp(s − logsumexp)`, `dS = P·(G·v − Σ G⊙out)`.
-    func attentionBackward(_ o: AttentionOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
-        let dims = AttentionDims(o, q: inputs[1], k: inputs[2])
-        let logsumexp = pointer(inputs[5]).assumingMemoryBound(to: Float.self)
-        withFloats(Array(inputs[0...4])) { views in
+    func attentionBackward(_ o: AttentionOptions, _ operands: AttentionBackwardOperands<Tensor>, _ outputs: [Tensor]) throws {
+        let dims = AttentionDims(o, q: operands.q, k: operands.k)
+        let logsumexp = pointer(operands.logsumexp).assumingMemoryBound(to: Float.self)
+        withFloats([operands.gradient, operands.q, operands.k, operands.v, operands.out]) { views in
             let (g, q, k, v, out) = (views[0], views[1], views[2], views[3], views[4])
             withScratch(dims.t * dims.hq) { delta in
                 for index in 0..<(dims.t * dims.hq) { delta[index] = dims.dot(g, index * dims.d, out, index * dims.d) }

@@ -13,19 +13,19 @@ extension CPUBackend {
     static let doraNormChunkRows = 256
 
     /// W, A, B, m, ‖W‖²_row -> n, g: `n² = ‖W‖² + 2s·rowsum(B⊙(W·Aᵀ)) + s²·rowsum((B·(A·Aᵀ))⊙B)`.
-    func doraNorm(scale s: Float, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
-        let (w, a) = (inputs[0], inputs[1])
+    func doraNorm(scale s: Float, _ operands: DoRANormOperands<Tensor>, _ outputs: [Tensor]) throws {
+        let (w, a) = (operands.w, operands.a)
         let dOut = w.shape[0], r = a.shape[0]
         withScratch(r * dOut) { aw in
             withFloats(a) { pa in weightProduct(pa, m: r, w, transposeW: true, aw, beta: 0) }
-            factoredNorm(scale: s, aw: aw, inputs, outputs)
+            factoredNorm(scale: s, aw: aw, operands, outputs)
         }
     }
 
     /// The norm from a given `A·Wᵀ` `[r, d_out]` (the orientation OpenBLAS runs fastest, and the one
     /// DoRA forward gets for free as extra rows of its base product).
-    private func factoredNorm(scale s: Float, aw: UnsafePointer<Float>, _ inputs: [Tensor], _ outputs: [Tensor]) {
-        let (w, a, b, m, wsq) = (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4])
+    private func factoredNorm(scale s: Float, aw: UnsafePointer<Float>, _ operands: DoRANormOperands<Tensor>, _ outputs: [Tensor]) {
+        let (w, a, b, m, wsq) = (operands.w, operands.a, operands.b, operands.magnitude, operands.weightSquaredNorm)
         let dOut = w.shape[0], dIn = w.shape[1], r = a.shape[0]
         let n = pointer(outputs[0]).assumingMemoryBound(to: Float.self)
         let g = pointer(outputs[1]).assumingMemoryBound(to: Float.self)
@@ -73,13 +73,13 @@ extension CPUBackend {
     /// x, W, A, B, m, ‖W‖²_row [, bias] -> y, u, n, g [, inner]. One GEMM of W with `dropout(x)` and A
     /// stacked gives both the base product and the norm's `A·Wᵀ`: r more rows on T cost almost
     /// nothing, where a separate skinny product costs most of the norm's time.
-    func doraForward(_ o: DoRAOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
-        let (x, w, a, b) = (inputs[0], inputs[1], inputs[2], inputs[3])
+    func doraForward(_ o: DoRAOptions, _ operands: DoRAForwardOperands<Tensor>, _ outputs: DoRAForwardResults<Tensor>) throws {
+        let (x, w, a, b) = (operands.x, operands.w, operands.a, operands.b)
         let t = x.shape[0], dIn = x.shape[1], dOut = w.shape[0], r = a.shape[0]
         let s = o.lora.scale
-        let g = pointer(outputs[3]).assumingMemoryBound(to: Float.self)
-        let u = pointer(outputs[1]).assumingMemoryBound(to: Float.self)
-        let inner = o.trainableMagnitude ? pointer(outputs[4]).assumingMemoryBound(to: Float.self) : nil
+        let g = pointer(outputs.g).assumingMemoryBound(to: Float.self)
+        let u = pointer(outputs.u).assumingMemoryBound(to: Float.self)
+        let inner = outputs.inner.map { pointer($0).assumingMemoryBound(to: Float.self) }
         let mask = DropoutMask(probability: o.lora.dropout, seed: o.lora.seed)
         withFloats(x) { px in
             withFloats(a) { pa in
@@ -94,14 +94,14 @@ extension CPUBackend {
                     (stacked + t * dIn).update(from: pa, count: r * dIn)
                     withScratch((t + r) * dOut) { base in
                         weightProduct(stacked, m: t + r, w, transposeW: true, base, beta: 0)
-                        factoredNorm(scale: s, aw: base + t * dOut, Array(inputs[1...5]), [outputs[2], outputs[3]])
+                        factoredNorm(scale: s, aw: base + t * dOut, operands.norm, [outputs.norm, outputs.g])
                         sgemm(stacked, transpose: false, pa, transpose: true, u, m: t, n: r, k: dIn, alpha: 1, beta: 0)
                         // The LoRA term goes into `inner` when m is trainable (then completed in place), else into scratch.
                         withScratch(inner == nil ? t * dOut : 0) { loraScratch in
                             let lora = inner ?? loraScratch
                             withFloats(b) { pb in sgemm(u, transpose: false, pb, transpose: true, lora, m: t, n: dOut, k: r, alpha: s, beta: 0) }
-                            withOptionalFloats(o.lora.hasBias ? inputs[6] : nil) { bias in
-                                producing(outputs[0]) { y in
+                            withOptionalFloats(operands.bias) { bias in
+                                producing(outputs.y) { y in
                                     // Without dropout the base product is the frozen layer's output too.
                                     if !mask.isIdentity {
                                         weightProduct(px, m: t, w, transposeW: true, y, beta: 0)
@@ -124,21 +124,21 @@ extension CPUBackend {
     }
 
     /// G, x, W, A, B, u, n, g [, inner] -> dx, dA, dB [, dm]
-    func doraBackward(_ o: DoRAOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
-        let (gradient, x, w, a, b, uIn) = (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], inputs[5])
+    func doraBackward(_ o: DoRAOptions, _ operands: DoRABackwardOperands<Tensor>, _ outputs: DoRABackwardResults<Tensor>) throws {
+        let (gradient, x, w, a, b, uIn) = (operands.gradient, operands.x, operands.w, operands.a, operands.b, operands.u)
         let t = x.shape[0], dIn = x.shape[1], dOut = w.shape[0], r = a.shape[0]
         let s = o.lora.scale
-        let n = pointer(inputs[6]).assumingMemoryBound(to: Float.self)
-        let g = pointer(inputs[7]).assumingMemoryBound(to: Float.self)
-        let dA = pointer(outputs[1]).assumingMemoryBound(to: Float.self)
-        let dB = pointer(outputs[2]).assumingMemoryBound(to: Float.self)
+        let n = pointer(operands.norm).assumingMemoryBound(to: Float.self)
+        let g = pointer(operands.g).assumingMemoryBound(to: Float.self)
+        let dA = pointer(outputs.dA).assumingMemoryBound(to: Float.self)
+        let dB = pointer(outputs.dB).assumingMemoryBound(to: Float.self)
         let mask = DropoutMask(probability: o.lora.dropout, seed: o.lora.seed)
         withFloats(gradient) { pg in
             withScratch(t * dOut) { gg in
                 // One pass over G gives the LoRA branch's G⊙g (all of dx's, without dropout) and
                 // dm_j = Σ_t G[t,j]·inner[t,j] / max(n_j, ε), each column summed over t in order.
-                let inner = o.trainableMagnitude ? pointer(inputs[8]).assumingMemoryBound(to: Float.self) : nil
-                let dm = o.trainableMagnitude ? pointer(outputs[3]).assumingMemoryBound(to: Float.self) : nil
+                let inner = operands.inner.map { pointer($0).assumingMemoryBound(to: Float.self) }
+                let dm = outputs.dm.map { pointer($0).assumingMemoryBound(to: Float.self) }
                 parallelFor(dOut, minimumPerThread: 64) { columns in
                     guard let inner, let dm else {
                         for row in 0..<t { for j in columns { gg[row * dOut + j] = pg[row * dOut + j] * g[j] } }
@@ -164,7 +164,7 @@ extension CPUBackend {
                         }
                     }
                     withFloats(a) { pa in
-                        producing(outputs[0]) { dx in
+                        producing(outputs.dx) { dx in
                             if mask.isIdentity {
                                 weightProduct(gg, m: t, w, transposeW: false, dx, beta: 0)
                                 sgemm(du, transpose: false, pa, transpose: false, dx, m: t, n: dIn, k: r, alpha: 1, beta: 1)

@@ -14,8 +14,8 @@ extension CPUBackend {
     }
 
     /// x, W, A, B [, bias] -> y, u
-    func loraForward(_ o: LoRAOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
-        let (x, w, a, b) = (inputs[0], inputs[1], inputs[2], inputs[3])
+    func loraForward(_ o: LoRAOptions, _ operands: LoRAForwardOperands<Tensor>, _ outputs: [Tensor]) throws {
+        let (x, w, a, b) = (operands.x, operands.w, operands.a, operands.b)
         let (y, uOut) = (outputs[0], outputs[1])
         let t = x.shape[0], dIn = x.shape[1], dOut = w.shape[0], r = a.shape[0]
         let mask = DropoutMask(probability: o.dropout, seed: o.seed)
@@ -30,8 +30,8 @@ extension CPUBackend {
                 producing(y, preserving: o.accumulate) { py in
                     if !o.accumulate {
                         var beta: Float = 0
-                        if o.hasBias {
-                            withFloats(inputs[4]) { bias in fillRows(py, rows: t, with: bias, columns: dOut) }
+                        if let bias = operands.bias {
+                            withFloats(bias) { bias in fillRows(py, rows: t, with: bias, columns: dOut) }
                             beta = 1
                         }
                         weightProduct(px, m: t, w, transposeW: true, py, beta: beta)
@@ -43,8 +43,8 @@ extension CPUBackend {
     }
 
     /// G, x, W, A, B, u -> dx, dA, dB
-    func loraBackward(_ o: LoRAOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
-        let (g, x, w, a, b, uIn) = (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], inputs[5])
+    func loraBackward(_ o: LoRAOptions, _ operands: LoRABackwardOperands<Tensor>, _ outputs: [Tensor]) throws {
+        let (g, x, w, a, b, uIn) = (operands.gradient, operands.x, operands.w, operands.a, operands.b, operands.u)
         let (dxOut, dAOut, dBOut) = (outputs[0], outputs[1], outputs[2])
         let t = x.shape[0], dIn = x.shape[1], dOut = w.shape[0], r = a.shape[0]
         let mask = DropoutMask(probability: o.dropout, seed: o.seed)

@@ -68,13 +68,13 @@ extension CPUBackend {
     }
 
     /// `(softmax − onehot)·dLoss / counted rows`; ignored rows get 0.
-    func crossEntropyBackward(_ ignoreIndex: Int32, _ inputs: [Tensor], _ out: Tensor) throws {
-        let (logits, labels) = (inputs[0], inputs[1])
+    func crossEntropyBackward(_ ignoreIndex: Int32, _ operands: CrossEntropyBackwardOperands<Tensor>, _ out: Tensor) throws {
+        let (logits, labels) = (operands.logits, operands.labels)
         let (rows, classes) = (logits.shape[0], logits.shape[1])
         let label = pointer(labels).assumingMemoryBound(to: Int32.self)
-        let logsumexp = pointer(inputs[2]).assumingMemoryBound(to: Float.self)
+        let logsumexp = pointer(operands.logsumexp).assumingMemoryBound(to: Float.self)
         let counted = (0..<rows).filter { label[$0] != ignoreIndex }.count
-        let factor = pointer(inputs[3]).assumingMemoryBound(to: Float.self)[0] / Float(counted)
+        let factor = pointer(operands.lossGradient).assumingMemoryBound(to: Float.self)[0] / Float(counted)
         withFloats(logits) { l in
             producing(out) { d in
                 parallelFor(rows, minimumPerThread: Swift.max(1, (1 << 14) / classes)) { r in

@@ -24,10 +24,10 @@ extension CPUBackend {
     }
 
     /// dx = rstd·(G⊙w) − x·rstd³·Σ(G⊙w⊙x)/d per row; d weight = Σ_rows G⊙x·rstd, rows in order.
-    func rmsNormBackward(_ inputs: [Tensor], _ outputs: [Tensor]) throws {
-        let (g, x, weight) = (inputs[0], inputs[1], inputs[2])
+    func rmsNormBackward(_ operands: RMSNormBackwardOperands<Tensor>, _ outputs: [Tensor]) throws {
+        let (g, x, weight) = (operands.gradient, operands.x, operands.weight)
         let (rows, d) = (x.shape.rows, x.shape.columns)
-        let rstd = pointer(inputs[3]).assumingMemoryBound(to: Float.self)
+        let rstd = pointer(operands.rstd).assumingMemoryBound(to: Float.self)
         let dWeight = pointer(outputs[1]).assumingMemoryBound(to: Float.self)
         withFloats(g) { gv in
             withFloats(x) { xv in

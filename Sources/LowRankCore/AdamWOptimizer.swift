@@ -2,7 +2,7 @@
 /// bias correction (`Ops.adamW`), a learning-rate schedule, and optional clipping of the global
 /// gradient norm as `torch.nn.utils.clip_grad_norm_` does it, all without reading anything back,
 /// so a step's kernels join the command buffer of the graph that made the gradients.
-public final class AdamWOptimizer: @unchecked Sendable {
+public final class AdamWOptimizer {
     public struct Settings: Hashable, Sendable {
         public var learningRate: Double
         public var beta1: Double

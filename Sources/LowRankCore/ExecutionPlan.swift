@@ -2,7 +2,7 @@
 /// the backend each runs on, and the memory of every intermediate value, with buffers reused as
 /// soon as the values in them are dead. Built by `Graph.plan(outputs:)`; run as many times as
 /// wanted with `run(_:)`.
-public final class ExecutionPlan: @unchecked Sendable {
+public final class ExecutionPlan {
     public struct Step: Sendable, CustomStringConvertible {
         public let label: String
         /// The op the step runs; nil for a reshape, a view that runs nothing.

@@ -99,7 +99,8 @@ extension Graph {
     private func inputGradients(_ node: Node, _ out: [GraphTensor?], needs: [Bool],
                                 forward: (Int) throws -> GraphTensor) throws -> [GraphTensor?] {
         let label = node.label + ".grad"
-        func input(_ i: Int) throws -> GraphTensor { try forward(resolved(node.inputs[i])) }
+        func input(_ i: Int) throws -> GraphTensor { try value(node.inputs[i]) }
+        func value(_ id: Int) throws -> GraphTensor { try forward(resolved(id)) }
         let g = out[0]
         let op: Op
         switch node.kind {
@@ -111,10 +112,13 @@ extension Graph {
         guard out.dropFirst().allSatisfy({ $0 == nil }), let g else {
             throw LowRankError(.unsupported, "\(node.label): only the first output of \(op.name) is differentiable", context: [("op", node.label)])
         }
-        let dtype = { (i: Int) in self.values[try self.resolved(node.inputs[i])].descriptor.dtype }
-        let into = { (t: GraphTensor, i: Int) throws -> GraphTensor in
-            try t.dtype == dtype(i) ? t : self.apply(.cast(dtype(i)), [t], label: label)[0]
+        let dtypeOf = { (id: Int) in self.values[try self.resolved(id)].descriptor.dtype }
+        let dtype = { (i: Int) in try dtypeOf(node.inputs[i]) }
+        // The gradient in the dtype of the input with this value id.
+        let into = { (t: GraphTensor, id: Int) throws -> GraphTensor in
+            try t.dtype == dtypeOf(id) ? t : self.apply(.cast(dtypeOf(id)), [t], label: label)[0]
         }
+        let intoInput = { (t: GraphTensor, i: Int) in try into(t, node.inputs[i]) }
         switch op {
         case .matmul(let o):
             let (a, b) = (try input(0), try input(1))
@@ -123,15 +127,15 @@ extension Graph {
             }
             let da = needs[0] ? (o.transposeA ? try product(b, g, o.transposeB, true, 0) : try product(g, b, false, !o.transposeB, 0)) : nil
             let db = needs[1] ? (o.transposeB ? try product(g, a, true, o.transposeA, 1) : try product(a, g, !o.transposeA, false, 1)) : nil
-            let dbias = o.hasBias && needs[2] ? try into(try sumLeading(g, to: values[node.inputs[2]].descriptor.shape, label: label), 2) : nil
+            let dbias = o.hasBias && needs[2] ? try intoInput(try sumLeading(g, to: values[node.inputs[2]].descriptor.shape, label: label), 2) : nil
             return [da, db] + (o.hasBias ? [dbias] : [])
         case .add:
             let b = values[try resolved(node.inputs[1])].descriptor
-            return [g, needs[1] ? try into(try sumLeading(g, to: b.shape, label: label), 1) : nil]
+            return [g, needs[1] ? try intoInput(try sumLeading(g, to: b.shape, label: label), 1) : nil]
         case .mul:
             let (a, b) = (try input(0), try input(1))
             let da = needs[0] ? try apply(.mul, [g, b], label: label)[0] : nil
-            let db = needs[1] ? try into(try sumLeading(try apply(.mul, [g, a], label: label)[0], to: b.shape, label: label), 1) : nil
+            let db = needs[1] ? try intoInput(try sumLeading(try apply(.mul, [g, a], label: label)[0], to: b.shape, label: label), 1) : nil
             return [da, db]
         case .scale(let factor):
             return [try apply(.scale(factor), [g], label: label)[0]]
@@ -139,54 +143,71 @@ extension Graph {
             let (a, f) = (try input(0), try input(1))
             let da = needs[0] ? try apply(.scaleRows, [g, f], label: label)[0] : nil
             // d factors[i] = Σ_j G[i, j]·a[i, j]: the rows of G ⊙ a summed by a product with ones.
-            let df = needs[1] ? try into(try sumTrailing(try apply(.mul, [g, a], label: label)[0], label: label), 1) : nil
+            let df = needs[1] ? try intoInput(try sumTrailing(try apply(.mul, [g, a], label: label)[0], label: label), 1) : nil
             return [da, df]
         case .rowSumOfSquares:
             let twice = try apply(.scale(2), [g], label: label)[0]
             return [try apply(.scaleRows, [try input(0), twice], label: label)[0]]
         case .cast:
-            return [try into(g, 0)]
+            return [try intoInput(g, 0)]
         case .activation(let f):
             return [try apply(.activationBackward(f), [try input(0), g], label: label)[0]]
         case .meanSquaredError:
             let (p, t) = (try input(0), try input(1))
             let dp = try apply(.meanSquaredErrorBackward, [p, t, g], label: label)[0]
-            return [needs[0] ? dp : nil, needs[1] ? try into(try apply(.scale(-1), [dp], label: label)[0], 1) : nil]
-        case .loraForward(var o):
-            // W and the bias are frozen: the kernel forms no gradient for them.
-            o.hasBias = false
-            o.outputDType = try dtype(0)
+            return [needs[0] ? dp : nil, needs[1] ? try intoInput(try apply(.scale(-1), [dp], label: label)[0], 1) : nil]
+        case .loraForward(let o):
+            let operands = LoRAForwardOperands(node.inputs, o)
+            var backward = o
+            backward.hasBias = false
+            backward.outputDType = try dtypeOf(operands.x)
             let u = try forward(node.outputs[1])
-            let d = try apply(.loraBackward(o), [g] + (0...3).map(input) + [u], label: label)
-            return [d[0], nil, try into(d[1], 2), try into(d[2], 3)] + (node.inputs.count > 4 ? [nil] : [])
-        case .doraForward(var o):
-            if needs[4] && !o.trainableMagnitude {
+            let d = try apply(.loraBackward(backward), LoRABackwardOperands(gradient: g, x: try value(operands.x), w: try value(operands.w),
+                                                                            a: try value(operands.a), b: try value(operands.b), u: u).values,
+                              label: label)
+            // W and the bias are frozen: the kernel forms no gradient for them.
+            var grads = operands.map { _ -> GraphTensor? in nil }
+            (grads.x, grads.a, grads.b) = (d[0], try into(d[1], operands.a), try into(d[2], operands.b))
+            return grads.values
+        case .doraForward(let o):
+            let operands = DoRAForwardOperands(node.inputs, o)
+            if DoRAForwardOperands(needs, o).magnitude && !o.trainableMagnitude {
                 throw LowRankError(.invalidArgument, "\(node.label): the magnitude is trainable but this dora_forward was built with trainableMagnitude: false",
                                    context: [("op", node.label)])
             }
-            o.lora.hasBias = false
-            o.lora.outputDType = try dtype(0)
-            let saved = try (1...(o.trainableMagnitude ? 4 : 3)).map { try forward(node.outputs[$0]) }
-            let d = try apply(.doraBackward(o), [g] + (0...3).map(input) + saved, label: label)
-            return [d[0], nil, try into(d[1], 2), try into(d[2], 3), o.trainableMagnitude ? try into(d[3], 4) : nil, nil]
-                + (node.inputs.count > 6 ? [nil] : [])
+            var backward = o
+            backward.lora.hasBias = false
+            backward.lora.outputDType = try dtypeOf(operands.x)
+            let outputs = DoRAForwardResults(node.outputs, o)
+            let (u, norm, factor, inner) = (try forward(outputs.u), try forward(outputs.norm), try forward(outputs.g), try outputs.inner.map(forward))
+            let inputs = DoRABackwardOperands(gradient: g, x: try value(operands.x), w: try value(operands.w), a: try value(operands.a),
+                                              b: try value(operands.b), u: u, norm: norm, g: factor, inner: inner)
+            let d = DoRABackwardResults(try apply(.doraBackward(backward), inputs.values, label: label), backward)
+            // W, ‖W‖² and the bias are frozen.
+            var grads = operands.map { _ -> GraphTensor? in nil }
+            (grads.x, grads.a, grads.b) = (d.dx, try into(d.dA, operands.a), try into(d.dB, operands.b))
+            grads.magnitude = try d.dm.map { try into($0, operands.magnitude) }
+            return grads.values
         case .transpose(let axes):
             let inverse = axes.indices.map { axes.firstIndex(of: $0)! }
             return [try apply(.transpose(axes: inverse), [g], label: label)[0]]
         case .embedding:
             let vocabulary = values[try resolved(node.inputs[0])].descriptor.shape[0]
-            return [try into(try apply(.embeddingBackward(vocabulary: vocabulary), [try input(1), g], label: label)[0], 0), nil]
+            return [try intoInput(try apply(.embeddingBackward(vocabulary: vocabulary), [try input(1), g], label: label)[0], 0), nil]
         case .rmsNorm:
-            let d = try apply(.rmsNormBackward, [g, try input(0), try input(1), try forward(node.outputs[1])], label: label)
-            return [d[0], needs[1] ? try into(d[1], 1) : nil]
+            let d = try apply(.rmsNormBackward, RMSNormBackwardOperands(gradient: g, x: try input(0), weight: try input(1),
+                                                                        rstd: try forward(node.outputs[1])).values, label: label)
+            return [d[0], needs[1] ? try intoInput(d[1], 1) : nil]
         case .rope(let inverse):
             return [try apply(.rope(inverse: !inverse), [g, try input(1), try input(2)], label: label)[0], nil, nil]
         case .attention(let o):
-            let saved = [try forward(node.outputs[0]), try forward(node.outputs[1])]
-            let d = try apply(.attentionBackward(o), [g] + (0...2).map(input) + saved, label: label)
+            let (out, logsumexp) = (try forward(node.outputs[0]), try forward(node.outputs[1]))
+            let operands = AttentionBackwardOperands(gradient: g, q: try input(0), k: try input(1), v: try input(2), out: out, logsumexp: logsumexp)
+            let d = try apply(.attentionBackward(o), operands.values, label: label)
             return d.map { $0 }
         case .crossEntropy(let ignoreIndex):
-            let d = try apply(.crossEntropyBackward(ignoreIndex: ignoreIndex), [try input(0), try input(1), try forward(node.outputs[1]), g], label: label)
+            let operands = CrossEntropyBackwardOperands(logits: try input(0), labels: try input(1), logsumexp: try forward(node.outputs[1]), lossGradient: g)
+            let d = try apply(.crossEntropyBackward(ignoreIndex: ignoreIndex), operands.values, label: label)
             return [d[0], nil]
         case .rowL2Norm, .loraBackward, .doraNorm, .doraBackward, .doraCompose, .activationBackward, .meanSquaredErrorBackward,
              .clipCoefficient, .adamW, .embeddingBackward, .rmsNormBackward, .attentionBackward, .crossEntropyBackward:

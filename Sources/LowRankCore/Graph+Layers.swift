@@ -11,7 +11,7 @@ extension Graph {
                      options: LoRAOptions, label: String = "lora") throws -> GraphTensor {
         var o = options
         o.hasBias = bias != nil
-        return try apply(.loraForward(o), [x, weight, a, b] + (bias.map { [$0] } ?? []), label: label)[0]
+        return try apply(.loraForward(o), LoRAForwardOperands(x: x, w: weight, a: a, b: b, bias: bias).values, label: label)[0]
     }
 
     /// A frozen linear layer with one DoRA adapter; `weightNormSquared` is `‖W‖²_row`, a constant of W.
@@ -19,7 +19,8 @@ extension Graph {
                      magnitude: GraphTensor, weightNormSquared: GraphTensor, options: DoRAOptions, label: String = "dora") throws -> GraphTensor {
         var o = options
         o.lora.hasBias = bias != nil
-        return try apply(.doraForward(o), [x, weight, a, b, magnitude, weightNormSquared] + (bias.map { [$0] } ?? []), label: label)[0]
+        let operands = DoRAForwardOperands(x: x, w: weight, a: a, b: b, magnitude: magnitude, weightSquaredNorm: weightNormSquared, bias: bias)
+        return try apply(.doraForward(o), operands.values, label: label)[0]
     }
 
     public func activation(_ f: Activation, _ x: GraphTensor, label: String? = nil) throws -> GraphTensor {
@@ -46,5 +47,34 @@ extension Graph {
     /// `mean((prediction − target)²)`, one f32 value.
     public func meanSquaredError(_ prediction: GraphTensor, _ target: GraphTensor, label: String = "mse") throws -> GraphTensor {
         try apply(.meanSquaredError, [prediction, target], label: label)[0]
+    }
+}
+
+/// The transformer layers.
+extension Graph {
+    /// The rows of `table [vocab, d]` for `ids [T]` (i32).
+    public func embedding(_ table: GraphTensor, ids: GraphTensor, label: String = "embedding") throws -> GraphTensor {
+        try apply(.embedding, [table, ids], label: label)[0]
+    }
+
+    /// Llama's RMSNorm over the last dimension: `weight ⊙ x / √(mean(x²) + ε)`, normalised in f32.
+    public func rmsNorm(_ x: GraphTensor, weight: GraphTensor, epsilon: Float, label: String = "rms_norm") throws -> GraphTensor {
+        try apply(.rmsNorm(epsilon: epsilon), [x, weight], label: label)[0]
+    }
+
+    /// Hugging Face's rotate-half RoPE on `x [T, heads, headDim]` at `positions [T]` (i32).
+    public func rope(_ x: GraphTensor, inverseFrequencies: GraphTensor, positions: GraphTensor, label: String = "rope") throws -> GraphTensor {
+        try apply(.rope(inverse: false), [x, inverseFrequencies, positions], label: label)[0]
+    }
+
+    /// Causal attention of `q [T, H_q, D]` over `k` and `v` `[T, H_kv, D]`: `[T, H_q, D]`.
+    public func attention(q: GraphTensor, k: GraphTensor, v: GraphTensor, options: AttentionOptions, label: String = "attention") throws -> GraphTensor {
+        try apply(.attention(options), [q, k, v], label: label)[0]
+    }
+
+    /// The mean cross-entropy of `logits [T, V]` against `labels [T]` (i32) over the rows whose
+    /// label is not `ignoreIndex`, one f32 value.
+    public func crossEntropy(_ logits: GraphTensor, labels: GraphTensor, ignoreIndex: Int32, label: String = "cross_entropy") throws -> GraphTensor {
+        try apply(.crossEntropy(ignoreIndex: ignoreIndex), [logits, labels], label: label)[0]
     }
 }

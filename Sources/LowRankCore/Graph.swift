@@ -16,7 +16,7 @@ public struct GraphTensor: Hashable, Sendable, CustomStringConvertible {
 /// the backward computation and `plan(outputs:)` a schedule with its memory known before it runs.
 /// Every mistake a graph can hold (shapes that do not fit, a cycle, a gradient asked of a frozen
 /// tensor, a tensor of another backend) is raised while it is built, naming the op.
-public final class Graph: @unchecked Sendable {
+public final class Graph {
     private static let nextIdentity = Atomic<Int>(0)
 
     let identity: Int

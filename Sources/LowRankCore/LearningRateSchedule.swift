@@ -37,3 +37,32 @@ public enum LearningRateSchedule: Hashable, Sendable {
         }
     }
 }
+
+extension LearningRateSchedule {
+    /// A schedule's shape without its lengths: what `lowrank train --schedule`, `TrainingSettings`,
+    /// the C ABI's `lowrank_schedule` (the case's position in `allCases`) and Python's `SCHEDULES`
+    /// name. This is their one source: a test checks lowrank.h and the Python package against it.
+    public enum Kind: String, CaseIterable, Hashable, Sendable {
+        case constant, linear, cosine
+    }
+
+    public var kind: Kind {
+        switch self {
+        case .constant: .constant
+        case .linear: .linear
+        case .cosine: .cosine
+        }
+    }
+
+    /// A schedule of `kind` after `warmupSteps`; linear and cosine need their length, `totalSteps`.
+    public init(_ kind: Kind, warmupSteps: Int, totalSteps: Int?) throws {
+        switch (kind, totalSteps) {
+        case (.constant, _): self = .constant(warmupSteps: warmupSteps)
+        case (.linear, let total?) where total >= 1: self = .linear(warmupSteps: warmupSteps, totalSteps: total)
+        case (.cosine, let total?) where total >= 1: self = .cosine(warmupSteps: warmupSteps, totalSteps: total)
+        default:
+            throw LowRankError(.invalidArgument, "a \(kind.rawValue) schedule needs its length in steps (at least 1), got \(totalSteps.map(String.init) ?? "none")")
+        }
+        try validate()
+    }
+}

@@ -1,7 +1,7 @@
 /// A frozen linear layer with any number of named LoRA adapters, as PEFT's `LoraLayer` holds them:
 /// `y = x·Wᵀ + b + Σ s_i·dropout_i(x)·A_iᵀ·B_iᵀ` over the adapters that are enabled and not merged.
 /// The first active adapter rides in the base matmul's epilogue; each further one adds its term.
-public final class LoRALinear: @unchecked Sendable {
+public final class LoRALinear {
     public struct Entry: Sendable {
         public let name: String
         public let adapter: LoRAAdapter
@@ -11,7 +11,7 @@ public final class LoRALinear: @unchecked Sendable {
     }
 
     /// What backward needs from one forward pass.
-    public struct Activations: @unchecked Sendable {
+    public struct Activations {
         let x: Tensor
         let seed: UInt32
         /// `u = dropout(x)·Aᵀ` per adapter that ran, in the order they ran.
@@ -19,7 +19,7 @@ public final class LoRALinear: @unchecked Sendable {
     }
 
     /// One adapter's gradients.
-    public struct Gradients: @unchecked Sendable {
+    public struct Gradients {
         public let a: Tensor
         public let b: Tensor
     }

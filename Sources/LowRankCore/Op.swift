@@ -364,60 +364,63 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             try check.floatingOutput(o.outputDType)
             try check.lora(o)
             guard !(o.accumulate && o.hasBias) else { throw check.error(.invalidArgument, "an accumulating adapter adds no bias") }
-            let (t, _, dOut, r) = try check.loraDims()
-            if o.hasBias { try check.vector(4, "bias", dOut) }
-            return [TensorDescriptor([t, dOut], o.outputDType ?? inputs[0].dtype), TensorDescriptor([t, r], .f32)]
+            let operands = LoRAForwardOperands(inputs, o)
+            let (t, _, dOut, r) = try check.loraDims(x: operands.x, w: operands.w, a: operands.a, b: operands.b)
+            if let bias = operands.bias { try check.vector(bias, "bias", dOut) }
+            return [TensorDescriptor([t, dOut], o.outputDType ?? operands.x.dtype), TensorDescriptor([t, r], .f32)]
         case .loraBackward(let o):
             try check.count(6)
             try check.floating(quantizedAt: [2])
             try check.floatingOutput(o.outputDType)
             try check.lora(o)
-            let g = try check.matrix(0, "G")
-            let sub = OpCheck(op: self, inputs: Array(inputs.dropFirst()))
-            let (t, dIn, dOut, r) = try sub.loraDims()
+            let operands = LoRABackwardOperands(inputs)
+            let g = try check.matrix(operands.gradient, "G")
+            let (t, dIn, dOut, r) = try check.loraDims(x: operands.x, w: operands.w, a: operands.a, b: operands.b)
             try check.equal(g.0, t, "G's rows and x's rows")
             try check.equal(g.1, dOut, "G's columns and W's rows (d_out)")
-            let u = try check.matrix(5, "u")
+            let u = try check.matrix(operands.u, "u")
             try check.equal(u.0, t, "u's rows and x's rows")
             try check.equal(u.1, r, "u's columns and the rank r")
-            return [TensorDescriptor([t, dIn], o.outputDType ?? inputs[1].dtype),
+            return [TensorDescriptor([t, dIn], o.outputDType ?? operands.x.dtype),
                     TensorDescriptor([r, dIn], .f32), TensorDescriptor([dOut, r], .f32)]
         case .doraNorm(let scale):
             try check.count(5)
             try check.floating(quantizedAt: [0])
             guard scale.isFinite else { throw check.error(.invalidArgument, "scale must be finite, got \(scale)") }
-            let sub = OpCheck(op: self, inputs: [inputs[1]] + inputs)  // W's d_in stands in for x's columns
-            let (_, _, dOut, _) = try sub.loraDims()
-            try check.vector(3, "m", dOut)
-            try check.vector(4, "‖W‖²_row", dOut)
+            let operands = DoRANormOperands(inputs)
+            // W's d_in stands in for x's columns.
+            let (_, _, dOut, _) = try check.loraDims(x: operands.w, w: operands.w, a: operands.a, b: operands.b)
+            try check.vector(operands.magnitude, "m", dOut)
+            try check.vector(operands.weightSquaredNorm, "‖W‖²_row", dOut)
             return [TensorDescriptor([dOut], .f32), TensorDescriptor([dOut], .f32)]
         case .doraForward(let o):
             try check.count(o.lora.hasBias ? 7 : 6)
             try check.floating(quantizedAt: [1])
             try check.floatingOutput(o.lora.outputDType)
             try check.dora(o)
-            let (t, _, dOut, r) = try check.loraDims()
-            try check.vector(4, "m", dOut)
-            try check.vector(5, "‖W‖²_row", dOut)
-            if o.lora.hasBias { try check.vector(6, "bias", dOut) }
+            let operands = DoRAForwardOperands(inputs, o)
+            let (t, _, dOut, r) = try check.loraDims(x: operands.x, w: operands.w, a: operands.a, b: operands.b)
+            try check.vector(operands.magnitude, "m", dOut)
+            try check.vector(operands.weightSquaredNorm, "‖W‖²_row", dOut)
+            if let bias = operands.bias { try check.vector(bias, "bias", dOut) }
             let f32 = { (shape: Shape) in TensorDescriptor(shape, .f32) }
-            return [TensorDescriptor([t, dOut], o.lora.outputDType ?? inputs[0].dtype), f32([t, r]), f32([dOut]), f32([dOut])]
-                + (o.trainableMagnitude ? [f32([t, dOut])] : [])
+            return DoRAForwardResults(y: TensorDescriptor([t, dOut], o.lora.outputDType ?? operands.x.dtype), u: f32([t, r]),
+                                      norm: f32([dOut]), g: f32([dOut]), inner: o.trainableMagnitude ? f32([t, dOut]) : nil).values
         case .doraBackward(let o):
             try check.count(o.trainableMagnitude ? 9 : 8)
             try check.floating(quantizedAt: [2])
             try check.floatingOutput(o.lora.outputDType)
             try check.dora(o)
-            let sub = OpCheck(op: self, inputs: Array(inputs.dropFirst()))
-            let (t, dIn, dOut, r) = try sub.loraDims()
-            let g = try check.matrix(0, "G")
+            let operands = DoRABackwardOperands(inputs, o)
+            let (t, dIn, dOut, r) = try check.loraDims(x: operands.x, w: operands.w, a: operands.a, b: operands.b)
+            let g = try check.matrix(operands.gradient, "G")
             try check.equal([g.0, g.1], [t, dOut], "G's shape and [T, d_out]")
-            let u = try check.matrix(5, "u")
+            let u = try check.matrix(operands.u, "u")
             try check.equal([u.0, u.1], [t, r], "u's shape and [T, r]")
-            try check.vector(6, "n", dOut)
-            try check.vector(7, "g", dOut)
-            if o.trainableMagnitude { try check.equal(inputs[8].shape, Shape([t, dOut]), "inner's shape and [T, d_out]") }
-            return [TensorDescriptor([t, dIn], o.lora.outputDType ?? inputs[1].dtype),
+            try check.vector(operands.norm, "n", dOut)
+            try check.vector(operands.g, "g", dOut)
+            if let inner = operands.inner { try check.equal(inner.shape, Shape([t, dOut]), "inner's shape and [T, d_out]") }
+            return [TensorDescriptor([t, dIn], o.lora.outputDType ?? operands.x.dtype),
                     TensorDescriptor([r, dIn], .f32), TensorDescriptor([dOut, r], .f32)]
                 + (o.trainableMagnitude ? [TensorDescriptor([dOut], .f32)] : [])
         case .doraCompose(let scale):
@@ -490,11 +493,13 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
         case .rmsNormBackward:
             try check.count(4)
             try check.floating()
-            try check.equal(inputs[1].shape, inputs[0].shape, "the shapes of G and x")
-            guard inputs[1].shape.rank >= 1 else { throw check.error(.shapeMismatch, "needs at least one dimension") }
-            try check.vector(2, "weight", inputs[1].shape.columns)
-            try check.vector(3, "rstd", inputs[1].shape.rows)
-            return [inputs[1], TensorDescriptor([inputs[1].shape.columns], .f32)]
+            let operands = RMSNormBackwardOperands(inputs)
+            let x = operands.x.shape
+            try check.equal(x, operands.gradient.shape, "the shapes of G and x")
+            guard x.rank >= 1 else { throw check.error(.shapeMismatch, "needs at least one dimension") }
+            try check.vector(operands.weight, "weight", x.columns)
+            try check.vector(operands.rstd, "rstd", x.rows)
+            return [operands.x, TensorDescriptor([x.columns], .f32)]
         case .rope:
             try check.count(3)
             try check.floating(at: [0, 1])
@@ -507,16 +512,18 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
         case .attention(let o):
             try check.count(3)
             try check.floating()
-            let (t, hq, d) = try check.attention(o)
+            let (t, hq, d) = try check.attention(o, q: inputs[0], k: inputs[1], v: inputs[2])
             return [TensorDescriptor([t, hq, d], inputs[0].dtype), TensorDescriptor([t, hq], .f32)]
         case .attentionBackward(let o):
             try check.count(6)
             try check.floating()
-            let sub = OpCheck(op: self, inputs: Array(inputs[1...3]))
-            let (t, hq, d) = try sub.attention(o)
-            for (i, name) in [(0, "G"), (4, "out")] { try check.equal(inputs[i].shape, Shape([t, hq, d]), "\(name)'s shape and q's") }
-            try check.equal(inputs[5].shape, Shape([t, hq]), "the logsumexp's shape and [T, H_q]")
-            return Array(inputs[1...3])
+            let operands = AttentionBackwardOperands(inputs)
+            let (t, hq, d) = try check.attention(o, q: operands.q, k: operands.k, v: operands.v)
+            for (value, name) in [(operands.gradient, "G"), (operands.out, "out")] {
+                try check.equal(value.shape, Shape([t, hq, d]), "\(name)'s shape and q's")
+            }
+            try check.equal(operands.logsumexp.shape, Shape([t, hq]), "the logsumexp's shape and [T, H_q]")
+            return [operands.q, operands.k, operands.v]
         case .crossEntropy:
             try check.count(2)
             try check.floating(at: [0])
@@ -527,28 +534,30 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
         case .crossEntropyBackward:
             try check.count(4)
             try check.floating(at: [0])
-            let logits = try check.matrix(0, "logits")
+            let operands = CrossEntropyBackwardOperands(inputs)
+            let logits = try check.matrix(operands.logits, "logits")
             try check.equal(try check.ids(1), logits.0, "the number of labels and the logits' rows")
-            try check.vector(2, "the logsumexp", logits.0)
-            guard inputs[3].shape.count == 1, inputs[3].dtype == .f32 else {
-                throw check.error(.shapeMismatch, "the loss gradient is one f32 value, got \(inputs[3])")
+            try check.vector(operands.logsumexp, "the logsumexp", logits.0)
+            guard operands.lossGradient.shape.count == 1, operands.lossGradient.dtype == .f32 else {
+                throw check.error(.shapeMismatch, "the loss gradient is one f32 value, got \(operands.lossGradient)")
             }
             return [inputs[0]]
         case .adamW(let o):
             try check.count(4)
             try check.floating()
-            for (i, name) in [(1, "grad"), (2, "m"), (3, "v")] {
-                try check.equal(inputs[i].shape, inputs[0].shape, "the shapes of param and \(name)")
+            let operands = AdamWOperands(inputs)
+            for (value, name) in [(operands.gradient, "grad"), (operands.m, "m"), (operands.v, "v")] {
+                try check.equal(value.shape, operands.parameter.shape, "the shapes of param and \(name)")
             }
-            guard inputs[2].dtype == .f32, inputs[3].dtype == .f32 else {
-                throw check.error(.dtypeMismatch, "the moments m and v are f32; got \(inputs[2].dtype) and \(inputs[3].dtype)")
+            guard operands.m.dtype == .f32, operands.v.dtype == .f32 else {
+                throw check.error(.dtypeMismatch, "the moments m and v are f32; got \(operands.m.dtype) and \(operands.v.dtype)")
             }
             let valid = o.learningRate.isFinite && o.learningRate >= 0 && (0..<1).contains(o.beta1) && (0..<1).contains(o.beta2)
                 && o.epsilon.isFinite && o.epsilon > 0 && o.weightDecay.isFinite && o.weightDecay >= 0 && o.step >= 1
             guard valid else {
                 throw check.error(.invalidArgument, "needs lr >= 0, betas in [0, 1), eps > 0, weight decay >= 0 and step >= 1; got \(o)")
             }
-            return [inputs[0], inputs[2], inputs[3]]
+            return [operands.parameter, operands.m, operands.v]
         }
     }
 }
@@ -599,9 +608,9 @@ private struct OpCheck {
         return inputs[i].shape[0]
     }
 
-    /// Checks q, k, v at inputs 0...2 and returns (T, H_q, D).
-    func attention(_ o: AttentionOptions) throws -> (Int, Int, Int) {
-        let (q, k, v) = (inputs[0].shape, inputs[1].shape, inputs[2].shape)
+    /// Checks q, k and v and returns (T, H_q, D).
+    func attention(_ o: AttentionOptions, q: TensorDescriptor, k: TensorDescriptor, v: TensorDescriptor) throws -> (Int, Int, Int) {
+        let (q, k, v) = (q.shape, k.shape, v.shape)
         guard q.rank == 3, k.rank == 3 else { throw error(.shapeMismatch, "q, k and v must be [T, heads, headDim], got \(q) and \(k)") }
         try equal(v, k, "the shapes of k and v")
         try equal(k[0], q[0], "the rows of q and k")
@@ -614,15 +623,19 @@ private struct OpCheck {
         return (q[0], q[1], q[2])
     }
 
-    func matrix(_ i: Int, _ name: String) throws -> (Int, Int) {
-        let s = inputs[i].shape
+    func matrix(_ i: Int, _ name: String) throws -> (Int, Int) { try matrix(inputs[i], name) }
+
+    func matrix(_ value: TensorDescriptor, _ name: String) throws -> (Int, Int) {
+        let s = value.shape
         guard s.rank == 2 else { throw error(.shapeMismatch, "\(name) must be 2-D, got \(s)") }
         return (s[0], s[1])
     }
 
-    func vector(_ i: Int, _ name: String, _ n: Int) throws {
-        guard inputs[i].shape == Shape([n]) else {
-            throw error(.shapeMismatch, "\(name) must be [\(n)], got \(inputs[i].shape)")
+    func vector(_ i: Int, _ name: String, _ n: Int) throws { try vector(inputs[i], name, n) }
+
+    func vector(_ value: TensorDescriptor, _ name: String, _ n: Int) throws {
+        guard value.shape == Shape([n]) else {
+            throw error(.shapeMismatch, "\(name) must be [\(n)], got \(value.shape)")
         }
     }
 
@@ -642,9 +655,9 @@ private struct OpCheck {
         guard !o.lora.accumulate else { throw error(.unsupported, "a DoRA adapter cannot accumulate onto another adapter's output") }
     }
 
-    /// Checks x, W, A, B at inputs 0...3 and returns (T, d_in, d_out, r).
-    func loraDims() throws -> (Int, Int, Int, Int) {
-        let x = try matrix(0, "x"), w = try matrix(1, "W"), a = try matrix(2, "A"), b = try matrix(3, "B")
+    /// Checks x, W, A and B against each other and returns (T, d_in, d_out, r).
+    func loraDims(x: TensorDescriptor, w: TensorDescriptor, a: TensorDescriptor, b: TensorDescriptor) throws -> (Int, Int, Int, Int) {
+        let x = try matrix(x, "x"), w = try matrix(w, "W"), a = try matrix(a, "A"), b = try matrix(b, "B")
         try equal(x.1, w.1, "x's columns and W's columns (d_in)")
         try equal(a.1, w.1, "A's columns and W's columns (d_in)")
         try equal(b.0, w.0, "B's rows and W's rows (d_out)")

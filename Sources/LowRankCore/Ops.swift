@@ -83,14 +83,14 @@ public enum Ops {
                                    options: LoRAOptions) throws -> (y: Tensor, u: Tensor) {
         var o = options
         o.hasBias = bias != nil
-        let out = try execute(.loraForward(o), [x, weight, a, b] + (bias.map { [$0] } ?? []))
+        let out = try execute(.loraForward(o), LoRAForwardOperands(x: x, w: weight, a: a, b: b, bias: bias).values)
         return (out[0], out[1])
     }
 
     /// LoRA backward for `G = ∂L/∂y`: `(dx, dA, dB)`; W and bias are frozen.
     public static func loraBackward(gradOutput g: Tensor, x: Tensor, weight: Tensor, a: Tensor, b: Tensor, u: Tensor,
                                     options: LoRAOptions) throws -> (dx: Tensor, dA: Tensor, dB: Tensor) {
-        let out = try execute(.loraBackward(options), [g, x, weight, a, b, u])
+        let out = try execute(.loraBackward(options), LoRABackwardOperands(gradient: g, x: x, w: weight, a: a, b: b, u: u).values)
         return (out[0], out[1], out[2])
     }
 
@@ -101,7 +101,7 @@ public enum Ops {
         o.accumulate = true
         o.hasBias = false
         o.outputDType = y.dtype
-        return try execute(.loraForward(o), [x, weight, a, b], accumulatingInto: y)[0]
+        return try execute(.loraForward(o), LoRAForwardOperands(x: x, w: weight, a: a, b: b).values, accumulatingInto: y)[0]
     }
 
     /// Adds one more adapter's branch to `dx` (`dx += (du·A) ⊙ mask`) and returns its `(dA, dB)`.
@@ -110,28 +110,23 @@ public enum Ops {
         var o = options
         o.accumulate = true
         o.outputDType = dx.dtype
-        let out = try execute(.loraBackward(o), [g, x, weight, a, b, u], accumulatingInto: dx)
+        let out = try execute(.loraBackward(o), LoRABackwardOperands(gradient: g, x: x, w: weight, a: a, b: b, u: u).values,
+                              accumulatingInto: dx)
         return (out[0], out[1])
     }
 }
 
-/// What DoRA's forward hands to its backward.
-public struct DoRAForward: @unchecked Sendable {
-    public let y: Tensor
-    /// `dropout(x)·Aᵀ`, f32 `[T, r]`.
-    public let u: Tensor
-    /// The weight norm `‖W + s·B·A‖_row` and `g = m / max(n, ε)`, f32 `[d_out]`.
-    public let norm: Tensor
-    public let g: Tensor
-    /// `dropout(x)·Wᵀ + s·lora`, f32 `[T, d_out]`, when the magnitude is trainable.
-    public let inner: Tensor?
-}
+/// What DoRA's forward hands to its backward: y; u = `dropout(x)·Aᵀ`; the weight norm
+/// `‖W + s·B·A‖_row` and `g = m / max(n, ε)`; and, when the magnitude is trainable,
+/// `inner = dropout(x)·Wᵀ + s·lora`.
+public typealias DoRAForward = DoRAForwardResults<Tensor>
 
 extension Ops {
     /// DoRA's factored weight norm and `g = m / max(n, ε)`.
     public static func doraNorm(weight: Tensor, a: Tensor, b: Tensor, magnitude: Tensor, weightNormSquared: Tensor,
                                 scale: Float) throws -> (norm: Tensor, g: Tensor) {
-        let out = try execute(.doraNorm(scale: scale), [weight, a, b, magnitude, weightNormSquared])
+        let operands = DoRANormOperands(w: weight, a: a, b: b, magnitude: magnitude, weightSquaredNorm: weightNormSquared)
+        let out = try execute(.doraNorm(scale: scale), operands.values)
         return (out[0], out[1])
     }
 
@@ -145,8 +140,8 @@ extension Ops {
                                    weightNormSquared: Tensor, options: DoRAOptions) throws -> DoRAForward {
         var o = options
         o.lora.hasBias = bias != nil
-        let out = try execute(.doraForward(o), [x, weight, a, b, magnitude, weightNormSquared] + (bias.map { [$0] } ?? []))
-        return DoRAForward(y: out[0], u: out[1], norm: out[2], g: out[3], inner: o.trainableMagnitude ? out[4] : nil)
+        let operands = DoRAForwardOperands(x: x, w: weight, a: a, b: b, magnitude: magnitude, weightSquaredNorm: weightNormSquared, bias: bias)
+        return DoRAForward(try execute(.doraForward(o), operands.values), o)
     }
 
     /// DoRA backward for `G = ∂L/∂y`: `(dx, dA, dB, dm)`, dm nil unless the magnitude is trainable.
@@ -154,8 +149,9 @@ extension Ops {
                                     options: DoRAOptions) throws -> (dx: Tensor, dA: Tensor, dB: Tensor, dm: Tensor?) {
         var o = options
         o.trainableMagnitude = forward.inner != nil
-        let inputs = [g, x, weight, a, b, forward.u, forward.norm, forward.g] + (forward.inner.map { [$0] } ?? [])
-        let out = try execute(.doraBackward(o), inputs)
-        return (out[0], out[1], out[2], o.trainableMagnitude ? out[3] : nil)
+        let operands = DoRABackwardOperands(gradient: g, x: x, w: weight, a: a, b: b, u: forward.u, norm: forward.norm, g: forward.g,
+                                            inner: forward.inner)
+        let out = DoRABackwardResults(try execute(.doraBackward(o), operands.values), o)
+        return (out.dx, out.dA, out.dB, out.dm)
     }
 }

@@ -5,7 +5,7 @@ import LowRank
 /// pass with its loss, the backward pass, and an AdamW step. Dropout is seeded from the run's seed
 /// and the step number, so the same batches in the same order give the same adapter, whoever picks
 /// them (`Trainer` from a dataset, or a Python loop through the C ABI).
-public final class AdapterTraining: @unchecked Sendable {
+public final class AdapterTraining {
     public let model: LlamaModel
     public let adapter: ModelAdapter
     public let settings: TrainingSettings

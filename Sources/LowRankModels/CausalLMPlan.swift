@@ -5,7 +5,7 @@ import LowRank
 /// (each projection plain, LoRA or DoRA), final norm, LM head, and the mean next-token
 /// cross-entropy. With `training`, the plan also yields the gradient of every adapter tensor, in
 /// `ModelAdapter.parameters` order.
-public final class CausalLMPlan: @unchecked Sendable {
+public final class CausalLMPlan {
     public let batch: Int
     public let sequence: Int
     public let plan: ExecutionPlan
@@ -40,10 +40,10 @@ public final class CausalLMPlan: @unchecked Sendable {
         let adapters = Dictionary(uniqueKeysWithValues: (adapter?.layers ?? []).map { ($0.path, $0.adapter) })
         var trainable: [GraphTensor] = []
         var moduleIndex: UInt32 = 0
-        let project = { (x: GraphTensor, path: String, name: String) throws -> GraphTensor in
+        let project = { (x: GraphTensor, path: String, projection: DecoderProjection) throws -> GraphTensor in
             moduleIndex += 1
             let weight = try frozen(path + ".weight")
-            let bias = config.hasBias(name) ? try frozen(path + ".bias") : nil
+            let bias = config.hasBias(projection.rawValue) ? try frozen(path + ".bias") : nil
             guard let layer = adapters[path] else { return try g.linear(x, weight: weight, bias: bias, label: path) }
             let lora = layer.lora
             let a = try g.parameter(ModelAdapter.key(path, "lora_A.weight"), lora.a, trainable: training)
@@ -62,36 +62,22 @@ public final class CausalLMPlan: @unchecked Sendable {
             }
         }
 
-        let (headDim, qHeads, kvHeads) = (config.headDim, config.headCount, config.keyValueHeadCount)
-        var h = try g.apply(.embedding, [try frozen("model.embed_tokens.weight"), ids], label: "embed_tokens")[0]
+        let shape = DecoderBlockShape(tokens: t, sequence: sequence, queryHeads: config.headCount, keyValueHeads: config.keyValueHeadCount,
+                                      headDim: config.headDim, rmsNormEpsilon: config.rmsNormEpsilon)
+        var h = try g.embedding(try frozen("model.embed_tokens.weight"), ids: ids, label: "embed_tokens")
         for layer in 0..<config.layerCount {
             let prefix = "model.layers.\(layer)."
             let block = {
-                let normed = try g.apply(.rmsNorm(epsilon: config.rmsNormEpsilon), [h, try frozen(prefix + "input_layernorm.weight")],
-                                         label: prefix + "input_layernorm")[0]
-                let heads = { (y: GraphTensor, n: Int) in try g.reshape(y, [t, n, headDim]) }
-                let rope = { (y: GraphTensor, label: String) in
-                    try g.apply(.rope(inverse: false), [y, inverseFrequencies, positions], label: label)[0]
-                }
-                let q = try rope(try heads(try project(normed, prefix + "self_attn.q_proj", "q_proj"), qHeads), prefix + "rope_q")
-                let k = try rope(try heads(try project(normed, prefix + "self_attn.k_proj", "k_proj"), kvHeads), prefix + "rope_k")
-                let v = try heads(try project(normed, prefix + "self_attn.v_proj", "v_proj"), kvHeads)
-                let attended = try g.apply(.attention(AttentionOptions(sequenceLength: sequence)), [q, k, v], label: prefix + "self_attn")[0]
-                let o = try project(try g.reshape(attended, [t, qHeads * headDim]), prefix + "self_attn.o_proj", "o_proj")
-                let h1 = try g.add(h, o, label: prefix + "residual_attn")
-                let normed2 = try g.apply(.rmsNorm(epsilon: config.rmsNormEpsilon), [h1, try frozen(prefix + "post_attention_layernorm.weight")],
-                                          label: prefix + "post_attention_layernorm")[0]
-                let gate = try g.activation(.silu, try project(normed2, prefix + "mlp.gate_proj", "gate_proj"), label: prefix + "mlp.act")
-                let up = try project(normed2, prefix + "mlp.up_proj", "up_proj")
-                let down = try project(try g.mul(gate, up, label: prefix + "mlp.gate_up"), prefix + "mlp.down_proj", "down_proj")
-                return try g.add(h1, down, label: prefix + "residual_mlp")
+                try g.decoderBlock(h, shape: shape, inverseFrequencies: inverseFrequencies, positions: positions, prefix: prefix,
+                                   normWeight: { try frozen(prefix + $0 + ".weight") },
+                                   project: { try project($0, prefix + $1.path, $1) })
             }
             h = try checkpointing ? g.checkpointed(block) : block()
         }
-        let final = try g.apply(.rmsNorm(epsilon: config.rmsNormEpsilon), [h, try frozen("model.norm.weight")], label: "model.norm")[0]
+        let final = try g.rmsNorm(h, weight: try frozen("model.norm.weight"), epsilon: config.rmsNormEpsilon, label: "model.norm")
         let lmHeadName = config.tiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight"
         let logits = try g.linear(final, weight: try frozen(lmHeadName), label: "lm_head")
-        let loss = try g.apply(.crossEntropy(ignoreIndex: Self.ignoredLabel), [logits, labels], label: "loss")[0]
+        let loss = try g.crossEntropy(logits, labels: labels, ignoreIndex: Self.ignoredLabel, label: "loss")
         let gradients = training && !trainable.isEmpty ? try g.gradients(of: loss, for: trainable, checkpointing: checkpointing) : []
         plan = try g.compile(outputs: [loss] + gradients)
     }

@@ -33,7 +33,7 @@ public struct Evaluation: Sendable {
 
 /// The loss of one batch at a time, without training (no dropout), for a caller that picks the
 /// batches: `Evaluation` over a dataset, or the C ABI.
-public final class LossEvaluator: @unchecked Sendable {
+public final class LossEvaluator {
     private var plans: PlanCache
 
     public init(model: LlamaModel, adapter: ModelAdapter?) {

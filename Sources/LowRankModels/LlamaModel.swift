@@ -2,7 +2,7 @@ import LowRank
 
 /// A Llama-family decoder's frozen weights on one backend, by their Hugging Face names. The
 /// projections may be block-quantized at load (QLoRA); everything else is held in f32.
-public final class LlamaModel: @unchecked Sendable {
+public final class LlamaModel {
     public let config: LlamaConfig
     /// Where it came from (the checkpoint's folder, or a name such as the default job's), as
     /// adapters record it in `base_model_name_or_path`; nil for an unnamed model.

@@ -4,9 +4,7 @@ import LowRank
 /// How `Trainer` trains: the optimizer's hyperparameters (PyTorch's AdamW defaults), the data
 /// order, the length of the run, and checkpointing.
 public struct TrainingSettings: Hashable, Sendable {
-    public enum Schedule: String, Hashable, Sendable, CaseIterable {
-        case constant, linear, cosine
-    }
+    public typealias Schedule = LearningRateSchedule.Kind
 
     public var learningRate: Double = 2e-4
     public var warmupSteps = 0
@@ -32,14 +30,7 @@ public struct TrainingSettings: Hashable, Sendable {
 
     /// The optimizer's settings; linear and cosine schedules need their length.
     public func optimizer(totalSteps: Int?) throws -> AdamWOptimizer.Settings {
-        let schedule: LearningRateSchedule
-        switch (self.schedule, totalSteps) {
-        case (.constant, _): schedule = .constant(warmupSteps: warmupSteps)
-        case (.linear, let total?) where total >= 1: schedule = .linear(warmupSteps: warmupSteps, totalSteps: total)
-        case (.cosine, let total?) where total >= 1: schedule = .cosine(warmupSteps: warmupSteps, totalSteps: total)
-        default: throw LowRankError(.invalidArgument, "a \(self.schedule.rawValue) schedule needs its length in steps (at least 1), got \(totalSteps.map(String.init) ?? "none")")
-        }
-        try schedule.validate()
+        let schedule = try LearningRateSchedule(self.schedule, warmupSteps: warmupSteps, totalSteps: totalSteps)
         return AdamWOptimizer.Settings(learningRate: learningRate, weightDecay: weightDecay, schedule: schedule, maxGradientNorm: maxGradientNorm)
     }
 
@@ -66,7 +57,7 @@ public struct TrainingProgress: Sendable {
 /// (adapter, optimizer moments, step, what the run was made with) written atomically into
 /// `<output>/checkpoint-<step>`, and `resume()` continuing bit for bit from the latest one. While it
 /// exists it holds the `OutputLock` of `output`, so a second trainer on the same folder is refused.
-public final class Trainer: @unchecked Sendable {
+public final class Trainer {
     public let training: AdapterTraining
     public let data: TokenDataset
     public let output: String?

@@ -58,8 +58,8 @@ extension VulkanBackend {
     }
 
     /// G, q, k, v, out, logsumexp -> dq (per (row, query head)), dk and dv (per (key row, KV head)).
-    func encodeAttentionBackward(_ o: AttentionOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
-        let (g, q, k, v, out, lse) = (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], inputs[5])
+    func encodeAttentionBackward(_ o: AttentionOptions, _ operands: AttentionBackwardOperands<Tensor>, _ outputs: [Tensor]) throws {
+        let (g, q, k, v, out, lse) = (operands.gradient, operands.q, operands.k, operands.v, operands.out, operands.logsumexp)
         if let problem = attentionProblem(headDim: q.shape[2]) { throw LowRankError(.unsupported, problem) }
         let reads: [TensorBinding] = [.read(q), .read(k), .read(v), .read(g), .read(out), .read(lse)]
         let push = attentionPush(o, q: q, k: k)

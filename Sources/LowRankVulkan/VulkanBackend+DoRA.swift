@@ -55,8 +55,8 @@ extension VulkanBackend {
     /// W, A, B, m, ‖W‖²_row -> n, g: `A·Wᵀ` (W as the matmul's B operand, so a quantized W is
     /// dequantized as it loads) and `A·Aᵀ` by the matmul kernel, then `Shaders/dora_norm.comp` per
     /// row. Transients: `[r, d_out]` and `[r, r]` f32, never `[d_out, d_in]`.
-    func encodeDoRANorm(scale: Float, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
-        let (w, a, b, m, wsq) = (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4])
+    func encodeDoRANorm(scale: Float, _ operands: DoRANormOperands<Tensor>, _ outputs: [Tensor]) throws {
+        let (w, a, b, m, wsq) = (operands.w, operands.a, operands.b, operands.magnitude, operands.weightSquaredNorm)
         let dOut = w.shape[0], r = a.shape[0]
         if let reason = doraRankProblem(r) { throw LowRankError(.unsupported, reason) }
         let aw = try scratch([r, dOut]), aat = try scratch([r, r])
@@ -72,12 +72,10 @@ extension VulkanBackend {
     /// the matmul that forms the base product, so y is written once: without dropout that product is
     /// also the frozen layer's output; with dropout the frozen output is one matmul and the composed
     /// term, over `dropout(x)·Wᵀ`, is added onto it by a second.
-    func encodeDoRAForward(_ o: DoRAOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
-        let (x, w, a, b) = (inputs[0], inputs[1], inputs[2], inputs[3])
-        let (y, u, g) = (outputs[0], outputs[1], outputs[3])
-        let inner = o.trainableMagnitude ? outputs[4] : nil
-        let bias = o.lora.hasBias ? inputs[6] : nil
-        try encodeDoRANorm(scale: o.lora.scale, [w, a, b, inputs[4], inputs[5]], [outputs[2], g])
+    func encodeDoRAForward(_ o: DoRAOptions, _ operands: DoRAForwardOperands<Tensor>, _ outputs: DoRAForwardResults<Tensor>) throws {
+        let (x, w, a, b, bias) = (operands.x, operands.w, operands.a, operands.b, operands.bias)
+        let (y, u, g, inner) = (outputs.y, outputs.u, outputs.g, outputs.inner)
+        try encodeDoRANorm(scale: o.lora.scale, operands.norm, [outputs.norm, g])
         let mask = DropoutMask(probability: o.lora.dropout, seed: o.lora.seed)
         try dispatchMatmul(MatmulCall(a: x, b: a, c: u, transposeB: true, dropout: (mask, .a)))
         if mask.isIdentity {
@@ -94,12 +92,13 @@ extension VulkanBackend {
     /// `du = s·(G⊙g)·B` and `dB = s·(G⊙g)ᵀ·u` and the partial sums of `dm`, summed in order
     /// (`Shaders/lora_backward.comp` with DORA); then `dA = duᵀ·dropout(x)` and `dx` in one pass,
     /// `(g⊙G)·W + du·A` without dropout.
-    func encodeDoRABackward(_ o: DoRAOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
-        let (gradient, x, w, a, b, u, n, g) = (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], inputs[5], inputs[6], inputs[7])
-        let (dx, dA, dB) = (outputs[0], outputs[1], outputs[2])
+    func encodeDoRABackward(_ o: DoRAOptions, _ operands: DoRABackwardOperands<Tensor>, _ outputs: DoRABackwardResults<Tensor>) throws {
+        let (gradient, x, w, a, b, u, g) = (operands.gradient, operands.x, operands.w, operands.a, operands.b, operands.u, operands.g)
+        let (dx, dA, dB) = (outputs.dx, outputs.dA, outputs.dB)
         let du = try scratch([x.shape[0], a.shape[0]])
+        let magnitude = operands.inner.flatMap { inner in outputs.dm.map { (inner, $0) } }
         try encodeBranchGradients(g: gradient, b: b, u: u, du: du, dB: dB, scale: o.lora.scale,
-                                  dora: DoRABranch(g: g, norm: n, magnitude: o.trainableMagnitude ? (inputs[8], outputs[3]) : nil))
+                                  dora: DoRABranch(g: g, norm: operands.norm, magnitude: magnitude))
 
         let mask = DropoutMask(probability: o.lora.dropout, seed: o.lora.seed)
         try dispatchMatmul(MatmulCall(a: du, b: x, c: dA, transposeA: true, dropout: (mask, .b)))

@@ -46,23 +46,23 @@ struct LoRABackwardKernel: Kernel {
 extension VulkanBackend {
     /// x, W, A, B [, bias] -> y, u: `u = dropout(x)·Aᵀ` first, then one pass that writes
     /// `y = x·Wᵀ + b + s·u·Bᵀ` once, the LoRA term in the matmul's epilogue.
-    func encodeLoRAForward(_ o: LoRAOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
-        let (x, w, a, b) = (inputs[0], inputs[1], inputs[2], inputs[3])
+    func encodeLoRAForward(_ o: LoRAOptions, _ operands: LoRAForwardOperands<Tensor>, _ outputs: [Tensor]) throws {
+        let (x, w, a, b) = (operands.x, operands.w, operands.a, operands.b)
         let (y, u) = (outputs[0], outputs[1])
         let mask = DropoutMask(probability: o.dropout, seed: o.seed)
         try dispatchMatmul(MatmulCall(a: x, b: a, c: u, transposeB: true, dropout: (mask, .a)))
         if o.accumulate {
             try dispatchMatmul(MatmulCall(a: u, b: b, c: y, transposeB: true, alpha: o.scale, accumulate: true))
         } else {
-            try dispatchMatmul(MatmulCall(a: x, b: w, c: y, transposeB: true, bias: o.hasBias ? inputs[4] : nil,
+            try dispatchMatmul(MatmulCall(a: x, b: w, c: y, transposeB: true, bias: operands.bias,
                                           second: (u, b, o.scale)))
         }
     }
 
     /// G, x, W, A, B, u -> dx, dA, dB: the branch gradients `du` and `dB` from one read of G,
     /// `dA = duᵀ·dropout(x)`, and `dx = G·W + (du·A) ⊙ mask` in one pass.
-    func encodeLoRABackward(_ o: LoRAOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
-        let (g, x, w, a, b, u) = (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], inputs[5])
+    func encodeLoRABackward(_ o: LoRAOptions, _ operands: LoRABackwardOperands<Tensor>, _ outputs: [Tensor]) throws {
+        let (g, x, w, a, b, u) = (operands.gradient, operands.x, operands.w, operands.a, operands.b, operands.u)
         let (dx, dA, dB) = (outputs[0], outputs[1], outputs[2])
         let mask = DropoutMask(probability: o.dropout, seed: o.seed)
         let du = try scratch([x.shape[0], a.shape[0]])

@@ -110,8 +110,8 @@ extension VulkanBackend {
     }
 
     /// logits, labels, logsumexp, dLoss -> d logits: the counted rows, then every element.
-    func encodeCrossEntropyBackward(_ ignoreIndex: Int32, _ inputs: [Tensor], _ out: Tensor) throws {
-        let (logits, labels, lse, lossGradient) = (inputs[0], inputs[1], inputs[2], inputs[3])
+    func encodeCrossEntropyBackward(_ ignoreIndex: Int32, _ operands: CrossEntropyBackwardOperands<Tensor>, _ out: Tensor) throws {
+        let (logits, labels, lse, lossGradient) = (operands.logits, operands.labels, operands.logsumexp, operands.lossGradient)
         let push = CrossEntropyKernel.Push(rows: UInt32(logits.shape[0]), classes: UInt32(logits.shape[1]))
         let counted = try scratch([1])
         try dispatch(CrossEntropyKernel(pass: .count, ignoreIndex: ignoreIndex, logits: logits.dtype, out: nil), [.read(labels), .write(counted)],

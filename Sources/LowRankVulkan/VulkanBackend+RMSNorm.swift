@@ -52,8 +52,8 @@ extension VulkanBackend {
 
     /// G, x, weight, rstd -> dx (one workgroup per row), d weight (partial sums over blocks of 64
     /// rows, then summed in block order by `sum_blocks.comp`).
-    func encodeRMSNormBackward(_ inputs: [Tensor], _ outputs: [Tensor]) throws {
-        let (g, x, weight, rstd) = (inputs[0], inputs[1], inputs[2], inputs[3])
+    func encodeRMSNormBackward(_ operands: RMSNormBackwardOperands<Tensor>, _ outputs: [Tensor]) throws {
+        let (g, x, weight, rstd) = (operands.gradient, operands.x, operands.weight, operands.rstd)
         let (rows, columns) = (x.shape.rows, x.shape.columns)
         let push = RMSNormKernel.Push(rows: UInt32(rows), columns: UInt32(columns), epsilon: 0)
         try dispatch(RMSNormKernel(pass: .inputGradient, x: x.dtype, weight: weight.dtype, gradient: g.dtype, c: outputs[0].dtype),

@@ -230,10 +230,10 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     public func unsupportedReason(_ op: Op, inputs: [TensorDescriptor]) -> String? {
         if disabledOps.contains(op.kind) { return "\(op.name) is disabled on this backend" }
         switch op {
-        case .doraNorm: return doraRankProblem(inputs[1].shape[0])
-        case .doraForward: return doraRankProblem(inputs[2].shape[0])
+        case .doraNorm: return doraRankProblem(DoRANormOperands(inputs).a.shape[0])
+        case .doraForward(let o): return doraRankProblem(DoRAForwardOperands(inputs, o).a.shape[0])
         case .attention: return attentionProblem(headDim: inputs[0].shape[2])
-        case .attentionBackward: return attentionProblem(headDim: inputs[1].shape[2])
+        case .attentionBackward: return attentionProblem(headDim: AttentionBackwardOperands(inputs).q.shape[2])
         case .embeddingBackward:
             return "no scatter-add kernel yet (a deterministic one needs the ids sorted); the CPU backend sums the rows"
         default:
@@ -267,11 +267,11 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         case .scaleRows: try encodeElementwise(.scaleRows, inputs, outputs[0])
         case .rowSumOfSquares: try encodeRowReduce(inputs[0], outputs[0], root: false)
         case .rowL2Norm: try encodeRowReduce(inputs[0], outputs[0], root: true)
-        case .loraForward(let o): try encodeLoRAForward(o, inputs, outputs)
-        case .loraBackward(let o): try encodeLoRABackward(o, inputs, outputs)
-        case .doraNorm(let scale): try encodeDoRANorm(scale: scale, inputs, outputs)
-        case .doraForward(let o): try encodeDoRAForward(o, inputs, outputs)
-        case .doraBackward(let o): try encodeDoRABackward(o, inputs, outputs)
+        case .loraForward(let o): try encodeLoRAForward(o, LoRAForwardOperands(inputs, o), outputs)
+        case .loraBackward(let o): try encodeLoRABackward(o, LoRABackwardOperands(inputs), outputs)
+        case .doraNorm(let scale): try encodeDoRANorm(scale: scale, DoRANormOperands(inputs), outputs)
+        case .doraForward(let o): try encodeDoRAForward(o, DoRAForwardOperands(inputs, o), DoRAForwardResults(outputs, o))
+        case .doraBackward(let o): try encodeDoRABackward(o, DoRABackwardOperands(inputs, o), DoRABackwardResults(outputs, o))
         case .doraCompose(let scale): try encodeDoRACompose(scale: scale, inputs, outputs[0])
         case .activation(let f): try encodeActivation(f, inputs, outputs[0])
         case .activationBackward(let f): try encodeActivation(f, inputs, outputs[0])
@@ -281,12 +281,12 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         case .transpose(let axes): try encodeTranspose(axes, inputs[0], outputs[0])
         case .embedding: try encodeEmbedding(inputs, outputs[0])
         case .rmsNorm(let epsilon): try encodeRMSNorm(epsilon, inputs, outputs)
-        case .rmsNormBackward: try encodeRMSNormBackward(inputs, outputs)
+        case .rmsNormBackward: try encodeRMSNormBackward(RMSNormBackwardOperands(inputs), outputs)
         case .rope(let inverse): try encodeRoPE(inverse: inverse, inputs, outputs[0])
         case .attention(let o): try encodeAttention(o, inputs, outputs)
-        case .attentionBackward(let o): try encodeAttentionBackward(o, inputs, outputs)
+        case .attentionBackward(let o): try encodeAttentionBackward(o, AttentionBackwardOperands(inputs), outputs)
         case .crossEntropy(let ignoreIndex): try encodeCrossEntropy(ignoreIndex, inputs, outputs)
-        case .crossEntropyBackward(let ignoreIndex): try encodeCrossEntropyBackward(ignoreIndex, inputs, outputs[0])
+        case .crossEntropyBackward(let ignoreIndex): try encodeCrossEntropyBackward(ignoreIndex, CrossEntropyBackwardOperands(inputs), outputs[0])
         case .adamW(let o): try encodeAdamW(o, inputs, outputs)
         case .embeddingBackward:
             throw LowRankError(.unsupported, unsupportedReason(op, inputs: inputs.map(\.descriptor))!)

@@ -14,9 +14,7 @@ struct LowrankBench: ParsableCommand {
         exits with status 1 when a result's median grew by more than --threshold.
         """)
 
-    static let suites = ["matmul", "lora", "dora", "quant", "optimizer", "train"]
-
-    @Option(help: "Suite to run: \(suites.joined(separator: ", ")), or all.") var suite = "lora"
+    @Option(help: "Suite to run.") var suite = Suite.lora
     @Option(help: "Shape preset: \(Preset.allCases.map(\.rawValue).joined(separator: ", ")).") var preset = Preset.small
     @Option(name: .customLong("tokens"), help: "T, rows of x (a comma-separated list sweeps).") var tokens: IntList?
     @Option(name: .customLong("d-in"), help: "d_in (list).") var dIn: IntList?
@@ -35,9 +33,6 @@ struct LowrankBench: ParsableCommand {
     @Option(name: .customLong("dump-spirv"), help: .hidden) var dumpSPIRV: String?
 
     func validate() throws {
-        guard suite == "all" || Self.suites.contains(suite) else {
-            throw ValidationError("unknown suite '\(suite)'; available: \(Self.suites.joined(separator: ", ")), all")
-        }
         guard DType(rawValue: dtype)?.isFloatingPoint == true else { throw ValidationError("dtype must be f32, f16 or bf16") }
         guard runs > 0, warmup >= 0, minTime >= 0 else { throw ValidationError("--runs must be positive, --warmup and --min-time non-negative") }
         guard BaselineComparison.threshold(parsing: threshold) != nil else { throw ValidationError("--threshold must look like 10% or 0.1") }
@@ -54,8 +49,8 @@ struct LowrankBench: ParsableCommand {
             let timer = Timer(backend: backend, runs: runs, warmup: warmup, minimumSeconds: minTime, profile: profile)
             for shape in shapes {
                 let context = BenchContext(backend: backend, shape: shape, dtype: DType(rawValue: dtype)!, timer: timer, roofline: roofline)
-                for name in suite == "all" ? Self.suites : [suite] {
-                    for record in try context.run(suite: name) {
+                for one in suite.members {
+                    for record in try context.run(suite: one) {
                         if json { print(try record.jsonLine()) }
                         table.append(record)
                     }
@@ -108,15 +103,23 @@ struct LowrankBench: ParsableCommand {
     }
 }
 
+/// `--suite`: one suite of cases, or all of them in this order.
+enum Suite: String, CaseIterable, ExpressibleByArgument {
+    case matmul, lora, dora, quant, optimizer, train, all
+
+    var members: [Suite] { self == .all ? Self.allCases.filter { $0 != .all } : [self] }
+}
+
 extension BenchContext {
-    func run(suite: String) throws -> [BenchRecord] {
+    func run(suite: Suite) throws -> [BenchRecord] {
         switch suite {
-        case "matmul": try matmulSuite()
-        case "lora": try loraSuite()
-        case "dora": try doraSuite()
-        case "quant": try quantSuite()
-        case "optimizer": try optimizerSuite()
-        default: try trainSuite()
+        case .matmul: try matmulSuite()
+        case .lora: try loraSuite()
+        case .dora: try doraSuite()
+        case .quant: try quantSuite()
+        case .optimizer: try optimizerSuite()
+        case .train: try trainSuite()
+        case .all: try suite.members.flatMap(run)
         }
     }
 }

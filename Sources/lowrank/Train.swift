@@ -30,11 +30,11 @@ struct Train: ParsableCommand {
     @Flag(help: "DoRA: a trained magnitude per output row.") var dora = false
     @Option(help: "Comma-separated modules (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or all-linear.")
     var targets = "q_proj,v_proj"
-    @Option(help: "Quantize the frozen projections at load: nf4, q8_0 or q4_0.") var quantize: String?
+    @Option(help: "Quantize the frozen projections at load.") var quantize: Quantization?
 
     @Option(help: "Peak learning rate.") var lr: Double?
     @Option(help: "Linear warm-up steps (default: 0; 5% of the steps for the built-in default job).") var warmup: Int?
-    @Option(help: "constant, linear or cosine (after warm-up).") var schedule: String?
+    @Option(help: "The learning rate's schedule after warm-up.") var schedule: LearningRateSchedule.Kind?
     @Option(help: "AdamW's decoupled weight decay.") var weightDecay = 0.01
     @Option(help: "Clip the global gradient norm to this (0: no clipping, as Hugging Face's max_grad_norm).") var clip: Float?
 
@@ -66,9 +66,6 @@ struct Train: ParsableCommand {
         if let clip, !(clip.isFinite && clip >= 0) {
             throw ValidationError("--clip must be 0 (no clipping) or a positive number, got \(clip)")
         }
-        if let schedule, TrainingSettings.Schedule(rawValue: schedule) == nil {
-            throw ValidationError("--schedule takes constant, linear or cosine, not \(schedule)")
-        }
     }
 
     func run() throws {
@@ -80,13 +77,7 @@ struct Train: ParsableCommand {
         var settings = isDefault ? DefaultJob.trainingSettings : TrainingSettings()
         let adapterSettings: AdapterSettings
         if let model, let data {
-            let quantized = try quantize.map { name in
-                guard let t = DType(rawValue: name), t.isQuantized else {
-                    throw ValidationError("--quantize takes nf4, q8_0 or q4_0, not \(name)")
-                }
-                return t
-            }
-            llama = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: model), on: backend, quantize: quantized)
+            llama = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: model), on: backend, quantize: quantize?.dtype)
             dataset = try TokenDataset(contentsOf: data, vocabularySize: llama.config.vocabularySize, maxLength: seqLen)
         } else {
             llama = try DefaultJob.model(on: backend)
@@ -102,7 +93,7 @@ struct Train: ParsableCommand {
 
         if let lr { settings.learningRate = lr }
         if let warmup { settings.warmupSteps = warmup }
-        if let schedule { settings.schedule = TrainingSettings.Schedule(rawValue: schedule)! }
+        if let schedule { settings.schedule = schedule }
         settings.weightDecay = weightDecay
         settings.maxGradientNorm = clip ?? settings.maxGradientNorm
         if let batchSize { settings.batchSize = batchSize }

@@ -46,12 +46,10 @@ struct DoRATests {
         let result = try layer.run(on: cpu, options)
         let h: Float = 0.0625
         for (name, keyPath, analytic) in [("x", \Layer.x, try result.dx.floats()), ("m", \Layer.m, try result.dm!.floats())] {
-            var numeric = [Double](repeating: 0, count: analytic.count)
-            for i in analytic.indices {
-                var plus = layer, minus = layer
-                plus[keyPath: keyPath][i] += h
-                minus[keyPath: keyPath][i] -= h
-                numeric[i] = (try plus.loss(on: cpu, options) - minus.loss(on: cpu, options)) / Double(2 * h)
+            let numeric = try centralDifferences(of: layer[keyPath: keyPath], step: h) { values in
+                var moved = layer
+                moved[keyPath: keyPath] = values
+                return try moved.loss(on: cpu, options)
             }
             #expect(relativeError(analytic, numeric) <= 1e-4, "d\(name), dropout \(dropout)")
         }

@@ -116,25 +116,18 @@ struct GraphGradientTests {
         let h: Float = 2e-2
         var numeric: [[Double]] = []
         for t in reference.tensors {
-            var values = try t.floats()
-            // The central difference at `step`: (L(v + step) − L(v − step)) / 2·step.
-            let difference = { (i: Int, step: Float) throws -> Double in
-                let v = values[i]
-                values[i] = v + step
-                try t.assign(values)
-                let up = try reference.lossValue()
-                values[i] = v - step
-                try t.assign(values)
-                let down = try reference.lossValue()
-                values[i] = v
-                try t.assign(values)
-                return (up - down) / Double(2 * step)
+            let values = try t.floats()
+            let differences = { (step: Float) in
+                try centralDifferences(of: values, step: step) { moved in
+                    try t.assign(moved)
+                    return try reference.lossValue()
+                }
             }
+            let (near, far) = (try differences(h), try differences(2 * h))
+            try t.assign(values)
             // Richardson's extrapolation cancels the h² term, so h can be large enough that the
             // loss's f32 rounding stays small beside the difference.
-            numeric.append(try values.indices.map { i in
-                (4 * (try difference(i, h)) - (try difference(i, 2 * h))) / 3
-            })
+            numeric.append(zip(near, far).map { (4 * $0 - $1) / 3 })
         }
         for kind in BackendKind.allCases {
             try onBackend(kind) { backend in

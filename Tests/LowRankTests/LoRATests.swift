@@ -48,13 +48,10 @@ struct LoRATests {
         let (dx, dA, dB) = try Ops.loraBackward(gradOutput: try tensor(v.g, [c.t, c.dOut]), x: x, weight: w, a: a, b: b, u: u, options: options)
         let h: Float = 0.0625
         for (name, keyPath, analytic) in [("x", \Inputs.x, try dx.floats()), ("A", \Inputs.a, try dA.floats()), ("B", \Inputs.b, try dB.floats())] {
-            var numeric = [Double](repeating: 0, count: analytic.count)
-            for i in analytic.indices {
-                var plus = v, minus = v
-                plus[keyPath: keyPath][i] = rounded(v[keyPath: keyPath][i] + h, to: dtype)
-                minus[keyPath: keyPath][i] = rounded(v[keyPath: keyPath][i] - h, to: dtype)
-                let step = Double(plus[keyPath: keyPath][i]) - Double(minus[keyPath: keyPath][i])
-                numeric[i] = (try Self.loss(c, plus, options, on: backend) - Self.loss(c, minus, options, on: backend)) / step
+            let numeric = try centralDifferences(of: v[keyPath: keyPath], step: h, dtype: dtype) { values in
+                var moved = v
+                moved[keyPath: keyPath] = values
+                return try Self.loss(c, moved, options, on: backend)
             }
             let error = relativeError(analytic, numeric)
             #expect(error <= 1e-4, "d\(name) \(dtype) dropout \(dropout): \(error)")

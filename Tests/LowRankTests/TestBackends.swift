@@ -87,3 +87,15 @@ extension Array {
         stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
     }
 }
+
+/// Central differences of `loss` in each element of `values`: `(L(v₊) − L(v₋)) / (v₊ − v₋)` with
+/// `v± = v ± h` rounded to `dtype`, divided by the step the rounded values really took. The
+/// finite-difference check of every gradient test.
+func centralDifferences(of values: [Float], step h: Float, dtype: DType = .f32, loss: ([Float]) throws -> Double) rethrows -> [Double] {
+    try values.indices.map { i in
+        var plus = values, minus = values
+        plus[i] = rounded(values[i] + h, to: dtype)
+        minus[i] = rounded(values[i] - h, to: dtype)
+        return (try loss(plus) - loss(minus)) / (Double(plus[i]) - Double(minus[i]))
+    }
+}

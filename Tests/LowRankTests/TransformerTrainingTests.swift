@@ -1,11 +1,12 @@
 import Foundation
 import LowRank
+import LowRankModels
 import Testing
 
-/// A one-block Llama-style causal language model built from graph ops, LoRA on q_proj, v_proj
-/// and down_proj, trained on a deterministic token pattern: every op of the block (embedding,
-/// RMSNorm, RoPE, grouped attention, SwiGLU, cross-entropy with ignored positions) forward and
-/// backward in one plan.
+/// A one-block Llama-style causal language model built with the model's own decoder block
+/// (`Graph.decoderBlock`), LoRA on q_proj, v_proj and down_proj, trained on a deterministic token
+/// pattern: every op of the block (embedding, RMSNorm, RoPE, grouped attention, SwiGLU,
+/// cross-entropy with ignored positions) forward and backward in one plan.
 struct TinyCausalLM {
     static let (vocabulary, d, qHeads, kvHeads, headDim, ffn, sequence, batch, rank) = (32, 16, 4, 2, 4, 32, 8, 2, 4)
     static var tokens: Int { sequence * batch }
@@ -36,25 +37,24 @@ struct TinyCausalLM {
         let positions = try g.input("positions", [t], dtype: .i32)
         let inverseFrequencies = try g.parameter("inv_freq", try Tensor((0..<(Self.headDim / 2)).map { powf(10000, -2 * Float($0) / Float(Self.headDim)) },
                                                                         shape: [Self.headDim / 2], on: backend))
-        let h = try g.apply(.embedding, [try frozen("embed_tokens", [v, d], 1), ids])[0]
+        let (qWidth, kvWidth) = (Self.qHeads * Self.headDim, Self.kvHeads * Self.headDim)
+        let sizes: [DecoderProjection: (dOut: Int, dIn: Int)] = [.q: (qWidth, d), .k: (kvWidth, d), .v: (kvWidth, d), .o: (d, qWidth),
+                                                                 .gate: (Self.ffn, d), .up: (Self.ffn, d), .down: (d, Self.ffn)]
+        let adapted: Set<DecoderProjection> = [.q, .v, .down]
+        let h = try g.embedding(try frozen("embed_tokens", [v, d], 1), ids: ids)
+        let shape = DecoderBlockShape(tokens: t, sequence: Self.sequence, queryHeads: Self.qHeads, keyValueHeads: Self.kvHeads,
+                                      headDim: Self.headDim, rmsNormEpsilon: 1e-6)
         let x = try g.checkpointed {
-            let normed = try g.apply(.rmsNorm(epsilon: 1e-6), [h, try frozen("input_layernorm", [d], 1)])[0]
-            let heads = { (y: GraphTensor, n: Int) in try g.reshape(y, [t, n, Self.headDim]) }
-            let rope = { (y: GraphTensor) in try g.apply(.rope(inverse: false), [y, inverseFrequencies, positions])[0] }
-            let q = try rope(try heads(try lora("q_proj", normed, d, Self.qHeads * Self.headDim), Self.qHeads))
-            let k = try rope(try heads(try g.linear(normed, weight: try frozen("k_proj", [Self.kvHeads * Self.headDim, d], 0.3)), Self.kvHeads))
-            let value = try heads(try lora("v_proj", normed, d, Self.kvHeads * Self.headDim), Self.kvHeads)
-            let attended = try g.apply(.attention(AttentionOptions(sequenceLength: Self.sequence)), [q, k, value])[0]
-            let o = try g.linear(try g.reshape(attended, [t, Self.qHeads * Self.headDim]), weight: try frozen("o_proj", [d, Self.qHeads * Self.headDim], 0.3))
-            let h1 = try g.add(h, o)
-            let normed2 = try g.apply(.rmsNorm(epsilon: 1e-6), [h1, try frozen("post_attention_layernorm", [d], 1)])[0]
-            let gate = try g.activation(.silu, try g.linear(normed2, weight: try frozen("gate_proj", [Self.ffn, d], 0.3)))
-            let up = try g.linear(normed2, weight: try frozen("up_proj", [Self.ffn, d], 0.3))
-            return try g.add(h1, try lora("down_proj", try g.mul(gate, up), Self.ffn, d))
+            try g.decoderBlock(h, shape: shape, inverseFrequencies: inverseFrequencies, positions: positions,
+                               normWeight: { try frozen($0, [d], 1) }) { x, projection in
+                let (dOut, dIn) = sizes[projection]!
+                if adapted.contains(projection) { return try lora(projection.rawValue, x, dIn, dOut) }
+                return try g.linear(x, weight: try frozen(projection.rawValue, [dOut, dIn], 0.3))
+            }
         }
-        let final = try g.apply(.rmsNorm(epsilon: 1e-6), [x, try frozen("norm", [d], 1)])[0]
+        let final = try g.rmsNorm(x, weight: try frozen("norm", [d], 1), epsilon: 1e-6)
         let logits = try g.linear(final, weight: try frozen("lm_head", [v, d], 0.5))
-        let loss = try g.apply(.crossEntropy(ignoreIndex: -100), [logits, labels])[0]
+        let loss = try g.crossEntropy(logits, labels: labels, ignoreIndex: -100)
         self.adapters = adapters
         plan = try g.compile(outputs: [loss] + (try g.gradients(of: loss, for: trainable)), check: false)
 
