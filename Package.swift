@@ -12,7 +12,9 @@ let package = Package(
         .executable(name: "lowrank-bench", targets: ["lowrank-bench"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.6.0"),
+        // `swift package generate-documentation` (DocC catalogs in Sources/<module>/<module>.docc); nothing links it.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // C shims, one per C library.

@@ -16,4 +16,10 @@ if ! diff <(names Sources/CLowRank/lowrank.h) <(names "$generated"); then
     echo "check_c_header: lowrank.h (<) and the @c functions of Sources/LowRankC (>) name different functions" >&2
     exit 1
 fi
+# A comment per function: the declaration's previous non-blank line ends one.
+undocumented=$(awk '/^[a-z0-9_ ]+[ *]lowrank_[a-z0-9_]+\(/ { if (prev !~ /\*\/$/) print "  line " NR ": " $0 } NF { prev = $0 }' Sources/CLowRank/lowrank.h)
+if [ -n "$undocumented" ]; then
+    printf 'check_c_header: these declarations of lowrank.h have no comment before them:\n%s\n' "$undocumented" >&2
+    exit 1
+fi
 echo "check_c_header: lowrank.h matches the $(names "$generated" | wc -l) functions of Sources/LowRankC"

@@ -5,6 +5,11 @@ layers_to_transform, layers_pattern, exclude_modules; LoRA+, gaussian A) adapter
 fixture, loads each with `PeftModel.from_pretrained`, merges each with `lowrank merge` and loads the
 result with `AutoModelForCausalLM.from_pretrained`, and compares the mean loss over the fixture data.
 
+Then the bf16 Qwen2 fixture, with a short DoRA fine-tune at a small learning rate: `lowrank merge
+--dtype f32` must keep the adapter's loss as above, where the default merge (bf16, the checkpoint's
+dtype) and PEFT's `merge_and_unload()` cast to bf16 round most of the update away; the script prints
+those losses and `lowrank merge`'s warning.
+
     pip install torch transformers peft safetensors numpy
     swift build
     python3 tools/check_peft_roundtrip.py [--lowrank .build/debug/lowrank] [--device cpu]
@@ -26,6 +31,7 @@ from transformers import AutoModelForCausalLM
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 FIXTURES = os.path.join(ROOT, "Tests", "Fixtures", "llama")
 MODEL, DATA = os.path.join(FIXTURES, "tiny-llama"), os.path.join(FIXTURES, "data.jsonl")
+BF16_MODEL = os.path.join(FIXTURES, "tiny-qwen2-bf16")
 
 
 def loss(model):
@@ -40,6 +46,7 @@ def main():
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     lowrank = lambda *a: subprocess.run([args.lowrank, *a, "--device", args.device], check=True, capture_output=True, text=True).stdout
+    lowrank_stderr = lambda *a: subprocess.run([args.lowrank, *a, "--device", args.device], check=True, capture_output=True, text=True).stderr
     worst = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         for name, flags in [("lora", []), ("rslora", ["--rslora", "--targets", "all-linear"]), ("dora", ["--dora", "--targets", "q_proj,k_proj,down_proj"]),
@@ -61,6 +68,26 @@ def main():
             if abs(base - peft_loss) < 1e-6:
                 print(f"{name}: the trained adapter did not change the loss", file=sys.stderr)
                 return 1
+
+        # A bf16 checkpoint: transformers loads each merged folder in the dtype its config.json names.
+        out = os.path.join(tmp, "qwen2-dora")
+        lowrank("train", "--model", BF16_MODEL, "--data", DATA, "--adapter-out", out, "--steps", "10", "--batch-size", "2",
+                "--lr", "1e-4", "--r", "4", "--alpha", "8", "--dora", "--targets", "all-linear")
+        base = loss(AutoModelForCausalLM.from_pretrained(BF16_MODEL))
+        adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BF16_MODEL, dtype=torch.float32), out)
+        peft_loss = loss(adapted)
+        peft_bf16 = loss(PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BF16_MODEL, dtype=torch.float32), out)
+                         .merge_and_unload().to(torch.bfloat16))
+        merged_loss = {}
+        for dtype in ["bf16", "f32"]:
+            merged = os.path.join(tmp, "qwen2-dora-merged-" + dtype)
+            warning = lowrank_stderr("merge", "--model", BF16_MODEL, "--adapter", out, "--out", merged, *(["--dtype", dtype] if dtype == "f32" else []))
+            print(f"lowrank merge{' --dtype f32' if dtype == 'f32' else ''}: {warning.strip() or 'no warning'}")
+            merged_loss[dtype] = loss(AutoModelForCausalLM.from_pretrained(merged))
+        error = abs(merged_loss["f32"] - peft_loss) / peft_loss
+        worst = max(worst, error)
+        print(f"qwen2 bf16 dora: base {base:.6f}; PEFT from_pretrained {peft_loss:.6f}; merged in f32 {merged_loss['f32']:.6f} "
+              f"(relative difference {error:.2e}); merged in bf16 {merged_loss['bf16']:.6f}, PEFT merge_and_unload in bf16 {peft_bf16:.6f}")
     print(f"worst relative difference {worst:.2e} (bound 1e-4)")
     return 0 if worst < 1e-4 else 1
 

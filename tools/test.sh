@@ -23,6 +23,10 @@ swift test
 # The machine code of every kernel variant for real AMD GPUs (Mesa's RADV on its null device): no register
 # spills, v_wmma in every cooperative-matrix main loop on RDNA3, occupancy not below docs/isa/lowrank.jsonl.
 LOWRANK_BENCH=.build/debug/lowrank-bench tools/isa-check.sh
+# The API documentation (the DocC catalogs Sources/<module>/<module>.docc): a broken symbol link or
+# any other DocC warning fails (measured on the 2-core VM after the debug build: 31 s; 82 s the
+# first time, which builds the plugin's tools).
+swift package --disable-sandbox generate-documentation --target LowRankCore --target LowRank --target LowRankModels --warnings-as-errors
 # Every parser of untrusted input under libFuzzer and AddressSanitizer, briefly (tools/fuzz.sh
 # takes longer runs): a crash, sanitizer report or hang fails the suite.
 tools/fuzz.sh 10

@@ -98,6 +98,8 @@ int32_t lowrank_model_create_default(lowrank_engine engine, lowrank_model *model
  * "hidden_size", "num_hidden_layers", ... */
 int32_t lowrank_model_config(lowrank_model model, char *buffer, size_t capacity, size_t *length);
 
+/* Frees the model (its weights, adapter, optimizer state and plans); the handle is then reported as
+ * closed. Closing its engine closes it too. */
 int32_t lowrank_model_close(lowrank_model model);
 
 /* The built-in byte-level corpus `lowrank train` trains the default model on (UTF-8 text; each
@@ -143,11 +145,13 @@ int32_t lowrank_model_save_adapter(lowrank_model model, const char *folder);
 /* The adapter's tensors, by PEFT's names (base_model.model.<module>.lora_A.weight, .lora_B.weight,
  * .lora_magnitude_vector), in model order. */
 int32_t lowrank_model_adapter_tensor_count(lowrank_model model, int64_t *count);
+/* The name of tensor index, 0 <= index < the count above (a string, as the functions above write them). */
 int32_t lowrank_model_adapter_tensor_name(lowrank_model model, int64_t index, char *buffer, size_t capacity, size_t *length);
 /* shape receives up to 4 dimensions; *rank says how many there are. */
 int32_t lowrank_model_adapter_tensor_shape(lowrank_model model, const char *name, int64_t shape[4], int32_t *rank);
-/* Copies a tensor out as f32, or overwrites it; count must be the tensor's element count. */
+/* Copies a tensor out as f32; count must be the tensor's element count. */
 int32_t lowrank_model_read_adapter_tensor(lowrank_model model, const char *name, float *values, int64_t count);
+/* Overwrites a tensor with count f32 values; count must be the tensor's element count. */
 int32_t lowrank_model_write_adapter_tensor(lowrank_model model, const char *name, const float *values, int64_t count);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -194,6 +198,7 @@ int32_t lowrank_model_step(lowrank_model model, const int32_t *input_ids, const 
  * over every predicted token of its micro-batches. lowrank_model_step is both in one call. */
 int32_t lowrank_model_forward_backward(lowrank_model model, const int32_t *input_ids, const int32_t *labels,
                                        int64_t rows, int64_t sequence, float *loss);
+/* The AdamW step on the gradients the micro-batches since the last step added (see above). */
 int32_t lowrank_model_optimizer_step(lowrank_model model, float *loss);
 
 /* Writes a checkpoint into folder, whole or not at all (built beside it and renamed): the

@@ -4,8 +4,12 @@ import LowRank
 extension HuggingFaceCheckpoint {
     /// Writes this checkpoint with `adapter` merged into its weights to `folder`, in the same
     /// layout: the same weight files (one, or the same shards and index) holding the same tensors
-    /// in their original dtypes, and the other files of the folder (config, tokenizer) copied.
-    /// `model` must be this checkpoint loaded in f32; the merge runs on its backend.
+    /// in their original dtypes, or all of its float tensors in `dtype` when it is given (and
+    /// `config.json`'s `torch_dtype`/`dtype` set to it, so that transformers loads them so), and
+    /// the other files of the folder (config, tokenizer) copied. `model` must be this checkpoint
+    /// loaded in f32; the merge runs on its backend. The report measures, for each merged tensor,
+    /// how much of the adapter's update survived the rounding to the written dtype
+    /// (`MergeRounding`): a bf16 checkpoint can round a short fine-tune away.
     ///
     /// The output is written whole into `.<name>.partial` beside `folder` and swapped in at the
     /// end, holding `folder`'s `OutputLock` throughout: a merge that fails (a NaN or infinite
@@ -13,9 +17,12 @@ extension HuggingFaceCheckpoint {
     /// was, and no folder it created. Other files are copied only when regular, with their mode; a
     /// symbolic link is followed to the regular file it names, copied with that file's mode (a
     /// model folder in the Hugging Face cache is all links). Returns what was skipped instead, by
-    /// name, with what it is (a folder, a FIFO, a socket, a device).
+    /// name, with what it is (a folder, a FIFO, a socket, a device), in the report.
     @discardableResult
-    public func write(merging adapter: ModelAdapter, of model: LlamaModel, to folder: String) throws -> [(name: String, kind: String)] {
+    public func write(merging adapter: ModelAdapter, of model: LlamaModel, to folder: String, dtype: DType? = nil) throws -> MergeReport {
+        if let dtype, !dtype.isFloatingPoint {
+            throw LowRankError(.invalidArgument, "a merged checkpoint is written in f32, bf16 or f16, not \(dtype)")
+        }
         guard model.projectionDType == .f32 else {
             throw LowRankError(.invalidArgument, "merging needs the model's weights in f32, not quantized to \(model.projectionDType)")
         }
@@ -31,9 +38,9 @@ extension HuggingFaceCheckpoint {
                 try FileIO.removeTree(staged)
                 do {
                     try FileIO.makeDirectories(staged)
-                    let skipped = try writeMerged(adapter, of: model, into: staged)
+                    let report = try writeMerged(adapter, of: model, into: staged, dtype: dtype)
                     try FileIO.replaceFolder(folder, with: staged)
-                    return skipped
+                    return report
                 } catch {
                     try? FileIO.removeTree(staged)
                     throw error
@@ -55,26 +62,33 @@ extension HuggingFaceCheckpoint {
         }
     }
 
-    private func writeMerged(_ adapter: ModelAdapter, of model: LlamaModel, into folder: String) throws -> [(name: String, kind: String)] {
-        var merged: [String: Tensor] = [:]
+    private func writeMerged(_ adapter: ModelAdapter, of model: LlamaModel, into folder: String, dtype: DType?) throws -> MergeReport {
+        var merged: [String: Tensor] = [:], rounding: [MergeRounding] = []
+        let cpu = CPUBackend.shared
         for (path, layer) in adapter.layers {
             let name = path + ".weight"
-            let weight = try model.weight(name).copy(to: model.backend)
+            let original = try model.weight(name)
+            let weight = try original.copy(to: model.backend)
             switch layer {
             case .lora(let lora): try lora.merge(into: weight)
             case .dora(let dora): try dora.merge(into: weight)
             }
-            merged[name] = weight
+            let entry = try file(containing: name).entry(name)
+            let values = try weight.floats()
+            let written = try Tensor(values, shape: entry.shape, dtype: dtype ?? entry.dtype, on: cpu)
+            rounding.append(try MergeRounding(tensor: name, dtype: written.dtype, original: try original.floats(), merged: values,
+                                              rounded: try written.floats()))
+            merged[name] = written
         }
-        let cpu = CPUBackend.shared
         for (fileName, file) in files {
             let tensors = try file.names.map { name -> (name: String, tensor: Tensor) in
                 let entry = try file.entry(name)
-                let tensor = try merged[name].map { try Tensor(try $0.floats(), shape: entry.shape, dtype: entry.dtype, on: cpu) } ?? file.tensor(name, on: cpu)
-                // Read back in the file's dtype, so that a merged value beyond its range (inf in f16) counts too.
+                let target = entry.dtype.isFloatingPoint ? dtype ?? entry.dtype : entry.dtype
+                let tensor = try merged[name] ?? file.tensor(name, as: target, on: cpu)
+                // Read back in the written dtype, so that a value beyond its range (inf in f16) counts too.
                 let count = try tensor.nonFiniteCount()
                 guard count == 0 else {
-                    let origin = merged[name] == nil ? "in the model" : "after merging the adapter, in \(entry.dtype)"
+                    let origin = merged[name] != nil ? "after merging the adapter, in \(target)" : target == entry.dtype ? "in the model" : "in \(target)"
                     throw LowRankError(.numerical, "\(name) holds \(count) NaN or infinite values \(origin); nothing was written",
                                        context: [("file", file.path), ("tensor", name)])
                 }
@@ -88,10 +102,30 @@ extension HuggingFaceCheckpoint {
             let source = self.folder + "/" + name
             if FileIO.isDirectory(source) {
                 skipped.append((name, "a folder"))
+            } else if name == "config.json", let dtype {
+                try FileIO.writeAtomically(folder + "/" + name, text: try Self.config(String(decoding: try FileIO.read(source), as: UTF8.self),
+                                                                                     withDType: dtype, path: source))
             } else if let kind = try FileIO.copyRegularFile(source, to: folder + "/" + name) {
                 skipped.append((name, kind))
             }
         }
-        return skipped
+        return MergeReport(skipped: skipped, rounding: rounding)
+    }
+
+    /// `config.json` with every `torch_dtype` and `dtype` field set to `dtype`'s PyTorch name, the
+    /// rest of its text as it was: transformers loads a checkpoint in the dtype it names
+    /// (`dtype="auto"`, its default since version 5), which would round an f32 merge again.
+    static func config(_ text: String, withDType dtype: DType, path: String) throws -> String {
+        let torchName = switch dtype {
+        case .f16: "float16"
+        case .bf16: "bfloat16"
+        default: "float32"
+        }
+        let field = try Regex(#""(torch_dtype|dtype)"(\s*):(\s*)"[^"\\]*""#)
+        let rewritten = text.replacing(field) { match in "\"\(match.output[1].substring!)\"\(match.output[2].substring!):\(match.output[3].substring!)\"\(torchName)\"" }
+        do { _ = try JSON.parse(Array(rewritten.utf8)) } catch let error as LowRankError {
+            throw error.adding("file", path)
+        }
+        return rewritten
     }
 }

@@ -12,7 +12,8 @@ struct LowrankBench: ParsableCommand {
         Shapes come from a preset; --tokens, --d-in, --d-out and --rank replace that field of every preset shape with each \
         value of a comma-separated list (a sweep). Save a run with --json > base.json; a later run with --compare base.json \
         exits with status 1 when a result's median grew by more than --threshold.
-        """)
+        """,
+        version: Engine.version)
 
     @Option(help: "Suite to run.") var suite = Suite.lora
     @Option(help: "Shape preset: \(Preset.allCases.map(\.rawValue).joined(separator: ", ")).") var preset = Preset.small

@@ -10,6 +10,8 @@ struct Eval: ParsableCommand {
     @Option(help: "A PEFT adapter folder (adapter_config.json and adapter_model.safetensors).") var adapter: String?
     @Flag(help: "Load --adapter even if it names another base model or architecture (its tensors' shapes are still checked).")
     var forceAdapter = false
+    @Option(help: "Quantize the frozen projections at load, as train --quantize does, to evaluate a QLoRA adapter on the weights it was trained on.")
+    var quantize: Quantization?
     @Option(help: "Token data: .jsonl or .npy.") var data: String
     @Option(help: "Rows per batch.") var batchSize = 8
     @Option(help: "Split rows into windows of at most this many tokens.") var seqLen: Int?
@@ -33,7 +35,7 @@ struct Eval: ParsableCommand {
 
     private func evaluate() throws {
         let backend = try Engine.backend(try device.request, validation: device.validationEnabled)
-        let llama = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: model), on: backend)
+        let llama = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: model), on: backend, quantize: quantize?.dtype)
         let adapter = try self.adapter.map { try ModelAdapter(contentsOf: $0, on: llama, force: forceAdapter) }
         let dataset = try TokenDataset(contentsOf: data, vocabularySize: llama.config.vocabularySize, maxLength: seqLen)
         let result = try Evaluation(model: llama, adapter: adapter, data: dataset, batchSize: batchSize)

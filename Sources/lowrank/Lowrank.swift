@@ -6,6 +6,12 @@ struct Lowrank: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lowrank",
         abstract: "Fine-tune models with low-rank adapters on any GPU through Vulkan, or on the CPU.",
+        discussion: """
+        Shell completions: lowrank --generate-completion-script bash|zsh|fish prints the script for that shell \
+        (e.g. lowrank --generate-completion-script bash > /etc/bash_completion.d/lowrank); --device completes to the \
+        devices found.
+        """,
+        version: Engine.version,
         subcommands: [Train.self, Eval.self, Merge.self, Devices.self, Check.self, ChatTemplateCommand.self])
 }
 
@@ -18,7 +24,8 @@ func validateSequenceLength(_ length: Int?) throws {
 
 /// `--device` and `--validation`, shared by commands that run ops.
 struct DeviceOptions: ParsableArguments {
-    @Option(help: "cpu, vulkan or vulkan:N (default: LOWRANK_DEVICE, else the best device found).")
+    @Option(help: "cpu, vulkan or vulkan:N (default: LOWRANK_DEVICE, else the best device found).",
+            completion: .custom { _, _, _ in Array(Set(["cpu", "vulkan"] + Engine.devices(validation: false).devices.map(\.identifier))).sorted() })
     var device: String?
 
     @Flag(help: "Enable the Khronos validation layer with synchronization validation (also LOWRANK_VALIDATION=1).")

@@ -5,12 +5,14 @@ class LowRankError(Exception):
     """A call into the engine failed; the message is the engine's own."""
 
     def __init__(self, message, status=None):
+        """message: the engine's sentence (lowrank_last_error()); status: the lowrank_status code, or None."""
         super().__init__(message)
         self.status = status
 
 
 class InvalidArgumentError(LowRankError, ValueError):
-    pass
+    """An argument out of its range or of the wrong kind (a rank of 0, an unknown schedule, a string
+    holding a NUL character), or a config field the engine refuses."""
 
 
 class ClosedHandleError(LowRankError):
@@ -18,11 +20,11 @@ class ClosedHandleError(LowRankError):
 
 
 class ShapeError(LowRankError, ValueError):
-    pass
+    """Arrays or tensors whose shapes do not fit together (token ids and labels, an adapter tensor)."""
 
 
 class DTypeError(LowRankError, TypeError):
-    pass
+    """A tensor or file of a dtype that does not convert to the one needed."""
 
 
 class DeviceError(LowRankError):
@@ -30,11 +32,11 @@ class DeviceError(LowRankError):
 
 
 class UnsupportedError(LowRankError):
-    pass
+    """Something the engine does not do (yet): an architecture, a quantization, a device feature."""
 
 
 class OutOfMemoryError(LowRankError, MemoryError):
-    pass
+    """The host or the device could not allocate what the call needs."""
 
 
 class FileFormatError(LowRankError, ValueError):

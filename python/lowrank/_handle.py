@@ -4,16 +4,22 @@ from ._native import check
 
 
 class NativeHandle:
+    """An object of the engine's C ABI behind a handle, closed by close(), a with block, or garbage
+    collection."""
+
     def __init__(self, handle: int):
+        """handle: the C ABI's handle (lowrank_engine or lowrank_model), which this object now owns."""
         self._handle = handle
         self._closed = False
 
     @property
     def handle(self) -> int:
+        """The C ABI's handle (a 64-bit number, never reused)."""
         return self._handle
 
     @property
     def closed(self) -> bool:
+        """True after close()."""
         return self._closed
 
     def _release(self):
@@ -29,6 +35,7 @@ class NativeHandle:
                 check(status)
 
     def __enter__(self):
+        """Returns the object; leaving the with block closes it."""
         return self
 
     def __exit__(self, *_):

@@ -11,10 +11,12 @@ OK, BUFFER_TOO_SMALL = 0, 12
 
 
 class LibraryNotFound(ImportError):
-    pass
+    """libLowRankC.so is neither in the package nor where LOWRANK_LIBRARY points, or it has
+    another ABI version than this package."""
 
 
 class AdapterOptions(ctypes.Structure):
+    """lowrank_adapter_options (lowrank.h), filled by lowrank_adapter_options_init."""
     _fields_ = [
         ("size", ctypes.c_uint32),
         ("r", ctypes.c_int32),
@@ -28,6 +30,7 @@ class AdapterOptions(ctypes.Structure):
 
 
 class TrainingOptions(ctypes.Structure):
+    """lowrank_training_options (lowrank.h), filled by lowrank_training_options_init."""
     _fields_ = [
         ("size", ctypes.c_uint32),
         ("schedule", ctypes.c_int32),

@@ -14,6 +14,7 @@ class Engine(NativeHandle):
     LOWRANK_VALIDATION environment variable, as the `lowrank` CLI does."""
 
     def __init__(self, device: str = "auto", validation: bool = None):
+        """Opens the device; a device that is not there raises DeviceError listing those that are."""
         if validation is None:
             validation = os.environ.get("LOWRANK_VALIDATION", "") in ("1", "true")
         handle = ctypes.c_uint64(0)

@@ -22,6 +22,7 @@ class Model(NativeHandle):
     load_adapter(folder)), configure_training(...), and loss = model.step(input_ids) per batch."""
 
     def __init__(self, handle: int, engine: Engine):
+        """Wraps a handle the C ABI returned; use from_pretrained() or default() instead."""
         super().__init__(handle)
         self._engine = engine  # kept alive as long as the model
 
@@ -46,6 +47,7 @@ class Model(NativeHandle):
 
     @property
     def engine(self) -> Engine:
+        """The engine the model runs on (kept open as long as the model)."""
         return self._engine
 
     @property
@@ -82,6 +84,8 @@ class Model(NativeHandle):
         check(lib.lowrank_model_save_adapter(self._handle, encode(os.fspath(path), "path")))
 
     def adapter_tensor_names(self) -> list:
+        """The adapter's tensors by PEFT's names (base_model.model.<module>.lora_A.weight, .lora_B.weight,
+        .lora_magnitude_vector), in model order."""
         count = ctypes.c_int64(0)
         check(lib.lowrank_model_adapter_tensor_count(self._handle, ctypes.byref(count)))
         return [read_string(lib.lowrank_model_adapter_tensor_name, self._handle, i) for i in range(count.value)]
