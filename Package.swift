@@ -38,11 +38,13 @@ let package = Package(
                 path: "Sources/LowRank"),
         // Models: Llama-family decoders from Hugging Face checkpoints, PEFT adapters, training and evaluation.
         .target(name: "LowRankModels", dependencies: ["LowRank"], path: "Sources/LowRankModels"),
+        // Text: Hugging Face tokenizers and chat templates, exact, in Swift.
+        .target(name: "LowRankText", dependencies: ["LowRankCore"], path: "Sources/LowRankText"),
         // The C ABI over the models layer: handles, status codes and a last-error string; nothing traps.
         .target(name: "LowRankC", dependencies: ["CLowRank", "LowRankModels"], path: "Sources/LowRankC"),
         // Tools.
         .executableTarget(name: "lowrank", dependencies: [
-            "LowRank", "LowRankModels", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "LowRank", "LowRankModels", "LowRankText", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/lowrank"),
         // Benchmark records, the roofline, baseline comparison and plots; the CLI runs the suites.
         .target(name: "LowRankBench", dependencies: ["LowRank"], path: "Sources/LowRankBench"),
@@ -51,6 +53,7 @@ let package = Package(
         ], path: "Sources/lowrank-bench"),
 
         .testTarget(name: "LowRankTests", dependencies: ["LowRank", "LowRankVulkan", "LowRankBench", "LowRankModels"], path: "Tests/LowRankTests"),
+        .testTarget(name: "LowRankTextTests", dependencies: ["LowRankText"], path: "Tests/LowRankTextTests"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -139,6 +139,13 @@ public enum JSON: Equatable, Sendable {
             return n
         }
 
+        mutating func hex4() throws -> UInt32 {
+            guard index + 4 <= bytes.count, let v = UInt32(String(decoding: bytes[index..<index + 4], as: UTF8.self), radix: 16)
+            else { throw error("bad \\u escape") }
+            index += 4
+            return v
+        }
+
         mutating func string() throws -> String {
             try expect("\"")
             var scalars = String.UnicodeScalarView()
@@ -161,9 +168,19 @@ public enum JSON: Equatable, Sendable {
                 case UInt8(ascii: "b"): scalars.append("\u{08}")
                 case UInt8(ascii: "f"): scalars.append("\u{0C}")
                 case UInt8(ascii: "u"):
-                    guard index + 4 <= bytes.count, let v = UInt32(String(decoding: bytes[index..<index + 4], as: UTF8.self), radix: 16)
-                    else { throw error("bad \\u escape") }
-                    index += 4
+                    let v = try hex4()
+                    // A UTF-16 surrogate pair (as Python's json.dumps writes any non-BMP character) is one scalar.
+                    if (0xD800..<0xDC00).contains(v), index + 6 <= bytes.count, bytes[index] == UInt8(ascii: "\\"),
+                       bytes[index + 1] == UInt8(ascii: "u") {
+                        let mark = index
+                        index += 2
+                        let low = try hex4()
+                        if (0xDC00..<0xE000).contains(low) {
+                            scalars.append(Unicode.Scalar(0x10000 + ((v - 0xD800) << 10) + (low - 0xDC00))!)
+                            continue
+                        }
+                        index = mark
+                    }
                     scalars.append(Unicode.Scalar(v) ?? "\u{FFFD}")
                 default: scalars.append(Unicode.Scalar(e))
                 }

@@ -6,7 +6,7 @@ struct Lowrank: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lowrank",
         abstract: "Fine-tune models with low-rank adapters on any GPU through Vulkan, or on the CPU.",
-        subcommands: [Train.self, Eval.self, Merge.self, Devices.self, Check.self])
+        subcommands: [Train.self, Eval.self, Merge.self, Tokenize.self, Devices.self, Check.self])
 }
 
 /// `--seq-len`, which Train and Eval share: a window predicts from its first token on, so it needs two.
