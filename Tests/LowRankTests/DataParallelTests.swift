@@ -15,14 +15,15 @@ enum MPIRun {
     /// Starts `lowrank arguments` on `processes` ranks (one process without mpirun when 0), stdout
     /// and stderr into one pipe; one BLAS thread per rank, as the ranks share the cores.
     static func start(_ processes: Int, _ arguments: [String]) throws -> (Process, Pipe) {
+        processes == 0 ? try start(LowrankBinary.path, arguments)
+            : try start(path!, ["-np", "\(processes)", LowrankBinary.path] + arguments)
+    }
+
+    /// Starts `executable arguments`, mpirun as root and with more ranks than cores allowed.
+    static func start(_ executable: String, _ arguments: [String]) throws -> (Process, Pipe) {
         let process = Process(), output = Pipe()
-        if processes == 0 {
-            process.executableURL = URL(fileURLWithPath: LowrankBinary.path)
-            process.arguments = arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: path!)
-            process.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "\(processes)", LowrankBinary.path] + arguments
-        }
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = executable == path ? ["--allow-run-as-root", "--oversubscribe"] + arguments : arguments
         process.environment = ProcessInfo.processInfo.environment.merging(["OPENBLAS_NUM_THREADS": "1"]) { $1 }
         process.standardOutput = output
         process.standardError = output
@@ -32,7 +33,11 @@ enum MPIRun {
 
     /// Runs it to the end: the exit status and everything it printed.
     static func run(_ processes: Int, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let (process, output) = try start(processes, arguments)
+        try finish(try start(processes, arguments))
+    }
+
+    static func finish(_ started: (Process, Pipe)) throws -> (status: Int32, output: String) {
+        let (process, output) = started
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         return (process.terminationStatus, text)
@@ -175,16 +180,9 @@ struct DataParallelTests {
     func failingRankEndsTheJobWithItsMessage() throws {
         try withTemporaryFolder { folder in
             let good = Self.arguments(folder, batchSize: 1), bad = good.map { $0 == "cpu" ? "vulkan:99" : $0 }
-            let process = Process(), output = Pipe()
-            process.executableURL = URL(fileURLWithPath: MPIRun.path!)
-            process.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "1", LowrankBinary.path] + good
-                + [":", "-np", "1", LowrankBinary.path] + bad
-            process.standardOutput = output
-            process.standardError = output
-            try process.run()
-            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            #expect(process.terminationStatus != 0)
+            let (status, text) = try MPIRun.finish(try MPIRun.start(MPIRun.path!, ["-np", "1", LowrankBinary.path] + good
+                + [":", "-np", "1", LowrankBinary.path] + bad))
+            #expect(status != 0)
             #expect(text.contains("rank 1 of 2 failed, ending the job: device unavailable: vulkan:99 is not available"), "\(text)")
         }
     }
