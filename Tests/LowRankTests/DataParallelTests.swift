@@ -175,6 +175,21 @@ struct DataParallelTests {
         }
     }
 
+    /// A CPU rank and a Vulkan rank (lavapipe here) step as one CPU process with both rows.
+    @Test(.enabled(if: MPIRun.path != nil, Comment(rawValue: MPIRun.absent)))
+    func cpuAndVulkanRanksEqualOneProcess() throws {
+        _ = try BackendKind.vulkan.open()  // cancelled with the reason where there is no Vulkan device
+        try withTemporaryFolder { folder in
+            let one = try MPIRun.run(0, Self.arguments(folder + "/one", batchSize: 2))
+            let cpu = Self.arguments(folder + "/two", batchSize: 1), vulkan = cpu.map { $0 == "cpu" ? "vulkan" : $0 }
+            let two = try MPIRun.finish(try MPIRun.start(MPIRun.path!, ["-np", "1", LowrankBinary.path] + cpu
+                + [":", "-np", "1", LowrankBinary.path] + vulkan))
+            #expect(one.status == 0, "\(one.output)")
+            #expect(two.status == 0, "\(two.output)")
+            try Self.expectSameAdapter(folder + "/two", folder + "/one", relative: 1e-5)
+        }
+    }
+
     /// A rank that fails (here an absent device on rank 1) ends the job with its rank and message.
     @Test(.enabled(if: MPIRun.path != nil, Comment(rawValue: MPIRun.absent)))
     func failingRankEndsTheJobWithItsMessage() throws {
