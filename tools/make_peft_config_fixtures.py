@@ -22,6 +22,9 @@ What it writes (OUTDIR defaults to Tests/Fixtures/peft):
   them in `train3-<name>/`; and `loraplus`: the same 3 steps from `patterns` with
   `create_loraplus_optimizer(lr=1e-2, loraplus_lr_ratio=16, loraplus_weight_decay=0.01)`, its
   adapter in `train3-loraplus/`.
+- `bias-lora-only/` and `bias-all/`: on the tiny Qwen2 (q/k/v biases), `bias="lora_only"` with q and
+  o adapted, and `bias="all"` with v and gate adapted; the saved biases moved from the model's so
+  that loading them matters; their losses, and 3 AdamW steps from each (`train3-bias-*/`).
 """
 import json
 import os
@@ -41,6 +44,7 @@ from make_llama_fixtures import ALL_PROJECTIONS, mean_loss, save_adapter as save
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 LLAMA = os.path.join(ROOT, "Tests", "Fixtures", "llama")
 MODEL = os.path.join(LLAMA, "tiny-llama")
+QWEN2 = os.path.join(LLAMA, "tiny-qwen2-bf16")
 LR, WEIGHT_DECAY, BATCH, STEPS, LORAPLUS_RATIO = 1e-2, 0.01, 2, 3, 16.0
 
 CONFIGS = {
@@ -50,14 +54,18 @@ CONFIGS = {
                    exclude_modules=r".*\.1\.self_attn\.v_proj"),
     "layer0": dict(target_modules=["q_proj", "down_proj"], layers_to_transform=0),
 }
+BIAS_CONFIGS = {
+    "bias-lora-only": dict(target_modules=["q_proj", "o_proj"], bias="lora_only"),
+    "bias-all": dict(target_modules=["v_proj", "gate_proj"], bias="all"),
+}
 
 
-def load():
-    return AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32)
+def load(model_dir=MODEL):
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
 
 
-def train(adapter_dir, out, ids, loraplus):
-    model = PeftModel.from_pretrained(load(), adapter_dir, is_trainable=True)
+def train(adapter_dir, out, ids, loraplus, model_dir=MODEL):
+    model = PeftModel.from_pretrained(load(model_dir), adapter_dir, is_trainable=True)
     model.train()
     if loraplus:
         optimizer = create_loraplus_optimizer(model, torch.optim.AdamW, lr=LR, loraplus_lr_ratio=LORAPLUS_RATIO,
@@ -88,18 +96,23 @@ def main():
                 "train": {"lr": LR, "weight_decay": WEIGHT_DECAY, "batch_size": BATCH, "seq_len": ids.shape[1], "steps": STEPS,
                           "loraplus_lr_ratio": LORAPLUS_RATIO}}
 
-    for seed, (name, fields) in enumerate(CONFIGS.items()):
+    configs = [(name, fields, MODEL) for name, fields in CONFIGS.items()] + [(name, fields, QWEN2) for name, fields in BIAS_CONFIGS.items()]
+    for seed, (name, fields, model_dir) in enumerate(configs):
         torch.manual_seed(20 + seed)  # init_lora_weights=False draws A and B from torch's generator
-        model = get_peft_model(load(), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=False, **fields))
-        with torch.no_grad():  # B is zero at PEFT's start: move it so every factor matters.
+        model = get_peft_model(load(model_dir), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=False, **fields))
+        with torch.no_grad():  # B is zero at PEFT's start and a bias the model's: move them so every tensor matters.
             for key, p in model.named_parameters():
                 if "lora_B" in key:
                     p.copy_(0.2 * torch.randn_like(p))
+                elif p.requires_grad and key.endswith("bias"):
+                    p.add_(0.2 * torch.randn_like(p))
         save(model, path(name))
-        expected["loss"][name] = mean_loss(PeftModel.from_pretrained(load(), path(name)), ids)
+        expected["loss"][name] = mean_loss(PeftModel.from_pretrained(load(model_dir), path(name)), ids)
     for name in ["patterns", "layers"]:
         expected["train"][name] = train(path(name), path(f"train3-{name}"), ids, loraplus=False)
     expected["train"]["loraplus"] = train(path("patterns"), path("train3-loraplus"), ids, loraplus=True)
+    for name in BIAS_CONFIGS:
+        expected["train"][name] = train(path(name), path(f"train3-{name}"), ids, loraplus=False, model_dir=QWEN2)
 
     base = load()
     originals = {k: v.clone() for k, v in base.state_dict().items()}

@@ -153,23 +153,27 @@ extension Graph {
             let dp = try apply(.meanSquaredErrorBackward, [p, t, g], label: label)[0]
             return [needs[0] ? dp : nil, needs[1] ? try into(try apply(.scale(-1), [dp], label: label)[0], 1) : nil]
         case .loraForward(var o):
-            // W and the bias are frozen: the kernel forms no gradient for them.
+            // W is frozen: the kernel forms no gradient for it. The bias is added once after the
+            // branch, so its gradient (PEFT's bias="all"/"lora_only") is G summed over the rows.
+            let dbias = o.hasBias && needs[4] ? try into(try sumLeading(g, to: values[node.inputs[4]].descriptor.shape, label: label), 4) : nil
             o.hasBias = false
             o.outputDType = try dtype(0)
             let u = try forward(node.outputs[1])
             let d = try apply(.loraBackward(o), [g] + (0...3).map(input) + [u], label: label)
-            return [d[0], nil, try into(d[1], 2), try into(d[2], 3)] + (node.inputs.count > 4 ? [nil] : [])
+            return [d[0], nil, try into(d[1], 2), try into(d[2], 3)] + (node.inputs.count > 4 ? [dbias] : [])
         case .doraForward(var o):
             if needs[4] && !o.trainableMagnitude {
                 throw LowRankError(.invalidArgument, "\(node.label): the magnitude is trainable but this dora_forward was built with trainableMagnitude: false",
                                    context: [("op", node.label)])
             }
+            // DoRA composes the branch with the base output less its bias, then adds the bias once.
+            let dbias = o.lora.hasBias && needs[6] ? try into(try sumLeading(g, to: values[node.inputs[6]].descriptor.shape, label: label), 6) : nil
             o.lora.hasBias = false
             o.lora.outputDType = try dtype(0)
             let saved = try (1...(o.trainableMagnitude ? 4 : 3)).map { try forward(node.outputs[$0]) }
             let d = try apply(.doraBackward(o), [g] + (0...3).map(input) + saved, label: label)
             return [d[0], nil, try into(d[1], 2), try into(d[2], 3), o.trainableMagnitude ? try into(d[3], 4) : nil, nil]
-                + (node.inputs.count > 6 ? [nil] : [])
+                + (node.inputs.count > 6 ? [dbias] : [])
         case .transpose(let axes):
             let inverse = axes.indices.map { axes.firstIndex(of: $0)! }
             return [try apply(.transpose(axes: inverse), [g], label: label)[0]]

@@ -66,6 +66,7 @@ extension HuggingFaceCheckpoint {
             }
             merged[name] = weight
         }
+        for (path, bias) in adapter.biases { merged[path + ".bias"] = bias }
         let cpu = CPUBackend.shared
         for (fileName, file) in files {
             let tensors = try file.names.map { name -> (name: String, tensor: Tensor) in

@@ -21,11 +21,29 @@ public final class ModelAdapter: @unchecked Sendable {
     public let settings: AdapterSettings
     /// Each adapted module's path (`model.layers.0.self_attn.q_proj`) and adapter, in model order.
     public let layers: [(path: String, adapter: LayerAdapter)]
+    /// The biases that train with the adapter (PEFT's `bias: "lora_only" | "all"`), by module path
+    /// in model order: f32 copies that the model's graph uses in place of its frozen biases.
+    public let biases: [(path: String, tensor: Tensor)]
 
     public static let configName = "adapter_config.json"
     public static let weightsName = "adapter_model.safetensors"
 
     static func key(_ path: String, _ tensor: String) -> String { "base_model.model.\(path).\(tensor)" }
+
+    /// PEFT's name for a trained bias: under `base_layer` in a module it wraps with LoRA.
+    static func biasKey(_ path: String, adapted: [String]) -> String {
+        key(path, adapted.contains(path) ? "base_layer.bias" : "bias")
+    }
+
+    /// The modules whose biases train under `settings.bias`, in model order.
+    private static func biasModules(_ settings: AdapterSettings, _ model: LlamaModel, adapted: [String]) -> [String] {
+        let withBias = model.linearModules.filter { model.config.hasBias($0.name) }.map(\.path)
+        switch settings.bias {
+        case .none: return []
+        case .loraOnly: return withBias.filter(adapted.contains)
+        case .all: return withBias
+        }
+    }
 
     /// A new adapter on every module `settings` targets: A as PEFT draws it (`initialization`,
     /// from `seed`), B = 0, and for DoRA m = ‖W‖_row, so the model starts unchanged.
@@ -42,6 +60,7 @@ public final class ModelAdapter: @unchecked Sendable {
             return (module.path, .lora(try LoRAAdapter(inFeatures: module.weight.shape[1], outFeatures: module.weight.shape[0],
                                                        config: config, initialization: initialization, seed: moduleSeed, on: model.backend)))
         }
+        biases = try Self.biasModules(settings, model, adapted: modules.map(\.path)).map { ($0, try model.weight($0 + ".bias").copy(to: model.backend)) }
     }
 
     /// The adapter PEFT (or `save`) wrote to `folder`, for `model`. A tensor for a module the model
@@ -58,21 +77,21 @@ public final class ModelAdapter: @unchecked Sendable {
         let modules = try Self.targetedModules(settings, model)
         var expected = Set<String>()
         var layers: [(String, LayerAdapter)] = []
+        let tensor = { (key: String, shape: Shape) throws -> Tensor in
+            expected.insert(key)
+            guard let entry = file.entries[key] else {
+                throw LowRankError(.fileFormat, "the adapter has no \(key), which its config targets on this model",
+                                   context: [("file", path), ("tensor", key)])
+            }
+            guard entry.shape == shape, entry.dtype.isFloatingPoint else {
+                throw LowRankError(.shapeMismatch, "\(key) is \(entry.dtype)\(entry.shape) but this model needs a float \(shape) (an adapter for another architecture?)",
+                                   context: [("file", path), ("tensor", key)])
+            }
+            return try Tensor(try file.floats(key), shape: shape, on: model.backend)
+        }
         for module in modules {
             let (dOut, dIn) = (module.weight.shape[0], module.weight.shape[1])
-            let load = { (name: String, shape: Shape) throws -> Tensor in
-                let key = Self.key(module.path, name)
-                expected.insert(key)
-                guard let entry = file.entries[key] else {
-                    throw LowRankError(.fileFormat, "the adapter has no \(key), which its config targets on this model",
-                                       context: [("file", path), ("tensor", key)])
-                }
-                guard entry.shape == shape, entry.dtype.isFloatingPoint else {
-                    throw LowRankError(.shapeMismatch, "\(key) is \(entry.dtype)\(entry.shape) but this model's \(module.path) needs a float \(shape) (an adapter for another architecture?)",
-                                       context: [("file", path), ("tensor", key)])
-                }
-                return try Tensor(try file.floats(key), shape: shape, on: model.backend)
-            }
+            let load = { (name: String, shape: Shape) throws -> Tensor in try tensor(Self.key(module.path, name), shape) }
             let config = settings.lora(for: module.path)
             let lora = try LoRAAdapter(config: config, a: try load("lora_A.weight", [config.rank, dIn]), b: try load("lora_B.weight", [dOut, config.rank]))
             if settings.dora {
@@ -81,6 +100,10 @@ public final class ModelAdapter: @unchecked Sendable {
                 layers.append((module.path, .lora(lora)))
             }
         }
+        let adapted = modules.map(\.path)
+        let biases = try Self.biasModules(settings, model, adapted: adapted).map { module in
+            (module, try tensor(Self.biasKey(module, adapted: adapted), try model.weight(module + ".bias").shape))
+        }
         if let stray = file.names.first(where: { !expected.contains($0) }) {
             throw LowRankError(.fileFormat, "the adapter holds \(stray), which matches no adapted module of this \(model.config.modelType) model (an adapter for another architecture?)",
                                context: [("file", path), ("tensor", stray)])
@@ -88,6 +111,7 @@ public final class ModelAdapter: @unchecked Sendable {
         if !force { try Self.checkOrigin(settings, path: folder + "/" + Self.configName, model: model) }
         self.settings = settings
         self.layers = layers
+        self.biases = biases
     }
 
     private static func targetedModules(_ settings: AdapterSettings, _ model: LlamaModel) throws -> [(path: String, weight: Tensor)] {
@@ -100,13 +124,13 @@ public final class ModelAdapter: @unchecked Sendable {
         return modules
     }
 
-    /// The trainable tensors, by PEFT's names.
+    /// The trainable tensors, by PEFT's names: each layer's factors, then the trained biases.
     public var parameters: [(name: String, tensor: Tensor)] {
         layers.flatMap { path, adapter -> [(name: String, tensor: Tensor)] in
             let factors = [(Self.key(path, "lora_A.weight"), adapter.lora.a), (Self.key(path, "lora_B.weight"), adapter.lora.b)]
             guard case .dora(let d) = adapter else { return factors }
             return factors + [(Self.key(path, "lora_magnitude_vector"), d.magnitude)]
-        }
+        } + biases.map { (Self.biasKey($0.path, adapted: layers.map(\.path)), $0.tensor) }
     }
 
     /// Writes `adapter_config.json` and `adapter_model.safetensors` (f32) into `folder`, each atomically.

@@ -29,12 +29,14 @@ struct PEFTOptions: ParsableArguments {
     var layersPattern: String?
     @Option(help: "PEFT's exclude_modules: comma-separated module names never adapted.")
     var excludeModules: String?
+    @Option(help: "PEFT's bias: which linear layers' biases train and are saved with the adapter: none, lora_only (the adapted layers') or all.")
+    var bias: AdapterSettings.Bias = .none
     @Option(help: "LoRA+ (PEFT's create_loraplus_optimizer): B's learning rate is this times --lr (16 in the paper).")
     var loraplusLrRatio: Double?
 
     /// Whether an option that shapes a new adapter is given (they do not apply to --init-adapter).
     var shapesTheAdapter: Bool {
-        `init` != .kaiming || [rankPattern, alphaPattern, layers, layersPattern, excludeModules].contains { $0 != nil }
+        `init` != .kaiming || bias != .none || [rankPattern, alphaPattern, layers, layersPattern, excludeModules].contains { $0 != nil }
     }
 
     /// `settings` with these fields set.
@@ -50,6 +52,7 @@ struct PEFTOptions: ParsableArguments {
         }
         s.layersPattern = layersPattern.map { [$0] } ?? []
         s.excludeModules = excludeModules.map { .names(Self.items($0)) }
+        s.bias = bias
         try s.validate()
         return s
     }
@@ -68,3 +71,5 @@ struct PEFTOptions: ParsableArguments {
         }, uniquingKeysWith: { _, _ in throw ValidationError("\(option) names a key twice") })
     }
 }
+
+extension AdapterSettings.Bias: ExpressibleByArgument {}
