@@ -24,6 +24,11 @@ public final class ModelAdapter: @unchecked Sendable {
     /// The biases that train with the adapter (PEFT's `bias: "lora_only" | "all"`), by module path
     /// in model order: f32 copies that the model's graph uses in place of its frozen biases.
     public let biases: [(path: String, tensor: Tensor)]
+    /// PiSSA's starting factors A0 and B0 by module path (empty for other initialisations): the
+    /// model's weights then hold the residual W − s·B0·A0, and `save` converts the adapter as PEFT's
+    /// `save_pretrained(path_initial_model_for_weight_conversion:)` does, so that it applies to the
+    /// original model.
+    let pissaStart: [String: (a: [Float], b: [Float])]
 
     public static let configName = "adapter_config.json"
     public static let weightsName = "adapter_model.safetensors"
@@ -60,6 +65,30 @@ public final class ModelAdapter: @unchecked Sendable {
             return (module.path, .lora(try LoRAAdapter(inFeatures: module.weight.shape[1], outFeatures: module.weight.shape[0],
                                                        config: config, initialization: initialization, seed: moduleSeed, on: model.backend)))
         }
+        biases = try Self.biasModules(settings, model, adapted: modules.map(\.path)).map { ($0, try model.weight($0 + ".bias").copy(to: model.backend)) }
+        pissaStart = [:]
+    }
+
+    /// A new adapter initialised by PiSSA (PEFT's `init_lora_weights="pissa"`, an exact SVD): each
+    /// targeted weight of `model` is overwritten with its residual, so the model with the adapter
+    /// is unchanged; `save` writes the adapter converted for the original model (rank 2r).
+    public init(pissa settings: AdapterSettings, on model: LlamaModel) throws {
+        guard !settings.dora else { throw LowRankError(.unsupported, "PiSSA initialises LoRA, not DoRA (PEFT's conversion for the original model has no magnitude)") }
+        guard model.projectionDType == .f32 else {
+            throw LowRankError(.unsupported, "PiSSA writes its residual into the weights, which must be f32, not quantized to \(model.projectionDType)")
+        }
+        if settings.rsLoRA, !settings.rankPattern.isEmpty || !settings.alphaPattern.isEmpty {
+            throw LowRankError(.unsupported, "PiSSA's conversion for the original model does not support rank_pattern or alpha_pattern with use_rslora (as PEFT refuses it)")
+        }
+        self.settings = settings
+        let modules = try Self.targetedModules(settings, model)
+        var start: [String: (a: [Float], b: [Float])] = [:]
+        layers = try modules.map { module in
+            let lora = try LoRAAdapter.pissa(weight: module.weight, config: settings.lora(for: module.path))
+            start[module.path] = (try lora.a.floats(), try lora.b.floats())
+            return (module.path, .lora(lora))
+        }
+        pissaStart = start
         biases = try Self.biasModules(settings, model, adapted: modules.map(\.path)).map { ($0, try model.weight($0 + ".bias").copy(to: model.backend)) }
     }
 
@@ -112,6 +141,7 @@ public final class ModelAdapter: @unchecked Sendable {
         self.settings = settings
         self.layers = layers
         self.biases = biases
+        pissaStart = [:]
     }
 
     private static func targetedModules(_ settings: AdapterSettings, _ model: LlamaModel) throws -> [(path: String, weight: Tensor)] {
@@ -133,24 +163,58 @@ public final class ModelAdapter: @unchecked Sendable {
         } + biases.map { (Self.biasKey($0.path, adapted: layers.map(\.path)), $0.tensor) }
     }
 
-    /// Writes `adapter_config.json` and `adapter_model.safetensors` (f32) into `folder`, each atomically.
+    /// Writes `adapter_config.json` and `adapter_model.safetensors` (f32) into `folder`, each
+    /// atomically. After PiSSA, as PEFT converts it for the original model: `A' = [A; A0]`,
+    /// `B' = [B, −B0]` (so `s'·B'·A' = s·(B·A − B0·A0)`, the change from the original weight),
+    /// rank 2r, alpha 2α (√2·α with rsLoRA) and the patterns doubled.
     public func save(to folder: String) throws {
         try FileIO.makeDirectories(folder)
-        try SafetensorsFile.write(parameters, metadata: ["format": "pt"], to: folder + "/" + Self.weightsName)
-        try FileIO.writeAtomically(folder + "/" + Self.configName, text: settings.json.serialized)
+        try SafetensorsFile.write(try savedParameters(), metadata: ["format": "pt"], to: folder + "/" + Self.weightsName)
+        try FileIO.writeAtomically(folder + "/" + Self.configName, text: savedSettings.json.serialized)
     }
 
-    /// Overwrites every tensor with the one `folder` holds under the same name (a checkpoint of this adapter).
+    private var savedSettings: AdapterSettings {
+        guard !pissaStart.isEmpty else { return settings }
+        var s = settings
+        s.rank *= 2
+        s.alpha *= settings.rsLoRA ? Float(2).squareRoot() : 2
+        s.rankPattern = s.rankPattern.mapValues { $0 * 2 }
+        s.alphaPattern = s.alphaPattern.mapValues { $0 * 2 }
+        return s
+    }
+
+    private func savedParameters() throws -> [(name: String, tensor: Tensor)] {
+        guard !pissaStart.isEmpty else { return parameters }
+        return try layers.flatMap { path, layer -> [(name: String, tensor: Tensor)] in
+            let (a, b, start) = (layer.lora.a, layer.lora.b, pissaStart[path]!)
+            let (r, dOut, trained) = (a.shape[0], b.shape[0], try b.floats())
+            var joined: [Float] = []
+            for i in 0..<dOut {
+                joined += trained[(i * r)..<((i + 1) * r)]
+                joined += start.b[(i * r)..<((i + 1) * r)].map { -$0 }
+            }
+            return [(Self.key(path, "lora_A.weight"), try Tensor(try a.floats() + start.a, shape: [2 * r, a.shape[1]], on: CPUBackend.shared)),
+                    (Self.key(path, "lora_B.weight"), try Tensor(joined, shape: [dOut, 2 * r], on: CPUBackend.shared))]
+        } + parameters.suffix(biases.count)
+    }
+
+    /// Overwrites every tensor with the one `folder` holds under the same name (a checkpoint of
+    /// this adapter; after PiSSA, the trained factors are the first r rows of A' and columns of B').
     public func restore(from folder: String) throws {
         let path = folder + "/" + Self.weightsName
         let file = try SafetensorsFile(path: path)
-        for (name, tensor) in parameters {
+        for ((name, tensor), saved) in zip(parameters, try savedParameters()) {
             let entry = try file.entry(name)
-            guard entry.shape == tensor.shape, entry.dtype == .f32 else {
-                throw LowRankError(.shapeMismatch, "\(name) is \(entry.dtype)\(entry.shape); this adapter's is f32\(tensor.shape)",
+            guard entry.shape == saved.tensor.shape, entry.dtype == .f32 else {
+                throw LowRankError(.shapeMismatch, "\(name) is \(entry.dtype)\(entry.shape); this adapter's is f32\(saved.tensor.shape)",
                                    context: [("file", path), ("tensor", name)])
             }
-            try file.withBytes(name) { try tensor.backend.write($0, to: tensor.storage, offset: 0) }
+            guard entry.shape != tensor.shape else {
+                try file.withBytes(name) { try tensor.backend.write($0, to: tensor.storage, offset: 0) }
+                continue
+            }
+            let values = try file.floats(name), (rows, columns) = (tensor.shape[0], tensor.shape[1])
+            try tensor.assign((0..<rows).flatMap { i in values[(i * entry.shape[1])..<(i * entry.shape[1] + columns)] })
         }
     }
 }

@@ -25,6 +25,7 @@ extension Trainer {
         // Recorded only when set, so checkpoints of runs without them still resume.
         for field in ["rank_pattern", "alpha_pattern"] where a.json[field] != .object([:]) { adapterShape[field] = a.json[field] }
         if a.bias != .none { adapterShape["bias"] = .string(a.bias.rawValue) }
+        if !adapter.pissaStart.isEmpty { adapterShape["init_lora_weights"] = .string("pissa") }
         return [("batch_size", .number(Double(settings.batchSize))), ("shuffle", .bool(settings.shuffle)),
                 ("rows", .number(Double(data.rows.count))), ("tokens", .number(Double(data.rows.reduce(0) { $0 + $1.count }))),
                 ("longest_row", .number(Double(data.rows.map(\.count).max() ?? 0))), ("data_digest", .string(tokens.hex)),

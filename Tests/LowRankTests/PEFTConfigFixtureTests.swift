@@ -177,4 +177,59 @@ struct PiSSAFixtureTests {
             #expect(worst < 5e-5)
         }
     }
+
+    /// `--init pissa`, 3 AdamW steps and `save` against PEFT's, saved with
+    /// path_initial_model_for_weight_conversion: losses within 1e-4, the converted rank-2r tensors
+    /// within 1e-3 (each singular pair's sign aligned, as an SVD leaves it free), the config PEFT
+    /// writes (r 8, alpha 16), and the saved adapter on the original model evaluating to the loss
+    /// of PEFT's trained model within 1e-4; a checkpoint in that form restores the trained factors.
+    @Test(arguments: BackendKind.allCases)
+    func trainedPiSSAIsSavedForTheOriginalModel(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let model = try LlamaFixtures.model(on: backend)
+            let settings = try AdapterSettings(contentsOf: PEFTConfigFixtures.path("pissa/" + ModelAdapter.configName))
+            let adapter = try ModelAdapter(pissa: settings, on: model)
+            let trainer = try Trainer(model: model, adapter: adapter, data: LlamaFixtures.data(model),
+                                      settings: LlamaFixtures.trainingSettings(PEFTConfigFixtures.expected["train"]!), output: nil)
+            try trainer.train()
+            let expected = PEFTConfigFixtures.expected["train"]!["pissa"]!.array!.map { $0.number! }
+            for (got, want) in zip(trainer.losses, expected) { #expect(abs(Double(got) - want) / want < 1e-4, "loss \(got) vs PyTorch \(want)") }
+            try withTemporaryFolder { folder in
+                try adapter.save(to: folder)
+                let ours = try SafetensorsFile(path: folder + "/" + ModelAdapter.weightsName)
+                let peft = try SafetensorsFile(path: PEFTConfigFixtures.path("train3-pissa/" + ModelAdapter.weightsName))
+                #expect(Set(ours.names) == Set(peft.names))
+                var worst = 0.0
+                for nameA in ours.names where nameA.hasSuffix("lora_A.weight") {
+                    let nameB = nameA.replacingOccurrences(of: "lora_A", with: "lora_B")
+                    let (a, b, peftA, peftB) = (try ours.floats(nameA), try ours.floats(nameB), try peft.floats(nameA), try peft.floats(nameB))
+                    let (twoR, dIn) = (try ours.entry(nameA).shape[0], try ours.entry(nameA).shape[1]), r = twoR / 2
+                    // Pair k's sign, from its starting row r + k of A' (which training leaves as PiSSA made it).
+                    let signs: [Float] = (0..<r).map { k in
+                        let row = (r + k) * dIn
+                        return zip(a[row..<(row + dIn)], peftA[row..<(row + dIn)]).reduce(0) { $0 + $1.0 * $1.1 } < 0 ? -1 : 1
+                    }
+                    worst = max(worst, relativeError(a.enumerated().map { $1 * signs[($0 / dIn) % r] }, peftA.map(Double.init)))
+                    worst = max(worst, relativeError(b.enumerated().map { $1 * signs[($0 % twoR) % r] }, peftB.map(Double.init)))
+                }
+                print("PiSSA trained 3 steps on \(kind), converted: worst relative difference from PEFT \(worst)")
+                #expect(worst < 1e-3)
+                let saved = try AdapterSettings(contentsOf: folder + "/" + ModelAdapter.configName)
+                let peftSettings = try AdapterSettings(contentsOf: PEFTConfigFixtures.path("train3-pissa/" + ModelAdapter.configName))
+                #expect(saved.rank == peftSettings.rank && saved.alpha == peftSettings.alpha && saved.rank == 2 * settings.rank)
+
+                let original = try LlamaFixtures.model(on: backend)
+                let loaded = try ModelAdapter(contentsOf: folder, on: original)
+                let loss = try Evaluation(model: original, adapter: loaded, data: LlamaFixtures.data(original), batchSize: 6).loss
+                let want = PEFTConfigFixtures.expected["loss"]!["pissa-trained"]!.number!
+                print("PiSSA adapter on the original model on \(kind): \(loss) vs PEFT \(want)")
+                #expect(abs(loss - want) / want < 1e-4)
+
+                let trained = try adapter.parameters.map { try $0.tensor.floats() }
+                for (_, tensor) in adapter.parameters { try tensor.assign([Float](repeating: 0, count: tensor.shape.count)) }
+                try adapter.restore(from: folder)
+                #expect(try adapter.parameters.map { try $0.tensor.floats() } == trained)
+            }
+        }
+    }
 }
