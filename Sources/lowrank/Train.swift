@@ -98,7 +98,7 @@ struct Train: ParsableCommand {
                                                                  targets: AdapterSettings.targets(parsing: targets), baseModel: llama.name ?? ""))
         }
         let adapter = try initAdapter.map { try ModelAdapter(contentsOf: $0, on: llama, force: forceAdapter) }
-            ?? ModelAdapter(settings: adapterSettings, on: llama, seed: seed, initialization: peft.`init`.lora)
+            ?? peft.newAdapter(adapterSettings, on: llama, seed: seed)
         settings.loraPlusRatio = peft.loraplusLrRatio
 
         if let lr { settings.learningRate = lr }
