@@ -38,7 +38,7 @@ struct HostileSafetensorsTests {
     /// in the data, or leaves a byte of data no tensor owns.
     @Test func headerLengthOffByOne() throws {
         let cpu = try Engine.backend(.cpu)
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("lowrank-\(getpid())-off-by-one.safetensors").path
+        let path = temporaryPath("off-by-one.safetensors")
         defer { unlink(path) }
         try SafetensorsFile.write([(name: "w", tensor: try Tensor([1, 2, 3, 4], shape: [4], on: cpu))], to: path)
         let valid = try FileIO.read(path)

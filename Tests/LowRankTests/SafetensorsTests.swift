@@ -4,10 +4,6 @@ import Testing
 
 @Suite("safetensors")
 struct SafetensorsTests {
-    func temporaryPath(_ name: String) -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("lowrank-\(getpid())-\(name)").path
-    }
-
     @Test func roundTripsEveryDType() throws {
         let cpu = try Engine.backend(.cpu)
         let tensors = try DType.allCases.filter { !$0.isQuantized }.map { dtype in
