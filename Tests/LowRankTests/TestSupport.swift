@@ -26,6 +26,15 @@ func withTemporaryFolder<T>(_ body: (String) throws -> T) throws -> T {
     return try body(folder)
 }
 
+/// The bytes of a valid safetensors file, as `SafetensorsFile.write` makes it, holding one f32
+/// tensor `w = [1, 2, 3, 4]`: what the tests of damaged files damage.
+func oneTensorSafetensors() throws -> [UInt8] {
+    let path = temporaryPath("one-tensor-\(UUID().uuidString).safetensors")
+    defer { unlink(path) }
+    try SafetensorsFile.write([(name: "w", tensor: try Tensor([1, 2, 3, 4], shape: [4], on: try Engine.backend(.cpu)))], to: path)
+    return try FileIO.read(path)
+}
+
 extension VulkanBackend {
     /// Another backend on this one's device and instance, so under the same validation, with the
     /// options only tests set: a lower binding limit, declined ops, or a shader cache of its own.
