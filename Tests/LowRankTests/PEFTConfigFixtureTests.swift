@@ -5,7 +5,7 @@ import Testing
 
 /// `Tests/Fixtures/peft`, made by `tools/make_peft_config_fixtures.py` with PEFT + PyTorch on the tiny Llama.
 enum PEFTConfigFixtures {
-    static let folder = GoldenCases.packageRoot.appendingPathComponent("Tests/Fixtures/peft").path
+    static let folder = fixturePath("peft")
     static func path(_ name: String) -> String { folder + "/" + name }
     static let expected: JSON = try! JSON.parse(FileIO.read(path("expected.json")))
 
