@@ -13,6 +13,7 @@ enum Shader: String, CaseIterable, Sendable {
     case embedding = "embedding.comp"
     case loraBackward = "lora_backward.comp"
     case matmul = "matmul.comp"
+    case matmulCoopmat = "matmul_coopmat.comp"
     case meanSquaredError = "mean_squared_error.comp"
     case probeCopy = "probe_copy.comp"
     case probeFMA = "probe_fma.comp"
@@ -22,6 +23,10 @@ enum Shader: String, CaseIterable, Sendable {
     case rowReduce = "row_reduce.comp"
     case sumBlocks = "sum_blocks.comp"
     case transpose = "transpose.comp"
+
+    /// Whether its SPIR-V is compiled ahead of time (`Shaders/spirv/`, `PrecompiledShaders`) rather
+    /// than at run time by shaderc, whose glslang cannot compile it.
+    var compiledAheadOfTime: Bool { self == .matmulCoopmat }
 
     /// The kernel type that compiles this shader: its variants and its push-constant block.
     var kernel: any Kernel.Type {
@@ -37,6 +42,7 @@ enum Shader: String, CaseIterable, Sendable {
         case .embedding: EmbeddingKernel.self
         case .loraBackward: LoRABackwardKernel.self
         case .matmul: MatmulKernel.self
+        case .matmulCoopmat: MatmulCoopmatKernel.self
         case .meanSquaredError: MeanSquaredErrorKernel.self
         case .probeCopy: ProbeCopyKernel.self
         case .probeFMA: ProbeFMAKernel.self

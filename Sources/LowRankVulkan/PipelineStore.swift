@@ -101,7 +101,8 @@ final class PipelineStore: @unchecked Sendable {
 
     func pipeline(_ key: PipelineKey) throws -> Pipeline {
         if let p = state.withLock({ $0.pipelines[key] }) { return p }
-        let words = try compiler.spirv(key.shader.rawValue, defines: key.defines.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+        let words = key.shader.compiledAheadOfTime ? try PrecompiledShaders.spirv(key.shader, defines: key.defines)
+            : try compiler.spirv(key.shader.rawValue, defines: key.defines.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
         let layouts = try self.layouts(key.bindings)
         let (setLayout, layout) = (layouts.set, layouts.pipeline)
 

@@ -36,7 +36,27 @@ public struct VulkanDeviceInfo: Sendable, Codable {
         public var storageBuffer8Bit: Bool
         public var shaderInt8: Bool
         public var subgroupArithmetic: Bool
+        /// `VK_KHR_cooperative_matrix` with its feature on; `cooperativeMatrixShapes` lists what it multiplies.
         public var cooperativeMatrix: Bool
+        /// The Vulkan memory model, which the cooperative-matrix kernels' SPIR-V declares.
+        public var vulkanMemoryModel: Bool
+    }
+
+    /// One cooperative-matrix multiply the device offers (`vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR`):
+    /// an M×K A times a K×N B plus an M×N C, with each operand's component type.
+    public struct CooperativeMatrixShape: Sendable, Codable, Hashable, CustomStringConvertible {
+        public var m: Int, n: Int, k: Int
+        /// Component types as Vulkan names them, shortened: `f16`, `f32`, `s8`, `u32`, …
+        public var a: String, b: String, c: String, result: String
+        public var saturating: Bool
+        /// `subgroup`, `workgroup`, `device` or `queue family`.
+        public var scope: String
+
+        /// `16×16×16 f16×f16→f32` (`+f16` when the accumulator C's type differs from the result's).
+        public var description: String {
+            "\(m)×\(n)×\(k) \(a)×\(b)→\(result)" + (c == result ? "" : " (+\(c))") + (saturating ? " saturating" : "")
+                + (scope == "subgroup" ? "" : " \(scope) scope")
+        }
     }
 
     public var index: Int
@@ -51,6 +71,8 @@ public struct VulkanDeviceInfo: Sendable, Codable {
     public var pipelineCacheUUID: String
     public var limits: Limits
     public var features: Features
+    /// Empty without `VK_KHR_cooperative_matrix`.
+    public var cooperativeMatrixShapes: [CooperativeMatrixShape]
     /// Total bytes of the device-local heaps.
     public var deviceLocalBytes: Int
 }
@@ -111,7 +133,9 @@ extension VulkanDeviceInfo {
             storageBuffer8Bit: features.v12.storageBuffer8BitAccess != 0,
             shaderInt8: features.v12.shaderInt8 != 0,
             subgroupArithmetic: subgroup.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT.rawValue != 0,
-            cooperativeMatrix: features.extensions.contains("VK_KHR_cooperative_matrix") || features.extensions.contains("VK_NV_cooperative_matrix"))
+            cooperativeMatrix: features.cooperativeMatrix.cooperativeMatrix != 0,
+            vulkanMemoryModel: features.v12.vulkanMemoryModel != 0)
+        cooperativeMatrixShapes = self.features.cooperativeMatrix ? Self.cooperativeMatrixShapes(physicalDevice) : []
 
         var memory = VkPhysicalDeviceMemoryProperties()
         vkGetPhysicalDeviceMemoryProperties(physicalDevice, &memory)
@@ -124,31 +148,75 @@ extension VulkanDeviceInfo {
     }
 }
 
+extension VulkanDeviceInfo {
+    private static func cooperativeMatrixShapes(_ physicalDevice: VkPhysicalDevice) -> [CooperativeMatrixShape] {
+        guard let query = vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR else { return [] }
+        var count: UInt32 = 0
+        guard query(physicalDevice, &count, nil) == VK_SUCCESS, count > 0 else { return [] }
+        var blank = VkCooperativeMatrixPropertiesKHR()
+        blank.sType = cvk_structure_type_cooperative_matrix_properties
+        var properties = [VkCooperativeMatrixPropertiesKHR](repeating: blank, count: Int(count))
+        guard query(physicalDevice, &count, &properties) == VK_SUCCESS else { return [] }
+        return properties.prefix(Int(count)).map { p in
+            CooperativeMatrixShape(m: Int(p.MSize), n: Int(p.NSize), k: Int(p.KSize), a: componentName(p.AType.rawValue),
+                                   b: componentName(p.BType.rawValue), c: componentName(p.CType.rawValue),
+                                   result: componentName(p.ResultType.rawValue), saturating: p.saturatingAccumulation != 0,
+                                   scope: scopeName(p.scope.rawValue))
+        }
+    }
+
+    /// `VkComponentTypeKHR` by value (the NV and KHR enums share them; older headers lack the KHR names).
+    private static func componentName(_ value: UInt32) -> String {
+        let names = ["f16", "f32", "f64", "s8", "s16", "s32", "s64", "u8", "u16", "u32", "u64"]
+        return Int(value) < names.count ? names[Int(value)] : value == 1_000_141_000 ? "bf16" : "type \(value)"
+    }
+
+    private static func scopeName(_ value: UInt32) -> String {
+        switch value {
+        case 1: "device"
+        case 2: "workgroup"
+        case 3: "subgroup"
+        case 5: "queue family"
+        default: "scope \(value)"
+        }
+    }
+}
+
 /// The Vulkan 1.1/1.2 feature structs of a device and its extension names: read to report them,
 /// and passed (pruned to what kernels use) when creating the logical device.
 struct DeviceFeatureSet {
     var v11 = VkPhysicalDeviceVulkan11Features()
     var v12 = VkPhysicalDeviceVulkan12Features()
+    /// Zero unless the device has `VK_KHR_cooperative_matrix`.
+    var cooperativeMatrix = VkPhysicalDeviceCooperativeMatrixFeaturesKHR()
     var extensions: Set<String> = []
 
     init(physicalDevice: VkPhysicalDevice) {
-        v11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES
-        v12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES
-        var features = VkPhysicalDeviceFeatures2()
-        features.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2
-        withUnsafeMutablePointer(to: &v11) { p11 in
-            withUnsafeMutablePointer(to: &v12) { p12 in
-                p11.pointee.pNext = UnsafeMutableRawPointer(p12)
-                features.pNext = UnsafeMutableRawPointer(p11)
-                vkGetPhysicalDeviceFeatures2(physicalDevice, &features)
-                p11.pointee.pNext = nil
-            }
-        }
         var count: UInt32 = 0
         _ = vkEnumerateDeviceExtensionProperties(physicalDevice, nil, &count, nil)
         var properties = [VkExtensionProperties](repeating: VkExtensionProperties(), count: Int(count))
         _ = vkEnumerateDeviceExtensionProperties(physicalDevice, nil, &count, &properties)
         extensions = Set(properties.prefix(Int(count)).map { string(fromCArray: $0.extensionName) })
+
+        v11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES
+        v12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES
+        cooperativeMatrix.sType = cvk_structure_type_cooperative_matrix_features
+        var features = VkPhysicalDeviceFeatures2()
+        features.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2
+        // An extension's struct may be chained only when the device has that extension.
+        let chainsCooperativeMatrix = extensions.contains(VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME)
+        withUnsafeMutablePointer(to: &v11) { p11 in
+            withUnsafeMutablePointer(to: &v12) { p12 in
+                withUnsafeMutablePointer(to: &cooperativeMatrix) { pcm in
+                    p11.pointee.pNext = UnsafeMutableRawPointer(p12)
+                    if chainsCooperativeMatrix { p12.pointee.pNext = UnsafeMutableRawPointer(pcm) }
+                    features.pNext = UnsafeMutableRawPointer(p11)
+                    vkGetPhysicalDeviceFeatures2(physicalDevice, &features)
+                    p11.pointee.pNext = nil
+                    p12.pointee.pNext = nil
+                }
+            }
+        }
     }
 }
 

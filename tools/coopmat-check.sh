@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# A device with cooperative matrices for the checks: Debian sid's lavapipe (Mesa 26, VK_KHR_cooperative_matrix
+# 8×8×8 f16×f16→f32), in a minimal sid system made with debootstrap, running a release `lowrank` built here.
+#
+#   tools/coopmat-check.sh [ARGS…]          e.g. tools/coopmat-check.sh --golden ../shared/golden
+#
+# Runs `lowrank devices` and `lowrank check --device vulkan ARGS…` inside that system; the check prints, for
+# every case, the kernel path that ran (`coopmat` or `scalar`, with the tile). Paths among ARGS that exist
+# here are bound into the system at the same place. The system is kept in $COOPMAT_SID_DIR (default
+# .build-sid/root; ~1.3 GB, made once in about 75 s plus the packages), from the Debian archive apt already
+# uses. Needs root (debootstrap, chroot, bind mounts); every mount is undone on exit, whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=${COOPMAT_SID_DIR:-$PWD/.build-sid/root}
+[ "$(id -u)" -eq 0 ] || { echo "coopmat-check: needs root (debootstrap, chroot, mounts)" >&2; exit 1; }
+
+if [ ! -f "$root/.lowrank-ready" ]; then
+    command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    uri=$(grep -h -m1 -E '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | head -1)
+    [ -n "$uri" ] || uri=$(grep -h -m1 -E '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}')
+    [ -n "$uri" ] || { echo "coopmat-check: no Debian archive found in apt's sources" >&2; exit 1; }
+    rm -rf "$root" && mkdir -p "$root"
+    echo "coopmat-check: making a Debian sid system in $root from $uri"
+    debootstrap --variant=minbase sid "$root" "$uri" >/dev/null
+    chroot "$root" /usr/bin/env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        mesa-vulkan-drivers libvulkan1 libopenblas0 >/dev/null
+    touch "$root/.lowrank-ready"
+fi
+
+mounts=()
+cleanup() {
+    local i
+    for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount -l "${mounts[$i]}" 2>/dev/null || true; done
+}
+trap cleanup EXIT INT TERM
+bind() {  # bind $1 (a folder or file here) at the same path inside the system, read-only when $2 is ro
+    local target="$root$1"
+    if [ -d "$1" ]; then mkdir -p "$target"; else mkdir -p "$(dirname "$target")"; touch "$target"; fi
+    mount --bind "$1" "$target"
+    mounts+=("$target")
+    if [ "${2:-}" = ro ]; then mount -o remount,bind,ro "$target"; fi
+}
+
+swift build -c release --product lowrank -Xswiftc -static-stdlib >&2
+install -m 755 .build/release/lowrank "$root/usr/local/bin/lowrank"
+bind /proc
+bind /dev
+for arg in "$@"; do
+    if [ -e "$arg" ]; then bind "$(realpath "$arg")" ro; fi
+done
+args=()
+for arg in "$@"; do if [ -e "$arg" ]; then args+=("$(realpath "$arg")"); else args+=("$arg"); fi; done
+
+in_sid() { chroot "$root" /usr/bin/env HOME=/root LOWRANK_CACHE_DIR=/root/.cache/lowrank "$@"; }
+in_sid lowrank devices | grep -E '^\*? *vulkan|cooperative matrix' || true
+in_sid lowrank check --device vulkan "${args[@]}"
