@@ -14,8 +14,9 @@
 // constants (MatmulCoopmatKernel.Constant); only HAS_BIAS is a define, as it adds a binding.
 // Operands that are not f16 (bf16; f32 where the precision policy allows) are scaled per tile by a
 // power of two that brings the tile's largest magnitude to [2^14, 2^15) before rounding to f16, and
-// each tile's product is scaled back in f32: no value leaves f16's range, so bf16 loses no bits
-// above 2^-24 of its tile's maximum (bf16 has 8 significant bits, f16 11).
+// each tile's product is scaled back in f32: no value leaves f16's range, bf16 values within 2^31 of
+// their tile's largest keep every bit (8 significant bits; f16 has 11, fewer when subnormal), and f32
+// values within 2^28 of it keep 11.
 // The bindings may be windows of larger tensors (one block of a split product): lda, ldb and ldc are
 // the full tensors' row strides. The push block is matmul.comp's; fields this kernel does not use
 // are left as that kernel's host sets them.

@@ -4,8 +4,9 @@
 #
 #   tools/coopmat-check.sh [ARGS…]          e.g. tools/coopmat-check.sh --golden ../shared/golden
 #
-# Runs `lowrank devices` and `lowrank check --device vulkan ARGS…` inside that system; the check prints, for
-# every case, the kernel path that ran (`coopmat` or `scalar`, with the tile). Paths among ARGS that exist
+# Validates the committed SPIR-V with sid's spirv-val, then runs `lowrank devices` and
+# `lowrank check --device vulkan ARGS…` inside that system with the validation layer on; the check prints,
+# for every case, the kernel path that ran (`coopmat` or `scalar`, with the tile). Paths among ARGS that exist
 # here are bound into the system at the same place. The system is kept in $COOPMAT_SID_DIR (default
 # .build-sid/root; ~1.3 GB, made once in about 75 s plus the packages), from the Debian archive apt already
 # uses. Needs root (debootstrap, chroot, bind mounts); every mount is undone on exit, whatever happens.
@@ -14,17 +15,25 @@ cd "$(dirname "$0")/.."
 root=${COOPMAT_SID_DIR:-$PWD/.build-sid/root}
 [ "$(id -u)" -eq 0 ] || { echo "coopmat-check: needs root (debootstrap, chroot, mounts)" >&2; exit 1; }
 
+# The validation layer checks every dispatch there; sid's spirv-tools validates the committed SPIR-V
+# (bookworm's spirv-val predates SPV_KHR_cooperative_matrix).
+packages="mesa-vulkan-drivers libvulkan1 libopenblas0 vulkan-validationlayers spirv-tools"
 if [ ! -f "$root/.lowrank-ready" ]; then
     command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
     uri=$(grep -h -m1 -E '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | head -1)
     [ -n "$uri" ] || uri=$(grep -h -m1 -E '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}')
     [ -n "$uri" ] || { echo "coopmat-check: no Debian archive found in apt's sources" >&2; exit 1; }
+    # Never remove a system with something still mounted in it (its /dev would go with it).
+    if grep -q " $root/" /proc/mounts; then echo "coopmat-check: $root has mounts left; unmount them first" >&2; exit 1; fi
     rm -rf "$root" && mkdir -p "$root"
     echo "coopmat-check: making a Debian sid system in $root from $uri"
     debootstrap --variant=minbase sid "$root" "$uri" >/dev/null
-    chroot "$root" /usr/bin/env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        mesa-vulkan-drivers libvulkan1 libopenblas0 >/dev/null
     touch "$root/.lowrank-ready"
+fi
+if [ "$(cat "$root/.lowrank-ready")" != "$packages" ]; then
+    # shellcheck disable=SC2086
+    chroot "$root" /usr/bin/env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $packages >/dev/null
+    echo "$packages" > "$root/.lowrank-ready"
 fi
 
 mounts=()
@@ -45,12 +54,15 @@ swift build -c release --product lowrank -Xswiftc -static-stdlib >&2
 install -m 755 .build/release/lowrank "$root/usr/local/bin/lowrank"
 bind /proc
 bind /dev
+bind "$PWD/Shaders/spirv" ro
 for arg in "$@"; do
     if [ -e "$arg" ]; then bind "$(realpath "$arg")" ro; fi
 done
 args=()
 for arg in "$@"; do if [ -e "$arg" ]; then args+=("$(realpath "$arg")"); else args+=("$arg"); fi; done
 
-in_sid() { chroot "$root" /usr/bin/env HOME=/root LOWRANK_CACHE_DIR=/root/.cache/lowrank "$@"; }
+in_sid() { chroot "$root" /usr/bin/env HOME=/root LOWRANK_CACHE_DIR=/root/.cache/lowrank LOWRANK_VALIDATION=1 "$@"; }
+for f in "$PWD"/Shaders/spirv/*.spv; do in_sid spirv-val --target-env vulkan1.2 "$f"; done
+echo "spirv-val (sid): $(ls Shaders/spirv/*.spv | wc -l) modules valid"
 in_sid lowrank devices | grep -E '^\*? *vulkan|cooperative matrix' || true
 in_sid lowrank check --device vulkan "${args[@]}"

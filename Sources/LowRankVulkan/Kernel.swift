@@ -24,9 +24,10 @@ enum Shader: String, CaseIterable, Sendable {
     case sumBlocks = "sum_blocks.comp"
     case transpose = "transpose.comp"
 
-    /// Whether its SPIR-V is compiled ahead of time (`Shaders/spirv/`, `PrecompiledShaders`) rather
-    /// than at run time by shaderc, whose glslang cannot compile it.
-    var compiledAheadOfTime: Bool { self == .matmulCoopmat }
+    /// The cooperative-matrix shaders: their SPIR-V is compiled ahead of time (`Shaders/spirv/`,
+    /// `PrecompiledShaders`), as the glslang that shaderc links cannot compile them, and their pipelines
+    /// require full subgroups.
+    var usesCooperativeMatrices: Bool { self == .matmulCoopmat }
 
     /// The kernel type that compiles this shader: its variants and its push-constant block.
     var kernel: any Kernel.Type {

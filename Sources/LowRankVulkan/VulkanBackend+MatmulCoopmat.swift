@@ -42,7 +42,9 @@ public struct CoopmatTile: Hashable, Sendable, CustomStringConvertible {
         guard f.cooperativeMatrix else { return .failure(.init("no VK_KHR_cooperative_matrix")) }
         // ggml-vulkan enables cooperative matrices on Intel only from Xe2, which needs an architecture query.
         guard info.vendorID != 0x8086 else { return .failure(.init("Intel GPUs are gated off (ggml-vulkan: only Xe2 and later)")) }
-        guard f.shaderFloat16, f.vulkanMemoryModel else { return .failure(.init("no shaderFloat16 or vulkanMemoryModel")) }
+        guard f.shaderFloat16, f.vulkanMemoryModel, f.fullSubgroups else {
+            return .failure(.init("no shaderFloat16, vulkanMemoryModel or computeFullSubgroups"))
+        }
         let shapes = info.cooperativeMatrixShapes.filter {
             $0.scope == "subgroup" && $0.a == "f16" && $0.b == "f16" && $0.c == "f32" && $0.result == "f32" && !$0.saturating
                 && 32 % $0.m == 0 && 32 % $0.n == 0 && 32 % $0.k == 0
@@ -72,6 +74,14 @@ public enum MatmulPath: Hashable, Sendable, CustomStringConvertible {
         case .scalar: "scalar 64×64×16"
         case .coopmat(let tile): "coopmat \(tile)"
         }
+    }
+
+    /// Cooperative matrices when the device has a tile, the product has none of the scalar kernel's
+    /// fused extras (the LoRA second product, dropout, DoRA's vector and inner, a quantized B), and
+    /// both operands are 16-bit or the precision policy lets f32 through.
+    static func choose(tile: CoopmatTile?, precision: MatmulPrecision, a: DType, b: DType, fusedExtras: Bool) -> MatmulPath {
+        guard let tile, !fusedExtras, DType.floats.contains(a), DType.floats.contains(b) else { return .scalar }
+        return (a != .f32 && b != .f32) || precision == .high ? .coopmat(tile) : .scalar
     }
 }
 
@@ -106,16 +116,10 @@ struct MatmulCoopmatKernel: Kernel {
 }
 
 extension VulkanBackend {
-    /// The kernel for `call`: cooperative matrices when the device has a tile, the product has none
-    /// of the scalar kernel's fused extras (the LoRA second product, dropout, DoRA's vector and inner,
-    /// a quantized B), and both operands are 16-bit or the precision policy lets f32 through.
     func matmulPath(_ call: MatmulCall) -> MatmulPath {
-        guard let tile = coopmatTile,
-              call.second == nil, call.vector == nil, call.inner == nil, call.dropout.map({ $0.mask.isIdentity }) ?? true,
-              DType.floats.contains(call.a.dtype), DType.floats.contains(call.b.dtype)
-        else { return .scalar }
-        let sixteenBit = call.a.dtype != .f32 && call.b.dtype != .f32
-        return sixteenBit || matmulPrecision == .high ? .coopmat(tile) : .scalar
+        let dropout = !(call.dropout.map { $0.mask.isIdentity } ?? true)
+        return .choose(tile: coopmatTile, precision: matmulPrecision, a: call.a.dtype, b: call.b.dtype,
+                       fusedExtras: call.second != nil || call.vector != nil || call.inner != nil || dropout)
     }
 
     func dispatchCoopmat(_ tile: CoopmatTile, _ call: MatmulCall, hasBias: Bool, accumulate: Bool, _ bindings: [TensorBinding],

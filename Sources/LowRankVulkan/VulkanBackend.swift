@@ -84,7 +84,11 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         var cooperativeMatrix = VkPhysicalDeviceCooperativeMatrixFeaturesKHR()
         cooperativeMatrix.sType = cvk_structure_type_cooperative_matrix_features
         cooperativeMatrix.cooperativeMatrix = supported.cooperativeMatrix.cooperativeMatrix
-        let extensions = info.features.cooperativeMatrix ? [VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME] : []
+        var fullSubgroups = VkPhysicalDeviceSubgroupSizeControlFeatures()
+        fullSubgroups.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES
+        fullSubgroups.computeFullSubgroups = 1
+        let usesCooperativeMatrices = (try? CoopmatTile.choose(for: info).get()) != nil
+        let extensions = usesCooperativeMatrices ? [VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME, DeviceFeatureSet.subgroupSizeControlExtension] : []
         var supportedFeatures = VkPhysicalDeviceFeatures2()
         supportedFeatures.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2
         vkGetPhysicalDeviceFeatures2(physical, &supportedFeatures)
@@ -101,26 +105,31 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         try withUnsafeMutablePointer(to: &v11) { p11 in
             try withUnsafeMutablePointer(to: &v12) { p12 in
                 try withUnsafeMutablePointer(to: &cooperativeMatrix) { pcm in
-                    try withUnsafeMutablePointer(to: &features) { pf in
-                        try withUnsafePointer(to: &priority) { pp in
-                            var queueInfo = VkDeviceQueueCreateInfo()
-                            queueInfo.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO
-                            queueInfo.queueFamilyIndex = UInt32(family)
-                            queueInfo.queueCount = 1
-                            queueInfo.pQueuePriorities = pp
-                            try withUnsafePointer(to: &queueInfo) { pq in
-                                try withCStringArray(extensions) { extensionNames in
-                                    p11.pointee.pNext = UnsafeMutableRawPointer(p12)
-                                    if !extensions.isEmpty { p12.pointee.pNext = UnsafeMutableRawPointer(pcm) }
-                                    pf.pointee.pNext = UnsafeMutableRawPointer(p11)
-                                    var deviceInfo = VkDeviceCreateInfo()
-                                    deviceInfo.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO
-                                    deviceInfo.pNext = UnsafeRawPointer(pf)
-                                    deviceInfo.queueCreateInfoCount = 1
-                                    deviceInfo.pQueueCreateInfos = pq
-                                    deviceInfo.enabledExtensionCount = UInt32(extensions.count)
-                                    deviceInfo.ppEnabledExtensionNames = extensionNames
-                                    try vkCheck(vkCreateDevice(physical, &deviceInfo, nil, &created), "vkCreateDevice(\(name))")
+                    try withUnsafeMutablePointer(to: &fullSubgroups) { pfs in
+                        try withUnsafeMutablePointer(to: &features) { pf in
+                            try withUnsafePointer(to: &priority) { pp in
+                                var queueInfo = VkDeviceQueueCreateInfo()
+                                queueInfo.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO
+                                queueInfo.queueFamilyIndex = UInt32(family)
+                                queueInfo.queueCount = 1
+                                queueInfo.pQueuePriorities = pp
+                                try withUnsafePointer(to: &queueInfo) { pq in
+                                    try withCStringArray(extensions) { extensionNames in
+                                        p11.pointee.pNext = UnsafeMutableRawPointer(p12)
+                                        if usesCooperativeMatrices {
+                                            p12.pointee.pNext = UnsafeMutableRawPointer(pcm)
+                                            pcm.pointee.pNext = UnsafeMutableRawPointer(pfs)
+                                        }
+                                        pf.pointee.pNext = UnsafeMutableRawPointer(p11)
+                                        var deviceInfo = VkDeviceCreateInfo()
+                                        deviceInfo.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO
+                                        deviceInfo.pNext = UnsafeRawPointer(pf)
+                                        deviceInfo.queueCreateInfoCount = 1
+                                        deviceInfo.pQueueCreateInfos = pq
+                                        deviceInfo.enabledExtensionCount = UInt32(extensions.count)
+                                        deviceInfo.ppEnabledExtensionNames = extensionNames
+                                        try vkCheck(vkCreateDevice(physical, &deviceInfo, nil, &created), "vkCreateDevice(\(name))")
+                                    }
                                 }
                             }
                         }

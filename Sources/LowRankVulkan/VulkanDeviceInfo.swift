@@ -40,6 +40,9 @@ public struct VulkanDeviceInfo: Sendable, Codable {
         public var cooperativeMatrix: Bool
         /// The Vulkan memory model, which the cooperative-matrix kernels' SPIR-V declares.
         public var vulkanMemoryModel: Bool
+        /// `VK_EXT_subgroup_size_control`'s `computeFullSubgroups`: cooperative matrices in SPIR-V
+        /// before 1.6 need pipelines whose subgroups are all full.
+        public var fullSubgroups: Bool
     }
 
     /// One cooperative-matrix multiply the device offers (`vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR`):
@@ -134,7 +137,8 @@ extension VulkanDeviceInfo {
             shaderInt8: features.v12.shaderInt8 != 0,
             subgroupArithmetic: subgroup.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT.rawValue != 0,
             cooperativeMatrix: features.cooperativeMatrix.cooperativeMatrix != 0,
-            vulkanMemoryModel: features.v12.vulkanMemoryModel != 0)
+            vulkanMemoryModel: features.v12.vulkanMemoryModel != 0,
+            fullSubgroups: features.subgroupSizeControl.computeFullSubgroups != 0)
         cooperativeMatrixShapes = self.features.cooperativeMatrix ? Self.cooperativeMatrixShapes(physicalDevice) : []
 
         var memory = VkPhysicalDeviceMemoryProperties()
@@ -189,6 +193,9 @@ struct DeviceFeatureSet {
     var v12 = VkPhysicalDeviceVulkan12Features()
     /// Zero unless the device has `VK_KHR_cooperative_matrix`.
     var cooperativeMatrix = VkPhysicalDeviceCooperativeMatrixFeaturesKHR()
+    /// Zero unless the device has `VK_EXT_subgroup_size_control`.
+    var subgroupSizeControl = VkPhysicalDeviceSubgroupSizeControlFeatures()
+    static let subgroupSizeControlExtension = "VK_EXT_subgroup_size_control"
     var extensions: Set<String> = []
 
     init(physicalDevice: VkPhysicalDevice) {
@@ -204,16 +211,26 @@ struct DeviceFeatureSet {
         var features = VkPhysicalDeviceFeatures2()
         features.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2
         // An extension's struct may be chained only when the device has that extension.
+        subgroupSizeControl.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES
         let chainsCooperativeMatrix = extensions.contains(VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME)
+        let chainsSubgroupSizeControl = extensions.contains(Self.subgroupSizeControlExtension)
         withUnsafeMutablePointer(to: &v11) { p11 in
             withUnsafeMutablePointer(to: &v12) { p12 in
                 withUnsafeMutablePointer(to: &cooperativeMatrix) { pcm in
-                    p11.pointee.pNext = UnsafeMutableRawPointer(p12)
-                    if chainsCooperativeMatrix { p12.pointee.pNext = UnsafeMutableRawPointer(pcm) }
-                    features.pNext = UnsafeMutableRawPointer(p11)
-                    vkGetPhysicalDeviceFeatures2(physicalDevice, &features)
-                    p11.pointee.pNext = nil
-                    p12.pointee.pNext = nil
+                    withUnsafeMutablePointer(to: &subgroupSizeControl) { pss in
+                        p11.pointee.pNext = UnsafeMutableRawPointer(p12)
+                        var last = UnsafeMutableRawPointer(p12).assumingMemoryBound(to: VkBaseOutStructure.self)
+                        for (chained, next) in [(chainsCooperativeMatrix, UnsafeMutableRawPointer(pcm)), (chainsSubgroupSizeControl, UnsafeMutableRawPointer(pss))]
+                        where chained {
+                            last.pointee.pNext = next.assumingMemoryBound(to: VkBaseOutStructure.self)
+                            last = next.assumingMemoryBound(to: VkBaseOutStructure.self)
+                        }
+                        features.pNext = UnsafeMutableRawPointer(p11)
+                        vkGetPhysicalDeviceFeatures2(physicalDevice, &features)
+                        p11.pointee.pNext = nil
+                        p12.pointee.pNext = nil
+                        pcm.pointee.pNext = nil
+                    }
                 }
             }
         }
