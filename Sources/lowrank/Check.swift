@@ -6,11 +6,11 @@ extension MatmulPrecision: ExpressibleByArgument {}
 
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Check matmuls (x·Wᵀ + b, G·W, Gᵀ·x in f32, f16 and bf16), or every golden case of a folder, against float64 references.",
+        abstract: "Check matmuls (x·Wᵀ + b, G·W, Gᵀ·x, C + Gᵀ·x in f32, f16 and bf16), or every golden case of a folder, against float64 references.",
         discussion: """
             Runs on every device (or the one --device names) and prints, per check, the kernel path that computed its \
             matmuls (cpu; on Vulkan `coopmat` or `scalar`, with the tile), the error and ok or FAILED; exits 1 on any failure.
-            Matmul error: max |got − ref| / (Σ_k |a_ik·b_kj| + |bias_j|), bound (K + 2)·2⁻²⁴ (f32 accumulation of exact
+            Matmul error: max |got − ref| / (Σ_k |a_ik·b_kj| + |bias_j| + |C_ij|), bound (K + 2)·2⁻²⁴ (f32 accumulation of exact
             products), plus 2⁻¹⁰ where f32 operands are rounded to f16 (coopmat with --precision high).
             Golden error: max |got − ref| / max |ref| per tensor, bound \(GoldenCase.bound); NF4 unpacking and quantization exact.
             """)
@@ -52,10 +52,12 @@ struct Check: ParsableCommand {
 
     /// The three matmul forms the engine uses, each in every float dtype (operands and bias; f32 out).
     private func checkMatmuls(on backend: any Backend) throws -> Bool {
-        let forms: [(name: String, a: Shape, b: Shape, transposeA: Bool, transposeB: Bool, bias: Bool)] = [
-            ("x·Wᵀ + b", [m, k], [n, k], false, true, true),
-            ("G·W", [m, n], [n, k], false, false, false),
-            ("Gᵀ·x", [m, n], [m, k], true, false, false),
+        // The third again accumulating, as weight-shaped gradients are summed over micro-batches.
+        let forms: [(name: String, a: Shape, b: Shape, transposeA: Bool, transposeB: Bool, bias: Bool, accumulate: Bool)] = [
+            ("x·Wᵀ + b", [m, k], [n, k], false, true, true, false),
+            ("G·W", [m, n], [n, k], false, false, false, false),
+            ("Gᵀ·x", [m, n], [m, k], true, false, false, false),
+            ("C + Gᵀ·x", [m, n], [m, k], true, false, false, true),
         ]
         var ok = true
         for form in forms {
@@ -63,8 +65,16 @@ struct Check: ParsableCommand {
                 let a = try Tensor(pseudoRandom(form.a.count, seed: 1), shape: form.a, dtype: dtype, on: backend)
                 let b = try Tensor(pseudoRandom(form.b.count, seed: 2), shape: form.b, dtype: dtype, on: backend)
                 let bias = form.bias ? try Tensor(pseudoRandom(form.b[0], seed: 3), shape: [form.b[0]], dtype: dtype, on: backend) : nil
+                let start = form.accumulate ? try Tensor(pseudoRandom(form.a[1] * form.b[1], seed: 4), shape: [form.a[1], form.b[1]], on: backend) : nil
+                let startValues = try start?.floats().map(Double.init)
                 _ = drainPaths(backend)
-                let c = try Ops.matmul(a, b, transposeA: form.transposeA, transposeB: form.transposeB, bias: bias, outputDType: .f32)
+                let c: Tensor
+                if let start {
+                    try Ops.matmul(a, b, transposeA: form.transposeA, transposeB: form.transposeB, accumulatingInto: start)
+                    c = start
+                } else {
+                    c = try Ops.matmul(a, b, transposeA: form.transposeA, transposeB: form.transposeB, bias: bias, outputDType: .f32)
+                }
                 let got = try c.floats()
                 let paths = drainPaths(backend)
                 // The reference multiplies the stored (rounded) operands in float64.
@@ -73,7 +83,8 @@ struct Check: ParsableCommand {
                 var worst = 0.0
                 for i in 0..<rows {
                     for j in 0..<columns {
-                        var sum = biasv?[j] ?? 0, magnitude = abs(biasv?[j] ?? 0)
+                        let added = (biasv?[j] ?? 0) + (startValues?[i * columns + j] ?? 0)
+                        var sum = added, magnitude = abs(biasv?[j] ?? 0) + abs(startValues?[i * columns + j] ?? 0)
                         for p in 0..<inner {
                             let x = form.transposeA ? av[p * form.a[1] + i] : av[i * inner + p]
                             let y = form.transposeB ? bv[j * inner + p] : bv[p * columns + j]
