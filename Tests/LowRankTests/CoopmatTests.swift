@@ -12,6 +12,13 @@ import Testing
         return backend.info
     }
 
+    /// A backend of its own on that device (with validation), so that its path counts and precision
+    /// setting are not shared with tests running beside it.
+    private func ownBackend() throws -> VulkanBackend {
+        let shared = try #require(try BackendKind.vulkan.open() as? VulkanBackend)
+        return try VulkanBackend(instance: shared.instance, index: shared.info.index)
+    }
+
     private static func shape(_ m: Int, _ n: Int, _ k: Int, a: String = "f16", c: String = "f32", scope: String = "subgroup")
         -> VulkanDeviceInfo.CooperativeMatrixShape {
         .init(m: m, n: n, k: k, a: a, b: a, c: c, result: c, saturating: false, scope: scope)
@@ -70,12 +77,14 @@ import Testing
 
     /// Without cooperative matrices (bookworm's lavapipe) every matmul stays on the scalar kernel.
     @Test func devicesWithoutCooperativeMatricesKeepTheScalarPath() throws {
-        let backend = try #require(try BackendKind.vulkan.open() as? VulkanBackend)
+        let backend = try ownBackend()
         guard case .failure = backend.coopmat else { try Test.cancel("\(backend.info.name) has cooperative matrices") }
-        _ = backend.drainMatmulPaths()
+        backend.matmulPrecision = .high
         let x = try Tensor(randomValues(64 * 32, seed: 1, dtype: .f16), shape: [64, 32], dtype: .f16, on: backend)
         _ = try Ops.matmul(x, x, transposeB: true).floats()
-        #expect(backend.drainMatmulPaths() == [.scalar: 1])
+        _ = try Ops.matmul(try Ops.cast(x, to: .f32), try Ops.cast(x, to: .f32), transposeB: true).floats()
+        #expect(backend.drainMatmulPaths() == [.scalar: 2])
+        #expect(try backend.drainValidationMessages().isEmpty)
     }
 
     /// Every form, operand dtype, bias and accumulation the coopmat kernel is chosen for, at shapes that
@@ -83,10 +92,9 @@ import Testing
     /// for 16-bit operands (exact products, f32 sums), 2⁻¹⁰ more for f32 operands rounded to f16 under `high`.
     @Test(arguments: [DType.f16, .bf16, .f32])
     func coopmatMatchesTheCPU(_ dtype: DType) throws {
-        let backend = try #require(try BackendKind.vulkan.open() as? VulkanBackend)
+        let backend = try ownBackend()
         guard case .success(let tile) = backend.coopmat else { try Test.cancel("\(backend.info.name): no cooperative matrices") }
         backend.matmulPrecision = .high
-        defer { backend.matmulPrecision = .highest }
         let cpu = try Engine.backend(.cpu)
         let (m, n, k) = (77, 70, 131)
         for (transposeA, transposeB) in [(false, true), (false, false), (true, false)] {
