@@ -3,6 +3,7 @@
 # 8×8×8 f16×f16→f32), in a minimal sid system made with debootstrap, running a release `lowrank` built here.
 #
 #   tools/coopmat-check.sh [ARGS…]          e.g. tools/coopmat-check.sh --golden ../shared/golden
+#   tools/coopmat-check.sh --swift-tests [FILTER]   the Swift test suites (or those FILTER matches) there
 #
 # Validates the committed SPIR-V with sid's spirv-val, then runs `lowrank devices` and
 # `lowrank check --device vulkan ARGS…` inside that system with the validation layer on; the check prints,
@@ -50,10 +51,28 @@ bind() {  # bind $1 (a folder or file here) at the same path inside the system, 
     if [ "${2:-}" = ro ]; then mount -o remount,bind,ro "$target"; fi
 }
 
-swift build -c release --product lowrank -Xswiftc -static-stdlib >&2
-install -m 755 .build/release/lowrank "$root/usr/local/bin/lowrank"
 bind /proc
 bind /dev
+in_sid() { chroot "$root" /usr/bin/env HOME=/root LOWRANK_CACHE_DIR=/root/.cache/lowrank LOWRANK_VALIDATION=1 "$@"; }
+
+if [ "${1:-}" = "--swift-tests" ]; then
+    # The debug test binary with the toolchain's runtime bound in, and copies of the host libraries it
+    # links that sid lacks (bookworm's libxml2 and ICU sonames); the package and ../shared at their paths.
+    swift build --build-tests >&2
+    tests=$PWD/.build/debug/LowRankPackageTests.xctest
+    bind "$(dirname "$(dirname "$(dirname "$(realpath "$(command -v swift)")")")")" ro
+    bind "$PWD"
+    if [ -d ../shared ]; then bind "$(realpath ../shared)" ro; fi
+    mkdir -p "$root/opt/lowrank-host-libs"
+    for lib in $(in_sid ldd "$tests" | awk '/not found/ {print $1}'); do
+        cp -L "$(ldd "$tests" | awk -v l="$lib" '$1 == l {print $3}')" "$root/opt/lowrank-host-libs/"
+    done
+    in_sid LD_LIBRARY_PATH=/opt/lowrank-host-libs "$tests" --testing-library swift-testing ${2:+--filter "$2"}
+    exit
+fi
+
+swift build -c release --product lowrank -Xswiftc -static-stdlib >&2
+install -m 755 .build/release/lowrank "$root/usr/local/bin/lowrank"
 bind "$PWD/Shaders/spirv" ro
 for arg in "$@"; do
     if [ -e "$arg" ]; then bind "$(realpath "$arg")" ro; fi
@@ -61,7 +80,6 @@ done
 args=()
 for arg in "$@"; do if [ -e "$arg" ]; then args+=("$(realpath "$arg")"); else args+=("$arg"); fi; done
 
-in_sid() { chroot "$root" /usr/bin/env HOME=/root LOWRANK_CACHE_DIR=/root/.cache/lowrank LOWRANK_VALIDATION=1 "$@"; }
 for f in "$PWD"/Shaders/spirv/*.spv; do in_sid spirv-val --target-env vulkan1.2 "$f"; done
 echo "spirv-val (sid): $(ls Shaders/spirv/*.spv | wc -l) modules valid"
 in_sid lowrank devices | grep -E '^\*? *vulkan|cooperative matrix' || true
