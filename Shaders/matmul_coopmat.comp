@@ -7,19 +7,22 @@
 #extension GL_KHR_shader_subgroup_basic : require
 #include "common.glsl"
 
-// C[M, N] = alpha·op(A)·op(B) [+ bias] [+ C] with subgroup-scope cooperative matrices: f16 operands
-// in shared memory, f32 accumulators (ggml-vulkan's mul_mm.comp with COOPMAT, reduced to the
-// engine's plain matmul). A is [M, K] ([K, M] with TRANS_A); B is [K, N] ([N, K] with TRANS_B).
+// C[M, N] = alpha·op(A)·op(B) [⊙ dropout] [+ alpha2·(op(A2)·op(B2)) ⊙ dropout] [+ bias] [+ C] with
+// subgroup-scope cooperative matrices: f16 operands in shared memory, f32 accumulators (ggml-vulkan's
+// mul_mm.comp with COOPMAT). A is [M, K] ([K, M] with TRANS_A); B is [K, N] ([N, K] with TRANS_B).
+// The second product (SECOND, the LoRA term: x·Wᵀ + s·u·Bᵀ, G·W + du·A; matmul.comp's) has a small
+// inner dimension K2 = r and f32 operands, so the epilogue sums it exactly in f32 FMAs, in k order,
+// as matmul.comp does. The dropout masks at (m, n) are matmul.comp's too.
 // One SPIR-V module serves every tile, matrix shape, dtype and layout: they are specialization
-// constants (MatmulCoopmatKernel.Constant); only HAS_BIAS is a define, as it adds a binding.
+// constants (MatmulCoopmatKernel.Constants); HAS_BIAS and SECOND are defines, as they add bindings.
 // Operands that are not f16 (bf16; f32 where the precision policy allows) are scaled per tile by a
 // power of two that brings the tile's largest magnitude to [2^14, 2^15) before rounding to f16, and
 // each tile's product is scaled back in f32: no value leaves f16's range, bf16 values within 2^31 of
 // their tile's largest keep every bit (8 significant bits; f16 has 11, fewer when subnormal), and f32
 // values within 2^28 of it keep 11.
 // The bindings may be windows of larger tensors (one block of a split product): lda, ldb and ldc are
-// the full tensors' row strides. The push block is matmul.comp's; fields this kernel does not use
-// are left as that kernel's host sets them.
+// the full tensors' row strides, and (m0, n0) the block's origin, at which the dropout mask is
+// evaluated. The push block is matmul.comp's; k0, vec_offset and b_count are unused here.
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint BM = 64;
@@ -37,6 +40,10 @@ layout(constant_id = 12) const uint BIAS_DTYPE = 0;
 layout(constant_id = 13) const bool TRANS_A = false;
 layout(constant_id = 14) const bool TRANS_B = false;
 layout(constant_id = 15) const bool ACCUMULATE = false;
+layout(constant_id = 16) const uint A2_DTYPE = 0;
+layout(constant_id = 17) const uint B2_DTYPE = 0;
+layout(constant_id = 18) const bool DROPOUT_PRODUCT = false;
+layout(constant_id = 19) const bool DROPOUT_SECOND = false;
 const uint DTYPE_F32 = 0, DTYPE_F16 = 1, DTYPE_BF16 = 2;
 
 // Each operand is declared once per element type at the same binding; the dtype constant picks one.
@@ -53,6 +60,14 @@ layout(std430, binding = 2) buffer CBF16 { uint16_t c_bf16[]; };
 layout(std430, binding = 3) readonly buffer BiasF32 { float bias_f32[]; };
 layout(std430, binding = 3) readonly buffer BiasF16 { float16_t bias_f16[]; };
 layout(std430, binding = 3) readonly buffer BiasBF16 { uint16_t bias_bf16[]; };
+#endif
+#if SECOND
+layout(std430, binding = 3 + HAS_BIAS) readonly buffer A2F32 { float a2_f32[]; };
+layout(std430, binding = 3 + HAS_BIAS) readonly buffer A2F16 { float16_t a2_f16[]; };
+layout(std430, binding = 3 + HAS_BIAS) readonly buffer A2BF16 { uint16_t a2_bf16[]; };
+layout(std430, binding = 4 + HAS_BIAS) readonly buffer B2F32 { float b2_f32[]; };
+layout(std430, binding = 4 + HAS_BIAS) readonly buffer B2F16 { float16_t b2_f16[]; };
+layout(std430, binding = 4 + HAS_BIAS) readonly buffer B2BF16 { uint16_t b2_bf16[]; };
 #endif
 
 layout(push_constant) uniform Params {
@@ -93,6 +108,20 @@ float load_b(uint k, uint n) {
     uint i = TRANS_B ? n * p.ldb + k : k * p.ldb + n;
     return B_DTYPE == DTYPE_F32 ? b_f32[i] : B_DTYPE == DTYPE_F16 ? to_f32(b_f16[i]) : to_f32(b_bf16[i]);
 }
+
+#if SECOND
+float load_a2(uint m, uint k) {
+    uint i = TRANS_A ? k * p.lda2 + m : m * p.lda2 + k;
+    return A2_DTYPE == DTYPE_F32 ? a2_f32[i] : A2_DTYPE == DTYPE_F16 ? to_f32(a2_f16[i]) : to_f32(a2_bf16[i]);
+}
+
+float load_b2(uint k, uint n) {
+    uint i = TRANS_B ? n * p.ldb2 + k : k * p.ldb2 + n;
+    return B2_DTYPE == DTYPE_F32 ? b2_f32[i] : B2_DTYPE == DTYPE_F16 ? to_f32(b2_f16[i]) : to_f32(b2_bf16[i]);
+}
+#endif
+
+float dropout_at(uint row, uint col) { return dropout_factor(p.seed, p.drop_threshold, p.keep_scale, row, col); }
 
 // The exponent s with max·2^-s in [2^14, 2^15); 0 for a tile of zeros, infinities or NaNs, which
 // then pass through unscaled.
@@ -178,6 +207,14 @@ void main() {
         uint m = m0 + e / BN, n = n0 + e % BN;
         if (m >= p.M || n >= p.N) continue;
         float v = p.alpha * Cs[(e / BN) * C_STRIDE + e % BN];
+        if (DROPOUT_PRODUCT) v *= dropout_at(p.m0 + m, p.n0 + n);
+#if SECOND
+        float v2 = 0.0;
+        for (uint k = 0u; k < p.K2; k++) v2 = fma(load_a2(m, k), load_b2(k, n), v2);
+        v2 *= p.alpha2;
+        if (DROPOUT_SECOND) v2 *= dropout_at(p.m0 + m, p.n0 + n);
+        v += v2;
+#endif
 #if HAS_BIAS
         v += BIAS_DTYPE == DTYPE_F32 ? bias_f32[n] : BIAS_DTYPE == DTYPE_F16 ? to_f32(bias_f16[n]) : to_f32(bias_bf16[n]);
 #endif

@@ -63,11 +63,17 @@ if [ "${1:-}" = "--swift-tests" ]; then
     bind "$(dirname "$(dirname "$(dirname "$(realpath "$(command -v swift)")")")")" ro
     bind "$PWD"
     if [ -d ../shared ]; then bind "$(realpath ../shared)" ro; fi
-    mkdir -p "$root/opt/lowrank-host-libs"
-    for lib in $(in_sid ldd "$tests" | awk '/not found/ {print $1}'); do
-        cp -L "$(ldd "$tests" | awk -v l="$lib" '$1 == l {print $3}')" "$root/opt/lowrank-host-libs/"
+    libs=/opt/lowrank-host-libs
+    mkdir -p "$root$libs"
+    # Until nothing is missing: a copied library can need others sid lacks (libxml2 needs ICU).
+    while missing=$(in_sid LD_LIBRARY_PATH=$libs ldd "$tests" | awk '/not found/ {print $1}') && [ -n "$missing" ]; do
+        for lib in $missing; do
+            host=$(ldconfig -p | awk -v l="$lib" '$1 == l {print $NF; exit}')
+            [ -n "$host" ] || { echo "coopmat-check: $lib is in neither system" >&2; exit 1; }
+            cp -L "$host" "$root$libs/"
+        done
     done
-    in_sid LD_LIBRARY_PATH=/opt/lowrank-host-libs "$tests" --testing-library swift-testing ${2:+--filter "$2"}
+    in_sid LD_LIBRARY_PATH=$libs "$tests" --testing-library swift-testing ${2:+--filter "$2"}
     exit
 fi
 

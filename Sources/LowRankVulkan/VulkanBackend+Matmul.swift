@@ -215,8 +215,7 @@ extension VulkanBackend {
         case .scalar:
             try dispatch(kernel, bindings, push: push, groups: ((columns.count + 63) / 64, (rows.count + 63) / 64, 1))
         case .coopmat(let tile):
-            try dispatchCoopmat(tile, call, hasBias: kernel.bias != nil, accumulate: kernel.accumulate, bindings, push: push,
-                                rows: rows.count, columns: columns.count)
+            try dispatchCoopmat(tile, kernel, bindings, push: push, rows: rows.count, columns: columns.count)
         }
     }
 }

@@ -76,39 +76,51 @@ public enum MatmulPath: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// Cooperative matrices when the device has a tile, the product has none of the scalar kernel's
-    /// fused extras (the LoRA second product, dropout, DoRA's vector and inner, a quantized B), and
-    /// both operands are 16-bit or the precision policy lets f32 through.
+    /// Cooperative matrices when the device has a tile, the product has none of the fused extras only
+    /// the scalar kernel has (dropout on A or B, DoRA's vector and inner, a quantized B), and both
+    /// operands are 16-bit or the precision policy lets f32 through. The second product's operands do
+    /// not count: it is summed in f32 FMAs on either path.
     static func choose(tile: CoopmatTile?, precision: MatmulPrecision, a: DType, b: DType, fusedExtras: Bool) -> MatmulPath {
         guard let tile, !fusedExtras, DType.floats.contains(a), DType.floats.contains(b) else { return .scalar }
         return (a != .f32 && b != .f32) || precision == .high ? .coopmat(tile) : .scalar
     }
 }
 
-/// `Shaders/matmul_coopmat.comp`: `C = alpha·op(A)·op(B) [+ bias] [+ C]` in cooperative matrices.
-/// Its SPIR-V is compiled ahead of time, so everything but the bias binding is a specialization
-/// constant (`Constants`), and the variants are the two modules of `Shaders/spirv/`.
+/// `Shaders/matmul_coopmat.comp`: `C = alpha·op(A)·op(B) [+ alpha2·op(A2)·op(B2)] [+ bias] [+ C]`,
+/// the first product in cooperative matrices, with dropout on either product. Its SPIR-V is compiled
+/// ahead of time, so everything but the bindings' presence is a specialization constant (`Constants`),
+/// and the variants are the four modules of `Shaders/spirv/`.
 struct MatmulCoopmatKernel: Kernel {
     typealias Push = MatmulKernel.Push
     static let shader = Shader.matmulCoopmat
     var hasBias: Bool
+    var second: Bool
 
-    var defines: [String: String] { ["HAS_BIAS": hasBias.define] }
-    static var variants: [MatmulCoopmatKernel] { [false, true].map { MatmulCoopmatKernel(hasBias: $0) } }
+    var defines: [String: String] { ["HAS_BIAS": hasBias.define, "SECOND": second.define] }
+    static var variants: [MatmulCoopmatKernel] {
+        [false, true].flatMap { bias in [false, true].map { MatmulCoopmatKernel(hasBias: bias, second: $0) } }
+    }
 
-    /// The shader's specialization constants, in `constant_id` order (`ShaderTests` compares the names).
+    /// The shader's specialization constants, in `constant_id` order (`ShaderTests` compares the names):
+    /// the tile and everything of the scalar kernel's variant that this kernel does.
     struct Constants {
         static let names = ["local_size_x", "BM", "BN", "BK", "CM_M", "CM_N", "CM_K", "WM", "WN", "A_DTYPE", "B_DTYPE", "C_DTYPE",
-                            "BIAS_DTYPE", "TRANS_A", "TRANS_B", "ACCUMULATE"]
+                            "BIAS_DTYPE", "TRANS_A", "TRANS_B", "ACCUMULATE", "A2_DTYPE", "B2_DTYPE", "DROPOUT_PRODUCT", "DROPOUT_SECOND"]
         var tile: CoopmatTile
-        var a: DType, b: DType, c: DType, bias: DType?
-        var transposeA: Bool, transposeB: Bool, accumulate: Bool
+        var matmul: MatmulKernel
 
         var values: [UInt32] {
-            let t = tile
-            return ([t.workgroupSize, t.bm, t.bn, t.bk, t.shape.m, t.shape.n, t.shape.k, t.wm, t.wn].map(UInt32.init)
-                + [a, b, c, bias ?? .f32].map(Self.code) + [transposeA, transposeB, accumulate].map { $0 ? 1 : 0 })
+            let (t, k) = (tile, matmul)
+            let sizes: [Int] = [t.workgroupSize, t.bm, t.bn, t.bk, t.shape.m, t.shape.n, t.shape.k, t.wm, t.wn]
+            let dtypes: [DType] = [k.a, k.b, k.c, k.bias ?? .f32]
+            let layout: [Bool] = [k.transposeA, k.transposeB, k.accumulate]
+            let secondDTypes: [DType] = [k.second?.a ?? .f32, k.second?.b ?? .f32]
+            let dropouts: [Bool] = [k.dropout == .product || k.dropout == .products,
+                                    k.second != nil && (k.dropout == .second || k.dropout == .products)]
+            return sizes.map(UInt32.init) + dtypes.map(Self.code) + layout.map(Self.flag) + secondDTypes.map(Self.code) + dropouts.map(Self.flag)
         }
+
+        private static func flag(_ value: Bool) -> UInt32 { value ? 1 : 0 }
 
         /// `DTYPE_F32`, `DTYPE_F16`, `DTYPE_BF16`.
         private static func code(_ dtype: DType) -> UInt32 { dtype == .f16 ? 1 : dtype == .bf16 ? 2 : 0 }
@@ -117,17 +129,17 @@ struct MatmulCoopmatKernel: Kernel {
 
 extension VulkanBackend {
     func matmulPath(_ call: MatmulCall) -> MatmulPath {
-        let dropout = !(call.dropout.map { $0.mask.isIdentity } ?? true)
+        let maskedOperand = call.dropout.map { !$0.mask.isIdentity && ($0.target == .a || $0.target == .b) } ?? false
         return .choose(tile: coopmatTile, precision: matmulPrecision, a: call.a.dtype, b: call.b.dtype,
-                       fusedExtras: call.second != nil || call.vector != nil || call.inner != nil || dropout)
+                       fusedExtras: call.vector != nil || call.inner != nil || maskedOperand)
     }
 
-    func dispatchCoopmat(_ tile: CoopmatTile, _ call: MatmulCall, hasBias: Bool, accumulate: Bool, _ bindings: [TensorBinding],
-                         push: MatmulKernel.Push, rows: Int, columns: Int) throws {
-        let constants = MatmulCoopmatKernel.Constants(tile: tile, a: call.a.dtype, b: call.b.dtype, c: call.c.dtype,
-                                                      bias: hasBias ? call.bias?.dtype : nil, transposeA: call.transposeA,
-                                                      transposeB: call.transposeB, accumulate: accumulate)
-        try dispatch(MatmulCoopmatKernel(hasBias: hasBias), specialization: constants.values, bindings, push: push,
+    /// Records the block `kernel` describes (the scalar kernel's variant, bindings and push constants) on
+    /// the cooperative-matrix kernel.
+    func dispatchCoopmat(_ tile: CoopmatTile, _ kernel: MatmulKernel, _ bindings: [TensorBinding], push: MatmulKernel.Push,
+                         rows: Int, columns: Int) throws {
+        try dispatch(MatmulCoopmatKernel(hasBias: kernel.bias != nil, second: kernel.second != nil),
+                     specialization: MatmulCoopmatKernel.Constants(tile: tile, matmul: kernel).values, bindings, push: push,
                      groups: ((columns + tile.bn - 1) / tile.bn, (rows + tile.bm - 1) / tile.bm, 1))
     }
 

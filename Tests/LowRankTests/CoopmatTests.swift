@@ -137,4 +137,32 @@ import Testing
         let messages = try backend.drainValidationMessages()
         #expect(messages.isEmpty, "validation messages:\n\(messages.joined(separator: "\n"))")
     }
+
+    /// The fused LoRA products with 16-bit activations and weights and f32 adapters, under the default
+    /// precision: the base products (`x·Wᵀ + s·u·Bᵀ`, `G·W + du·A` with dropout on the second term) take
+    /// the coopmat path, their f32 second products summed in f32 FMAs; within the golden bound of the
+    /// CPU backend's results.
+    @Test(arguments: [DType.f16, .bf16])
+    func loraProductsMatchTheCPU(_ dtype: DType) throws {
+        let backend = try ownBackend()
+        guard case .success(let tile) = backend.coopmat else { try Test.cancel("\(backend.info.name): no cooperative matrices") }
+        let cpu = try Engine.backend(.cpu)
+        let (t, dIn, dOut, r) = (37, 96, 80, 8)
+        let options = LoRAOptions(scale: 2, dropout: 0.25, seed: 7, outputDType: .f32)
+        func run(_ on: any Backend) throws -> [[Float]] {
+            let x = try Tensor(randomValues(t * dIn, seed: 1, dtype: dtype), shape: [t, dIn], dtype: dtype, on: on)
+            let w = try Tensor(randomValues(dOut * dIn, seed: 2, dtype: dtype), shape: [dOut, dIn], dtype: dtype, on: on)
+            let a = try Tensor(randomValues(r * dIn, seed: 3), shape: [r, dIn], on: on), b = try Tensor(randomValues(dOut * r, seed: 4), shape: [dOut, r], on: on)
+            let g = try Tensor(randomValues(t * dOut, seed: 5, dtype: dtype), shape: [t, dOut], dtype: dtype, on: on)
+            let (y, u) = try Ops.loraForward(x: x, weight: w, bias: nil, a: a, b: b, options: options)
+            let (dx, _, _) = try Ops.loraBackward(gradOutput: g, x: x, weight: w, a: a, b: b, u: u, options: options)
+            return [try y.floats(), try dx.floats()]
+        }
+        let got = try run(backend), reference = try run(cpu)
+        #expect(backend.drainMatmulPaths()[.coopmat(tile)] == 2)
+        for (name, (g, ref)) in zip(["y", "dx"], zip(got, reference)) {
+            #expect(relativeError(g, ref.map(Double.init)) <= GoldenCase.bound, "\(dtype) \(name)")
+        }
+        #expect(try backend.drainValidationMessages().isEmpty)
+    }
 }

@@ -130,9 +130,10 @@ import Testing
         #expect(names.keys.sorted().map { names[$0]! } == MatmulCoopmatKernel.Constants.names)
         let tile = CoopmatTile(shape: .init(m: 8, n: 8, k: 8, a: "f16", b: "f16", c: "f32", result: "f32", saturating: false, scope: "subgroup"),
                                bk: 16, subgroupSize: 8)
-        let constants = MatmulCoopmatKernel.Constants(tile: tile, a: .bf16, b: .f16, c: .f32, bias: nil, transposeA: true, transposeB: false,
-                                                      accumulate: true)
-        #expect(constants.values == [32, 64, 64, 16, 8, 8, 8, 32, 32, 2, 1, 0, 0, 1, 0, 1])
+        let matmul = MatmulKernel(a: .bf16, b: .f16, c: .f32, transposeA: true, transposeB: false, bias: nil, accumulate: true,
+                                  second: .init(a: .f32, b: .bf16), dropout: .second, vector: nil, writesInner: false)
+        let constants = MatmulCoopmatKernel.Constants(tile: tile, matmul: matmul)
+        #expect(constants.values == [32, 64, 64, 16, 8, 8, 8, 32, 32, 2, 1, 0, 0, 1, 0, 1, 0, 2, 0, 1])
     }
 
     @Test func choicesNameTheirCases() {
