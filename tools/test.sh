@@ -32,6 +32,7 @@ swift build -c release --product LowRankC -Xswiftc -static-stdlib
 # matmul forms and every golden case, the 16-bit ones on the coopmat path, under the validation layer.
 tools/coopmat-check.sh
 tools/coopmat-check.sh --golden ../shared/golden
+tools/coopmat-check.sh --golden Tests/Fixtures/golden
 clang -std=c11 -Wall -Wextra -Werror -I Sources/CLowRank Tests/CABI/abi_check.c -L .build/release -lLowRankC \
     -Wl,-rpath,"$PWD/.build/release" -lm -o .build/abi_check
 .build/abi_check
