@@ -40,8 +40,11 @@ public struct CoopmatTile: Hashable, Sendable, CustomStringConvertible {
     public static func choose(for info: VulkanDeviceInfo) -> Result<CoopmatTile, CoopmatUnavailable> {
         let f = info.features
         guard f.cooperativeMatrix else { return .failure(.init("no VK_KHR_cooperative_matrix")) }
-        // ggml-vulkan enables cooperative matrices on Intel only from Xe2, which needs an architecture query.
-        guard info.vendorID != 0x8086 else { return .failure(.init("Intel GPUs are gated off (ggml-vulkan: only Xe2 and later)")) }
+        // ggml-vulkan uses cooperative matrices on Intel only from Xe2, the architecture whose smallest
+        // subgroup is 16 wide.
+        guard info.vendorID != 0x8086 || info.limits.minSubgroupSize == 16 else {
+            return .failure(.init("Intel GPUs before Xe2 are gated off, as ggml-vulkan gates them"))
+        }
         guard f.shaderFloat16, f.vulkanMemoryModel, f.fullSubgroups else {
             return .failure(.init("no shaderFloat16, vulkanMemoryModel or computeFullSubgroups"))
         }

@@ -21,6 +21,9 @@ public struct VulkanDeviceInfo: Sendable, Codable {
     public struct Limits: Sendable, Codable {
         public var maxComputeSharedMemoryBytes: Int
         public var subgroupSize: Int
+        /// The smallest subgroup size a pipeline may ask for (`VK_EXT_subgroup_size_control`; 0 without
+        /// it). Intel's Xe2 is the architecture whose minimum is 16, as ggml-vulkan tells it apart.
+        public var minSubgroupSize: Int
         public var maxWorkgroupInvocations: Int
         public var maxWorkgroupCount: [Int]
         public var maxStorageBufferRange: Int
@@ -88,20 +91,28 @@ extension VulkanDeviceInfo {
         subgroup.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES
         var maintenance3 = VkPhysicalDeviceMaintenance3Properties()
         maintenance3.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES
+        var subgroupSizes = VkPhysicalDeviceSubgroupSizeControlProperties()
+        subgroupSizes.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES
         var properties = VkPhysicalDeviceProperties2()
         properties.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2
+        let features = DeviceFeatureSet(physicalDevice: physicalDevice)
         withUnsafeMutablePointer(to: &driver) { driverPointer in
             withUnsafeMutablePointer(to: &subgroup) { subgroupPointer in
                 withUnsafeMutablePointer(to: &maintenance3) { m3 in
-                    subgroupPointer.pointee.pNext = UnsafeMutableRawPointer(m3)
-                    driverPointer.pointee.pNext = UnsafeMutableRawPointer(subgroupPointer)
-                    properties.pNext = UnsafeMutableRawPointer(driverPointer)
-                    vkGetPhysicalDeviceProperties2(physicalDevice, &properties)
+                    withUnsafeMutablePointer(to: &subgroupSizes) { sizes in
+                        if features.extensions.contains(DeviceFeatureSet.subgroupSizeControlExtension) {
+                            m3.pointee.pNext = UnsafeMutableRawPointer(sizes)
+                        }
+                        subgroupPointer.pointee.pNext = UnsafeMutableRawPointer(m3)
+                        driverPointer.pointee.pNext = UnsafeMutableRawPointer(subgroupPointer)
+                        properties.pNext = UnsafeMutableRawPointer(driverPointer)
+                        vkGetPhysicalDeviceProperties2(physicalDevice, &properties)
+                        m3.pointee.pNext = nil
+                    }
                 }
             }
         }
         let p = properties.properties
-        let features = DeviceFeatureSet(physicalDevice: physicalDevice)
 
         self.index = index
         name = string(fromCArray: p.deviceName)
@@ -123,6 +134,7 @@ extension VulkanDeviceInfo {
         limits = Limits(
             maxComputeSharedMemoryBytes: Int(l.maxComputeSharedMemorySize),
             subgroupSize: Int(subgroup.subgroupSize),
+            minSubgroupSize: Int(subgroupSizes.minSubgroupSize),
             maxWorkgroupInvocations: Int(l.maxComputeWorkGroupInvocations),
             maxWorkgroupCount: [Int(l.maxComputeWorkGroupCount.0), Int(l.maxComputeWorkGroupCount.1), Int(l.maxComputeWorkGroupCount.2)],
             maxStorageBufferRange: Int(l.maxStorageBufferRange),

@@ -47,7 +47,10 @@ import Testing
         #expect(throws: CoopmatUnavailable.self) { try CoopmatTile.choose(for: noF32).get() }
         var intel = info
         intel.vendorID = 0x8086
+        intel.limits.minSubgroupSize = 8
         #expect(throws: CoopmatUnavailable.self) { try CoopmatTile.choose(for: intel).get() }
+        intel.limits.minSubgroupSize = 16  // Xe2
+        #expect(throws: Never.self) { try CoopmatTile.choose(for: intel).get() }
         var smallShared = info
         smallShared.limits.maxComputeSharedMemoryBytes = 16384
         #expect(throws: CoopmatUnavailable.self) { try CoopmatTile.choose(for: smallShared).get() }
