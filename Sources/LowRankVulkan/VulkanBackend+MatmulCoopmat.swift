@@ -150,4 +150,9 @@ extension VulkanBackend {
     public func drainMatmulPaths() -> [MatmulPath: Int] {
         matmulPathCounts.withLock { counts in defer { counts = [:] }; return counts }
     }
+
+    /// `drainMatmulPaths()` as text: `coopmat 64×64×16 in 8×8×8 ×2, scalar 64×64×16 ×1`.
+    public func drainMatmulPathSummary() -> String {
+        drainMatmulPaths().map { "\($0.key) ×\($0.value)" }.sorted().joined(separator: ", ")
+    }
 }
