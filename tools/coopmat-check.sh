@@ -20,7 +20,9 @@ root=${COOPMAT_SID_DIR:-$PWD/.build-sid/root}
 # (bookworm's spirv-val predates SPV_KHR_cooperative_matrix).
 packages="mesa-vulkan-drivers libvulkan1 libopenblas0 vulkan-validationlayers spirv-tools"
 if [ ! -f "$root/.lowrank-ready" ]; then
-    command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    if ! command -v debootstrap >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    fi
     uri=$(grep -h -m1 -E '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | head -1)
     [ -n "$uri" ] || uri=$(grep -h -m1 -E '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}')
     [ -n "$uri" ] || { echo "coopmat-check: no Debian archive found in apt's sources" >&2; exit 1; }

@@ -20,6 +20,8 @@ bench=(.build/debug/lowrank-bench --suite all --preset tiny --device all --runs 
 LOWRANK_VALIDATION=1 .build/debug/lowrank train --steps 20 --adapter-out .build/default-job
 test -s .build/default-job/adapter_model.safetensors && test -s .build/default-job/loss.svg
 swift test
+# The suites that need cooperative matrices (every coopmat variant against the CPU backend), there.
+tools/coopmat-check.sh --swift-tests CoopmatTests
 # Every parser of untrusted input under libFuzzer and AddressSanitizer, briefly (tools/fuzz.sh
 # takes longer runs): a crash, sanitizer report or hang fails the suite.
 tools/fuzz.sh 10
