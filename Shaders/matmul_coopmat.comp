@@ -6,15 +6,19 @@
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_KHR_shader_subgroup_basic : require
 #include "common.glsl"
+#include "dora.glsl"
 
 // C[M, N] = alpha·op(A)·op(B) [⊙ dropout] [+ alpha2·(op(A2)·op(B2)) ⊙ dropout] [+ bias] [+ C] with
 // subgroup-scope cooperative matrices: f16 operands in shared memory, f32 accumulators (ggml-vulkan's
 // mul_mm.comp with COOPMAT). A is [M, K] ([K, M] with TRANS_A); B is [K, N] ([N, K] with TRANS_B).
 // The second product (SECOND, the LoRA term: x·Wᵀ + s·u·Bᵀ, G·W + du·A; matmul.comp's) has a small
 // inner dimension K2 = r and f32 operands, so the epilogue sums it exactly in f32 FMAs, in k order,
-// as matmul.comp does. The dropout masks at (m, n) are matmul.comp's too.
+// as matmul.comp does. The dropout masks at (m, n), DoRA's per-element vector (VEC: KSCALE scales
+// A's elements by vec[k] + vec_offset as they load; DORA composes the output with g = vec[n]) and
+// WRITE_INNER are matmul.comp's too.
 // One SPIR-V module serves every tile, matrix shape, dtype and layout: they are specialization
-// constants (MatmulCoopmatKernel.Constants); HAS_BIAS and SECOND are defines, as they add bindings.
+// constants (MatmulCoopmatKernel.Constants); HAS_BIAS, SECOND, VEC and WRITE_INNER are defines, as
+// they add bindings.
 // Operands that are not f16 (bf16; f32 where the precision policy allows) are scaled per tile by a
 // power of two that brings the tile's largest magnitude to [2^14, 2^15) before rounding to f16, and
 // each tile's product is scaled back in f32: no value leaves f16's range, bf16 values within 2^31 of
@@ -22,7 +26,7 @@
 // values within 2^28 of it keep 11.
 // The bindings may be windows of larger tensors (one block of a split product): lda, ldb and ldc are
 // the full tensors' row strides, and (m0, n0) the block's origin, at which the dropout mask is
-// evaluated. The push block is matmul.comp's; k0, vec_offset and b_count are unused here.
+// evaluated. The push block is matmul.comp's; k0 and b_count are unused here.
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint BM = 64;
@@ -44,6 +48,9 @@ layout(constant_id = 16) const uint A2_DTYPE = 0;
 layout(constant_id = 17) const uint B2_DTYPE = 0;
 layout(constant_id = 18) const bool DROPOUT_PRODUCT = false;
 layout(constant_id = 19) const bool DROPOUT_SECOND = false;
+layout(constant_id = 20) const bool KSCALE = false;
+layout(constant_id = 21) const bool DORA = false;
+layout(constant_id = 22) const bool DORA_ADD_BASE = false;
 const uint DTYPE_F32 = 0, DTYPE_F16 = 1, DTYPE_BF16 = 2;
 
 // Each operand is declared once per element type at the same binding; the dtype constant picks one.
@@ -68,6 +75,12 @@ layout(std430, binding = 3 + HAS_BIAS) readonly buffer A2BF16 { uint16_t a2_bf16
 layout(std430, binding = 4 + HAS_BIAS) readonly buffer B2F32 { float b2_f32[]; };
 layout(std430, binding = 4 + HAS_BIAS) readonly buffer B2F16 { float16_t b2_f16[]; };
 layout(std430, binding = 4 + HAS_BIAS) readonly buffer B2BF16 { uint16_t b2_bf16[]; };
+#endif
+#if VEC
+layout(std430, binding = 3 + HAS_BIAS + 2 * SECOND) readonly buffer VecBuf { float vec_data[]; };
+#endif
+#if WRITE_INNER
+layout(std430, binding = 4 + HAS_BIAS + 2 * SECOND) buffer InnerBuf { float inner_data[]; };
 #endif
 
 layout(push_constant) uniform Params {
@@ -100,7 +113,11 @@ const uint CMS_M = WM / CM_M, CMS_N = WN / CM_N;
 float load_a(uint m, uint k) {
     if (m >= p.M || k >= p.K) return 0.0;
     uint i = TRANS_A ? k * p.lda + m : m * p.lda + k;
-    return A_DTYPE == DTYPE_F32 ? a_f32[i] : A_DTYPE == DTYPE_F16 ? to_f32(a_f16[i]) : to_f32(a_bf16[i]);
+    float v = A_DTYPE == DTYPE_F32 ? a_f32[i] : A_DTYPE == DTYPE_F16 ? to_f32(a_f16[i]) : to_f32(a_bf16[i]);
+#if VEC
+    if (KSCALE) v *= vec_data[k] + p.vec_offset;
+#endif
+    return v;
 }
 
 float load_b(uint k, uint n) {
@@ -213,7 +230,22 @@ void main() {
         for (uint k = 0u; k < p.K2; k++) v2 = fma(load_a2(m, k), load_b2(k, n), v2);
         v2 *= p.alpha2;
         if (DROPOUT_SECOND) v2 *= dropout_at(p.m0 + m, p.n0 + n);
+#if WRITE_INNER
+        inner_data[m * p.ldc + n] = v + v2;
+#endif
+#if VEC
+        v = DORA ? dora_compose(v, v2, vec_data[n], DORA_ADD_BASE) : v + v2;
+#else
         v += v2;
+#endif
+#elif VEC
+        if (DORA) {
+            // A block after the first along K: its share of the base, without the LoRA term.
+#if WRITE_INNER
+            inner_data[m * p.ldc + n] += v;
+#endif
+            v = dora_compose(v, 0.0, vec_data[n], DORA_ADD_BASE);
+        }
 #endif
 #if HAS_BIAS
         v += BIAS_DTYPE == DTYPE_F32 ? bias_f32[n] : BIAS_DTYPE == DTYPE_F16 ? to_f32(bias_f16[n]) : to_f32(bias_bf16[n]);

@@ -80,7 +80,7 @@ public enum MatmulPath: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Cooperative matrices when the device has a tile, the product has none of the fused extras only
-    /// the scalar kernel has (dropout on A or B, DoRA's vector and inner, a quantized B), and both
+    /// the scalar kernel has (dropout on A or B as they load, a quantized B), and both
     /// operands are 16-bit or the precision policy lets f32 through. The second product's operands do
     /// not count: it is summed in f32 FMAs on either path.
     static func choose(tile: CoopmatTile?, precision: MatmulPrecision, a: DType, b: DType, fusedExtras: Bool) -> MatmulPath {
@@ -90,25 +90,48 @@ public enum MatmulPath: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// `Shaders/matmul_coopmat.comp`: `C = alpha·op(A)·op(B) [+ alpha2·op(A2)·op(B2)] [+ bias] [+ C]`,
-/// the first product in cooperative matrices, with dropout on either product. Its SPIR-V is compiled
-/// ahead of time, so everything but the bindings' presence is a specialization constant (`Constants`),
-/// and the variants are the four modules of `Shaders/spirv/`.
+/// the first product in cooperative matrices, with dropout on either product and DoRA's vector and
+/// inner (`MatmulKernel`'s). Its SPIR-V is compiled ahead of time, so everything but the bindings'
+/// presence is a specialization constant (`Constants`), and the variants are the modules of
+/// `Shaders/spirv/`.
 struct MatmulCoopmatKernel: Kernel {
     typealias Push = MatmulKernel.Push
     static let shader = Shader.matmulCoopmat
     var hasBias: Bool
     var second: Bool
+    var vector: Bool
+    var writesInner: Bool
 
-    var defines: [String: String] { ["HAS_BIAS": hasBias.define, "SECOND": second.define] }
+    init(hasBias: Bool, second: Bool, vector: Bool, writesInner: Bool) {
+        (self.hasBias, self.second, self.vector, self.writesInner) = (hasBias, second, vector, writesInner)
+    }
+
+    /// The module that records `matmul`'s bindings.
+    init(_ matmul: MatmulKernel) {
+        self.init(hasBias: matmul.bias != nil, second: matmul.second != nil, vector: matmul.vector != nil, writesInner: matmul.writesInner)
+    }
+
+    var defines: [String: String] {
+        ["HAS_BIAS": hasBias.define, "SECOND": second.define, "VEC": vector.define, "WRITE_INNER": writesInner.define]
+    }
+
+    /// Every set of bindings; DoRA's inner is written only beside its vector.
     static var variants: [MatmulCoopmatKernel] {
-        [false, true].flatMap { bias in [false, true].map { MatmulCoopmatKernel(hasBias: bias, second: $0) } }
+        [false, true].flatMap { bias in
+            [false, true].flatMap { second in
+                [(false, false), (true, false), (true, true)].map {
+                    MatmulCoopmatKernel(hasBias: bias, second: second, vector: $0.0, writesInner: $0.1)
+                }
+            }
+        }
     }
 
     /// The shader's specialization constants, in `constant_id` order (`ShaderTests` compares the names):
     /// the tile and everything of the scalar kernel's variant that this kernel does.
     struct Constants {
         static let names = ["local_size_x", "BM", "BN", "BK", "CM_M", "CM_N", "CM_K", "WM", "WN", "A_DTYPE", "B_DTYPE", "C_DTYPE",
-                            "BIAS_DTYPE", "TRANS_A", "TRANS_B", "ACCUMULATE", "A2_DTYPE", "B2_DTYPE", "DROPOUT_PRODUCT", "DROPOUT_SECOND"]
+                            "BIAS_DTYPE", "TRANS_A", "TRANS_B", "ACCUMULATE", "A2_DTYPE", "B2_DTYPE", "DROPOUT_PRODUCT", "DROPOUT_SECOND",
+                            "KSCALE", "DORA", "DORA_ADD_BASE"]
         var tile: CoopmatTile
         var matmul: MatmulKernel
 
@@ -120,7 +143,9 @@ struct MatmulCoopmatKernel: Kernel {
             let secondDTypes: [DType] = [k.second?.a ?? .f32, k.second?.b ?? .f32]
             let dropouts: [Bool] = [k.dropout == .product || k.dropout == .products,
                                     k.second != nil && (k.dropout == .second || k.dropout == .products)]
-            return sizes.map(UInt32.init) + dtypes.map(Self.code) + layout.map(Self.flag) + secondDTypes.map(Self.code) + dropouts.map(Self.flag)
+            let vector: [Bool] = [k.vector == .scaleA, k.vector.map { $0 != .scaleA } ?? false, k.vector == .doraCompose(addBase: true)]
+            return sizes.map(UInt32.init) + dtypes.map(Self.code) + layout.map(Self.flag) + secondDTypes.map(Self.code)
+                + dropouts.map(Self.flag) + vector.map(Self.flag)
         }
 
         private static func flag(_ value: Bool) -> UInt32 { value ? 1 : 0 }
@@ -133,15 +158,17 @@ struct MatmulCoopmatKernel: Kernel {
 extension VulkanBackend {
     func matmulPath(_ call: MatmulCall) -> MatmulPath {
         let maskedOperand = call.dropout.map { !$0.mask.isIdentity && ($0.target == .a || $0.target == .b) } ?? false
-        return .choose(tile: coopmatTile, precision: matmulPrecision, a: call.a.dtype, b: call.b.dtype,
-                       fusedExtras: call.vector != nil || call.inner != nil || maskedOperand)
+        // A scaled by an f32 vector as it loads ((g⊙G)·W) is an f32 operand, whatever A's storage.
+        let scaledA = if case .scaleA = call.vector?.use { true } else { false }
+        return .choose(tile: coopmatTile, precision: matmulPrecision, a: scaledA ? .f32 : call.a.dtype, b: call.b.dtype,
+                       fusedExtras: maskedOperand)
     }
 
     /// Records the block `kernel` describes (the scalar kernel's variant, bindings and push constants) on
     /// the cooperative-matrix kernel.
     func dispatchCoopmat(_ tile: CoopmatTile, _ kernel: MatmulKernel, _ bindings: [TensorBinding], push: MatmulKernel.Push,
                          rows: Int, columns: Int) throws {
-        try dispatch(MatmulCoopmatKernel(hasBias: kernel.bias != nil, second: kernel.second != nil),
+        try dispatch(MatmulCoopmatKernel(kernel),
                      specialization: MatmulCoopmatKernel.Constants(tile: tile, matmul: kernel).values, bindings, push: push,
                      groups: ((columns + tile.bn - 1) / tile.bn, (rows + tile.bm - 1) / tile.bm, 1))
     }

@@ -168,4 +168,33 @@ import Testing
         }
         #expect(try backend.drainValidationMessages().isEmpty)
     }
+
+    /// DoRA's products with 16-bit activations and weights: the forward (x·Wᵀ with the LoRA term and
+    /// the compose) takes the coopmat path, the backward's (g⊙G)·W, an f32 operand, the scalar one;
+    /// within the golden bound of the CPU backend's results.
+    @Test(arguments: [DType.f16, .bf16])
+    func doraProductsMatchTheCPU(_ dtype: DType) throws {
+        let backend = try ownBackend()
+        guard case .success(let tile) = backend.coopmat else { try Test.cancel("\(backend.info.name): no cooperative matrices") }
+        let cpu = try Engine.backend(.cpu)
+        let (t, dIn, dOut, r) = (37, 96, 80, 8)
+        let options = DoRAOptions(lora: LoRAOptions(scale: 2, outputDType: .f32))
+        func run(_ on: any Backend) throws -> [[Float]] {
+            let x = try Tensor(randomValues(t * dIn, seed: 1, dtype: dtype), shape: [t, dIn], dtype: dtype, on: on)
+            let w = try Tensor(randomValues(dOut * dIn, seed: 2, dtype: dtype), shape: [dOut, dIn], dtype: dtype, on: on)
+            let a = try Tensor(randomValues(r * dIn, seed: 3), shape: [r, dIn], on: on), b = try Tensor(randomValues(dOut * r, seed: 4), shape: [dOut, r], on: on)
+            let m = try Tensor(randomValues(dOut, seed: 5).map { 1 + $0 / 4 }, shape: [dOut], on: on)
+            let g = try Tensor(randomValues(t * dOut, seed: 6, dtype: dtype), shape: [t, dOut], dtype: dtype, on: on)
+            let forward = try Ops.doraForward(x: x, weight: w, bias: nil, a: a, b: b, magnitude: m, weightNormSquared: try Ops.rowSumOfSquares(w),
+                                              options: options)
+            let (dx, _, _, dm) = try Ops.doraBackward(gradOutput: g, x: x, weight: w, a: a, b: b, forward: forward, options: options)
+            return [try forward.y.floats(), try dx.floats(), try #require(dm).floats()]
+        }
+        let got = try run(backend), reference = try run(cpu)
+        #expect(backend.drainMatmulPaths()[.coopmat(tile)] == 1)
+        for (name, (g, ref)) in zip(["y", "dx", "dm"], zip(got, reference)) {
+            #expect(relativeError(g, ref.map(Double.init)) <= GoldenCase.bound, "\(dtype) \(name)")
+        }
+        #expect(try backend.drainValidationMessages().isEmpty)
+    }
 }

@@ -133,7 +133,10 @@ import Testing
         let matmul = MatmulKernel(a: .bf16, b: .f16, c: .f32, transposeA: true, transposeB: false, bias: nil, accumulate: true,
                                   second: .init(a: .f32, b: .bf16), dropout: .second, vector: nil, writesInner: false)
         let constants = MatmulCoopmatKernel.Constants(tile: tile, matmul: matmul)
-        #expect(constants.values == [32, 64, 64, 16, 8, 8, 8, 32, 32, 2, 1, 0, 0, 1, 0, 1, 0, 2, 0, 1])
+        #expect(constants.values == [32, 64, 64, 16, 8, 8, 8, 32, 32, 2, 1, 0, 0, 1, 0, 1, 0, 2, 0, 1, 0, 0, 0])
+        var dora = matmul
+        dora.vector = .doraCompose(addBase: true)
+        #expect(MatmulCoopmatKernel.Constants(tile: tile, matmul: dora).values.suffix(3) == [0, 1, 1])
     }
 
     @Test func choicesNameTheirCases() {
