@@ -141,60 +141,59 @@ import Testing
         #expect(messages.isEmpty, "validation messages:\n\(messages.joined(separator: "\n"))")
     }
 
-    /// The fused LoRA products with 16-bit activations and weights and f32 adapters, under the default
-    /// precision: the base products (`x·Wᵀ + s·u·Bᵀ`, `G·W + du·A` with dropout on the second term) take
-    /// the coopmat path, their f32 second products summed in f32 FMAs; within the golden bound of the
-    /// CPU backend's results.
-    @Test(arguments: [DType.f16, .bf16])
-    func loraProductsMatchTheCPU(_ dtype: DType) throws {
+    /// One adapted layer's inputs (T = 37, d_in = 96, d_out = 80, r = 8): x, W and G in `dtype`, A and B
+    /// in f32 as adapters are kept, the same values on every backend.
+    private struct AdapterLayer {
+        var x, w, a, b, g: Tensor
+        init(_ dtype: DType, on backend: any Backend) throws {
+            let (t, dIn, dOut, r) = (37, 96, 80, 8)
+            x = try Tensor(randomValues(t * dIn, seed: 1, dtype: dtype), shape: [t, dIn], dtype: dtype, on: backend)
+            w = try Tensor(randomValues(dOut * dIn, seed: 2, dtype: dtype), shape: [dOut, dIn], dtype: dtype, on: backend)
+            a = try Tensor(randomValues(r * dIn, seed: 3), shape: [r, dIn], on: backend)
+            b = try Tensor(randomValues(dOut * r, seed: 4), shape: [dOut, r], on: backend)
+            g = try Tensor(randomValues(t * dOut, seed: 5, dtype: dtype), shape: [t, dOut], dtype: dtype, on: backend)
+        }
+    }
+
+    /// Runs `outputs` on a backend of its own with cooperative matrices and on the CPU backend: the
+    /// coopmat path must have run `coopmatProducts` matmuls, and each output must be within the golden
+    /// bound of the CPU's.
+    private func compareWithTheCPU(_ dtype: DType, coopmatProducts: Int, _ outputs: (AdapterLayer) throws -> [(String, Tensor)]) throws {
         let backend = try ownBackend()
         guard case .success(let tile) = backend.coopmat else { try Test.cancel("\(backend.info.name): no cooperative matrices") }
-        let cpu = try Engine.backend(.cpu)
-        let (t, dIn, dOut, r) = (37, 96, 80, 8)
-        let options = LoRAOptions(scale: 2, dropout: 0.25, seed: 7, outputDType: .f32)
-        func run(_ on: any Backend) throws -> [[Float]] {
-            let x = try Tensor(randomValues(t * dIn, seed: 1, dtype: dtype), shape: [t, dIn], dtype: dtype, on: on)
-            let w = try Tensor(randomValues(dOut * dIn, seed: 2, dtype: dtype), shape: [dOut, dIn], dtype: dtype, on: on)
-            let a = try Tensor(randomValues(r * dIn, seed: 3), shape: [r, dIn], on: on), b = try Tensor(randomValues(dOut * r, seed: 4), shape: [dOut, r], on: on)
-            let g = try Tensor(randomValues(t * dOut, seed: 5, dtype: dtype), shape: [t, dOut], dtype: dtype, on: on)
-            let (y, u) = try Ops.loraForward(x: x, weight: w, bias: nil, a: a, b: b, options: options)
-            let (dx, _, _) = try Ops.loraBackward(gradOutput: g, x: x, weight: w, a: a, b: b, u: u, options: options)
-            return [try y.floats(), try dx.floats()]
-        }
-        let got = try run(backend), reference = try run(cpu)
-        #expect(backend.drainMatmulPaths()[.coopmat(tile)] == 2)
-        for (name, (g, ref)) in zip(["y", "dx"], zip(got, reference)) {
-            #expect(relativeError(g, ref.map(Double.init)) <= GoldenCase.bound, "\(dtype) \(name)")
+        let got = try outputs(try AdapterLayer(dtype, on: backend)).map { ($0.0, try $0.1.floats()) }
+        let reference = try outputs(try AdapterLayer(dtype, on: try Engine.backend(.cpu))).map { try $0.1.floats() }
+        #expect(backend.drainMatmulPaths()[.coopmat(tile)] == coopmatProducts)
+        for ((name, values), ref) in zip(got, reference) {
+            #expect(relativeError(values, ref.map(Double.init)) <= GoldenCase.bound, "\(dtype) \(name)")
         }
         #expect(try backend.drainValidationMessages().isEmpty)
     }
 
+    /// The fused LoRA products with 16-bit activations and weights and f32 adapters, under the default
+    /// precision: the base products (`x·Wᵀ + s·u·Bᵀ`, `G·W + du·A` with dropout on the second term) take
+    /// the coopmat path, their f32 second products summed in f32 FMAs.
+    @Test(arguments: [DType.f16, .bf16])
+    func loraProductsMatchTheCPU(_ dtype: DType) throws {
+        let options = LoRAOptions(scale: 2, dropout: 0.25, seed: 7, outputDType: .f32)
+        try compareWithTheCPU(dtype, coopmatProducts: 2) { l in
+            let (y, u) = try Ops.loraForward(x: l.x, weight: l.w, bias: nil, a: l.a, b: l.b, options: options)
+            let (dx, _, _) = try Ops.loraBackward(gradOutput: l.g, x: l.x, weight: l.w, a: l.a, b: l.b, u: u, options: options)
+            return [("y", y), ("dx", dx)]
+        }
+    }
+
     /// DoRA's products with 16-bit activations and weights: the forward (x·Wᵀ with the LoRA term and
-    /// the compose) takes the coopmat path, the backward's (g⊙G)·W, an f32 operand, the scalar one;
-    /// within the golden bound of the CPU backend's results.
+    /// the compose) takes the coopmat path, the backward's (g⊙G)·W, an f32 operand, the scalar one.
     @Test(arguments: [DType.f16, .bf16])
     func doraProductsMatchTheCPU(_ dtype: DType) throws {
-        let backend = try ownBackend()
-        guard case .success(let tile) = backend.coopmat else { try Test.cancel("\(backend.info.name): no cooperative matrices") }
-        let cpu = try Engine.backend(.cpu)
-        let (t, dIn, dOut, r) = (37, 96, 80, 8)
         let options = DoRAOptions(lora: LoRAOptions(scale: 2, outputDType: .f32))
-        func run(_ on: any Backend) throws -> [[Float]] {
-            let x = try Tensor(randomValues(t * dIn, seed: 1, dtype: dtype), shape: [t, dIn], dtype: dtype, on: on)
-            let w = try Tensor(randomValues(dOut * dIn, seed: 2, dtype: dtype), shape: [dOut, dIn], dtype: dtype, on: on)
-            let a = try Tensor(randomValues(r * dIn, seed: 3), shape: [r, dIn], on: on), b = try Tensor(randomValues(dOut * r, seed: 4), shape: [dOut, r], on: on)
-            let m = try Tensor(randomValues(dOut, seed: 5).map { 1 + $0 / 4 }, shape: [dOut], on: on)
-            let g = try Tensor(randomValues(t * dOut, seed: 6, dtype: dtype), shape: [t, dOut], dtype: dtype, on: on)
-            let forward = try Ops.doraForward(x: x, weight: w, bias: nil, a: a, b: b, magnitude: m, weightNormSquared: try Ops.rowSumOfSquares(w),
-                                              options: options)
-            let (dx, _, _, dm) = try Ops.doraBackward(gradOutput: g, x: x, weight: w, a: a, b: b, forward: forward, options: options)
-            return [try forward.y.floats(), try dx.floats(), try #require(dm).floats()]
+        try compareWithTheCPU(dtype, coopmatProducts: 1) { l in
+            let m = try Tensor(randomValues(80, seed: 6).map { 1 + $0 / 4 }, shape: [80], on: l.x.backend)
+            let forward = try Ops.doraForward(x: l.x, weight: l.w, bias: nil, a: l.a, b: l.b, magnitude: m,
+                                              weightNormSquared: try Ops.rowSumOfSquares(l.w), options: options)
+            let (dx, _, _, dm) = try Ops.doraBackward(gradOutput: l.g, x: l.x, weight: l.w, a: l.a, b: l.b, forward: forward, options: options)
+            return [("y", forward.y), ("dx", dx), ("dm", try #require(dm))]
         }
-        let got = try run(backend), reference = try run(cpu)
-        #expect(backend.drainMatmulPaths()[.coopmat(tile)] == 1)
-        for (name, (g, ref)) in zip(["y", "dx", "dm"], zip(got, reference)) {
-            #expect(relativeError(g, ref.map(Double.init)) <= GoldenCase.bound, "\(dtype) \(name)")
-        }
-        #expect(try backend.drainValidationMessages().isEmpty)
     }
 }
