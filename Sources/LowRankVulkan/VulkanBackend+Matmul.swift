@@ -169,17 +169,19 @@ extension VulkanBackend {
         let (m, n, k) = (call.m, call.n, call.k)
         guard m > 0, n > 0 else { return }
         let block = try MatmulBlocking(call, limit: maxBindingBytes)
+        let path = matmulPath(call)
         for m0 in stride(from: 0, to: m, by: block.m) {
             for n0 in stride(from: 0, to: n, by: block.n) {
                 for k0 in stride(from: 0, to: max(k, 1), by: block.k) {
-                    try dispatchMatmulBlock(call, rows: m0..<min(m0 + block.m, m), columns: n0..<min(n0 + block.n, n),
+                    try dispatchMatmulBlock(call, path, rows: m0..<min(m0 + block.m, m), columns: n0..<min(n0 + block.n, n),
                                             inner: k0..<min(k0 + block.k, k))
                 }
             }
         }
+        matmulPathCounts.withLock { $0[path, default: 0] += 1 }
     }
 
-    private func dispatchMatmulBlock(_ call: MatmulCall, rows: Range<Int>, columns: Range<Int>, inner: Range<Int>) throws {
+    private func dispatchMatmulBlock(_ call: MatmulCall, _ path: MatmulPath, rows: Range<Int>, columns: Range<Int>, inner: Range<Int>) throws {
         let first = inner.lowerBound == 0
         let second = first ? call.second : nil
         let kernel = MatmulKernel(a: call.a.dtype, b: call.b.dtype, c: call.c.dtype, transposeA: call.transposeA, transposeB: call.transposeB,
@@ -209,7 +211,12 @@ extension VulkanBackend {
                                      lda2: UInt32(layout.lda2), ldb2: UInt32(layout.ldb2), m0: UInt32(rows.lowerBound),
                                      n0: UInt32(columns.lowerBound), k0: UInt32(inner.lowerBound), vecOffset: vectorOffset,
                                      bCount: UInt32(call.b.shape.count))
-        try dispatch(kernel, bindings, push: push, groups: ((columns.count + 63) / 64, (rows.count + 63) / 64, 1))
+        switch path {
+        case .scalar:
+            try dispatch(kernel, bindings, push: push, groups: ((columns.count + 63) / 64, (rows.count + 63) / 64, 1))
+        case .coopmat(let tile):
+            try dispatchCoopmat(tile, kernel, bindings, push: push, rows: rows.count, columns: columns.count)
+        }
     }
 }
 

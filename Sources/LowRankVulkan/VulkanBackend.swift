@@ -21,6 +21,16 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// Ops this backend declines, as if it had no kernel for them: how tests
     /// exercise a graph's fallback to the CPU.
     let disabledOps: Set<Op.Kind>
+    /// The cooperative-matrix GEMM's tiling here, or why there is none (`MatmulPath`).
+    public let coopmat: Result<CoopmatTile, CoopmatUnavailable>
+    var coopmatTile: CoopmatTile? { try? coopmat.get() }
+    private let precision: Mutex<MatmulPrecision>
+    /// Whether f32 matmul operands may use cooperative matrices; from `LOWRANK_MATMUL_PRECISION` at first.
+    public var matmulPrecision: MatmulPrecision {
+        get { precision.withLock { $0 } }
+        set { precision.withLock { $0 = newValue } }
+    }
+    let matmulPathCounts = Mutex<[MatmulPath: Int]>([:])
     /// Host-visible memory that transfers go through when tensors are not host-visible.
     private let staging: VulkanAllocator?
     let lock = Mutex(())
@@ -42,6 +52,8 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         self.instance = instance
         info = instance.devices[index]
         maxBindingBytes = min(bindingLimit ?? .max, info.limits.maxStorageBufferRange)
+        coopmat = CoopmatTile.choose(for: info)
+        precision = Mutex(try MatmulPrecision.fromEnvironment())
         self.disabledOps = disabledOps
         let physical = instance.physicalDevices[index]
 
@@ -68,6 +80,16 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         v12.shaderFloat16 = supported.v12.shaderFloat16
         v12.shaderInt8 = supported.v12.shaderInt8
         v12.storageBuffer8BitAccess = supported.v12.storageBuffer8BitAccess
+        v12.vulkanMemoryModel = supported.v12.vulkanMemoryModel
+        // Cooperative matrices when the device has them (the coopmat GEMMs; MatmulPath chooses).
+        var cooperativeMatrix = VkPhysicalDeviceCooperativeMatrixFeaturesKHR()
+        cooperativeMatrix.sType = cvk_structure_type_cooperative_matrix_features
+        cooperativeMatrix.cooperativeMatrix = supported.cooperativeMatrix.cooperativeMatrix
+        var fullSubgroups = VkPhysicalDeviceSubgroupSizeControlFeatures()
+        fullSubgroups.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES
+        fullSubgroups.computeFullSubgroups = 1
+        let usesCooperativeMatrices = (try? CoopmatTile.choose(for: info).get()) != nil
+        let extensions = usesCooperativeMatrices ? [VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME, DeviceFeatureSet.subgroupSizeControlExtension] : []
         var supportedFeatures = VkPhysicalDeviceFeatures2()
         supportedFeatures.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2
         vkGetPhysicalDeviceFeatures2(physical, &supportedFeatures)
@@ -83,22 +105,34 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         let name = info.name
         try withUnsafeMutablePointer(to: &v11) { p11 in
             try withUnsafeMutablePointer(to: &v12) { p12 in
-                try withUnsafeMutablePointer(to: &features) { pf in
-                    try withUnsafePointer(to: &priority) { pp in
-                        var queueInfo = VkDeviceQueueCreateInfo()
-                        queueInfo.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO
-                        queueInfo.queueFamilyIndex = UInt32(family)
-                        queueInfo.queueCount = 1
-                        queueInfo.pQueuePriorities = pp
-                        try withUnsafePointer(to: &queueInfo) { pq in
-                            p11.pointee.pNext = UnsafeMutableRawPointer(p12)
-                            pf.pointee.pNext = UnsafeMutableRawPointer(p11)
-                            var deviceInfo = VkDeviceCreateInfo()
-                            deviceInfo.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO
-                            deviceInfo.pNext = UnsafeRawPointer(pf)
-                            deviceInfo.queueCreateInfoCount = 1
-                            deviceInfo.pQueueCreateInfos = pq
-                            try vkCheck(vkCreateDevice(physical, &deviceInfo, nil, &created), "vkCreateDevice(\(name))")
+                try withUnsafeMutablePointer(to: &cooperativeMatrix) { pcm in
+                    try withUnsafeMutablePointer(to: &fullSubgroups) { pfs in
+                        try withUnsafeMutablePointer(to: &features) { pf in
+                            try withUnsafePointer(to: &priority) { pp in
+                                var queueInfo = VkDeviceQueueCreateInfo()
+                                queueInfo.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO
+                                queueInfo.queueFamilyIndex = UInt32(family)
+                                queueInfo.queueCount = 1
+                                queueInfo.pQueuePriorities = pp
+                                try withUnsafePointer(to: &queueInfo) { pq in
+                                    try withCStringArray(extensions) { extensionNames in
+                                        p11.pointee.pNext = UnsafeMutableRawPointer(p12)
+                                        if usesCooperativeMatrices {
+                                            p12.pointee.pNext = UnsafeMutableRawPointer(pcm)
+                                            pcm.pointee.pNext = UnsafeMutableRawPointer(pfs)
+                                        }
+                                        pf.pointee.pNext = UnsafeMutableRawPointer(p11)
+                                        var deviceInfo = VkDeviceCreateInfo()
+                                        deviceInfo.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO
+                                        deviceInfo.pNext = UnsafeRawPointer(pf)
+                                        deviceInfo.queueCreateInfoCount = 1
+                                        deviceInfo.pQueueCreateInfos = pq
+                                        deviceInfo.enabledExtensionCount = UInt32(extensions.count)
+                                        deviceInfo.ppEnabledExtensionNames = extensionNames
+                                        try vkCheck(vkCreateDevice(physical, &deviceInfo, nil, &created), "vkCreateDevice(\(name))")
+                                    }
+                                }
+                            }
                         }
                     }
                 }

@@ -21,6 +21,9 @@ public struct VulkanDeviceInfo: Sendable, Codable {
     public struct Limits: Sendable, Codable {
         public var maxComputeSharedMemoryBytes: Int
         public var subgroupSize: Int
+        /// The smallest subgroup size a pipeline may ask for (`VK_EXT_subgroup_size_control`; 0 without
+        /// it). Intel's Xe2 is the architecture whose minimum is 16, as ggml-vulkan tells it apart.
+        public var minSubgroupSize: Int
         public var maxWorkgroupInvocations: Int
         public var maxWorkgroupCount: [Int]
         public var maxStorageBufferRange: Int
@@ -36,7 +39,30 @@ public struct VulkanDeviceInfo: Sendable, Codable {
         public var storageBuffer8Bit: Bool
         public var shaderInt8: Bool
         public var subgroupArithmetic: Bool
+        /// `VK_KHR_cooperative_matrix` with its feature on; `cooperativeMatrixShapes` lists what it multiplies.
         public var cooperativeMatrix: Bool
+        /// The Vulkan memory model, which the cooperative-matrix kernels' SPIR-V declares.
+        public var vulkanMemoryModel: Bool
+        /// `VK_EXT_subgroup_size_control`'s `computeFullSubgroups`: cooperative matrices in SPIR-V
+        /// before 1.6 need pipelines whose subgroups are all full.
+        public var fullSubgroups: Bool
+    }
+
+    /// One cooperative-matrix multiply the device offers (`vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR`):
+    /// an M×K A times a K×N B plus an M×N C, with each operand's component type.
+    public struct CooperativeMatrixShape: Sendable, Codable, Hashable, CustomStringConvertible {
+        public var m: Int, n: Int, k: Int
+        /// Component types as Vulkan names them, shortened: `f16`, `f32`, `s8`, `u32`, …
+        public var a: String, b: String, c: String, result: String
+        public var saturating: Bool
+        /// `subgroup`, `workgroup`, `device` or `queue family`.
+        public var scope: String
+
+        /// `16×16×16 f16×f16→f32` (`+f16` when the accumulator C's type differs from the result's).
+        public var description: String {
+            "\(m)×\(n)×\(k) \(a)×\(b)→\(result)" + (c == result ? "" : " (+\(c))") + (saturating ? " saturating" : "")
+                + (scope == "subgroup" ? "" : " \(scope) scope")
+        }
     }
 
     public var index: Int
@@ -51,6 +77,8 @@ public struct VulkanDeviceInfo: Sendable, Codable {
     public var pipelineCacheUUID: String
     public var limits: Limits
     public var features: Features
+    /// Empty without `VK_KHR_cooperative_matrix`.
+    public var cooperativeMatrixShapes: [CooperativeMatrixShape]
     /// Total bytes of the device-local heaps.
     public var deviceLocalBytes: Int
 }
@@ -63,20 +91,28 @@ extension VulkanDeviceInfo {
         subgroup.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES
         var maintenance3 = VkPhysicalDeviceMaintenance3Properties()
         maintenance3.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES
+        var subgroupSizes = VkPhysicalDeviceSubgroupSizeControlProperties()
+        subgroupSizes.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES
         var properties = VkPhysicalDeviceProperties2()
         properties.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2
+        let features = DeviceFeatureSet(physicalDevice: physicalDevice)
         withUnsafeMutablePointer(to: &driver) { driverPointer in
             withUnsafeMutablePointer(to: &subgroup) { subgroupPointer in
                 withUnsafeMutablePointer(to: &maintenance3) { m3 in
-                    subgroupPointer.pointee.pNext = UnsafeMutableRawPointer(m3)
-                    driverPointer.pointee.pNext = UnsafeMutableRawPointer(subgroupPointer)
-                    properties.pNext = UnsafeMutableRawPointer(driverPointer)
-                    vkGetPhysicalDeviceProperties2(physicalDevice, &properties)
+                    withUnsafeMutablePointer(to: &subgroupSizes) { sizes in
+                        if features.extensions.contains(DeviceFeatureSet.subgroupSizeControlExtension) {
+                            m3.pointee.pNext = UnsafeMutableRawPointer(sizes)
+                        }
+                        subgroupPointer.pointee.pNext = UnsafeMutableRawPointer(m3)
+                        driverPointer.pointee.pNext = UnsafeMutableRawPointer(subgroupPointer)
+                        properties.pNext = UnsafeMutableRawPointer(driverPointer)
+                        vkGetPhysicalDeviceProperties2(physicalDevice, &properties)
+                        m3.pointee.pNext = nil
+                    }
                 }
             }
         }
         let p = properties.properties
-        let features = DeviceFeatureSet(physicalDevice: physicalDevice)
 
         self.index = index
         name = string(fromCArray: p.deviceName)
@@ -98,6 +134,7 @@ extension VulkanDeviceInfo {
         limits = Limits(
             maxComputeSharedMemoryBytes: Int(l.maxComputeSharedMemorySize),
             subgroupSize: Int(subgroup.subgroupSize),
+            minSubgroupSize: Int(subgroupSizes.minSubgroupSize),
             maxWorkgroupInvocations: Int(l.maxComputeWorkGroupInvocations),
             maxWorkgroupCount: [Int(l.maxComputeWorkGroupCount.0), Int(l.maxComputeWorkGroupCount.1), Int(l.maxComputeWorkGroupCount.2)],
             maxStorageBufferRange: Int(l.maxStorageBufferRange),
@@ -111,7 +148,10 @@ extension VulkanDeviceInfo {
             storageBuffer8Bit: features.v12.storageBuffer8BitAccess != 0,
             shaderInt8: features.v12.shaderInt8 != 0,
             subgroupArithmetic: subgroup.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT.rawValue != 0,
-            cooperativeMatrix: features.extensions.contains("VK_KHR_cooperative_matrix") || features.extensions.contains("VK_NV_cooperative_matrix"))
+            cooperativeMatrix: features.cooperativeMatrix.cooperativeMatrix != 0,
+            vulkanMemoryModel: features.v12.vulkanMemoryModel != 0,
+            fullSubgroups: features.subgroupSizeControl.computeFullSubgroups != 0)
+        cooperativeMatrixShapes = self.features.cooperativeMatrix ? Self.cooperativeMatrixShapes(physicalDevice) : []
 
         var memory = VkPhysicalDeviceMemoryProperties()
         vkGetPhysicalDeviceMemoryProperties(physicalDevice, &memory)
@@ -124,31 +164,88 @@ extension VulkanDeviceInfo {
     }
 }
 
+extension VulkanDeviceInfo {
+    private static func cooperativeMatrixShapes(_ physicalDevice: VkPhysicalDevice) -> [CooperativeMatrixShape] {
+        guard let query = vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR else { return [] }
+        var count: UInt32 = 0
+        guard query(physicalDevice, &count, nil) == VK_SUCCESS, count > 0 else { return [] }
+        var blank = VkCooperativeMatrixPropertiesKHR()
+        blank.sType = cvk_structure_type_cooperative_matrix_properties
+        var properties = [VkCooperativeMatrixPropertiesKHR](repeating: blank, count: Int(count))
+        guard query(physicalDevice, &count, &properties) == VK_SUCCESS else { return [] }
+        return properties.prefix(Int(count)).map { p in
+            CooperativeMatrixShape(m: Int(p.MSize), n: Int(p.NSize), k: Int(p.KSize), a: componentName(p.AType.rawValue),
+                                   b: componentName(p.BType.rawValue), c: componentName(p.CType.rawValue),
+                                   result: componentName(p.ResultType.rawValue), saturating: p.saturatingAccumulation != 0,
+                                   scope: scopeName(p.scope.rawValue))
+        }
+    }
+
+    /// `VkComponentTypeKHR` by value (the NV and KHR enums share them; older headers lack the KHR names).
+    private static func componentName(_ value: UInt32) -> String {
+        let names = ["f16", "f32", "f64", "s8", "s16", "s32", "s64", "u8", "u16", "u32", "u64"]
+        return Int(value) < names.count ? names[Int(value)] : value == 1_000_141_000 ? "bf16" : "type \(value)"
+    }
+
+    private static func scopeName(_ value: UInt32) -> String {
+        switch value {
+        case 1: "device"
+        case 2: "workgroup"
+        case 3: "subgroup"
+        case 5: "queue family"
+        default: "scope \(value)"
+        }
+    }
+}
+
 /// The Vulkan 1.1/1.2 feature structs of a device and its extension names: read to report them,
 /// and passed (pruned to what kernels use) when creating the logical device.
 struct DeviceFeatureSet {
     var v11 = VkPhysicalDeviceVulkan11Features()
     var v12 = VkPhysicalDeviceVulkan12Features()
+    /// Zero unless the device has `VK_KHR_cooperative_matrix`.
+    var cooperativeMatrix = VkPhysicalDeviceCooperativeMatrixFeaturesKHR()
+    /// Zero unless the device has `VK_EXT_subgroup_size_control`.
+    var subgroupSizeControl = VkPhysicalDeviceSubgroupSizeControlFeatures()
+    static let subgroupSizeControlExtension = "VK_EXT_subgroup_size_control"
     var extensions: Set<String> = []
 
     init(physicalDevice: VkPhysicalDevice) {
-        v11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES
-        v12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES
-        var features = VkPhysicalDeviceFeatures2()
-        features.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2
-        withUnsafeMutablePointer(to: &v11) { p11 in
-            withUnsafeMutablePointer(to: &v12) { p12 in
-                p11.pointee.pNext = UnsafeMutableRawPointer(p12)
-                features.pNext = UnsafeMutableRawPointer(p11)
-                vkGetPhysicalDeviceFeatures2(physicalDevice, &features)
-                p11.pointee.pNext = nil
-            }
-        }
         var count: UInt32 = 0
         _ = vkEnumerateDeviceExtensionProperties(physicalDevice, nil, &count, nil)
         var properties = [VkExtensionProperties](repeating: VkExtensionProperties(), count: Int(count))
         _ = vkEnumerateDeviceExtensionProperties(physicalDevice, nil, &count, &properties)
         extensions = Set(properties.prefix(Int(count)).map { string(fromCArray: $0.extensionName) })
+
+        v11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES
+        v12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES
+        cooperativeMatrix.sType = cvk_structure_type_cooperative_matrix_features
+        var features = VkPhysicalDeviceFeatures2()
+        features.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2
+        // An extension's struct may be chained only when the device has that extension.
+        subgroupSizeControl.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES
+        let chainsCooperativeMatrix = extensions.contains(VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME)
+        let chainsSubgroupSizeControl = extensions.contains(Self.subgroupSizeControlExtension)
+        withUnsafeMutablePointer(to: &v11) { p11 in
+            withUnsafeMutablePointer(to: &v12) { p12 in
+                withUnsafeMutablePointer(to: &cooperativeMatrix) { pcm in
+                    withUnsafeMutablePointer(to: &subgroupSizeControl) { pss in
+                        p11.pointee.pNext = UnsafeMutableRawPointer(p12)
+                        var last = UnsafeMutableRawPointer(p12).assumingMemoryBound(to: VkBaseOutStructure.self)
+                        for (chained, next) in [(chainsCooperativeMatrix, UnsafeMutableRawPointer(pcm)), (chainsSubgroupSizeControl, UnsafeMutableRawPointer(pss))]
+                        where chained {
+                            last.pointee.pNext = next.assumingMemoryBound(to: VkBaseOutStructure.self)
+                            last = next.assumingMemoryBound(to: VkBaseOutStructure.self)
+                        }
+                        features.pNext = UnsafeMutableRawPointer(p11)
+                        vkGetPhysicalDeviceFeatures2(physicalDevice, &features)
+                        p11.pointee.pNext = nil
+                        p12.pointee.pNext = nil
+                        pcm.pointee.pNext = nil
+                    }
+                }
+            }
+        }
     }
 }
 

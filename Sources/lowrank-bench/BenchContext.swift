@@ -33,7 +33,10 @@ struct BenchContext {
     func measure(_ suite: String, _ cases: [BenchCase]) throws -> [BenchRecord] {
         try cases.map { c in
             var outputs: [Tensor] = []
+            let vulkan = backend as? VulkanBackend
+            _ = vulkan?.drainMatmulPathSummary()
             let transient = try timer.transientBytes { outputs = try c.body() }
+            let paths = vulkan?.drainMatmulPathSummary() ?? "cpu"
             for output in outputs where output.dtype.isFloatingPoint {
                 guard try output.floats().allSatisfy(\.isFinite) else {
                     throw LowRankError(.numerical, "\(suite) \(c.op) (\(c.variant)) produced NaN or infinite values",
@@ -49,7 +52,8 @@ struct BenchContext {
                                msMin: sample.min, spreadPercent: sample.spreadPercent, runs: sample.runs,
                                gflops: c.flops / seconds / 1e9, gbytesPerSecond: c.bytes / seconds / 1e9, bound: bound,
                                rooflineShare: share, peakGbytesPerSecond: roofline.measured.bytesPerSecond / 1e9,
-                               peakGflops: roofline.measured.flopsPerSecond / 1e9, timing: sample.source, transientBytes: transient)
+                               peakGflops: roofline.measured.flopsPerSecond / 1e9, timing: sample.source, transientBytes: transient,
+                               kernelPaths: paths)
         }
     }
 }

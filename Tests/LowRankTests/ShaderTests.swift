@@ -77,6 +77,10 @@ import Testing
 
     /// Every variant of every kernel compiles with shaderc (the options the device path uses), any
     /// warning an error: a GLSL mistake in a rarely used variant fails here, not on a device.
+    /// Every variant of every kernel compiles with shaderc (the options the device path uses), any
+    /// warning an error: a GLSL mistake in a rarely used variant fails here, not on a device. A shader
+    /// compiled ahead of time instead has an embedded module per variant, and its variants are the
+    /// lines of `Shaders/spirv/variants.txt` (CI checks that the modules match their sources).
     @Test(arguments: Shader.allCases)
     func everyVariantCompiles(_ shader: Shader) throws {
         let compiler = ShaderCompiler(cacheDirectory: nil)
@@ -84,9 +88,20 @@ import Testing
         #expect(!variants.isEmpty)
         #expect(Set(variants.map { $0.defines.map { "\($0.0)=\($0.1)" } }).count == variants.count, "\(shader.rawValue): variants with the same defines")
         #expect(Set(variants.map(\.choices)).count == variants.count, "\(shader.rawValue): variants with the same choosing defines (tools/isa-report.sh's key)")
+        if shader.usesCooperativeMatrices {
+            let listed = try String(contentsOf: GoldenCases.packageRoot.appendingPathComponent("Shaders/spirv/variants.txt"), encoding: .utf8)
+                .split(separator: "\n").filter { $0.hasPrefix(shader.rawValue + " ") }
+                .map { line in PrecompiledShaders.name(shader, defines: Dictionary(uniqueKeysWithValues: line.split(separator: " ").dropFirst().map {
+                    let pair = $0.split(separator: "=", maxSplits: 1)
+                    return (String(pair[0]), String(pair[1]))
+                })) }
+            #expect(Set(listed) == Set(variants.map { PrecompiledShaders.name(shader, defines: Dictionary(uniqueKeysWithValues: $0.defines)) }),
+                    "\(shader.rawValue): Shaders/spirv/variants.txt lists \(listed)")
+        }
         for variant in variants {
             #expect(throws: Never.self, "\(shader.rawValue) \(variant.choices)") {
-                let words = try compiler.compile(variant.shader, defines: variant.defines, warningsAsErrors: true)
+                let words = shader.usesCooperativeMatrices ? try variant.spirv()
+                    : try compiler.compile(variant.shader, defines: variant.defines, warningsAsErrors: true)
                 #expect(words.first == ShaderCompiler.spirvMagic)
             }
         }
@@ -105,6 +120,29 @@ import Testing
         // The same module with OpCapability CooperativeMatrixKHR (6022) added after its header.
         let withCapability = Array(matmul[0..<5]) + [2 << 16 | 17, 6022] + matmul[5...]
         #expect(ShaderVariant.usesCooperativeMatrix(withCapability))
+    }
+
+    /// The coopmat kernel's specialization constants are `MatmulCoopmatKernel.Constants`, id for id.
+    @Test func specializationConstantsMirrorTheGLSL() throws {
+        let source = try #require(embeddedShaders[Shader.matmulCoopmat.rawValue])
+        let regex = try NSRegularExpression(pattern: #"layout\((?:local_size_x_id|constant_id)\s*=\s*(\d+)\)\s*(?:in|const\s+\w+\s+(\w+))"#)
+        let ns = source as NSString
+        var names: [Int: String] = [:]
+        for match in regex.matches(in: source, range: NSRange(location: 0, length: ns.length)) {
+            let id = Int(ns.substring(with: match.range(at: 1)))!
+            names[id] = match.range(at: 2).location == NSNotFound ? "local_size_x" : ns.substring(with: match.range(at: 2))
+        }
+        #expect(names.keys.sorted() == Array(0..<names.count))
+        #expect(names.keys.sorted().map { names[$0]! } == MatmulCoopmatKernel.Constants.names)
+        let tile = CoopmatTile(shape: .init(m: 8, n: 8, k: 8, a: "f16", b: "f16", c: "f32", result: "f32", saturating: false, scope: "subgroup"),
+                               bk: 16, subgroupSize: 8)
+        let matmul = MatmulKernel(a: .bf16, b: .f16, c: .f32, transposeA: true, transposeB: false, bias: nil, accumulate: true,
+                                  second: .init(a: .f32, b: .bf16), dropout: .second, vector: nil, writesInner: false)
+        let constants = MatmulCoopmatKernel.Constants(tile: tile, matmul: matmul)
+        #expect(constants.values == [32, 64, 64, 16, 8, 8, 8, 32, 32, 2, 1, 0, 0, 1, 0, 1, 0, 2, 0, 1, 0, 0, 0])
+        var dora = matmul
+        dora.vector = .doraCompose(addBase: true)
+        #expect(MatmulCoopmatKernel.Constants(tile: tile, matmul: dora).values.suffix(3) == [0, 1, 1])
     }
 
     @Test func choicesNameTheirCases() {

@@ -31,17 +31,8 @@ func onBackend(_ kind: BackendKind, _ body: (any Backend) throws -> Void) throws
     #expect(messages.isEmpty, "validation messages:\n\(messages.joined(separator: "\n"))")
 }
 
-/// max|got − ref| / max|ref|: the error measure of every numeric test here.
-func relativeError(_ got: [Float], _ reference: [Double]) -> Double {
-    precondition(got.count == reference.count, "\(got.count) values against \(reference.count)")
-    var maxDiff = 0.0, maxRef = 0.0
-    for (g, r) in zip(got, reference) {
-        if !g.isFinite { return .infinity }
-        maxDiff = max(maxDiff, abs(Double(g) - r))
-        maxRef = max(maxRef, abs(r))
-    }
-    return maxRef == 0 ? maxDiff : maxDiff / maxRef
-}
+/// max|got − ref| / max|ref|: the error measure of every numeric test here (the golden cases' own).
+func relativeError(_ got: [Float], _ reference: [Double]) -> Double { GoldenCase.relativeError(got, reference) }
 
 /// Deterministic pseudo-random values in [-1, 1), rounded to `dtype` so references see what the device sees.
 func randomValues(_ count: Int, seed: UInt64, dtype: DType = .f32, scale: Float = 1) -> [Float] {

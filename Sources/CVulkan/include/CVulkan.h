@@ -5,6 +5,38 @@
 #define VK_NO_PROTOTYPES
 #include <vulkan/vulkan.h>
 
+/* VK_KHR_cooperative_matrix, for headers older than 1.3.255 (bookworm's are 1.3.239). */
+#ifndef VK_KHR_cooperative_matrix
+#define VK_KHR_cooperative_matrix 1
+#define VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME "VK_KHR_cooperative_matrix"
+typedef VkComponentTypeNV VkComponentTypeKHR;
+typedef VkScopeNV VkScopeKHR;
+typedef struct VkCooperativeMatrixPropertiesKHR {
+    VkStructureType sType;
+    void *pNext;
+    uint32_t MSize;
+    uint32_t NSize;
+    uint32_t KSize;
+    VkComponentTypeKHR AType;
+    VkComponentTypeKHR BType;
+    VkComponentTypeKHR CType;
+    VkComponentTypeKHR ResultType;
+    VkBool32 saturatingAccumulation;
+    VkScopeKHR scope;
+} VkCooperativeMatrixPropertiesKHR;
+typedef struct VkPhysicalDeviceCooperativeMatrixFeaturesKHR {
+    VkStructureType sType;
+    void *pNext;
+    VkBool32 cooperativeMatrix;
+    VkBool32 cooperativeMatrixRobustBufferAccess;
+} VkPhysicalDeviceCooperativeMatrixFeaturesKHR;
+typedef VkResult (VKAPI_PTR *PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR)(
+    VkPhysicalDevice physicalDevice, uint32_t *pPropertyCount, VkCooperativeMatrixPropertiesKHR *pProperties);
+#endif
+/* Its structure types under names of our own, which Swift sees with either generation of headers. */
+static const VkStructureType cvk_structure_type_cooperative_matrix_features = (VkStructureType)1000506000;
+static const VkStructureType cvk_structure_type_cooperative_matrix_properties = (VkStructureType)1000506001;
+
 #define CVK_GLOBAL_FUNCTIONS(X) \
     X(vkCreateInstance) \
     X(vkEnumerateInstanceExtensionProperties) \
@@ -22,6 +54,7 @@
     X(vkEnumerateDeviceExtensionProperties) \
     X(vkCreateDevice) \
     X(vkGetDeviceProcAddr) \
+    X(vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR) \
     X(vkCreateDebugUtilsMessengerEXT) \
     X(vkDestroyDebugUtilsMessengerEXT)
 

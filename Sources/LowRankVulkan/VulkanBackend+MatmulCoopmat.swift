@@ -1,0 +1,185 @@
+import LowRankCore
+
+/// How f32 matmul operands may be computed, as `torch.set_float32_matmul_precision` states it.
+/// 16-bit operands (f16, bf16) use cooperative matrices wherever the device has them, whatever this says.
+public enum MatmulPrecision: String, Sendable, CaseIterable {
+    /// f32 operands stay on the exact f32 scalar path (the default, PyTorch's "highest").
+    case highest
+    /// f32 operands may use cooperative matrices: each tile scaled by a power of two and rounded to f16
+    /// (11 significant bits, f32's range; PyTorch's "high" allows TF32, also 11), f32 accumulation.
+    case high
+
+    /// `LOWRANK_MATMUL_PRECISION`, `highest` when unset; another value is an error naming the variable.
+    public static func fromEnvironment() throws -> MatmulPrecision {
+        guard let value = FileIO.environment("LOWRANK_MATMUL_PRECISION"), !value.isEmpty else { return .highest }
+        guard let precision = MatmulPrecision(rawValue: value) else {
+            throw LowRankError(.invalidArgument, "LOWRANK_MATMUL_PRECISION must be highest or high, not '\(value)'",
+                               context: [("variable", "LOWRANK_MATMUL_PRECISION")])
+        }
+        return precision
+    }
+}
+
+/// The cooperative-matrix kernel's tiling on one device: a BM×BN block of C per workgroup over steps
+/// of BK, each subgroup a WM×WN part of it in `shape`'s matrices.
+public struct CoopmatTile: Hashable, Sendable, CustomStringConvertible {
+    public var shape: VulkanDeviceInfo.CooperativeMatrixShape
+    public var bm = 64, bn = 64, bk: Int
+    public var wm = 32, wn = 32
+    public var subgroupSize: Int
+
+    var workgroupSize: Int { (bm / wm) * (bn / wn) * subgroupSize }
+    /// Shared memory of `Shaders/matmul_coopmat.comp` at this tile: the f16 tiles, the f32 block of C, the tile maxima.
+    var sharedBytes: Int { (bm + bn) * (bk + 8) * 2 + bm * (bn + 4) * 4 + 16 }
+
+    /// `64×64×16 in 8×8×8`.
+    public var description: String { "\(bm)×\(bn)×\(bk) in \(shape.m)×\(shape.n)×\(shape.k)" }
+
+    /// The tile for `info`'s device, or why it has none. The matrices are the device's subgroup-scope
+    /// f16×f16+f32→f32 shapes that divide a subgroup's 32×32 part, 16×16×16 first, then the largest.
+    public static func choose(for info: VulkanDeviceInfo) -> Result<CoopmatTile, CoopmatUnavailable> {
+        let f = info.features
+        guard f.cooperativeMatrix else { return .failure(.init("no VK_KHR_cooperative_matrix")) }
+        // ggml-vulkan uses cooperative matrices on Intel only from Xe2, the architecture whose smallest
+        // subgroup is 16 wide.
+        guard info.vendorID != 0x8086 || info.limits.minSubgroupSize == 16 else {
+            return .failure(.init("Intel GPUs before Xe2 are gated off, as ggml-vulkan gates them"))
+        }
+        guard f.shaderFloat16, f.vulkanMemoryModel, f.fullSubgroups else {
+            return .failure(.init("no shaderFloat16, vulkanMemoryModel or computeFullSubgroups"))
+        }
+        let shapes = info.cooperativeMatrixShapes.filter {
+            $0.scope == "subgroup" && $0.a == "f16" && $0.b == "f16" && $0.c == "f32" && $0.result == "f32" && !$0.saturating
+                && 32 % $0.m == 0 && 32 % $0.n == 0 && 32 % $0.k == 0
+        }.sorted { ($0.m == 16 && $0.n == 16 && $0.k == 16 ? 1 : 0, $0.m * $0.n * $0.k) > ($1.m == 16 && $1.n == 16 && $1.k == 16 ? 1 : 0, $1.m * $1.n * $1.k) }
+        guard let shape = shapes.first else { return .failure(.init("no subgroup-scope f16×f16→f32 matrix shape dividing 32")) }
+        let tile = CoopmatTile(shape: shape, bk: max(16, 2 * shape.k), subgroupSize: info.limits.subgroupSize)
+        guard tile.workgroupSize <= info.limits.maxWorkgroupInvocations, tile.sharedBytes <= info.limits.maxComputeSharedMemoryBytes else {
+            return .failure(.init("a \(tile) tile needs \(tile.workgroupSize) invocations and \(tile.sharedBytes) B of shared memory"))
+        }
+        return .success(tile)
+    }
+}
+
+public struct CoopmatUnavailable: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Which kernel computes a matmul.
+public enum MatmulPath: Hashable, Sendable, CustomStringConvertible {
+    /// `Shaders/matmul.comp`: f32 FMAs on 64×64×16 tiles, every fused epilogue and quantized B.
+    case scalar
+    case coopmat(CoopmatTile)
+
+    public var description: String {
+        switch self {
+        case .scalar: "scalar 64×64×16"
+        case .coopmat(let tile): "coopmat \(tile)"
+        }
+    }
+
+    /// Cooperative matrices when the device has a tile, the product has none of the fused extras only
+    /// the scalar kernel has (dropout on A or B as they load, a quantized B), and both
+    /// operands are 16-bit or the precision policy lets f32 through. The second product's operands do
+    /// not count: it is summed in f32 FMAs on either path.
+    static func choose(tile: CoopmatTile?, precision: MatmulPrecision, a: DType, b: DType, fusedExtras: Bool) -> MatmulPath {
+        guard let tile, !fusedExtras, DType.floats.contains(a), DType.floats.contains(b) else { return .scalar }
+        return (a != .f32 && b != .f32) || precision == .high ? .coopmat(tile) : .scalar
+    }
+}
+
+/// `Shaders/matmul_coopmat.comp`: `C = alpha·op(A)·op(B) [+ alpha2·op(A2)·op(B2)] [+ bias] [+ C]`,
+/// the first product in cooperative matrices, with dropout on either product and DoRA's vector and
+/// inner (`MatmulKernel`'s). Its SPIR-V is compiled ahead of time, so everything but the bindings'
+/// presence is a specialization constant (`Constants`), and the variants are the modules of
+/// `Shaders/spirv/`.
+struct MatmulCoopmatKernel: Kernel {
+    typealias Push = MatmulKernel.Push
+    static let shader = Shader.matmulCoopmat
+    var hasBias: Bool
+    var second: Bool
+    var vector: Bool
+    var writesInner: Bool
+
+    init(hasBias: Bool, second: Bool, vector: Bool, writesInner: Bool) {
+        (self.hasBias, self.second, self.vector, self.writesInner) = (hasBias, second, vector, writesInner)
+    }
+
+    /// The module that records `matmul`'s bindings.
+    init(_ matmul: MatmulKernel) {
+        self.init(hasBias: matmul.bias != nil, second: matmul.second != nil, vector: matmul.vector != nil, writesInner: matmul.writesInner)
+    }
+
+    var defines: [String: String] {
+        ["HAS_BIAS": hasBias.define, "SECOND": second.define, "VEC": vector.define, "WRITE_INNER": writesInner.define]
+    }
+
+    /// Every set of bindings; DoRA's inner is written only beside its vector.
+    static var variants: [MatmulCoopmatKernel] {
+        [false, true].flatMap { bias in
+            [false, true].flatMap { second in
+                [(false, false), (true, false), (true, true)].map {
+                    MatmulCoopmatKernel(hasBias: bias, second: second, vector: $0.0, writesInner: $0.1)
+                }
+            }
+        }
+    }
+
+    /// The shader's specialization constants, in `constant_id` order (`ShaderTests` compares the names):
+    /// the tile and everything of the scalar kernel's variant that this kernel does.
+    struct Constants {
+        static let names = ["local_size_x", "BM", "BN", "BK", "CM_M", "CM_N", "CM_K", "WM", "WN", "A_DTYPE", "B_DTYPE", "C_DTYPE",
+                            "BIAS_DTYPE", "TRANS_A", "TRANS_B", "ACCUMULATE", "A2_DTYPE", "B2_DTYPE", "DROPOUT_PRODUCT", "DROPOUT_SECOND",
+                            "KSCALE", "DORA", "DORA_ADD_BASE"]
+        var tile: CoopmatTile
+        var matmul: MatmulKernel
+
+        var values: [UInt32] {
+            let (t, k) = (tile, matmul)
+            let sizes: [Int] = [t.workgroupSize, t.bm, t.bn, t.bk, t.shape.m, t.shape.n, t.shape.k, t.wm, t.wn]
+            let dtypes: [DType] = [k.a, k.b, k.c, k.bias ?? .f32]
+            let layout: [Bool] = [k.transposeA, k.transposeB, k.accumulate]
+            let secondDTypes: [DType] = [k.second?.a ?? .f32, k.second?.b ?? .f32]
+            let dropouts: [Bool] = [k.dropout == .product || k.dropout == .products,
+                                    k.second != nil && (k.dropout == .second || k.dropout == .products)]
+            let vector: [Bool] = [k.vector == .scaleA, k.vector.map { $0 != .scaleA } ?? false, k.vector == .doraCompose(addBase: true)]
+            return sizes.map(UInt32.init) + dtypes.map(Self.code) + layout.map(Self.flag) + secondDTypes.map(Self.code)
+                + dropouts.map(Self.flag) + vector.map(Self.flag)
+        }
+
+        private static func flag(_ value: Bool) -> UInt32 { value ? 1 : 0 }
+
+        /// `DTYPE_F32`, `DTYPE_F16`, `DTYPE_BF16`.
+        private static func code(_ dtype: DType) -> UInt32 { dtype == .f16 ? 1 : dtype == .bf16 ? 2 : 0 }
+    }
+}
+
+extension VulkanBackend {
+    func matmulPath(_ call: MatmulCall) -> MatmulPath {
+        let maskedOperand = call.dropout.map { !$0.mask.isIdentity && ($0.target == .a || $0.target == .b) } ?? false
+        // A scaled by an f32 vector as it loads ((g⊙G)·W) is an f32 operand, whatever A's storage.
+        let scaledA = if case .scaleA = call.vector?.use { true } else { false }
+        return .choose(tile: coopmatTile, precision: matmulPrecision, a: scaledA ? .f32 : call.a.dtype, b: call.b.dtype,
+                       fusedExtras: maskedOperand)
+    }
+
+    /// Records the block `kernel` describes (the scalar kernel's variant, bindings and push constants) on
+    /// the cooperative-matrix kernel.
+    func dispatchCoopmat(_ tile: CoopmatTile, _ kernel: MatmulKernel, _ bindings: [TensorBinding], push: MatmulKernel.Push,
+                         rows: Int, columns: Int) throws {
+        try dispatch(MatmulCoopmatKernel(kernel),
+                     specialization: MatmulCoopmatKernel.Constants(tile: tile, matmul: kernel).values, bindings, push: push,
+                     groups: ((columns + tile.bn - 1) / tile.bn, (rows + tile.bm - 1) / tile.bm, 1))
+    }
+
+    /// How many matmuls each path has computed since the last call (`lowrank check` reports them).
+    public func drainMatmulPaths() -> [MatmulPath: Int] {
+        matmulPathCounts.withLock { counts in defer { counts = [:] }; return counts }
+    }
+
+    /// `drainMatmulPaths()` as text: `coopmat 64×64×16 in 8×8×8 ×2, scalar 64×64×16 ×1`.
+    public func drainMatmulPathSummary() -> String {
+        drainMatmulPaths().map { "\($0.key) ×\($0.value)" }.sorted().joined(separator: ", ")
+    }
+}
