@@ -10,7 +10,11 @@ struct PEFTOptions: ParsableArguments {
         case kaiming, gaussian, pissa
     }
 
-    @Option(help: "How the adapter starts, as PEFT's init_lora_weights: kaiming (PEFT's default, true) or gaussian (N(0, 1/r²)) A with B = 0, or pissa (A and B from W's top-r singular triplets, W keeping the residual; the adapter is saved converted for the original model, rank 2r).")
+    @Option(help: """
+        How the adapter starts, as PEFT's init_lora_weights: kaiming (PEFT's default, true) or gaussian (N(0, 1/r²)) A with \
+        B = 0, or pissa (A and B from W's top-r singular triplets, W keeping the residual; the adapter is saved converted \
+        for the original model, rank 2r).
+        """)
     var `init`: Initialization = .kaiming
     @Option(help: "PEFT's rank_pattern: comma-separated KEY=R, KEY a regular expression matching the end of a module path after a dot (q_proj=4,layers\\.0\\..*=16).")
     var rankPattern: String?
