@@ -3,13 +3,14 @@ import LowRank
 extension Trainer {
     /// What a checkpoint records of the run beside the training settings, so that `resume()`
     /// refuses to continue it with anything else: the data order (batch size, shuffling), the data
-    /// itself (rows, tokens, longest row, which `--seq-len` bounds, and a digest of every token), the
+    /// itself (rows, tokens, longest row, which `--seq-len` bounds, and a digest of every token and label), the
     /// adapter's shape and dropout, and the model (a digest of its config, the dtype of its
     /// projections and its vector weights: norms and biases, which tell fine-tunes of one
     /// architecture apart without reading every matrix).
     static func runRecord(settings: TrainingSettings, data: TokenDataset, model: LlamaModel, adapter: ModelAdapter) throws -> [(key: String, value: JSON)] {
         var tokens = Digest()
         for row in data.rows { tokens.add(row) }
+        for row in data.labels ?? [] { tokens.add(row) }
         var identity = Digest()
         identity.add(model.config.json.serialized)
         identity.add(model.projectionDType.rawValue)
