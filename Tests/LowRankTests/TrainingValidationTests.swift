@@ -55,4 +55,28 @@ struct TrainingValidationTests {
             }
         }
     }
+
+    /// `lowrank train --valid-data --eval-every` names the best checkpoint, and that checkpoint's
+    /// state agrees; `--eval-every` alone is refused; text data on a model folder without
+    /// tokenizer.json is an error naming the file and line.
+    @Test func commandLine() throws {
+        try withTemporaryFolder { folder in
+            let data = LlamaFixtures.path("data.jsonl")
+            let train = ["train", "--model", LlamaFixtures.path("tiny-llama"), "--data", data, "--adapter-out", folder,
+                         "--steps", "3", "--batch-size", "2", "--device", "cpu", "--valid-data", data]
+            let run = try LowrankBinary.run(train + ["--eval-every", "2"])
+            #expect(run.status == 0)
+            let named = try #require(run.output.split(separator: "\n").first { $0.hasPrefix("best validation loss") }, "\(run.output)")
+            let step = try #require(named.split(separator: "checkpoint-").last.flatMap { Int($0) })
+            let state = try AdapterTraining.checkpointState(in: folder + "/checkpoint-\(step)")
+            #expect(state["best_checkpoint"] == .string("checkpoint-\(step)"))
+            #expect(try LowrankBinary.run(Array(train.dropLast(2)) + ["--eval-every", "2"]).status != 0)
+
+            let text = folder + "/text.jsonl"
+            try FileIO.writeAtomically(text, text: "{\"input_ids\": [1, 2, 3]}\n{\"text\": \"hello\"}\n")
+            let eval = try LowrankBinary.run(["eval", "--model", LlamaFixtures.path("tiny-llama"), "--data", text, "--device", "cpu", "--json"])
+            #expect(eval.status != 0)
+            #expect(eval.output.contains("needs a tokenizer") && eval.output.contains("line: 2"), "\(eval.output)")
+        }
+    }
 }
