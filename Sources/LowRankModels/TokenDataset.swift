@@ -42,8 +42,9 @@ public struct TokenDataset: Sendable {
         }
     }
 
-    /// Reads `path` by its extension (`.npy`, else JSONL); `text` reads lines of text.
-    public init(contentsOf path: String, vocabularySize: Int, maxLength: Int? = nil, text: TextFormat? = nil) throws {
+    /// Reads `path` by its extension (`.npy`, else JSONL); `text` gives the format of lines of text,
+    /// called only if there is one (so token data never needs a tokenizer).
+    public init(contentsOf path: String, vocabularySize: Int, maxLength: Int? = nil, text: () throws -> TextFormat? = { nil }) throws {
         if path.hasSuffix(".npy") {
             let rows = try MappedBytes(contentsOf: path).withBytes { try Self.parseNumPy($0, path: path) }
             try self.init(rows: rows, path: path, vocabularySize: vocabularySize, maxLength: maxLength)
@@ -70,8 +71,14 @@ public struct TokenDataset: Sendable {
     public var predictedTokens: Int { rows.reduce(0) { $0 + $1.count - 1 } }
 
     /// The rows of a JSONL file and their labels: nil when no line has any (every token trained on).
-    public static func parseJSONLines(_ bytes: UnsafeRawBufferPointer, path: String, text: TextFormat? = nil) throws -> (rows: [[Int32]], labels: [[Int32]]?) {
+    public static func parseJSONLines(_ bytes: UnsafeRawBufferPointer, path: String,
+                                      text textFormat: () throws -> TextFormat? = { nil }) throws -> (rows: [[Int32]], labels: [[Int32]]?) {
         var rows: [[Int32]] = [], labels: [[Int32]?] = []
+        var loaded: TextFormat??
+        let text = {
+            if loaded == nil { loaded = .some(try textFormat()) }
+            return loaded!
+        }
         for (number, line) in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
             guard line.contains(where: { ![0x20, 0x09, 0x0D].contains($0) }) else { continue }
             let context = [("file", path), ("line", "\(number + 1)")]
@@ -92,7 +99,7 @@ public struct TokenDataset: Sendable {
     }
 
     /// One JSONL line's ids and labels (nil: every token trained on).
-    private static func example(_ json: JSON, text: TextFormat?) throws -> ([Int32], [Int32]?) {
+    private static func example(_ json: JSON, text: () throws -> TextFormat?) throws -> ([Int32], [Int32]?) {
         func integers(_ field: String) throws -> [Int32]? {
             guard let value = json[field] else { return nil }
             guard let list = value.array else { throw LowRankError(.fileFormat, "\"\(field)\" must be a list of integers") }
@@ -109,7 +116,7 @@ public struct TokenDataset: Sendable {
             return (ids, labels)
         }
         guard TextFormat.fields.contains(where: { json[$0] != nil }) else { throw TextFormat.unknownForm }
-        guard let text else { throw LowRankError(.fileFormat, "text needs a tokenizer, and the model folder has no tokenizer.json") }
+        guard let text = try text() else { throw LowRankError(.fileFormat, "text needs a tokenizer, and the model folder has no tokenizer.json") }
         let (ids, labels) = try text.tokenize(json)
         return (ids, labels)
     }

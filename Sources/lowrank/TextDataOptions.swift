@@ -11,7 +11,7 @@ struct TextDataOptions: ParsableArguments {
     /// The data file's rows, for the model in `modelFolder` (its tokenizer.json and chat template read text lines).
     func dataset(_ path: String, modelFolder: String, vocabularySize: Int, maxLength: Int?) throws -> TokenDataset {
         try TokenDataset(contentsOf: path, vocabularySize: vocabularySize, maxLength: maxLength,
-                         text: try TextFormat(modelDirectory: modelFolder, trainOnPrompt: trainOnPrompt))
+                         text: { try TextFormat(modelDirectory: modelFolder, trainOnPrompt: trainOnPrompt) })
     }
 }
 

@@ -30,7 +30,7 @@ enum TextDataFixture {
 
     static func parse(_ text: String, format: TextFormat?, path: String = "data.jsonl") throws -> (rows: [[Int32]], labels: [[Int32]]?) {
         let bytes = Array(text.utf8)
-        return try bytes.withUnsafeBytes { try TokenDataset.parseJSONLines($0, path: path, text: format) }
+        return try bytes.withUnsafeBytes { try TokenDataset.parseJSONLines($0, path: path, text: { format }) }
     }
 }
 
@@ -76,6 +76,10 @@ struct TextDataTests {
         #expect(rows == [[1, 2, 3], [4, 5]])
         #expect(labels == [[1, 2, 3], [-100, 5]])
         #expect(try TextDataFixture.parse("{\"input_ids\": [1, 2, 3]}", format: nil).labels == nil)
+        // Token data never loads the tokenizer, so a model folder's unreadable tokenizer.json does not stop it.
+        let bytes = Array("{\"input_ids\": [1, 2]}".utf8)
+        let parsed = try bytes.withUnsafeBytes { try TokenDataset.parseJSONLines($0, path: "ids.jsonl", text: { throw LowRankError(.fileFormat, "unreadable") }) }
+        #expect(parsed.rows == [[1, 2]])
     }
 
     /// Each bad line is an error naming the file and line.
