@@ -5,7 +5,7 @@ import LowRank
 /// the adapter as trained so far. The step with the lowest loss (the first, on a tie) is the best:
 /// its checkpoint is written when it is reached and kept when newer ones replace the others, and
 /// every later trainer state names it as `best_checkpoint`, as transformers' `best_model_checkpoint`.
-public final class Validation {
+public final class TrainingValidation {
     public let data: TokenDataset
     public let every: Int
     public let batchSize: Int

@@ -71,7 +71,7 @@ public final class Trainer {
     /// The loss of every step taken, resumed ones included.
     public var losses: [Float] { training.losses }
     /// Held-out data evaluated during training; nil: none.
-    public var validation: Validation?
+    public var validation: TrainingValidation?
     private let lock: OutputLock?
     /// What the run was made with beside the training settings, as checkpoints record it.
     private let runRecord: [(key: String, value: JSON)]
@@ -152,7 +152,7 @@ public final class Trainer {
     // MARK: Checkpoints
 
     /// Writes `checkpoint-<step>` beside the others, whole or not at all, then removes the older
-    /// ones but the best (see `Validation`).
+    /// ones but the best (see `TrainingValidation`).
     public func saveCheckpoint() throws {
         guard let output else { return }
         let final = output + "/checkpoint-\(step)"

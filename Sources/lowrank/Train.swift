@@ -118,7 +118,7 @@ struct Train: ParsableCommand {
         let trainer = try Trainer(model: llama, adapter: adapter, data: dataset, settings: settings, output: output)
         if let validData, let model {
             let held = try textData.dataset(validData, modelFolder: model, vocabularySize: llama.config.vocabularySize, maxLength: seqLen)
-            trainer.validation = try Validation(data: held, every: evalEvery ?? trainer.totalSteps, batchSize: settings.batchSize, model: llama, adapter: adapter)
+            trainer.validation = try TrainingValidation(data: held, every: evalEvery ?? trainer.totalSteps, batchSize: settings.batchSize, model: llama, adapter: adapter)
         }
         let a = adapter.settings
         printToStandardError("lowrank train: \(isDefault ? "built-in default model and corpus" : model!) on \(backend.identifier) (\(backend.deviceName)); "

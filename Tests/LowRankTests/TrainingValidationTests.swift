@@ -23,7 +23,7 @@ struct TrainingValidationTests {
                 var reported: [Int: Double] = [:], expected: [Int: Double] = [:]
                 do {
                     let trainer = try Trainer(model: model, adapter: adapter, data: data, settings: settings, output: folder)
-                    trainer.validation = try Validation(data: held, every: 2, batchSize: 2, model: model, adapter: adapter)
+                    trainer.validation = try TrainingValidation(data: held, every: 2, batchSize: 2, model: model, adapter: adapter)
                     try trainer.train { progress in
                         guard let v = progress.validation else { return }
                         reported[progress.step] = v.loss
@@ -49,7 +49,7 @@ struct TrainingValidationTests {
                 }
                 let resumed = try Trainer(model: model, adapter: try ModelAdapter(settings: adapter.settings, on: model, seed: 1),
                                           data: data, settings: settings, output: folder)
-                resumed.validation = try Validation(data: held, every: 2, batchSize: 2, model: model, adapter: resumed.adapter)
+                resumed.validation = try TrainingValidation(data: held, every: 2, batchSize: 2, model: model, adapter: resumed.adapter)
                 #expect(try resumed.resume() == 5)
                 #expect(resumed.validation?.losses.map(\.step) == [2, 4, 5])
             }
