@@ -70,6 +70,23 @@ struct TextDataTests {
         #expect(windows.labels == [[-100, 8]])
     }
 
+    /// The tiny Llama's loss with a prompt of each row masked (−100) equals transformers' in float64
+    /// (`tools/make_masked_loss_fixture.py`), within the bound of `LlamaFixtureTests`' unmasked losses (1e-4 relative).
+    @Test(arguments: BackendKind.allCases)
+    func maskedLossMatchesTransformers(_ kind: BackendKind) throws {
+        let expected: JSON = try JSON.parse(FileIO.read(TextDataFixture.root + "/text_data/masked_loss.json"))
+        let labels = expected["labels"]!.array!.map { $0.array!.map { Int32($0.int!) } }
+        try onBackend(kind) { backend in
+            let model = try LlamaFixtures.model(on: backend)
+            let data = try TokenDataset(rows: try LlamaFixtures.data(model).rows, labels: labels, vocabularySize: model.config.vocabularySize)
+            let result = try Evaluation(model: model, adapter: nil, data: data, batchSize: 4)
+            let want = expected["loss"]!.number!
+            print("masked loss on \(kind): \(result.loss) vs transformers \(want), relative \(abs(result.loss - want) / want)")
+            #expect(result.tokens == expected["tokens"]!.int!)
+            #expect(abs(result.loss - want) / want < 1e-4)
+        }
+    }
+
     /// `{"input_ids", "labels"}` lines keep their labels; lines without labels train on every token.
     @Test func inputIDsWithLabels() throws {
         let (rows, labels) = try TextDataFixture.parse("{\"input_ids\": [1, 2, 3]}\n{\"input_ids\": [4, 5], \"labels\": [-100, 5]}\n", format: nil)
