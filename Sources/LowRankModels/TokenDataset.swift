@@ -19,7 +19,10 @@ public struct TokenDataset: Sendable {
         }
         try Self.checkVocabulary(rows.map { $0[...] }, "token id", vocabularySize: vocabularySize, context: [("file", path)])
         if let labels {
-            if let r = rows.indices.first(where: { $0 >= labels.count || rows[$0].count != labels[$0].count }) ?? (rows.count == labels.count ? nil : rows.count) {
+            guard labels.count == rows.count else {
+                throw LowRankError(.shapeMismatch, "\(labels.count) rows of labels for \(rows.count) rows of token ids", context: [("file", path)])
+            }
+            if let r = rows.indices.first(where: { rows[$0].count != labels[$0].count }) {
                 throw LowRankError(.shapeMismatch, "row \(r)'s labels do not match its token ids in length", context: [("file", path), ("row", "\(r)")])
             }
             try Self.checkVocabulary(labels.map { $0[...] }, "label", vocabularySize: vocabularySize, ignoring: CausalLMPlan.ignoredLabel,
@@ -68,7 +71,9 @@ public struct TokenDataset: Sendable {
     }
 
     /// Tokens the loss predicts over all rows.
-    public var predictedTokens: Int { rows.reduce(0) { $0 + $1.count - 1 } }
+    public var predictedTokens: Int {
+        labels.map { $0.reduce(0) { $0 + $1.dropFirst().count { $0 != CausalLMPlan.ignoredLabel } } } ?? rows.reduce(0) { $0 + $1.count - 1 }
+    }
 
     /// The rows of a JSONL file and their labels: nil when no line has any (every token trained on).
     public static func parseJSONLines(_ bytes: UnsafeRawBufferPointer, path: String,

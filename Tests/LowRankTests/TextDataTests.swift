@@ -63,7 +63,7 @@ struct TextDataTests {
         let data = try TokenDataset(rows: [ids, [1, 2, 3]], labels: [labels, [1, 2, 3]], vocabularySize: 16)
         let batch = data.batch([0, 1])
         #expect(batch.labels == [-100, -100, 8, 9, -100, 2, 3, -100, -100, -100])
-        #expect(batch.predictedTokens == 4)
+        #expect(batch.predictedTokens == 4 && data.predictedTokens == 4)
         // A window holding only prompt predicts nothing and is left out.
         let windows = try TokenDataset(rows: [ids], labels: [labels], vocabularySize: 16, maxLength: 2)
         #expect(windows.rows == [[7, 8]])
@@ -125,6 +125,9 @@ struct TextDataTests {
                 #expect(error.message.contains(message), "\(error)")
             }
         }
+        let mismatched = try #require(throws: LowRankError.self) { try TokenDataset(rows: [[1, 2], [3, 4]], labels: [[1, 2], [3]], vocabularySize: 16) }
+        #expect(mismatched.context.contains { $0 == ("row", "1") })
+        #expect(throws: LowRankError.self) { try TokenDataset(rows: [[1, 2]], labels: [], vocabularySize: 16) }
         let outside = try #require(throws: LowRankError.self) {
             try TokenDataset(rows: [[1, 2]], labels: [[1, 99]], vocabularySize: 16)
         }
