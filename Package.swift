@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "LowRank", dependencies: ["LowRankCore", "LowRankCPU", "LowRankVulkan"],
                 path: "Sources/LowRank"),
         // Models: Llama-family decoders from Hugging Face checkpoints, PEFT adapters, training and evaluation.
-        .target(name: "LowRankModels", dependencies: ["LowRank", "CMPI"], path: "Sources/LowRankModels"),
+        .target(name: "LowRankModels", dependencies: ["LowRank", "LowRankText", "CMPI"], path: "Sources/LowRankModels"),
         // Text: Hugging Face tokenizers and chat templates, exact, in Swift.
         .target(name: "LowRankText", dependencies: ["LowRankCore"], path: "Sources/LowRankText"),
         // The C ABI over the models layer: handles, status codes and a last-error string; nothing traps.
@@ -56,7 +56,7 @@ let package = Package(
             "LowRank", "LowRankBench", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/lowrank-bench"),
 
-        .testTarget(name: "LowRankTests", dependencies: ["LowRank", "LowRankVulkan", "LowRankBench", "LowRankModels"], path: "Tests/LowRankTests"),
+        .testTarget(name: "LowRankTests", dependencies: ["LowRank", "LowRankVulkan", "LowRankBench", "LowRankModels", "LowRankText"], path: "Tests/LowRankTests"),
         .testTarget(name: "LowRankTextTests", dependencies: ["LowRankText"], path: "Tests/LowRankTextTests"),
     ],
     swiftLanguageModes: [.v6]

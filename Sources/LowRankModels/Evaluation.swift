@@ -10,8 +10,12 @@ public struct Evaluation: Sendable {
     public var perplexity: Double { Glibc.exp(loss) }
 
     public init(model: LlamaModel, adapter: ModelAdapter?, data: TokenDataset, batchSize: Int) throws {
+        try self.init(evaluator: LossEvaluator(model: model, adapter: adapter), data: data, batchSize: batchSize)
+    }
+
+    /// Over `evaluator`'s plans, which a caller evaluating again and again (validation) keeps.
+    init(evaluator: LossEvaluator, data: TokenDataset, batchSize: Int) throws {
         guard batchSize >= 1 else { throw LowRankError(.invalidArgument, "the batch size must be at least 1, got \(batchSize)") }
-        let evaluator = LossEvaluator(model: model, adapter: adapter)
         var total = 0.0, tokens = 0
         for start in stride(from: 0, to: data.rows.count, by: batchSize) {
             let batch = data.batch(start..<min(start + batchSize, data.rows.count))

@@ -1,36 +1,60 @@
 import Glibc
 import LowRank
 
-/// Rows of token ids to train or evaluate on, from JSONL (one `{"input_ids": [...]}` per line) or a
-/// NumPy `.npy` array of int32 or int64 `[N, seq]`. Every id is checked against the vocabulary when
-/// the file is read, naming the file, row and position of the first bad one.
+/// Rows of token ids to train or evaluate on, from JSONL or a NumPy `.npy` array of int32 or int64
+/// `[N, seq]`. A JSONL line is `{"input_ids": [...]}` with optional `"labels"` (unshifted, −100 where
+/// not trained on), or, with a `TextFormat`, `{"text"}`, `{"prompt", "completion"}` or `{"messages"}`.
+/// Every id and label is checked against the vocabulary when the file is read, naming the file,
+/// row and position of the first bad one.
 public struct TokenDataset: Sendable {
     public let rows: [[Int32]]
+    /// Each row's labels (−100: not trained on); nil when every next token is trained on.
+    public let labels: [[Int32]]?
     public let path: String
 
-    public init(rows: [[Int32]], path: String = "<memory>", vocabularySize: Int, maxLength: Int? = nil) throws {
+    public init(rows: [[Int32]], labels: [[Int32]]? = nil, path: String = "<memory>", vocabularySize: Int, maxLength: Int? = nil) throws {
         if let maxLength, maxLength < 2 {
             throw LowRankError(.invalidArgument, "the sequence length must be at least 2 (a token and the next one it predicts), got \(maxLength)",
                                context: [("file", path), ("sequence length", "\(maxLength)")])
         }
         try Self.checkVocabulary(rows.map { $0[...] }, "token id", vocabularySize: vocabularySize, context: [("file", path)])
+        if let labels {
+            guard labels.count == rows.count else {
+                throw LowRankError(.shapeMismatch, "\(labels.count) rows of labels for \(rows.count) rows of token ids", context: [("file", path)])
+            }
+            if let r = rows.indices.first(where: { rows[$0].count != labels[$0].count }) {
+                throw LowRankError(.shapeMismatch, "row \(r)'s labels do not match its token ids in length", context: [("file", path), ("row", "\(r)")])
+            }
+            try Self.checkVocabulary(labels.map { $0[...] }, "label", vocabularySize: vocabularySize, ignoring: CausalLMPlan.ignoredLabel,
+                                     context: [("file", path)])
+        }
         // A row longer than the sequence length becomes consecutive windows of it, so no token is dropped.
-        let windows = maxLength.map { length in
-            rows.flatMap { row in stride(from: 0, to: row.count, by: length).map { Array(row[$0..<min($0 + length, row.count)]) } }
-        } ?? rows
-        self.rows = windows.filter { $0.count >= 2 }
+        func windows(_ rows: [[Int32]]) -> [[Int32]] {
+            maxLength.map { length in
+                rows.flatMap { row in stride(from: 0, to: row.count, by: length).map { Array(row[$0..<min($0 + length, row.count)]) } }
+            } ?? rows
+        }
+        // A window predicts something when it has 2 tokens and, with labels, a trained one after its first.
+        let kept = windows(labels ?? rows).map { $0.count >= 2 && (labels == nil || $0.dropFirst().contains { $0 != CausalLMPlan.ignoredLabel }) }
+        self.rows = zip(windows(rows), kept).filter(\.1).map(\.0)
+        self.labels = labels.map { zip(windows($0), kept).filter(\.1).map(\.0) }
         self.path = path
         guard !self.rows.isEmpty else {
-            throw LowRankError(.invalidArgument, "the data has no row of at least 2 tokens, so nothing to predict", context: [("file", path)])
+            throw LowRankError(.invalidArgument, "the data has no row of at least 2 tokens with a trained label after the first, so nothing to predict",
+                               context: [("file", path)])
         }
     }
 
-    /// Reads `path` by its extension (`.npy`, else JSONL).
-    public init(contentsOf path: String, vocabularySize: Int, maxLength: Int? = nil) throws {
-        let rows = try MappedBytes(contentsOf: path).withBytes { bytes in
-            path.hasSuffix(".npy") ? try Self.parseNumPy(bytes, path: path) : try Self.parseJSONLines(bytes, path: path)
+    /// Reads `path` by its extension (`.npy`, else JSONL); `text` gives the format of lines of text,
+    /// called only if there is one (so token data never needs a tokenizer).
+    public init(contentsOf path: String, vocabularySize: Int, maxLength: Int? = nil, text: () throws -> TextFormat? = { nil }) throws {
+        if path.hasSuffix(".npy") {
+            let rows = try MappedBytes(contentsOf: path).withBytes { try Self.parseNumPy($0, path: path) }
+            try self.init(rows: rows, path: path, vocabularySize: vocabularySize, maxLength: maxLength)
+        } else {
+            let (rows, labels) = try MappedBytes(contentsOf: path).withBytes { try Self.parseJSONLines($0, path: path, text: text) }
+            try self.init(rows: rows, labels: labels, path: path, vocabularySize: vocabularySize, maxLength: maxLength)
         }
-        try self.init(rows: rows, path: path, vocabularySize: vocabularySize, maxLength: maxLength)
     }
 
     /// Fails on the first value of `rows` outside `0..<vocabularySize` (other than `ignored`),
@@ -47,28 +71,59 @@ public struct TokenDataset: Sendable {
     }
 
     /// Tokens the loss predicts over all rows.
-    public var predictedTokens: Int { rows.reduce(0) { $0 + $1.count - 1 } }
+    public var predictedTokens: Int {
+        labels.map { $0.reduce(0) { $0 + $1.dropFirst().count { $0 != CausalLMPlan.ignoredLabel } } } ?? rows.reduce(0) { $0 + $1.count - 1 }
+    }
 
-    public static func parseJSONLines(_ bytes: UnsafeRawBufferPointer, path: String) throws -> [[Int32]] {
-        var rows: [[Int32]] = []
+    /// The rows of a JSONL file and their labels: nil when no line has any (every token trained on).
+    public static func parseJSONLines(_ bytes: UnsafeRawBufferPointer, path: String,
+                                      text textFormat: () throws -> TextFormat? = { nil }) throws -> (rows: [[Int32]], labels: [[Int32]]?) {
+        var rows: [[Int32]] = [], labels: [[Int32]?] = []
+        var loaded: TextFormat??
+        let text = {
+            if loaded == nil { loaded = .some(try textFormat()) }
+            return loaded!
+        }
         for (number, line) in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
             guard line.contains(where: { ![0x20, 0x09, 0x0D].contains($0) }) else { continue }
             let context = [("file", path), ("line", "\(number + 1)")]
-            let json: JSON
-            do { json = try JSON.parse(line) } catch let e as LowRankError {
-                throw LowRankError(.fileFormat, "line \(number + 1) is not JSON: \(e.message)", context: context)
-            }
-            guard let list = json["input_ids"]?.array else {
-                throw LowRankError(.fileFormat, "line \(number + 1) has no \"input_ids\" list", context: context)
-            }
-            rows.append(try list.map { v in
-                guard let i = v.int, let id = Int32(exactly: i) else {
-                    throw LowRankError(.fileFormat, "line \(number + 1): \(v.serialized) is not a token id", context: context)
+            do {
+                let json: JSON
+                do { json = try JSON.parse(line) } catch let e as LowRankError {
+                    throw LowRankError(.fileFormat, "not JSON: \(e.message)")
                 }
-                return id
-            })
+                let (ids, lineLabels) = try example(json, text: text)
+                rows.append(ids)
+                labels.append(lineLabels)
+            } catch let e as LowRankError {
+                throw LowRankError(e.kind, "line \(number + 1): \(e.message)", context: context + e.context)
+            }
         }
-        return rows
+        let anyLabels = labels.contains { $0 != nil }
+        return (rows, anyLabels ? zip(rows, labels).map { $1 ?? $0 } : nil)
+    }
+
+    /// One JSONL line's ids and labels (nil: every token trained on).
+    private static func example(_ json: JSON, text: () throws -> TextFormat?) throws -> ([Int32], [Int32]?) {
+        func integers(_ field: String) throws -> [Int32]? {
+            guard let value = json[field] else { return nil }
+            guard let list = value.array else { throw LowRankError(.fileFormat, "\"\(field)\" must be a list of integers") }
+            return try list.map { v in
+                guard let i = v.int, let id = Int32(exactly: i) else { throw LowRankError(.fileFormat, "\(v.serialized) in \"\(field)\" is not a token id") }
+                return id
+            }
+        }
+        if let ids = try integers("input_ids") {
+            let labels = try integers("labels")
+            if let labels, labels.count != ids.count {
+                throw LowRankError(.fileFormat, "\"labels\" holds \(labels.count) values and \"input_ids\" \(ids.count): they must match")
+            }
+            return (ids, labels)
+        }
+        guard TextFormat.fields.contains(where: { json[$0] != nil }) else { throw TextFormat.unknownForm }
+        guard let text = try text() else { throw LowRankError(.fileFormat, "text needs a tokenizer, and the model folder has no tokenizer.json") }
+        let (ids, labels) = try text.tokenize(json)
+        return (ids, labels)
     }
 
     /// NumPy's format 1.0–3.0: magic, version, a little-endian header length, a Python-dict header
@@ -120,7 +175,7 @@ public struct TokenDataset: Sendable {
 
     /// The rows at `indices` as one batch, padded to the longest.
     public func batch(_ indices: some Collection<Int>) -> TokenBatch {
-        TokenBatch(indices.map { rows[$0] })
+        TokenBatch(indices.map { rows[$0] }, labels: labels.map { labels in indices.map { labels[$0] } })
     }
 }
 
@@ -135,15 +190,17 @@ public struct TokenBatch: Sendable {
     /// Positions whose next token is predicted.
     public let predictedTokens: Int
 
-    public init(_ rows: [[Int32]]) {
+    /// `labels`, one per row when given, are unshifted as `rows` (−100: not trained on).
+    public init(_ rows: [[Int32]], labels rowLabels: [[Int32]]? = nil) {
         let sequence = rows.map(\.count).max() ?? 0
         var ids: [Int32] = [], labels: [Int32] = [], predicted = 0
-        for row in rows {
+        for (r, row) in rows.enumerated() {
+            let targets = rowLabels?[r] ?? row
             for i in 0..<sequence {
                 ids.append(i < row.count ? row[i] : 0)
-                labels.append(i + 1 < row.count ? row[i + 1] : CausalLMPlan.ignoredLabel)
+                labels.append(i + 1 < row.count ? targets[i + 1] : CausalLMPlan.ignoredLabel)
             }
-            predicted += max(0, row.count - 1)
+            predicted += targets.dropFirst().count { $0 != CausalLMPlan.ignoredLabel }
         }
         self.rows = rows.count
         self.sequence = sequence

@@ -54,6 +54,8 @@ public struct TrainingProgress: Sendable {
     /// Predicted tokens of this step's batch.
     public var tokens: Int
     public var seconds: Double
+    /// The validation loss after this step, when validation ran, and whether it is the best so far.
+    public var validation: (loss: Double, isBest: Bool)?
 }
 
 /// Trains an adapter on a dataset: AdamW steps over batches in a seeded order, checkpoints
@@ -74,6 +76,8 @@ public final class Trainer {
     public var step: Int { training.step }
     /// The loss of every step taken, resumed ones included.
     public var losses: [Float] { training.losses }
+    /// Held-out data evaluated during training; nil: none.
+    public var validation: TrainingValidation?
     private let lock: OutputLock?
     /// What the run was made with beside the training settings, as checkpoints record it.
     let runRecord: [(key: String, value: JSON)]
@@ -157,24 +161,29 @@ public final class Trainer {
     /// final checkpoint) to `output`.
     public func train(progress: (TrainingProgress) -> Void = { _ in }) throws {
         while step < totalSteps {
-            progress(try trainStep())
-            if let every = settings.saveEvery, step % every == 0, step < totalSteps { try saveCheckpoint() }
+            var stepProgress = try trainStep()
+            stepProgress.validation = try validateIfDue()
+            progress(stepProgress)
+            let due = stepProgress.validation?.isBest == true || settings.saveEvery.map { step % $0 == 0 } == true
+            if due, step < totalSteps { try saveCheckpoint() }
         }
         if let output {
             try saveCheckpoint()  // refuses an adapter that is not finite
             try adapter.save(to: output)
-            try LossCurve(losses: losses).write(to: output + "/loss.svg")
+            try LossCurve(losses: losses, validation: validation?.losses ?? []).write(to: output + "/loss.svg")
         }
     }
 
     // MARK: Checkpoints
 
-    /// Writes `checkpoint-<step>` beside the others, whole or not at all, then removes the older ones.
+    /// Writes `checkpoint-<step>` beside the others, whole or not at all, then removes the older
+    /// ones but the best (see `TrainingValidation`).
     public func saveCheckpoint() throws {
         guard let output else { return }
         let final = output + "/checkpoint-\(step)"
-        try training.writeCheckpoint(to: final, extra: Dictionary(uniqueKeysWithValues: runRecord.map { ($0.key, $0.value) }))
-        for (older, _) in Self.checkpoints(in: output) where older != final { try FileIO.removeTree(older) }
+        let record = Dictionary(uniqueKeysWithValues: runRecord.map { ($0.key, $0.value) }).merging(validationRecord) { $1 }
+        try training.writeCheckpoint(to: final, extra: record)
+        for (older, _) in Self.checkpoints(in: output) where older != final && older != bestCheckpoint { try FileIO.removeTree(older) }
     }
 
     /// Complete checkpoints in `folder`, newest first.
@@ -202,6 +211,7 @@ public final class Trainer {
         let state = try AdapterTraining.checkpointState(in: latest.path)
         try AdapterTraining.refuseMismatch(state, runRecord, folder: latest.path)
         try training.restore(fromCheckpoint: latest.path, state: state)
+        restoreValidation(from: state)
         return step
     }
 }

@@ -4,7 +4,8 @@ import LowRankModels
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Mean next-token loss and perplexity of a checkpoint, with or without an adapter, over token data.")
+        abstract: "Mean next-token loss and perplexity of a checkpoint, with or without an adapter, over token or text data.",
+        discussion: dataFormatsHelp)
 
     @Option(help: "A Hugging Face model folder.") var model: String
     @Option(help: "A PEFT adapter folder (adapter_config.json and adapter_model.safetensors).") var adapter: String?
@@ -12,10 +13,11 @@ struct Eval: ParsableCommand {
     var forceAdapter = false
     @Option(help: "Quantize the frozen projections at load, as train --quantize does, to evaluate a QLoRA adapter on the weights it was trained on.")
     var quantize: Quantization?
-    @Option(help: "Token data: .jsonl or .npy.") var data: String
+    @Option(help: "Data: .jsonl (token ids, text, prompt/completion or messages) or .npy token ids.") var data: String
     @Option(help: "Rows per batch.") var batchSize = 8
     @Option(help: "Split rows into windows of at most this many tokens.") var seqLen: Int?
     @Flag(help: "Print {\"loss\": …, \"tokens\": …, \"perplexity\": …} only.") var json = false
+    @OptionGroup var textData: TextDataOptions
     @OptionGroup var device: DeviceOptions
 
     func validate() throws {
@@ -37,7 +39,7 @@ struct Eval: ParsableCommand {
         let backend = try Engine.backend(try device.request, validation: device.validationEnabled)
         let llama = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: model), on: backend, quantize: quantize?.dtype)
         let adapter = try self.adapter.map { try ModelAdapter(contentsOf: $0, on: llama, force: forceAdapter) }
-        let dataset = try TokenDataset(contentsOf: data, vocabularySize: llama.config.vocabularySize, maxLength: seqLen)
+        let dataset = try textData.dataset(data, modelFolder: model, vocabularySize: llama.config.vocabularySize, maxLength: seqLen)
         let result = try Evaluation(model: llama, adapter: adapter, data: dataset, batchSize: batchSize)
         if json {
             print(result.json.serialized)

@@ -24,6 +24,10 @@ struct ProgressBar {
         let bar = String(repeating: "=", count: filled) + (filled < width ? ">" + String(repeating: " ", count: width - filled - 1) : "")
         let line = "step \(p.step)/\(p.totalSteps) [\(bar)] loss \(String(format: "%.4f", p.loss)) · "
             + "\(Int(Double(tokens) / max(elapsed, 1e-9))) tok/s · ETA \(Self.clock(eta))"
+        if let v = p.validation {
+            let note = "step \(p.step)/\(p.totalSteps): validation loss \(String(format: "%.4f", v.loss))\(v.isBest ? " (best so far)" : "")\n"
+            FileHandle.standardError.write(Data(((interactive ? "\r\u{1B}[K" : "") + note).utf8))
+        }
         if interactive {
             FileHandle.standardError.write(Data(("\r" + line + "\u{1B}[K" + (p.step == p.totalSteps ? "\n" : "")).utf8))
         } else if p.step == p.totalSteps || p.step - lastLogged >= max(1, p.totalSteps / 20) {

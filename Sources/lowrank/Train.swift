@@ -9,13 +9,18 @@ struct Train: ParsableCommand {
         With neither --model nor --data, trains the built-in default: a small Llama-architecture model with fixed \
         random weights on a built-in byte-level corpus, saving the adapter and loss.svg to \(DefaultJob.adapterFolder)/.
 
-        Data: JSONL with an "input_ids" list per line, or a .npy int32/int64 [N, seq] array. Each row is one \
-        sequence (split into --seq-len windows when longer); rows of a batch are padded, and the loss is the mean \
-        next-token cross-entropy over every predicted token, as transformers computes it.
+        \(dataFormatsHelp) Each row is one sequence (split into --seq-len windows when longer); rows of a batch are \
+        padded, and the loss is the mean next-token cross-entropy over every predicted token, as transformers computes it.
+
+        Validation: with --valid-data, the loss over that file every --eval-every steps and at the end is printed, \
+        drawn in loss.svg and recorded in each checkpoint's trainer_state.json; the best step's checkpoint is kept \
+        and named there as best_checkpoint.
         """)
 
     @Option(help: "A Hugging Face model folder (config.json and safetensors weights).") var model: String?
-    @Option(help: "Training data: .jsonl or .npy token ids.") var data: String?
+    @Option(help: "Training data: .jsonl (token ids, text, prompt/completion or messages) or .npy token ids.") var data: String?
+    @Option(help: "Validation data, in the same forms as --data.") var validData: String?
+    @Option(help: "Validate every N steps (and at the end; default: once, at the end).") var evalEvery: Int?
     @Option(help: "Where the adapter, checkpoints and loss.svg go (default: adapter-out, or the default job's folder).")
     var adapterOut: String?
     @Option(help: "Start from this PEFT adapter folder instead of a new adapter (its r, alpha, targets and DoRA setting apply).")
@@ -51,9 +56,12 @@ struct Train: ParsableCommand {
     @Flag(help: "Continue from the newest checkpoint in the output folder, bit for bit.") var resume = false
 
     @OptionGroup(title: "PEFT's LoraConfig fields, LoRA+ and initialisation") var peft: PEFTOptions
+    @OptionGroup var textData: TextDataOptions
     @OptionGroup var device: DeviceOptions
 
     func validate() throws {
+        if validData == nil ? evalEvery != nil : model == nil { throw ValidationError("--valid-data needs --model and --data; --eval-every needs --valid-data") }
+        if let evalEvery, evalEvery < 1 { throw ValidationError("--eval-every must be at least 1, got \(evalEvery)") }
         if (model == nil) != (data == nil) {
             throw ValidationError("give both --model and --data, or neither (for the built-in default job)")
         }
@@ -88,7 +96,7 @@ struct Train: ParsableCommand {
         let adapterSettings: AdapterSettings
         if let model, let data {
             llama = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: model), on: backend, quantize: quantize?.dtype)
-            dataset = try TokenDataset(contentsOf: data, vocabularySize: llama.config.vocabularySize, maxLength: seqLen)
+            dataset = try textData.dataset(data, modelFolder: model, vocabularySize: llama.config.vocabularySize, maxLength: seqLen)
         } else {
             llama = try DefaultJob.model(on: backend)
             dataset = try DefaultJob.data()
@@ -119,6 +127,10 @@ struct Train: ParsableCommand {
         }
 
         let trainer = try Trainer(model: llama, adapter: adapter, data: dataset, settings: settings, output: output, group: group)
+        if let validData, let model {
+            let held = try textData.dataset(validData, modelFolder: model, vocabularySize: llama.config.vocabularySize, maxLength: seqLen)
+            trainer.validation = try TrainingValidation(data: held, every: evalEvery ?? trainer.totalSteps, batchSize: settings.batchSize, model: llama, adapter: adapter)
+        }
         let a = adapter.settings
         if leader { printToStandardError("lowrank train: \(isDefault ? "built-in default model and corpus" : model!) on \(backend.identifier) (\(backend.deviceName)); "
             + "\(a.dora ? "DoRA" : a.rsLoRA ? "rsLoRA" : "LoRA") r=\(a.rank) alpha=\(a.alpha) on \(adapter.layers.count) modules, "
@@ -133,5 +145,6 @@ struct Train: ParsableCommand {
         guard leader else { return }
         let first = trainer.losses.first ?? .nan, last = trainer.losses.last ?? .nan
         print("loss \(first) -> \(last) over \(trainer.losses.count) steps; adapter saved to \(output)/ (PEFT format), loss curve \(output)/loss.svg")
+        if let best = trainer.validation?.best { print("best validation loss \(best.loss) at step \(best.step): \(output)/checkpoint-\(best.step)") }
     }
 }
