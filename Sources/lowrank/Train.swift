@@ -50,9 +50,12 @@ struct Train: ParsableCommand {
 
     @OptionGroup(title: "PEFT's LoraConfig fields, LoRA+ and initialisation") var peft: PEFTOptions
     @OptionGroup var device: DeviceOptions
+    @OptionGroup var weights: WeightDTypeOption
+    @OptionGroup var dryRun: DryRunOptions
 
     func validate() throws {
-        if (model == nil) != (data == nil) {
+        if dryRun.dryRun, model == nil { throw ValidationError("--dry-run plans a --model (its config.json is enough)") }
+        if (model == nil) != (data == nil), !dryRun.dryRun {
             throw ValidationError("give both --model and --data, or neither (for the built-in default job)")
         }
         if model == nil, initAdapter != nil || quantize != nil {
@@ -70,6 +73,7 @@ struct Train: ParsableCommand {
 
     func run() throws {
         let backend = try Engine.backend(try device.request, validation: device.validationEnabled)
+        if dryRun.dryRun, let model { return try printDryRun(model, on: backend) }
         let isDefault = model == nil
         let output = adapterOut ?? (isDefault ? DefaultJob.adapterFolder : "adapter-out")
 
@@ -77,16 +81,15 @@ struct Train: ParsableCommand {
         var settings = isDefault ? DefaultJob.trainingSettings : TrainingSettings()
         let adapterSettings: AdapterSettings
         if let model, let data {
-            llama = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: model), on: backend, quantize: quantize?.dtype)
-            dataset = try TokenDataset(contentsOf: data, vocabularySize: llama.config.vocabularySize, maxLength: seqLen)
+            let checkpoint = try HuggingFaceCheckpoint(folder: model)
+            dataset = try TokenDataset(contentsOf: data, vocabularySize: checkpoint.config.vocabularySize, maxLength: seqLen)
+            try checkMemory(checkpoint, sequence: dataset.rows.map(\.count).max() ?? 2, on: backend)
+            llama = try LlamaModel(checkpoint: checkpoint, on: backend, quantize: quantize?.dtype, dtype: weights.dtype?.dtype)
         } else {
             llama = try DefaultJob.model(on: backend)
             dataset = try DefaultJob.data()
         }
-        if isDefault { adapterSettings = try peft.apply(to: DefaultJob.adapterSettings) } else {
-            adapterSettings = try peft.apply(to: AdapterSettings(rank: r, alpha: alpha, dropout: dropout, rsLoRA: rslora, dora: dora,
-                                                                 targets: AdapterSettings.targets(parsing: targets), baseModel: llama.name ?? ""))
-        }
+        adapterSettings = try isDefault ? peft.apply(to: DefaultJob.adapterSettings) : newAdapterSettings(baseModel: llama.name ?? "")
         let adapter = try initAdapter.map { try ModelAdapter(contentsOf: $0, on: llama, force: forceAdapter) }
             ?? ModelAdapter(settings: adapterSettings, on: llama, seed: seed, initialization: peft.`init`.lora)
         settings.loraPlusRatio = peft.loraplusLrRatio
