@@ -29,6 +29,30 @@ struct WeightDTypeTests {
         }
     }
 
+    /// Training a LoRA adapter (every projection, DoRA too) on the bf16 weights held as bf16 takes
+    /// the steps it takes on the same values held in f32: the losses and the adapter agree to f32
+    /// rounding (measured: bit for bit on the CPU and on lavapipe).
+    @Test(arguments: BackendKind.allCases, [false, true])
+    func bf16WeightsTrainAsF32Ones(_ kind: BackendKind, _ dora: Bool) throws {
+        try onBackend(kind) { backend in
+            let checkpoint = try HuggingFaceCheckpoint(folder: LlamaFixtures.path(Self.bf16Model))
+            var settings = TrainingSettings()
+            (settings.learningRate, settings.batchSize, settings.steps, settings.shuffle) = (1e-2, 4, 3, false)
+            let runs = try [nil, DType.f32].map { dtype in
+                let model = try LlamaModel(checkpoint: checkpoint, on: backend, dtype: dtype)
+                let adapter = try ModelAdapter(settings: try AdapterSettings(rank: 4, alpha: 8, dora: dora, targets: .allLinear), on: model, seed: 5)
+                let trainer = try Trainer(model: model, adapter: adapter, data: LlamaFixtures.data(model), settings: settings, output: nil)
+                try trainer.train()
+                return (losses: trainer.losses, parameters: try adapter.parameters.map { try $0.tensor.floats() })
+            }
+            print("training on bf16-held vs f32-held weights (\(dora ? "DoRA" : "LoRA"), \(kind)): \(runs[0].losses) vs \(runs[1].losses)")
+            for (got, want) in zip(runs[0].losses, runs[1].losses) { #expect(abs(got - want) <= 1e-6 * abs(want), "\(got) vs \(want)") }
+            for (got, want) in zip(runs[0].parameters, runs[1].parameters) {
+                #expect(relativeError(got, want.map(Double.init)) < 1e-6)
+            }
+        }
+    }
+
     /// The allocator's counters, on a backend of the test's own (the shared ones count other
     /// tests' tensors too): loading the bf16 checkpoint as bf16 saves half the f32 bytes of its
     /// matrices, less the allocator's padding on Vulkan (256-byte multiples); the norms and biases
