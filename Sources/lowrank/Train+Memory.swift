@@ -21,7 +21,7 @@ extension Train {
 
     /// `--dry-run`: the plan's bytes from config.json alone, at --seq-len tokens a row.
     func printDryRun(_ folder: String, on backend: any Backend) throws {
-        guard let seqLen else { throw ValidationError("--dry-run plans rows of --seq-len tokens; give --seq-len") }
+        let seqLen = self.seqLen ?? 2  // validate() requires it
         let config = try LlamaConfig(contentsOf: folder + "/config.json")
         let planned = try MemoryPlan(try memoryRun(config, folder: folder, sequence: seqLen), on: backend)
         if dryRun.json {

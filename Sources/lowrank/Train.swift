@@ -54,7 +54,7 @@ struct Train: ParsableCommand {
     @OptionGroup var dryRun: DryRunOptions
 
     func validate() throws {
-        if dryRun.dryRun, model == nil { throw ValidationError("--dry-run plans a --model (its config.json is enough)") }
+        if dryRun.dryRun, model == nil || seqLen == nil { throw ValidationError("--dry-run plans a --model (its config.json is enough) at --seq-len tokens a row") }
         if (model == nil) != (data == nil), !dryRun.dryRun {
             throw ValidationError("give both --model and --data, or neither (for the built-in default job)")
         }

@@ -98,6 +98,20 @@ struct MemoryPlanTests {
             let json = try JSON.parse(Array((output.split(separator: "\n").last.map(String.init) ?? "").utf8))
             let expected = try MemoryPlan(try Self.run(), on: CPUBackend.shared).json
             #expect(json == expected, "\(output)")
+            let refused = try CommandLineArgumentTests().lowrank(["train", "--model", folder, "--dry-run"])
+            #expect(refused.status == 64 && refused.output.contains("at --seq-len tokens a row"), "\(refused.output)")
+        }
+    }
+
+    /// A real run prints the plan of its largest batch before loading.
+    @Test func aRunPrintsItsPlan() throws {
+        try withTemporaryFolder { folder in
+            let (status, output) = try CommandLineArgumentTests().lowrank(["train", "--model", Self.model, "--data", LlamaFixtures.path("data.jsonl"),
+                                                                           "--steps", "1", "--batch-size", "2", "--targets", "all-linear",
+                                                                           "--adapter-out", folder + "/adapter"])
+            let longest = try LlamaFixtures.data(try LlamaFixtures.model(on: CPUBackend.shared)).rows.map(\.count).max()!
+            let expected = try MemoryPlan(try Self.run().with { $0.sequence = longest }, on: CPUBackend.shared)
+            #expect(status == 0 && output.contains("lowrank train: \(expected.description) of "), "\(output)")
         }
     }
 }
