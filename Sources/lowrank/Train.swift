@@ -58,8 +58,8 @@ struct Train: ParsableCommand {
         if (model == nil) != (data == nil), !dryRun.dryRun {
             throw ValidationError("give both --model and --data, or neither (for the built-in default job)")
         }
-        if model == nil, initAdapter != nil || quantize != nil {
-            throw ValidationError("--init-adapter and --quantize need --model")
+        if model == nil, initAdapter != nil || quantize != nil || weights.dtype != nil {
+            throw ValidationError("--init-adapter, --quantize and --dtype need --model")
         }
         if steps != nil, epochs != nil { throw ValidationError("give --steps or --epochs, not both") }
         if forceAdapter, initAdapter == nil { throw ValidationError("--force-adapter applies to --init-adapter") }
