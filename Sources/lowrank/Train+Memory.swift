@@ -31,9 +31,20 @@ extension Train {
         }
     }
 
+    /// The built-in default job as `MemoryPlan` plans it (f32 weights drawn from a seed).
+    func defaultJobRun(sequence: Int) throws -> MemoryPlan.Run {
+        MemoryPlan.Run(config: DefaultJob.config, weightDType: { _ in .f32 }, quantize: nil, adapter: try peft.apply(to: DefaultJob.adapterSettings),
+                       batch: batchSize ?? DefaultJob.trainingSettings.batchSize, sequence: sequence, checkpointing: gradCheckpointing)
+    }
+
     /// Prints the run's planned bytes and stops it before loading when they exceed the device's memory.
-    func checkMemory(_ checkpoint: HuggingFaceCheckpoint, sequence: Int, on backend: any Backend) throws {
-        let planned = try MemoryPlan.checkFits(try memoryRun(checkpoint.config, folder: checkpoint.folder, sequence: sequence), on: backend)
+    func checkMemory(_ run: MemoryPlan.Run, on backend: any Backend) throws {
+        let planned = try MemoryPlan.checkFits(run, on: backend)
         printToStandardError("lowrank train: \(planned.description) of \(MemoryPlan.gibibytes(MemoryPlan.capacity(of: backend))) on \(backend.identifier)")
     }
+}
+
+extension TokenDataset {
+    /// The longest row: a batch's plan is largest at it.
+    var longestRow: Int { rows.map(\.count).max() ?? 2 }
 }

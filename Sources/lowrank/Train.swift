@@ -83,11 +83,12 @@ struct Train: ParsableCommand {
         if let model, let data {
             let checkpoint = try HuggingFaceCheckpoint(folder: model)
             dataset = try TokenDataset(contentsOf: data, vocabularySize: checkpoint.config.vocabularySize, maxLength: seqLen)
-            try checkMemory(checkpoint, sequence: dataset.rows.map(\.count).max() ?? 2, on: backend)
+            try checkMemory(try memoryRun(checkpoint.config, folder: model, sequence: dataset.longestRow), on: backend)
             llama = try LlamaModel(checkpoint: checkpoint, on: backend, quantize: quantize?.dtype, dtype: weights.dtype?.dtype)
         } else {
-            llama = try DefaultJob.model(on: backend)
             dataset = try DefaultJob.data()
+            try checkMemory(try defaultJobRun(sequence: dataset.longestRow), on: backend)
+            llama = try DefaultJob.model(on: backend)
         }
         adapterSettings = try isDefault ? peft.apply(to: DefaultJob.adapterSettings) : newAdapterSettings(baseModel: llama.name ?? "")
         let adapter = try initAdapter.map { try ModelAdapter(contentsOf: $0, on: llama, force: forceAdapter) }
