@@ -75,6 +75,8 @@ public final class CausalLMPlan {
         let shape = DecoderBlockShape(tokens: t, sequence: sequence, queryHeads: config.headCount, keyValueHeads: config.keyValueHeadCount,
                                       headDim: config.headDim, rmsNormEpsilon: config.rmsNormEpsilon)
         var h = try g.embedding(try frozen("model.embed_tokens.weight"), ids: ids, label: "embed_tokens")
+        // A 16-bit table's rows widen exactly: the residual stream stays f32 whatever the weights' dtype.
+        if h.dtype != .f32 { h = try g.apply(.cast(.f32), [h], label: "embed_tokens.f32")[0] }
         for layer in 0..<config.layerCount {
             let prefix = "model.layers.\(layer)."
             let block = {

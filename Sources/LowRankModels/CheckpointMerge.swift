@@ -23,8 +23,8 @@ extension HuggingFaceCheckpoint {
         if let dtype, !dtype.isFloatingPoint {
             throw LowRankError(.invalidArgument, "a merged checkpoint is written in f32, bf16 or f16, not \(dtype)")
         }
-        guard model.projectionDType == .f32 else {
-            throw LowRankError(.invalidArgument, "merging needs the model's weights in f32, not quantized to \(model.projectionDType)")
+        guard !model.projectionDType.isQuantized else {
+            throw LowRankError(.invalidArgument, "merging needs the model's weights in f32, bf16 or f16, not quantized to \(model.projectionDType)")
         }
         guard FileIO.canonicalPath(self.folder) != FileIO.canonicalPath(folder) else {
             throw LowRankError(.invalidArgument, "the merged checkpoint would overwrite the model it is made from; choose another --out", context: [("folder", folder)])
@@ -68,7 +68,8 @@ extension HuggingFaceCheckpoint {
         for (path, layer) in adapter.layers {
             let name = path + ".weight"
             let original = try model.weight(name)
-            let weight = try original.copy(to: model.backend)
+            // Merged in f32 whatever dtype the model holds W in, then rounded once to the written dtype.
+            let weight = try Tensor(try original.floats(), shape: original.shape, on: model.backend)
             switch layer {
             case .lora(let lora): try lora.merge(into: weight)
             case .dora(let dora): try dora.merge(into: weight)

@@ -1,22 +1,32 @@
 import LowRank
 
 /// A Llama-family decoder's frozen weights on one backend, by their Hugging Face names. The
-/// projections may be block-quantized at load (QLoRA); everything else is held in f32.
+/// matrices (the projections, the token embedding and the LM head) are held in the checkpoint's
+/// dtype (bf16 or f16 stay 16-bit) or in a chosen one, and the projections may instead be
+/// block-quantized at load (QLoRA). The vectors (norm weights, biases) are held in f32: they are a
+/// few thousand values per block, and their ops compute in f32 anyway. Only storage is 16-bit:
+/// every op reads a 16-bit weight into f32 and accumulates in f32, and activations, norm
+/// statistics, softmax, the loss, adapters, their gradients and the optimizer's state stay f32.
 public final class LlamaModel {
     public let config: LlamaConfig
     /// Where it came from (the checkpoint's folder, or a name such as the default job's), as
     /// adapters record it in `base_model_name_or_path`; nil for an unnamed model.
     public let name: String?
     public let backend: any Backend
-    /// The dtype of the projection weights: f32, or a quantized type.
+    /// The dtype of the projection weights: f32, bf16, f16, or a quantized type.
     public let projectionDType: DType
     private let weights: [String: Tensor]
     let inverseFrequencies: Tensor
 
-    /// Loads `checkpoint` onto `backend`, quantizing the seven projections of every block to
-    /// `quantize` when it is given.
-    public convenience init(checkpoint: HuggingFaceCheckpoint, on backend: any Backend, quantize: DType? = nil) throws {
-        try self.init(config: checkpoint.config, name: checkpoint.folder, on: backend, quantize: quantize) { name, dtype in
+    /// Loads `checkpoint` onto `backend`, tensor by tensor from the mapped files. Each matrix is
+    /// held in `dtype` (f32, bf16 or f16), or in the checkpoint's own dtype when it is nil; the
+    /// seven projections of every block are quantized to `quantize` instead when it is given.
+    public convenience init(checkpoint: HuggingFaceCheckpoint, on backend: any Backend, quantize: DType? = nil, dtype: DType? = nil) throws {
+        if let dtype, !dtype.isFloatingPoint {
+            throw LowRankError(.invalidArgument, "--dtype takes f32, bf16 or f16, not \(dtype)")
+        }
+        try self.init(config: checkpoint.config, name: checkpoint.folder, on: backend, quantize: quantize,
+                      matrixDType: { name in try dtype ?? checkpoint.file(containing: name).entry(name).dtype }) { name, dtype in
             try checkpoint.tensor(name, as: dtype, on: backend)
         }
     }
@@ -26,7 +36,7 @@ public final class LlamaModel {
     public convenience init(config: LlamaConfig, seed: UInt64, name: String? = nil, on backend: any Backend) throws {
         var random = SplitMix(seed: seed)
         let shapes = Dictionary(uniqueKeysWithValues: config.expectedTensors.map { ($0.name, $0.shape) })
-        try self.init(config: config, name: name, on: backend, quantize: nil) { name, dtype in
+        try self.init(config: config, name: name, on: backend, quantize: nil, matrixDType: { _ in .f32 }) { name, dtype in
             let shape = shapes[name]!
             let isNorm = name.hasSuffix("norm.weight")
             let scale = Float(isNorm ? 0.1 : 1 / Double(shape.columns).squareRoot())
@@ -35,25 +45,38 @@ public final class LlamaModel {
         }
     }
 
-    private init(config: LlamaConfig, name: String?, on backend: any Backend, quantize: DType?, load: (String, DType) throws -> Tensor) throws {
+    /// A model of `config`'s shapes on a planning backend, holding no values: each matrix in
+    /// `dtype(name)`, the projections quantized to `quantize` when it is given. It plans a run's
+    /// memory without a weight file.
+    public convenience init(planning config: LlamaConfig, on backend: PlanningBackend, quantize: DType? = nil,
+                            dtype: (String) throws -> DType) throws {
+        let shapes = Dictionary(uniqueKeysWithValues: config.expectedTensors.map { ($0.name, $0.shape) })
+        try self.init(config: config, name: nil, on: backend, quantize: quantize, matrixDType: dtype) { name, dtype in
+            try Tensor(empty: shapes[name]!, dtype: dtype, on: backend)
+        }
+    }
+
+    private init(config: LlamaConfig, name: String?, on backend: any Backend, quantize: DType?, matrixDType: (String) throws -> DType,
+                 load: (String, DType) throws -> Tensor) throws {
         if let quantize, !quantize.isQuantized {
             throw LowRankError(.invalidArgument, "--quantize takes nf4, q8_0 or q4_0, not \(quantize)")
         }
         (self.config, self.name) = (config, name)
         self.backend = backend
-        projectionDType = quantize ?? .f32
         var weights: [String: Tensor] = [:]
         let projections = Set((0..<config.layerCount).flatMap { layer in
             config.projections.map { "model.layers.\(layer).\($0.path).weight" }
         })
-        for (name, _) in config.expectedTensors {
+        for (name, shape) in config.expectedTensors {
             do {
-                weights[name] = try load(name, projections.contains(name) ? projectionDType : .f32)
+                let dtype = shape.rank == 1 ? .f32 : projections.contains(name) ? try quantize ?? matrixDType(name) : try matrixDType(name)
+                weights[name] = try load(name, dtype)
             } catch let error as LowRankError {
                 throw error.adding("tensor", name)
             }
         }
         self.weights = weights
+        projectionDType = quantize ?? weights["model.layers.0.\(config.projections[0].path).weight"]?.dtype ?? .f32
         inverseFrequencies = try Tensor(config.inverseFrequencies, shape: [config.headDim / 2], on: backend)
     }
 
@@ -66,6 +89,9 @@ public final class LlamaModel {
     public var linearModules: [(path: String, name: String)] {
         (0..<config.layerCount).flatMap { layer in config.projections.map { ("model.layers.\(layer).\($0.path)", $0.name) } }
     }
+
+    /// The bytes the weights take on the device.
+    public var weightBytes: Int { weights.values.reduce(0) { $0 + $1.byteCount } }
 
     /// Every weight, by name, with the dtype it is held in.
     public var tensors: [(name: String, tensor: Tensor)] {

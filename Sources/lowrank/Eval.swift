@@ -19,6 +19,7 @@ struct Eval: ParsableCommand {
     @Flag(help: "Print {\"loss\": …, \"tokens\": …, \"perplexity\": …} only.") var json = false
     @OptionGroup var textData: TextDataOptions
     @OptionGroup var device: DeviceOptions
+    @OptionGroup var weights: WeightDTypeOption
 
     func validate() throws {
         if forceAdapter, adapter == nil { throw ValidationError("--force-adapter applies to --adapter") }
@@ -37,7 +38,8 @@ struct Eval: ParsableCommand {
 
     private func evaluate() throws {
         let backend = try Engine.backend(try device.request, validation: device.validationEnabled)
-        let llama = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: model), on: backend, quantize: quantize?.dtype)
+        let llama = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: model), on: backend, quantize: quantize?.dtype,
+                                   dtype: weights.dtype?.dtype)
         let adapter = try self.adapter.map { try ModelAdapter(contentsOf: $0, on: llama, force: forceAdapter) }
         let dataset = try textData.dataset(data, modelFolder: model, vocabularySize: llama.config.vocabularySize, maxLength: seqLen)
         let result = try Evaluation(model: llama, adapter: adapter, data: dataset, batchSize: batchSize)

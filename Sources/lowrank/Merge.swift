@@ -18,7 +18,7 @@ struct Merge: ParsableCommand {
     var forceAdapter = false
     @Option(help: "The folder to write the merged checkpoint to.") var out: String
     @Option(help: "Write every weight in this dtype (default: each tensor's dtype in the checkpoint).")
-    var dtype: MergeDType?
+    var dtype: WeightDType?
     @OptionGroup var device: DeviceOptions
 
     func run() throws {
@@ -31,11 +31,4 @@ struct Merge: ParsableCommand {
         if let warning = report.roundingWarning { printToStandardError(warning) }
         print("merged \(loaded.layers.count) adapted modules into \(out)/")
     }
-}
-
-/// The dtypes a merged checkpoint is written in.
-enum MergeDType: String, CaseIterable, ExpressibleByArgument {
-    case f32, bf16, f16
-
-    var dtype: DType { DType(rawValue: rawValue)! }
 }

@@ -58,15 +58,18 @@ struct Train: ParsableCommand {
     @OptionGroup(title: "PEFT's LoraConfig fields, LoRA+ and initialisation") var peft: PEFTOptions
     @OptionGroup var textData: TextDataOptions
     @OptionGroup var device: DeviceOptions
+    @OptionGroup var weights: WeightDTypeOption
+    @OptionGroup var dryRun: DryRunOptions
 
     func validate() throws {
+        if dryRun.dryRun, model == nil || seqLen == nil { throw ValidationError("--dry-run plans a --model (its config.json is enough) at --seq-len tokens a row") }
         if validData == nil ? evalEvery != nil : model == nil { throw ValidationError("--valid-data needs --model and --data; --eval-every needs --valid-data") }
         if let evalEvery, evalEvery < 1 { throw ValidationError("--eval-every must be at least 1, got \(evalEvery)") }
-        if (model == nil) != (data == nil) {
+        if (model == nil) != (data == nil), !dryRun.dryRun {
             throw ValidationError("give both --model and --data, or neither (for the built-in default job)")
         }
-        if model == nil, initAdapter != nil || quantize != nil {
-            throw ValidationError("--init-adapter and --quantize need --model")
+        if model == nil, initAdapter != nil || quantize != nil || weights.dtype != nil {
+            throw ValidationError("--init-adapter, --quantize and --dtype need --model")
         }
         if steps != nil, epochs != nil { throw ValidationError("give --steps or --epochs, not both") }
         if forceAdapter, initAdapter == nil { throw ValidationError("--force-adapter applies to --init-adapter") }
@@ -88,6 +91,7 @@ struct Train: ParsableCommand {
     private func train(in group: ProcessGroup?) throws {
         let backend = try Engine.backend(try device.request(in: group), validation: device.validationEnabled)
         let leader = (group?.rank ?? 0) == 0
+        if dryRun.dryRun, let model { return try printDryRun(model, on: backend) }
         let isDefault = model == nil
         let output = adapterOut ?? (isDefault ? DefaultJob.adapterFolder : "adapter-out")
 
@@ -95,16 +99,16 @@ struct Train: ParsableCommand {
         var settings = isDefault ? DefaultJob.trainingSettings : TrainingSettings()
         let adapterSettings: AdapterSettings
         if let model, let data {
-            llama = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: model), on: backend, quantize: quantize?.dtype)
-            dataset = try textData.dataset(data, modelFolder: model, vocabularySize: llama.config.vocabularySize, maxLength: seqLen)
+            let checkpoint = try HuggingFaceCheckpoint(folder: model)
+            dataset = try textData.dataset(data, modelFolder: model, vocabularySize: checkpoint.config.vocabularySize, maxLength: seqLen)
+            try checkMemory(try memoryRun(checkpoint.config, folder: model, sequence: dataset.longestRow), on: backend)
+            llama = try LlamaModel(checkpoint: checkpoint, on: backend, quantize: quantize?.dtype, dtype: weights.dtype?.dtype)
         } else {
-            llama = try DefaultJob.model(on: backend)
             dataset = try DefaultJob.data()
+            try checkMemory(try defaultJobRun(sequence: dataset.longestRow), on: backend)
+            llama = try DefaultJob.model(on: backend)
         }
-        if isDefault { adapterSettings = try peft.apply(to: DefaultJob.adapterSettings) } else {
-            adapterSettings = try peft.apply(to: AdapterSettings(rank: r, alpha: alpha, dropout: dropout, rsLoRA: rslora, dora: dora,
-                                                                 targets: AdapterSettings.targets(parsing: targets), baseModel: llama.name ?? ""))
-        }
+        adapterSettings = try isDefault ? peft.apply(to: DefaultJob.adapterSettings) : newAdapterSettings(baseModel: llama.name ?? "")
         let adapter = try initAdapter.map { try ModelAdapter(contentsOf: $0, on: llama, force: forceAdapter) }
             ?? peft.newAdapter(adapterSettings, on: llama, seed: seed)
         settings.loraPlusRatio = peft.loraplusLrRatio
