@@ -63,9 +63,11 @@ struct LinearCrossEntropyTests {
             let logits = try Ops.execute(.matmul(MatmulOptions(transposeB: true, outputDType: .f32)), [hidden, weight])[0]
             let dLogits = try Ops.execute(.crossEntropyBackward(ignoreIndex: -100),
                                           CrossEntropyBackwardOperands(logits: logits, labels: labels, logsumexp: out[1], lossGradient: operands.lossGradient).values)[0]
-            let want = try Ops.execute(.matmul(MatmulOptions(outputDType: .f32)), [dLogits, weight])[0]
-            // bf16 keeps 8 significant bits: half a unit in the last place is 2^-9 of the largest.
-            #expect(relativeError(try dHidden.floats(), try want.floats().map(Double.init)) < 1.0 / 512, "on \(backend.identifier)")
+            // The unfused gradient rounded to bf16 once, as the fused one is: equal but where an f32 sum lands by a tie.
+            let want = try Ops.execute(.matmul(MatmulOptions(outputDType: .bf16)), [dLogits, weight])[0]
+            let error = relativeError(try dHidden.floats(), try want.floats().map(Double.init))
+            print("bf16 d hidden on \(backend.identifier): relative error \(error)")
+            #expect(error < 1e-6, "on \(backend.identifier)")
         }
     }
 
