@@ -48,7 +48,9 @@ extension CPUBackend {
             total += (0..<classes).contains(Int(label[row])) ? lse - Double(target[row]) : .nan
             counted += 1
         }
-        pointer(outputs[0]).assumingMemoryBound(to: Float.self)[0] = Float(total / Double(counted))
+        // One NaN, positive as PyTorch prints it: x86's default NaN, from the rescaling of a NaN row, is negative.
+        let mean = total / Double(counted)
+        pointer(outputs[0]).assumingMemoryBound(to: Float.self)[0] = mean.isNaN ? .nan : Float(mean)
     }
 
     /// Each block's logits become `(softmax − onehot)·dLoss / counted rows` in place (0 on ignored

@@ -7,15 +7,16 @@ import Testing
 /// same backend: `matmul` into `[T, V]` logits, then `cross_entropy`, and their backward.
 @Suite("Fused LM head and cross-entropy")
 struct LinearCrossEntropyTests {
-    /// 300 rows of d = 40 over 700 classes in chunks of 256 classes and 128 rows (the Vulkan
+    /// 300 rows of d = 64 over 700 classes in chunks of 256 classes and 128 rows (the Vulkan
     /// backend rounds rows up to 256): 3 chunks by 3 (2) row blocks, two rows ignored, the weight in
-    /// f32 and bf16. Loss, logsumexp, d hidden and d weight within f32 rounding of the unfused path.
-    @Test(arguments: BackendKind.allCases, [DType.f32, .bf16])
+    /// f32, bf16 and Q8_0 (read from each chunk's first row of the whole quantized tensor). Loss,
+    /// logsumexp, d hidden and d weight within f32 rounding of the unfused path.
+    @Test(arguments: BackendKind.allCases, [DType.f32, .bf16, .q8_0])
     func matchesTheUnfusedPath(_ kind: BackendKind, _ weightType: DType) throws {
         try onBackend(kind) { backend in
-            let (rows, d, classes) = (300, 40, 700)
+            let (rows, d, classes) = (300, 64, 700)
             let hidden = try Tensor(randomValues(rows * d, seed: 61, scale: 2), shape: [rows, d], on: backend)
-            let weight = try Tensor(randomValues(classes * d, seed: 62, scale: 0.5), shape: [classes, d], dtype: weightType, on: backend)
+            let weight = try Ops.execute(.cast(weightType), [try Tensor(randomValues(classes * d, seed: 62, scale: 0.5), shape: [classes, d], on: backend)])[0]
             let ids = (0..<rows).map { $0 % 97 == 5 ? -100 : Int32(($0 * 37) % classes) }
             let labels = try Tensor(ids: ids, on: backend)
             let options = LinearCrossEntropyOptions(vocabularyChunk: 256, rowChunk: 128)
