@@ -96,7 +96,7 @@ extension CPUBackend {
     private func logitBlocks(_ o: LinearCrossEntropyOptions, _ h: UnsafeMutablePointer<Float>, rows: Int, _ weight: Tensor,
                              _ body: (LogitBlock, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
         let (classes, d) = (weight.shape[0], weight.shape[1])
-        let rowChunk = Swift.min(o.rowChunk, rows), chunk = Swift.min(o.vocabularyChunk, classes)
+        let rowChunk = Swift.max(1, Swift.min(o.rowChunk, rows)), chunk = Swift.min(o.vocabularyChunk, classes)
         withScratch(weight.dtype == .f32 ? 0 : chunk * d) { panel in
             withScratch(rowChunk * chunk) { logits in
                 for c0 in stride(from: 0, to: classes, by: chunk) {

@@ -43,7 +43,7 @@ private struct LogitBlocking {
         let up = { (n: Int) in (n + 255) / 256 * 256 }
         (totalRows, totalClasses) = (hidden.shape[0], weight.shape[0])
         let d = hidden.shape[1]
-        rows = min(totalRows, up(o.rowChunk))
+        rows = max(1, min(totalRows, up(o.rowChunk)))  // one, not zero, for no rows: a step of the loops below
         classes = min(totalClasses, up(o.vocabularyChunk))
         // f32 logits and gradients, hidden's rows and (unless bound whole, quantized) W's.
         let widest = max(4, hidden.dtype.byteSize, weight.dtype.isQuantized ? 0 : weight.dtype.byteSize)

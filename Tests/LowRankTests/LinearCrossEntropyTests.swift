@@ -43,7 +43,7 @@ struct LinearCrossEntropyTests {
     }
 
     /// A 16-bit hidden state gets its gradient in its own dtype, formed in f32 and rounded once;
-    /// a label outside the classes, or every row ignored, gives NaN as `cross_entropy` does.
+    /// a label outside the classes, every row ignored, or no rows, gives NaN as `cross_entropy` does.
     @Test(arguments: BackendKind.allCases)
     func keepsTheLossSemantics(_ kind: BackendKind) throws {
         try onBackend(kind) { backend in
@@ -55,6 +55,8 @@ struct LinearCrossEntropyTests {
                 let loss = try Ops.execute(.linearCrossEntropy(options), [hidden, weight, try Tensor(ids: bad, on: backend)])[0]
                 #expect(try loss.floats()[0].isNaN, "labels \(bad) on \(backend.identifier)")
             }
+            let none = try Ops.execute(.linearCrossEntropy(options), [try Tensor.zeros([0, d], on: backend), weight, try Tensor(ids: [], on: backend)])[0]
+            #expect(try none.floats()[0].isNaN, "no rows on \(backend.identifier)")
             let labels = try Tensor(ids: [3, -100, 299, 0, 150, 7], on: backend)
             let out = try Ops.execute(.linearCrossEntropy(options), [hidden, weight, labels])
             let operands = LinearCrossEntropyBackwardOperands(hidden: hidden, weight: weight, labels: labels, logsumexp: out[1],
