@@ -10,7 +10,8 @@ struct LinearCrossEntropyTests {
     /// 300 rows of d = 64 over 700 classes in chunks of 256 classes and 128 rows (the Vulkan
     /// backend rounds rows up to 256): 3 chunks by 3 (2) row blocks, two rows ignored, the weight in
     /// f32, bf16 and Q8_0 (read from each chunk's first row of the whole quantized tensor). Loss,
-    /// logsumexp, d hidden and d weight within f32 rounding of the unfused path.
+    /// logsumexp, d hidden and d weight within f32 rounding of the unfused path (measured: the loss
+    /// equal, logsumexp 7.7e-8, the gradients at most 1.7e-6, d hidden on lavapipe).
     @Test(arguments: BackendKind.allCases, [DType.f32, .bf16, .q8_0])
     func matchesTheUnfusedPath(_ kind: BackendKind, _ weightType: DType) throws {
         try onBackend(kind) { backend in
@@ -24,8 +25,9 @@ struct LinearCrossEntropyTests {
             let logits = try Ops.execute(.matmul(MatmulOptions(transposeB: true, outputDType: .f32)), [hidden, weight])[0]
             let unfused = try Ops.execute(.crossEntropy(ignoreIndex: -100), [logits, labels])
             let where_ = "\(weightType) on \(backend.identifier)"
-            #expect(relativeError(try fused[0].floats(), try unfused[0].floats().map(Double.init)) < 1e-6, "loss, \(where_)")
-            #expect(relativeError(try fused[1].floats(), try unfused[1].floats().map(Double.init)) < 1e-6, "logsumexp, \(where_)")
+            let errors = try [(fused[0], unfused[0]), (fused[1], unfused[1])].map { relativeError(try $0.floats(), try $1.floats().map(Double.init)) }
+            #expect(errors[0] < 1e-6, "loss, \(where_)")
+            #expect(errors[1] < 1e-6, "logsumexp, \(where_)")
 
             let lossGradient = try Tensor([0.75], shape: [1], on: backend)
             let operands = LinearCrossEntropyBackwardOperands(hidden: hidden, weight: weight, labels: labels, logsumexp: fused[1], lossGradient: lossGradient)
@@ -34,8 +36,10 @@ struct LinearCrossEntropyTests {
                                           CrossEntropyBackwardOperands(logits: logits, labels: labels, logsumexp: unfused[1], lossGradient: lossGradient).values)[0]
             let dHidden = try Ops.execute(.matmul(MatmulOptions(outputDType: .f32)), [dLogits, weight])[0]
             let dWeight = try Ops.execute(.matmul(MatmulOptions(transposeA: true)), [dLogits, hidden])[0]
-            #expect(relativeError(try grads[0].floats(), try dHidden.floats().map(Double.init)) < 1e-5, "d hidden, \(where_)")
-            #expect(relativeError(try grads[1].floats(), try dWeight.floats().map(Double.init)) < 1e-5, "d weight, \(where_)")
+            let gradientErrors = try [(grads[0], dHidden), (grads[1], dWeight)].map { relativeError(try $0.floats(), try $1.floats().map(Double.init)) }
+            print("fused against unfused, \(where_): loss \(errors[0]), logsumexp \(errors[1]), d hidden \(gradientErrors[0]), d weight \(gradientErrors[1])")
+            #expect(gradientErrors[0] < 5e-6, "d hidden, \(where_)")
+            #expect(gradientErrors[1] < 5e-6, "d weight, \(where_)")
             let frozenHead = try Ops.execute(.linearCrossEntropyBackward(options, weightGradient: false), operands.values)
             #expect(frozenHead.count == 1)
             #expect(try frozenHead[0].bytes() == grads[0].bytes(), "d hidden without d weight, \(where_)")
