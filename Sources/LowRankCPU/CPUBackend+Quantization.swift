@@ -21,7 +21,7 @@ extension CPUBackend {
     }
 
     /// Rows `rows` of W (`[wRows, columns]`, any dtype) as f32 into `panel`.
-    private func widen(_ w: Tensor, rows: Range<Int>, into panel: UnsafeMutablePointer<Float>) {
+    func widen(_ w: Tensor, rows: Range<Int>, into panel: UnsafeMutablePointer<Float>) {
         let columns = w.shape.columns, elements = (rows.lowerBound * columns)..<(rows.upperBound * columns)
         let source = UnsafeRawPointer(pointer(w))
         if w.dtype.isQuantized {

@@ -103,6 +103,9 @@ public final class CPUBackend: Backend, Sendable {
         case .attentionBackward(let o): try attentionBackward(o, AttentionBackwardOperands(inputs), outputs)
         case .crossEntropy(let ignoreIndex): try crossEntropy(ignoreIndex, inputs[0], inputs[1], outputs)
         case .crossEntropyBackward(let ignoreIndex): try crossEntropyBackward(ignoreIndex, CrossEntropyBackwardOperands(inputs), outputs[0])
+        case .linearCrossEntropy(let o): try linearCrossEntropy(o, inputs, outputs)
+        case .linearCrossEntropyBackward(let o, let weightGradient):
+            try linearCrossEntropyBackward(o, weightGradient: weightGradient, LinearCrossEntropyBackwardOperands(inputs), outputs)
         case .adamW(let o): try adamW(o, inputs, outputs)
         }
     }

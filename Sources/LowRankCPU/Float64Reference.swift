@@ -97,8 +97,13 @@ public enum Float64Reference {
         case .rope(let inverse): return [rope(x[0], frequencies: x[1].values, positions: x[2].ids, inverse: inverse)]
         case .attention(let o): return attention(o, q: x[0], k: x[1], v: x[2])
         case .crossEntropy(let ignoreIndex): return crossEntropy(ignoreIndex, logits: x[0], labels: x[1].ids)
+        case .linearCrossEntropy(let o):
+            let (hidden, weight) = (x[0], x[1])
+            var logits = [Double](repeating: 0, count: hidden.rows * weight.rows)
+            gemm(hidden.values, transpose: false, weight.values, transpose: true, &logits, m: hidden.rows, n: weight.rows, k: hidden.columns, alpha: 1, beta: 0)
+            return crossEntropy(o.ignoreIndex, logits: Float64Values(logits, shape: [hidden.rows, weight.rows]), labels: x[2].ids)
         case .loraBackward, .doraBackward, .activationBackward, .meanSquaredErrorBackward, .embeddingBackward,
-             .rmsNormBackward, .attentionBackward, .crossEntropyBackward, .adamW:
+             .rmsNormBackward, .attentionBackward, .crossEntropyBackward, .linearCrossEntropyBackward, .adamW:
             return nil
         }
     }

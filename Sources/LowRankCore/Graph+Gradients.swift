@@ -220,8 +220,15 @@ extension Graph {
             let operands = CrossEntropyBackwardOperands(logits: try input(0), labels: try input(1), logsumexp: try forward(node.outputs[1]), lossGradient: g)
             let d = try apply(.crossEntropyBackward(ignoreIndex: ignoreIndex), operands.values, label: label)
             return [d[0], nil]
+        case .linearCrossEntropy(let o):
+            let operands = LinearCrossEntropyBackwardOperands(hidden: try input(0), weight: try input(1), labels: try input(2),
+                                                               logsumexp: try forward(node.outputs[1]), lossGradient: g)
+            // d weight only when the head trains (a tied embedding being trained): a frozen head's would be V·d f32 for nothing.
+            let d = try apply(.linearCrossEntropyBackward(o, weightGradient: needs[1]), operands.values, label: label)
+            return [d[0], needs[1] ? try intoInput(d[1], 1) : nil, nil]
         case .rowL2Norm, .loraBackward, .doraNorm, .doraBackward, .doraCompose, .activationBackward, .meanSquaredErrorBackward,
-             .clipCoefficient, .adamW, .embeddingBackward, .rmsNormBackward, .attentionBackward, .crossEntropyBackward:
+             .clipCoefficient, .adamW, .embeddingBackward, .rmsNormBackward, .attentionBackward, .crossEntropyBackward,
+             .linearCrossEntropyBackward:
             return node.inputs.map { _ in nil }
         }
     }

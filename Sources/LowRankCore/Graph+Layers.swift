@@ -77,4 +77,12 @@ extension Graph {
     public func crossEntropy(_ logits: GraphTensor, labels: GraphTensor, ignoreIndex: Int32, label: String = "cross_entropy") throws -> GraphTensor {
         try apply(.crossEntropy(ignoreIndex: ignoreIndex), [logits, labels], label: label)[0]
     }
+
+    /// `crossEntropy(hidden·Wᵀ)` for `hidden [T, d]` and an LM head `weight [V, d]`, without the
+    /// `[T, V]` logits (`Op.linearCrossEntropy`), one f32 value.
+    public func linearCrossEntropy(_ hidden: GraphTensor, weight: GraphTensor, labels: GraphTensor,
+                                   options: LinearCrossEntropyOptions = LinearCrossEntropyOptions(),
+                                   label: String = "linear_cross_entropy") throws -> GraphTensor {
+        try apply(.linearCrossEntropy(options), [hidden, weight, labels], label: label)[0]
+    }
 }

@@ -180,6 +180,22 @@ public struct CrossEntropyBackwardOperands<Value> {
     public var values: [Value] { [logits, labels, logsumexp, lossGradient] }
 }
 
+/// `linearCrossEntropyBackward`: hidden [T, d], weight [V, d], labels [T] i32, logsumexp [T] f32
+/// (from forward), dLoss [1] f32.
+public struct LinearCrossEntropyBackwardOperands<Value> {
+    public var hidden, weight, labels, logsumexp, lossGradient: Value
+
+    public init(hidden: Value, weight: Value, labels: Value, logsumexp: Value, lossGradient: Value) {
+        (self.hidden, self.weight, self.labels, self.logsumexp, self.lossGradient) = (hidden, weight, labels, logsumexp, lossGradient)
+    }
+
+    public init(_ values: [Value]) {
+        self.init(hidden: values[0], weight: values[1], labels: values[2], logsumexp: values[3], lossGradient: values[4])
+    }
+
+    public var values: [Value] { [hidden, weight, labels, logsumexp, lossGradient] }
+}
+
 /// `adamW`: param, grad, m, v; the outputs are param, m and v, updated in place.
 public struct AdamWOperands<Value> {
     public var parameter, gradient, m, v: Value

@@ -79,6 +79,22 @@ public struct DoRAOptions: Hashable, Sendable {
     }
 }
 
+/// The fused LM head and cross-entropy (`Op.linearCrossEntropy`): the loss of `hidden·Wᵀ` with
+/// the logits formed in blocks of `rowChunk` rows by `vocabularyChunk` classes, so the op holds
+/// one such block of f32 logits instead of `[T, V]` (Liger's fused linear cross-entropy, Apple's
+/// cut cross-entropy). The Vulkan backend rounds both chunks up to multiples of 256, where its
+/// windows of W and hidden start on binding-aligned offsets.
+public struct LinearCrossEntropyOptions: Hashable, Sendable {
+    public var ignoreIndex: Int32
+    public var vocabularyChunk: Int
+    public var rowChunk: Int
+
+    /// 4096 × 1024 f32 logits: 16 MiB of workspace, whatever the vocabulary.
+    public init(ignoreIndex: Int32 = -100, vocabularyChunk: Int = 4096, rowChunk: Int = 1024) {
+        (self.ignoreIndex, self.vocabularyChunk, self.rowChunk) = (ignoreIndex, vocabularyChunk, rowChunk)
+    }
+}
+
 /// One step of AdamW as PyTorch's `torch.optim.AdamW` takes it: decoupled weight decay
 /// (`θ ← θ·(1 − lr·λ)`), then Adam with bias-corrected moments,
 /// `θ ← θ − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)`. The defaults are PyTorch's.
@@ -220,6 +236,14 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
     case crossEntropy(ignoreIndex: Int32)
     /// logits, labels, logsumexp, dLoss [1] -> d logits = (softmax − onehot)·dLoss / counted rows
     case crossEntropyBackward(ignoreIndex: Int32)
+    /// hidden [T, d], weight [V, d] (f32, f16, bf16 or quantized), labels [T] i32 -> [1] f32, logsumexp [T] f32:
+    /// `crossEntropy` of the logits `hidden·Wᵀ`, which are formed and consumed a block of rows by a
+    /// chunk of the vocabulary at a time (an online logsumexp), so `[T, V]` is never held
+    case linearCrossEntropy(LinearCrossEntropyOptions)
+    /// hidden, weight, labels, logsumexp, dLoss [1] -> d hidden [T, d] (hidden's dtype) and, with
+    /// `weightGradient`, d weight [V, d] f32: `(softmax − onehot)·dLoss / counted rows` times W (and
+    /// its transpose times hidden), one chunk of logits at a time
+    case linearCrossEntropyBackward(LinearCrossEntropyOptions, weightGradient: Bool)
     /// param, grad, m, v -> param, m, v: one AdamW step, in place (`Ops.adamW`); param f32, f16 or
     /// bf16 (updated in f32, rounded once), the moments f32
     case adamW(AdamWOptions)
@@ -256,6 +280,8 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
         case attentionBackward = "attention_backward"
         case crossEntropy = "cross_entropy"
         case crossEntropyBackward = "cross_entropy_backward"
+        case linearCrossEntropy = "linear_cross_entropy"
+        case linearCrossEntropyBackward = "linear_cross_entropy_backward"
         case adamW = "adamw"
 
         public var description: String { rawValue }
@@ -292,6 +318,8 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
         case .attentionBackward: .attentionBackward
         case .crossEntropy: .crossEntropy
         case .crossEntropyBackward: .crossEntropyBackward
+        case .linearCrossEntropy: .linearCrossEntropy
+        case .linearCrossEntropyBackward: .linearCrossEntropyBackward
         case .adamW: .adamW
         }
     }
@@ -542,6 +570,19 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
                 throw check.error(.shapeMismatch, "the loss gradient is one f32 value, got \(operands.lossGradient)")
             }
             return [inputs[0]]
+        case .linearCrossEntropy(let o):
+            try check.count(3)
+            let (t, _, _) = try check.linearCrossEntropy(o, hidden: inputs[0], weight: inputs[1], labels: 2)
+            return [TensorDescriptor([1], .f32), TensorDescriptor([t], .f32)]
+        case .linearCrossEntropyBackward(let o, let weightGradient):
+            try check.count(5)
+            let operands = LinearCrossEntropyBackwardOperands(inputs)
+            let (t, v, d) = try check.linearCrossEntropy(o, hidden: operands.hidden, weight: operands.weight, labels: 2)
+            try check.vector(operands.logsumexp, "the logsumexp", t)
+            guard operands.lossGradient.shape.count == 1, operands.lossGradient.dtype == .f32 else {
+                throw check.error(.shapeMismatch, "the loss gradient is one f32 value, got \(operands.lossGradient)")
+            }
+            return [operands.hidden] + (weightGradient ? [TensorDescriptor([v, d], .f32)] : [])
         case .adamW(let o):
             try check.count(4)
             try check.floating()
@@ -621,6 +662,22 @@ private struct OpCheck {
         }
         if let s = o.scale, !s.isFinite { throw error(.invalidArgument, "scale must be finite, got \(s)") }
         return (q[0], q[1], q[2])
+    }
+
+    /// Checks hidden [T, d], weight [V, d] and the labels at input `labels`; returns (T, V, d).
+    func linearCrossEntropy(_ o: LinearCrossEntropyOptions, hidden: TensorDescriptor, weight: TensorDescriptor, labels: Int) throws -> (Int, Int, Int) {
+        guard hidden.dtype.isFloatingPoint else { throw error(.dtypeMismatch, "hidden must be f32, f16 or bf16, got \(hidden.dtype)") }
+        guard weight.dtype.isFloatingPoint || weight.dtype.isQuantized else {
+            throw error(.dtypeMismatch, "the weight must be f32, f16, bf16 or block-quantized, got \(weight.dtype)")
+        }
+        let h = try matrix(hidden, "hidden"), w = try matrix(weight, "the weight")
+        try equal(h.1, w.1, "hidden's columns and the weight's columns (d)")
+        try equal(try ids(labels), h.0, "the number of labels and hidden's rows")
+        guard w.0 > 0 else { throw error(.shapeMismatch, "needs at least one class") }
+        guard o.vocabularyChunk > 0, o.rowChunk > 0 else {
+            throw error(.invalidArgument, "chunks must hold at least one class and one row, got \(o.vocabularyChunk) and \(o.rowChunk)")
+        }
+        return (h.0, w.0, h.1)
     }
 
     func matrix(_ i: Int, _ name: String) throws -> (Int, Int) { try matrix(inputs[i], name) }

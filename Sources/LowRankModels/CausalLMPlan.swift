@@ -2,9 +2,9 @@ import LowRank
 
 /// A Llama-family decoder with its adapters built as one graph for a fixed batch shape: token
 /// embedding, per block RMSNorm, RoPE, causal attention over grouped KV heads and a SwiGLU MLP
-/// (each projection plain, LoRA or DoRA), final norm, LM head, and the mean next-token
-/// cross-entropy. With `training`, the plan also yields the gradient of every adapter tensor, in
-/// `ModelAdapter.parameters` order.
+/// (each projection plain, LoRA or DoRA), final norm, and the LM head fused with the mean
+/// next-token cross-entropy (`Op.linearCrossEntropy`). With `training`, the plan also yields the
+/// gradient of every adapter tensor, in `ModelAdapter.parameters` order.
 public final class CausalLMPlan {
     public let batch: Int
     public let sequence: Int
@@ -88,8 +88,9 @@ public final class CausalLMPlan {
         }
         let final = try g.rmsNorm(h, weight: try frozen("model.norm.weight"), epsilon: config.rmsNormEpsilon, label: "model.norm")
         let lmHeadName = config.tiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight"
-        let logits = try g.linear(final, weight: try frozen(lmHeadName), label: "lm_head")
-        let loss = try g.crossEntropy(logits, labels: labels, ignoreIndex: Self.ignoredLabel, label: "loss")
+        // The LM head and the loss fused: the [T, vocabulary] logits are formed a block at a time, never held.
+        let loss = try g.linearCrossEntropy(final, weight: try frozen(lmHeadName), labels: labels,
+                                            options: LinearCrossEntropyOptions(ignoreIndex: Self.ignoredLabel), label: "lm_head.loss")
         // The biases' gradients last, in the adapter's order, as `ModelAdapter.parameters` lists them.
         trainable += (adapter?.biases ?? []).compactMap { biasParameters[$0.path] }
         let gradients = training && !trainable.isEmpty ? try g.gradients(of: loss, for: trainable, checkpointing: checkpointing) : []

@@ -11,6 +11,7 @@ enum Shader: String, CaseIterable, Sendable {
     case doraNorm = "dora_norm.comp"
     case elementwise = "elementwise.comp"
     case embedding = "embedding.comp"
+    case linearCrossEntropy = "linear_cross_entropy.comp"
     case loraBackward = "lora_backward.comp"
     case matmul = "matmul.comp"
     case matmulCoopmat = "matmul_coopmat.comp"
@@ -41,6 +42,7 @@ enum Shader: String, CaseIterable, Sendable {
         case .doraNorm: DoRANormKernel.self
         case .elementwise: ElementwiseKernel.self
         case .embedding: EmbeddingKernel.self
+        case .linearCrossEntropy: LinearCrossEntropyKernel.self
         case .loraBackward: LoRABackwardKernel.self
         case .matmul: MatmulKernel.self
         case .matmulCoopmat: MatmulCoopmatKernel.self

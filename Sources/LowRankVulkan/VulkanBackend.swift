@@ -324,6 +324,9 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         case .attentionBackward(let o): try encodeAttentionBackward(o, AttentionBackwardOperands(inputs), outputs)
         case .crossEntropy(let ignoreIndex): try encodeCrossEntropy(ignoreIndex, inputs, outputs)
         case .crossEntropyBackward(let ignoreIndex): try encodeCrossEntropyBackward(ignoreIndex, CrossEntropyBackwardOperands(inputs), outputs[0])
+        case .linearCrossEntropy(let o): try encodeLinearCrossEntropy(o, inputs, outputs)
+        case .linearCrossEntropyBackward(let o, let weightGradient):
+            try encodeLinearCrossEntropyBackward(o, weightGradient: weightGradient, LinearCrossEntropyBackwardOperands(inputs), outputs)
         case .adamW(let o): try encodeAdamW(o, inputs, outputs)
         case .embeddingBackward:
             throw LowRankError(.unsupported, unsupportedReason(op, inputs: inputs.map(\.descriptor))!)

@@ -106,7 +106,7 @@ struct LowrankBench: ParsableCommand {
 
 /// `--suite`: one suite of cases, or all of them in this order.
 enum Suite: String, CaseIterable, ExpressibleByArgument {
-    case matmul, lora, dora, quant, optimizer, train, all
+    case matmul, lora, dora, quant, optimizer, train, lmhead, all
 
     var members: [Suite] { self == .all ? Self.allCases.filter { $0 != .all } : [self] }
 }
@@ -120,6 +120,7 @@ extension BenchContext {
         case .quant: try quantSuite()
         case .optimizer: try optimizerSuite()
         case .train: try trainSuite()
+        case .lmhead: try lmHeadSuite()
         case .all: try suite.members.flatMap(run)
         }
     }

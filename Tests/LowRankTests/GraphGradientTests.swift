@@ -11,7 +11,7 @@ import Testing
 enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
     case linear, matmulTransposedA, broadcastAdd, broadcastMul, scale, scaleRows, rowSumOfSquares
     case silu, gelu, geluTanh, meanSquaredError, reshape, loraWithDropout, doraInputAndMagnitude
-    case embedding, rmsNorm, rope, groupedAttention, crossEntropy, transpose
+    case embedding, rmsNorm, rope, groupedAttention, crossEntropy, linearCrossEntropy, transpose
     var testDescription: String { rawValue }
 
     /// Trainable inputs: name, shape, value scale.
@@ -36,6 +36,7 @@ enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
         // softmax moves (else dq and dk are near the differences' f32 noise, about 5e-7).
         case .groupedAttention: [("q", [6, 4, 8], 3), ("k", [6, 2, 8], 3), ("v", [6, 2, 8], 1)]
         case .crossEntropy: [("logits", [5, 7], 2)]
+        case .linearCrossEntropy: [("hidden", [5, 6], 1), ("W", [7, 6], 0.5)]
         case .transpose: [("x", [2, 3, 4], 1)]
         }
     }
@@ -72,6 +73,10 @@ enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
             return try g.apply(.attention(AttentionOptions(sequenceLength: 3)), p)[0]
         case .crossEntropy:
             return try g.apply(.crossEntropy(ignoreIndex: -100), [p[0], try g.parameter("labels", try Tensor(ids: [2, -100, 6, 0, 2], on: g.backend))])[0]
+        case .linearCrossEntropy:
+            // Chunks of 3 classes and 2 rows on the CPU (the Vulkan backend rounds them up to one block).
+            return try g.linearCrossEntropy(p[0], weight: p[1], labels: try g.parameter("labels", try Tensor(ids: [2, -100, 6, 0, 2], on: g.backend)),
+                                            options: LinearCrossEntropyOptions(vocabularyChunk: 3, rowChunk: 2))
         case .transpose:
             return try g.mul(try g.transpose(p[0], axes: [2, 0, 1]), try frozen("c", [4, 2, 3], 46))
         case .doraInputAndMagnitude:

@@ -61,6 +61,9 @@ struct OpCoverage {
         case .attentionBackward: OpCoverage(reference: ["TransformerOpsTests.attentionMatchesReference"], gradient: isABackwardOp)
         case .crossEntropy: OpCoverage(reference: ["TransformerOpsTests.crossEntropyMatchesReference"], gradient: .cases([.crossEntropy]))
         case .crossEntropyBackward: OpCoverage(reference: ["TransformerOpsTests.crossEntropyMatchesReference"], gradient: isABackwardOp)
+        case .linearCrossEntropy:
+            OpCoverage(reference: ["LinearCrossEntropyTests.matchesTheUnfusedPath"], gradient: .cases([.linearCrossEntropy]))
+        case .linearCrossEntropyBackward: OpCoverage(reference: ["LinearCrossEntropyTests.matchesTheUnfusedPath"], gradient: isABackwardOp)
         case .adamW:
             OpCoverage(reference: ["OptimizerTests.matchesReference", "OptimizerTests.matchesPyTorch"],
                        gradient: .exempt("the optimizer step: it consumes gradients and has none"))
