@@ -3,18 +3,24 @@
 #include "common.glsl"
 
 // Causal softmax attention with grouped KV heads over sequences of `sequence` rows packed along T
-// (AttentionOptions in Op.swift; CPUBackend+Attention.swift is the twin). One workgroup of 64 per
-// (row, head); each invocation holds up to 4 of the head's columns (head dim at most 256), and
-// every dot product over a head is a fixed-shape tree (reduce.glsl), so results do not depend on
-// scheduling.
-// PASS_FORWARD: an online softmax over the row's keys in order: out and logsumexp.
-// PASS_QUERY_GRADIENT: dq for (row, query head): Δ = G·out, then over keys P = exp(s − lse), dS = P·(G·v − Δ).
-// PASS_KEY_VALUE_GRADIENT: dk and dv for (key row, KV head): over the group's query heads and the rows that see
-//   the key, in order. (AttentionKernel.Pass)
-// Host defines: PASS, Q_T, K_T, V_T, G_T and O_T (backward), C_T, C_FROM_F32.
-#define REDUCE_SIZE 64u
+// (AttentionOptions in Op.swift; CPUBackend+Attention.swift is the twin), tiled as FlashAttention-2:
+// tiles of BLOCK query rows against tiles of BLOCK key rows of one head, staged in shared memory
+// as f32 with columns up to HEAD_DIM_MAX (zero beyond the head dim and beyond T), 64 invocations.
+// Key tiles start at the query tile's sequence start and end at its last row, so tiles that are
+// entirely masked (earlier sequences, the future) are never loaded; masks inside a tile are per
+// element. Every sum runs in a fixed order, so results do not depend on scheduling.
+// PASS_FORWARD: a workgroup per (query tile, query head): an online softmax over the key tiles;
+//   out and logsumexp.
+// PASS_QUERY_GRADIENT: a workgroup per (query tile, query head): dq over its key tiles, the
+//   probabilities recomputed from the saved logsumexp: P = exp(s − lse), dS = P·(G·v − Δ), Δ = G·out.
+// PASS_KEY_VALUE_GRADIENT: a workgroup per (key tile, KV head), K and V read once for the group's
+//   query heads: dk and dv over the query tiles that see the key tile, no atomics.
+// (AttentionKernel.Pass, AttentionKernel.Tile.) The products of tiles (scores, P·V, dS·K, Pᵀ·G, dSᵀ·Q)
+// are the loops a cooperative-matrix path would replace.
+// Host defines: PASS, BLOCK, HEAD_DIM_MAX, Q_T, K_T, V_T, G_T and O_T (backward), C_T, C_FROM_F32.
+#define THREADS 64u
+#define COLUMN_SETS (HEAD_DIM_MAX / 64u)  // each invocation holds columns t + 64·n of every row
 layout(local_size_x = 64) in;
-#include "reduce.glsl"
 
 layout(std430, binding = 0) readonly buffer QBuf { Q_T q_data[]; };
 layout(std430, binding = 1) readonly buffer KBuf { K_T k_data[]; };
@@ -36,108 +42,203 @@ layout(std430, binding = 7) writeonly buffer DvBuf { C_T dv_data[]; };
 
 layout(push_constant) uniform Params { uint rows, q_heads, kv_heads, head_dim, sequence; float scale; } p;
 
-uint group_size() { return p.q_heads / p.kv_heads; }
-uint q_base(uint row, uint h) { return (row * p.q_heads + h) * p.head_dim; }
-uint kv_base(uint row, uint kh) { return (row * p.kv_heads + kh) * p.head_dim; }
+// Tiles of BLOCK rows × HEAD_DIM_MAX columns (AttentionKernel.Tile.sharedBytes counts these).
+shared float sq[BLOCK * HEAD_DIM_MAX];
+shared float sk[BLOCK * HEAD_DIM_MAX];
+shared float sv[BLOCK * HEAD_DIM_MAX];
+// [query row][key row]: scores, then probabilities.
+shared float sp[BLOCK * BLOCK];
+// Per query row: the forward's rescaling factor, then its sum; the backward's logsumexp.
+shared float srow[BLOCK];
+#if PASS != PASS_FORWARD
+shared float sg[BLOCK * HEAD_DIM_MAX];
+shared float sds[BLOCK * BLOCK];
+shared float sdelta[BLOCK];
+#endif
 
-void main() {
-    uint lid = gl_LocalInvocationID.x;
-    uint item = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
-#if PASS == PASS_KEY_VALUE_GRADIENT
-    if (item >= p.rows * p.kv_heads) return;  // uniform across the workgroup
-    uint j = item / p.kv_heads, kh = item % p.kv_heads;
-    uint kb = kv_base(j, kh);
-    float dk[4] = float[4](0.0, 0.0, 0.0, 0.0), dv[4] = float[4](0.0, 0.0, 0.0, 0.0);
-    uint last = (j / p.sequence + 1u) * p.sequence;
-    for (uint h = kh * group_size(); h < (kh + 1u) * group_size(); h++) {
-        for (uint row = j; row < last; row++) {
-            uint qb = q_base(row, h);
-            vec4 part = vec4(0.0);
-            for (uint n = 0u; n < 4u; n++) {
-                uint c = lid + 64u * n;
-                if (c < p.head_dim) {
-                    float g = to_f32(g_data[qb + c]);
-                    part += vec4(to_f32(q_data[qb + c]) * to_f32(k_data[kb + c]), g * to_f32(v_data[kb + c]), g * to_f32(o_data[qb + c]), 0.0);
-                }
-            }
-            vec4 sums = workgroup_sum(part);
-            float prob = exp(sums.x * p.scale - lse_data[row * p.q_heads + h]);
-            float ds = prob * (sums.y - sums.z) * p.scale;
-            for (uint n = 0u; n < 4u; n++) {
-                uint c = lid + 64u * n;
-                if (c < p.head_dim) {
-                    dv[n] += prob * to_f32(g_data[qb + c]);
-                    dk[n] += ds * to_f32(q_data[qb + c]);
-                }
-            }
-        }
+#define NEGATIVE_INFINITY uintBitsToFloat(0xFF800000u)
+
+uint sequence_start(uint row) { return row / p.sequence * p.sequence; }
+uint group_size() { return p.q_heads / p.kv_heads; }
+
+// Rows first..first+BLOCK−1 of head `h` of a [T, heads, head_dim] tensor into a tile.
+#define LOAD_TILE(tile, data, first, heads, h) \
+    for (uint e = gl_LocalInvocationID.x; e < BLOCK * HEAD_DIM_MAX; e += THREADS) { \
+        uint r = e / HEAD_DIM_MAX, c = e % HEAD_DIM_MAX, row = (first) + r; \
+        tile[e] = row < p.rows && c < p.head_dim ? to_f32(data[(row * (heads) + (h)) * p.head_dim + c]) : 0.0; \
     }
-    for (uint n = 0u; n < 4u; n++) {
-        uint c = lid + 64u * n;
-        if (c < p.head_dim) {
-            dk_data[kb + c] = C_FROM_F32(dk[n]);
-            dv_data[kb + c] = C_FROM_F32(dv[n]);
-        }
-    }
-#else
-    if (item >= p.rows * p.q_heads) return;  // uniform across the workgroup
-    uint row = item / p.q_heads, h = item % p.q_heads, kh = h / group_size();
-    uint qb = q_base(row, h);
-    uint first = row / p.sequence * p.sequence;
-    float acc[4] = float[4](0.0, 0.0, 0.0, 0.0);
-#if PASS == PASS_FORWARD
-    float largest = uintBitsToFloat(0xFF800000u), total = 0.0;  // −∞
-    for (uint j = first; j <= row; j++) {
-        uint kb = kv_base(j, kh);
-        float part = 0.0;
-        for (uint n = 0u; n < 4u; n++) {
-            uint c = lid + 64u * n;
-            if (c < p.head_dim) part += to_f32(q_data[qb + c]) * to_f32(k_data[kb + c]);
-        }
-        float s = workgroup_sum(vec4(part, 0.0, 0.0, 0.0)).x * p.scale;
-        float next = max(largest, s);
-        float correction = exp(largest - next), weight = exp(s - next);
-        total = total * correction + weight;
-        for (uint n = 0u; n < 4u; n++) {
-            uint c = lid + 64u * n;
-            if (c < p.head_dim) acc[n] = acc[n] * correction + weight * to_f32(v_data[kb + c]);
-        }
-        largest = next;
-    }
-    for (uint n = 0u; n < 4u; n++) {
-        uint c = lid + 64u * n;
-        if (c < p.head_dim) out_data[qb + c] = C_FROM_F32(acc[n] / total);
-    }
-    if (lid == 0u) lse_data[item] = largest + log(total);
-#else
-    float part = 0.0;
-    for (uint n = 0u; n < 4u; n++) {
-        uint c = lid + 64u * n;
-        if (c < p.head_dim) part += to_f32(g_data[qb + c]) * to_f32(o_data[qb + c]);
-    }
-    float delta = workgroup_sum(vec4(part, 0.0, 0.0, 0.0)).x;
-    float lse = lse_data[item];
-    for (uint j = first; j <= row; j++) {
-        uint kb = kv_base(j, kh);
-        vec4 dots = vec4(0.0);
-        for (uint n = 0u; n < 4u; n++) {
-            uint c = lid + 64u * n;
-            if (c < p.head_dim) {
-                dots += vec4(to_f32(q_data[qb + c]) * to_f32(k_data[kb + c]), to_f32(g_data[qb + c]) * to_f32(v_data[kb + c]), 0.0, 0.0);
-            }
-        }
-        vec4 sums = workgroup_sum(dots);
-        float prob = exp(sums.x * p.scale - lse);
-        float ds = prob * (sums.y - delta) * p.scale;
-        for (uint n = 0u; n < 4u; n++) {
-            uint c = lid + 64u * n;
-            if (c < p.head_dim) acc[n] += ds * to_f32(k_data[kb + c]);
-        }
-    }
-    for (uint n = 0u; n < 4u; n++) {
-        uint c = lid + 64u * n;
-        if (c < p.head_dim) dq_data[qb + c] = C_FROM_F32(acc[n]);
-    }
-#endif
-#endif
+
+// Whether query row `row` sees key row `key`.
+bool visible(uint row, uint key) { return row < p.rows && key <= row && key >= sequence_start(row); }
+
+float tile_dot(uint a, uint b) {  // sq row a · sk row b
+    float s = 0.0;
+    for (uint c = 0u; c < p.head_dim; c++) s += sq[a * HEAD_DIM_MAX + c] * sk[b * HEAD_DIM_MAX + c];
+    return s;
 }
+
+#if PASS == PASS_FORWARD
+void main() {
+    uint t = gl_LocalInvocationID.x;
+    uint first = gl_WorkGroupID.x * BLOCK, h = gl_WorkGroupID.y, kh = h / group_size();
+    uint last = min(first + BLOCK, p.rows) - 1u;
+    LOAD_TILE(sq, q_data, first, p.q_heads, h);
+    float acc[BLOCK * COLUMN_SETS];
+    for (uint i = 0u; i < BLOCK * COLUMN_SETS; i++) acc[i] = 0.0;
+    float largest = NEGATIVE_INFINITY, total = 0.0;  // of query row t, held by invocation t < BLOCK
+    for (uint j0 = sequence_start(first); j0 <= last; j0 += BLOCK) {
+        barrier();  // the previous key tile is consumed
+        LOAD_TILE(sk, k_data, j0, p.kv_heads, kh);
+        LOAD_TILE(sv, v_data, j0, p.kv_heads, kh);
+        barrier();
+        for (uint e = t; e < BLOCK * BLOCK; e += THREADS) {
+            uint r = e / BLOCK, j = e % BLOCK;
+            sp[e] = visible(first + r, j0 + j) ? tile_dot(r, j) * p.scale : NEGATIVE_INFINITY;
+        }
+        barrier();
+        if (t < BLOCK) {
+            float next = largest;
+            for (uint j = 0u; j < BLOCK; j++) next = max(next, sp[t * BLOCK + j]);
+            // A row that has seen no key yet stays at −∞: nothing to rescale, every weight 0.
+            float correction = next == NEGATIVE_INFINITY ? 1.0 : exp(largest - next), sum = 0.0;
+            for (uint j = 0u; j < BLOCK; j++) {
+                float weight = next == NEGATIVE_INFINITY ? 0.0 : exp(sp[t * BLOCK + j] - next);
+                sp[t * BLOCK + j] = weight;
+                sum += weight;
+            }
+            total = total * correction + sum;
+            largest = next;
+            srow[t] = correction;
+        }
+        barrier();
+        for (uint r = 0u; r < BLOCK; r++) {
+            for (uint n = 0u; n < COLUMN_SETS; n++) {
+                uint c = t + 64u * n;
+                float a = acc[r * COLUMN_SETS + n] * srow[r];
+                for (uint j = 0u; j < BLOCK; j++) a += sp[r * BLOCK + j] * sv[j * HEAD_DIM_MAX + c];
+                acc[r * COLUMN_SETS + n] = a;
+            }
+        }
+    }
+    barrier();
+    if (t < BLOCK) {
+        srow[t] = total;
+        if (first + t < p.rows) lse_data[(first + t) * p.q_heads + h] = largest + log(total);
+    }
+    barrier();
+    for (uint r = 0u; r < BLOCK; r++) {
+        for (uint n = 0u; n < COLUMN_SETS; n++) {
+            uint c = t + 64u * n, row = first + r;
+            if (row < p.rows && c < p.head_dim) out_data[(row * p.q_heads + h) * p.head_dim + c] = C_FROM_F32(acc[r * COLUMN_SETS + n] / srow[r]);
+        }
+    }
+}
+#else
+// The query side of a tile pair: q, G, logsumexp and Δ = G·out of rows first.. of query head h.
+void load_queries(uint first, uint h) {
+    uint t = gl_LocalInvocationID.x;
+    LOAD_TILE(sq, q_data, first, p.q_heads, h);
+    LOAD_TILE(sg, g_data, first, p.q_heads, h);
+    barrier();
+    if (t < BLOCK) {
+        uint row = first + t;
+        float delta = 0.0;
+        if (row < p.rows) {
+            for (uint c = 0u; c < p.head_dim; c++) delta += sg[t * HEAD_DIM_MAX + c] * to_f32(o_data[(row * p.q_heads + h) * p.head_dim + c]);
+        }
+        sdelta[t] = delta;
+        srow[t] = row < p.rows ? lse_data[row * p.q_heads + h] : 0.0;
+    }
+}
+
+// P and dS·scale of query rows first.. against key rows j0.. (zero where masked).
+void probabilities(uint first, uint j0) {
+    for (uint e = gl_LocalInvocationID.x; e < BLOCK * BLOCK; e += THREADS) {
+        uint r = e / BLOCK, j = e % BLOCK;
+        float prob = 0.0, ds = 0.0;
+        if (visible(first + r, j0 + j)) {
+            float gv = 0.0;
+            for (uint c = 0u; c < p.head_dim; c++) gv += sg[r * HEAD_DIM_MAX + c] * sv[j * HEAD_DIM_MAX + c];
+            prob = exp(tile_dot(r, j) * p.scale - srow[r]);
+            ds = prob * (gv - sdelta[r]) * p.scale;
+        }
+        sp[e] = prob;
+        sds[e] = ds;
+    }
+}
+
+#if PASS == PASS_QUERY_GRADIENT
+void main() {
+    uint t = gl_LocalInvocationID.x;
+    uint first = gl_WorkGroupID.x * BLOCK, h = gl_WorkGroupID.y, kh = h / group_size();
+    uint last = min(first + BLOCK, p.rows) - 1u;
+    load_queries(first, h);
+    float acc[BLOCK * COLUMN_SETS];
+    for (uint i = 0u; i < BLOCK * COLUMN_SETS; i++) acc[i] = 0.0;
+    for (uint j0 = sequence_start(first); j0 <= last; j0 += BLOCK) {
+        barrier();
+        LOAD_TILE(sk, k_data, j0, p.kv_heads, kh);
+        LOAD_TILE(sv, v_data, j0, p.kv_heads, kh);
+        barrier();
+        probabilities(first, j0);
+        barrier();
+        for (uint r = 0u; r < BLOCK; r++) {
+            for (uint n = 0u; n < COLUMN_SETS; n++) {
+                uint c = t + 64u * n;
+                float a = acc[r * COLUMN_SETS + n];
+                for (uint j = 0u; j < BLOCK; j++) a += sds[r * BLOCK + j] * sk[j * HEAD_DIM_MAX + c];
+                acc[r * COLUMN_SETS + n] = a;
+            }
+        }
+    }
+    for (uint r = 0u; r < BLOCK; r++) {
+        for (uint n = 0u; n < COLUMN_SETS; n++) {
+            uint c = t + 64u * n, row = first + r;
+            if (row < p.rows && c < p.head_dim) dq_data[(row * p.q_heads + h) * p.head_dim + c] = C_FROM_F32(acc[r * COLUMN_SETS + n]);
+        }
+    }
+}
+#else
+void main() {
+    uint t = gl_LocalInvocationID.x;
+    uint j0 = gl_WorkGroupID.x * BLOCK, kh = gl_WorkGroupID.y;
+    // The query rows that see a key of this tile: its first key through the last key's sequence end.
+    uint end = (min(j0 + BLOCK, p.rows) - 1u) / p.sequence * p.sequence + p.sequence;
+    LOAD_TILE(sk, k_data, j0, p.kv_heads, kh);
+    LOAD_TILE(sv, v_data, j0, p.kv_heads, kh);
+    float dk[BLOCK * COLUMN_SETS], dv[BLOCK * COLUMN_SETS];
+    for (uint i = 0u; i < BLOCK * COLUMN_SETS; i++) { dk[i] = 0.0; dv[i] = 0.0; }
+    for (uint h = kh * group_size(); h < (kh + 1u) * group_size(); h++) {
+        for (uint first = j0; first < end; first += BLOCK) {
+            barrier();
+            load_queries(first, h);
+            barrier();
+            probabilities(first, j0);
+            barrier();
+            for (uint j = 0u; j < BLOCK; j++) {
+                for (uint n = 0u; n < COLUMN_SETS; n++) {
+                    uint c = t + 64u * n;
+                    float a = dk[j * COLUMN_SETS + n], b = dv[j * COLUMN_SETS + n];
+                    for (uint r = 0u; r < BLOCK; r++) {
+                        a += sds[r * BLOCK + j] * sq[r * HEAD_DIM_MAX + c];
+                        b += sp[r * BLOCK + j] * sg[r * HEAD_DIM_MAX + c];
+                    }
+                    dk[j * COLUMN_SETS + n] = a;
+                    dv[j * COLUMN_SETS + n] = b;
+                }
+            }
+        }
+    }
+    for (uint j = 0u; j < BLOCK; j++) {
+        for (uint n = 0u; n < COLUMN_SETS; n++) {
+            uint c = t + 64u * n, row = j0 + j;
+            if (row < p.rows && c < p.head_dim) {
+                uint at = (row * p.kv_heads + kh) * p.head_dim + c;
+                dk_data[at] = C_FROM_F32(dk[j * COLUMN_SETS + n]);
+                dv_data[at] = C_FROM_F32(dv[j * COLUMN_SETS + n]);
+            }
+        }
+    }
+}
+#endif
+#endif
