@@ -4,17 +4,19 @@
 
 // Causal softmax attention with grouped KV heads over sequences of `sequence` rows packed along T
 // (AttentionOptions in Op.swift; CPUBackend+Attention.swift is the twin), tiled as FlashAttention-2:
-// tiles of BLOCK query rows against tiles of BLOCK key rows of one head, staged in shared memory
+// tiles of BLOCK queries against tiles of BLOCK key rows of one KV head, staged in shared memory
 // as f32 with columns up to HEAD_DIM_MAX (zero beyond the head dim and beyond T), 64 invocations.
-// Key tiles start at the query tile's sequence start and end at its last row, so tiles that are
-// entirely masked (earlier sequences, the future) are never loaded; masks inside a tile are per
+// A query is an item (row, query head of the KV head's group), items in row-major order, so one
+// query tile holds every head of the group for its rows and each key tile is read once for all of
+// them. Key tiles start at the query tile's sequence start and end at its last row, so tiles that
+// are entirely masked (earlier sequences, the future) are never loaded; masks inside a tile are per
 // element. Every sum runs in a fixed order, so results do not depend on scheduling.
-// PASS_FORWARD: a workgroup per (query tile, query head): an online softmax over the key tiles;
-//   out and logsumexp.
-// PASS_QUERY_GRADIENT: a workgroup per (query tile, query head): dq over its key tiles, the
+// PASS_FORWARD: a workgroup per (query tile, KV head): an online softmax over the key tiles; out
+//   and logsumexp.
+// PASS_QUERY_GRADIENT: a workgroup per (query tile, KV head): dq over its key tiles, the
 //   probabilities recomputed from the saved logsumexp: P = exp(s − lse), dS = P·(G·v − Δ), Δ = G·out.
-// PASS_KEY_VALUE_GRADIENT: a workgroup per (key tile, KV head), K and V read once for the group's
-//   query heads: dk and dv over the query tiles that see the key tile, no atomics.
+// PASS_KEY_VALUE_GRADIENT: a workgroup per (key tile, KV head): dk and dv over the query tiles
+//   that see the key tile, no atomics.
 // (AttentionKernel.Pass, AttentionKernel.Tile.) The products of tiles (scores, P·V, dS·K, Pᵀ·G, dSᵀ·Q)
 // are the loops a cooperative-matrix path would replace.
 // Host defines: PASS, BLOCK, HEAD_DIM_MAX, Q_T, K_T, V_T, G_T and O_T (backward), C_T, C_FROM_F32.
@@ -60,16 +62,26 @@ shared float sdelta[BLOCK];
 
 uint sequence_start(uint row) { return row / p.sequence * p.sequence; }
 uint group_size() { return p.q_heads / p.kv_heads; }
+uint items() { return p.rows * group_size(); }
+uint item_row(uint item) { return item / group_size(); }
+// Where query item `item` of KV head `kh` is in a [T, H_q] tensor.
+uint item_index(uint item, uint kh) { return item_row(item) * p.q_heads + kh * group_size() + item % group_size(); }
 
-// Rows first..first+BLOCK−1 of head `h` of a [T, heads, head_dim] tensor into a tile.
-#define LOAD_TILE(tile, data, first, heads, h) \
+// A tile's BLOCK rows r of a [T, heads, head_dim] tensor: those in range from `base`, a head's start.
+#define LOAD_TILE(tile, data, in_range, base) \
     for (uint e = gl_LocalInvocationID.x; e < BLOCK * HEAD_DIM_MAX; e += THREADS) { \
-        uint r = e / HEAD_DIM_MAX, c = e % HEAD_DIM_MAX, row = (first) + r; \
-        tile[e] = row < p.rows && c < p.head_dim ? to_f32(data[(row * (heads) + (h)) * p.head_dim + c]) : 0.0; \
+        uint r = e / HEAD_DIM_MAX, c = e % HEAD_DIM_MAX; \
+        tile[e] = (in_range) && c < p.head_dim ? to_f32(data[(base) * p.head_dim + c]) : 0.0; \
     }
+// Key rows j0.. of KV head kh; query items first.. of KV head kh's group.
+#define LOAD_KEYS(tile, data, j0, kh) LOAD_TILE(tile, data, (j0) + r < p.rows, ((j0) + r) * p.kv_heads + (kh))
+#define LOAD_QUERIES(tile, data, first, kh) LOAD_TILE(tile, data, (first) + r < items(), item_index((first) + r, kh))
 
-// Whether query row `row` sees key row `key`.
-bool visible(uint row, uint key) { return row < p.rows && key <= row && key >= sequence_start(row); }
+// Whether query item `item` sees key row `key`.
+bool visible(uint item, uint key) {
+    uint row = item_row(item);
+    return item < items() && key <= row && key >= sequence_start(row);
+}
 
 float tile_dot(uint a, uint b) {  // sq row a · sk row b
     float s = 0.0;
@@ -80,16 +92,16 @@ float tile_dot(uint a, uint b) {  // sq row a · sk row b
 #if PASS == PASS_FORWARD
 void main() {
     uint t = gl_LocalInvocationID.x;
-    uint first = gl_WorkGroupID.x * BLOCK, h = gl_WorkGroupID.y, kh = h / group_size();
-    uint last = min(first + BLOCK, p.rows) - 1u;
-    LOAD_TILE(sq, q_data, first, p.q_heads, h);
+    uint first = gl_WorkGroupID.x * BLOCK, kh = gl_WorkGroupID.y;
+    uint last = item_row(min(first + BLOCK, items()) - 1u);
+    LOAD_QUERIES(sq, q_data, first, kh);
     float acc[BLOCK * COLUMN_SETS];
     for (uint i = 0u; i < BLOCK * COLUMN_SETS; i++) acc[i] = 0.0;
-    float largest = NEGATIVE_INFINITY, total = 0.0;  // of query row t, held by invocation t < BLOCK
-    for (uint j0 = sequence_start(first); j0 <= last; j0 += BLOCK) {
+    float largest = NEGATIVE_INFINITY, total = 0.0;  // of query t, held by invocation t < BLOCK
+    for (uint j0 = sequence_start(item_row(first)); j0 <= last; j0 += BLOCK) {
         barrier();  // the previous key tile is consumed
-        LOAD_TILE(sk, k_data, j0, p.kv_heads, kh);
-        LOAD_TILE(sv, v_data, j0, p.kv_heads, kh);
+        LOAD_KEYS(sk, k_data, j0, kh);
+        LOAD_KEYS(sv, v_data, j0, kh);
         barrier();
         for (uint e = t; e < BLOCK * BLOCK; e += THREADS) {
             uint r = e / BLOCK, j = e % BLOCK;
@@ -123,35 +135,35 @@ void main() {
     barrier();
     if (t < BLOCK) {
         srow[t] = total;
-        if (first + t < p.rows) lse_data[(first + t) * p.q_heads + h] = largest + log(total);
+        if (first + t < items()) lse_data[item_index(first + t, kh)] = largest + log(total);
     }
     barrier();
     for (uint r = 0u; r < BLOCK; r++) {
         for (uint n = 0u; n < COLUMN_SETS; n++) {
-            uint c = t + 64u * n, row = first + r;
-            if (row < p.rows && c < p.head_dim) out_data[(row * p.q_heads + h) * p.head_dim + c] = C_FROM_F32(acc[r * COLUMN_SETS + n] / srow[r]);
+            uint c = t + 64u * n;
+            if (first + r < items() && c < p.head_dim) out_data[item_index(first + r, kh) * p.head_dim + c] = C_FROM_F32(acc[r * COLUMN_SETS + n] / srow[r]);
         }
     }
 }
 #else
-// The query side of a tile pair: q, G, logsumexp and Δ = G·out of rows first.. of query head h.
-void load_queries(uint first, uint h) {
+// The query side of a tile pair: q, G, logsumexp and Δ = G·out of items first.. of KV head kh.
+void load_queries(uint first, uint kh) {
     uint t = gl_LocalInvocationID.x;
-    LOAD_TILE(sq, q_data, first, p.q_heads, h);
-    LOAD_TILE(sg, g_data, first, p.q_heads, h);
+    LOAD_QUERIES(sq, q_data, first, kh);
+    LOAD_QUERIES(sg, g_data, first, kh);
     barrier();
     if (t < BLOCK) {
-        uint row = first + t;
+        uint at = item_index(first + t, kh);
         float delta = 0.0;
-        if (row < p.rows) {
-            for (uint c = 0u; c < p.head_dim; c++) delta += sg[t * HEAD_DIM_MAX + c] * to_f32(o_data[(row * p.q_heads + h) * p.head_dim + c]);
+        if (first + t < items()) {
+            for (uint c = 0u; c < p.head_dim; c++) delta += sg[t * HEAD_DIM_MAX + c] * to_f32(o_data[at * p.head_dim + c]);
         }
         sdelta[t] = delta;
-        srow[t] = row < p.rows ? lse_data[row * p.q_heads + h] : 0.0;
+        srow[t] = first + t < items() ? lse_data[at] : 0.0;
     }
 }
 
-// P and dS·scale of query rows first.. against key rows j0.. (zero where masked).
+// P and dS·scale of query items first.. against key rows j0.. (zero where masked).
 void probabilities(uint first, uint j0) {
     for (uint e = gl_LocalInvocationID.x; e < BLOCK * BLOCK; e += THREADS) {
         uint r = e / BLOCK, j = e % BLOCK;
@@ -170,15 +182,15 @@ void probabilities(uint first, uint j0) {
 #if PASS == PASS_QUERY_GRADIENT
 void main() {
     uint t = gl_LocalInvocationID.x;
-    uint first = gl_WorkGroupID.x * BLOCK, h = gl_WorkGroupID.y, kh = h / group_size();
-    uint last = min(first + BLOCK, p.rows) - 1u;
-    load_queries(first, h);
+    uint first = gl_WorkGroupID.x * BLOCK, kh = gl_WorkGroupID.y;
+    uint last = item_row(min(first + BLOCK, items()) - 1u);
+    load_queries(first, kh);
     float acc[BLOCK * COLUMN_SETS];
     for (uint i = 0u; i < BLOCK * COLUMN_SETS; i++) acc[i] = 0.0;
-    for (uint j0 = sequence_start(first); j0 <= last; j0 += BLOCK) {
+    for (uint j0 = sequence_start(item_row(first)); j0 <= last; j0 += BLOCK) {
         barrier();
-        LOAD_TILE(sk, k_data, j0, p.kv_heads, kh);
-        LOAD_TILE(sv, v_data, j0, p.kv_heads, kh);
+        LOAD_KEYS(sk, k_data, j0, kh);
+        LOAD_KEYS(sv, v_data, j0, kh);
         barrier();
         probabilities(first, j0);
         barrier();
@@ -193,8 +205,8 @@ void main() {
     }
     for (uint r = 0u; r < BLOCK; r++) {
         for (uint n = 0u; n < COLUMN_SETS; n++) {
-            uint c = t + 64u * n, row = first + r;
-            if (row < p.rows && c < p.head_dim) dq_data[(row * p.q_heads + h) * p.head_dim + c] = C_FROM_F32(acc[r * COLUMN_SETS + n]);
+            uint c = t + 64u * n;
+            if (first + r < items() && c < p.head_dim) dq_data[item_index(first + r, kh) * p.head_dim + c] = C_FROM_F32(acc[r * COLUMN_SETS + n]);
         }
     }
 }
@@ -204,28 +216,26 @@ void main() {
     uint j0 = gl_WorkGroupID.x * BLOCK, kh = gl_WorkGroupID.y;
     // The query rows that see a key of this tile: its first key through the last key's sequence end.
     uint end = (min(j0 + BLOCK, p.rows) - 1u) / p.sequence * p.sequence + p.sequence;
-    LOAD_TILE(sk, k_data, j0, p.kv_heads, kh);
-    LOAD_TILE(sv, v_data, j0, p.kv_heads, kh);
+    LOAD_KEYS(sk, k_data, j0, kh);
+    LOAD_KEYS(sv, v_data, j0, kh);
     float dk[BLOCK * COLUMN_SETS], dv[BLOCK * COLUMN_SETS];
     for (uint i = 0u; i < BLOCK * COLUMN_SETS; i++) { dk[i] = 0.0; dv[i] = 0.0; }
-    for (uint h = kh * group_size(); h < (kh + 1u) * group_size(); h++) {
-        for (uint first = j0; first < end; first += BLOCK) {
-            barrier();
-            load_queries(first, h);
-            barrier();
-            probabilities(first, j0);
-            barrier();
-            for (uint j = 0u; j < BLOCK; j++) {
-                for (uint n = 0u; n < COLUMN_SETS; n++) {
-                    uint c = t + 64u * n;
-                    float a = dk[j * COLUMN_SETS + n], b = dv[j * COLUMN_SETS + n];
-                    for (uint r = 0u; r < BLOCK; r++) {
-                        a += sds[r * BLOCK + j] * sq[r * HEAD_DIM_MAX + c];
-                        b += sp[r * BLOCK + j] * sg[r * HEAD_DIM_MAX + c];
-                    }
-                    dk[j * COLUMN_SETS + n] = a;
-                    dv[j * COLUMN_SETS + n] = b;
+    for (uint first = j0 * group_size(); first < end * group_size(); first += BLOCK) {
+        barrier();
+        load_queries(first, kh);
+        barrier();
+        probabilities(first, j0);
+        barrier();
+        for (uint j = 0u; j < BLOCK; j++) {
+            for (uint n = 0u; n < COLUMN_SETS; n++) {
+                uint c = t + 64u * n;
+                float a = dk[j * COLUMN_SETS + n], b = dv[j * COLUMN_SETS + n];
+                for (uint r = 0u; r < BLOCK; r++) {
+                    a += sds[r * BLOCK + j] * sq[r * HEAD_DIM_MAX + c];
+                    b += sp[r * BLOCK + j] * sg[r * HEAD_DIM_MAX + c];
                 }
+                dk[j * COLUMN_SETS + n] = a;
+                dv[j * COLUMN_SETS + n] = b;
             }
         }
     }

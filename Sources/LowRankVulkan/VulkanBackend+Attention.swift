@@ -1,12 +1,13 @@
 import LowRankCore
 
-/// `Shaders/attention.comp`: FlashAttention-2's tiling, a workgroup of 64 per (query tile, query
-/// head) forward and for dq, per (key tile, KV head) for dk and dv.
+/// `Shaders/attention.comp`: FlashAttention-2's tiling, a workgroup of 64 per (query tile, KV head)
+/// forward and for dq, a query tile holding every query head of the KV head's group, and per
+/// (key tile, KV head) for dk and dv.
 struct AttentionKernel: Kernel {
     enum Pass: ShaderChoice {
-        /// out and logsumexp per (query tile, query head).
+        /// out and logsumexp per (query tile, KV head).
         case forward
-        /// dq per (query tile, query head).
+        /// dq per (query tile, KV head).
         case queryGradient
         /// dk and dv per (key tile, KV head).
         case keyValueGradient
@@ -16,7 +17,7 @@ struct AttentionKernel: Kernel {
     /// The rows of a query or key tile and the columns a tile holds: each pass's shared memory
     /// grows with both, so the host takes the largest tile that fits the device.
     struct Tile: Hashable {
-        /// `BLOCK`: query rows and key rows per tile.
+        /// `BLOCK`: queries ((row, query head) pairs) and key rows per tile.
         var block: Int
         /// `HEAD_DIM_MAX`: a multiple of 64, the head dim rounded up.
         var headDimMax: Int
@@ -91,10 +92,10 @@ extension VulkanBackend {
         let tile = try attentionTile(headDim: q.shape[2], pass: .forward)
         let kernel = AttentionKernel(pass: .forward, tile: tile, q: q.dtype, k: k.dtype, v: v.dtype, backward: nil, c: outputs[0].dtype)
         try dispatch(kernel, [.read(q), .read(k), .read(v), .write(outputs[0]), .write(outputs[1])],
-                     push: attentionPush(o, q: q, k: k), groups: (tiles(q.shape[0], tile), q.shape[1], 1))
+                     push: attentionPush(o, q: q, k: k), groups: (tiles(q.shape[0] * q.shape[1] / k.shape[1], tile), k.shape[1], 1))
     }
 
-    /// G, q, k, v, out, logsumexp -> dq (per (query tile, query head)), dk and dv (per (key tile, KV head)).
+    /// G, q, k, v, out, logsumexp -> dq (per (query tile, KV head)), dk and dv (per (key tile, KV head)).
     func encodeAttentionBackward(_ o: AttentionOptions, _ operands: AttentionBackwardOperands<Tensor>, _ outputs: [Tensor]) throws {
         let (g, q, k, v, out, lse) = (operands.gradient, operands.q, operands.k, operands.v, operands.out, operands.logsumexp)
         let reads: [TensorBinding] = [.read(q), .read(k), .read(v), .read(g), .read(out), .read(lse)]
@@ -103,9 +104,10 @@ extension VulkanBackend {
             let tile = try attentionTile(headDim: q.shape[2], pass: pass)
             let kernel = AttentionKernel(pass: pass, tile: tile, q: q.dtype, k: k.dtype, v: v.dtype,
                                          backward: .init(gradient: g.dtype, out: out.dtype), c: outputs[pass == .queryGradient ? 0 : 1].dtype)
-            let (writes, heads): ([TensorBinding], Int) = pass == .queryGradient
-                ? ([.write(outputs[0])], q.shape[1]) : ([.write(outputs[1]), .write(outputs[2])], k.shape[1])
-            try dispatch(kernel, reads + writes, push: push, groups: (tiles(q.shape[0], tile), heads, 1))
+            // dq's tiles are of queries, T·(H_q / H_kv) per KV head; dk's and dv's of key rows.
+            let (writes, rows): ([TensorBinding], Int) = pass == .queryGradient
+                ? ([.write(outputs[0])], q.shape[0] * q.shape[1] / k.shape[1]) : ([.write(outputs[1]), .write(outputs[2])], k.shape[0])
+            try dispatch(kernel, reads + writes, push: push, groups: (tiles(rows, tile), k.shape[1], 1))
         }
     }
 
