@@ -22,6 +22,13 @@
 // Host defines: PASS, BLOCK, HEAD_DIM_MAX, Q_T, K_T, V_T, G_T and O_T (backward), C_T, C_FROM_F32.
 #define THREADS 64u
 #define COLUMN_SETS (HEAD_DIM_MAX / 64u)  // each invocation holds columns t + 64·n of every row
+// A tile's row stride: one past the head so that the rows an invocation grid reads at one column
+// fall in different banks.
+#define STRIDE (HEAD_DIM_MAX + 1u)
+// Scores are computed in micro-tiles of MICRO × MICRO on a GRID × GRID layout of invocations,
+// each loaded q (or G) and k (or v) value feeding MICRO products.
+#define MICRO (BLOCK >= 8u ? BLOCK / 8u : 1u)
+#define GRID (BLOCK / MICRO)
 layout(local_size_x = 64) in;
 
 layout(std430, binding = 0) readonly buffer QBuf { Q_T q_data[]; };
@@ -44,16 +51,16 @@ layout(std430, binding = 7) writeonly buffer DvBuf { C_T dv_data[]; };
 
 layout(push_constant) uniform Params { uint rows, q_heads, kv_heads, head_dim, sequence; float scale; } p;
 
-// Tiles of BLOCK rows × HEAD_DIM_MAX columns (AttentionKernel.Tile.sharedBytes counts these).
-shared float sq[BLOCK * HEAD_DIM_MAX];
-shared float sk[BLOCK * HEAD_DIM_MAX];
-shared float sv[BLOCK * HEAD_DIM_MAX];
+// Tiles of BLOCK rows × STRIDE columns (AttentionKernel.Tile.sharedBytes counts these).
+shared float sq[BLOCK * STRIDE];
+shared float sk[BLOCK * STRIDE];
+shared float sv[BLOCK * STRIDE];
 // [query row][key row]: scores, then probabilities.
 shared float sp[BLOCK * BLOCK];
 // Per query row: the forward's rescaling factor, then its sum; the backward's logsumexp.
 shared float srow[BLOCK];
 #if PASS != PASS_FORWARD
-shared float sg[BLOCK * HEAD_DIM_MAX];
+shared float sg[BLOCK * STRIDE];
 shared float sds[BLOCK * BLOCK];
 shared float sdelta[BLOCK];
 #endif
@@ -71,7 +78,7 @@ uint item_index(uint item, uint kh) { return item_row(item) * p.q_heads + kh * g
 #define LOAD_TILE(tile, data, in_range, base) \
     for (uint e = gl_LocalInvocationID.x; e < BLOCK * HEAD_DIM_MAX; e += THREADS) { \
         uint r = e / HEAD_DIM_MAX, c = e % HEAD_DIM_MAX; \
-        tile[e] = (in_range) && c < p.head_dim ? to_f32(data[(base) * p.head_dim + c]) : 0.0; \
+        tile[r * STRIDE + c] = (in_range) && c < p.head_dim ? to_f32(data[(base) * p.head_dim + c]) : 0.0; \
     }
 // Key rows j0.. of KV head kh; query items first.. of KV head kh's group.
 #define LOAD_KEYS(tile, data, j0, kh) LOAD_TILE(tile, data, (j0) + r < p.rows, ((j0) + r) * p.kv_heads + (kh))
@@ -83,11 +90,17 @@ bool visible(uint item, uint key) {
     return item < items() && key <= row && key >= sequence_start(row);
 }
 
-float tile_dot(uint a, uint b) {  // sq row a · sk row b
-    float s = 0.0;
-    for (uint c = 0u; c < p.head_dim; c++) s += sq[a * HEAD_DIM_MAX + c] * sk[b * HEAD_DIM_MAX + c];
-    return s;
-}
+// dots[x·MICRO + y] = tile a's row tr + GRID·x · tile b's row tk + GRID·y, summed over the head's
+// columns in order.
+#define MICRO_DOTS(dots, a, b, tr, tk) \
+    for (uint i = 0u; i < MICRO * MICRO; i++) dots[i] = 0.0; \
+    for (uint c = 0u; c < p.head_dim; c++) { \
+        float av[MICRO], bv[MICRO]; \
+        for (uint x = 0u; x < MICRO; x++) { av[x] = a[((tr) + GRID * x) * STRIDE + c]; bv[x] = b[((tk) + GRID * x) * STRIDE + c]; } \
+        for (uint x = 0u; x < MICRO; x++) { \
+            for (uint y = 0u; y < MICRO; y++) dots[x * MICRO + y] += av[x] * bv[y]; \
+        } \
+    }
 
 #if PASS == PASS_FORWARD
 void main() {
@@ -103,9 +116,16 @@ void main() {
         LOAD_KEYS(sk, k_data, j0, kh);
         LOAD_KEYS(sv, v_data, j0, kh);
         barrier();
-        for (uint e = t; e < BLOCK * BLOCK; e += THREADS) {
-            uint r = e / BLOCK, j = e % BLOCK;
-            sp[e] = visible(first + r, j0 + j) ? tile_dot(r, j) * p.scale : NEGATIVE_INFINITY;
+        if (t < GRID * GRID) {
+            uint tr = t / GRID, tk = t % GRID;
+            float dots[MICRO * MICRO];
+            MICRO_DOTS(dots, sq, sk, tr, tk);
+            for (uint x = 0u; x < MICRO; x++) {
+                for (uint y = 0u; y < MICRO; y++) {
+                    uint r = tr + GRID * x, j = tk + GRID * y;
+                    sp[r * BLOCK + j] = visible(first + r, j0 + j) ? dots[x * MICRO + y] * p.scale : NEGATIVE_INFINITY;
+                }
+            }
         }
         barrier();
         if (t < BLOCK) {
@@ -127,7 +147,7 @@ void main() {
             for (uint n = 0u; n < COLUMN_SETS; n++) {
                 uint c = t + 64u * n;
                 float a = acc[r * COLUMN_SETS + n] * srow[r];
-                for (uint j = 0u; j < BLOCK; j++) a += sp[r * BLOCK + j] * sv[j * HEAD_DIM_MAX + c];
+                for (uint j = 0u; j < BLOCK; j++) a += sp[r * BLOCK + j] * sv[j * STRIDE + c];
                 acc[r * COLUMN_SETS + n] = a;
             }
         }
@@ -156,7 +176,7 @@ void load_queries(uint first, uint kh) {
         uint at = item_index(first + t, kh);
         float delta = 0.0;
         if (first + t < items()) {
-            for (uint c = 0u; c < p.head_dim; c++) delta += sg[t * HEAD_DIM_MAX + c] * to_f32(o_data[at * p.head_dim + c]);
+            for (uint c = 0u; c < p.head_dim; c++) delta += sg[t * STRIDE + c] * to_f32(o_data[at * p.head_dim + c]);
         }
         sdelta[t] = delta;
         srow[t] = first + t < items() ? lse_data[at] : 0.0;
@@ -165,17 +185,23 @@ void load_queries(uint first, uint kh) {
 
 // P and dS·scale of query items first.. against key rows j0.. (zero where masked).
 void probabilities(uint first, uint j0) {
-    for (uint e = gl_LocalInvocationID.x; e < BLOCK * BLOCK; e += THREADS) {
-        uint r = e / BLOCK, j = e % BLOCK;
-        float prob = 0.0, ds = 0.0;
-        if (visible(first + r, j0 + j)) {
-            float gv = 0.0;
-            for (uint c = 0u; c < p.head_dim; c++) gv += sg[r * HEAD_DIM_MAX + c] * sv[j * HEAD_DIM_MAX + c];
-            prob = exp(tile_dot(r, j) * p.scale - srow[r]);
-            ds = prob * (gv - sdelta[r]) * p.scale;
+    uint t = gl_LocalInvocationID.x;
+    if (t >= GRID * GRID) return;
+    uint tr = t / GRID, tk = t % GRID;
+    float s[MICRO * MICRO], gv[MICRO * MICRO];
+    MICRO_DOTS(s, sq, sk, tr, tk);
+    MICRO_DOTS(gv, sg, sv, tr, tk);
+    for (uint x = 0u; x < MICRO; x++) {
+        for (uint y = 0u; y < MICRO; y++) {
+            uint r = tr + GRID * x, j = tk + GRID * y;
+            float prob = 0.0, ds = 0.0;
+            if (visible(first + r, j0 + j)) {
+                prob = exp(s[x * MICRO + y] * p.scale - srow[r]);
+                ds = prob * (gv[x * MICRO + y] - sdelta[r]) * p.scale;
+            }
+            sp[r * BLOCK + j] = prob;
+            sds[r * BLOCK + j] = ds;
         }
-        sp[e] = prob;
-        sds[e] = ds;
     }
 }
 
@@ -198,7 +224,7 @@ void main() {
             for (uint n = 0u; n < COLUMN_SETS; n++) {
                 uint c = t + 64u * n;
                 float a = acc[r * COLUMN_SETS + n];
-                for (uint j = 0u; j < BLOCK; j++) a += sds[r * BLOCK + j] * sk[j * HEAD_DIM_MAX + c];
+                for (uint j = 0u; j < BLOCK; j++) a += sds[r * BLOCK + j] * sk[j * STRIDE + c];
                 acc[r * COLUMN_SETS + n] = a;
             }
         }
@@ -231,8 +257,8 @@ void main() {
                 uint c = t + 64u * n;
                 float a = dk[j * COLUMN_SETS + n], b = dv[j * COLUMN_SETS + n];
                 for (uint r = 0u; r < BLOCK; r++) {
-                    a += sds[r * BLOCK + j] * sq[r * HEAD_DIM_MAX + c];
-                    b += sp[r * BLOCK + j] * sg[r * HEAD_DIM_MAX + c];
+                    a += sds[r * BLOCK + j] * sq[r * STRIDE + c];
+                    b += sp[r * BLOCK + j] * sg[r * STRIDE + c];
                 }
                 dk[j * COLUMN_SETS + n] = a;
                 dv[j * COLUMN_SETS + n] = b;

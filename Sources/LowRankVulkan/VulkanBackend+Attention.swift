@@ -25,11 +25,11 @@ struct AttentionKernel: Kernel {
         static let blocks = [32, 16, 8, 4]
         static let headDims = [64, 128, 256]
 
-        /// The shader's `shared` arrays in `pass`: f32 tiles of q, k and v (and G backward), a
-        /// block² of scores (and of dS backward), and per-row scalars.
+        /// The shader's `shared` arrays in `pass`: f32 tiles of q, k and v (and G backward) with
+        /// rows of `headDimMax + 1`, a block² of scores (and of dS backward), and per-row scalars.
         func sharedBytes(_ pass: Pass) -> Int {
             let (tiles, squares, rows) = pass == .forward ? (3, 1, 1) : (4, 2, 3)
-            return 4 * (tiles * block * headDimMax + squares * block * block + rows * block)
+            return 4 * (tiles * block * (headDimMax + 1) + squares * block * block + rows * block)
         }
 
         /// The largest tile that holds a head of `headDim` columns within `sharedBytes`; nil when
