@@ -21,7 +21,15 @@
 // are the loops a cooperative-matrix path would replace.
 // Host defines: PASS, BLOCK, HEAD_DIM_MAX, Q_T, K_T, V_T, G_T and O_T (backward), C_T, C_FROM_F32.
 #define THREADS 64u
-#define COLUMN_SETS (HEAD_DIM_MAX / 64u)  // each invocation holds columns t + 64·n of every row
+// Accumulators (out and dq by query, dk and dv by key row) in micro-tiles of ROWS_PER × COLUMNS_PER
+// on a ROW_GROUPS × COLUMN_GROUPS layout of invocations: rows ar + ROW_GROUPS·a, columns
+// ac + COLUMN_GROUPS·b, each loaded weight feeding COLUMNS_PER products and each loaded value
+// ROWS_PER (BLOCK is at least 4).
+#define ROWS_PER 4u
+#define ROW_GROUPS (BLOCK / ROWS_PER)
+#define COLUMN_GROUPS (THREADS / ROW_GROUPS)
+#define COLUMNS_PER (HEAD_DIM_MAX / COLUMN_GROUPS)
+#define ACCUMULATORS (ROWS_PER * COLUMNS_PER)
 // A tile's row stride: one past the head so that the rows an invocation grid reads at one column
 // fall in different banks.
 #define STRIDE (HEAD_DIM_MAX + 1u)
@@ -102,14 +110,31 @@ bool visible(uint item, uint key) {
         } \
     }
 
+// acc[a·COLUMNS_PER + b] += Σ over k < BLOCK of weight(row ar + ROW_GROUPS·a, k) · values[k][column
+// ac + COLUMN_GROUPS·b], k in order.
+#define ACCUMULATE(acc, weight, values) \
+    for (uint k = 0u; k < BLOCK; k++) { \
+        float w[ROWS_PER], x[COLUMNS_PER]; \
+        for (uint a = 0u; a < ROWS_PER; a++) w[a] = weight(ar + ROW_GROUPS * a, k); \
+        for (uint b = 0u; b < COLUMNS_PER; b++) x[b] = values[k * STRIDE + ac + COLUMN_GROUPS * b]; \
+        for (uint a = 0u; a < ROWS_PER; a++) { \
+            for (uint b = 0u; b < COLUMNS_PER; b++) acc[a * COLUMNS_PER + b] += w[a] * x[b]; \
+        } \
+    }
+// Weights by (query, key) and, transposed, by (key, query).
+#define PROBABILITY(r, j) sp[(r) * BLOCK + (j)]
+#define PROBABILITY_BY_KEY(j, r) sp[(r) * BLOCK + (j)]
+#define SCORE_GRADIENT(r, j) sds[(r) * BLOCK + (j)]
+#define SCORE_GRADIENT_BY_KEY(j, r) sds[(r) * BLOCK + (j)]
+
 #if PASS == PASS_FORWARD
 void main() {
-    uint t = gl_LocalInvocationID.x;
+    uint t = gl_LocalInvocationID.x, ar = t / COLUMN_GROUPS, ac = t % COLUMN_GROUPS;
     uint first = gl_WorkGroupID.x * BLOCK, kh = gl_WorkGroupID.y;
     uint last = item_row(min(first + BLOCK, items()) - 1u);
     LOAD_QUERIES(sq, q_data, first, kh);
-    float acc[BLOCK * COLUMN_SETS];
-    for (uint i = 0u; i < BLOCK * COLUMN_SETS; i++) acc[i] = 0.0;
+    float acc[ACCUMULATORS];
+    for (uint i = 0u; i < ACCUMULATORS; i++) acc[i] = 0.0;
     float largest = NEGATIVE_INFINITY, total = 0.0;  // of query t, held by invocation t < BLOCK
     for (uint j0 = sequence_start(item_row(first)); j0 <= last; j0 += BLOCK) {
         barrier();  // the previous key tile is consumed
@@ -143,14 +168,11 @@ void main() {
             srow[t] = correction;
         }
         barrier();
-        for (uint r = 0u; r < BLOCK; r++) {
-            for (uint n = 0u; n < COLUMN_SETS; n++) {
-                uint c = t + 64u * n;
-                float a = acc[r * COLUMN_SETS + n] * srow[r];
-                for (uint j = 0u; j < BLOCK; j++) a += sp[r * BLOCK + j] * sv[j * STRIDE + c];
-                acc[r * COLUMN_SETS + n] = a;
-            }
+        for (uint a = 0u; a < ROWS_PER; a++) {
+            float correction = srow[ar + ROW_GROUPS * a];
+            for (uint b = 0u; b < COLUMNS_PER; b++) acc[a * COLUMNS_PER + b] *= correction;
         }
+        ACCUMULATE(acc, PROBABILITY, sv);
     }
     barrier();
     if (t < BLOCK) {
@@ -158,10 +180,10 @@ void main() {
         if (first + t < items()) lse_data[item_index(first + t, kh)] = largest + log(total);
     }
     barrier();
-    for (uint r = 0u; r < BLOCK; r++) {
-        for (uint n = 0u; n < COLUMN_SETS; n++) {
-            uint c = t + 64u * n;
-            if (first + r < items() && c < p.head_dim) out_data[item_index(first + r, kh) * p.head_dim + c] = C_FROM_F32(acc[r * COLUMN_SETS + n] / srow[r]);
+    for (uint a = 0u; a < ROWS_PER; a++) {
+        for (uint b = 0u; b < COLUMNS_PER; b++) {
+            uint r = ar + ROW_GROUPS * a, c = ac + COLUMN_GROUPS * b;
+            if (first + r < items() && c < p.head_dim) out_data[item_index(first + r, kh) * p.head_dim + c] = C_FROM_F32(acc[a * COLUMNS_PER + b] / srow[r]);
         }
     }
 }
@@ -207,12 +229,12 @@ void probabilities(uint first, uint j0) {
 
 #if PASS == PASS_QUERY_GRADIENT
 void main() {
-    uint t = gl_LocalInvocationID.x;
+    uint t = gl_LocalInvocationID.x, ar = t / COLUMN_GROUPS, ac = t % COLUMN_GROUPS;
     uint first = gl_WorkGroupID.x * BLOCK, kh = gl_WorkGroupID.y;
     uint last = item_row(min(first + BLOCK, items()) - 1u);
     load_queries(first, kh);
-    float acc[BLOCK * COLUMN_SETS];
-    for (uint i = 0u; i < BLOCK * COLUMN_SETS; i++) acc[i] = 0.0;
+    float acc[ACCUMULATORS];
+    for (uint i = 0u; i < ACCUMULATORS; i++) acc[i] = 0.0;
     for (uint j0 = sequence_start(item_row(first)); j0 <= last; j0 += BLOCK) {
         barrier();
         LOAD_KEYS(sk, k_data, j0, kh);
@@ -220,58 +242,41 @@ void main() {
         barrier();
         probabilities(first, j0);
         barrier();
-        for (uint r = 0u; r < BLOCK; r++) {
-            for (uint n = 0u; n < COLUMN_SETS; n++) {
-                uint c = t + 64u * n;
-                float a = acc[r * COLUMN_SETS + n];
-                for (uint j = 0u; j < BLOCK; j++) a += sds[r * BLOCK + j] * sk[j * STRIDE + c];
-                acc[r * COLUMN_SETS + n] = a;
-            }
-        }
+        ACCUMULATE(acc, SCORE_GRADIENT, sk);
     }
-    for (uint r = 0u; r < BLOCK; r++) {
-        for (uint n = 0u; n < COLUMN_SETS; n++) {
-            uint c = t + 64u * n;
-            if (first + r < items() && c < p.head_dim) dq_data[item_index(first + r, kh) * p.head_dim + c] = C_FROM_F32(acc[r * COLUMN_SETS + n]);
+    for (uint a = 0u; a < ROWS_PER; a++) {
+        for (uint b = 0u; b < COLUMNS_PER; b++) {
+            uint r = ar + ROW_GROUPS * a, c = ac + COLUMN_GROUPS * b;
+            if (first + r < items() && c < p.head_dim) dq_data[item_index(first + r, kh) * p.head_dim + c] = C_FROM_F32(acc[a * COLUMNS_PER + b]);
         }
     }
 }
 #else
 void main() {
-    uint t = gl_LocalInvocationID.x;
+    uint t = gl_LocalInvocationID.x, ar = t / COLUMN_GROUPS, ac = t % COLUMN_GROUPS;
     uint j0 = gl_WorkGroupID.x * BLOCK, kh = gl_WorkGroupID.y;
     // The query rows that see a key of this tile: its first key through the last key's sequence end.
     uint end = (min(j0 + BLOCK, p.rows) - 1u) / p.sequence * p.sequence + p.sequence;
     LOAD_KEYS(sk, k_data, j0, kh);
     LOAD_KEYS(sv, v_data, j0, kh);
-    float dk[BLOCK * COLUMN_SETS], dv[BLOCK * COLUMN_SETS];
-    for (uint i = 0u; i < BLOCK * COLUMN_SETS; i++) { dk[i] = 0.0; dv[i] = 0.0; }
+    float dk[ACCUMULATORS], dv[ACCUMULATORS];
+    for (uint i = 0u; i < ACCUMULATORS; i++) { dk[i] = 0.0; dv[i] = 0.0; }
     for (uint first = j0 * group_size(); first < end * group_size(); first += BLOCK) {
         barrier();
         load_queries(first, kh);
         barrier();
         probabilities(first, j0);
         barrier();
-        for (uint j = 0u; j < BLOCK; j++) {
-            for (uint n = 0u; n < COLUMN_SETS; n++) {
-                uint c = t + 64u * n;
-                float a = dk[j * COLUMN_SETS + n], b = dv[j * COLUMN_SETS + n];
-                for (uint r = 0u; r < BLOCK; r++) {
-                    a += sds[r * BLOCK + j] * sq[r * STRIDE + c];
-                    b += sp[r * BLOCK + j] * sg[r * STRIDE + c];
-                }
-                dk[j * COLUMN_SETS + n] = a;
-                dv[j * COLUMN_SETS + n] = b;
-            }
-        }
+        ACCUMULATE(dk, SCORE_GRADIENT_BY_KEY, sq);
+        ACCUMULATE(dv, PROBABILITY_BY_KEY, sg);
     }
-    for (uint j = 0u; j < BLOCK; j++) {
-        for (uint n = 0u; n < COLUMN_SETS; n++) {
-            uint c = t + 64u * n, row = j0 + j;
+    for (uint a = 0u; a < ROWS_PER; a++) {
+        for (uint b = 0u; b < COLUMNS_PER; b++) {
+            uint row = j0 + ar + ROW_GROUPS * a, c = ac + COLUMN_GROUPS * b;
             if (row < p.rows && c < p.head_dim) {
                 uint at = (row * p.kv_heads + kh) * p.head_dim + c;
-                dk_data[at] = C_FROM_F32(dk[j * COLUMN_SETS + n]);
-                dv_data[at] = C_FROM_F32(dv[j * COLUMN_SETS + n]);
+                dk_data[at] = C_FROM_F32(dk[a * COLUMNS_PER + b]);
+                dv_data[at] = C_FROM_F32(dv[a * COLUMNS_PER + b]);
             }
         }
     }
