@@ -24,6 +24,9 @@ struct AttentionKernel: Kernel {
 
         static let blocks = [32, 16, 8, 4]
         static let headDims = [64, 128, 256]
+        /// The most shared memory a tile is chosen for (64 KiB, the most real GPUs give a workgroup
+        /// in Vulkan): every tile within it is a variant that `ShaderTests` compiles.
+        static let sharedLimit = 65536
 
         /// The shader's `shared` arrays in `pass`: f32 tiles of q, k and v (and G backward) with
         /// rows of `headDimMax + 1`, a block² of scores (and of dS backward), and per-row scalars.
@@ -70,13 +73,12 @@ struct AttentionKernel: Kernel {
             + (backward.map { $0.gradient.operandDefines("G") + $0.out.operandDefines("O") } ?? [:])
     }
 
-    /// Every tile of every pass that fits 64 KiB of shared memory (the most a device here offers),
-    /// each over the dtype cover.
+    /// Every tile of every pass within `Tile.sharedLimit`, each over the dtype cover.
     static var variants: [AttentionKernel] {
         let tiles = Tile.headDims.flatMap { d in Tile.blocks.map { Tile(block: $0, headDimMax: d) } }
         return DType.cover(operands: 6).flatMap { t in
             Pass.allCases.flatMap { pass in
-                tiles.filter { $0.sharedBytes(pass) <= 65536 }.map {
+                tiles.filter { $0.sharedBytes(pass) <= Tile.sharedLimit }.map {
                     AttentionKernel(pass: pass, tile: $0, q: t[0], k: t[1], v: t[2],
                                     backward: pass == .forward ? nil : Backward(gradient: t[3], out: t[4]), c: t[5])
                 }
@@ -113,15 +115,17 @@ extension VulkanBackend {
 
     /// Why attention cannot run here: no tile holds the head within the device's shared memory.
     func attentionProblem(headDim: Int) -> String? {
-        let shared = info.limits.maxComputeSharedMemoryBytes
+        let shared = attentionSharedBytes
         let fits = AttentionKernel.Pass.allCases.allSatisfy { AttentionKernel.Tile.largest(headDim: headDim, pass: $0, sharedBytes: shared) != nil }
         return fits ? nil : "attention.comp holds a head of at most \(AttentionKernel.Tile.headDims.last!) columns in tiles within the \(shared) bytes of shared memory of \(info.name); this one has \(headDim)"
     }
 
     private func attentionTile(headDim: Int, pass: AttentionKernel.Pass) throws -> AttentionKernel.Tile {
         if let problem = attentionProblem(headDim: headDim) { throw LowRankError(.unsupported, problem) }
-        return AttentionKernel.Tile.largest(headDim: headDim, pass: pass, sharedBytes: info.limits.maxComputeSharedMemoryBytes)!
+        return AttentionKernel.Tile.largest(headDim: headDim, pass: pass, sharedBytes: attentionSharedBytes)!
     }
+
+    private var attentionSharedBytes: Int { min(info.limits.maxComputeSharedMemoryBytes, AttentionKernel.Tile.sharedLimit) }
 
     private func tiles(_ rows: Int, _ tile: AttentionKernel.Tile) -> Int { (rows + tile.block - 1) / tile.block }
 

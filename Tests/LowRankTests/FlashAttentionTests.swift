@@ -1,4 +1,5 @@
 import LowRank
+@testable import LowRankVulkan
 import Testing
 
 /// The tiled attention kernels (`Shaders/attention.comp`) against the CPU backend at shapes that
@@ -57,6 +58,43 @@ struct FlashAttentionTests {
             }
             let again = try backward(backend)
             for i in 0..<3 { #expect(try again[i].floats() == got[i + 2].floats(), "backward output \(i) twice") }
+        }
+    }
+
+    /// The tile the host picks for every head dim up to 256 and lavapipe's 32 KiB, 48 KiB and
+    /// 64 KiB of shared memory (and more) is one of the variants `ShaderTests` compiles, fits, and is
+    /// the largest that fits; a head of 257 columns has none.
+    @Test func tilesFitTheDeviceAndAreCompiledVariants() {
+        let compiled = Set(AttentionKernel.variants.map { [$0.pass] as [AnyHashable] + [$0.tile] })
+        for shared in [32768, 49152, 65536] {
+            for pass in AttentionKernel.Pass.allCases {
+                for headDim in 1...256 {
+                    guard let tile = AttentionKernel.Tile.largest(headDim: headDim, pass: pass, sharedBytes: shared) else {
+                        Issue.record("no tile for head dim \(headDim), \(pass), \(shared) bytes"); continue
+                    }
+                    #expect(compiled.contains([pass, tile]), "\(tile) for \(pass) is not a compiled variant")
+                    #expect(tile.sharedBytes(pass) <= shared && tile.headDimMax >= headDim)
+                    let larger = AttentionKernel.Tile(block: tile.block * 2, headDimMax: tile.headDimMax)
+                    #expect(tile.block == AttentionKernel.Tile.blocks.first || larger.sharedBytes(pass) > shared)
+                }
+                #expect(AttentionKernel.Tile.largest(headDim: 257, pass: pass, sharedBytes: shared) == nil)
+            }
+        }
+    }
+
+    /// A head wider than 256 columns is a clear error on the device, naming the kernel and the head.
+    @Test func headDimBeyondTheTilesIsAClearError() throws {
+        try onBackend(.vulkan) { backend in
+            let (t, d) = (2, 257)
+            let q = try Tensor(randomValues(t * d, seed: 310), shape: [t, 1, d], on: backend)
+            #expect(backend.unsupportedReason(.attention(AttentionOptions(sequenceLength: t)), inputs: [q.descriptor, q.descriptor, q.descriptor])?
+                .contains("257") == true)
+            do {
+                _ = try Ops.execute(.attention(AttentionOptions(sequenceLength: t)), [q, q, q])
+                Issue.record("a head of 257 columns ran")
+            } catch let error as LowRankError {
+                #expect("\(error)".contains("attention.comp") && "\(error)".contains("257"), "\(error)")
+            }
         }
     }
 }
