@@ -19,6 +19,8 @@ let package = Package(
     targets: [
         // C shims, one per C library.
         .target(name: "CVulkan", path: "Sources/CVulkan", linkerSettings: [.linkedLibrary("dl")]),
+        // Open MPI, dlopened as Vulkan is: only a run launched by mpirun needs it.
+        .target(name: "CMPI", path: "Sources/CMPI", linkerSettings: [.linkedLibrary("dl")]),
         .systemLibrary(name: "CShaderc", path: "Sources/CShaderc"),
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         // The C ABI's hand-written header, so the Swift side uses its very structs and constants.
@@ -39,7 +41,7 @@ let package = Package(
         .target(name: "LowRank", dependencies: ["LowRankCore", "LowRankCPU", "LowRankVulkan"],
                 path: "Sources/LowRank"),
         // Models: Llama-family decoders from Hugging Face checkpoints, PEFT adapters, training and evaluation.
-        .target(name: "LowRankModels", dependencies: ["LowRank"], path: "Sources/LowRankModels"),
+        .target(name: "LowRankModels", dependencies: ["LowRank", "CMPI"], path: "Sources/LowRankModels"),
         // Text: Hugging Face tokenizers and chat templates, exact, in Swift.
         .target(name: "LowRankText", dependencies: ["LowRankCore"], path: "Sources/LowRankText"),
         // The C ABI over the models layer: handles, status codes and a last-error string; nothing traps.

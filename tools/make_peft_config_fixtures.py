@@ -16,12 +16,19 @@ What it writes (OUTDIR defaults to Tests/Fixtures/peft):
 - `layer0/`: q and down, `layers_to_transform` 0 (an integer), no `layers_pattern`.
 - `pissa/`: `init_lora_weights="pissa"` (exact SVD) on q, v, down, r 4, alpha 8: PEFT's A and B as
   initialised, and `pissa-residual.safetensors`, the base weights it leaves (W - s·B·A).
+- `train3-pissa/`: 3 AdamW steps from that PiSSA start, saved with
+  `path_initial_model_for_weight_conversion` (PEFT's conversion to a rank-2r LoRA adapter on the
+  original model: A' = [A; A0], B' = [B, -B0], alpha 2·alpha); its losses, and `pissa-trained`, the
+  loss of the converted adapter on the original model (which equals the trained model's).
 - `expected.json`: for each adapter the mean next-token cross-entropy over the fixture data in
   float64 (as make_llama_fixtures.py computes it); for `patterns` and `layers` the three losses of
   torch.optim.AdamW (lr 1e-2, weight decay 0.01, batches of 2 rows in order) with the adapter after
   them in `train3-<name>/`; and `loraplus`: the same 3 steps from `patterns` with
   `create_loraplus_optimizer(lr=1e-2, loraplus_lr_ratio=16, loraplus_weight_decay=0.01)`, its
   adapter in `train3-loraplus/`.
+- `bias-lora-only/` and `bias-all/`: on the tiny Qwen2 (q/k/v biases), `bias="lora_only"` with q and
+  o adapted, and `bias="all"` with v and gate adapted; the saved biases moved from the model's so
+  that loading them matters; their losses, and 3 AdamW steps from each (`train3-bias-*/`).
 """
 import json
 import os
@@ -36,11 +43,12 @@ from peft.optimizers import create_loraplus_optimizer
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
 
-from make_llama_fixtures import ALL_PROJECTIONS, mean_loss, save_adapter as save
+from make_llama_fixtures import ALL_PROJECTIONS, mean_loss, save_adapter as save, tidy
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 LLAMA = os.path.join(ROOT, "Tests", "Fixtures", "llama")
 MODEL = os.path.join(LLAMA, "tiny-llama")
+QWEN2 = os.path.join(LLAMA, "tiny-qwen2-bf16")
 LR, WEIGHT_DECAY, BATCH, STEPS, LORAPLUS_RATIO = 1e-2, 0.01, 2, 3, 16.0
 
 CONFIGS = {
@@ -50,21 +58,23 @@ CONFIGS = {
                    exclude_modules=r".*\.1\.self_attn\.v_proj"),
     "layer0": dict(target_modules=["q_proj", "down_proj"], layers_to_transform=0),
 }
+BIAS_CONFIGS = {
+    "bias-lora-only": dict(target_modules=["q_proj", "o_proj"], bias="lora_only"),
+    "bias-all": dict(target_modules=["v_proj", "gate_proj"], bias="all"),
+}
 
 
-def load():
-    return AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32)
+def load(model_dir=MODEL):
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
 
 
-def train(adapter_dir, out, ids, loraplus):
-    model = PeftModel.from_pretrained(load(), adapter_dir, is_trainable=True)
-    model.train()
-    if loraplus:
-        optimizer = create_loraplus_optimizer(model, torch.optim.AdamW, lr=LR, loraplus_lr_ratio=LORAPLUS_RATIO,
-                                              loraplus_weight_decay=WEIGHT_DECAY, betas=(0.9, 0.999), eps=1e-8)
-    else:
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=WEIGHT_DECAY)
+def adamw(model):
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR, betas=(0.9, 0.999), eps=1e-8,
+                             weight_decay=WEIGHT_DECAY)
+
+
+def steps(model, optimizer, ids):
+    """STEPS AdamW steps on batches of BATCH rows in order; returns the losses."""
     losses = []
     for step in range(STEPS):
         start = (step % (len(ids) // BATCH)) * BATCH
@@ -74,7 +84,34 @@ def train(adapter_dir, out, ids, loraplus):
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
+    return losses
+
+
+def train(adapter_dir, out, ids, loraplus, model_dir=MODEL):
+    model = PeftModel.from_pretrained(load(model_dir), adapter_dir, is_trainable=True)
+    model.train()
+    if loraplus:
+        optimizer = create_loraplus_optimizer(model, torch.optim.AdamW, lr=LR, loraplus_lr_ratio=LORAPLUS_RATIO,
+                                              loraplus_weight_decay=WEIGHT_DECAY, betas=(0.9, 0.999), eps=1e-8)
+    else:
+        optimizer = adamw(model)
+    losses = steps(model, optimizer, ids)
     save(model, out)
+    return losses
+
+
+def train_pissa(out, ids):
+    """3 AdamW steps from PiSSA's start, saved converted to a LoRA adapter on the original model."""
+    model = get_peft_model(load(), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights="pissa",
+                                              target_modules=["q_proj", "v_proj", "down_proj"]))
+    initial = out + "-initial"
+    model.save_pretrained(initial)  # the factors PiSSA started from, which the conversion subtracts
+    model.train()
+    optimizer = adamw(model)
+    losses = steps(model, optimizer, ids)
+    model.save_pretrained(out, path_initial_model_for_weight_conversion=initial)
+    tidy(out)
+    shutil.rmtree(initial)
     return losses
 
 
@@ -88,18 +125,23 @@ def main():
                 "train": {"lr": LR, "weight_decay": WEIGHT_DECAY, "batch_size": BATCH, "seq_len": ids.shape[1], "steps": STEPS,
                           "loraplus_lr_ratio": LORAPLUS_RATIO}}
 
-    for seed, (name, fields) in enumerate(CONFIGS.items()):
+    configs = [(name, fields, MODEL) for name, fields in CONFIGS.items()] + [(name, fields, QWEN2) for name, fields in BIAS_CONFIGS.items()]
+    for seed, (name, fields, model_dir) in enumerate(configs):
         torch.manual_seed(20 + seed)  # init_lora_weights=False draws A and B from torch's generator
-        model = get_peft_model(load(), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=False, **fields))
-        with torch.no_grad():  # B is zero at PEFT's start: move it so every factor matters.
+        model = get_peft_model(load(model_dir), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=False, **fields))
+        with torch.no_grad():  # B is zero at PEFT's start and a bias the model's: move them so every tensor matters.
             for key, p in model.named_parameters():
                 if "lora_B" in key:
                     p.copy_(0.2 * torch.randn_like(p))
+                elif p.requires_grad and key.endswith("bias"):
+                    p.add_(0.2 * torch.randn_like(p))
         save(model, path(name))
-        expected["loss"][name] = mean_loss(PeftModel.from_pretrained(load(), path(name)), ids)
+        expected["loss"][name] = mean_loss(PeftModel.from_pretrained(load(model_dir), path(name)), ids)
     for name in ["patterns", "layers"]:
         expected["train"][name] = train(path(name), path(f"train3-{name}"), ids, loraplus=False)
     expected["train"]["loraplus"] = train(path("patterns"), path("train3-loraplus"), ids, loraplus=True)
+    for name in BIAS_CONFIGS:
+        expected["train"][name] = train(path(name), path(f"train3-{name}"), ids, loraplus=False, model_dir=QWEN2)
 
     base = load()
     originals = {k: v.clone() for k, v in base.state_dict().items()}
@@ -111,6 +153,8 @@ def main():
     save_file(residual, path("pissa-residual.safetensors"))
     expected["loss"]["pissa"] = mean_loss(model, ids)
     expected["loss"]["pissa-base"] = mean_loss(AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32), ids)
+    expected["train"]["pissa"] = train_pissa(path("train3-pissa"), ids)
+    expected["loss"]["pissa-trained"] = mean_loss(PeftModel.from_pretrained(load(), path("train3-pissa")), ids)
     assert all(torch.equal(originals[k], v) for k, v in load().state_dict().items())
 
     with open(path("expected.json"), "w") as f:

@@ -4,6 +4,7 @@ import Glibc
 import LowRankCore
 
 /// Host memory for one tensor, 64-byte aligned for SIMD loads.
+// The pointer never changes; the bytes behind it are written only by ops the plan orders.
 final class CPUStorage: TensorStorage, @unchecked Sendable {
     let pointer: UnsafeMutableRawPointer
     let byteCount: Int
@@ -27,7 +28,7 @@ final class CPUStorage: TensorStorage, @unchecked Sendable {
 
 /// Runs every op on the host: OpenBLAS sgemm for products, Swift SIMD loops for the rest, on all
 /// cores where the work is large enough to pay for the fork.
-public final class CPUBackend: Backend, @unchecked Sendable {
+public final class CPUBackend: Backend, Sendable {
     public let identifier = "cpu"
     public let deviceName: String
     public let threads: Int
@@ -131,6 +132,8 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     }
 }
 
+/// Carries a non-Sendable closure into `concurrentPerform`, safe only as `parallelFor` uses it:
+/// each thread gets a disjoint range.
 struct UncheckedSendable<Value>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }

@@ -4,7 +4,7 @@ import LowRankCore
 /// from the very inputs the backend was given, so each step's error is its own and not what it
 /// inherited: the tool for finding the op that loses precision in a deep model
 /// (`LOWRANK_CHECK=f64`). Unlike `LOWRANK_CHECK=1` it never stops a run; it records.
-public final class Float64Check: PlanStepObserver, @unchecked Sendable {
+public final class Float64Check: PlanStepObserver {
     /// One output of one step: `max|got − exact| / max|exact|` over its elements (infinity when
     /// the backend gave a non-finite value where the exact one is finite).
     public struct Record: Sendable, CustomStringConvertible {

@@ -158,6 +158,11 @@ extension Graph {
             return [needs[0] ? dp : nil, needs[1] ? try intoInput(try apply(.scale(-1), [dp], label: label)[0], 1) : nil]
         case .loraForward(let o):
             let operands = LoRAForwardOperands(node.inputs, o)
+            // The bias is added once after the branch, so its gradient (PEFT's bias="all"/"lora_only")
+            // is G summed over the rows.
+            let dbias = try operands.bias.flatMap { bias in
+                LoRAForwardOperands(needs, o).bias == true ? try into(try sumLeading(g, to: values[bias].descriptor.shape, label: label), bias) : nil
+            }
             var backward = o
             backward.hasBias = false
             backward.outputDType = try dtypeOf(operands.x)
@@ -165,15 +170,20 @@ extension Graph {
             let d = try apply(.loraBackward(backward), LoRABackwardOperands(gradient: g, x: try value(operands.x), w: try value(operands.w),
                                                                             a: try value(operands.a), b: try value(operands.b), u: u).values,
                               label: label)
-            // W and the bias are frozen: the kernel forms no gradient for them.
+            // W is frozen: the kernel forms no gradient for it.
             var grads = operands.map { _ -> GraphTensor? in nil }
             (grads.x, grads.a, grads.b) = (d[0], try into(d[1], operands.a), try into(d[2], operands.b))
+            if operands.bias != nil { grads.bias = .some(dbias) }
             return grads.values
         case .doraForward(let o):
             let operands = DoRAForwardOperands(node.inputs, o)
             if DoRAForwardOperands(needs, o).magnitude && !o.trainableMagnitude {
                 throw LowRankError(.invalidArgument, "\(node.label): the magnitude is trainable but this dora_forward was built with trainableMagnitude: false",
                                    context: [("op", node.label)])
+            }
+            // DoRA composes the branch with the base output less its bias, then adds the bias once.
+            let dbias = try operands.bias.flatMap { bias in
+                DoRAForwardOperands(needs, o).bias == true ? try into(try sumLeading(g, to: values[bias].descriptor.shape, label: label), bias) : nil
             }
             var backward = o
             backward.lora.hasBias = false
@@ -183,10 +193,11 @@ extension Graph {
             let inputs = DoRABackwardOperands(gradient: g, x: try value(operands.x), w: try value(operands.w), a: try value(operands.a),
                                               b: try value(operands.b), u: u, norm: norm, g: factor, inner: inner)
             let d = DoRABackwardResults(try apply(.doraBackward(backward), inputs.values, label: label), backward)
-            // W, ‖W‖² and the bias are frozen.
+            // W and ‖W‖² are frozen.
             var grads = operands.map { _ -> GraphTensor? in nil }
             (grads.x, grads.a, grads.b) = (d.dx, try into(d.dA, operands.a), try into(d.dB, operands.b))
             grads.magnitude = try d.dm.map { try into($0, operands.magnitude) }
+            if operands.bias != nil { grads.bias = .some(dbias) }
             return grads.values
         case .transpose(let axes):
             let inverse = axes.indices.map { axes.firstIndex(of: $0)! }

@@ -3,6 +3,7 @@ import Glibc
 /// Host memory for large, file-sized things (a tensor, a staging copy of one). Swift's own
 /// allocator traps when the host cannot give the memory; this is an out-of-memory error instead, so
 /// a process embedding the engine (a Python interpreter) outlives a checkpoint too large for it.
+// The pointer is immutable after init; whoever writes the bytes orders those writes (one owner at a time).
 public final class HostBuffer: @unchecked Sendable {
     public let pointer: UnsafeMutableRawPointer
     public let byteCount: Int

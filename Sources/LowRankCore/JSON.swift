@@ -60,7 +60,9 @@ public enum JSON: Equatable, Sendable {
         }
     }
 
-    static func quote(_ s: String) -> String {
+    /// `s` as a JSON string, escaped as Python's `json.dumps(..., ensure_ascii=False)` and serde_json
+    /// write it (chat templates' `tojson` must match the former byte for byte).
+    public static func quote(_ s: String) -> String {
         var out = "\""
         for scalar in s.unicodeScalars {
             switch scalar {
@@ -69,6 +71,8 @@ public enum JSON: Equatable, Sendable {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
             case _ where scalar.value < 0x20:
                 let hex = String(scalar.value, radix: 16)
                 out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex

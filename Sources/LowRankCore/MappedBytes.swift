@@ -4,6 +4,7 @@ import Glibc
 /// the page cache, so host memory never holds a copy of a whole checkpoint. Bytes given in memory
 /// are copied into an anonymous mapping, so both kinds are read the same way. A mapped file must
 /// not be truncated while it is in use (the kernel would stop the process at the missing pages).
+// Safe to share: the mapping is read-only and immutable after init (the pointer is what is not Sendable).
 public final class MappedBytes: @unchecked Sendable {
     private let bytes: UnsafeRawBufferPointer
     /// Whether the pages come from a file (and can be dropped and read again) or hold a copy.

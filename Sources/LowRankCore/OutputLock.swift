@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 /// An exclusive lock on an output folder, held until released (or the process ends, however it
 /// ends: the kernel drops a `flock` with its holder): a second writer to the same folder, in this
@@ -7,17 +8,18 @@ import Glibc
 /// The lock is a file beside the folder, `.<name>.lock` (beside, not in it, because a folder that
 /// is replaced whole, as `merge --out` is, would take a lock inside it away with it). It is removed
 /// on release; one left by a killed holder is harmless and reused.
-public final class OutputLock: @unchecked Sendable {
+public final class OutputLock: Sendable {
     /// The lock file.
     public let path: String
-    private var descriptor: Int32
+    /// The locked file's descriptor, -1 once released (by `release()` or the deinit, on any thread).
+    private let descriptor: Mutex<Int32>
 
     public init(folder: String) throws {
         let parent = FileIO.parent(of: folder)
         try FileIO.makeDirectories(parent)
         // Resolved, so that `out`, `./out` and `/abs/out` are one lock.
         path = (FileIO.canonicalPath(parent) ?? parent) + "/." + FileIO.lastComponent(folder) + ".lock"
-        descriptor = -1
+        var held: Int32 = -1
         while true {
             let d = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
             guard d >= 0 else {
@@ -33,24 +35,27 @@ public final class OutputLock: @unchecked Sendable {
             // on the one now at the path.
             var opened = stat(), current = stat()
             if fstat(d, &opened) == 0, stat(path, &current) == 0, opened.st_ino == current.st_ino, opened.st_dev == current.st_dev {
-                descriptor = d
+                held = d
                 break
             }
             close(d)
         }
+        descriptor = Mutex(held)
         let pid = Array("\(getpid())\n".utf8)
-        _ = ftruncate(descriptor, 0)
-        _ = pid.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
+        _ = ftruncate(held, 0)
+        _ = pid.withUnsafeBytes { pwrite(held, $0.baseAddress, $0.count, 0) }
     }
 
     deinit { release() }
 
     /// Unlocks now (also done when the lock is freed).
     public func release() {
-        guard descriptor >= 0 else { return }
-        unlink(path)
-        close(descriptor)
-        descriptor = -1
+        descriptor.withLock { d in
+            guard d >= 0 else { return }
+            unlink(path)
+            close(d)
+            d = -1
+        }
     }
 
     /// Runs `body` holding the lock on `folder`.

@@ -13,7 +13,7 @@ public struct TensorDescriptor: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// A dense row-major tensor living on one backend.
-public final class Tensor: @unchecked Sendable, CustomStringConvertible {
+public final class Tensor: Sendable, CustomStringConvertible {
     public let descriptor: TensorDescriptor
     public let backend: any Backend
     public let storage: any TensorStorage

@@ -29,6 +29,17 @@ public struct AdapterSettings: Hashable, Sendable {
     /// PEFT's `exclude_modules`: modules never adapted, by name (a path or its end after a dot) or
     /// one pattern over the whole path.
     public var excludeModules: ModuleNames?
+    /// PEFT's `bias`: which linear layers' biases train with the adapter (and are saved in it).
+    public var bias: Bias
+
+    public enum Bias: String, Hashable, Sendable, CaseIterable {
+        /// Every bias stays frozen (PEFT's default).
+        case none
+        /// The biases of the adapted layers.
+        case loraOnly = "lora_only"
+        /// Every bias of the model's linear layers, adapted or not.
+        case all
+    }
 
     public enum Targets: Hashable, Sendable {
         case names([String])
@@ -49,11 +60,12 @@ public struct AdapterSettings: Hashable, Sendable {
     public init(rank: Int = 8, alpha: Float = 16, dropout: Float = 0, rsLoRA: Bool = false, dora: Bool = false,
                 targets: Targets = .names(["q_proj", "v_proj"]), baseModel: String = "", architecture: String? = nil,
                 rankPattern: [String: Int] = [:], alphaPattern: [String: Float] = [:], layersToTransform: [Int]? = nil,
-                layersPattern: [String] = [], excludeModules: ModuleNames? = nil) throws {
+                layersPattern: [String] = [], excludeModules: ModuleNames? = nil, bias: Bias = .none) throws {
         (self.rank, self.alpha, self.dropout, self.rsLoRA, self.dora, self.targets) = (rank, alpha, dropout, rsLoRA, dora, targets)
         (self.baseModel, self.architecture) = (baseModel, architecture)
         (self.rankPattern, self.alphaPattern) = (rankPattern, alphaPattern)
         (self.layersToTransform, self.layersPattern, self.excludeModules) = (layersToTransform, layersPattern, excludeModules)
+        self.bias = bias
         try validate()
     }
 
@@ -157,8 +169,7 @@ public struct AdapterSettings: Hashable, Sendable {
     // MARK: adapter_config.json
 
     /// Reads PEFT's `adapter_config.json` as `LoraConfig` takes it (PEFT's defaults for what is
-    /// absent); a field of the wrong JSON type, and fields this engine cannot honour yet (biases,
-    /// modules to save, trainable token rows, LoRA on B's bias, aLoRA, QALoRA, a non-LoRA type), are
+    /// absent); a field of the wrong JSON type, and fields this engine cannot honour yet (modules to save, trainable token rows, LoRA on B's bias, aLoRA, QALoRA, a non-LoRA type), are
     /// errors naming the field.
     public init(contentsOf path: String) throws {
         let fields = try ConfigFields(try JSON.read(path, what: "the adapter's config"), path: path, what: "the adapter config")
@@ -169,8 +180,10 @@ public struct AdapterSettings: Hashable, Sendable {
         for field in ["modules_to_save", "trainable_token_indices", "layer_replication", "target_parameters", "alora_invocation_tokens"] {
             if let v = fields[field], v != .array([]) { throw fields.fail(field, "is not supported (got \(v.serialized))") }
         }
-        let bias = try fields.string("bias", default: "none")
-        guard bias == "none" else { throw fields.fail("bias", "only \"none\" is supported, got \"\(bias)\"") }
+        let biasName = try fields.string("bias", default: "none")
+        guard let bias = Bias(rawValue: biasName) else {
+            throw fields.fail("bias", "must be \"none\", \"all\" or \"lora_only\", got \"\(biasName)\"")
+        }
         for field in ["lora_bias", "use_qalora"] where try fields.bool(field, default: false) {
             throw fields.fail(field, "is not supported (got true)")
         }
@@ -221,7 +234,7 @@ public struct AdapterSettings: Hashable, Sendable {
             try self.init(rank: rank, alpha: Float(alpha), dropout: Float(dropout), rsLoRA: rsLoRA, dora: dora, targets: targets,
                           baseModel: baseModel, architecture: architecture, rankPattern: rankPattern, alphaPattern: alphaPattern,
                           layersToTransform: layersToTransform.map { Array(Set($0)).sorted() },
-                          layersPattern: layersPattern, excludeModules: excludeModules)
+                          layersPattern: layersPattern, excludeModules: excludeModules, bias: bias)
         } catch let error as LowRankError {
             throw error.adding("file", path)
         }
@@ -248,7 +261,7 @@ public struct AdapterSettings: Hashable, Sendable {
         return .object([
             "peft_type": .string("LORA"), "task_type": .string("CAUSAL_LM"), "r": .number(Double(rank)), "lora_alpha": .number(Double(alpha)),
             "lora_dropout": .number(Double(dropout)), "use_rslora": .bool(rsLoRA), "use_dora": .bool(dora), "target_modules": targetJSON,
-            "base_model_name_or_path": .string(baseModel), "bias": .string("none"), "fan_in_fan_out": .bool(false),
+            "base_model_name_or_path": .string(baseModel), "bias": .string(bias.rawValue), "fan_in_fan_out": .bool(false),
             "inference_mode": .bool(true), "init_lora_weights": .bool(true), "modules_to_save": .null,
             "rank_pattern": .object(rankPattern.mapValues { .number(Double($0)) }), "alpha_pattern": .object(alphaPattern.mapValues { .number(Double($0)) }),
             "layers_to_transform": layersToTransform.map { .array($0.map { .number(Double($0)) }) } ?? .null,

@@ -39,9 +39,12 @@ extension AdapterTraining {
         try FileIO.replaceFolder(folder, with: partial)
     }
 
+    /// The files of a checkpoint, the state file last.
+    static let checkpointFiles = [ModelAdapter.weightsName, ModelAdapter.configName, optimizerName, stateName]
+
     /// Whether `folder` holds every file of a checkpoint.
     static func isCheckpoint(_ folder: String) -> Bool {
-        [ModelAdapter.weightsName, ModelAdapter.configName, optimizerName, stateName].allSatisfy { FileIO.exists(folder + "/" + $0) }
+        checkpointFiles.allSatisfy { FileIO.exists(folder + "/" + $0) }
     }
 
     /// Puts the checkpoint at `folder` in order after its writer was killed: a complete

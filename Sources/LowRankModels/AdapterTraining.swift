@@ -58,10 +58,12 @@ public final class AdapterTraining {
     /// Forward and backward on a micro-batch, its gradients added to those since the last
     /// optimizer step, weighted by its predicted tokens: micro-batches then step as one batch of
     /// all their rows would (the loss is the mean over every predicted token). Returns its loss.
+    /// `dropoutDraw` picks the micro-batch's dropout masks from the step's seed (default: how many
+    /// were accumulated before it), so that the processes of a data-parallel step draw apart.
     @discardableResult
-    public func accumulate(_ batch: TokenBatch) throws -> Float {
+    public func accumulate(_ batch: TokenBatch, dropoutDraw: Int? = nil) throws -> Float {
         let microBatch = pending?.microBatches ?? 0
-        let (lossTensor, gradients) = try finiteRun(batch, microBatch: microBatch)
+        let (lossTensor, gradients) = try finiteRun(batch, microBatch: dropoutDraw ?? microBatch)
         let tokens = batch.predictedTokens
         // The plan's outputs are overwritten by its next run, so the sums are tensors of their own.
         let weighted = try gradients.map { try Ops.scale($0, by: Float(tokens)) }
@@ -73,13 +75,24 @@ public final class AdapterTraining {
     }
 
     /// The optimizer step with the gradients accumulated since the last one; returns the step's
-    /// loss, the token-weighted mean of its micro-batches'.
+    /// loss, the token-weighted mean of its micro-batches'. With `group`, the accumulated sums of
+    /// every process are added first (one all-reduce), so each takes the step of all their
+    /// micro-batches together; a process may then have accumulated none.
     @discardableResult
-    public func applyAccumulated() throws -> Float {
-        guard let p = pending else {
+    public func applyAccumulated(across group: ProcessGroup? = nil) throws -> Float {
+        var p: Pending
+        if let group, group.size > 1 {
+            p = try summed(pending, over: group)
+        } else if let local = pending {
+            p = local
+        } else {
             throw LowRankError(.invalidArgument, "no gradients to apply: accumulate at least one micro-batch since the last optimizer step")
         }
         pending = nil
+        guard p.tokens > 0 else {
+            throw LowRankError(.invalidArgument, "step \(step + 1) predicts no token on any process: its rows are one token long",
+                               context: [("step", "\(step + 1)")])
+        }
         try optimizer.step(gradients: try p.gradients.map { try Ops.scale($0, by: 1 / Float(p.tokens)) })
         return try finishStep(loss: Float(p.weightedLoss / Double(p.tokens)))
     }
@@ -87,7 +100,7 @@ public final class AdapterTraining {
     /// Micro-batches accumulated since the last optimizer step.
     public var pendingMicroBatches: Int { pending?.microBatches ?? 0 }
 
-    private struct Pending {
+    struct Pending {
         var gradients: [Tensor]
         var tokens: Int
         var weightedLoss: Double

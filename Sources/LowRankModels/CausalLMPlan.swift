@@ -38,12 +38,22 @@ public final class CausalLMPlan {
         let frozen = { (name: String) in try g.parameter(name, try model.weight(name)) }
 
         let adapters = Dictionary(uniqueKeysWithValues: (adapter?.layers ?? []).map { ($0.path, $0.adapter) })
+        let trainedBiases = Dictionary(uniqueKeysWithValues: (adapter?.biases ?? []).map { ($0.path, $0.tensor) })
         var trainable: [GraphTensor] = []
+        var biasParameters: [String: GraphTensor] = [:]
         var moduleIndex: UInt32 = 0
         let project = { (x: GraphTensor, path: String, projection: DecoderProjection) throws -> GraphTensor in
             moduleIndex += 1
             let weight = try frozen(path + ".weight")
-            let bias = config.hasBias(projection.rawValue) ? try frozen(path + ".bias") : nil
+            let bias: GraphTensor?
+            if !config.hasBias(projection.rawValue) {
+                bias = nil
+            } else if let trained = trainedBiases[path] {
+                bias = try g.parameter(path + ".bias", trained, trainable: training)
+                biasParameters[path] = bias
+            } else {
+                bias = try frozen(path + ".bias")
+            }
             guard let layer = adapters[path] else { return try g.linear(x, weight: weight, bias: bias, label: path) }
             let lora = layer.lora
             let a = try g.parameter(ModelAdapter.key(path, "lora_A.weight"), lora.a, trainable: training)
@@ -78,6 +88,8 @@ public final class CausalLMPlan {
         let lmHeadName = config.tiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight"
         let logits = try g.linear(final, weight: try frozen(lmHeadName), label: "lm_head")
         let loss = try g.crossEntropy(logits, labels: labels, ignoreIndex: Self.ignoredLabel, label: "loss")
+        // The biases' gradients last, in the adapter's order, as `ModelAdapter.parameters` lists them.
+        trainable += (adapter?.biases ?? []).compactMap { biasParameters[$0.path] }
         let gradients = training && !trainable.isEmpty ? try g.gradients(of: loss, for: trainable, checkpointing: checkpointing) : []
         plan = try g.compile(outputs: [loss] + gradients)
     }

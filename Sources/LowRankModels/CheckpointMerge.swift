@@ -80,6 +80,11 @@ extension HuggingFaceCheckpoint {
                                               rounded: try written.floats()))
             merged[name] = written
         }
+        // The biases that trained with the adapter replace the model's, in the output's dtype.
+        for (path, bias) in adapter.biases {
+            let name = path + ".bias"
+            merged[name] = try Tensor(try bias.floats(), shape: bias.shape, dtype: dtype ?? file(containing: name).entry(name).dtype, on: cpu)
+        }
         for (fileName, file) in files {
             let tensors = try file.names.map { name -> (name: String, tensor: Tensor) in
                 let entry = try file.entry(name)

@@ -21,11 +21,34 @@ public final class ModelAdapter: @unchecked Sendable {
     public let settings: AdapterSettings
     /// Each adapted module's path (`model.layers.0.self_attn.q_proj`) and adapter, in model order.
     public let layers: [(path: String, adapter: LayerAdapter)]
+    /// The biases that train with the adapter (PEFT's `bias: "lora_only" | "all"`), by module path
+    /// in model order: f32 copies that the model's graph uses in place of its frozen biases.
+    public let biases: [(path: String, tensor: Tensor)]
+    /// PiSSA's starting factors A0 and B0 by module path (empty for other initialisations): the
+    /// model's weights then hold the residual W − s·B0·A0, and `save` converts the adapter as PEFT's
+    /// `save_pretrained(path_initial_model_for_weight_conversion:)` does, so that it applies to the
+    /// original model.
+    let pissaStart: [String: (a: [Float], b: [Float])]
 
     public static let configName = "adapter_config.json"
     public static let weightsName = "adapter_model.safetensors"
 
     static func key(_ path: String, _ tensor: String) -> String { "base_model.model.\(path).\(tensor)" }
+
+    /// PEFT's name for a trained bias: under `base_layer` in a module it wraps with LoRA.
+    static func biasKey(_ path: String, adapted: [String]) -> String {
+        key(path, adapted.contains(path) ? "base_layer.bias" : "bias")
+    }
+
+    /// The modules whose biases train under `settings.bias`, in model order.
+    private static func biasModules(_ settings: AdapterSettings, _ model: LlamaModel, adapted: [String]) -> [String] {
+        let withBias = model.linearModules.filter { model.config.hasBias($0.name) }.map(\.path)
+        switch settings.bias {
+        case .none: return []
+        case .loraOnly: return withBias.filter(adapted.contains)
+        case .all: return withBias
+        }
+    }
 
     /// A new adapter on every module `settings` targets: A as PEFT draws it (`initialization`,
     /// from `seed`), B = 0, and for DoRA m = ‖W‖_row, so the model starts unchanged.
@@ -42,6 +65,31 @@ public final class ModelAdapter: @unchecked Sendable {
             return (module.path, .lora(try LoRAAdapter(inFeatures: module.weight.shape[1], outFeatures: module.weight.shape[0],
                                                        config: config, initialization: initialization, seed: moduleSeed, on: model.backend)))
         }
+        biases = try Self.biasModules(settings, model, adapted: modules.map(\.path)).map { ($0, try model.weight($0 + ".bias").copy(to: model.backend)) }
+        pissaStart = [:]
+    }
+
+    /// A new adapter initialised by PiSSA (PEFT's `init_lora_weights="pissa"`, an exact SVD): each
+    /// targeted weight of `model` is overwritten with its residual, so the model with the adapter
+    /// is unchanged; `save` writes the adapter converted for the original model (rank 2r).
+    public init(pissa settings: AdapterSettings, on model: LlamaModel) throws {
+        guard !settings.dora else { throw LowRankError(.unsupported, "PiSSA initialises LoRA, not DoRA (PEFT's conversion for the original model has no magnitude)") }
+        guard model.projectionDType == .f32 else {
+            throw LowRankError(.unsupported, "PiSSA writes its residual into the weights, which must be f32, not quantized to \(model.projectionDType)")
+        }
+        if settings.rsLoRA, !settings.rankPattern.isEmpty || !settings.alphaPattern.isEmpty {
+            throw LowRankError(.unsupported, "PiSSA's conversion for the original model does not support rank_pattern or alpha_pattern with use_rslora (as PEFT refuses it)")
+        }
+        self.settings = settings
+        let modules = try Self.targetedModules(settings, model)
+        var start: [String: (a: [Float], b: [Float])] = [:]
+        layers = try modules.map { module in
+            let lora = try LoRAAdapter.pissa(weight: module.weight, config: settings.lora(for: module.path))
+            start[module.path] = (try lora.a.floats(), try lora.b.floats())
+            return (module.path, .lora(lora))
+        }
+        pissaStart = start
+        biases = try Self.biasModules(settings, model, adapted: modules.map(\.path)).map { ($0, try model.weight($0 + ".bias").copy(to: model.backend)) }
     }
 
     /// The adapter PEFT (or `save`) wrote to `folder`, for `model`. A tensor for a module the model
@@ -58,21 +106,21 @@ public final class ModelAdapter: @unchecked Sendable {
         let modules = try Self.targetedModules(settings, model)
         var expected = Set<String>()
         var layers: [(String, LayerAdapter)] = []
+        let tensor = { (key: String, shape: Shape) throws -> Tensor in
+            expected.insert(key)
+            guard let entry = file.entries[key] else {
+                throw LowRankError(.fileFormat, "the adapter has no \(key), which its config targets on this model",
+                                   context: [("file", path), ("tensor", key)])
+            }
+            guard entry.shape == shape, entry.dtype.isFloatingPoint else {
+                throw LowRankError(.shapeMismatch, "\(key) is \(entry.dtype)\(entry.shape) but this model needs a float \(shape) (an adapter for another architecture?)",
+                                   context: [("file", path), ("tensor", key)])
+            }
+            return try Tensor(try file.floats(key), shape: shape, on: model.backend)
+        }
         for module in modules {
             let (dOut, dIn) = (module.weight.shape[0], module.weight.shape[1])
-            let load = { (name: String, shape: Shape) throws -> Tensor in
-                let key = Self.key(module.path, name)
-                expected.insert(key)
-                guard let entry = file.entries[key] else {
-                    throw LowRankError(.fileFormat, "the adapter has no \(key), which its config targets on this model",
-                                       context: [("file", path), ("tensor", key)])
-                }
-                guard entry.shape == shape, entry.dtype.isFloatingPoint else {
-                    throw LowRankError(.shapeMismatch, "\(key) is \(entry.dtype)\(entry.shape) but this model's \(module.path) needs a float \(shape) (an adapter for another architecture?)",
-                                       context: [("file", path), ("tensor", key)])
-                }
-                return try Tensor(try file.floats(key), shape: shape, on: model.backend)
-            }
+            let load = { (name: String, shape: Shape) throws -> Tensor in try tensor(Self.key(module.path, name), shape) }
             let config = settings.lora(for: module.path)
             let lora = try LoRAAdapter(config: config, a: try load("lora_A.weight", [config.rank, dIn]), b: try load("lora_B.weight", [dOut, config.rank]))
             if settings.dora {
@@ -81,6 +129,10 @@ public final class ModelAdapter: @unchecked Sendable {
                 layers.append((module.path, .lora(lora)))
             }
         }
+        let adapted = modules.map(\.path)
+        let biases = try Self.biasModules(settings, model, adapted: adapted).map { module in
+            (module, try tensor(Self.biasKey(module, adapted: adapted), try model.weight(module + ".bias").shape))
+        }
         if let stray = file.names.first(where: { !expected.contains($0) }) {
             throw LowRankError(.fileFormat, "the adapter holds \(stray), which matches no adapted module of this \(model.config.modelType) model (an adapter for another architecture?)",
                                context: [("file", path), ("tensor", stray)])
@@ -88,6 +140,8 @@ public final class ModelAdapter: @unchecked Sendable {
         if !force { try Self.checkOrigin(settings, path: folder + "/" + Self.configName, model: model) }
         self.settings = settings
         self.layers = layers
+        self.biases = biases
+        pissaStart = [:]
     }
 
     private static func targetedModules(_ settings: AdapterSettings, _ model: LlamaModel) throws -> [(path: String, weight: Tensor)] {
@@ -100,33 +154,67 @@ public final class ModelAdapter: @unchecked Sendable {
         return modules
     }
 
-    /// The trainable tensors, by PEFT's names.
+    /// The trainable tensors, by PEFT's names: each layer's factors, then the trained biases.
     public var parameters: [(name: String, tensor: Tensor)] {
         layers.flatMap { path, adapter -> [(name: String, tensor: Tensor)] in
             let factors = [(Self.key(path, "lora_A.weight"), adapter.lora.a), (Self.key(path, "lora_B.weight"), adapter.lora.b)]
             guard case .dora(let d) = adapter else { return factors }
             return factors + [(Self.key(path, "lora_magnitude_vector"), d.magnitude)]
-        }
+        } + biases.map { (Self.biasKey($0.path, adapted: layers.map(\.path)), $0.tensor) }
     }
 
-    /// Writes `adapter_config.json` and `adapter_model.safetensors` (f32) into `folder`, each atomically.
+    /// Writes `adapter_config.json` and `adapter_model.safetensors` (f32) into `folder`, each
+    /// atomically. After PiSSA, as PEFT converts it for the original model: `A' = [A; A0]`,
+    /// `B' = [B, −B0]` (so `s'·B'·A' = s·(B·A − B0·A0)`, the change from the original weight),
+    /// rank 2r, alpha 2α (√2·α with rsLoRA) and the patterns doubled.
     public func save(to folder: String) throws {
         try FileIO.makeDirectories(folder)
-        try SafetensorsFile.write(parameters, metadata: ["format": "pt"], to: folder + "/" + Self.weightsName)
-        try FileIO.writeAtomically(folder + "/" + Self.configName, text: settings.json.serialized)
+        try SafetensorsFile.write(try savedParameters(), metadata: ["format": "pt"], to: folder + "/" + Self.weightsName)
+        try FileIO.writeAtomically(folder + "/" + Self.configName, text: savedSettings.json.serialized)
     }
 
-    /// Overwrites every tensor with the one `folder` holds under the same name (a checkpoint of this adapter).
+    private var savedSettings: AdapterSettings {
+        guard !pissaStart.isEmpty else { return settings }
+        var s = settings
+        s.rank *= 2
+        s.alpha *= settings.rsLoRA ? Float(2).squareRoot() : 2
+        s.rankPattern = s.rankPattern.mapValues { $0 * 2 }
+        s.alphaPattern = s.alphaPattern.mapValues { $0 * 2 }
+        return s
+    }
+
+    private func savedParameters() throws -> [(name: String, tensor: Tensor)] {
+        guard !pissaStart.isEmpty else { return parameters }
+        return try layers.flatMap { path, layer -> [(name: String, tensor: Tensor)] in
+            let (a, b, start) = (layer.lora.a, layer.lora.b, pissaStart[path]!)
+            let (r, dOut, trained) = (a.shape[0], b.shape[0], try b.floats())
+            var joined: [Float] = []
+            for i in 0..<dOut {
+                joined += trained[(i * r)..<((i + 1) * r)]
+                joined += start.b[(i * r)..<((i + 1) * r)].map { -$0 }
+            }
+            return [(Self.key(path, "lora_A.weight"), try Tensor(try a.floats() + start.a, shape: [2 * r, a.shape[1]], on: CPUBackend.shared)),
+                    (Self.key(path, "lora_B.weight"), try Tensor(joined, shape: [dOut, 2 * r], on: CPUBackend.shared))]
+        } + parameters.suffix(biases.count)
+    }
+
+    /// Overwrites every tensor with the one `folder` holds under the same name (a checkpoint of
+    /// this adapter; after PiSSA, the trained factors are the first r rows of A' and columns of B').
     public func restore(from folder: String) throws {
         let path = folder + "/" + Self.weightsName
         let file = try SafetensorsFile(path: path)
-        for (name, tensor) in parameters {
+        for ((name, tensor), saved) in zip(parameters, try savedParameters()) {
             let entry = try file.entry(name)
-            guard entry.shape == tensor.shape, entry.dtype == .f32 else {
-                throw LowRankError(.shapeMismatch, "\(name) is \(entry.dtype)\(entry.shape); this adapter's is f32\(tensor.shape)",
+            guard entry.shape == saved.tensor.shape, entry.dtype == .f32 else {
+                throw LowRankError(.shapeMismatch, "\(name) is \(entry.dtype)\(entry.shape); this adapter's is f32\(saved.tensor.shape)",
                                    context: [("file", path), ("tensor", name)])
             }
-            try file.withBytes(name) { try tensor.backend.write($0, to: tensor.storage, offset: 0) }
+            guard entry.shape != tensor.shape else {
+                try file.withBytes(name) { try tensor.backend.write($0, to: tensor.storage, offset: 0) }
+                continue
+            }
+            let values = try file.floats(name), (rows, columns) = (tensor.shape[0], tensor.shape[1])
+            try tensor.assign((0..<rows).flatMap { i in values[(i * entry.shape[1])..<(i * entry.shape[1] + columns)] })
         }
     }
 }

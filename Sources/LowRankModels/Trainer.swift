@@ -12,7 +12,10 @@ public struct TrainingSettings: Hashable, Sendable {
     public var weightDecay = 0.01
     /// Clip the global gradient norm to this; nil: no clipping.
     public var maxGradientNorm: Float?
+    /// Rows per micro-batch of one process.
     public var batchSize = 4
+    /// Micro-batches per optimizer step, their gradients summed weighted by predicted tokens.
+    public var gradientAccumulationSteps = 1
     /// Optimizer steps; nil: `epochs` passes over the data.
     public var steps: Int?
     public var epochs = 1
@@ -60,7 +63,10 @@ public struct TrainingProgress: Sendable {
 public final class Trainer {
     public let training: AdapterTraining
     public let data: TokenDataset
+    /// Where checkpoints, the adapter and the loss curve go: nil on every process of a group but rank 0.
     public let output: String?
+    /// The processes training together (nil: this one alone); each takes its share of every batch.
+    public let group: ProcessGroup?
     public var model: LlamaModel { training.model }
     public var adapter: ModelAdapter { training.adapter }
     public var settings: TrainingSettings { training.settings }
@@ -70,18 +76,24 @@ public final class Trainer {
     public var losses: [Float] { training.losses }
     private let lock: OutputLock?
     /// What the run was made with beside the training settings, as checkpoints record it.
-    private let runRecord: [(key: String, value: JSON)]
+    let runRecord: [(key: String, value: JSON)]
 
-    public init(model: LlamaModel, adapter: ModelAdapter, data: TokenDataset, settings: TrainingSettings, output: String?) throws {
+    public init(model: LlamaModel, adapter: ModelAdapter, data: TokenDataset, settings: TrainingSettings, output: String?,
+                group: ProcessGroup? = nil) throws {
         guard settings.batchSize >= 1 else { throw LowRankError(.invalidArgument, "the batch size must be at least 1, got \(settings.batchSize)") }
+        guard settings.gradientAccumulationSteps >= 1 else {
+            throw LowRankError(.invalidArgument, "the gradient accumulation steps must be at least 1, got \(settings.gradientAccumulationSteps)")
+        }
         guard settings.epochs >= 1, (settings.steps ?? 1) >= 1, (settings.saveEvery ?? 1) >= 1 else {
             throw LowRankError(.invalidArgument, "steps, epochs and the checkpoint interval must be at least 1")
         }
         self.data = data
+        self.group = group
+        let output = (group?.rank ?? 0) == 0 ? output : nil
         self.output = output
-        totalSteps = Self.totalSteps(of: settings, rows: data.rows.count)
+        totalSteps = Self.totalSteps(of: settings, rows: data.rows.count, processes: group?.size ?? 1)
         training = try AdapterTraining(model: model, adapter: adapter, settings: settings, totalSteps: totalSteps)
-        runRecord = try Self.runRecord(settings: settings, data: data, model: model, adapter: adapter)
+        runRecord = try Self.runRecord(settings: settings, processes: group?.size ?? 1, data: data, model: model, adapter: adapter)
         lock = try output.map { try OutputLock(folder: $0) }
         if let output {
             try Self.checkWritable(output)
@@ -89,9 +101,15 @@ public final class Trainer {
         }
     }
 
-    /// The run's length in optimizer steps: `steps`, else `epochs` passes over `rows` rows.
-    public static func totalSteps(of settings: TrainingSettings, rows: Int) -> Int {
-        settings.steps ?? settings.epochs * batchesPerEpoch(rows, settings.batchSize)
+    /// The run's length in optimizer steps: `steps`, else `epochs` passes over `rows` rows, each
+    /// step taking `rowsPerStep` of them.
+    public static func totalSteps(of settings: TrainingSettings, rows: Int, processes: Int = 1) -> Int {
+        settings.steps ?? settings.epochs * batchesPerEpoch(rows, rowsPerStep(settings, processes: processes))
+    }
+
+    /// Rows of one optimizer step over every process and micro-batch.
+    static func rowsPerStep(_ settings: TrainingSettings, processes: Int) -> Int {
+        settings.batchSize * settings.gradientAccumulationSteps * processes
     }
 
     static func batchesPerEpoch(_ rows: Int, _ batchSize: Int) -> Int { (rows + batchSize - 1) / batchSize }
@@ -109,23 +127,30 @@ public final class Trainer {
     /// The rows of step `step`'s batch: epochs walk the data in order, or in a permutation drawn
     /// from the seed and the epoch, so any step's batch is known without replaying the others.
     func rows(forStep step: Int) -> ArraySlice<Int> {
-        let perEpoch = Self.batchesPerEpoch(data.rows.count, settings.batchSize)
+        let batchSize = Self.rowsPerStep(settings, processes: group?.size ?? 1)
+        let perEpoch = Self.batchesPerEpoch(data.rows.count, batchSize)
         let (epoch, index) = step.quotientAndRemainder(dividingBy: perEpoch)
         var order = Array(data.rows.indices)
         if settings.shuffle {
             var random = SplitMix(seed: settings.seed &+ UInt64(epoch) &* 0xD1B5_4A32_D192_ED03)
             for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(random.next() % UInt64(i + 1))) }
         }
-        return order[(index * settings.batchSize)..<min((index + 1) * settings.batchSize, order.count)]
+        return order[(index * batchSize)..<min((index + 1) * batchSize, order.count)]
     }
 
     /// Takes one optimizer step on the next batch and returns its loss.
     @discardableResult
     public func trainStep() throws -> TrainingProgress {
         let clock = ContinuousClock(), start = clock.now
-        let batch = data.batch(rows(forStep: step))
-        let loss = try training.step(on: batch)
-        return TrainingProgress(step: step, totalSteps: totalSteps, loss: loss, tokens: batch.predictedTokens, seconds: (clock.now - start).inSeconds)
+        let rows = rows(forStep: step)
+        let loss: Float
+        if settings.gradientAccumulationSteps == 1, (group?.size ?? 1) == 1 {
+            loss = try training.step(on: data.batch(rows))
+        } else {
+            loss = try accumulatedStep(rows)
+        }
+        let tokens = rows.reduce(0) { $0 + max(0, data.rows[$1].count - 1) }
+        return TrainingProgress(step: step, totalSteps: totalSteps, loss: loss, tokens: tokens, seconds: (clock.now - start).inSeconds)
     }
 
     /// Trains to `totalSteps`, checkpointing every `saveEvery` steps, then writes the adapter (and a
@@ -172,6 +197,7 @@ public final class Trainer {
     /// or other settings is an error naming the first that differs, recorded and now.
     @discardableResult
     public func resume() throws -> Int? {
+        if let group, group.size > 1 { return try resume(from: group) }
         guard let output, let latest = Self.checkpoints(in: output).first else { return nil }
         let state = try AdapterTraining.checkpointState(in: latest.path)
         try AdapterTraining.refuseMismatch(state, runRecord, folder: latest.path)

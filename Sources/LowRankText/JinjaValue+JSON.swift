@@ -40,36 +40,17 @@ extension JinjaValue {
             if f.isNaN { return "NaN" }
             if f.isInfinite { return f < 0 ? "-Infinity" : "Infinity" }
             return JinjaValue.pythonFloat(f)
-        case .string(let s): return JinjaValue.jsonQuoted(s)
+        case .string(let s): return JSON.quote(s)
         case .list(let l):
             return layout(try l.map { try $0.json(indent: indent, separators: separators, sortKeys: sortKeys, depth: depth + 1) }, "[", "]")
         case .dict(let d):
             let keys = sortKeys ? d.keys.sorted { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) } : d.keys
             return layout(try keys.map {
-                JinjaValue.jsonQuoted($0) + key + (try d[$0]!.json(indent: indent, separators: separators, sortKeys: sortKeys, depth: depth + 1))
+                JSON.quote($0) + key + (try d[$0]!.json(indent: indent, separators: separators, sortKeys: sortKeys, depth: depth + 1))
             }, "{", "}")
         case .undefined, .namespace, .function:
             throw JinjaFailure.message("Object of type \(typeName) is not JSON serializable")
         }
-    }
-
-    /// A JSON string as `json.dumps(..., ensure_ascii=False)` writes it.
-    public static func jsonQuoted(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            case _ where scalar.value < 0x20: out += "\\u" + hex(scalar.value, width: 4)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }
 

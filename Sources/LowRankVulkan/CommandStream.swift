@@ -52,7 +52,7 @@ public struct DispatchTiming: Sendable {
 /// barrier goes in only where a command reads or writes a range that an earlier command since the
 /// last barrier wrote, or writes a range one of them read (the hazards synchronization validation
 /// checks). That state survives submits: a barrier also orders against earlier submissions.
-final class CommandStream: @unchecked Sendable {
+final class CommandStream {
     private let device: VkDevice
     fileprivate let queue: VkQueue
     private let pool: VkCommandPool

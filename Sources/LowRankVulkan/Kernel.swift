@@ -94,6 +94,13 @@ extension ShaderChoice {
     }
 }
 
+/// The passes of a kernel that runs in several steps from one GLSL file, chosen by `PASS`.
+protocol KernelPass: ShaderChoice {}
+
+extension KernelPass {
+    static var macro: String { "PASS" }
+}
+
 /// The one GLSL define of a boolean switch: `1` or `0`.
 extension Bool {
     var define: String { self ? "1" : "0" }
@@ -115,6 +122,19 @@ extension DType {
     /// The defines of an operand named `name` (`A_T`), and of its rounding (`A_FROM_F32`) when written.
     func operandDefines(_ name: String, written: Bool = false) -> [String: String] {
         written ? [name + "_T": glslType, name + "_FROM_F32": glslFromF32] : [name + "_T": glslType]
+    }
+}
+
+/// An operand that only some variants have (a backward pass's G, a binary op's b).
+extension DType? {
+    /// Its defines (`DType.operandDefines`), or none without it.
+    func operandDefines(_ name: String, written: Bool = false) -> [String: String] {
+        map { $0.operandDefines(name, written: written) } ?? [:]
+    }
+
+    /// `BACKWARD`, on when the gradient operand is there, with its defines.
+    func backwardDefines(_ name: String, written: Bool = false) -> [String: String] {
+        ["BACKWARD": (self != nil).define] + operandDefines(name, written: written)
     }
 }
 

@@ -12,7 +12,8 @@ struct PipelineKey: Hashable {
     var bindings: Int
 }
 
-/// Vulkan handles are plain identifiers; the store hands them out under its lock.
+/// A built pipeline's handles and binding count.
+// Vulkan handles are plain, immutable identifiers; the store hands them out under its lock.
 struct Pipeline: @unchecked Sendable {
     let handle: VkPipeline
     let layout: VkPipelineLayout
@@ -23,12 +24,15 @@ struct Pipeline: @unchecked Sendable {
 
 /// Pipelines by kernel, built on first use; the driver's `VkPipelineCache` is loaded from and saved
 /// to the cache folder, keyed by the device's pipeline-cache UUID and driver version.
+// Safe to share: the handles are immutable after init and the pipelines are kept under `state`
+// (vkCreateComputePipelines synchronizes the pipeline cache itself).
 final class PipelineStore: @unchecked Sendable {
     static let pushConstantBytes = 128
     private let device: VkDevice
     private let compiler: ShaderCompiler
-    private var cache: VkPipelineCache?
+    private let cache: VkPipelineCache?
     private let cachePath: String?
+    // Plain, immutable Vulkan handles, kept under `state`.
     private struct Layouts: @unchecked Sendable {
         let set: VkDescriptorSetLayout
         let pipeline: VkPipelineLayout

@@ -3,7 +3,7 @@ import LowRankCore
 import Synchronization
 
 /// One tensor's range inside a block of device memory.
-final class VulkanStorage: TensorStorage, @unchecked Sendable {
+final class VulkanStorage: TensorStorage, Sendable {
     let block: VulkanAllocator.Block
     let offset: Int
     let byteCount: Int
@@ -28,7 +28,9 @@ final class VulkanStorage: TensorStorage, @unchecked Sendable {
 /// Suballocates tensors from a few large `VkDeviceMemory` blocks, each bound to one storage buffer.
 /// First fit over a sorted free list, coalescing on release; a request larger than a block gets a
 /// block of its own.
+// Safe to share: `device` is an immutable handle and the blocks are only touched under `state`.
 final class VulkanAllocator: @unchecked Sendable {
+    // The handles are immutable; `free` is read and written only under the allocator's `state` lock.
     final class Block: @unchecked Sendable {
         let memory: VkDeviceMemory
         let buffer: VkBuffer

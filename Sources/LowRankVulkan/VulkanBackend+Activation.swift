@@ -18,15 +18,13 @@ struct ActivationKernel: Kernel {
     var c: DType
 
     var defines: [String: String] {
-        function.defines + ["BACKWARD": (gradient != nil).define] + x.operandDefines("X") + c.operandDefines("C", written: true)
-            + (gradient?.operandDefines("G") ?? [:])
+        function.defines + x.operandDefines("X") + c.operandDefines("C", written: true) + gradient.backwardDefines("G")
     }
 
     static var variants: [ActivationKernel] {
         Activation.allCases.flatMap { function in
             DType.cover(operands: 3).flatMap { t in
-                [ActivationKernel(function: function, x: t[0], gradient: nil, c: t[2]),
-                 ActivationKernel(function: function, x: t[0], gradient: t[1], c: t[2])]
+                [nil, t[1]].map { ActivationKernel(function: function, x: t[0], gradient: $0, c: t[2]) }
             }
         }
     }

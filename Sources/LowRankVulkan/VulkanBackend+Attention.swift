@@ -4,14 +4,13 @@ import LowRankCore
 /// forward and for dq, a query tile holding every query head of the KV head's group, and per
 /// (key tile, KV head) for dk and dv.
 struct AttentionKernel: Kernel {
-    enum Pass: ShaderChoice {
+    enum Pass: KernelPass {
         /// out and logsumexp per (query tile, KV head).
         case forward
         /// dq per (query tile, KV head).
         case queryGradient
         /// dk and dv per (key tile, KV head).
         case keyValueGradient
-        static let macro = "PASS"
     }
 
     /// The rows of a query or key tile and the columns a tile holds: each pass's shared memory

@@ -23,7 +23,7 @@ struct ElementwiseKernel: Kernel {
     var c: DType
 
     var defines: [String: String] {
-        operation.defines + a.operandDefines("A") + c.operandDefines("C", written: true) + (b?.operandDefines("B") ?? [:])
+        operation.defines + a.operandDefines("A") + c.operandDefines("C", written: true) + b.operandDefines("B")
     }
 
     static var variants: [ElementwiseKernel] {

@@ -15,20 +15,19 @@ struct MeanSquaredErrorKernel: Kernel {
     var gradient: DType?
 
     var defines: [String: String] {
-        ["BACKWARD": (gradient != nil).define] + prediction.operandDefines("P") + target.operandDefines("T")
-            + (gradient?.operandDefines("C", written: true) ?? [:])
+        prediction.operandDefines("P") + target.operandDefines("T") + gradient.backwardDefines("C", written: true)
     }
 
     static var variants: [MeanSquaredErrorKernel] {
         DType.cover(operands: 3).flatMap { t in
-            [MeanSquaredErrorKernel(prediction: t[0], target: t[1], gradient: nil), MeanSquaredErrorKernel(prediction: t[0], target: t[1], gradient: t[2])]
+            [nil, t[2]].map { MeanSquaredErrorKernel(prediction: t[0], target: t[1], gradient: $0) }
         }
     }
 }
 
 /// `Shaders/cross_entropy.comp`.
 struct CrossEntropyKernel: Kernel {
-    enum Pass: ShaderChoice {
+    enum Pass: KernelPass {
         /// One workgroup per row: logsumexp and the row's loss.
         case rowLosses
         /// One workgroup: the mean over counted rows.
@@ -37,7 +36,6 @@ struct CrossEntropyKernel: Kernel {
         case count
         /// d logits, one invocation per element.
         case logitGradient
-        static let macro = "PASS"
     }
 
     struct Push: BitwiseCopyable {
@@ -53,7 +51,7 @@ struct CrossEntropyKernel: Kernel {
     var out: DType?
 
     var defines: [String: String] {
-        pass.defines + ["IGNORE_INDEX": "(\(ignoreIndex))"] + logits.operandDefines("L") + (out?.operandDefines("C", written: true) ?? [:])
+        pass.defines + ["IGNORE_INDEX": "(\(ignoreIndex))"] + logits.operandDefines("L") + out.operandDefines("C", written: true)
     }
 
     static var variants: [CrossEntropyKernel] {

@@ -40,14 +40,13 @@ struct DequantizeKernel: Kernel {
 
 /// `Shaders/quantize.comp`.
 struct QuantizeKernel: Kernel {
-    enum Pass: ShaderChoice {
+    enum Pass: KernelPass {
         /// One invocation per NF4 block of 64, or per pair of GGML blocks.
         case blocks
         /// Double quantization: the absmax mean, in one workgroup of 32.
         case absmaxMean
         /// Double quantization: one workgroup per 256 absmax values, their scale and codes.
         case nestedBlocks
-        static let macro = "PASS"
     }
 
     struct Push: BitwiseCopyable {

@@ -2,14 +2,13 @@ import LowRankCore
 
 /// `Shaders/rms_norm.comp`.
 struct RMSNormKernel: Kernel {
-    enum Pass: ShaderChoice {
+    enum Pass: KernelPass {
         /// y and rstd, one workgroup per row.
         case forward
         /// dx, one workgroup per row.
         case inputGradient
         /// d weight's partial sums over blocks of 64 rows.
         case weightGradient
-        static let macro = "PASS"
     }
 
     struct Push: BitwiseCopyable {
@@ -28,7 +27,7 @@ struct RMSNormKernel: Kernel {
 
     var defines: [String: String] {
         pass.defines + x.operandDefines("X") + weight.operandDefines("W") + c.operandDefines("C", written: true)
-            + (gradient?.operandDefines("G") ?? [:])
+            + gradient.operandDefines("G")
     }
 
     static var variants: [RMSNormKernel] {

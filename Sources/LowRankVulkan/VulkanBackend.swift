@@ -4,6 +4,7 @@ import Synchronization
 
 /// One Vulkan device as a backend. Ops are recorded into a command stream and run when their
 /// results are read (or the stream fills up); `synchronize()` runs what is pending.
+// Safe to share: the Vulkan handles are immutable identifiers and the command stream is used only under `lock`.
 public final class VulkanBackend: Backend, @unchecked Sendable {
     public let info: VulkanDeviceInfo
     public let instance: VulkanInstance
@@ -21,7 +22,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// exercise a graph's fallback to the CPU.
     let disabledOps: Set<Op.Kind>
     /// Host-visible memory that transfers go through when tensors are not host-visible.
-    private var staging: VulkanAllocator?
+    private let staging: VulkanAllocator?
     let lock = Mutex(())
 
     /// Opens device `index` of `instance.devices`; `bindingLimit` lowers the bytes one binding may
@@ -112,6 +113,8 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
                                     heapName: memory.deviceIsHostVisible ? "device (host-visible)" : "device", info: info)
         if !memory.deviceIsHostVisible, let stagingType = memory.stagingType {
             staging = VulkanAllocator(device: device, memoryTypeIndex: stagingType, hostVisible: true, heapName: "staging", info: info)
+        } else {
+            staging = nil
         }
         pipelines = try PipelineStore(device: device, info: info, compiler: shaders)
         stream = try CommandStream(device: device, queue: queue!, queueFamily: UInt32(family),

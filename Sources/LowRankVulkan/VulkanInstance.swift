@@ -5,6 +5,7 @@ import Synchronization
 
 /// The process's Vulkan instance: the dlopen'd loader, optional validation, and the physical
 /// devices it sees. One shared instance exists per validation setting, created on first use.
+// Immutable after init; the handles are identifiers Vulkan allows any thread to use.
 public final class VulkanInstance: @unchecked Sendable {
     public let handle: VkInstance
     public let validationEnabled: Bool

@@ -38,7 +38,7 @@ struct ChatTemplateCommand: ParsableCommand {
                 }
                 let text = try chatTemplate.render(messages: messages, addGenerationPrompt: addGenerationPrompt,
                                                    bosToken: bos, eosToken: eos, tools: fields["tools"])
-                print("{\"text\": \(JinjaValue.jsonQuoted(text))}")
+                print("{\"text\": \(JSON.quote(text))}")
             } catch let error as LowRankError {
                 throw error.adding("input", "\(input) line \(index + 1)")
             }

@@ -7,17 +7,10 @@ import LowRankModels
 struct PEFTOptions: ParsableArguments {
     /// PEFT's `init_lora_weights` values that a new adapter can start from.
     enum Initialization: String, ExpressibleByArgument, CaseIterable {
-        case kaiming, gaussian
-
-        var lora: LoRAInitialization {
-            switch self {
-            case .kaiming: .kaimingUniform
-            case .gaussian: .gaussian
-            }
-        }
+        case kaiming, gaussian, pissa
     }
 
-    @Option(help: "How A starts (B starts at 0), as PEFT's init_lora_weights: kaiming (PEFT's default, true) or gaussian (N(0, 1/r²)).")
+    @Option(help: "How the adapter starts, as PEFT's init_lora_weights: kaiming (PEFT's default, true) or gaussian (N(0, 1/r²)) A with B = 0, or pissa (A and B from W's top-r singular triplets, W keeping the residual; the adapter is saved converted for the original model, rank 2r).")
     var `init`: Initialization = .kaiming
     @Option(help: "PEFT's rank_pattern: comma-separated KEY=R, KEY a regular expression matching the end of a module path after a dot (q_proj=4,layers\\.0\\..*=16).")
     var rankPattern: String?
@@ -29,12 +22,23 @@ struct PEFTOptions: ParsableArguments {
     var layersPattern: String?
     @Option(help: "PEFT's exclude_modules: comma-separated module names never adapted.")
     var excludeModules: String?
+    @Option(help: "PEFT's bias: which linear layers' biases train and are saved with the adapter: none, lora_only (the adapted layers') or all.")
+    var bias: AdapterSettings.Bias = .none
     @Option(help: "LoRA+ (PEFT's create_loraplus_optimizer): B's learning rate is this times --lr (16 in the paper).")
     var loraplusLrRatio: Double?
 
     /// Whether an option that shapes a new adapter is given (they do not apply to --init-adapter).
     var shapesTheAdapter: Bool {
-        `init` != .kaiming || [rankPattern, alphaPattern, layers, layersPattern, excludeModules].contains { $0 != nil }
+        `init` != .kaiming || bias != .none || [rankPattern, alphaPattern, layers, layersPattern, excludeModules].contains { $0 != nil }
+    }
+
+    /// A new adapter on `model` started as `--init` says.
+    func newAdapter(_ settings: AdapterSettings, on model: LlamaModel, seed: UInt64) throws -> ModelAdapter {
+        switch `init` {
+        case .kaiming: try ModelAdapter(settings: settings, on: model, seed: seed, initialization: .kaimingUniform)
+        case .gaussian: try ModelAdapter(settings: settings, on: model, seed: seed, initialization: .gaussian)
+        case .pissa: try ModelAdapter(pissa: settings, on: model)
+        }
     }
 
     /// `settings` with these fields set.
@@ -50,6 +54,7 @@ struct PEFTOptions: ParsableArguments {
         }
         s.layersPattern = layersPattern.map { [$0] } ?? []
         s.excludeModules = excludeModules.map { .names(Self.items($0)) }
+        s.bias = bias
         try s.validate()
         return s
     }
@@ -68,3 +73,5 @@ struct PEFTOptions: ParsableArguments {
         }, uniquingKeysWith: { _, _ in throw ValidationError("\(option) names a key twice") })
     }
 }
+
+extension AdapterSettings.Bias: ExpressibleByArgument {}

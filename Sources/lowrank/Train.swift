@@ -38,7 +38,9 @@ struct Train: ParsableCommand {
     @Option(help: "AdamW's decoupled weight decay.") var weightDecay = 0.01
     @Option(help: "Clip the global gradient norm to this (0: no clipping, as Hugging Face's max_grad_norm).") var clip: Float?
 
-    @Option(help: "Rows per batch.") var batchSize: Int?
+    @Option(help: "Rows per batch (per process under mpirun).") var batchSize: Int?
+    @Option(help: "Micro-batches of --batch-size rows per optimizer step, their gradients summed weighted by predicted tokens.")
+    var gradAccumulationSteps = 1
     @Option(help: "Split rows into windows of at most this many tokens.") var seqLen: Int?
     @Option(help: "Optimizer steps (instead of --epochs).") var steps: Int?
     @Option(help: "Passes over the data (default 1).") var epochs: Int?
@@ -63,13 +65,21 @@ struct Train: ParsableCommand {
         if initAdapter != nil, peft.shapesTheAdapter { throw ValidationError("--init, --rank-pattern, --alpha-pattern, --layers, --layers-pattern and --exclude-modules shape a new adapter, not --init-adapter's") }
         guard (1...AdapterSettings.maxRank).contains(r) else { throw ValidationError("--r must be in 1...\(AdapterSettings.maxRank), got \(r)") }
         try validateSequenceLength(seqLen)
+        if gradAccumulationSteps < 1 { throw ValidationError("--grad-accumulation-steps must be at least 1, got \(gradAccumulationSteps)") }
         if let clip, !(clip.isFinite && clip >= 0) {
             throw ValidationError("--clip must be 0 (no clipping) or a positive number, got \(clip)")
         }
     }
 
     func run() throws {
-        let backend = try Engine.backend(try device.request, validation: device.validationEnabled)
+        let group = try ProcessGroup.launched()
+        try endingTheJobOnFailure(group) { try train(in: group) }
+        try group?.finish()
+    }
+
+    private func train(in group: ProcessGroup?) throws {
+        let backend = try Engine.backend(try device.request(in: group), validation: device.validationEnabled)
+        let leader = (group?.rank ?? 0) == 0
         let isDefault = model == nil
         let output = adapterOut ?? (isDefault ? DefaultJob.adapterFolder : "adapter-out")
 
@@ -88,7 +98,7 @@ struct Train: ParsableCommand {
                                                                  targets: AdapterSettings.targets(parsing: targets), baseModel: llama.name ?? ""))
         }
         let adapter = try initAdapter.map { try ModelAdapter(contentsOf: $0, on: llama, force: forceAdapter) }
-            ?? ModelAdapter(settings: adapterSettings, on: llama, seed: seed, initialization: peft.`init`.lora)
+            ?? peft.newAdapter(adapterSettings, on: llama, seed: seed)
         settings.loraPlusRatio = peft.loraplusLrRatio
 
         if let lr { settings.learningRate = lr }
@@ -97,6 +107,7 @@ struct Train: ParsableCommand {
         settings.weightDecay = weightDecay
         settings.maxGradientNorm = clip ?? settings.maxGradientNorm
         if let batchSize { settings.batchSize = batchSize }
+        settings.gradientAccumulationSteps = gradAccumulationSteps
         if let steps { settings.steps = steps }
         if let epochs { settings.epochs = epochs; settings.steps = nil }
         settings.gradientCheckpointing = gradCheckpointing
@@ -104,20 +115,22 @@ struct Train: ParsableCommand {
         settings.shuffle = !noShuffle
         settings.saveEvery = saveEvery
         if isDefault, warmup == nil {
-            settings.warmupSteps = DefaultJob.warmupSteps(totalSteps: Trainer.totalSteps(of: settings, rows: dataset.rows.count))
+            settings.warmupSteps = DefaultJob.warmupSteps(totalSteps: Trainer.totalSteps(of: settings, rows: dataset.rows.count, processes: group?.size ?? 1))
         }
 
-        let trainer = try Trainer(model: llama, adapter: adapter, data: dataset, settings: settings, output: output)
+        let trainer = try Trainer(model: llama, adapter: adapter, data: dataset, settings: settings, output: output, group: group)
         let a = adapter.settings
-        printToStandardError("lowrank train: \(isDefault ? "built-in default model and corpus" : model!) on \(backend.identifier) (\(backend.deviceName)); "
+        if leader { printToStandardError("lowrank train: \(isDefault ? "built-in default model and corpus" : model!) on \(backend.identifier) (\(backend.deviceName)); "
             + "\(a.dora ? "DoRA" : a.rsLoRA ? "rsLoRA" : "LoRA") r=\(a.rank) alpha=\(a.alpha) on \(adapter.layers.count) modules, "
-            + "\(adapter.parameters.reduce(0) { $0 + $1.tensor.shape.count }) trainable parameters; \(dataset.rows.count) rows, \(trainer.totalSteps) steps")
+            + "\(adapter.parameters.reduce(0) { $0 + $1.tensor.shape.count }) trainable parameters; \(dataset.rows.count) rows, \(trainer.totalSteps) steps"
+            + (group.map { " on \($0.size) processes" } ?? "")) }
         var progress = ProgressBar()
-        if resume, let step = try trainer.resume() {
+        if resume, let step = try trainer.resume(), leader {
             printToStandardError("resumed from \(output)/checkpoint-\(step)")
             progress.resumed(at: step)
         }
-        try trainer.train { progress.update($0) }
+        try trainer.train { if leader { progress.update($0) } }
+        guard leader else { return }
         let first = trainer.losses.first ?? .nan, last = trainer.losses.last ?? .nan
         print("loss \(first) -> \(last) over \(trainer.losses.count) steps; adapter saved to \(output)/ (PEFT format), loss curve \(output)/loss.svg")
     }

@@ -62,7 +62,7 @@ struct AdamWOptimizerTests {
             let resumed = try Tensor(start, shape: [8, 8], on: backend)
             let first = try AdamWOptimizer(parameters: [("w", resumed)], settings: settings)
             for g in grads.prefix(3) { try first.step(gradients: [try Tensor(g, shape: [8, 8], on: backend)]) }
-            let path = FileManager.default.temporaryDirectory.appendingPathComponent("adamw-\(kind)-\(getpid()).safetensors").path
+            let path = temporaryPath("adamw-\(kind).safetensors")
             defer { try? FileManager.default.removeItem(atPath: path) }
             try first.save(to: path)
             let second = try AdamWOptimizer(parameters: [("w", resumed)], settings: settings)

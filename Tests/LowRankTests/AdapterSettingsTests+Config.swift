@@ -59,7 +59,7 @@ extension AdapterSettingsTests {
             ("alora_invocation_tokens", .array([.number(7)])),
             ("lora_bias", .bool(true)),
             ("use_qalora", .bool(true)),
-            ("bias", .string("all")),
+            ("bias", .string("some")),
         ]
         try withTemporaryFolder { folder in
             for (field, value) in refused {

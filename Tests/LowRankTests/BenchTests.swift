@@ -21,7 +21,7 @@ struct BenchTests {
     @Test func comparisonCatchesAPlantedSlowdown() throws {
         let baseline = [Self.record("fused", ms: 10), Self.record("unfused", ms: 20), Self.record("fused", ms: 30, r: 64),
                         Self.record("fused", ms: 40, suite: "dora"), Self.record("gone", ms: 5)]
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("lowrank-baseline-\(getpid()).json").path
+        let path = temporaryPath("baseline.json")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let lines = try ["roofline of cpu: a line that is not a result"] + baseline.map { try $0.jsonLine() }
         #expect(FileManager.default.createFile(atPath: path, contents: Data(lines.joined(separator: "\n").utf8)))
@@ -47,7 +47,7 @@ struct BenchTests {
         #expect(BaselineComparison.threshold(parsing: "0.1") == 0.1)
         #expect(BaselineComparison.threshold(parsing: "15") == 0.15)
         #expect(BaselineComparison.threshold(parsing: "fast") == nil && BaselineComparison.threshold(parsing: "-5%") == nil)
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("lowrank-bad-\(getpid()).json").path
+        let path = temporaryPath("bad.json")
         defer { try? FileManager.default.removeItem(atPath: path) }
         #expect(FileManager.default.createFile(atPath: path, contents: Data("{\"suite\": \"lora\"}\n".utf8)))
         #expect(throws: LowRankError.self) { try BenchRecord.read(jsonLines: path) }

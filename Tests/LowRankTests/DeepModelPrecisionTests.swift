@@ -8,7 +8,7 @@ import Testing
 /// and its loss in float64.
 @Suite("A deep model's loss against float64")
 struct DeepModelPrecisionTests {
-    static let folder = GoldenCases.packageRoot.appendingPathComponent("Tests/Fixtures/deep-llama").path
+    static let folder = fixturePath("deep-llama")
     static let expected: JSON = try! JSON.parse(FileIO.read(folder + "/expected.json"))
 
     /// The mean loss within 2e-6 of float64 on both backends (PyTorch in f32 is 6e-7 off here).

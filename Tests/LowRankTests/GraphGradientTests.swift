@@ -24,10 +24,11 @@ enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
         case .scaleRows: [("a", [4, 6], 1), ("factors", [4], 1)]
         case .silu, .gelu, .geluTanh: [("x", [4, 6], 3)]
         case .meanSquaredError: [("prediction", [4, 6], 1), ("target", [4, 6], 1)]
-        case .loraWithDropout: [("x", [6, 8], 1), ("A", [3, 8], 0.5), ("B", [5, 3], 0.5)]
+        // The bias trains as PEFT's bias="lora_only" trains it.
+        case .loraWithDropout: [("x", [6, 8], 1), ("A", [3, 8], 0.5), ("B", [5, 3], 0.5), ("bias", [5], 0.5)]
         // The DoRA norm is a constant in backward (PEFT, the DoRA paper §4.3), so A and B get
         // that detached gradient, which the golden cases check; x and m get the true one.
-        case .doraInputAndMagnitude: [("x", [6, 8], 1), ("m", [5], 1)]
+        case .doraInputAndMagnitude: [("x", [6, 8], 1), ("m", [5], 1), ("bias", [5], 0.5)]
         case .embedding: [("table", [5, 4], 1)]
         case .rmsNorm: [("x", [3, 8], 1), ("weight", [8], 1)]
         case .rope: [("x", [3, 2, 8], 1)]
@@ -58,7 +59,7 @@ enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
         case .meanSquaredError: return try g.meanSquaredError(p[0], p[1])
         case .reshape: return try g.mul(try g.reshape(p[0], [3, 8]), try frozen("c", [3, 8], 40))
         case .loraWithDropout:
-            return try g.lora(p[0], weight: try frozen("W", [5, 8], 41), bias: try frozen("bias", [5], 42), a: p[1], b: p[2],
+            return try g.lora(p[0], weight: try frozen("W", [5, 8], 41), bias: p[3], a: p[1], b: p[2],
                               options: LoRAOptions(scale: 1.5, dropout: 0.3, seed: 7))
         case .embedding:
             return try g.apply(.embedding, [p[0], try g.parameter("ids", try Tensor(ids: [3, 0, 3, 4, 1, 3], on: g.backend))])[0]
@@ -78,7 +79,7 @@ enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
             let wsq = (0..<5).map { r in w[(r * 8)..<(r * 8 + 8)].reduce(0) { $0 + $1 * $1 } }
             let weightNormSquared = try g.parameter("wsq", try Tensor(wsq, shape: [5], on: g.backend))
             return try g.dora(p[0], weight: try g.parameter("W", try Tensor(w, shape: [5, 8], on: g.backend)),
-                              a: try frozen("A", [3, 8], 44), b: try frozen("B", [5, 3], 45), magnitude: p[1],
+                              bias: p[2], a: try frozen("A", [3, 8], 44), b: try frozen("B", [5, 3], 45), magnitude: p[1],
                               weightNormSquared: weightNormSquared, options: DoRAOptions(lora: LoRAOptions(scale: 0.8)))
         }
     }

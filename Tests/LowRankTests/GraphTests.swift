@@ -93,9 +93,7 @@ struct GraphTests {
     /// which and why, and training gives the all-CPU losses.
     @Test func declinedOpsFallBackToTheCPU() throws {
         try onBackend(.vulkan) { backend in
-            let shared = backend as! VulkanBackend
-            let limited = try VulkanBackend(instance: shared.instance, index: shared.info.index,
-                                            disabledOps: [.activation, .activationBackward])
+            let limited = try (backend as! VulkanBackend).sibling(disabledOps: [.activation, .activationBackward])
             let task = try MLPRegression(on: limited)
             #expect(task.plan.fallbacks.map(\.op) == [.activation, .activationBackward], "\(task.plan.fallbacks)")
             #expect(task.plan.fallbacks.allSatisfy { $0.backend == "cpu" && $0.fallbackReason!.contains("disabled") })

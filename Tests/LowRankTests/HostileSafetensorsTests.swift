@@ -37,11 +37,7 @@ struct HostileSafetensorsTests {
     /// A header length off by one shifts every weight by a byte: the header then ends mid-JSON or
     /// in the data, or leaves a byte of data no tensor owns.
     @Test func headerLengthOffByOne() throws {
-        let cpu = try Engine.backend(.cpu)
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("lowrank-\(getpid())-off-by-one.safetensors").path
-        defer { unlink(path) }
-        try SafetensorsFile.write([(name: "w", tensor: try Tensor([1, 2, 3, 4], shape: [4], on: cpu))], to: path)
-        let valid = try FileIO.read(path)
+        let valid = try oneTensorSafetensors()
         #expect(try SafetensorsFile(bytes: valid).floats("w") == [1, 2, 3, 4])
         let length = valid.prefix(8).reversed().reduce(0) { $0 << 8 | Int($1) }
         for change in [-1, 1, -8, 8] {

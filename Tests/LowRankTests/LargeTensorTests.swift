@@ -10,8 +10,7 @@ struct LargeTensorTests {
     /// Runs `body` on a Vulkan backend whose bindings cover at most `bytes`, with validation on.
     func withBindingLimit(_ bytes: Int, _ body: (any Backend) throws -> Void) throws {
         try onBackend(.vulkan) { backend in
-            let shared = backend as! VulkanBackend
-            let limited = try VulkanBackend(instance: shared.instance, index: shared.info.index, bindingLimit: bytes)
+            let limited = try (backend as! VulkanBackend).sibling(bindingLimit: bytes)
             try body(limited)
             try limited.synchronize()
         }

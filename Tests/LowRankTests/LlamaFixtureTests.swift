@@ -5,7 +5,7 @@ import Testing
 
 /// `Tests/Fixtures/llama`, made by `tools/make_llama_fixtures.py` with transformers + PEFT + PyTorch.
 enum LlamaFixtures {
-    static let folder = GoldenCases.packageRoot.appendingPathComponent("Tests/Fixtures/llama").path
+    static let folder = fixturePath("llama")
     static func path(_ name: String) -> String { folder + "/" + name }
 
     static let expected: JSON = try! JSON.parse(FileIO.read(path("expected.json")))

@@ -3,14 +3,6 @@ import LowRank
 @testable import LowRankModels
 import Testing
 
-/// A fresh temporary folder, removed when `body` returns.
-func withTemporaryFolder(_ body: (String) throws -> Void) throws {
-    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("lowrank-test-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: folder) }
-    try body(folder)
-}
-
 @Suite("Training, checkpoints and merging of Llama-family models")
 struct LlamaTrainingTests {
     static func settings(steps: Int, saveEvery: Int? = nil) -> TrainingSettings {

@@ -46,7 +46,7 @@ struct OptimizerTests {
     /// that ours round twice).
     @Test(arguments: BackendKind.allCases)
     func matchesPyTorch(_ kind: BackendKind) throws {
-        let path = GoldenCases.packageRoot.appendingPathComponent("Tests/Fixtures/torch_adamw.safetensors").path
+        let path = fixturePath("torch_adamw.safetensors")
         let file = try SafetensorsFile(path: path)
         #expect(file.metadata["lr"] == "0.01" && file.metadata["weight_decay"] == "0.1" && file.metadata["eps"] == "1e-08")
         try onBackend(kind) { backend in

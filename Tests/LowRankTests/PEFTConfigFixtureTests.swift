@@ -5,14 +5,17 @@ import Testing
 
 /// `Tests/Fixtures/peft`, made by `tools/make_peft_config_fixtures.py` with PEFT + PyTorch on the tiny Llama.
 enum PEFTConfigFixtures {
-    static let folder = GoldenCases.packageRoot.appendingPathComponent("Tests/Fixtures/peft").path
+    static let folder = fixturePath("peft")
     static func path(_ name: String) -> String { folder + "/" + name }
     static let expected: JSON = try! JSON.parse(FileIO.read(path("expected.json")))
+
+    /// The fixture model each adapter was made on: the tiny Qwen2 (q/k/v biases) for the bias ones.
+    static func modelName(_ adapter: String) -> String { adapter.hasPrefix("bias-") ? "tiny-qwen2-bf16" : "tiny-llama" }
 
     /// Three AdamW steps from the PEFT adapter `start` (batches in order), `loraPlusRatio` as
     /// `create_loraplus_optimizer`'s; returns the losses and the adapter.
     static func train(_ start: String, on backend: any Backend, loraPlusRatio: Double? = nil) throws -> (losses: [Float], adapter: ModelAdapter) {
-        let model = try LlamaFixtures.model(on: backend)
+        let model = try LlamaFixtures.model(modelName(start), on: backend)
         let adapter = try ModelAdapter(contentsOf: path(start), on: model)
         var settings = LlamaFixtures.trainingSettings(expected["train"]!)
         settings.loraPlusRatio = loraPlusRatio
@@ -32,12 +35,13 @@ enum PEFTConfigFixtures {
 @Suite("PEFT's LoRA configuration fields against PEFT")
 struct PEFTConfigFixtureTests {
     /// rank_pattern, alpha_pattern, exclude_modules, layers_to_transform (a list with
-    /// layers_pattern, and an integer without) select and shape the modules PEFT adapted: the
+    /// layers_pattern, and an integer without) select and shape the modules PEFT adapted, and
+    /// bias "lora_only" / "all" (on the tiny Qwen2) adds the trained biases PEFT saved: the
     /// adapter loads with exactly PEFT's tensors and evaluates to PEFT's loss within 1e-4 relative.
-    @Test(arguments: BackendKind.allCases, ["patterns", "layers", "layer0"])
+    @Test(arguments: BackendKind.allCases, ["patterns", "layers", "layer0", "bias-lora-only", "bias-all"])
     func loadsAndEvaluatesAsPEFT(_ kind: BackendKind, _ name: String) throws {
         try onBackend(kind) { backend in
-            let model = try LlamaFixtures.model(on: backend)
+            let model = try LlamaFixtures.model(PEFTConfigFixtures.modelName(name), on: backend)
             let adapter = try ModelAdapter(contentsOf: PEFTConfigFixtures.path(name), on: model)
             let file = try SafetensorsFile(path: PEFTConfigFixtures.path(name + "/" + ModelAdapter.weightsName))
             #expect(Set(file.names) == Set(adapter.parameters.map(\.name)))
@@ -50,9 +54,9 @@ struct PEFTConfigFixtureTests {
 
     /// A new adapter from the same settings has PEFT's modules and shapes (the config read back
     /// from what we write, so both directions agree).
-    @Test(arguments: ["patterns", "layers", "layer0"])
+    @Test(arguments: ["patterns", "layers", "layer0", "bias-lora-only", "bias-all"])
     func newAdapterHasPEFTsModules(_ name: String) throws {
-        let model = try LlamaFixtures.model(on: CPUBackend.shared)
+        let model = try LlamaFixtures.model(PEFTConfigFixtures.modelName(name), on: CPUBackend.shared)
         let settings = try AdapterSettings(contentsOf: PEFTConfigFixtures.path(name + "/" + ModelAdapter.configName))
         try withTemporaryFolder { folder in
             try ModelAdapter(settings: settings, on: model, seed: 1).save(to: folder)
@@ -66,8 +70,8 @@ struct PEFTConfigFixtureTests {
     }
 
     /// Three AdamW steps from PEFT's adapter against torch.optim.AdamW: losses within 1e-4, every
-    /// adapter tensor within 1e-3 of its largest value.
-    @Test(arguments: BackendKind.allCases, ["patterns", "layers"])
+    /// adapter tensor (the trained biases too) within 1e-3 of its largest value.
+    @Test(arguments: BackendKind.allCases, ["patterns", "layers", "bias-lora-only", "bias-all"])
     func threeStepsMatchPyTorch(_ kind: BackendKind, _ name: String) throws {
         try onBackend(kind) { backend in
             let (losses, adapter) = try PEFTConfigFixtures.train(name, on: backend)
@@ -76,6 +80,23 @@ struct PEFTConfigFixtureTests {
             let worst = try PEFTConfigFixtures.worstDifference(adapter, "train3-" + name)
             print("three AdamW steps, \(name) on \(kind): worst relative difference from PyTorch \(worst)")
             #expect(worst < 1e-3)
+        }
+    }
+
+    /// `lowrank merge` writes the trained biases (PEFT's merge_and_unload keeps the trained
+    /// bias tensors in the model), in the checkpoint's dtype, adapted modules' and others'.
+    @Test func mergeWritesTheTrainedBiases() throws {
+        let checkpoint = try HuggingFaceCheckpoint(folder: LlamaFixtures.path("tiny-qwen2-bf16"))
+        let model = try LlamaModel(checkpoint: checkpoint, on: CPUBackend.shared)
+        let adapter = try ModelAdapter(contentsOf: PEFTConfigFixtures.path("bias-all"), on: model)
+        try withTemporaryFolder { folder in
+            try checkpoint.write(merging: adapter, of: model, to: folder + "/merged")
+            let merged = try HuggingFaceCheckpoint(folder: folder + "/merged")
+            #expect(adapter.biases.map(\.path).contains("model.layers.0.self_attn.q_proj"))
+            for (path, bias) in adapter.biases {
+                let written = try merged.tensor(path + ".bias", as: .f32, on: CPUBackend.shared).floats()
+                #expect(written == (try bias.floats()).map { rounded($0, to: .bf16) }, "\(path).bias")
+            }
         }
     }
 
@@ -154,6 +175,61 @@ struct PiSSAFixtureTests {
             }
             print("PiSSA on \(kind): worst relative difference from PEFT \(worst)")
             #expect(worst < 5e-5)
+        }
+    }
+
+    /// `--init pissa`, 3 AdamW steps and `save` against PEFT's, saved with
+    /// path_initial_model_for_weight_conversion: losses within 1e-4, the converted rank-2r tensors
+    /// within 1e-3 (each singular pair's sign aligned, as an SVD leaves it free), the config PEFT
+    /// writes (r 8, alpha 16), and the saved adapter on the original model evaluating to the loss
+    /// of PEFT's trained model within 1e-4; a checkpoint in that form restores the trained factors.
+    @Test(arguments: BackendKind.allCases)
+    func trainedPiSSAIsSavedForTheOriginalModel(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let model = try LlamaFixtures.model(on: backend)
+            let settings = try AdapterSettings(contentsOf: PEFTConfigFixtures.path("pissa/" + ModelAdapter.configName))
+            let adapter = try ModelAdapter(pissa: settings, on: model)
+            let trainer = try Trainer(model: model, adapter: adapter, data: LlamaFixtures.data(model),
+                                      settings: LlamaFixtures.trainingSettings(PEFTConfigFixtures.expected["train"]!), output: nil)
+            try trainer.train()
+            let expected = PEFTConfigFixtures.expected["train"]!["pissa"]!.array!.map { $0.number! }
+            for (got, want) in zip(trainer.losses, expected) { #expect(abs(Double(got) - want) / want < 1e-4, "loss \(got) vs PyTorch \(want)") }
+            try withTemporaryFolder { folder in
+                try adapter.save(to: folder)
+                let ours = try SafetensorsFile(path: folder + "/" + ModelAdapter.weightsName)
+                let peft = try SafetensorsFile(path: PEFTConfigFixtures.path("train3-pissa/" + ModelAdapter.weightsName))
+                #expect(Set(ours.names) == Set(peft.names))
+                var worst = 0.0
+                for nameA in ours.names where nameA.hasSuffix("lora_A.weight") {
+                    let nameB = nameA.replacingOccurrences(of: "lora_A", with: "lora_B")
+                    let (a, b, peftA, peftB) = (try ours.floats(nameA), try ours.floats(nameB), try peft.floats(nameA), try peft.floats(nameB))
+                    let (twoR, dIn) = (try ours.entry(nameA).shape[0], try ours.entry(nameA).shape[1]), r = twoR / 2
+                    // Pair k's sign, from its starting row r + k of A' (which training leaves as PiSSA made it).
+                    let signs: [Float] = (0..<r).map { k in
+                        let row = (r + k) * dIn
+                        return zip(a[row..<(row + dIn)], peftA[row..<(row + dIn)]).reduce(0) { $0 + $1.0 * $1.1 } < 0 ? -1 : 1
+                    }
+                    worst = max(worst, relativeError(a.enumerated().map { $1 * signs[($0 / dIn) % r] }, peftA.map(Double.init)))
+                    worst = max(worst, relativeError(b.enumerated().map { $1 * signs[($0 % twoR) % r] }, peftB.map(Double.init)))
+                }
+                print("PiSSA trained 3 steps on \(kind), converted: worst relative difference from PEFT \(worst)")
+                #expect(worst < 1e-3)
+                let saved = try AdapterSettings(contentsOf: folder + "/" + ModelAdapter.configName)
+                let peftSettings = try AdapterSettings(contentsOf: PEFTConfigFixtures.path("train3-pissa/" + ModelAdapter.configName))
+                #expect(saved.rank == peftSettings.rank && saved.alpha == peftSettings.alpha && saved.rank == 2 * settings.rank)
+
+                let original = try LlamaFixtures.model(on: backend)
+                let loaded = try ModelAdapter(contentsOf: folder, on: original)
+                let loss = try Evaluation(model: original, adapter: loaded, data: LlamaFixtures.data(original), batchSize: 6).loss
+                let want = PEFTConfigFixtures.expected["loss"]!["pissa-trained"]!.number!
+                print("PiSSA adapter on the original model on \(kind): \(loss) vs PEFT \(want)")
+                #expect(abs(loss - want) / want < 1e-4)
+
+                let trained = try adapter.parameters.map { try $0.tensor.floats() }
+                for (_, tensor) in adapter.parameters { try tensor.assign([Float](repeating: 0, count: tensor.shape.count)) }
+                try adapter.restore(from: folder)
+                #expect(try adapter.parameters.map { try $0.tensor.floats() } == trained)
+            }
         }
     }
 }

@@ -30,7 +30,7 @@ struct QuantizationTests {
     /// around every midpoint of its map, where it and the nearest code disagree: the codes and
     /// scales its own library gave (`tools/make_bnb_coder_fixture.py`) must come out exactly.
     @Test func bitsAndBytesBlockwiseCoder() throws {
-        let path = GoldenCases.packageRoot.appendingPathComponent("Tests/Fixtures/bnb_blockwise8.safetensors").path
+        let path = fixturePath("bnb_blockwise8.safetensors")
         let file = try SafetensorsFile(path: path)
         #expect(try file.floats("code_map") == QuantizationTables.dynamic)
         let values = try file.floats("values"), scales = try file.floats("scales")
@@ -139,7 +139,7 @@ struct QuantizationTests {
     /// PyTorch's f32 sum and mean on the CPU (`tools/make_torch_sum_fixture.py`), bit for bit, at
     /// lengths that take each path of its kernel: the mean double quantization stores is this one.
     @Test func torchSumAddsInPyTorchsOrder() throws {
-        let file = try SafetensorsFile(path: GoldenCases.packageRoot.appendingPathComponent("Tests/Fixtures/torch_sum.safetensors").path)
+        let file = try SafetensorsFile(path: fixturePath("torch_sum.safetensors"))
         let lengths = try #require(file.metadata["lengths"]).split(separator: ",").map { Int($0)! }
         #expect(lengths.count >= 20)
         for n in lengths {
@@ -174,7 +174,7 @@ struct QuantizationTests {
             ]
             try edit(&tensors, &state)
             tensors.append((name + ".quant_state.bitsandbytes__\(state["quant_type"]?.string ?? "")", try u8(Array(JSON.object(state).serialized.utf8))))
-            let path = FileManager.default.temporaryDirectory.appendingPathComponent("lowrank-\(getpid())-bnb.safetensors").path
+            let path = temporaryPath("bnb.safetensors")
             defer { unlink(path) }
             try SafetensorsFile.write(tensors.map { (name: $0.0, tensor: $0.1) }, to: path)
             return try SafetensorsFile(path: path)

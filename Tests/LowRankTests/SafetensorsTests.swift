@@ -4,10 +4,6 @@ import Testing
 
 @Suite("safetensors")
 struct SafetensorsTests {
-    func temporaryPath(_ name: String) -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("lowrank-\(getpid())-\(name)").path
-    }
-
     @Test func roundTripsEveryDType() throws {
         let cpu = try Engine.backend(.cpu)
         let tensors = try DType.allCases.filter { !$0.isQuantized }.map { dtype in
@@ -31,10 +27,7 @@ struct SafetensorsTests {
 
     @Test func corruptFilesAreClearErrors() throws {
         let cpu = try Engine.backend(.cpu)
-        let path = temporaryPath("valid.safetensors")
-        defer { unlink(path) }
-        try SafetensorsFile.write([(name: "w", tensor: try Tensor([1, 2, 3, 4], shape: [4], on: cpu))], to: path)
-        let valid = try FileIO.read(path)
+        let valid = try oneTensorSafetensors()
         func header(_ json: String) -> [UInt8] {
             let h = Array(json.utf8)
             return (0..<8).map { UInt8(truncatingIfNeeded: h.count >> (8 * $0)) } + h + [UInt8](repeating: 0, count: 16)

@@ -8,7 +8,7 @@ import Testing
 @Suite struct ShaderCacheTests {
     /// A fresh cache folder with its `spirv` subfolder, removed by the caller.
     private func makeCacheFolder() throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("lowrank-cache-\(UUID().uuidString)").path
+        let path = try makeTemporaryFolder()
         try FileManager.default.createDirectory(atPath: path + "/spirv", withIntermediateDirectories: true)
         return path
     }
@@ -60,8 +60,7 @@ import Testing
             defer { try? FileManager.default.removeItem(atPath: folder) }
             let table = randomValues(5 * 3, seed: 3)
             func lookUp() throws -> [Float] {
-                let device = try VulkanBackend(instance: shared.instance, index: shared.info.index,
-                                               shaders: ShaderCompiler(cacheDirectory: folder))
+                let device = try shared.sibling(shaders: ShaderCompiler(cacheDirectory: folder))
                 let out = try Ops.execute(.embedding, [try Tensor(table, shape: [5, 3], on: device), try Tensor(ids: [4, 0, 2], on: device)])[0]
                 return try out.floats()
             }

@@ -6,7 +6,7 @@ import Testing
 /// One-string `target_modules` as PEFT applies them (`re.fullmatch`), in bounded time.
 @Suite("target_modules patterns")
 struct TargetPatternTests {
-    static let fixture = try! JSON.parse(FileIO.read(GoldenCases.packageRoot.appendingPathComponent("Tests/Fixtures/target_patterns.json").path))
+    static let fixture = try! JSON.parse(FileIO.read(fixturePath("target_patterns.json")))
 
     /// Every pattern of `tools/make_target_pattern_fixture.py` (PEFT users' and Unsloth's patterns,
     /// lookarounds, classes, counted repeats) matches exactly the paths Python's `re.fullmatch` did.
