@@ -30,7 +30,7 @@ struct AttentionKernel: Kernel {
         /// The shader's `shared` arrays in `pass`: f32 tiles of q, k and v (and G backward) with
         /// rows of `headDimMax + 1`, a block² of scores (and of dS backward), and per-row scalars.
         func sharedBytes(_ pass: Pass) -> Int {
-            let (tiles, squares, rows) = pass == .forward ? (3, 1, 1) : (4, 2, 3)
+            let (tiles, squares, rows) = pass == .forward ? (3, 1, 1) : (4, 2, 2)
             return 4 * (tiles * block * (headDimMax + 1) + squares * block * block + rows * block)
         }
 
