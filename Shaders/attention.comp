@@ -3,18 +3,41 @@
 #include "common.glsl"
 
 // Causal softmax attention with grouped KV heads over sequences of `sequence` rows packed along T
-// (AttentionOptions in Op.swift; CPUBackend+Attention.swift is the twin). One workgroup of 64 per
-// (row, head); each invocation holds up to 4 of the head's columns (head dim at most 256), and
-// every dot product over a head is a fixed-shape tree (reduce.glsl), so results do not depend on
-// scheduling.
-// PASS_FORWARD: an online softmax over the row's keys in order: out and logsumexp.
-// PASS_QUERY_GRADIENT: dq for (row, query head): Δ = G·out, then over keys P = exp(s − lse), dS = P·(G·v − Δ).
-// PASS_KEY_VALUE_GRADIENT: dk and dv for (key row, KV head): over the group's query heads and the rows that see
-//   the key, in order. (AttentionKernel.Pass)
-// Host defines: PASS, Q_T, K_T, V_T, G_T and O_T (backward), C_T, C_FROM_F32.
-#define REDUCE_SIZE 64u
+// (AttentionOptions in Op.swift; CPUBackend+Attention.swift is the twin), tiled as FlashAttention-2:
+// tiles of BLOCK queries against tiles of BLOCK key rows of one KV head, staged in shared memory
+// as f32 with columns up to HEAD_DIM_MAX (zero beyond the head dim and beyond T), 64 invocations.
+// A query is an item (row, query head of the KV head's group), items in row-major order, so one
+// query tile holds every head of the group for its rows and each key tile is read once for all of
+// them. Key tiles start at the query tile's sequence start and end at its last row, so tiles that
+// are entirely masked (earlier sequences, the future) are never loaded; masks inside a tile are per
+// element. Every sum runs in a fixed order, so results do not depend on scheduling.
+// PASS_FORWARD: a workgroup per (query tile, KV head): an online softmax over the key tiles; out
+//   and logsumexp.
+// PASS_QUERY_GRADIENT: a workgroup per (query tile, KV head): dq over its key tiles, the
+//   probabilities recomputed from the saved logsumexp: P = exp(s − lse), dS = P·(G·v − Δ), Δ = G·out.
+// PASS_KEY_VALUE_GRADIENT: a workgroup per (key tile, KV head): dk and dv over the query tiles
+//   that see the key tile, no atomics.
+// (AttentionKernel.Pass, AttentionKernel.Tile.) The products of tiles (scores, P·V, dS·K, Pᵀ·G, dSᵀ·Q)
+// are the loops a cooperative-matrix path would replace.
+// Host defines: PASS, BLOCK, HEAD_DIM_MAX, Q_T, K_T, V_T, G_T and O_T (backward), C_T, C_FROM_F32.
+#define THREADS 64u
+// Accumulators (out and dq by query, dk and dv by key row) in micro-tiles of ROWS_PER × COLUMNS_PER
+// on a ROW_GROUPS × COLUMN_GROUPS layout of invocations: rows ar + ROW_GROUPS·a, columns
+// ac + COLUMN_GROUPS·b, each loaded weight feeding COLUMNS_PER products and each loaded value
+// ROWS_PER (BLOCK is at least 4).
+#define ROWS_PER 4u
+#define ROW_GROUPS (BLOCK / ROWS_PER)
+#define COLUMN_GROUPS (THREADS / ROW_GROUPS)
+#define COLUMNS_PER (HEAD_DIM_MAX / COLUMN_GROUPS)
+#define ACCUMULATORS (ROWS_PER * COLUMNS_PER)
+// A tile's row stride: one past the head so that the rows an invocation grid reads at one column
+// fall in different banks.
+#define STRIDE (HEAD_DIM_MAX + 1u)
+// Scores are computed in micro-tiles of MICRO × MICRO on a GRID × GRID layout of invocations,
+// each loaded q (or G) and k (or v) value feeding MICRO products.
+#define MICRO (BLOCK >= 8u ? BLOCK / 8u : 1u)
+#define GRID (BLOCK / MICRO)
 layout(local_size_x = 64) in;
-#include "reduce.glsl"
 
 layout(std430, binding = 0) readonly buffer QBuf { Q_T q_data[]; };
 layout(std430, binding = 1) readonly buffer KBuf { K_T k_data[]; };
@@ -36,108 +59,227 @@ layout(std430, binding = 7) writeonly buffer DvBuf { C_T dv_data[]; };
 
 layout(push_constant) uniform Params { uint rows, q_heads, kv_heads, head_dim, sequence; float scale; } p;
 
-uint group_size() { return p.q_heads / p.kv_heads; }
-uint q_base(uint row, uint h) { return (row * p.q_heads + h) * p.head_dim; }
-uint kv_base(uint row, uint kh) { return (row * p.kv_heads + kh) * p.head_dim; }
+// Tiles of BLOCK rows × STRIDE columns (AttentionKernel.Tile.sharedBytes counts these).
+shared float sq[BLOCK * STRIDE];
+shared float sk[BLOCK * STRIDE];
+shared float sv[BLOCK * STRIDE];
+// [query row][key row]: scores, then probabilities.
+shared float sp[BLOCK * BLOCK];
+// Per query row: the forward's rescaling factor, then its sum; the backward's logsumexp.
+shared float srow[BLOCK];
+#if PASS != PASS_FORWARD
+shared float sg[BLOCK * STRIDE];
+shared float sds[BLOCK * BLOCK];
+shared float sdelta[BLOCK];
+#endif
 
-void main() {
-    uint lid = gl_LocalInvocationID.x;
-    uint item = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
-#if PASS == PASS_KEY_VALUE_GRADIENT
-    if (item >= p.rows * p.kv_heads) return;  // uniform across the workgroup
-    uint j = item / p.kv_heads, kh = item % p.kv_heads;
-    uint kb = kv_base(j, kh);
-    float dk[4] = float[4](0.0, 0.0, 0.0, 0.0), dv[4] = float[4](0.0, 0.0, 0.0, 0.0);
-    uint last = (j / p.sequence + 1u) * p.sequence;
-    for (uint h = kh * group_size(); h < (kh + 1u) * group_size(); h++) {
-        for (uint row = j; row < last; row++) {
-            uint qb = q_base(row, h);
-            vec4 part = vec4(0.0);
-            for (uint n = 0u; n < 4u; n++) {
-                uint c = lid + 64u * n;
-                if (c < p.head_dim) {
-                    float g = to_f32(g_data[qb + c]);
-                    part += vec4(to_f32(q_data[qb + c]) * to_f32(k_data[kb + c]), g * to_f32(v_data[kb + c]), g * to_f32(o_data[qb + c]), 0.0);
-                }
-            }
-            vec4 sums = workgroup_sum(part);
-            float prob = exp(sums.x * p.scale - lse_data[row * p.q_heads + h]);
-            float ds = prob * (sums.y - sums.z) * p.scale;
-            for (uint n = 0u; n < 4u; n++) {
-                uint c = lid + 64u * n;
-                if (c < p.head_dim) {
-                    dv[n] += prob * to_f32(g_data[qb + c]);
-                    dk[n] += ds * to_f32(q_data[qb + c]);
-                }
-            }
-        }
+#define NEGATIVE_INFINITY uintBitsToFloat(0xFF800000u)
+
+uint sequence_start(uint row) { return row / p.sequence * p.sequence; }
+uint group_size() { return p.q_heads / p.kv_heads; }
+uint items() { return p.rows * group_size(); }
+uint item_row(uint item) { return item / group_size(); }
+// Where query item `item` of KV head `kh` is in a [T, H_q] tensor.
+uint item_index(uint item, uint kh) { return item_row(item) * p.q_heads + kh * group_size() + item % group_size(); }
+
+// A tile's BLOCK rows r of a [T, heads, head_dim] tensor: those in range from `base`, a head's start.
+#define LOAD_TILE(tile, data, in_range, base) \
+    for (uint e = gl_LocalInvocationID.x; e < BLOCK * HEAD_DIM_MAX; e += THREADS) { \
+        uint r = e / HEAD_DIM_MAX, c = e % HEAD_DIM_MAX; \
+        tile[r * STRIDE + c] = (in_range) && c < p.head_dim ? to_f32(data[(base) * p.head_dim + c]) : 0.0; \
     }
-    for (uint n = 0u; n < 4u; n++) {
-        uint c = lid + 64u * n;
-        if (c < p.head_dim) {
-            dk_data[kb + c] = C_FROM_F32(dk[n]);
-            dv_data[kb + c] = C_FROM_F32(dv[n]);
-        }
-    }
-#else
-    if (item >= p.rows * p.q_heads) return;  // uniform across the workgroup
-    uint row = item / p.q_heads, h = item % p.q_heads, kh = h / group_size();
-    uint qb = q_base(row, h);
-    uint first = row / p.sequence * p.sequence;
-    float acc[4] = float[4](0.0, 0.0, 0.0, 0.0);
-#if PASS == PASS_FORWARD
-    float largest = uintBitsToFloat(0xFF800000u), total = 0.0;  // −∞
-    for (uint j = first; j <= row; j++) {
-        uint kb = kv_base(j, kh);
-        float part = 0.0;
-        for (uint n = 0u; n < 4u; n++) {
-            uint c = lid + 64u * n;
-            if (c < p.head_dim) part += to_f32(q_data[qb + c]) * to_f32(k_data[kb + c]);
-        }
-        float s = workgroup_sum(vec4(part, 0.0, 0.0, 0.0)).x * p.scale;
-        float next = max(largest, s);
-        float correction = exp(largest - next), weight = exp(s - next);
-        total = total * correction + weight;
-        for (uint n = 0u; n < 4u; n++) {
-            uint c = lid + 64u * n;
-            if (c < p.head_dim) acc[n] = acc[n] * correction + weight * to_f32(v_data[kb + c]);
-        }
-        largest = next;
-    }
-    for (uint n = 0u; n < 4u; n++) {
-        uint c = lid + 64u * n;
-        if (c < p.head_dim) out_data[qb + c] = C_FROM_F32(acc[n] / total);
-    }
-    if (lid == 0u) lse_data[item] = largest + log(total);
-#else
-    float part = 0.0;
-    for (uint n = 0u; n < 4u; n++) {
-        uint c = lid + 64u * n;
-        if (c < p.head_dim) part += to_f32(g_data[qb + c]) * to_f32(o_data[qb + c]);
-    }
-    float delta = workgroup_sum(vec4(part, 0.0, 0.0, 0.0)).x;
-    float lse = lse_data[item];
-    for (uint j = first; j <= row; j++) {
-        uint kb = kv_base(j, kh);
-        vec4 dots = vec4(0.0);
-        for (uint n = 0u; n < 4u; n++) {
-            uint c = lid + 64u * n;
-            if (c < p.head_dim) {
-                dots += vec4(to_f32(q_data[qb + c]) * to_f32(k_data[kb + c]), to_f32(g_data[qb + c]) * to_f32(v_data[kb + c]), 0.0, 0.0);
-            }
-        }
-        vec4 sums = workgroup_sum(dots);
-        float prob = exp(sums.x * p.scale - lse);
-        float ds = prob * (sums.y - delta) * p.scale;
-        for (uint n = 0u; n < 4u; n++) {
-            uint c = lid + 64u * n;
-            if (c < p.head_dim) acc[n] += ds * to_f32(k_data[kb + c]);
-        }
-    }
-    for (uint n = 0u; n < 4u; n++) {
-        uint c = lid + 64u * n;
-        if (c < p.head_dim) dq_data[qb + c] = C_FROM_F32(acc[n]);
-    }
-#endif
-#endif
+// Key rows j0.. of KV head kh; query items first.. of KV head kh's group.
+#define LOAD_KEYS(tile, data, j0, kh) LOAD_TILE(tile, data, (j0) + r < p.rows, ((j0) + r) * p.kv_heads + (kh))
+#define LOAD_QUERIES(tile, data, first, kh) LOAD_TILE(tile, data, (first) + r < items(), item_index((first) + r, kh))
+
+// Whether query item `item` sees key row `key`.
+bool visible(uint item, uint key) {
+    uint row = item_row(item);
+    return item < items() && key <= row && key >= sequence_start(row);
 }
+
+// dots[x·MICRO + y] = tile a's row tr + GRID·x · tile b's row tk + GRID·y, summed over the head's
+// columns in order.
+#define MICRO_DOTS(dots, a, b, tr, tk) \
+    for (uint i = 0u; i < MICRO * MICRO; i++) dots[i] = 0.0; \
+    for (uint c = 0u; c < p.head_dim; c++) { \
+        float av[MICRO], bv[MICRO]; \
+        for (uint x = 0u; x < MICRO; x++) { av[x] = a[((tr) + GRID * x) * STRIDE + c]; bv[x] = b[((tk) + GRID * x) * STRIDE + c]; } \
+        for (uint x = 0u; x < MICRO; x++) { \
+            for (uint y = 0u; y < MICRO; y++) dots[x * MICRO + y] += av[x] * bv[y]; \
+        } \
+    }
+
+// acc[a·COLUMNS_PER + b] += Σ over k < BLOCK of weight(row ar + ROW_GROUPS·a, k) · values[k][column
+// ac + COLUMN_GROUPS·b], k in order.
+#define ACCUMULATE(acc, weight, values) \
+    for (uint k = 0u; k < BLOCK; k++) { \
+        float w[ROWS_PER], x[COLUMNS_PER]; \
+        for (uint a = 0u; a < ROWS_PER; a++) w[a] = weight(ar + ROW_GROUPS * a, k); \
+        for (uint b = 0u; b < COLUMNS_PER; b++) x[b] = values[k * STRIDE + ac + COLUMN_GROUPS * b]; \
+        for (uint a = 0u; a < ROWS_PER; a++) { \
+            for (uint b = 0u; b < COLUMNS_PER; b++) acc[a * COLUMNS_PER + b] += w[a] * x[b]; \
+        } \
+    }
+// Weights by (query, key) and, transposed, by (key, query).
+#define PROBABILITY(r, j) sp[(r) * BLOCK + (j)]
+#define PROBABILITY_BY_KEY(j, r) sp[(r) * BLOCK + (j)]
+#define SCORE_GRADIENT(r, j) sds[(r) * BLOCK + (j)]
+#define SCORE_GRADIENT_BY_KEY(j, r) sds[(r) * BLOCK + (j)]
+
+#if PASS == PASS_FORWARD
+void main() {
+    uint t = gl_LocalInvocationID.x, ar = t / COLUMN_GROUPS, ac = t % COLUMN_GROUPS;
+    uint first = gl_WorkGroupID.x * BLOCK, kh = gl_WorkGroupID.y;
+    uint last = item_row(min(first + BLOCK, items()) - 1u);
+    LOAD_QUERIES(sq, q_data, first, kh);
+    float acc[ACCUMULATORS];
+    for (uint i = 0u; i < ACCUMULATORS; i++) acc[i] = 0.0;
+    float largest = NEGATIVE_INFINITY, total = 0.0;  // of query t, held by invocation t < BLOCK
+    for (uint j0 = sequence_start(item_row(first)); j0 <= last; j0 += BLOCK) {
+        barrier();  // the previous key tile is consumed
+        LOAD_KEYS(sk, k_data, j0, kh);
+        LOAD_KEYS(sv, v_data, j0, kh);
+        barrier();
+        if (t < GRID * GRID) {
+            uint tr = t / GRID, tk = t % GRID;
+            float dots[MICRO * MICRO];
+            MICRO_DOTS(dots, sq, sk, tr, tk);
+            for (uint x = 0u; x < MICRO; x++) {
+                for (uint y = 0u; y < MICRO; y++) {
+                    uint r = tr + GRID * x, j = tk + GRID * y;
+                    sp[r * BLOCK + j] = visible(first + r, j0 + j) ? dots[x * MICRO + y] * p.scale : NEGATIVE_INFINITY;
+                }
+            }
+        }
+        barrier();
+        if (t < BLOCK) {
+            float next = largest;
+            for (uint j = 0u; j < BLOCK; j++) next = max(next, sp[t * BLOCK + j]);
+            // A row that has seen no key yet stays at −∞: nothing to rescale, every weight 0.
+            float correction = next == NEGATIVE_INFINITY ? 1.0 : exp(largest - next), sum = 0.0;
+            for (uint j = 0u; j < BLOCK; j++) {
+                float weight = next == NEGATIVE_INFINITY ? 0.0 : exp(sp[t * BLOCK + j] - next);
+                sp[t * BLOCK + j] = weight;
+                sum += weight;
+            }
+            total = total * correction + sum;
+            largest = next;
+            srow[t] = correction;
+        }
+        barrier();
+        for (uint a = 0u; a < ROWS_PER; a++) {
+            float correction = srow[ar + ROW_GROUPS * a];
+            for (uint b = 0u; b < COLUMNS_PER; b++) acc[a * COLUMNS_PER + b] *= correction;
+        }
+        ACCUMULATE(acc, PROBABILITY, sv);
+    }
+    barrier();
+    if (t < BLOCK) {
+        srow[t] = total;
+        if (first + t < items()) lse_data[item_index(first + t, kh)] = largest + log(total);
+    }
+    barrier();
+    for (uint a = 0u; a < ROWS_PER; a++) {
+        for (uint b = 0u; b < COLUMNS_PER; b++) {
+            uint r = ar + ROW_GROUPS * a, c = ac + COLUMN_GROUPS * b;
+            if (first + r < items() && c < p.head_dim) out_data[item_index(first + r, kh) * p.head_dim + c] = C_FROM_F32(acc[a * COLUMNS_PER + b] / srow[r]);
+        }
+    }
+}
+#else
+// The query side of a tile pair: q, G, logsumexp and Δ = G·out of items first.. of KV head kh.
+void load_queries(uint first, uint kh) {
+    uint t = gl_LocalInvocationID.x;
+    LOAD_QUERIES(sq, q_data, first, kh);
+    LOAD_QUERIES(sg, g_data, first, kh);
+    barrier();
+    if (t < BLOCK) {
+        uint at = item_index(first + t, kh);
+        float delta = 0.0;
+        if (first + t < items()) {
+            for (uint c = 0u; c < p.head_dim; c++) delta += sg[t * STRIDE + c] * to_f32(o_data[at * p.head_dim + c]);
+        }
+        sdelta[t] = delta;
+        srow[t] = first + t < items() ? lse_data[at] : 0.0;
+    }
+}
+
+// P and dS·scale of query items first.. against key rows j0.. (zero where masked).
+void probabilities(uint first, uint j0) {
+    uint t = gl_LocalInvocationID.x;
+    if (t >= GRID * GRID) return;
+    uint tr = t / GRID, tk = t % GRID;
+    float s[MICRO * MICRO], gv[MICRO * MICRO];
+    MICRO_DOTS(s, sq, sk, tr, tk);
+    MICRO_DOTS(gv, sg, sv, tr, tk);
+    for (uint x = 0u; x < MICRO; x++) {
+        for (uint y = 0u; y < MICRO; y++) {
+            uint r = tr + GRID * x, j = tk + GRID * y;
+            float prob = 0.0, ds = 0.0;
+            if (visible(first + r, j0 + j)) {
+                prob = exp(s[x * MICRO + y] * p.scale - srow[r]);
+                ds = prob * (gv[x * MICRO + y] - sdelta[r]) * p.scale;
+            }
+            sp[r * BLOCK + j] = prob;
+            sds[r * BLOCK + j] = ds;
+        }
+    }
+}
+
+#if PASS == PASS_QUERY_GRADIENT
+void main() {
+    uint t = gl_LocalInvocationID.x, ar = t / COLUMN_GROUPS, ac = t % COLUMN_GROUPS;
+    uint first = gl_WorkGroupID.x * BLOCK, kh = gl_WorkGroupID.y;
+    uint last = item_row(min(first + BLOCK, items()) - 1u);
+    load_queries(first, kh);
+    float acc[ACCUMULATORS];
+    for (uint i = 0u; i < ACCUMULATORS; i++) acc[i] = 0.0;
+    for (uint j0 = sequence_start(item_row(first)); j0 <= last; j0 += BLOCK) {
+        barrier();
+        LOAD_KEYS(sk, k_data, j0, kh);
+        LOAD_KEYS(sv, v_data, j0, kh);
+        barrier();
+        probabilities(first, j0);
+        barrier();
+        ACCUMULATE(acc, SCORE_GRADIENT, sk);
+    }
+    for (uint a = 0u; a < ROWS_PER; a++) {
+        for (uint b = 0u; b < COLUMNS_PER; b++) {
+            uint r = ar + ROW_GROUPS * a, c = ac + COLUMN_GROUPS * b;
+            if (first + r < items() && c < p.head_dim) dq_data[item_index(first + r, kh) * p.head_dim + c] = C_FROM_F32(acc[a * COLUMNS_PER + b]);
+        }
+    }
+}
+#else
+void main() {
+    uint t = gl_LocalInvocationID.x, ar = t / COLUMN_GROUPS, ac = t % COLUMN_GROUPS;
+    uint j0 = gl_WorkGroupID.x * BLOCK, kh = gl_WorkGroupID.y;
+    // The query rows that see a key of this tile: its first key through the last key's sequence end.
+    uint end = (min(j0 + BLOCK, p.rows) - 1u) / p.sequence * p.sequence + p.sequence;
+    LOAD_KEYS(sk, k_data, j0, kh);
+    LOAD_KEYS(sv, v_data, j0, kh);
+    float dk[ACCUMULATORS], dv[ACCUMULATORS];
+    for (uint i = 0u; i < ACCUMULATORS; i++) { dk[i] = 0.0; dv[i] = 0.0; }
+    for (uint first = j0 * group_size(); first < end * group_size(); first += BLOCK) {
+        barrier();
+        load_queries(first, kh);
+        barrier();
+        probabilities(first, j0);
+        barrier();
+        ACCUMULATE(dk, SCORE_GRADIENT_BY_KEY, sq);
+        ACCUMULATE(dv, PROBABILITY_BY_KEY, sg);
+    }
+    for (uint a = 0u; a < ROWS_PER; a++) {
+        for (uint b = 0u; b < COLUMNS_PER; b++) {
+            uint row = j0 + ar + ROW_GROUPS * a, c = ac + COLUMN_GROUPS * b;
+            if (row < p.rows && c < p.head_dim) {
+                uint at = (row * p.kv_heads + kh) * p.head_dim + c;
+                dk_data[at] = C_FROM_F32(dk[a * COLUMNS_PER + b]);
+                dv_data[at] = C_FROM_F32(dv[a * COLUMNS_PER + b]);
+            }
+        }
+    }
+}
+#endif
+#endif

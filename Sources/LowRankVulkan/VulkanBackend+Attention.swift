@@ -1,15 +1,45 @@
 import LowRankCore
 
-/// `Shaders/attention.comp`: one workgroup of 64 per (row, head).
+/// `Shaders/attention.comp`: FlashAttention-2's tiling, a workgroup of 64 per (query tile, KV head)
+/// forward and for dq, a query tile holding every query head of the KV head's group, and per
+/// (key tile, KV head) for dk and dv.
 struct AttentionKernel: Kernel {
-    enum Pass: ShaderChoice {
-        /// out and logsumexp per (row, query head).
+    enum Pass: KernelPass {
+        /// out and logsumexp per (query tile, KV head).
         case forward
-        /// dq per (row, query head).
+        /// dq per (query tile, KV head).
         case queryGradient
-        /// dk and dv per (key row, KV head).
+        /// dk and dv per (key tile, KV head).
         case keyValueGradient
-        static let macro = "PASS"
+    }
+
+    /// The rows of a query or key tile and the columns a tile holds: each pass's shared memory
+    /// grows with both, so the host takes the largest tile that fits the device.
+    struct Tile: Hashable {
+        /// `BLOCK`: queries ((row, query head) pairs) and key rows per tile.
+        var block: Int
+        /// `HEAD_DIM_MAX`: a multiple of 64, the head dim rounded up.
+        var headDimMax: Int
+
+        static let blocks = [32, 16, 8, 4]
+        static let headDims = [64, 128, 256]
+        /// The most shared memory a tile is chosen for (64 KiB, the most real GPUs give a workgroup
+        /// in Vulkan): every tile within it is a variant that `ShaderTests` compiles.
+        static let sharedLimit = 65536
+
+        /// The shader's `shared` arrays in `pass`: f32 tiles of q, k and v (and G backward) with
+        /// rows of `headDimMax + 1`, a block² of scores (and of dS backward), and per-row scalars.
+        func sharedBytes(_ pass: Pass) -> Int {
+            let (tiles, squares, rows) = pass == .forward ? (3, 1, 1) : (4, 2, 2)
+            return 4 * (tiles * block * (headDimMax + 1) + squares * block * block + rows * block)
+        }
+
+        /// The largest tile that holds a head of `headDim` columns within `sharedBytes`; nil when
+        /// no tile does.
+        static func largest(headDim: Int, pass: Pass, sharedBytes: Int) -> Tile? {
+            guard let columns = headDims.first(where: { $0 >= headDim }) else { return nil }
+            return blocks.lazy.map { Tile(block: $0, headDimMax: columns) }.first { $0.sharedBytes(pass) <= sharedBytes }
+        }
     }
 
     struct Push: BitwiseCopyable {
@@ -23,6 +53,7 @@ struct AttentionKernel: Kernel {
 
     static let shader = Shader.attention
     var pass: Pass
+    var tile: Tile
     var q: DType
     var k: DType
     var v: DType
@@ -36,13 +67,21 @@ struct AttentionKernel: Kernel {
     var c: DType
 
     var defines: [String: String] {
-        pass.defines + q.operandDefines("Q") + k.operandDefines("K") + v.operandDefines("V") + c.operandDefines("C", written: true)
+        pass.defines + ["BLOCK": "\(tile.block)u", "HEAD_DIM_MAX": "\(tile.headDimMax)u"]
+            + q.operandDefines("Q") + k.operandDefines("K") + v.operandDefines("V") + c.operandDefines("C", written: true)
             + (backward.map { $0.gradient.operandDefines("G") + $0.out.operandDefines("O") } ?? [:])
     }
 
+    /// Every tile of every pass within `Tile.sharedLimit`, each over the dtype cover.
     static var variants: [AttentionKernel] {
-        DType.cover(operands: 6).flatMap { t in
-            Pass.allCases.map { AttentionKernel(pass: $0, q: t[0], k: t[1], v: t[2], backward: $0 == .forward ? nil : Backward(gradient: t[3], out: t[4]), c: t[5]) }
+        let tiles = Tile.headDims.flatMap { d in Tile.blocks.map { Tile(block: $0, headDimMax: d) } }
+        return DType.cover(operands: 6).flatMap { t in
+            Pass.allCases.flatMap { pass in
+                tiles.filter { $0.sharedBytes(pass) <= Tile.sharedLimit }.map {
+                    AttentionKernel(pass: pass, tile: $0, q: t[0], k: t[1], v: t[2],
+                                    backward: pass == .forward ? nil : Backward(gradient: t[3], out: t[4]), c: t[5])
+                }
+            }
         }
     }
 }
@@ -51,30 +90,43 @@ extension VulkanBackend {
     /// q, k, v -> out, logsumexp.
     func encodeAttention(_ o: AttentionOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
         let (q, k, v) = (inputs[0], inputs[1], inputs[2])
-        if let problem = attentionProblem(headDim: q.shape[2]) { throw LowRankError(.unsupported, problem) }
-        let kernel = AttentionKernel(pass: .forward, q: q.dtype, k: k.dtype, v: v.dtype, backward: nil, c: outputs[0].dtype)
+        let tile = try attentionTile(headDim: q.shape[2], pass: .forward)
+        let kernel = AttentionKernel(pass: .forward, tile: tile, q: q.dtype, k: k.dtype, v: v.dtype, backward: nil, c: outputs[0].dtype)
         try dispatch(kernel, [.read(q), .read(k), .read(v), .write(outputs[0]), .write(outputs[1])],
-                     push: attentionPush(o, q: q, k: k), groups: rowGroups(q.shape[0] * q.shape[1]))
+                     push: attentionPush(o, q: q, k: k), groups: (tiles(q.shape[0] * q.shape[1] / k.shape[1], tile), k.shape[1], 1))
     }
 
-    /// G, q, k, v, out, logsumexp -> dq (per (row, query head)), dk and dv (per (key row, KV head)).
+    /// G, q, k, v, out, logsumexp -> dq (per (query tile, KV head)), dk and dv (per (key tile, KV head)).
     func encodeAttentionBackward(_ o: AttentionOptions, _ operands: AttentionBackwardOperands<Tensor>, _ outputs: [Tensor]) throws {
         let (g, q, k, v, out, lse) = (operands.gradient, operands.q, operands.k, operands.v, operands.out, operands.logsumexp)
-        if let problem = attentionProblem(headDim: q.shape[2]) { throw LowRankError(.unsupported, problem) }
         let reads: [TensorBinding] = [.read(q), .read(k), .read(v), .read(g), .read(out), .read(lse)]
         let push = attentionPush(o, q: q, k: k)
-        let kernel = { (pass: AttentionKernel.Pass, c: Tensor) in
-            AttentionKernel(pass: pass, q: q.dtype, k: k.dtype, v: v.dtype, backward: .init(gradient: g.dtype, out: out.dtype), c: c.dtype)
+        for pass in [AttentionKernel.Pass.queryGradient, .keyValueGradient] {
+            let tile = try attentionTile(headDim: q.shape[2], pass: pass)
+            let kernel = AttentionKernel(pass: pass, tile: tile, q: q.dtype, k: k.dtype, v: v.dtype,
+                                         backward: .init(gradient: g.dtype, out: out.dtype), c: outputs[pass == .queryGradient ? 0 : 1].dtype)
+            // dq's tiles are of queries, T·(H_q / H_kv) per KV head; dk's and dv's of key rows.
+            let (writes, rows): ([TensorBinding], Int) = pass == .queryGradient
+                ? ([.write(outputs[0])], q.shape[0] * q.shape[1] / k.shape[1]) : ([.write(outputs[1]), .write(outputs[2])], k.shape[0])
+            try dispatch(kernel, reads + writes, push: push, groups: (tiles(rows, tile), k.shape[1], 1))
         }
-        try dispatch(kernel(.queryGradient, outputs[0]), reads + [.write(outputs[0])], push: push, groups: rowGroups(q.shape[0] * q.shape[1]))
-        try dispatch(kernel(.keyValueGradient, outputs[1]), reads + [.write(outputs[1]), .write(outputs[2])], push: push,
-                     groups: rowGroups(k.shape[0] * k.shape[1]))
     }
 
-    /// Why attention cannot run here: each invocation holds 4 of a head's columns.
+    /// Why attention cannot run here: no tile holds the head within the device's shared memory.
     func attentionProblem(headDim: Int) -> String? {
-        headDim > 256 ? "attention.comp holds a head of at most 256 columns; this one has \(headDim)" : nil
+        let shared = attentionSharedBytes
+        let fits = AttentionKernel.Pass.allCases.allSatisfy { AttentionKernel.Tile.largest(headDim: headDim, pass: $0, sharedBytes: shared) != nil }
+        return fits ? nil : "attention.comp holds a head of at most \(AttentionKernel.Tile.headDims.last!) columns in tiles within the \(shared) bytes of shared memory of \(info.name); this one has \(headDim)"
     }
+
+    private func attentionTile(headDim: Int, pass: AttentionKernel.Pass) throws -> AttentionKernel.Tile {
+        if let problem = attentionProblem(headDim: headDim) { throw LowRankError(.unsupported, problem) }
+        return AttentionKernel.Tile.largest(headDim: headDim, pass: pass, sharedBytes: attentionSharedBytes)!
+    }
+
+    private var attentionSharedBytes: Int { min(info.limits.maxComputeSharedMemoryBytes, AttentionKernel.Tile.sharedLimit) }
+
+    private func tiles(_ rows: Int, _ tile: AttentionKernel.Tile) -> Int { (rows + tile.block - 1) / tile.block }
 
     private func attentionPush(_ o: AttentionOptions, q: Tensor, k: Tensor) -> AttentionKernel.Push {
         .init(rows: UInt32(q.shape[0]), qHeads: UInt32(q.shape[1]), kvHeads: UInt32(k.shape[1]), headDim: UInt32(q.shape[2]),

@@ -106,7 +106,7 @@ struct LowrankBench: ParsableCommand {
 
 /// `--suite`: one suite of cases, or all of them in this order.
 enum Suite: String, CaseIterable, ExpressibleByArgument {
-    case matmul, lora, dora, quant, optimizer, train, lmhead, all
+    case matmul, lora, dora, quant, optimizer, attention, train, lmhead, all
 
     var members: [Suite] { self == .all ? Self.allCases.filter { $0 != .all } : [self] }
 }
@@ -119,6 +119,7 @@ extension BenchContext {
         case .dora: try doraSuite()
         case .quant: try quantSuite()
         case .optimizer: try optimizerSuite()
+        case .attention: try attentionSuite()
         case .train: try trainSuite()
         case .lmhead: try lmHeadSuite()
         case .all: try suite.members.flatMap(run)
