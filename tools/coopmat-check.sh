@@ -70,7 +70,7 @@ if [ "${1:-}" = "--swift-tests" ]; then
     # Until nothing is missing: a copied library can need others sid lacks (libxml2 needs ICU).
     while missing=$(in_sid LD_LIBRARY_PATH=$libs ldd "$tests" | awk '/not found/ {print $1}') && [ -n "$missing" ]; do
         for lib in $missing; do
-            host=$(ldconfig -p | awk -v l="$lib" '$1 == l {print $NF; exit}')
+            host=$(ldconfig -p | awk -v l="$lib" '$1 == l && !found {print $NF; found = 1}')
             [ -n "$host" ] || { echo "coopmat-check: $lib is in neither system" >&2; exit 1; }
             cp -L "$host" "$root$libs/"
         done
