@@ -1,7 +1,7 @@
 /// One DoRA adapter: LoRA's factors A `[r, d_in]` and B `[d_out, r]` and the magnitude m `[d_out]`
 /// (all f32), with the frozen weight's `‖W‖²_row` computed once and kept, so that each step's
 /// norm costs only the factored terms.
-public final class DoRAAdapter: @unchecked Sendable {
+public final class DoRAAdapter {
     public let lora: LoRAAdapter
     public var magnitude: Tensor
     /// `‖W‖²_row` of the weight this adapter was made for (f32 `[d_out]`).

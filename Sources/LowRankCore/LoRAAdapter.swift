@@ -27,7 +27,7 @@ public enum LoRAInitialization: Sendable {
 }
 
 /// One adapter's trainable factors A `[r, d_in]` and B `[d_out, r]` (f32), on a backend.
-public final class LoRAAdapter: @unchecked Sendable {
+public final class LoRAAdapter {
     public let config: LoRAConfig
     public var a: Tensor
     public var b: Tensor

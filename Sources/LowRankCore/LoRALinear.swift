@@ -2,7 +2,7 @@
 /// `y = x·Wᵀ + b + Σ s_i·dropout_i(x)·A_iᵀ·B_iᵀ` over the adapters that are enabled and not merged.
 /// The first active adapter rides in the base matmul's epilogue; each further one adds its term.
 public final class LoRALinear {
-    public struct Entry: Sendable {
+    public struct Entry {
         public let name: String
         public let adapter: LoRAAdapter
         public internal(set) var enabled: Bool

@@ -2,7 +2,7 @@ import Glibc
 import LowRank
 
 /// The adapter of one linear layer: LoRA's factors, or DoRA's with a magnitude.
-public enum LayerAdapter: Sendable {
+public enum LayerAdapter {
     case lora(LoRAAdapter)
     case dora(DoRAAdapter)
 
@@ -17,7 +17,7 @@ public enum LayerAdapter: Sendable {
 /// A model's adapters, one per targeted linear layer, with PEFT's tensor names
 /// (`base_model.model.<module path>.lora_A.weight`, `.lora_B.weight`, `.lora_magnitude_vector`) and
 /// its folder format (`adapter_config.json` and `adapter_model.safetensors`) both ways.
-public final class ModelAdapter: @unchecked Sendable {
+public final class ModelAdapter {
     public let settings: AdapterSettings
     /// Each adapted module's path (`model.layers.0.self_attn.q_proj`) and adapter, in model order.
     public let layers: [(path: String, adapter: LayerAdapter)]
