@@ -93,6 +93,17 @@ public struct LinearCrossEntropyOptions: Hashable, Sendable {
     public init(ignoreIndex: Int32 = -100, vocabularyChunk: Int = 4096, rowChunk: Int = 1024) {
         (self.ignoreIndex, self.vocabularyChunk, self.rowChunk) = (ignoreIndex, vocabularyChunk, rowChunk)
     }
+
+    /// The most workspace either backend allocates for the op itself, beside its inputs and
+    /// outputs, for `rows` hidden rows of width `d` over `classes`: one block of f32 logits (the
+    /// chunks rounded up to multiples of 256 as the device aligns them), three f32 values a row, an
+    /// f32 d hidden when hidden is 16-bit, and a chunk of W widened to f32 when W is not f32.
+    public func workspaceBytes(rows: Int, classes: Int, d: Int, hidden: DType, weight: DType) -> Int {
+        let up = { (n: Int) in (n + 255) / 256 * 256 }
+        let chunk = min(classes, up(vocabularyChunk))
+        let block = max(1, min(rows, up(rowChunk))) * chunk
+        return 4 * (block + 3 * rows + (hidden == .f32 ? 0 : rows * d) + (weight == .f32 ? 0 : chunk * d))
+    }
 }
 
 /// One step of AdamW as PyTorch's `torch.optim.AdamW` takes it: decoupled weight decay

@@ -15,6 +15,8 @@ public final class CausalLMPlan {
 
     /// Labels that the loss skips: padding, and each row's last position (which predicts nothing).
     public static let ignoredLabel: Int32 = -100
+    /// The fused LM head and loss: its blocks of logits, whose workspace `MemoryPlan` counts.
+    public static let head = LinearCrossEntropyOptions(ignoreIndex: ignoredLabel)
 
     public init(model: LlamaModel, adapter: ModelAdapter?, batch: Int, sequence: Int, training: Bool, checkpointing: Bool = false) throws {
         let config = model.config
@@ -90,7 +92,7 @@ public final class CausalLMPlan {
         let lmHeadName = config.tiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight"
         // The LM head and the loss fused: the [T, vocabulary] logits are formed a block at a time, never held.
         let loss = try g.linearCrossEntropy(final, weight: try frozen(lmHeadName), labels: labels,
-                                            options: LinearCrossEntropyOptions(ignoreIndex: Self.ignoredLabel), label: "lm_head.loss")
+                                            options: Self.head, label: "lm_head.loss")
         // The biases' gradients last, in the adapter's order, as `ModelAdapter.parameters` lists them.
         trainable += (adapter?.biases ?? []).compactMap { biasParameters[$0.path] }
         let gradients = training && !trainable.isEmpty ? try g.gradients(of: loss, for: trainable, checkpointing: checkpointing) : []

@@ -48,7 +48,12 @@ public struct MemoryPlan: Sendable {
         weightsBytes = afterModel
         activationsBytes = plan.plan.plannedBytes
         adapterAndOptimizerBytes = afterOptimizer - afterModel
-        workspaceBytes = counted() - afterOptimizer + feeds
+        // The fused LM head allocates its blocks of logits itself: the largest op workspace.
+        let config = run.config
+        let head = try model.weight(config.tiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight")
+        let headWorkspace = CausalLMPlan.head.workspaceBytes(rows: run.batch * run.sequence, classes: config.vocabularySize,
+                                                             d: config.hiddenSize, hidden: .f32, weight: head.dtype)
+        workspaceBytes = counted() - afterOptimizer + feeds + headWorkspace
         withExtendedLifetime(optimizer) {}
     }
 
