@@ -1,0 +1,85 @@
+"""Gradients out of and into the engine: a torch.distributed script that all-reduces them trains
+as one process with all the processes' rows."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import lowrank
+
+from conftest import REPOSITORY, read_safetensors
+
+EXAMPLES = REPOSITORY / "python" / "examples"
+sys.path.insert(0, str(EXAMPLES))
+import train_default  # noqa: E402
+
+
+def test_gradients_round_trip_and_sum_as_one_batch():
+    """gradients() of two micro-batches, added, and set back on a model that ran neither, take the
+    step that accumulating both takes."""
+    rows = train_default.corpus_rows()
+    halves = [train_default.pad(rows[0:2]), train_default.pad(rows[2:4])]
+    with lowrank.Engine("cpu") as engine:
+        models = [lowrank.Model.default(engine) for _ in range(3)]
+        for model in models:
+            model.add_adapter(r=4, targets="all-linear", seed=5)
+            model.configure_training(lr=1e-2, seed=5)
+        empty, tokens = models[0].gradients()
+        assert tokens == 0 and not empty.any()
+        parts = []
+        for half in halves:
+            models[0].forward_backward(*half)
+            parts.append(models[0].gradients())
+            models[0].set_gradients(np.zeros_like(parts[-1][0]), 0)  # each part alone
+        for half in halves:
+            models[1].forward_backward(*half)
+        summed, summed_tokens = models[1].gradients()
+        assert summed_tokens == parts[0][1] + parts[1][1] > 0
+        np.testing.assert_allclose(parts[0][0] + parts[1][0], summed, rtol=1e-5, atol=1e-6 * np.abs(summed).max())
+        models[1].optimizer_step()
+        models[2].set_gradients(parts[0][0] + parts[1][0], summed_tokens)
+        models[2].optimizer_step()
+        for name, want in models[1].adapter_state_dict().items():
+            got = models[2].get_adapter_tensor(name)
+            assert np.linalg.norm(got - want) <= 1e-5 * np.linalg.norm(want), name
+        with pytest.raises(lowrank.ShapeError):
+            models[2].set_gradients(summed[:-1], summed_tokens)
+        with pytest.raises(lowrank.DTypeError):
+            models[2].set_gradients(summed.astype(np.int32), summed_tokens)
+        with pytest.raises(ValueError):
+            models[2].set_gradients(summed, -1)
+        summed[3] = np.nan
+        with pytest.raises(lowrank.NumericalError, match="lora_A"):
+            models[2].set_gradients(summed, summed_tokens)
+
+
+def test_torchrun_example_matches_one_process_with_both_shares(tmp_path):
+    """`torchrun --nproc-per-node 2` of the example, 2 rows a process, gives the adapter of one
+    process with 4 rows a step, within 1e-5 relative per tensor (the bound of the mpirun tests:
+    the sums of a batch and of its parts round differently)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as error:
+        pytest.skip(f"torch is not importable here ({error}); the example needs torch.distributed")
+    import train_torchrun
+
+    steps, batch, seed = 3, 2, 7
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                             str(EXAMPLES / "train_torchrun.py"), "--steps", str(steps), "--batch-size", str(batch),
+                             "--seed", str(seed), "--device", "cpu", "--adapter-out", str(tmp_path / "two")],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"torchrun failed:\n{result.stdout}\n{result.stderr}"
+    with lowrank.Engine("cpu") as engine:
+        model = lowrank.Model.default(engine)
+        train_torchrun.configure(model, steps, seed)
+        batches = train_torchrun.global_batches(2 * batch, 1)
+        for step in range(steps):
+            model.step(*train_default.pad(batches[step % len(batches)]))
+        model.save_adapter(tmp_path / "one")
+    two = read_safetensors(tmp_path / "two" / "adapter_model.safetensors")
+    one = read_safetensors(tmp_path / "one" / "adapter_model.safetensors")
+    assert two.keys() == one.keys()
+    for name, want in one.items():
+        difference, norm = np.linalg.norm(two[name] - want), np.linalg.norm(want)
+        assert norm > 0 and difference <= 1e-5 * norm, f"{name}: relative error {difference / norm}"
