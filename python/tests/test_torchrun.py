@@ -1,5 +1,7 @@
 """Gradients out of and into the engine: a torch.distributed script that all-reduces them trains
 as one process with all the processes' rows."""
+import os
+import shutil
 import subprocess
 import sys
 
@@ -8,7 +10,7 @@ import pytest
 
 import lowrank
 
-from conftest import REPOSITORY, read_safetensors
+from conftest import REPOSITORY, cli_path, read_safetensors
 
 EXAMPLES = REPOSITORY / "python" / "examples"
 sys.path.insert(0, str(EXAMPLES))
@@ -54,35 +56,59 @@ def test_gradients_round_trip_and_sum_as_one_batch():
             models[2].set_gradients(summed, summed_tokens)
 
 
-def test_torchrun_example_matches_one_process_with_both_shares(tmp_path):
-    """`torchrun --nproc-per-node 2` of the example, 2 rows a process, gives the adapter of one
-    process with 4 rows a step, within 1e-5 relative per tensor (the bound of the mpirun tests:
-    the sums of a batch and of its parts round differently)."""
+STEPS, BATCH, SEED = 3, 2, 7
+
+
+@pytest.fixture(scope="module")
+def torchrun_adapter(tmp_path_factory):
+    """The adapter of `torchrun --nproc-per-node 2` of the example, 2 rows a process."""
     try:
         import torch  # noqa: F401
     except ImportError as error:
         pytest.skip(f"torch is not importable here ({error}); the example needs torch.distributed")
+    out = tmp_path_factory.mktemp("torchrun") / "adapter"
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                             str(EXAMPLES / "train_torchrun.py"), "--steps", str(STEPS), "--batch-size", str(BATCH),
+                             "--seed", str(SEED), "--device", "cpu", "--adapter-out", str(out)],
+                            capture_output=True, text=True, timeout=600, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    assert result.returncode == 0, f"torchrun failed:\n{result.stdout}\n{result.stderr}"
+    return read_safetensors(out / "adapter_model.safetensors")
+
+
+def test_torchrun_example_matches_one_process_with_both_shares(torchrun_adapter, tmp_path):
+    """The example's two processes give the adapter of one process with 4 rows a step, within 1e-5
+    relative per tensor (the bound of the mpirun tests: the sums of a batch and of its parts round
+    differently)."""
     import train_torchrun
 
-    steps, batch, seed = 3, 2, 7
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                             str(EXAMPLES / "train_torchrun.py"), "--steps", str(steps), "--batch-size", str(batch),
-                             "--seed", str(seed), "--device", "cpu", "--adapter-out", str(tmp_path / "two")],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"torchrun failed:\n{result.stdout}\n{result.stderr}"
     with lowrank.Engine("cpu") as engine:
         model = lowrank.Model.default(engine)
-        train_torchrun.configure(model, steps, seed)
-        batches = train_torchrun.global_batches(2 * batch, 1)
-        for step in range(steps):
+        train_torchrun.configure(model, STEPS, SEED)
+        batches = train_torchrun.global_batches(2 * BATCH, 1)
+        for step in range(STEPS):
             model.step(*train_default.pad(batches[step % len(batches)]))
         model.save_adapter(tmp_path / "one")
-    two = read_safetensors(tmp_path / "two" / "adapter_model.safetensors")
     one = read_safetensors(tmp_path / "one" / "adapter_model.safetensors")
-    assert two.keys() == one.keys()
+    assert torchrun_adapter.keys() == one.keys()
     worst = 0.0
     for name, want in one.items():
-        difference, norm = np.linalg.norm(two[name] - want), np.linalg.norm(want)
+        difference, norm = np.linalg.norm(torchrun_adapter[name] - want), np.linalg.norm(want)
         assert norm > 0 and difference <= 1e-5 * norm, f"{name}: relative error {difference / norm}"
         worst = max(worst, difference / norm)
     print(f"torchrun × 2 against one process: worst relative error {worst:.3g}")
+
+
+@pytest.mark.skipif(shutil.which("mpirun") is None, reason="mpirun is not installed (Debian: openmpi-bin libopenmpi-dev)")
+def test_torchrun_example_matches_mpirun(torchrun_adapter, tmp_path):
+    """The example is the default job of `lowrank train --no-shuffle`, and its two processes sum
+    what two mpirun ranks sum in the same order: the adapters are the same bits."""
+    command = [shutil.which("mpirun"), "--allow-run-as-root", "--oversubscribe", "-np", "2", str(cli_path()),
+                            "train", "--device", "cpu", "--steps", str(STEPS), "--batch-size", str(BATCH), "--no-shuffle",
+                            "--seed", str(SEED), "--adapter-out", str(tmp_path / "mpi")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    assert result.returncode == 0, f"mpirun failed:\n{result.stdout}\n{result.stderr}"
+    mpi = read_safetensors(tmp_path / "mpi" / "adapter_model.safetensors")
+    assert torchrun_adapter.keys() == mpi.keys()
+    for name, want in mpi.items():
+        assert np.array_equal(torchrun_adapter[name], want), name
