@@ -17,9 +17,10 @@ sys.path.insert(0, str(EXAMPLES))
 import train_default  # noqa: E402
 
 
-def test_gradients_round_trip_and_sum_as_one_batch():
+def test_gradients_round_trip_and_sum_as_one_batch(tmp_path):
     """gradients() of two micro-batches, added, and set back on a model that ran neither, take the
-    step that accumulating both takes."""
+    step that accumulating both takes; set gradients, like accumulated ones, refuse a checkpoint
+    before their step."""
     rows = train_default.corpus_rows()
     halves = [train_default.pad(rows[0:2]), train_default.pad(rows[2:4])]
     with lowrank.Engine("cpu") as engine:
@@ -41,6 +42,8 @@ def test_gradients_round_trip_and_sum_as_one_batch():
         np.testing.assert_allclose(parts[0][0] + parts[1][0], summed, rtol=1e-5, atol=1e-6 * np.abs(summed).max())
         models[1].optimizer_step()
         models[2].set_gradients(parts[0][0] + parts[1][0], summed_tokens)
+        with pytest.raises(lowrank.InvalidArgumentError, match="await their optimizer step"):
+            models[2].save_checkpoint(tmp_path / "checkpoint")
         models[2].optimizer_step()
         for name, want in models[1].adapter_state_dict().items():
             got = models[2].get_adapter_tensor(name)
