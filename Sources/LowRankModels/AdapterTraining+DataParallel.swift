@@ -14,7 +14,7 @@ extension AdapterTraining {
     public func pendingGradients() throws -> (values: [Float], tokens: Int) {
         guard let pending else { return ([Float](repeating: 0, count: gradientCount), 0) }
         var values: [Float] = []
-        values.reserveCapacity(gradientCount + 2)
+        values.reserveCapacity(gradientCount + 2)   // room for the two counts `summed` appends
         for gradient in pending.gradients { values += try gradient.floats() }
         return (values, pending.tokens)
     }
