@@ -201,6 +201,23 @@ int32_t lowrank_model_forward_backward(lowrank_model model, const int32_t *input
 /* The AdamW step on the gradients the micro-batches since the last step added (see above). */
 int32_t lowrank_model_optimizer_step(lowrank_model model, float *loss);
 
+/* Gradients out of and into the engine, for a script that all-reduces them itself (torch.distributed,
+ * mpi4py) between lowrank_model_forward_backward and lowrank_model_optimizer_step, as mpirun ranks
+ * do inside the engine. The vector fuses every adapter tensor's gradient as f32, in the order of
+ * lowrank_model_adapter_tensor_name, each flattened row-major.
+ * gradient_count gives its length (*count); the other two take that length as count. */
+int32_t lowrank_model_gradient_count(lowrank_model model, int64_t *count);
+/* Copies the gradients accumulated since the last optimizer step into values, as sums weighted
+ * by each micro-batch's predicted tokens, and the tokens they are weighted by into *tokens: adding
+ * the vectors and counts of several processes gives those of all their micro-batches as one batch.
+ * With nothing accumulated, zeros and 0 tokens (a process with no rows in a step still joins it). */
+int32_t lowrank_model_gradients(lowrank_model model, float *values, int64_t count, double *tokens);
+/* Replaces the accumulated gradients with values (as lowrank_model_gradients gives them, typically
+ * summed over processes) weighted by tokens, a whole number; the next optimizer step divides by it.
+ * A NaN or infinity is refused, naming the tensor. The optimizer step's loss stays this process's own
+ * mean over its micro-batches (0 with none). */
+int32_t lowrank_model_set_gradients(lowrank_model model, const float *values, int64_t count, double tokens);
+
 /* Writes a checkpoint into folder, whole or not at all (built beside it and renamed): the
  * adapter in PEFT's format, the optimizer's moments (optimizer.safetensors) and trainer_state.json
  * with the step and every loss so far. Gradients accumulated without their optimizer step would be

@@ -64,8 +64,8 @@ import LowRankModels
         let out = try ABI.required(loss, "loss")
         out.pointee = try HandleTable.model(model).withState { state in
             let training = try state.currentTraining()
-            guard training.pendingMicroBatches > 0 else {
-                throw ABIError(LOWRANK_STATE, "no gradients to apply: call lowrank_model_forward_backward at least once since the last optimizer step")
+            guard training.hasPendingGradients else {
+                throw ABIError(LOWRANK_STATE, "no gradients to apply: call lowrank_model_forward_backward (or lowrank_model_set_gradients) since the last optimizer step")
             }
             return try training.applyAccumulated()
         }

@@ -17,8 +17,8 @@ extension AdapterTraining {
     /// are recovered. `extra` joins the step, losses and settings in the state file. An adapter
     /// tensor holding a NaN or infinity is an error naming it, and nothing is written.
     public func writeCheckpoint(to folder: String, extra: [String: JSON] = [:]) throws {
-        guard pendingMicroBatches == 0 else {
-            throw LowRankError(.invalidArgument, "the gradients of \(pendingMicroBatches) micro-batches await their optimizer step, which a checkpoint would lose: take it first",
+        guard !hasPendingGradients else {
+            throw LowRankError(.invalidArgument, "the gradients of \(pendingMicroBatches) micro-batches (or set from outside) await their optimizer step, which a checkpoint would lose: take it first",
                                context: [("folder", folder)])
         }
         try adapter.checkFinite(what: "a checkpoint of it")

@@ -82,7 +82,7 @@ public final class AdapterTraining {
     public func applyAccumulated(across group: ProcessGroup? = nil) throws -> Float {
         var p: Pending
         if let group, group.size > 1 {
-            p = try summed(pending, over: group)
+            p = try summed(over: group)
         } else if let local = pending {
             p = local
         } else {
@@ -100,6 +100,9 @@ public final class AdapterTraining {
     /// Micro-batches accumulated since the last optimizer step.
     public var pendingMicroBatches: Int { pending?.microBatches ?? 0 }
 
+    /// Whether gradients await the optimizer step: accumulated, or set by `setPendingGradients`.
+    public var hasPendingGradients: Bool { pending != nil }
+
     struct Pending {
         var gradients: [Tensor]
         var tokens: Int
@@ -107,7 +110,7 @@ public final class AdapterTraining {
         var microBatches: Int
     }
 
-    private var pending: Pending?
+    var pending: Pending?
 
     /// The dropout seed of a micro-batch: drawn from the run's seed and the step, so that a step
     /// of one batch draws what `Trainer` always has.

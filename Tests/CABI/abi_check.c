@@ -3,6 +3,7 @@
  * tools/test.sh builds and runs it; it prints what failed and exits non-zero. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lowrank.h"
@@ -64,6 +65,24 @@ int main(void) {
     EXPECT(lowrank_model_read_adapter_tensor(model, tensor, magnitude, 63) == LOWRANK_SHAPE_MISMATCH, "a short buffer");
     EXPECT(lowrank_model_write_adapter_tensor(model, tensor, magnitude, 64) == LOWRANK_OK, "write");
 
+    /* Gradients out and back in, as a torch.distributed script all-reduces them. */
+    int64_t gradient_count = 0;
+    EXPECT(lowrank_model_gradient_count(model, &gradient_count) == LOWRANK_OK && gradient_count > 64, "%lld gradients", (long long)gradient_count);
+    float *gradients = calloc((size_t)gradient_count, sizeof *gradients);
+    double tokens = -1;
+    EXPECT(lowrank_model_gradients(model, gradients, gradient_count, &tokens) == LOWRANK_OK && tokens == 0, "%g tokens before any", tokens);
+    EXPECT(lowrank_model_forward_backward(model, ids, NULL, 2, 8, &loss) == LOWRANK_OK, "forward_backward");
+    EXPECT(lowrank_model_gradients(model, gradients, gradient_count, &tokens) == LOWRANK_OK && tokens == 14, "%g tokens", tokens);
+    EXPECT(lowrank_model_gradients(model, gradients, gradient_count - 1, &tokens) == LOWRANK_SHAPE_MISMATCH, "a short gradient buffer");
+    EXPECT(lowrank_model_set_gradients(model, gradients, gradient_count, 1.5) == LOWRANK_INVALID_ARGUMENT, "half a token");
+    gradients[0] = NAN;
+    EXPECT(lowrank_model_set_gradients(model, gradients, gradient_count, 28) == LOWRANK_NUMERICAL
+           && strstr(lowrank_last_error(), "lora_A") != NULL, "a NaN gradient");
+    gradients[0] = 0;
+    EXPECT(lowrank_model_set_gradients(model, gradients, gradient_count, 28) == LOWRANK_OK, "set gradients");
+    EXPECT(lowrank_model_optimizer_step(model, &loss) == LOWRANK_OK && isfinite(loss), "optimizer step");
+    free(gradients);
+
     ids[5] = 256;
     EXPECT(lowrank_model_step(model, ids, NULL, 2, 8, &loss) == LOWRANK_INVALID_ARGUMENT
            && strstr(lowrank_last_error(), "row 0, position 5") != NULL, "an id outside the vocabulary");
@@ -110,6 +129,10 @@ int main(void) {
     EXPECT(lowrank_model_step(model, ids, NULL, 2, 8, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL loss");
     EXPECT(lowrank_model_loss(model, NULL, NULL, 2, 8, &loss) == LOWRANK_INVALID_ARGUMENT, "NULL ids");
     EXPECT(lowrank_model_step_count(model, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL steps");
+    EXPECT(lowrank_model_gradient_count(model, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL count");
+    EXPECT(lowrank_model_gradients(model, NULL, gradient_count, &tokens) == LOWRANK_INVALID_ARGUMENT, "NULL values");
+    EXPECT(lowrank_model_gradients(model, magnitude, gradient_count, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL tokens");
+    EXPECT(lowrank_model_set_gradients(model, NULL, gradient_count, 1) == LOWRANK_INVALID_ARGUMENT, "NULL values");
     const char bad_utf8[] = {(char)0xC3, 0x28, 0};
     EXPECT(lowrank_model_load_adapter(model, bad_utf8) == LOWRANK_INVALID_ARGUMENT
            && strstr(lowrank_last_error(), "UTF-8") != NULL, "a folder that is not UTF-8");

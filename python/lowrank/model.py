@@ -160,6 +160,37 @@ class Model(NativeHandle):
         check(lib.lowrank_model_optimizer_step(self._handle, ctypes.byref(loss)))
         return loss.value
 
+    def gradients(self) -> tuple:
+        """The gradients accumulated by forward_backward() since the last optimizer_step(), for a
+        script that all-reduces them itself (torch.distributed, mpi4py): (vector, tokens), the
+        vector one float32 array of every adapter tensor's gradient flattened in
+        adapter_state_dict() order, as sums weighted by each micro-batch's predicted tokens, and
+        tokens the count they are weighted by. Summing both over processes and handing them to
+        set_gradients() steps as one batch of all their rows. Zeros and 0 with nothing accumulated."""
+        out = np.empty(self._gradient_count(), dtype=np.float32)
+        tokens = ctypes.c_double(0)
+        check(lib.lowrank_model_gradients(self._handle, out.ctypes.data_as(_float_p), out.size, ctypes.byref(tokens)))
+        return out, int(tokens.value)
+
+    def set_gradients(self, vector, tokens: int) -> None:
+        """Replaces the accumulated gradients with `vector` (as gradients() gives it, typically
+        summed over processes) weighted by `tokens` predicted tokens; optimizer_step() then takes
+        the step with them. Its loss stays this process's own mean over its micro-batches."""
+        array = np.asarray(vector)
+        if array.dtype.kind != "f":
+            raise DTypeError(f"gradients take floating-point values, not {array.dtype}")
+        count = self._gradient_count()
+        if array.shape != (count,):
+            raise ShapeError(f"the gradient vector has shape ({count},), the values {array.shape}")
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        check(lib.lowrank_model_set_gradients(self._handle, array.ctypes.data_as(_float_p), count,
+                                              _integer(tokens, "tokens", 0, 2**53)))
+
+    def _gradient_count(self) -> int:
+        count = ctypes.c_int64(0)
+        check(lib.lowrank_model_gradient_count(self._handle, ctypes.byref(count)))
+        return count.value
+
     def loss(self, input_ids, labels=None) -> float:
         """The loss of a batch without training (no dropout)."""
         return self._run(lib.lowrank_model_loss, input_ids, labels)
