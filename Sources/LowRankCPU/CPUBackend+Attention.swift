@@ -2,37 +2,59 @@ import Glibc
 import LowRankCore
 
 extension CPUBackend {
-    /// Causal softmax attention with grouped KV heads, one (row, query head) at a time: scores,
-    /// their maximum, `out = Σ exp(s − max)·v / Σ exp(s − max)` and `logsumexp`, all in f32
-    /// (`Shaders/attention.comp` is the twin).
+    /// Causal softmax attention with grouped KV heads as PyTorch's CPU flash attention runs it:
+    /// per (sequence, query head, query block), key blocks through sgemm and an online softmax,
+    /// `out = Σ exp(s − max)·v / Σ exp(s − max)` and `logsumexp` (`Shaders/attention.comp` is the twin).
+    /// Scores and products are f32; each row's running denominator is f64.
     func attention(_ o: AttentionOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
-        let dims = AttentionDims(o, q: inputs[0], k: inputs[1])
+        let blocks = AttentionBlocks(o, q: inputs[0], k: inputs[1])
         let logsumexp = pointer(outputs[1]).assumingMemoryBound(to: Float.self)
         withFloats(Array(inputs[0...2])) { views in
             let (q, k, v) = (views[0], views[1], views[2])
             producing(outputs[0]) { out in
-                parallelFor(dims.t * dims.hq, minimumPerThread: 16) { r in
-                    var scores = [Float](repeating: 0, count: dims.sequence)
-                    for index in r {
-                        let (row, h) = (index / dims.hq, index % dims.hq)
-                        let keys = dims.keys(row), qBase = index * dims.d
-                        var largest = -Float.infinity
-                        for j in keys {
-                            let s = dims.dot(q, qBase, k, dims.kvBase(j, h)) * dims.scale
-                            scores[j - keys.lowerBound] = s
-                            largest = Swift.max(largest, s)
-                        }
-                        var sum: Float = 0
-                        for j in keys {
-                            let e = expf(scores[j - keys.lowerBound] - largest)
-                            scores[j - keys.lowerBound] = e
-                            sum += e
-                        }
-                        logsumexp[index] = largest + logf(sum)
-                        for c in 0..<dims.d {
-                            var acc: Float = 0
-                            for j in keys { acc += scores[j - keys.lowerBound] * v[dims.kvBase(j, h) + c] }
-                            out[qBase + c] = acc / sum
+                let perHead = blocks.queryBlocksPerSequence
+                parallelFor(blocks.sequences * blocks.hq * perHead, minimumPerThread: 1) { items in
+                    withScratch(AttentionBlocks.queryRows * AttentionBlocks.keyRows) { scores in
+                        var largest = [Float](repeating: 0, count: AttentionBlocks.queryRows)
+                        var sums = [Double](repeating: 0, count: AttentionBlocks.queryRows)
+                        for item in items {
+                            let (sequence, h) = (item / (blocks.hq * perHead), item / perHead % blocks.hq)
+                            let rows = blocks.queryBlock(sequence, item % perHead)
+                            let qRows = q + blocks.qOffset(rows.lowerBound, h), oRows = out + blocks.qOffset(rows.lowerBound, h)
+                            largest.withUnsafeMutableBufferPointer { $0.update(repeating: -.infinity) }
+                            sums.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+                            for keys in blocks.keyBlocks(through: rows) {
+                                let first = keys.lowerBound == blocks.start(sequence)
+                                let kv = blocks.kvOffset(keys.lowerBound, h / blocks.group)
+                                blocks.gemm(qRows, blocks.qStride, k + kv, blocks.kvStride, transposeB: true, scores, keys.count,
+                                            m: rows.count, n: keys.count, k: blocks.d, alpha: blocks.scale, beta: 0)
+                                for i in 0..<rows.count {
+                                    let p = scores + i * keys.count, seen = blocks.visible(row: rows.lowerBound + i, keys)
+                                    guard seen > 0 else { p.update(repeating: 0, count: keys.count); continue }
+                                    var blockLargest = -Float.infinity
+                                    for j in 0..<seen { blockLargest = Swift.max(blockLargest, p[j]) }
+                                    let running = Swift.max(largest[i], blockLargest)
+                                    var blockSum: Double = 0
+                                    for j in 0..<seen { p[j] = expf(p[j] - running); blockSum += Double(p[j]) }
+                                    for j in seen..<keys.count { p[j] = 0 }
+                                    // A larger maximum rescales what earlier key blocks summed.
+                                    if !first && running > largest[i] {
+                                        let correction = expf(largest[i] - running)
+                                        sums[i] *= Double(correction)
+                                        let row = oRows + i * blocks.qStride
+                                        for c in 0..<blocks.d { row[c] *= correction }
+                                    }
+                                    largest[i] = running
+                                    sums[i] += blockSum
+                                }
+                                blocks.gemm(scores, keys.count, v + kv, blocks.kvStride, transposeB: false, oRows, blocks.qStride,
+                                            m: rows.count, n: blocks.d, k: keys.count, alpha: 1, beta: first ? 0 : 1)
+                            }
+                            for i in 0..<rows.count {
+                                let row = oRows + i * blocks.qStride, inverse = Float(1 / sums[i])
+                                for c in 0..<blocks.d { row[c] *= inverse }
+                                logsumexp[(rows.lowerBound + i) * blocks.hq + h] = Float(Double(largest[i]) + log(sums[i]))
+                            }
                         }
                     }
                 }
@@ -40,47 +62,65 @@ extension CPUBackend {
         }
     }
 
-    /// dq per (row, query head) over its keys; dk and dv per (key row, KV head) over the query
-    /// heads of its group and the rows that see it, in order: no two threads write one value.
-    /// `P = exp(s − logsumexp)`, `dS = P·(G·v − Σ G⊙out)`.
+    /// One pass per (sequence, KV head): for each key block, the query heads of its group and the
+    /// query blocks that see it recompute `P = exp(s − logsumexp)` and `dS = P·(G·vᵀ − Σ G⊙out)`,
+    /// then add `Pᵀ·G` to dv, `dSᵀ·q` to dk and `dS·k` to dq through sgemm. That pass alone writes
+    /// those rows of dq, dk and dv, always in the same order, so results do not depend on threads.
     func attentionBackward(_ o: AttentionOptions, _ operands: AttentionBackwardOperands<Tensor>, _ outputs: [Tensor]) throws {
-        let dims = AttentionDims(o, q: operands.q, k: operands.k)
+        let blocks = AttentionBlocks(o, q: operands.q, k: operands.k)
         let logsumexp = pointer(operands.logsumexp).assumingMemoryBound(to: Float.self)
         withFloats([operands.gradient, operands.q, operands.k, operands.v, operands.out]) { views in
             let (g, q, k, v, out) = (views[0], views[1], views[2], views[3], views[4])
-            withScratch(dims.t * dims.hq) { delta in
-                for index in 0..<(dims.t * dims.hq) { delta[index] = dims.dot(g, index * dims.d, out, index * dims.d) }
-                // The softmax weight and score gradient of query (row, h) for key j.
-                let weights = { (index: Int, j: Int) -> (p: Float, ds: Float) in
-                    let h = index % dims.hq, kv = dims.kvBase(j, h)
-                    let p = expf(dims.dot(q, index * dims.d, k, kv) * dims.scale - logsumexp[index])
-                    return (p, p * (dims.dot(g, index * dims.d, v, kv) - delta[index]))
-                }
-                producing(outputs[0]) { dq in
-                    parallelFor(dims.t * dims.hq, minimumPerThread: 16) { r in
-                        for index in r {
-                            let base = index * dims.d
-                            for c in 0..<dims.d { dq[base + c] = 0 }
-                            for j in dims.keys(index / dims.hq) {
-                                let ds = weights(index, j).ds * dims.scale, kv = dims.kvBase(j, index % dims.hq)
-                                for c in 0..<dims.d { dq[base + c] += ds * k[kv + c] }
-                            }
-                        }
+            withScratch(blocks.t * blocks.hq) { delta in
+                parallelFor(blocks.t * blocks.hq, minimumPerThread: 64) { r in
+                    for index in r {
+                        var s: Float = 0
+                        for c in 0..<blocks.d { s += g[index * blocks.d + c] * out[index * blocks.d + c] }
+                        delta[index] = s
                     }
                 }
-                producing(outputs[1]) { dk in
-                    producing(outputs[2]) { dv in
-                        parallelFor(dims.t * dims.hkv, minimumPerThread: 16) { r in
-                            for kvIndex in r {
-                                let (j, kh) = (kvIndex / dims.hkv, kvIndex % dims.hkv), base = kvIndex * dims.d
-                                for c in 0..<dims.d { dk[base + c] = 0; dv[base + c] = 0 }
-                                for h in (kh * dims.group)..<((kh + 1) * dims.group) {
-                                    for row in dims.queries(j) {
-                                        let index = row * dims.hq + h
-                                        let (p, ds) = weights(index, j)
-                                        for c in 0..<dims.d {
-                                            dv[base + c] += p * g[index * dims.d + c]
-                                            dk[base + c] += ds * dims.scale * q[index * dims.d + c]
+                producing(outputs[0]) { dq in
+                    producing(outputs[1]) { dk in
+                        producing(outputs[2]) { dv in
+                            parallelFor(blocks.sequences * blocks.hkv, minimumPerThread: 1) { items in
+                                withScratch(2 * AttentionBlocks.queryRows * AttentionBlocks.keyRows) { scratch in
+                                    let (p, ds) = (scratch, scratch + AttentionBlocks.queryRows * AttentionBlocks.keyRows)
+                                    for item in items {
+                                        let (sequence, kh) = (item / blocks.hkv, item % blocks.hkv)
+                                        let heads = (kh * blocks.group)..<((kh + 1) * blocks.group)
+                                        let rows = blocks.start(sequence)..<(blocks.start(sequence) + blocks.sequence)
+                                        for row in rows {
+                                            (dk + blocks.kvOffset(row, kh)).update(repeating: 0, count: blocks.d)
+                                            (dv + blocks.kvOffset(row, kh)).update(repeating: 0, count: blocks.d)
+                                            (dq + blocks.qOffset(row, heads.lowerBound)).update(repeating: 0, count: heads.count * blocks.d)
+                                        }
+                                        for keys in blocks.keyBlocks(sequence) {
+                                            let kv = blocks.kvOffset(keys.lowerBound, kh), n = keys.count
+                                            for h in heads {
+                                                for queries in blocks.queryBlocks(seeing: keys) {
+                                                    let m = queries.count, at = blocks.qOffset(queries.lowerBound, h)
+                                                    blocks.gemm(q + at, blocks.qStride, k + kv, blocks.kvStride, transposeB: true, p, n,
+                                                                m: m, n: n, k: blocks.d, alpha: blocks.scale, beta: 0)
+                                                    blocks.gemm(g + at, blocks.qStride, v + kv, blocks.kvStride, transposeB: true, ds, n,
+                                                                m: m, n: n, k: blocks.d, alpha: 1, beta: 0)
+                                                    for i in 0..<m {
+                                                        let index = (queries.lowerBound + i) * blocks.hq + h
+                                                        let seen = blocks.visible(row: queries.lowerBound + i, keys)
+                                                        let pRow = p + i * n, dsRow = ds + i * n
+                                                        for j in 0..<Swift.max(seen, 0) {
+                                                            pRow[j] = expf(pRow[j] - logsumexp[index])
+                                                            dsRow[j] = pRow[j] * (dsRow[j] - delta[index])
+                                                        }
+                                                        for j in Swift.max(seen, 0)..<n { pRow[j] = 0; dsRow[j] = 0 }
+                                                    }
+                                                    blocks.gemm(p, n, g + at, blocks.qStride, transposeA: true, transposeB: false, dv + kv, blocks.kvStride,
+                                                                m: n, n: blocks.d, k: m, alpha: 1, beta: 1)
+                                                    blocks.gemm(ds, n, q + at, blocks.qStride, transposeA: true, transposeB: false, dk + kv, blocks.kvStride,
+                                                                m: n, n: blocks.d, k: m, alpha: blocks.scale, beta: 1)
+                                                    blocks.gemm(ds, n, k + kv, blocks.kvStride, transposeB: false, dq + at, blocks.qStride,
+                                                                m: m, n: blocks.d, k: n, alpha: blocks.scale, beta: 1)
+                                                }
+                                            }
                                         }
                                     }
                                 }
@@ -90,31 +130,5 @@ extension CPUBackend {
                 }
             }
         }
-    }
-}
-
-/// Shapes and index arithmetic of one attention op.
-private struct AttentionDims {
-    let t, hq, hkv, d, group, sequence: Int
-    let scale: Float
-
-    init(_ o: AttentionOptions, q: Tensor, k: Tensor) {
-        (t, hq, d, hkv) = (q.shape[0], q.shape[1], q.shape[2], k.shape[1])
-        group = hq / hkv
-        sequence = o.sequenceLength
-        scale = o.scale(headDim: d)
-    }
-
-    /// The key rows query row `row` attends to: its sequence's start through itself.
-    func keys(_ row: Int) -> ClosedRange<Int> { (row / sequence * sequence)...row }
-    /// The query rows that attend to key row `j`: itself through its sequence's end.
-    func queries(_ j: Int) -> ClosedRange<Int> { j...((j / sequence + 1) * sequence - 1) }
-    /// Where key or value row `j` of query head `h`'s KV head starts.
-    func kvBase(_ j: Int, _ h: Int) -> Int { (j * hkv + h / group) * d }
-
-    func dot(_ a: UnsafeMutablePointer<Float>, _ i: Int, _ b: UnsafeMutablePointer<Float>, _ j: Int) -> Float {
-        var s: Float = 0
-        for c in 0..<d { s += a[i + c] * b[j + c] }
-        return s
     }
 }
