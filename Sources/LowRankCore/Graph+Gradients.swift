@@ -119,6 +119,11 @@ extension Graph {
             try t.dtype == dtypeOf(id) ? t : self.apply(.cast(dtypeOf(id)), [t], label: label)[0]
         }
         let intoInput = { (t: GraphTensor, i: Int) in try into(t, node.inputs[i]) }
+        // A LoRA or DoRA layer adds its bias once, after the branch, so the bias's gradient (PEFT's
+        // bias="all"/"lora_only") is G summed over the rows; nil where the bias is frozen.
+        let biasGradient = { (bias: Int, needed: Bool?) throws -> GraphTensor? in
+            needed == true ? try into(try self.sumLeading(g, to: self.values[bias].descriptor.shape, label: label), bias) : nil
+        }
         switch op {
         case .matmul(let o):
             let (a, b) = (try input(0), try input(1))
@@ -158,11 +163,7 @@ extension Graph {
             return [needs[0] ? dp : nil, needs[1] ? try intoInput(try apply(.scale(-1), [dp], label: label)[0], 1) : nil]
         case .loraForward(let o):
             let operands = LoRAForwardOperands(node.inputs, o)
-            // The bias is added once after the branch, so its gradient (PEFT's bias="all"/"lora_only")
-            // is G summed over the rows.
-            let dbias = try operands.bias.flatMap { bias in
-                LoRAForwardOperands(needs, o).bias == true ? try into(try sumLeading(g, to: values[bias].descriptor.shape, label: label), bias) : nil
-            }
+            let dbias = try operands.bias.map { try biasGradient($0, LoRAForwardOperands(needs, o).bias) }
             var backward = o
             backward.hasBias = false
             backward.outputDType = try dtypeOf(operands.x)
@@ -173,7 +174,7 @@ extension Graph {
             // W is frozen: the kernel forms no gradient for it.
             var grads = operands.map { _ -> GraphTensor? in nil }
             (grads.x, grads.a, grads.b) = (d[0], try into(d[1], operands.a), try into(d[2], operands.b))
-            if operands.bias != nil { grads.bias = .some(dbias) }
+            grads.bias = dbias
             return grads.values
         case .doraForward(let o):
             let operands = DoRAForwardOperands(node.inputs, o)
@@ -181,10 +182,7 @@ extension Graph {
                 throw LowRankError(.invalidArgument, "\(node.label): the magnitude is trainable but this dora_forward was built with trainableMagnitude: false",
                                    context: [("op", node.label)])
             }
-            // DoRA composes the branch with the base output less its bias, then adds the bias once.
-            let dbias = try operands.bias.flatMap { bias in
-                DoRAForwardOperands(needs, o).bias == true ? try into(try sumLeading(g, to: values[bias].descriptor.shape, label: label), bias) : nil
-            }
+            let dbias = try operands.bias.map { try biasGradient($0, DoRAForwardOperands(needs, o).bias) }
             var backward = o
             backward.lora.hasBias = false
             backward.lora.outputDType = try dtypeOf(operands.x)
@@ -197,7 +195,7 @@ extension Graph {
             var grads = operands.map { _ -> GraphTensor? in nil }
             (grads.x, grads.a, grads.b) = (d.dx, try into(d.dA, operands.a), try into(d.dB, operands.b))
             grads.magnitude = try d.dm.map { try into($0, operands.magnitude) }
-            if operands.bias != nil { grads.bias = .some(dbias) }
+            grads.bias = dbias
             return grads.values
         case .transpose(let axes):
             let inverse = axes.indices.map { axes.firstIndex(of: $0)! }

@@ -489,9 +489,7 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             try check.count(3)
             try check.floating()
             try check.equal(inputs[1].shape, inputs[0].shape, "the shapes of prediction and target")
-            guard inputs[2].shape.count == 1, inputs[2].dtype == .f32 else {
-                throw check.error(.shapeMismatch, "the loss gradient is one f32 value, got \(inputs[2])")
-            }
+            try check.lossGradient(inputs[2])
             return [inputs[0]]
         case .clipCoefficient(let maxNorm):
             try check.count(1)
@@ -577,9 +575,7 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             let logits = try check.matrix(operands.logits, "logits")
             try check.equal(try check.ids(1), logits.0, "the number of labels and the logits' rows")
             try check.vector(operands.logsumexp, "the logsumexp", logits.0)
-            guard operands.lossGradient.shape.count == 1, operands.lossGradient.dtype == .f32 else {
-                throw check.error(.shapeMismatch, "the loss gradient is one f32 value, got \(operands.lossGradient)")
-            }
+            try check.lossGradient(operands.lossGradient)
             return [inputs[0]]
         case .linearCrossEntropy(let o):
             try check.count(3)
@@ -590,9 +586,7 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             let operands = LinearCrossEntropyBackwardOperands(inputs)
             let (t, v, d) = try check.linearCrossEntropy(o, hidden: operands.hidden, weight: operands.weight, labels: 2)
             try check.vector(operands.logsumexp, "the logsumexp", t)
-            guard operands.lossGradient.shape.count == 1, operands.lossGradient.dtype == .f32 else {
-                throw check.error(.shapeMismatch, "the loss gradient is one f32 value, got \(operands.lossGradient)")
-            }
+            try check.lossGradient(operands.lossGradient)
             return [operands.hidden] + (weightGradient ? [TensorDescriptor([v, d], .f32)] : [])
         case .adamW(let o):
             try check.count(4)
@@ -626,6 +620,13 @@ private struct OpCheck {
 
     func count(_ n: Int) throws {
         guard inputs.count == n else { throw error(.invalidArgument, "takes \(n) inputs, got \(inputs.count)") }
+    }
+
+    /// A loss's backward starts from dLoss: one f32 value.
+    func lossGradient(_ value: TensorDescriptor) throws {
+        guard value.shape.count == 1, value.dtype == .f32 else {
+            throw error(.shapeMismatch, "the loss gradient is one f32 value, got \(value)")
+        }
     }
 
     /// Every input is f32, f16 or bf16, except that those at `quantizedAt` (a frozen weight) may
