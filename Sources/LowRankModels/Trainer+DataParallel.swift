@@ -41,8 +41,7 @@ extension Trainer {
             let bytes = try group.broadcast(root ? FileIO.read(folder + "/" + name) : [])
             if !root { try bytes.withUnsafeBytes { try FileIO.writeAtomically(folder + "/" + name, $0) } }
         }
-        try training.restore(fromCheckpoint: folder, state: try AdapterTraining.checkpointState(in: folder))
-        return step
+        return try restore(fromCheckpoint: folder, state: try AdapterTraining.checkpointState(in: folder))
     }
 
     /// A new folder under `TMPDIR` (or /tmp) for a checkpoint received from rank 0.

@@ -210,7 +210,13 @@ public final class Trainer {
         guard let output, let latest = Self.checkpoints(in: output).first else { return nil }
         let state = try AdapterTraining.checkpointState(in: latest.path)
         try AdapterTraining.refuseMismatch(state, runRecord, folder: latest.path)
-        try training.restore(fromCheckpoint: latest.path, state: state)
+        return try restore(fromCheckpoint: latest.path, state: state)
+    }
+
+    /// The adapter, the optimizer, the step and the validation record from a checked checkpoint;
+    /// returns the step.
+    func restore(fromCheckpoint folder: String, state: JSON) throws -> Int {
+        try training.restore(fromCheckpoint: folder, state: state)
         restoreValidation(from: state)
         return step
     }

@@ -131,7 +131,8 @@ struct Train: ParsableCommand {
         }
 
         let trainer = try Trainer(model: llama, adapter: adapter, data: dataset, settings: settings, output: output, group: group)
-        if let validData, let model {
+        // Rank 0 alone prints, records and keeps checkpoints, so it alone evaluates the held-out data.
+        if leader, let validData, let model {
             let held = try textData.dataset(validData, modelFolder: model, vocabularySize: llama.config.vocabularySize, maxLength: seqLen)
             trainer.validation = try TrainingValidation(data: held, every: evalEvery ?? trainer.totalSteps, batchSize: settings.batchSize, model: llama, adapter: adapter)
         }
