@@ -14,7 +14,7 @@ public struct GoldenCase: Sendable {
     public let path: String
     /// The file's name without `.safetensors`.
     public var name: String {
-        let file = path.split(separator: "/").last.map(String.init) ?? path
+        let file = FileIO.lastComponent(path)
         return file.hasSuffix(".safetensors") ? String(file.dropLast(".safetensors".count)) : file
     }
 

@@ -105,8 +105,7 @@ final class PipelineStore: @unchecked Sendable {
 
     func pipeline(_ key: PipelineKey) throws -> Pipeline {
         if let p = state.withLock({ $0.pipelines[key] }) { return p }
-        let words = key.shader.usesCooperativeMatrices ? try PrecompiledShaders.spirv(key.shader, defines: key.defines)
-            : try compiler.spirv(key.shader.rawValue, defines: key.defines.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+        let words = try key.shader.spirv(defines: key.defines, compiler: compiler)
         let layouts = try self.layouts(key.bindings)
         let (setLayout, layout) = (layouts.set, layouts.pipeline)
 

@@ -28,3 +28,12 @@ enum PrecompiledShaders {
         return words
     }
 }
+
+extension Shader {
+    /// This shader's SPIR-V for `defines`: compiled ahead of time for the cooperative-matrix shaders
+    /// (bookworm's glslang cannot compile them), else by `compiler` and its caches.
+    func spirv(defines: [String: String], compiler: ShaderCompiler) throws -> [UInt32] {
+        if usesCooperativeMatrices { return try PrecompiledShaders.spirv(self, defines: defines) }
+        return try compiler.spirv(rawValue, defines: defines.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+    }
+}

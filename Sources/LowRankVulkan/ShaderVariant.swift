@@ -39,10 +39,7 @@ public struct ShaderVariant: Sendable {
     /// Its SPIR-V, from where the device path takes it: compiled ahead of time for the
     /// cooperative-matrix shaders (`PrecompiledShaders`), else the shared compiler and its caches.
     public func spirv() throws -> [UInt32] {
-        if source.usesCooperativeMatrices {
-            return try PrecompiledShaders.spirv(source, defines: Dictionary(uniqueKeysWithValues: defines))
-        }
-        return try ShaderCompiler.shared.spirv(shader, defines: defines)
+        try source.spirv(defines: Dictionary(uniqueKeysWithValues: defines), compiler: .shared)
     }
 
     /// Whether `spirv` declares the `CooperativeMatrixKHR` capability: a variant on the

@@ -88,7 +88,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         var fullSubgroups = VkPhysicalDeviceSubgroupSizeControlFeatures()
         fullSubgroups.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES
         fullSubgroups.computeFullSubgroups = 1
-        let usesCooperativeMatrices = (try? CoopmatTile.choose(for: info).get()) != nil
+        let usesCooperativeMatrices = (try? coopmat.get()) != nil
         let extensions = usesCooperativeMatrices ? [VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME, DeviceFeatureSet.subgroupSizeControlExtension] : []
         var supportedFeatures = VkPhysicalDeviceFeatures2()
         supportedFeatures.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2
