@@ -15,7 +15,8 @@ struct BytePairEncoding: Sendable {
     let merges: [UInt64: Merge]
     let unknownID: Int32?
     let fuseUnknown: Bool
-    let byteFallback: Bool
+    /// With `byte_fallback`, each byte's `<0xHH>` id (nil where the vocabulary lacks it), looked up once.
+    let byteFallbackIDs: [Int32?]?
     let ignoreMerges: Bool
 
     init(_ json: TokenizerJSON) throws {
@@ -67,7 +68,10 @@ struct BytePairEncoding: Sendable {
             unknownID = nil
         }
         fuseUnknown = try json.bool("fuse_unk", default: false)
-        byteFallback = try json.bool("byte_fallback", default: false)
+        byteFallbackIDs = try json.bool("byte_fallback", default: false) ? (0...255).map { [vocab] byte in
+            let digits = Array("0123456789ABCDEF".utf8)
+            return vocab.value(Array("<0x".utf8) + [digits[byte >> 4], digits[byte & 15], UInt8(ascii: ">")])
+        } : nil
         ignoreMerges = try json.bool("ignore_merges", default: false)
     }
 
@@ -102,8 +106,8 @@ struct BytePairEncoding: Sendable {
                 symbols.append(id)
                 continue
             }
-            if byteFallback {
-                let byteIDs = character.map { vocab.value(Array("<0x\(hexByte($0))>".utf8)) }
+            if let byteFallbackIDs {
+                let byteIDs = character.map { byteFallbackIDs[Int($0)] }
                 if byteIDs.allSatisfy({ $0 != nil }) {
                     symbols += byteIDs.map { $0! }
                     continue
@@ -115,11 +119,6 @@ struct BytePairEncoding: Sendable {
         }
         if pendingUnknown, let unknownID { symbols.append(unknownID) }
         return symbols
-    }
-
-    private func hexByte(_ b: UInt8) -> String {
-        let digits = Array("0123456789ABCDEF".utf8)
-        return String(decoding: [digits[Int(b >> 4)], digits[Int(b & 15)]], as: UTF8.self)
     }
 
     /// Applies merges lowest rank first, leftmost first among equal ranks, as the library's
