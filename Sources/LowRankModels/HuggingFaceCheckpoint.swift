@@ -63,6 +63,11 @@ public struct HuggingFaceCheckpoint: Sendable {
         try checkTensors()
     }
 
+    /// The dtype each matrix loads as: `override` when given, else the checkpoint's own (from its headers).
+    public func matrixDType(_ override: DType?) -> @Sendable (String) throws -> DType {
+        { name in try override ?? file(containing: name).entry(name).dtype }
+    }
+
     public func file(containing name: String) throws -> SafetensorsFile {
         guard let i = location[name] else {
             throw LowRankError(.fileFormat, "the checkpoint has no tensor \(name)", context: [("folder", folder), ("tensor", name)])

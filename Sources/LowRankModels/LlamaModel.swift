@@ -26,7 +26,7 @@ public final class LlamaModel {
             throw LowRankError(.invalidArgument, "--dtype takes f32, bf16 or f16, not \(dtype)")
         }
         try self.init(config: checkpoint.config, name: checkpoint.folder, on: backend, quantize: quantize,
-                      matrixDType: { name in try dtype ?? checkpoint.file(containing: name).entry(name).dtype }) { name, dtype in
+                      matrixDType: checkpoint.matrixDType(dtype)) { name, dtype in
             try checkpoint.tensor(name, as: dtype, on: backend)
         }
     }

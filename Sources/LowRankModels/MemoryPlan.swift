@@ -109,8 +109,7 @@ extension MemoryPlan.Run {
     public static func weightDType(folder: String, dtype: DType?) throws -> @Sendable (String) throws -> DType {
         if let dtype { return { _ in dtype } }
         if FileIO.exists(folder + "/model.safetensors") || FileIO.exists(folder + "/" + HuggingFaceCheckpoint.indexName) {
-            let checkpoint = try HuggingFaceCheckpoint(folder: folder)
-            return { try checkpoint.file(containing: $0).entry($0).dtype }
+            return try HuggingFaceCheckpoint(folder: folder).matrixDType(nil)
         }
         // transformers 5 writes `dtype`, earlier versions `torch_dtype`.
         let path = folder + "/config.json", json = try JSON.read(path, what: "the model's config")

@@ -9,12 +9,15 @@ extension Train {
                                            targets: AdapterSettings.targets(parsing: targets), baseModel: baseModel))
     }
 
-    /// The run as `MemoryPlan` plans it: the model in `folder` (its weights' dtypes from their
-    /// headers, or config.json's dtype without weight files) with this command's adapter,
-    /// batch, quantization and checkpointing, at `sequence` tokens a row.
-    func memoryRun(_ config: LlamaConfig, folder: String, sequence: Int) throws -> MemoryPlan.Run {
+    /// The run as `MemoryPlan` plans it: the model in `folder` (its weights' dtypes from the
+    /// headers of `checkpoint` when it is open, else of the folder's files, or config.json's dtype
+    /// without weight files) with this command's adapter, batch, quantization and checkpointing, at
+    /// `sequence` tokens a row.
+    func memoryRun(_ config: LlamaConfig, folder: String, checkpoint: HuggingFaceCheckpoint? = nil, sequence: Int) throws -> MemoryPlan.Run {
         let adapter = try initAdapter.map { try AdapterSettings(contentsOf: $0 + "/" + ModelAdapter.configName) } ?? newAdapterSettings(baseModel: folder)
-        return MemoryPlan.Run(config: config, weightDType: try MemoryPlan.Run.weightDType(folder: folder, dtype: weights.dtype?.dtype),
+        let dtype = weights.dtype?.dtype
+        let weightDType = try checkpoint?.matrixDType(dtype) ?? MemoryPlan.Run.weightDType(folder: folder, dtype: dtype)
+        return MemoryPlan.Run(config: config, weightDType: weightDType,
                               quantize: quantize?.dtype, adapter: adapter, batch: batchSize ?? TrainingSettings().batchSize,
                               sequence: sequence, checkpointing: gradCheckpointing)
     }

@@ -101,7 +101,7 @@ struct Train: ParsableCommand {
         if let model, let data {
             let checkpoint = try HuggingFaceCheckpoint(folder: model)
             dataset = try textData.dataset(data, modelFolder: model, vocabularySize: checkpoint.config.vocabularySize, maxLength: seqLen)
-            try checkMemory(try memoryRun(checkpoint.config, folder: model, sequence: dataset.longestRow), on: backend)
+            try checkMemory(try memoryRun(checkpoint.config, folder: model, checkpoint: checkpoint, sequence: dataset.longestRow), on: backend)
             llama = try LlamaModel(checkpoint: checkpoint, on: backend, quantize: quantize?.dtype, dtype: weights.dtype?.dtype)
         } else {
             dataset = try DefaultJob.data()
