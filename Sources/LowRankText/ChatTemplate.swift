@@ -22,8 +22,8 @@ public struct ChatTemplate {
                        extra: JinjaDictionary = JinjaDictionary()) throws -> String {
         var context = JinjaDictionary()
         context["messages"] = .list(try messages.enumerated().map { try ChatTemplate.aliasingReasoning($1, index: $0) })
-        context["tools"] = tools ?? .none
-        context["documents"] = documents ?? .none
+        context["tools"] = tools ?? JinjaValue.none
+        context["documents"] = documents ?? JinjaValue.none
         context["add_generation_prompt"] = .bool(addGenerationPrompt)
         if let bosToken { context["bos_token"] = .string(bosToken) }
         if let eosToken { context["eos_token"] = .string(eosToken) }

@@ -62,6 +62,13 @@ final class ChatTemplateFixtureTests: XCTestCase {
         }
     }
 
+    /// transformers passes `tools` and `documents` as None when not given (defined, and none), which
+    /// templates test with `tools is not none`; they read as undefined here before.
+    func testToolsAndDocumentsAreNoneWhenNotGiven() throws {
+        let template = try ChatTemplate(source: "{{ tools is none }}|{{ documents is defined }}", name: "none")
+        XCTAssertEqual(try template.render(messages: []), "True|True")
+    }
+
     func testSnippetsMatchJinja2() throws {
         let snippets = list(try fixture()["snippets"])
         XCTAssertGreaterThan(snippets.count, 25)
