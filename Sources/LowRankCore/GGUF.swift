@@ -117,3 +117,17 @@ public enum GGUF {
         public var name: String { String(describing: self).uppercased() }
     }
 }
+
+extension GGUF.TensorType {
+    /// The engine's dtype for tensors of this type, or nil where the engine has none.
+    public var dtype: DType? {
+        switch self {
+        case .f32: .f32
+        case .f16: .f16
+        case .bf16: .bf16
+        case .q8_0: .q8_0
+        case .q4_0: .q4_0
+        default: nil
+        }
+    }
+}
