@@ -175,6 +175,27 @@ struct DataParallelTests {
         }
     }
 
+    /// Two ranks on two "hosts" (network namespaces joined by a veth pair, Open MPI's TCP transport
+    /// between them: tools/mpirun-two-hosts.sh) write the files two ranks on one host write, bit for
+    /// bit, and their gradients crossed the link. Skipped where namespaces cannot be made.
+    @Test(.enabled(if: MPIRun.path != nil, Comment(rawValue: MPIRun.absent)))
+    func twoHostsEqualTwoRanksOnOneHost() throws {
+        try withTemporaryFolder { folder in
+            let script = GoldenCases.packageRoot.appendingPathComponent("tools/mpirun-two-hosts.sh").path
+            let hosts = try MPIRun.finish(try MPIRun.start(script, [LowrankBinary.path] + Self.arguments(folder + "/hosts", batchSize: 1)))
+            if hosts.status == 77 { try Test.cancel("network namespaces cannot be made here: \(hosts.output)") }
+            let local = try MPIRun.run(2, Self.arguments(folder + "/local", batchSize: 1))
+            #expect(hosts.status == 0, "\(hosts.output)")
+            #expect(local.status == 0, "\(local.output)")
+            let crossed = hosts.output.split(separator: "\n").first { $0.hasPrefix("two-hosts: ") }
+                .flatMap { Int($0.split(separator: " ")[1]) } ?? 0
+            #expect(crossed > 1000, "\(hosts.output)")
+            let (got, want) = (try CommandLineOutputTests.tree(folder + "/hosts"), try CommandLineOutputTests.tree(folder + "/local"))
+            #expect(got.keys.sorted() == want.keys.sorted())
+            for (name, bytes) in want { #expect(got[name] == bytes, "\(name) differs between two hosts and one") }
+        }
+    }
+
     /// A CPU rank and a Vulkan rank (lavapipe here) step as one CPU process with both rows.
     @Test(.enabled(if: MPIRun.path != nil, Comment(rawValue: MPIRun.absent)))
     func cpuAndVulkanRanksEqualOneProcess() throws {
