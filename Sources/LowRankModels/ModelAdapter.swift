@@ -24,11 +24,12 @@ public final class ModelAdapter {
     /// The biases that train with the adapter (PEFT's `bias: "lora_only" | "all"`), by module path
     /// in model order: f32 copies that the model's graph uses in place of its frozen biases.
     public let biases: [(path: String, tensor: Tensor)]
-    /// PiSSA's starting factors A0 and B0 by module path (empty for other initialisations): the
-    /// model's weights then hold the residual W − s·B0·A0, and `save` converts the adapter as PEFT's
+    /// How the adapter split the model's weights when it started (PiSSA, OLoRA), and its starting
+    /// factors A0 and B0 by module path: the model's weights then hold the residual W − s·B0·A0,
+    /// and `save` converts the adapter as PEFT's
     /// `save_pretrained(path_initial_model_for_weight_conversion:)` does, so that it applies to the
-    /// original model.
-    let pissaStart: [String: (a: [Float], b: [Float])]
+    /// original model. Nil for the other initialisations.
+    let split: (initialization: SplitInitialization, start: [String: (a: [Float], b: [Float])])?
 
     public static let configName = "adapter_config.json"
     public static let weightsName = "adapter_model.safetensors"
@@ -66,29 +67,35 @@ public final class ModelAdapter {
                                                        config: config, initialization: initialization, seed: moduleSeed, on: model.backend)))
         }
         biases = try Self.biasModules(settings, model, adapted: modules.map(\.path)).map { ($0, try model.weight($0 + ".bias").copy(to: model.backend)) }
-        pissaStart = [:]
+        split = nil
     }
 
-    /// A new adapter initialised by PiSSA (PEFT's `init_lora_weights="pissa"`, an exact SVD): each
-    /// targeted weight of `model` is overwritten with its residual, so the model with the adapter
-    /// is unchanged; `save` writes the adapter converted for the original model (rank 2r).
-    public init(pissa settings: AdapterSettings, on model: LlamaModel) throws {
-        guard !settings.dora else { throw LowRankError(.unsupported, "PiSSA initialises LoRA, not DoRA (PEFT's conversion for the original model has no magnitude)") }
+    /// A new adapter that starts as part of each targeted weight of `model` (PiSSA's top singular
+    /// triplets, OLoRA's first QR columns), the weight keeping the residual, so the model with
+    /// the adapter is unchanged; `save` writes the adapter converted for the original model (rank
+    /// 2r). `seed` draws the randomized SVD's test matrices (`pissa_niter_N`).
+    public init(splitting settings: AdapterSettings, by initialization: SplitInitialization, on model: LlamaModel, seed: UInt64 = 0) throws {
+        let method = initialization.peftName
+        guard !settings.dora else { throw LowRankError(.unsupported, "\(method) initialises LoRA, not DoRA (PEFT's conversion for the original model has no magnitude)") }
         guard model.projectionDType == .f32 else {
-            throw LowRankError(.unsupported, "PiSSA writes its residual into the weights, which must be f32, not quantized to \(model.projectionDType)")
+            throw LowRankError(.unsupported, "\(method) writes its residual into the weights, which must be f32, not quantized to \(model.projectionDType)")
         }
         if settings.rsLoRA, !settings.rankPattern.isEmpty || !settings.alphaPattern.isEmpty {
-            throw LowRankError(.unsupported, "PiSSA's conversion for the original model does not support rank_pattern or alpha_pattern with use_rslora (as PEFT refuses it)")
+            throw LowRankError(.unsupported, "\(method)'s conversion for the original model does not support rank_pattern or alpha_pattern with use_rslora (as PEFT refuses it)")
         }
         self.settings = settings
         let modules = try Self.targetedModules(settings, model)
         var start: [String: (a: [Float], b: [Float])] = [:]
-        layers = try modules.map { module in
-            let lora = try LoRAAdapter.pissa(weight: module.weight, config: settings.lora(for: module.path))
+        layers = try modules.enumerated().map { i, module in
+            let config = settings.lora(for: module.path)
+            let lora = switch initialization {
+            case .pissa(let iterations): try LoRAAdapter.pissa(weight: module.weight, config: config, iterations: iterations, seed: seed &+ UInt64(i))
+            case .olora: try LoRAAdapter.olora(weight: module.weight, config: config)
+            }
             start[module.path] = (try lora.a.floats(), try lora.b.floats())
             return (module.path, .lora(lora))
         }
-        pissaStart = start
+        split = (initialization, start)
         biases = try Self.biasModules(settings, model, adapted: modules.map(\.path)).map { ($0, try model.weight($0 + ".bias").copy(to: model.backend)) }
     }
 
@@ -141,7 +148,7 @@ public final class ModelAdapter {
         self.settings = settings
         self.layers = layers
         self.biases = biases
-        pissaStart = [:]
+        split = nil
     }
 
     private static func targetedModules(_ settings: AdapterSettings, _ model: LlamaModel) throws -> [(path: String, weight: Tensor)] {
@@ -164,7 +171,7 @@ public final class ModelAdapter {
     }
 
     /// Writes `adapter_config.json` and `adapter_model.safetensors` (f32) into `folder`, each
-    /// atomically. After PiSSA, as PEFT converts it for the original model: `A' = [A; A0]`,
+    /// atomically. After PiSSA or OLoRA, as PEFT converts it for the original model: `A' = [A; A0]`,
     /// `B' = [B, −B0]` (so `s'·B'·A' = s·(B·A − B0·A0)`, the change from the original weight),
     /// rank 2r, alpha 2α (√2·α with rsLoRA) and the patterns doubled.
     public func save(to folder: String) throws {
@@ -174,7 +181,7 @@ public final class ModelAdapter {
     }
 
     private var savedSettings: AdapterSettings {
-        guard !pissaStart.isEmpty else { return settings }
+        guard split != nil else { return settings }
         var s = settings
         s.rank *= 2
         s.alpha *= settings.rsLoRA ? Float(2).squareRoot() : 2
@@ -184,9 +191,9 @@ public final class ModelAdapter {
     }
 
     private func savedParameters() throws -> [(name: String, tensor: Tensor)] {
-        guard !pissaStart.isEmpty else { return parameters }
+        guard let split else { return parameters }
         return try layers.flatMap { path, layer -> [(name: String, tensor: Tensor)] in
-            let (a, b, start) = (layer.lora.a, layer.lora.b, pissaStart[path]!)
+            let (a, b, start) = (layer.lora.a, layer.lora.b, split.start[path]!)
             let (r, dOut, trained) = (a.shape[0], b.shape[0], try b.floats())
             var joined: [Float] = []
             for i in 0..<dOut {
@@ -199,7 +206,7 @@ public final class ModelAdapter {
     }
 
     /// Overwrites every tensor with the one `folder` holds under the same name (a checkpoint of
-    /// this adapter; after PiSSA, the trained factors are the first r rows of A' and columns of B').
+    /// this adapter; after PiSSA or OLoRA, the trained factors are the first r rows of A' and columns of B').
     public func restore(from folder: String) throws {
         let path = folder + "/" + Self.weightsName
         let file = try SafetensorsFile(path: path)
@@ -215,6 +222,32 @@ public final class ModelAdapter {
             }
             let values = try file.floats(name), (rows, columns) = (tensor.shape[0], tensor.shape[1])
             try tensor.assign((0..<rows).flatMap { i in values[(i * entry.shape[1])..<(i * entry.shape[1] + columns)] })
+        }
+    }
+}
+
+/// PEFT's initialisations that split each targeted weight into the adapter's start and a residual
+/// the model keeps (`init_lora_weights` values).
+public enum SplitInitialization: Sendable, Equatable {
+    /// `"pissa"` (exact SVD) or `"pissa_niter_N"` (randomized SVD with N subspace iterations).
+    case pissa(iterations: Int?)
+    /// `"olora"`: the QR decomposition.
+    case olora
+
+    /// PEFT's name, or nil for a name that is none of these.
+    public init?(peftName: String) {
+        if peftName == "pissa" { self = .pissa(iterations: nil); return }
+        if peftName == "olora" { self = .olora; return }
+        let prefix = "pissa_niter_"
+        guard peftName.hasPrefix(prefix), let n = Int(peftName.dropFirst(prefix.count)), n >= 0 else { return nil }
+        self = .pissa(iterations: n)
+    }
+
+    public var peftName: String {
+        switch self {
+        case .pissa(nil): "pissa"
+        case .pissa(let n?): "pissa_niter_\(n)"
+        case .olora: "olora"
         }
     }
 }

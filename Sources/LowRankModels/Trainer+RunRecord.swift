@@ -28,7 +28,7 @@ extension Trainer {
         // Recorded only when set, so checkpoints of runs without them still resume.
         for field in ["rank_pattern", "alpha_pattern"] where a.json[field] != .object([:]) { adapterShape[field] = a.json[field] }
         if a.bias != .none { adapterShape["bias"] = .string(a.bias.rawValue) }
-        if !adapter.pissaStart.isEmpty { adapterShape["init_lora_weights"] = .string("pissa") }
+        if let split = adapter.split { adapterShape["init_lora_weights"] = .string(split.initialization.peftName) }
         return [("batch_size", .number(Double(settings.batchSize * processes))),
                 ("grad_accumulation_steps", .number(Double(settings.gradientAccumulationSteps))), ("shuffle", .bool(settings.shuffle)),
                 ("rows", .number(Double(data.rows.count))), ("tokens", .number(Double(data.rows.reduce(0) { $0 + $1.count }))),

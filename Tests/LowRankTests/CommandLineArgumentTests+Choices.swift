@@ -1,5 +1,6 @@
 import Foundation
 import LowRank
+import LowRankModels
 import Testing
 
 extension CommandLineArgumentTests {
@@ -28,5 +29,22 @@ extension CommandLineArgumentTests {
         let benchHelp = unwrapped(String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
         bench.waitUntilExit()
         #expect(benchHelp.contains("(values: matmul, lora, dora, quant, optimizer, attention, train, lmhead, all; default: lora)"), "\(benchHelp)")
+    }
+
+    /// `--init` lists PEFT's names, takes pissa_niter_N for any N, refuses other names, and the
+    /// weight-splitting ones save the adapter converted for the original model (rank 2r).
+    @Test func initialisationsAreListedAndRun() throws {
+        let (_, text) = try lowrank(["train", "--help"])
+        #expect(text.split(whereSeparator: \.isWhitespace).joined(separator: " ").contains("(values: kaiming, gaussian, pissa, pissa_niter_N, olora; default: kaiming)"))
+        try expectRefused("--init", ["train", "--model", model, "--data", data, "--init", "pissa_niter_x"])
+        for initialization in ["olora", "pissa_niter_2"] {
+            try withTemporaryFolder { folder in
+                let (status, output) = try lowrank(["train", "--model", model, "--data", data, "--device", "cpu", "--steps", "2", "--r", "4",
+                                                    "--init", initialization, "--adapter-out", folder])
+                #expect(status == 0, "\(output)")
+                let saved = try AdapterSettings(contentsOf: folder + "/" + ModelAdapter.configName)
+                #expect(saved.rank == 8, "\(initialization)")
+            }
+        }
     }
 }

@@ -147,82 +147,107 @@ struct LoRAPlusTests {
     }
 }
 
-@Suite("PiSSA against PEFT's init_lora_weights=\"pissa\"")
-struct PiSSAFixtureTests {
-    /// On q, v and down of the tiny Llama (r 4, alpha 8): A and B as PEFT initialised them (each
-    /// singular pair's sign aligned, as an SVD leaves it free) and the residual W it leaves, within
-    /// 5e-5 of the largest value (PEFT's SVD runs in f32, ours in f64; measured 9.8e-6 on both backends).
-    @Test(arguments: BackendKind.allCases)
-    func factorsAndResidualMatchPEFT(_ kind: BackendKind) throws {
+/// A weight-splitting initialisation's fixture: PiSSA's in Tests/Fixtures/peft, the others' in
+/// Tests/Fixtures/peft-init (tools/make_init_fixtures.py).
+struct SplitFixture: CustomTestStringConvertible, Sendable {
+    let initialization: SplitInitialization
+    let folder: String
+    var name: String { initialization.peftName }
+    var testDescription: String { name }
+    func path(_ file: String) -> String { folder + "/" + file }
+    var expected: JSON { try! JSON.parse(FileIO.read(path("expected.json"))) }
+    /// An SVD leaves each singular pair's sign free (PEFT's runs in f32, ours in f64); a QR
+    /// decomposition by Householder reflections does not.
+    var signsAreFree: Bool { initialization != .olora }
+
+    static let pissa = SplitFixture(initialization: .pissa(iterations: nil), folder: PEFTConfigFixtures.folder)
+    static let olora = SplitFixture(initialization: .olora, folder: fixturePath("peft-init"))
+    static let exact = [pissa, olora]
+}
+
+@Suite("PiSSA and OLoRA against PEFT's init_lora_weights")
+struct SplitInitializationFixtureTests {
+    /// Each pair's sign of `got` aligned with `reference` (r pairs, A's rows `[r, d_in]`), where the
+    /// decomposition leaves it free.
+    static func signs(_ a: ArraySlice<Float>, _ reference: ArraySlice<Float>, rank r: Int, free: Bool) -> [Float] {
+        let dIn = a.count / r
+        return (0..<r).map { k in
+            let (row, referenceRow) = (a.startIndex + k * dIn, reference.startIndex + k * dIn)
+            let dot = zip(a[row..<(row + dIn)], reference[referenceRow..<(referenceRow + dIn)]).reduce(0) { $0 + $1.0 * $1.1 }
+            return free && dot < 0 ? -1 : 1
+        }
+    }
+
+    /// On q, v and down of the tiny Llama (r 4, alpha 8): A and B as PEFT initialised them and the
+    /// residual W it leaves, within 5e-5 of the largest value (PEFT's decompositions run in f32, ours
+    /// in f64; measured 9.8e-6 for PiSSA on both backends).
+    @Test(arguments: BackendKind.allCases, SplitFixture.exact)
+    func factorsAndResidualMatchPEFT(_ kind: BackendKind, _ fixture: SplitFixture) throws {
         try onBackend(kind) { backend in
             let model = try LlamaFixtures.model(on: backend)
-            let settings = try AdapterSettings(contentsOf: PEFTConfigFixtures.path("pissa/" + ModelAdapter.configName))
-            let peft = try SafetensorsFile(path: PEFTConfigFixtures.path("pissa/" + ModelAdapter.weightsName))
-            let residual = try SafetensorsFile(path: PEFTConfigFixtures.path("pissa-residual.safetensors"))
+            let settings = try AdapterSettings(contentsOf: fixture.path(fixture.name + "/" + ModelAdapter.configName))
+            let peft = try SafetensorsFile(path: fixture.path(fixture.name + "/" + ModelAdapter.weightsName))
+            let residual = try SafetensorsFile(path: fixture.path(fixture.name + "-residual.safetensors"))
             var worst = 0.0
             for (path, _) in model.linearModules where settings.targets(path) {
                 let weight = try model.weight(path + ".weight")
                 let config = settings.lora(for: path)
-                let adapter = try LoRAAdapter.pissa(weight: weight, config: config)
+                let adapter = fixture.initialization == .olora ? try LoRAAdapter.olora(weight: weight, config: config) : try LoRAAdapter.pissa(weight: weight, config: config)
                 let (a, b) = (try adapter.a.floats(), try adapter.b.floats())
                 let peftA = try peft.floats("base_model.model.\(path).lora_A.weight"), peftB = try peft.floats("base_model.model.\(path).lora_B.weight")
-                let dIn = a.count / config.rank, r = config.rank
-                var signs = [Float](repeating: 1, count: r)
-                for k in 0..<r where zip(a[(k * dIn)..<((k + 1) * dIn)], peftA[(k * dIn)..<((k + 1) * dIn)]).reduce(0, { $0 + $1.0 * $1.1 }) < 0 { signs[k] = -1 }
+                let (r, dIn) = (config.rank, a.count / config.rank)
+                let signs = Self.signs(a[...], peftA[...], rank: r, free: fixture.signsAreFree)
                 worst = max(worst, relativeError(a.enumerated().map { $1 * signs[$0 / dIn] }, peftA.map(Double.init)))
                 worst = max(worst, relativeError(b.enumerated().map { $1 * signs[$0 % r] }, peftB.map(Double.init)))
                 worst = max(worst, relativeError(try weight.floats(), try residual.floats(path + ".weight").map(Double.init)))
             }
-            print("PiSSA on \(kind): worst relative difference from PEFT \(worst)")
+            print("\(fixture.name) on \(kind): worst relative difference from PEFT \(worst)")
             #expect(worst < 5e-5)
         }
     }
 
-    /// `--init pissa`, 3 AdamW steps and `save` against PEFT's, saved with
+    /// `--init pissa|olora`, 3 AdamW steps and `save` against PEFT's, saved with
     /// path_initial_model_for_weight_conversion: losses within 1e-4, the converted rank-2r tensors
-    /// within 1e-3 (each singular pair's sign aligned, as an SVD leaves it free), the config PEFT
+    /// within 1e-3 (each pair's sign aligned where the decomposition leaves it free), the config PEFT
     /// writes (r 8, alpha 16), and the saved adapter on the original model evaluating to the loss
     /// of PEFT's trained model within 1e-4; a checkpoint in that form restores the trained factors.
-    @Test(arguments: BackendKind.allCases)
-    func trainedPiSSAIsSavedForTheOriginalModel(_ kind: BackendKind) throws {
+    @Test(arguments: BackendKind.allCases, SplitFixture.exact)
+    func trainedAdapterIsSavedForTheOriginalModel(_ kind: BackendKind, _ fixture: SplitFixture) throws {
         try onBackend(kind) { backend in
             let model = try LlamaFixtures.model(on: backend)
-            let settings = try AdapterSettings(contentsOf: PEFTConfigFixtures.path("pissa/" + ModelAdapter.configName))
-            let adapter = try ModelAdapter(pissa: settings, on: model)
+            let settings = try AdapterSettings(contentsOf: fixture.path(fixture.name + "/" + ModelAdapter.configName))
+            let adapter = try ModelAdapter(splitting: settings, by: fixture.initialization, on: model)
             let trainer = try Trainer(model: model, adapter: adapter, data: LlamaFixtures.data(model),
                                       settings: LlamaFixtures.trainingSettings(PEFTConfigFixtures.expected["train"]!), output: nil)
             try trainer.train()
-            let expected = PEFTConfigFixtures.expected["train"]!["pissa"]!.array!.map { $0.number! }
+            let expected = fixture.expected["train"]![fixture.name]!.array!.map { $0.number! }
             for (got, want) in zip(trainer.losses, expected) { #expect(abs(Double(got) - want) / want < 1e-4, "loss \(got) vs PyTorch \(want)") }
             try withTemporaryFolder { folder in
                 try adapter.save(to: folder)
                 let ours = try SafetensorsFile(path: folder + "/" + ModelAdapter.weightsName)
-                let peft = try SafetensorsFile(path: PEFTConfigFixtures.path("train3-pissa/" + ModelAdapter.weightsName))
+                let peft = try SafetensorsFile(path: fixture.path("train3-\(fixture.name)/" + ModelAdapter.weightsName))
                 #expect(Set(ours.names) == Set(peft.names))
                 var worst = 0.0
                 for nameA in ours.names where nameA.hasSuffix("lora_A.weight") {
                     let nameB = nameA.replacingOccurrences(of: "lora_A", with: "lora_B")
                     let (a, b, peftA, peftB) = (try ours.floats(nameA), try ours.floats(nameB), try peft.floats(nameA), try peft.floats(nameB))
                     let (twoR, dIn) = (try ours.entry(nameA).shape[0], try ours.entry(nameA).shape[1]), r = twoR / 2
-                    // Pair k's sign, from its starting row r + k of A' (which training leaves as PiSSA made it).
-                    let signs: [Float] = (0..<r).map { k in
-                        let row = (r + k) * dIn
-                        return zip(a[row..<(row + dIn)], peftA[row..<(row + dIn)]).reduce(0) { $0 + $1.0 * $1.1 } < 0 ? -1 : 1
-                    }
+                    // Pair k's sign, from its starting row r + k of A' (which training leaves as the split made it).
+                    let signs = Self.signs(a[(r * dIn)...], peftA[(r * dIn)...], rank: r, free: fixture.signsAreFree)
                     worst = max(worst, relativeError(a.enumerated().map { $1 * signs[($0 / dIn) % r] }, peftA.map(Double.init)))
                     worst = max(worst, relativeError(b.enumerated().map { $1 * signs[($0 % twoR) % r] }, peftB.map(Double.init)))
                 }
-                print("PiSSA trained 3 steps on \(kind), converted: worst relative difference from PEFT \(worst)")
+                print("\(fixture.name) trained 3 steps on \(kind), converted: worst relative difference from PEFT \(worst)")
                 #expect(worst < 1e-3)
                 let saved = try AdapterSettings(contentsOf: folder + "/" + ModelAdapter.configName)
-                let peftSettings = try AdapterSettings(contentsOf: PEFTConfigFixtures.path("train3-pissa/" + ModelAdapter.configName))
+                let peftSettings = try AdapterSettings(contentsOf: fixture.path("train3-\(fixture.name)/" + ModelAdapter.configName))
                 #expect(saved.rank == peftSettings.rank && saved.alpha == peftSettings.alpha && saved.rank == 2 * settings.rank)
 
                 let original = try LlamaFixtures.model(on: backend)
                 let loaded = try ModelAdapter(contentsOf: folder, on: original)
                 let loss = try Evaluation(model: original, adapter: loaded, data: LlamaFixtures.data(original), batchSize: 6).loss
-                let want = PEFTConfigFixtures.expected["loss"]!["pissa-trained"]!.number!
-                print("PiSSA adapter on the original model on \(kind): \(loss) vs PEFT \(want)")
+                let want = fixture.expected["loss"]![fixture.name + "-trained"]!.number!
+                print("\(fixture.name) adapter on the original model on \(kind): \(loss) vs PEFT \(want)")
                 #expect(abs(loss - want) / want < 1e-4)
 
                 let trained = try adapter.parameters.map { try $0.tensor.floats() }
@@ -230,6 +255,60 @@ struct PiSSAFixtureTests {
                 try adapter.restore(from: folder)
                 #expect(try adapter.parameters.map { try $0.tensor.floats() } == trained)
             }
+        }
+    }
+}
+
+@Suite("PiSSA with a randomized SVD (pissa_niter_N)")
+struct RandomizedPiSSATests {
+    /// On a matrix whose singular values fall tenfold one after another, 4 subspace iterations find
+    /// the top 3 triplets (the error falls as (σ₄/σ₃)^(2·4+1) = 1e-9), either side the wider (the
+    /// algorithm transposes a wide one).
+    @Test(arguments: [(40, 24), (24, 40)])
+    func findsTheTopTripletsOfADecayingSpectrum(_ shape: (Int, Int)) throws {
+        let (m, n, q) = (shape.0, shape.1, 3)
+        let k = min(m, n)
+        let left = try QRDecomposition(randomValues(m * k, seed: 1).map(Double.init), rows: m, columns: k).q
+        let right = try QRDecomposition(randomValues(n * k, seed: 2).map(Double.init), rows: n, columns: k).q
+        let spectrum = (0..<k).map { pow(0.1, Double($0)) }
+        let matrix = (0..<m * n).map { i in (0..<k).reduce(0.0) { $0 + left[(i / n) * k + $1] * spectrum[$1] * right[(i % n) * k + $1] } }
+        let svd = try SingularValueDecomposition(randomized: matrix, rows: m, columns: n, rank: q, iterations: 4, seed: 7)
+        for j in 0..<q { #expect(abs(svd.s[j] - spectrum[j]) < 1e-8 * spectrum[0], "σ\(j) = \(svd.s[j]), want \(spectrum[j])") }
+        let truncated = (0..<m * n).map { i in (0..<q).reduce(0.0) { $0 + left[(i / n) * k + $1] * spectrum[$1] * right[(i % n) * k + $1] } }
+        let got = (0..<m * n).map { i in (0..<q).reduce(0.0) { $0 + svd.u[(i / n) * q + $1] * svd.s[$1] * svd.vt[$1 * n + i % n] } }
+        #expect(relativeError(got.map(Float.init), truncated) < 1e-6)
+        #expect(throws: LowRankError.self) { try SingularValueDecomposition(randomized: matrix, rows: m, columns: n, rank: k + 1, iterations: 1, seed: 0) }
+    }
+
+    /// `pissa_niter_4` on the tiny Llama: the model with the adapter is the model (the loss PEFT
+    /// gives both), and its rank-r approximation is as good as PEFT's on the same weights — a
+    /// randomized SVD's test matrix differs between generators, so the factors cannot be compared;
+    /// their distance from the exact truncation can (summed over the modules; these random weights
+    /// have a flat spectrum, so neither is close to it with q = r).
+    @Test(arguments: BackendKind.allCases)
+    func approximatesAsWellAsPEFT(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let fixture = SplitFixture(initialization: .pissa(iterations: 4), folder: fixturePath("peft-init"))
+            let model = try LlamaFixtures.model(on: backend)
+            let originals = try Dictionary(uniqueKeysWithValues: model.linearModules.map { ($0.path, try model.weight($0.path + ".weight").floats()) })
+            let settings = try AdapterSettings(contentsOf: fixture.path(fixture.name + "/" + ModelAdapter.configName))
+            #expect(settings.rank == 4)
+            let adapter = try ModelAdapter(splitting: settings, by: fixture.initialization, on: model, seed: 3)
+            let loss = try Evaluation(model: model, adapter: adapter, data: LlamaFixtures.data(model), batchSize: 6).loss
+            let want = fixture.expected["loss"]!["pissa_niter_4"]!.number!
+            #expect(abs(loss - want) / want < 1e-5, "loss \(loss) vs PEFT \(want)")
+            var (ours, peft) = (0.0, 0.0)
+            for (path, layer) in adapter.layers {
+                let (dOut, dIn) = (layer.lora.b.shape[0], layer.lora.a.shape[1])
+                let exact = try SingularValueDecomposition(originals[path]!.map(Double.init), rows: dOut, columns: dIn)
+                let truncated = (0..<dOut * dIn).map { i in (0..<4).reduce(0.0) { $0 + exact.u[(i / dIn) * exact.k + $1] * exact.s[$1] * exact.vt[$1 * dIn + i % dIn] } }
+                let (a, b) = (try layer.lora.a.floats(), try layer.lora.b.floats())
+                let product = (0..<dOut * dIn).map { i in Float((0..<4).reduce(0.0) { $0 + 2 * Double(b[(i / dIn) * 4 + $1]) * Double(a[$1 * dIn + i % dIn]) }) }
+                ours += relativeError(product, truncated)
+                peft += fixture.expected["svd_error"]![path]!.number!
+            }
+            print("pissa_niter_4 on \(kind): summed distance from the exact truncation \(ours), PEFT's \(peft)")
+            #expect(ours < 1.5 * peft)
         }
     }
 }

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Writes Tests/Fixtures/peft-init/: PEFT's weight-splitting initialisations beyond exact PiSSA on the
+tiny Llama of Tests/Fixtures/llama (q, v and down, r 4, alpha 8), for the tests of `--init olora` and
+`--init pissa_niter_N`.
+
+    pip install torch transformers peft safetensors numpy
+    python3 tools/make_init_fixtures.py [OUTDIR]
+
+What it writes (OUTDIR defaults to Tests/Fixtures/peft-init):
+- `olora/`: `init_lora_weights="olora"` (A = R[:r], B = Q[:, :r] of W's QR decomposition), and
+  `olora-residual.safetensors`, the base weights it leaves (W - s·B·A).
+- `train3-olora/`: 3 AdamW steps from that start (lr 1e-2, weight decay 0.01, batches of 2 rows in
+  order), saved with `path_initial_model_for_weight_conversion` (PEFT's conversion to a rank-2r LoRA
+  adapter on the original model).
+- `pissa_niter_4/`: `init_lora_weights="pissa_niter_4"` (torch.svd_lowrank with 4 subspace
+  iterations; its Gaussian test matrix comes from torch's generator, so no other implementation
+  reproduces its factors: the tests compare how well each approximates the exact top-r SVD).
+- `expected.json`: the losses (mean next-token cross-entropy over the fixture data in float64) of
+  each initialised model and of the converted OLoRA adapter on the original model, the 3 training
+  losses, and for pissa_niter_4 each module's `‖W_r − s·B·A‖ / ‖W_r‖`, W_r the exact rank-r truncation.
+"""
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import peft
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors.torch import save_file
+
+from make_llama_fixtures import mean_loss, save_adapter as save, tidy
+from make_peft_config_fixtures import LLAMA, ROOT, adamw, load, steps
+
+TARGETS = ["q_proj", "v_proj", "down_proj"]
+
+
+def config(init):
+    return LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=init, target_modules=TARGETS)
+
+
+def residual(model):
+    return {k.removeprefix("base_model.model.").replace(".base_layer", ""): v.detach().clone().contiguous()
+            for k, v in model.state_dict().items() if k.endswith("base_layer.weight")}
+
+
+def train_converted(init, out, ids):
+    """3 AdamW steps from `init`'s start, saved converted to a LoRA adapter on the original model."""
+    model = get_peft_model(load(), config(init))
+    initial = out + "-initial"
+    model.save_pretrained(initial)
+    model.train()
+    losses = steps(model, adamw(model), ids)
+    model.save_pretrained(out, path_initial_model_for_weight_conversion=initial)
+    tidy(out)
+    shutil.rmtree(initial)
+    return losses
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "Tests", "Fixtures", "peft-init")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    path = lambda *p: os.path.join(out, *p)
+    ids = torch.from_numpy(np.load(os.path.join(LLAMA, "data.npy")))
+    expected = {"versions": {"torch": torch.__version__, "peft": peft.__version__}, "loss": {}, "train": {}, "svd_error": {}}
+    originals = {k: v.clone() for k, v in load().state_dict().items()}
+
+    model = get_peft_model(load(), config("olora"))
+    save(model, path("olora"))
+    save_file(residual(model), path("olora-residual.safetensors"))
+    expected["loss"]["olora"] = mean_loss(model, ids)
+    expected["train"]["olora"] = train_converted("olora", path("train3-olora"), ids)
+    expected["loss"]["olora-trained"] = mean_loss(PeftModel.from_pretrained(load(), path("train3-olora")), ids)
+
+    torch.manual_seed(0)
+    model = get_peft_model(load(), config("pissa_niter_4"))
+    save(model, path("pissa_niter_4"))
+    expected["loss"]["pissa_niter_4"] = mean_loss(model, ids)
+    scale = 8 / 4
+    for name, module in model.named_modules():
+        if hasattr(module, "lora_A") and "default" in module.lora_A:
+            w = originals[name.removeprefix("base_model.model.") + ".weight"].double()
+            u, s, vh = torch.linalg.svd(w, full_matrices=False)
+            truncated = u[:, :4] @ torch.diag(s[:4]) @ vh[:4]
+            ba = scale * module.lora_B["default"].weight.double() @ module.lora_A["default"].weight.double()
+            expected["svd_error"][name.removeprefix("base_model.model.")] = (torch.linalg.norm(truncated - ba) / torch.linalg.norm(truncated)).item()
+    expected["loss"]["base"] = mean_loss(load(), ids)
+    assert all(torch.equal(originals[k], v) for k, v in load().state_dict().items())
+
+    with open(path("expected.json"), "w") as f:
+        json.dump(expected, f, indent=1)
+    print(json.dumps(expected, indent=1))
+
+
+if __name__ == "__main__":
+    main()
