@@ -118,7 +118,12 @@ typedef struct lowrank_adapter_options {
     int32_t dora;           /* nonzero: DoRA, a trained magnitude per output row */
     const char *targets;    /* "q_proj,v_proj" (the default, also for NULL), any comma-separated
                                list of module names, or "all-linear" */
-    uint64_t seed;          /* seed of A's Kaiming-uniform initialisation; default 0 */
+    uint64_t seed;          /* seed of A's initialisation (and of pissa_niter_N's randomized SVD); default 0 */
+    const char *peft_config; /* NULL, or a JSON object of PEFT's other LoraConfig fields, as
+                               adapter_config.json holds them: init_lora_weights (true, "gaussian",
+                               "pissa", "pissa_niter_N", "olora"), rank_pattern, alpha_pattern,
+                               layers_to_transform, layers_pattern, exclude_modules, bias. Fields
+                               the members above set (r, lora_alpha, ...) are refused here. */
 } lowrank_adapter_options;
 
 /* Fills *options with the defaults above. */
@@ -173,6 +178,8 @@ typedef struct lowrank_training_options {
     float max_grad_norm;            /* clip the global gradient norm to this; 0: no clipping */
     int32_t gradient_checkpointing; /* nonzero: recompute each block's activations in backward */
     uint64_t seed;                  /* seeds the dropout masks (with the step number); default 0 */
+    double loraplus_lr_ratio;       /* LoRA+ (PEFT's create_loraplus_optimizer): B's learning rate is
+                                       this times learning_rate; 0: off (the default) */
 } lowrank_training_options;
 
 /* Fills *options with the defaults above (PyTorch's AdamW: betas 0.9/0.999, eps 1e-8). */

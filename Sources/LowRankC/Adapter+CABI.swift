@@ -7,7 +7,8 @@ import LowRankModels
         let out = try ABI.required(options, "options")
         let d = try AdapterSettings()
         out.pointee = lowrank_adapter_options(size: UInt32(MemoryLayout<lowrank_adapter_options>.size), r: Int32(d.rank), alpha: d.alpha,
-                                              dropout: d.dropout, rslora: d.rsLoRA ? 1 : 0, dora: d.dora ? 1 : 0, targets: nil, seed: 0)
+                                              dropout: d.dropout, rslora: d.rsLoRA ? 1 : 0, dora: d.dora ? 1 : 0, targets: nil, seed: 0,
+                                              peft_config: nil)
     }
 }
 
@@ -16,10 +17,12 @@ import LowRankModels
         let o = try ABI.required(options, "options").pointee
         try ABI.checkSize(o.size, of: lowrank_adapter_options.self, "lowrank_adapter_options", initializer: "lowrank_adapter_options_init")
         let targets = try o.targets.map { AdapterSettings.targets(parsing: try ABI.string($0, "options.targets")) } ?? AdapterSettings().targets
+        let extra = try o.peft_config.map { try ABI.string($0, "options.peft_config") }
         try HandleTable.model(model).withState { state in
             let settings = try AdapterSettings(rank: Int(o.r), alpha: o.alpha, dropout: o.dropout, rsLoRA: o.rslora != 0, dora: o.dora != 0,
                                                targets: targets, baseModel: state.model.name ?? "")
-            state.attach(try ModelAdapter(settings: settings, on: state.model, seed: o.seed))
+            let (withExtra, initialization) = try extra.map { try ABI.peftConfig($0, over: settings) } ?? (settings, .kaiming)
+            state.attach(try ModelAdapter.starting(withExtra, as: initialization, on: state.model, seed: o.seed))
         }
     }
 }
@@ -114,6 +117,28 @@ extension ABI {
     }
 
     /// The `size` field of an options struct: the caller initialised it with this header's layout.
+    /// `settings` with the PEFT `LoraConfig` fields of the JSON object `text` added, and its
+    /// `init_lora_weights`. Fields the options struct carries are refused, so a value is never
+    /// given twice.
+    static func peftConfig(_ text: String, over settings: AdapterSettings) throws -> (AdapterSettings, AdapterInitialization) {
+        let field = "options.peft_config"
+        guard case .object(var extra) = try JSON.parse(Array(text.utf8)) else { throw ABIError(LOWRANK_INVALID_ARGUMENT, "\(field) must be a JSON object") }
+        let members = ["r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "use_rslora": "rslora", "use_dora": "dora", "target_modules": "targets"]
+        if let (key, member) = members.sorted(by: { $0.key < $1.key }).first(where: { extra[$0.key] != nil }) {
+            throw ABIError(LOWRANK_INVALID_ARGUMENT, "\(field) sets \(key), which options.\(member) sets")
+        }
+        var initialization = AdapterInitialization.kaiming
+        switch extra.removeValue(forKey: "init_lora_weights") {
+        case nil, .bool(true)?: break
+        case .string(let name)? where AdapterInitialization(peftName: name) != nil: initialization = AdapterInitialization(peftName: name)!
+        case let value?:
+            throw ABIError(LOWRANK_INVALID_ARGUMENT, "\(field): init_lora_weights must be true or one of \(AdapterInitialization.peftNames.joined(separator: ", ")), got \(value.serialized)")
+        }
+        guard case .object(var merged) = settings.json else { preconditionFailure("AdapterSettings.json is an object") }
+        merged.merge(extra) { $1 }
+        return (try AdapterSettings(json: .object(merged), path: field), initialization)
+    }
+
     static func checkSize<T>(_ size: UInt32, of: T.Type, _ name: String, initializer: String) throws {
         guard size == MemoryLayout<T>.size else {
             throw ABIError(LOWRANK_INVALID_ARGUMENT, "\(name).size is \(size), not \(MemoryLayout<T>.size): fill the struct with \(initializer) first")

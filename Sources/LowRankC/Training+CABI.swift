@@ -9,7 +9,7 @@ import LowRankModels
         out.pointee = lowrank_training_options(size: UInt32(MemoryLayout<lowrank_training_options>.size),
                                                schedule: d.schedule.code, learning_rate: d.learningRate,
                                                warmup_steps: Int64(d.warmupSteps), total_steps: 0, weight_decay: d.weightDecay,
-                                               max_grad_norm: 0, gradient_checkpointing: 0, seed: d.seed)
+                                               max_grad_norm: 0, gradient_checkpointing: 0, seed: d.seed, loraplus_lr_ratio: 0)
     }
 }
 
@@ -35,6 +35,10 @@ import LowRankModels
         settings.maxGradientNorm = o.max_grad_norm > 0 ? o.max_grad_norm : nil
         settings.gradientCheckpointing = o.gradient_checkpointing != 0
         settings.seed = o.seed
+        guard o.loraplus_lr_ratio.isFinite, o.loraplus_lr_ratio >= 0 else {
+            throw ABIError(LOWRANK_INVALID_ARGUMENT, "loraplus_lr_ratio must be finite and not negative (0: off), got \(o.loraplus_lr_ratio)")
+        }
+        settings.loraPlusRatio = o.loraplus_lr_ratio > 0 ? o.loraplus_lr_ratio : nil
         let totalSteps = o.total_steps > 0 ? Int(o.total_steps) : nil
         _ = try settings.optimizer(totalSteps: totalSteps)   // a linear or cosine schedule without a length fails here, not at the first step
         try HandleTable.model(model).withState { state in

@@ -172,7 +172,12 @@ public struct AdapterSettings: Hashable, Sendable {
     /// absent); a field of the wrong JSON type, and fields this engine cannot honour yet (modules to save, trainable token rows, LoRA on B's bias, aLoRA, QALoRA, a non-LoRA type), are
     /// errors naming the field.
     public init(contentsOf path: String) throws {
-        let fields = try ConfigFields(try JSON.read(path, what: "the adapter's config"), path: path, what: "the adapter config")
+        try self.init(json: try JSON.read(path, what: "the adapter's config"), path: path)
+    }
+
+    /// PEFT's `LoraConfig` fields as `adapter_config.json` holds them; errors name `path` and the field.
+    public init(json: JSON, path: String) throws {
+        let fields = try ConfigFields(json, path: path, what: "the adapter config")
         let type = try fields.string("peft_type", default: "")
         guard type == "LORA" else {
             throw fields.fail("peft_type", "only LORA adapters (LoRA, rsLoRA, DoRA) are supported, got \(fields["peft_type"]?.kind ?? "nothing")")

@@ -226,6 +226,48 @@ public final class ModelAdapter {
     }
 }
 
+/// PEFT's `init_lora_weights` values a new adapter can start from.
+public enum AdapterInitialization: Sendable, Equatable {
+    /// `true`, PEFT's default: A Kaiming-uniform, B = 0.
+    case kaiming
+    /// `"gaussian"`: A from N(0, 1/r²), B = 0.
+    case gaussian
+    case split(SplitInitialization)
+
+    /// PEFT's name (`true` is written "kaiming" or "true"), or nil for one that is none of these.
+    public init?(peftName: String) {
+        switch peftName {
+        case "kaiming", "true": self = .kaiming
+        case "gaussian": self = .gaussian
+        default:
+            guard let split = SplitInitialization(peftName: peftName) else { return nil }
+            self = .split(split)
+        }
+    }
+
+    public var peftName: String {
+        switch self {
+        case .kaiming: "kaiming"
+        case .gaussian: "gaussian"
+        case .split(let split): split.peftName
+        }
+    }
+
+    /// The names `init(peftName:)` takes, `pissa_niter_N` standing for any N.
+    public static let peftNames = ["kaiming", "gaussian", "pissa", "pissa_niter_N", "olora"]
+}
+
+extension ModelAdapter {
+    /// A new adapter on `model` started as `initialization` says, from `seed`.
+    public static func starting(_ settings: AdapterSettings, as initialization: AdapterInitialization, on model: LlamaModel, seed: UInt64) throws -> ModelAdapter {
+        switch initialization {
+        case .kaiming: try ModelAdapter(settings: settings, on: model, seed: seed, initialization: .kaimingUniform)
+        case .gaussian: try ModelAdapter(settings: settings, on: model, seed: seed, initialization: .gaussian)
+        case .split(let split): try ModelAdapter(splitting: settings, by: split, on: model, seed: seed)
+        }
+    }
+}
+
 /// PEFT's initialisations that split each targeted weight into the adapter's start and a residual
 /// the model keeps (`init_lora_weights` values).
 public enum SplitInitialization: Sendable, Equatable {

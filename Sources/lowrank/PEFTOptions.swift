@@ -5,32 +5,13 @@ import LowRankModels
 /// `lowrank train`'s options for PEFT's LoraConfig fields beyond r, alpha and targets, LoRA+ and
 /// the initialisation, each named as PEFT names it.
 struct PEFTOptions: ParsableArguments {
-    /// PEFT's `init_lora_weights` values that a new adapter can start from.
-    enum Initialization: ExpressibleByArgument, Equatable {
-        case kaiming, gaussian
-        case split(SplitInitialization)
-
-        init?(argument: String) {
-            switch argument {
-            case "kaiming", "true": self = .kaiming
-            case "gaussian": self = .gaussian
-            default:
-                guard let split = SplitInitialization(peftName: argument) else { return nil }
-                self = .split(split)
-            }
-        }
-
-        static var allValueStrings: [String] { ["kaiming", "gaussian", "pissa", "pissa_niter_N", "olora"] }
-        var defaultValueDescription: String { "kaiming" }
-    }
-
     @Option(help: """
         How the adapter starts, as PEFT's init_lora_weights: kaiming (PEFT's default, true) or gaussian (N(0, 1/r²)) A with \
         B = 0; or pissa (A and B from W's top-r singular triplets), pissa_niter_N (the same by a randomized SVD with N \
         subspace iterations, much faster on large weights) or olora (from W's QR decomposition), W keeping the residual; \
         these three save the adapter converted for the original model, rank 2r.
         """)
-    var `init`: Initialization = .kaiming
+    var `init`: AdapterInitialization = .kaiming
     @Option(help: "PEFT's rank_pattern: comma-separated KEY=R, KEY a regular expression matching the end of a module path after a dot (q_proj=4,layers\\.0\\..*=16).")
     var rankPattern: String?
     @Option(help: "PEFT's alpha_pattern: comma-separated KEY=ALPHA, matched as --rank-pattern.")
@@ -53,11 +34,7 @@ struct PEFTOptions: ParsableArguments {
 
     /// A new adapter on `model` started as `--init` says.
     func newAdapter(_ settings: AdapterSettings, on model: LlamaModel, seed: UInt64) throws -> ModelAdapter {
-        switch `init` {
-        case .kaiming: try ModelAdapter(settings: settings, on: model, seed: seed, initialization: .kaimingUniform)
-        case .gaussian: try ModelAdapter(settings: settings, on: model, seed: seed, initialization: .gaussian)
-        case .split(let split): try ModelAdapter(splitting: settings, by: split, on: model, seed: seed)
-        }
+        try ModelAdapter.starting(settings, as: `init`, on: model, seed: seed)
     }
 
     /// `settings` with these fields set.
@@ -94,3 +71,9 @@ struct PEFTOptions: ParsableArguments {
 }
 
 extension AdapterSettings.Bias: ExpressibleByArgument {}
+
+extension AdapterInitialization: ExpressibleByArgument {
+    public init?(argument: String) { self.init(peftName: argument) }
+    public static var allValueStrings: [String] { peftNames }
+    public var defaultValueDescription: String { peftName }
+}

@@ -26,6 +26,7 @@ class AdapterOptions(ctypes.Structure):
         ("dora", ctypes.c_int32),
         ("targets", ctypes.c_char_p),
         ("seed", ctypes.c_uint64),
+        ("peft_config", ctypes.c_char_p),
     ]
 
 
@@ -41,6 +42,7 @@ class TrainingOptions(ctypes.Structure):
         ("max_grad_norm", ctypes.c_float),
         ("gradient_checkpointing", ctypes.c_int32),
         ("seed", ctypes.c_uint64),
+        ("loraplus_lr_ratio", ctypes.c_double),
     ]
 
 

@@ -58,10 +58,17 @@ class Model(NativeHandle):
     # Adapters
 
     def add_adapter(self, r: int = 8, alpha: float = 16, dropout: float = 0.0, dora: bool = False, rslora: bool = False,
-                    targets=("q_proj", "v_proj"), seed: int = 0) -> None:
+                    targets=("q_proj", "v_proj"), seed: int = 0, init="kaiming", rank_pattern=None, alpha_pattern=None,
+                    layers_to_transform=None, layers_pattern=None, exclude_modules=None, bias: str = "none") -> None:
         """Attaches a new LoRA adapter (DoRA with dora=True; rsLoRA scaling with rslora=True) on the
-        modules `targets` names: a list of names, a comma-separated string, or "all-linear". B
-        starts at zero, so the model is unchanged until it trains. Replaces any adapter."""
+        modules `targets` names: a list of names, a comma-separated string, or "all-linear".
+        Replaces any adapter. The other arguments are PEFT's LoraConfig fields of the same names:
+        `init` its init_lora_weights ("kaiming" or True, PEFT's default, and "gaussian" start B at
+        zero, so the model is unchanged until it trains; "pissa", "pissa_niter_N" and "olora" split
+        each targeted weight, which keeps the residual, and the adapter is saved converted for the
+        original model, rank 2r), `rank_pattern`/`alpha_pattern` dicts of regular expression to
+        rank/alpha, `layers_to_transform` a layer index or list of them with `layers_pattern`,
+        `exclude_modules` a list of names or a pattern, `bias` "none", "lora_only" or "all"."""
         options = AdapterOptions()
         check(lib.lowrank_adapter_options_init(ctypes.byref(options)))
         if not isinstance(targets, str):
@@ -70,6 +77,10 @@ class Model(NativeHandle):
         options.dora, options.rslora = int(bool(dora)), int(bool(rslora))
         options.targets = encode(targets, "targets")
         options.seed = _integer(seed, "seed", 0, UINT64_MAX)
+        fields = {"init_lora_weights": True if init in (True, "kaiming") else init, "rank_pattern": rank_pattern,
+                  "alpha_pattern": alpha_pattern, "layers_to_transform": layers_to_transform,
+                  "layers_pattern": layers_pattern, "exclude_modules": exclude_modules, "bias": bias}
+        options.peft_config = encode(json.dumps({k: v for k, v in fields.items() if v is not None}), "peft_config")
         check(lib.lowrank_model_add_adapter(self._handle, ctypes.byref(options)))
 
     def load_adapter(self, path, force: bool = False) -> None:
@@ -122,11 +133,12 @@ class Model(NativeHandle):
 
     def configure_training(self, lr: float = 2e-4, schedule: str = "constant", warmup: int = 0, total_steps: int = None,
                            weight_decay: float = 0.01, clip: float = None, seed: int = 0,
-                           gradient_checkpointing: bool = False) -> None:
+                           gradient_checkpointing: bool = False, loraplus_lr_ratio: float = None) -> None:
         """How step() trains: AdamW (PyTorch's betas and eps) with a constant, linear or cosine
         schedule after `warmup` steps (linear and cosine need total_steps), optional clipping of
-        the global gradient norm, and dropout seeded from `seed` and the step. Starts a new
-        optimizer; the adapter's tensors are kept."""
+        the global gradient norm, and dropout seeded from `seed` and the step; with
+        `loraplus_lr_ratio`, LoRA+ (PEFT's create_loraplus_optimizer: B's learning rate is the
+        ratio times lr). Starts a new optimizer; the adapter's tensors are kept."""
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
         options = TrainingOptions()
@@ -138,6 +150,7 @@ class Model(NativeHandle):
         options.max_grad_norm = 0.0 if clip is None else float(clip)
         options.gradient_checkpointing = int(bool(gradient_checkpointing))
         options.seed = _integer(seed, "seed", 0, UINT64_MAX)
+        options.loraplus_lr_ratio = 0.0 if loraplus_lr_ratio is None else float(loraplus_lr_ratio)
         check(lib.lowrank_model_set_training(self._handle, ctypes.byref(options)))
 
     def step(self, input_ids, labels=None) -> float:

@@ -1,5 +1,6 @@
 """Training from Python through the C ABI gives what `lowrank train` gives: the same losses and
 the same adapter bits for the same seed, data and settings."""
+import ctypes
 import json
 import sys
 
@@ -161,3 +162,48 @@ def test_accumulated_micro_batches_step_as_one_batch():
         parts.forward_backward(*train_default.pad(small[:2]))
         with pytest.raises(lowrank.InvalidArgumentError, match="await their optimizer step"):
             parts.save_checkpoint("/tmp/never-written")
+
+
+def test_peft_options_match_lowrank_train(tmp_path):
+    """PEFT's LoraConfig fields through add_adapter (OLoRA, rank and alpha patterns, layers,
+    excluded modules) and LoRA+ through configure_training train as `lowrank train` with the same
+    options: the same losses and adapter bits, saved converted for the original model (rank 2r)."""
+    steps, seed, batch = 3, 7, 2
+    cli_out, python_out = tmp_path / "cli", tmp_path / "python"
+    run_cli("train", "--model", FIXTURES / "tiny-llama", "--data", FIXTURES / "data.jsonl", "--steps", steps,
+            "--batch-size", batch, "--no-shuffle", "--seed", seed, "--targets", "q_proj,v_proj,down_proj", "--r", 4, "--alpha", 8,
+            "--lr", 1e-2, "--init", "olora", "--rank-pattern", "v_proj=2", "--alpha-pattern", "v_proj=4", "--layers", "1",
+            "--layers-pattern", "layers", "--exclude-modules", "down_proj", "--loraplus-lr-ratio", 4, "--device", "cpu",
+            "--adapter-out", cli_out)
+    with lowrank.Engine("cpu") as engine:
+        model = lowrank.Model.from_pretrained(FIXTURES / "tiny-llama", engine=engine)
+        model.add_adapter(r=4, alpha=8, targets=["q_proj", "v_proj", "down_proj"], seed=seed, init="olora",
+                          rank_pattern={"v_proj": 2}, alpha_pattern={"v_proj": 4}, layers_to_transform=[1],
+                          layers_pattern="layers", exclude_modules=["down_proj"])
+        model.configure_training(lr=1e-2, seed=seed, loraplus_lr_ratio=4)
+        rows = jsonl_rows(FIXTURES / "data.jsonl")
+        batches = [train_default.pad(rows[i:i + batch]) for i in range(0, len(rows), batch)]
+        losses = [model.step(*batches[s % len(batches)]) for s in range(steps)]
+        model.save_adapter(python_out)
+        with pytest.raises(lowrank.LowRankError, match="sets r, which options.r sets"):
+            _add_adapter_with_config(model, '{"r": 2}')
+        with pytest.raises(lowrank.LowRankError, match="init_lora_weights"):
+            model.add_adapter(init="loftq")
+    assert np.array_equal(np.float32(losses), np.float32(cli_losses(cli_out, steps)))
+    configs = [json.loads((out / "adapter_config.json").read_text()) for out in (python_out, cli_out)]
+    for config in configs:  # a set to PEFT (LoraConfig turns the list into one), so in no particular order
+        config["target_modules"] = sorted(config["target_modules"])
+    assert configs[0] == configs[1]
+    python_tensors = read_safetensors(python_out / "adapter_model.safetensors")
+    for name, values in read_safetensors(cli_out / "adapter_model.safetensors").items():
+        assert np.array_equal(python_tensors[name], values), name
+    assert python_tensors["base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight"].shape[0] == 8
+
+
+def _add_adapter_with_config(model, text):
+    """lowrank_model_add_adapter with peft_config `text`, as a C caller passes it."""
+    from lowrank._native import AdapterOptions, check, lib
+    options = AdapterOptions()
+    check(lib.lowrank_adapter_options_init(ctypes.byref(options)))
+    options.peft_config = text.encode()
+    check(lib.lowrank_model_add_adapter(model._handle, ctypes.byref(options)))
