@@ -51,19 +51,14 @@ extension FileIO {
     /// file, following a symbolic link to one; returns what it is instead, copying nothing, when it
     /// is not (a FIFO is never opened for reading, so it cannot block).
     public static func copyRegularFile(_ source: String, to destination: String) throws -> String? {
-        let descriptor = open(source, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        guard descriptor >= 0 else {
-            if errno == ENXIO { return "a FIFO or socket" }  // O_NONBLOCK refuses a FIFO with no writer
-            if errno == ENOENT { return "a symbolic link to nothing" }
-            throw LowRankError(.io, "cannot open: \(String(cString: strerror(errno)))", context: [("file", source)])
+        let (descriptor, size, mode): (Int32, Int, mode_t)
+        switch try open(forReading: source) {
+        case .regular(let d, let s, let m): (descriptor, size, mode) = (d, s, m)
+        case .other(let what): return what
+        case .absent: return "a symbolic link to nothing"
         }
         defer { close(descriptor) }
-        var info = stat()
-        guard fstat(descriptor, &info) == 0 else { throw LowRankError(.io, "cannot stat: \(String(cString: strerror(errno)))", context: [("file", source)]) }
-        guard info.st_mode & S_IFMT == S_IFREG else {
-            return info.st_mode & S_IFMT == S_IFDIR ? "a folder" : info.st_mode & S_IFMT == S_IFIFO ? "a FIFO" : "not a regular file"
-        }
-        var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
+        var bytes = [UInt8](repeating: 0, count: size)
         var done = 0
         while done < bytes.count {
             let n = bytes.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress! + done, $0.count - done) }
@@ -71,7 +66,7 @@ extension FileIO {
             done += n
         }
         try bytes.withUnsafeBytes { try writeAtomically(destination, $0) }
-        guard chmod(destination, info.st_mode & 0o7777) == 0 else {
+        guard chmod(destination, mode) == 0 else {
             throw LowRankError(.io, "cannot set the mode: \(String(cString: strerror(errno)))", context: [("file", destination)])
         }
         return nil
@@ -117,7 +112,7 @@ extension FileIO {
 
     /// fsync of a folder, so that the renames in it outlast a power cut as the files do.
     private static func syncFolder(_ folder: String) throws {
-        let descriptor = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let descriptor = Glibc.open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard descriptor >= 0 else { throw LowRankError(.io, "cannot open: \(String(cString: strerror(errno)))", context: [("folder", folder)]) }
         defer { close(descriptor) }
         guard fsync(descriptor) == 0 else { throw LowRankError(.io, "cannot sync: \(String(cString: strerror(errno)))", context: [("folder", folder)]) }

@@ -7,13 +7,36 @@ public enum FileIO {
     }
 
     /// Opens `path` for reading when it is a regular file, with its size. A folder, FIFO, socket
-    /// or device where a file belongs is refused by name: O_NONBLOCK keeps the open of a FIFO from
-    /// waiting for a writer, and fstat tells what was opened before anything is read.
+    /// or device where a file belongs is refused by name.
     public static func openRegularFile(_ path: String) throws -> (descriptor: Int32, size: Int) {
+        switch try open(forReading: path) {
+        case .regular(let descriptor, let size, _): return (descriptor, size)
+        case .other(let what): throw LowRankError(.io, "this is \(what) where a file belongs; only regular files are read", context: [("file", path)])
+        case .absent: throw LowRankError(.io, "cannot open: \(String(cString: strerror(ENOENT)))", context: [("file", path)])
+        }
+    }
+
+    /// What `open(forReading:)` found.
+    enum Opened {
+        /// A regular file, open: its descriptor (the caller closes it), size and permission bits.
+        case regular(descriptor: Int32, size: Int, mode: mode_t)
+        /// Something else, named ("a folder", "a FIFO", …); nothing is left open.
+        case other(String)
+        /// Nothing (or a symbolic link to nothing).
+        case absent
+    }
+
+    /// Opens `path` for reading if it is a regular file. O_NONBLOCK keeps the open of a FIFO from
+    /// waiting for a writer, and fstat tells what was opened before anything is read.
+    static func open(forReading path: String) throws -> Opened {
         guard !path.utf8.contains(0) else { throw LowRankError(.io, "the path contains a NUL byte", context: [("file", path)]) }
-        let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        let descriptor = Glibc.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard descriptor >= 0 else {
-            throw LowRankError(.io, "cannot open: \(String(cString: strerror(errno)))", context: [("file", path)])
+            switch errno {
+            case ENOENT: return .absent
+            case ENXIO: return .other("a socket")
+            case let error: throw LowRankError(.io, "cannot open: \(String(cString: strerror(error)))", context: [("file", path)])
+            }
         }
         var info = stat()
         guard fstat(descriptor, &info) == 0 else {
@@ -24,10 +47,10 @@ public enum FileIO {
         let kind = info.st_mode & S_IFMT
         guard kind == S_IFREG else {
             close(descriptor)
-            let what = [S_IFDIR: "a folder", S_IFIFO: "a FIFO", S_IFSOCK: "a socket", S_IFCHR: "a character device", S_IFBLK: "a block device"][kind] ?? "something other than a regular file"
-            throw LowRankError(.io, "this is \(what) where a file belongs; only regular files are read", context: [("file", path)])
+            return .other([S_IFDIR: "a folder", S_IFIFO: "a FIFO", S_IFSOCK: "a socket", S_IFCHR: "a character device", S_IFBLK: "a block device"][kind]
+                ?? "something other than a regular file")
         }
-        return (descriptor, Int(info.st_size))
+        return .regular(descriptor: descriptor, size: Int(info.st_size), mode: info.st_mode & 0o7777)
     }
 
     /// Writes to a temporary file beside `path` and renames it into place, so that readers (and a
