@@ -1,3 +1,5 @@
+import LowRankCore
+
 /// The framing of every file in the shader and pipeline caches: a magic tag naming the kind of
 /// entry, the payload's length and its 64-bit FNV-1a checksum, then the payload. A torn write, a
 /// flipped bit or a file of another kind fails the check and is treated as absent, so a corrupt
@@ -17,9 +19,15 @@ enum CacheEnvelope {
         bytes.reserveCapacity(headerBytes + payload.count)
         withUnsafeBytes(of: kind.rawValue.littleEndian) { bytes += $0 }
         withUnsafeBytes(of: UInt32(truncatingIfNeeded: payload.count).littleEndian) { bytes += $0 }
-        withUnsafeBytes(of: fnv1a64(payload).littleEndian) { bytes += $0 }
+        withUnsafeBytes(of: checksum(payload).littleEndian) { bytes += $0 }
         bytes += payload
         return bytes
+    }
+
+    static func checksum(_ payload: UnsafeRawBufferPointer) -> UInt64 {
+        var digest = Digest()
+        digest.add(raw: payload)
+        return digest.value
     }
 
     /// The payload of `file` when it is a whole, unaltered entry of `kind`, else nil.
@@ -32,27 +40,6 @@ enum CacheEnvelope {
         }
         guard tag == kind.rawValue, Int(length) == file.count - headerBytes else { return nil }
         let payload = Array(file[headerBytes...])
-        return payload.withUnsafeBytes { fnv1a64($0) } == checksum ? payload : nil
+        return payload.withUnsafeBytes { Self.checksum($0) } == checksum ? payload : nil
     }
-}
-
-/// 64-bit FNV-1a of `bytes`, continuing from `hash`.
-func fnv1a64(_ bytes: UnsafeRawBufferPointer, from hash: UInt64 = 0xCBF2_9CE4_8422_2325) -> UInt64 {
-    var hash = hash
-    for byte in bytes {
-        hash ^= UInt64(byte)
-        hash = hash &* 0x100_0000_01B3
-    }
-    return hash
-}
-
-/// 64-bit FNV-1a over the parts, each followed by a zero byte so that boundaries count.
-func fnv1a64(_ parts: [String]) -> UInt64 {
-    var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-    for part in parts {
-        var part = part
-        hash = part.withUTF8 { fnv1a64(UnsafeRawBufferPointer($0), from: hash) }
-        hash = hash &* 0x100_0000_01B3
-    }
-    return hash
 }

@@ -43,7 +43,7 @@ final class ShaderCompiler: Sendable {
         let definesText = defines.map { "\($0.0)=\($0.1)" }.joined(separator: ";")
         // Headers are few and small: keying on all of them keeps the key simple and never stale.
         let headers = embeddedShaders.filter { $0.key.hasSuffix(".glsl") }.sorted { $0.key < $1.key }.map { $0.key + $0.value }
-        let key = fnv1a64([compilerVersion, shader, source, definesText] + headers)
+        let key = Digest.of([compilerVersion, shader, source, definesText] + headers)
         let keyHex = String(key, radix: 16)
         if let cached = memory.withLock({ $0[keyHex] }) { return cached }
         let path = cacheDirectory.map { "\($0)/spirv/\(shader)-\(keyHex).spv" }
