@@ -79,7 +79,8 @@ public final class Trainer {
     /// Held-out data evaluated during training; nil: none.
     public var validation: TrainingValidation?
     private let lock: OutputLock?
-    /// What the run was made with beside the training settings, as checkpoints record it.
+    /// What the run was made with beside the training settings, as checkpoints record it; empty
+    /// in a process that writes no checkpoints (another rank's, or one without an output).
     let runRecord: [(key: String, value: JSON)]
 
     public init(model: LlamaModel, adapter: ModelAdapter, data: TokenDataset, settings: TrainingSettings, output: String?,
@@ -97,7 +98,7 @@ public final class Trainer {
         self.output = output
         totalSteps = Self.totalSteps(of: settings, rows: data.rows.count, processes: group?.size ?? 1)
         training = try AdapterTraining(model: model, adapter: adapter, settings: settings, totalSteps: totalSteps)
-        runRecord = try Self.runRecord(settings: settings, processes: group?.size ?? 1, data: data, model: model, adapter: adapter)
+        runRecord = output == nil ? [] : try Self.runRecord(settings: settings, processes: group?.size ?? 1, data: data, model: model, adapter: adapter)
         lock = try output.map { try OutputLock(folder: $0) }
         if let output {
             try Self.checkWritable(output)
