@@ -15,10 +15,17 @@ What it writes (OUTDIR defaults to Tests/Fixtures/peft-init):
 - `pissa_niter_4/`: `init_lora_weights="pissa_niter_4"` (torch.svd_lowrank with 4 subspace
   iterations; its Gaussian test matrix comes from torch's generator, so no other implementation
   reproduces its factors: the tests compare how well each approximates the exact top-r SVD).
+- `loftq-iter1/`, `loftq-iter2/`: `init_lora_weights="loftq"` with `LoftQConfig(loftq_bits=4,
+  loftq_iter=1 | 2)` (alternating bitsandbytes NF4 quantization and an SVD of what it leaves; PEFT
+  runs it on CUDA only, so here its own `loftq_init` runs with the device name changed to "cpu"), on
+  down_proj alone: bitsandbytes 0.50's CPU `dequantize_4bit` mis-scales rows shorter than a block
+  of 64 (the tiny model's other projections have 32 inputs), so only its 64-wide rows give a
+  reference; and `loftq-iter*-base.safetensors`: the dequantized NF4 weights it leaves there.
 - `expected.json`: the losses (mean next-token cross-entropy over the fixture data in float64) of
   each initialised model and of the converted OLoRA adapter on the original model, the 3 training
   losses, and for pissa_niter_4 each module's `‖W_r − s·B·A‖ / ‖W_r‖`, W_r the exact rank-r truncation.
 """
+import inspect
 import json
 import os
 import shutil
@@ -27,7 +34,9 @@ import sys
 import numpy as np
 import peft
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+import peft.tuners.lora.layer as lora_layer
+import peft.utils.loftq_utils as loftq_utils
+from peft import LoftQConfig, LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import save_file
 
 from make_llama_fixtures import mean_loss, save_adapter as save, tidy
@@ -38,6 +47,14 @@ TARGETS = ["q_proj", "v_proj", "down_proj"]
 
 def config(init):
     return LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=init, target_modules=TARGETS)
+
+
+def loftq_on_cpu():
+    """PEFT's own loftq_init with its compute device, CUDA or XPU, replaced by the CPU (bitsandbytes
+    quantizes to NF4 on the CPU too); the LoRA layer then calls it."""
+    namespace = dict(vars(loftq_utils))
+    exec(inspect.getsource(loftq_utils.loftq_init).replace('"cuda"', '"cpu"').replace('"xpu"', '"cpu"'), namespace)
+    lora_layer.loftq_init = namespace["loftq_init"]
 
 
 def residual(model):
@@ -86,6 +103,14 @@ def main():
             truncated = u[:, :4] @ torch.diag(s[:4]) @ vh[:4]
             ba = scale * module.lora_B["default"].weight.double() @ module.lora_A["default"].weight.double()
             expected["svd_error"][name.removeprefix("base_model.model.")] = (torch.linalg.norm(truncated - ba) / torch.linalg.norm(truncated)).item()
+    loftq_on_cpu()
+    for iterations in (1, 2):
+        name = f"loftq-iter{iterations}"
+        model = get_peft_model(load(), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights="loftq", target_modules=["down_proj"],
+                                                  loftq_config=LoftQConfig(loftq_bits=4, loftq_iter=iterations)))
+        save(model, path(name))
+        save_file(residual(model), path(f"{name}-base.safetensors"))
+        expected["loss"][name] = mean_loss(model, ids)
     expected["loss"]["base"] = mean_loss(load(), ids)
     assert all(torch.equal(originals[k], v) for k, v in load().state_dict().items())
 
