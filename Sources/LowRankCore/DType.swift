@@ -49,6 +49,9 @@ public enum DType: String, Sendable, CaseIterable, CustomStringConvertible {
         }
     }
 
+    /// GGML types: the values of one block, which every row's length is a multiple of.
+    public var rowBlockElements: Int? { ggmlBlockType?.blockGeometry.elements }
+
     /// Bytes that `elements` values of this type take.
     public func byteCount(elements: Int) -> Int {
         isQuantized ? QuantizedLayout(self, elements: elements).byteCount : elements * byteSize

@@ -125,15 +125,7 @@ extension GGUF.TensorType {
         case .f32: .f32
         case .f16: .f16
         case .bf16: .bf16
-        case .q8_0: .q8_0
-        case .q4_0: .q4_0
-        case .q4_1: .q4_1
-        case .q5_0: .q5_0
-        case .q5_1: .q5_1
-        case .q4_K: .q4_K
-        case .q5_K: .q5_K
-        case .q6_K: .q6_K
-        default: nil
+        default: DType.allCases.first { $0.ggmlBlockType == self }
         }
     }
 }

@@ -396,7 +396,7 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             if dtype.isQuantized && !dtype.hasQuantizer {
                 throw check.error(.dtypeMismatch, "quantizes into \(DType.allCases.filter { $0.hasQuantizer }.map { $0.rawValue }.joined(separator: ", ")); \(dtype) tensors come quantized (from GGUF files) and are only read")
             }
-            if let block = dtype.ggmlBlockType?.blockGeometry.elements, inputs[0].shape.count > 0, inputs[0].shape.columns % block != 0 {
+            if let block = dtype.rowBlockElements, inputs[0].shape.count > 0, inputs[0].shape.columns % block != 0 {
                 throw check.error(.shapeMismatch, "\(dtype) quantizes rows of whole \(block)-element blocks; \(inputs[0].shape) has rows of \(inputs[0].shape.columns)")
             }
             return [TensorDescriptor(inputs[0].shape, dtype)]

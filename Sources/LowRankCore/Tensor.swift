@@ -145,7 +145,7 @@ public final class Tensor: Sendable, CustomStringConvertible {
     /// GGML's blocks run along rows, so a GGML-quantized tensor's rows are whole blocks (32 values,
     /// 256 for the K-quants); NF4's blocks run over the flattened tensor and take any shape.
     static func checkQuantizedShape(_ d: TensorDescriptor) throws {
-        guard let block = d.dtype.ggmlBlockType?.blockGeometry.elements, d.shape.count > 0 else { return }
+        guard let block = d.dtype.rowBlockElements, d.shape.count > 0 else { return }
         guard d.shape.rank >= 1, d.shape.columns % block == 0 else {
             throw LowRankError(.shapeMismatch, "a \(d.dtype) tensor's rows must be whole blocks of \(block) elements, got \(d.shape)")
         }

@@ -1,28 +1,15 @@
 import LowRankCore
 
-/// `QUANT` in `Shaders/quant.glsl`: how a block-quantized tensor's words decode, or none.
-enum QuantFormat: ShaderChoice {
-    case none, nf4, nf4DoubleQuant, q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, q6_K
+/// `QUANT` in `Shaders/quant.glsl`: how a block-quantized tensor's words decode, or none. Each
+/// quantized `DType` has the case of its name.
+enum QuantFormat: String, ShaderChoice {
+    case none, nf4, nf4DoubleQuant = "nf4_dq", q8_0, q4_0, q4_1, q5_0, q5_1, q4_K = "q4_k", q5_K = "q5_k", q6_K = "q6_k"
     static let macro = "QUANT"
     static let quantized = DType.quantized.map(\.quantFormat)
 }
 
 extension DType {
-    var quantFormat: QuantFormat {
-        switch self {
-        case .nf4: .nf4
-        case .nf4DoubleQuant: .nf4DoubleQuant
-        case .q8_0: .q8_0
-        case .q4_0: .q4_0
-        case .q4_1: .q4_1
-        case .q5_0: .q5_0
-        case .q5_1: .q5_1
-        case .q4_K: .q4_K
-        case .q5_K: .q5_K
-        case .q6_K: .q6_K
-        case .f32, .f16, .bf16, .u8, .i8, .i32, .i64: .none
-        }
-    }
+    var quantFormat: QuantFormat { isQuantized ? QuantFormat(rawValue: rawValue)! : .none }
 }
 
 /// `Shaders/dequantize.comp`: one invocation per element of the window.

@@ -74,7 +74,7 @@ struct GGUFQuantizationTests {
     func refusesWhatItCannotHold(_ kind: BackendKind) throws {
         try onBackend(kind) { backend in
             for dtype in Self.ggmlTypes {
-                let block = try #require(dtype.ggmlBlockType).blockGeometry.elements
+                let block = try #require(dtype.rowBlockElements)
                 let rows = #expect(throws: LowRankError.self) { try Tensor(empty: [2, block + block / 2], dtype: dtype, on: backend) }
                 #expect(rows?.description.contains("\(dtype)") == true && rows?.description.contains("blocks of \(block)") == true,
                         "\(rows?.description ?? "no error")")
