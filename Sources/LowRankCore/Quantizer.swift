@@ -89,14 +89,19 @@ public struct Quantizer: Sendable {
                 }
             }
         case .q6_K:
-            // Two halves of 128: low 4 bits from 64 bytes of ql, high 2 from 32 bytes of qh; a scale per 16.
+            // Two halves of 128, as ggml's loop runs: byte l of a half's 32 bytes of qh holds the high
+            // two bits of elements l, l + 32, l + 64 and l + 96, whose low four are the nibbles of
+            // ql bytes l and l + 32; one int8 scale per 16 elements (d·scale is exact).
             let d = f16(208)
             for h in 0..<2 {
-                for r in 0..<128 {
-                    let low = byte(64 * h + r % 64) >> (4 * (r / 64)) & 15
-                    let high = byte(128 + 32 * h + r % 32) >> (2 * (r / 32)) & 3
-                    let scale = Float(block.load(fromByteOffset: 192 + 8 * h + r / 16, as: Int8.self))
-                    y[128 * h + r] = d * scale * Float((low | high << 4) - 32)
+                let (ql, qh, half) = (64 * h, 128 + 32 * h, y + 128 * h)
+                let scale = { (i: Int) in d * Float(block.load(fromByteOffset: 192 + 8 * h + i, as: Int8.self)) }
+                for l in 0..<32 {
+                    let (a, b, high) = (byte(ql + l), byte(ql + l + 32), byte(qh + l))
+                    half[l] = scale(l / 16) * Float((a & 15 | (high & 3) << 4) - 32)
+                    half[l + 32] = scale(l / 16 + 2) * Float((b & 15 | (high >> 2 & 3) << 4) - 32)
+                    half[l + 64] = scale(l / 16 + 4) * Float((a >> 4 | (high >> 4 & 3) << 4) - 32)
+                    half[l + 96] = scale(l / 16 + 6) * Float((b >> 4 | (high >> 6) << 4) - 32)
                 }
             }
         default:
