@@ -1,5 +1,6 @@
 import Foundation
 import LowRank
+import LowRankModels
 import Testing
 
 /// The GGML types the engine reads from GGUF files, checked against the `gguf` package's encoder and
@@ -71,6 +72,28 @@ struct GGUFQuantizationTests {
             let planning = PlanningBackend()
             _ = try Tensor(empty: [4, 2 * geometry.elements], dtype: dtype, on: planning)
             #expect(planning.memoryStatistics()[0].peakBytes == 8 * geometry.bytes, "\(dtype): planned bytes")
+        }
+    }
+
+    /// A run planned with its projections held in a GGML type (as a GGUF file holds them) counts
+    /// their blocks' bytes: the plan's weights are the f32 plan's less each projection's f32 bytes,
+    /// plus its blocks.
+    @Test func memoryPlanCountsGGUFProjections() throws {
+        let folder = LlamaFixtures.path("tiny-llama")
+        let config = try LlamaConfig(contentsOf: folder + "/config.json")
+        let adapter = try AdapterSettings(rank: 8, alpha: 16, targets: try AdapterSettings.targets(parsing: "all-linear"), baseModel: folder)
+        let projections = Set((0..<config.layerCount).flatMap { layer in config.projections.map { "model.layers.\(layer).\($0.path).weight" } })
+        func plan(_ projectionType: DType) throws -> MemoryPlan {
+            try MemoryPlan(MemoryPlan.Run(config: config, weightDType: { projections.contains($0) ? projectionType : .f32 }, quantize: nil,
+                                          adapter: adapter, batch: 2, sequence: 16, checkpointing: false))
+        }
+        let f32 = try plan(.f32)
+        for dtype in Self.ggmlTypes where config.projections.allSatisfy({ $0.inFeatures % dtype.rowBlockElements! == 0 }) {
+            // Storage is whole 32-bit words.
+            let change = config.projections.reduce(0) { sum, p in
+                sum + (dtype.byteCount(elements: p.inFeatures * p.outFeatures) + 3) / 4 * 4 - 4 * p.inFeatures * p.outFeatures
+            }
+            #expect(try plan(dtype).weightsBytes == f32.weightsBytes + config.layerCount * change, "\(dtype)")
         }
     }
 
