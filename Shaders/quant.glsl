@@ -1,7 +1,8 @@
 // Reading block-quantized weights (QuantizedLayout.swift documents the layout; Quantizer.swift is
 // the host twin). The including shader declares the packed buffer as `uint QWORDS[]` (a macro
-// naming its array), defines QUANT (QUANT_NF4, QUANT_NF4_DOUBLE_QUANT, QUANT_Q8_0 or QUANT_Q4_0: QuantFormat in VulkanBackend+Quantization.swift), and
-// passes the tensor's element count, from which every section's offset follows.
+// naming its array), defines QUANT (a QuantFormat case of VulkanBackend+Quantization.swift other than
+// QUANT_NONE), and passes the tensor's element count, from which every section's offset follows.
+// `dequant` is the one decoder of every format, for every kernel that reads a quantized weight.
 // Products are `precise` so that no driver fuses them into an FMA: bitsandbytes rounds
 // `dynamic[q]·scale`, `+ offset` and `code·absmax` each to f32, and so must we to match its bits.
 
@@ -79,10 +80,69 @@ float dequant(uint i, uint n) {
     int q = int(quant_byte(base + 2u + (i & 31u)) << 24) >> 24;  // sign-extend the int8
     precise float v = float(q) * ggml_scale(base);
     return v;
+#elif QUANT == QUANT_Q4_0 || QUANT == QUANT_Q4_1 || QUANT == QUANT_Q5_0 || QUANT == QUANT_Q5_1
+    // f16 d, [f16 m], [32-bit qh: bit j is element j's fifth bit], 16 bytes of nibbles (element j
+    // low, j + 16 high). Products of a code and d are exact; only `+ m` rounds.
+#if QUANT == QUANT_Q4_0
+    const uint block_bytes = 18u, qh_at = 0u, qs_at = 2u;
+#elif QUANT == QUANT_Q4_1
+    const uint block_bytes = 20u, qh_at = 0u, qs_at = 4u;
+#elif QUANT == QUANT_Q5_0
+    const uint block_bytes = 22u, qh_at = 2u, qs_at = 6u;
 #else
-    uint base = (i >> 5) * 18u, j = i & 31u;
-    uint byte = quant_byte(base + 2u + (j & 15u));
-    precise float v = float(int(j < 16u ? byte & 15u : byte >> 4) - 8) * ggml_scale(base);
+    const uint block_bytes = 24u, qh_at = 4u, qs_at = 8u;
+#endif
+    uint base = (i >> 5) * block_bytes, j = i & 31u;
+    uint byte = quant_byte(base + qs_at + (j & 15u));
+    uint q = j < 16u ? byte & 15u : byte >> 4;
+#if QUANT == QUANT_Q5_0 || QUANT == QUANT_Q5_1
+    q |= ((quant_byte(base + qh_at + (j >> 3)) >> (j & 7u)) & 1u) << 4;
+#endif
+#if QUANT == QUANT_Q4_0
+    precise float v = float(int(q) - 8) * ggml_scale(base);
+#elif QUANT == QUANT_Q5_0
+    precise float v = float(int(q) - 16) * ggml_scale(base);
+#else
+    precise float v = float(q) * ggml_scale(base) + ggml_scale(base + 2u);
+#endif
+    return v;
+#elif QUANT == QUANT_Q4_K || QUANT == QUANT_Q5_K
+    // Super-blocks of 256: f16 d, f16 dmin, 12 bytes of 6-bit scales and mins (get_scale_min_k4),
+    // [Q5_K: 32 bytes qh, bit s of byte l the fifth bit of element 32s + l], 128 bytes of nibbles
+    // (sub-blocks 2c and 2c + 1 in the low and high nibbles of bytes 32c..32c + 31).
+#if QUANT == QUANT_Q4_K
+    const uint block_bytes = 144u, qs_at = 16u;
+#else
+    const uint block_bytes = 176u, qs_at = 48u;
+#endif
+    uint base = (i >> 8) * block_bytes, r = i & 255u, s = r >> 5, l = r & 31u;
+    uint sc, m;
+    if (s < 4u) {
+        sc = quant_byte(base + 4u + s) & 63u;
+        m = quant_byte(base + 8u + s) & 63u;
+    } else {
+        uint packed = quant_byte(base + 8u + s);
+        sc = (packed & 15u) | ((quant_byte(base + s) >> 6) << 4);
+        m = (packed >> 4) | ((quant_byte(base + 4u + s) >> 6) << 4);
+    }
+    uint q = (quant_byte(base + qs_at + 32u * (s >> 1) + l) >> (4u * (s & 1u))) & 15u;
+#if QUANT == QUANT_Q5_K
+    q |= ((quant_byte(base + 16u + l) >> s) & 1u) << 4;
+#endif
+    precise float dl = ggml_scale(base) * float(sc);
+    precise float ml = ggml_scale(base + 2u) * float(m);
+    precise float v = dl * float(q) - ml;
+    return v;
+#elif QUANT == QUANT_Q6_K
+    // Super-blocks of 256: 128 bytes ql, 64 bytes qh, 16 int8 scales, f16 d. In each half of 128,
+    // element r's low 4 bits are in byte r % 64 of the half's ql (high nibble from r = 64), its high
+    // 2 bits at bit 2(r / 32) of byte r % 32 of the half's qh; value d·scale[r / 16]·(q − 32).
+    uint base = (i >> 8) * 210u, h = (i >> 7) & 1u, r = i & 127u;
+    uint low = (quant_byte(base + 64u * h + (r & 63u)) >> (4u * (r >> 6))) & 15u;
+    uint high = (quant_byte(base + 128u + 32u * h + (r & 31u)) >> (2u * (r >> 5))) & 3u;
+    int scale = int(quant_byte(base + 192u + 8u * h + (r >> 4)) << 24) >> 24;
+    precise float ds = ggml_scale(base + 208u) * float(scale);
+    precise float v = ds * float(int(low | (high << 4)) - 32);
     return v;
 #endif
 }

@@ -10,7 +10,7 @@ import LowRankModels
         let folder = try ABI.string(path, "path")
         let dtype = try quantize.map { pointer -> DType in
             let name = try ABI.string(pointer, "quantize")
-            guard let t = DType(rawValue: name), t.isQuantized else {
+            guard let t = DType(rawValue: name), t.hasQuantizer else {
                 throw ABIError(LOWRANK_INVALID_ARGUMENT, "quantize takes nf4, q8_0 or q4_0, not \(name)")
             }
             return t

@@ -125,9 +125,7 @@ extension GGUF.TensorType {
         case .f32: .f32
         case .f16: .f16
         case .bf16: .bf16
-        case .q8_0: .q8_0
-        case .q4_0: .q4_0
-        default: nil
+        default: DType.allCases.first { $0.ggmlBlockType == self }
         }
     }
 }

@@ -40,7 +40,7 @@ public func convertToFloat(_ source: UnsafeRawPointer, dtype: DType, count: Int,
     case .i64:
         let s = source.assumingMemoryBound(to: Int64.self)
         for i in 0..<count { out[i] = Float(s[i]) }
-    case .nf4, .nf4DoubleQuant, .q8_0, .q4_0:
+    case .nf4, .nf4DoubleQuant, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q5_K, .q6_K:
         preconditionFailure("block-quantized data converts through Quantizer, a whole block at a time")
     }
 }
@@ -68,7 +68,7 @@ public func convertFromFloat(_ source: UnsafePointer<Float>, count: Int, dtype: 
     case .i64:
         let d = destination.assumingMemoryBound(to: Int64.self)
         for i in 0..<count { d[i] = Int64(source[i].rounded()) }
-    case .nf4, .nf4DoubleQuant, .q8_0, .q4_0:
+    case .nf4, .nf4DoubleQuant, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q5_K, .q6_K:
         preconditionFailure("block-quantized data converts through Quantizer, a whole block at a time")
     }
 }

@@ -393,8 +393,11 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             guard dtype.isFloatingPoint || (dtype.isQuantized && inputs[0].dtype.isFloatingPoint) else {
                 throw check.error(.dtypeMismatch, "casts between f32, f16 and bf16, quantizes from them and dequantizes to them; not \(inputs[0].dtype) to \(dtype)")
             }
-            if dtype == .q8_0 || dtype == .q4_0, inputs[0].shape.count > 0, inputs[0].shape.columns % 32 != 0 {
-                throw check.error(.shapeMismatch, "\(dtype) quantizes rows of whole 32-element blocks; \(inputs[0].shape) has rows of \(inputs[0].shape.columns)")
+            if dtype.isQuantized && !dtype.hasQuantizer {
+                throw check.error(.dtypeMismatch, "quantizes into \(DType.allCases.filter { $0.hasQuantizer }.map { $0.rawValue }.joined(separator: ", ")); \(dtype) tensors come quantized (from GGUF files) and are only read")
+            }
+            if let block = dtype.rowBlockElements, inputs[0].shape.count > 0, inputs[0].shape.columns % block != 0 {
+                throw check.error(.shapeMismatch, "\(dtype) quantizes rows of whole \(block)-element blocks; \(inputs[0].shape) has rows of \(inputs[0].shape.columns)")
             }
             return [TensorDescriptor(inputs[0].shape, dtype)]
         case .loraForward(let o):

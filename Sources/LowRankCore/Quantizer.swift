@@ -1,5 +1,6 @@
-/// Quantizes and dequantizes on the host, bit for bit as bitsandbytes (NF4) and GGML (Q8_0, Q4_0)
-/// do: the CPU backend's kernels and the reference the device kernels (`Shaders/quant.glsl`,
+/// Quantizes and dequantizes on the host, bit for bit as bitsandbytes (NF4) and GGML do (Q8_0 and
+/// Q4_0 both ways; Q4_1, Q5_0, Q5_1 and the K-quants, which arrive quantized, are only decoded):
+/// the CPU backend's kernels and the reference the device kernels (`Shaders/quant.glsl`,
 /// `Shaders/quantize.comp`) are checked against.
 public struct Quantizer: Sendable {
     public let layout: QuantizedLayout
@@ -19,22 +20,102 @@ public struct Quantizer: Sendable {
                 let byte = bytes.load(fromByteOffset: i / 2, as: UInt8.self)
                 out[o] = nf4[Int(i % 2 == 0 ? byte >> 4 : byte & 0x0F)] * absmax
             }
-        case .q8_0:
-            for (o, i) in range.enumerated() {
-                let base = (i / 32) * 34
-                let d = floatFromF16(bytes.loadUnaligned(fromByteOffset: base, as: UInt16.self))
-                out[o] = Float(bytes.load(fromByteOffset: base + 2 + i % 32, as: Int8.self)) * d
+        default:
+            precondition(layout.dtype.ggmlBlockType != nil, "\(layout.dtype) is not block-quantized")
+            dequantizeGGML(bytes, range, into: out)
+        }
+    }
+
+    /// GGML: elements `range`, decoded a block at a time (straight into `out` where the range holds
+    /// the whole block).
+    private func dequantizeGGML(_ bytes: UnsafeRawPointer, _ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        let n = layout.blockElements, size = layout.ggmlBlockBytes
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: n) { scratch in
+            var i = range.lowerBound
+            while i < range.upperBound {
+                let block = i / n, span = i..<min(range.upperBound, block * n + n)
+                let target = out + (i - range.lowerBound)
+                if span.count == n {
+                    decodeBlock(bytes + block * size, into: target)
+                } else {
+                    decodeBlock(bytes + block * size, into: scratch.baseAddress!)
+                    target.update(from: scratch.baseAddress! + (i - block * n), count: span.count)
+                }
+                i = span.upperBound
             }
-        case .q4_0:
-            for (o, i) in range.enumerated() {
-                let base = (i / 32) * 18, j = i % 32
-                let d = floatFromF16(bytes.loadUnaligned(fromByteOffset: base, as: UInt16.self))
-                let byte = bytes.load(fromByteOffset: base + 2 + j % 16, as: UInt8.self)
-                out[o] = Float(Int(j < 16 ? byte & 0x0F : byte >> 4) - 8) * d
+        }
+    }
+
+    /// One GGML block's values, as ggml's `dequantize_row_*` and the `gguf` package compute them:
+    /// every product of a code and its scales is exact in f32, so only the minimum's addition
+    /// (the _1 types, the K-quants' `− dmin·m`) rounds.
+    private func decodeBlock(_ block: UnsafeRawPointer, into y: UnsafeMutablePointer<Float>) {
+        let f16 = { (at: Int) in floatFromF16(UInt16(littleEndian: block.loadUnaligned(fromByteOffset: at, as: UInt16.self))) }
+        let byte = { (at: Int) in Int(block.load(fromByteOffset: at, as: UInt8.self)) }
+        switch layout.dtype {
+        case .q8_0:
+            let d = f16(0)
+            for j in 0..<32 { y[j] = Float(block.load(fromByteOffset: 2 + j, as: Int8.self)) * d }
+        case .q4_0, .q5_0:
+            // Element j in the low nibble of byte j, j + 16 in the high one; Q5_0's fifth bits in qh.
+            let d = f16(0), five = layout.dtype == .q5_0
+            let qh = five ? UInt32(littleEndian: block.loadUnaligned(fromByteOffset: 2, as: UInt32.self)) : 0
+            let (qs, offset) = five ? (6, 16) : (2, 8)
+            for j in 0..<16 {
+                let b = byte(qs + j)
+                y[j] = Float((b & 15 | Int(qh >> j & 1) << 4) - offset) * d
+                y[j + 16] = Float((b >> 4 | Int(qh >> (j + 16) & 1) << 4) - offset) * d
+            }
+        case .q4_1, .q5_1:
+            let d = f16(0), m = f16(2), five = layout.dtype == .q5_1
+            let qh = five ? UInt32(littleEndian: block.loadUnaligned(fromByteOffset: 4, as: UInt32.self)) : 0
+            let qs = five ? 8 : 4
+            for j in 0..<16 {
+                let b = byte(qs + j)
+                y[j] = Float(b & 15 | Int(qh >> j & 1) << 4) * d + m
+                y[j + 16] = Float(b >> 4 | Int(qh >> (j + 16) & 1) << 4) * d + m
+            }
+        case .q4_K, .q5_K:
+            // Eight sub-blocks of 32; sub-blocks 2c and 2c + 1 share 32 bytes of nibbles (low, high).
+            let d = f16(0), dmin = f16(2), five = layout.dtype == .q5_K
+            let qs = five ? 48 : 16
+            for s in 0..<8 {
+                let (sc, m) = Self.scaleMin(block + 4, s)
+                let dl = d * Float(sc), ml = dmin * Float(m)
+                let nibbles = qs + 32 * (s / 2), shift = 4 * (s % 2)
+                for l in 0..<32 {
+                    let q = byte(nibbles + l) >> shift & 15 | (five ? (byte(16 + l) >> s & 1) << 4 : 0)
+                    y[32 * s + l] = dl * Float(q) - ml
+                }
+            }
+        case .q6_K:
+            // Two halves of 128, as ggml's loop runs: byte l of a half's 32 bytes of qh holds the high
+            // two bits of elements l, l + 32, l + 64 and l + 96, whose low four are the nibbles of
+            // ql bytes l and l + 32; one int8 scale per 16 elements (d·scale is exact).
+            let d = f16(208)
+            for h in 0..<2 {
+                let (ql, qh, half) = (64 * h, 128 + 32 * h, y + 128 * h)
+                let scale = { (i: Int) in d * Float(block.load(fromByteOffset: 192 + 8 * h + i, as: Int8.self)) }
+                for l in 0..<32 {
+                    let (a, b, high) = (byte(ql + l), byte(ql + l + 32), byte(qh + l))
+                    half[l] = scale(l / 16) * Float((a & 15 | (high & 3) << 4) - 32)
+                    half[l + 32] = scale(l / 16 + 2) * Float((b & 15 | (high >> 2 & 3) << 4) - 32)
+                    half[l + 64] = scale(l / 16 + 4) * Float((a >> 4 | (high >> 4 & 3) << 4) - 32)
+                    half[l + 96] = scale(l / 16 + 6) * Float((b >> 4 | (high >> 6) << 4) - 32)
+                }
             }
         default:
-            preconditionFailure("\(layout.dtype) is not block-quantized")
+            preconditionFailure("\(layout.dtype) is not a GGML type")
         }
+    }
+
+    /// Q4_K and Q5_K: sub-block `j`'s 6-bit scale and min from the 12 packed bytes at `scales`
+    /// (ggml's `get_scale_min_k4`): the first four pairs in the low six bits of bytes 0–7, the last
+    /// four in the nibbles of bytes 8–11 with their top two bits in bytes 0–7's high bits.
+    static func scaleMin(_ scales: UnsafeRawPointer, _ j: Int) -> (scale: Int, min: Int) {
+        let q = { (at: Int) in Int(scales.load(fromByteOffset: at, as: UInt8.self)) }
+        if j < 4 { return (q(j) & 63, q(j + 4) & 63) }
+        return (q(j + 4) & 15 | (q(j - 4) >> 6) << 4, q(j + 4) >> 4 | (q(j) >> 6) << 4)
     }
 
     /// NF4: block `block`'s absmax, decoded from the double quantization when there is one
@@ -102,7 +183,7 @@ public struct Quantizer: Sendable {
                 }
             }
         default:
-            preconditionFailure("\(layout.dtype) is not block-quantized")
+            preconditionFailure("the engine does not quantize into \(layout.dtype)")
         }
     }
 

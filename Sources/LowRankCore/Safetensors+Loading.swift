@@ -11,7 +11,7 @@ extension SafetensorsFile {
         let e = try entry(name)
         defer { evict(e) }
         if dtype == e.dtype { return try tensor(name, on: backend) }
-        guard dtype.isFloatingPoint || dtype.isQuantized, e.dtype.isFloatingPoint else {
+        guard dtype.isFloatingPoint || dtype.hasQuantizer, e.dtype.isFloatingPoint else {
             throw LowRankError(.dtypeMismatch, "\(e.dtype) does not convert to \(dtype): only float tensors load as another float or quantized type",
                                context: [("file", path), ("tensor", name)])
         }

@@ -97,6 +97,10 @@ public final class Tensor: Sendable, CustomStringConvertible {
         guard values.count == shape.count else {
             throw LowRankError(.shapeMismatch, "\(values.count) values do not fill \(descriptor)")
         }
+        guard !dtype.isQuantized || dtype.hasQuantizer else {
+            throw LowRankError(.dtypeMismatch, "the engine does not quantize into \(dtype): its tensors come quantized (from GGUF files) and are only read",
+                               context: [("shape", "\(shape)")])
+        }
         var bytes = [UInt8](repeating: 0, count: byteCount)
         values.withUnsafeBufferPointer { v in
             bytes.withUnsafeMutableBytes { b in
@@ -138,12 +142,12 @@ public final class Tensor: Sendable, CustomStringConvertible {
         storage = base.storage
     }
 
-    /// GGML's blocks run along rows, so a Q8_0 or Q4_0 tensor's rows are whole blocks; NF4's blocks run
-    /// over the flattened tensor and take any shape.
+    /// GGML's blocks run along rows, so a GGML-quantized tensor's rows are whole blocks (32 values,
+    /// 256 for the K-quants); NF4's blocks run over the flattened tensor and take any shape.
     static func checkQuantizedShape(_ d: TensorDescriptor) throws {
-        guard d.dtype == .q8_0 || d.dtype == .q4_0, d.shape.count > 0 else { return }
-        guard d.shape.rank >= 1, d.shape.columns % 32 == 0 else {
-            throw LowRankError(.shapeMismatch, "a \(d.dtype) tensor's rows must be whole blocks of 32 elements, got \(d.shape)")
+        guard let block = d.dtype.rowBlockElements, d.shape.count > 0 else { return }
+        guard d.shape.rank >= 1, d.shape.columns % block == 0 else {
+            throw LowRankError(.shapeMismatch, "a \(d.dtype) tensor's rows must be whole blocks of \(block) elements, got \(d.shape)")
         }
     }
 }

@@ -58,7 +58,7 @@ public final class LlamaModel {
 
     private init(config: LlamaConfig, name: String?, on backend: any Backend, quantize: DType?, matrixDType: (String) throws -> DType,
                  load: (String, DType) throws -> Tensor) throws {
-        if let quantize, !quantize.isQuantized {
+        if let quantize, !quantize.hasQuantizer {
             throw LowRankError(.invalidArgument, "--quantize takes nf4, q8_0 or q4_0, not \(quantize)")
         }
         (self.config, self.name) = (config, name)

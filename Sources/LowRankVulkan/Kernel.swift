@@ -117,6 +117,8 @@ extension Bool {
 
 extension DType {
     static let floats: [DType] = [.f32, .f16, .bf16]
+    /// The block-quantized dtypes, each a `QuantFormat` of `Shaders/quant.glsl`.
+    static let quantized = allCases.filter(\.isQuantized)
 
     /// The float dtypes of `count` operands in variant `index` of a cover: f32, f16 and bf16 rotated,
     /// so that any three consecutive variants give every operand each of them. Operand dtypes only

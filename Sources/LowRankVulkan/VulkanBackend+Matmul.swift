@@ -11,7 +11,7 @@ extension DType {
         case .i8: "int8_t"
         case .i32: "int"
         case .i64: "int64_t"
-        case .nf4, .nf4DoubleQuant, .q8_0, .q4_0: "uint"  // packed blocks, read as words (Shaders/quant.glsl)
+        case .nf4, .nf4DoubleQuant, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q5_K, .q6_K: "uint"  // packed blocks, read as words (Shaders/quant.glsl)
         }
     }
 
@@ -102,12 +102,12 @@ struct MatmulKernel: Kernel {
         return d
     }
 
-    /// A pairwise cover (`PairwiseCover`) of the switches the host sets, each B dtype (the four
-    /// block-quantized ones too) among them: every two switches meet in each of their
+    /// A pairwise cover (`PairwiseCover`) of the switches the host sets, each B dtype (every
+    /// block-quantized one too) among them: every two switches meet in each of their
     /// combinations, such as dropout on the second product with a quantized B. The full product
-    /// is some 7000 variants; the switches are separate `#if` blocks, so pairs are where they meet.
+    /// is some 13000 variants; the switches are separate `#if` blocks, so pairs are where they meet.
     static var variants: [MatmulKernel] {
-        let bTypes = DType.floats + [.nf4, .nf4DoubleQuant, .q8_0, .q4_0]
+        let bTypes = DType.floats + DType.quantized
         let dropouts: [MatmulCall.DropoutTarget?] = [nil, .a, .b, .product, .second, .products]
         let vectors: [Vector?] = [nil, .scaleA, .doraCompose(addBase: false), .doraCompose(addBase: true)]
         let choices = [2, 2, 2, 2, 2, dropouts.count, vectors.count, 2, bTypes.count]

@@ -1,22 +1,15 @@
 import LowRankCore
 
-/// `QUANT` in `Shaders/quant.glsl`: how a block-quantized tensor's words decode, or none.
-enum QuantFormat: ShaderChoice {
-    case none, nf4, nf4DoubleQuant, q8_0, q4_0
+/// `QUANT` in `Shaders/quant.glsl`: how a block-quantized tensor's words decode, or none. Each
+/// quantized `DType` has the case of its name.
+enum QuantFormat: String, ShaderChoice {
+    case none, nf4, nf4DoubleQuant = "nf4_dq", q8_0, q4_0, q4_1, q5_0, q5_1, q4_K = "q4_k", q5_K = "q5_k", q6_K = "q6_k"
     static let macro = "QUANT"
-    static let quantized: [QuantFormat] = [.nf4, .nf4DoubleQuant, .q8_0, .q4_0]
+    static let quantized = DType.quantized.map(\.quantFormat)
 }
 
 extension DType {
-    var quantFormat: QuantFormat {
-        switch self {
-        case .nf4: .nf4
-        case .nf4DoubleQuant: .nf4DoubleQuant
-        case .q8_0: .q8_0
-        case .q4_0: .q4_0
-        case .f32, .f16, .bf16, .u8, .i8, .i32, .i64: .none
-        }
-    }
+    var quantFormat: QuantFormat { isQuantized ? QuantFormat(rawValue: rawValue)! : .none }
 }
 
 /// `Shaders/dequantize.comp`: one invocation per element of the window.
@@ -71,7 +64,7 @@ struct QuantizeKernel: Kernel {
     static func passes(_ format: QuantFormat) -> [Pass] { format == .nf4DoubleQuant ? Pass.allCases : [.blocks] }
 
     static var variants: [QuantizeKernel] {
-        QuantFormat.quantized.flatMap { format in
+        DType.quantized.filter(\.hasQuantizer).map(\.quantFormat).flatMap { format in
             DType.floats.flatMap { a in passes(format).map { QuantizeKernel(format: format, a: a, pass: $0) } }
         }
     }

@@ -17,7 +17,7 @@ struct RowReduceKernel: Kernel {
     var defines: [String: String] { a.operandDefines("A") + a.quantFormat.defines + ["ROOT": root.define] }
 
     static var variants: [RowReduceKernel] {
-        (DType.floats + [.nf4, .nf4DoubleQuant, .q8_0, .q4_0]).flatMap { a in [false, true].map { RowReduceKernel(a: a, root: $0) } }
+        (DType.floats + DType.quantized).flatMap { a in [false, true].map { RowReduceKernel(a: a, root: $0) } }
     }
 }
 

@@ -2,7 +2,7 @@ import ArgumentParser
 import LowRank
 
 /// `--quantize`: the block-quantized dtypes a model's projections load as. Their names are
-/// `DType`'s; `CommandLineArgumentTests` checks that `--help` lists every quantized `DType`.
+/// `DType`'s; `CommandLineArgumentTests` checks that `--help` lists every `DType` the engine quantizes into.
 enum Quantization: String, CaseIterable, ExpressibleByArgument {
     case nf4
     case nf4DoubleQuant = "nf4_dq"

@@ -13,7 +13,7 @@ extension CommandLineArgumentTests {
         let (status, text) = try lowrank(["train", "--help"])
         let help = unwrapped(text)
         #expect(status == 0)
-        let quantized = DType.allCases.filter(\.isQuantized).map(\.rawValue).joined(separator: ", ")
+        let quantized = DType.allCases.filter(\.hasQuantizer).map(\.rawValue).joined(separator: ", ")
         let schedules = LearningRateSchedule.Kind.allCases.map(\.rawValue).joined(separator: ", ")
         #expect(help.contains("--quantize <quantize>") && help.contains("(values: \(quantized))"), "\(help)")
         #expect(help.contains("(values: \(schedules))"), "\(help)")

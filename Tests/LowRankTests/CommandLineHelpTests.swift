@@ -28,7 +28,7 @@ struct CommandLineHelpTests {
 
     /// Every value of an option with a fixed set of them is in its command's `--help`.
     @Test func helpListsEveryValue() throws {
-        let quantized = DType.allCases.filter(\.isQuantized).map(\.rawValue).joined(separator: ", ")
+        let quantized = DType.allCases.filter(\.hasQuantizer).map(\.rawValue).joined(separator: ", ")
         let expected = [
             "eval": ["values: \(quantized)", "cpu, vulkan or vulkan:N"],
             "merge": ["values: f32, bf16, f16", "cpu, vulkan or vulkan:N"],

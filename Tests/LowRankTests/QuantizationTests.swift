@@ -90,33 +90,37 @@ struct QuantizationTests {
     }
 
     /// QLoRA and QDoRA: forward and backward on a quantized W agree with the f32 path run on its
-    /// dequantized copy. The same values enter the same products, so only summation order differs:
-    /// the bound is 1e-5 relative, as for the golden cases.
+    /// dequantized copy (`checkAdapters`).
     @Test(arguments: BackendKind.allCases)
     func adaptersOnQuantizedWeights(_ kind: BackendKind) throws {
         try onBackend(kind) { backend in
-            let (t, dIn, dOut, r) = (6, 64, 40, 4)
-            let tensor = { (v: [Float], s: Shape) in try Tensor(v, shape: s, on: backend) }
-            let x = try tensor(randomValues(t * dIn, seed: 210), [t, dIn]), a = try tensor(randomValues(r * dIn, seed: 211, scale: 0.2), [r, dIn])
-            let b = try tensor(randomValues(dOut * r, seed: 212, scale: 0.1), [dOut, r]), g = try tensor(randomValues(t * dOut, seed: 213), [t, dOut])
-            let m = try tensor(randomValues(dOut, seed: 214).map { 1 + $0 / 4 }, [dOut])
-            let weight = try tensor(randomValues(dOut * dIn, seed: 215, scale: 0.2), [dOut, dIn])
-            let lora = LoRAOptions(scale: 1.5, dropout: 0.2, seed: 9), dora = DoRAOptions(lora: LoRAOptions(scale: 1.5))
-            func run(_ w: Tensor) throws -> [[Float]] {
-                let (y, u) = try Ops.loraForward(x: x, weight: w, a: a, b: b, options: lora)
-                let (dx, dA, dB) = try Ops.loraBackward(gradOutput: g, x: x, weight: w, a: a, b: b, u: u, options: lora)
-                let f = try Ops.doraForward(x: x, weight: w, a: a, b: b, magnitude: m, weightNormSquared: try Ops.rowSumOfSquares(w), options: dora)
-                let d = try Ops.doraBackward(gradOutput: g, x: x, weight: w, a: a, b: b, forward: f, options: dora)
-                return try [y, dx, dA, dB, f.y, f.norm, d.dx, d.dA, d.dB, try #require(d.dm)].map { try $0.floats() }
-            }
-            for dtype in Self.formats {
-                let quantized = try Ops.cast(weight, to: dtype)
-                let reference = try run(try Ops.cast(quantized, to: .f32))
-                let names = ["lora y", "lora dx", "lora dA", "lora dB", "dora y", "dora n", "dora dx", "dora dA", "dora dB", "dora dm"]
-                for (name, (got, expected)) in zip(names, zip(try run(quantized), reference)) {
-                    #expect(relativeError(got, expected.map(Double.init)) <= 1e-5, "\(dtype): \(name)")
-                }
-            }
+            let weight = try Tensor(randomValues(40 * 64, seed: 215, scale: 0.2), shape: [40, 64], on: backend)
+            for dtype in Self.formats { try Self.checkAdapters(on: try Ops.cast(weight, to: dtype)) }
+        }
+    }
+
+    /// LoRA (with dropout) and DoRA, forward and backward, on the quantized `weight` `[dOut, dIn]`
+    /// and on its dequantized f32 copy. The same values enter the same products, so only summation
+    /// order differs: the bound is 1e-5 relative, as for the golden cases.
+    static func checkAdapters(on weight: Tensor) throws {
+        let backend = weight.backend
+        let (t, dOut, dIn, r) = (6, weight.shape[0], weight.shape[1], 4)
+        let tensor = { (v: [Float], s: Shape) in try Tensor(v, shape: s, on: backend) }
+        let x = try tensor(randomValues(t * dIn, seed: 210), [t, dIn]), a = try tensor(randomValues(r * dIn, seed: 211, scale: 0.2), [r, dIn])
+        let b = try tensor(randomValues(dOut * r, seed: 212, scale: 0.1), [dOut, r]), g = try tensor(randomValues(t * dOut, seed: 213), [t, dOut])
+        let m = try tensor(randomValues(dOut, seed: 214).map { 1 + $0 / 4 }, [dOut])
+        let lora = LoRAOptions(scale: 1.5, dropout: 0.2, seed: 9), dora = DoRAOptions(lora: LoRAOptions(scale: 1.5))
+        func run(_ w: Tensor) throws -> [[Float]] {
+            let (y, u) = try Ops.loraForward(x: x, weight: w, a: a, b: b, options: lora)
+            let (dx, dA, dB) = try Ops.loraBackward(gradOutput: g, x: x, weight: w, a: a, b: b, u: u, options: lora)
+            let f = try Ops.doraForward(x: x, weight: w, a: a, b: b, magnitude: m, weightNormSquared: try Ops.rowSumOfSquares(w), options: dora)
+            let d = try Ops.doraBackward(gradOutput: g, x: x, weight: w, a: a, b: b, forward: f, options: dora)
+            return try [y, dx, dA, dB, f.y, f.norm, d.dx, d.dA, d.dB, try #require(d.dm)].map { try $0.floats() }
+        }
+        let reference = try run(try Ops.cast(weight, to: .f32))
+        let names = ["lora y", "lora dx", "lora dA", "lora dB", "dora y", "dora n", "dora dx", "dora dA", "dora dB", "dora dm"]
+        for (name, (got, expected)) in zip(names, zip(try run(weight), reference)) {
+            #expect(relativeError(got, expected.map(Double.init)) <= 1e-5, "\(weight.dtype): \(name)")
         }
     }
 
