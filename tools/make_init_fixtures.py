@@ -39,10 +39,10 @@ import peft.utils.loftq_utils as loftq_utils
 from peft import LoftQConfig, LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import save_file
 
-from make_llama_fixtures import mean_loss, save_adapter as save, tidy
-from make_peft_config_fixtures import LLAMA, ROOT, adamw, load, steps
+from make_llama_fixtures import mean_loss, save_adapter as save
+from make_peft_config_fixtures import LLAMA, ROOT, load, train_converted
 
-TARGETS = ["q_proj", "v_proj", "down_proj"]
+TARGETS = ["q_proj", "v_proj", "down_proj"]  # as train_converted's
 
 
 def config(init):
@@ -60,19 +60,6 @@ def loftq_on_cpu():
 def residual(model):
     return {k.removeprefix("base_model.model.").replace(".base_layer", ""): v.detach().clone().contiguous()
             for k, v in model.state_dict().items() if k.endswith("base_layer.weight")}
-
-
-def train_converted(init, out, ids):
-    """3 AdamW steps from `init`'s start, saved converted to a LoRA adapter on the original model."""
-    model = get_peft_model(load(), config(init))
-    initial = out + "-initial"
-    model.save_pretrained(initial)
-    model.train()
-    losses = steps(model, adamw(model), ids)
-    model.save_pretrained(out, path_initial_model_for_weight_conversion=initial)
-    tidy(out)
-    shutil.rmtree(initial)
-    return losses
 
 
 def main():

@@ -100,15 +100,15 @@ def train(adapter_dir, out, ids, loraplus, model_dir=MODEL):
     return losses
 
 
-def train_pissa(out, ids):
-    """3 AdamW steps from PiSSA's start, saved converted to a LoRA adapter on the original model."""
-    model = get_peft_model(load(), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights="pissa",
+def train_converted(init, out, ids):
+    """3 AdamW steps from the start `init` (an init_lora_weights that splits the weights: pissa,
+    olora, ...) on q, v and down, saved converted to a LoRA adapter on the original model."""
+    model = get_peft_model(load(), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=init,
                                               target_modules=["q_proj", "v_proj", "down_proj"]))
     initial = out + "-initial"
-    model.save_pretrained(initial)  # the factors PiSSA started from, which the conversion subtracts
+    model.save_pretrained(initial)  # the factors it started from, which the conversion subtracts
     model.train()
-    optimizer = adamw(model)
-    losses = steps(model, optimizer, ids)
+    losses = steps(model, adamw(model), ids)
     model.save_pretrained(out, path_initial_model_for_weight_conversion=initial)
     tidy(out)
     shutil.rmtree(initial)
@@ -153,7 +153,7 @@ def main():
     save_file(residual, path("pissa-residual.safetensors"))
     expected["loss"]["pissa"] = mean_loss(model, ids)
     expected["loss"]["pissa-base"] = mean_loss(AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32), ids)
-    expected["train"]["pissa"] = train_pissa(path("train3-pissa"), ids)
+    expected["train"]["pissa"] = train_converted("pissa", path("train3-pissa"), ids)
     expected["loss"]["pissa-trained"] = mean_loss(PeftModel.from_pretrained(load(), path("train3-pissa")), ids)
     assert all(torch.equal(originals[k], v) for k, v in load().state_dict().items())
 
