@@ -26,7 +26,6 @@ What it writes (OUTDIR defaults to Tests/Fixtures/peft-init):
   losses, and for pissa_niter_4 each module's `‖W_r − s·B·A‖ / ‖W_r‖`, W_r the exact rank-r truncation.
 """
 import inspect
-import json
 import os
 import shutil
 import sys
@@ -40,7 +39,7 @@ from peft import LoftQConfig, LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import save_file
 
 from make_llama_fixtures import mean_loss, save_adapter as save
-from make_peft_config_fixtures import LLAMA, ROOT, load, train_converted
+from make_peft_config_fixtures import LLAMA, ROOT, finish, load, residual, train_converted
 
 TARGETS = ["q_proj", "v_proj", "down_proj"]  # as train_converted's
 
@@ -55,11 +54,6 @@ def loftq_on_cpu():
     namespace = dict(vars(loftq_utils))
     exec(inspect.getsource(loftq_utils.loftq_init).replace('"cuda"', '"cpu"').replace('"xpu"', '"cpu"'), namespace)
     lora_layer.loftq_init = namespace["loftq_init"]
-
-
-def residual(model):
-    return {k.removeprefix("base_model.model.").replace(".base_layer", ""): v.detach().clone().contiguous()
-            for k, v in model.state_dict().items() if k.endswith("base_layer.weight")}
 
 
 def main():
@@ -99,11 +93,7 @@ def main():
         save_file(residual(model), path(f"{name}-base.safetensors"))
         expected["loss"][name] = mean_loss(model, ids)
     expected["loss"]["base"] = mean_loss(load(), ids)
-    assert all(torch.equal(originals[k], v) for k, v in load().state_dict().items())
-
-    with open(path("expected.json"), "w") as f:
-        json.dump(expected, f, indent=1)
-    print(json.dumps(expected, indent=1))
+    finish(originals, expected, path("expected.json"))
 
 
 if __name__ == "__main__":

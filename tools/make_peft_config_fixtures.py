@@ -100,6 +100,20 @@ def train(adapter_dir, out, ids, loraplus, model_dir=MODEL):
     return losses
 
 
+def residual(model):
+    """The base weights a PEFT model holds under its adapters, by the original model's names."""
+    return {k.removeprefix("base_model.model.").replace(".base_layer", ""): v.detach().clone().contiguous()
+            for k, v in model.state_dict().items() if k.endswith("base_layer.weight")}
+
+
+def finish(originals, expected, path):
+    """Checks the fixture model was left as it was, and writes `expected` to `path`."""
+    assert all(torch.equal(originals[k], v) for k, v in load().state_dict().items())
+    with open(path, "w") as f:
+        json.dump(expected, f, indent=1)
+    print(json.dumps(expected, indent=1))
+
+
 def train_converted(init, out, ids):
     """3 AdamW steps from the start `init` (an init_lora_weights that splits the weights: pissa,
     olora, ...) on q, v and down, saved converted to a LoRA adapter on the original model."""
@@ -148,18 +162,12 @@ def main():
     model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights="pissa",
                                             target_modules=["q_proj", "v_proj", "down_proj"]))
     save(model, path("pissa"))
-    residual = {k.removeprefix("base_model.model.").replace(".base_layer", ""): v.detach().clone().contiguous()
-                for k, v in model.state_dict().items() if k.endswith("base_layer.weight")}
-    save_file(residual, path("pissa-residual.safetensors"))
+    save_file(residual(model), path("pissa-residual.safetensors"))
     expected["loss"]["pissa"] = mean_loss(model, ids)
     expected["loss"]["pissa-base"] = mean_loss(AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32), ids)
     expected["train"]["pissa"] = train_converted("pissa", path("train3-pissa"), ids)
     expected["loss"]["pissa-trained"] = mean_loss(PeftModel.from_pretrained(load(), path("train3-pissa")), ids)
-    assert all(torch.equal(originals[k], v) for k, v in load().state_dict().items())
-
-    with open(path("expected.json"), "w") as f:
-        json.dump(expected, f, indent=1)
-    print(json.dumps(expected, indent=1))
+    finish(originals, expected, path("expected.json"))
 
 
 if __name__ == "__main__":
