@@ -1,6 +1,6 @@
 import LowRankCore
 
-/// `Shaders/dora_norm.comp`: one workgroup per row of W, B's row held in shared memory.
+/// `Shaders/dora_norm.comp`: one workgroup per row of W, a dot product over r.
 struct DoRANormKernel: Kernel {
     struct Push: BitwiseCopyable {
         var rows: UInt32
@@ -12,16 +12,10 @@ struct DoRANormKernel: Kernel {
     static let shader = Shader.doraNorm
     var b: DType
     var m: DType
-    /// `MAX_R`: the shared row of B, r rounded up to a multiple of 64.
-    var sharedRow: Int
 
-    init(b: DType, m: DType, rank: Int) {
-        (self.b, self.m, sharedRow) = (b, m, (rank + 63) / 64 * 64)
-    }
+    var defines: [String: String] { b.operandDefines("B") + m.operandDefines("M") }
 
-    var defines: [String: String] { b.operandDefines("B") + m.operandDefines("M") + ["MAX_R": "\(sharedRow)"] }
-
-    static var variants: [DoRANormKernel] { DType.cover(operands: 2).enumerated().map { DoRANormKernel(b: $1[0], m: $1[1], rank: 64 << $0) } }
+    static var variants: [DoRANormKernel] { DType.cover(operands: 2).map { DoRANormKernel(b: $0[0], m: $0[1]) } }
 }
 
 /// `Shaders/dora_compose.comp`: one invocation per element.
@@ -46,24 +40,20 @@ struct DoRAComposeKernel: Kernel {
 }
 
 extension VulkanBackend {
-    /// Why `dora_norm.comp` cannot take rank `r`: its row of B must fit shared memory.
-    func doraRankProblem(_ r: Int) -> String? {
-        let maxRank = info.limits.maxComputeSharedMemoryBytes / 4 - 64
-        return r > maxRank ? "DoRA's norm kernel holds a row of B in shared memory: r = \(r) exceeds \(maxRank) on \(info.name)" : nil
-    }
-
     /// W, A, B, m, ‖W‖²_row -> n, g: `A·Wᵀ` (W as the matmul's B operand, so a quantized W is
-    /// dequantized as it loads) and `A·Aᵀ` by the matmul kernel, then `Shaders/dora_norm.comp` per
-    /// row. Transients: `[r, d_out]` and `[r, r]` f32, never `[d_out, d_in]`.
+    /// dequantized as it loads), `A·Aᵀ` and `B·(A·Aᵀ)` by the matmul kernel (its split-K and tiles
+    /// for skinny products), then `Shaders/dora_norm.comp`'s dot product per row. Transients:
+    /// `[r, d_out]`, `[r, r]` and `[d_out, r]` f32, never `[d_out, d_in]`; no bound on r.
     func encodeDoRANorm(scale: Float, _ operands: DoRANormOperands<Tensor>, _ outputs: [Tensor]) throws {
         let (w, a, b, m, wsq) = (operands.w, operands.a, operands.b, operands.magnitude, operands.weightSquaredNorm)
         let dOut = w.shape[0], r = a.shape[0]
-        if let reason = doraRankProblem(r) { throw LowRankError(.unsupported, reason) }
-        let aw = try scratch([r, dOut]), aat = try scratch([r, r])
+        let aw = try scratch([r, dOut]), aat = try scratch([r, r]), baat = try scratch([dOut, r])
         try dispatchMatmul(MatmulCall(a: a, b: w, c: aw, transposeB: true))
         try dispatchMatmul(MatmulCall(a: a, b: a, c: aat, transposeB: true))
-        try dispatch(DoRANormKernel(b: b.dtype, m: m.dtype, rank: r),
-                     [.read(wsq), .read(aw), .read(b), .read(aat), .read(m), .write(outputs[0]), .write(outputs[1])],
+        // A·Aᵀ is symmetric, so B·(A·Aᵀ) is the x·Wᵀ form with it as W.
+        try dispatchMatmul(MatmulCall(a: b, b: aat, c: baat, transposeB: true))
+        try dispatch(DoRANormKernel(b: b.dtype, m: m.dtype),
+                     [.read(wsq), .read(aw), .read(b), .read(baat), .read(m), .write(outputs[0]), .write(outputs[1])],
                      push: .init(rows: UInt32(dOut), r: UInt32(r), scale: scale, eps: DoRAOptions.normEpsilon),
                      groups: rowGroups(dOut))
     }

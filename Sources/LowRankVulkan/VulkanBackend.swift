@@ -267,8 +267,6 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     public func unsupportedReason(_ op: Op, inputs: [TensorDescriptor]) -> String? {
         if disabledOps.contains(op.kind) { return "\(op.name) is disabled on this backend" }
         switch op {
-        case .doraNorm: return doraRankProblem(DoRANormOperands(inputs).a.shape[0])
-        case .doraForward(let o): return doraRankProblem(DoRAForwardOperands(inputs, o).a.shape[0])
         case .attention: return attentionProblem(headDim: inputs[0].shape[2])
         case .attentionBackward: return attentionProblem(headDim: AttentionBackwardOperands(inputs).q.shape[2])
         case .embeddingBackward:

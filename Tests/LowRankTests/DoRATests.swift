@@ -111,6 +111,29 @@ struct DoRATests {
         }
     }
 
+    /// The factored norm at a rank beyond what one row of B in shared memory could hold (8,200 > the
+    /// 8,128 floats of 32 KiB), against ‖W + s·B·A‖_row in float64: on Vulkan B·(A·Aᵀ) is a GEMM,
+    /// so r has no bound (it used to fall back to the CPU).
+    @Test(arguments: BackendKind.allCases)
+    func normAtAHighRank(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let (dOut, dIn, r, s) = (6, 10, 8200, Float(0.01))
+            let (w, a, b, m) = (randomValues(dOut * dIn, seed: 140), randomValues(r * dIn, seed: 141), randomValues(dOut * r, seed: 142), randomValues(dOut, seed: 143))
+            let weight = try Tensor(w, shape: [dOut, dIn], on: backend)
+            let (norm, g) = try Ops.doraNorm(weight: weight, a: try Tensor(a, shape: [r, dIn], on: backend), b: try Tensor(b, shape: [dOut, r], on: backend),
+                                             magnitude: try Tensor(m, shape: [dOut], on: backend), weightNormSquared: try Ops.rowSumOfSquares(weight),
+                                             scale: s)
+            let reference = (0..<dOut).map { j in
+                (0..<dIn).reduce(0.0) { sum, i in
+                    let merged = Double(w[j * dIn + i]) + Double(s) * (0..<r).reduce(0.0) { $0 + Double(b[j * r + $1]) * Double(a[$1 * dIn + i]) }
+                    return sum + merged * merged
+                }.squareRoot()
+            }
+            #expect(relativeError(try norm.floats(), reference) <= 1e-5)
+            #expect(relativeError(try g.floats(), (0..<dOut).map { Double(m[$0]) / reference[$0] }) <= 1e-5)
+        }
+    }
+
     /// The compose alone against float64, in the regime g ≈ 1 where the cancelling form loses digits.
     @Test(arguments: BackendKind.allCases)
     func composeAlone(_ kind: BackendKind) throws {
