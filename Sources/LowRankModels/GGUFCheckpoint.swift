@@ -12,6 +12,8 @@ import LowRankText
 public struct GGUFCheckpoint: ModelSource {
     public let file: GGUFFile
     public let config: LlamaConfig
+    /// Whether block-quantized matrices load as f32 (or the dtype asked for) instead of as stored.
+    public let dequantizing: Bool
     /// The GGUF tensor of each Hugging Face name.
     let ggufNames: [String: String]
 
@@ -19,7 +21,8 @@ public struct GGUFCheckpoint: ModelSource {
     /// converter writes its `rope_scaling` as this tensor, which transformers does not read).
     static let ignoredTensors: Set<String> = ["rope_freqs.weight"]
 
-    public init(path: String) throws {
+    public init(path: String, dequantizing: Bool = false) throws {
+        self.dequantizing = dequantizing
         file = try GGUFFile(path: path)
         config = try Self.config(of: file)
         var ggufNames: [String: String] = [:]
@@ -75,17 +78,19 @@ public struct GGUFCheckpoint: ModelSource {
     }
 
     /// A float matrix loads as `override` when given, else as stored; a block-quantized projection
-    /// or LM head stays quantized, and a quantized token embedding (which the embedding op reads as
-    /// floats) is dequantized to `override` or f32. A type the engine has no dtype for is an error
-    /// naming the tensor and type.
+    /// or LM head stays quantized (unless `dequantizing`), and a quantized token embedding (which
+    /// the embedding op reads as floats) is dequantized to `override` or f32. A type the engine has
+    /// no dtype for is an error naming the tensor and type.
     public func matrixDType(_ override: DType?) -> @Sendable (String) throws -> DType {
         { [self] name in
-            let t = try info(name)
-            let stored = try file.sourceDType(t)
+            let stored = try storedDType(name)
             guard stored.isQuantized else { return override ?? stored }
-            return name == "model.embed_tokens.weight" ? override ?? .f32 : stored
+            return dequantizing || name == "model.embed_tokens.weight" ? override ?? .f32 : stored
         }
     }
+
+    /// The engine's dtype of tensor `name` as the file stores it.
+    func storedDType(_ name: String) throws -> DType { try file.sourceDType(try info(name)) }
 
     /// Tensor `name` as `dtype`; `q_proj` and `k_proj` (weights and biases) with their rows in
     /// Hugging Face's order (`GGUFTensorNames.inverseRopeRowOrder`), copied on the host one tensor at a time.

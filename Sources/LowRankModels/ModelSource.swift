@@ -13,12 +13,16 @@ public protocol ModelSource: Sendable {
     func tensor(_ name: String, as dtype: DType, on backend: any Backend) throws -> Tensor
     /// The tokenizer and chat template, or nil when the source has no tokenizer.
     func textFormat(trainOnPrompt: Bool) throws -> TextFormat?
+    /// This model with `adapter` merged, as a Hugging Face model folder written into the new,
+    /// empty `folder`, every float tensor in `dtype` when given (`write(merging:…)` stages and swaps it in).
+    func writeMerged(_ adapter: ModelAdapter, of model: LlamaModel, into folder: String, dtype: DType?) throws -> MergeReport
 }
 
 public enum ModelSources {
-    /// A `.gguf` file, or a Hugging Face model folder.
-    public static func open(_ path: String) throws -> any ModelSource {
-        isGGUF(path) ? try GGUFCheckpoint(path: path) : try HuggingFaceCheckpoint(folder: path)
+    /// A `.gguf` file, or a Hugging Face model folder. `dequantizing` loads a GGUF file's
+    /// block-quantized matrices as f32 (as merging needs them).
+    public static func open(_ path: String, dequantizing: Bool = false) throws -> any ModelSource {
+        isGGUF(path) ? try GGUFCheckpoint(path: path, dequantizing: dequantizing) : try HuggingFaceCheckpoint(folder: path)
     }
 
     /// Whether `path` names a GGUF file (by its extension, as llama.cpp and transformers take them).

@@ -14,8 +14,11 @@ import LowRankCore
 /// `add_eos_token` add them around every encoding.
 public struct GGUFTokenizer {
     public let tokenizer: Tokenizer
+    /// The `tokenizer.json` it was built from (what a merged model folder carries).
+    public let json: JSON
     public let bosToken: String?
     public let eosToken: String?
+    public let padToken: String?
 
     /// The GGUF token types llama.cpp writes.
     enum TokenType: Int { case normal = 1, unknown, control, userDefined, unused, byte }
@@ -145,10 +148,10 @@ public struct GGUFTokenizer {
             ])])
         }
         json["model"] = .object(bpe)
-        (bosToken, eosToken) = (bos.map { tokens[$0] }, eos.map { tokens[$0] })
+        (bosToken, eosToken, padToken) = (bos.map { tokens[$0] }, eos.map { tokens[$0] }, specialIDs[3].map { tokens[$0] })
+        self.json = .object(json)
         do {
-            tokenizer = try Tokenizer(json: .object(json), config: TokenizerConfig(bosToken: bosToken, eosToken: eosToken,
-                                                                                  padToken: specialIDs[3].map { tokens[$0] }))
+            tokenizer = try Tokenizer(json: self.json, config: TokenizerConfig(bosToken: bosToken, eosToken: eosToken, padToken: padToken))
         } catch let error as LowRankError {
             throw error.adding("file", file.path)
         }

@@ -97,6 +97,24 @@ struct GGUFModelTests {
         #expect(try Tokenizer.load(path).encode("hi", addSpecialTokens: true).first == 0)
     }
 
+    /// A merge reads a GGUF base dequantized and writes the Hugging Face folder transformers' GGUF
+    /// loader makes of it: the merged Q8_0 model's loss is PEFT's with the adapter on that loader's model.
+    @Test func mergeWritesAHuggingFaceFolder() throws {
+        let cpu = CPUBackend.shared
+        let source = try ModelSources.open(GGUFFixtures.model("q8_0"), dequantizing: true)
+        let model = try LlamaModel(checkpoint: source, on: cpu)
+        #expect(model.projectionDType == .f32)
+        let adapter = try ModelAdapter(contentsOf: LlamaFixtures.path("lora"), on: model, force: true)
+        try withTemporaryFolder { folder in
+            try source.write(merging: adapter, of: model, to: folder + "/merged")
+            let merged = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: folder + "/merged"), on: cpu)
+            let data = try TokenDataset(contentsOf: LlamaFixtures.path("data.jsonl"), vocabularySize: merged.config.vocabularySize)
+            let loss = try Evaluation(model: merged, adapter: nil, data: data, batchSize: 4).loss
+            let expected = GGUFFixtures.expected["lora_loss"]!["tiny-llama.q8_0.gguf"]!.number!
+            #expect(abs(loss - expected) / expected < 1e-5, "merged \(loss) vs PEFT on transformers' GGUF model \(expected)")
+        }
+    }
+
     /// `lowrank eval`, `train` and `train --dry-run` take a .gguf: eval's loss is the fixture's; a QLoRA
     /// run on the Q4_0 file trains, and its adapter evaluates on the same file; the dry run plans
     /// the Q4_0 file's weights in fewer bytes than the F32 file's, from the headers alone.
