@@ -161,3 +161,22 @@ def test_accumulated_micro_batches_step_as_one_batch():
         parts.forward_backward(*train_default.pad(small[:2]))
         with pytest.raises(lowrank.InvalidArgumentError, match="await their optimizer step"):
             parts.save_checkpoint("/tmp/never-written")
+
+
+def test_a_gguf_model_loads_quantized_and_matches_transformers():
+    """from_pretrained takes a .gguf: the Q8_0 fixture's loss, with PEFT's LoRA adapter of the Hugging
+    Face model (forced: it names that model), is what PEFT computes on transformers' GGUF loader's
+    model (tools/make_gguf_fixtures.py)."""
+    gguf = FIXTURES.parent / "gguf"
+    expected = json.loads((gguf / "expected.json").read_text())["lora_loss"]["tiny-llama.q8_0.gguf"]
+    rows = jsonl_rows(FIXTURES / "data.jsonl")
+    with lowrank.Engine("cpu") as engine:
+        model = lowrank.Model.from_pretrained(gguf / "tiny-llama.q8_0.gguf", engine=engine)
+        model.load_adapter(FIXTURES / "lora", force=True)
+        total = tokens = 0
+        for i in range(0, len(rows), 4):
+            ids, labels = train_default.pad(rows[i:i + 4])
+            predicted = int((labels[:, 1:] != -100).sum())
+            total += model.loss(ids, labels) * predicted
+            tokens += predicted
+        assert abs(total / tokens - expected) <= 1e-5 * expected
