@@ -18,8 +18,6 @@ public struct GGUFFile: Sendable {
         /// The dimensions outermost first, as the engine and PyTorch write shapes.
         public var shape: Shape { Shape(dims.reversed()) }
         public var elementCount: Int { dims.reduce(1, *) }
-        /// Bytes of one innermost row (whole blocks, for a block-quantized type).
-        public var rowBytes: Int { dims.isEmpty ? byteCount : dims[0] / type.blockGeometry.elements * type.blockGeometry.bytes }
     }
 
     public let path: String
