@@ -110,6 +110,47 @@ struct HostileGGUFTests {
         Self.expectRefused(file({ $0.tensor("a", dims: [8], offset: UInt64.max) }, count: 1), mentioning: ["tensor: a", "offset"])
     }
 
+    /// A one-block llama file (d = 4, two heads, vocabulary 2) with f32 tensors, `change` applied to
+    /// its tensor list (GGUF name, dims innermost first) first.
+    static func llamaFile(_ change: (inout [(String, [UInt64])]) -> Void) -> [UInt8] {
+        var tensors: [(String, [UInt64])] = [("token_embd.weight", [4, 2]), ("output_norm.weight", [4]), ("output.weight", [4, 2])]
+        for name in ["attn_norm", "ffn_norm"] { tensors.append(("blk.0.\(name).weight", [4])) }
+        for name in ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"] { tensors.append(("blk.0.\(name).weight", [4, 4])) }
+        change(&tensors)
+        var b = GGUFBytes()
+        b.header(tensors: UInt64(tensors.count), keys: 6)
+        b.string("general.architecture"); b.u32(GGUF.ValueType.string.rawValue); b.string("llama")
+        for (key, value) in [("block_count", 1), ("embedding_length", 4), ("feed_forward_length", 4), ("attention.head_count", 2), ("vocab_size", 2)] {
+            b.key("llama." + key, u32: UInt32(value))
+        }
+        var offset: UInt64 = 0
+        for (name, dims) in tensors {
+            b.tensor(name, dims: dims, offset: offset)
+            offset += (dims.reduce(4, *) + 31) / 32 * 32
+        }
+        b.pad()
+        b.bytes += [UInt8](repeating: 0, count: Int(offset))
+        return b.bytes
+    }
+
+    /// Tensors the `llama.*` keys imply, checked before anything is read: each error names the tensor.
+    @Test func tensorsAgainstTheKeys() throws {
+        let path = try makeTemporaryFolder() + "/model.gguf"
+        func refused(_ bytes: [UInt8], _ words: [String]) throws {
+            try bytes.withUnsafeBytes { try FileIO.writeAtomically(path, $0) }
+            #expect { try GGUFCheckpoint(path: path) } throws: { error in
+                let text = "\(error)"
+                return words.allSatisfy(text.contains) && text.contains(path)
+            }
+        }
+        try Self.llamaFile { _ in }.withUnsafeBytes { try FileIO.writeAtomically(path, $0) }
+        #expect(try GGUFCheckpoint(path: path).config.tiedEmbeddings == false)
+        try refused(Self.llamaFile { $0.removeAll { $0.0 == "blk.0.ffn_up.weight" } }, ["no tensor blk.0.ffn_up.weight"])
+        try refused(Self.llamaFile { $0.append(("blk.1.attn_norm.weight", [4])) }, ["blk.1.attn_norm.weight", "not used"])
+        try refused(Self.llamaFile { $0.append(("mystery.weight", [4])) }, ["mystery.weight", "not one of the llama architecture's"])
+        try refused(Self.llamaFile { $0[$0.firstIndex { $0.0 == "blk.0.attn_k.weight" }!].1 = [4, 2] }, ["blk.0.attn_k.weight", "[4, 2]"])
+    }
+
     /// What the model source adds: another architecture, keys the config needs, tensors the keys imply.
     @Test func badModels() throws {
         var b = GGUFBytes(); b.header(tensors: 0, keys: 1); b.string("general.architecture"); b.u32(GGUF.ValueType.string.rawValue); b.string("gpt2")
