@@ -116,8 +116,8 @@ struct GGUFModelTests {
     }
 
     /// `lowrank eval`, `train` and `train --dry-run` take a .gguf: eval's loss is the fixture's; a QLoRA
-    /// run on the Q4_0 file trains, and its adapter evaluates on the same file; the dry run plans
-    /// the Q4_0 file's weights in fewer bytes than the F32 file's, from the headers alone.
+    /// run on the Q4_0 file trains, and its adapter evaluates on the same file; the dry run plans,
+    /// from the header alone, the Q4_0 file's weights as the bytes the loaded model holds.
     @Test func commandLine() throws {
         let data = LlamaFixtures.path("data.jsonl")
         let eval = try LowrankBinary.run(["eval", "--model", GGUFFixtures.model("q8_0"), "--data", data, "--json", "--device", "cpu"])
@@ -139,7 +139,9 @@ struct GGUFModelTests {
         }
         let (q4, f32) = (try plannedWeights("q4_0"), try plannedWeights("f32"))
         let loaded = try LlamaModel(checkpoint: try GGUFCheckpoint(path: GGUFFixtures.model("q4_0")), on: CPUBackend.shared)
-        #expect(q4 < f32 && q4 >= Double(loaded.weightBytes), "planned \(q4) bytes for the Q4_0 file's weights (\(loaded.weightBytes) held), \(f32) for F32")
+        // The plan's weights are the loaded model's and RoPE's inverse frequencies (f32), exactly.
+        #expect(q4 == Double(loaded.weightBytes + loaded.config.headDim / 2 * 4), "planned \(q4) bytes for the Q4_0 file's weights, \(loaded.weightBytes) held")
+        #expect(q4 < f32 / 3, "planned \(q4) bytes for the Q4_0 file's weights, \(f32) for F32")
     }
 
     /// SmolLM2-135M-Instruct's real file (skipped without LOWRANK_SMOLLM2_GGUF): its configuration,
