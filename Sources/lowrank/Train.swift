@@ -62,7 +62,7 @@ struct Train: ParsableCommand {
     @OptionGroup var dryRun: DryRunOptions
 
     func validate() throws {
-        if dryRun.dryRun, model == nil || seqLen == nil { throw ValidationError("--dry-run plans a --model (its config.json is enough) at --seq-len tokens a row") }
+        if dryRun.dryRun, model == nil || seqLen == nil { throw ValidationError("--dry-run plans a --model (its config.json, or a GGUF file's header, is enough) at --seq-len tokens a row") }
         if validData == nil ? evalEvery != nil : model == nil { throw ValidationError("--valid-data needs --model and --data; --eval-every needs --valid-data") }
         if let evalEvery, evalEvery < 1 { throw ValidationError("--eval-every must be at least 1, got \(evalEvery)") }
         if (model == nil) != (data == nil), !dryRun.dryRun {
