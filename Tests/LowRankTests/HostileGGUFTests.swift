@@ -48,6 +48,9 @@ struct HostileGGUFTests {
         let file = try GGUFFile(bytes: GGUFBytes.valid(), path: "ok.gguf")
         #expect(file.keys == ["general.alignment"] && file.tensors.map(\.name) == ["a.weight", "b.weight"])
         #expect(try file.info("b.weight").shape == [2, 4] && file.floats("b.weight") == [Float](repeating: 0, count: 8))
+        var version2 = GGUFBytes.valid()
+        version2[4] = 2
+        #expect(try GGUFFile(bytes: version2).version == 2)
     }
 
     /// Every proper prefix of a valid file is refused (the data section's end included), never read past.
@@ -112,14 +115,18 @@ struct HostileGGUFTests {
 
     /// A one-block llama file (d = 4, two heads, vocabulary 2) with f32 tensors, `change` applied to
     /// its tensor list (GGUF name, dims innermost first) first.
-    static func llamaFile(_ change: (inout [(String, [UInt64])]) -> Void) -> [UInt8] {
+    static func llamaFile(ropeScaling: (type: String, factor: Float)? = nil, _ change: (inout [(String, [UInt64])]) -> Void) -> [UInt8] {
         var tensors: [(String, [UInt64])] = [("token_embd.weight", [4, 2]), ("output_norm.weight", [4]), ("output.weight", [4, 2])]
         for name in ["attn_norm", "ffn_norm"] { tensors.append(("blk.0.\(name).weight", [4])) }
         for name in ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"] { tensors.append(("blk.0.\(name).weight", [4, 4])) }
         change(&tensors)
         var b = GGUFBytes()
-        b.header(tensors: UInt64(tensors.count), keys: 6)
+        b.header(tensors: UInt64(tensors.count), keys: ropeScaling == nil ? 6 : 8)
         b.string("general.architecture"); b.u32(GGUF.ValueType.string.rawValue); b.string("llama")
+        if let ropeScaling {
+            b.string("llama.rope.scaling.type"); b.u32(GGUF.ValueType.string.rawValue); b.string(ropeScaling.type)
+            b.string("llama.rope.scaling.factor"); b.u32(GGUF.ValueType.float32.rawValue); b.u32(ropeScaling.factor.bitPattern)
+        }
         for (key, value) in [("block_count", 1), ("embedding_length", 4), ("feed_forward_length", 4), ("attention.head_count", 2), ("vocab_size", 2)] {
             b.key("llama." + key, u32: UInt32(value))
         }
@@ -149,6 +156,11 @@ struct HostileGGUFTests {
         try refused(Self.llamaFile { $0.append(("blk.1.attn_norm.weight", [4])) }, ["blk.1.attn_norm.weight", "not used"])
         try refused(Self.llamaFile { $0.append(("mystery.weight", [4])) }, ["mystery.weight", "not one of the llama architecture's"])
         try refused(Self.llamaFile { $0[$0.firstIndex { $0.0 == "blk.0.attn_k.weight" }!].1 = [4, 2] }, ["blk.0.attn_k.weight", "[4, 2]"])
+        // llama.cpp's linear RoPE scaling is read with its factor; another kind is refused by its key.
+        try Self.llamaFile(ropeScaling: ("linear", 4)) { _ in }.withUnsafeBytes { try FileIO.writeAtomically(path, $0) }
+        #expect(try GGUFCheckpoint(path: path).config.ropeScaling == .linear(factor: 4))
+        try refused(Self.llamaFile(ropeScaling: ("yarn", 4)) { _ in }, ["llama.rope.scaling.type", "yarn"])
+        try refused(Self.llamaFile(ropeScaling: ("linear", 0.5)) { _ in }, ["llama.rope.scaling.factor"])
     }
 
     /// What the model source adds: another architecture, keys the config needs, tensors the keys imply.
