@@ -111,7 +111,8 @@ public struct GGUFFile: Sendable {
     /// The engine's dtype for the tensor's GGML type, or an error naming the tensor and type.
     public func sourceDType(_ t: TensorInfo) throws -> DType {
         guard let dtype = t.type.dtype else {
-            throw LowRankError(.unsupported, "GGML type \(t.type.name) has no dtype in this engine (F32, F16, BF16, Q8_0, Q4_0 load)",
+            let loaded = GGUF.TensorType.allCases.filter { $0.dtype != nil }.map(\.name).joined(separator: ", ")
+            throw LowRankError(.unsupported, "GGML type \(t.type.name) has no dtype in this engine (\(loaded) load)",
                                context: [("file", path), ("tensor", t.name), ("type", t.type.name)])
         }
         return dtype
