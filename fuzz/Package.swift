@@ -27,6 +27,7 @@ let package = Package(
         fuzzTarget("adapter-config"),
         fuzzTarget("npy"),
         fuzzTarget("jsonl"),
+        fuzzTarget("gguf"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -5,7 +5,8 @@ layers_to_transform, layers_pattern, exclude_modules; LoRA+, gaussian A) adapter
 fixture, loads each with `PeftModel.from_pretrained`, merges each with `lowrank merge` and loads the
 result with `AutoModelForCausalLM.from_pretrained`, and compares the mean loss over the fixture data.
 
-Then the bf16 Qwen2 fixture, with a short DoRA fine-tune at a small learning rate: `lowrank merge
+Then a LoRA adapter trained on the Q4_0 GGUF fixture, in PEFT on transformers' GGUF loader's model and
+merged. Then the bf16 Qwen2 fixture, with a short DoRA fine-tune at a small learning rate: `lowrank merge
 --dtype f32` must keep the adapter's loss as above, where the default merge (bf16, the checkpoint's
 dtype) and PEFT's `merge_and_unload()` cast to bf16 round most of the update away; the script prints
 those losses and `lowrank merge`'s warning.
@@ -68,6 +69,23 @@ def main():
             if abs(base - peft_loss) < 1e-6:
                 print(f"{name}: the trained adapter did not change the loss", file=sys.stderr)
                 return 1
+
+        # A GGUF base (Q4_0, QLoRA on the file as it is): the adapter is PEFT's for the model transformers'
+        # GGUF loader builds, and the merged folder is that model with the update.
+        gguf_folder, gguf_name = os.path.join(ROOT, "Tests", "Fixtures", "gguf"), "tiny-llama.q4_0.gguf"
+        gguf_path = os.path.join(gguf_folder, gguf_name)
+        out, merged = os.path.join(tmp, "gguf-lora"), os.path.join(tmp, "gguf-lora-merged")
+        lowrank("train", "--model", gguf_path, "--data", DATA, "--adapter-out", out, "--steps", "4", "--batch-size", "2",
+                "--lr", "0.02", "--r", "4", "--alpha", "8", "--targets", "all-linear")
+        ours = json.loads(lowrank("eval", "--model", gguf_path, "--adapter", out, "--data", DATA, "--json"))["loss"]
+        gguf_model = lambda: AutoModelForCausalLM.from_pretrained(gguf_folder, gguf_file=gguf_name, dtype=torch.float32)
+        peft_loss = loss(PeftModel.from_pretrained(gguf_model(), out))
+        lowrank("merge", "--model", gguf_path, "--adapter", out, "--out", merged)
+        merged_loss = loss(AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32))
+        errors = [abs(ours - peft_loss) / peft_loss, abs(merged_loss - peft_loss) / peft_loss]
+        worst = max(worst, *errors)
+        print(f"gguf q4_0 lora: base {loss(gguf_model()):.6f}; lowrank eval {ours:.6f}, PEFT on transformers' GGUF model {peft_loss:.6f}, "
+              f"transformers on lowrank merge {merged_loss:.6f}; relative differences {errors[0]:.2e}, {errors[1]:.2e}")
 
         # A bf16 checkpoint: transformers loads each merged folder in the dtype its config.json names.
         out = os.path.join(tmp, "qwen2-dora")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing (libFuzzer, AddressSanitizer) of every parser of untrusted input: the
-# safetensors header, JSON, config.json, adapter_config.json, .npy and token JSONL. Each target
+# safetensors header, JSON, config.json, adapter_config.json, .npy, token JSONL and GGUF. Each target
 # runs for SECONDS (default 15) from its committed seeds (fuzz/Corpus/<target>), growing a corpus
 # in .build-fuzz/corpus; any crash, sanitizer report, hang (over 10 s) or leak of memory past
 # 2 GiB fails the run and leaves its input in .build-fuzz/artifacts.
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-15}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors json llama-config adapter-config npy jsonl)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors json llama-config adapter-config npy jsonl gguf)
 
 # Every module gets ASan and libFuzzer's coverage; fuzz/Package.swift links libFuzzer into the
 # targets alone (the build's own tools, such as the shader embedder, must keep their main).

@@ -86,8 +86,9 @@ int32_t lowrank_engine_close(lowrank_engine engine);
 /* Models. */
 
 /* A Hugging Face checkpoint folder (config.json, model.safetensors or shards with
- * model.safetensors.index.json; f32, f16 or bf16). quantize: NULL, "nf4", "q8_0" or "q4_0"
- * quantizes the frozen projections at load. */
+ * model.safetensors.index.json; f32, f16 or bf16), or a .gguf file of the llama architecture
+ * (F32, F16, BF16; Q8_0 and Q4_0 matrices stay quantized). quantize: NULL, "nf4", "q8_0" or
+ * "q4_0" quantizes the frozen float projections at load. */
 int32_t lowrank_model_load(lowrank_engine engine, const char *path, const char *quantize, lowrank_model *model);
 
 /* The built-in default model of `lowrank train`: a byte-level (vocabulary 256), 2-block, d = 64

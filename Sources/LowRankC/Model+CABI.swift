@@ -15,7 +15,7 @@ import LowRankModels
             }
             return t
         }
-        let llama = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: folder), on: entry.backend, quantize: dtype)
+        let llama = try LlamaModel(checkpoint: try ModelSources.open(folder), on: entry.backend, quantize: dtype)
         out.pointee = HandleTable.openModel(ModelSession(engineHandle: engine, engine: entry, model: llama))
     }
 }

@@ -1,12 +1,10 @@
 import Glibc
 import LowRank
 
-extension HuggingFaceCheckpoint {
-    /// Writes this checkpoint with `adapter` merged into its weights to `folder`, in the same
-    /// layout: the same weight files (one, or the same shards and index) holding the same tensors
-    /// in their original dtypes, or all of its float tensors in `dtype` when it is given (and
-    /// `config.json`'s `torch_dtype`/`dtype` set to it, so that transformers loads them so), and
-    /// the other files of the folder (config, tokenizer) copied. `model` must be this checkpoint
+extension ModelSource {
+    /// Writes this model with `adapter` merged into its weights to `folder` as a Hugging Face
+    /// model folder (`writeMerged`: a checkpoint folder in its own layout, a GGUF file as
+    /// transformers' GGUF loader reads it). `model` must be this checkpoint
     /// loaded in f32; the merge runs on its backend. The report measures, for each merged tensor,
     /// how much of the adapter's update survived the rounding to the written dtype
     /// (`MergeRounding`): a bf16 checkpoint can round a short fine-tune away.
@@ -26,7 +24,7 @@ extension HuggingFaceCheckpoint {
         guard !model.projectionDType.isQuantized else {
             throw LowRankError(.invalidArgument, "merging needs the model's weights in f32, bf16 or f16, not quantized to \(model.projectionDType)")
         }
-        guard FileIO.canonicalPath(self.folder) != FileIO.canonicalPath(folder) else {
+        guard FileIO.canonicalPath(name) != FileIO.canonicalPath(folder) else {
             throw LowRankError(.invalidArgument, "the merged checkpoint would overwrite the model it is made from; choose another --out", context: [("folder", folder)])
         }
         let created = FileIO.missingFolders(in: FileIO.parent(of: folder))
@@ -62,7 +60,9 @@ extension HuggingFaceCheckpoint {
         }
     }
 
-    private func writeMerged(_ adapter: ModelAdapter, of model: LlamaModel, into folder: String, dtype: DType?) throws -> MergeReport {
+    /// The adapted weights merged in f32 and rounded once to `dtype(name)`, with what the rounding
+    /// kept of each update; the biases that trained with the adapter in `dtype(name)` too.
+    func mergedTensors(_ adapter: ModelAdapter, of model: LlamaModel, dtype: (String) throws -> DType) throws -> (tensors: [String: Tensor], rounding: [MergeRounding]) {
         var merged: [String: Tensor] = [:], rounding: [MergeRounding] = []
         let cpu = CPUBackend.shared
         for (path, layer) in adapter.layers {
@@ -74,9 +74,8 @@ extension HuggingFaceCheckpoint {
             case .lora(let lora): try lora.merge(into: weight)
             case .dora(let dora): try dora.merge(into: weight)
             }
-            let entry = try file(containing: name).entry(name)
             let values = try weight.floats()
-            let written = try Tensor(values, shape: entry.shape, dtype: dtype ?? entry.dtype, on: cpu)
+            let written = try Tensor(values, shape: original.shape, dtype: try dtype(name), on: cpu)
             rounding.append(try MergeRounding(tensor: name, dtype: written.dtype, original: try original.floats(), merged: values,
                                               rounded: try written.floats()))
             merged[name] = written
@@ -84,21 +83,38 @@ extension HuggingFaceCheckpoint {
         // The biases that trained with the adapter replace the model's, in the output's dtype.
         for (path, bias) in adapter.biases {
             let name = path + ".bias"
-            merged[name] = try Tensor(try bias.floats(), shape: bias.shape, dtype: dtype ?? file(containing: name).entry(name).dtype, on: cpu)
+            merged[name] = try Tensor(try bias.floats(), shape: bias.shape, dtype: try dtype(name), on: cpu)
         }
+        return (merged, rounding)
+    }
+
+    /// `tensor` as it will be written, refused when it holds a NaN or infinity (read back in the
+    /// written dtype, so that a value beyond its range, inf in f16, counts too).
+    static func checkFinite(_ tensor: Tensor, _ name: String, merged: Bool, stored: DType, file: String) throws -> Tensor {
+        let count = try tensor.nonFiniteCount()
+        guard count == 0 else {
+            let origin = merged ? "after merging the adapter, in \(tensor.dtype)" : tensor.dtype == stored ? "in the model" : "in \(tensor.dtype)"
+            throw LowRankError(.numerical, "\(name) holds \(count) NaN or infinite values \(origin); nothing was written",
+                               context: [("file", file), ("tensor", name)])
+        }
+        return tensor
+    }
+}
+
+extension HuggingFaceCheckpoint {
+    /// The same weight files (one, or the same shards and index) holding the same tensors in their
+    /// original dtypes, or all of its float tensors in `dtype` when it is given (and `config.json`'s
+    /// `torch_dtype`/`dtype` set to it, so that transformers loads them so), and the other files of
+    /// the folder (config, tokenizer) copied.
+    public func writeMerged(_ adapter: ModelAdapter, of model: LlamaModel, into folder: String, dtype: DType?) throws -> MergeReport {
+        let (merged, rounding) = try mergedTensors(adapter, of: model) { name in try dtype ?? file(containing: name).entry(name).dtype }
+        let cpu = CPUBackend.shared
         for (fileName, file) in files {
             let tensors = try file.names.map { name -> (name: String, tensor: Tensor) in
                 let entry = try file.entry(name)
                 let target = entry.dtype.isFloatingPoint ? dtype ?? entry.dtype : entry.dtype
                 let tensor = try merged[name] ?? file.tensor(name, as: target, on: cpu)
-                // Read back in the written dtype, so that a value beyond its range (inf in f16) counts too.
-                let count = try tensor.nonFiniteCount()
-                guard count == 0 else {
-                    let origin = merged[name] != nil ? "after merging the adapter, in \(target)" : target == entry.dtype ? "in the model" : "in \(target)"
-                    throw LowRankError(.numerical, "\(name) holds \(count) NaN or infinite values \(origin); nothing was written",
-                                       context: [("file", file.path), ("tensor", name)])
-                }
-                return (name, tensor)
+                return (name, try Self.checkFinite(tensor, name, merged: merged[name] != nil, stored: entry.dtype, file: file.path))
             }
             try SafetensorsFile.write(tensors, metadata: file.metadata, to: folder + "/" + fileName)
         }

@@ -5,7 +5,7 @@ import LowRank
 /// shards listed by `model.safetensors.index.json`. Opening it checks every tensor the config
 /// implies (present, shaped as the config says, a float dtype), naming the file and tensor of
 /// the first that is not, before anything is copied to a device.
-public struct HuggingFaceCheckpoint: Sendable {
+public struct HuggingFaceCheckpoint: ModelSource {
     public let folder: String
     public let config: LlamaConfig
     /// Each weight file's name (inside `folder`) and contents.
@@ -78,5 +78,12 @@ public struct HuggingFaceCheckpoint: Sendable {
     /// Tensor `name` widened to f32 (as `dtype` when given, e.g. quantized) on `backend`.
     public func tensor(_ name: String, as dtype: DType = .f32, on backend: any Backend) throws -> Tensor {
         try file(containing: name).tensor(name, as: dtype, on: backend)
+    }
+
+    public var name: String { folder }
+
+    /// The folder's `tokenizer.json` and chat template (see `TextFormat(modelDirectory:)`).
+    public func textFormat(trainOnPrompt: Bool) throws -> TextFormat? {
+        try TextFormat(modelDirectory: folder, trainOnPrompt: trainOnPrompt)
     }
 }

@@ -18,14 +18,14 @@ public final class LlamaModel {
     private let weights: [String: Tensor]
     let inverseFrequencies: Tensor
 
-    /// Loads `checkpoint` onto `backend`, tensor by tensor from the mapped files. Each matrix is
-    /// held in `dtype` (f32, bf16 or f16), or in the checkpoint's own dtype when it is nil; the
+    /// Loads `checkpoint` onto `backend`, tensor by tensor from the mapped files. Each float matrix
+    /// is held in `dtype` (f32, bf16 or f16), or in the checkpoint's own dtype when it is nil; the
     /// seven projections of every block are quantized to `quantize` instead when it is given.
-    public convenience init(checkpoint: HuggingFaceCheckpoint, on backend: any Backend, quantize: DType? = nil, dtype: DType? = nil) throws {
+    public convenience init(checkpoint: any ModelSource, on backend: any Backend, quantize: DType? = nil, dtype: DType? = nil) throws {
         if let dtype, !dtype.isFloatingPoint {
             throw LowRankError(.invalidArgument, "--dtype takes f32, bf16 or f16, not \(dtype)")
         }
-        try self.init(config: checkpoint.config, name: checkpoint.folder, on: backend, quantize: quantize,
+        try self.init(config: checkpoint.config, name: checkpoint.name, on: backend, quantize: quantize,
                       matrixDType: checkpoint.matrixDType(dtype)) { name, dtype in
             try checkpoint.tensor(name, as: dtype, on: backend)
         }

@@ -10,6 +10,18 @@ public struct ModelChatTemplate {
     /// (a string, or a list of `{"name", "template"}` where `name` picks one, "default" otherwise);
     /// `bos_token` and `eos_token` from `tokenizer_config.json` (a string or an AddedToken object).
     public init(modelDirectory: String, templateName: String? = nil) throws {
+        if modelDirectory.lowercased().hasSuffix(".gguf") {
+            let file = try GGUFFile(path: modelDirectory)
+            guard let template = try Self.template(of: file) else {
+                throw LowRankError(.fileFormat, "the model has no chat template (no tokenizer.chat_template)", context: [("file", modelDirectory)])
+            }
+            guard templateName == nil else {
+                throw LowRankError(.invalidArgument, "a GGUF file has one chat template, not one named '\(templateName!)'", context: [("file", modelDirectory)])
+            }
+            let tokenizer = try GGUFTokenizer(file)
+            (self.template, bosToken, eosToken) = (template, tokenizer?.bosToken, tokenizer?.eosToken)
+            return
+        }
         let configPath = modelDirectory + "/tokenizer_config.json"
         let jinjaPath = modelDirectory + "/chat_template.jinja"
         let config = FileIO.exists(configPath) ? try JinjaValue(jsonFile: configPath) : nil
@@ -35,6 +47,16 @@ public struct ModelChatTemplate {
         }
         bosToken = try token("bos_token")
         eosToken = try token("eos_token")
+    }
+
+    /// A GGUF file's `tokenizer.chat_template`, or nil when it has none.
+    public static func template(of file: GGUFFile) throws -> ChatTemplate? {
+        try file["tokenizer.chat_template"].map { value in
+            guard let source = value.string else {
+                throw LowRankError(.fileFormat, "tokenizer.chat_template is not a string", context: [("file", file.path), ("field", "tokenizer.chat_template")])
+            }
+            return try ChatTemplate(source: source, name: file.path + " (tokenizer.chat_template)")
+        }
     }
 
     private static func select(_ field: JinjaValue, name: String?, file: String) throws -> String {

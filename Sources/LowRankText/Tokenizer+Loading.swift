@@ -30,8 +30,15 @@ public struct TokenizerConfig: Sendable {
 }
 
 extension Tokenizer {
-    /// Loads `tokenizer.json` itself, or a model folder's `tokenizer.json` with its `tokenizer_config.json`.
+    /// Loads `tokenizer.json` itself, a model folder's `tokenizer.json` with its `tokenizer_config.json`,
+    /// or the tokenizer a `.gguf` file's metadata describes (`GGUFTokenizer`).
     public static func load(_ path: String) throws -> Tokenizer {
+        if path.lowercased().hasSuffix(".gguf") {
+            guard let gguf = try GGUFTokenizer(try GGUFFile(path: path)) else {
+                throw LowRankError(.fileFormat, "the file has no tokenizer (no tokenizer.ggml.model)", context: [("file", path)])
+            }
+            return gguf.tokenizer
+        }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw LowRankError(.io, "no tokenizer.json file or model folder here", context: [("path", path)])

@@ -8,7 +8,7 @@ struct ChatTemplateCommand: ParsableCommand {
         abstract: "Render conversations with a model's chat template, as transformers' apply_chat_template(tokenize=False) does.",
         discussion: "Reads {\"messages\": [...]} per line of --input (optionally \"tools\": [...]) and prints {\"text\": ...} per line.")
 
-    @Option(help: "A model folder (chat_template.jinja, or chat_template in tokenizer_config.json).") var model: String?
+    @Option(help: "A model folder (chat_template.jinja, or chat_template in tokenizer_config.json), or a .gguf file (tokenizer.chat_template).") var model: String?
     @Option(help: "A Jinja template file, instead of --model.") var template: String?
     @Option(help: "JSONL: one {\"messages\": [{\"role\": …, \"content\": …}, …]} per line.") var input: String
     @Flag(help: "End with the header that starts the assistant's reply.") var addGenerationPrompt = false

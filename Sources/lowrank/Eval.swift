@@ -7,7 +7,7 @@ struct Eval: ParsableCommand {
         abstract: "Mean next-token loss and perplexity of a checkpoint, with or without an adapter, over token or text data.",
         discussion: dataFormatsHelp)
 
-    @Option(help: "A Hugging Face model folder.") var model: String
+    @Option(help: "A Hugging Face model folder or a GGUF file.") var model: String
     @Option(help: "A PEFT adapter folder (adapter_config.json and adapter_model.safetensors).") var adapter: String?
     @Flag(help: "Load --adapter even if it names another base model or architecture (its tensors' shapes are still checked).")
     var forceAdapter = false
@@ -38,10 +38,10 @@ struct Eval: ParsableCommand {
 
     private func evaluate() throws {
         let backend = try Engine.backend(try device.request, validation: device.validationEnabled)
-        let llama = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: model), on: backend, quantize: quantize?.dtype,
-                                   dtype: weights.dtype?.dtype)
+        let source = try ModelSources.open(model)
+        let llama = try LlamaModel(checkpoint: source, on: backend, quantize: quantize?.dtype, dtype: weights.dtype?.dtype)
         let adapter = try self.adapter.map { try ModelAdapter(contentsOf: $0, on: llama, force: forceAdapter) }
-        let dataset = try textData.dataset(data, modelFolder: model, vocabularySize: llama.config.vocabularySize, maxLength: seqLen)
+        let dataset = try textData.dataset(data, model: source, maxLength: seqLen)
         let result = try Evaluation(model: llama, adapter: adapter, data: dataset, batchSize: batchSize)
         if json {
             print(result.json.serialized)

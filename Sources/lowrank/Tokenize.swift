@@ -11,7 +11,7 @@ struct Tokenize: ParsableCommand {
         plain text: every line is encoded on one thread, a few times, and the speed is printed.
         """)
 
-    @Option(help: "A tokenizer.json file, or a model folder holding one (and tokenizer_config.json).") var tokenizer: String
+    @Option(help: "A tokenizer.json file, a model folder holding one (and tokenizer_config.json), or a .gguf file.") var tokenizer: String
     @Option(help: "A .jsonl file of {\"text\": …} lines (plain text with --throughput).") var input: String
     @Flag(help: "Add the post-processor's special tokens (BOS/EOS).") var addSpecialTokens = false
     @Flag(help: "Leave special tokens out of \"decoded\".") var skipSpecialTokens = false

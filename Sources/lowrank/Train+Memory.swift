@@ -13,7 +13,7 @@ extension Train {
     /// headers of `checkpoint` when it is open, else of the folder's files, or config.json's dtype
     /// without weight files) with this command's adapter, batch, quantization and checkpointing, at
     /// `sequence` tokens a row.
-    func memoryRun(_ config: LlamaConfig, folder: String, checkpoint: HuggingFaceCheckpoint? = nil, sequence: Int) throws -> MemoryPlan.Run {
+    func memoryRun(_ config: LlamaConfig, folder: String, checkpoint: (any ModelSource)? = nil, sequence: Int) throws -> MemoryPlan.Run {
         let adapter = try initAdapter.map { try AdapterSettings(contentsOf: $0 + "/" + ModelAdapter.configName) } ?? newAdapterSettings(baseModel: folder)
         let dtype = weights.dtype?.dtype
         let weightDType = try checkpoint?.matrixDType(dtype) ?? MemoryPlan.Run.weightDType(folder: folder, dtype: dtype)
@@ -22,11 +22,13 @@ extension Train {
                               sequence: sequence, checkpointing: gradCheckpointing)
     }
 
-    /// `--dry-run`: the plan's bytes from config.json alone, at --seq-len tokens a row.
+    /// `--dry-run`: the plan's bytes from config.json alone (a GGUF file's header: its metadata and
+    /// tensor infos, no tensor data), at --seq-len tokens a row.
     func printDryRun(_ folder: String, on backend: any Backend) throws {
         let seqLen = self.seqLen ?? 2  // validate() requires it
-        let config = try LlamaConfig(contentsOf: folder + "/config.json")
-        let planned = try MemoryPlan(try memoryRun(config, folder: folder, sequence: seqLen), on: backend)
+        let gguf = ModelSources.isGGUF(folder) ? try GGUFCheckpoint(path: folder) : nil
+        let config = try gguf?.config ?? LlamaConfig(contentsOf: folder + "/config.json")
+        let planned = try MemoryPlan(try memoryRun(config, folder: folder, checkpoint: gguf, sequence: seqLen), on: backend)
         if dryRun.json {
             print(planned.json.serialized)
         } else {

@@ -17,7 +17,7 @@ struct Train: ParsableCommand {
         and named there as best_checkpoint.
         """)
 
-    @Option(help: "A Hugging Face model folder (config.json and safetensors weights).") var model: String?
+    @Option(help: "A Hugging Face model folder (config.json and safetensors weights) or a GGUF file (llama architecture).") var model: String?
     @Option(help: "Training data: .jsonl (token ids, text, prompt/completion or messages) or .npy token ids.") var data: String?
     @Option(help: "Validation data, in the same forms as --data.") var validData: String?
     @Option(help: "Validate every N steps (and at the end; default: once, at the end).") var evalEvery: Int?
@@ -62,7 +62,7 @@ struct Train: ParsableCommand {
     @OptionGroup var dryRun: DryRunOptions
 
     func validate() throws {
-        if dryRun.dryRun, model == nil || seqLen == nil { throw ValidationError("--dry-run plans a --model (its config.json is enough) at --seq-len tokens a row") }
+        if dryRun.dryRun, model == nil || seqLen == nil { throw ValidationError("--dry-run plans a --model (its config.json, or a GGUF file's header, is enough) at --seq-len tokens a row") }
         if validData == nil ? evalEvery != nil : model == nil { throw ValidationError("--valid-data needs --model and --data; --eval-every needs --valid-data") }
         if let evalEvery, evalEvery < 1 { throw ValidationError("--eval-every must be at least 1, got \(evalEvery)") }
         if (model == nil) != (data == nil), !dryRun.dryRun {
@@ -95,15 +95,17 @@ struct Train: ParsableCommand {
         let isDefault = model == nil
         let output = adapterOut ?? (isDefault ? DefaultJob.adapterFolder : "adapter-out")
 
-        let llama: LlamaModel, dataset: TokenDataset
+        let llama: LlamaModel, dataset: TokenDataset, source: (any ModelSource)?
         var settings = isDefault ? DefaultJob.trainingSettings : TrainingSettings()
         let adapterSettings: AdapterSettings
         if let model, let data {
-            let checkpoint = try HuggingFaceCheckpoint(folder: model)
-            dataset = try textData.dataset(data, modelFolder: model, vocabularySize: checkpoint.config.vocabularySize, maxLength: seqLen)
+            let checkpoint = try ModelSources.open(model)
+            dataset = try textData.dataset(data, model: checkpoint, maxLength: seqLen)
             try checkMemory(try memoryRun(checkpoint.config, folder: model, checkpoint: checkpoint, sequence: dataset.longestRow), on: backend)
             llama = try LlamaModel(checkpoint: checkpoint, on: backend, quantize: quantize?.dtype, dtype: weights.dtype?.dtype)
+            source = checkpoint
         } else {
+            source = nil
             dataset = try DefaultJob.data()
             try checkMemory(try defaultJobRun(sequence: dataset.longestRow), on: backend)
             llama = try DefaultJob.model(on: backend)
@@ -132,8 +134,8 @@ struct Train: ParsableCommand {
 
         let trainer = try Trainer(model: llama, adapter: adapter, data: dataset, settings: settings, output: output, group: group)
         // Rank 0 alone prints, records and keeps checkpoints, so it alone evaluates the held-out data.
-        if leader, let validData, let model {
-            let held = try textData.dataset(validData, modelFolder: model, vocabularySize: llama.config.vocabularySize, maxLength: seqLen)
+        if leader, let validData, let source {
+            let held = try textData.dataset(validData, model: source, maxLength: seqLen)
             trainer.validation = try TrainingValidation(data: held, every: evalEvery ?? trainer.totalSteps, batchSize: settings.batchSize, model: llama, adapter: adapter)
         }
         let a = adapter.settings

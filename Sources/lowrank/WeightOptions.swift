@@ -23,7 +23,7 @@ struct WeightDTypeOption: ParsableArguments {
 struct DryRunOptions: ParsableArguments {
     @Flag(help: """
         Print the device bytes the run would take (weights, adapter and optimizer, activations, workspace), planned from \
-        --model's config.json alone (no weight files needed), and stop. Every run prints this figure at its start and \
+        --model's config.json alone (no weight files needed; a GGUF file's header), and stop. Every run prints this figure at its start and \
         stops before loading when it does not fit the device.
         """)
     var dryRun = false

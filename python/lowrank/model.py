@@ -28,7 +28,8 @@ class Model(NativeHandle):
 
     @classmethod
     def from_pretrained(cls, path, quantize=None, engine: Engine = None) -> "Model":
-        """A Hugging Face checkpoint folder (config.json and safetensors weights, f32/f16/bf16).
+        """A Hugging Face checkpoint folder (config.json and safetensors weights, f32/f16/bf16), or a
+        GGUF file of the llama architecture (F32/F16/BF16; Q8_0 and Q4_0 matrices stay quantized).
         quantize: None, "nf4", "q8_0" or "q4_0" quantizes the frozen projections at load."""
         engine = engine or default_engine()
         handle = ctypes.c_uint64(0)

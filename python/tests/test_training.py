@@ -74,13 +74,18 @@ def test_loss_of_a_peft_adapter_matches_transformers():
         model = lowrank.Model.from_pretrained(FIXTURES / "tiny-llama", engine=engine)
         for adapter in ["lora", "rslora", "dora"]:
             model.load_adapter(FIXTURES / adapter)
-            total = tokens = 0
-            for i in range(0, len(rows), 4):
-                ids, labels = train_default.pad(rows[i:i + 4])
-                predicted = int((labels[:, 1:] != -100).sum())
-                total += model.loss(ids, labels) * predicted
-                tokens += predicted
-            assert abs(total / tokens - expected[adapter]) <= 1e-4 * expected[adapter], adapter
+            assert abs(mean_loss(model, rows) - expected[adapter]) <= 1e-4 * expected[adapter], adapter
+
+
+def mean_loss(model, rows) -> float:
+    """The loss over every predicted token of `rows`, in batches of 4, as transformers computes it over them all."""
+    total = tokens = 0
+    for i in range(0, len(rows), 4):
+        ids, labels = train_default.pad(rows[i:i + 4])
+        predicted = int((labels[:, 1:] != -100).sum())
+        total += model.loss(ids, labels) * predicted
+        tokens += predicted
+    return total / tokens
 
 
 def test_adapter_tensors_round_trip(tmp_path):
@@ -207,3 +212,16 @@ def _add_adapter_with_config(model, text):
     check(lib.lowrank_adapter_options_init(ctypes.byref(options)))
     options.peft_config = text.encode()
     check(lib.lowrank_model_add_adapter(model._handle, ctypes.byref(options)))
+
+
+def test_a_gguf_model_loads_quantized_and_matches_transformers():
+    """from_pretrained takes a .gguf: the Q8_0 fixture's loss, with PEFT's LoRA adapter of the Hugging
+    Face model (forced: it names that model), is what PEFT computes on transformers' GGUF loader's
+    model (tools/make_gguf_fixtures.py)."""
+    gguf = FIXTURES.parent / "gguf"
+    expected = json.loads((gguf / "expected.json").read_text())["lora_loss"]["tiny-llama.q8_0.gguf"]
+    rows = jsonl_rows(FIXTURES / "data.jsonl")
+    with lowrank.Engine("cpu") as engine:
+        model = lowrank.Model.from_pretrained(gguf / "tiny-llama.q8_0.gguf", engine=engine)
+        model.load_adapter(FIXTURES / "lora", force=True)
+        assert abs(mean_loss(model, rows) - expected) <= 1e-5 * expected
