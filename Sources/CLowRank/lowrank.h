@@ -122,7 +122,7 @@ typedef struct lowrank_adapter_options {
     uint64_t seed;          /* seed of A's initialisation (and of pissa_niter_N's randomized SVD); default 0 */
     const char *peft_config; /* NULL, or a JSON object of PEFT's other LoraConfig fields, as
                                adapter_config.json holds them: init_lora_weights (true, "gaussian",
-                               "pissa", "pissa_niter_N", "olora"), rank_pattern, alpha_pattern,
+                               "pissa", "pissa_niter_N", "olora", "loftq"), rank_pattern, alpha_pattern,
                                layers_to_transform, layers_pattern, exclude_modules, bias. Fields
                                the members above set (r, lora_alpha, ...) are refused here. */
 } lowrank_adapter_options;

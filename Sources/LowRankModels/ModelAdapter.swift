@@ -99,6 +99,30 @@ public final class ModelAdapter {
         biases = try Self.biasModules(settings, model, adapted: modules.map(\.path)).map { ($0, try model.weight($0 + ".bias").copy(to: model.backend)) }
     }
 
+    /// A new adapter initialised by LoftQ (PEFT's `init_lora_weights="loftq"`, one iteration) on a
+    /// model whose projections are NF4: each targeted weight, read again in f32 from the model's
+    /// file, gives the factors that fit what its NF4 quantization (the model's own) leaves. One
+    /// iteration quantizes W itself, so the adapter pairs with the model loaded with
+    /// `--quantize nf4`, and is saved as a plain LoRA adapter.
+    public init(loftq settings: AdapterSettings, on model: LlamaModel) throws {
+        guard !settings.dora else { throw LowRankError(.unsupported, "LoftQ initialises LoRA, not DoRA (as PEFT's loftq_init)") }
+        guard model.projectionDType == .nf4 else {
+            throw LowRankError(.unsupported, "LoftQ fits the adapter to NF4's quantization error: load the model with --quantize nf4 (it is \(model.projectionDType))")
+        }
+        guard let path = model.name else { throw LowRankError(.unsupported, "LoftQ reads the weights again from the model's file, and this model has none") }
+        let source = try ModelSources.open(path, dequantizing: true)
+        self.settings = settings
+        let modules = try Self.targetedModules(settings, model)
+        layers = try modules.map { module in
+            let original = try source.tensor(module.path + ".weight", as: .f32, on: CPUBackend.shared).floats()
+            let (lora, _) = try LoRAAdapter.loftq(original: original, outFeatures: module.weight.shape[0], config: settings.lora(for: module.path),
+                                                  iterations: 1, on: model.backend)
+            return (module.path, .lora(lora))
+        }
+        split = nil
+        biases = try Self.biasModules(settings, model, adapted: modules.map(\.path)).map { ($0, try model.weight($0 + ".bias").copy(to: model.backend)) }
+    }
+
     /// The adapter PEFT (or `save`) wrote to `folder`, for `model`. A tensor for a module the model
     /// lacks, a missing one, or one shaped for another architecture is an error naming the file
     /// and tensor; F16 and BF16 tensors are widened to f32. An adapter that names another base
@@ -233,12 +257,16 @@ public enum AdapterInitialization: Sendable, Equatable {
     /// `"gaussian"`: A from N(0, 1/r²), B = 0.
     case gaussian
     case split(SplitInitialization)
+    /// `"loftq"` with `LoftQConfig(loftq_bits=4, loftq_iter=1)`, on an NF4 model: the adapter fits
+    /// what NF4 quantization leaves of each targeted weight.
+    case loftq
 
     /// PEFT's name (`true` is written "kaiming" or "true"), or nil for one that is none of these.
     public init?(peftName: String) {
         switch peftName {
         case "kaiming", "true": self = .kaiming
         case "gaussian": self = .gaussian
+        case "loftq": self = .loftq
         default:
             guard let split = SplitInitialization(peftName: peftName) else { return nil }
             self = .split(split)
@@ -250,11 +278,12 @@ public enum AdapterInitialization: Sendable, Equatable {
         case .kaiming: "kaiming"
         case .gaussian: "gaussian"
         case .split(let split): split.peftName
+        case .loftq: "loftq"
         }
     }
 
     /// The names `init(peftName:)` takes, `pissa_niter_N` standing for any N.
-    public static let peftNames = ["kaiming", "gaussian", "pissa", "pissa_niter_N", "olora"]
+    public static let peftNames = ["kaiming", "gaussian", "pissa", "pissa_niter_N", "olora", "loftq"]
 }
 
 extension ModelAdapter {
@@ -264,6 +293,7 @@ extension ModelAdapter {
         case .kaiming: try ModelAdapter(settings: settings, on: model, seed: seed, initialization: .kaimingUniform)
         case .gaussian: try ModelAdapter(settings: settings, on: model, seed: seed, initialization: .gaussian)
         case .split(let split): try ModelAdapter(splitting: settings, by: split, on: model, seed: seed)
+        case .loftq: try ModelAdapter(loftq: settings, on: model)
         }
     }
 }

@@ -9,7 +9,8 @@ struct PEFTOptions: ParsableArguments {
         How the adapter starts, as PEFT's init_lora_weights: kaiming (PEFT's default, true) or gaussian (N(0, 1/r²)) A with \
         B = 0; or pissa (A and B from W's top-r singular triplets), pissa_niter_N (the same by a randomized SVD with N \
         subspace iterations, much faster on large weights) or olora (from W's QR decomposition), W keeping the residual; \
-        these three save the adapter converted for the original model, rank 2r.
+        these three save the adapter converted for the original model, rank 2r; or loftq (with --quantize nf4: A and B \
+        fit what NF4 quantization leaves of W, as PEFT's LoftQ with one iteration).
         """)
     var `init`: AdapterInitialization = .kaiming
     @Option(help: "PEFT's rank_pattern: comma-separated KEY=R, KEY a regular expression matching the end of a module path after a dot (q_proj=4,layers\\.0\\..*=16).")

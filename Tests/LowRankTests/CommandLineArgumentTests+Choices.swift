@@ -35,7 +35,7 @@ extension CommandLineArgumentTests {
     /// weight-splitting ones save the adapter converted for the original model (rank 2r).
     @Test func initialisationsAreListedAndRun() throws {
         let (_, text) = try lowrank(["train", "--help"])
-        #expect(text.split(whereSeparator: \.isWhitespace).joined(separator: " ").contains("(values: kaiming, gaussian, pissa, pissa_niter_N, olora; default: kaiming)"))
+        #expect(text.split(whereSeparator: \.isWhitespace).joined(separator: " ").contains("(values: kaiming, gaussian, pissa, pissa_niter_N, olora, loftq; default: kaiming)"))
         try expectRefused("--init", ["train", "--model", model, "--data", data, "--init", "pissa_niter_x"])
         for initialization in ["olora", "pissa_niter_2"] {
             try withTemporaryFolder { folder in
@@ -45,6 +45,15 @@ extension CommandLineArgumentTests {
                 let saved = try AdapterSettings(contentsOf: folder + "/" + ModelAdapter.configName)
                 #expect(saved.rank == 8, "\(initialization)")
             }
+        }
+        // LoftQ fits NF4's quantization error: refused on an f32 model, saved as a plain rank-r adapter on an NF4 one.
+        let refused = try lowrank(["train", "--model", model, "--data", data, "--device", "cpu", "--steps", "1", "--init", "loftq"])
+        #expect(refused.status != 0 && refused.output.contains("--quantize nf4"), "\(refused.output)")
+        try withTemporaryFolder { folder in
+            let (status, output) = try lowrank(["train", "--model", model, "--data", data, "--device", "cpu", "--steps", "2", "--r", "4",
+                                                "--init", "loftq", "--quantize", "nf4", "--adapter-out", folder])
+            #expect(status == 0, "\(output)")
+            #expect(try AdapterSettings(contentsOf: folder + "/" + ModelAdapter.configName).rank == 4)
         }
     }
 }

@@ -67,7 +67,8 @@ class Model(NativeHandle):
         `init` its init_lora_weights ("kaiming" or True, PEFT's default, and "gaussian" start B at
         zero, so the model is unchanged until it trains; "pissa", "pissa_niter_N" and "olora" split
         each targeted weight, which keeps the residual, and the adapter is saved converted for the
-        original model, rank 2r), `rank_pattern`/`alpha_pattern` dicts of regular expression to
+        original model, rank 2r; "loftq", on a model loaded with quantize="nf4", fits A and B to what
+        NF4 quantization leaves of each weight), `rank_pattern`/`alpha_pattern` dicts of regular expression to
         rank/alpha, `layers_to_transform` a layer index or list of them with `layers_pattern`,
         `exclude_modules` a list of names or a pattern, `bias` "none", "lora_only" or "all"."""
         options = AdapterOptions()

@@ -193,6 +193,8 @@ def test_peft_options_match_lowrank_train(tmp_path):
         with pytest.raises(lowrank.LowRankError, match="sets r, which options.r sets"):
             _add_adapter_with_config(model, '{"r": 2}')
         with pytest.raises(lowrank.LowRankError, match="init_lora_weights"):
+            model.add_adapter(init="loftq_iter_2")
+        with pytest.raises(lowrank.LowRankError, match="--quantize nf4"):
             model.add_adapter(init="loftq")
     assert np.array_equal(np.float32(losses), np.float32(cli_losses(cli_out, steps)))
     configs = [json.loads((out / "adapter_config.json").read_text()) for out in (python_out, cli_out)]
