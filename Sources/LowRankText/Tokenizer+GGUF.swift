@@ -21,7 +21,9 @@ public struct GGUFVocabulary: Sendable {
     /// "llama" only: each token's score. tokenizer.json keeps SentencePiece's merge order but not its
     /// scores, so a token made by a merge scores minus that merge's rank and others 0: llama.cpp
     /// (and transformers' GGUF loader) merge the highest-scoring pair first, which is then the order
-    /// of tokenizer.json's merges. (The converter writes −1000 for every token here, which loses it.)
+    /// of tokenizer.json's merges. (The converter writes −1000 for every token here, from which
+    /// llama.cpp's SentencePiece tokenizer, ranking pairs by score and then by position, would merge
+    /// leftmost first.)
     public let scores: [Float]?
     /// "gpt2" only: `tokenizer.ggml.merges`, "left right" in rank order (a space inside a token written as U+0120, as the converter does).
     public let merges: [String]
