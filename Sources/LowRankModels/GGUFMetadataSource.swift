@@ -30,19 +30,25 @@ public struct HuggingFaceGGUFMetadata: GGUFMetadataSource {
     public func ggufMetadata(fileType: UInt32) throws -> (metadata: [(key: String, value: GGUF.Value)], warnings: [String]) {
         let configPath = folder + "/config.json"
         let hf = try JSON.read(configPath, what: "the model's config")
-        let u32 = { (n: Int) in GGUF.Value.uint32(UInt32(n)) }
+        // llama.cpp reads these keys as u32: a value beyond it is an error naming the field, not a trap.
+        let u32 = { (n: Int, field: String) throws -> GGUF.Value in
+            guard let value = UInt32(exactly: n) else {
+                throw LowRankError(.fileFormat, "\(field) \(n) does not fit GGUF's u32", context: [("file", configPath), ("field", field)])
+            }
+            return .uint32(value)
+        }
         var metadata: [(key: String, value: GGUF.Value)] = [
             ("general.architecture", .string("llama")),
             ("general.type", .string("model")),
             ("general.name", .string(FileIO.lastComponent(folder))),
-            ("llama.block_count", u32(config.layerCount)),
+            ("llama.block_count", try u32(config.layerCount, "num_hidden_layers")),
         ]
-        if let context = hf["max_position_embeddings"]?.int { metadata.append(("llama.context_length", u32(context))) }
+        if let context = hf["max_position_embeddings"]?.int { metadata.append(("llama.context_length", try u32(context, "max_position_embeddings"))) }
         metadata += [
-            ("llama.embedding_length", u32(config.hiddenSize)),
-            ("llama.feed_forward_length", u32(config.intermediateSize)),
-            ("llama.attention.head_count", u32(config.headCount)),
-            ("llama.attention.head_count_kv", u32(config.keyValueHeadCount)),
+            ("llama.embedding_length", try u32(config.hiddenSize, "hidden_size")),
+            ("llama.feed_forward_length", try u32(config.intermediateSize, "intermediate_size")),
+            ("llama.attention.head_count", try u32(config.headCount, "num_attention_heads")),
+            ("llama.attention.head_count_kv", try u32(config.keyValueHeadCount, "num_key_value_heads")),
         ]
         if case .linear(let factor) = config.ropeScaling {
             metadata += [("llama.rope.scaling.type", .string("linear")), ("llama.rope.scaling.factor", .float32(Float(factor)))]
@@ -52,12 +58,12 @@ public struct HuggingFaceGGUFMetadata: GGUFMetadataSource {
             ("llama.attention.layer_norm_rms_epsilon", .float32(config.rmsNormEpsilon)),
         ]
         if hf["head_dim"]?.int != nil {
-            metadata += [("llama.attention.key_length", u32(config.headDim)), ("llama.attention.value_length", u32(config.headDim))]
+            metadata += [("llama.attention.key_length", try u32(config.headDim, "head_dim")), ("llama.attention.value_length", try u32(config.headDim, "head_dim"))]
         }
         metadata += [
             ("general.file_type", .uint32(fileType)),
-            ("llama.vocab_size", u32(config.vocabularySize)),
-            ("llama.rope.dimension_count", u32(config.headDim)),
+            ("llama.vocab_size", try u32(config.vocabularySize, "vocab_size")),
+            ("llama.rope.dimension_count", try u32(config.headDim, "head_dim")),
             ("general.quantization_version", .uint32(2)),
         ]
         guard FileIO.exists(folder + "/tokenizer.json") else {
@@ -102,7 +108,7 @@ public struct HuggingFaceGGUFMetadata: GGUFMetadataSource {
             let entry = tokenizerConfig?[type + "_token"]
             guard let content = entry?.string ?? entry?["content"]?.string,
                   let id = added.first(where: { $0["content"]?.string == content })?["id"]?.int else { continue }
-            if id < config.vocabularySize { ids.append((type, id)) }
+            if (0..<config.vocabularySize).contains(id) { ids.append((type, id)) }
         }
         for type in Self.specialTokenTypes where !ids.contains(where: { $0.type == type }) {
             if let id = hf[type + "_token_id"]?.int, id >= 0, id < config.vocabularySize { ids.append((type, id)) }
