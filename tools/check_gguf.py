@@ -3,9 +3,9 @@
 `gguf` package reading them and PEFT, PyTorch and transformers as the references:
 
 - export-gguf: for PEFT LoRA adapters on the tiny Llama fixture (q/v; every projection with a
-  rank_pattern; f16 tensors), the keys (general.type adapter, adapter.type lora, adapter.lora.alpha),
+  rank_pattern; f16 tensors) and the tiny Qwen2 one (llama.cpp's qwen2 architecture), the keys (general.type adapter, adapter.type lora, adapter.lora.alpha),
   tensor names, shapes and types, and the values: lora_a is PEFT's lora_A, lora_b its lora_B with the
-  rows of q_proj and k_proj in llama.cpp's order (its `LlamaModel.permute`). DoRA, rsLoRA and
+  rows of q_proj and k_proj in llama.cpp's order for llama (its `LlamaModel.permute`). DoRA, rsLoRA and
   alpha_pattern adapters are refused with the advice to merge. With --llama-cpp DIR (a llama.cpp
   checkout), llama.cpp's own convert_lora_to_gguf.py converts the same adapters and every key and
   tensor must be equal.
@@ -91,18 +91,23 @@ def peft_adapter(model_dir, out, seed, **config):
 
 
 def check_export(lowrank, tmp, llama_cpp):
-    config = json.load(open(os.path.join(TINY, "config.json")))
-    heads = {"q_proj": config["num_attention_heads"], "k_proj": config["num_key_value_heads"]}
-    cases = [("lora-qv", os.path.join(FIXTURES, "llama", "lora"), "f32")]
+    qwen2 = os.path.join(FIXTURES, "llama", "tiny-qwen2-bf16")
+    cases = [("lora-qv", os.path.join(FIXTURES, "llama", "lora"), TINY, "f32")]
     patterned = os.path.join(tmp, "lora-all")
     peft_adapter(TINY, patterned, 1, r=4, lora_alpha=8, target_modules=PROJECTIONS, rank_pattern={"k_proj": 2, "down_proj": 6})
-    cases += [("lora-all-rank-pattern", patterned, "f32"), ("lora-all-f16", patterned, "f16")]
-    for name, adapter, outtype in cases:
+    qwen2_adapter = os.path.join(tmp, "qwen2-lora")
+    peft_adapter(qwen2, qwen2_adapter, 7, r=4, lora_alpha=8, target_modules=PROJECTIONS)
+    cases += [("lora-all-rank-pattern", patterned, TINY, "f32"), ("lora-all-f16", patterned, TINY, "f16"), ("qwen2", qwen2_adapter, qwen2, "f32")]
+    for name, adapter, base_model, outtype in cases:
+        config = json.load(open(os.path.join(base_model, "config.json")))
+        # llama.cpp's qwen2 architecture keeps Hugging Face's row order; llama permutes q and k.
+        architecture = "qwen2" if config["model_type"] == "qwen2" else "llama"
+        heads = {"q_proj": config["num_attention_heads"], "k_proj": config["num_key_value_heads"]} if architecture == "llama" else {}
         out = os.path.join(tmp, name + ".gguf")
-        run(lowrank, "export-gguf", "--adapter", adapter, "--model", TINY, "--out", out, "--outtype", outtype)
+        run(lowrank, "export-gguf", "--adapter", adapter, "--model", base_model, "--out", out, "--outtype", outtype)
         fields, tensors = read(out)
         settings = json.load(open(os.path.join(adapter, "adapter_config.json")))
-        check(fields["general.architecture"] == "llama" and fields["general.type"] == "adapter" and fields["adapter.type"] == "lora",
+        check(fields["general.architecture"] == architecture and fields["general.type"] == "adapter" and fields["adapter.type"] == "lora",
               f"{name}: keys {fields}")
         check(fields["adapter.lora.alpha"] == settings["lora_alpha"], f"{name}: alpha {fields['adapter.lora.alpha']}")
         peft = load_file(os.path.join(adapter, "adapter_model.safetensors"))
@@ -125,10 +130,11 @@ def check_export(lowrank, tmp, llama_cpp):
                 tolerance = 0 if outtype == "f32" else 2 ** -11 * np.abs(want).max()
                 check(np.abs(got - want).max() <= tolerance, f"{name}: {base + suffix} differs by {np.abs(got - want).max()}")
         check(set(tensors) == expected, f"{name}: tensors {sorted(set(tensors) ^ expected)}")
-        print(f"export-gguf {name}: {len(tensors)} tensors ({outtype}) equal PEFT's factors (q/k lora_b permuted), alpha {fields['adapter.lora.alpha']}")
+        order = "q/k lora_b permuted" if heads else "rows in PEFT's order"
+        print(f"export-gguf {name}: {len(tensors)} tensors ({outtype}, {architecture}) equal PEFT's factors ({order}), alpha {fields['adapter.lora.alpha']}")
         if llama_cpp and outtype == "f32":
             theirs = os.path.join(tmp, name + "-llama-cpp.gguf")
-            subprocess.run([sys.executable, os.path.join(llama_cpp, "convert_lora_to_gguf.py"), "--base", TINY, "--outfile", theirs, adapter],
+            subprocess.run([sys.executable, os.path.join(llama_cpp, "convert_lora_to_gguf.py"), "--base", base_model, "--outfile", theirs, adapter],
                            check=True, capture_output=True)
             their_fields, their_tensors = read(theirs)
             check(set(their_tensors) == set(tensors), f"{name}: llama.cpp's tensors {sorted(set(their_tensors) ^ set(tensors))}")
@@ -336,6 +342,29 @@ def check_rope_freqs(lowrank, tmp):
     print(f"merge of the Llama 3-scaled fixture: rope_freqs {got.tolist()} as the converter computes it")
 
 
+def check_qwen2_merge(lowrank, tmp):
+    """Qwen2 (biases on q, k, v) as llama.cpp's qwen2 architecture: no permutation, transformers' logits."""
+    model_dir = os.path.join(FIXTURES, "llama", "tiny-qwen2-bf16")
+    adapter = os.path.join(tmp, "qwen2-merge")
+    peft_adapter(model_dir, adapter, 8, r=4, lora_alpha=8, target_modules=PROJECTIONS)
+    out = os.path.join(tmp, "qwen2.gguf")
+    run(lowrank, "merge", "--model", model_dir, "--adapter", adapter, "--out", out, "--gguf-type", "f32", "--device", "cpu")
+    fields, tensors = read(out)
+    check(fields["general.architecture"] == "qwen2" and "qwen2.block_count" in fields and "llama.vocab_size" not in fields, f"qwen2 keys {sorted(fields)}")
+    merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32), adapter).merge_and_unload().eval()
+    reference = merged.state_dict()
+    for hf, name in [("model.layers.0.self_attn.q_proj.weight", "blk.0.attn_q.weight"), ("model.layers.1.self_attn.k_proj.bias", "blk.1.attn_k.bias")]:
+        difference = np.abs(values(tensors[name]) - reference[hf].numpy()).max()
+        check(difference <= 1e-6, f"qwen2 {name} differs from PEFT's merge by {difference} (rows in Hugging Face's order)")
+    ids = torch.tensor([[1, 5, 9, 30, 2, 17]])
+    # The fixture has no tokenizer, whose token count is where transformers reads a qwen2 file's vocabulary size.
+    loaded = AutoModelForCausalLM.from_pretrained(tmp, gguf_file="qwen2.gguf", dtype=torch.float32, vocab_size=merged.config.vocab_size).eval()
+    with torch.no_grad():
+        difference = (loaded(ids).logits - merged(ids).logits).abs().max().item()
+    check(difference <= 1e-5, f"qwen2: transformers' GGUF loader's logits differ by {difference}")
+    print(f"merge of the Qwen2 fixture: architecture qwen2, q/k rows and biases unpermuted; transformers' GGUF loader: logits within {difference:.1e}")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--lowrank", default=os.path.join(ROOT, ".build", "debug", "lowrank"))
@@ -344,6 +373,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         check_export(args.lowrank, tmp, args.llama_cpp)
         check_rope_freqs(args.lowrank, tmp)
+        check_qwen2_merge(args.lowrank, tmp)
         check_merge(args.lowrank, tmp)
         check_sentencepiece(args.lowrank, tmp)
     print("all GGUF checks passed")

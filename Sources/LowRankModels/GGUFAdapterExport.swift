@@ -3,9 +3,10 @@ import LowRank
 /// A PEFT LoRA adapter as llama.cpp's adapter file (what its `convert_lora_to_gguf.py` writes and
 /// `llama-cli --lora` loads): `general.type = adapter`, `adapter.type = lora`, `adapter.lora.alpha`,
 /// and for each adapted module `blk.N.<tensor>.weight.lora_a` (PEFT's `lora_A`, `[r, d_in]`) and
-/// `.lora_b` (`lora_B`, `[d_out, r]`). The rows of `q_proj`'s and `k_proj`'s `lora_b` are put in the
-/// order the converter gives those weights in a GGUF base (`GGUFTensorNames.ropeRowOrder`), since
-/// `B·A` is added to the permuted weight.
+/// `.lora_b` (`lora_B`, `[d_out, r]`), for the architecture the converter gives the base
+/// (`LlamaConfig.ggufArchitecture`). For `llama`, the rows of `q_proj`'s and `k_proj`'s `lora_b` are
+/// put in the order the converter gives those weights in a GGUF base (`GGUFTensorNames.ropeRowOrder`),
+/// since `B·A` is added to the permuted weight.
 ///
 /// llama.cpp scales each module by `alpha / r`, with one alpha for the file and `r` read from
 /// each module's `lora_a`: a `rank_pattern` is expressed as it is, but an adapter whose scale is
@@ -45,7 +46,7 @@ public enum GGUFAdapterExport {
         let modules = try pairs(file, config: config, settings: settings, configPath: configPath, advice: advice)
 
         let metadata: [(key: String, value: GGUF.Value)] = [
-            ("general.architecture", .string("llama")),
+            ("general.architecture", .string(config.ggufArchitecture.name)),
             ("general.type", .string("adapter")),
             ("adapter.type", .string("lora")),
             ("general.name", .string(FileIO.lastComponent(folder))),
@@ -118,6 +119,7 @@ public enum GGUFAdapterExport {
                                    context: [("file", configPath), ("field", "alpha_pattern")])
             }
             let ropeHeads: Int? = switch projection.name {
+            case _ where !config.ggufArchitecture.permutesQueryKey: nil
             case "q_proj": config.headCount
             case "k_proj": config.keyValueHeadCount
             default: nil

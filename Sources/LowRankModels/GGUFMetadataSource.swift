@@ -15,8 +15,8 @@ public protocol GGUFMetadataSource {
 
 /// A Hugging Face model folder's metadata as llama.cpp's `convert_hf_to_gguf.py` writes it for a
 /// `LlamaForCausalLM` (`TextModel.set_gguf_parameters`, `LlamaModel.set_gguf_parameters` and
-/// `set_vocab`, `SpecialVocab`): `general.*`, the `llama.*` configuration, `tokenizer.ggml.*` and
-/// `tokenizer.chat_template`.
+/// `set_vocab`, `SpecialVocab`; for Qwen2, `Qwen2Model`'s): `general.*`, the `llama.*` (`qwen2.*`)
+/// configuration, `tokenizer.ggml.*` and `tokenizer.chat_template`.
 public struct HuggingFaceGGUFMetadata: GGUFMetadataSource {
     public let folder: String
     public let config: LlamaConfig
@@ -28,7 +28,7 @@ public struct HuggingFaceGGUFMetadata: GGUFMetadataSource {
     static let specialTokenTypes = ["bos", "eos", "unk", "sep", "pad", "cls", "mask"]
 
     public func ggufMetadata(fileType: UInt32) throws -> (metadata: [(key: String, value: GGUF.Value)], warnings: [String]) {
-        let configPath = folder + "/config.json"
+        let configPath = folder + "/config.json", architecture = config.ggufArchitecture.name
         let hf = try JSON.read(configPath, what: "the model's config")
         // llama.cpp reads these keys as u32: a value beyond it is an error naming the field, not a trap.
         let u32 = { (n: Int, field: String) throws -> GGUF.Value in
@@ -38,34 +38,34 @@ public struct HuggingFaceGGUFMetadata: GGUFMetadataSource {
             return .uint32(value)
         }
         var metadata: [(key: String, value: GGUF.Value)] = [
-            ("general.architecture", .string("llama")),
+            ("general.architecture", .string(architecture)),
             ("general.type", .string("model")),
             ("general.name", .string(FileIO.lastComponent(folder))),
-            ("llama.block_count", try u32(config.layerCount, "num_hidden_layers")),
+            ("\(architecture).block_count", try u32(config.layerCount, "num_hidden_layers")),
         ]
-        if let context = hf["max_position_embeddings"]?.int { metadata.append(("llama.context_length", try u32(context, "max_position_embeddings"))) }
+        if let context = hf["max_position_embeddings"]?.int { metadata.append(("\(architecture).context_length", try u32(context, "max_position_embeddings"))) }
         metadata += [
-            ("llama.embedding_length", try u32(config.hiddenSize, "hidden_size")),
-            ("llama.feed_forward_length", try u32(config.intermediateSize, "intermediate_size")),
-            ("llama.attention.head_count", try u32(config.headCount, "num_attention_heads")),
-            ("llama.attention.head_count_kv", try u32(config.keyValueHeadCount, "num_key_value_heads")),
+            ("\(architecture).embedding_length", try u32(config.hiddenSize, "hidden_size")),
+            ("\(architecture).feed_forward_length", try u32(config.intermediateSize, "intermediate_size")),
+            ("\(architecture).attention.head_count", try u32(config.headCount, "num_attention_heads")),
+            ("\(architecture).attention.head_count_kv", try u32(config.keyValueHeadCount, "num_key_value_heads")),
         ]
         if case .linear(let factor) = config.ropeScaling {
-            metadata += [("llama.rope.scaling.type", .string("linear")), ("llama.rope.scaling.factor", .float32(Float(factor)))]
+            metadata += [("\(architecture).rope.scaling.type", .string("linear")), ("\(architecture).rope.scaling.factor", .float32(Float(factor)))]
         }  // llama3 scaling is the rope_freqs tensor
         metadata += [
-            ("llama.rope.freq_base", .float32(Float(config.ropeTheta))),
-            ("llama.attention.layer_norm_rms_epsilon", .float32(config.rmsNormEpsilon)),
+            ("\(architecture).rope.freq_base", .float32(Float(config.ropeTheta))),
+            ("\(architecture).attention.layer_norm_rms_epsilon", .float32(config.rmsNormEpsilon)),
         ]
         if hf["head_dim"]?.int != nil {
-            metadata += [("llama.attention.key_length", try u32(config.headDim, "head_dim")), ("llama.attention.value_length", try u32(config.headDim, "head_dim"))]
+            metadata += [("\(architecture).attention.key_length", try u32(config.headDim, "head_dim")), ("\(architecture).attention.value_length", try u32(config.headDim, "head_dim"))]
         }
-        metadata += [
-            ("general.file_type", .uint32(fileType)),
-            ("llama.vocab_size", try u32(config.vocabularySize, "vocab_size")),
-            ("llama.rope.dimension_count", try u32(config.headDim, "head_dim")),
-            ("general.quantization_version", .uint32(2)),
-        ]
+        metadata.append(("general.file_type", .uint32(fileType)))
+        if config.ggufArchitecture.permutesQueryKey {  // LlamaModel.set_gguf_parameters; Qwen2's converter writes neither
+            metadata += [("llama.vocab_size", try u32(config.vocabularySize, "vocab_size")),
+                         ("llama.rope.dimension_count", try u32(config.headDim, "head_dim"))]
+        }
+        metadata.append(("general.quantization_version", .uint32(2)))
         guard FileIO.exists(folder + "/tokenizer.json") else {
             return (metadata, ["warning: \(folder) has no tokenizer.json, so the GGUF file has no vocabulary; llama.cpp needs one to load it"])
         }

@@ -3,8 +3,9 @@ import LowRank
 
 /// A model with an adapter merged into it, as a GGUF file llama.cpp loads (`lowrank merge --out
 /// FILE.gguf`), laid out as llama.cpp's `convert_hf_to_gguf.py` lays out a `LlamaForCausalLM`:
-/// the `llama` architecture, tensors under llama.cpp's names (`GGUFTensorNames`) with the rows of
-/// the query and key projections (and their biases) in its RoPE order, norms and other vectors in
+/// the `llama` architecture (`qwen2` for Qwen2, `LlamaConfig.ggufArchitecture`), tensors under
+/// llama.cpp's names (`GGUFTensorNames`) with the rows of the query and key projections (and
+/// their biases) in its RoPE order for `llama`, norms and other vectors in
 /// F32, every matrix in the chosen type (F16 when a quantized type's blocks do not divide its rows,
 /// as the converter falls back), Llama 3's RoPE scaling as the `rope_freqs` tensor, and the
 /// metadata of `source` (configuration, tokenizer, chat template).
@@ -77,6 +78,7 @@ public enum GGUFModelExport {
 
     /// The GGUF row order of `q_proj`'s and `k_proj`'s weights and biases, nil for other tensors.
     private static func ropeOrder(_ name: String, rows: Int, config: LlamaConfig) throws -> [Int]? {
+        guard config.ggufArchitecture.permutesQueryKey else { return nil }
         let heads = name.contains(".self_attn.q_proj.") ? config.headCount : name.contains(".self_attn.k_proj.") ? config.keyValueHeadCount : nil
         guard let heads else { return nil }
         guard let order = GGUFTensorNames.ropeRowOrder(rows: rows, heads: heads) else {
@@ -87,6 +89,13 @@ public enum GGUFModelExport {
 }
 
 extension LlamaConfig {
+    /// The llama.cpp architecture its converter gives this model type: `qwen2` for Qwen2 (whose rows
+    /// of q and k it keeps in Hugging Face's order, as llama.cpp's qwen2 graph rotates halves), `llama`
+    /// for Llama and Mistral (rows permuted to interleaved pairs).
+    public var ggufArchitecture: (name: String, permutesQueryKey: Bool) {
+        modelType == "qwen2" ? ("qwen2", false) : ("llama", true)
+    }
+
     /// llama.cpp's form of Llama 3's RoPE scaling: the divisor of each of the `headDim / 2` base
     /// frequencies, which its converter writes as the `rope_freqs` tensor (`LlamaModel.generate_extra_tensors`);
     /// nil for other scalings.
