@@ -13,11 +13,12 @@ public enum GGUFModelExport {
     /// The matrix types `lowrank merge --gguf-type` writes, with llama.cpp's `general.file_type` for each.
     public static let matrixTypes: [(type: GGUF.TensorType, fileType: UInt32)] = [(.f32, 0), (.f16, 1), (.bf16, 32), (.q8_0, 7), (.q4_0, 2)]
 
-    /// Writes `checkpoint` with `adapter` merged (the same merge as the safetensors writer) to `path`,
-    /// atomically. `model` is the checkpoint loaded unquantized; the merge runs on its backend. The
-    /// report measures what the chosen type's rounding kept of each merged tensor's update.
-    public static func write(_ checkpoint: HuggingFaceCheckpoint, merging adapter: ModelAdapter, of model: LlamaModel, to path: String,
-                             type: GGUF.TensorType, metadata source: any GGUFMetadataSource) throws -> (report: MergeReport, warnings: [String]) {
+    /// Writes `model` with `adapter` merged (the same merge as the safetensors writer) to `path`,
+    /// atomically. `model` holds its weights unquantized, whatever file they came from (every tensor
+    /// is read from it); the merge runs on its backend. The report measures what the chosen type's
+    /// rounding kept of each merged tensor's update.
+    public static func write(merging adapter: ModelAdapter, of model: LlamaModel, to path: String, type: GGUF.TensorType,
+                             metadata source: any GGUFMetadataSource) throws -> (report: MergeReport, warnings: [String]) {
         guard let fileType = matrixTypes.first(where: { $0.type == type })?.fileType else {
             throw LowRankError(.invalidArgument, "a merged GGUF file's matrices are \(matrixTypes.map(\.type.name).joined(separator: ", ")), not \(type.name)")
         }
@@ -56,7 +57,7 @@ public enum GGUFModelExport {
             } else if let bias = biases[name] {
                 values = try bias.floats()
             } else {
-                values = try checkpoint.tensor(name, on: cpu).floats()
+                values = try model.weight(name).floats()
             }
             if let order = try ropeOrder(name, rows: info.shape[0], config: config) {
                 let width = info.shape.count == 2 ? info.shape[1] : 1
