@@ -51,3 +51,10 @@ python="${PYTHON:-python3}"
 "$python" -m venv --clear --system-site-packages .build/python-env
 .build/python-env/bin/pip install --quiet ./python
 LOWRANK_CLI=.build/debug/lowrank .build/python-env/bin/python -m pytest -q python/tests
+# The GGUF files export-gguf and merge --out FILE.gguf write, read by the gguf package and checked against PEFT,
+# PyTorch and transformers (tools/check_gguf.py), where this Python has them.
+if "$python" -c 'import gguf, peft, torch, transformers' >/dev/null 2>&1; then
+    "$python" tools/check_gguf.py --lowrank .build/debug/lowrank
+else
+    echo "tools/check_gguf.py not run: it needs gguf, peft, torch and transformers in $python"
+fi

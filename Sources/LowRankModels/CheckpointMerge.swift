@@ -67,17 +67,10 @@ extension ModelSource {
         let cpu = CPUBackend.shared
         for (path, layer) in adapter.layers {
             let name = path + ".weight"
-            let original = try model.weight(name)
-            // Merged in f32 whatever dtype the model holds W in, then rounded once to the written dtype.
-            let weight = try Tensor(try original.floats(), shape: original.shape, on: model.backend)
-            switch layer {
-            case .lora(let lora): try lora.merge(into: weight)
-            case .dora(let dora): try dora.merge(into: weight)
-            }
-            let values = try weight.floats()
-            let written = try Tensor(values, shape: original.shape, dtype: try dtype(name), on: cpu)
-            rounding.append(try MergeRounding(tensor: name, dtype: written.dtype, original: try original.floats(), merged: values,
-                                              rounded: try written.floats()))
+            let weight = try model.weight(name)
+            let (original, values) = try layer.merged(into: weight, on: model.backend)
+            let written = try Tensor(values, shape: weight.shape, dtype: try dtype(name), on: cpu)
+            rounding.append(try MergeRounding(tensor: name, dtype: written.dtype, original: original, merged: values, rounded: try written.floats()))
             merged[name] = written
         }
         // The biases that trained with the adapter replace the model's, in the output's dtype.
@@ -149,5 +142,19 @@ extension HuggingFaceCheckpoint {
             throw error.adding("file", path)
         }
         return rewritten
+    }
+}
+
+extension LayerAdapter {
+    /// `W` as `weight` holds it and `W + ΔW`, both in f32: merged in f32 on `backend` whatever dtype
+    /// the model holds W in, for each writer to round once to the dtype it writes.
+    func merged(into weight: Tensor, on backend: any Backend) throws -> (original: [Float], merged: [Float]) {
+        let original = try weight.floats()
+        let merged = try Tensor(original, shape: weight.shape, on: backend)
+        switch self {
+        case .lora(let lora): try lora.merge(into: merged)
+        case .dora(let dora): try dora.merge(into: merged)
+        }
+        return (original, try merged.floats())
     }
 }

@@ -65,7 +65,10 @@ public struct MergeReport: Sendable {
 
     /// A warning for the user, with the figures and the fix, when any tensor lost more than the
     /// threshold; nil otherwise.
-    public var roundingWarning: String? {
+    public var roundingWarning: String? { roundingWarning(fix: "--dtype f32") }
+
+    /// `roundingWarning` with `fix`, the option that writes f32, named as the fix.
+    public func roundingWarning(fix: String) -> String? {
         let heavy = heavilyRounded
         guard let worst = heavy.max(by: { $0.lost < $1.lost }) else { return nil }
         let percent = { (share: Double) in "\(Int((share * 100).rounded()))%" }
@@ -73,6 +76,6 @@ public struct MergeReport: Sendable {
         return "warning: rounding to \(dtypes) lost more than \(percent(MergeRounding.warningThreshold)) of the adapter's update "
             + "in \(heavy.count) of \(rounding.count) merged tensors (worst \(worst.tensor): \(percent(worst.lost)) lost, "
             + "‖round(W+ΔW) − round(W) − ΔW‖ / ‖ΔW‖); \(percent(lost)) of the whole update is lost, so the merged model "
-            + "does not carry the fine-tune. Merge with --dtype f32 to keep it."
+            + "does not carry the fine-tune. Merge with \(fix) to keep it."
     }
 }
