@@ -78,6 +78,12 @@ public final class Trainer {
     public var losses: [Float] { training.losses }
     /// Held-out data evaluated during training; nil: none.
     public var validation: TrainingValidation?
+    /// With `profiles`, `train` profiles its steps on every backend they use (`Backend.startProfiling`):
+    /// `profile` then holds each op kind's calls, dispatches and time per step, which the final
+    /// checkpoint's `trainer_state.json` records as `profile`. Validation runs and checkpoints
+    /// taken during the loop count towards the steps'.
+    public var profiles = false
+    public internal(set) var profile: StepProfile?
     private let lock: OutputLock?
     /// What the run was made with beside the training settings, as checkpoints record it.
     let runRecord: [(key: String, value: JSON)]
@@ -160,17 +166,21 @@ public final class Trainer {
     /// Trains to `totalSteps`, checkpointing every `saveEvery` steps, then writes the adapter (and a
     /// final checkpoint) to `output`.
     public func train(progress: (TrainingProgress) -> Void = { _ in }) throws {
+        if profiles { try profilingSteps { try trainSteps(progress) } } else { try trainSteps(progress) }
+        if let output {
+            try saveCheckpoint()  // refuses an adapter that is not finite
+            try adapter.save(to: output)
+            try LossCurve(losses: losses, validation: validation?.losses ?? []).write(to: output + "/loss.svg")
+        }
+    }
+
+    private func trainSteps(_ progress: (TrainingProgress) -> Void) throws {
         while step < totalSteps {
             var stepProgress = try trainStep()
             stepProgress.validation = try validateIfDue()
             progress(stepProgress)
             let due = stepProgress.validation?.isBest == true || settings.saveEvery.map { step % $0 == 0 } == true
             if due, step < totalSteps { try saveCheckpoint() }
-        }
-        if let output {
-            try saveCheckpoint()  // refuses an adapter that is not finite
-            try adapter.save(to: output)
-            try LossCurve(losses: losses, validation: validation?.losses ?? []).write(to: output + "/loss.svg")
         }
     }
 
@@ -181,7 +191,7 @@ public final class Trainer {
     public func saveCheckpoint() throws {
         guard let output else { return }
         let final = output + "/checkpoint-\(step)"
-        let record = Dictionary(uniqueKeysWithValues: runRecord.map { ($0.key, $0.value) }).merging(validationRecord) { $1 }
+        let record = Dictionary(uniqueKeysWithValues: runRecord.map { ($0.key, $0.value) }).merging(validationRecord) { $1 }.merging(profileRecord) { $1 }
         try training.writeCheckpoint(to: final, extra: record)
         for (older, _) in Self.checkpoints(in: output) where older != final && older != bestCheckpoint { try FileIO.removeTree(older) }
     }

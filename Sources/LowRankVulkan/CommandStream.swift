@@ -46,6 +46,8 @@ struct TensorBinding {
 public struct DispatchTiming: Sendable {
     public var kernel: String
     public var milliseconds: Double
+    /// The op whose encoding recorded it, while the backend profiles ops.
+    public var op: Op.Kind?
 }
 
 /// Records many dispatches into one command buffer and submits them together. A global memory
@@ -81,6 +83,14 @@ final class CommandStream {
     /// With profiling on, each dispatch is bracketed by timestamps and its time appended to `timings`.
     var profiling = false
     var timings: [DispatchTiming] = []
+    /// The op being encoded, which timings name while the backend profiles ops.
+    var op: Op.Kind?
+    private var queryOps: [Op.Kind?] = []
+
+    /// Commands recorded and submitted since the stream was made: what `--profile` counts.
+    private(set) var dispatchCount = 0
+    private(set) var barrierCount = 0
+    private(set) var submissionCount = 0
 
     init(device: VkDevice, queue: VkQueue, queueFamily: UInt32, timestampPeriod: Double, timestamps: Bool) throws {
         self.device = device
@@ -174,6 +184,7 @@ final class CommandStream {
             barrier.dstAccessMask = VK_ACCESS_SHADER_READ_BIT.rawValue | VK_ACCESS_SHADER_WRITE_BIT.rawValue
                 | VK_ACCESS_TRANSFER_READ_BIT.rawValue | VK_ACCESS_TRANSFER_WRITE_BIT.rawValue
             vkCmdPipelineBarrier(commandBuffer, stages, stages, 0, 1, &barrier, 0, nil, 0, nil)
+            barrierCount += 1
             writtenSinceBarrier.removeAll(keepingCapacity: true)
             readSinceBarrier.removeAll(keepingCapacity: true)
         }
@@ -235,10 +246,25 @@ final class CommandStream {
         let timed = profiling && queryPool != nil
         if timed { vkCmdWriteTimestamp(commandBuffer, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, queryPool, UInt32(queriesUsed)) }
         vkCmdDispatch(commandBuffer, groups.0, groups.1, groups.2)
+        dispatchCount += 1
         if timed {
             vkCmdWriteTimestamp(commandBuffer, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, queryPool, UInt32(queriesUsed + 1))
             queriesUsed += 2
             queryLabels.append(pipeline.name)
+            queryOps.append(op)
+        }
+    }
+
+    /// Records writing `bytes` (a whole number of 4-byte words) into `destination`, in the command
+    /// buffer itself (`vkCmdUpdateBuffer`), so that nothing waits for earlier commands.
+    func update(_ destination: BufferAccess, with bytes: UnsafeRawBufferPointer) throws {
+        precondition(bytes.count % 4 == 0 && bytes.count <= destination.size, "updates are whole words within the destination")
+        try begin()
+        order([destination])
+        // vkCmdUpdateBuffer takes at most 65536 bytes at a time.
+        for start in stride(from: 0, to: bytes.count, by: 65536) {
+            let n = min(65536, bytes.count - start)
+            vkCmdUpdateBuffer(commandBuffer, destination.buffer, VkDeviceSize(destination.lower + start), VkDeviceSize(n), bytes.baseAddress! + start)
         }
     }
 
@@ -259,7 +285,7 @@ final class CommandStream {
                     "vkGetQueryPoolResults")
         for (i, label) in queryLabels.enumerated() {
             let ticks = stamps[2 * i + 1] &- stamps[2 * i]
-            timings.append(DispatchTiming(kernel: label, milliseconds: Double(ticks) * timestampPeriod / 1e6))
+            timings.append(DispatchTiming(kernel: label, milliseconds: Double(ticks) * timestampPeriod / 1e6, op: queryOps[i]))
         }
     }
 
@@ -277,12 +303,14 @@ final class CommandStream {
                              VK_PIPELINE_STAGE_HOST_BIT.rawValue, 0, 1, &barrier, 0, nil, 0, nil)
         try vkCheck(vkEndCommandBuffer(commandBuffer), "vkEndCommandBuffer")
         try vkCheck(submit(), "vkQueueSubmit")
+        submissionCount += 1
         var fences: [VkFence?] = [fence]
         try vkCheck(vkWaitForFences(device, 1, &fences, VkBool32(VK_TRUE), UInt64.max), "vkWaitForFences")
         try vkCheck(vkResetFences(device, 1, &fences), "vkResetFences")
         try collectTimings()
         queriesUsed = 0
         queryLabels.removeAll(keepingCapacity: true)
+        queryOps.removeAll(keepingCapacity: true)
         try vkCheck(vkResetDescriptorPool(device, descriptorPool, 0), "vkResetDescriptorPool")
         setsUsed = 0
         descriptorsUsed = 0

@@ -34,6 +34,9 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// Host-visible memory that transfers go through when tensors are not host-visible.
     private let staging: VulkanAllocator?
     let lock = Mutex(())
+    let profiler = OpProfiler()
+    /// The command counts when profiling started; read and written under `lock`.
+    private var profileStart = (dispatches: 0, barriers: 0, submissions: 0)
 
     /// Opens device `index` of `instance.devices`; `bindingLimit` lowers the bytes one binding may
     /// cover below the device's `maxStorageBufferRange` (for tests of the splitting), and
@@ -286,10 +289,47 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     public func run(_ op: Op, inputs: [Tensor], outputs: [Tensor]) throws {
         try lock.withLock { _ in
             do {
-                try encode(op, inputs, outputs)
+                if profiler.isOn { try encodeProfiled(op, inputs, outputs) } else { try encode(op, inputs, outputs) }
             } catch let error as LowRankError {
                 throw error.adding("op", op.name).adding("device", identifier)
             }
+        }
+    }
+
+    /// Counts `op`'s dispatches and names the op in their timestamps.
+    private func encodeProfiled(_ op: Op, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
+        let before = stream.dispatchCount
+        stream.op = op.kind
+        defer { stream.op = nil }
+        try encode(op, inputs, outputs)
+        profiler.add(op.kind, OpTotals(calls: 1, dispatches: stream.dispatchCount - before))
+    }
+
+    public func startProfiling() throws {
+        try lock.withLock { _ in
+            // Timestamps start in a fresh command buffer; work issued before is not counted.
+            try stream.submitAndWait()
+            stream.timings.removeAll()
+            profileStart = (stream.dispatchCount, stream.barrierCount, stream.submissionCount)
+            stream.profiling = supportsTimestamps
+            profiler.start()
+        }
+    }
+
+    /// The op kinds' device times are their dispatches' timestamps, summed.
+    public func stopProfiling() throws -> BackendProfile {
+        try lock.withLock { _ in
+            try stream.submitAndWait()
+            stream.profiling = false
+            var ops = profiler.stop()
+            for timing in stream.timings {
+                if let kind = timing.op { ops[kind, default: OpTotals()].seconds += timing.milliseconds / 1e3 }
+            }
+            stream.timings.removeAll()
+            let start = profileStart
+            return BackendProfile(backend: identifier, ops: ops, dispatches: stream.dispatchCount - start.dispatches,
+                                  barriers: stream.barrierCount - start.barriers, submissions: stream.submissionCount - start.submissions,
+                                  timing: supportsTimestamps ? "timestamps" : "none")
         }
     }
 
@@ -328,6 +368,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         case .linearCrossEntropyBackward(let o, let weightGradient):
             try encodeLinearCrossEntropyBackward(o, weightGradient: weightGradient, LinearCrossEntropyBackwardOperands(inputs), outputs)
         case .adamW(let o): try encodeAdamW(o, inputs, outputs)
+        case .multiTensorAdamW(let o): try encodeMultiTensorAdamW(o, inputs, outputs)
         case .embeddingBackward:
             throw LowRankError(.unsupported, unsupportedReason(op, inputs: inputs.map(\.descriptor))!)
         }
@@ -336,23 +377,30 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// Records one kernel over `bindings`, each a whole tensor or a window of one.
     func dispatch<K: Kernel>(_ kernel: K, specialization: [UInt32] = [], _ bindings: [TensorBinding], push: K.Push,
                              groups: (Int, Int, Int)) throws {
+        try dispatch(kernel, specialization: specialization, accesses: try bindings.map(access), push: push, groups: groups)
+    }
+
+    /// The range of a buffer that `binding` covers.
+    func access(_ binding: TensorBinding) throws -> BufferAccess {
+        let size = binding.tensor.dtype.byteSize
+        let bytes = binding.elements.count * size
+        // Callers split ops into windows that fit; one that does not is a bug in that split.
+        guard bytes <= maxBindingBytes else {
+            throw LowRankError(.unsupported, "a kernel would bind \(bytes) bytes of \(binding.tensor.descriptor), more than one binding can address on \(info.name)",
+                               context: [("maxStorageBufferRange", "\(maxBindingBytes)")])
+        }
+        return BufferAccess(try vulkan(binding.tensor.storage), writes: binding.writes, offset: binding.elements.lowerBound * size, size: bytes)
+    }
+
+    /// Records one kernel over buffer ranges, each within one binding's reach.
+    func dispatch<K: Kernel>(_ kernel: K, specialization: [UInt32] = [], accesses: [BufferAccess], push: K.Push,
+                             groups: (Int, Int, Int)) throws {
         let limits = info.limits.maxWorkgroupCount
         guard groups.0 <= limits[0], groups.1 <= limits[1], groups.2 <= limits[2] else {
             throw LowRankError(.unsupported, "\(K.shader.rawValue) needs \(groups) workgroups, more than the device's \(limits)")
         }
         guard groups.0 > 0, groups.1 > 0, groups.2 > 0 else { return }
-        let accesses = try bindings.map { b in
-            let size = b.tensor.dtype.byteSize
-            let bytes = b.elements.count * size
-            // Callers split ops into windows that fit; one that does not is a bug in that split.
-            guard bytes <= maxBindingBytes else {
-                throw LowRankError(.unsupported,
-                                   "\(K.shader.rawValue) would bind \(bytes) bytes of \(b.tensor.descriptor), more than one binding can address on \(info.name)",
-                                   context: [("maxStorageBufferRange", "\(maxBindingBytes)")])
-            }
-            return BufferAccess(try vulkan(b.tensor.storage), writes: b.writes, offset: b.elements.lowerBound * size, size: bytes)
-        }
-        let key = PipelineKey(shader: K.shader, defines: kernel.defines, specialization: specialization, bindings: bindings.count)
+        let key = PipelineKey(shader: K.shader, defines: kernel.defines, specialization: specialization, bindings: accesses.count)
         try stream.dispatch(try pipelines.pipeline(key), accesses, push: push,
                             groups: (UInt32(groups.0), UInt32(groups.1), UInt32(groups.2)))
     }
