@@ -400,8 +400,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
             throw LowRankError(.unsupported, "\(K.shader.rawValue) needs \(groups) workgroups, more than the device's \(limits)")
         }
         guard groups.0 > 0, groups.1 > 0, groups.2 > 0 else { return }
-        let key = PipelineKey(shader: K.shader, defines: kernel.defines, specialization: specialization, bindings: accesses.count)
-        try stream.dispatch(try pipelines.pipeline(key), accesses, push: push,
+        try stream.dispatch(try pipelines.pipeline(for: kernel, specialization: specialization, bindings: accesses.count), accesses, push: push,
                             groups: (UInt32(groups.0), UInt32(groups.1), UInt32(groups.2)))
     }
 

@@ -65,5 +65,20 @@ extension BenchContext {
         try backend.startProfiling()
         _ = try step()
         printToStandardError(StepProfile(steps: 1, backends: [try backend.stopProfiling()]).table)
+        // The host's share: recording and submitting a step, up to the wait for its results.
+        let clock = ContinuousClock()
+        var host: [Double] = [], whole: [Double] = []
+        for _ in 0..<max(timer.runs, 5) {
+            try backend.synchronize()
+            let start = clock.now
+            _ = try step()
+            let recorded = clock.now
+            try backend.synchronize()
+            host.append((recorded - start).inSeconds)
+            whole.append((clock.now - start).inSeconds)
+        }
+        let median = { (v: [Double]) in v.sorted()[v.count / 2] * 1e3 }
+        printToStandardError(String(format: "  host time to record and submit a step: %.3f ms (median of %d), the step with its wait %.3f ms",
+                                    median(host), host.count, median(whole)))
     }
 }
