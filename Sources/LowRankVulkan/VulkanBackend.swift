@@ -46,8 +46,10 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     }
 
     /// As the public init, with the shader compiler (and so the cache folder) given: how tests
-    /// reach a cache of their own.
-    init(instance: VulkanInstance, index: Int, bindingLimit: Int? = nil, disabledOps: Set<Op.Kind> = [], shaders: ShaderCompiler) throws {
+    /// reach a cache of their own; `stagedTransfers` moves every transfer through staging memory
+    /// even where tensors are host-visible (how tests reach a discrete GPU's path on lavapipe).
+    init(instance: VulkanInstance, index: Int, bindingLimit: Int? = nil, disabledOps: Set<Op.Kind> = [], shaders: ShaderCompiler,
+         stagedTransfers: Bool = false) throws {
         guard instance.devices.indices.contains(index) else {
             throw LowRankError(.deviceUnavailable, "there is no Vulkan device \(index)",
                                context: [("available", instance.devices.map { "\($0.index): \($0.name)" }.joined(separator: "; "))])
@@ -145,7 +147,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         var queue: VkQueue?
         vkGetDeviceQueue(device, UInt32(family), 0, &queue)
 
-        let memory = MemoryChoice(physical: physical)
+        let memory = MemoryChoice(physical: physical, staged: stagedTransfers)
         allocator = VulkanAllocator(device: device, memoryTypeIndex: memory.deviceType, hostVisible: memory.deviceIsHostVisible,
                                     heapName: memory.deviceIsHostVisible ? "device (host-visible)" : "device", info: info)
         if !memory.deviceIsHostVisible, let stagingType = memory.stagingType {
@@ -185,18 +187,33 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         let s = try vulkan(storage)
         precondition(offset + bytes.count <= s.byteCount, "write past the end of a tensor")
         try lock.withLock { _ in
-            // Recorded commands that touch this tensor must see its old contents.
-            if stream.touches(s) { try stream.submitAndWait() }
             if let mapped = s.mapped {
+                // Recorded commands that touch this tensor must see its old contents.
+                if stream.touches(s) { try stream.submitAndWait() }
                 (mapped + offset).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
             } else {
-                try transfer(bytes.count) { stage, done, n in
-                    stage.mapped!.copyMemory(from: bytes.baseAddress! + done, byteCount: n)
-                    try stream.copy(from: BufferAccess(stage, writes: false, size: n),
-                                    to: BufferAccess(s, writes: true, offset: offset + done, size: n))
-                    try stream.submitAndWait()
-                }
+                try upload(bytes, to: s, offset: offset)
             }
+        }
+    }
+
+    /// The most staging bytes uploads hold before one waits for them to be copied.
+    static let stagingBudget = 64 << 20
+
+    /// Copies `bytes` in through staging memory with copies recorded into the stream, which orders
+    /// them after the commands before and before those after: nothing waits unless the uploads not
+    /// yet copied would hold more than `stagingBudget` (a staging range is freed when its
+    /// submission completes).
+    private func upload(_ bytes: UnsafeRawBufferPointer, to s: VulkanStorage, offset: Int) throws {
+        guard let staging else { throw LowRankError(.unsupported, "\(info.name) has no host-visible memory to stage transfers through") }
+        var done = 0
+        while done < bytes.count {
+            let n = min(Self.stagingBudget, bytes.count - done)
+            if staging.counter.statistics.currentBytes + n > Self.stagingBudget { try stream.submitAndWait() }
+            let stage = try staging.allocate(n)
+            stage.mapped!.copyMemory(from: bytes.baseAddress! + done, byteCount: n)
+            try stream.copy(from: BufferAccess(stage, writes: false, size: n), to: BufferAccess(s, writes: true, offset: offset + done, size: n))
+            done += n
         }
     }
 
@@ -448,7 +465,7 @@ private struct MemoryChoice {
     var deviceIsHostVisible = false
     var stagingType: UInt32?
 
-    init(physical: VkPhysicalDevice) {
+    init(physical: VkPhysicalDevice, staged: Bool) {
         var memory = VkPhysicalDeviceMemoryProperties()
         vkGetPhysicalDeviceMemoryProperties(physical, &memory)
         let types = withUnsafeBytes(of: memory.memoryTypes) { Array($0.bindMemory(to: VkMemoryType.self).prefix(Int(memory.memoryTypeCount))) }
@@ -458,7 +475,7 @@ private struct MemoryChoice {
         let largestLocal = heaps.filter { $0.flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT.rawValue != 0 }.map(\.size).max() ?? 0
         // Device-local and host-visible memory is used directly only when its heap is the device's
         // main one (unified memory, lavapipe, resizable BAR), not a 256 MiB BAR window.
-        if let direct = types.indices.first(where: {
+        if !staged, let direct = types.indices.first(where: {
             types[$0].propertyFlags & (local | visible) == local | visible && heaps[Int(types[$0].heapIndex)].size >= largestLocal / 2
         }) {
             deviceType = UInt32(direct)
