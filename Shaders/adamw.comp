@@ -14,9 +14,11 @@
 //   first workgroup is `first_group`), with g times the clip coefficient when CLIP:
 //     θ ← θ·(1 − lr·λ);  m ← m + (1 − β₁)(g − m);  v ← v·β₂ + (1 − β₂)·g·g;
 //     θ ← θ + (−lr/(1 − β₁ᵗ))·m / (√v / √(1 − β₂ᵗ) + ε)
-//   in f32, with every product `precise` so no driver fuses it and the CPU's rounding holds.
+//   in f32, with every product `precise` so no driver fuses it and the CPU's rounding holds. With
+//   GUARD, a non-finite loss[0] sets health[0] to 0 and changes nothing, and neither does a 0 flag
+//   (each workgroup decides from the loss first, so the one that writes the flag changes no decision).
 // Host defines: PASS, P_T, P_FROM_F32 (the parameters' storage; PASS_UPDATE), G_T (not PASS_CLIP_COEFFICIENT),
-// CLIP (PASS_UPDATE). Workgroup size: specialization constant 0 (256 for PASS_SUM_OF_SQUARES, 1 for
+// CLIP and GUARD (PASS_UPDATE). Workgroup size: specialization constant 0 (256 for PASS_SUM_OF_SQUARES, 1 for
 // PASS_CLIP_COEFFICIENT).
 layout(local_size_x_id = 0) in;
 
@@ -73,8 +75,19 @@ layout(std430, binding = 4) readonly buffer TableBuf { Entry table[]; };
 #if CLIP
 layout(std430, binding = 5) readonly buffer CoefficientBuf { float coefficient[]; };
 #endif
+#if GUARD
+layout(std430, binding = 5 + CLIP) readonly buffer LossBuf { float loss[]; };
+layout(std430, binding = 6 + CLIP) buffer HealthBuf { float health[]; };
+#endif
 
 void main() {
+#if GUARD
+    if (isinf(loss[0]) || isnan(loss[0])) {
+        if (gl_GlobalInvocationID.x == 0u) health[0] = 0.0;
+        return;
+    }
+    if (health[0] == 0.0) return;
+#endif
     // The last entry that starts at or before this workgroup (uniform across it).
     uint lo = 0u, hi = p.entries - 1u;
     while (lo < hi) {

@@ -9,8 +9,15 @@ extension CPUBackend {
     /// Every tensor's AdamW step (`Shaders/adamw.comp` is the twin). With clipping, the coefficient is
     /// formed as the per-tensor ops form it: each gradient's `row_sum_of_squares` as one row, the sums
     /// added in tensor order, `clip_coefficient`; each gradient is scaled by it as `scale_rows` scales.
+    /// Guarded, a non-finite loss zeroes the health flag, and a zero flag skips the step.
     func multiTensorAdamW(_ o: MultiTensorAdamWOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
         let operands = MultiTensorAdamWOperands(inputs), n = operands.count
+        if o.guarded {
+            let loss = pointer(inputs[4 * n]).assumingMemoryBound(to: Float.self)[0]
+            let health = pointer(outputs[3 * n]).assumingMemoryBound(to: Float.self)
+            if !loss.isFinite { health[0] = 0 }
+            if health[0] == 0 { return }
+        }
         let clip = try o.maxGradientNorm.map { maxNorm in
             let sums = try operands.gradients.map { g in
                 var s: Float = 0

@@ -58,8 +58,11 @@ public final class AdamWOptimizer {
     /// The rate the next step will use.
     public var learningRate: Double { settings.learningRate * settings.schedule.multiplier(afterSteps: step) }
 
-    /// Updates every parameter from its gradient (same order as `parameters`).
-    public func step(gradients: [Tensor]) throws {
+    /// Updates every parameter from its gradient (same order as `parameters`). With `loss`, the
+    /// step is queued without the loss being read: on the device, a non-finite loss leaves the
+    /// parameters and moments as they are, for this step and every one after, until
+    /// `rewind(to:)` (the host counts the steps either way).
+    public func step(gradients: [Tensor], unlessNonFinite loss: Tensor? = nil) throws {
         guard gradients.count == parameters.count else {
             throw LowRankError(.invalidArgument, "\(parameters.count) parameters but \(gradients.count) gradients")
         }
@@ -69,15 +72,35 @@ public final class AdamWOptimizer {
         // One op for every tensor: a few dispatches a step however many tensors the adapter has.
         let maxNorm = settings.maxGradientNorm.flatMap { $0 > 0 ? $0 : nil }
         let options = MultiTensorAdamWOptions(adamW: AdamWOptions(settings, learningRate: learningRate, step: step + 1),
-                                              learningRateFactors: learningRateFactors, maxGradientNorm: maxNorm)
+                                              learningRateFactors: learningRateFactors, maxGradientNorm: maxNorm, guarded: loss != nil)
         do {
-            try Ops.multiTensorAdamW(params: parameters.map(\.tensor), grads: gradients, m: firstMoments, v: secondMoments, options: options)
+            let flags = try loss.map { (loss: $0, health: try healthFlag()) }
+            try Ops.multiTensorAdamW(params: parameters.map(\.tensor), grads: gradients, m: firstMoments, v: secondMoments, options: options, guard: flags)
         } catch let error as LowRankError {
             // The op names a tensor by its index.
             guard let i = error.context.last(where: { $0.0 == "tensor" }).flatMap({ Int($0.1) }) else { throw error }
             throw error.adding("parameter", parameters[i].name)
         }
         step += 1
+    }
+
+    /// 1 until a guarded step sees a non-finite loss; made on first use.
+    private var health: Tensor?
+
+    private func healthFlag() throws -> Tensor {
+        if let health { return health }
+        let flag = try Tensor([1], shape: [1], on: parameters[0].tensor.backend)
+        health = flag
+        return flag
+    }
+
+    /// After a guarded step's loss was found not finite: the device took none of the steps from
+    /// it on, so the count goes back to `step` (the steps taken before it) and guarded steps
+    /// update again.
+    public func rewind(to step: Int) throws {
+        precondition(step <= self.step, "rewinding forward")
+        self.step = step
+        try health?.assign([1])
     }
 
     /// Writes the moments (`<name>.exp_avg`, `<name>.exp_avg_sq`, as PyTorch names them) and the

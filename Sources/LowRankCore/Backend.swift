@@ -63,6 +63,9 @@ public protocol Backend: AnyObject, Sendable {
     /// Runs `body` and returns the seconds of device work it issued: timestamps where the device
     /// has them, else the monotonic clock around it with the backend synchronized on both sides.
     func deviceSeconds(_ body: () throws -> Void) throws -> Double
+    /// Starts the work issued so far without waiting for it (a GPU submits the commands it
+    /// recorded); reads still wait for what they read.
+    func commit() throws
     /// Starts counting and timing every op this backend runs, by kind (and on a GPU its dispatches,
     /// barriers and submissions), until `stopProfiling()` returns them. Off, it costs nothing.
     func startProfiling() throws
@@ -72,6 +75,8 @@ public protocol Backend: AnyObject, Sendable {
 
 extension Backend {
     public func unsupportedReason(_ op: Op, inputs: [TensorDescriptor]) -> String? { nil }
+
+    public func commit() throws {}
 
     public func startProfiling() throws {
         throw LowRankError(.unsupported, "\(identifier) does not profile its ops")

@@ -144,11 +144,16 @@ public struct MultiTensorAdamWOptions: Hashable, Sendable {
     public var learningRateFactors: [Double]
     /// nil: no clipping.
     public var maxGradientNorm: Float?
+    /// The step also takes the loss [1] f32 and a health flag [1] f32 (read and written): a
+    /// non-finite loss sets the flag to 0, and while it is 0 the step changes nothing. So a step
+    /// can be queued before its loss is read, and so can those after it.
+    public var guarded: Bool
 
-    public init(adamW: AdamWOptions, learningRateFactors: [Double], maxGradientNorm: Float? = nil) {
+    public init(adamW: AdamWOptions, learningRateFactors: [Double], maxGradientNorm: Float? = nil, guarded: Bool = false) {
         self.adamW = adamW
         self.learningRateFactors = learningRateFactors
         self.maxGradientNorm = maxGradientNorm
+        self.guarded = guarded
     }
 
     public var tensorCount: Int { learningRateFactors.count }
@@ -285,8 +290,9 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
     /// param, grad, m, v -> param, m, v: one AdamW step, in place (`Ops.adamW`); param f32, f16 or
     /// bf16 (updated in f32, rounded once), the moments f32
     case adamW(AdamWOptions)
-    /// params (n), grads (n), m (n), v (n) -> params, m, v in place: `adamW` on every tensor at once
-    /// (`Ops.multiTensorAdamW`), after clipping the gradients' global norm when the options ask;
+    /// params (n), grads (n), m (n), v (n) [, loss, health] -> params, m, v [, health] in place: `adamW`
+    /// on every tensor at once (`Ops.multiTensorAdamW`), after clipping the gradients' global norm
+    /// when the options ask, and only while the loss and the health flag allow when guarded;
     /// the same bits as `row_sum_of_squares` of each gradient, their sum in order, `clip_coefficient`,
     /// `scale_rows` and `adamW` tensor by tensor
     case multiTensorAdamW(MultiTensorAdamWOptions)
@@ -635,9 +641,13 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             try check.adamW(o)
             return [operands.parameter, operands.m, operands.v]
         case .multiTensorAdamW(let o):
-            let n = o.tensorCount
-            guard n > 0, inputs.count == 4 * n else {
-                throw check.error(.invalidArgument, "takes n params, n grads, n first and n second moments for its n = \(n) learning-rate factors; got \(inputs.count) inputs")
+            let n = o.tensorCount, extra = o.guarded ? 2 : 0
+            guard n > 0, inputs.count == 4 * n + extra else {
+                throw check.error(.invalidArgument, "takes n params, n grads, n first and n second moments for its n = \(n) learning-rate factors"
+                                  + (o.guarded ? ", then the loss and the health flag" : "") + "; got \(inputs.count) inputs")
+            }
+            for flag in inputs.suffix(extra) where flag.shape.count != 1 || flag.dtype != .f32 {
+                throw check.error(.shapeMismatch, "the loss and the health flag are one f32 value each, got \(flag)")
             }
             guard o.learningRateFactors.allSatisfy({ $0.isFinite && $0 > 0 }) else {
                 throw check.error(.invalidArgument, "learning-rate factors must be positive and finite, got \(o.learningRateFactors)")
@@ -654,7 +664,7 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
                     throw error.adding("tensor", "\(i)")
                 }
             }
-            return operands.parameters + operands.m + operands.v
+            return operands.parameters + operands.m + operands.v + inputs.suffix(extra).suffix(1)
         }
     }
 }

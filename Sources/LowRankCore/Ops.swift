@@ -69,8 +69,12 @@ public enum Ops {
 
     /// One AdamW step on every tensor of `params` from its gradient, in place, clipping the global
     /// gradient norm first when `options` gives a largest norm (`Op.multiTensorAdamW`).
-    public static func multiTensorAdamW(params: [Tensor], grads: [Tensor], m: [Tensor], v: [Tensor], options: MultiTensorAdamWOptions) throws {
-        try execute(.multiTensorAdamW(options), params + grads + m + v, into: params + m + v)
+    /// With `guard` (the loss and the health flag, `options.guarded`), a non-finite loss zeroes
+    /// the flag, and while it is zero nothing changes.
+    public static func multiTensorAdamW(params: [Tensor], grads: [Tensor], m: [Tensor], v: [Tensor], options: MultiTensorAdamWOptions,
+                                        guard flags: (loss: Tensor, health: Tensor)? = nil) throws {
+        let extra = flags.map { [$0.loss, $0.health] } ?? []
+        try execute(.multiTensorAdamW(options), params + grads + m + v + extra, into: params + m + v + extra.suffix(1))
     }
 
     public static func add(_ a: Tensor, _ b: Tensor) throws -> Tensor { try execute(.add, [a, b])[0] }

@@ -175,13 +175,45 @@ public final class Trainer {
     }
 
     private func trainSteps(_ progress: (TrainingProgress) -> Void) throws {
-        while step < totalSteps {
-            var stepProgress = try trainStep()
-            stepProgress.validation = try validateIfDue()
-            progress(stepProgress)
-            let due = stepProgress.validation?.isBest == true || settings.saveEvery.map { step % $0 == 0 } == true
-            if due, step < totalSteps { try saveCheckpoint() }
+        guard settings.gradientAccumulationSteps == 1, (group?.size ?? 1) == 1 else {
+            while step < totalSteps { try finish(try trainStep(), progress) }
+            return
         }
+        // One step queued ahead: the device runs step t + 1 while the host reads step t's loss,
+        // except after a step whose adapter is read (a checkpoint or validation is due).
+        let clock = ContinuousClock()
+        var waiting: (queued: AdapterTraining.QueuedStep, rows: ArraySlice<Int>)?
+        var since = clock.now
+        while step < totalSteps {
+            let next = step + (waiting == nil ? 0 : 1)
+            var current: (queued: AdapterTraining.QueuedStep, rows: ArraySlice<Int>)?
+            if next < totalSteps, waiting == nil || !adapterIsRead(afterStep: next) {
+                let rows = rows(forStep: next)
+                current = (try training.queueStep(on: data.batch(rows)), rows)
+                try training.model.backend.commit()
+            }
+            if let (queued, rows) = waiting {
+                let loss = try training.complete(queued)
+                let tokens = rows.reduce(0) { $0 + max(0, data.rows[$1].count - 1) }
+                try finish(TrainingProgress(step: step, totalSteps: totalSteps, loss: loss, tokens: tokens, seconds: (clock.now - since).inSeconds), progress)
+                since = clock.now
+            }
+            waiting = current
+        }
+    }
+
+    /// Whether the adapter is read once `count` steps are taken: a checkpoint or validation is due.
+    private func adapterIsRead(afterStep count: Int) -> Bool {
+        settings.saveEvery.map { count % $0 == 0 } == true || validation.map { count % $0.every == 0 } == true || count == totalSteps
+    }
+
+    /// Validates and checkpoints after a step, as due, and reports it.
+    private func finish(_ taken: TrainingProgress, _ progress: (TrainingProgress) -> Void) throws {
+        var stepProgress = taken
+        stepProgress.validation = try validateIfDue()
+        progress(stepProgress)
+        let due = stepProgress.validation?.isBest == true || settings.saveEvery.map { step % $0 == 0 } == true
+        if due, step < totalSteps { try saveCheckpoint() }
     }
 
     // MARK: Checkpoints

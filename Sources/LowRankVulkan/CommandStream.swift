@@ -172,12 +172,6 @@ final class CommandStream {
 
     var hasTimestamps: Bool { submissions[0].queryPool != nil }
 
-    /// Whether recorded or running commands touch `storage` (only writes, with `writesOnly`).
-    func touches(_ storage: VulkanStorage, writesOnly: Bool = false) -> Bool {
-        let probe = BufferAccess(storage, writes: false)
-        return submissions.contains { s in s.pending.contains { $0.overlaps(probe) && (!writesOnly || $0.writes) } }
-    }
-
     private func begin() throws {
         guard !isRecording else { return }
         let s = submissions[current]
@@ -301,7 +295,7 @@ final class CommandStream {
     }
 
     /// Submits what was recorded without waiting; recording goes on in the other command buffer.
-    private func submit() throws {
+    func submit() throws {
         guard isRecording else { return }
         isRecording = false
         let s = submissions[current]
@@ -343,6 +337,18 @@ final class CommandStream {
         s.setsUsed = 0
         s.descriptorsUsed = 0
         s.pending.removeAll(keepingCapacity: true)
+    }
+
+    /// Waits until no command recorded or running touches `storage` (writes it, with `writesOnly`):
+    /// submits the recorded ones if they do, and waits for the submissions up to the newest that does.
+    func finish(touching storage: VulkanStorage, writesOnly: Bool = false) throws {
+        let probe = BufferAccess(storage, writes: false)
+        let touching = { (s: Submission) in s.pending.contains { $0.overlaps(probe) && (!writesOnly || $0.writes) } }
+        if isRecording && touching(submissions[current]) { try submit() }
+        // Oldest first: after a submit, `current` is the oldest submission.
+        let order = (0..<submissions.count).map { submissions[(current + $0) % submissions.count] }.filter(\.inFlight)
+        guard let newest = order.lastIndex(where: touching) else { return }
+        for s in order[...newest] { try wait(s) }
     }
 
     /// Submits what was recorded and waits for every submission, oldest first; a no-op when

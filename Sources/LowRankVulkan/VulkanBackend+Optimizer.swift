@@ -44,14 +44,21 @@ struct AdamWKernel: Kernel {
     var grad: DType?
     /// `update` scales each gradient by the clip coefficient.
     var clip = false
+    /// `update` reads the loss and the health flag (`MultiTensorAdamWOptions.guarded`).
+    var guarded = false
 
     var defines: [String: String] {
-        pass.defines + param.operandDefines("P", written: true) + grad.operandDefines("G") + (pass == .update ? ["CLIP": clip.define] : [:])
+        pass.defines + param.operandDefines("P", written: true) + grad.operandDefines("G")
+            + (pass == .update ? ["CLIP": clip.define, "GUARD": guarded.define] : [:])
     }
 
     static var variants: [AdamWKernel] {
         DType.floats.map { AdamWKernel(pass: .sumOfSquares, grad: $0) } + [AdamWKernel(pass: .clipCoefficient)]
-            + DType.cover(operands: 2).flatMap { t in [false, true].map { AdamWKernel(pass: .update, param: t[0], grad: t[1], clip: $0) } }
+            + DType.cover(operands: 2).flatMap { t in
+                [(false, false), (true, false), (false, true), (true, true)].map {
+                    AdamWKernel(pass: .update, param: t[0], grad: t[1], clip: $0.0, guarded: $0.1)
+                }
+            }
     }
 
     /// The sum pass's workgroup: row_reduce.comp's, so that its tree adds in the same order.
@@ -134,11 +141,13 @@ extension VulkanBackend {
             push.entries = UInt32(batch.count)
             push.chunk = UInt32(t.chunk)
             let dtypes = pieces[batch[0]].dtypes
-            let kernel = AdamWKernel(pass: .update, param: dtypes[0], grad: dtypes[1], clip: clip)
+            let kernel = AdamWKernel(pass: .update, param: dtypes[0], grad: dtypes[1], clip: clip, guarded: o.guarded)
+            let flags = o.guarded ? [try access(.read(inputs[4 * n])), try access(.write(outputs[3 * n]))] : []
+            // A step with nothing to update still runs one workgroup when guarded: it writes the flag.
             try dispatch(kernel, specialization: [UInt32(size)],
                          accesses: [bindings(batch, 0, true), bindings(batch, 1, false), bindings(batch, 2, true), bindings(batch, 3, true),
-                                    try access(.read(t.table))] + (try coefficient.map { [try access(.read($0))] } ?? []),
-                         push: push, groups: (t.groups, 1, 1))
+                                    try access(.read(t.table))] + (try coefficient.map { [try access(.read($0))] } ?? []) + flags,
+                         push: push, groups: (max(t.groups, o.guarded ? 1 : 0), 1, 1))
         }
     }
 }

@@ -189,7 +189,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         try lock.withLock { _ in
             if let mapped = s.mapped {
                 // Recorded commands that touch this tensor must see its old contents.
-                if stream.touches(s) { try stream.submitAndWait() }
+                try stream.finish(touching: s)
                 (mapped + offset).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
             } else {
                 try upload(bytes, to: s, offset: offset)
@@ -222,7 +222,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         precondition(offset + bytes.count <= s.byteCount, "read past the end of a tensor")
         try lock.withLock { _ in
             if let mapped = s.mapped {
-                if stream.touches(s, writesOnly: true) { try stream.submitAndWait() }
+                try stream.finish(touching: s, writesOnly: true)
                 bytes.baseAddress!.copyMemory(from: mapped + offset, byteCount: bytes.count)
             } else {
                 try transfer(bytes.count) { stage, done, n in
@@ -245,6 +245,10 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
             try chunk(stage, done, n)
             done += n
         }
+    }
+
+    public func commit() throws {
+        try lock.withLock { _ in try stream.submit() }
     }
 
     public func synchronize() throws {

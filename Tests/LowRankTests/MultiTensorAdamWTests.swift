@@ -89,4 +89,33 @@ struct MultiTensorAdamWTests {
             #expect(try p.floats() == [Float](repeating: 1, count: 6), "a refused step leaves the parameter as it was")
         }
     }
+
+    /// Guarded: a NaN loss leaves every parameter and moment as it was and zeroes the health flag,
+    /// a finite loss after it changes nothing either, and with the flag set again the step is the
+    /// unguarded one's, bit for bit.
+    @Test(arguments: BackendKind.allCases)
+    func aNonFiniteLossSkipsTheStep(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let shapes: [Shape] = [[7, 9], [300]]
+            let make = { (seed: UInt64) in try shapes.map { try Tensor(randomValues($0.count, seed: seed), shape: $0, on: backend) } }
+            let (params, grads, m, v) = (try make(180), try make(181), try make(182), try make(183).map { try Ops.mul($0, $0) })
+            let options = MultiTensorAdamWOptions(adamW: AdamWOptions(learningRate: 1e-2, step: 1), learningRateFactors: [1, 2], maxGradientNorm: 1, guarded: true)
+            let health = try Tensor([1], shape: [1], on: backend)
+            let state = { try (params + m + v).map { try $0.bytes() } }
+            let before = try state()
+            for loss: Float in [.nan, 2] {
+                try Ops.multiTensorAdamW(params: params, grads: grads, m: m, v: v, options: options,
+                                         guard: (try Tensor([loss], shape: [1], on: backend), health))
+                #expect(try state() == before && health.floats() == [0], "loss \(loss) on \(backend.identifier)")
+            }
+            try health.assign([1])
+            try Ops.multiTensorAdamW(params: params, grads: grads, m: m, v: v, options: options, guard: (try Tensor([2], shape: [1], on: backend), health))
+            let guarded = try state()
+            let (p2, m2, v2) = (try make(180), try make(182), try make(183).map { try Ops.mul($0, $0) })
+            var unguarded = options
+            unguarded.guarded = false
+            try Ops.multiTensorAdamW(params: p2, grads: grads, m: m2, v: v2, options: unguarded)
+            #expect(try guarded == (p2 + m2 + v2).map { try $0.bytes() } && health.floats() == [1])
+        }
+    }
 }
