@@ -56,6 +56,8 @@ extension CPUBackend {
     /// `min(1, maxNorm / (√Σ + 1e-6))`, as `torch.nn.utils.clip_grad_norm_` forms it.
     func clipCoefficient(_ sumOfSquares: Tensor, _ maxNorm: Float, _ out: Tensor) throws {
         let s = pointer(sumOfSquares).assumingMemoryBound(to: Float.self)[0]
-        pointer(out).assumingMemoryBound(to: Float.self)[0] = Swift.min(1, maxNorm / (s.squareRoot() + 1e-6))
+        pointer(out).assumingMemoryBound(to: Float.self)[0] = Self.clipCoefficient(sumOfSquares: s, maxNorm: maxNorm)
     }
+
+    static func clipCoefficient(sumOfSquares s: Float, maxNorm: Float) -> Float { Swift.min(1, maxNorm / (s.squareRoot() + 1e-6)) }
 }

@@ -2,8 +2,12 @@ import LowRankCore
 
 extension CPUBackend {
     func rowReduce(_ input: Tensor, _ out: Tensor, root: Bool) throws {
-        let columns = input.shape.columns, rows = out.shape.count
-        let o = pointer(out).assumingMemoryBound(to: Float.self)
+        rowSumsOfSquares(input, into: pointer(out).assumingMemoryBound(to: Float.self), root: root)
+    }
+
+    /// Each row's sum of squares (or its square root) into `o`.
+    func rowSumsOfSquares(_ input: Tensor, into o: UnsafeMutablePointer<Float>, root: Bool) {
+        let columns = input.shape.columns, rows = input.shape.rows
         if input.dtype != .f32 { return widenedRowSums(input, o, root: root) }
         withFloats(input) { a in
             parallelFor(rows, minimumPerThread: Swift.max(1, (1 << 15) / Swift.max(columns, 1))) { r in

@@ -34,6 +34,7 @@ public final class CPUBackend: Backend, Sendable {
     public let threads: Int
     /// Tensors and the f32 temporaries ops work in, so that peaks include an op's transients.
     let usage = MemoryCounter(heap: "host")
+    let profiler = OpProfiler()
 
     public init(threads: Int? = nil) {
         let cores = threads ?? ProcessInfoCores.active
@@ -73,6 +74,15 @@ public final class CPUBackend: Backend, Sendable {
     public func resetPeakMemory() { usage.resetPeak() }
 
     public func run(_ op: Op, inputs: [Tensor], outputs: [Tensor]) throws {
+        try profiler.measure(op.kind) { try execute(op, inputs, outputs) }
+    }
+
+    public func startProfiling() { profiler.start() }
+
+    /// Each op kind's wall time (ops run synchronously here).
+    public func stopProfiling() -> BackendProfile { BackendProfile(backend: identifier, ops: profiler.stop(), timing: "wall clock") }
+
+    private func execute(_ op: Op, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
         switch op {
         case .matmul(let o): try matmul(o, inputs, outputs[0])
         case .add: try elementwise(inputs, outputs[0], +)
@@ -107,6 +117,7 @@ public final class CPUBackend: Backend, Sendable {
         case .linearCrossEntropyBackward(let o, let weightGradient):
             try linearCrossEntropyBackward(o, weightGradient: weightGradient, LinearCrossEntropyBackwardOperands(inputs), outputs)
         case .adamW(let o): try adamW(o, inputs, outputs)
+        case .multiTensorAdamW(let o): try multiTensorAdamW(o, inputs, outputs)
         }
     }
 

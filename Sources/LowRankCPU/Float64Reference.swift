@@ -103,7 +103,8 @@ public enum Float64Reference {
             gemm(hidden.values, transpose: false, weight.values, transpose: true, &logits, m: hidden.rows, n: weight.rows, k: hidden.columns, alpha: 1, beta: 0)
             return crossEntropy(o.ignoreIndex, logits: Float64Values(logits, shape: [hidden.rows, weight.rows]), labels: x[2].ids)
         case .loraBackward, .doraBackward, .activationBackward, .meanSquaredErrorBackward, .embeddingBackward,
-             .rmsNormBackward, .attentionBackward, .crossEntropyBackward, .linearCrossEntropyBackward, .adamW:
+             .rmsNormBackward, .attentionBackward, .crossEntropyBackward, .linearCrossEntropyBackward, .adamW,
+             .multiTensorAdamW:
             return nil
         }
     }

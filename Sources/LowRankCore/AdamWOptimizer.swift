@@ -1,7 +1,8 @@
 /// AdamW over a set of named parameters, on their backend: f32 moments, decoupled weight decay,
 /// bias correction (`Ops.adamW`), a learning-rate schedule, and optional clipping of the global
-/// gradient norm as `torch.nn.utils.clip_grad_norm_` does it, all without reading anything back,
-/// so a step's kernels join the command buffer of the graph that made the gradients.
+/// gradient norm as `torch.nn.utils.clip_grad_norm_` does it, all in one op
+/// (`Ops.multiTensorAdamW`) without reading anything back, so a step's kernels join the command
+/// buffer of the graph that made the gradients.
 public final class AdamWOptimizer {
     public struct Settings: Hashable, Sendable {
         public var learningRate: Double
@@ -57,34 +58,49 @@ public final class AdamWOptimizer {
     /// The rate the next step will use.
     public var learningRate: Double { settings.learningRate * settings.schedule.multiplier(afterSteps: step) }
 
-    /// Updates every parameter from its gradient (same order as `parameters`).
-    public func step(gradients: [Tensor]) throws {
+    /// Updates every parameter from its gradient (same order as `parameters`). With `loss`, the
+    /// step is queued without the loss being read: on the device, a non-finite loss leaves the
+    /// parameters and moments as they are, for this step and every one after, until
+    /// `rewind(to:)` (the host counts the steps either way).
+    public func step(gradients: [Tensor], unlessNonFinite loss: Tensor? = nil) throws {
         guard gradients.count == parameters.count else {
             throw LowRankError(.invalidArgument, "\(parameters.count) parameters but \(gradients.count) gradients")
         }
         for (p, g) in zip(parameters, gradients) where g.shape != p.tensor.shape {
             throw LowRankError(.shapeMismatch, "the gradient of \"\(p.name)\" is \(g.shape), the parameter \(p.tensor.shape)", context: [("parameter", p.name)])
         }
-        var gradients = gradients
-        if let maxNorm = settings.maxGradientNorm, maxNorm > 0 { gradients = try clipped(gradients, maxNorm: maxNorm) }
-        for (i, (p, g)) in zip(parameters, gradients).enumerated() {
-            let options = AdamWOptions(settings, learningRate: learningRate * learningRateFactors[i], step: step + 1)
-            do {
-                try Ops.adamW(param: p.tensor, grad: g, m: firstMoments[i], v: secondMoments[i], options: options)
-            } catch let error as LowRankError {
-                throw error.adding("parameter", p.name)
-            }
+        // One op for every tensor: a few dispatches a step however many tensors the adapter has.
+        let maxNorm = settings.maxGradientNorm.flatMap { $0 > 0 ? $0 : nil }
+        let options = MultiTensorAdamWOptions(adamW: AdamWOptions(settings, learningRate: learningRate, step: step + 1),
+                                              learningRateFactors: learningRateFactors, maxGradientNorm: maxNorm, guarded: loss != nil)
+        do {
+            let flags = try loss.map { (loss: $0, health: try healthFlag()) }
+            try Ops.multiTensorAdamW(params: parameters.map(\.tensor), grads: gradients, m: firstMoments, v: secondMoments, options: options, guard: flags)
+        } catch let error as LowRankError {
+            // The op names a tensor by its index.
+            guard let i = error.context.last(where: { $0.0 == "tensor" }).flatMap({ Int($0.1) }) else { throw error }
+            throw error.adding("parameter", parameters[i].name)
         }
         step += 1
     }
 
-    /// The gradients times `min(1, maxNorm / (‖all‖ + 1e-6))`, formed on the device.
-    private func clipped(_ gradients: [Tensor], maxNorm: Float) throws -> [Tensor] {
-        let flat = try gradients.map { try $0.reshaped([1, $0.shape.count]) }
-        let squares = try flat.map { try Ops.rowSumOfSquares($0) }
-        let total = try squares.dropFirst().reduce(squares[0]) { try Ops.add($0, $1) }
-        let factor = try Ops.execute(.clipCoefficient(maxNorm: maxNorm), [total])[0]
-        return try zip(flat, gradients).map { try Ops.scaleRows($0, by: factor).reshaped($1.shape) }
+    /// 1 until a guarded step sees a non-finite loss; made on first use.
+    private var health: Tensor?
+
+    private func healthFlag() throws -> Tensor {
+        if let health { return health }
+        let flag = try Tensor([1], shape: [1], on: parameters[0].tensor.backend)
+        health = flag
+        return flag
+    }
+
+    /// After a guarded step's loss was found not finite: the device took none of the steps from
+    /// it on, so the count goes back to `step` (the steps taken before it) and guarded steps
+    /// update again.
+    public func rewind(to step: Int) throws {
+        precondition(step <= self.step, "rewinding forward")
+        self.step = step
+        try health?.assign([1])
     }
 
     /// Writes the moments (`<name>.exp_avg`, `<name>.exp_avg_sq`, as PyTorch names them) and the

@@ -63,10 +63,28 @@ public protocol Backend: AnyObject, Sendable {
     /// Runs `body` and returns the seconds of device work it issued: timestamps where the device
     /// has them, else the monotonic clock around it with the backend synchronized on both sides.
     func deviceSeconds(_ body: () throws -> Void) throws -> Double
+    /// Starts the work issued so far without waiting for it (a GPU submits the commands it
+    /// recorded); reads still wait for what they read.
+    func commit() throws
+    /// Starts counting and timing every op this backend runs, by kind (and on a GPU its dispatches,
+    /// barriers and submissions), until `stopProfiling()` returns them. Off, it costs nothing.
+    func startProfiling() throws
+    /// Waits for the work issued so far and returns what ran since `startProfiling()`.
+    func stopProfiling() throws -> BackendProfile
 }
 
 extension Backend {
     public func unsupportedReason(_ op: Op, inputs: [TensorDescriptor]) -> String? { nil }
+
+    public func commit() throws {}
+
+    public func startProfiling() throws {
+        throw LowRankError(.unsupported, "\(identifier) does not profile its ops")
+    }
+
+    public func stopProfiling() throws -> BackendProfile {
+        throw LowRankError(.unsupported, "\(identifier) does not profile its ops")
+    }
 
     public func deviceSeconds(_ body: () throws -> Void) throws -> Double {
         try wallSeconds(body)

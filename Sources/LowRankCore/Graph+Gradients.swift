@@ -225,7 +225,7 @@ extension Graph {
             let d = try apply(.linearCrossEntropyBackward(o, weightGradient: needs[1]), operands.values, label: label)
             return [d[0], needs[1] ? try intoInput(d[1], 1) : nil, nil]
         case .rowL2Norm, .loraBackward, .doraNorm, .doraBackward, .doraCompose, .activationBackward, .meanSquaredErrorBackward,
-             .clipCoefficient, .adamW, .embeddingBackward, .rmsNormBackward, .attentionBackward, .crossEntropyBackward,
+             .clipCoefficient, .adamW, .multiTensorAdamW, .embeddingBackward, .rmsNormBackward, .attentionBackward, .crossEntropyBackward,
              .linearCrossEntropyBackward:
             return node.inputs.map { _ in nil }
         }

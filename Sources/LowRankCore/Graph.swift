@@ -221,7 +221,7 @@ public final class Graph {
         case .matmul(let o) where o.accumulate: "an accumulating matmul writes in place; compose with add instead"
         case .loraForward(let o) where o.accumulate, .loraBackward(let o) where o.accumulate:
             "an accumulating adapter writes in place; give each adapter its own lora_forward and add them"
-        case .adamW: "AdamW updates its tensors in place; step the optimizer after the graph runs"
+        case .adamW, .multiTensorAdamW: "AdamW updates its tensors in place; step the optimizer after the graph runs"
         default: nil
         }
     }

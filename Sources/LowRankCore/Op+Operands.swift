@@ -205,4 +205,23 @@ public struct AdamWOperands<Value> {
     }
 }
 
+/// `multiTensorAdamW`: n params, n grads, n first moments, n second moments (and, guarded, the loss
+/// and the health flag, which `init` leaves out); the outputs are the params, m and v (and the
+/// flag), updated in place.
+public struct MultiTensorAdamWOperands<Value> {
+    public var parameters, gradients, m, v: [Value]
+
+    public init(_ values: [Value]) {
+        let n = values.count / 4
+        (parameters, gradients, m, v) = (Array(values[0..<n]), Array(values[n..<(2 * n)]), Array(values[(2 * n)..<(3 * n)]), Array(values[(3 * n)..<(4 * n)]))
+    }
+
+    public var count: Int { parameters.count }
+
+    /// Tensor `i`'s four operands, as the single-tensor op takes them.
+    public func tensor(_ i: Int) -> AdamWOperands<Value> {
+        AdamWOperands([parameters[i], gradients[i], m[i], v[i]])
+    }
+}
+
 extension DoRAForwardResults: Sendable where Value: Sendable {}

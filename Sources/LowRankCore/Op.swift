@@ -134,6 +134,38 @@ public struct AdamWOptions: Hashable, Sendable {
     }
 }
 
+/// One AdamW step over many tensors at once (`Op.multiTensorAdamW`): each tensor's rate is
+/// `adamW.learningRate` times its factor (PyTorch's parameter groups, LoRA+), and with a largest
+/// norm every gradient is first scaled by `clip_grad_norm_`'s coefficient of all of them together.
+public struct MultiTensorAdamWOptions: Hashable, Sendable {
+    /// The step and the rate before the factors.
+    public var adamW: AdamWOptions
+    /// One per tensor, positive.
+    public var learningRateFactors: [Double]
+    /// nil: no clipping.
+    public var maxGradientNorm: Float?
+    /// The step also takes the loss [1] f32 and a health flag [1] f32 (read and written): a
+    /// non-finite loss sets the flag to 0, and while it is 0 the step changes nothing. So a step
+    /// can be queued before its loss is read, and so can those after it.
+    public var guarded: Bool
+
+    public init(adamW: AdamWOptions, learningRateFactors: [Double], maxGradientNorm: Float? = nil, guarded: Bool = false) {
+        self.adamW = adamW
+        self.learningRateFactors = learningRateFactors
+        self.maxGradientNorm = maxGradientNorm
+        self.guarded = guarded
+    }
+
+    public var tensorCount: Int { learningRateFactors.count }
+
+    /// Tensor `i`'s own AdamW options: the single-tensor op's with its rate.
+    public func options(_ i: Int) -> AdamWOptions {
+        var o = adamW
+        o.learningRate *= learningRateFactors[i]
+        return o
+    }
+}
+
 /// One AdamW step's f32 constants: `θ ← θ·decay + negativeStep·m / (√v / bias2Root + ε)` with
 /// `m += oneMinusBeta1·(g − m)` and `v = v·β₂ + oneMinusBeta2·g²`.
 public struct AdamWStepScalars: Hashable, Sendable {
@@ -258,6 +290,12 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
     /// param, grad, m, v -> param, m, v: one AdamW step, in place (`Ops.adamW`); param f32, f16 or
     /// bf16 (updated in f32, rounded once), the moments f32
     case adamW(AdamWOptions)
+    /// params (n), grads (n), m (n), v (n) [, loss, health] -> params, m, v [, health] in place: `adamW`
+    /// on every tensor at once (`Ops.multiTensorAdamW`), after clipping the gradients' global norm
+    /// when the options ask, and only while the loss and the health flag allow when guarded;
+    /// the same bits as `row_sum_of_squares` of each gradient, their sum in order, `clip_coefficient`,
+    /// `scale_rows` and `adamW` tensor by tensor
+    case multiTensorAdamW(MultiTensorAdamWOptions)
 
     /// The op without its options: what plans, fallbacks, profiles and coverage tests name. The raw
     /// value is the op's name.
@@ -294,6 +332,7 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
         case linearCrossEntropy = "linear_cross_entropy"
         case linearCrossEntropyBackward = "linear_cross_entropy_backward"
         case adamW = "adamw"
+        case multiTensorAdamW = "multi_tensor_adamw"
 
         public var description: String { rawValue }
     }
@@ -332,6 +371,7 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
         case .linearCrossEntropy: .linearCrossEntropy
         case .linearCrossEntropyBackward: .linearCrossEntropyBackward
         case .adamW: .adamW
+        case .multiTensorAdamW: .multiTensorAdamW
         }
     }
 
@@ -601,18 +641,47 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             guard operands.m.dtype == .f32, operands.v.dtype == .f32 else {
                 throw check.error(.dtypeMismatch, "the moments m and v are f32; got \(operands.m.dtype) and \(operands.v.dtype)")
             }
-            let valid = o.learningRate.isFinite && o.learningRate >= 0 && (0..<1).contains(o.beta1) && (0..<1).contains(o.beta2)
-                && o.epsilon.isFinite && o.epsilon > 0 && o.weightDecay.isFinite && o.weightDecay >= 0 && o.step >= 1
-            guard valid else {
-                throw check.error(.invalidArgument, "needs lr >= 0, betas in [0, 1), eps > 0, weight decay >= 0 and step >= 1; got \(o)")
-            }
+            try check.adamW(o)
             return [operands.parameter, operands.m, operands.v]
+        case .multiTensorAdamW(let o):
+            let n = o.tensorCount, extra = o.guarded ? 2 : 0
+            guard n > 0, inputs.count == 4 * n + extra else {
+                throw check.error(.invalidArgument, "takes n params, n grads, n first and n second moments for its n = \(n) learning-rate factors"
+                                  + (o.guarded ? ", then the loss and the health flag" : "") + "; got \(inputs.count) inputs")
+            }
+            for flag in inputs.suffix(extra) where flag.shape.count != 1 || flag.dtype != .f32 {
+                throw check.error(.shapeMismatch, "the loss and the health flag are one f32 value each, got \(flag)")
+            }
+            guard o.learningRateFactors.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+                throw check.error(.invalidArgument, "learning-rate factors must be positive and finite, got \(o.learningRateFactors)")
+            }
+            if let maxNorm = o.maxGradientNorm, !(maxNorm.isFinite && maxNorm > 0) {
+                throw check.error(.invalidArgument, "the largest norm must be positive and finite, got \(maxNorm)")
+            }
+            let operands = MultiTensorAdamWOperands(inputs)
+            for i in 0..<n {
+                do {
+                    let t = operands.tensor(i)
+                    _ = try Op.adamW(o.options(i)).outputs(for: [t.parameter, t.gradient, t.m, t.v])
+                } catch let error as LowRankError {
+                    throw error.adding("tensor", "\(i)")
+                }
+            }
+            return operands.parameters + operands.m + operands.v + inputs.suffix(extra).suffix(1)
         }
     }
 }
 
 /// Shape and dtype checks that name the op and its input shapes in every error.
 private struct OpCheck {
+    func adamW(_ o: AdamWOptions) throws {
+        let valid = o.learningRate.isFinite && o.learningRate >= 0 && (0..<1).contains(o.beta1) && (0..<1).contains(o.beta2)
+            && o.epsilon.isFinite && o.epsilon > 0 && o.weightDecay.isFinite && o.weightDecay >= 0 && o.step >= 1
+        guard valid else {
+            throw error(.invalidArgument, "needs lr >= 0, betas in [0, 1), eps > 0, weight decay >= 0 and step >= 1; got \(o)")
+        }
+    }
+
     let op: Op
     let inputs: [TensorDescriptor]
 

@@ -48,7 +48,7 @@ public enum Ops {
     }
 
     /// Runs `op` into existing `outputs`, which must have the shapes and dtypes it produces; an
-    /// output may be one of the inputs only where the op says so (`scaleRows`, `adamW`).
+    /// output may be one of the inputs only where the op says so (`scaleRows`, `adamW`, `multiTensorAdamW`).
     static func execute(_ op: Op, _ inputs: [Tensor], into outputs: [Tensor]) throws {
         let descriptors = try op.outputs(for: inputs.map(\.descriptor))
         guard descriptors == outputs.map(\.descriptor) else {
@@ -65,6 +65,16 @@ public enum Ops {
     /// (`AdamWOptions` gives the rule; m and v start as zeros of param's shape, in f32).
     public static func adamW(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, options: AdamWOptions) throws {
         try execute(.adamW(options), [param, grad, m, v], into: [param, m, v])
+    }
+
+    /// One AdamW step on every tensor of `params` from its gradient, in place, clipping the global
+    /// gradient norm first when `options` gives a largest norm (`Op.multiTensorAdamW`).
+    /// With `guard` (the loss and the health flag, `options.guarded`), a non-finite loss zeroes
+    /// the flag, and while it is zero nothing changes.
+    public static func multiTensorAdamW(params: [Tensor], grads: [Tensor], m: [Tensor], v: [Tensor], options: MultiTensorAdamWOptions,
+                                        guard flags: (loss: Tensor, health: Tensor)? = nil) throws {
+        let extra = flags.map { [$0.loss, $0.health] } ?? []
+        try execute(.multiTensorAdamW(options), params + grads + m + v + extra, into: params + m + v + extra.suffix(1))
     }
 
     public static func add(_ a: Tensor, _ b: Tensor) throws -> Tensor { try execute(.add, [a, b])[0] }

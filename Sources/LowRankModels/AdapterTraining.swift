@@ -42,10 +42,50 @@ public final class AdapterTraining {
         return try finishStep(loss: try lossTensor.floats()[0])
     }
 
+    /// A step queued by `queueStep` whose loss `complete` has not read yet.
+    public struct QueuedStep {
+        let batch: TokenBatch
+        let seed: UInt32
+        let loss: Tensor
+    }
+
+    /// Steps queued by `queueStep` and not yet completed.
+    private var queued = 0
+
+    /// Queues the next optimizer step on `batch` (after those already queued) without reading its
+    /// loss, so the device runs it while the host prepares the next: the optimizer takes it on the
+    /// device only when its loss is finite, and takes none after a non-finite one. `complete`
+    /// reads the losses, in order; the step counts then.
+    public func queueStep(on batch: TokenBatch) throws -> QueuedStep {
+        precondition(pending == nil, "accumulated micro-batches await their optimizer step")
+        let plan = try plans.plan(for: batch), seed = dropoutSeed(step: step + queued, microBatch: 0)
+        let result = try plan.run(batch, seed: seed)
+        // A copy: the plan's next run overwrites its outputs.
+        let loss = try Ops.scale(result.loss, by: 1)
+        try optimizer.step(gradients: result.gradients, unlessNonFinite: loss)
+        queued += 1
+        return QueuedStep(batch: batch, seed: seed, loss: loss)
+    }
+
+    /// The loss of the oldest queued step, once it has run. A non-finite one is `step(on:)`'s
+    /// error, and the adapter and optimizer are then as they were before that step: the device
+    /// took none of the queued steps from it on, and they are dropped.
+    public func complete(_ queuedStep: QueuedStep) throws -> Float {
+        let loss = try queuedStep.loss.floats()[0]
+        queued -= 1
+        guard loss.isFinite else {
+            queued = 0
+            try optimizer.rewind(to: step)
+            throw try plans.plan(for: queuedStep.batch).nonFiniteLossError(loss, of: queuedStep.batch, seed: queuedStep.seed,
+                                                                           what: "the loss of step \(step + 1)", context: [("step", "\(step + 1)")])
+        }
+        return try finishStep(loss: loss)
+    }
+
     /// Forward and backward on a micro-batch, refused (before its gradients reach the optimizer)
     /// when its loss is not finite.
     private func finiteRun(_ batch: TokenBatch, microBatch: Int) throws -> (loss: Tensor, gradients: [Tensor]) {
-        let plan = try plans.plan(for: batch), seed = dropoutSeed(microBatch: microBatch)
+        let plan = try plans.plan(for: batch), seed = dropoutSeed(step: step, microBatch: microBatch)
         let result = try plan.run(batch, seed: seed)
         let loss = try result.loss.floats()[0]
         guard loss.isFinite else {
@@ -114,7 +154,7 @@ public final class AdapterTraining {
 
     /// The dropout seed of a micro-batch: drawn from the run's seed and the step, so that a step
     /// of one batch draws what `Trainer` always has.
-    private func dropoutSeed(microBatch: Int) -> UInt32 {
+    private func dropoutSeed(step: Int, microBatch: Int) -> UInt32 {
         var random = SplitMix(seed: settings.seed ^ UInt64(step))
         var seed = random.next()
         for _ in 0..<microBatch { seed = random.next() }

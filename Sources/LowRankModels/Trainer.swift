@@ -78,6 +78,12 @@ public final class Trainer {
     public var losses: [Float] { training.losses }
     /// Held-out data evaluated during training; nil: none.
     public var validation: TrainingValidation?
+    /// With `profiles`, `train` profiles its steps on every backend they use (`Backend.startProfiling`):
+    /// `profile` then holds each op kind's calls, dispatches and time per step, which the final
+    /// checkpoint's `trainer_state.json` records as `profile`. Validation runs and checkpoints
+    /// taken during the loop count towards the steps'.
+    public var profiles = false
+    public internal(set) var profile: StepProfile?
     private let lock: OutputLock?
     /// What the run was made with beside the training settings, as checkpoints record it; empty
     /// in a process that writes no checkpoints (another rank's, or one without an output).
@@ -161,18 +167,54 @@ public final class Trainer {
     /// Trains to `totalSteps`, checkpointing every `saveEvery` steps, then writes the adapter (and a
     /// final checkpoint) to `output`.
     public func train(progress: (TrainingProgress) -> Void = { _ in }) throws {
-        while step < totalSteps {
-            var stepProgress = try trainStep()
-            stepProgress.validation = try validateIfDue()
-            progress(stepProgress)
-            let due = stepProgress.validation?.isBest == true || settings.saveEvery.map { step % $0 == 0 } == true
-            if due, step < totalSteps { try saveCheckpoint() }
-        }
+        if profiles { try profilingSteps { try trainSteps(progress) } } else { try trainSteps(progress) }
         if let output {
             try saveCheckpoint()  // refuses an adapter that is not finite
             try adapter.save(to: output)
             try LossCurve(losses: losses, validation: validation?.losses ?? []).write(to: output + "/loss.svg")
         }
+    }
+
+    private func trainSteps(_ progress: (TrainingProgress) -> Void) throws {
+        guard settings.gradientAccumulationSteps == 1, (group?.size ?? 1) == 1 else {
+            while step < totalSteps { try finish(try trainStep(), progress) }
+            return
+        }
+        // One step queued ahead: the device runs step t + 1 while the host reads step t's loss,
+        // except after a step whose adapter is read (a checkpoint or validation is due).
+        let clock = ContinuousClock()
+        var waiting: (queued: AdapterTraining.QueuedStep, rows: ArraySlice<Int>)?
+        var since = clock.now
+        while step < totalSteps {
+            let next = step + (waiting == nil ? 0 : 1)
+            var current: (queued: AdapterTraining.QueuedStep, rows: ArraySlice<Int>)?
+            if next < totalSteps, waiting == nil || !adapterIsRead(afterStep: next) {
+                let rows = rows(forStep: next)
+                current = (try training.queueStep(on: data.batch(rows)), rows)
+                try training.model.backend.commit()
+            }
+            if let (queued, rows) = waiting {
+                let loss = try training.complete(queued)
+                let tokens = rows.reduce(0) { $0 + max(0, data.rows[$1].count - 1) }
+                try finish(TrainingProgress(step: step, totalSteps: totalSteps, loss: loss, tokens: tokens, seconds: (clock.now - since).inSeconds), progress)
+                since = clock.now
+            }
+            waiting = current
+        }
+    }
+
+    /// Whether the adapter is read once `count` steps are taken: a checkpoint or validation is due.
+    private func adapterIsRead(afterStep count: Int) -> Bool {
+        settings.saveEvery.map { count % $0 == 0 } == true || validation.map { count % $0.every == 0 } == true || count == totalSteps
+    }
+
+    /// Validates and checkpoints after a step, as due, and reports it.
+    private func finish(_ taken: TrainingProgress, _ progress: (TrainingProgress) -> Void) throws {
+        var stepProgress = taken
+        stepProgress.validation = try validateIfDue()
+        progress(stepProgress)
+        let due = stepProgress.validation?.isBest == true || settings.saveEvery.map { step % $0 == 0 } == true
+        if due, step < totalSteps { try saveCheckpoint() }
     }
 
     // MARK: Checkpoints
@@ -182,7 +224,7 @@ public final class Trainer {
     public func saveCheckpoint() throws {
         guard let output else { return }
         let final = output + "/checkpoint-\(step)"
-        let record = Dictionary(uniqueKeysWithValues: runRecord.map { ($0.key, $0.value) }).merging(validationRecord) { $1 }
+        let record = Dictionary(uniqueKeysWithValues: runRecord.map { ($0.key, $0.value) }).merging(validationRecord) { $1 }.merging(profileRecord) { $1 }
         try training.writeCheckpoint(to: final, extra: record)
         for (older, _) in Self.checkpoints(in: output) where older != final && older != bestCheckpoint { try FileIO.removeTree(older) }
     }

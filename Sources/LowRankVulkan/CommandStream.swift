@@ -46,55 +46,26 @@ struct TensorBinding {
 public struct DispatchTiming: Sendable {
     public var kernel: String
     public var milliseconds: Double
+    /// The op whose encoding recorded it, while the backend profiles ops.
+    public var op: Op.Kind?
 }
 
-/// Records many dispatches into one command buffer and submits them together. A global memory
-/// barrier goes in only where a command reads or writes a range that an earlier command since the
-/// last barrier wrote, or writes a range one of them read (the hazards synchronization validation
-/// checks). That state survives submits: a barrier also orders against earlier submissions.
-final class CommandStream {
-    private let device: VkDevice
-    fileprivate let queue: VkQueue
-    private let pool: VkCommandPool
-    fileprivate let commandBuffer: VkCommandBuffer
-    fileprivate let fence: VkFence
-    private let descriptorPool: VkDescriptorPool
-    private let queryPool: VkQueryPool?
-    private let timestampPeriod: Double
-    static let setsPerSubmit = 1024
-    static let descriptorsPerSubmit = 8192
-    static let timestampsPerSubmit = 2048
+/// One command buffer with what its commands need until they finish: descriptor sets, timestamp
+/// queries, and the ranges they touch (which keeps their storage alive).
+private final class Submission {
+    let commandBuffer: VkCommandBuffer
+    let fence: VkFence
+    let descriptorPool: VkDescriptorPool
+    let queryPool: VkQueryPool?
+    var descriptorsUsed = 0
+    var setsUsed = 0
+    var queriesUsed = 0
+    var queryLabels: [String] = []
+    var queryOps: [Op.Kind?] = []
+    var pending: [BufferAccess] = []
+    var inFlight = false
 
-    private(set) var isRecording = false
-    private var descriptorsUsed = 0
-    private var setsUsed = 0
-    private var queriesUsed = 0
-    private var queryLabels: [String] = []
-    private var writtenSinceBarrier: [BufferAccess] = []
-    private var readSinceBarrier: [BufferAccess] = []
-    /// Every range the unsubmitted commands touch, which also keeps their storage alive until done.
-    private var pending: [BufferAccess] = []
-
-    /// Off only in the test that proves synchronization validation catches a missing barrier.
-    var insertsBarriers = true
-
-    /// With profiling on, each dispatch is bracketed by timestamps and its time appended to `timings`.
-    var profiling = false
-    var timings: [DispatchTiming] = []
-
-    init(device: VkDevice, queue: VkQueue, queueFamily: UInt32, timestampPeriod: Double, timestamps: Bool) throws {
-        self.device = device
-        self.queue = queue
-        self.timestampPeriod = timestampPeriod
-
-        var poolInfo = VkCommandPoolCreateInfo()
-        poolInfo.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO
-        poolInfo.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT.rawValue
-        poolInfo.queueFamilyIndex = queueFamily
-        var pool: VkCommandPool?
-        try vkCheck(vkCreateCommandPool(device, &poolInfo, nil, &pool), "vkCreateCommandPool")
-        self.pool = pool!
-
+    init(device: VkDevice, pool: VkCommandPool, timestamps: Bool) throws {
         var allocation = VkCommandBufferAllocateInfo()
         allocation.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO
         allocation.commandPool = pool
@@ -110,10 +81,10 @@ final class CommandStream {
         try vkCheck(vkCreateFence(device, &fenceInfo, nil, &fence), "vkCreateFence")
         self.fence = fence!
 
-        var size = VkDescriptorPoolSize(type: VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, descriptorCount: UInt32(Self.descriptorsPerSubmit))
+        var size = VkDescriptorPoolSize(type: VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, descriptorCount: UInt32(CommandStream.descriptorsPerSubmit))
         var descriptorInfo = VkDescriptorPoolCreateInfo()
         descriptorInfo.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO
-        descriptorInfo.maxSets = UInt32(Self.setsPerSubmit)
+        descriptorInfo.maxSets = UInt32(CommandStream.setsPerSubmit)
         descriptorInfo.poolSizeCount = 1
         var descriptorPool: VkDescriptorPool?
         try withUnsafePointer(to: &size) { s in
@@ -126,7 +97,7 @@ final class CommandStream {
             var queryInfo = VkQueryPoolCreateInfo()
             queryInfo.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO
             queryInfo.queryType = VK_QUERY_TYPE_TIMESTAMP
-            queryInfo.queryCount = UInt32(Self.timestampsPerSubmit)
+            queryInfo.queryCount = UInt32(CommandStream.timestampsPerSubmit)
             var queryPool: VkQueryPool?
             try vkCheck(vkCreateQueryPool(device, &queryInfo, nil, &queryPool), "vkCreateQueryPool")
             self.queryPool = queryPool
@@ -135,31 +106,85 @@ final class CommandStream {
         }
     }
 
-    func destroy() {
-        if isRecording { try? submitAndWait() }
+    func destroy(_ device: VkDevice) {
         if let queryPool { vkDestroyQueryPool(device, queryPool, nil) }
         vkDestroyDescriptorPool(device, descriptorPool, nil)
         vkDestroyFence(device, fence, nil)
+    }
+}
+
+/// Records many dispatches into a command buffer and submits them together, keeping up to two
+/// submissions in flight: when one command buffer fills, it is submitted and recording goes on in
+/// the other, which waits only for the submission before last. A global memory barrier goes in
+/// only where a command reads or writes a range that an earlier command since the last barrier
+/// wrote, or writes a range one of them read (the hazards synchronization validation checks).
+/// That state survives submits: a barrier also orders against earlier submissions on the queue.
+final class CommandStream {
+    private let device: VkDevice
+    fileprivate let queue: VkQueue
+    private let pool: VkCommandPool
+    private let timestampPeriod: Double
+    private let submissions: [Submission]
+    /// The submission being recorded, or recorded next.
+    private var current = 0
+    static let setsPerSubmit = 1024
+    static let descriptorsPerSubmit = 8192
+    static let timestampsPerSubmit = 2048
+
+    private(set) var isRecording = false
+    private var writtenSinceBarrier: [BufferAccess] = []
+    private var readSinceBarrier: [BufferAccess] = []
+
+    /// Off only in the test that proves synchronization validation catches a missing barrier.
+    var insertsBarriers = true
+
+    /// With profiling on, each dispatch is bracketed by timestamps and its time appended to `timings`.
+    var profiling = false
+    var timings: [DispatchTiming] = []
+    /// The op being encoded, which timings name while the backend profiles ops.
+    var op: Op.Kind?
+
+    /// Commands recorded and submitted since the stream was made: what `--profile` counts.
+    private(set) var dispatchCount = 0
+    private(set) var barrierCount = 0
+    private(set) var submissionCount = 0
+
+    init(device: VkDevice, queue: VkQueue, queueFamily: UInt32, timestampPeriod: Double, timestamps: Bool) throws {
+        self.device = device
+        self.queue = queue
+        self.timestampPeriod = timestampPeriod
+
+        var poolInfo = VkCommandPoolCreateInfo()
+        poolInfo.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO
+        poolInfo.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT.rawValue
+        poolInfo.queueFamilyIndex = queueFamily
+        var pool: VkCommandPool?
+        try vkCheck(vkCreateCommandPool(device, &poolInfo, nil, &pool), "vkCreateCommandPool")
+        self.pool = pool!
+        submissions = try (0..<2).map { _ in try Submission(device: device, pool: pool!, timestamps: timestamps) }
+    }
+
+    func destroy() {
+        try? submitAndWait()
+        for s in submissions { s.destroy(device) }
         vkDestroyCommandPool(device, pool, nil)
     }
 
-    var hasTimestamps: Bool { queryPool != nil }
-
-    /// Whether unsubmitted commands touch `storage` (only writes, with `writesOnly`).
-    func touches(_ storage: VulkanStorage, writesOnly: Bool = false) -> Bool {
-        let probe = BufferAccess(storage, writes: false)
-        return pending.contains { $0.overlaps(probe) && (!writesOnly || $0.writes) }
-    }
+    var hasTimestamps: Bool { submissions[0].queryPool != nil }
 
     private func begin() throws {
         guard !isRecording else { return }
+        let s = submissions[current]
+        if s.inFlight { try wait(s) }
         var info = VkCommandBufferBeginInfo()
         info.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO
         info.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT.rawValue
-        try vkCheck(vkBeginCommandBuffer(commandBuffer, &info), "vkBeginCommandBuffer")
-        if let queryPool, profiling { vkCmdResetQueryPool(commandBuffer, queryPool, 0, UInt32(Self.timestampsPerSubmit)) }
+        try vkCheck(vkBeginCommandBuffer(s.commandBuffer, &info), "vkBeginCommandBuffer")
+        if let queryPool = s.queryPool, profiling { vkCmdResetQueryPool(s.commandBuffer, queryPool, 0, UInt32(Self.timestampsPerSubmit)) }
         isRecording = true
     }
+
+    private var commandBuffer: VkCommandBuffer { submissions[current].commandBuffer }
 
     /// Inserts a barrier first if `accesses` conflict with commands since the last one.
     private func order(_ accesses: [BufferAccess]) {
@@ -174,13 +199,14 @@ final class CommandStream {
             barrier.dstAccessMask = VK_ACCESS_SHADER_READ_BIT.rawValue | VK_ACCESS_SHADER_WRITE_BIT.rawValue
                 | VK_ACCESS_TRANSFER_READ_BIT.rawValue | VK_ACCESS_TRANSFER_WRITE_BIT.rawValue
             vkCmdPipelineBarrier(commandBuffer, stages, stages, 0, 1, &barrier, 0, nil, 0, nil)
+            barrierCount += 1
             writtenSinceBarrier.removeAll(keepingCapacity: true)
             readSinceBarrier.removeAll(keepingCapacity: true)
         }
         for a in accesses {
             if a.writes { writtenSinceBarrier.append(a) } else { readSinceBarrier.append(a) }
         }
-        pending.append(contentsOf: accesses)
+        submissions[current].pending.append(contentsOf: accesses)
     }
 
     /// Records one dispatch; `bindings` are the pipeline's storage buffers in binding order.
@@ -188,25 +214,27 @@ final class CommandStream {
                                          groups: (UInt32, UInt32, UInt32)) throws {
         precondition(bindings.count == pipeline.bindings, "\(pipeline.name): \(bindings.count) bindings for \(pipeline.bindings)")
         precondition(MemoryLayout<Push>.size <= PipelineStore.pushConstantBytes, "\(pipeline.name): push constants exceed 128 bytes")
-        if setsUsed + 1 > Self.setsPerSubmit || descriptorsUsed + bindings.count > Self.descriptorsPerSubmit
-            || (profiling && queriesUsed + 2 > Self.timestampsPerSubmit) {
-            try submitAndWait()
+        let filling = submissions[current]
+        if filling.setsUsed + 1 > Self.setsPerSubmit || filling.descriptorsUsed + bindings.count > Self.descriptorsPerSubmit
+            || (profiling && filling.queriesUsed + 2 > Self.timestampsPerSubmit) {
+            try submit()
         }
         try begin()
         order(bindings)
+        let s = submissions[current]
 
         var set: VkDescriptorSet?
         var setLayout: VkDescriptorSetLayout? = pipeline.setLayout
         var allocation = VkDescriptorSetAllocateInfo()
         allocation.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO
-        allocation.descriptorPool = descriptorPool
+        allocation.descriptorPool = s.descriptorPool
         allocation.descriptorSetCount = 1
         try withUnsafePointer(to: &setLayout) { layout in
             allocation.pSetLayouts = layout
             try vkCheck(vkAllocateDescriptorSets(device, &allocation, &set), "vkAllocateDescriptorSets")
         }
-        setsUsed += 1
-        descriptorsUsed += bindings.count
+        s.setsUsed += 1
+        s.descriptorsUsed += bindings.count
 
         let infos = bindings.map { b in
             // Ranges are whole 4-byte words so that 16-bit and 8-bit tensors of odd length bind cleanly.
@@ -232,13 +260,28 @@ final class CommandStream {
         withUnsafeBytes(of: push) {
             vkCmdPushConstants(commandBuffer, pipeline.layout, VK_SHADER_STAGE_COMPUTE_BIT.rawValue, 0, UInt32($0.count), $0.baseAddress)
         }
-        let timed = profiling && queryPool != nil
-        if timed { vkCmdWriteTimestamp(commandBuffer, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, queryPool, UInt32(queriesUsed)) }
+        let timed = profiling && s.queryPool != nil
+        if timed { vkCmdWriteTimestamp(commandBuffer, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, s.queryPool, UInt32(s.queriesUsed)) }
         vkCmdDispatch(commandBuffer, groups.0, groups.1, groups.2)
+        dispatchCount += 1
         if timed {
-            vkCmdWriteTimestamp(commandBuffer, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, queryPool, UInt32(queriesUsed + 1))
-            queriesUsed += 2
-            queryLabels.append(pipeline.name)
+            vkCmdWriteTimestamp(commandBuffer, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, s.queryPool, UInt32(s.queriesUsed + 1))
+            s.queriesUsed += 2
+            s.queryLabels.append(pipeline.name)
+            s.queryOps.append(op)
+        }
+    }
+
+    /// Records writing `bytes` (a whole number of 4-byte words) into `destination`, in the command
+    /// buffer itself (`vkCmdUpdateBuffer`), so that nothing waits for earlier commands.
+    func update(_ destination: BufferAccess, with bytes: UnsafeRawBufferPointer) throws {
+        precondition(bytes.count % 4 == 0 && bytes.count <= destination.size, "updates are whole words within the destination")
+        try begin()
+        order([destination])
+        // vkCmdUpdateBuffer takes at most 65536 bytes at a time.
+        for start in stride(from: 0, to: bytes.count, by: 65536) {
+            let n = min(65536, bytes.count - start)
+            vkCmdUpdateBuffer(commandBuffer, destination.buffer, VkDeviceSize(destination.lower + start), VkDeviceSize(n), bytes.baseAddress! + start)
         }
     }
 
@@ -251,54 +294,84 @@ final class CommandStream {
         vkCmdCopyBuffer(commandBuffer, source.buffer, destination.buffer, 1, &region)
     }
 
-    private func collectTimings() throws {
-        guard queriesUsed > 0, let queryPool else { return }
-        var stamps = [UInt64](repeating: 0, count: queriesUsed)
-        try vkCheck(vkGetQueryPoolResults(device, queryPool, 0, UInt32(queriesUsed), stamps.count * 8, &stamps, 8,
-                                          VK_QUERY_RESULT_64_BIT.rawValue | VK_QUERY_RESULT_WAIT_BIT.rawValue),
-                    "vkGetQueryPoolResults")
-        for (i, label) in queryLabels.enumerated() {
-            let ticks = stamps[2 * i + 1] &- stamps[2 * i]
-            timings.append(DispatchTiming(kernel: label, milliseconds: Double(ticks) * timestampPeriod / 1e6))
-        }
-    }
-
-    /// Submits what was recorded and waits for it; a no-op when nothing was.
-    func submitAndWait() throws {
+    /// Submits what was recorded without waiting; recording goes on in the other command buffer.
+    func submit() throws {
         guard isRecording else { return }
         isRecording = false
+        let s = submissions[current]
         // Make every device write visible to the host, which reads mapped memory after the wait.
         var barrier = VkMemoryBarrier()
         barrier.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER
         barrier.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT.rawValue | VK_ACCESS_TRANSFER_WRITE_BIT.rawValue
         barrier.dstAccessMask = VK_ACCESS_HOST_READ_BIT.rawValue
-        vkCmdPipelineBarrier(commandBuffer,
+        vkCmdPipelineBarrier(s.commandBuffer,
                              VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT.rawValue | VK_PIPELINE_STAGE_TRANSFER_BIT.rawValue,
                              VK_PIPELINE_STAGE_HOST_BIT.rawValue, 0, 1, &barrier, 0, nil, 0, nil)
-        try vkCheck(vkEndCommandBuffer(commandBuffer), "vkEndCommandBuffer")
-        try vkCheck(submit(), "vkQueueSubmit")
-        var fences: [VkFence?] = [fence]
+        try vkCheck(vkEndCommandBuffer(s.commandBuffer), "vkEndCommandBuffer")
+        try vkCheck(queueSubmit(s), "vkQueueSubmit")
+        s.inFlight = true
+        submissionCount += 1
+        current = (current + 1) % submissions.count
+    }
+
+    /// Waits for `s`, collects its timestamps and frees what it held.
+    private func wait(_ s: Submission) throws {
+        var fences: [VkFence?] = [s.fence]
         try vkCheck(vkWaitForFences(device, 1, &fences, VkBool32(VK_TRUE), UInt64.max), "vkWaitForFences")
         try vkCheck(vkResetFences(device, 1, &fences), "vkResetFences")
-        try collectTimings()
-        queriesUsed = 0
-        queryLabels.removeAll(keepingCapacity: true)
-        try vkCheck(vkResetDescriptorPool(device, descriptorPool, 0), "vkResetDescriptorPool")
-        setsUsed = 0
-        descriptorsUsed = 0
-        pending.removeAll(keepingCapacity: true)
+        s.inFlight = false
+        if s.queriesUsed > 0, let queryPool = s.queryPool {
+            var stamps = [UInt64](repeating: 0, count: s.queriesUsed)
+            try vkCheck(vkGetQueryPoolResults(device, queryPool, 0, UInt32(s.queriesUsed), stamps.count * 8, &stamps, 8,
+                                              VK_QUERY_RESULT_64_BIT.rawValue | VK_QUERY_RESULT_WAIT_BIT.rawValue),
+                        "vkGetQueryPoolResults")
+            for (i, label) in s.queryLabels.enumerated() {
+                let ticks = stamps[2 * i + 1] &- stamps[2 * i]
+                timings.append(DispatchTiming(kernel: label, milliseconds: Double(ticks) * timestampPeriod / 1e6, op: s.queryOps[i]))
+            }
+        }
+        s.queriesUsed = 0
+        s.queryLabels.removeAll(keepingCapacity: true)
+        s.queryOps.removeAll(keepingCapacity: true)
+        try vkCheck(vkResetDescriptorPool(device, s.descriptorPool, 0), "vkResetDescriptorPool")
+        s.setsUsed = 0
+        s.descriptorsUsed = 0
+        s.pending.removeAll(keepingCapacity: true)
+    }
+
+    /// Waits until no command recorded or running touches `storage` (writes it, with `writesOnly`):
+    /// submits the recorded ones if they do, and waits for the submissions up to the newest that does.
+    func finish(touching storage: VulkanStorage, writesOnly: Bool = false) throws {
+        let probe = BufferAccess(storage, writes: false)
+        let touching = { (s: Submission) in s.pending.contains { $0.overlaps(probe) && (!writesOnly || $0.writes) } }
+        if isRecording && touching(submissions[current]) { try submit() }
+        // Oldest first: after a submit, `current` is the oldest submission.
+        let order = (0..<submissions.count).map { submissions[(current + $0) % submissions.count] }.filter(\.inFlight)
+        guard let newest = order.lastIndex(where: touching) else { return }
+        for s in order[...newest] { try wait(s) }
+    }
+
+    /// Submits what was recorded and waits for every submission, oldest first; a no-op when
+    /// nothing is recorded or running.
+    func submitAndWait() throws {
+        try submit()
+        // `current` is the oldest submission once the newest has been submitted.
+        for k in 0..<submissions.count {
+            let s = submissions[(current + k) % submissions.count]
+            if s.inFlight { try wait(s) }
+        }
     }
 }
 
 extension CommandStream {
-    fileprivate func submit() -> VkResult {
-        let buffers: [VkCommandBuffer?] = [commandBuffer]
+    fileprivate func queueSubmit(_ s: Submission) -> VkResult {
+        let buffers: [VkCommandBuffer?] = [s.commandBuffer]
         return buffers.withUnsafeBufferPointer { b in
             var info = VkSubmitInfo()
             info.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO
             info.commandBufferCount = 1
             info.pCommandBuffers = b.baseAddress
-            return vkQueueSubmit(queue, 1, &info, fence)
+            return vkQueueSubmit(queue, 1, &info, s.fence)
         }
     }
 }

@@ -38,6 +38,12 @@ final class PipelineStore: @unchecked Sendable {
         let pipeline: VkPipelineLayout
     }
     private let state = Mutex<(pipelines: [PipelineKey: Pipeline], layouts: [Int: Layouts])>(([:], [:]))
+    private struct ResolvedKernel: Hashable, @unchecked Sendable {
+        let kernel: AnyHashable
+        let specialization: [UInt32]
+        let bindings: Int
+    }
+    private let resolvedPipelines = Mutex<[ResolvedKernel: Pipeline]>([:])
 
     init(device: VkDevice, info: VulkanDeviceInfo, compiler: ShaderCompiler) throws {
         self.device = device
@@ -101,6 +107,16 @@ final class PipelineStore: @unchecked Sendable {
         guard vkGetPipelineCacheData(device, cache, &size, &data) == VK_SUCCESS else { return }
         let file = data.withUnsafeBytes { CacheEnvelope.wrap(.pipelineCache, UnsafeRawBufferPointer(rebasing: $0.prefix(size))) }
         file.withUnsafeBytes { try? FileIO.writeAtomically(cachePath, $0) }
+    }
+
+    /// A kernel's pipeline by the kernel value itself: a dispatch hashes a few enums rather than
+    /// building its defines and hashing their strings, which only the first use of a kernel does.
+    func pipeline<K: Kernel>(for kernel: K, specialization: [UInt32], bindings: Int) throws -> Pipeline {
+        let resolved = ResolvedKernel(kernel: kernel, specialization: specialization, bindings: bindings)
+        if let p = resolvedPipelines.withLock({ $0[resolved] }) { return p }
+        let p = try pipeline(PipelineKey(shader: K.shader, defines: kernel.defines, specialization: specialization, bindings: bindings))
+        resolvedPipelines.withLock { $0[resolved] = p }
+        return p
     }
 
     func pipeline(_ key: PipelineKey) throws -> Pipeline {

@@ -34,6 +34,9 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// Host-visible memory that transfers go through when tensors are not host-visible.
     private let staging: VulkanAllocator?
     let lock = Mutex(())
+    let profiler = OpProfiler()
+    /// The command counts when profiling started; read and written under `lock`.
+    private var profileStart = (dispatches: 0, barriers: 0, submissions: 0)
 
     /// Opens device `index` of `instance.devices`; `bindingLimit` lowers the bytes one binding may
     /// cover below the device's `maxStorageBufferRange` (for tests of the splitting), and
@@ -43,8 +46,10 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     }
 
     /// As the public init, with the shader compiler (and so the cache folder) given: how tests
-    /// reach a cache of their own.
-    init(instance: VulkanInstance, index: Int, bindingLimit: Int? = nil, disabledOps: Set<Op.Kind> = [], shaders: ShaderCompiler) throws {
+    /// reach a cache of their own; `stagedTransfers` moves every transfer through staging memory
+    /// even where tensors are host-visible (how tests reach a discrete GPU's path on lavapipe).
+    init(instance: VulkanInstance, index: Int, bindingLimit: Int? = nil, disabledOps: Set<Op.Kind> = [], shaders: ShaderCompiler,
+         stagedTransfers: Bool = false) throws {
         guard instance.devices.indices.contains(index) else {
             throw LowRankError(.deviceUnavailable, "there is no Vulkan device \(index)",
                                context: [("available", instance.devices.map { "\($0.index): \($0.name)" }.joined(separator: "; "))])
@@ -142,7 +147,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         var queue: VkQueue?
         vkGetDeviceQueue(device, UInt32(family), 0, &queue)
 
-        let memory = MemoryChoice(physical: physical)
+        let memory = MemoryChoice(physical: physical, staged: stagedTransfers)
         allocator = VulkanAllocator(device: device, memoryTypeIndex: memory.deviceType, hostVisible: memory.deviceIsHostVisible,
                                     heapName: memory.deviceIsHostVisible ? "device (host-visible)" : "device", info: info)
         if !memory.deviceIsHostVisible, let stagingType = memory.stagingType {
@@ -182,18 +187,33 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         let s = try vulkan(storage)
         precondition(offset + bytes.count <= s.byteCount, "write past the end of a tensor")
         try lock.withLock { _ in
-            // Recorded commands that touch this tensor must see its old contents.
-            if stream.touches(s) { try stream.submitAndWait() }
             if let mapped = s.mapped {
+                // Recorded commands that touch this tensor must see its old contents.
+                try stream.finish(touching: s)
                 (mapped + offset).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
             } else {
-                try transfer(bytes.count) { stage, done, n in
-                    stage.mapped!.copyMemory(from: bytes.baseAddress! + done, byteCount: n)
-                    try stream.copy(from: BufferAccess(stage, writes: false, size: n),
-                                    to: BufferAccess(s, writes: true, offset: offset + done, size: n))
-                    try stream.submitAndWait()
-                }
+                try upload(bytes, to: s, offset: offset)
             }
+        }
+    }
+
+    /// The most staging bytes uploads hold before one waits for them to be copied.
+    static let stagingBudget = 64 << 20
+
+    /// Copies `bytes` in through staging memory with copies recorded into the stream, which orders
+    /// them after the commands before and before those after: nothing waits unless the uploads not
+    /// yet copied would hold more than `stagingBudget` (a staging range is freed when its
+    /// submission completes).
+    private func upload(_ bytes: UnsafeRawBufferPointer, to s: VulkanStorage, offset: Int) throws {
+        guard let staging else { throw LowRankError(.unsupported, "\(info.name) has no host-visible memory to stage transfers through") }
+        var done = 0
+        while done < bytes.count {
+            let n = min(Self.stagingBudget, bytes.count - done)
+            if staging.counter.statistics.currentBytes + n > Self.stagingBudget { try stream.submitAndWait() }
+            let stage = try staging.allocate(n)
+            stage.mapped!.copyMemory(from: bytes.baseAddress! + done, byteCount: n)
+            try stream.copy(from: BufferAccess(stage, writes: false, size: n), to: BufferAccess(s, writes: true, offset: offset + done, size: n))
+            done += n
         }
     }
 
@@ -202,7 +222,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         precondition(offset + bytes.count <= s.byteCount, "read past the end of a tensor")
         try lock.withLock { _ in
             if let mapped = s.mapped {
-                if stream.touches(s, writesOnly: true) { try stream.submitAndWait() }
+                try stream.finish(touching: s, writesOnly: true)
                 bytes.baseAddress!.copyMemory(from: mapped + offset, byteCount: bytes.count)
             } else {
                 try transfer(bytes.count) { stage, done, n in
@@ -225,6 +245,10 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
             try chunk(stage, done, n)
             done += n
         }
+    }
+
+    public func commit() throws {
+        try lock.withLock { _ in try stream.submit() }
     }
 
     public func synchronize() throws {
@@ -284,10 +308,47 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     public func run(_ op: Op, inputs: [Tensor], outputs: [Tensor]) throws {
         try lock.withLock { _ in
             do {
-                try encode(op, inputs, outputs)
+                if profiler.isOn { try encodeProfiled(op, inputs, outputs) } else { try encode(op, inputs, outputs) }
             } catch let error as LowRankError {
                 throw error.adding("op", op.name).adding("device", identifier)
             }
+        }
+    }
+
+    /// Counts `op`'s dispatches and names the op in their timestamps.
+    private func encodeProfiled(_ op: Op, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
+        let before = stream.dispatchCount
+        stream.op = op.kind
+        defer { stream.op = nil }
+        try encode(op, inputs, outputs)
+        profiler.add(op.kind, OpTotals(calls: 1, dispatches: stream.dispatchCount - before))
+    }
+
+    public func startProfiling() throws {
+        try lock.withLock { _ in
+            // Timestamps start in a fresh command buffer; work issued before is not counted.
+            try stream.submitAndWait()
+            stream.timings.removeAll()
+            profileStart = (stream.dispatchCount, stream.barrierCount, stream.submissionCount)
+            stream.profiling = supportsTimestamps
+            profiler.start()
+        }
+    }
+
+    /// The op kinds' device times are their dispatches' timestamps, summed.
+    public func stopProfiling() throws -> BackendProfile {
+        try lock.withLock { _ in
+            try stream.submitAndWait()
+            stream.profiling = false
+            var ops = profiler.stop()
+            for timing in stream.timings {
+                if let kind = timing.op { ops[kind, default: OpTotals()].seconds += timing.milliseconds / 1e3 }
+            }
+            stream.timings.removeAll()
+            let start = profileStart
+            return BackendProfile(backend: identifier, ops: ops, dispatches: stream.dispatchCount - start.dispatches,
+                                  barriers: stream.barrierCount - start.barriers, submissions: stream.submissionCount - start.submissions,
+                                  timing: supportsTimestamps ? "timestamps" : "none")
         }
     }
 
@@ -326,6 +387,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         case .linearCrossEntropyBackward(let o, let weightGradient):
             try encodeLinearCrossEntropyBackward(o, weightGradient: weightGradient, LinearCrossEntropyBackwardOperands(inputs), outputs)
         case .adamW(let o): try encodeAdamW(o, inputs, outputs)
+        case .multiTensorAdamW(let o): try encodeMultiTensorAdamW(o, inputs, outputs)
         case .embeddingBackward:
             throw LowRankError(.unsupported, unsupportedReason(op, inputs: inputs.map(\.descriptor))!)
         }
@@ -334,24 +396,30 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// Records one kernel over `bindings`, each a whole tensor or a window of one.
     func dispatch<K: Kernel>(_ kernel: K, specialization: [UInt32] = [], _ bindings: [TensorBinding], push: K.Push,
                              groups: (Int, Int, Int)) throws {
+        try dispatch(kernel, specialization: specialization, accesses: try bindings.map(access), push: push, groups: groups)
+    }
+
+    /// The range of a buffer that `binding` covers.
+    func access(_ binding: TensorBinding) throws -> BufferAccess {
+        let size = binding.tensor.dtype.byteSize
+        let bytes = binding.elements.count * size
+        // Callers split ops into windows that fit; one that does not is a bug in that split.
+        guard bytes <= maxBindingBytes else {
+            throw LowRankError(.unsupported, "a kernel would bind \(bytes) bytes of \(binding.tensor.descriptor), more than one binding can address on \(info.name)",
+                               context: [("maxStorageBufferRange", "\(maxBindingBytes)")])
+        }
+        return BufferAccess(try vulkan(binding.tensor.storage), writes: binding.writes, offset: binding.elements.lowerBound * size, size: bytes)
+    }
+
+    /// Records one kernel over buffer ranges, each within one binding's reach.
+    func dispatch<K: Kernel>(_ kernel: K, specialization: [UInt32] = [], accesses: [BufferAccess], push: K.Push,
+                             groups: (Int, Int, Int)) throws {
         let limits = info.limits.maxWorkgroupCount
         guard groups.0 <= limits[0], groups.1 <= limits[1], groups.2 <= limits[2] else {
             throw LowRankError(.unsupported, "\(K.shader.rawValue) needs \(groups) workgroups, more than the device's \(limits)")
         }
         guard groups.0 > 0, groups.1 > 0, groups.2 > 0 else { return }
-        let accesses = try bindings.map { b in
-            let size = b.tensor.dtype.byteSize
-            let bytes = b.elements.count * size
-            // Callers split ops into windows that fit; one that does not is a bug in that split.
-            guard bytes <= maxBindingBytes else {
-                throw LowRankError(.unsupported,
-                                   "\(K.shader.rawValue) would bind \(bytes) bytes of \(b.tensor.descriptor), more than one binding can address on \(info.name)",
-                                   context: [("maxStorageBufferRange", "\(maxBindingBytes)")])
-            }
-            return BufferAccess(try vulkan(b.tensor.storage), writes: b.writes, offset: b.elements.lowerBound * size, size: bytes)
-        }
-        let key = PipelineKey(shader: K.shader, defines: kernel.defines, specialization: specialization, bindings: bindings.count)
-        try stream.dispatch(try pipelines.pipeline(key), accesses, push: push,
+        try stream.dispatch(try pipelines.pipeline(for: kernel, specialization: specialization, bindings: accesses.count), accesses, push: push,
                             groups: (UInt32(groups.0), UInt32(groups.1), UInt32(groups.2)))
     }
 
@@ -399,7 +467,7 @@ private struct MemoryChoice {
     var deviceIsHostVisible = false
     var stagingType: UInt32?
 
-    init(physical: VkPhysicalDevice) {
+    init(physical: VkPhysicalDevice, staged: Bool) {
         var memory = VkPhysicalDeviceMemoryProperties()
         vkGetPhysicalDeviceMemoryProperties(physical, &memory)
         let types = withUnsafeBytes(of: memory.memoryTypes) { Array($0.bindMemory(to: VkMemoryType.self).prefix(Int(memory.memoryTypeCount))) }
@@ -409,7 +477,7 @@ private struct MemoryChoice {
         let largestLocal = heaps.filter { $0.flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT.rawValue != 0 }.map(\.size).max() ?? 0
         // Device-local and host-visible memory is used directly only when its heap is the device's
         // main one (unified memory, lavapipe, resizable BAR), not a 256 MiB BAR window.
-        if let direct = types.indices.first(where: {
+        if !staged, let direct = types.indices.first(where: {
             types[$0].propertyFlags & (local | visible) == local | visible && heaps[Int(types[$0].heapIndex)].size >= largestLocal / 2
         }) {
             deviceType = UInt32(direct)

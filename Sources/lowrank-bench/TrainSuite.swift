@@ -6,7 +6,8 @@ extension BenchContext {
     /// A whole training step through the graph executor: an MLP block `x → LoRA(d_in → d_out) → SiLU
     /// → LoRA(d_out → d_in)`, mean-squared-error loss, the adapters' gradients, and an AdamW step on
     /// the four adapter tensors (f32, the frozen weights in the run's dtype); with and without
-    /// gradient checkpointing of the block. With `--profile`, each op's share of one step is printed.
+    /// gradient checkpointing of the block. With `--profile`, each op's share of one step is printed,
+    /// and the whole step's command counts and time by op kind.
     func trainSuite() throws -> [BenchRecord] {
         let (t, dIn, dOut, r) = (shape.t, shape.dIn, shape.dOut, shape.r)
         let (x, w1, _, a1, b1, _) = try layer()
@@ -42,7 +43,7 @@ extension BenchContext {
                 return [out[0]] + adapters.map(\.1)
             }
             return (("step", checkpointing ? "graph + AdamW, checkpointed" : "graph + AdamW", flops, bytes, run),
-                    { try printProfile(of: plan, feeds: [input: x], checkpointing: checkpointing) })
+                    { try printProfile(of: plan, feeds: [input: x], checkpointing: checkpointing, step: run) })
         }
         let steps = [try step(checkpointing: false), try step(checkpointing: true)]
         // Measured first, so that the first run, whose transient bytes are read, allocates the plan's buffers.
@@ -51,8 +52,9 @@ extension BenchContext {
         return records
     }
 
-    /// Each op's share of one step's device time, by step label, on stderr.
-    private func printProfile(of plan: ExecutionPlan, feeds: [GraphTensor: Tensor], checkpointing: Bool) throws {
+    /// Each op's share of one step's device time, by step label, on stderr; then the whole step
+    /// (graph and AdamW) run once as it runs in training, its commands counted and its op kinds timed.
+    private func printProfile(of plan: ExecutionPlan, feeds: [GraphTensor: Tensor], checkpointing: Bool, step: () throws -> [Tensor]) throws {
         _ = try plan.run(feeds, profile: true)
         let total = plan.lastProfile.reduce(0) { $0 + $1.seconds }
         printToStandardError("\(backend.identifier) train step\(checkpointing ? " (checkpointed)" : ""), \(shape): \(String(format: "%.3f", total * 1e3)) ms of device time, \(plan.plannedBytes) bytes planned")
@@ -60,5 +62,23 @@ extension BenchContext {
             printToStandardError("    \(entry.label) (\(entry.op)): "
                 + String(format: "%.3f ms, %.1f%%", entry.seconds * 1e3, 100 * entry.seconds / max(total, 1e-12)))
         }
+        try backend.startProfiling()
+        _ = try step()
+        printToStandardError(StepProfile(steps: 1, backends: [try backend.stopProfiling()]).table)
+        // The host's share: recording and submitting a step, up to the wait for its results.
+        let clock = ContinuousClock()
+        var host: [Double] = [], whole: [Double] = []
+        for _ in 0..<max(timer.runs, 5) {
+            try backend.synchronize()
+            let start = clock.now
+            _ = try step()
+            let recorded = clock.now
+            try backend.synchronize()
+            host.append((recorded - start).inSeconds)
+            whole.append((clock.now - start).inSeconds)
+        }
+        let median = { (v: [Double]) in v.sorted()[v.count / 2] * 1e3 }
+        printToStandardError(String(format: "  host time to record and submit a step: %.3f ms (median of %d), the step with its wait %.3f ms",
+                                    median(host), host.count, median(whole)))
     }
 }

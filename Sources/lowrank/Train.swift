@@ -54,6 +54,8 @@ struct Train: ParsableCommand {
     @Flag(help: "Take rows in file order.") var noShuffle = false
     @Option(help: "Write a checkpoint every N steps (always at the end).") var saveEvery: Int?
     @Flag(help: "Continue from the newest checkpoint in the output folder, bit for bit.") var resume = false
+    @Flag(help: "Count each step's ops (on a GPU its dispatches, barriers and submissions) and time each op kind; print a table at the end and record it in the last checkpoint's trainer_state.json.")
+    var profile = false
 
     @OptionGroup(title: "PEFT's LoraConfig fields, LoRA+ and initialisation") var peft: PEFTOptions
     @OptionGroup var textData: TextDataOptions
@@ -143,6 +145,7 @@ struct Train: ParsableCommand {
             + "\(a.dora ? "DoRA" : a.rsLoRA ? "rsLoRA" : "LoRA") r=\(a.rank) alpha=\(a.alpha) on \(adapter.layers.count) modules, "
             + "\(adapter.parameters.reduce(0) { $0 + $1.tensor.shape.count }) trainable parameters; \(dataset.rows.count) rows, \(trainer.totalSteps) steps"
             + (group.map { " on \($0.size) processes" } ?? "")) }
+        trainer.profiles = profile
         var progress = ProgressBar()
         if resume, let step = try trainer.resume(), leader {
             printToStandardError("resumed from \(output)/checkpoint-\(step)")
@@ -150,6 +153,7 @@ struct Train: ParsableCommand {
         }
         try trainer.train { if leader { progress.update($0) } }
         guard leader else { return }
+        if let profile = trainer.profile { printToStandardError(profile.table) }
         let first = trainer.losses.first ?? .nan, last = trainer.losses.last ?? .nan
         print("loss \(first) -> \(last) over \(trainer.losses.count) steps; adapter saved to \(output)/ (PEFT format), loss curve \(output)/loss.svg")
         if let best = trainer.validation?.best { print("best validation loss \(best.loss) at step \(best.step): \(output)/checkpoint-\(best.step)") }

@@ -67,6 +67,9 @@ struct OpCoverage {
         case .adamW:
             OpCoverage(reference: ["OptimizerTests.matchesReference", "OptimizerTests.matchesPyTorch"],
                        gradient: .exempt("the optimizer step: it consumes gradients and has none"))
+        case .multiTensorAdamW:
+            OpCoverage(reference: ["MultiTensorAdamWTests.matchesThePerTensorOps", "AdamWOptimizerTests.clipsTheGlobalNorm"],
+                       gradient: .exempt("the optimizer step: it consumes gradients and has none"))
         }
     }
 }

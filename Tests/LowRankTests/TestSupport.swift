@@ -37,8 +37,11 @@ func oneTensorSafetensors() throws -> [UInt8] {
 
 extension VulkanBackend {
     /// Another backend on this one's device and instance, so under the same validation, with the
-    /// options only tests set: a lower binding limit, declined ops, or a shader cache of its own.
-    func sibling(bindingLimit: Int? = nil, disabledOps: Set<Op.Kind> = [], shaders: ShaderCompiler = .shared) throws -> VulkanBackend {
-        try VulkanBackend(instance: instance, index: info.index, bindingLimit: bindingLimit, disabledOps: disabledOps, shaders: shaders)
+    /// options only tests set: a lower binding limit, declined ops, a shader cache of its own, or
+    /// transfers through staging memory.
+    func sibling(bindingLimit: Int? = nil, disabledOps: Set<Op.Kind> = [], shaders: ShaderCompiler = .shared,
+                 stagedTransfers: Bool = false) throws -> VulkanBackend {
+        try VulkanBackend(instance: instance, index: info.index, bindingLimit: bindingLimit, disabledOps: disabledOps, shaders: shaders,
+                          stagedTransfers: stagedTransfers)
     }
 }

@@ -101,6 +101,7 @@ static const VkStructureType cvk_structure_type_cooperative_matrix_properties = 
     X(vkCmdPipelineBarrier) \
     X(vkCmdCopyBuffer) \
     X(vkCmdFillBuffer) \
+    X(vkCmdUpdateBuffer) \
     X(vkCmdResetQueryPool) \
     X(vkCmdWriteTimestamp) \
     X(vkCreateQueryPool) \
