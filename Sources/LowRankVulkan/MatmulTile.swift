@@ -25,7 +25,9 @@ public struct MatmulTile: Hashable, Sendable, CustomStringConvertible {
     /// Two buffers of both operands' k-major tiles, each row padded by four floats.
     var sharedBytes: Int { 2 * bk * (bm + 4 + bn + 4) * 4 }
 
-    /// The constants in `constant_id` order: local_size_x, BM, BN, BK, TM, TN.
+    /// The shader's names of `specialization`, in `constant_id` order.
+    static let constantNames = ["local_size_x", "BM", "BN", "BK", "TM", "TN"]
+    /// The constants in `constant_id` order.
     var specialization: [UInt32] { [threads, bm, bn, bk, tm, tn].map(UInt32.init) }
 
     /// `128×128×8 (8×8 per thread)`, `16×128×8 (4×8 per thread), split-K 4`.

@@ -1,3 +1,4 @@
+import Foundation
 import LowRank
 import Testing
 @testable import LowRankVulkan
@@ -28,6 +29,27 @@ struct ScalarMatmulTests {
             // Every thread loads at least one quad of the larger operand tile and owns whole quads of C.
             #expect(tile.tm % 4 == 0 && tile.tn % 4 == 0 && tile.bk % 4 == 0 && max(tile.bm, tile.bn) * tile.bk / 4 >= tile.threads, "\(tile)")
         }
+    }
+
+    /// matmul.comp's specialization constants are `MatmulTile`'s, in order, and their defaults the large
+    /// tile's (what tools/isa-report.sh compiles, as it sets none).
+    @Test func specializationConstantsMirrorTheGLSL() throws {
+        let source = try #require(embeddedShaders[Shader.matmul.rawValue])
+        let regex = try NSRegularExpression(
+            pattern: #"layout\((?:local_size_x_id\s*=\s*(\d+),\s*local_size_x\s*=\s*(\d+)\)\s*in|constant_id\s*=\s*(\d+)\)\s*const\s+uint\s+(\w+)\s*=\s*(\d+))"#)
+        let ns = source as NSString
+        var constants: [Int: (String, UInt32)] = [:]
+        for match in regex.matches(in: source, range: NSRange(location: 0, length: ns.length)) {
+            let group = { (i: Int) in match.range(at: i).location == NSNotFound ? nil : ns.substring(with: match.range(at: i)) }
+            if let id = group(1), let size = group(2) {
+                constants[Int(id)!] = ("local_size_x", UInt32(size)!)
+            } else if let id = group(3), let name = group(4), let value = group(5) {
+                constants[Int(id)!] = (name, UInt32(value)!)
+            }
+        }
+        #expect(constants.keys.sorted() == Array(0..<MatmulTile.constantNames.count))
+        #expect(constants.keys.sorted().map { constants[$0]!.0 } == MatmulTile.constantNames)
+        #expect(constants.keys.sorted().map { constants[$0]!.1 } == MatmulTile.large.specialization)
     }
 
     /// ggml-vulkan's rule: K of 2048 or more, tiles filling at most two thirds of the compute units,
