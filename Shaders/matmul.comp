@@ -67,9 +67,7 @@ layout(std430, binding = 3) readonly buffer BiasBuf { BIAS_T bias_data[]; };
 #endif
 #if SECOND
 layout(std430, binding = 3 + HAS_BIAS) readonly buffer A2Buf { A2_T a2_data[]; };
-layout(std430, binding = 3 + HAS_BIAS) readonly buffer A2Quads { A2_QUAD_T a2_quads[]; };
 layout(std430, binding = 4 + HAS_BIAS) readonly buffer B2Buf { B2_T b2_data[]; };
-layout(std430, binding = 4 + HAS_BIAS) readonly buffer B2Quads { B2_QUAD_T b2_quads[]; };
 #endif
 #if KSCALE || DORA
 layout(std430, binding = 3 + HAS_BIAS + 2 * SECOND) readonly buffer VecBuf { float vec_data[]; };
@@ -97,9 +95,6 @@ shared vec4 As[2 * BK * A_ROW];
 shared vec4 Bs[2 * BK * B_ROW];
 
 float acc[TM * TN];
-#if SECOND
-float acc2[TM * TN];
-#endif
 
 vec4 to_f32x4(vec4 v) { return v; }
 vec4 to_f32x4(f16vec4 v) { return vec4(v); }
@@ -165,36 +160,30 @@ vec4 load_b(uint k, uint n) {
     return v;
 }
 
-// The tile loop, instantiated once per product so that neither pays for the other's loads.
-#define PRODUCT_NAME accumulate_product
-#define PRODUCT_ACC acc
-#define PRODUCT_LOAD_A load_a
-#define PRODUCT_LOAD_B load_b
 #include "matmul_tile_loop.glsl"
 #endif
 
 #if SECOND
-vec4 load_a2(uint m, uint k) {
+// The second product at (m, n), summed in k order from global memory as the epilogue needs it: its
+// inner dimension is the rank, so shared tiles would save little, and a second set of TM×TN
+// accumulators held through the first product would cost the occupancy of every LoRA product.
+float second_at(uint m, uint n) {
+    float s = 0.0;
+    for (uint k = 0u; k < p.K2; k++) {
 #if TRANS_A
-    return LOAD_QUAD(a2_data, a2_quads, k * p.lda2 + m, quad_valid(m, p.M, k < p.K2));
+        float a = to_f32(a2_data[k * p.lda2 + m]);
 #else
-    return LOAD_QUAD(a2_data, a2_quads, m * p.lda2 + k, quad_valid(k, p.K2, m < p.M));
+        float a = to_f32(a2_data[m * p.lda2 + k]);
 #endif
-}
-
-vec4 load_b2(uint k, uint n) {
 #if TRANS_B
-    return LOAD_QUAD(b2_data, b2_quads, n * p.ldb2 + k, quad_valid(k, p.K2, n < p.N));
+        float b = to_f32(b2_data[n * p.ldb2 + k]);
 #else
-    return LOAD_QUAD(b2_data, b2_quads, k * p.ldb2 + n, quad_valid(n, p.N, k < p.K2));
+        float b = to_f32(b2_data[k * p.ldb2 + n]);
 #endif
+        s = fma(a, b, s);
+    }
+    return s;
 }
-
-#define PRODUCT_NAME accumulate_second
-#define PRODUCT_ACC acc2
-#define PRODUCT_LOAD_A load_a2
-#define PRODUCT_LOAD_B load_b2
-#include "matmul_tile_loop.glsl"
 #endif
 
 void main() {
@@ -217,10 +206,6 @@ void main() {
     k_end = min(p.K, k_begin + k_split);
     accumulate_product(m0, n0, k_begin, max(k_begin, k_end));
 #endif
-#if SECOND
-    for (uint i = 0u; i < TM * TN; i++) acc2[i] = 0.0;
-    accumulate_second(m0, n0, 0u, p.K2);
-#endif
     for (uint i = 0u; i < TM; i++) {
         uint m = m0 + 4u * ((i / 4u) * (BM / TM) + ty) + i % 4u;
         if (m >= p.M) continue;
@@ -235,7 +220,7 @@ void main() {
             v *= dropout_at(p.m0 + m, p.n0 + n);
 #endif
 #if SECOND
-            float v2 = p.alpha2 * acc2[i * TN + j];
+            float v2 = p.alpha2 * second_at(m, n);
 #if DROPOUT_SECOND
             v2 *= dropout_at(p.m0 + m, p.n0 + n);
 #endif

@@ -1,9 +1,8 @@
-// One tiled product over k in [k_begin, k_end), included by matmul.comp once per product with these
-// defined: PRODUCT_NAME (the function), PRODUCT_ACC (the accumulators it adds to), PRODUCT_LOAD_A(m, k)
-// and PRODUCT_LOAD_B(k, n) (quads along the operand's contiguous axis, zero from k_end on).
+// matmul.comp's tiled product over k in [k_begin, k_end), added to acc: load_a(m, k) and load_b(k, n)
+// give quads along the operand's contiguous axis, zero from k_end on.
 // Each thread stages its share of the next tile in registers while it computes on the current one,
 // then stores it into the other shared buffer, so one barrier per step orders both.
-void PRODUCT_NAME(uint m0, uint n0, uint k_begin, uint k_end) {
+void accumulate_product(uint m0, uint n0, uint k_begin, uint k_end) {
     uint lid = gl_LocalInvocationID.x, tx = lid % (BN / TN), ty = lid / (BN / TN);
     vec4 a_next[A_QUADS], b_next[B_QUADS];
     uint steps = (k_end - k_begin + BK - 1u) / BK;
@@ -15,18 +14,18 @@ void PRODUCT_NAME(uint m0, uint n0, uint k_begin, uint k_end) {
                 uint q = lid + i * THREADS;
                 if (q >= BM * BK / 4u) break;
 #if TRANS_A
-                a_next[i] = PRODUCT_LOAD_A(m0 + 4u * (q % (BM / 4u)), k0 + q / (BM / 4u));
+                a_next[i] = load_a(m0 + 4u * (q % (BM / 4u)), k0 + q / (BM / 4u));
 #else
-                a_next[i] = PRODUCT_LOAD_A(m0 + q / (BK / 4u), k0 + 4u * (q % (BK / 4u)));
+                a_next[i] = load_a(m0 + q / (BK / 4u), k0 + 4u * (q % (BK / 4u)));
 #endif
             }
             for (uint i = 0u; i < B_QUADS; i++) {
                 uint q = lid + i * THREADS;
                 if (q >= BN * BK / 4u) break;
 #if TRANS_B
-                b_next[i] = PRODUCT_LOAD_B(k0 + 4u * (q % (BK / 4u)), n0 + q / (BK / 4u));
+                b_next[i] = load_b(k0 + 4u * (q % (BK / 4u)), n0 + q / (BK / 4u));
 #else
-                b_next[i] = PRODUCT_LOAD_B(k0 + q / (BN / 4u), n0 + 4u * (q % (BN / 4u)));
+                b_next[i] = load_b(k0 + q / (BN / 4u), n0 + 4u * (q % (BN / 4u)));
 #endif
             }
         }
@@ -38,7 +37,7 @@ void PRODUCT_NAME(uint m0, uint n0, uint k_begin, uint k_end) {
                 for (uint h = 0u; h < TN / 4u; h++) b[h] = Bs[b_base + kk * B_ROW + h * (BN / TN) + tx];
                 for (uint i = 0u; i < TM; i++)
                     for (uint j = 0u; j < TN; j++)
-                        PRODUCT_ACC[i * TN + j] = fma(a[i / 4u][i % 4u], b[j / 4u][j % 4u], PRODUCT_ACC[i * TN + j]);
+                        acc[i * TN + j] = fma(a[i / 4u][i % 4u], b[j / 4u][j % 4u], acc[i * TN + j]);
             }
         }
         if (step < steps) {
@@ -67,7 +66,3 @@ void PRODUCT_NAME(uint m0, uint n0, uint k_begin, uint k_end) {
         barrier();
     }
 }
-#undef PRODUCT_NAME
-#undef PRODUCT_ACC
-#undef PRODUCT_LOAD_A
-#undef PRODUCT_LOAD_B

@@ -111,11 +111,7 @@ struct MatmulKernel: Kernel {
         d["WRITE_INNER"] = writesInner.define
         d = d + split.defines
         if let bias { d = d + bias.operandDefines("BIAS") }
-        if let second {
-            d = d + second.a.operandDefines("A2") + second.b.operandDefines("B2")
-            d["A2_QUAD_T"] = second.a.glslQuadType
-            d["B2_QUAD_T"] = second.b.glslQuadType
-        }
+        if let second { d = d + second.a.operandDefines("A2") + second.b.operandDefines("B2") }
         return d
     }
 
