@@ -33,13 +33,29 @@ public struct MatmulTile: Hashable, Sendable, CustomStringConvertible {
     /// `128×128×8 (8×8 per thread)`, `16×128×8 (4×8 per thread), split-K 4`.
     public var description: String { "\(bm)×\(bn)×\(bk) (\(tm)×\(tn) per thread)" + (splits > 1 ? ", split-K \(splits)" : "") }
 
-    /// The tile for an M×N product on a device with these limits, as ggml-vulkan chooses among its
-    /// large, medium and small tiles: small when M or N is at most 32, medium when at most 64, else
-    /// large; a skinny tile when one side is at most 16 and the other longer than 64 (a LoRA rank);
-    /// a tile the device cannot run (invocations, shared memory) gives way to the next smaller.
-    static func choose(m: Int, n: Int, limits: VulkanDeviceInfo.Limits) -> MatmulTile {
-        let wanted: [MatmulTile] = m <= 16 && n > 64 ? [.fewRows, .small] : n <= 16 && m > 64 ? [.fewColumns, .small]
-            : min(m, n) <= 32 ? [.small] : min(m, n) <= 64 ? [.medium, .small] : [.large, .medium, .small]
-        return wanted.first { $0.threads <= limits.maxWorkgroupInvocations && $0.sharedBytes <= limits.maxComputeSharedMemoryBytes } ?? .small
+    /// The tile for an M×N product on `device`, as ggml-vulkan chooses among its large, medium and small
+    /// tiles: small when M or N is at most 32, medium when at most 64, else large; a skinny tile when one
+    /// side is at most 16 and the other longer than 64 (a LoRA rank). Tiles its vendor rules disable
+    /// (`allows`) or the device cannot run (invocations, shared memory) give way to the next smaller.
+    static func choose(m: Int, n: Int, device: VulkanDeviceInfo) -> MatmulTile {
+        let wanted: [MatmulTile] = m <= 16 && n > 64 ? [.fewRows] : n <= 16 && m > 64 ? [.fewColumns]
+            : min(m, n) <= 32 ? [.small] : min(m, n) <= 64 ? [] : [.large]
+        let limits = device.limits
+        return (wanted + [.medium, .small]).first {
+            allows($0, vendor: device.vendorID) && $0.threads <= limits.maxWorkgroupInvocations
+                && $0.sharedBytes <= limits.maxComputeSharedMemoryBytes
+        } ?? .small
+    }
+
+    /// ggml-vulkan's vendor rules for its scalar tiles: no large tile on Intel (it keeps that for cooperative
+    /// matrices), Qualcomm or Apple, and only the medium one on Apple. On AMD ggml keeps its large tile for
+    /// cooperative matrices too, as its 128 outputs per thread cost registers; this large tile's 64 do not
+    /// (docs/isa: 96 VGPRs, 10 subgroups per SIMD on RDNA2), so AMD keeps it.
+    static func allows(_ tile: MatmulTile, vendor: UInt32) -> Bool {
+        switch vendor {
+        case 0x106B: tile == .medium
+        case 0x8086, 0x5143: tile != .large
+        default: true
+        }
     }
 }

@@ -322,7 +322,7 @@ extension MatmulKernel.Push {
 
 extension VulkanBackend {
     /// The scalar kernel's tile for an M×N product here.
-    func scalarTile(m: Int, n: Int) -> MatmulTile { .choose(m: m, n: n, limits: info.limits) }
+    func scalarTile(m: Int, n: Int) -> MatmulTile { .choose(m: m, n: n, device: info) }
 
     /// Records one product of the scalar kernel at `tile`, one workgroup per tile of C.
     func dispatchScalar(_ tile: MatmulTile, _ kernel: MatmulKernel, _ bindings: [TensorBinding], push: MatmulKernel.Push,

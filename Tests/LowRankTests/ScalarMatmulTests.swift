@@ -17,14 +17,21 @@ struct ScalarMatmulTests {
     ]
 
     @Test func tileFollowsTheProblemSize() throws {
-        var limits = try ownBackend().info.limits
-        (limits.maxWorkgroupInvocations, limits.maxComputeSharedMemoryBytes) = (1024, 49152)
-        for (tile, m, n, _) in Self.tileShapes { #expect(MatmulTile.choose(m: m, n: n, limits: limits) == tile, "\(m)×\(n)") }
-        #expect(MatmulTile.choose(m: 4096, n: 4096, limits: limits) == .large)
-        limits.maxComputeSharedMemoryBytes = 16384
-        #expect(MatmulTile.choose(m: 4096, n: 4096, limits: limits) == .medium)
-        limits.maxWorkgroupInvocations = 64
-        #expect(MatmulTile.choose(m: 4096, n: 4096, limits: limits) == .small)
+        var device = try ownBackend().info
+        device.vendorID = 0x10DE
+        (device.limits.maxWorkgroupInvocations, device.limits.maxComputeSharedMemoryBytes) = (1024, 49152)
+        for (tile, m, n, _) in Self.tileShapes { #expect(MatmulTile.choose(m: m, n: n, device: device) == tile, "\(m)×\(n)") }
+        #expect(MatmulTile.choose(m: 4096, n: 4096, device: device) == .large)
+        // ggml-vulkan's vendor rules: no large tile on Intel, only the medium one on Apple.
+        device.vendorID = 0x8086
+        #expect(MatmulTile.choose(m: 4096, n: 4096, device: device) == .medium)
+        device.vendorID = 0x106B
+        #expect(MatmulTile.choose(m: 20, n: 45, device: device) == .medium && MatmulTile.choose(m: 8, n: 200, device: device) == .medium)
+        device.vendorID = 0x1002
+        device.limits.maxComputeSharedMemoryBytes = 16384
+        #expect(MatmulTile.choose(m: 4096, n: 4096, device: device) == .medium)
+        device.limits.maxWorkgroupInvocations = 64
+        #expect(MatmulTile.choose(m: 4096, n: 4096, device: device) == .small)
         for tile in [MatmulTile.large, .medium, .small, .fewRows, .fewColumns] {
             // Every thread loads at least one quad of the larger operand tile and owns whole quads of C.
             #expect(tile.tm % 4 == 0 && tile.tn % 4 == 0 && tile.bk % 4 == 0 && max(tile.bm, tile.bn) * tile.bk / 4 >= tile.threads, "\(tile)")
