@@ -33,7 +33,9 @@ layout(std430, binding = 8) writeonly buffer DmBuf { float dm_part[]; };
 
 layout(push_constant) uniform Params { uint T, d_out, r; float eps; } p;
 
-shared float Gs[BT][BJ];
+// Padded by one column: the du loop's 16 rows of a wavefront read one column each step, which the
+// unpadded 128-float rows put in one bank.
+shared float Gs[BT][BJ + 1];
 shared float Bs[BJ][RC];
 shared float Us[BT][RC];
 

@@ -17,19 +17,37 @@
 // DORA: the epilogue composes DoRA's output from the product (base) and the second term (s·lora)
 // with g = vec[n] (dora.glsl), adding the base itself with DORA_ADD_BASE; WRITE_INNER also stores
 // inner = base + s·lora (blocks after the first along K add their share of the base to it).
+// SPLIT_K (SplitK in VulkanBackend+Matmul.swift) splits a long K over gl_NumWorkGroups.z workgroups,
+// each a range of whole BK steps: the partial pass writes each range's raw product (no epilogue) to C,
+// an f32 [splits][M][N]; the reduce pass binds that at 0 (in place of A and B), sums the splits in
+// order, so the result is deterministic, and goes on as one product would (second product,
+// epilogue); its K is the number of splits.
 // The bindings may be windows of larger tensors (one block of a split product): lda, ldb, ldc, lda2
 // and ldb2 are the full tensors' row strides, and (m0, n0, k0) the block's origin, at which the
 // dropout mask is evaluated so that it does not depend on the split.
 
-#define BM 64
-#define BN 64
-#define BK 16
-#define TM 4
-#define TN 4
-layout(local_size_x = 256) in;
+// The tile (MatmulTile.swift chooses it per device and problem) is a set of specialization constants:
+// a BM×BN block of C per workgroup over steps of BK, each thread a TM×TN part of it (rows in groups of
+// four, TM / 4 groups BM / TM·4 apart; columns alike), so one 16-byte shared-memory load feeds four
+// rows or columns. The defaults are the large tile, the one tools/isa-report.sh measures.
+layout(local_size_x_id = 0, local_size_x = 256) in;
+layout(constant_id = 1) const uint BM = 128;
+layout(constant_id = 2) const uint BN = 128;
+layout(constant_id = 3) const uint BK = 8;
+layout(constant_id = 4) const uint TM = 8;
+layout(constant_id = 5) const uint TN = 8;
+const uint THREADS = (BM / TM) * (BN / TN);
+// Each thread's share of a tile's quads, the last share partial where a tile has fewer than THREADS.
+const uint A_QUADS = (BM * BK / 4u + THREADS - 1u) / THREADS, B_QUADS = (BN * BK / 4u + THREADS - 1u) / THREADS;
 
+#if SPLIT_K == SPLIT_K_REDUCE
+layout(std430, binding = 0) readonly buffer PartBuf { float part_data[]; };
+#else
 layout(std430, binding = 0) readonly buffer ABuf { A_T a_data[]; };
-#if B_QUANT != QUANT_NONE
+layout(std430, binding = 0) readonly buffer AQuads { A_QUAD_T a_quads[]; };
+#endif
+#if SPLIT_K == SPLIT_K_REDUCE
+#elif B_QUANT != QUANT_NONE
 // A block-quantized B (a frozen weight), bound whole and dequantized as tiles load (quant.glsl).
 layout(std430, binding = 1) readonly buffer BBuf { uint b_words[]; };
 #define QWORDS b_words
@@ -37,6 +55,7 @@ layout(std430, binding = 1) readonly buffer BBuf { uint b_words[]; };
 #include "quant.glsl"
 #else
 layout(std430, binding = 1) readonly buffer BBuf { B_T b_data[]; };
+layout(std430, binding = 1) readonly buffer BQuads { B_QUAD_T b_quads[]; };
 #endif
 #if ACCUMULATE
 layout(std430, binding = 2) buffer CBuf { C_T c_data[]; };
@@ -68,101 +87,140 @@ layout(push_constant) uniform Params {
     uint b_count;
 } p;
 
-shared float As[BK][BM];
-shared float Bs[BK][BN];
+// Two buffers of each operand's tile, k-major ([BK][BM] and [BK][BN]) in quads, each row padded by one
+// quad so that the scalar stores of a k-contiguous operand spread over the banks: the next tile loads
+// into one while the threads compute on the other (one barrier per step).
+const uint A_ROW = BM / 4 + 1, B_ROW = BN / 4 + 1;
+shared vec4 As[2 * BK * A_ROW];
+shared vec4 Bs[2 * BK * B_ROW];
+
+float acc[TM * TN];
+
+vec4 to_f32x4(vec4 v) { return v; }
+vec4 to_f32x4(f16vec4 v) { return vec4(v); }
+vec4 to_f32x4(u16vec4 v) { return uintBitsToFloat(uvec4(v) << 16); }  // bf16: the top half of an f32
+
+// Four consecutive elements of DATA from index I, of which the first VALID exist (zero after them):
+// one 16-byte (or 8-byte) load of QUADS when all four exist and I is a multiple of four.
+#define LOAD_QUAD(DATA, QUADS, I, VALID) \
+    ((VALID) == 4u && ((I) & 3u) == 0u ? to_f32x4(QUADS[(I) >> 2]) \
+     : vec4((VALID) > 0u ? to_f32(DATA[(I)]) : 0.0, (VALID) > 1u ? to_f32(DATA[(I) + 1u]) : 0.0, \
+            (VALID) > 2u ? to_f32(DATA[(I) + 2u]) : 0.0, (VALID) > 3u ? to_f32(DATA[(I) + 3u]) : 0.0))
 
 float dropout_at(uint row, uint col) { return dropout_factor(p.seed, p.drop_threshold, p.keep_scale, row, col); }
 
-// Operand loads, bounds-checked (zero outside), with the dropout mask where it applies.
-float load_a(uint m, uint k) {
-    if (m >= p.M || k >= p.K) return 0.0;
+// How many of the four elements from `first` along an axis of `size` exist (none when `other` is out of bounds).
+uint quad_valid(uint first, uint size, bool other) { return other && first < size ? min(size - first, 4u) : 0u; }
+
+#if SPLIT_K != SPLIT_K_REDUCE
+// The end of this workgroup's range of the first product's K.
+uint k_end;
+
+// Operand loads in quads along the operand's contiguous axis (m for Aᵀ, k for A; k for Bᵀ, n for B),
+// zero outside, with the dropout mask and the k scale where they apply. Element e is (m + e, k) or
+// (m, k + e) for A, (k + e, n) or (k, n + e) for B.
+vec4 load_a(uint m, uint k) {
 #if TRANS_A
-    float v = to_f32(a_data[k * p.lda + m]);
+    vec4 v = LOAD_QUAD(a_data, a_quads, k * p.lda + m, quad_valid(m, p.M, k < k_end));
 #else
-    float v = to_f32(a_data[m * p.lda + k]);
+    vec4 v = LOAD_QUAD(a_data, a_quads, m * p.lda + k, quad_valid(k, k_end, m < p.M));
 #endif
+    for (uint e = 0u; e < 4u; e++) {
+        uint me = TRANS_A != 0 ? m + e : m, ke = TRANS_A != 0 ? k : k + e;
 #if DROPOUT_A
-    v *= dropout_at(p.m0 + m, p.k0 + k);
+        v[e] *= dropout_at(p.m0 + me, p.k0 + ke);
 #endif
 #if KSCALE
-    v *= vec_data[k] + p.vec_offset;
+        if (ke < k_end) v[e] *= vec_data[ke] + p.vec_offset;
 #endif
+    }
     return v;
 }
 
-float load_b(uint k, uint n) {
-    if (n >= p.N || k >= p.K) return 0.0;
-#if B_QUANT != QUANT_NONE && TRANS_B
-    float v = dequant((p.n0 + n) * p.ldb + p.k0 + k, p.b_count);
-#elif B_QUANT != QUANT_NONE
-    float v = dequant((p.k0 + k) * p.ldb + p.n0 + n, p.b_count);
-#elif TRANS_B
-    float v = to_f32(b_data[n * p.ldb + k]);
+vec4 load_b(uint k, uint n) {
+#if B_QUANT != QUANT_NONE
+    vec4 v;
+    for (uint e = 0u; e < 4u; e++) {
+        uint ke = TRANS_B != 0 ? k + e : k, ne = TRANS_B != 0 ? n : n + e;
+#if TRANS_B
+        v[e] = ke < k_end && ne < p.N ? dequant((p.n0 + ne) * p.ldb + p.k0 + ke, p.b_count) : 0.0;
 #else
-    float v = to_f32(b_data[k * p.ldb + n]);
+        v[e] = ke < k_end && ne < p.N ? dequant((p.k0 + ke) * p.ldb + p.n0 + ne, p.b_count) : 0.0;
+#endif
+    }
+#elif TRANS_B
+    vec4 v = LOAD_QUAD(b_data, b_quads, n * p.ldb + k, quad_valid(k, k_end, n < p.N));
+#else
+    vec4 v = LOAD_QUAD(b_data, b_quads, k * p.ldb + n, quad_valid(n, p.N, k < k_end));
 #endif
 #if DROPOUT_B
-    v *= dropout_at(p.k0 + k, p.n0 + n);
+    for (uint e = 0u; e < 4u; e++)
+        v[e] *= dropout_at(p.k0 + (TRANS_B != 0 ? k + e : k), p.n0 + (TRANS_B != 0 ? n : n + e));
 #endif
     return v;
 }
 
-// The tile loop, instantiated once per product so that neither pays for the other's loads.
-#define PRODUCT_NAME accumulate_product
-#define PRODUCT_K p.K
-#define PRODUCT_LOAD_A load_a
-#define PRODUCT_LOAD_B load_b
 #include "matmul_tile_loop.glsl"
+#endif
 
 #if SECOND
-float load_a2(uint m, uint k) {
-    if (m >= p.M || k >= p.K2) return 0.0;
+// The second product at (m, n), summed in k order from global memory as the epilogue needs it: its
+// inner dimension is the rank, so shared tiles would save little, and a second set of TM×TN
+// accumulators held through the first product would cost the occupancy of every LoRA product.
+float second_at(uint m, uint n) {
+    float s = 0.0;
+    for (uint k = 0u; k < p.K2; k++) {
 #if TRANS_A
-    return to_f32(a2_data[k * p.lda2 + m]);
+        float a = to_f32(a2_data[k * p.lda2 + m]);
 #else
-    return to_f32(a2_data[m * p.lda2 + k]);
+        float a = to_f32(a2_data[m * p.lda2 + k]);
 #endif
-}
-
-float load_b2(uint k, uint n) {
-    if (n >= p.N || k >= p.K2) return 0.0;
 #if TRANS_B
-    return to_f32(b2_data[n * p.ldb2 + k]);
+        float b = to_f32(b2_data[n * p.ldb2 + k]);
 #else
-    return to_f32(b2_data[k * p.ldb2 + n]);
+        float b = to_f32(b2_data[k * p.ldb2 + n]);
 #endif
+        s = fma(a, b, s);
+    }
+    return s;
 }
-
-#define PRODUCT_NAME accumulate_second
-#define PRODUCT_K p.K2
-#define PRODUCT_LOAD_A load_a2
-#define PRODUCT_LOAD_B load_b2
-#include "matmul_tile_loop.glsl"
 #endif
 
 void main() {
     uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
-    uint tx = gl_LocalInvocationID.x % 16u, ty = gl_LocalInvocationID.x / 16u;
-    float acc[TM][TN];
-    for (uint i = 0u; i < TM; i++) for (uint j = 0u; j < TN; j++) acc[i][j] = 0.0;
-    accumulate_product(m0, n0, acc);
-#if SECOND
-    float acc2[TM][TN];
-    for (uint i = 0u; i < TM; i++) for (uint j = 0u; j < TN; j++) acc2[i][j] = 0.0;
-    accumulate_second(m0, n0, acc2);
+    uint tx = gl_LocalInvocationID.x % (BN / TN), ty = gl_LocalInvocationID.x / (BN / TN);
+    for (uint i = 0u; i < TM * TN; i++) acc[i] = 0.0;
+#if SPLIT_K == SPLIT_K_REDUCE
+    for (uint s = 0u; s < p.K; s++) {
+        for (uint i = 0u; i < TM; i++) {
+            uint m = m0 + 4u * ((i / 4u) * (BM / TM) + ty) + i % 4u;
+            for (uint j = 0u; j < TN; j++) {
+                uint n = n0 + 4u * ((j / 4u) * (BN / TN) + tx) + j % 4u;
+                if (m < p.M && n < p.N) acc[i * TN + j] += part_data[(s * p.M + m) * p.ldc + n];
+            }
+        }
+    }
+#else
+    // Whole BK steps per split, so that each split's sums run as one product's would.
+    uint k_split = ceil_div(ceil_div(p.K, gl_NumWorkGroups.z), BK) * BK, k_begin = gl_WorkGroupID.z * k_split;
+    k_end = min(p.K, k_begin + k_split);
+    accumulate_product(m0, n0, k_begin, max(k_begin, k_end));
 #endif
     for (uint i = 0u; i < TM; i++) {
-        uint m = m0 + ty + 16u * i;
+        uint m = m0 + 4u * ((i / 4u) * (BM / TM) + ty) + i % 4u;
         if (m >= p.M) continue;
         for (uint j = 0u; j < TN; j++) {
-            uint n = n0 + tx + 16u * j;
+            uint n = n0 + 4u * ((j / 4u) * (BN / TN) + tx) + j % 4u;
             if (n >= p.N) continue;
-            float v = p.alpha * acc[i][j];
+#if SPLIT_K == SPLIT_K_PARTIAL
+            c_data[(gl_WorkGroupID.z * p.M + m) * p.ldc + n] = acc[i * TN + j];
+#else
+            float v = p.alpha * acc[i * TN + j];
 #if DROPOUT_PRODUCT
             v *= dropout_at(p.m0 + m, p.n0 + n);
 #endif
 #if SECOND
-            float v2 = p.alpha2 * acc2[i][j];
+            float v2 = p.alpha2 * second_at(m, n);
 #if DROPOUT_SECOND
             v2 *= dropout_at(p.m0 + m, p.n0 + n);
 #endif
@@ -188,6 +246,7 @@ void main() {
             v += to_f32(c_data[m * p.ldc + n]);
 #endif
             c_data[m * p.ldc + n] = C_FROM_F32(v);
+#endif
         }
     }
 }

@@ -8,6 +8,7 @@ fields are zero: this script does not probe the device).
     python3 tools/peft_bench.py --preset paper                  # a table
     python3 tools/peft_bench.py --preset paper --json > peft.json
     .build/release/lowrank-bench --suite dora --preset paper --device cpu
+    python3 tools/peft_bench.py --preset paper --device cuda --dtype bf16   # on a GPU (tools/gpu-record.sh)
 
 The layer is a torch.nn.Linear(d_in, d_out) with bias in f32 (or --dtype), wrapped by
 LoraConfig(r, lora_alpha=2r, use_dora=...), so the scale is 2 as in lowrank-bench; B is non-zero.
@@ -67,13 +68,17 @@ def layer(d_in, d_out, r, dora, dtype):
     return model.to(dtype)
 
 
-def measure(body, runs, warmup, min_time):
+def measure(body, runs, warmup, min_time, device):
+    # A GPU runs the work asynchronously: each run ends when the device has finished it.
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
         body()
+    sync()
     times = []
     while len(times) < runs or (sum(times) < min_time * 1000 and len(times) < 100 * runs):
         start = time.perf_counter()
         body()
+        sync()
         times.append((time.perf_counter() - start) * 1000)
     times.sort()
     q = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else [times[0]] * 3
@@ -93,23 +98,30 @@ def main():
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--min-time", type=float, default=0.25)
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: PyTorch's choice)")
+    parser.add_argument("--device", default="cpu", help="a torch device: cpu (default), cuda, cuda:N")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[args.dtype]
     import peft
 
-    driver = f"PyTorch {torch.__version__}, PEFT {peft.__version__}, {torch.get_num_threads()} threads"
+    if device.type == "cuda":
+        backend, device_name = "torch-cuda", torch.cuda.get_device_name(device)
+        driver = f"PyTorch {torch.__version__}, PEFT {peft.__version__}, CUDA {torch.version.cuda}"
+    else:
+        backend, device_name = "torch-cpu", "CPU"
+        driver = f"PyTorch {torch.__version__}, PEFT {peft.__version__}, {torch.get_num_threads()} threads"
     rows = []
     for t, d_in, d_out, r in shapes(args):
         # x needs its gradient, as every layer but the first in a model does (and as lowrank-bench computes dx).
-        x = torch.randn(t, d_in, dtype=dtype, requires_grad=True)
-        g = torch.randn(t, d_out, dtype=dtype)
+        x = torch.randn(t, d_in, dtype=dtype, device=device, requires_grad=True)
+        g = torch.randn(t, d_out, dtype=dtype, device=device)
         lora_forward = 2.0 * (t * d_in * d_out + t * d_in * r + t * r * d_out)
         lora_backward = 2.0 * (2 * t * d_out * r + t * r * d_in + t * d_out * d_in + t * r * d_in)
         for suite, dora in (("lora", False), ("dora", True)):
-            model = layer(d_in, d_out, r, dora, dtype)
+            model = layer(d_in, d_out, r, dora, dtype).to(device)
 
             def forward():
                 return model(x)
@@ -120,9 +132,9 @@ def main():
                 model(x).backward(g)
 
             for op, body, flops in (("forward", forward, lora_forward), ("forward+backward", step, lora_forward + lora_backward)):
-                median, low, spread, n = measure(body, args.runs, args.warmup, args.min_time)
+                median, low, spread, n = measure(body, args.runs, args.warmup, args.min_time, device)
                 rows.append({
-                    "suite": suite, "op": op, "variant": "PEFT", "backend": "torch-cpu", "device": "CPU", "driver": driver,
+                    "suite": suite, "op": op, "variant": "PEFT", "backend": backend, "device": device_name, "driver": driver,
                     "dtype": args.dtype, "T": t, "d_in": d_in, "d_out": d_out, "r": r, "ms_median": median, "ms_min": low,
                     "spread_percent": spread, "runs": n, "gflops": flops / median / 1e6, "gbytes_per_s": 0.0,
                     "bound": "unknown", "roofline_share": 0.0, "peak_gbytes_per_s": 0.0, "peak_gflops": 0.0,

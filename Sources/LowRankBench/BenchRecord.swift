@@ -33,8 +33,9 @@ public struct BenchRecord: Sendable, Codable, Equatable {
     public var timing: String
     public var transientBytes: Int?
     public var weightBitsPerParameter: Double?
-    /// The kernel path of each matmul one run of the case made, with counts (`coopmat 64×64×16 in
-    /// 8×8×8 ×2, scalar 64×64×16 ×1`; `cpu` on the CPU backend; empty when it made none).
+    /// The kernel path and tile of each matmul one run of the case made, with counts (`coopmat 64×64×16
+    /// in 8×8×8 ×2, scalar 16×128×8 (4×8 per thread), split-K 5 ×1`; `cpu` on the CPU backend; empty
+    /// when it made none).
     public var kernelPaths: String?
     public var lowrankVersion: String
 

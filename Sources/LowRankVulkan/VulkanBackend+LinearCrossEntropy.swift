@@ -151,7 +151,7 @@ extension VulkanBackend {
         let push = MatmulKernel.Push(m: UInt32(m), n: UInt32(n), k: UInt32(k), k2: 0, alpha: 1, alpha2: 0, seed: 0, dropThreshold: 0, keepScale: 1,
                                      lda: UInt32(lda), ldb: UInt32(ldb), ldc: UInt32(n), lda2: 0, ldb2: 0, m0: 0, n0: UInt32(origin.n),
                                      k0: UInt32(origin.k), vecOffset: 0, bCount: UInt32(b.shape.count))
-        try dispatch(kernel, bindings, push: push, groups: ((n + 63) / 64, (m + 63) / 64, 1))
+        try dispatchScalar(scalarTile(m: m, n: n), kernel, bindings, push: push, rows: m, columns: n)
     }
 }
 

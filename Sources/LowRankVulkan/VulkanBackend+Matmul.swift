@@ -15,6 +15,15 @@ extension DType {
         }
     }
 
+    /// The GLSL type of four consecutive elements of a float dtype, read in one load (`LOAD_QUAD` in matmul.comp).
+    var glslQuadType: String {
+        switch self {
+        case .f16: "f16vec4"
+        case .bf16: "u16vec4"
+        default: "vec4"
+        }
+    }
+
     /// The common.glsl function that rounds an f32 result into this dtype.
     var glslFromF32: String {
         switch self {
@@ -25,7 +34,7 @@ extension DType {
     }
 }
 
-/// `Shaders/matmul.comp`: tiles of 64×64 of C per workgroup.
+/// `Shaders/matmul.comp`: a tile of C per workgroup, its shape the specialization constants of a `MatmulTile`.
 struct MatmulKernel: Kernel {
     /// The second product's operand dtypes.
     struct Second: Hashable {
@@ -80,10 +89,13 @@ struct MatmulKernel: Kernel {
     var vector: Vector?
     /// DoRA's `inner` written beside C.
     var writesInner: Bool
+    var split: SplitK = .none
 
     var defines: [String: String] {
         var d = a.operandDefines("A") + b.operandDefines("B") + c.operandDefines("C", written: true)
             + b.quantFormat.defines(choosing: "B_QUANT")
+        d["A_QUAD_T"] = a.glslQuadType
+        if !b.isQuantized { d["B_QUAD_T"] = b.glslQuadType }
         d["TRANS_A"] = transposeA.define
         d["TRANS_B"] = transposeB.define
         d["HAS_BIAS"] = (bias != nil).define
@@ -97,6 +109,7 @@ struct MatmulKernel: Kernel {
         d["DORA"] = (vector.map { $0 != .scaleA } ?? false).define
         d["DORA_ADD_BASE"] = (vector == .doraCompose(addBase: true)).define
         d["WRITE_INNER"] = writesInner.define
+        d = d + split.defines
         if let bias { d = d + bias.operandDefines("BIAS") }
         if let second { d = d + second.a.operandDefines("A2") + second.b.operandDefines("B2") }
         return d
@@ -105,23 +118,53 @@ struct MatmulKernel: Kernel {
     /// A pairwise cover (`PairwiseCover`) of the switches the host sets, each B dtype (every
     /// block-quantized one too) among them: every two switches meet in each of their
     /// combinations, such as dropout on the second product with a quantized B. The full product
-    /// is some 13000 variants; the switches are separate `#if` blocks, so pairs are where they meet.
+    /// is some 20000 variants; the switches are separate `#if` blocks, so pairs are where they meet.
+    /// A split-K partial pass has only the first product's switches (f32 C), a reduce pass only the epilogue's.
     static var variants: [MatmulKernel] {
         let bTypes = DType.floats + DType.quantized
         let dropouts: [MatmulCall.DropoutTarget?] = [nil, .a, .b, .product, .second, .products]
         let vectors: [Vector?] = [nil, .scaleA, .doraCompose(addBase: false), .doraCompose(addBase: true)]
-        let choices = [2, 2, 2, 2, 2, dropouts.count, vectors.count, 2, bTypes.count]
+        let splits = SplitK.allCases
+        let choices = [2, 2, 2, 2, 2, dropouts.count, vectors.count, 2, bTypes.count, splits.count]
         let rows = PairwiseCover.rows(choices) { r in
             // Dropout on the second product needs one; DoRA's inner is written only by its compose.
-            (r[4] == 1 || ![.second, .products].contains(dropouts[r[5]])) && (r[7] == 0 || [2, 3].contains(r[6]))
+            guard (r[4] == 1 || ![.second, .products].contains(dropouts[r[5]])) && (r[7] == 0 || [2, 3].contains(r[6])) else { return false }
+            switch splits[r[9]] {
+            case .none: return true
+            case .partial: return r[2] == 0 && r[3] == 0 && r[4] == 0 && [nil, .a, .b].contains(dropouts[r[5]]) && r[6] <= 1 && r[7] == 0
+            case .reduce: return ![.a, .b].contains(dropouts[r[5]]) && r[6] != 1 && r[8] < DType.floats.count
+            }
         }
         return rows.enumerated().map { i, r in
             let t = DType.cover(i, operands: 5)
-            return MatmulKernel(a: t[0], b: bTypes[r[8]], c: t[1], transposeA: r[0] == 1, transposeB: r[1] == 1, bias: r[2] == 1 ? t[2] : nil,
-                                accumulate: r[3] == 1, second: r[4] == 1 ? Second(a: t[3], b: t[4]) : nil, dropout: dropouts[r[5]],
-                                vector: vectors[r[6]], writesInner: r[7] == 1)
+            return MatmulKernel(a: t[0], b: bTypes[r[8]], c: splits[r[9]] == .partial ? .f32 : t[1], transposeA: r[0] == 1, transposeB: r[1] == 1,
+                                bias: r[2] == 1 ? t[2] : nil, accumulate: r[3] == 1, second: r[4] == 1 ? Second(a: t[3], b: t[4]) : nil,
+                                dropout: dropouts[r[5]], vector: vectors[r[6]], writesInner: r[7] == 1, split: splits[r[9]])
         }
     }
+}
+
+/// How a product's K is split over workgroups (`SPLIT_K`): not at all, or the two passes of a split,
+/// the partial products and their ordered sum with the epilogue.
+enum SplitK: ShaderChoice {
+    case none, partial, reduce
+    static let macro = "SPLIT_K"
+
+    /// ggml-vulkan's rule for how many ranges to split K into: only when K is long (2048 or more) and
+    /// the product's tiles fill at most two thirds of the device's `cores` (compute units): as many as
+    /// fill them (three between a half and two thirds), at most 8, each a whole number of 256-long
+    /// steps, fewer where the last would be empty.
+    static func count(tiles: Int, k: Int, cores: Int) -> Int {
+        guard k >= 2048, tiles > 0 else { return 1 }
+        var splits = tiles <= cores / 2 ? cores / tiles : tiles <= cores * 2 / 3 ? 3 : 1
+        splits = min(splits, 8)
+        while splits > 1, rangeLength(k: k, splits: splits) * (splits - 1) >= k { splits -= 1 }
+        return splits
+    }
+
+    /// The length of each range, rounded up to 256 as ggml-vulkan rounds it (the shader's ranges are
+    /// whole BK steps of ⌈K / splits⌉, so none is longer).
+    static func rangeLength(k: Int, splits: Int) -> Int { ((k + splits - 1) / splits + 255) / 256 * 256 }
 }
 
 /// One product of `Shaders/matmul.comp`:
@@ -164,12 +207,23 @@ extension VulkanBackend {
 
     /// Records `call`, as one dispatch, or as a grid of blocks over (M, N, K) when an operand is
     /// larger than one binding: each block binds windows of its operands, with the full tensors'
-    /// row strides, and blocks after the first along K accumulate into C.
+    /// row strides, and blocks after the first along K accumulate into C. A product of one block on
+    /// the scalar kernel whose tiles are few and K long is split along K (`SplitK`).
     func dispatchMatmul(_ call: MatmulCall) throws {
         let (m, n, k) = (call.m, call.n, call.k)
         guard m > 0, n > 0 else { return }
         let block = try MatmulBlocking(call, limit: maxBindingBytes)
         let path = matmulPath(call)
+        // DoRA's compose without the second product is a later block's share, which only blocks have.
+        let blockShare = call.second == nil && call.vector.map { if case .doraCompose = $0.use { true } else { false } } ?? false
+        if case .scalar(var tile) = path, block.m == m, block.n == n, block.k >= k, !blockShare {
+            tile.splits = SplitK.count(tiles: tile.tiles(m: m, n: n), k: k, cores: splitKCores)
+            if tile.splits > 1, tile.splits * m * n * 4 <= maxBindingBytes {
+                matmulPathCounts.withLock { $0[.scalar(tile), default: 0] += 1 }
+                return try dispatchSplitK(call, tile)
+            }
+        }
+        matmulPathCounts.withLock { $0[path, default: 0] += 1 }
         for m0 in stride(from: 0, to: m, by: block.m) {
             for n0 in stride(from: 0, to: n, by: block.n) {
                 for k0 in stride(from: 0, to: max(k, 1), by: block.k) {
@@ -178,45 +232,103 @@ extension VulkanBackend {
                 }
             }
         }
-        matmulPathCounts.withLock { $0[path, default: 0] += 1 }
+    }
+
+    /// `call` in two passes: `splits` workgroups along K each write their range's product into an
+    /// f32 `[splits, M, N]` workspace, then one pass sums them in order and applies the epilogue
+    /// (the second product, dropout, DoRA, bias, accumulation), as one product would.
+    private func dispatchSplitK(_ call: MatmulCall, _ tile: MatmulTile) throws {
+        let (m, n, splits) = (call.m, call.n, tile.splits)
+        let parts = try scratch([splits, m, n])
+        let kernel = MatmulKernel(call)
+        var partial = kernel
+        (partial.c, partial.bias, partial.accumulate, partial.second, partial.writesInner, partial.split) = (.f32, nil, false, nil, false, .partial)
+        if ![.a, .b].contains(partial.dropout) { partial.dropout = nil }
+        if partial.vector != .scaleA { partial.vector = nil }
+        var push = MatmulKernel.Push(call, rows: 0..<m, columns: 0..<n, inner: 0..<call.k, second: false)
+        var bindings: [TensorBinding] = [.read(call.a), .read(call.b), .write(parts)]
+        if case .scaleA = call.vector?.use { bindings.append(.read(call.vector!.values)) }
+        try dispatch(partial, specialization: tile.specialization, bindings, push: push,
+                     groups: ((n + tile.bn - 1) / tile.bn, (m + tile.bm - 1) / tile.bm, splits))
+
+        var reduce = kernel
+        reduce.split = .reduce
+        if [.a, .b].contains(reduce.dropout) { reduce.dropout = nil }
+        if reduce.vector == .scaleA { reduce.vector = nil }
+        if reduce.b.isQuantized { reduce.b = .f32 }
+        push = MatmulKernel.Push(call, rows: 0..<m, columns: 0..<n, inner: 0..<call.k, second: true)
+        push.k = UInt32(splits)
+        bindings = [.read(parts), .read(parts), .write(call.c)]
+        if let bias = call.bias { bindings.append(.read(bias)) }
+        if let second = call.second { bindings += [.read(second.a), .read(second.b)] }
+        if case .doraCompose = call.vector?.use { bindings.append(.read(call.vector!.values)) }
+        if let inner = call.inner { bindings.append(.write(inner)) }
+        try dispatchScalar(tile, reduce, bindings, push: push, rows: m, columns: n)
     }
 
     private func dispatchMatmulBlock(_ call: MatmulCall, _ path: MatmulPath, rows: Range<Int>, columns: Range<Int>, inner: Range<Int>) throws {
         let first = inner.lowerBound == 0
         let second = first ? call.second : nil
-        let kernel = MatmulKernel(a: call.a.dtype, b: call.b.dtype, c: call.c.dtype, transposeA: call.transposeA, transposeB: call.transposeB,
-                                  bias: first ? call.bias?.dtype : nil, accumulate: call.accumulate || !first,
-                                  second: second.map { .init(a: $0.a.dtype, b: $0.b.dtype) },
-                                  dropout: call.dropout.flatMap { $0.mask.isIdentity ? nil : $0.target },
-                                  vector: call.vector.map { MatmulKernel.Vector($0.use) }, writesInner: call.inner != nil)
+        var kernel = MatmulKernel(call)
+        if !first { (kernel.bias, kernel.accumulate, kernel.second) = (nil, true, nil) }
         let layout = MatmulLayout(call)
         let quantized = call.b.dtype.isQuantized
         var bindings: [TensorBinding] = [.read(call.a, layout.a(rows, inner)), quantized ? .read(call.b) : .read(call.b, layout.b(inner, columns)),
                                          .write(call.c, layout.c(rows, columns))]
         if first, let bias = call.bias { bindings.append(.read(bias, columns)) }
         if let second { bindings += [.read(second.a, layout.a2(rows)), .read(second.b, layout.b2(columns))] }
-        var vectorOffset: Float = 0
         switch call.vector?.use {
-        case .scaleA(let offset):
-            vectorOffset = offset
-            bindings.append(.read(call.vector!.values, inner))
+        case .scaleA: bindings.append(.read(call.vector!.values, inner))
         case .doraCompose: bindings.append(.read(call.vector!.values, columns))
         case nil: break
         }
         if let innerTensor = call.inner { bindings.append(.write(innerTensor, layout.c(rows, columns))) }
-        let mask = call.dropout?.mask ?? DropoutMask(probability: 0, seed: 0)
-        let push = MatmulKernel.Push(m: UInt32(rows.count), n: UInt32(columns.count), k: UInt32(inner.count), k2: UInt32(call.k2),
-                                     alpha: call.alpha, alpha2: second?.alpha ?? 0, seed: mask.seed, dropThreshold: mask.threshold,
-                                     keepScale: mask.keepScale, lda: UInt32(layout.lda), ldb: UInt32(layout.ldb), ldc: UInt32(call.n),
-                                     lda2: UInt32(layout.lda2), ldb2: UInt32(layout.ldb2), m0: UInt32(rows.lowerBound),
-                                     n0: UInt32(columns.lowerBound), k0: UInt32(inner.lowerBound), vecOffset: vectorOffset,
-                                     bCount: UInt32(call.b.shape.count))
+        let push = MatmulKernel.Push(call, rows: rows, columns: columns, inner: inner, second: second != nil)
         switch path {
-        case .scalar:
-            try dispatch(kernel, bindings, push: push, groups: ((columns.count + 63) / 64, (rows.count + 63) / 64, 1))
+        case .scalar(let tile):
+            try dispatchScalar(tile, kernel, bindings, push: push, rows: rows.count, columns: columns.count)
         case .coopmat(let tile):
             try dispatchCoopmat(tile, kernel, bindings, push: push, rows: rows.count, columns: columns.count)
         }
+    }
+}
+
+extension MatmulKernel {
+    /// The variant that computes `call` whole: its operands' dtypes and its switches.
+    init(_ call: MatmulCall) {
+        self.init(a: call.a.dtype, b: call.b.dtype, c: call.c.dtype, transposeA: call.transposeA, transposeB: call.transposeB,
+                  bias: call.bias?.dtype, accumulate: call.accumulate, second: call.second.map { .init(a: $0.a.dtype, b: $0.b.dtype) },
+                  dropout: call.dropout.flatMap { $0.mask.isIdentity ? nil : $0.target },
+                  vector: call.vector.map { MatmulKernel.Vector($0.use) }, writesInner: call.inner != nil)
+    }
+}
+
+extension MatmulKernel.Push {
+    /// The push constants of the block of `call` over these rows, columns and inner range (with its
+    /// second product when `second`).
+    init(_ call: MatmulCall, rows: Range<Int>, columns: Range<Int>, inner: Range<Int>, second: Bool) {
+        let layout = MatmulLayout(call)
+        let mask = call.dropout?.mask ?? DropoutMask(probability: 0, seed: 0)
+        var vectorOffset: Float = 0
+        if case .scaleA(let offset) = call.vector?.use { vectorOffset = offset }
+        self.init(m: UInt32(rows.count), n: UInt32(columns.count), k: UInt32(inner.count), k2: UInt32(call.k2),
+                  alpha: call.alpha, alpha2: second ? call.second?.alpha ?? 0 : 0, seed: mask.seed, dropThreshold: mask.threshold,
+                  keepScale: mask.keepScale, lda: UInt32(layout.lda), ldb: UInt32(layout.ldb), ldc: UInt32(call.n),
+                  lda2: UInt32(layout.lda2), ldb2: UInt32(layout.ldb2), m0: UInt32(rows.lowerBound),
+                  n0: UInt32(columns.lowerBound), k0: UInt32(inner.lowerBound), vecOffset: vectorOffset,
+                  bCount: UInt32(call.b.shape.count))
+    }
+}
+
+extension VulkanBackend {
+    /// The scalar kernel's tile for an M×N product here.
+    func scalarTile(m: Int, n: Int) -> MatmulTile { .choose(m: m, n: n, device: info) }
+
+    /// Records one product of the scalar kernel at `tile`, one workgroup per tile of C.
+    func dispatchScalar(_ tile: MatmulTile, _ kernel: MatmulKernel, _ bindings: [TensorBinding], push: MatmulKernel.Push,
+                        rows: Int, columns: Int) throws {
+        try dispatch(kernel, specialization: tile.specialization, bindings, push: push,
+                     groups: ((columns + tile.bn - 1) / tile.bn, (rows + tile.bm - 1) / tile.bm, 1))
     }
 }
 

@@ -68,13 +68,13 @@ public struct CoopmatUnavailable: Error, Sendable, CustomStringConvertible {
 
 /// Which kernel computes a matmul.
 public enum MatmulPath: Hashable, Sendable, CustomStringConvertible {
-    /// `Shaders/matmul.comp`: f32 FMAs on 64×64×16 tiles, every fused epilogue and quantized B.
-    case scalar
+    /// `Shaders/matmul.comp`: f32 FMAs on the tile, every fused epilogue and quantized B.
+    case scalar(MatmulTile)
     case coopmat(CoopmatTile)
 
     public var description: String {
         switch self {
-        case .scalar: "scalar 64×64×16"
+        case .scalar(let tile): "scalar \(tile)"
         case .coopmat(let tile): "coopmat \(tile)"
         }
     }
@@ -83,9 +83,9 @@ public enum MatmulPath: Hashable, Sendable, CustomStringConvertible {
     /// the scalar kernel has (dropout on A or B as they load, a quantized B), and both
     /// operands are 16-bit or the precision policy lets f32 through. The second product's operands do
     /// not count: it is summed in f32 FMAs on either path.
-    static func choose(tile: CoopmatTile?, precision: MatmulPrecision, a: DType, b: DType, fusedExtras: Bool) -> MatmulPath {
-        guard let tile, !fusedExtras, DType.floats.contains(a), DType.floats.contains(b) else { return .scalar }
-        return (a != .f32 && b != .f32) || precision == .high ? .coopmat(tile) : .scalar
+    static func choose(tile: CoopmatTile?, scalar: MatmulTile, precision: MatmulPrecision, a: DType, b: DType, fusedExtras: Bool) -> MatmulPath {
+        guard let tile, !fusedExtras, DType.floats.contains(a), DType.floats.contains(b) else { return .scalar(scalar) }
+        return (a != .f32 && b != .f32) || precision == .high ? .coopmat(tile) : .scalar(scalar)
     }
 }
 
@@ -160,8 +160,8 @@ extension VulkanBackend {
         let maskedOperand = call.dropout.map { !$0.mask.isIdentity && ($0.target == .a || $0.target == .b) } ?? false
         // A scaled by an f32 vector as it loads ((g⊙G)·W) is an f32 operand, whatever A's storage.
         let scaledA = if case .scaleA = call.vector?.use { true } else { false }
-        return .choose(tile: coopmatTile, precision: matmulPrecision, a: scaledA ? .f32 : call.a.dtype, b: call.b.dtype,
-                       fusedExtras: maskedOperand)
+        return .choose(tile: cooperativeMatricesEnabled ? coopmatTile : nil, scalar: scalarTile(m: call.m, n: call.n),
+                       precision: matmulPrecision, a: scaledA ? .f32 : call.a.dtype, b: call.b.dtype, fusedExtras: maskedOperand)
     }
 
     /// Records the block `kernel` describes (the scalar kernel's variant, bindings and push constants) on
@@ -178,7 +178,7 @@ extension VulkanBackend {
         matmulPathCounts.withLock { counts in defer { counts = [:] }; return counts }
     }
 
-    /// `drainMatmulPaths()` as text: `coopmat 64×64×16 in 8×8×8 ×2, scalar 64×64×16 ×1`.
+    /// `drainMatmulPaths()` as text: `coopmat 64×64×16 in 8×8×8 ×2, scalar 128×128×8 (8×8 per thread) ×1`.
     public func drainMatmulPathSummary() -> String {
         drainMatmulPaths().map { "\($0.key) ×\($0.value)" }.sorted().joined(separator: ", ")
     }

@@ -31,6 +31,21 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         set { precision.withLock { $0 = newValue } }
     }
     let matmulPathCounts = Mutex<[MatmulPath: Int]>([:])
+    private let coopmatEnabled = Mutex(true)
+    /// Whether matmuls may take the cooperative-matrix path where `MatmulPath` would choose it; off,
+    /// every matmul runs on the scalar kernel (how `lowrank-bench --suite matmul` compares the paths).
+    public var cooperativeMatricesEnabled: Bool {
+        get { coopmatEnabled.withLock { $0 } }
+        set { coopmatEnabled.withLock { $0 = newValue } }
+    }
+    private let computeUnits = Mutex(32)
+    /// The compute units split-K fills (`SplitK.count`). Vulkan's core API does not report them
+    /// (ggml-vulkan reads vendor extensions and does not split without them); this assumes a mid-sized
+    /// GPU's 32. Tests set it to reach the split at small shapes.
+    var splitKCores: Int {
+        get { computeUnits.withLock { $0 } }
+        set { computeUnits.withLock { $0 = newValue } }
+    }
     /// Host-visible memory that transfers go through when tensors are not host-visible.
     private let staging: VulkanAllocator?
     let lock = Mutex(())

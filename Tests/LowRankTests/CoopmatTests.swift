@@ -69,13 +69,14 @@ import Testing
         info.cooperativeMatrixShapes = [Self.shape(16, 16, 16)]
         let tile = try CoopmatTile.choose(for: info).get()
         func path(_ a: DType, _ b: DType, _ precision: MatmulPrecision = .highest, extras: Bool = false, tile: CoopmatTile? = tile) -> MatmulPath {
-            .choose(tile: tile, precision: precision, a: a, b: b, fusedExtras: extras)
+            .choose(tile: tile, scalar: .large, precision: precision, a: a, b: b, fusedExtras: extras)
         }
+        let scalar = MatmulPath.scalar(.large)
         #expect(path(.f16, .f16) == .coopmat(tile) && path(.bf16, .f16) == .coopmat(tile) && path(.bf16, .bf16) == .coopmat(tile))
-        #expect(path(.f32, .f32) == .scalar && path(.f32, .bf16) == .scalar && path(.f16, .f32) == .scalar)
+        #expect(path(.f32, .f32) == scalar && path(.f32, .bf16) == scalar && path(.f16, .f32) == scalar)
         #expect(path(.f32, .f32, .high) == .coopmat(tile) && path(.f32, .bf16, .high) == .coopmat(tile))
-        #expect(path(.f16, .f16, extras: true) == .scalar && path(.f16, .nf4) == .scalar && path(.bf16, .q8_0, .high) == .scalar)
-        #expect(path(.f16, .f16, tile: nil) == .scalar)
+        #expect(path(.f16, .f16, extras: true) == scalar && path(.f16, .nf4) == scalar && path(.bf16, .q8_0, .high) == scalar)
+        #expect(path(.f16, .f16, tile: nil) == scalar)
     }
 
     /// Without cooperative matrices (bookworm's lavapipe) every matmul stays on the scalar kernel.
@@ -86,7 +87,7 @@ import Testing
         let x = try Tensor(randomValues(64 * 32, seed: 1, dtype: .f16), shape: [64, 32], dtype: .f16, on: backend)
         _ = try Ops.matmul(x, x, transposeB: true).floats()
         _ = try Ops.matmul(try Ops.cast(x, to: .f32), try Ops.cast(x, to: .f32), transposeB: true).floats()
-        #expect(backend.drainMatmulPaths() == [.scalar: 2])
+        #expect(backend.drainMatmulPaths() == [MatmulPath.scalar(.medium): 2])
         #expect(try backend.drainValidationMessages().isEmpty)
     }
 

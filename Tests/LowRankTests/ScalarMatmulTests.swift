@@ -1,0 +1,153 @@
+import Foundation
+import LowRank
+import Testing
+@testable import LowRankVulkan
+
+/// The scalar GEMM (`Shaders/matmul.comp`): its tiles, the split of long K, and both against the CPU.
+@Suite("scalar matmul")
+struct ScalarMatmulTests {
+    private func ownBackend() throws -> VulkanBackend {
+        let shared = try #require(try BackendKind.vulkan.open() as? VulkanBackend)
+        return try VulkanBackend(instance: shared.instance, index: shared.info.index)
+    }
+
+    /// (M, N, K) that select each tile, none a multiple of it.
+    static let tileShapes: [(MatmulTile, Int, Int, Int)] = [
+        (.large, 130, 133, 37), (.medium, 64, 90, 21), (.small, 20, 45, 33), (.fewRows, 8, 200, 40), (.fewColumns, 150, 16, 19),
+    ]
+
+    @Test func tileFollowsTheProblemSize() throws {
+        var device = try ownBackend().info
+        device.vendorID = 0x10DE
+        (device.limits.maxWorkgroupInvocations, device.limits.maxComputeSharedMemoryBytes) = (1024, 49152)
+        for (tile, m, n, _) in Self.tileShapes { #expect(MatmulTile.choose(m: m, n: n, device: device) == tile, "\(m)×\(n)") }
+        #expect(MatmulTile.choose(m: 4096, n: 4096, device: device) == .large)
+        // ggml-vulkan's vendor rules: no large tile on Intel, only the medium one on Apple.
+        device.vendorID = 0x8086
+        #expect(MatmulTile.choose(m: 4096, n: 4096, device: device) == .medium)
+        device.vendorID = 0x106B
+        #expect(MatmulTile.choose(m: 20, n: 45, device: device) == .medium && MatmulTile.choose(m: 8, n: 200, device: device) == .medium)
+        device.vendorID = 0x1002
+        device.limits.maxComputeSharedMemoryBytes = 16384
+        #expect(MatmulTile.choose(m: 4096, n: 4096, device: device) == .medium)
+        device.limits.maxWorkgroupInvocations = 64
+        #expect(MatmulTile.choose(m: 4096, n: 4096, device: device) == .small)
+        for tile in [MatmulTile.large, .medium, .small, .fewRows, .fewColumns] {
+            // Every thread loads at least one quad of the larger operand tile and owns whole quads of C.
+            #expect(tile.tm % 4 == 0 && tile.tn % 4 == 0 && tile.bk % 4 == 0 && max(tile.bm, tile.bn) * tile.bk / 4 >= tile.threads, "\(tile)")
+        }
+    }
+
+    /// matmul.comp's specialization constants are `MatmulTile`'s, in order, and their defaults the large
+    /// tile's (what tools/isa-report.sh compiles, as it sets none).
+    @Test func specializationConstantsMirrorTheGLSL() throws {
+        let source = try #require(embeddedShaders[Shader.matmul.rawValue])
+        let regex = try NSRegularExpression(
+            pattern: #"layout\((?:local_size_x_id\s*=\s*(\d+),\s*local_size_x\s*=\s*(\d+)\)\s*in|constant_id\s*=\s*(\d+)\)\s*const\s+uint\s+(\w+)\s*=\s*(\d+))"#)
+        let ns = source as NSString
+        var constants: [Int: (String, UInt32)] = [:]
+        for match in regex.matches(in: source, range: NSRange(location: 0, length: ns.length)) {
+            let group = { (i: Int) in match.range(at: i).location == NSNotFound ? nil : ns.substring(with: match.range(at: i)) }
+            if let id = group(1), let size = group(2) {
+                constants[Int(id)!] = ("local_size_x", UInt32(size)!)
+            } else if let id = group(3), let name = group(4), let value = group(5) {
+                constants[Int(id)!] = (name, UInt32(value)!)
+            }
+        }
+        #expect(constants.keys.sorted() == Array(0..<MatmulTile.constantNames.count))
+        #expect(constants.keys.sorted().map { constants[$0]!.0 } == MatmulTile.constantNames)
+        #expect(constants.keys.sorted().map { constants[$0]!.1 } == MatmulTile.large.specialization)
+    }
+
+    /// ggml-vulkan's rule: K of 2048 or more, tiles filling at most two thirds of the compute units,
+    /// at most 8 ranges, none of them empty.
+    @Test func splitKFollowsGgmlVulkansRule() {
+        #expect(SplitK.count(tiles: 1, k: 4096, cores: 32) == 8)
+        #expect(SplitK.count(tiles: 12, k: 4096, cores: 32) == 2)
+        #expect(SplitK.count(tiles: 20, k: 4096, cores: 32) == 3)
+        #expect(SplitK.count(tiles: 30, k: 4096, cores: 32) == 1)
+        #expect(SplitK.count(tiles: 1, k: 2047, cores: 32) == 1)
+        // ⌈2304 / 8⌉ rounds up to 512, so 8, 7 and 6 ranges would leave the last empty.
+        #expect(SplitK.count(tiles: 1, k: 2304, cores: 32) == 5)
+        #expect(SplitK.rangeLength(k: 2304, splits: 5) * 4 < 2304)
+    }
+
+    /// Every tile, form (x·Wᵀ, G·W, Gᵀ·x) and operand dtype, with bias, against the CPU backend: within
+    /// 2·(K + 2)·2⁻²⁴ of Σ|a·b| + |bias| (f32 sums of exact products on both).
+    @Test(arguments: [DType.f32, .f16, .bf16])
+    func everyTileAndFormMatchesTheCPU(_ dtype: DType) throws {
+        let backend = try ownBackend()
+        let cpu = try Engine.backend(.cpu)
+        for (tile, m, n, k) in Self.tileShapes {
+            for (transposeA, transposeB) in [(false, true), (false, false), (true, false)] {
+                let aShape: Shape = transposeA ? [k, m] : [m, k], bShape: Shape = transposeB ? [n, k] : [k, n]
+                let a = randomValues(aShape.count, seed: 1, dtype: dtype), b = randomValues(bShape.count, seed: 2, dtype: dtype)
+                let bias = randomValues(n, seed: 3, dtype: dtype)
+                func run(_ on: any Backend) throws -> [Float] {
+                    try Ops.matmul(try Tensor(a, shape: aShape, dtype: dtype, on: on), try Tensor(b, shape: bShape, dtype: dtype, on: on),
+                                   transposeA: transposeA, transposeB: transposeB, bias: try Tensor(bias, shape: [n], dtype: dtype, on: on),
+                                   outputDType: .f32).floats()
+                }
+                let got = try run(backend), reference = try run(cpu)
+                if backend.coopmatTile == nil || dtype == .f32 { #expect(backend.drainMatmulPaths() == [MatmulPath.scalar(tile): 1]) }
+                _ = backend.drainMatmulPaths()
+                var worst = 0.0
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var magnitude = abs(Double(bias[j]))
+                        for p in 0..<k {
+                            magnitude += abs(Double(transposeA ? a[p * m + i] : a[i * k + p]) * Double(transposeB ? b[j * k + p] : b[p * n + j]))
+                        }
+                        worst = max(worst, abs(Double(got[i * n + j]) - Double(reference[i * n + j])) / max(magnitude, .leastNormalMagnitude))
+                    }
+                }
+                #expect(worst <= 2 * Double(k + 2) * 0x1p-24, "\(tile) \(dtype) transposeA \(transposeA) transposeB \(transposeB)")
+            }
+        }
+        #expect(try backend.drainValidationMessages().isEmpty)
+    }
+
+    /// One adapted layer whose d_in is long enough to split: T = 40, d_in = 2304, d_out = 48, r = 8.
+    private struct LongLayer {
+        var x, w, a, b, g, magnitude: Tensor
+        init(on backend: any Backend) throws {
+            let (t, dIn, dOut, r) = (40, 2304, 48, 8)
+            x = try Tensor(randomValues(t * dIn, seed: 1), shape: [t, dIn], on: backend)
+            w = try Tensor(randomValues(dOut * dIn, seed: 2), shape: [dOut, dIn], on: backend)
+            a = try Tensor(randomValues(r * dIn, seed: 3), shape: [r, dIn], on: backend)
+            b = try Tensor(randomValues(dOut * r, seed: 4), shape: [dOut, r], on: backend)
+            g = try Tensor(randomValues(t * dOut, seed: 5), shape: [t, dOut], on: backend)
+            magnitude = try Tensor(randomValues(dOut, seed: 6).map { 1 + $0 / 4 }, shape: [dOut], on: backend)
+        }
+    }
+
+    /// The skinny products of LoRA and DoRA with K = d_in = 2304, split along K into 5 ranges (the
+    /// partial pass, then the ordered sum with the fused epilogue: the second product with dropout,
+    /// DoRA's compose and inner), against the CPU backend within the golden bound, twice bit for bit.
+    @Test func splitProductsMatchTheCPU() throws {
+        let backend = try ownBackend()
+        backend.splitKCores = 32
+        let lora = LoRAOptions(scale: 2, dropout: 0.25, seed: 7, outputDType: .f32)
+        let dora = DoRAOptions(lora: LoRAOptions(scale: 2, outputDType: .f32))
+        func outputs(_ l: LongLayer) throws -> [(String, Tensor)] {
+            let (y, u) = try Ops.loraForward(x: l.x, weight: l.w, bias: nil, a: l.a, b: l.b, options: lora)
+            let (dx, da, db) = try Ops.loraBackward(gradOutput: l.g, x: l.x, weight: l.w, a: l.a, b: l.b, u: u, options: lora)
+            let forward = try Ops.doraForward(x: l.x, weight: l.w, bias: nil, a: l.a, b: l.b, magnitude: l.magnitude,
+                                              weightNormSquared: try Ops.rowSumOfSquares(l.w), options: dora)
+            let (doraDx, doraDa, _, dm) = try Ops.doraBackward(gradOutput: l.g, x: l.x, weight: l.w, a: l.a, b: l.b, forward: forward, options: dora)
+            return [("y", y), ("u", u), ("dx", dx), ("dA", da), ("dB", db), ("dora y", forward.y), ("dora dx", doraDx), ("dora dA", doraDa),
+                    ("dm", try #require(dm))]
+        }
+        let got = try outputs(try LongLayer(on: backend)).map { ($0.0, try $0.1.floats()) }
+        let splitProducts = backend.drainMatmulPaths().filter { $0.key.description.contains("split-K 5") }.values.reduce(0, +)
+        // u = x·Aᵀ, y = x·Wᵀ + s·u·Bᵀ, DoRA's x·Aᵀ, its y with the compose, A·Wᵀ and A·Aᵀ.
+        #expect(splitProducts >= 5)
+        let again = try outputs(try LongLayer(on: backend)).map { try $0.1.floats() }
+        let reference = try outputs(try LongLayer(on: try Engine.backend(.cpu))).map { try $0.1.floats() }
+        for (((name, values), ref), repeated) in zip(zip(got, reference), again) {
+            #expect(relativeError(values, ref.map(Double.init)) <= GoldenCase.bound, "\(name)")
+            #expect(values == repeated, "\(name) is not deterministic")
+        }
+        #expect(try backend.drainValidationMessages().isEmpty)
+    }
+}
