@@ -73,14 +73,27 @@ public enum StopTokens {
 }
 
 extension TextFormat {
-    /// The ids of a conversation rendered with the generation prompt, as `apply_chat_template(messages,
-    /// add_generation_prompt=True)` tokenizes it (no special tokens added: the template writes them).
-    public func generationPrompt(messages: [JinjaValue]) throws -> [Int32] {
+    /// A conversation rendered by the chat template as `apply_chat_template(messages, tokenize=False)`
+    /// renders it.
+    public func render(_ messages: [JinjaValue], addGenerationPrompt: Bool) throws -> String {
         guard let chatTemplate else {
             throw LowRankError(.fileFormat, "messages need the model's chat template, and its folder has none (chat_template.jinja or tokenizer_config.json's chat_template)")
         }
-        return tokenizer.encode(try chatTemplate.render(messages: messages, addGenerationPrompt: true, bosToken: bosToken, eosToken: eosToken),
-                                addSpecialTokens: false)
+        return try chatTemplate.render(messages: messages, addGenerationPrompt: addGenerationPrompt, bosToken: bosToken, eosToken: eosToken)
+    }
+
+    /// The ids of a conversation rendered with the generation prompt, as `apply_chat_template(messages,
+    /// add_generation_prompt=True)` tokenizes it (no special tokens added: the template writes them).
+    public func generationPrompt(messages: [JinjaValue]) throws -> [Int32] {
+        tokenizer.encode(try render(messages, addGenerationPrompt: true), addSpecialTokens: false)
+    }
+
+    /// The messages of `[{"role", "content"}…]` or `{"messages": […]}`.
+    public static func messages(_ json: JSON) throws -> [JinjaValue] {
+        guard let list = (json["messages"] ?? json).array, list.allSatisfy({ $0.object != nil }) else {
+            throw LowRankError(.fileFormat, "expected a list of {\"role\": …, \"content\": …} objects, or {\"messages\": […]}")
+        }
+        return try list.map { try JinjaValue(json: $0.serialized) }
     }
 
     /// A message `{"role": role, "content": content}` for a chat template.

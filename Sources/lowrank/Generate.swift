@@ -91,11 +91,7 @@ struct Generate: ParsableCommand {
     /// The messages of a `--messages` file.
     static func conversation(_ path: String) throws -> [JinjaValue] {
         do {
-            let file = try JSON.read(path, what: "the conversation")
-            guard let list = (file["messages"] ?? file).array, list.allSatisfy({ $0.object != nil }) else {
-                throw LowRankError(.fileFormat, "expected a list of {\"role\": …, \"content\": …} objects, or {\"messages\": […]}")
-            }
-            return try list.map { try JinjaValue(json: $0.serialized) }
+            return try TextFormat.messages(try JSON.read(path, what: "the conversation"))
         } catch let e as LowRankError {
             throw e.adding("file", path)
         }
