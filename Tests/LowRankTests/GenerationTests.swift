@@ -26,9 +26,10 @@ struct GenerationTests {
                                generated: ids($0["generated"])) }
     }
 
-    static func load(_ c: Case, on backend: any Backend) throws -> (LlamaModel, ModelAdapter?) {
+    static func load(_ c: Case, on backend: any Backend, quantize: DType? = nil) throws -> (LlamaModel, ModelAdapter?) {
         // The Qwen2 fixture is stored in bf16; transformers generated from it in f32.
-        let model = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: fixturePath("llama/" + c.model)), on: backend, dtype: .f32)
+        let model = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: fixturePath("llama/" + c.model)), on: backend,
+                                   quantize: quantize, dtype: .f32)
         return (model, try c.adapter.map { try ModelAdapter(contentsOf: fixturePath("llama/" + $0), on: model) })
     }
 
@@ -51,12 +52,13 @@ struct GenerationTests {
 
     /// At every step of a generation (the prompt, then each token through the cache), the logits
     /// equal the last row of a whole forward over the sequence so far (causal attention, no cache),
-    /// within f32 rounding: 1e-6 of the largest logit.
-    @Test(arguments: BackendKind.allCases)
-    func cachedLogitsEqualAWholeForward(_ kind: BackendKind) throws {
+    /// within f32 rounding: 1e-6 of the largest logit; also with the projections quantized to NF4
+    /// and Q8_0 as training quantizes them (the adapter on top, unmerged).
+    @Test(arguments: BackendKind.allCases, [nil, DType.nf4, .q8_0])
+    func cachedLogitsEqualAWholeForward(_ kind: BackendKind, _ quantize: DType?) throws {
         try onBackend(kind) { backend in
-            for c in Self.cases where c.prompt.count == 5 {
-                let (model, adapter) = try Self.load(c, on: backend)
+            for c in Self.cases where c.prompt.count == 5 && (quantize == nil || c.model == "tiny-llama") {
+                let (model, adapter) = try Self.load(c, on: backend, quantize: quantize)
                 let decoder = try KVCacheDecoder(model: model, adapter: adapter, capacity: c.prompt.count + c.generated.count)
                 var sequence = c.prompt
                 var logits = try decoder.logits(after: c.prompt)
