@@ -96,6 +96,24 @@ struct GenerationTests {
         #expect(throws: LowRankError.self) { _ = try TokenSampler(SamplingSettings(temperature: 1, topP: 0)) }
     }
 
+    /// Outside training an adapter runs as PEFT's eval mode, without dropout: the loss (evaluation,
+    /// validation) and the generated ids of an adapter with lora_dropout 0.5 equal those of the same
+    /// tensors with none.
+    @Test func inferenceAppliesNoDropout() throws {
+        let backend = try BackendKind.cpu.open()
+        let (model, _) = try Self.load(Case(model: "tiny-llama", adapter: nil, prompt: [], eos: [], generated: []), on: backend)
+        let adapters = try [Float(0.5), 0].map { dropout in
+            let adapter = try ModelAdapter(settings: try AdapterSettings(rank: 4, dropout: dropout, targets: .allLinear, baseModel: ""), on: model, seed: 3)
+            for (i, (_, tensor)) in adapter.parameters.enumerated() { try tensor.assign(randomValues(tensor.shape.count, seed: UInt64(40 + i), scale: 0.3)) }
+            return adapter
+        }
+        let batch = TokenBatch([[5, 9, 13, 2, 40, 41, 7, 8]])
+        let losses = try adapters.map { try LossEvaluator(model: model, adapter: $0).loss(of: batch) }
+        #expect(losses[0] == losses[1])
+        let ids = try adapters.map { try TextGenerator(model: model, adapter: $0).generate(prompt: [5, 9, 13], maxNewTokens: 8) }
+        #expect(ids[0] == ids[1])
+    }
+
     /// Temperature 1 draws each token with its softmax probability (20 000 draws within 0.015);
     /// top-k 2 and top-p 0.7 keep the two most probable tokens, top-p 0.5 the most probable alone
     /// (4/7 > 0.5), as transformers' warpers do; the same seed draws the same tokens.
