@@ -120,8 +120,9 @@ struct Generate: ParsableCommand {
 
     /// The messages of a `--messages` file.
     static func conversation(_ path: String) throws -> [JinjaValue] {
+        let json = try JSON.read(path, what: "the conversation")
         do {
-            return try TextFormat.messages(try JSON.read(path, what: "the conversation"))
+            return try TextFormat.messages(json)
         } catch let e as LowRankError {
             throw e.adding("file", path)
         }
