@@ -13,6 +13,10 @@
 // element. Every sum runs in a fixed order, so results do not depend on scheduling.
 // PASS_FORWARD: a workgroup per (query tile, KV head): an online softmax over the key tiles; out
 //   and logsumexp.
+// PASS_CACHED_FORWARD: the forward pass of one sequence whose first keys and values are a KV
+//   cache's first `past` rows (read from a buffer at run time, so one pipeline and one recorded
+//   dispatch serve every decoding step), followed by the new rows of k and v: query row t, at
+//   position past + t, sees keys 0..past + t (Op.cachedAttention).
 // PASS_QUERY_GRADIENT: a workgroup per (query tile, KV head): dq over its key tiles, the
 //   probabilities recomputed from the saved logsumexp: P = exp(s − lse), dS = P·(G·v − Δ), Δ = G·out.
 // PASS_KEY_VALUE_GRADIENT: a workgroup per (key tile, KV head): dk and dv over the query tiles
@@ -42,7 +46,7 @@ layout(local_size_x = 64) in;
 layout(std430, binding = 0) readonly buffer QBuf { Q_T q_data[]; };
 layout(std430, binding = 1) readonly buffer KBuf { K_T k_data[]; };
 layout(std430, binding = 2) readonly buffer VBuf { V_T v_data[]; };
-#if PASS == PASS_FORWARD
+#if PASS == PASS_FORWARD || PASS == PASS_CACHED_FORWARD
 layout(std430, binding = 3) writeonly buffer OutBuf { C_T out_data[]; };
 layout(std430, binding = 4) writeonly buffer LseBuf { float lse_data[]; };
 #else
@@ -57,7 +61,17 @@ layout(std430, binding = 7) writeonly buffer DvBuf { C_T dv_data[]; };
 #endif
 #endif
 
-layout(push_constant) uniform Params { uint rows, q_heads, kv_heads, head_dim, sequence; float scale; } p;
+layout(push_constant) uniform Params { uint rows, q_heads, kv_heads, head_dim, sequence; float scale; uint cache_rows; } p;
+
+#if PASS == PASS_CACHED_FORWARD
+layout(std430, binding = 5) readonly buffer KCacheBuf { K_T kc_data[]; };
+layout(std430, binding = 6) readonly buffer VCacheBuf { V_T vc_data[]; };
+layout(std430, binding = 7) readonly buffer PastBuf { int past_data[]; };
+// The cache rows before the new ones, never more than the cache holds.
+uint past_rows() { return uint(clamp(past_data[0], 0, int(p.cache_rows))); }
+#else
+uint past_rows() { return 0u; }
+#endif
 
 // Tiles of BLOCK rows × STRIDE columns (AttentionKernel.Tile.sharedBytes counts these).
 shared float sq[BLOCK * STRIDE];
@@ -67,7 +81,7 @@ shared float sv[BLOCK * STRIDE];
 shared float sp[BLOCK * BLOCK];
 // Per query row: the forward's rescaling factor, then its sum; the backward's logsumexp.
 shared float srow[BLOCK];
-#if PASS != PASS_FORWARD
+#if PASS != PASS_FORWARD && PASS != PASS_CACHED_FORWARD
 shared float sg[BLOCK * STRIDE];
 shared float sds[BLOCK * BLOCK];
 shared float sdelta[BLOCK];
@@ -91,11 +105,23 @@ uint item_index(uint item, uint kh) { return item_row(item) * p.q_heads + kh * g
 // Key rows j0.. of KV head kh; query items first.. of KV head kh's group.
 #define LOAD_KEYS(tile, data, j0, kh) LOAD_TILE(tile, data, (j0) + r < p.rows, ((j0) + r) * p.kv_heads + (kh))
 #define LOAD_QUERIES(tile, data, first, kh) LOAD_TILE(tile, data, (first) + r < items(), item_index((first) + r, kh))
+#if PASS == PASS_CACHED_FORWARD
+// Key rows j0.. of KV head kh of the cache's first rows followed by the new ones.
+#define LOAD_FORWARD_KEYS(tile, data, cache, j0, kh) \
+    for (uint e = gl_LocalInvocationID.x; e < BLOCK * HEAD_DIM_MAX; e += THREADS) { \
+        uint r = e / HEAD_DIM_MAX, c = e % HEAD_DIM_MAX, j = (j0) + r, past = past_rows(); \
+        tile[r * STRIDE + c] = j >= past + p.rows || c >= p.head_dim ? 0.0 \
+            : j < past ? to_f32(cache[(j * p.kv_heads + (kh)) * p.head_dim + c]) \
+            : to_f32(data[((j - past) * p.kv_heads + (kh)) * p.head_dim + c]); \
+    }
+#else
+#define LOAD_FORWARD_KEYS(tile, data, cache, j0, kh) LOAD_KEYS(tile, data, j0, kh)
+#endif
 
 // Whether query item `item` sees key row `key`.
 bool visible(uint item, uint key) {
     uint row = item_row(item);
-    return item < items() && key <= row && key >= sequence_start(row);
+    return item < items() && key <= row + past_rows() && key >= sequence_start(row);
 }
 
 // dots[x·MICRO + y] = tile a's row tr + GRID·x · tile b's row tk + GRID·y, summed over the head's
@@ -127,7 +153,7 @@ bool visible(uint item, uint key) {
 #define SCORE_GRADIENT(r, j) sds[(r) * BLOCK + (j)]
 #define SCORE_GRADIENT_BY_KEY(j, r) sds[(r) * BLOCK + (j)]
 
-#if PASS == PASS_FORWARD
+#if PASS == PASS_FORWARD || PASS == PASS_CACHED_FORWARD
 void main() {
     uint t = gl_LocalInvocationID.x, ar = t / COLUMN_GROUPS, ac = t % COLUMN_GROUPS;
     uint first = gl_WorkGroupID.x * BLOCK, kh = gl_WorkGroupID.y;
@@ -136,10 +162,10 @@ void main() {
     float acc[ACCUMULATORS];
     for (uint i = 0u; i < ACCUMULATORS; i++) acc[i] = 0.0;
     float largest = NEGATIVE_INFINITY, total = 0.0;  // of query t, held by invocation t < BLOCK
-    for (uint j0 = sequence_start(item_row(first)); j0 <= last; j0 += BLOCK) {
+    for (uint j0 = sequence_start(item_row(first)); j0 <= last + past_rows(); j0 += BLOCK) {
         barrier();  // the previous key tile is consumed
-        LOAD_KEYS(sk, k_data, j0, kh);
-        LOAD_KEYS(sv, v_data, j0, kh);
+        LOAD_FORWARD_KEYS(sk, k_data, kc_data, j0, kh);
+        LOAD_FORWARD_KEYS(sv, v_data, vc_data, j0, kh);
         barrier();
         if (t < GRID * GRID) {
             uint tr = t / GRID, tk = t % GRID;

@@ -4,7 +4,7 @@
  * Fine-tune Llama-family models with LoRA, rsLoRA or DoRA adapters (optionally on NF4, Q8_0 or
  * Q4_0 base weights) from any language that calls C: load a model, attach an adapter, take
  * training steps on caller-owned token buffers, read and write the adapter's tensors, and save it
- * in PEFT's format.
+ * in PEFT's format; tokenize text, render chat templates and generate with the adapter.
  *
  * Conventions
  * - Every function returns a lowrank_status. On failure, lowrank_last_error() gives a sentence
@@ -243,6 +243,66 @@ int32_t lowrank_model_step_count(lowrank_model model, int64_t *steps);
 /* The loss of a batch without training (the adapter applied, if any; no dropout). */
 int32_t lowrank_model_loss(lowrank_model model, const int32_t *input_ids, const int32_t *labels,
                            int64_t rows, int64_t sequence, float *loss);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Text: Hugging Face tokenizers and chat templates, and generation (`lowrank generate`). */
+
+typedef uint64_t lowrank_tokenizer;
+
+/* A model folder's tokenizer.json (with tokenizer_config.json's special tokens and the folder's chat
+ * template, chat_template.jinja or tokenizer_config.json's chat_template, if it has one), or a
+ * tokenizer.json file. A tokenizer belongs to no engine; close it with lowrank_tokenizer_close. */
+int32_t lowrank_tokenizer_load(const char *path, lowrank_tokenizer *tokenizer);
+
+/* Encodes text_length bytes of UTF-8 text (which may hold NUL characters) as the tokenizers library
+ * does; add_special_tokens nonzero adds the post-processor's BOS/EOS. ids receives the ids and
+ * *count their number; when capacity is too small the call returns LOWRANK_BUFFER_TOO_SMALL with
+ * *count set, so the caller can retry. */
+int32_t lowrank_tokenizer_encode(lowrank_tokenizer tokenizer, const char *text, size_t text_length, int32_t add_special_tokens,
+                                 int32_t *ids, int64_t capacity, int64_t *count);
+
+/* The text of count ids (a string, as above); skip_special_tokens nonzero leaves special tokens out. */
+int32_t lowrank_tokenizer_decode(lowrank_tokenizer tokenizer, const int32_t *ids, int64_t count, int32_t skip_special_tokens,
+                                 char *buffer, size_t capacity, size_t *length);
+
+/* Renders messages, a JSON list of {"role", "content"} objects, with the chat template as
+ * transformers' apply_chat_template(tokenize=False) does (a string, as above); add_generation_prompt
+ * nonzero ends it with the assistant's turn opening. LOWRANK_FILE_FORMAT without a template. */
+int32_t lowrank_tokenizer_apply_chat_template(lowrank_tokenizer tokenizer, const char *messages, int32_t add_generation_prompt,
+                                              char *buffer, size_t capacity, size_t *length);
+
+/* A JSON object {"vocab_size", "bos_token_id", "eos_token_id", "pad_token_id" (null when absent),
+ * "has_chat_template"} (a string, as above). */
+int32_t lowrank_tokenizer_info(lowrank_tokenizer tokenizer, char *buffer, size_t capacity, size_t *length);
+
+/* Frees the tokenizer; the handle is then reported as closed. */
+int32_t lowrank_tokenizer_close(lowrank_tokenizer tokenizer);
+
+typedef struct lowrank_generation_options {
+    uint32_t size;          /* sizeof(lowrank_generation_options), set by lowrank_generation_options_init */
+    int64_t max_new_tokens; /* tokens to generate at most; default 256 */
+    float temperature;      /* 0 (the default): greedy, as transformers' do_sample=False */
+    int32_t top_k;          /* keep the k most probable tokens; 0 (default): all */
+    float top_p;            /* keep the most probable tokens up to this probability; 1 (default): all */
+    uint64_t seed;          /* seed of the draws; default 0 */
+} lowrank_generation_options;
+
+/* Fills *options with the defaults above. */
+int32_t lowrank_generation_options_init(lowrank_generation_options *options);
+
+/* The ids that end a generation by default: the model folder's generation_config.json eos_token_id
+ * (else config.json's), its tokenizer's EOS and its chat template's end-of-turn token (<|im_end|>,
+ * <|eot_id|>, ...). ids and the counts as lowrank_tokenizer_encode's. */
+int32_t lowrank_model_stop_tokens(lowrank_model model, int32_t *ids, int64_t capacity, int64_t *count);
+
+/* Generates after the prompt's prompt_count ids with the model and its adapter (unmerged, no
+ * dropout), with a KV cache: the prompt is run once, then one token per step. stop_ids: NULL for
+ * lowrank_model_stop_tokens's, else stop_count ids (0 for none); a stop id ends the generation
+ * and is its last id. ids receives the generated ids (capacity at least options->max_new_tokens)
+ * and *count their number. options: NULL for the defaults. */
+int32_t lowrank_model_generate(lowrank_model model, const int32_t *prompt, int64_t prompt_count,
+                               const lowrank_generation_options *options, const int32_t *stop_ids, int64_t stop_count,
+                               int32_t *ids, int64_t capacity, int64_t *count);
 
 #ifdef __cplusplus
 }

@@ -3,10 +3,11 @@ import LowRank
 import LowRankModels
 import Synchronization
 
-/// What a handle names: an engine (a backend), or a model that belongs to one.
+/// What a handle names: an engine (a backend), a model that belongs to one, or a tokenizer.
 enum HandleEntry {
     case engine(EngineEntry)
     case model(ModelSession)
+    case tokenizer(TokenizerSession)
 }
 
 final class EngineEntry: Sendable {
@@ -30,6 +31,8 @@ enum HandleTable {
     static func openEngine(_ entry: EngineEntry) -> UInt64 { open(.engine(entry)) }
 
     static func openModel(_ session: ModelSession) -> UInt64 { open(.model(session)) }
+
+    static func openTokenizer(_ session: TokenizerSession) -> UInt64 { open(.tokenizer(session)) }
 
     /// The next number, given to `entry`; a model is listed under its engine, to be closed with it.
     private static func open(_ entry: HandleEntry) -> UInt64 {
@@ -56,6 +59,20 @@ enum HandleTable {
         }
     }
 
+    static func tokenizer(_ handle: UInt64) throws -> TokenizerSession {
+        try table.withLock { t in
+            guard case .tokenizer(let text)? = t.entries[handle] else { throw missing(handle, t, "a tokenizer") }
+            return text
+        }
+    }
+
+    static func closeTokenizer(_ handle: UInt64) throws {
+        try table.withLock { t in
+            guard case .tokenizer? = t.entries[handle] else { throw missing(handle, t, "a tokenizer") }
+            t.entries[handle] = nil
+        }
+    }
+
     /// Closes an engine and its models; their memory goes when the last call using them returns.
     static func closeEngine(_ handle: UInt64) throws {
         try table.withLock { t in
@@ -78,6 +95,7 @@ enum HandleTable {
         let message = switch t.entries[handle] {
         case .engine?: "handle \(handle) is an engine, not \(wanted)"
         case .model?: "handle \(handle) is a model, not \(wanted)"
+        case .tokenizer?: "handle \(handle) is a tokenizer, not \(wanted)"
         case nil where handle != 0 && handle < t.next: "handle \(handle) (\(wanted)) was closed"
         case nil: "\(handle) is not a handle (\(wanted) was expected)"
         }

@@ -18,6 +18,8 @@ final class ModelSession: Sendable {
         /// Made at the first step after the adapter or the settings change.
         var training: AdapterTraining?
         var evaluator: LossEvaluator?
+        /// Its KV cache and plans are kept from one generation to the next.
+        var generator: TextGenerator?
 
         /// The adapter, or the error a step or tensor access before one gets.
         func requireAdapter() throws -> ModelAdapter {
@@ -44,6 +46,7 @@ final class ModelSession: Sendable {
             self.adapter = adapter
             training = nil
             evaluator = nil
+            generator = nil
         }
     }
 

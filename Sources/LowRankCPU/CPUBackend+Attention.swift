@@ -7,54 +7,80 @@ extension CPUBackend {
     /// `out = Σ exp(s − max)·v / Σ exp(s − max)` and `logsumexp` (`Shaders/attention.comp` is the twin).
     /// Scores and products are f32; each row's running denominator is f64.
     func attention(_ o: AttentionOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
-        let blocks = AttentionBlocks(o, q: inputs[0], k: inputs[1])
-        let logsumexp = pointer(outputs[1]).assumingMemoryBound(to: Float.self)
         withFloats(Array(inputs[0...2])) { views in
-            let (q, k, v) = (views[0], views[1], views[2])
-            producing(outputs[0]) { out in
-                let perHead = blocks.queryBlocksPerSequence
-                parallelFor(blocks.sequences * blocks.hq * perHead, minimumPerThread: 1) { items in
-                    withScratch(AttentionBlocks.queryRows * AttentionBlocks.keyRows) { scores in
-                        var largest = [Float](repeating: 0, count: AttentionBlocks.queryRows)
-                        var sums = [Double](repeating: 0, count: AttentionBlocks.queryRows)
-                        for item in items {
-                            let (sequence, h) = (item / (blocks.hq * perHead), item / perHead % blocks.hq)
-                            let rows = blocks.queryBlock(sequence, item % perHead)
-                            let qRows = q + blocks.qOffset(rows.lowerBound, h), oRows = out + blocks.qOffset(rows.lowerBound, h)
-                            largest.withUnsafeMutableBufferPointer { $0.update(repeating: -.infinity) }
-                            sums.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-                            for keys in blocks.keyBlocks(through: rows) {
-                                let first = keys.lowerBound == blocks.start(sequence)
-                                let kv = blocks.kvOffset(keys.lowerBound, h / blocks.group)
-                                blocks.gemm(qRows, blocks.qStride, k + kv, blocks.kvStride, transposeB: true, scores, keys.count,
-                                            m: rows.count, n: keys.count, k: blocks.d, alpha: blocks.scale, beta: 0)
-                                for i in 0..<rows.count {
-                                    let p = scores + i * keys.count, seen = blocks.visible(row: rows.lowerBound + i, keys)
-                                    guard seen > 0 else { p.update(repeating: 0, count: keys.count); continue }
-                                    var blockLargest = -Float.infinity
-                                    for j in 0..<seen { blockLargest = Swift.max(blockLargest, p[j]) }
-                                    let running = Swift.max(largest[i], blockLargest)
-                                    var blockSum: Double = 0
-                                    for j in 0..<seen { p[j] = expf(p[j] - running); blockSum += Double(p[j]) }
-                                    for j in seen..<keys.count { p[j] = 0 }
-                                    // A larger maximum rescales what earlier key blocks summed.
-                                    if !first && running > largest[i] {
-                                        let correction = expf(largest[i] - running)
-                                        sums[i] *= Double(correction)
-                                        let row = oRows + i * blocks.qStride
-                                        for c in 0..<blocks.d { row[c] *= correction }
-                                    }
-                                    largest[i] = running
-                                    sums[i] += blockSum
-                                }
-                                blocks.gemm(scores, keys.count, v + kv, blocks.kvStride, transposeB: false, oRows, blocks.qStride,
-                                            m: rows.count, n: blocks.d, k: keys.count, alpha: 1, beta: first ? 0 : 1)
-                            }
+            attention(AttentionBlocks(o, q: inputs[0], k: inputs[1]), q: views[0], k: views[1], v: views[2], outputs)
+        }
+    }
+
+    /// Attention over the caches' first `past` rows and then the new ones: both copied into one
+    /// run of keys and one of values (the op reads the caches; the caller appends to them).
+    func cachedAttention(scale: Float?, _ operands: CachedAttentionOperands<Tensor>, _ outputs: [Tensor]) throws {
+        let past = Int(pointer(operands.past).assumingMemoryBound(to: Int32.self).pointee), t = operands.q.shape[0]
+        let capacity = operands.keyCache.shape[0]
+        guard (0...capacity).contains(past) else {
+            throw LowRankError(.invalidArgument, "cached_attention: past is \(past) but the KV cache holds \(capacity) rows",
+                               context: [("op", "cached_attention")])
+        }
+        let blocks = AttentionBlocks(AttentionOptions(sequenceLength: max(t, 1), scale: scale), q: operands.q, k: operands.k, past: past)
+        let (cached, new) = (past * blocks.kvStride, t * blocks.kvStride)
+        withFloats([operands.q, operands.k, operands.v, operands.keyCache, operands.valueCache]) { views in
+            withScratch(2 * (cached + new)) { keys in
+                let values = keys + cached + new
+                for (run, cache, rows) in [(keys, views[3], views[1]), (values, views[4], views[2])] {
+                    run.update(from: cache, count: cached)
+                    (run + cached).update(from: rows, count: new)
+                }
+                attention(blocks, q: views[0], k: keys, v: values, outputs)
+            }
+        }
+    }
+
+    private func attention(_ blocks: AttentionBlocks, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>,
+                           v: UnsafeMutablePointer<Float>, _ outputs: [Tensor]) {
+        let logsumexp = pointer(outputs[1]).assumingMemoryBound(to: Float.self)
+        producing(outputs[0]) { out in
+            let perHead = blocks.queryBlocksPerSequence
+            parallelFor(blocks.sequences * blocks.hq * perHead, minimumPerThread: 1) { items in
+                withScratch(AttentionBlocks.queryRows * AttentionBlocks.keyRows) { scores in
+                    var largest = [Float](repeating: 0, count: AttentionBlocks.queryRows)
+                    var sums = [Double](repeating: 0, count: AttentionBlocks.queryRows)
+                    for item in items {
+                        let (sequence, h) = (item / (blocks.hq * perHead), item / perHead % blocks.hq)
+                        let rows = blocks.queryBlock(sequence, item % perHead)
+                        let qRows = q + blocks.qOffset(rows.lowerBound, h), oRows = out + blocks.qOffset(rows.lowerBound, h)
+                        largest.withUnsafeMutableBufferPointer { $0.update(repeating: -.infinity) }
+                        sums.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+                        for keys in blocks.keyBlocks(through: rows) {
+                            let first = keys.lowerBound == blocks.start(sequence)
+                            let kv = blocks.kvOffset(keys.lowerBound, h / blocks.group)
+                            blocks.gemm(qRows, blocks.qStride, k + kv, blocks.kvStride, transposeB: true, scores, keys.count,
+                                        m: rows.count, n: keys.count, k: blocks.d, alpha: blocks.scale, beta: 0)
                             for i in 0..<rows.count {
-                                let row = oRows + i * blocks.qStride, inverse = Float(1 / sums[i])
-                                for c in 0..<blocks.d { row[c] *= inverse }
-                                logsumexp[(rows.lowerBound + i) * blocks.hq + h] = Float(Double(largest[i]) + log(sums[i]))
+                                let p = scores + i * keys.count, seen = blocks.visible(row: rows.lowerBound + i, keys)
+                                guard seen > 0 else { p.update(repeating: 0, count: keys.count); continue }
+                                var blockLargest = -Float.infinity
+                                for j in 0..<seen { blockLargest = Swift.max(blockLargest, p[j]) }
+                                let running = Swift.max(largest[i], blockLargest)
+                                var blockSum: Double = 0
+                                for j in 0..<seen { p[j] = expf(p[j] - running); blockSum += Double(p[j]) }
+                                for j in seen..<keys.count { p[j] = 0 }
+                                // A larger maximum rescales what earlier key blocks summed.
+                                if !first && running > largest[i] {
+                                    let correction = expf(largest[i] - running)
+                                    sums[i] *= Double(correction)
+                                    let row = oRows + i * blocks.qStride
+                                    for c in 0..<blocks.d { row[c] *= correction }
+                                }
+                                largest[i] = running
+                                sums[i] += blockSum
                             }
+                            blocks.gemm(scores, keys.count, v + kv, blocks.kvStride, transposeB: false, oRows, blocks.qStride,
+                                        m: rows.count, n: blocks.d, k: keys.count, alpha: 1, beta: first ? 0 : 1)
+                        }
+                        for i in 0..<rows.count {
+                            let row = oRows + i * blocks.qStride, inverse = Float(1 / sums[i])
+                            for c in 0..<blocks.d { row[c] *= inverse }
+                            logsumexp[(rows.lowerBound + i) * blocks.hq + h] = Float(Double(largest[i]) + log(sums[i]))
                         }
                     }
                 }

@@ -12,12 +12,16 @@ struct AttentionBlocks {
 
     let t, hq, hkv, d, group, sequence: Int
     let scale: Float
+    /// Keys before the first query (a KV cache's rows; 0 in training): query row t is at position
+    /// past + t of one sequence whose keys are rows 0..<past + T.
+    let past: Int
 
-    init(_ o: AttentionOptions, q: Tensor, k: Tensor) {
+    init(_ o: AttentionOptions, q: Tensor, k: Tensor, past: Int = 0) {
         (t, hq, d, hkv) = (q.shape[0], q.shape[1], q.shape[2], k.shape[1])
         group = hq / hkv
         sequence = o.sequenceLength
         scale = o.scale(headDim: d)
+        self.past = past
     }
 
     var sequences: Int { t / sequence }
@@ -40,8 +44,8 @@ struct AttentionBlocks {
     /// The key blocks the query rows `rows` attend to: their sequence's start through the last of
     /// them. Causal masking skips every later block whole.
     func keyBlocks(through rows: Range<Int>) -> [Range<Int>] {
-        let first = rows.lowerBound / sequence * sequence
-        return stride(from: first, to: rows.upperBound, by: Self.keyRows).map { $0..<Swift.min($0 + Self.keyRows, rows.upperBound) }
+        let first = rows.lowerBound / sequence * sequence, end = rows.upperBound + past
+        return stride(from: first, to: end, by: Self.keyRows).map { $0..<Swift.min($0 + Self.keyRows, end) }
     }
 
     func keyBlocks(_ sequence: Int) -> [Range<Int>] { keyBlocks(through: start(sequence)..<(start(sequence) + self.sequence)) }
@@ -54,7 +58,7 @@ struct AttentionBlocks {
     }
 
     /// How many leading keys of `keys` query row `row` sees (causal; may be zero or negative).
-    func visible(row: Int, _ keys: Range<Int>) -> Int { Swift.min(keys.count, row - keys.lowerBound + 1) }
+    func visible(row: Int, _ keys: Range<Int>) -> Int { Swift.min(keys.count, row + past - keys.lowerBound + 1) }
 
     /// Row-major `C[m, n] = alpha·op(A)·op(B) + beta·C` with explicit leading dimensions.
     func gemm(_ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int, transposeA: Bool = false, transposeB: Bool,

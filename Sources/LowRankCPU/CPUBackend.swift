@@ -111,6 +111,7 @@ public final class CPUBackend: Backend, Sendable {
         case .rope(let inverse): try rope(inverse: inverse, inputs, outputs[0])
         case .attention(let o): try attention(o, inputs, outputs)
         case .attentionBackward(let o): try attentionBackward(o, AttentionBackwardOperands(inputs), outputs)
+        case .cachedAttention(let scale): try cachedAttention(scale: scale, CachedAttentionOperands(inputs), outputs)
         case .crossEntropy(let ignoreIndex): try crossEntropy(ignoreIndex, inputs[0], inputs[1], outputs)
         case .crossEntropyBackward(let ignoreIndex): try crossEntropyBackward(ignoreIndex, CrossEntropyBackwardOperands(inputs), outputs[0])
         case .linearCrossEntropy(let o): try linearCrossEntropy(o, inputs, outputs)

@@ -96,6 +96,14 @@ public enum Float64Reference {
             return [x[0].values.enumerated().map { x[1].values[$0 % d] * $1 * rstd[$0 / d] }, rstd]
         case .rope(let inverse): return [rope(x[0], frequencies: x[1].values, positions: x[2].ids, inverse: inverse)]
         case .attention(let o): return attention(o, q: x[0], k: x[1], v: x[2])
+        case .cachedAttention(let scale):
+            let operands = CachedAttentionOperands(x), past = Int(operands.past.ids[0])
+            let joined = { (cache: Float64Values, rows: Float64Values) in
+                Float64Values(Array(cache.values.prefix(past * cache.columns * cache.shape[1])) + rows.values,
+                              shape: [past + rows.shape[0], rows.shape[1], rows.shape[2]])
+            }
+            return attention(AttentionOptions(sequenceLength: max(operands.q.shape[0], 1), scale: scale), q: operands.q,
+                             k: joined(operands.keyCache, operands.k), v: joined(operands.valueCache, operands.v), past: past)
         case .crossEntropy(let ignoreIndex): return crossEntropy(ignoreIndex, logits: x[0], labels: x[1].ids)
         case .linearCrossEntropy(let o):
             let (hidden, weight) = (x[0], x[1])
@@ -213,13 +221,14 @@ public enum Float64Reference {
     }
 
     /// Causal softmax attention over grouped KV heads: out and logsumexp.
-    private static func attention(_ o: AttentionOptions, q: Float64Values, k: Float64Values, v: Float64Values) -> [[Double]] {
+    /// `past`: keys before the first query, which is at position past of one sequence.
+    private static func attention(_ o: AttentionOptions, q: Float64Values, k: Float64Values, v: Float64Values, past: Int = 0) -> [[Double]] {
         let (t, hq, d, hkv) = (q.shape[0], q.shape[1], q.shape[2], k.shape[1])
         let group = hq / hkv, scale = Double(o.scale(headDim: d)), sequence = o.sequenceLength
         var out = [Double](repeating: 0, count: t * hq * d), logsumexp = [Double](repeating: 0, count: t * hq)
         for index in 0..<(t * hq) {
             let (row, h) = (index / hq, index % hq)
-            let keys = (row / sequence * sequence)...row
+            let keys = (row / sequence * sequence)...(row + past)
             let kv = { (j: Int) in (j * hkv + h / group) * d }
             let scores = keys.map { j in (0..<d).reduce(0.0) { $0 + q.values[index * d + $1] * k.values[kv(j) + $1] } * scale }
             let largest = scores.max()!

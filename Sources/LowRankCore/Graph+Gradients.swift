@@ -226,7 +226,7 @@ extension Graph {
             return [d[0], needs[1] ? try intoInput(d[1], 1) : nil, nil]
         case .rowL2Norm, .loraBackward, .doraNorm, .doraBackward, .doraCompose, .activationBackward, .meanSquaredErrorBackward,
              .clipCoefficient, .adamW, .multiTensorAdamW, .embeddingBackward, .rmsNormBackward, .attentionBackward, .crossEntropyBackward,
-             .linearCrossEntropyBackward:
+             .linearCrossEntropyBackward, .cachedAttention:
             return node.inputs.map { _ in nil }
         }
     }

@@ -72,6 +72,14 @@ extension Graph {
         try apply(.attention(options), [q, k, v], label: label)[0]
     }
 
+    /// Causal attention of one sequence's new rows `q [T, H_q, D]`, `k` and `v` `[T, H_kv, D]` over
+    /// the first `past [1]` (i32) rows of the caches `[C, H_kv, D]` and then over themselves
+    /// (`Op.cachedAttention`): `[T, H_q, D]`. Inference only.
+    public func cachedAttention(_ operands: CachedAttentionOperands<GraphTensor>, scale: Float? = nil,
+                                label: String = "cached_attention") throws -> GraphTensor {
+        try apply(.cachedAttention(scale: scale), operands.values, label: label)[0]
+    }
+
     /// The mean cross-entropy of `logits [T, V]` against `labels [T]` (i32) over the rows whose
     /// label is not `ignoreIndex`, one f32 value.
     public func crossEntropy(_ logits: GraphTensor, labels: GraphTensor, ignoreIndex: Int32, label: String = "cross_entropy") throws -> GraphTensor {

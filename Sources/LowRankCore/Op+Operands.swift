@@ -165,6 +165,22 @@ public struct AttentionBackwardOperands<Value> {
     public var values: [Value] { [gradient, q, k, v, out, logsumexp] }
 }
 
+/// `cachedAttention`: q [T, H_q, D], the new rows k and v [T, H_kv, D], the key and value caches
+/// [C, H_kv, D], past [1] i32 (how many cache rows come before the new ones).
+public struct CachedAttentionOperands<Value> {
+    public var q, k, v, keyCache, valueCache, past: Value
+
+    public init(q: Value, k: Value, v: Value, keyCache: Value, valueCache: Value, past: Value) {
+        (self.q, self.k, self.v, self.keyCache, self.valueCache, self.past) = (q, k, v, keyCache, valueCache, past)
+    }
+
+    public init(_ values: [Value]) {
+        self.init(q: values[0], k: values[1], v: values[2], keyCache: values[3], valueCache: values[4], past: values[5])
+    }
+
+    public var values: [Value] { [q, k, v, keyCache, valueCache, past] }
+}
+
 /// `crossEntropyBackward`: logits [T, V], labels [T] i32, logsumexp [T] f32 (from forward), dLoss [1] f32.
 public struct CrossEntropyBackwardOperands<Value> {
     public var logits, labels, logsumexp, lossGradient: Value

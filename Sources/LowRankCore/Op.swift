@@ -273,6 +273,13 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
     case attention(AttentionOptions)
     /// G, q, k, v, out, logsumexp -> dq, dk, dv
     case attentionBackward(AttentionOptions)
+    /// q [T, H_q, D], k [T, H_kv, D], v [T, H_kv, D], key cache [C, H_kv, D] (k's dtype), value cache
+    /// [C, H_kv, D] (v's dtype), past [1] i32 -> out [T, H_q, D], logsumexp [T, H_q] f32: causal
+    /// attention of one sequence whose first `past` keys and values are the caches' leading rows
+    /// (a KV cache of tokens already run, read at run time) followed by k and v: query row t, at
+    /// position past + t, attends cache rows 0..<past and new rows 0...t. Inference only (no
+    /// gradient); a past beyond the cache's C rows is an error on the CPU and reads C rows on a device
+    case cachedAttention(scale: Float?)
     /// logits [T, V], labels [T] i32 -> [1] f32: mean over rows whose label is not `ignoreIndex` of
     /// `logsumexp(logits) − logits[label]` (`torch.nn.functional.cross_entropy`; NaN when every row
     /// is ignored or a label is outside [0, V), as PyTorch gives NaN or fails), logsumexp [T] f32
@@ -327,6 +334,7 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
         case rope
         case attention
         case attentionBackward = "attention_backward"
+        case cachedAttention = "cached_attention"
         case crossEntropy = "cross_entropy"
         case crossEntropyBackward = "cross_entropy_backward"
         case linearCrossEntropy = "linear_cross_entropy"
@@ -366,6 +374,7 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
         case .rope: .rope
         case .attention: .attention
         case .attentionBackward: .attentionBackward
+        case .cachedAttention: .cachedAttention
         case .crossEntropy: .crossEntropy
         case .crossEntropyBackward: .crossEntropyBackward
         case .linearCrossEntropy: .linearCrossEntropy
@@ -604,6 +613,23 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             }
             try check.equal(operands.logsumexp.shape, Shape([t, hq]), "the logsumexp's shape and [T, H_q]")
             return [operands.q, operands.k, operands.v]
+        case .cachedAttention(let scale):
+            try check.count(6)
+            try check.floating(at: [0, 1, 2, 3, 4])
+            let operands = CachedAttentionOperands(inputs)
+            guard operands.q.shape.rank == 3 else { throw check.error(.shapeMismatch, "q must be [T, heads, headDim], got \(operands.q.shape)") }
+            // One sequence: every query row is of it.
+            let (t, hq, d) = try check.attention(AttentionOptions(sequenceLength: max(operands.q.shape[0], 1), scale: scale),
+                                                 q: operands.q, k: operands.k, v: operands.v)
+            for (cache, new, name) in [(operands.keyCache, operands.k, "key"), (operands.valueCache, operands.v, "value")] {
+                guard cache.shape.rank == 3 else { throw check.error(.shapeMismatch, "the \(name) cache must be [C, H_kv, D], got \(cache.shape)") }
+                try check.equal(Array(cache.shape.dims.dropFirst()), Array(new.shape.dims.dropFirst()), "the \(name) cache's heads and head dim and those of its new rows")
+                guard cache.dtype == new.dtype else {
+                    throw check.error(.dtypeMismatch, "the \(name) cache holds \(cache.dtype) but its new rows are \(new.dtype)")
+                }
+            }
+            try check.equal(try check.ids(5), 1, "the past length's elements")
+            return [TensorDescriptor([t, hq, d], operands.q.dtype), TensorDescriptor([t, hq], .f32)]
         case .crossEntropy:
             try check.count(2)
             try check.floating(at: [0])

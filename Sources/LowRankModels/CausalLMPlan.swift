@@ -36,65 +36,12 @@ public final class CausalLMPlan {
         ids = try g.input("input_ids", [t], dtype: .i32)
         labels = try g.input("labels", [t], dtype: .i32)
         let positions = try g.parameter("positions", try Tensor(ids: (0..<t).map { Int32($0 % sequence) }, on: model.backend))
-        let inverseFrequencies = try g.parameter("rope.inv_freq", model.inverseFrequencies)
-        let frozen = { (name: String) in try g.parameter(name, try model.weight(name)) }
-
-        let adapters = Dictionary(uniqueKeysWithValues: (adapter?.layers ?? []).map { ($0.path, $0.adapter) })
-        let trainedBiases = Dictionary(uniqueKeysWithValues: (adapter?.biases ?? []).map { ($0.path, $0.tensor) })
-        var trainable: [GraphTensor] = []
-        var biasParameters: [String: GraphTensor] = [:]
-        var moduleIndex: UInt32 = 0
-        let project = { (x: GraphTensor, path: String, projection: DecoderProjection) throws -> GraphTensor in
-            moduleIndex += 1
-            let weight = try frozen(path + ".weight")
-            let bias: GraphTensor?
-            if !config.hasBias(projection.rawValue) {
-                bias = nil
-            } else if let trained = trainedBiases[path] {
-                bias = try g.parameter(path + ".bias", trained, trainable: training)
-                biasParameters[path] = bias
-            } else {
-                bias = try frozen(path + ".bias")
-            }
-            guard let layer = adapters[path] else { return try g.linear(x, weight: weight, bias: bias, label: path) }
-            let lora = layer.lora
-            let a = try g.parameter(ModelAdapter.key(path, "lora_A.weight"), lora.a, trainable: training)
-            let b = try g.parameter(ModelAdapter.key(path, "lora_B.weight"), lora.b, trainable: training)
-            let options = lora.options(seed: moduleIndex)
-            switch layer {
-            case .lora:
-                trainable += [a, b]
-                return try g.lora(x, weight: weight, bias: bias, a: a, b: b, options: options, label: path)
-            case .dora(let d):
-                let m = try g.parameter(ModelAdapter.key(path, "lora_magnitude_vector"), d.magnitude, trainable: training)
-                let normSquared = try g.parameter(path + ".weight_norm_squared", d.weightNormSquared)
-                trainable += [a, b, m]
-                return try g.dora(x, weight: weight, bias: bias, a: a, b: b, magnitude: m, weightNormSquared: normSquared,
-                                  options: DoRAOptions(lora: options, trainableMagnitude: training), label: path)
-            }
-        }
-
-        let shape = DecoderBlockShape(tokens: t, sequence: sequence, queryHeads: config.headCount, keyValueHeads: config.keyValueHeadCount,
-                                      headDim: config.headDim, rmsNormEpsilon: config.rmsNormEpsilon)
-        var h = try g.embedding(try frozen("model.embed_tokens.weight"), ids: ids, label: "embed_tokens")
-        // A 16-bit table's rows widen exactly: the residual stream stays f32 whatever the weights' dtype.
-        if h.dtype != .f32 { h = try g.apply(.cast(.f32), [h], label: "embed_tokens.f32")[0] }
-        for layer in 0..<config.layerCount {
-            let prefix = "model.layers.\(layer)."
-            let block = {
-                try g.decoderBlock(h, shape: shape, inverseFrequencies: inverseFrequencies, positions: positions, prefix: prefix,
-                                   normWeight: { try frozen(prefix + $0 + ".weight") },
-                                   project: { try project($0, prefix + $1.path, $1) })
-            }
-            h = try checkpointing ? g.checkpointed(block) : block()
-        }
-        let final = try g.rmsNorm(h, weight: try frozen("model.norm.weight"), epsilon: config.rmsNormEpsilon, label: "model.norm")
-        let lmHeadName = config.tiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight"
+        let decoder = try g.causalLMDecoder(model: model, adapter: adapter, ids: ids, positions: positions, sequence: sequence,
+                                            training: training, checkpointing: checkpointing)
         // The LM head and the loss fused: the [T, vocabulary] logits are formed a block at a time, never held.
-        let loss = try g.linearCrossEntropy(final, weight: try frozen(lmHeadName), labels: labels,
+        let loss = try g.linearCrossEntropy(decoder.hidden, weight: try g.lmHead(model), labels: labels,
                                             options: Self.head, label: "lm_head.loss")
-        // The biases' gradients last, in the adapter's order, as `ModelAdapter.parameters` lists them.
-        trainable += (adapter?.biases ?? []).compactMap { biasParameters[$0.path] }
+        let trainable = decoder.trainable
         let gradients = training && !trainable.isEmpty ? try g.gradients(of: loss, for: trainable, checkpointing: checkpointing) : []
         plan = try g.compile(outputs: [loss] + gradients)
     }

@@ -37,9 +37,12 @@ extension Graph {
     /// `normWeight` gives the weight of the norm with this name (`input_layernorm`,
     /// `post_attention_layernorm`); `project` applies a projection, plain or adapted. Both are called
     /// in the block's order (q, k, v, o, gate, up, down). Labels are `prefix` + the module's path.
+    /// `attend` replaces the causal attention over `shape.sequence` rows with another of the rotated
+    /// q, k and v (a KV cache's).
     public func decoderBlock(_ h: GraphTensor, shape: DecoderBlockShape, inverseFrequencies: GraphTensor, positions: GraphTensor,
                              prefix: String = "", normWeight: (String) throws -> GraphTensor,
-                             project: (GraphTensor, DecoderProjection) throws -> GraphTensor) throws -> GraphTensor {
+                             project: (GraphTensor, DecoderProjection) throws -> GraphTensor,
+                             attend: ((GraphTensor, GraphTensor, GraphTensor) throws -> GraphTensor)? = nil) throws -> GraphTensor {
         let (t, headDim) = (shape.tokens, shape.headDim)
         func norm(_ x: GraphTensor, _ name: String) throws -> GraphTensor {
             try rmsNorm(x, weight: try normWeight(name), epsilon: shape.rmsNormEpsilon, label: prefix + name)
@@ -52,7 +55,8 @@ extension Graph {
         let q = try rotated(try heads(try project(normed, .q), shape.queryHeads), "rope_q")
         let k = try rotated(try heads(try project(normed, .k), shape.keyValueHeads), "rope_k")
         let v = try heads(try project(normed, .v), shape.keyValueHeads)
-        let attended = try attention(q: q, k: k, v: v, options: AttentionOptions(sequenceLength: shape.sequence), label: prefix + "self_attn")
+        let attended = try attend?(q, k, v)
+            ?? attention(q: q, k: k, v: v, options: AttentionOptions(sequenceLength: shape.sequence), label: prefix + "self_attn")
         let o = try project(try reshape(attended, [t, shape.queryHeads * headDim]), .o)
         let h1 = try add(h, o, label: prefix + "residual_attn")
         let normed2 = try norm(h1, "post_attention_layernorm")

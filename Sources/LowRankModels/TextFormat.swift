@@ -101,11 +101,4 @@ public struct TextFormat {
         guard let s = value.string else { throw LowRankError(.fileFormat, "\"\(field)\" must be a string, got \(value.serialized)") }
         return s
     }
-
-    private static func message(_ role: String, _ content: String) -> JinjaValue {
-        var fields = JinjaDictionary()
-        fields["role"] = .string(role)
-        fields["content"] = .string(content)
-        return .dict(fields)
-    }
 }

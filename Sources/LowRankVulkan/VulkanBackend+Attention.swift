@@ -11,6 +11,10 @@ struct AttentionKernel: Kernel {
         case queryGradient
         /// dk and dv per (key tile, KV head).
         case keyValueGradient
+        /// `cachedAttention`: the forward pass over a KV cache's first rows and then the new ones.
+        case cachedForward
+
+        var isForward: Bool { self == .forward || self == .cachedForward }
     }
 
     /// The rows of a query or key tile and the columns a tile holds: each pass's shared memory
@@ -30,7 +34,7 @@ struct AttentionKernel: Kernel {
         /// The shader's `shared` arrays in `pass`: f32 tiles of q, k and v (and G backward) with
         /// rows of `headDimMax + 1`, a block² of scores (and of dS backward), and per-row scalars.
         func sharedBytes(_ pass: Pass) -> Int {
-            let (tiles, squares, rows) = pass == .forward ? (3, 1, 1) : (4, 2, 2)
+            let (tiles, squares, rows) = pass.isForward ? (3, 1, 1) : (4, 2, 2)
             return 4 * (tiles * block * (headDimMax + 1) + squares * block * block + rows * block)
         }
 
@@ -49,6 +53,8 @@ struct AttentionKernel: Kernel {
         var headDim: UInt32
         var sequence: UInt32
         var scale: Float
+        /// The KV cache's rows (`cachedForward`; 0 otherwise).
+        var cacheRows: UInt32
     }
 
     static let shader = Shader.attention
@@ -79,7 +85,7 @@ struct AttentionKernel: Kernel {
             Pass.allCases.flatMap { pass in
                 tiles.filter { $0.sharedBytes(pass) <= Tile.sharedLimit }.map {
                     AttentionKernel(pass: pass, tile: $0, q: t[0], k: t[1], v: t[2],
-                                    backward: pass == .forward ? nil : Backward(gradient: t[3], out: t[4]), c: t[5])
+                                    backward: pass.isForward ? nil : Backward(gradient: t[3], out: t[4]), c: t[5])
                 }
             }
         }
@@ -94,6 +100,19 @@ extension VulkanBackend {
         let kernel = AttentionKernel(pass: .forward, tile: tile, q: q.dtype, k: k.dtype, v: v.dtype, backward: nil, c: outputs[0].dtype)
         try dispatch(kernel, [.read(q), .read(k), .read(v), .write(outputs[0]), .write(outputs[1])],
                      push: attentionPush(o, q: q, k: k), groups: (tiles(q.shape[0] * q.shape[1] / k.shape[1], tile), k.shape[1], 1))
+    }
+
+    /// q, k, v, the key and value caches, past -> out, logsumexp: one sequence, the caches' first
+    /// `past` rows (read by the kernel) before k and v.
+    func encodeCachedAttention(scale: Float?, _ operands: CachedAttentionOperands<Tensor>, _ outputs: [Tensor]) throws {
+        let (q, k, v) = (operands.q, operands.k, operands.v)
+        let tile = try attentionTile(headDim: q.shape[2], pass: .cachedForward)
+        let kernel = AttentionKernel(pass: .cachedForward, tile: tile, q: q.dtype, k: k.dtype, v: v.dtype, backward: nil, c: outputs[0].dtype)
+        var push = attentionPush(AttentionOptions(sequenceLength: max(q.shape[0], 1), scale: scale), q: q, k: k)
+        push.cacheRows = UInt32(operands.keyCache.shape[0])
+        try dispatch(kernel, [.read(q), .read(k), .read(v), .write(outputs[0]), .write(outputs[1]),
+                              .read(operands.keyCache), .read(operands.valueCache), .read(operands.past)],
+                     push: push, groups: (tiles(q.shape[0] * q.shape[1] / k.shape[1], tile), k.shape[1], 1))
     }
 
     /// G, q, k, v, out, logsumexp -> dq (per (query tile, KV head)), dk and dv (per (key tile, KV head)).
@@ -130,6 +149,6 @@ extension VulkanBackend {
 
     private func attentionPush(_ o: AttentionOptions, q: Tensor, k: Tensor) -> AttentionKernel.Push {
         .init(rows: UInt32(q.shape[0]), qHeads: UInt32(q.shape[1]), kvHeads: UInt32(k.shape[1]), headDim: UInt32(q.shape[2]),
-              sequence: UInt32(o.sequenceLength), scale: o.scale(headDim: q.shape[2]))
+              sequence: UInt32(o.sequenceLength), scale: o.scale(headDim: q.shape[2]), cacheRows: 0)
     }
 }

@@ -308,6 +308,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         switch op {
         case .attention: return attentionProblem(headDim: inputs[0].shape[2])
         case .attentionBackward: return attentionProblem(headDim: AttentionBackwardOperands(inputs).q.shape[2])
+        case .cachedAttention: return attentionProblem(headDim: inputs[0].shape[2])
         case .embeddingBackward:
             return "no scatter-add kernel yet (a deterministic one needs the ids sorted); the CPU backend sums the rows"
         default:
@@ -396,6 +397,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         case .rope(let inverse): try encodeRoPE(inverse: inverse, inputs, outputs[0])
         case .attention(let o): try encodeAttention(o, inputs, outputs)
         case .attentionBackward(let o): try encodeAttentionBackward(o, AttentionBackwardOperands(inputs), outputs)
+        case .cachedAttention(let scale): try encodeCachedAttention(scale: scale, CachedAttentionOperands(inputs), outputs)
         case .crossEntropy(let ignoreIndex): try encodeCrossEntropy(ignoreIndex, inputs, outputs)
         case .crossEntropyBackward(let ignoreIndex): try encodeCrossEntropyBackward(ignoreIndex, CrossEntropyBackwardOperands(inputs), outputs[0])
         case .linearCrossEntropy(let o): try encodeLinearCrossEntropy(o, inputs, outputs)

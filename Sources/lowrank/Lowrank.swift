@@ -12,7 +12,7 @@ struct Lowrank: ParsableCommand {
         devices found.
         """,
         version: Engine.version,
-        subcommands: [Train.self, Eval.self, Merge.self, ExportGGUF.self, Tokenize.self, ChatTemplateCommand.self, Devices.self, Check.self])
+        subcommands: [Train.self, Eval.self, Generate.self, Merge.self, ExportGGUF.self, Tokenize.self, ChatTemplateCommand.self, Devices.self, Check.self])
 }
 
 /// `--seq-len`, which Train and Eval share: a window predicts from its first token on, so it needs two.

@@ -52,6 +52,21 @@ int main(void) {
     int64_t steps = 0;
     EXPECT(lowrank_model_step_count(model, &steps) == LOWRANK_OK && steps == 3, "%lld steps", (long long)steps);
 
+    /* Generation: greedy by default, with the trained adapter; the built-in model has no stop tokens. */
+    lowrank_generation_options generation;
+    EXPECT(lowrank_generation_options_init(&generation) == LOWRANK_OK && generation.max_new_tokens == 256
+           && generation.temperature == 0 && generation.size == sizeof generation, "defaults");
+    generation.max_new_tokens = 8;
+    int32_t generated[8], again[8];
+    int64_t produced = 0;
+    EXPECT(lowrank_model_generate(model, ids, 4, &generation, ids, 0, generated, 8, &produced) == LOWRANK_OK && produced == 8, "generate");
+    EXPECT(lowrank_model_generate(model, ids, 4, &generation, NULL, 0, again, 8, &produced) == LOWRANK_OK
+           && memcmp(generated, again, sizeof again) == 0, "greedy twice");
+    EXPECT(lowrank_model_generate(model, ids, 4, &generation, NULL, 0, again, 4, &produced) == LOWRANK_INVALID_ARGUMENT, "capacity 4");
+    EXPECT(lowrank_model_stop_tokens(model, NULL, 0, &produced) == LOWRANK_OK && produced == 0, "%lld stop tokens", (long long)produced);
+    lowrank_tokenizer tokenizer = 0;
+    EXPECT(lowrank_tokenizer_load("/nonexistent", &tokenizer) == LOWRANK_IO, "a missing tokenizer");
+
     int64_t count = 0;
     EXPECT(lowrank_model_adapter_tensor_count(model, &count) == LOWRANK_OK && count == 2 * 7 * 3, "%lld tensors", (long long)count);
     char tensor[256];
@@ -133,6 +148,14 @@ int main(void) {
     EXPECT(lowrank_model_gradients(model, NULL, gradient_count, &tokens) == LOWRANK_INVALID_ARGUMENT, "NULL values");
     EXPECT(lowrank_model_gradients(model, magnitude, gradient_count, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL tokens");
     EXPECT(lowrank_model_set_gradients(model, NULL, gradient_count, 1) == LOWRANK_INVALID_ARGUMENT, "NULL values");
+    EXPECT(lowrank_generation_options_init(NULL) == LOWRANK_INVALID_ARGUMENT, "NULL options");
+    EXPECT(lowrank_model_generate(model, NULL, 4, &generation, NULL, 0, generated, 8, &produced) == LOWRANK_INVALID_ARGUMENT, "NULL prompt");
+    EXPECT(lowrank_model_generate(model, ids, 4, &generation, NULL, 0, NULL, 8, &produced) == LOWRANK_INVALID_ARGUMENT, "NULL ids");
+    EXPECT(lowrank_model_generate(model, ids, 4, &generation, NULL, 0, generated, 8, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL count");
+    EXPECT(lowrank_model_stop_tokens(model, NULL, 0, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL count");
+    EXPECT(lowrank_tokenizer_load(NULL, &tokenizer) == LOWRANK_INVALID_ARGUMENT, "NULL path");
+    EXPECT(lowrank_tokenizer_load("/nonexistent", NULL) == LOWRANK_INVALID_ARGUMENT, "NULL tokenizer");
+    EXPECT(lowrank_tokenizer_encode(model, "x", 1, 0, generated, 8, &produced) == LOWRANK_INVALID_HANDLE, "a model is not a tokenizer");
     const char bad_utf8[] = {(char)0xC3, 0x28, 0};
     EXPECT(lowrank_model_load_adapter(model, bad_utf8) == LOWRANK_INVALID_ARGUMENT
            && strstr(lowrank_last_error(), "UTF-8") != NULL, "a folder that is not UTF-8");

@@ -59,6 +59,9 @@ struct OpCoverage {
         case .rope: OpCoverage(reference: ["TransformerOpsTests.ropeMatchesReference"], gradient: .cases([.rope]))
         case .attention: OpCoverage(reference: ["TransformerOpsTests.attentionMatchesReference"], gradient: .cases([.groupedAttention]))
         case .attentionBackward: OpCoverage(reference: ["TransformerOpsTests.attentionMatchesReference"], gradient: isABackwardOp)
+        case .cachedAttention:
+            OpCoverage(reference: ["CachedAttentionTests.matchesAttentionOverTheWholeSequence"],
+                       gradient: .exempt("inference only (a KV cache): a graph refuses a gradient through it"))
         case .crossEntropy: OpCoverage(reference: ["TransformerOpsTests.crossEntropyMatchesReference"], gradient: .cases([.crossEntropy]))
         case .crossEntropyBackward: OpCoverage(reference: ["TransformerOpsTests.crossEntropyMatchesReference"], gradient: isABackwardOp)
         case .linearCrossEntropy:

@@ -8,6 +8,7 @@ driven from Python through the engine's C ABI.
     for batch in batches:                 # numpy [batch, sequence] token ids
         loss = model.step(batch)
     model.save_adapter("adapter")         # PEFT's format
+    print(model.generate("What is LoRA?"))  # with the folder's tokenizer and chat template
 """
 import json
 
@@ -17,6 +18,7 @@ from ._errors import (ClosedHandleError, DeviceError, DTypeError, FileAccessErro
 from ._native import LibraryNotFound, lib, read_string
 from .engine import Engine, default_engine
 from .model import Model
+from .tokenizer import Tokenizer
 
 __version__ = lib.lowrank_version().decode()
 
@@ -32,6 +34,6 @@ def default_corpus() -> str:
     return read_string(lib.lowrank_default_corpus)
 
 
-__all__ = ["Engine", "Model", "default_engine", "default_corpus", "devices", "LowRankError", "ClosedHandleError", "DeviceError",
+__all__ = ["Engine", "Model", "Tokenizer", "default_engine", "default_corpus", "devices", "LowRankError", "ClosedHandleError", "DeviceError",
            "DTypeError", "FileAccessError", "FileFormatError", "InvalidArgumentError", "LibraryNotFound",
            "NumericalError", "OutOfMemoryError", "ShapeError", "StateError", "UnsupportedError"]

@@ -46,6 +46,18 @@ class TrainingOptions(ctypes.Structure):
     ]
 
 
+class GenerationOptions(ctypes.Structure):
+    """lowrank_generation_options (lowrank.h), filled by lowrank_generation_options_init."""
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("max_new_tokens", ctypes.c_int64),
+        ("temperature", ctypes.c_float),
+        ("top_k", ctypes.c_int32),
+        ("top_p", ctypes.c_float),
+        ("seed", ctypes.c_uint64),
+    ]
+
+
 def _library_path() -> Path:
     named = os.environ.get("LOWRANK_LIBRARY")
     if named:
@@ -87,7 +99,7 @@ def _load() -> ctypes.CDLL:
 
 
 def _declare(lib):
-    c_int32_p = ctypes.POINTER(ctypes.c_int32)
+    c_int32_p, c_int64_p = ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int64)
     u64, u64_p = ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64)
     string_out = [ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]
     batch = [u64, c_int32_p, c_int32_p, ctypes.c_int64, ctypes.c_int64, ctypes.POINTER(ctypes.c_float)]
@@ -125,6 +137,16 @@ def _declare(lib):
         "lowrank_model_save_checkpoint": (ctypes.c_int32, [u64, ctypes.c_char_p]),
         "lowrank_model_load_checkpoint": (ctypes.c_int32, [u64, ctypes.c_char_p]),
         "lowrank_model_loss": (ctypes.c_int32, batch),
+        "lowrank_tokenizer_load": (ctypes.c_int32, [ctypes.c_char_p, u64_p]),
+        "lowrank_tokenizer_encode": (ctypes.c_int32, [u64, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int32, c_int32_p, ctypes.c_int64, c_int64_p]),
+        "lowrank_tokenizer_decode": (ctypes.c_int32, [u64, c_int32_p, ctypes.c_int64, ctypes.c_int32] + string_out),
+        "lowrank_tokenizer_apply_chat_template": (ctypes.c_int32, [u64, ctypes.c_char_p, ctypes.c_int32] + string_out),
+        "lowrank_tokenizer_info": (ctypes.c_int32, [u64] + string_out),
+        "lowrank_tokenizer_close": (ctypes.c_int32, [u64]),
+        "lowrank_generation_options_init": (ctypes.c_int32, [ctypes.POINTER(GenerationOptions)]),
+        "lowrank_model_stop_tokens": (ctypes.c_int32, [u64, c_int32_p, ctypes.c_int64, c_int64_p]),
+        "lowrank_model_generate": (ctypes.c_int32, [u64, c_int32_p, ctypes.c_int64, ctypes.POINTER(GenerationOptions), c_int32_p,
+                                                    ctypes.c_int64, c_int32_p, ctypes.c_int64, c_int64_p]),
     }
     for name, (restype, argtypes) in signatures.items():
         function = getattr(lib, name)
@@ -151,6 +173,18 @@ def read_string(function, *arguments) -> str:
         status = function(*arguments, buffer, len(buffer), ctypes.byref(length))
     check(status)
     return buffer.raw[: length.value].decode("utf-8")
+
+
+def read_ids(function, *arguments) -> list:
+    """Calls a function that copies ids out (ids, capacity, *count), growing the buffer once if it must."""
+    count = ctypes.c_int64(0)
+    buffer = (ctypes.c_int32 * 256)()
+    status = function(*arguments, buffer, len(buffer), ctypes.byref(count))
+    if status == BUFFER_TOO_SMALL:
+        buffer = (ctypes.c_int32 * count.value)()
+        status = function(*arguments, buffer, len(buffer), ctypes.byref(count))
+    check(status)
+    return list(buffer[: count.value])
 
 
 def encode(text, what: str) -> bytes:

@@ -5,9 +5,10 @@ import os
 
 import numpy as np
 
-from ._errors import DTypeError, ShapeError
+from ._errors import DTypeError, FileFormatError, ShapeError
 from ._handle import NativeHandle
-from ._native import AdapterOptions, TrainingOptions, check, encode, lib, read_string
+from ._native import AdapterOptions, GenerationOptions, TrainingOptions, check, encode, lib, read_ids, read_string
+from .tokenizer import Tokenizer
 from .engine import Engine, default_engine
 
 SCHEDULES = {"constant": 0, "linear": 1, "cosine": 2}
@@ -21,10 +22,11 @@ class Model(NativeHandle):
     Build one with Model.from_pretrained(folder) or Model.default(); then add_adapter(...) (or
     load_adapter(folder)), configure_training(...), and loss = model.step(input_ids) per batch."""
 
-    def __init__(self, handle: int, engine: Engine):
+    def __init__(self, handle: int, engine: Engine, tokenizer: Tokenizer = None):
         """Wraps a handle the C ABI returned; use from_pretrained() or default() instead."""
         super().__init__(handle)
         self._engine = engine  # kept alive as long as the model
+        self._tokenizer = tokenizer
 
     @classmethod
     def from_pretrained(cls, path, quantize=None, engine: Engine = None) -> "Model":
@@ -35,7 +37,9 @@ class Model(NativeHandle):
         handle = ctypes.c_uint64(0)
         check(lib.lowrank_model_load(engine.handle, encode(path, "path"),
                                      None if quantize is None else encode(quantize, "quantize"), ctypes.byref(handle)))
-        return cls(handle.value, engine)
+        folder = os.fspath(path)
+        tokenizer = Tokenizer.from_pretrained(folder) if os.path.isfile(os.path.join(folder, "tokenizer.json")) else None
+        return cls(handle.value, engine, tokenizer)
 
     @classmethod
     def default(cls, engine: Engine = None) -> "Model":
@@ -52,9 +56,64 @@ class Model(NativeHandle):
         return self._engine
 
     @property
+    def tokenizer(self):
+        """The folder's Tokenizer (tokenizer.json, special tokens, chat template), or None without one."""
+        return self._tokenizer
+
+    @property
     def config(self) -> dict:
         """The model's config, with Hugging Face's field names."""
         return json.loads(read_string(lib.lowrank_model_config, self._handle))
+
+    # Generation
+
+    def generate(self, prompt=None, messages=None, max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
+                 top_k: int = 0, seed: int = 0, stop_token_ids=None, return_ids: bool = False):
+        """Generates text with the model and its adapter (unmerged, no dropout) and a KV cache, as
+        `lowrank generate`: greedy at temperature 0 (transformers' do_sample=False), else sampled
+        after transformers' warpers (temperature, then top_k, then top_p) from seed.
+
+        The prompt is one of: prompt, a string (with the tokenizer's chat template, one user turn
+        rendered with the generation prompt; without one, encoded with BOS as the tokenizer adds
+        it) or a list of token ids; or messages, a conversation [{"role", "content"}, ...] rendered
+        with the generation prompt. Generation stops at stop_token_ids, by default the folder's
+        (generation_config.json's eos_token_id, the tokenizer's EOS, the template's end-of-turn
+        token), or after max_new_tokens. Returns the generated text (special tokens left out), or
+        (text, ids) with return_ids=True; text is None without a tokenizer."""
+        if (prompt is None) == (messages is None):
+            raise TypeError("give prompt (text or token ids) or messages, not both")
+        tokenizer = self._tokenizer
+        if messages is not None or isinstance(prompt, str):
+            if tokenizer is None:
+                raise FileFormatError("the model folder has no tokenizer.json: give the prompt as token ids")
+            if messages is None and tokenizer.has_chat_template:
+                messages = [{"role": "user", "content": prompt}]
+            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True) if messages is not None \
+                else tokenizer.encode(prompt)
+        else:
+            ids = [_integer(i, "prompt id") for i in prompt]
+        options = GenerationOptions()
+        check(lib.lowrank_generation_options_init(ctypes.byref(options)))
+        options.max_new_tokens = _integer(max_new_tokens, "max_new_tokens", 1, 2**31 - 1)
+        options.temperature, options.top_p = float(temperature), float(top_p)
+        options.top_k, options.seed = _integer(top_k, "top_k", 0), _integer(seed, "seed", 0, UINT64_MAX)
+        stops = None
+        if stop_token_ids is not None:
+            values = [_integer(i, "stop token id") for i in stop_token_ids]
+            stops = (ctypes.c_int32 * max(len(values), 1))(*values)
+        prompt_ids = (ctypes.c_int32 * len(ids))(*ids)
+        out = (ctypes.c_int32 * options.max_new_tokens)()
+        count = ctypes.c_int64(0)
+        check(lib.lowrank_model_generate(self._handle, prompt_ids, len(ids), ctypes.byref(options), stops,
+                                         0 if stop_token_ids is None else len(values), out, len(out), ctypes.byref(count)))
+        generated = list(out[: count.value])
+        text = tokenizer.decode(generated, skip_special_tokens=True) if tokenizer is not None else None
+        return (text, generated) if return_ids else text
+
+    @property
+    def stop_token_ids(self) -> list:
+        """The ids that end generate() by default (see generate)."""
+        return read_ids(lib.lowrank_model_stop_tokens, self._handle)
 
     # Adapters
 

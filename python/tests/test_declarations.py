@@ -9,7 +9,7 @@ from lowrank import _native
 
 HEADER = REPOSITORY / "Sources" / "CLowRank" / "lowrank.h"
 C_TYPES = {
-    "uint64_t": ctypes.c_uint64, "lowrank_engine": ctypes.c_uint64, "lowrank_model": ctypes.c_uint64,
+    "uint64_t": ctypes.c_uint64, "lowrank_engine": ctypes.c_uint64, "lowrank_model": ctypes.c_uint64, "lowrank_tokenizer": ctypes.c_uint64,
     "int64_t": ctypes.c_int64, "int32_t": ctypes.c_int32, "uint32_t": ctypes.c_uint32, "size_t": ctypes.c_size_t,
     "float": ctypes.c_float, "double": ctypes.c_double,
 }

@@ -1,0 +1,102 @@
+import LowRank
+
+/// What `Graph.causalLMDecoder` built: the final norm's output `[T, d]` and the tensors that train.
+struct CausalLMDecoderGraph {
+    var hidden: GraphTensor
+    /// Every adapter tensor in `ModelAdapter.parameters` order (the biases last); empty unless training.
+    var trainable: [GraphTensor]
+}
+
+/// How the decoder's attention sees earlier tokens.
+enum DecoderAttention {
+    /// Each row of `sequence` tokens alone (training, evaluation, a whole forward).
+    case causal
+    /// After the tokens in KV caches (`Op.cachedAttention`): layer i reads `keys[i]` and
+    /// `values[i]`'s first `past` rows; `newRows` receives each layer's rotated k and v.
+    case cached(keys: [GraphTensor], values: [GraphTensor], past: GraphTensor, newRows: (Int, GraphTensor, GraphTensor) -> Void)
+}
+
+extension Graph {
+    /// A Llama-family decoder with its adapters, from token ids to the final norm: token embedding,
+    /// the decoder blocks (each projection plain, LoRA or DoRA) and `model.norm`. With `training`
+    /// the adapter's tensors are trainable and dropout applies; without it, PEFT's eval mode (no
+    /// dropout).
+    func causalLMDecoder(model: LlamaModel, adapter: ModelAdapter?, ids: GraphTensor, positions: GraphTensor, sequence: Int,
+                         training: Bool, checkpointing: Bool = false, attention: DecoderAttention = .causal) throws -> CausalLMDecoderGraph {
+        let config = model.config
+        let inverseFrequencies = try parameter("rope.inv_freq", model.inverseFrequencies)
+        let frozen = { (name: String) in try self.parameter(name, try model.weight(name)) }
+
+        let adapters = Dictionary(uniqueKeysWithValues: (adapter?.layers ?? []).map { ($0.path, $0.adapter) })
+        let trainedBiases = Dictionary(uniqueKeysWithValues: (adapter?.biases ?? []).map { ($0.path, $0.tensor) })
+        var trainable: [GraphTensor] = []
+        var biasParameters: [String: GraphTensor] = [:]
+        var moduleIndex: UInt32 = 0
+        let project = { (x: GraphTensor, path: String, projection: DecoderProjection) throws -> GraphTensor in
+            moduleIndex += 1
+            let weight = try frozen(path + ".weight")
+            let bias: GraphTensor?
+            if !config.hasBias(projection.rawValue) {
+                bias = nil
+            } else if let trained = trainedBiases[path] {
+                bias = try self.parameter(path + ".bias", trained, trainable: training)
+                biasParameters[path] = bias
+            } else {
+                bias = try frozen(path + ".bias")
+            }
+            guard let layer = adapters[path] else { return try self.linear(x, weight: weight, bias: bias, label: path) }
+            let lora = layer.lora
+            let a = try self.parameter(ModelAdapter.key(path, "lora_A.weight"), lora.a, trainable: training)
+            let b = try self.parameter(ModelAdapter.key(path, "lora_B.weight"), lora.b, trainable: training)
+            var options = lora.options(seed: moduleIndex)
+            if !training { options.dropout = 0 }
+            switch layer {
+            case .lora:
+                trainable += [a, b]
+                return try self.lora(x, weight: weight, bias: bias, a: a, b: b, options: options, label: path)
+            case .dora(let d):
+                let m = try self.parameter(ModelAdapter.key(path, "lora_magnitude_vector"), d.magnitude, trainable: training)
+                let normSquared = try self.parameter(path + ".weight_norm_squared", d.weightNormSquared)
+                trainable += [a, b, m]
+                return try self.dora(x, weight: weight, bias: bias, a: a, b: b, magnitude: m, weightNormSquared: normSquared,
+                                     options: DoRAOptions(lora: options, trainableMagnitude: training), label: path)
+            }
+        }
+
+        let shape = DecoderBlockShape(tokens: ids.descriptor.shape[0], sequence: sequence, queryHeads: config.headCount,
+                                      keyValueHeads: config.keyValueHeadCount, headDim: config.headDim, rmsNormEpsilon: config.rmsNormEpsilon)
+        var h = try embedding(try frozen("model.embed_tokens.weight"), ids: ids, label: "embed_tokens")
+        // A 16-bit table's rows widen exactly: the residual stream stays f32 whatever the weights' dtype.
+        if h.dtype != .f32 { h = try apply(.cast(.f32), [h], label: "embed_tokens.f32")[0] }
+        for layer in 0..<config.layerCount {
+            let prefix = "model.layers.\(layer)."
+            let attend: ((GraphTensor, GraphTensor, GraphTensor) throws -> GraphTensor)?
+            switch attention {
+            case .causal:
+                attend = nil
+            case .cached(let keys, let values, let past, let newRows):
+                attend = { q, k, v in
+                    newRows(layer, k, v)
+                    return try self.cachedAttention(CachedAttentionOperands(q: q, k: k, v: v, keyCache: keys[layer], valueCache: values[layer], past: past),
+                                                    label: prefix + "self_attn")
+                }
+            }
+            let block = {
+                try self.decoderBlock(h, shape: shape, inverseFrequencies: inverseFrequencies, positions: positions, prefix: prefix,
+                                      normWeight: { try frozen(prefix + $0 + ".weight") },
+                                      project: { try project($0, prefix + $1.path, $1) }, attend: attend)
+            }
+            h = try checkpointing ? checkpointed(block) : block()
+        }
+        let final = try rmsNorm(h, weight: try frozen("model.norm.weight"), epsilon: config.rmsNormEpsilon, label: "model.norm")
+        // The biases' gradients last, in the adapter's order, as `ModelAdapter.parameters` lists them.
+        trainable += (adapter?.biases ?? []).compactMap { biasParameters[$0.path] }
+        return CausalLMDecoderGraph(hidden: final, trainable: training ? trainable : [])
+    }
+
+    /// The LM head's weight: the token embedding when tied.
+    func lmHead(_ model: LlamaModel) throws -> GraphTensor {
+        let name = model.config.tiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight"
+        return try parameter(name, try model.weight(name))
+    }
+}
