@@ -52,11 +52,11 @@ import LowRankText
 }
 
 extension ModelSession.State {
-    /// The model folder's stop tokens (none for the built-in model).
+    /// The model's stop tokens (none for the built-in model).
     func stopTokens() throws -> Set<Int32> {
-        guard let folder = model.name, FileIO.isDirectory(folder) else { return [] }
-        let text = try TextFormat(modelDirectory: folder)
-        return try StopTokens.of(modelDirectory: folder, tokenizer: text?.tokenizer, chatTemplate: text?.chatTemplate)
+        guard let path = model.name else { return [] }
+        let text = try ModelSources.open(path).textFormat(trainOnPrompt: false)
+        return try StopTokens.of(modelDirectory: path, tokenizer: text?.tokenizer, chatTemplate: text?.chatTemplate)
     }
 
     /// The generator of the current adapter, made at the first generation after it changes.

@@ -8,11 +8,11 @@ import Synchronization
     ABI.call {
         let out = try ABI.required(tokenizer, "tokenizer")
         let path = try ABI.string(path, "path")
-        let text = FileIO.isDirectory(path)
-            ? try TextFormat(modelDirectory: path)
+        let text = FileIO.isDirectory(path) || ModelSources.isGGUF(path)
+            ? try ModelSources.open(path).textFormat(trainOnPrompt: false)
             : TextFormat(tokenizer: try Tokenizer.load(path), chatTemplate: nil)
         guard let text else {
-            throw LowRankError(.io, "the folder has no tokenizer.json", context: [("folder", path)])
+            throw LowRankError(.io, "the model has no tokenizer (a folder's tokenizer.json, a GGUF file's tokenizer.ggml.*)", context: [("file", path)])
         }
         out.pointee = HandleTable.openTokenizer(TokenizerSession(text))
     }

@@ -15,18 +15,19 @@ struct ExportGGUF: ParsableCommand {
 
     @Option(help: "A PEFT adapter folder (adapter_config.json, adapter_model.safetensors).") var adapter: String
     @Option(help: "The GGUF file to write.") var out: String
-    @Option(help: "The base model's folder, for its config.json (default: the adapter's base_model_name_or_path when it is a local folder).")
+    @Option(help: "The base model (a folder or a GGUF file), for its head counts (default: the adapter's base_model_name_or_path when it is a local one).")
     var model: String?
     @Option(help: "The adapter tensors' type: f32 (as llama.cpp's converter writes them by default), f16 or bf16.")
     var outtype: WeightDType = .f32
 
     func run() throws {
         let settings = try AdapterSettings(contentsOf: adapter + "/" + ModelAdapter.configName)
-        guard let folder = model ?? (settings.baseModel.isEmpty ? nil : settings.baseModel), FileIO.exists(folder + "/config.json") else {
-            throw ValidationError("--model: the base model's folder (its config.json gives the head counts that order q and k's rows); "
-                                  + "the adapter's base_model_name_or_path \(settings.baseModel.debugDescription) is no local model folder")
+        guard let base = model ?? (settings.baseModel.isEmpty ? nil : settings.baseModel),
+              FileIO.exists(base + "/config.json") || (ModelSources.isGGUF(base) && FileIO.exists(base)) else {
+            throw ValidationError("--model: the base model, a folder or GGUF file (its head counts order q and k's rows); "
+                                  + "the adapter's base_model_name_or_path \(settings.baseModel.debugDescription) is no local model")
         }
-        let config = try LlamaConfig(contentsOf: folder + "/config.json")
+        let config = try ModelSources.open(base).config
         let count = try GGUFAdapterExport.write(adapter: adapter, config: config, to: out, type: outtype.ggufType)
         print("wrote \(count) adapted modules to \(out) (llama.cpp: llama-cli -m BASE.gguf --lora \(out))")
     }

@@ -50,11 +50,11 @@ struct Generate: ParsableCommand {
 
     func run() throws {
         guard let model else { return try runDefaultModel() }
-        let text = try TextFormat(modelDirectory: model)
+        let source = try ModelSources.open(model)
+        let text = try source.textFormat(trainOnPrompt: false)
         let ids = try promptIDs(text, folder: model)
         let backend = try Engine.backend(try device.request, validation: device.validationEnabled)
-        let llama = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: model), on: backend, quantize: quantize?.dtype,
-                                   dtype: weights.dtype?.dtype)
+        let llama = try LlamaModel(checkpoint: source, on: backend, quantize: quantize?.dtype, dtype: weights.dtype?.dtype)
         let stops = try StopTokens.of(modelDirectory: model, tokenizer: text?.tokenizer, chatTemplate: noChatTemplate ? nil : text?.chatTemplate)
         var stream = text.map { TextStream(tokenizer: $0.tokenizer) }
         let generated = try generate(llama, prompt: ids, stops: stops) { id in
@@ -108,7 +108,7 @@ struct Generate: ParsableCommand {
     private func promptIDs(_ text: TextFormat?, folder: String) throws -> [Int32] {
         if promptIds != nil { return try parsedPromptIDs() }
         guard let text else {
-            throw LowRankError(.fileFormat, "the model folder has no tokenizer.json to encode the prompt with; give --prompt-ids",
+            throw LowRankError(.fileFormat, "the model has no tokenizer (a folder's tokenizer.json, a GGUF file's tokenizer.ggml.*) to encode the prompt with; give --prompt-ids",
                                context: [("folder", folder)])
         }
         if let messages { return try text.generationPrompt(messages: try Self.conversation(messages)) }
