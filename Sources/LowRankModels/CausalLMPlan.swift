@@ -11,6 +11,8 @@ public final class CausalLMPlan {
     public let plan: ExecutionPlan
     private let ids: GraphTensor
     private let labels: GraphTensor
+    /// The trainable token rows and the inputs that choose them per token (`TrainableTokens.selection`).
+    private let tokenRows: (tokens: TrainableTokens, onehot: GraphTensor, keep: GraphTensor)?
     private let backend: any Backend
 
     /// Labels that the loss skips: padding, and each row's last position (which predicts nothing).
@@ -79,6 +81,18 @@ public final class CausalLMPlan {
         var h = try g.embedding(try frozen("model.embed_tokens.weight"), ids: ids, label: "embed_tokens")
         // A 16-bit table's rows widen exactly: the residual stream stays f32 whatever the weights' dtype.
         if h.dtype != .f32 { h = try g.apply(.cast(.f32), [h], label: "embed_tokens.f32")[0] }
+        var rowsParameter: GraphTensor?
+        if let tokens = adapter?.tokens {
+            // PEFT's index_copy of the trained rows, as products that are exact: 0·W[id] + 1·row.
+            let onehot = try g.input("embed_tokens.token_rows", [t, tokens.indices.count])
+            let keep = try g.input("embed_tokens.keep", [t])
+            let rows = try g.parameter(TrainableTokens.key, tokens.rows, trainable: training)
+            let chosen = try g.apply(.matmul(MatmulOptions()), [onehot, rows], label: "embed_tokens.token_rows")[0]
+            h = try g.add(try g.apply(.scaleRows, [h, keep], label: "embed_tokens.keep")[0], chosen, label: "embed_tokens.trained")
+            (tokenRows, rowsParameter) = ((tokens, onehot, keep), rows)
+        } else {
+            tokenRows = nil
+        }
         for layer in 0..<config.layerCount {
             let prefix = "model.layers.\(layer)."
             let block = {
@@ -93,8 +107,9 @@ public final class CausalLMPlan {
         // The LM head and the loss fused: the [T, vocabulary] logits are formed a block at a time, never held.
         let loss = try g.linearCrossEntropy(final, weight: try frozen(lmHeadName), labels: labels,
                                             options: Self.head, label: "lm_head.loss")
-        // The biases' gradients last, in the adapter's order, as `ModelAdapter.parameters` lists them.
+        // The biases' gradients, then the token rows', last, in the adapter's order, as `ModelAdapter.parameters` lists them.
         trainable += (adapter?.biases ?? []).compactMap { biasParameters[$0.path] }
+        trainable += rowsParameter.map { [$0] } ?? []
         let gradients = training && !trainable.isEmpty ? try g.gradients(of: loss, for: trainable, checkpointing: checkpointing) : []
         plan = try g.compile(outputs: [loss] + gradients)
     }
@@ -111,6 +126,12 @@ public final class CausalLMPlan {
         guard batch.rows == self.batch, batch.sequence == sequence else {
             throw LowRankError(.shapeMismatch, "a plan for \(self.batch) × \(sequence) tokens was given a \(batch.rows) × \(batch.sequence) batch")
         }
-        return [ids: try Tensor(ids: batch.inputIDs, on: backend), labels: try Tensor(ids: batch.labels, on: backend)]
+        var feeds = [ids: try Tensor(ids: batch.inputIDs, on: backend), labels: try Tensor(ids: batch.labels, on: backend)]
+        if let (tokens, onehot, keep) = tokenRows {
+            let selection = tokens.selection(of: batch.inputIDs)
+            feeds[onehot] = try Tensor(selection.onehot, shape: [batch.inputIDs.count, tokens.indices.count], on: backend)
+            feeds[keep] = try Tensor(selection.keep, shape: [batch.inputIDs.count], on: backend)
+        }
+        return feeds
     }
 }
