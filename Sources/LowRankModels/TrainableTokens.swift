@@ -22,10 +22,10 @@ public struct TrainableTokens {
     /// itself, is refused.
     static func starting(_ settings: AdapterSettings, on model: LlamaModel) throws -> TrainableTokens? {
         guard let indices = try checkedIndices(settings, model) else { return nil }
-        let table = try model.weight("model.embed_tokens.weight")
-        let (hidden, values) = (table.shape[1], try table.floats())
-        let rows = indices.flatMap { values[($0 * hidden)..<(($0 + 1) * hidden)] }
-        return TrainableTokens(indices: indices, rows: try Tensor(rows, shape: [indices.count, hidden], on: model.backend))
+        // Gathered on the device (a planning backend holds no values to read), widened to f32.
+        let ids = try Tensor(ids: indices.map { Int32($0) }, on: model.backend)
+        let rows = try Ops.execute(.embedding, [try model.weight("model.embed_tokens.weight"), ids])[0]
+        return TrainableTokens(indices: indices, rows: rows.dtype == .f32 ? rows : try Ops.cast(rows, to: .f32))
     }
 
     /// The ids `settings` lists, checked against `model`.
