@@ -169,7 +169,9 @@ public final class ModelAdapter {
         let biases = try Self.biasModules(settings, model, adapted: adapted).map { module in
             (module, try tensor(Self.biasKey(module, adapted: adapted), try model.weight(module + ".bias").shape))
         }
-        let tokens = try TrainableTokens.checkedIndices(settings, model).map { indices in
+        let indices: [Int]?
+        do { indices = try TrainableTokens.checkedIndices(settings, model) } catch let error as LowRankError { throw error.adding("file", folder + "/" + Self.configName) }
+        let tokens = try indices.map { indices in
             TrainableTokens(indices: indices, rows: try tensor(TrainableTokens.key, [indices.count, model.config.hiddenSize]))
         }
         if let stray = file.names.first(where: { !expected.contains($0) }) {

@@ -42,6 +42,9 @@ struct TrainableTokensTests {
         #expect { try ModelAdapter(settings: try Self.settings(Self.ids([1])), on: tied, seed: 0) } throws: {
             "\($0)".contains("trainable_token_indices") && "\($0)".contains("tie_word_embeddings")
         }
+        #expect { try ModelAdapter(contentsOf: PEFTConfigFixtures.path("tokens"), on: tied, force: true) } throws: {
+            "\($0)".contains("tie_word_embeddings") && "\($0)".contains("tokens/adapter_config.json")
+        }
     }
 
     /// A new adapter's rows are the embedding's rows of its ids (PEFT's start), so the model is unchanged.
