@@ -26,6 +26,9 @@ What it writes (OUTDIR defaults to Tests/Fixtures/peft):
   them in `train3-<name>/`; and `loraplus`: the same 3 steps from `patterns` with
   `create_loraplus_optimizer(lr=1e-2, loraplus_lr_ratio=16, loraplus_weight_decay=0.01)`, its
   adapter in `train3-loraplus/`.
+- `tokens/`: q and v, and `trainable_token_indices` [27, 2, 11, 63] (the embedding rows of those
+  ids train; 63 is in no batch), the rows moved from the model's; its loss, and 3 AdamW steps
+  (`train3-tokens/`).
 - `bias-lora-only/` and `bias-all/`: on the tiny Qwen2 (q/k/v biases), `bias="lora_only"` with q and
   o adapted, and `bias="all"` with v and gate adapted; the saved biases moved from the model's so
   that loading them matters; their losses, and 3 AdamW steps from each (`train3-bias-*/`).
@@ -50,6 +53,8 @@ LLAMA = os.path.join(ROOT, "Tests", "Fixtures", "llama")
 MODEL = os.path.join(LLAMA, "tiny-llama")
 QWEN2 = os.path.join(LLAMA, "tiny-qwen2-bf16")
 LR, WEIGHT_DECAY, BATCH, STEPS, LORAPLUS_RATIO = 1e-2, 0.01, 2, 3, 16.0
+# Ids of the fixture data (27, 2 and 11 in every batch) and one it never holds (63), out of order.
+TOKENS = [27, 2, 11, 63]
 
 CONFIGS = {
     "patterns": dict(target_modules=ALL_PROJECTIONS, rank_pattern={"q_proj": 2, "layers.1.mlp.down_proj": 6},
@@ -62,6 +67,7 @@ BIAS_CONFIGS = {
     "bias-lora-only": dict(target_modules=["q_proj", "o_proj"], bias="lora_only"),
     "bias-all": dict(target_modules=["v_proj", "gate_proj"], bias="all"),
 }
+TOKEN_CONFIGS = {"tokens": dict(target_modules=["q_proj", "v_proj"], trainable_token_indices=TOKENS)}
 
 
 def load(model_dir=MODEL):
@@ -139,7 +145,8 @@ def main():
                 "train": {"lr": LR, "weight_decay": WEIGHT_DECAY, "batch_size": BATCH, "seq_len": ids.shape[1], "steps": STEPS,
                           "loraplus_lr_ratio": LORAPLUS_RATIO}}
 
-    configs = [(name, fields, MODEL) for name, fields in CONFIGS.items()] + [(name, fields, QWEN2) for name, fields in BIAS_CONFIGS.items()]
+    configs = [(name, fields, MODEL) for name, fields in CONFIGS.items()] + [(name, fields, QWEN2) for name, fields in BIAS_CONFIGS.items()] \
+        + [(name, fields, MODEL) for name, fields in TOKEN_CONFIGS.items()]
     for seed, (name, fields, model_dir) in enumerate(configs):
         torch.manual_seed(20 + seed)  # init_lora_weights=False draws A and B from torch's generator
         model = get_peft_model(load(model_dir), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=False, **fields))
@@ -147,11 +154,11 @@ def main():
             for key, p in model.named_parameters():
                 if "lora_B" in key:
                     p.copy_(0.2 * torch.randn_like(p))
-                elif p.requires_grad and key.endswith("bias"):
+                elif p.requires_grad and (key.endswith("bias") or "trainable_tokens_delta" in key):
                     p.add_(0.2 * torch.randn_like(p))
         save(model, path(name))
         expected["loss"][name] = mean_loss(PeftModel.from_pretrained(load(model_dir), path(name)), ids)
-    for name in ["patterns", "layers"]:
+    for name in ["patterns", "layers", "tokens"]:
         expected["train"][name] = train(path(name), path(f"train3-{name}"), ids, loraplus=False)
     expected["train"]["loraplus"] = train(path("patterns"), path("train3-loraplus"), ids, loraplus=True)
     for name in BIAS_CONFIGS:

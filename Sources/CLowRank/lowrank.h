@@ -123,7 +123,8 @@ typedef struct lowrank_adapter_options {
     const char *peft_config; /* NULL, or a JSON object of PEFT's other LoraConfig fields, as
                                adapter_config.json holds them: init_lora_weights (true, "gaussian",
                                "pissa", "pissa_niter_N", "olora", "loftq"), rank_pattern, alpha_pattern,
-                               layers_to_transform, layers_pattern, exclude_modules, bias. Fields
+                               layers_to_transform, layers_pattern, exclude_modules, bias,
+                               trainable_token_indices. Fields
                                the members above set (r, lora_alpha, ...) are refused here. */
 } lowrank_adapter_options;
 

@@ -31,6 +31,10 @@ public struct AdapterSettings: Hashable, Sendable {
     public var excludeModules: ModuleNames?
     /// PEFT's `bias`: which linear layers' biases train with the adapter (and are saved in it).
     public var bias: Bias
+    /// PEFT's `trainable_token_indices`: the rows of the token embedding that train (each a full
+    /// replacement row, as PEFT's `TrainableTokensLayer` holds it), in the order PEFT saves them;
+    /// nil: none.
+    public var trainableTokenIndices: [Int]?
 
     public enum Bias: String, Hashable, Sendable, CaseIterable {
         /// Every bias stays frozen (PEFT's default).
@@ -60,12 +64,13 @@ public struct AdapterSettings: Hashable, Sendable {
     public init(rank: Int = 8, alpha: Float = 16, dropout: Float = 0, rsLoRA: Bool = false, dora: Bool = false,
                 targets: Targets = .names(["q_proj", "v_proj"]), baseModel: String = "", architecture: String? = nil,
                 rankPattern: [String: Int] = [:], alphaPattern: [String: Float] = [:], layersToTransform: [Int]? = nil,
-                layersPattern: [String] = [], excludeModules: ModuleNames? = nil, bias: Bias = .none) throws {
+                layersPattern: [String] = [], excludeModules: ModuleNames? = nil, bias: Bias = .none,
+                trainableTokenIndices: [Int]? = nil) throws {
         (self.rank, self.alpha, self.dropout, self.rsLoRA, self.dora, self.targets) = (rank, alpha, dropout, rsLoRA, dora, targets)
         (self.baseModel, self.architecture) = (baseModel, architecture)
         (self.rankPattern, self.alphaPattern) = (rankPattern, alphaPattern)
         (self.layersToTransform, self.layersPattern, self.excludeModules) = (layersToTransform, layersPattern, excludeModules)
-        self.bias = bias
+        (self.bias, self.trainableTokenIndices) = (bias, trainableTokenIndices)
         try validate()
     }
 
@@ -109,6 +114,16 @@ public struct AdapterSettings: Hashable, Sendable {
         }
         if let layers = layersToTransform, let negative = layers.first(where: { $0 < 0 }) {
             throw LowRankError(.invalidArgument, "layers_to_transform holds \(negative); layers are numbered from 0")
+        }
+        if let indices = trainableTokenIndices {
+            guard !indices.isEmpty else { throw LowRankError(.invalidArgument, "trainable_token_indices names no token") }
+            if let negative = indices.first(where: { $0 < 0 }) {
+                throw LowRankError(.invalidArgument, "trainable_token_indices holds \(negative); token ids are numbered from 0")
+            }
+            // PEFT's index_copy leaves a repeated row to whichever copy lands last.
+            guard Set(indices).count == indices.count else {
+                throw LowRankError(.invalidArgument, "trainable_token_indices names a token twice: \(indices)")
+            }
         }
         _ = try moduleMatcher()
     }
@@ -169,7 +184,7 @@ public struct AdapterSettings: Hashable, Sendable {
     // MARK: adapter_config.json
 
     /// Reads PEFT's `adapter_config.json` as `LoraConfig` takes it (PEFT's defaults for what is
-    /// absent); a field of the wrong JSON type, and fields this engine cannot honour yet (modules to save, trainable token rows, LoRA on B's bias, aLoRA, QALoRA, a non-LoRA type), are
+    /// absent); a field of the wrong JSON type, and fields this engine cannot honour yet (modules to save, LoRA on B's bias, aLoRA, QALoRA, a non-LoRA type), are
     /// errors naming the field.
     public init(contentsOf path: String) throws {
         try self.init(json: try JSON.read(path, what: "the adapter's config"), path: path)
@@ -182,7 +197,7 @@ public struct AdapterSettings: Hashable, Sendable {
         guard type == "LORA" else {
             throw fields.fail("peft_type", "only LORA adapters (LoRA, rsLoRA, DoRA) are supported, got \(fields["peft_type"]?.kind ?? "nothing")")
         }
-        for field in ["modules_to_save", "trainable_token_indices", "layer_replication", "target_parameters", "alora_invocation_tokens"] {
+        for field in ["modules_to_save", "layer_replication", "target_parameters", "alora_invocation_tokens"] {
             if let v = fields[field], v != .array([]) { throw fields.fail(field, "is not supported (got \(v.serialized))") }
         }
         let biasName = try fields.string("bias", default: "none")
@@ -235,13 +250,38 @@ public struct AdapterSettings: Hashable, Sendable {
         case .array(let list)?: try Self.strings(list, fields, "layers_pattern")
         case let v?: throw fields.fail("layers_pattern", "must be a name or a list of names, got \(v.kind)")
         }
+        let tokenIndices = try Self.tokenIndices(fields)
         do {
             try self.init(rank: rank, alpha: Float(alpha), dropout: Float(dropout), rsLoRA: rsLoRA, dora: dora, targets: targets,
                           baseModel: baseModel, architecture: architecture, rankPattern: rankPattern, alphaPattern: alphaPattern,
                           layersToTransform: layersToTransform.map { Array(Set($0)).sorted() },
-                          layersPattern: layersPattern, excludeModules: excludeModules, bias: bias)
+                          layersPattern: layersPattern, excludeModules: excludeModules, bias: bias, trainableTokenIndices: tokenIndices)
         } catch let error as LowRankError {
             throw error.adding("file", path)
+        }
+    }
+
+    /// `trainable_token_indices` as PEFT takes it: a list of ids, or a dict from layer name to ids,
+    /// whose one layer here is the token embedding, `embed_tokens`.
+    private static func tokenIndices(_ fields: ConfigFields) throws -> [Int]? {
+        let field = "trainable_token_indices"
+        let list: [JSON]
+        switch fields[field] {
+        case nil, .null?: return nil
+        case .array(let l)?:
+            guard !l.isEmpty else { return nil }  // PEFT takes an empty list as none
+            list = l
+        case .object(let layers)?:
+            if let other = layers.keys.sorted().first(where: { $0 != "embed_tokens" }) {
+                throw fields.fail(field, "names the layer \"\(other)\"; only the token embedding, \"embed_tokens\", trains rows here")
+            }
+            guard case .array(let l)? = layers["embed_tokens"] else { throw fields.fail(field, "must map \"embed_tokens\" to a list of token ids") }
+            list = l
+        case let v?: throw fields.fail(field, "must be a list of token ids or {\"embed_tokens\": [...]}, got \(v.kind)")
+        }
+        return try list.map { v in
+            guard let i = v.int, i >= 0 else { throw fields.fail(field, "must be token ids (integers from 0), got \(v.kind)") }
+            return i
         }
     }
 
@@ -271,6 +311,7 @@ public struct AdapterSettings: Hashable, Sendable {
             "rank_pattern": .object(rankPattern.mapValues { .number(Double($0)) }), "alpha_pattern": .object(alphaPattern.mapValues { .number(Double($0)) }),
             "layers_to_transform": layersToTransform.map { .array($0.map { .number(Double($0)) }) } ?? .null,
             "layers_pattern": layersPattern.isEmpty ? .null : .array(layersPattern.map { .string($0) }), "exclude_modules": excludeJSON, "revision": .null,
+            "trainable_token_indices": trainableTokenIndices.map { .array($0.map { .number(Double($0)) }) } ?? .null,
         ])
     }
 }

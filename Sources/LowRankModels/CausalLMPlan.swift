@@ -11,6 +11,7 @@ public final class CausalLMPlan {
     public let plan: ExecutionPlan
     private let ids: GraphTensor
     private let labels: GraphTensor
+    private let decoder: CausalLMDecoderGraph
     private let backend: any Backend
 
     /// Labels that the loss skips: padding, and each row's last position (which predicts nothing).
@@ -38,6 +39,7 @@ public final class CausalLMPlan {
         let positions = try g.parameter("positions", try Tensor(ids: (0..<t).map { Int32($0 % sequence) }, on: model.backend))
         let decoder = try g.causalLMDecoder(model: model, adapter: adapter, ids: ids, positions: positions, sequence: sequence,
                                             training: training, checkpointing: checkpointing)
+        self.decoder = decoder
         // The LM head and the loss fused: the [T, vocabulary] logits are formed a block at a time, never held.
         let loss = try g.linearCrossEntropy(decoder.hidden, weight: try g.lmHead(model), labels: labels,
                                             options: Self.head, label: "lm_head.loss")
@@ -58,6 +60,7 @@ public final class CausalLMPlan {
         guard batch.rows == self.batch, batch.sequence == sequence else {
             throw LowRankError(.shapeMismatch, "a plan for \(self.batch) × \(sequence) tokens was given a \(batch.rows) × \(batch.sequence) batch")
         }
-        return [ids: try Tensor(ids: batch.inputIDs, on: backend), labels: try Tensor(ids: batch.labels, on: backend)]
+        return try decoder.feeds(ids: batch.inputIDs, on: backend)
+            .merging([ids: try Tensor(ids: batch.inputIDs, on: backend), labels: try Tensor(ids: batch.labels, on: backend)]) { $1 }
     }
 }

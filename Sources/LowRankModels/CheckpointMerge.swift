@@ -61,7 +61,7 @@ extension ModelSource {
     }
 
     /// The adapted weights merged in f32 and rounded once to `dtype(name)`, with what the rounding
-    /// kept of each update; the biases that trained with the adapter in `dtype(name)` too.
+    /// kept of each update; the biases and token rows that trained with the adapter in `dtype(name)` too.
     func mergedTensors(_ adapter: ModelAdapter, of model: LlamaModel, dtype: (String) throws -> DType) throws -> (tensors: [String: Tensor], rounding: [MergeRounding]) {
         var merged: [String: Tensor] = [:], rounding: [MergeRounding] = []
         let cpu = CPUBackend.shared
@@ -77,6 +77,15 @@ extension ModelSource {
         for (path, bias) in adapter.biases {
             let name = path + ".bias"
             merged[name] = try Tensor(try bias.floats(), shape: bias.shape, dtype: try dtype(name), on: cpu)
+        }
+        // The trained token rows replace the embedding's (PEFT's merge: index_copy).
+        if let tokens = adapter.tokens {
+            let name = "model.embed_tokens.weight"
+            let table = try model.weight(name)
+            var values = try table.floats()
+            let (hidden, rows) = (table.shape[1], try tokens.rows.floats())
+            for (k, id) in tokens.indices.enumerated() { values.replaceSubrange((id * hidden)..<((id + 1) * hidden), with: rows[(k * hidden)..<((k + 1) * hidden)]) }
+            merged[name] = try Tensor(values, shape: table.shape, dtype: try dtype(name), on: cpu)
         }
         return (merged, rounding)
     }

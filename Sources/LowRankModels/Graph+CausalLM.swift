@@ -3,8 +3,20 @@ import LowRank
 /// What `Graph.causalLMDecoder` built: the final norm's output `[T, d]` and the tensors that train.
 struct CausalLMDecoderGraph {
     var hidden: GraphTensor
-    /// Every adapter tensor in `ModelAdapter.parameters` order (the biases last); empty unless training.
+    /// Every adapter tensor in `ModelAdapter.parameters` order (the biases, then the token rows,
+    /// last); empty unless training.
     var trainable: [GraphTensor]
+    /// With trainable token rows (PEFT's `trainable_token_indices`): the inputs that pick them,
+    /// fed per batch by `feeds(ids:)`.
+    var tokenRows: (tokens: TrainableTokens, onehot: GraphTensor, keep: GraphTensor)?
+
+    /// The token-row inputs for `ids` (none without trainable token rows).
+    func feeds(ids: [Int32], on backend: any Backend) throws -> [GraphTensor: Tensor] {
+        guard let (tokens, onehot, keep) = tokenRows else { return [:] }
+        let selection = tokens.selection(of: ids)
+        return [onehot: try Tensor(selection.onehot, shape: [ids.count, tokens.indices.count], on: backend),
+                keep: try Tensor(selection.keep, shape: [ids.count], on: backend)]
+    }
 }
 
 /// How the decoder's attention sees earlier tokens.
@@ -68,6 +80,17 @@ extension Graph {
         var h = try embedding(try frozen("model.embed_tokens.weight"), ids: ids, label: "embed_tokens")
         // A 16-bit table's rows widen exactly: the residual stream stays f32 whatever the weights' dtype.
         if h.dtype != .f32 { h = try apply(.cast(.f32), [h], label: "embed_tokens.f32")[0] }
+        var tokenRows: (tokens: TrainableTokens, onehot: GraphTensor, keep: GraphTensor)?, rowsParameter: GraphTensor?
+        if let tokens = adapter?.tokens {
+            // PEFT's index_copy of the trained rows, as products that are exact: 0·W[id] + 1·row.
+            let t = ids.descriptor.shape[0]
+            let onehot = try input("embed_tokens.token_rows", [t, tokens.indices.count])
+            let keep = try input("embed_tokens.keep", [t])
+            let rows = try parameter(TrainableTokens.key, tokens.rows, trainable: training)
+            let chosen = try apply(.matmul(MatmulOptions()), [onehot, rows], label: "embed_tokens.token_rows")[0]
+            h = try add(try apply(.scaleRows, [h, keep], label: "embed_tokens.keep")[0], chosen, label: "embed_tokens.trained")
+            (tokenRows, rowsParameter) = ((tokens, onehot, keep), rows)
+        }
         for layer in 0..<config.layerCount {
             let prefix = "model.layers.\(layer)."
             let attend: ((GraphTensor, GraphTensor, GraphTensor) throws -> GraphTensor)?
@@ -89,9 +112,10 @@ extension Graph {
             h = try checkpointing ? checkpointed(block) : block()
         }
         let final = try rmsNorm(h, weight: try frozen("model.norm.weight"), epsilon: config.rmsNormEpsilon, label: "model.norm")
-        // The biases' gradients last, in the adapter's order, as `ModelAdapter.parameters` lists them.
+        // The biases' gradients, then the token rows', last, in the adapter's order, as `ModelAdapter.parameters` lists them.
         trainable += (adapter?.biases ?? []).compactMap { biasParameters[$0.path] }
-        return CausalLMDecoderGraph(hidden: final, trainable: training ? trainable : [])
+        trainable += rowsParameter.map { [$0] } ?? []
+        return CausalLMDecoderGraph(hidden: final, trainable: training ? trainable : [], tokenRows: tokenRows)
     }
 
     /// The LM head's weight: the token embedding when tied.

@@ -21,6 +21,7 @@ public final class KVCacheDecoder {
     private struct StepPlan {
         let plan: ExecutionPlan
         let ids, positions, past: GraphTensor
+        let decoder: CausalLMDecoderGraph
     }
 
     public init(model: LlamaModel, adapter: ModelAdapter?, capacity: Int) throws {
@@ -51,9 +52,10 @@ public final class KVCacheDecoder {
         }
         let step = try plan(rows: ids.count)
         let backend = model.backend
-        let out = try step.plan.run([step.ids: try Tensor(ids: ids, on: backend),
-                                     step.positions: try Tensor(ids: (count..<count + ids.count).map(Int32.init), on: backend),
-                                     step.past: try Tensor(ids: [Int32(count)], on: backend)])
+        let out = try step.plan.run(try step.decoder.feeds(ids: ids, on: backend).merging([
+            step.ids: try Tensor(ids: ids, on: backend),
+            step.positions: try Tensor(ids: (count..<count + ids.count).map(Int32.init), on: backend),
+            step.past: try Tensor(ids: [Int32(count)], on: backend)]) { $1 })
         let rowBytes = model.config.keyValueHeadCount * model.config.headDim * 4
         for (i, cache) in (keys + values).enumerated() {
             try out[1 + i].bytes().withUnsafeBytes { try backend.write($0, to: cache.storage, offset: count * rowBytes) }
@@ -78,7 +80,8 @@ public final class KVCacheDecoder {
         let decoder = try g.causalLMDecoder(model: model, adapter: adapter, ids: ids, positions: positions, sequence: rows,
                                             training: false, attention: attention)
         let logits = try g.linear(decoder.hidden, weight: try g.lmHead(model), label: "lm_head")
-        let step = StepPlan(plan: try g.compile(outputs: [logits] + (newKeys + newValues).map { $0! }), ids: ids, positions: positions, past: past)
+        let step = StepPlan(plan: try g.compile(outputs: [logits] + (newKeys + newValues).map { $0! }), ids: ids, positions: positions, past: past,
+                            decoder: decoder)
         // The one-token plan serves every step; of prompt lengths only the latest is kept.
         plans = plans.filter { $0.key == 1 }
         plans[rows] = step

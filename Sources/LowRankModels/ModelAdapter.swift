@@ -24,6 +24,8 @@ public final class ModelAdapter {
     /// The biases that train with the adapter (PEFT's `bias: "lora_only" | "all"`), by module path
     /// in model order: f32 copies that the model's graph uses in place of its frozen biases.
     public let biases: [(path: String, tensor: Tensor)]
+    /// The embedding rows that train with the adapter (PEFT's `trainable_token_indices`), if any.
+    public let tokens: TrainableTokens?
     /// How the adapter split the model's weights when it started (PiSSA, OLoRA), and its starting
     /// factors A0 and B0 by module path: the model's weights then hold the residual W − s·B0·A0,
     /// and `save` converts the adapter as PEFT's
@@ -67,6 +69,7 @@ public final class ModelAdapter {
                                                        config: config, initialization: initialization, seed: moduleSeed, on: model.backend)))
         }
         biases = try Self.biasModules(settings, model, adapted: modules.map(\.path)).map { ($0, try model.weight($0 + ".bias").copy(to: model.backend)) }
+        tokens = try TrainableTokens.starting(settings, on: model)
         split = nil
     }
 
@@ -97,6 +100,7 @@ public final class ModelAdapter {
         }
         split = (initialization, start)
         biases = try Self.biasModules(settings, model, adapted: modules.map(\.path)).map { ($0, try model.weight($0 + ".bias").copy(to: model.backend)) }
+        tokens = try TrainableTokens.starting(settings, on: model)
     }
 
     /// A new adapter initialised by LoftQ (PEFT's `init_lora_weights="loftq"`, one iteration) on a
@@ -121,6 +125,7 @@ public final class ModelAdapter {
         }
         split = nil
         biases = try Self.biasModules(settings, model, adapted: modules.map(\.path)).map { ($0, try model.weight($0 + ".bias").copy(to: model.backend)) }
+        tokens = try TrainableTokens.starting(settings, on: model)
     }
 
     /// The adapter PEFT (or `save`) wrote to `folder`, for `model`. A tensor for a module the model
@@ -164,6 +169,11 @@ public final class ModelAdapter {
         let biases = try Self.biasModules(settings, model, adapted: adapted).map { module in
             (module, try tensor(Self.biasKey(module, adapted: adapted), try model.weight(module + ".bias").shape))
         }
+        let indices: [Int]?
+        do { indices = try TrainableTokens.checkedIndices(settings, model) } catch let error as LowRankError { throw error.adding("file", folder + "/" + Self.configName) }
+        let tokens = try indices.map { indices in
+            TrainableTokens(indices: indices, rows: try tensor(TrainableTokens.key, [indices.count, model.config.hiddenSize]))
+        }
         if let stray = file.names.first(where: { !expected.contains($0) }) {
             throw LowRankError(.fileFormat, "the adapter holds \(stray), which matches no adapted module of this \(model.config.modelType) model (an adapter for another architecture?)",
                                context: [("file", path), ("tensor", stray)])
@@ -172,6 +182,7 @@ public final class ModelAdapter {
         self.settings = settings
         self.layers = layers
         self.biases = biases
+        self.tokens = tokens
         split = nil
     }
 
@@ -185,13 +196,14 @@ public final class ModelAdapter {
         return modules
     }
 
-    /// The trainable tensors, by PEFT's names: each layer's factors, then the trained biases.
+    /// The trainable tensors, by PEFT's names: each layer's factors, the trained biases, then the token rows.
     public var parameters: [(name: String, tensor: Tensor)] {
         layers.flatMap { path, adapter -> [(name: String, tensor: Tensor)] in
             let factors = [(Self.key(path, "lora_A.weight"), adapter.lora.a), (Self.key(path, "lora_B.weight"), adapter.lora.b)]
             guard case .dora(let d) = adapter else { return factors }
             return factors + [(Self.key(path, "lora_magnitude_vector"), d.magnitude)]
         } + biases.map { (Self.biasKey($0.path, adapted: layers.map(\.path)), $0.tensor) }
+            + (tokens.map { [(TrainableTokens.key, $0.rows)] } ?? [])
     }
 
     /// Writes `adapter_config.json` and `adapter_model.safetensors` (f32) into `folder`, each
@@ -226,7 +238,7 @@ public final class ModelAdapter {
             }
             return [(Self.key(path, "lora_A.weight"), try Tensor(try a.floats() + start.a, shape: [2 * r, a.shape[1]], on: CPUBackend.shared)),
                     (Self.key(path, "lora_B.weight"), try Tensor(joined, shape: [dOut, 2 * r], on: CPUBackend.shared))]
-        } + parameters.suffix(biases.count)
+        } + parameters.suffix(biases.count + (tokens == nil ? 0 : 1))
     }
 
     /// Overwrites every tensor with the one `folder` holds under the same name (a checkpoint of

@@ -25,12 +25,14 @@ struct PEFTOptions: ParsableArguments {
     var excludeModules: String?
     @Option(help: "PEFT's bias: which linear layers' biases train and are saved with the adapter: none, lora_only (the adapted layers') or all.")
     var bias: AdapterSettings.Bias = .none
+    @Option(help: "PEFT's trainable_token_indices: comma-separated token ids whose embedding rows train (and are saved) with the adapter; the rest of the embedding stays frozen. Not on models with tie_word_embeddings.")
+    var trainableTokenIndices: String?
     @Option(help: "LoRA+ (PEFT's create_loraplus_optimizer): B's learning rate is this times --lr (16 in the paper).")
     var loraplusLrRatio: Double?
 
     /// Whether an option that shapes a new adapter is given (they do not apply to --init-adapter).
     var shapesTheAdapter: Bool {
-        `init` != .kaiming || bias != .none || [rankPattern, alphaPattern, layers, layersPattern, excludeModules].contains { $0 != nil }
+        `init` != .kaiming || bias != .none || [rankPattern, alphaPattern, layers, layersPattern, excludeModules, trainableTokenIndices].contains { $0 != nil }
     }
 
     /// A new adapter on `model` started as `--init` says.
@@ -52,6 +54,12 @@ struct PEFTOptions: ParsableArguments {
         s.layersPattern = layersPattern.map { [$0] } ?? []
         s.excludeModules = excludeModules.map { .names(Self.items($0)) }
         s.bias = bias
+        s.trainableTokenIndices = try trainableTokenIndices.map { text in
+            try Self.items(text).map { item in
+                guard let id = Int(item), id >= 0 else { throw ValidationError("--trainable-token-indices takes token ids from 0, got \(item)") }
+                return id
+            }
+        }
         try s.validate()
         return s
     }

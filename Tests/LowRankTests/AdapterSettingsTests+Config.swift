@@ -49,13 +49,11 @@ extension AdapterSettingsTests {
         #expect(try AdapterSettings(rank: 65536).rank == 65536)
     }
 
-    /// Fields PEFT honours and this engine cannot yet are refused by name, never ignored
-    /// (trainable_token_indices was read as if absent); their absent forms (null, [], false) load.
+    /// Fields PEFT honours and this engine cannot yet are refused by name, never ignored; their
+    /// absent forms (null, [], false) load.
     @Test func fieldsNotYetHonouredAreRefused() throws {
         let refused: [(String, JSON)] = [
             ("modules_to_save", .array([.string("lm_head")])),
-            ("trainable_token_indices", .array([.number(3), .number(5)])),
-            ("trainable_token_indices", .object(["embed_tokens": .array([.number(3)])])),
             ("alora_invocation_tokens", .array([.number(7)])),
             ("lora_bias", .bool(true)),
             ("use_qalora", .bool(true)),

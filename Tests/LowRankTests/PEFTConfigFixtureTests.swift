@@ -36,9 +36,10 @@ enum PEFTConfigFixtures {
 struct PEFTConfigFixtureTests {
     /// rank_pattern, alpha_pattern, exclude_modules, layers_to_transform (a list with
     /// layers_pattern, and an integer without) select and shape the modules PEFT adapted, and
-    /// bias "lora_only" / "all" (on the tiny Qwen2) adds the trained biases PEFT saved: the
+    /// bias "lora_only" / "all" (on the tiny Qwen2) adds the trained biases PEFT saved, and
+    /// trainable_token_indices the embedding rows PEFT saved (in place of the model's): the
     /// adapter loads with exactly PEFT's tensors and evaluates to PEFT's loss within 1e-4 relative.
-    @Test(arguments: BackendKind.allCases, ["patterns", "layers", "layer0", "bias-lora-only", "bias-all"])
+    @Test(arguments: BackendKind.allCases, ["patterns", "layers", "layer0", "bias-lora-only", "bias-all", "tokens"])
     func loadsAndEvaluatesAsPEFT(_ kind: BackendKind, _ name: String) throws {
         try onBackend(kind) { backend in
             let model = try LlamaFixtures.model(PEFTConfigFixtures.modelName(name), on: backend)
@@ -54,7 +55,7 @@ struct PEFTConfigFixtureTests {
 
     /// A new adapter from the same settings has PEFT's modules and shapes (the config read back
     /// from what we write, so both directions agree).
-    @Test(arguments: ["patterns", "layers", "layer0", "bias-lora-only", "bias-all"])
+    @Test(arguments: ["patterns", "layers", "layer0", "bias-lora-only", "bias-all", "tokens"])
     func newAdapterHasPEFTsModules(_ name: String) throws {
         let model = try LlamaFixtures.model(PEFTConfigFixtures.modelName(name), on: CPUBackend.shared)
         let settings = try AdapterSettings(contentsOf: PEFTConfigFixtures.path(name + "/" + ModelAdapter.configName))
@@ -70,8 +71,8 @@ struct PEFTConfigFixtureTests {
     }
 
     /// Three AdamW steps from PEFT's adapter against torch.optim.AdamW: losses within 1e-4, every
-    /// adapter tensor (the trained biases too) within 1e-3 of its largest value.
-    @Test(arguments: BackendKind.allCases, ["patterns", "layers", "bias-lora-only", "bias-all"])
+    /// adapter tensor (the trained biases and token rows too) within 1e-3 of its largest value.
+    @Test(arguments: BackendKind.allCases, ["patterns", "layers", "bias-lora-only", "bias-all", "tokens"])
     func threeStepsMatchPyTorch(_ kind: BackendKind, _ name: String) throws {
         try onBackend(kind) { backend in
             let (losses, adapter) = try PEFTConfigFixtures.train(name, on: backend)
