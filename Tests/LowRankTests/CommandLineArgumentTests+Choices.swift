@@ -27,6 +27,6 @@ extension CommandLineArgumentTests {
         try bench.run()
         let benchHelp = unwrapped(String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
         bench.waitUntilExit()
-        #expect(benchHelp.contains("(values: matmul, lora, dora, quant, optimizer, attention, train, lmhead, all; default: lora)"), "\(benchHelp)")
+        #expect(benchHelp.contains("(values: matmul, lora, dora, quant, optimizer, attention, train, lmhead, train-model, all; default: lora)"), "\(benchHelp)")
     }
 }
