@@ -1,4 +1,5 @@
 import LowRank
+@testable import LowRankCore
 import Testing
 
 /// A LoRA or DoRA layer whose input carries no gradient (the first block's projections) gets a
@@ -37,5 +38,36 @@ struct InputGradientTests {
             : try Ops.execute(.loraBackward(options), [dLoss, x, w, a, b, forward[1]])
         #expect(try planned[0].floats() == full[1].floats())
         #expect(try planned[1].floats() == full[2].floats())
+        #expect(Self.inputGradientFlags(g) == [false])
+    }
+
+    /// Of two layers in a row, the second's backward forms dx (the first's adapter needs it), the first's does not.
+    @Test func onlyTheFirstLayerSkipsIt() throws {
+        let backend = CPUBackend.shared
+        let tensor = { (shape: Shape, seed: UInt64) in try Tensor(randomValues(shape.count, seed: seed, scale: 0.5), shape: shape, on: backend) }
+        let g = Graph(backend: backend)
+        let input = try g.input("x", [4, 6], dtype: .f32)
+        var (h, trained) = (input, [GraphTensor]())
+        for layer in 0..<2 {
+            let seed = UInt64(10 * layer)
+            let (a, b) = (try g.parameter("A\(layer)", try tensor([2, 6], seed + 1), trainable: true), try g.parameter("B\(layer)", try tensor([6, 2], seed + 2), trainable: true))
+            h = try g.lora(h, weight: try g.parameter("W\(layer)", try tensor([6, 6], seed + 3)), a: a, b: b, options: LoRAOptions(scale: 2))
+            trained += [a, b]
+        }
+        let loss = try g.meanSquaredError(h, try g.parameter("target", try tensor([4, 6], 99)))
+        _ = try g.gradients(of: loss, for: trained)
+        // Backward runs last layer first.
+        #expect(Self.inputGradientFlags(g) == [true, false])
+    }
+
+    /// `inputGradient` of each LoRA or DoRA backward in the graph, in the order they were added.
+    static func inputGradientFlags(_ g: Graph) -> [Bool] {
+        g.nodes.compactMap { node in
+            switch node.kind {
+            case .op(.loraBackward(let o)): o.inputGradient
+            case .op(.doraBackward(let o)): o.lora.inputGradient
+            default: nil
+            }
+        }
     }
 }
