@@ -53,7 +53,7 @@ let package = Package(
         // Benchmark records, the roofline, baseline comparison and plots; the CLI runs the suites.
         .target(name: "LowRankBench", dependencies: ["LowRank"], path: "Sources/LowRankBench"),
         .executableTarget(name: "lowrank-bench", dependencies: [
-            "LowRank", "LowRankBench", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "LowRank", "LowRankBench", "LowRankModels", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/lowrank-bench"),
 
         .testTarget(name: "LowRankTests", dependencies: ["LowRank", "LowRankVulkan", "LowRankBench", "LowRankModels", "LowRankText"], path: "Tests/LowRankTests"),

@@ -163,6 +163,7 @@ extension CPUBackend {
                             sgemm(du, transpose: true, xh, transpose: false, dA, m: r, n: dIn, k: t, alpha: 1, beta: 0)
                         }
                     }
+                    guard o.lora.inputGradient else { return }
                     withFloats(a) { pa in
                         producing(outputs.dx) { dx in
                             if mask.isIdentity {

@@ -63,6 +63,7 @@ extension CPUBackend {
                         sgemm(du, transpose: true, xh, transpose: false, dA, m: r, n: dIn, k: t, alpha: 1, beta: 0)
                     }
                 }
+                guard o.inputGradient else { return }
                 withFloats(a) { pa in
                     producing(dxOut, preserving: o.accumulate) { dx in
                         if !o.accumulate { weightProduct(pg, m: t, w, transposeW: false, dx, beta: 0) }

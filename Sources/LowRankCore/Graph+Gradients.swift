@@ -167,6 +167,7 @@ extension Graph {
             var backward = o
             backward.hasBias = false
             backward.outputDType = try dtypeOf(operands.x)
+            backward.inputGradient = LoRAForwardOperands(needs, o).x
             let u = try forward(node.outputs[1])
             let d = try apply(.loraBackward(backward), LoRABackwardOperands(gradient: g, x: try value(operands.x), w: try value(operands.w),
                                                                             a: try value(operands.a), b: try value(operands.b), u: u).values,
@@ -186,6 +187,7 @@ extension Graph {
             var backward = o
             backward.lora.hasBias = false
             backward.lora.outputDType = try dtypeOf(operands.x)
+            backward.lora.inputGradient = DoRAForwardOperands(needs, o).x
             let outputs = DoRAForwardResults(node.outputs, o)
             let (u, norm, factor, inner) = (try forward(outputs.u), try forward(outputs.norm), try forward(outputs.g), try outputs.inner.map(forward))
             let inputs = DoRABackwardOperands(gradient: g, x: try value(operands.x), w: try value(operands.w), a: try value(operands.a),

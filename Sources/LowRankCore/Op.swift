@@ -38,15 +38,20 @@ public struct LoRAOptions: Hashable, Sendable {
     /// computing the base product with it: how the second and later adapters of a layer apply.
     /// W is then only checked for its shape, and the bias is not read.
     public var accumulate: Bool
+    /// Whether backward forms dx. Gradients set it false where no gradient flows through x
+    /// (nothing before the layer trains: the first block's projections); dx's values are then
+    /// unspecified (the CPU skips its product with W, a device kernel may form it anyway).
+    public var inputGradient: Bool
 
     public init(scale: Float, dropout: Float = 0, seed: UInt32 = 0, hasBias: Bool = false, outputDType: DType? = nil,
-                accumulate: Bool = false) {
+                accumulate: Bool = false, inputGradient: Bool = true) {
         self.scale = scale
         self.dropout = dropout
         self.seed = seed
         self.hasBias = hasBias
         self.outputDType = outputDType
         self.accumulate = accumulate
+        self.inputGradient = inputGradient
     }
 }
 

@@ -19,6 +19,19 @@ public final class CausalLMPlan {
     /// The fused LM head and loss: its blocks of logits, whose workspace `MemoryPlan` counts.
     public static let head = LinearCrossEntropyOptions(ignoreIndex: ignoredLabel)
 
+    /// The most bytes of f32 logits a training step on the CPU holds whole.
+    public static let heldLogitsBytes = 256 << 20
+
+    /// Whether a training step's LM head is a product and `cross_entropy` over the whole
+    /// `[rows, classes]` logits rather than the fused op: on the CPU (or planning for it) while the
+    /// logits take at most `heldLogitsBytes`. The fused backward forms the logits a second time,
+    /// three products of the head's size where the unfused head does two; on a GPU the fused
+    /// head's memory wins, and without training both do one product.
+    public static func holdsLogits(on backend: any Backend, rows: Int, classes: Int) -> Bool {
+        let device = (backend as? PlanningBackend)?.device ?? backend
+        return device is CPUBackend && rows * classes * DType.f32.byteSize <= heldLogitsBytes
+    }
+
     public init(model: LlamaModel, adapter: ModelAdapter?, batch: Int, sequence: Int, training: Bool, checkpointing: Bool = false) throws {
         let config = model.config
         guard batch >= 1, sequence >= 2 else {
@@ -40,9 +53,12 @@ public final class CausalLMPlan {
         let decoder = try g.causalLMDecoder(model: model, adapter: adapter, ids: ids, positions: positions, sequence: sequence,
                                             training: training, checkpointing: checkpointing)
         self.decoder = decoder
-        // The LM head and the loss fused: the [T, vocabulary] logits are formed a block at a time, never held.
-        let loss = try g.linearCrossEntropy(decoder.hidden, weight: try g.lmHead(model), labels: labels,
-                                            options: Self.head, label: "lm_head.loss")
+        let head = try g.lmHead(model)
+        let loss = training && Self.holdsLogits(on: backend, rows: t, classes: config.vocabularySize)
+            ? try g.crossEntropy(try g.linear(decoder.hidden, weight: head, label: "lm_head"), labels: labels, ignoreIndex: Self.ignoredLabel,
+                                 label: "lm_head.loss")
+            // The LM head and the loss fused: the [T, vocabulary] logits are formed a block at a time, never held.
+            : try g.linearCrossEntropy(decoder.hidden, weight: head, labels: labels, options: Self.head, label: "lm_head.loss")
         let trainable = decoder.trainable
         let gradients = training && !trainable.isEmpty ? try g.gradients(of: loss, for: trainable, checkpointing: checkpointing) : []
         plan = try g.compile(outputs: [loss] + gradients)

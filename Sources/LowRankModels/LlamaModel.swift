@@ -31,12 +31,12 @@ public final class LlamaModel {
         }
     }
 
-    /// A model with weights drawn from `seed` (N(0, 0.3²)-ish projections, norms near 1): the
-    /// embedded default job's, and tests'.
-    public convenience init(config: LlamaConfig, seed: UInt64, name: String? = nil, on backend: any Backend) throws {
+    /// A model with weights drawn from `seed` (N(0, 0.3²)-ish projections, norms near 1), its
+    /// matrices in `dtype`: the embedded default job's, tests' and benchmarks'.
+    public convenience init(config: LlamaConfig, seed: UInt64, name: String? = nil, dtype: DType = .f32, on backend: any Backend) throws {
         var random = SplitMix(seed: seed)
         let shapes = Dictionary(uniqueKeysWithValues: config.expectedTensors.map { ($0.name, $0.shape) })
-        try self.init(config: config, name: name, on: backend, quantize: nil, matrixDType: { _ in .f32 }) { name, dtype in
+        try self.init(config: config, name: name, on: backend, quantize: nil, matrixDType: { _ in dtype }) { name, dtype in
             let shape = shapes[name]!
             let isNorm = name.hasSuffix("norm.weight")
             let scale = Float(isNorm ? 0.1 : 1 / Double(shape.columns).squareRoot())

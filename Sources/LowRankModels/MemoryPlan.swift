@@ -48,11 +48,13 @@ public struct MemoryPlan: Sendable {
         weightsBytes = afterModel
         activationsBytes = plan.plan.plannedBytes
         adapterAndOptimizerBytes = afterOptimizer - afterModel
-        // The fused LM head allocates its blocks of logits itself: the largest op workspace.
+        // The fused LM head allocates its blocks of logits itself: the largest op workspace (held
+        // logits are the plan's own buffers).
         let config = run.config
         let head = try model.weight(config.tiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight")
-        let headWorkspace = CausalLMPlan.head.workspaceBytes(rows: run.batch * run.sequence, classes: config.vocabularySize,
-                                                             d: config.hiddenSize, hidden: .f32, weight: head.dtype)
+        let rows = run.batch * run.sequence
+        let headWorkspace = CausalLMPlan.holdsLogits(on: backend, rows: rows, classes: config.vocabularySize) ? 0
+            : CausalLMPlan.head.workspaceBytes(rows: rows, classes: config.vocabularySize, d: config.hiddenSize, hidden: .f32, weight: head.dtype)
         workspaceBytes = counted() - afterOptimizer + feeds + headWorkspace
         withExtendedLifetime(optimizer) {}
     }

@@ -12,6 +12,8 @@ struct BenchContext {
     let dtype: DType
     let timer: Timer
     let roofline: Roofline
+    /// The adapters `train-model` trains.
+    var adapters: [TrainedAdapter] = TrainedAdapter.allCases
 
     /// `count` deterministic values in [−scale, scale), the same on every backend.
     static func values(_ count: Int, seed: UInt32, scale: Float) -> [Float] {

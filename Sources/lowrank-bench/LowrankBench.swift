@@ -21,6 +21,7 @@ struct LowrankBench: ParsableCommand {
     @Option(name: .customLong("d-in"), help: "d_in (list).") var dIn: IntList?
     @Option(name: .customLong("d-out"), help: "d_out (list).") var dOut: IntList?
     @Option(name: .customLong("rank"), help: "r (list).") var rank: IntList?
+    @Option(help: "train-model: the adapters to train, a comma-separated list of lora and dora.") var adapter = "lora,dora"
     @Option(help: "Storage dtype: f32, f16 or bf16.") var dtype = "f32"
     @Option(help: "cpu, vulkan, vulkan:N, or all.") var device = "all"
     @Option(help: "At least this many timed runs per result.") var runs = 10
@@ -35,6 +36,7 @@ struct LowrankBench: ParsableCommand {
 
     func validate() throws {
         guard DType(rawValue: dtype)?.isFloatingPoint == true else { throw ValidationError("dtype must be f32, f16 or bf16") }
+        guard trainedAdapters != nil else { throw ValidationError("--adapter takes lora, dora or lora,dora") }
         guard runs > 0, warmup >= 0, minTime >= 0 else { throw ValidationError("--runs must be positive, --warmup and --min-time non-negative") }
         guard BaselineComparison.threshold(parsing: threshold) != nil else { throw ValidationError("--threshold must look like 10% or 0.1") }
     }
@@ -49,7 +51,8 @@ struct LowrankBench: ParsableCommand {
             info(Self.describe(roofline, of: backend))
             let timer = Timer(backend: backend, runs: runs, warmup: warmup, minimumSeconds: minTime, profile: profile)
             for shape in shapes {
-                let context = BenchContext(backend: backend, shape: shape, dtype: DType(rawValue: dtype)!, timer: timer, roofline: roofline)
+                let context = BenchContext(backend: backend, shape: shape, dtype: DType(rawValue: dtype)!, timer: timer, roofline: roofline,
+                                           adapters: trainedAdapters!)
                 for one in suite.members {
                     for record in try context.run(suite: one) {
                         if json { print(try record.jsonLine()) }
@@ -71,6 +74,12 @@ struct LowrankBench: ParsableCommand {
             info(comparison.summary)
             if !comparison.regressions.isEmpty { throw ExitCode.failure }
         }
+    }
+
+    private var trainedAdapters: [TrainedAdapter]? {
+        let names = adapter.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        let kinds = names.map { name in TrainedAdapter.allCases.first { $0.rawValue.lowercased() == name } }
+        return kinds.isEmpty || kinds.contains(nil) ? nil : kinds.map { $0! }
     }
 
     /// Each preset shape with the given fields replaced by every listed value, in order, without repeats.
@@ -106,7 +115,9 @@ struct LowrankBench: ParsableCommand {
 
 /// `--suite`: one suite of cases, or all of them in this order.
 enum Suite: String, CaseIterable, ExpressibleByArgument {
-    case matmul, lora, dora, quant, optimizer, attention, train, lmhead, all
+    case matmul, lora, dora, quant, optimizer, attention, train, lmhead
+    case trainModel = "train-model"
+    case all
 
     var members: [Suite] { self == .all ? Self.allCases.filter { $0 != .all } : [self] }
 }
@@ -122,6 +133,7 @@ extension BenchContext {
         case .attention: try attentionSuite()
         case .train: try trainSuite()
         case .lmhead: try lmHeadSuite()
+        case .trainModel: try trainModelSuite()
         case .all: try suite.members.flatMap(run)
         }
     }
@@ -145,6 +157,7 @@ enum Preset: String, CaseIterable, ExpressibleByArgument {
     case paperSweep = "paper-sweep"
     case llama7b = "llama-7b"
     case llama8b = "llama-8b"
+    case tinyllama
 
     var shapes: [LayerShape] {
         let t = 512
@@ -158,6 +171,8 @@ enum Preset: String, CaseIterable, ExpressibleByArgument {
             return [(4096, 4096), (4096, 11008), (11008, 4096)].map { LayerShape(t: t, dIn: $0.0, dOut: $0.1, r: 16) }
         case .llama8b:  // q, o: 4096 -> 4096; k, v: 4096 -> 1024 (grouped KV); gate, up: 4096 -> 14336; down: 14336 -> 4096
             return [(4096, 4096), (4096, 1024), (4096, 14336), (14336, 4096)].map { LayerShape(t: t, dIn: $0.0, dOut: $0.1, r: 16) }
+        case .tinyllama:  // hidden 2048, intermediate 5632: train-model's TinyLlama-shaped decoder
+            return [LayerShape(t: t, dIn: 2048, dOut: 5632, r: 16)]
         }
     }
 }

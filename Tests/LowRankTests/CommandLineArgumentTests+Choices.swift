@@ -28,7 +28,7 @@ extension CommandLineArgumentTests {
         try bench.run()
         let benchHelp = unwrapped(String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
         bench.waitUntilExit()
-        #expect(benchHelp.contains("(values: matmul, lora, dora, quant, optimizer, attention, train, lmhead, all; default: lora)"), "\(benchHelp)")
+        #expect(benchHelp.contains("(values: matmul, lora, dora, quant, optimizer, attention, train, lmhead, train-model, all; default: lora)"), "\(benchHelp)")
     }
 
     /// `--init` lists PEFT's names, takes pissa_niter_N for any N, refuses other names, and the

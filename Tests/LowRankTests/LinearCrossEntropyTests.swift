@@ -94,17 +94,21 @@ struct LinearCrossEntropyTests {
         }
     }
 
-    /// The deep-llama fixture (vocabulary 16384) at 4 × 64 tokens: its plan no longer holds the
-    /// 16 MiB of `[T, V]` f32 logits (nor, training, their gradient), and evaluation still matches
-    /// float64 (`DeepModelPrecisionTests`).
+    /// The deep-llama fixture (vocabulary 16384) at 4 × 64 tokens: its evaluation plan, and its
+    /// training plan for a GPU, hold none of the 16 MiB of `[T, V]` f32 logits (nor their
+    /// gradient), and evaluation still matches float64 (`DeepModelPrecisionTests`). A training
+    /// step on the CPU holds them (`CausalLMPlan.holdsLogits`): its head then does one product fewer.
     @Test func modelPlanHoldsNoLogits() throws {
         let model = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: DeepModelPrecisionTests.folder + "/model"), on: CPUBackend.shared)
         let logitBytes = 4 * 64 * model.config.vocabularySize * 4
         let evaluation = try CausalLMPlan(model: model, adapter: nil, batch: 4, sequence: 64, training: false)
-        let adapter = try ModelAdapter(settings: try AdapterSettings(rank: 4, alpha: 8, targets: .allLinear), on: model, seed: 1)
-        let training = try CausalLMPlan(model: model, adapter: adapter, batch: 4, sequence: 64, training: true)
-        print("deep-llama 4 × 64 planned bytes: evaluation \(evaluation.plan.plannedBytes), training \(training.plan.plannedBytes)")
+        let settings = try AdapterSettings(rank: 4, alpha: 8, targets: .allLinear)
+        let gpu = try LlamaModel(planning: model.config, on: PlanningBackend(), dtype: { _ in .f32 })
+        let training = try CausalLMPlan(model: gpu, adapter: try ModelAdapter(settings: settings, on: gpu, seed: 1), batch: 4, sequence: 64, training: true)
+        let cpu = try CausalLMPlan(model: model, adapter: try ModelAdapter(settings: settings, on: model, seed: 1), batch: 4, sequence: 64, training: true)
+        print("deep-llama 4 × 64 planned bytes: evaluation \(evaluation.plan.plannedBytes), training \(training.plan.plannedBytes), on the CPU \(cpu.plan.plannedBytes)")
         #expect(evaluation.plan.plannedBytes < logitBytes)
         #expect(training.plan.plannedBytes < logitBytes)
+        #expect(cpu.plan.plannedBytes >= 2 * logitBytes)
     }
 }

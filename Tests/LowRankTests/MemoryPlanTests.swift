@@ -77,7 +77,9 @@ struct MemoryPlanTests {
     /// A run beyond the device stops before loading, naming the changes that would fit.
     @Test func aRunThatDoesNotFitSaysWhatWould() throws {
         let run = try Self.run()
-        let planned = try MemoryPlan(run), shorter = try MemoryPlan(run.with { $0.sequence = 8 })
+        // Planned for the CPU, whose step holds the LM head's logits (`CausalLMPlan.holdsLogits`).
+        let cpu = CPUBackend.shared
+        let planned = try MemoryPlan(run, on: cpu), shorter = try MemoryPlan(run.with { $0.sequence = 8 }, on: cpu)
         #expect(try MemoryPlan.checkFits(run, on: CPUBackend.shared, capacity: planned.plannedBytes).plannedBytes == planned.plannedBytes)
         #expect { try MemoryPlan.checkFits(run, on: CPUBackend.shared, capacity: shorter.plannedBytes) } throws: {
             guard let error = $0 as? LowRankError else { return false }
