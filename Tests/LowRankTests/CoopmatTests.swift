@@ -153,14 +153,16 @@ import Testing
     /// A block-quantized B in both forms it has in training (`x·Wᵀ`, `G·W`), with a bias and accumulation,
     /// against the CPU backend (which multiplies the exact dequantized values in f32): within
     /// 2⁻¹¹ + (K + 2)·2⁻²³ of Σ|a·b|, each dequantized value rounded once to f16 after its tile's scaling.
-    /// The first shape's rows (K = 131) start off the 8-element runs, so B loads element by element; the
-    /// second's are whole runs, over 544 NF4 blocks (three nested blocks of double quantization).
+    /// NF4's first shape has rows (K = 131) that start off the 8-element runs, so B loads element by
+    /// element; the second's are whole runs, over 544 blocks (three nested blocks of double quantization).
+    /// GGML's formats need rows of whole 32-element blocks, so theirs are edges in M and N only.
     @Test(arguments: [DType.nf4, .nf4DoubleQuant, .q8_0, .q4_0])
     func quantizedBMatchesTheCPU(_ format: DType) throws {
         let backend = try ownBackend()
         guard case .success(let tile) = backend.coopmat else { try Test.cancel("\(backend.info.name): no cooperative matrices") }
         let cpu = try Engine.backend(.cpu)
-        for (m, n, k) in [(77, 70, 131), (40, 136, 256)] {
+        let shapes = format == .q8_0 || format == .q4_0 ? [(77, 96, 160), (40, 160, 256)] : [(77, 70, 131), (40, 136, 256)]
+        for (m, n, k) in shapes {
             for transposeB in [true, false] {
                 for (bias, accumulate) in [(false, false), (true, false), (false, true)] {
                     let bShape: Shape = transposeB ? [n, k] : [k, n]
