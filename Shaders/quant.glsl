@@ -2,7 +2,14 @@
 // the host twin). The including shader declares the packed buffer as `uint QWORDS[]` (a macro
 // naming its array), defines QUANT (a QuantFormat case of VulkanBackend+Quantization.swift other than
 // QUANT_NONE), and passes the tensor's element count, from which every section's offset follows.
-// `dequant` is the one decoder of every format, for every kernel that reads a quantized weight.
+// `dequant(i, n)` is the one decoder of every format (one element), for every kernel that reads a
+// quantized weight; `dequant_run(i0, n, v)` the RUN_LENGTH elements from i0 (a multiple of
+// RUN_LENGTH, so one block holds them), for NF4, Q8_0 and Q4_0 reading each packed word once and the
+// block's scale once (the others decode element by element). With QUANT_TABLES_SHARED defined, the
+// code tables live in shared memory, filled by quant_tables_init(invocation) before a barrier() (the
+// includer enables GL_EXT_control_flow_attributes; a workgroup of at least 8 invocations); otherwise
+// they are constant arrays (a 256-entry one indexed per element is kept in registers by some
+// compilers: RADV takes 256 VGPRs).
 // Products are `precise` so that no driver fuses them into an FMA: bitsandbytes rounds
 // `dynamic[q]·scale`, `+ offset` and `code·absmax` each to f32, and so must we to match its bits.
 
@@ -43,6 +50,39 @@ const uint DYNAMIC_BITS[256] = uint[256](
     0x3F4BCCCDu, 0x3F4F6666u, 0x3F530000u, 0x3F56999Au, 0x3F5A3333u, 0x3F5DCCCDu, 0x3F616666u, 0x3F650000u,
     0x3F68999Au, 0x3F6C3333u, 0x3F6FCCCDu, 0x3F736666u, 0x3F770000u, 0x3F7A999Au, 0x3F7E3333u, 0x3F800000u);
 
+#ifdef QUANT_TABLES_SHARED
+shared float nf4_codes[16];
+#if QUANT == QUANT_NF4_DOUBLE_QUANT
+shared float dynamic_codes[256];
+#endif
+
+void quant_tables_init(uint invocation) {
+    // Constant indices only, so that the tables are stored from immediates: a constant array indexed
+    // at run time is kept whole in registers. The 256 entries go out in 8 parts of 32 from 8
+    // invocations, so that no invocation holds more than 32 of them at once.
+    if (invocation == 0u) {
+        [[unroll]] for (uint i = 0u; i < 16u; i++) nf4_codes[i] = uintBitsToFloat(NF4_BITS[i]);
+    }
+#if QUANT == QUANT_NF4_DOUBLE_QUANT
+    [[unroll]] for (uint part = 0u; part < 8u; part++) {
+        if (invocation == part) {
+            [[unroll]] for (uint i = part * 32u; i < part * 32u + 32u; i++) dynamic_codes[i] = uintBitsToFloat(DYNAMIC_BITS[i]);
+        }
+    }
+#endif
+}
+
+float nf4_code(uint code) { return nf4_codes[code]; }
+#if QUANT == QUANT_NF4_DOUBLE_QUANT
+float dynamic_code(uint q) { return dynamic_codes[q]; }
+#endif
+#else
+float nf4_code(uint code) { return uintBitsToFloat(NF4_BITS[code]); }
+float dynamic_code(uint q) { return uintBitsToFloat(DYNAMIC_BITS[q]); }
+#endif
+
+const uint RUN_LENGTH = 8u;
+
 uint quant_byte(uint byte_index) { return (QWORDS[byte_index >> 2] >> ((byte_index & 3u) * 8u)) & 0xFFu; }
 
 // Sections of an NF4 tensor of n elements, as word offsets.
@@ -51,14 +91,14 @@ uint nf4_nested_scale_word(uint n) { return nf4_absmax_word(n) + ceil_div(ceil_d
 uint nf4_mean_word(uint n) { return nf4_nested_scale_word(n) + ceil_div(ceil_div(n, 64u), 256u); }
 
 float nf4_absmax(uint block, uint n) {
-#if QUANT == QUANT_NF4
-    return uintBitsToFloat(QWORDS[nf4_absmax_word(n) + block]);
-#else
+#if QUANT == QUANT_NF4_DOUBLE_QUANT
     uint q = quant_byte(nf4_absmax_word(n) * 4u + block);
     float scale = uintBitsToFloat(QWORDS[nf4_nested_scale_word(n) + block / 256u]);
-    precise float scaled = uintBitsToFloat(DYNAMIC_BITS[q]) * scale;
+    precise float scaled = dynamic_code(q) * scale;
     precise float absmax = scaled + uintBitsToFloat(QWORDS[nf4_mean_word(n)]);
     return absmax;
+#else
+    return uintBitsToFloat(QWORDS[nf4_absmax_word(n) + block]);
 #endif
 }
 
@@ -73,7 +113,7 @@ float dequant(uint i, uint n) {
 #if (QUANT == QUANT_NF4 || QUANT == QUANT_NF4_DOUBLE_QUANT)
     uint byte = quant_byte(i >> 1);
     uint code = (i & 1u) == 0u ? byte >> 4 : byte & 15u;
-    precise float v = uintBitsToFloat(NF4_BITS[code]) * nf4_absmax(i >> 6, n);
+    precise float v = nf4_code(code) * nf4_absmax(i >> 6, n);
     return v;
 #elif QUANT == QUANT_Q8_0
     uint base = (i >> 5) * 34u;
@@ -144,5 +184,48 @@ float dequant(uint i, uint n) {
     precise float ds = ggml_scale(base + 208u) * float(scale);
     precise float v = ds * float(int(low | (high << 4)) - 32);
     return v;
+#endif
+}
+
+// The 8 bytes from byte offset `at` (always even: GGML's blocks are 34 and 18 bytes) as two words.
+uvec2 quant_bytes8(uint at) {
+    uint w = at >> 2;
+    uvec2 lo = uvec2(QWORDS[w], QWORDS[w + 1u]);
+    if ((at & 2u) == 0u) return lo;
+    uint hi = QWORDS[w + 2u];
+    return uvec2((lo.x >> 16) | (lo.y << 16), (lo.y >> 16) | (hi << 16));
+}
+
+// Elements i0 … i0 + 7 of the quantized tensor (n elements in all), i0 a multiple of RUN_LENGTH.
+void dequant_run(uint i0, uint n, out float v[RUN_LENGTH]) {
+#if (QUANT == QUANT_NF4 || QUANT == QUANT_NF4_DOUBLE_QUANT)
+    uint word = QWORDS[i0 >> 3];
+    float absmax = nf4_absmax(i0 >> 6, n);
+    for (uint t = 0u; t < RUN_LENGTH; t++) {
+        // Element 2j is byte j's high nibble, 2j + 1 its low one.
+        uint code = (word >> ((t >> 1) * 8u + ((t & 1u) == 0u ? 4u : 0u))) & 15u;
+        precise float x = nf4_code(code) * absmax;
+        v[t] = x;
+    }
+#elif QUANT == QUANT_Q8_0
+    uint base = (i0 >> 5) * 34u;
+    uvec2 bytes = quant_bytes8(base + 2u + (i0 & 31u));
+    float d = ggml_scale(base);
+    for (uint t = 0u; t < RUN_LENGTH; t++) {
+        precise float x = float(bitfieldExtract(int(bytes[t >> 2]), int((t & 3u) * 8u), 8)) * d;
+        v[t] = x;
+    }
+#elif QUANT == QUANT_Q4_0
+    uint base = (i0 >> 5) * 18u, j = i0 & 31u;
+    // Elements 0–15 of a block are its 16 bytes' low nibbles, 16–31 their high ones.
+    uvec2 bytes = quant_bytes8(base + 2u + (j & 15u));
+    uint shift = j < 16u ? 0u : 4u;
+    float d = ggml_scale(base);
+    for (uint t = 0u; t < RUN_LENGTH; t++) {
+        precise float x = float(int((bytes[t >> 2] >> ((t & 3u) * 8u + shift)) & 15u) - 8) * d;
+        v[t] = x;
+    }
+#else
+    for (uint t = 0u; t < RUN_LENGTH; t++) v[t] = dequant(i0 + t, n);
 #endif
 }

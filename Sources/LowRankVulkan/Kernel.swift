@@ -70,6 +70,13 @@ protocol Kernel: Hashable, Sendable {
     /// dtypes are covered rather than multiplied out where they only pick conversion functions
     /// (`DType.cover`).
     static var variants: [Self] { get }
+    /// The specialization constants (in `constant_id` order) `tools/isa-report.sh` compiles this
+    /// variant with for real GPUs: empty where the defaults are what the host dispatches.
+    var measuredSpecialization: [UInt32] { get }
+}
+
+extension Kernel {
+    var measuredSpecialization: [UInt32] { [] }
 }
 
 /// A choice among a kernel's code paths, made in its GLSL with `#if NAME == NAME_CASE`: every case

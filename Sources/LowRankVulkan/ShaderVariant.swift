@@ -9,10 +9,13 @@ public struct ShaderVariant: Sendable {
     public var shader: String { source.rawValue }
     /// Every define, sorted by name.
     public let defines: [(String, String)]
+    /// The specialization constants it is measured with (`Kernel.measuredSpecialization`).
+    public let specialization: [UInt32]
 
     init<K: Kernel>(_ kernel: K) {
         source = K.shader
         defines = kernel.defines.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        specialization = kernel.measuredSpecialization
     }
 
     /// Every variant of every shader, shader by shader in `Shader`'s order.

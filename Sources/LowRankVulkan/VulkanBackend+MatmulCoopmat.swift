@@ -21,22 +21,36 @@ public enum MatmulPrecision: String, Sendable, CaseIterable {
 }
 
 /// The cooperative-matrix kernel's tiling on one device: a BM×BN block of C per workgroup over steps
-/// of BK, each subgroup a WM×WN part of it in `shape`'s matrices.
+/// of BK, each subgroup a WM×WN part of it as a grid of `shape`'s accumulators (ggml-vulkan's warptile).
 public struct CoopmatTile: Hashable, Sendable, CustomStringConvertible {
     public var shape: VulkanDeviceInfo.CooperativeMatrixShape
-    public var bm = 64, bn = 64, bk: Int
-    public var wm = 32, wn = 32
+    public var bm: Int, bn: Int, bk: Int
+    public var wm: Int, wn: Int
     public var subgroupSize: Int
 
     var workgroupSize: Int { (bm / wm) * (bn / wn) * subgroupSize }
-    /// Shared memory of `Shaders/matmul_coopmat.comp` at this tile: the f16 tiles, the f32 block of C, the tile maxima.
-    var sharedBytes: Int { (bm + bn) * (bk + 8) * 2 + bm * (bn + 4) * 4 + 16 }
+    /// Shared memory of `Shaders/matmul_coopmat.comp` at this tile: the padded f16 tiles, each subgroup's
+    /// f32 stage, the tile maxima and a quantized B's code tables.
+    var sharedBytes: Int { (bm + bn) * (bk + 8) * 2 + (bm / wm) * (bn / wn) * shape.m * shape.n * 4 + 16 + (16 + 256) * 4 }
 
-    /// `64×64×16 in 8×8×8`.
-    public var description: String { "\(bm)×\(bn)×\(bk) in \(shape.m)×\(shape.n)×\(shape.k)" }
+    /// `128×128×32 in 16×16×16, 64×64 a subgroup`.
+    public var description: String { "\(bm)×\(bn)×\(bk) in \(shape.m)×\(shape.n)×\(shape.k), \(wm)×\(wn) a subgroup" }
+
+    /// The largest tile that fits: each subgroup a grid of 4×4 accumulators (ggml-vulkan's large warptile:
+    /// every A fragment meets 4 B fragments and each B fragment 4 A ones, 8 shared-memory loads for 16
+    /// products), else 2×2, four subgroups in a 2×2 grid, K steps of at least 32 and two matrix slices.
+    static func fit(_ shape: VulkanDeviceInfo.CooperativeMatrixShape, subgroupSize: Int, maxInvocations: Int, maxSharedBytes: Int)
+        -> CoopmatTile? {
+        for grid in [4, 2] {
+            let (wm, wn) = (grid * shape.m, grid * shape.n)
+            let tile = CoopmatTile(shape: shape, bm: 2 * wm, bn: 2 * wn, bk: max(32, 2 * shape.k), wm: wm, wn: wn, subgroupSize: subgroupSize)
+            if tile.workgroupSize <= maxInvocations, tile.sharedBytes <= maxSharedBytes { return tile }
+        }
+        return nil
+    }
 
     /// The tile for `info`'s device, or why it has none. The matrices are the device's subgroup-scope
-    /// f16×f16+f32→f32 shapes that divide a subgroup's 32×32 part, 16×16×16 first, then the largest.
+    /// f16×f16+f32→f32 shapes, 16×16×16 first, then the largest.
     public static func choose(for info: VulkanDeviceInfo) -> Result<CoopmatTile, CoopmatUnavailable> {
         let f = info.features
         guard f.cooperativeMatrix else { return .failure(.init("no VK_KHR_cooperative_matrix")) }
@@ -50,14 +64,20 @@ public struct CoopmatTile: Hashable, Sendable, CustomStringConvertible {
         }
         let shapes = info.cooperativeMatrixShapes.filter {
             $0.scope == "subgroup" && $0.a == "f16" && $0.b == "f16" && $0.c == "f32" && $0.result == "f32" && !$0.saturating
-                && 32 % $0.m == 0 && 32 % $0.n == 0 && 32 % $0.k == 0
         }.sorted { ($0.m == 16 && $0.n == 16 && $0.k == 16 ? 1 : 0, $0.m * $0.n * $0.k) > ($1.m == 16 && $1.n == 16 && $1.k == 16 ? 1 : 0, $1.m * $1.n * $1.k) }
-        guard let shape = shapes.first else { return .failure(.init("no subgroup-scope f16×f16→f32 matrix shape dividing 32")) }
-        let tile = CoopmatTile(shape: shape, bk: max(16, 2 * shape.k), subgroupSize: info.limits.subgroupSize)
-        guard tile.workgroupSize <= info.limits.maxWorkgroupInvocations, tile.sharedBytes <= info.limits.maxComputeSharedMemoryBytes else {
-            return .failure(.init("a \(tile) tile needs \(tile.workgroupSize) invocations and \(tile.sharedBytes) B of shared memory"))
+        guard let shape = shapes.first else { return .failure(.init("no subgroup-scope f16×f16→f32 matrix shape")) }
+        guard let tile = fit(shape, subgroupSize: info.limits.subgroupSize, maxInvocations: info.limits.maxWorkgroupInvocations,
+                             maxSharedBytes: info.limits.maxComputeSharedMemoryBytes) else {
+            return .failure(.init("no tile of \(shape.m)×\(shape.n)×\(shape.k) matrices fits \(info.limits.maxWorkgroupInvocations) invocations and \(info.limits.maxComputeSharedMemoryBytes) B of shared memory"))
         }
         return .success(tile)
+    }
+
+    /// What RADV reports for an RDNA3 GPU (NAVI31): 16×16×16 f16 matrices, 64-wide subgroups, 64 KiB of
+    /// shared memory. `tools/isa-report.sh` measures the kernel at the tile chosen from it.
+    static var rdna3: CoopmatTile {
+        fit(.init(m: 16, n: 16, k: 16, a: "f16", b: "f16", c: "f32", result: "f32", saturating: false, scope: "subgroup"),
+            subgroupSize: 64, maxInvocations: 1024, maxSharedBytes: 65536)!
     }
 }
 
@@ -80,50 +100,72 @@ public enum MatmulPath: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Cooperative matrices when the device has a tile, the product has none of the fused extras only
-    /// the scalar kernel has (dropout on A or B as they load, a quantized B), and both
-    /// operands are 16-bit or the precision policy lets f32 through. The second product's operands do
+    /// the scalar kernel has (dropout on A or B as they load), B is a float or a block-quantized format the
+    /// coopmat kernel dequantizes (`MatmulCoopmatKernel.quantizedB`), and A and B are 16-bit (a quantized
+    /// B counts as 16-bit: its values are rounded to f16 in shared memory, as bitsandbytes dequantizes to
+    /// a 16-bit compute dtype) or the precision policy lets f32 through. The second product's operands do
     /// not count: it is summed in f32 FMAs on either path.
     static func choose(tile: CoopmatTile?, scalar: MatmulTile, precision: MatmulPrecision, a: DType, b: DType, fusedExtras: Bool) -> MatmulPath {
-        guard let tile, !fusedExtras, DType.floats.contains(a), DType.floats.contains(b) else { return .scalar(scalar) }
+        guard let tile, !fusedExtras, DType.floats.contains(a),
+              DType.floats.contains(b) || MatmulCoopmatKernel.quantizedB.contains(b.quantFormat) else { return .scalar(scalar) }
         return (a != .f32 && b != .f32) || precision == .high ? .coopmat(tile) : .scalar(scalar)
     }
 }
 
 /// `Shaders/matmul_coopmat.comp`: `C = alpha·op(A)·op(B) [+ alpha2·op(A2)·op(B2)] [+ bias] [+ C]`,
-/// the first product in cooperative matrices, with dropout on either product and DoRA's vector and
-/// inner (`MatmulKernel`'s). Its SPIR-V is compiled ahead of time, so everything but the bindings'
-/// presence is a specialization constant (`Constants`), and the variants are the modules of
-/// `Shaders/spirv/`.
+/// the first product in cooperative matrices, B a float or block-quantized (dequantized into shared
+/// memory), with dropout on either product and DoRA's vector and inner (`MatmulKernel`'s). Its SPIR-V
+/// is compiled ahead of time, so everything but the bindings and B's format is a specialization
+/// constant (`Constants`), and the variants are the modules of `Shaders/spirv/`.
 struct MatmulCoopmatKernel: Kernel {
     typealias Push = MatmulKernel.Push
     static let shader = Shader.matmulCoopmat
+    /// The block-quantized B formats it dequantizes (`Shaders/quant.glsl`'s `dequant_run`).
+    static let quantizedB: [QuantFormat] = [.nf4, .nf4DoubleQuant, .q8_0, .q4_0]
     var hasBias: Bool
     var second: Bool
     var vector: Bool
     var writesInner: Bool
+    /// B's block format, `.none` for a float B.
+    var quant: QuantFormat
 
-    init(hasBias: Bool, second: Bool, vector: Bool, writesInner: Bool) {
-        (self.hasBias, self.second, self.vector, self.writesInner) = (hasBias, second, vector, writesInner)
+    init(hasBias: Bool, second: Bool, vector: Bool, writesInner: Bool, quant: QuantFormat) {
+        (self.hasBias, self.second, self.vector, self.writesInner, self.quant) = (hasBias, second, vector, writesInner, quant)
     }
 
     /// The module that records `matmul`'s bindings.
     init(_ matmul: MatmulKernel) {
-        self.init(hasBias: matmul.bias != nil, second: matmul.second != nil, vector: matmul.vector != nil, writesInner: matmul.writesInner)
+        self.init(hasBias: matmul.bias != nil, second: matmul.second != nil, vector: matmul.vector != nil, writesInner: matmul.writesInner,
+                  quant: matmul.b.quantFormat)
     }
 
     var defines: [String: String] {
         ["HAS_BIAS": hasBias.define, "SECOND": second.define, "VEC": vector.define, "WRITE_INNER": writesInner.define]
+            .merging(quant.defines(choosing: "B_QUANT")) { $1 }
     }
 
-    /// Every set of bindings; DoRA's inner is written only beside its vector.
+    /// Every set of bindings and B format; DoRA's inner is written only beside its vector.
     static var variants: [MatmulCoopmatKernel] {
-        [false, true].flatMap { bias in
-            [false, true].flatMap { second in
-                [(false, false), (true, false), (true, true)].map {
-                    MatmulCoopmatKernel(hasBias: bias, second: second, vector: $0.0, writesInner: $0.1)
+        ([.none] + quantizedB).flatMap { quant in
+            [false, true].flatMap { bias in
+                [false, true].flatMap { second in
+                    [(false, false), (true, false), (true, true)].map {
+                        MatmulCoopmatKernel(hasBias: bias, second: second, vector: $0.0, writesInner: $0.1, quant: quant)
+                    }
                 }
             }
         }
+    }
+
+    /// The RDNA3 tile with f16 A, f32 C and B f16 or this variant's format, in `x·Wᵀ` form with every
+    /// extra the bindings carry (the second product's operands f32, DoRA's compose where a vector is).
+    var measuredSpecialization: [UInt32] {
+        let b = [DType.f16, .nf4, .nf4DoubleQuant, .q8_0, .q4_0].first { $0.quantFormat == quant }!
+        let matmul = MatmulKernel(a: .f16, b: b, c: .f32, transposeA: false, transposeB: true,
+                                  bias: hasBias ? .f16 : nil, accumulate: false, second: second ? .init(a: .f32, b: .f32) : nil,
+                                  dropout: second ? .products : .product, vector: vector ? .doraCompose(addBase: false) : nil,
+                                  writesInner: writesInner)
+        return Constants(tile: .rdna3, matmul: matmul).values
     }
 
     /// The shader's specialization constants, in `constant_id` order (`ShaderTests` compares the names):
@@ -178,7 +220,7 @@ extension VulkanBackend {
         matmulPathCounts.withLock { counts in defer { counts = [:] }; return counts }
     }
 
-    /// `drainMatmulPaths()` as text: `coopmat 64×64×16 in 8×8×8 ×2, scalar 128×128×8 (8×8 per thread) ×1`.
+    /// `drainMatmulPaths()` as text: `coopmat 64×64×32 in 8×8×8, 32×32 a subgroup ×2, scalar 128×128×8 (8×8 per thread) ×1`.
     public func drainMatmulPathSummary() -> String {
         drainMatmulPaths().map { "\($0.key) ×\($0.value)" }.sorted().joined(separator: ", ")
     }

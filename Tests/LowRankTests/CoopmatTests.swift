@@ -37,10 +37,17 @@ import Testing
         // Lavapipe's one f16 shape, then a GPU's list: 16×16×16 is preferred to larger or integer shapes.
         info.cooperativeMatrixShapes = [Self.shape(8, 8, 8), Self.shape(8, 8, 8, a: "s8", c: "s32"), Self.shape(8, 8, 8, c: "f16")]
         let small = try CoopmatTile.choose(for: info).get()
-        #expect(small.shape == Self.shape(8, 8, 8) && small.bk == 16 && small.workgroupSize == 128 && "\(small)" == "64×64×16 in 8×8×8")
+        #expect(small.shape == Self.shape(8, 8, 8) && small.bk == 32 && small.workgroupSize == 128
+            && "\(small)" == "64×64×32 in 8×8×8, 32×32 a subgroup")
         info.cooperativeMatrixShapes = [Self.shape(16, 8, 16), Self.shape(16, 16, 16), Self.shape(32, 8, 16), Self.shape(16, 16, 32, a: "s8", c: "s32")]
+        // ggml-vulkan's large warptile: a 4×4 grid of accumulators a subgroup, 2×2 subgroups.
         let large = try CoopmatTile.choose(for: info).get()
-        #expect(large.shape == Self.shape(16, 16, 16) && large.bk == 32 && large.sharedBytes <= 49152)
+        #expect(large.shape == Self.shape(16, 16, 16) && (large.bm, large.bn, large.bk, large.wm, large.wn) == (128, 128, 32, 64, 64)
+            && large.sharedBytes <= 49152)
+        var lessShared = info
+        lessShared.limits.maxComputeSharedMemoryBytes = 16384
+        let smaller = try CoopmatTile.choose(for: lessShared).get()
+        #expect((smaller.bm, smaller.wm) == (64, 32) && smaller.sharedBytes <= 16384, "a 2×2 grid where 4×4 does not fit")
 
         var noF32 = info
         noF32.cooperativeMatrixShapes = [Self.shape(16, 16, 16, c: "f16"), Self.shape(16, 16, 16, scope: "workgroup")]
@@ -52,7 +59,7 @@ import Testing
         intel.limits.minSubgroupSize = 16  // Xe2
         #expect(throws: Never.self) { try CoopmatTile.choose(for: intel).get() }
         var smallShared = info
-        smallShared.limits.maxComputeSharedMemoryBytes = 16384
+        smallShared.limits.maxComputeSharedMemoryBytes = 8192
         #expect(throws: CoopmatUnavailable.self) { try CoopmatTile.choose(for: smallShared).get() }
         var none = info
         none.features.cooperativeMatrix = false
@@ -75,7 +82,11 @@ import Testing
         #expect(path(.f16, .f16) == .coopmat(tile) && path(.bf16, .f16) == .coopmat(tile) && path(.bf16, .bf16) == .coopmat(tile))
         #expect(path(.f32, .f32) == scalar && path(.f32, .bf16) == scalar && path(.f16, .f32) == scalar)
         #expect(path(.f32, .f32, .high) == .coopmat(tile) && path(.f32, .bf16, .high) == .coopmat(tile))
-        #expect(path(.f16, .f16, extras: true) == scalar && path(.f16, .nf4) == scalar && path(.bf16, .q8_0, .high) == scalar)
+        #expect(path(.f16, .f16, extras: true) == scalar && path(.f32, .nf4) == scalar && path(.f32, .q4_0, .high) == .coopmat(tile))
+        // A quantized B is dequantized to f16 in shared memory, as bitsandbytes dequantizes to a 16-bit compute dtype.
+        #expect([DType.nf4, .nf4DoubleQuant, .q8_0, .q4_0].allSatisfy { path(.f16, $0) == .coopmat(tile) && path(.bf16, $0) == .coopmat(tile) })
+        // The GGML types the engine only reads decode on the scalar path.
+        #expect(path(.f16, .q4_K) == scalar && path(.bf16, .q6_K) == scalar)
         #expect(path(.f16, .f16, tile: nil) == scalar)
     }
 
@@ -135,6 +146,57 @@ import Testing
                 // Both results are within (K + 2)·2⁻²⁴ of the exact one (the CPU's f32 path included).
                 let bound = 2 * Double(k + 2) * 0x1p-24 + (dtype == .f32 ? 0x1p-10 : 0)
                 #expect(worst <= bound, "\(dtype) transposeA \(transposeA) transposeB \(transposeB) bias \(bias) accumulate \(accumulate)")
+            }
+        }
+        try backend.synchronize()
+        let messages = try backend.drainValidationMessages()
+        #expect(messages.isEmpty, "validation messages:\n\(messages.joined(separator: "\n"))")
+    }
+
+    /// A block-quantized B in both forms it has in training (`x·Wᵀ`, `G·W`), with a bias and accumulation,
+    /// against the CPU backend (which multiplies the exact dequantized values in f32): within
+    /// 2⁻¹¹ + (K + 2)·2⁻²³ of Σ|a·b|, each dequantized value rounded once to f16 after its tile's scaling.
+    /// NF4's first shape has rows (K = 131) that start off the 8-element runs, so B loads element by
+    /// element; the second's are whole runs, over 544 blocks (three nested blocks of double quantization).
+    /// GGML's formats need rows of whole 32-element blocks, so theirs are edges in M and N only.
+    @Test(arguments: [DType.nf4, .nf4DoubleQuant, .q8_0, .q4_0])
+    func quantizedBMatchesTheCPU(_ format: DType) throws {
+        let backend = try ownBackend()
+        guard case .success(let tile) = backend.coopmat else { try Test.cancel("\(backend.info.name): no cooperative matrices") }
+        let cpu = try Engine.backend(.cpu)
+        let shapes = format == .q8_0 || format == .q4_0 ? [(77, 96, 160), (40, 160, 256)] : [(77, 70, 131), (40, 136, 256)]
+        for (m, n, k) in shapes {
+            for transposeB in [true, false] {
+                for (bias, accumulate) in [(false, false), (true, false), (false, true)] {
+                    let bShape: Shape = transposeB ? [n, k] : [k, n]
+                    let a = randomValues(m * k, seed: 11, dtype: .f16, scale: 3), b = randomValues(bShape.count, seed: 12, scale: 0.05)
+                    let biasValues = randomValues(n, seed: 13, dtype: .f16), start = randomValues(m * n, seed: 14)
+                    func run(_ on: any Backend) throws -> [Float] {
+                        let ta = try Tensor(a, shape: [m, k], dtype: .f16, on: on), tb = try Tensor(b, shape: bShape, dtype: format, on: on)
+                        if accumulate {
+                            let c = try Tensor(start, shape: [m, n], on: on)
+                            try Ops.matmul(ta, tb, transposeB: transposeB, accumulatingInto: c)
+                            return try c.floats()
+                        }
+                        let tBias = bias ? try Tensor(biasValues, shape: [n], dtype: .f16, on: on) : nil
+                        return try Ops.matmul(ta, tb, transposeB: transposeB, bias: tBias, outputDType: .f32).floats()
+                    }
+                    _ = backend.drainMatmulPaths()
+                    let got = try run(backend), reference = try run(cpu)
+                    #expect(backend.drainMatmulPaths() == [.coopmat(tile): 1])
+                    let dequantized = try Ops.cast(try Tensor(b, shape: bShape, dtype: format, on: cpu), to: .f32).floats()
+                    var worst = 0.0
+                    for i in 0..<m {
+                        for j in 0..<n {
+                            var magnitude = (bias ? abs(Double(biasValues[j])) : 0) + (accumulate ? abs(Double(start[i * n + j])) : 0)
+                            for p in 0..<k {
+                                magnitude += abs(Double(a[i * k + p]) * Double(dequantized[transposeB ? j * k + p : p * n + j]))
+                            }
+                            worst = max(worst, abs(Double(got[i * n + j]) - Double(reference[i * n + j])) / max(magnitude, .leastNonzeroMagnitude))
+                        }
+                    }
+                    #expect(worst <= 0x1p-11 + 2 * Double(k + 2) * 0x1p-24, "\(format) \(m)×\(n)×\(k) transposeB \(transposeB) bias \(bias) accumulate \(accumulate)")
+                }
             }
         }
         try backend.synchronize()

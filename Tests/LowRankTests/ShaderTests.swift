@@ -135,7 +135,7 @@ import Testing
         #expect(names.keys.sorted() == Array(0..<names.count))
         #expect(names.keys.sorted().map { names[$0]! } == MatmulCoopmatKernel.Constants.names)
         let tile = CoopmatTile(shape: .init(m: 8, n: 8, k: 8, a: "f16", b: "f16", c: "f32", result: "f32", saturating: false, scope: "subgroup"),
-                               bk: 16, subgroupSize: 8)
+                               bm: 64, bn: 64, bk: 16, wm: 32, wn: 32, subgroupSize: 8)
         let matmul = MatmulKernel(a: .bf16, b: .f16, c: .f32, transposeA: true, transposeB: false, bias: nil, accumulate: true,
                                   second: .init(a: .f32, b: .bf16), dropout: .second, vector: nil, writesInner: false)
         let constants = MatmulCoopmatKernel.Constants(tile: tile, matmul: matmul)
