@@ -210,7 +210,7 @@ public final class ExecutionPlan {
     /// differs by more than its dtype's bound, relative to the largest reference magnitude.
     private func crossCheck(_ step: Step, _ op: Op, _ inputs: [Tensor], _ outputs: [Tensor], on reference: any Backend) throws {
         let expected = try Self.run(op, copying: inputs, like: outputs, on: reference)
-        for (i, (got, want)) in zip(outputs, expected).enumerated() {
+        for (i, (got, want)) in zip(outputs, expected).enumerated() where !op.unspecifiedOutputs.contains(i) {
             let (a, b) = (try got.floats(), try want.floats())
             let scale = b.reduce(Float(0)) { max($0, abs($1)) }
             var worst: Float = 0
