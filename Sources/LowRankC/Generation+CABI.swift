@@ -52,9 +52,9 @@ import LowRankText
 }
 
 extension ModelSession.State {
-    /// The model's stop tokens (none for the built-in model).
+    /// The model's stop tokens (none for the built-in model, which has no file).
     func stopTokens() throws -> Set<Int32> {
-        guard let path = model.name else { return [] }
+        guard let path = model.name, FileIO.isDirectory(path) || ModelSources.isGGUF(path) else { return [] }
         let text = try ModelSources.open(path).textFormat(trainOnPrompt: false)
         return try StopTokens.of(modelDirectory: path, tokenizer: text?.tokenizer, chatTemplate: text?.chatTemplate)
     }
