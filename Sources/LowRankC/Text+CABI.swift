@@ -8,8 +8,9 @@ import Synchronization
     ABI.call {
         let out = try ABI.required(tokenizer, "tokenizer")
         let path = try ABI.string(path, "path")
-        let text = FileIO.isDirectory(path) || ModelSources.isGGUF(path)
-            ? try ModelSources.open(path).textFormat(trainOnPrompt: false)
+        // A folder needs only its tokenizer files, not a model's config.json.
+        let text = ModelSources.isGGUF(path) ? try ModelSources.open(path).textFormat(trainOnPrompt: false)
+            : FileIO.isDirectory(path) ? try TextFormat(modelDirectory: path)
             : TextFormat(tokenizer: try Tokenizer.load(path), chatTemplate: nil)
         guard let text else {
             throw LowRankError(.io, "the model has no tokenizer (a folder's tokenizer.json, a GGUF file's tokenizer.ggml.*)", context: [("file", path)])
