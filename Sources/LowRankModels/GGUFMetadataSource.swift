@@ -175,8 +175,14 @@ extension JSON {
 /// tokenizer, chat template), `general.file_type` set for the new tensor types, and the alignment
 /// left to the writer.
 extension GGUFCheckpoint: GGUFMetadataSource {
+    public var ggufMetadata: any GGUFMetadataSource { self }
+
     public func ggufMetadata(fileType: UInt32) throws -> (metadata: [(key: String, value: GGUF.Value)], warnings: [String]) {
         let carried = file.keys.filter { $0 != GGUF.alignmentKey && $0 != "general.file_type" }.map { (key: $0, value: file.metadata[$0]!) }
         return (carried + [(key: "general.file_type", value: .uint32(fileType))], [])
     }
+}
+
+extension HuggingFaceCheckpoint {
+    public var ggufMetadata: any GGUFMetadataSource { HuggingFaceGGUFMetadata(folder: folder, config: config) }
 }

@@ -16,6 +16,9 @@ public protocol ModelSource: Sendable {
     /// This model with `adapter` merged, as a Hugging Face model folder written into the new,
     /// empty `folder`, every float tensor in `dtype` when given (`write(merging:…)` stages and swaps it in).
     func writeMerged(_ adapter: ModelAdapter, of model: LlamaModel, into folder: String, dtype: DType?) throws -> MergeReport
+    /// The GGUF metadata a merged model written from this one carries (configuration, tokenizer,
+    /// chat template).
+    var ggufMetadata: any GGUFMetadataSource { get }
 }
 
 public enum ModelSources {

@@ -40,8 +40,7 @@ struct Merge: ParsableCommand {
         let llama = try LlamaModel(checkpoint: checkpoint, on: backend)
         let loaded = try ModelAdapter(contentsOf: adapter, on: llama, force: forceAdapter)
         if writesGGUF {
-            let metadata: any GGUFMetadataSource = (checkpoint as? GGUFCheckpoint) ?? HuggingFaceGGUFMetadata(folder: model, config: checkpoint.config)
-            let (report, warnings) = try GGUFModelExport.write(merging: loaded, of: llama, to: out, type: (ggufType ?? .f16).type, metadata: metadata)
+            let (report, warnings) = try GGUFModelExport.write(merging: loaded, of: llama, to: out, type: (ggufType ?? .f16).type, metadata: checkpoint.ggufMetadata)
             for warning in warnings { printToStandardError(warning) }
             if let warning = report.roundingWarning(fix: "--gguf-type f32") { printToStandardError(warning) }
             print("merged \(loaded.layers.count) adapted modules into \(out)")
