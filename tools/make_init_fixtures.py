@@ -26,11 +26,7 @@ What it writes (OUTDIR defaults to Tests/Fixtures/peft-init):
   losses, and for pissa_niter_4 each module's `‖W_r − s·B·A‖ / ‖W_r‖`, W_r the exact rank-r truncation.
 """
 import inspect
-import os
-import shutil
-import sys
 
-import numpy as np
 import peft
 import torch
 import peft.tuners.lora.layer as lora_layer
@@ -39,7 +35,7 @@ from peft import LoftQConfig, LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import save_file
 
 from make_llama_fixtures import mean_loss, save_adapter as save
-from make_peft_config_fixtures import LLAMA, ROOT, finish, load, residual, train_converted
+from make_peft_config_fixtures import finish, load, output, residual, train_converted
 
 TARGETS = ["q_proj", "v_proj", "down_proj"]  # as train_converted's
 
@@ -57,11 +53,7 @@ def loftq_on_cpu():
 
 
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "Tests", "Fixtures", "peft-init")
-    shutil.rmtree(out, ignore_errors=True)
-    os.makedirs(out)
-    path = lambda *p: os.path.join(out, *p)
-    ids = torch.from_numpy(np.load(os.path.join(LLAMA, "data.npy")))
+    path, ids = output("peft-init")
     expected = {"versions": {"torch": torch.__version__, "peft": peft.__version__}, "loss": {}, "train": {}, "svd_error": {}}
     originals = {k: v.clone() for k, v in load().state_dict().items()}
 

@@ -106,6 +106,15 @@ def train(adapter_dir, out, ids, loraplus, model_dir=MODEL):
     return losses
 
 
+def output(name):
+    """The fixture folder (the first argument, else Tests/Fixtures/NAME), emptied, as a joiner of
+    paths in it; and the fixture's token rows."""
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "Tests", "Fixtures", name)
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    return (lambda *p: os.path.join(out, *p)), torch.from_numpy(np.load(os.path.join(LLAMA, "data.npy")))
+
+
 def residual(model):
     """The base weights a PEFT model holds under its adapters, by the original model's names."""
     return {k.removeprefix("base_model.model.").replace(".base_layer", ""): v.detach().clone().contiguous()
@@ -136,11 +145,7 @@ def train_converted(init, out, ids):
 
 
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "Tests", "Fixtures", "peft")
-    shutil.rmtree(out, ignore_errors=True)
-    os.makedirs(out)
-    path = lambda *p: os.path.join(out, *p)
-    ids = torch.from_numpy(np.load(os.path.join(LLAMA, "data.npy")))
+    path, ids = output("peft")
     expected = {"versions": {"torch": torch.__version__, "peft": peft.__version__}, "loss": {},
                 "train": {"lr": LR, "weight_decay": WEIGHT_DECAY, "batch_size": BATCH, "seq_len": ids.shape[1], "steps": STEPS,
                           "loraplus_lr_ratio": LORAPLUS_RATIO}}
