@@ -10,7 +10,8 @@
 // query tile holds every head of the group for its rows and each key tile is read once for all of
 // them. Key tiles start at the query tile's sequence start and end at its last row, so tiles that
 // are entirely masked (earlier sequences, the future) are never loaded; masks inside a tile are per
-// element. Every sum runs in a fixed order, so results do not depend on scheduling.
+// element (attention_mask.glsl: which keys a row sees, with a packed attention's sequence starts).
+// Every sum runs in a fixed order, so results do not depend on scheduling.
 // PASS_FORWARD: a workgroup per (query tile, KV head): an online softmax over the key tiles; out
 //   and logsumexp.
 // PASS_CACHED_FORWARD: the forward pass of one sequence whose first keys and values are a KV
@@ -23,7 +24,8 @@
 //   that see the key tile, no atomics.
 // (AttentionKernel.Pass, AttentionKernel.Tile.) The products of tiles (scores, P·V, dS·K, Pᵀ·G, dSᵀ·Q)
 // are the loops a cooperative-matrix path would replace.
-// Host defines: PASS, BLOCK, HEAD_DIM_MAX, Q_T, K_T, V_T, G_T and O_T (backward), C_T, C_FROM_F32.
+// Host defines: PASS, BLOCK, HEAD_DIM_MAX, Q_T, K_T, V_T, G_T and O_T (backward), C_T, C_FROM_F32,
+// SEQUENCE_STARTS (packed; not with PASS_CACHED_FORWARD).
 #define THREADS 64u
 // Accumulators (out and dq by query, dk and dv by key row) in micro-tiles of ROWS_PER × COLUMNS_PER
 // on a ROW_GROUPS × COLUMN_GROUPS layout of invocations: rows ar + ROW_GROUPS·a, columns
@@ -63,6 +65,16 @@ layout(std430, binding = 7) writeonly buffer DvBuf { C_T dv_data[]; };
 
 layout(push_constant) uniform Params { uint rows, q_heads, kv_heads, head_dim, sequence; float scale; uint cache_rows; } p;
 
+// The sequence starts bind after the pass's other buffers.
+#if PASS == PASS_FORWARD
+#define SEQUENCE_STARTS_BINDING 5
+#elif PASS == PASS_QUERY_GRADIENT
+#define SEQUENCE_STARTS_BINDING 7
+#elif PASS == PASS_KEY_VALUE_GRADIENT
+#define SEQUENCE_STARTS_BINDING 8
+#endif
+#include "attention_mask.glsl"
+
 #if PASS == PASS_CACHED_FORWARD
 layout(std430, binding = 5) readonly buffer KCacheBuf { K_T kc_data[]; };
 layout(std430, binding = 6) readonly buffer VCacheBuf { V_T vc_data[]; };
@@ -89,7 +101,6 @@ shared float sdelta[BLOCK];
 
 #define NEGATIVE_INFINITY uintBitsToFloat(0xFF800000u)
 
-uint sequence_start(uint row) { return row / p.sequence * p.sequence; }
 uint group_size() { return p.q_heads / p.kv_heads; }
 uint items() { return p.rows * group_size(); }
 uint item_row(uint item) { return item / group_size(); }
@@ -119,10 +130,7 @@ uint item_index(uint item, uint kh) { return item_row(item) * p.q_heads + kh * g
 #endif
 
 // Whether query item `item` sees key row `key`.
-bool visible(uint item, uint key) {
-    uint row = item_row(item);
-    return item < items() && key <= row + past_rows() && key >= sequence_start(row);
-}
+bool visible(uint item, uint key) { return item < items() && attention_visible(item_row(item), key, p.sequence, past_rows()); }
 
 // dots[x·MICRO + y] = tile a's row tr + GRID·x · tile b's row tk + GRID·y, summed over the head's
 // columns in order.
@@ -162,7 +170,7 @@ void main() {
     float acc[ACCUMULATORS];
     for (uint i = 0u; i < ACCUMULATORS; i++) acc[i] = 0.0;
     float largest = NEGATIVE_INFINITY, total = 0.0;  // of query t, held by invocation t < BLOCK
-    for (uint j0 = sequence_start(item_row(first)); j0 <= last + past_rows(); j0 += BLOCK) {
+    for (uint j0 = attention_first_key(item_row(first), p.sequence); j0 <= last + past_rows(); j0 += BLOCK) {
         barrier();  // the previous key tile is consumed
         LOAD_FORWARD_KEYS(sk, k_data, kc_data, j0, kh);
         LOAD_FORWARD_KEYS(sv, v_data, vc_data, j0, kh);
@@ -261,7 +269,7 @@ void main() {
     load_queries(first, kh);
     float acc[ACCUMULATORS];
     for (uint i = 0u; i < ACCUMULATORS; i++) acc[i] = 0.0;
-    for (uint j0 = sequence_start(item_row(first)); j0 <= last; j0 += BLOCK) {
+    for (uint j0 = attention_first_key(item_row(first), p.sequence); j0 <= last; j0 += BLOCK) {
         barrier();
         LOAD_KEYS(sk, k_data, j0, kh);
         LOAD_KEYS(sv, v_data, j0, kh);
@@ -281,13 +289,13 @@ void main() {
 void main() {
     uint t = gl_LocalInvocationID.x, ar = t / COLUMN_GROUPS, ac = t % COLUMN_GROUPS;
     uint j0 = gl_WorkGroupID.x * BLOCK, kh = gl_WorkGroupID.y;
-    // The query rows that see a key of this tile: its first key through the last key's sequence end.
-    uint end = (min(j0 + BLOCK, p.rows) - 1u) / p.sequence * p.sequence + p.sequence;
+    // The query tiles that see a key of this tile: from its first key's, until one starts after its last key.
+    uint last_key = min(j0 + BLOCK, p.rows) - 1u;
     LOAD_KEYS(sk, k_data, j0, kh);
     LOAD_KEYS(sv, v_data, j0, kh);
     float dk[ACCUMULATORS], dv[ACCUMULATORS];
     for (uint i = 0u; i < ACCUMULATORS; i++) { dk[i] = 0.0; dv[i] = 0.0; }
-    for (uint first = j0 * group_size(); first < end * group_size(); first += BLOCK) {
+    for (uint first = j0 * group_size(); first < items() && attention_tile_sees(item_row(first), last_key, p.sequence); first += BLOCK) {
         barrier();
         load_queries(first, kh);
         barrier();

@@ -3,14 +3,18 @@ import LowRankCore
 
 extension CPUBackend {
     /// Causal softmax attention with grouped KV heads as PyTorch's CPU flash attention runs it:
-    /// per (sequence, query head, query block), key blocks through sgemm and an online softmax,
+    /// per (sequence, query head, query block), a packed row's sequences each a sequence of its own:
+    /// key blocks through sgemm and an online softmax,
     /// `out = Σ exp(s − max)·v / Σ exp(s − max)` and `logsumexp` (`Shaders/attention.comp` is the twin).
     /// Scores and products are f32; each row's running denominator is f64.
     func attention(_ o: AttentionOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
+        let blocks = try AttentionBlocks(o, q: inputs[0], k: inputs[1], starts: o.packed ? starts(inputs[3]) : nil)
         withFloats(Array(inputs[0...2])) { views in
-            attention(AttentionBlocks(o, q: inputs[0], k: inputs[1]), q: views[0], k: views[1], v: views[2], outputs)
+            attention(blocks, q: views[0], k: views[1], v: views[2], outputs)
         }
     }
+
+    private func starts(_ tensor: Tensor) -> UnsafePointer<Int32> { UnsafePointer(pointer(tensor).assumingMemoryBound(to: Int32.self)) }
 
     /// Attention over the caches' first `past` rows and then the new ones: both copied into one
     /// run of keys and one of values (the op reads the caches; the caller appends to them).
@@ -21,7 +25,7 @@ extension CPUBackend {
             throw LowRankError(.invalidArgument, "cached_attention: past is \(past) but the KV cache holds \(capacity) rows",
                                context: [("op", "cached_attention")])
         }
-        let blocks = AttentionBlocks(AttentionOptions(sequenceLength: max(t, 1), scale: scale), q: operands.q, k: operands.k, past: past)
+        let blocks = try AttentionBlocks(AttentionOptions(sequenceLength: max(t, 1), scale: scale), q: operands.q, k: operands.k, past: past)
         let (cached, new) = (past * blocks.kvStride, t * blocks.kvStride)
         withFloats([operands.q, operands.k, operands.v, operands.keyCache, operands.valueCache]) { views in
             withScratch(2 * (cached + new)) { keys in
@@ -39,19 +43,17 @@ extension CPUBackend {
                            v: UnsafeMutablePointer<Float>, _ outputs: [Tensor]) {
         let logsumexp = pointer(outputs[1]).assumingMemoryBound(to: Float.self)
         producing(outputs[0]) { out in
-            let perHead = blocks.queryBlocksPerSequence
-            parallelFor(blocks.sequences * blocks.hq * perHead, minimumPerThread: 1) { items in
+            parallelFor(blocks.queryBlocks.count * blocks.hq, minimumPerThread: 1) { items in
                 withScratch(AttentionBlocks.queryRows * AttentionBlocks.keyRows) { scores in
                     var largest = [Float](repeating: 0, count: AttentionBlocks.queryRows)
                     var sums = [Double](repeating: 0, count: AttentionBlocks.queryRows)
                     for item in items {
-                        let (sequence, h) = (item / (blocks.hq * perHead), item / perHead % blocks.hq)
-                        let rows = blocks.queryBlock(sequence, item % perHead)
+                        let ((sequence, rows), h) = (blocks.queryBlocks[item / blocks.hq], item % blocks.hq)
                         let qRows = q + blocks.qOffset(rows.lowerBound, h), oRows = out + blocks.qOffset(rows.lowerBound, h)
                         largest.withUnsafeMutableBufferPointer { $0.update(repeating: -.infinity) }
                         sums.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-                        for keys in blocks.keyBlocks(through: rows) {
-                            let first = keys.lowerBound == blocks.start(sequence)
+                        for keys in blocks.keyBlocks(through: rows, of: sequence) {
+                            let first = keys.lowerBound == sequence.lowerBound
                             let kv = blocks.kvOffset(keys.lowerBound, h / blocks.group)
                             blocks.gemm(qRows, blocks.qStride, k + kv, blocks.kvStride, transposeB: true, scores, keys.count,
                                         m: rows.count, n: keys.count, k: blocks.d, alpha: blocks.scale, beta: 0)
@@ -93,7 +95,7 @@ extension CPUBackend {
     /// then add `Pᵀ·G` to dv, `dSᵀ·q` to dk and `dS·k` to dq through sgemm. That pass alone writes
     /// those rows of dq, dk and dv, always in the same order, so results do not depend on threads.
     func attentionBackward(_ o: AttentionOptions, _ operands: AttentionBackwardOperands<Tensor>, _ outputs: [Tensor]) throws {
-        let blocks = AttentionBlocks(o, q: operands.q, k: operands.k)
+        let blocks = try AttentionBlocks(o, q: operands.q, k: operands.k, starts: operands.starts.map(starts))
         let logsumexp = pointer(operands.logsumexp).assumingMemoryBound(to: Float.self)
         withFloats([operands.gradient, operands.q, operands.k, operands.v, operands.out]) { views in
             let (g, q, k, v, out) = (views[0], views[1], views[2], views[3], views[4])
@@ -108,22 +110,21 @@ extension CPUBackend {
                 producing(outputs[0]) { dq in
                     producing(outputs[1]) { dk in
                         producing(outputs[2]) { dv in
-                            parallelFor(blocks.sequences * blocks.hkv, minimumPerThread: 1) { items in
+                            parallelFor(blocks.sequences.count * blocks.hkv, minimumPerThread: 1) { items in
                                 withScratch(2 * AttentionBlocks.queryRows * AttentionBlocks.keyRows) { scratch in
                                     let (p, ds) = (scratch, scratch + AttentionBlocks.queryRows * AttentionBlocks.keyRows)
                                     for item in items {
-                                        let (sequence, kh) = (item / blocks.hkv, item % blocks.hkv)
+                                        let (sequence, kh) = (blocks.sequences[item / blocks.hkv], item % blocks.hkv)
                                         let heads = (kh * blocks.group)..<((kh + 1) * blocks.group)
-                                        let rows = blocks.start(sequence)..<(blocks.start(sequence) + blocks.sequence)
-                                        for row in rows {
+                                        for row in sequence {
                                             (dk + blocks.kvOffset(row, kh)).update(repeating: 0, count: blocks.d)
                                             (dv + blocks.kvOffset(row, kh)).update(repeating: 0, count: blocks.d)
                                             (dq + blocks.qOffset(row, heads.lowerBound)).update(repeating: 0, count: heads.count * blocks.d)
                                         }
-                                        for keys in blocks.keyBlocks(sequence) {
+                                        for keys in blocks.keyBlocks(through: sequence, of: sequence) {
                                             let kv = blocks.kvOffset(keys.lowerBound, kh), n = keys.count
                                             for h in heads {
-                                                for queries in blocks.queryBlocks(seeing: keys) {
+                                                for queries in blocks.queryBlocks(seeing: keys, of: sequence) {
                                                     let m = queries.count, at = blocks.qOffset(queries.lowerBound, h)
                                                     blocks.gemm(q + at, blocks.qStride, k + kv, blocks.kvStride, transposeB: true, p, n,
                                                                 m: m, n: n, k: blocks.d, alpha: blocks.scale, beta: 0)

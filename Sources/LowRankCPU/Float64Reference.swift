@@ -95,7 +95,7 @@ public enum Float64Reference {
             let rstd = rowSumsOfSquares(x[0]).map { 1 / ($0 / Double(d) + Double(epsilon)).squareRoot() }
             return [x[0].values.enumerated().map { x[1].values[$0 % d] * $1 * rstd[$0 / d] }, rstd]
         case .rope(let inverse): return [rope(x[0], frequencies: x[1].values, positions: x[2].ids, inverse: inverse)]
-        case .attention(let o): return attention(o, q: x[0], k: x[1], v: x[2])
+        case .attention(let o): return attention(o, q: x[0], k: x[1], v: x[2], starts: o.packed ? x[3].ids : nil)
         case .cachedAttention(let scale):
             let operands = CachedAttentionOperands(x), past = Int(operands.past.ids[0])
             let joined = { (cache: Float64Values, rows: Float64Values) in
@@ -221,14 +221,16 @@ public enum Float64Reference {
     }
 
     /// Causal softmax attention over grouped KV heads: out and logsumexp.
-    /// `past`: keys before the first query, which is at position past of one sequence.
-    private static func attention(_ o: AttentionOptions, q: Float64Values, k: Float64Values, v: Float64Values, past: Int = 0) -> [[Double]] {
+    /// `starts`: a packed attention's sequence starts. `past`: keys before the first query, which is at
+    /// position past of one sequence.
+    private static func attention(_ o: AttentionOptions, q: Float64Values, k: Float64Values, v: Float64Values, starts: [Int32]? = nil,
+                                  past: Int = 0) -> [[Double]] {
         let (t, hq, d, hkv) = (q.shape[0], q.shape[1], q.shape[2], k.shape[1])
         let group = hq / hkv, scale = Double(o.scale(headDim: d)), sequence = o.sequenceLength
         var out = [Double](repeating: 0, count: t * hq * d), logsumexp = [Double](repeating: 0, count: t * hq)
         for index in 0..<(t * hq) {
             let (row, h) = (index / hq, index % hq)
-            let keys = (row / sequence * sequence)...(row + past)
+            let keys = max(row / sequence * sequence, starts.map { Int($0[row]) } ?? 0)...(row + past)
             let kv = { (j: Int) in (j * hkv + h / group) * d }
             let scores = keys.map { j in (0..<d).reduce(0.0) { $0 + q.values[index * d + $1] * k.values[kv(j) + $1] } * scale }
             let largest = scores.max()!

@@ -213,9 +213,10 @@ extension Graph {
             return [try apply(.rope(inverse: !inverse), [g, try input(1), try input(2)], label: label)[0], nil, nil]
         case .attention(let o):
             let (out, logsumexp) = (try forward(node.outputs[0]), try forward(node.outputs[1]))
-            let operands = AttentionBackwardOperands(gradient: g, q: try input(0), k: try input(1), v: try input(2), out: out, logsumexp: logsumexp)
+            let operands = AttentionBackwardOperands(gradient: g, q: try input(0), k: try input(1), v: try input(2), out: out, logsumexp: logsumexp,
+                                                     starts: o.packed ? try input(3) : nil)
             let d = try apply(.attentionBackward(o), operands.values, label: label)
-            return d.map { $0 }
+            return d.map { $0 } + (o.packed ? [nil] : [])
         case .crossEntropy(let ignoreIndex):
             let operands = CrossEntropyBackwardOperands(logits: try input(0), labels: try input(1), logsumexp: try forward(node.outputs[1]), lossGradient: g)
             let d = try apply(.crossEntropyBackward(ignoreIndex: ignoreIndex), operands.values, label: label)

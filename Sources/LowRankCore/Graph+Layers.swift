@@ -67,9 +67,11 @@ extension Graph {
         try apply(.rope(inverse: false), [x, inverseFrequencies, positions], label: label)[0]
     }
 
-    /// Causal attention of `q [T, H_q, D]` over `k` and `v` `[T, H_kv, D]`: `[T, H_q, D]`.
-    public func attention(q: GraphTensor, k: GraphTensor, v: GraphTensor, options: AttentionOptions, label: String = "attention") throws -> GraphTensor {
-        try apply(.attention(options), [q, k, v], label: label)[0]
+    /// Causal attention of `q [T, H_q, D]` over `k` and `v` `[T, H_kv, D]`: `[T, H_q, D]`. A
+    /// `packed` attention takes each row's sequence start in `starts [T]` (i32).
+    public func attention(q: GraphTensor, k: GraphTensor, v: GraphTensor, starts: GraphTensor? = nil, options: AttentionOptions,
+                          label: String = "attention") throws -> GraphTensor {
+        try apply(.attention(options), [q, k, v] + (starts.map { [$0] } ?? []), label: label)[0]
     }
 
     /// Causal attention of one sequence's new rows `q [T, H_q, D]`, `k` and `v` `[T, H_kv, D]` over

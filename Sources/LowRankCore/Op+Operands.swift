@@ -153,16 +153,19 @@ public struct RMSNormBackwardOperands<Value> {
 /// `attentionBackward`: G, q, k, v, out, logsumexp (out and logsumexp from forward).
 public struct AttentionBackwardOperands<Value> {
     public var gradient, q, k, v, out, logsumexp: Value
+    /// The sequence starts of a `packed` attention.
+    public var starts: Value?
 
-    public init(gradient: Value, q: Value, k: Value, v: Value, out: Value, logsumexp: Value) {
-        (self.gradient, self.q, self.k, self.v, self.out, self.logsumexp) = (gradient, q, k, v, out, logsumexp)
+    public init(gradient: Value, q: Value, k: Value, v: Value, out: Value, logsumexp: Value, starts: Value? = nil) {
+        (self.gradient, self.q, self.k, self.v, self.out, self.logsumexp, self.starts) = (gradient, q, k, v, out, logsumexp, starts)
     }
 
     public init(_ values: [Value]) {
-        self.init(gradient: values[0], q: values[1], k: values[2], v: values[3], out: values[4], logsumexp: values[5])
+        self.init(gradient: values[0], q: values[1], k: values[2], v: values[3], out: values[4], logsumexp: values[5],
+                  starts: values.count > 6 ? values[6] : nil)
     }
 
-    public var values: [Value] { [gradient, q, k, v, out, logsumexp] }
+    public var values: [Value] { [gradient, q, k, v, out, logsumexp] + (starts.map { [$0] } ?? []) }
 }
 
 /// `cachedAttention`: q [T, H_q, D], the new rows k and v [T, H_kv, D], the key and value caches

@@ -202,10 +202,20 @@ public struct AttentionOptions: Hashable, Sendable {
     public var sequenceLength: Int
     /// nil: `1/√headDim`.
     public var scale: Float?
+    /// Several sequences share each run of `sequenceLength` rows (training's `--pack`): the op takes
+    /// one more input, the sequence starts [T] i32, row t's sequence beginning at row `starts[t]`,
+    /// which is t itself or row t − 1's start, and never before t's run of `sequenceLength` rows.
+    /// Per-row starts rather than cumulative lengths (flash-attn's `cu_seqlens`): a row finds its
+    /// first key in one read, the first key a query tile sees is its first row's start, and the
+    /// query tiles that see a key tile end at the first whose first row starts after the tile's
+    /// last key; no search. The starts are read at run time: the CPU refuses a row breaking the
+    /// rule, a device clamps each start into the row's run.
+    public var packed: Bool
 
-    public init(sequenceLength: Int, scale: Float? = nil) {
+    public init(sequenceLength: Int, scale: Float? = nil, packed: Bool = false) {
         self.sequenceLength = sequenceLength
         self.scale = scale
+        self.packed = packed
     }
 
     public func scale(headDim: Int) -> Float { scale ?? 1 / Float(headDim).squareRoot() }
@@ -274,9 +284,10 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
     /// (i, i + headDim/2) rotated by `position·invFreq[i]` (Hugging Face's rotate-half RoPE); `inverse`
     /// rotates back, which is also its backward
     case rope(inverse: Bool)
-    /// q [T, H_q, D], k [T, H_kv, D], v [T, H_kv, D] -> out [T, H_q, D], logsumexp [T, H_q] f32
+    /// q [T, H_q, D], k [T, H_kv, D], v [T, H_kv, D] [, sequence starts [T] i32 when `packed`]
+    /// -> out [T, H_q, D], logsumexp [T, H_q] f32
     case attention(AttentionOptions)
-    /// G, q, k, v, out, logsumexp -> dq, dk, dv
+    /// G, q, k, v, out, logsumexp [, sequence starts when `packed`] -> dq, dk, dv
     case attentionBackward(AttentionOptions)
     /// q [T, H_q, D], k [T, H_kv, D], v [T, H_kv, D], key cache [C, H_kv, D] (k's dtype), value cache
     /// [C, H_kv, D] (v's dtype), past [1] i32 -> out [T, H_q, D], logsumexp [T, H_q] f32: causal
@@ -604,15 +615,17 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             try check.equal(try check.ids(2), x[0], "the number of positions and x's rows")
             return [inputs[0]]
         case .attention(let o):
-            try check.count(3)
-            try check.floating()
+            try check.count(o.packed ? 4 : 3)
+            try check.floating(at: [0, 1, 2])
             let (t, hq, d) = try check.attention(o, q: inputs[0], k: inputs[1], v: inputs[2])
+            if o.packed { try check.equal(try check.ids(3), t, "the number of sequence starts and q's rows") }
             return [TensorDescriptor([t, hq, d], inputs[0].dtype), TensorDescriptor([t, hq], .f32)]
         case .attentionBackward(let o):
-            try check.count(6)
-            try check.floating()
+            try check.count(o.packed ? 7 : 6)
+            try check.floating(at: Array(0..<6))
             let operands = AttentionBackwardOperands(inputs)
             let (t, hq, d) = try check.attention(o, q: operands.q, k: operands.k, v: operands.v)
+            if o.packed { try check.equal(try check.ids(6), t, "the number of sequence starts and q's rows") }
             for (value, name) in [(operands.gradient, "G"), (operands.out, "out")] {
                 try check.equal(value.shape, Shape([t, hq, d]), "\(name)'s shape and q's")
             }

@@ -8,9 +8,13 @@ import LowRank
 public final class CausalLMPlan {
     public let batch: Int
     public let sequence: Int
+    /// Whether rows hold several sequences (`TokenBatch.sequenceStarts`).
+    public let packed: Bool
     public let plan: ExecutionPlan
     private let ids: GraphTensor
     private let labels: GraphTensor
+    /// A packed plan's inputs: each position's place in its sequence, and its sequence start.
+    private let packing: (positions: GraphTensor, starts: GraphTensor)?
     private let decoder: CausalLMDecoderGraph
     private let backend: any Backend
 
@@ -32,7 +36,9 @@ public final class CausalLMPlan {
         return device is CPUBackend && rows * classes * DType.f32.byteSize <= heldLogitsBytes
     }
 
-    public init(model: LlamaModel, adapter: ModelAdapter?, batch: Int, sequence: Int, training: Bool, checkpointing: Bool = false) throws {
+    /// `packed`: batches whose rows hold several sequences, as `TokenDataset.packed(into:)` makes them.
+    public init(model: LlamaModel, adapter: ModelAdapter?, batch: Int, sequence: Int, training: Bool, checkpointing: Bool = false,
+                packed: Bool = false) throws {
         let config = model.config
         guard batch >= 1, sequence >= 2 else {
             throw LowRankError(.invalidArgument, "a batch needs at least one row of at least 2 tokens, got \(batch) × \(sequence)")
@@ -44,14 +50,17 @@ public final class CausalLMPlan {
         }
         self.batch = batch
         self.sequence = sequence
+        self.packed = packed
         backend = model.backend
         let t = batch * sequence
         let g = Graph(backend: model.backend)
         ids = try g.input("input_ids", [t], dtype: .i32)
         labels = try g.input("labels", [t], dtype: .i32)
-        let positions = try g.parameter("positions", try Tensor(ids: (0..<t).map { Int32($0 % sequence) }, on: model.backend))
+        packing = packed ? (try g.input("positions", [t], dtype: .i32), try g.input("sequence_starts", [t], dtype: .i32)) : nil
+        let positions = try packing?.positions ?? g.parameter("positions", try Tensor(ids: (0..<t).map { Int32($0 % sequence) }, on: model.backend))
         let decoder = try g.causalLMDecoder(model: model, adapter: adapter, ids: ids, positions: positions, sequence: sequence,
-                                            training: training, checkpointing: checkpointing)
+                                            training: training, checkpointing: checkpointing,
+                                            attention: packing.map { .packed(starts: $0.starts) } ?? .causal)
         self.decoder = decoder
         let head = try g.lmHead(model)
         let loss = training && Self.holdsLogits(on: backend, rows: t, classes: config.vocabularySize)
@@ -73,10 +82,17 @@ public final class CausalLMPlan {
 
     /// The batch as the plan's inputs.
     func feeds(_ batch: TokenBatch) throws -> [GraphTensor: Tensor] {
-        guard batch.rows == self.batch, batch.sequence == sequence else {
-            throw LowRankError(.shapeMismatch, "a plan for \(self.batch) × \(sequence) tokens was given a \(batch.rows) × \(batch.sequence) batch")
+        guard batch.rows == self.batch, batch.sequence == sequence, (batch.sequenceStarts != nil) == packed else {
+            let kind = { (packed: Bool) in packed ? "packed " : "" }
+            throw LowRankError(.shapeMismatch, "a plan for \(kind(packed))\(self.batch) × \(sequence) tokens was given a "
+                               + "\(kind(batch.sequenceStarts != nil))\(batch.rows) × \(batch.sequence) batch")
         }
-        return try decoder.feeds(ids: batch.inputIDs, on: backend)
+        var feeds = try decoder.feeds(ids: batch.inputIDs, on: backend)
             .merging([ids: try Tensor(ids: batch.inputIDs, on: backend), labels: try Tensor(ids: batch.labels, on: backend)]) { $1 }
+        if let packing, let starts = batch.sequenceStarts {
+            feeds[packing.positions] = try Tensor(ids: batch.positions, on: backend)
+            feeds[packing.starts] = try Tensor(ids: starts, on: backend)
+        }
+        return feeds
     }
 }

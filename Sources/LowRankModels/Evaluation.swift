@@ -72,7 +72,7 @@ struct PlanCache {
     }
 
     mutating func plan(for batch: TokenBatch) throws -> CausalLMPlan {
-        let shape = [batch.rows, batch.sequence]
+        let shape = [batch.rows, batch.sequence, batch.sequenceStarts == nil ? 0 : 1]
         if let i = plans.firstIndex(where: { $0.shape == shape }) {
             let hit = plans.remove(at: i)
             plans.append(hit)
@@ -80,11 +80,11 @@ struct PlanCache {
         }
         if plans.count == Self.capacity { plans.removeFirst() }
         let p = try CausalLMPlan(model: model, adapter: adapter, batch: batch.rows, sequence: batch.sequence,
-                                 training: training, checkpointing: checkpointing)
+                                 training: training, checkpointing: checkpointing, packed: batch.sequenceStarts != nil)
         plans.append((shape, p))
         return p
     }
 
-    /// The shapes planned, least recently used first.
+    /// The shapes planned (rows, sequence, 1 when packed), least recently used first.
     var shapes: [[Int]] { plans.map(\.shape) }
 }

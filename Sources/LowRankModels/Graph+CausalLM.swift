@@ -23,6 +23,9 @@ struct CausalLMDecoderGraph {
 enum DecoderAttention {
     /// Each row of `sequence` tokens alone (training, evaluation, a whole forward).
     case causal
+    /// Rows of `sequence` tokens holding several sequences each (`--pack`), each position's
+    /// sequence start in `starts [T]` (`AttentionOptions.packed`).
+    case packed(starts: GraphTensor)
     /// After the tokens in KV caches (`Op.cachedAttention`): layer i reads `keys[i]` and
     /// `values[i]`'s first `past` rows; `newRows` receives each layer's rotated k and v.
     case cached(keys: [GraphTensor], values: [GraphTensor], past: GraphTensor, newRows: (Int, GraphTensor, GraphTensor) -> Void)
@@ -97,6 +100,11 @@ extension Graph {
             switch attention {
             case .causal:
                 attend = nil
+            case .packed(let starts):
+                attend = { q, k, v in
+                    try self.attention(q: q, k: k, v: v, starts: starts, options: AttentionOptions(sequenceLength: sequence, packed: true),
+                                       label: prefix + "self_attn")
+                }
             case .cached(let keys, let values, let past, let newRows):
                 attend = { q, k, v in
                     newRows(layer, k, v)

@@ -10,6 +10,9 @@ public struct TokenDataset: Sendable {
     public let rows: [[Int32]]
     /// Each row's labels (−100: not trained on); nil when every next token is trained on.
     public let labels: [[Int32]]?
+    /// The lengths of the sequences each row holds, in order, once packed (`packed(into:)`); nil:
+    /// each row is one sequence.
+    public let sequenceLengths: [[Int]]?
     public let path: String
 
     public init(rows: [[Int32]], labels: [[Int32]]? = nil, path: String = "<memory>", vocabularySize: Int, maxLength: Int? = nil) throws {
@@ -38,11 +41,17 @@ public struct TokenDataset: Sendable {
         let kept = windows(labels ?? rows).map { $0.count >= 2 && (labels == nil || $0.dropFirst().contains { $0 != CausalLMPlan.ignoredLabel }) }
         self.rows = zip(windows(rows), kept).filter(\.1).map(\.0)
         self.labels = labels.map { zip(windows($0), kept).filter(\.1).map(\.0) }
+        sequenceLengths = nil
         self.path = path
         guard !self.rows.isEmpty else {
             throw LowRankError(.invalidArgument, "the data has no row of at least 2 tokens with a trained label after the first, so nothing to predict",
                                context: [("file", path)])
         }
+    }
+
+    /// Rows already checked, as they are.
+    init(checkedRows rows: [[Int32]], labels: [[Int32]]?, sequenceLengths: [[Int]]?, path: String) {
+        (self.rows, self.labels, self.sequenceLengths, self.path) = (rows, labels, sequenceLengths, path)
     }
 
     /// Reads `path` by its extension (`.npy`, else JSONL); `text` gives the format of lines of text,
@@ -70,9 +79,15 @@ public struct TokenDataset: Sendable {
         }
     }
 
-    /// Tokens the loss predicts over all rows.
+    /// Tokens the loss predicts over all rows: in each sequence, those after its first trained on.
     public var predictedTokens: Int {
-        labels.map { $0.reduce(0) { $0 + $1.dropFirst().count { $0 != CausalLMPlan.ignoredLabel } } } ?? rows.reduce(0) { $0 + $1.count - 1 }
+        rows.indices.reduce(0) { total, r in
+            var start = 0
+            return total + (sequenceLengths?[r] ?? [rows[r].count]).reduce(0) { sum, length in
+                defer { start += length }
+                return sum + (labels.map { $0[r][(start + 1)..<(start + length)].count { $0 != CausalLMPlan.ignoredLabel } } ?? length - 1)
+            }
+        }
     }
 
     /// The rows of a JSONL file and their labels: nil when no line has any (every token trained on).
@@ -175,7 +190,8 @@ public struct TokenDataset: Sendable {
 
     /// The rows at `indices` as one batch, padded to the longest.
     public func batch(_ indices: some Collection<Int>) -> TokenBatch {
-        TokenBatch(indices.map { rows[$0] }, labels: labels.map { labels in indices.map { labels[$0] } })
+        TokenBatch(indices.map { rows[$0] }, labels: labels.map { labels in indices.map { labels[$0] } },
+                   sequenceLengths: sequenceLengths.map { lengths in indices.map { lengths[$0] } })
     }
 }
 
@@ -190,23 +206,46 @@ public struct TokenBatch: Sendable {
     /// Positions whose next token is predicted.
     public let predictedTokens: Int
 
+    /// Each position's sequence start, as a row of T (`AttentionOptions.packed`), when rows hold
+    /// several sequences; nil: each row is one.
+    public let sequenceStarts: [Int32]?
+
     /// `labels`, one per row when given, are unshifted as `rows` (−100: not trained on).
-    public init(_ rows: [[Int32]], labels rowLabels: [[Int32]]? = nil) {
+    /// `sequenceLengths`, one list per row when given, splits each row into packed sequences: a
+    /// sequence's last position predicts nothing (not the next sequence's first token), and each
+    /// position's sequence start is recorded; a row's padding continues its last sequence.
+    public init(_ rows: [[Int32]], labels rowLabels: [[Int32]]? = nil, sequenceLengths: [[Int]]? = nil) {
         let sequence = rows.map(\.count).max() ?? 0
-        var ids: [Int32] = [], labels: [Int32] = [], predicted = 0
+        var ids: [Int32] = [], labels: [Int32] = [], starts: [Int32] = []
         for (r, row) in rows.enumerated() {
             let targets = rowLabels?[r] ?? row
+            // Where each position's sequence ends (exclusive) and starts, within the row.
+            var ends = [Int](repeating: row.count, count: sequence), firsts = [Int](repeating: 0, count: sequence)
+            if let lengths = sequenceLengths?[r] {
+                var start = 0
+                for length in lengths {
+                    for i in start..<(start + length) { (ends[i], firsts[i]) = (start + length, start) }
+                    start += length
+                }
+                for i in start..<sequence { (ends[i], firsts[i]) = (sequence, firsts[max(start - 1, 0)]) }
+            }
             for i in 0..<sequence {
                 ids.append(i < row.count ? row[i] : 0)
-                labels.append(i + 1 < row.count ? targets[i + 1] : CausalLMPlan.ignoredLabel)
+                labels.append(i + 1 < ends[i] && i + 1 < row.count ? targets[i + 1] : CausalLMPlan.ignoredLabel)
+                starts.append(Int32(r * sequence + firsts[i]))
             }
-            predicted += targets.dropFirst().count { $0 != CausalLMPlan.ignoredLabel }
         }
         self.rows = rows.count
         self.sequence = sequence
         inputIDs = ids
         self.labels = labels
-        predictedTokens = predicted
+        sequenceStarts = sequenceLengths == nil ? nil : starts
+        predictedTokens = labels.count { $0 != CausalLMPlan.ignoredLabel }
+    }
+
+    /// Each position's place in its sequence, RoPE's position: restarting at each packed sequence.
+    public var positions: [Int32] {
+        (0..<rows * sequence).map { i in Int32(i) - (sequenceStarts?[i] ?? Int32(i / sequence * sequence)) }
     }
 
     /// A batch as a training loop in Python holds it: `rows × sequence` ids in row order, and
@@ -234,6 +273,7 @@ public struct TokenBatch: Sendable {
         self.sequence = sequence
         self.inputIDs = inputIDs
         self.labels = shifted
+        sequenceStarts = nil
         predictedTokens = shifted.count { $0 != CausalLMPlan.ignoredLabel }
         guard predictedTokens > 0 else { throw LowRankError(.invalidArgument, "every label is ignored (−100): the batch predicts nothing") }
     }

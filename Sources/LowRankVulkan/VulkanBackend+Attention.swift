@@ -71,21 +71,26 @@ struct AttentionKernel: Kernel {
 
     var backward: Backward?
     var c: DType
+    /// `SEQUENCE_STARTS`: a packed attention, its sequence starts bound after the pass's other buffers.
+    var packed: Bool
 
     var defines: [String: String] {
-        pass.defines + ["BLOCK": "\(tile.block)u", "HEAD_DIM_MAX": "\(tile.headDimMax)u"]
+        pass.defines + ["BLOCK": "\(tile.block)u", "HEAD_DIM_MAX": "\(tile.headDimMax)u"] + (packed ? ["SEQUENCE_STARTS": "1"] : [:])
             + q.operandDefines("Q") + k.operandDefines("K") + v.operandDefines("V") + c.operandDefines("C", written: true)
             + (backward.map { $0.gradient.operandDefines("G") + $0.out.operandDefines("O") } ?? [:])
     }
 
-    /// Every tile of every pass within `Tile.sharedLimit`, each over the dtype cover.
+    /// Every tile of every pass within `Tile.sharedLimit`, each over the dtype cover, packed or not
+    /// (the cached forward never is).
     static var variants: [AttentionKernel] {
         let tiles = Tile.headDims.flatMap { d in Tile.blocks.map { Tile(block: $0, headDimMax: d) } }
         return DType.cover(operands: 6).flatMap { t in
             Pass.allCases.flatMap { pass in
-                tiles.filter { $0.sharedBytes(pass) <= Tile.sharedLimit }.map {
-                    AttentionKernel(pass: pass, tile: $0, q: t[0], k: t[1], v: t[2],
-                                    backward: pass.isForward ? nil : Backward(gradient: t[3], out: t[4]), c: t[5])
+                (pass == .cachedForward ? [false] : [false, true]).flatMap { packed in
+                    tiles.filter { $0.sharedBytes(pass) <= Tile.sharedLimit }.map {
+                        AttentionKernel(pass: pass, tile: $0, q: t[0], k: t[1], v: t[2],
+                                        backward: pass.isForward ? nil : Backward(gradient: t[3], out: t[4]), c: t[5], packed: packed)
+                    }
                 }
             }
         }
@@ -93,12 +98,12 @@ struct AttentionKernel: Kernel {
 }
 
 extension VulkanBackend {
-    /// q, k, v -> out, logsumexp.
+    /// q, k, v [, sequence starts] -> out, logsumexp.
     func encodeAttention(_ o: AttentionOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
         let (q, k, v) = (inputs[0], inputs[1], inputs[2])
         let tile = try attentionTile(headDim: q.shape[2], pass: .forward)
-        let kernel = AttentionKernel(pass: .forward, tile: tile, q: q.dtype, k: k.dtype, v: v.dtype, backward: nil, c: outputs[0].dtype)
-        try dispatch(kernel, [.read(q), .read(k), .read(v), .write(outputs[0]), .write(outputs[1])],
+        let kernel = AttentionKernel(pass: .forward, tile: tile, q: q.dtype, k: k.dtype, v: v.dtype, backward: nil, c: outputs[0].dtype, packed: o.packed)
+        try dispatch(kernel, [.read(q), .read(k), .read(v), .write(outputs[0]), .write(outputs[1])] + inputs.dropFirst(3).map { .read($0) },
                      push: attentionPush(o, q: q, k: k), groups: (tiles(q.shape[0] * q.shape[1] / k.shape[1], tile), k.shape[1], 1))
     }
 
@@ -107,7 +112,7 @@ extension VulkanBackend {
     func encodeCachedAttention(scale: Float?, _ operands: CachedAttentionOperands<Tensor>, _ outputs: [Tensor]) throws {
         let (q, k, v) = (operands.q, operands.k, operands.v)
         let tile = try attentionTile(headDim: q.shape[2], pass: .cachedForward)
-        let kernel = AttentionKernel(pass: .cachedForward, tile: tile, q: q.dtype, k: k.dtype, v: v.dtype, backward: nil, c: outputs[0].dtype)
+        let kernel = AttentionKernel(pass: .cachedForward, tile: tile, q: q.dtype, k: k.dtype, v: v.dtype, backward: nil, c: outputs[0].dtype, packed: false)
         var push = attentionPush(AttentionOptions(sequenceLength: max(q.shape[0], 1), scale: scale), q: q, k: k)
         push.cacheRows = UInt32(operands.keyCache.shape[0])
         try dispatch(kernel, [.read(q), .read(k), .read(v), .write(outputs[0]), .write(outputs[1]),
@@ -115,7 +120,7 @@ extension VulkanBackend {
                      push: push, groups: (tiles(q.shape[0] * q.shape[1] / k.shape[1], tile), k.shape[1], 1))
     }
 
-    /// G, q, k, v, out, logsumexp -> dq (per (query tile, KV head)), dk and dv (per (key tile, KV head)).
+    /// G, q, k, v, out, logsumexp [, sequence starts] -> dq (per (query tile, KV head)), dk and dv (per (key tile, KV head)).
     func encodeAttentionBackward(_ o: AttentionOptions, _ operands: AttentionBackwardOperands<Tensor>, _ outputs: [Tensor]) throws {
         let (g, q, k, v, out, lse) = (operands.gradient, operands.q, operands.k, operands.v, operands.out, operands.logsumexp)
         let reads: [TensorBinding] = [.read(q), .read(k), .read(v), .read(g), .read(out), .read(lse)]
@@ -123,11 +128,12 @@ extension VulkanBackend {
         for pass in [AttentionKernel.Pass.queryGradient, .keyValueGradient] {
             let tile = try attentionTile(headDim: q.shape[2], pass: pass)
             let kernel = AttentionKernel(pass: pass, tile: tile, q: q.dtype, k: k.dtype, v: v.dtype,
-                                         backward: .init(gradient: g.dtype, out: out.dtype), c: outputs[pass == .queryGradient ? 0 : 1].dtype)
+                                         backward: .init(gradient: g.dtype, out: out.dtype), c: outputs[pass == .queryGradient ? 0 : 1].dtype,
+                                         packed: o.packed)
             // dq's tiles are of queries, T·(H_q / H_kv) per KV head; dk's and dv's of key rows.
             let (writes, rows): ([TensorBinding], Int) = pass == .queryGradient
                 ? ([.write(outputs[0])], q.shape[0] * q.shape[1] / k.shape[1]) : ([.write(outputs[1]), .write(outputs[2])], k.shape[0])
-            try dispatch(kernel, reads + writes, push: push, groups: (tiles(rows, tile), k.shape[1], 1))
+            try dispatch(kernel, reads + writes + (operands.starts.map { [.read($0)] } ?? []), push: push, groups: (tiles(rows, tile), k.shape[1], 1))
         }
     }
 

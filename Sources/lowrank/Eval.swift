@@ -24,6 +24,7 @@ struct Eval: ParsableCommand {
     func validate() throws {
         if forceAdapter, adapter == nil { throw ValidationError("--force-adapter applies to --adapter") }
         try validateSequenceLength(seqLen)
+        if textData.pack, seqLen == nil { throw ValidationError("--pack needs --seq-len, the length of the packed rows") }
     }
 
     func run() throws {
@@ -41,7 +42,7 @@ struct Eval: ParsableCommand {
         let source = try ModelSources.open(model)
         let llama = try LlamaModel(checkpoint: source, on: backend, quantize: quantize?.dtype, dtype: weights.dtype?.dtype)
         let adapter = try self.adapter.map { try ModelAdapter(contentsOf: $0, on: llama, force: forceAdapter) }
-        let dataset = try textData.dataset(data, model: source, maxLength: seqLen)
+        let dataset = try textData.dataset(data, model: source, maxLength: seqLen, batchSize: batchSize, report: !json)
         let result = try Evaluation(model: llama, adapter: adapter, data: dataset, batchSize: batchSize)
         if json {
             print(result.json.serialized)

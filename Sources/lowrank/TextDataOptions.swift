@@ -8,10 +8,23 @@ struct TextDataOptions: ParsableArguments {
     @Flag(help: "Count the prompt's tokens in the loss too, not only the completion's ({\"prompt\", \"completion\"} and {\"messages\"} lines).")
     var trainOnPrompt = false
 
-    /// The data file's rows, for `model` (its tokenizer and chat template read text lines).
-    func dataset(_ path: String, model: any ModelSource, maxLength: Int?) throws -> TokenDataset {
-        try TokenDataset(contentsOf: path, vocabularySize: model.config.vocabularySize, maxLength: maxLength,
-                         text: { try model.textFormat(trainOnPrompt: trainOnPrompt) })
+    @Flag(help: "Pack several sequences into each row of --seq-len tokens (best-fit decreasing, as TRL's packing_strategy=\"bfd\"); attention and RoPE positions restart at each sequence, so the loss is the unpacked loss. Prints the padding saved.")
+    var pack = false
+
+    /// The data file's rows, for `model` (its tokenizer and chat template read text lines), packed
+    /// into rows of `maxLength` with --pack; `report`: print the padding saved, for batches of `batchSize`.
+    func dataset(_ path: String, model: any ModelSource, maxLength: Int?, batchSize: Int, report: Bool = false) throws -> TokenDataset {
+        let rows = try TokenDataset(contentsOf: path, vocabularySize: model.config.vocabularySize, maxLength: maxLength,
+                                    text: { try model.textFormat(trainOnPrompt: trainOnPrompt) })
+        guard pack else { return rows }
+        guard let maxLength else { throw ValidationError("--pack needs --seq-len, the length of the packed rows") }
+        let packed = try rows.packed(into: maxLength)
+        if report {
+            let share = { (data: TokenDataset) in String(format: "%.1f%%", 100 * data.paddingFraction(batchSize: batchSize)) }
+            printToStandardError("packed \(rows.rows.count) sequences into \(packed.rows.count) rows of at most \(maxLength) tokens: padding "
+                                 + "\(share(rows)) of the positions run unpacked, \(share(packed)) packed (batches of \(batchSize) rows in file order)")
+        }
+        return packed
     }
 }
 

@@ -70,14 +70,15 @@ struct Train: ParsableCommand {
         if (model == nil) != (data == nil), !dryRun.dryRun {
             throw ValidationError("give both --model and --data, or neither (for the built-in default job)")
         }
-        if model == nil, initAdapter != nil || quantize != nil || weights.dtype != nil {
-            throw ValidationError("--init-adapter, --quantize and --dtype need --model")
+        if model == nil, initAdapter != nil || quantize != nil || weights.dtype != nil || textData.pack {
+            throw ValidationError("--init-adapter, --quantize, --dtype and --pack need --model")
         }
         if steps != nil, epochs != nil { throw ValidationError("give --steps or --epochs, not both") }
         if forceAdapter, initAdapter == nil { throw ValidationError("--force-adapter applies to --init-adapter") }
         if initAdapter != nil, peft.shapesTheAdapter { throw ValidationError("--init, --rank-pattern, --alpha-pattern, --layers, --layers-pattern and --exclude-modules shape a new adapter, not --init-adapter's") }
         guard (1...AdapterSettings.maxRank).contains(r) else { throw ValidationError("--r must be in 1...\(AdapterSettings.maxRank), got \(r)") }
         try validateSequenceLength(seqLen)
+        if textData.pack, seqLen == nil { throw ValidationError("--pack needs --seq-len, the length of the packed rows") }
         if gradAccumulationSteps < 1 { throw ValidationError("--grad-accumulation-steps must be at least 1, got \(gradAccumulationSteps)") }
         if let clip, !(clip.isFinite && clip >= 0) {
             throw ValidationError("--clip must be 0 (no clipping) or a positive number, got \(clip)")
@@ -102,7 +103,7 @@ struct Train: ParsableCommand {
         let adapterSettings: AdapterSettings
         if let model, let data {
             let checkpoint = try ModelSources.open(model)
-            dataset = try textData.dataset(data, model: checkpoint, maxLength: seqLen)
+            dataset = try textData.dataset(data, model: checkpoint, maxLength: seqLen, batchSize: batchSize ?? settings.batchSize, report: leader)
             try checkMemory(try memoryRun(checkpoint.config, folder: model, checkpoint: checkpoint, sequence: dataset.longestRow), on: backend)
             llama = try LlamaModel(checkpoint: checkpoint, on: backend, quantize: quantize?.dtype, dtype: weights.dtype?.dtype)
             source = checkpoint
@@ -137,7 +138,7 @@ struct Train: ParsableCommand {
         let trainer = try Trainer(model: llama, adapter: adapter, data: dataset, settings: settings, output: output, group: group)
         // Rank 0 alone prints, records and keeps checkpoints, so it alone evaluates the held-out data.
         if leader, let validData, let source {
-            let held = try textData.dataset(validData, model: source, maxLength: seqLen)
+            let held = try textData.dataset(validData, model: source, maxLength: seqLen, batchSize: settings.batchSize)
             trainer.validation = try TrainingValidation(data: held, every: evalEvery ?? trainer.totalSteps, batchSize: settings.batchSize, model: llama, adapter: adapter)
         }
         let a = adapter.settings

@@ -5,13 +5,18 @@ import Testing
 /// The tiled attention kernels (`Shaders/attention.comp`) against the CPU backend at shapes that
 /// span several query and key tiles, with sequence boundaries inside tiles, grouped KV heads and
 /// head dims 64, 128 and 256 (tiles of 32, 16, 8 or 4 rows on lavapipe's 32 KiB of shared memory),
-/// forward and backward, with the validation layer and synchronization validation.
+/// forward and backward, with the validation layer and synchronization validation; packed runs of
+/// rows (`AttentionOptions.packed`) likewise, sequences of one row and of several tiles among them.
 @Suite("Flash attention")
 struct FlashAttentionTests {
     struct Shape: CustomTestStringConvertible, Sendable {
         var rows, sequence, qHeads, kvHeads, headDim: Int
         var dtype: DType = .f32
-        var testDescription: String { "T=\(rows) sequences of \(sequence), \(qHeads)/\(kvHeads) heads, d=\(headDim), \(dtype)" }
+        /// Packed: the lengths of the sequences in each run of `sequence` rows (`packedStarts`).
+        var packed: [Int] = []
+        var testDescription: String {
+            "T=\(rows) sequences of \(sequence)\(packed.isEmpty ? "" : " packed \(packed)"), \(qHeads)/\(kvHeads) heads, d=\(headDim), \(dtype)"
+        }
     }
 
     static let shapes = [
@@ -19,6 +24,9 @@ struct FlashAttentionTests {
         Shape(rows: 42, sequence: 21, qHeads: 3, kvHeads: 1, headDim: 128),
         Shape(rows: 26, sequence: 13, qHeads: 2, kvHeads: 2, headDim: 256),
         Shape(rows: 40, sequence: 20, qHeads: 4, kvHeads: 1, headDim: 72, dtype: .bf16),
+        Shape(rows: 148, sequence: 74, qHeads: 4, kvHeads: 2, headDim: 64, packed: [9, 1, 37]),
+        Shape(rows: 42, sequence: 42, qHeads: 3, kvHeads: 1, headDim: 128, packed: [5, 30]),
+        Shape(rows: 40, sequence: 20, qHeads: 4, kvHeads: 1, headDim: 72, dtype: .bf16, packed: [3, 7]),
     ]
 
     /// out, logsumexp, dq, dk and dv in f32 within 1e-6 of the CPU backend's, relative to each
@@ -28,7 +36,7 @@ struct FlashAttentionTests {
     @Test(arguments: shapes)
     func matchesTheCPUBackend(_ s: Shape) throws {
         let cpu = try BackendKind.cpu.open()
-        let options = AttentionOptions(sequenceLength: s.sequence)
+        let options = AttentionOptions(sequenceLength: s.sequence, packed: !s.packed.isEmpty)
         let q = randomValues(s.rows * s.qHeads * s.headDim, seed: 300, dtype: s.dtype, scale: 2)
         let k = randomValues(s.rows * s.kvHeads * s.headDim, seed: 301, dtype: s.dtype, scale: 2)
         let v = randomValues(s.rows * s.kvHeads * s.headDim, seed: 302, dtype: s.dtype)
@@ -38,17 +46,21 @@ struct FlashAttentionTests {
             [try Tensor(q, shape: qShape, dtype: s.dtype, on: backend), try Tensor(k, shape: kvShape, dtype: s.dtype, on: backend),
              try Tensor(v, shape: kvShape, dtype: s.dtype, on: backend)]
         }
-        let forward = try Ops.execute(.attention(options), try inputs(cpu))
+        func starts(_ backend: any Backend) throws -> [Tensor] {
+            s.packed.isEmpty ? [] : [try Tensor(ids: packedStarts(rows: s.rows, sequence: s.sequence, lengths: s.packed), on: backend)]
+        }
+        let forward = try Ops.execute(.attention(options), try inputs(cpu) + starts(cpu))
         let (out, lse) = (try forward[0].floats(), try forward[1].floats())
         func backward(_ backend: any Backend) throws -> [Tensor] {
             let qkv = try inputs(backend)
             return try Ops.execute(.attentionBackward(options),
                                    [try Tensor(g, shape: qShape, dtype: s.dtype, on: backend)] + qkv
-                                       + [try Tensor(out, shape: qShape, dtype: s.dtype, on: backend), try Tensor(lse, shape: [s.rows, s.qHeads], on: backend)])
+                                       + [try Tensor(out, shape: qShape, dtype: s.dtype, on: backend), try Tensor(lse, shape: [s.rows, s.qHeads], on: backend)]
+                                       + starts(backend))
         }
         let want = try [out, lse] + backward(cpu).map { try $0.floats() }
         try onBackend(.vulkan) { backend in
-            let got = try Ops.execute(.attention(options), try inputs(backend)) + backward(backend)
+            let got = try Ops.execute(.attention(options), try inputs(backend) + starts(backend)) + backward(backend)
             // A bf16 result is rounded once on each backend: sums in other orders may round to a
             // neighbour, one unit in the last place (2⁻⁷ of the largest value at most).
             let bounds = s.dtype == .f32 ? [1e-6, 1e-6, 1e-6, 1e-6, 1e-6] : [8e-3, 1e-6, 8e-3, 8e-3, 8e-3]
@@ -65,7 +77,8 @@ struct FlashAttentionTests {
     /// 64 KiB of shared memory (and more) is one of the variants `ShaderTests` compiles, fits, and is
     /// the largest that fits; a head of 257 columns has none.
     @Test func tilesFitTheDeviceAndAreCompiledVariants() {
-        let compiled = Set(AttentionKernel.variants.map { [$0.pass] as [AnyHashable] + [$0.tile] })
+        let compiled = Set(AttentionKernel.variants.filter { !$0.packed }.map { [$0.pass] as [AnyHashable] + [$0.tile] })
+        let packed = Set(AttentionKernel.variants.filter(\.packed).map { [$0.pass] as [AnyHashable] + [$0.tile] })
         for shared in [32768, 49152, 65536] {
             for pass in AttentionKernel.Pass.allCases {
                 for headDim in 1...256 {
@@ -73,6 +86,7 @@ struct FlashAttentionTests {
                         Issue.record("no tile for head dim \(headDim), \(pass), \(shared) bytes"); continue
                     }
                     #expect(compiled.contains([pass, tile]), "\(tile) for \(pass) is not a compiled variant")
+                    #expect(pass == .cachedForward || packed.contains([pass, tile]), "\(tile) for \(pass) is not a compiled packed variant")
                     #expect(tile.sharedBytes(pass) <= shared && tile.headDimMax >= headDim)
                     let larger = AttentionKernel.Tile(block: tile.block * 2, headDimMax: tile.headDimMax)
                     #expect(tile.block == AttentionKernel.Tile.blocks.first || larger.sharedBytes(pass) > shared)

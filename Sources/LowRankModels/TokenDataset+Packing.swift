@@ -1,0 +1,50 @@
+import LowRank
+
+extension TokenDataset {
+    /// The rows packed into rows of at most `length` tokens (`--pack`), best-fit decreasing as TRL's
+    /// `pack_dataset(strategy="bfd")` packs: longest first (ties in data order), each into the
+    /// row with the least room that holds it (ties: the earliest such row), else into a new row; a
+    /// row's sequences in the order they were placed. Rows longer than `length` are refused: the
+    /// data is cut into windows of the sequence length first (where TRL truncates). Each packed row
+    /// records its sequences' lengths, so attention, positions and labels stop at their bounds.
+    public func packed(into length: Int) throws -> TokenDataset {
+        guard sequenceLengths == nil else { throw LowRankError(.invalidArgument, "the data is packed already", context: [("file", path)]) }
+        if let r = rows.indices.first(where: { rows[$0].count > length }) {
+            throw LowRankError(.invalidArgument, "row \(r) holds \(rows[r].count) tokens, more than the packed rows' \(length)",
+                               context: [("file", path), ("row", "\(r)")])
+        }
+        // Rows by the room they have left: the best fit for n tokens is the first row of the
+        // first non-empty bucket from n up.
+        var bins: [[Int]] = [], byRoom = [[Int]](repeating: [], count: length + 1)
+        for r in rows.indices.sorted(by: { (rows[$0].count, $1) > (rows[$1].count, $0) }) {
+            let n = rows[r].count
+            let bin: Int
+            if let room = (n...length).first(where: { !byRoom[$0].isEmpty }) {
+                bin = byRoom[room].removeFirst()
+                bins[bin].append(r)
+            } else {
+                bin = bins.count
+                bins.append([r])
+            }
+            let left = length - bins[bin].reduce(0) { $0 + rows[$1].count }
+            // Kept in row order, so that ties go to the earliest row.
+            let at = byRoom[left].firstIndex { $0 > bin } ?? byRoom[left].endIndex
+            byRoom[left].insert(bin, at: at)
+        }
+        return TokenDataset(checkedRows: bins.map { $0.flatMap { rows[$0] } },
+                            labels: labels.map { labels in bins.map { $0.flatMap { labels[$0] } } },
+                            sequenceLengths: bins.map { $0.map { rows[$0].count } }, path: path)
+    }
+
+    /// The share of the token positions that batches of `batchSize` rows in data order spend on
+    /// padding, each batch padded to its longest row as `TokenBatch` pads it.
+    public func paddingFraction(batchSize: Int) -> Double {
+        var padded = 0, tokens = 0
+        for start in stride(from: 0, to: rows.count, by: batchSize) {
+            let batch = rows[start..<min(start + batchSize, rows.count)]
+            padded += batch.count * (batch.map(\.count).max() ?? 0)
+            tokens += batch.reduce(0) { $0 + $1.count }
+        }
+        return padded == 0 ? 0 : Double(padded - tokens) / Double(padded)
+    }
+}
