@@ -210,6 +210,16 @@ int32_t lowrank_model_forward_backward(lowrank_model model, const int32_t *input
 /* The AdamW step on the gradients the micro-batches since the last step added (see above). */
 int32_t lowrank_model_optimizer_step(lowrank_model model, float *loss);
 
+/* Packed rows, as transformers takes them without padding (DataCollatorWithFlattening): step,
+ * forward_backward and loss (below) with position_ids, rows x sequence int32, each sequence's
+ * positions counting up from 0. A position 0 begins a new sequence: attention and RoPE positions
+ * restart there, and the token before it does not predict it, so the loss is that of the
+ * sequences unpacked. A row begins at 0; any other position is 0 or one more than the one before. */
+int32_t lowrank_model_step_packed(lowrank_model model, const int32_t *input_ids, const int32_t *labels,
+                                  const int32_t *position_ids, int64_t rows, int64_t sequence, float *loss);
+int32_t lowrank_model_forward_backward_packed(lowrank_model model, const int32_t *input_ids, const int32_t *labels,
+                                              const int32_t *position_ids, int64_t rows, int64_t sequence, float *loss);
+
 /* Gradients out of and into the engine, for a script that all-reduces them itself (torch.distributed,
  * mpi4py) between lowrank_model_forward_backward and lowrank_model_optimizer_step, as mpirun ranks
  * do inside the engine. The vector fuses every adapter tensor's gradient as f32, in the order of
@@ -244,6 +254,8 @@ int32_t lowrank_model_step_count(lowrank_model model, int64_t *steps);
 /* The loss of a batch without training (the adapter applied, if any; no dropout). */
 int32_t lowrank_model_loss(lowrank_model model, const int32_t *input_ids, const int32_t *labels,
                            int64_t rows, int64_t sequence, float *loss);
+int32_t lowrank_model_loss_packed(lowrank_model model, const int32_t *input_ids, const int32_t *labels,
+                                  const int32_t *position_ids, int64_t rows, int64_t sequence, float *loss);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Text: Hugging Face tokenizers and chat templates, and generation (`lowrank generate`). */

@@ -56,9 +56,25 @@ import LowRankModels
     }
 }
 
+@c public func lowrank_model_step_packed(_ model: UInt64, _ inputIDs: UnsafePointer<Int32>?, _ labels: UnsafePointer<Int32>?,
+                                         _ positionIDs: UnsafePointer<Int32>?, _ rows: Int64, _ sequence: Int64,
+                                         _ loss: UnsafeMutablePointer<Float>?) -> Int32 {
+    ABI.loss(of: model, inputIDs, labels, packedBy: positionIDs, rows, sequence, into: loss) { state, batch in
+        try state.currentTraining().step(on: batch)
+    }
+}
+
 @c public func lowrank_model_forward_backward(_ model: UInt64, _ inputIDs: UnsafePointer<Int32>?, _ labels: UnsafePointer<Int32>?,
                                               _ rows: Int64, _ sequence: Int64, _ loss: UnsafeMutablePointer<Float>?) -> Int32 {
     ABI.loss(of: model, inputIDs, labels, rows, sequence, into: loss) { state, batch in
+        try state.currentTraining().accumulate(batch)
+    }
+}
+
+@c public func lowrank_model_forward_backward_packed(_ model: UInt64, _ inputIDs: UnsafePointer<Int32>?, _ labels: UnsafePointer<Int32>?,
+                                                     _ positionIDs: UnsafePointer<Int32>?, _ rows: Int64, _ sequence: Int64,
+                                                     _ loss: UnsafeMutablePointer<Float>?) -> Int32 {
+    ABI.loss(of: model, inputIDs, labels, packedBy: positionIDs, rows, sequence, into: loss) { state, batch in
         try state.currentTraining().accumulate(batch)
     }
 }
@@ -111,23 +127,34 @@ import LowRankModels
     }
 }
 
+@c public func lowrank_model_loss_packed(_ model: UInt64, _ inputIDs: UnsafePointer<Int32>?, _ labels: UnsafePointer<Int32>?,
+                                         _ positionIDs: UnsafePointer<Int32>?, _ rows: Int64, _ sequence: Int64,
+                                         _ loss: UnsafeMutablePointer<Float>?) -> Int32 {
+    ABI.loss(of: model, inputIDs, labels, packedBy: positionIDs, rows, sequence, into: loss) { state, batch in
+        if state.evaluator == nil { state.evaluator = LossEvaluator(model: state.model, adapter: state.adapter) }
+        return try state.evaluator!.loss(of: batch)
+    }
+}
+
 extension ABI {
     /// What step and loss share: the batch built from the caller's buffers under the model's
     /// lock, handed to `body`, and the loss it returns stored.
-    static func loss(of model: UInt64, _ inputIDs: UnsafePointer<Int32>?, _ labels: UnsafePointer<Int32>?, _ rows: Int64, _ sequence: Int64,
+    /// `packedBy`: the `_packed` functions' position ids (required there, NULL or not).
+    static func loss(of model: UInt64, _ inputIDs: UnsafePointer<Int32>?, _ labels: UnsafePointer<Int32>?,
+                     packedBy positionIDs: UnsafePointer<Int32>?? = nil, _ rows: Int64, _ sequence: Int64,
                      into loss: UnsafeMutablePointer<Float>?, _ body: (inout ModelSession.State, TokenBatch) throws -> Float) -> Int32 {
         call {
             let out = try required(loss, "loss")
             out.pointee = try HandleTable.model(model).withState { state in
-                try body(&state, try batch(inputIDs, labels, rows, sequence, vocabularySize: state.model.config.vocabularySize))
+                try body(&state, try batch(inputIDs, labels, packedBy: positionIDs, rows, sequence, vocabularySize: state.model.config.vocabularySize))
             }
         }
     }
 
-    /// The caller's `rows × sequence` ids (and labels) as a batch, the counts checked before any
-    /// memory is read.
-    static func batch(_ ids: UnsafePointer<Int32>?, _ labels: UnsafePointer<Int32>?, _ rows: Int64, _ sequence: Int64,
-                      vocabularySize: Int) throws -> TokenBatch {
+    /// The caller's `rows × sequence` ids (and labels, and position ids when packed) as a batch,
+    /// the counts checked before any memory is read.
+    static func batch(_ ids: UnsafePointer<Int32>?, _ labels: UnsafePointer<Int32>?, packedBy positionIDs: UnsafePointer<Int32>?? = nil,
+                      _ rows: Int64, _ sequence: Int64, vocabularySize: Int) throws -> TokenBatch {
         guard rows >= 1, sequence >= 2 else {
             throw ABIError(LOWRANK_SHAPE_MISMATCH, "a batch needs at least one row of at least 2 tokens, got \(rows) × \(sequence)")
         }
@@ -136,6 +163,7 @@ extension ABI {
             throw ABIError(LOWRANK_SHAPE_MISMATCH, "a batch of \(rows) × \(sequence) tokens is too large")
         }
         return try TokenBatch(inputIDs: try elements(ids, Int(count), "input_ids"), labels: try labels.map { try elements($0, Int(count), "labels") },
+                              positionIDs: try positionIDs.map { try elements($0, Int(count), "position_ids") },
                               rows: Int(rows), sequence: Int(sequence), vocabularySize: vocabularySize)
     }
 }

@@ -252,8 +252,11 @@ public struct TokenBatch: Sendable {
     /// optionally labels as transformers takes them, unshifted (the loss at position i predicts
     /// `labels[i + 1]`), with −100 where nothing is predicted: right padding is marked that way.
     /// Without labels, every next token is predicted. Every id and label is checked against the
-    /// vocabulary, and the first bad one is named by row and position.
-    public init(inputIDs: [Int32], labels: [Int32]? = nil, rows: Int, sequence: Int, vocabularySize: Int) throws {
+    /// vocabulary, and the first bad one is named by row and position. `positionIDs`, as
+    /// transformers takes packed rows without padding (`DataCollatorWithFlattening`), make the rows
+    /// packed: each sequence's positions count up from 0, and a position 0 begins a new sequence,
+    /// whose first token the one before it does not predict; a row begins at 0.
+    public init(inputIDs: [Int32], labels: [Int32]? = nil, positionIDs: [Int32]? = nil, rows: Int, sequence: Int, vocabularySize: Int) throws {
         guard rows >= 1, sequence >= 2 else {
             throw LowRankError(.shapeMismatch, "a batch needs at least one row of at least 2 tokens, got \(rows) × \(sequence)")
         }
@@ -268,12 +271,30 @@ public struct TokenBatch: Sendable {
         let rowsOf = { (values: [Int32]) in stride(from: 0, to: count, by: sequence).map { values[$0..<($0 + sequence)] } }
         try TokenDataset.checkVocabulary(rowsOf(inputIDs), "token id", vocabularySize: vocabularySize)
         if let labels { try TokenDataset.checkVocabulary(rowsOf(labels), "label", vocabularySize: vocabularySize, ignoring: CausalLMPlan.ignoredLabel) }
-        let shifted = (0..<count).map { i in i % sequence + 1 < sequence ? source[i + 1] : CausalLMPlan.ignoredLabel }
+        var starts: [Int32]?
+        if let positionIDs {
+            guard positionIDs.count == count else {
+                throw LowRankError(.shapeMismatch, "the position ids hold \(positionIDs.count) values, the token ids \(count): they must have the same shape")
+            }
+            starts = []
+            for i in 0..<count {
+                let position = positionIDs[i], begins = i % sequence == 0
+                guard position == 0 || (!begins && position == positionIDs[i - 1] + 1) else {
+                    let want = begins ? "0 (a row begins a sequence)" : "0 (a new sequence) or \(positionIDs[i - 1] + 1)"
+                    throw LowRankError(.invalidArgument, "position id \(position) at row \(i / sequence), position \(i % sequence) must be \(want)",
+                                       context: [("row", "\(i / sequence)"), ("position", "\(i % sequence)")])
+                }
+                starts!.append(position == 0 ? Int32(i) : starts![i - 1])
+            }
+        }
+        let shifted = (0..<count).map { i in
+            i % sequence + 1 < sequence && positionIDs?[i + 1] != 0 ? source[i + 1] : CausalLMPlan.ignoredLabel
+        }
         self.rows = rows
         self.sequence = sequence
         self.inputIDs = inputIDs
         self.labels = shifted
-        sequenceStarts = nil
+        sequenceStarts = starts
         predictedTokens = shifted.count { $0 != CausalLMPlan.ignoredLabel }
         guard predictedTokens > 0 else { throw LowRankError(.invalidArgument, "every label is ignored (−100): the batch predicts nothing") }
     }

@@ -52,6 +52,18 @@ int main(void) {
     int64_t steps = 0;
     EXPECT(lowrank_model_step_count(model, &steps) == LOWRANK_OK && steps == 3, "%lld steps", (long long)steps);
 
+    /* Packed rows: each row's two sequences of 4, as two rows of 4 each alone give (the same tokens predicted). */
+    int32_t positions[2 * 8], alone[4 * 4];
+    for (int i = 0; i < 16; i++) { positions[i] = i % 4; alone[i] = ids[i]; }
+    float packed_loss = 0, alone_loss = 0;
+    EXPECT(lowrank_model_loss_packed(model, ids, NULL, positions, 2, 8, &packed_loss) == LOWRANK_OK
+           && lowrank_model_loss(model, alone, NULL, 4, 4, &alone_loss) == LOWRANK_OK
+           && fabsf(packed_loss - alone_loss) <= 1e-5f * alone_loss, "packed %g, alone %g", packed_loss, alone_loss);
+    EXPECT(lowrank_model_loss_packed(model, ids, NULL, NULL, 2, 8, &loss) == LOWRANK_INVALID_ARGUMENT, "NULL position ids");
+    positions[8] = 1;
+    EXPECT(lowrank_model_step_packed(model, ids, NULL, positions, 2, 8, &loss) == LOWRANK_INVALID_ARGUMENT
+           && strstr(lowrank_last_error(), "row 1, position 0") != NULL, "a row not beginning at 0: %s", lowrank_last_error());
+
     /* Generation: greedy by default, with the trained adapter; the built-in model has no stop tokens. */
     lowrank_generation_options generation;
     EXPECT(lowrank_generation_options_init(&generation) == LOWRANK_OK && generation.max_new_tokens == 256

@@ -103,6 +103,7 @@ def _declare(lib):
     u64, u64_p = ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64)
     string_out = [ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]
     batch = [u64, c_int32_p, c_int32_p, ctypes.c_int64, ctypes.c_int64, ctypes.POINTER(ctypes.c_float)]
+    packed_batch = batch[:3] + [c_int32_p] + batch[3:]
     signatures = {
         "lowrank_version": (ctypes.c_char_p, []),
         "lowrank_last_error": (ctypes.c_char_p, []),
@@ -129,6 +130,8 @@ def _declare(lib):
         "lowrank_model_set_training": (ctypes.c_int32, [u64, ctypes.POINTER(TrainingOptions)]),
         "lowrank_model_step": (ctypes.c_int32, batch),
         "lowrank_model_forward_backward": (ctypes.c_int32, batch),
+        "lowrank_model_step_packed": (ctypes.c_int32, packed_batch),
+        "lowrank_model_forward_backward_packed": (ctypes.c_int32, packed_batch),
         "lowrank_model_optimizer_step": (ctypes.c_int32, [u64, ctypes.POINTER(ctypes.c_float)]),
         "lowrank_model_step_count": (ctypes.c_int32, [u64, ctypes.POINTER(ctypes.c_int64)]),
         "lowrank_model_gradient_count": (ctypes.c_int32, [u64, ctypes.POINTER(ctypes.c_int64)]),
@@ -137,6 +140,7 @@ def _declare(lib):
         "lowrank_model_save_checkpoint": (ctypes.c_int32, [u64, ctypes.c_char_p]),
         "lowrank_model_load_checkpoint": (ctypes.c_int32, [u64, ctypes.c_char_p]),
         "lowrank_model_loss": (ctypes.c_int32, batch),
+        "lowrank_model_loss_packed": (ctypes.c_int32, packed_batch),
         "lowrank_tokenizer_load": (ctypes.c_int32, [ctypes.c_char_p, u64_p]),
         "lowrank_tokenizer_encode": (ctypes.c_int32, [u64, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int32, c_int32_p, ctypes.c_int64, c_int64_p]),
         "lowrank_tokenizer_decode": (ctypes.c_int32, [u64, c_int32_p, ctypes.c_int64, ctypes.c_int32] + string_out),

@@ -218,18 +218,21 @@ class Model(NativeHandle):
         options.loraplus_lr_ratio = 0.0 if loraplus_lr_ratio is None else float(loraplus_lr_ratio)
         check(lib.lowrank_model_set_training(self._handle, ctypes.byref(options)))
 
-    def step(self, input_ids, labels=None) -> float:
+    def step(self, input_ids, labels=None, position_ids=None) -> float:
         """One training step on a [batch, sequence] array of token ids: forward with the mean
         next-token cross-entropy, backward, and an AdamW step. `labels`, as transformers takes
         them (unshifted, -100 where nothing is predicted, such as right padding), default to the
-        ids. Returns the batch's loss."""
-        return self._run(lib.lowrank_model_step, input_ids, labels)
+        ids. `position_ids` (the ids' shape) packs several sequences into a row, as transformers'
+        DataCollatorWithFlattening does: each sequence's positions count up from 0, and at a 0
+        attention and RoPE positions restart and the token before does not predict it, so the loss
+        is that of the sequences unpacked. Returns the batch's loss."""
+        return self._run(lib.lowrank_model_step, input_ids, labels, position_ids, lib.lowrank_model_step_packed)
 
-    def forward_backward(self, input_ids, labels=None) -> float:
+    def forward_backward(self, input_ids, labels=None, position_ids=None) -> float:
         """Gradient accumulation: forward and backward on a micro-batch (arguments as step()), its
         gradients added to those since the last optimizer_step(), weighted by its predicted
         tokens, so micro-batches step as one batch of all their rows. Returns its loss."""
-        return self._run(lib.lowrank_model_forward_backward, input_ids, labels)
+        return self._run(lib.lowrank_model_forward_backward, input_ids, labels, position_ids, lib.lowrank_model_forward_backward_packed)
 
     def optimizer_step(self) -> float:
         """The AdamW step with the gradients accumulated by forward_backward(); returns the step's
@@ -269,9 +272,9 @@ class Model(NativeHandle):
         check(lib.lowrank_model_gradient_count(self._handle, ctypes.byref(count)))
         return count.value
 
-    def loss(self, input_ids, labels=None) -> float:
-        """The loss of a batch without training (no dropout)."""
-        return self._run(lib.lowrank_model_loss, input_ids, labels)
+    def loss(self, input_ids, labels=None, position_ids=None) -> float:
+        """The loss of a batch without training (no dropout); arguments as step()."""
+        return self._run(lib.lowrank_model_loss, input_ids, labels, position_ids, lib.lowrank_model_loss_packed)
 
     @property
     def steps(self) -> int:
@@ -291,17 +294,25 @@ class Model(NativeHandle):
         are then those of an unbroken run."""
         check(lib.lowrank_model_load_checkpoint(self._handle, encode(path, "path")))
 
-    def _run(self, function, input_ids, labels) -> float:
+    def _run(self, function, input_ids, labels, position_ids, packed_function) -> float:
         ids = _token_array(input_ids, "input_ids")
-        label_array = None
-        if labels is not None:
-            label_array = _token_array(labels, "labels")
-            if label_array.shape != ids.shape:
-                raise ShapeError(f"labels have shape {label_array.shape}, input_ids {ids.shape}: they must match")
+
+        def matching(values, name):
+            if values is None:
+                return None
+            array = _token_array(values, name)
+            if array.shape != ids.shape:
+                raise ShapeError(f"{name} have shape {array.shape}, input_ids {ids.shape}: they must match")
+            return array
+
+        label_array, position_array = matching(labels, "labels"), matching(position_ids, "position_ids")
+        pointers = [None if a is None else a.ctypes.data_as(_int32_p) for a in (ids, label_array, position_array)]
+        if position_array is None:
+            pointers.pop()
+        else:
+            function = packed_function
         loss = ctypes.c_float(0)
-        check(function(self._handle, ids.ctypes.data_as(_int32_p),
-                       None if label_array is None else label_array.ctypes.data_as(_int32_p),
-                       ids.shape[0], ids.shape[1], ctypes.byref(loss)))
+        check(function(self._handle, *pointers, ids.shape[0], ids.shape[1], ctypes.byref(loss)))
         return loss.value
 
     def _release(self):

@@ -169,6 +169,42 @@ def test_accumulated_micro_batches_step_as_one_batch():
             parts.save_checkpoint("/tmp/never-written")
 
 
+def test_packed_rows_step_as_the_sequences_unpacked():
+    """Sequences packed into rows with position_ids restarting at each (transformers'
+    DataCollatorWithFlattening) train as the same sequences padded one to a row: the same losses and
+    adapter, up to float rounding; position ids that neither restart nor count up are refused."""
+    rows = train_default.corpus_rows()
+    sequences = [rows[0][:40], rows[1][:25], rows[2][:30], rows[3][:9]]
+    packed = [np.concatenate(sequences[:2]), np.concatenate(sequences[2:])]
+    positions = [np.concatenate([np.arange(len(s)) for s in sequences[:2]]), np.concatenate([np.arange(len(s)) for s in sequences[2:]])]
+    with lowrank.Engine("cpu") as engine:
+        models = []
+        for _ in range(2):
+            model = lowrank.Model.default(engine)
+            model.add_adapter(r=4, alpha=8, targets="all-linear", seed=5)
+            model.configure_training(lr=1e-2, seed=5)
+            models.append(model)
+        unpacked, packing = models
+        ids, labels = train_default.pad(packed)
+        position_ids = np.zeros_like(ids)
+        for i, p in enumerate(positions):
+            position_ids[i, :len(p)] = p
+            position_ids[i, len(p):] = np.arange(p[-1] + 1, p[-1] + 1 + ids.shape[1] - len(p))  # padding continues the last sequence
+        for _ in range(2):
+            expected = unpacked.step(*train_default.pad(sequences))
+            got = packing.step(ids, labels, position_ids=position_ids)
+            assert abs(got - expected) <= 1e-5 * expected
+        for name, values in unpacked.adapter_state_dict().items():
+            np.testing.assert_allclose(packing.get_adapter_tensor(name), values, rtol=1e-4, atol=1e-6, err_msg=name)
+        assert abs(packing.loss(ids, labels, position_ids) - unpacked.loss(*train_default.pad(sequences))) <= 1e-5
+        broken = position_ids.copy()
+        broken[0, 5] = 7
+        with pytest.raises(lowrank.InvalidArgumentError, match="position id 7 at row 0, position 5"):
+            packing.forward_backward(ids, labels, position_ids=broken)
+        with pytest.raises(lowrank.ShapeError, match="must match"):
+            packing.step(ids, labels, position_ids=position_ids[:, :8])
+
+
 def test_peft_options_match_lowrank_train(tmp_path):
     """PEFT's LoraConfig fields through add_adapter (OLoRA, rank and alpha patterns, layers,
     excluded modules) and LoRA+ through configure_training train as `lowrank train` with the same
