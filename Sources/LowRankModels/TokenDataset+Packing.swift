@@ -36,15 +36,13 @@ extension TokenDataset {
                             sequenceLengths: bins.map { $0.map { rows[$0].count } }, path: path)
     }
 
-    /// The share of the token positions that batches of `batchSize` rows in data order spend on
-    /// padding, each batch padded to its longest row as `TokenBatch` pads it.
-    public func paddingFraction(batchSize: Int) -> Double {
-        var padded = 0, tokens = 0
-        for start in stride(from: 0, to: rows.count, by: batchSize) {
+    /// The positions batches of `batchSize` rows in data order run, each batch padded to its
+    /// longest row as `TokenBatch` pads it, and how many of them hold a token (the rest is padding).
+    public func positions(batchSize: Int) -> (run: Int, tokens: Int) {
+        stride(from: 0, to: rows.count, by: batchSize).reduce(into: (0, 0)) { total, start in
             let batch = rows[start..<min(start + batchSize, rows.count)]
-            padded += batch.count * (batch.map(\.count).max() ?? 0)
-            tokens += batch.reduce(0) { $0 + $1.count }
+            total.run += batch.count * (batch.map(\.count).max() ?? 0)
+            total.tokens += batch.reduce(0) { $0 + $1.count }
         }
-        return padded == 0 ? 0 : Double(padded - tokens) / Double(padded)
     }
 }

@@ -20,9 +20,12 @@ struct TextDataOptions: ParsableArguments {
         guard let maxLength else { throw ValidationError("--pack needs --seq-len, the length of the packed rows") }
         let packed = try rows.packed(into: maxLength)
         if report {
-            let share = { (data: TokenDataset) in String(format: "%.1f%%", 100 * data.paddingFraction(batchSize: batchSize)) }
-            printToStandardError("packed \(rows.rows.count) sequences into \(packed.rows.count) rows of at most \(maxLength) tokens: padding "
-                                 + "\(share(rows)) of the positions run unpacked, \(share(packed)) packed (batches of \(batchSize) rows in file order)")
+            let run = { (data: TokenDataset) in
+                let (positions, tokens) = data.positions(batchSize: batchSize)
+                return "\(positions) positions (\(String(format: "%.1f", 100 * Double(positions - tokens) / Double(max(positions, 1))))% padding)"
+            }
+            printToStandardError("packed \(rows.rows.count) sequences into \(packed.rows.count) rows of at most \(maxLength) tokens; an epoch in batches of "
+                                 + "\(batchSize) runs \(run(packed)) packed, \(run(rows)) unpacked")
         }
         return packed
     }

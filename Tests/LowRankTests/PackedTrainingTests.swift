@@ -1,3 +1,4 @@
+import Foundation
 import LowRank
 import LowRankModels
 import Testing
@@ -18,8 +19,8 @@ struct PackedTrainingTests {
         #expect(packed.sequenceLengths == [[9], [8, 2], [7, 3], [5]])
         #expect(packed.rows == [rows[1], rows[5] + rows[4], rows[3] + rows[2], rows[0]])
         #expect(packed.predictedTokens == data.predictedTokens)
-        #expect(data.paddingFraction(batchSize: 2) == 14.0 / 48.0)
-        #expect(packed.paddingFraction(batchSize: 4) == 6.0 / 40.0)
+        #expect(data.positions(batchSize: 2) == (48, 34))
+        #expect(packed.positions(batchSize: 4) == (40, 34))
 
         let batch = packed.batch([1, 3])
         #expect(batch.sequence == 10 && batch.predictedTokens == 7 + 1 + 4)
@@ -86,5 +87,26 @@ struct PackedTrainingTests {
             #expect(result.tokens == DeepModelPrecisionTests.expected["tokens"]!.int!)
             #expect(error < 2e-6, "\(result.loss) vs float64 \(exact)")
         }
+    }
+
+    /// `train --pack` and `eval --pack` on the fixture's six rows of 16 tokens, three to a row of
+    /// 48: the packing and positions run are printed, and eval's loss is the unpacked loss;
+    /// `--pack` without `--seq-len` is a usage error before anything is read.
+    @Test func commandLinePacks() throws {
+        let cli = CommandLineArgumentTests()
+        try cli.expectRefused("--pack needs --seq-len", ["train", "--model", cli.model, "--data", cli.data, "--pack"])
+        try cli.expectRefused("--pack needs --seq-len", ["eval", "--model", cli.model, "--data", cli.data, "--pack"])
+        try withTemporaryFolder { folder in
+            let trained = try cli.lowrank(["train", "--model", cli.model, "--data", cli.data, "--pack", "--seq-len", "48", "--steps", "1",
+                                           "--batch-size", "2", "--adapter-out", folder + "/adapter"])
+            #expect(trained.status == 0 && trained.output.contains("packed 6 sequences into 2 rows of at most 48 tokens; an epoch in batches of 2 "
+                                                                   + "runs 96 positions (0.0% padding) packed, 96 positions (0.0% padding) unpacked"),
+                    "\(trained.output)")
+        }
+        let losses = try [[], ["--pack", "--seq-len", "48"]].map { options in
+            let run = try cli.lowrank(["eval", "--model", cli.model, "--data", cli.data, "--json"] + options)
+            return try #require(try JSON.parse(Array(run.output.utf8))["loss"]?.number, "\(run.output)")
+        }
+        #expect(abs(losses[1] - losses[0]) <= 1e-6 * losses[0], "\(losses)")
     }
 }
