@@ -5,14 +5,16 @@ extension Trainer {
     /// refuses to continue it with anything else: the data order (the batch size over all
     /// `processes`, so that a run resumes with another number of them when the batch of one
     /// micro-batch over all of them stays the same; the micro-batches per step; shuffling), the data
-    /// itself (rows, tokens, longest row, which `--seq-len` bounds, and a digest of every token and label), the
-    /// adapter's shape and dropout, and the model (a digest of its config, the dtype of its
-    /// projections and its vector weights: norms and biases, which tell fine-tunes of one
-    /// architecture apart without reading every matrix).
+    /// itself (rows, tokens, longest row, which `--seq-len` bounds, and a digest of every token and
+    /// label and of packed rows' sequence lengths), the adapter's shape and dropout, and the model
+    /// (a digest of its config, the dtype of its projections and its vector weights: norms and
+    /// biases, which tell fine-tunes of one architecture apart without reading every matrix).
     static func runRecord(settings: TrainingSettings, processes: Int, data: TokenDataset, model: LlamaModel, adapter: ModelAdapter) throws -> [(key: String, value: JSON)] {
         var tokens = Digest()
         for row in data.rows { tokens.add(row) }
         for row in data.labels ?? [] { tokens.add(row) }
+        // Packed rows: where their sequences end (nothing is added unpacked, so older records still match).
+        for lengths in data.sequenceLengths ?? [] { tokens.add(lengths) }
         var identity = Digest()
         identity.add(model.config.json.serialized)
         identity.add(model.projectionDType.rawValue)
