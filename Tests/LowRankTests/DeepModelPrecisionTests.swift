@@ -13,17 +13,20 @@ struct DeepModelPrecisionTests {
 
     /// The mean loss within 2e-6 of float64 on both backends (PyTorch in f32 is 6e-7 off here).
     /// Measured: 3.3e-7 on the CPU backend and on lavapipe; the CPU backend's f32 running sums in
-    /// cross-entropy made it 8.8e-6 (and 3.6e-5 on SmolLM2-135M).
-    @Test(arguments: BackendKind.allCases)
-    func evaluationWithinTwoMillionthsOfFloat64(_ kind: BackendKind) throws {
+    /// cross-entropy made it 8.8e-6 (and 3.6e-5 on SmolLM2-135M). Likewise with the four rows of 64
+    /// packed two to a row of 128 (`--pack`; measured: 2.5e-7 on both).
+    @Test(arguments: BackendKind.allCases, [nil, 128])
+    func evaluationWithinTwoMillionthsOfFloat64(_ kind: BackendKind, packedInto length: Int?) throws {
         try onBackend(kind) { backend in
             let model = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: Self.folder + "/model"), on: backend)
             #expect(model.config.layerCount >= 24)
-            let data = try TokenDataset(contentsOf: Self.folder + "/data.jsonl", vocabularySize: model.config.vocabularySize)
+            let rows = try TokenDataset(contentsOf: Self.folder + "/data.jsonl", vocabularySize: model.config.vocabularySize)
+            let data = try length.map { try rows.packed(into: $0) } ?? rows
+            #expect(length == nil || data.sequenceLengths == [[64, 64], [64, 64]])
             let result = try Evaluation(model: model, adapter: nil, data: data, batchSize: 4)
             let exact = Self.expected["loss"]!.number!
             let error = abs(result.loss - exact) / exact
-            print("deep model eval on \(kind): \(result.loss) vs float64 \(exact), relative \(error)")
+            print("deep model eval on \(kind)\(length.map { ", packed into rows of \($0)" } ?? ""): \(result.loss) vs float64 \(exact), relative \(error)")
             #expect(result.tokens == Self.expected["tokens"]!.int!)
             #expect(error < 2e-6, "\(result.loss) vs float64 \(exact)")
         }

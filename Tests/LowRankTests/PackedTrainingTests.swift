@@ -71,24 +71,6 @@ struct PackedTrainingTests {
         }
     }
 
-    /// The deep fixture's four rows of 64 tokens packed two to a row of 128: the mean loss stays
-    /// within 2e-6 of PyTorch's float64 on both backends, as unpacked (`DeepModelPrecisionTests`).
-    @Test(arguments: BackendKind.allCases)
-    func deepModelPackedWithinTwoMillionthsOfFloat64(_ kind: BackendKind) throws {
-        try onBackend(kind) { backend in
-            let folder = DeepModelPrecisionTests.folder
-            let model = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: folder + "/model"), on: backend)
-            let data = try TokenDataset(contentsOf: folder + "/data.jsonl", vocabularySize: model.config.vocabularySize).packed(into: 128)
-            #expect(data.sequenceLengths == [[64, 64], [64, 64]])
-            let result = try Evaluation(model: model, adapter: nil, data: data, batchSize: 2)
-            let exact = DeepModelPrecisionTests.expected["loss"]!.number!
-            let error = abs(result.loss - exact) / exact
-            print("deep model packed eval on \(kind): \(result.loss) vs float64 \(exact), relative \(error)")
-            #expect(result.tokens == DeepModelPrecisionTests.expected["tokens"]!.int!)
-            #expect(error < 2e-6, "\(result.loss) vs float64 \(exact)")
-        }
-    }
-
     /// `train --pack` and `eval --pack` on the fixture's six rows of 16 tokens, three to a row of
     /// 48: the packing and positions run are printed, and eval's loss is the unpacked loss;
     /// `--pack` without `--seq-len` is a usage error before anything is read.
