@@ -3,8 +3,8 @@ import LowRank
 extension TokenDataset {
     /// The rows packed into rows of at most `length` tokens (`--pack`), best-fit decreasing as TRL's
     /// `pack_dataset(strategy="bfd")` packs: longest first (ties in data order), each into the
-    /// row with the least room that holds it (ties: the earliest such row), else into a new row; a
-    /// row's sequences in the order they were placed. Rows longer than `length` are refused: the
+    /// row with the least room that holds it (among rows with the same room, the one that came to
+    /// it first), else into a new row; a row's sequences in the order they were placed. Rows longer than `length` are refused: the
     /// data is cut into windows of the sequence length first (where TRL truncates). Each packed row
     /// records its sequences' lengths, so attention, positions and labels stop at their bounds.
     public func packed(into length: Int) throws -> TokenDataset {
@@ -13,8 +13,8 @@ extension TokenDataset {
             throw LowRankError(.invalidArgument, "row \(r) holds \(rows[r].count) tokens, more than the packed rows' \(length)",
                                context: [("file", path), ("row", "\(r)")])
         }
-        // Rows by the room they have left: the best fit for n tokens is the first row of the
-        // first non-empty bucket from n up.
+        // Rows by the room they have left, each bucket in the order rows came to it: the best fit
+        // for n tokens is the first row of the first non-empty bucket from n up.
         var bins: [[Int]] = [], byRoom = [[Int]](repeating: [], count: length + 1)
         for r in rows.indices.sorted(by: { (rows[$0].count, $1) > (rows[$1].count, $0) }) {
             let n = rows[r].count
@@ -26,10 +26,7 @@ extension TokenDataset {
                 bin = bins.count
                 bins.append([r])
             }
-            let left = length - bins[bin].reduce(0) { $0 + rows[$1].count }
-            // Kept in row order, so that ties go to the earliest row.
-            let at = byRoom[left].firstIndex { $0 > bin } ?? byRoom[left].endIndex
-            byRoom[left].insert(bin, at: at)
+            byRoom[length - bins[bin].reduce(0) { $0 + rows[$1].count }].append(bin)
         }
         return TokenDataset(checkedRows: bins.map { $0.flatMap { rows[$0] } },
                             labels: labels.map { labels in bins.map { $0.flatMap { labels[$0] } } },

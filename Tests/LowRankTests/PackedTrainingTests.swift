@@ -32,6 +32,10 @@ struct PackedTrainingTests {
         let labels: [Int32] = [51, 52, 53, 54, 55, 56, 57, ignored, 41, ignored, 1, 2, 3, 4] + Array(repeating: ignored, count: 6)
         #expect(batch.labels == labels)
         #expect { try packed.packed(into: 10) } throws: { "\($0)".contains("packed already") }
+        // TRL's own example (`pack_dataset`'s docstring: rows of 3, 2, 3 and 1 tokens into 4 give
+        // seq_lengths [[3, 1], [3], [2]]), each length doubled, as a row here needs 2 tokens.
+        let trl = try TokenDataset(rows: [[1, 2, 3, 4, 5, 6], [7, 8, 9, 10], [11, 12, 13, 14, 15, 16], [17, 18]], vocabularySize: 32)
+        #expect(try trl.packed(into: 8).sequenceLengths == [[6, 2], [6], [4]])
         #expect { try data.packed(into: 8) } throws: { "\($0)".contains("row 1 holds 9 tokens") }
     }
 
