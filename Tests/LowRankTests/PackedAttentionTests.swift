@@ -6,14 +6,15 @@ import Testing
 /// inside the device's query and key tiles and the CPU's blocks, one sequence is a single row.
 @Suite("Packed attention")
 struct PackedAttentionTests {
-    static let (rows, run, qHeads, kvHeads, headDim) = (96, 48, 4, 2, 64)
-    /// Each run of 48 rows: sequences of 13, 1, 20 and 14 rows.
-    static let starts = packedStarts(rows: rows, sequence: run, lengths: [13, 1, 20])
+    static let (rows, run, qHeads, kvHeads, headDim) = (192, 96, 4, 2, 64)
+    /// Each run of 96 rows: sequences of 13, 1, 50 and 32 rows (the longer ones over several tiles).
+    static let starts = packedStarts(rows: rows, sequence: run, lengths: [13, 1, 50])
 
     /// out, logsumexp, dq, dk and dv of every sequence of the packed rows equal those of the
     /// sequence run alone: bit for bit on the CPU (the same blocks from the sequence's start),
-    /// within 1e-6 of the largest value on Vulkan (its tiles start elsewhere, so sums run in other
-    /// orders; measured below 3e-7).
+    /// within 1e-6 of the largest value on Vulkan, whose tiles start elsewhere: its products add
+    /// keys in the same order either way, but the online softmax may rescale at other tiles
+    /// (measured: the same bits on lavapipe here).
     @Test(arguments: BackendKind.allCases)
     func eachSequenceAttendsAsAlone(_ kind: BackendKind) throws {
         let (t, hq, hkv, d) = (Self.rows, Self.qHeads, Self.kvHeads, Self.headDim)
@@ -34,6 +35,8 @@ struct PackedAttentionTests {
                 return try (forward + backward).map { try $0.floats() }
             }
             let packed = try attend(0..<t, starts: Self.starts)
+            var worst = 0.0
+            defer { print("packed attention on \(kind): each sequence alone, worst relative difference \(worst)") }
             for sequence in Self.sequences {
                 let alone = try attend(sequence, starts: nil)
                 for (i, (name, heads)) in [("out", hq * d), ("logsumexp", hq), ("dq", hq * d), ("dk", hkv * d), ("dv", hkv * d)].enumerated() {
@@ -42,6 +45,7 @@ struct PackedAttentionTests {
                         #expect(part == alone[i], "\(name) of rows \(sequence)")
                     } else {
                         let error = relativeError(part, alone[i].map(Double.init))
+                        worst = max(worst, error)
                         #expect(error <= 1e-6, "\(name) of rows \(sequence): \(error)")
                     }
                 }
