@@ -206,7 +206,7 @@ extension Graph {
             let vocabulary = values[try resolved(node.inputs[0])].descriptor.shape[0]
             return [try intoInput(try apply(.embeddingBackward(vocabulary: vocabulary), [try input(1), g], label: label)[0], 0), nil]
         case .rmsNorm:
-            let d = try apply(.rmsNormBackward, RMSNormBackwardOperands(gradient: g, x: try input(0), weight: try input(1),
+            let d = try apply(.rmsNormBackward(weightGradient: needs[1]), RMSNormBackwardOperands(gradient: g, x: try input(0), weight: try input(1),
                                                                         rstd: try forward(node.outputs[1])).values, label: label)
             return [d[0], needs[1] ? try intoInput(d[1], 1) : nil]
         case .rope(let inverse):

@@ -268,8 +268,9 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
     /// x [rows, d], weight [d] -> y [rows, d], rstd [rows] f32: `y = w ⊙ x·rstd`, `rstd = 1/√(mean(x²) + ε)`
     /// (Llama's RMSNorm, normalised in f32)
     case rmsNorm(epsilon: Float)
-    /// G, x, weight, rstd -> dx, d weight [d] f32
-    case rmsNormBackward
+    /// G, x, weight, rstd -> dx [, d weight [d] f32]: d weight only with `weightGradient` (a
+    /// trained norm weight), a frozen one's would cost passes over G and x for nothing
+    case rmsNormBackward(weightGradient: Bool)
     /// x [T, heads, headDim], inverse frequencies [headDim/2] f32, positions [T] i32 -> x with each pair
     /// (i, i + headDim/2) rotated by `position·invFreq[i]` (Hugging Face's rotate-half RoPE); `inverse`
     /// rotates back, which is also its backward
@@ -584,7 +585,7 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             guard inputs[0].shape.rank >= 1 else { throw check.error(.shapeMismatch, "needs at least one dimension") }
             try check.vector(1, "weight", inputs[0].shape.columns)
             return [inputs[0], TensorDescriptor([inputs[0].shape.rows], .f32)]
-        case .rmsNormBackward:
+        case .rmsNormBackward(let weightGradient):
             try check.count(4)
             try check.floating()
             let operands = RMSNormBackwardOperands(inputs)
@@ -593,7 +594,7 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             guard x.rank >= 1 else { throw check.error(.shapeMismatch, "needs at least one dimension") }
             try check.vector(operands.weight, "weight", x.columns)
             try check.vector(operands.rstd, "rstd", x.rows)
-            return [operands.x, TensorDescriptor([x.columns], .f32)]
+            return [operands.x] + (weightGradient ? [TensorDescriptor([x.columns], .f32)] : [])
         case .rope:
             try check.count(3)
             try check.floating(at: [0, 1])

@@ -49,14 +49,15 @@ extension VulkanBackend {
                      push: .init(rows: UInt32(rows), columns: UInt32(x.shape.columns), epsilon: epsilon), groups: rowGroups(rows))
     }
 
-    /// G, x, weight, rstd -> dx (one workgroup per row), d weight (partial sums over blocks of 64
-    /// rows, then summed in block order by `sum_blocks.comp`).
+    /// G, x, weight, rstd -> dx (one workgroup per row) [, d weight (partial sums over blocks of 64
+    /// rows, then summed in block order by `sum_blocks.comp`)].
     func encodeRMSNormBackward(_ operands: RMSNormBackwardOperands<Tensor>, _ outputs: [Tensor]) throws {
         let (g, x, weight, rstd) = (operands.gradient, operands.x, operands.weight, operands.rstd)
         let (rows, columns) = (x.shape.rows, x.shape.columns)
         let push = RMSNormKernel.Push(rows: UInt32(rows), columns: UInt32(columns), epsilon: 0)
         try dispatch(RMSNormKernel(pass: .inputGradient, x: x.dtype, weight: weight.dtype, gradient: g.dtype, c: outputs[0].dtype),
                      [.read(x), .read(weight), .read(g), .read(rstd), .write(outputs[0])], push: push, groups: rowGroups(rows))
+        guard outputs.count > 1 else { return }
         let blocks = max((rows + 63) / 64, 1)
         let partial = try scratch([blocks, columns])
         try dispatch(RMSNormKernel(pass: .weightGradient, x: x.dtype, weight: weight.dtype, gradient: g.dtype, c: partial.dtype),

@@ -26,6 +26,23 @@ struct TransformerOpsTests {
         }
     }
 
+    /// Backward with a frozen weight forms dx alone, the same bits as with d weight beside it.
+    @Test(arguments: BackendKind.allCases)
+    func rmsNormBackwardWithoutWeightGradient(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let (rows, d) = (70, 300)
+            let x = try Tensor(randomValues(rows * d, seed: 202), shape: [rows, d], on: backend)
+            let weight = try Tensor(randomValues(d, seed: 203), shape: [d], on: backend)
+            let g = try Tensor(randomValues(rows * d, seed: 204), shape: [rows, d], on: backend)
+            let rstd = try Ops.execute(.rmsNorm(epsilon: 1e-6), [x, weight])[1]
+            let operands = RMSNormBackwardOperands(gradient: g, x: x, weight: weight, rstd: rstd).values
+            let both = try Ops.execute(.rmsNormBackward(weightGradient: true), operands)
+            let dx = try Ops.execute(.rmsNormBackward(weightGradient: false), operands)
+            #expect(both.count == 2 && dx.count == 1)
+            #expect(try dx[0].floats() == both[0].floats(), "on \(backend.identifier)")
+        }
+    }
+
     /// Hugging Face's rotate-half RoPE at positions up to 100000 (angles to 1e5 radians, which the
     /// device reduces modulo 2π itself), within 1e-6; the inverse undoes it.
     @Test(arguments: BackendKind.allCases)
