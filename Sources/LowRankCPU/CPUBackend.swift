@@ -100,6 +100,8 @@ public final class CPUBackend: Backend, Sendable {
         case .doraCompose(let scale): try doraCompose(scale: scale, inputs, outputs[0])
         case .activation(let f): try activation(f, inputs[0], outputs[0])
         case .activationBackward(let f): try activationBackward(f, inputs[0], inputs[1], outputs[0])
+        case .gatedActivation(let f): try gatedActivation(f, gate: inputs[0], up: inputs[1], outputs[0])
+        case .gatedActivationBackward(let f): try gatedActivationBackward(f, gate: inputs[0], up: inputs[1], inputs[2], outputs[0], outputs[1])
         case .meanSquaredError: try meanSquaredError(inputs[0], inputs[1], outputs[0])
         case .meanSquaredErrorBackward: try meanSquaredErrorBackward(inputs[0], inputs[1], inputs[2], outputs[0])
         case .clipCoefficient(let maxNorm): try clipCoefficient(inputs[0], maxNorm, outputs[0])

@@ -81,6 +81,7 @@ public enum Float64Reference {
                 return base[i] + (gj - 1) * base[i] + gj * Double(scale) * lora[i]
             }]
         case .activation(let f): return [x[0].values.map(activation(f))]
+        case .gatedActivation(let f): return [zip(x[0].values, x[1].values).map { activation(f)($0) * $1 }]
         case .meanSquaredError:
             return [[zip(x[0].values, x[1].values).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) } / Double(x[0].values.count)]]
         case .clipCoefficient(let maxNorm): return [[min(1, Double(maxNorm) / (x[0].values[0].squareRoot() + 1e-6))]]
@@ -110,7 +111,7 @@ public enum Float64Reference {
             var logits = [Double](repeating: 0, count: hidden.rows * weight.rows)
             gemm(hidden.values, transpose: false, weight.values, transpose: true, &logits, m: hidden.rows, n: weight.rows, k: hidden.columns, alpha: 1, beta: 0)
             return crossEntropy(o.ignoreIndex, logits: Float64Values(logits, shape: [hidden.rows, weight.rows]), labels: x[2].ids)
-        case .loraBackward, .doraBackward, .activationBackward, .meanSquaredErrorBackward, .embeddingBackward,
+        case .loraBackward, .doraBackward, .activationBackward, .gatedActivationBackward, .meanSquaredErrorBackward, .embeddingBackward,
              .rmsNormBackward, .attentionBackward, .crossEntropyBackward, .linearCrossEntropyBackward, .adamW,
              .multiTensorAdamW:
             return nil

@@ -157,6 +157,9 @@ extension Graph {
             return [try intoInput(g, 0)]
         case .activation(let f):
             return [try apply(.activationBackward(f), [try input(0), g], label: label)[0]]
+        case .gatedActivation(let f):
+            let d = try apply(.gatedActivationBackward(f), [try input(0), try input(1), g], label: label)
+            return [needs[0] ? d[0] : nil, needs[1] ? d[1] : nil]
         case .meanSquaredError:
             let (p, t) = (try input(0), try input(1))
             let dp = try apply(.meanSquaredErrorBackward, [p, t, g], label: label)[0]
@@ -226,7 +229,7 @@ extension Graph {
             // d weight only when the head trains (a tied embedding being trained): a frozen head's would be V·d f32 for nothing.
             let d = try apply(.linearCrossEntropyBackward(o, weightGradient: needs[1]), operands.values, label: label)
             return [d[0], needs[1] ? try intoInput(d[1], 1) : nil, nil]
-        case .rowL2Norm, .loraBackward, .doraNorm, .doraBackward, .doraCompose, .activationBackward, .meanSquaredErrorBackward,
+        case .rowL2Norm, .loraBackward, .doraNorm, .doraBackward, .doraCompose, .activationBackward, .gatedActivationBackward, .meanSquaredErrorBackward,
              .clipCoefficient, .adamW, .multiTensorAdamW, .embeddingBackward, .rmsNormBackward, .attentionBackward, .crossEntropyBackward,
              .linearCrossEntropyBackward, .cachedAttention:
             return node.inputs.map { _ in nil }

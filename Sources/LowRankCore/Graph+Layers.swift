@@ -27,6 +27,11 @@ extension Graph {
         try apply(.activation(f), [x], label: label ?? f.rawValue)[0]
     }
 
+    /// `f(gate) ⊙ up` as one op (a gated MLP's activation: SwiGLU with SiLU).
+    public func gatedActivation(_ f: Activation, gate: GraphTensor, up: GraphTensor, label: String? = nil) throws -> GraphTensor {
+        try apply(.gatedActivation(f), [gate, up], label: label ?? "gated_" + f.rawValue)[0]
+    }
+
     public func add(_ a: GraphTensor, _ b: GraphTensor, label: String = "add") throws -> GraphTensor {
         try apply(.add, [a, b], label: label)[0]
     }

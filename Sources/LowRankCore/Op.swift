@@ -251,6 +251,10 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
     case activation(Activation)
     /// x, G -> dx = G ⊙ f′(x)
     case activationBackward(Activation)
+    /// gate, up (one shape) -> f(gate) ⊙ up: a gated MLP's activation (SwiGLU with SiLU) in one pass
+    case gatedActivation(Activation)
+    /// gate, up, G -> d gate = (G ⊙ up) ⊙ f′(gate), d up = G ⊙ f(gate)
+    case gatedActivationBackward(Activation)
     /// prediction, target (same shape) -> [1] f32: mean((prediction − target)²), `torch.nn.MSELoss()`
     case meanSquaredError
     /// prediction, target, dLoss [1] -> d prediction = 2·(prediction − target)·dLoss / count
@@ -329,6 +333,8 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
         case doraCompose = "dora_compose"
         case activation
         case activationBackward = "activation_backward"
+        case gatedActivation = "gated_activation"
+        case gatedActivationBackward = "gated_activation_backward"
         case meanSquaredError = "mean_squared_error"
         case meanSquaredErrorBackward = "mean_squared_error_backward"
         case clipCoefficient = "clip_coefficient"
@@ -369,6 +375,8 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
         case .doraCompose: .doraCompose
         case .activation: .activation
         case .activationBackward: .activationBackward
+        case .gatedActivation: .gatedActivation
+        case .gatedActivationBackward: .gatedActivationBackward
         case .meanSquaredError: .meanSquaredError
         case .meanSquaredErrorBackward: .meanSquaredErrorBackward
         case .clipCoefficient: .clipCoefficient
@@ -537,6 +545,17 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             try check.floating()
             try check.equal(inputs[1].shape, inputs[0].shape, "the shapes of x and G")
             return [inputs[0]]
+        case .gatedActivation:
+            try check.count(2)
+            try check.floating()
+            try check.equal(inputs[1].shape, inputs[0].shape, "the shapes of gate and up")
+            return [inputs[0]]
+        case .gatedActivationBackward:
+            try check.count(3)
+            try check.floating()
+            try check.equal(inputs[1].shape, inputs[0].shape, "the shapes of gate and up")
+            try check.equal(inputs[2].shape, inputs[0].shape, "the shapes of gate and G")
+            return [inputs[0], inputs[1]]
         case .meanSquaredError:
             try check.count(2)
             try check.floating()

@@ -60,9 +60,9 @@ extension Graph {
         let o = try project(try reshape(attended, [t, shape.queryHeads * headDim]), .o)
         let h1 = try add(h, o, label: prefix + "residual_attn")
         let normed2 = try norm(h1, "post_attention_layernorm")
-        let gate = try activation(.silu, try project(normed2, .gate), label: prefix + "mlp.act")
+        let gate = try project(normed2, .gate)
         let up = try project(normed2, .up)
-        let down = try project(try mul(gate, up, label: prefix + "mlp.gate_up"), .down)
+        let down = try project(try gatedActivation(.silu, gate: gate, up: up, label: prefix + "mlp.act"), .down)
         return try add(h1, down, label: prefix + "residual_mlp")
     }
 }

@@ -10,7 +10,7 @@ import Testing
 /// 5e-7 absolute).
 enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
     case linear, matmulTransposedA, broadcastAdd, broadcastMul, scale, scaleRows, rowSumOfSquares
-    case silu, gelu, geluTanh, meanSquaredError, reshape, loraWithDropout, doraInputAndMagnitude
+    case silu, gelu, geluTanh, gatedGeluTanh, meanSquaredError, reshape, loraWithDropout, doraInputAndMagnitude
     case embedding, rmsNorm, rope, groupedAttention, crossEntropy, linearCrossEntropy, transpose
     var testDescription: String { rawValue }
 
@@ -23,6 +23,7 @@ enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
         case .scale, .rowSumOfSquares, .reshape: [("a", [4, 6], 1)]
         case .scaleRows: [("a", [4, 6], 1), ("factors", [4], 1)]
         case .silu, .gelu, .geluTanh: [("x", [4, 6], 3)]
+        case .gatedGeluTanh: [("gate", [4, 6], 3), ("up", [4, 6], 1)]
         case .meanSquaredError: [("prediction", [4, 6], 1), ("target", [4, 6], 1)]
         // The bias trains as PEFT's bias="lora_only" trains it.
         case .loraWithDropout: [("x", [6, 8], 1), ("A", [3, 8], 0.5), ("B", [5, 3], 0.5), ("bias", [5], 0.5)]
@@ -57,6 +58,7 @@ enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
         case .silu: return try g.activation(.silu, p[0])
         case .gelu: return try g.activation(.gelu, p[0])
         case .geluTanh: return try g.activation(.geluTanh, p[0])
+        case .gatedGeluTanh: return try g.gatedActivation(.geluTanh, gate: p[0], up: p[1])
         case .meanSquaredError: return try g.meanSquaredError(p[0], p[1])
         case .reshape: return try g.mul(try g.reshape(p[0], [3, 8]), try frozen("c", [3, 8], 40))
         case .loraWithDropout:

@@ -45,6 +45,8 @@ struct OpCoverage {
                        gradient: .exempt("graphs reach DoRA through doraForward, which fuses the compose and has the gradient case"))
         case .activation: OpCoverage(reference: ["GraphTests.declinedOpsFallBackToTheCPU"], gradient: .cases([.silu, .gelu, .geluTanh]))
         case .activationBackward: OpCoverage(reference: ["GraphTests.declinedOpsFallBackToTheCPU"], gradient: isABackwardOp)
+        case .gatedActivation: OpCoverage(reference: ["TransformerOpsTests.gatedActivationIsTheUnfusedOps"], gradient: .cases([.gatedGeluTanh]))
+        case .gatedActivationBackward: OpCoverage(reference: ["TransformerOpsTests.gatedActivationIsTheUnfusedOps"], gradient: isABackwardOp)
         case .meanSquaredError: OpCoverage(reference: ["GraphTrainingTests.mlpLoRATrainsOnBothBackends"], gradient: .cases([.meanSquaredError]))
         case .meanSquaredErrorBackward: OpCoverage(reference: ["GraphTrainingTests.mlpLoRATrainsOnBothBackends"], gradient: isABackwardOp)
         case .clipCoefficient:

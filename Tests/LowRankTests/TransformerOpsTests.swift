@@ -43,6 +43,33 @@ struct TransformerOpsTests {
         }
     }
 
+    /// The gated activation and its backward give the bits of the activation and product as
+    /// separate ops in f32, for every function; with bf16 operands, the f32 result rounded once.
+    @Test(arguments: BackendKind.allCases)
+    func gatedActivationIsTheUnfusedOps(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let count = 1000
+            let gate = try Tensor(randomValues(count, seed: 205, scale: 4), shape: [10, 100], on: backend)
+            let up = try Tensor(randomValues(count, seed: 206), shape: [10, 100], on: backend)
+            let g = try Tensor(randomValues(count, seed: 207), shape: [10, 100], on: backend)
+            for f in Activation.allCases {
+                let activated = try Ops.execute(.activation(f), [gate])[0]
+                let y = try Ops.execute(.gatedActivation(f), [gate, up])[0]
+                #expect(try y.floats() == Ops.execute(.mul, [activated, up])[0].floats(), "\(f) on \(backend.identifier)")
+                let d = try Ops.execute(.gatedActivationBackward(f), [gate, up, g])
+                let dGate = try Ops.execute(.activationBackward(f), [gate, try Ops.execute(.mul, [g, up])[0]])[0]
+                #expect(try d[0].floats() == dGate.floats(), "d gate, \(f) on \(backend.identifier)")
+                #expect(try d[1].floats() == Ops.execute(.mul, [g, activated])[0].floats(), "d up, \(f) on \(backend.identifier)")
+            }
+            // bf16 operands: f32 arithmetic rounded once, into the gate's dtype.
+            let (gate16, up16) = (try Ops.cast(gate, to: .bf16), try Ops.cast(up, to: .bf16))
+            let y16 = try Ops.execute(.gatedActivation(.silu), [gate16, up16])[0]
+            let y32 = try Ops.execute(.gatedActivation(.silu), [try Ops.cast(gate16, to: .f32), try Ops.cast(up16, to: .f32)])[0]
+            #expect(y16.dtype == .bf16)
+            #expect(try y16.floats() == Ops.cast(y32, to: .bf16).floats(), "bf16 on \(backend.identifier)")
+        }
+    }
+
     /// Hugging Face's rotate-half RoPE at positions up to 100000 (angles to 1e5 radians, which the
     /// device reduces modulo 2π itself), within 1e-6; the inverse undoes it.
     @Test(arguments: BackendKind.allCases)
