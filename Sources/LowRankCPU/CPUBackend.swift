@@ -110,7 +110,7 @@ public final class CPUBackend: Backend, Sendable {
         case .embeddingBackward: try embeddingBackward(inputs[0], inputs[1], outputs[0])
         case .rmsNorm(let epsilon): try rmsNorm(epsilon, inputs[0], inputs[1], outputs)
         case .rmsNormBackward: try rmsNormBackward(RMSNormBackwardOperands(inputs), outputs)
-        case .rope(let inverse): try rope(inverse: inverse, inputs, outputs[0])
+        case .rope(let inverse): try rope(inverse: inverse, inputs, outputs)
         case .attention(let o): try attention(o, inputs, outputs)
         case .attentionBackward(let o): try attentionBackward(o, AttentionBackwardOperands(inputs), outputs)
         case .cachedAttention(let scale): try cachedAttention(scale: scale, CachedAttentionOperands(inputs), outputs)

@@ -95,7 +95,8 @@ public enum Float64Reference {
             let d = x[0].columns
             let rstd = rowSumsOfSquares(x[0]).map { 1 / ($0 / Double(d) + Double(epsilon)).squareRoot() }
             return [x[0].values.enumerated().map { x[1].values[$0 % d] * $1 * rstd[$0 / d] }, rstd]
-        case .rope(let inverse): return [rope(x[0], frequencies: x[1].values, positions: x[2].ids, inverse: inverse)]
+        case .rope(let inverse):
+            return ([x[0]] + x.dropFirst(3)).map { rope($0, frequencies: x[1].values, positions: x[2].ids, inverse: inverse) }
         case .attention(let o): return attention(o, q: x[0], k: x[1], v: x[2])
         case .cachedAttention(let scale):
             let operands = CachedAttentionOperands(x), past = Int(operands.past.ids[0])

@@ -108,6 +108,14 @@ extension Graph {
             return [try reshape(g!, values[node.inputs[0]].descriptor.shape, label: label)]
         case .op(let o): op = o
         }
+        // A paired rope's outputs both are: its backward rotates both gradients back in one pass, or
+        // the one that flows (a pair feeds one attention, whose backward gives both).
+        if case .rope(let inverse) = op, node.inputs.count == 4 {
+            let (frequencies, positions) = (try input(1), try input(2))
+            let flowing = [out[0], out[1]].compactMap { $0 }
+            let d = try apply(.rope(inverse: !inverse), [flowing[0], frequencies, positions] + flowing.dropFirst(), label: label)
+            return out[0] == nil ? [nil, nil, nil, d[0]] : [d[0], nil, nil, d.count > 1 ? d[1] : nil]
+        }
         // Only a node's first output is differentiable (the others are saved for backward).
         guard out.dropFirst().allSatisfy({ $0 == nil }), let g else {
             throw LowRankError(.unsupported, "\(node.label): only the first output of \(op.name) is differentiable", context: [("op", node.label)])

@@ -72,6 +72,13 @@ extension Graph {
         try apply(.rope(inverse: false), [x, inverseFrequencies, positions], label: label)[0]
     }
 
+    /// x and y (a layer's queries and keys) rotated in one op.
+    public func rope(_ x: GraphTensor, _ y: GraphTensor, inverseFrequencies: GraphTensor, positions: GraphTensor,
+                     label: String = "rope") throws -> (GraphTensor, GraphTensor) {
+        let rotated = try apply(.rope(inverse: false), [x, inverseFrequencies, positions, y], label: label)
+        return (rotated[0], rotated[1])
+    }
+
     /// Causal attention of `q [T, H_q, D]` over `k` and `v` `[T, H_kv, D]`: `[T, H_q, D]`.
     public func attention(q: GraphTensor, k: GraphTensor, v: GraphTensor, options: AttentionOptions, label: String = "attention") throws -> GraphTensor {
         try apply(.attention(options), [q, k, v], label: label)[0]

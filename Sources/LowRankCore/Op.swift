@@ -275,9 +275,10 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
     /// G, x, weight, rstd -> dx [, d weight [d] f32]: d weight only with `weightGradient` (a
     /// trained norm weight), a frozen one's would cost passes over G and x for nothing
     case rmsNormBackward(weightGradient: Bool)
-    /// x [T, heads, headDim], inverse frequencies [headDim/2] f32, positions [T] i32 -> x with each pair
-    /// (i, i + headDim/2) rotated by `position·invFreq[i]` (Hugging Face's rotate-half RoPE); `inverse`
-    /// rotates back, which is also its backward
+    /// x [T, heads, headDim], inverse frequencies [headDim/2] f32, positions [T] i32 [, y [T, heads′, headDim]]
+    /// -> x [, y] with each pair (i, i + headDim/2) rotated by `position·invFreq[i]` (Hugging Face's
+    /// rotate-half RoPE); `inverse` rotates back, which is also its backward. With y (a layer's keys
+    /// beside its queries) both rotate in one pass, and both outputs are differentiable
     case rope(inverse: Bool)
     /// q [T, H_q, D], k [T, H_kv, D], v [T, H_kv, D] -> out [T, H_q, D], logsumexp [T, H_q] f32
     case attention(AttentionOptions)
@@ -615,14 +616,20 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             try check.vector(operands.rstd, "rstd", x.rows)
             return [operands.x] + (weightGradient ? [TensorDescriptor([x.columns], .f32)] : [])
         case .rope:
-            try check.count(3)
-            try check.floating(at: [0, 1])
+            let paired = inputs.count == 4
+            try check.count(paired ? 4 : 3)
+            try check.floating(at: paired ? [0, 1, 3] : [0, 1])
             let x = inputs[0].shape
             guard x.rank == 3, x[2] % 2 == 0 else { throw check.error(.shapeMismatch, "x must be [T, heads, headDim] with an even headDim, got \(x)") }
             try check.vector(1, "the inverse frequencies", x[2] / 2)
             guard inputs[1].dtype == .f32 else { throw check.error(.dtypeMismatch, "the inverse frequencies are f32") }
             try check.equal(try check.ids(2), x[0], "the number of positions and x's rows")
-            return [inputs[0]]
+            guard paired else { return [inputs[0]] }
+            let y = inputs[3].shape
+            guard y.rank == 3, y[0] == x[0], y[2] == x[2] else {
+                throw check.error(.shapeMismatch, "y must be [T, heads, headDim] with x's T and headDim \(x), got \(y)")
+            }
+            return [inputs[0], inputs[3]]
         case .attention(let o):
             try check.count(3)
             try check.floating()

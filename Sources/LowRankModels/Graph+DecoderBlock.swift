@@ -48,12 +48,9 @@ extension Graph {
             try rmsNorm(x, weight: try normWeight(name), epsilon: shape.rmsNormEpsilon, label: prefix + name)
         }
         func heads(_ y: GraphTensor, _ n: Int) throws -> GraphTensor { try reshape(y, [t, n, headDim]) }
-        func rotated(_ y: GraphTensor, _ label: String) throws -> GraphTensor {
-            try rope(y, inverseFrequencies: inverseFrequencies, positions: positions, label: prefix + label)
-        }
         let normed = try norm(h, "input_layernorm")
-        let q = try rotated(try heads(try project(normed, .q), shape.queryHeads), "rope_q")
-        let k = try rotated(try heads(try project(normed, .k), shape.keyValueHeads), "rope_k")
+        let (q, k) = try rope(try heads(try project(normed, .q), shape.queryHeads), try heads(try project(normed, .k), shape.keyValueHeads),
+                              inverseFrequencies: inverseFrequencies, positions: positions, label: prefix + "rope")
         let v = try heads(try project(normed, .v), shape.keyValueHeads)
         let attended = try attend?(q, k, v)
             ?? attention(q: q, k: k, v: v, options: AttentionOptions(sequenceLength: shape.sequence), label: prefix + "self_attn")

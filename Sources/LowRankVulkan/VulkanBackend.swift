@@ -396,7 +396,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         case .embedding: try encodeEmbedding(inputs, outputs[0])
         case .rmsNorm(let epsilon): try encodeRMSNorm(epsilon, inputs, outputs)
         case .rmsNormBackward: try encodeRMSNormBackward(RMSNormBackwardOperands(inputs), outputs)
-        case .rope(let inverse): try encodeRoPE(inverse: inverse, inputs, outputs[0])
+        case .rope(let inverse): try encodeRoPE(inverse: inverse, inputs, outputs)
         case .attention(let o): try encodeAttention(o, inputs, outputs)
         case .attentionBackward(let o): try encodeAttentionBackward(o, AttentionBackwardOperands(inputs), outputs)
         case .cachedAttention(let scale): try encodeCachedAttention(scale: scale, CachedAttentionOperands(inputs), outputs)

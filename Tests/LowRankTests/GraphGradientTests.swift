@@ -11,7 +11,7 @@ import Testing
 enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
     case linear, matmulTransposedA, broadcastAdd, broadcastMul, scale, scaleRows, rowSumOfSquares
     case silu, gelu, geluTanh, gatedGeluTanh, meanSquaredError, reshape, loraWithDropout, doraInputAndMagnitude
-    case embedding, rmsNorm, rope, groupedAttention, crossEntropy, linearCrossEntropy, transpose
+    case embedding, rmsNorm, rope, ropePair, groupedAttention, crossEntropy, linearCrossEntropy, transpose
     var testDescription: String { rawValue }
 
     /// Trainable inputs: name, shape, value scale.
@@ -33,6 +33,7 @@ enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
         case .embedding: [("table", [5, 4], 1)]
         case .rmsNorm: [("x", [3, 8], 1), ("weight", [8], 1)]
         case .rope: [("x", [3, 2, 8], 1)]
+        case .ropePair: [("q", [3, 4, 8], 1), ("k", [3, 2, 8], 1)]
         // Two sequences of 3 rows, 4 query heads over 2 KV heads; q and k large enough that the
         // softmax moves (else dq and dk are near the differences' f32 noise, about 5e-7).
         case .groupedAttention: [("q", [6, 4, 8], 3), ("k", [6, 2, 8], 3), ("v", [6, 2, 8], 1)]
@@ -71,6 +72,11 @@ enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
         case .rope:
             let frequencies = try g.parameter("inv_freq", try Tensor((0..<4).map { powf(100, -Float($0) / 4) }, shape: [4], on: g.backend))
             return try g.apply(.rope(inverse: false), [p[0], frequencies, try g.parameter("positions", try Tensor(ids: [0, 5, 1000], on: g.backend))])[0]
+        case .ropePair:
+            let frequencies = try g.parameter("inv_freq", try Tensor((0..<4).map { powf(100, -Float($0) / 4) }, shape: [4], on: g.backend))
+            let (q, k) = try g.rope(p[0], p[1], inverseFrequencies: frequencies, positions: try g.parameter("positions", try Tensor(ids: [0, 5, 1000], on: g.backend)))
+            // k's 48 values broadcast over q's two halves, so that both outputs reach the loss.
+            return try g.add(try g.reshape(q, [2, 48]), try g.reshape(k, [48]))
         case .groupedAttention:
             return try g.apply(.attention(AttentionOptions(sequenceLength: 3)), p)[0]
         case .crossEntropy:

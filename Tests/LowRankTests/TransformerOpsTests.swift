@@ -93,6 +93,14 @@ struct TransformerOpsTests {
             }
             #expect(relativeError(try y.floats(), want) < 1e-6, "on \(backend.identifier)")
             let back = try Ops.execute(.rope(inverse: true), [y, inputs[1], inputs[2]])[0]
+            // A pair (keys of another head count beside the queries, bf16) gives each one's bits alone, both ways.
+            let keys = try Ops.cast(try Tensor(randomValues(t * 2 * d, seed: 211), shape: [t, 2, d], on: backend), to: .bf16)
+            for inverse in [false, true] {
+                let pair = try Ops.execute(.rope(inverse: inverse), inputs + [keys])
+                #expect(try pair[0].floats() == Ops.execute(.rope(inverse: inverse), inputs)[0].floats(), "x on \(backend.identifier)")
+                #expect(pair[1].dtype == .bf16)
+                #expect(try pair[1].floats() == Ops.execute(.rope(inverse: inverse), [keys, inputs[1], inputs[2]])[0].floats(), "y on \(backend.identifier)")
+            }
             #expect(relativeError(try back.floats(), xs.map(Double.init)) < 1e-6)
         }
     }
