@@ -23,7 +23,7 @@ extension CPUBackend {
         }
     }
 
-    /// dx = rstd·(G⊙w) − x·rstd³·Σ(G⊙w⊙x)/d per row; d weight, when asked for, = Σ_rows G⊙x·rstd,
+    /// dx = rstd·(G⊙w) − x·rstd³·Σ(G⊙w⊙x)/d [+ R] per row; d weight, when asked for, = Σ_rows G⊙x·rstd,
     /// rows in order.
     func rmsNormBackward(_ operands: RMSNormBackwardOperands<Tensor>, _ outputs: [Tensor]) throws {
         let (g, x, weight) = (operands.gradient, operands.x, operands.weight)
@@ -55,5 +55,7 @@ extension CPUBackend {
                 }
             }
         }
+        // R added onto dx in dx's dtype, as `add` would add the two.
+        if let residual = operands.residualGradient { try elementwise([outputs[0], residual], outputs[0], +) }
     }
 }

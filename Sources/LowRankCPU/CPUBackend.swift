@@ -108,6 +108,10 @@ public final class CPUBackend: Backend, Sendable {
         case .transpose(let axes): try transpose(axes, inputs[0], outputs[0])
         case .embedding: try embedding(inputs[0], inputs[1], outputs[0])
         case .embeddingBackward: try embeddingBackward(inputs[0], inputs[1], outputs[0])
+        case .rmsNorm(let epsilon) where inputs.count == 3:
+            // The sum rounded into its dtype first, as `add` then `rms_norm` would see it.
+            try elementwise([inputs[0], inputs[2]], outputs[2], +)
+            try rmsNorm(epsilon, outputs[2], inputs[1], outputs)
         case .rmsNorm(let epsilon): try rmsNorm(epsilon, inputs[0], inputs[1], outputs)
         case .rmsNormBackward: try rmsNormBackward(RMSNormBackwardOperands(inputs), outputs)
         case .rope(let inverse): try rope(inverse: inverse, inputs, outputs)

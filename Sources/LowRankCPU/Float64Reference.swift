@@ -93,8 +93,9 @@ public enum Float64Reference {
             }]
         case .rmsNorm(let epsilon):
             let d = x[0].columns
-            let rstd = rowSumsOfSquares(x[0]).map { 1 / ($0 / Double(d) + Double(epsilon)).squareRoot() }
-            return [x[0].values.enumerated().map { x[1].values[$0 % d] * $1 * rstd[$0 / d] }, rstd]
+            let sum = x.count == 3 ? Float64Values(zip(x[0].values, x[2].values).map(+), shape: x[0].shape) : x[0]
+            let rstd = rowSumsOfSquares(sum).map { 1 / ($0 / Double(d) + Double(epsilon)).squareRoot() }
+            return [sum.values.enumerated().map { x[1].values[$0 % d] * $1 * rstd[$0 / d] }, rstd] + (x.count == 3 ? [sum.values] : [])
         case .rope(let inverse):
             return ([x[0]] + x.dropFirst(3)).map { rope($0, frequencies: x[1].values, positions: x[2].ids, inverse: inverse) }
         case .attention(let o): return attention(o, q: x[0], k: x[1], v: x[2])

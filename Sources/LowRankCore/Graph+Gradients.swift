@@ -108,18 +108,6 @@ extension Graph {
             return [try reshape(g!, values[node.inputs[0]].descriptor.shape, label: label)]
         case .op(let o): op = o
         }
-        // A paired rope's outputs both are: its backward rotates both gradients back in one pass, or
-        // the one that flows (a pair feeds one attention, whose backward gives both).
-        if case .rope(let inverse) = op, node.inputs.count == 4 {
-            let (frequencies, positions) = (try input(1), try input(2))
-            let flowing = [out[0], out[1]].compactMap { $0 }
-            let d = try apply(.rope(inverse: !inverse), [flowing[0], frequencies, positions] + flowing.dropFirst(), label: label)
-            return out[0] == nil ? [nil, nil, nil, d[0]] : [d[0], nil, nil, d.count > 1 ? d[1] : nil]
-        }
-        // Only a node's first output is differentiable (the others are saved for backward).
-        guard out.dropFirst().allSatisfy({ $0 == nil }), let g else {
-            throw LowRankError(.unsupported, "\(node.label): only the first output of \(op.name) is differentiable", context: [("op", node.label)])
-        }
         let dtypeOf = { (id: Int) in self.values[try self.resolved(id)].descriptor.dtype }
         let dtype = { (i: Int) in try dtypeOf(node.inputs[i]) }
         // The gradient in the dtype of the input with this value id.
@@ -127,6 +115,13 @@ extension Graph {
             try t.dtype == dtypeOf(id) ? t : self.apply(.cast(dtypeOf(id)), [t], label: label)[0]
         }
         let intoInput = { (t: GraphTensor, i: Int) in try into(t, node.inputs[i]) }
+        if let both = try gradientsOfBothOutputs(op, node, out, needs: needs, label: label, input: input, forward: forward, intoInput: intoInput) {
+            return both
+        }
+        // Only a node's first output is differentiable (the others are saved for backward).
+        guard out.dropFirst().allSatisfy({ $0 == nil }), let g else {
+            throw LowRankError(.unsupported, "\(node.label): only the first output of \(op.name) is differentiable", context: [("op", node.label)])
+        }
         // A LoRA or DoRA layer adds its bias once, after the branch, so the bias's gradient (PEFT's
         // bias="all"/"lora_only") is G summed over the rows; nil where the bias is frozen.
         let biasGradient = { (bias: Int, needed: Bool?) throws -> GraphTensor? in
@@ -241,6 +236,35 @@ extension Graph {
              .clipCoefficient, .adamW, .multiTensorAdamW, .embeddingBackward, .rmsNormBackward, .attentionBackward, .crossEntropyBackward,
              .linearCrossEntropyBackward, .cachedAttention:
             return node.inputs.map { _ in nil }
+        }
+    }
+
+    /// The input gradients of the ops whose first two differentiable outputs both can carry one, or
+    /// nil for every other op.
+    private func gradientsOfBothOutputs(_ op: Op, _ node: Node, _ out: [GraphTensor?], needs: [Bool], label: String,
+                                        input: (Int) throws -> GraphTensor, forward: (Int) throws -> GraphTensor,
+                                        intoInput: (GraphTensor, Int) throws -> GraphTensor) throws -> [GraphTensor?]? {
+        switch op {
+        case .rope(let inverse) where node.inputs.count == 4:
+            // A pair's backward rotates both gradients back in one pass, or the one that flows (a
+            // pair feeds one attention, whose backward gives both).
+            let flowing = [out[0], out[1]].compactMap { $0 }
+            let d = try apply(.rope(inverse: !inverse), [flowing[0], try input(1), try input(2)] + flowing.dropFirst(), label: label)
+            return out[0] == nil ? [nil, nil, nil, d[0]] : [d[0], nil, nil, d.count > 1 ? d[1] : nil]
+        case .rmsNorm where node.inputs.count == 3:
+            // The norm of a residual sum: the sum's gradient, as R, is added onto dx in the norm's
+            // backward pass, and x and r both get the total.
+            let (gy, gSum) = (out[0], out[2])
+            var (total, dWeight) = (gSum, GraphTensor?.none)
+            if let gy {
+                let operands = RMSNormBackwardOperands(gradient: gy, x: try forward(node.outputs[2]), weight: try input(1),
+                                                       rstd: try forward(node.outputs[1]), residualGradient: gSum)
+                let d = try apply(.rmsNormBackward(weightGradient: needs[1]), operands.values, label: label)
+                (total, dWeight) = (d[0], needs[1] ? try intoInput(d[1], 1) : nil)
+            }
+            return [try total.map { try intoInput($0, 0) }, dWeight, try total.map { try intoInput($0, 2) }]
+        default:
+            return nil
         }
     }
 

@@ -67,6 +67,13 @@ extension Graph {
         try apply(.rmsNorm(epsilon: epsilon), [x, weight], label: label)[0]
     }
 
+    /// `x + r` (a residual branch added onto the stream) and its RMSNorm, in one op.
+    public func rmsNorm(_ x: GraphTensor, plus r: GraphTensor, weight: GraphTensor, epsilon: Float,
+                        label: String = "rms_norm") throws -> (normed: GraphTensor, sum: GraphTensor) {
+        let out = try apply(.rmsNorm(epsilon: epsilon), [x, weight, r], label: label)
+        return (out[0], out[2])
+    }
+
     /// Hugging Face's rotate-half RoPE on `x [T, heads, headDim]` at `positions [T]` (i32).
     public func rope(_ x: GraphTensor, inverseFrequencies: GraphTensor, positions: GraphTensor, label: String = "rope") throws -> GraphTensor {
         try apply(.rope(inverse: false), [x, inverseFrequencies, positions], label: label)[0]

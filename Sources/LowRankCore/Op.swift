@@ -269,11 +269,14 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
     case embedding
     /// ids [T] i32, G [T, d] -> d table [vocabulary, d] f32: G's rows summed into their ids' rows, in token order
     case embeddingBackward(vocabulary: Int)
-    /// x [rows, d], weight [d] -> y [rows, d], rstd [rows] f32: `y = w ⊙ x·rstd`, `rstd = 1/√(mean(x²) + ε)`
-    /// (Llama's RMSNorm, normalised in f32)
+    /// x [rows, d], weight [d] [, r [rows, d]] -> y [rows, d], rstd [rows] f32 [, x + r]: `y = w ⊙ x·rstd`,
+    /// `rstd = 1/√(mean(x²) + ε)` (Llama's RMSNorm, normalised in f32). With r (a residual branch), the
+    /// norm of the sum `x + r` (rounded to x's dtype, as `add` rounds it), returned beside it; both
+    /// outputs are differentiable
     case rmsNorm(epsilon: Float)
-    /// G, x, weight, rstd -> dx [, d weight [d] f32]: d weight only with `weightGradient` (a
-    /// trained norm weight), a frozen one's would cost passes over G and x for nothing
+    /// G, x, weight, rstd [, R] -> dx [+ R] [, d weight [d] f32]: d weight only with `weightGradient`
+    /// (a trained norm weight), a frozen one's would cost passes over G and x for nothing; R, a
+    /// gradient of x from elsewhere (the residual stream's), is added onto dx in the same pass
     case rmsNormBackward(weightGradient: Bool)
     /// x [T, heads, headDim], inverse frequencies [headDim/2] f32, positions [T] i32 [, y [T, heads′, headDim]]
     /// -> x [, y] with each pair (i, i + headDim/2) rotated by `position·invFreq[i]` (Hugging Face's
@@ -599,18 +602,21 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             guard vocabulary > 0 else { throw check.error(.invalidArgument, "the vocabulary must not be empty") }
             return [TensorDescriptor([vocabulary, g.1], .f32)]
         case .rmsNorm(let epsilon):
-            try check.count(2)
+            let residual = inputs.count == 3
+            try check.count(residual ? 3 : 2)
             try check.floating()
             guard epsilon.isFinite, epsilon >= 0 else { throw check.error(.invalidArgument, "epsilon must be finite and not negative, got \(epsilon)") }
             guard inputs[0].shape.rank >= 1 else { throw check.error(.shapeMismatch, "needs at least one dimension") }
             try check.vector(1, "weight", inputs[0].shape.columns)
-            return [inputs[0], TensorDescriptor([inputs[0].shape.rows], .f32)]
+            if residual { try check.equal(inputs[2].shape, inputs[0].shape, "the shapes of x and r") }
+            return [inputs[0], TensorDescriptor([inputs[0].shape.rows], .f32)] + (residual ? [inputs[0]] : [])
         case .rmsNormBackward(let weightGradient):
-            try check.count(4)
+            try check.count(inputs.count == 5 ? 5 : 4)
             try check.floating()
             let operands = RMSNormBackwardOperands(inputs)
             let x = operands.x.shape
             try check.equal(x, operands.gradient.shape, "the shapes of G and x")
+            if let r = operands.residualGradient { try check.equal(r.shape, x, "the shapes of R and x") }
             guard x.rank >= 1 else { throw check.error(.shapeMismatch, "needs at least one dimension") }
             try check.vector(operands.weight, "weight", x.columns)
             try check.vector(operands.rstd, "rstd", x.rows)

@@ -55,8 +55,8 @@ extension Graph {
         let attended = try attend?(q, k, v)
             ?? attention(q: q, k: k, v: v, options: AttentionOptions(sequenceLength: shape.sequence), label: prefix + "self_attn")
         let o = try project(try reshape(attended, [t, shape.queryHeads * headDim]), .o)
-        let h1 = try add(h, o, label: prefix + "residual_attn")
-        let normed2 = try norm(h1, "post_attention_layernorm")
+        let (normed2, h1) = try rmsNorm(h, plus: o, weight: try normWeight("post_attention_layernorm"), epsilon: shape.rmsNormEpsilon,
+                                        label: prefix + "post_attention_layernorm")
         let gate = try project(normed2, .gate)
         let up = try project(normed2, .up)
         let down = try project(try gatedActivation(.silu, gate: gate, up: up, label: prefix + "mlp.act"), .down)

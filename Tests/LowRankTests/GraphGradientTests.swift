@@ -11,7 +11,7 @@ import Testing
 enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
     case linear, matmulTransposedA, broadcastAdd, broadcastMul, scale, scaleRows, rowSumOfSquares
     case silu, gelu, geluTanh, gatedGeluTanh, meanSquaredError, reshape, loraWithDropout, doraInputAndMagnitude
-    case embedding, rmsNorm, rope, ropePair, groupedAttention, crossEntropy, linearCrossEntropy, transpose
+    case embedding, rmsNorm, rmsNormOfSum, rope, ropePair, groupedAttention, crossEntropy, linearCrossEntropy, transpose
     var testDescription: String { rawValue }
 
     /// Trainable inputs: name, shape, value scale.
@@ -32,6 +32,7 @@ enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
         case .doraInputAndMagnitude: [("x", [6, 8], 1), ("m", [5], 1), ("bias", [5], 0.5)]
         case .embedding: [("table", [5, 4], 1)]
         case .rmsNorm: [("x", [3, 8], 1), ("weight", [8], 1)]
+        case .rmsNormOfSum: [("x", [3, 8], 1), ("r", [3, 8], 1), ("weight", [8], 1)]
         case .rope: [("x", [3, 2, 8], 1)]
         case .ropePair: [("q", [3, 4, 8], 1), ("k", [3, 2, 8], 1)]
         // Two sequences of 3 rows, 4 query heads over 2 KV heads; q and k large enough that the
@@ -72,6 +73,10 @@ enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
         case .rope:
             let frequencies = try g.parameter("inv_freq", try Tensor((0..<4).map { powf(100, -Float($0) / 4) }, shape: [4], on: g.backend))
             return try g.apply(.rope(inverse: false), [p[0], frequencies, try g.parameter("positions", try Tensor(ids: [0, 5, 1000], on: g.backend))])[0]
+        case .rmsNormOfSum:
+            // Both outputs reach the loss, as the residual stream and its norm do in a decoder block.
+            let (normed, sum) = try g.rmsNorm(p[0], plus: p[1], weight: p[2], epsilon: 1e-5)
+            return try g.add(normed, try g.scale(sum, by: 0.5))
         case .ropePair:
             let frequencies = try g.parameter("inv_freq", try Tensor((0..<4).map { powf(100, -Float($0) / 4) }, shape: [4], on: g.backend))
             let (q, k) = try g.rope(p[0], p[1], inverseFrequencies: frequencies, positions: try g.parameter("positions", try Tensor(ids: [0, 5, 1000], on: g.backend)))

@@ -56,8 +56,12 @@ struct OpCoverage {
         case .embeddingBackward:
             OpCoverage(reference: ["GraphTests.declinedOpsFallBackToTheCPU"],
                        gradient: .exempt("a backward op with no Vulkan kernel: it runs on the CPU through the plan's fallback, checked by the embedding gradient case"))
-        case .rmsNorm: OpCoverage(reference: ["TransformerOpsTests.rmsNormMatchesReference"], gradient: .cases([.rmsNorm]))
-        case .rmsNormBackward: OpCoverage(reference: ["TransformerOpsTests.rmsNormBackwardWithoutWeightGradient"], gradient: isABackwardOp)
+        case .rmsNorm:
+            OpCoverage(reference: ["TransformerOpsTests.rmsNormMatchesReference", "TransformerOpsTests.rmsNormOfAResidualSumIsTheUnfusedOps"],
+                       gradient: .cases([.rmsNorm, .rmsNormOfSum]))
+        case .rmsNormBackward:
+            OpCoverage(reference: ["TransformerOpsTests.rmsNormBackwardWithoutWeightGradient", "TransformerOpsTests.rmsNormOfAResidualSumIsTheUnfusedOps"],
+                       gradient: isABackwardOp)
         case .rope: OpCoverage(reference: ["TransformerOpsTests.ropeMatchesReference"], gradient: .cases([.rope, .ropePair]))
         case .attention: OpCoverage(reference: ["TransformerOpsTests.attentionMatchesReference"], gradient: .cases([.groupedAttention]))
         case .attentionBackward: OpCoverage(reference: ["TransformerOpsTests.attentionMatchesReference"], gradient: isABackwardOp)

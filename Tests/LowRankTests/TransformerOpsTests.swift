@@ -43,6 +43,38 @@ struct TransformerOpsTests {
         }
     }
 
+    /// The norm of a residual sum gives the bits of `add` then `rms_norm` (f32 and bf16), and its
+    /// backward with R the backward then `add` (within f32 rounding on the device, whose compiler
+    /// may contract dx's products differently in the two variants; one bf16 rounding step in bf16).
+    @Test(arguments: BackendKind.allCases)
+    func rmsNormOfAResidualSumIsTheUnfusedOps(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let (rows, d) = (6, 300)
+            let tensor = { (seed: UInt64, shape: Shape) in try Tensor(randomValues(shape.count, seed: seed), shape: shape, on: backend) }
+            let weight = try tensor(220, [d]), g = try tensor(221, [rows, d])
+            for dtype in [DType.f32, .bf16] {
+                let x = try Ops.cast(try tensor(223, [rows, d]), to: dtype), r = try Ops.cast(try tensor(224, [rows, d]), to: dtype)
+                let fused = try Ops.execute(.rmsNorm(epsilon: 1e-6), [x, weight, r])
+                let sum = try Ops.execute(.add, [x, r])[0]
+                let unfused = try Ops.execute(.rmsNorm(epsilon: 1e-6), [sum, weight])
+                #expect(fused.count == 3 && fused[2].dtype == dtype)
+                for (name, got, want) in [("y", fused[0], unfused[0]), ("rstd", fused[1], unfused[1]), ("sum", fused[2], sum)] {
+                    #expect(try got.floats() == want.floats(), "\(name), \(dtype) on \(backend.identifier)")
+                }
+                let gSum = try Ops.cast(try tensor(222, [rows, d]), to: dtype)
+                let operands = RMSNormBackwardOperands(gradient: g, x: sum, weight: weight, rstd: fused[1])
+                var withR = operands
+                withR.residualGradient = gSum
+                let dx = try Ops.execute(.rmsNormBackward(weightGradient: false), withR.values)[0]
+                let alone = try Ops.execute(.rmsNormBackward(weightGradient: false), operands.values)[0]
+                let want = try Ops.execute(.add, [gSum, alone])[0]
+                #expect(dx.dtype == dtype)
+                #expect(relativeError(try dx.floats(), try want.floats().map(Double.init)) <= (dtype == .f32 ? 1e-6 : 4e-3),
+                        "dx + R, \(dtype) on \(backend.identifier)")
+            }
+        }
+    }
+
     /// The gated activation and its backward give the bits of the activation and product as
     /// separate ops in f32, for every function; with bf16 operands, the f32 result rounded once.
     @Test(arguments: BackendKind.allCases)
