@@ -41,13 +41,16 @@ extension Graph {
             let inputs = try node.inputs.map(resolved)
             let needs = inputs.map { carries.contains($0) }
             guard needs.contains(true) else { continue }
-            let inputGrads = try inputGradients(node, outputGrads, needs: needs, forward: { try replay.value($0) })
+            // What the first input has gathered from its later consumers; nil after a rule took it in.
+            var gathered = needs[0] ? grads[inputs[0]] : nil
+            let inputGrads = try inputGradients(node, outputGrads, needs: needs, gathered: &gathered, forward: { try replay.value($0) })
             for (i, input) in inputs.enumerated() where needs[i] {
                 guard let g = inputGrads[i] else {
                     throw LowRankError(.unsupported, "\(node.label): \(node.kind.name) has no gradient for its input \(i) (\(values[input].name)), through which a requested gradient flows",
                                        context: [("op", node.label)])
                 }
-                grads[input] = try grads[input].map { try apply(.add, [$0, g], label: "\(node.label).grad_sum")[0] } ?? g
+                let included = i == 0 && gathered == nil
+                grads[input] = try grads[input].map { included ? g : try apply(.add, [$0, g], label: "\(node.label).grad_sum")[0] } ?? g
             }
         }
         return try parameters.map { p in
@@ -95,8 +98,9 @@ extension Graph {
 
     /// The gradients of node's inputs (nil where the op has none) given its outputs' (nil where
     /// nothing flows back). `forward` gives a forward value backward may read: itself, or its
-    /// recomputation in a checkpointed region.
-    private func inputGradients(_ node: Node, _ out: [GraphTensor?], needs: [Bool],
+    /// recomputation in a checkpointed region. A rule that adds `gathered` (input 0's gradient from
+    /// its other consumers) into its own result sets it to nil.
+    private func inputGradients(_ node: Node, _ out: [GraphTensor?], needs: [Bool], gathered: inout GraphTensor?,
                                 forward: (Int) throws -> GraphTensor) throws -> [GraphTensor?] {
         let label = node.label + ".grad"
         func input(_ i: Int) throws -> GraphTensor { try value(node.inputs[i]) }
@@ -212,8 +216,12 @@ extension Graph {
             let vocabulary = values[try resolved(node.inputs[0])].descriptor.shape[0]
             return [try intoInput(try apply(.embeddingBackward(vocabulary: vocabulary), [try input(1), g], label: label)[0], 0), nil]
         case .rmsNorm:
+            // x's gradient from its other consumers (the residual stream's) is added onto dx in the
+            // same pass, where it is in dx's dtype (x's) as `add` would give it.
+            let residual = try gathered.flatMap { try $0.dtype == dtype(0) ? $0 : nil }
             let d = try apply(.rmsNormBackward(weightGradient: needs[1]), RMSNormBackwardOperands(gradient: g, x: try input(0), weight: try input(1),
-                                                                        rstd: try forward(node.outputs[1])).values, label: label)
+                                                                        rstd: try forward(node.outputs[1]), residualGradient: residual).values, label: label)
+            if residual != nil { gathered = nil }
             return [d[0], needs[1] ? try intoInput(d[1], 1) : nil]
         case .rope(let inverse):
             return [try apply(.rope(inverse: !inverse), [g, try input(1), try input(2)], label: label)[0], nil, nil]

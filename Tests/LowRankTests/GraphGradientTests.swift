@@ -11,7 +11,7 @@ import Testing
 enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
     case linear, matmulTransposedA, broadcastAdd, broadcastMul, scale, scaleRows, rowSumOfSquares
     case silu, gelu, geluTanh, gatedGeluTanh, meanSquaredError, reshape, loraWithDropout, doraInputAndMagnitude
-    case embedding, rmsNorm, rmsNormOfSum, rope, ropePair, groupedAttention, crossEntropy, linearCrossEntropy, transpose
+    case embedding, rmsNorm, rmsNormOfSum, rmsNormBesideItsInput, rope, ropePair, groupedAttention, crossEntropy, linearCrossEntropy, transpose
     var testDescription: String { rawValue }
 
     /// Trainable inputs: name, shape, value scale.
@@ -33,6 +33,7 @@ enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
         case .embedding: [("table", [5, 4], 1)]
         case .rmsNorm: [("x", [3, 8], 1), ("weight", [8], 1)]
         case .rmsNormOfSum: [("x", [3, 8], 1), ("r", [3, 8], 1), ("weight", [8], 1)]
+        case .rmsNormBesideItsInput: [("x", [3, 8], 1), ("weight", [8], 1)]
         case .rope: [("x", [3, 2, 8], 1)]
         case .ropePair: [("q", [3, 4, 8], 1), ("k", [3, 2, 8], 1)]
         // Two sequences of 3 rows, 4 query heads over 2 KV heads; q and k large enough that the
@@ -73,6 +74,9 @@ enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
         case .rope:
             let frequencies = try g.parameter("inv_freq", try Tensor((0..<4).map { powf(100, -Float($0) / 4) }, shape: [4], on: g.backend))
             return try g.apply(.rope(inverse: false), [p[0], frequencies, try g.parameter("positions", try Tensor(ids: [0, 5, 1000], on: g.backend))])[0]
+        case .rmsNormBesideItsInput:
+            // x's gradient through the later scale is gathered first, then added in the norm's backward pass.
+            return try g.add(try g.rmsNorm(p[0], weight: p[1], epsilon: 1e-5), try g.scale(p[0], by: 0.5))
         case .rmsNormOfSum:
             // Both outputs reach the loss, as the residual stream and its norm do in a decoder block.
             let (normed, sum) = try g.rmsNorm(p[0], plus: p[1], weight: p[2], epsilon: 1e-5)

@@ -58,7 +58,7 @@ struct OpCoverage {
                        gradient: .exempt("a backward op with no Vulkan kernel: it runs on the CPU through the plan's fallback, checked by the embedding gradient case"))
         case .rmsNorm:
             OpCoverage(reference: ["TransformerOpsTests.rmsNormMatchesReference", "TransformerOpsTests.rmsNormOfAResidualSumIsTheUnfusedOps"],
-                       gradient: .cases([.rmsNorm, .rmsNormOfSum]))
+                       gradient: .cases([.rmsNorm, .rmsNormOfSum, .rmsNormBesideItsInput]))
         case .rmsNormBackward:
             OpCoverage(reference: ["TransformerOpsTests.rmsNormBackwardWithoutWeightGradient", "TransformerOpsTests.rmsNormOfAResidualSumIsTheUnfusedOps"],
                        gradient: isABackwardOp)
