@@ -4,15 +4,25 @@
 
 // y = f(x) (BACKWARD = 0) or dx = G ⊙ f′(x) (BACKWARD = 1) for f = SiLU, GELU (erf) or GELU (tanh),
 // ACT = ACT_SILU, ACT_GELU or ACT_GELU_TANH (Activation in Op.swift; CPUBackend+Activation.swift is the twin).
-// Host defines: ACT, BACKWARD, X_T, G_T (backward), C_T, C_FROM_F32. Workgroup size: specialization constant 0.
+// GATED: a gated MLP's activation with x the gate, y = f(x) ⊙ up, and backward dx = (G ⊙ up) ⊙ f′(x)
+// beside d up = G ⊙ f(x), in the rounding order of the activation and product as two ops.
+// Host defines: ACT, BACKWARD, GATED, X_T, G_T (backward), U_T (gated), C_T, C_FROM_F32, and DU_T,
+// DU_FROM_F32 (gated backward). Workgroup size: specialization constant 0.
 layout(local_size_x_id = 0) in;
 
 layout(std430, binding = 0) readonly buffer XBuf { X_T x_data[]; };
 #if BACKWARD
 layout(std430, binding = 1) readonly buffer GBuf { G_T g_data[]; };
 layout(std430, binding = 2) writeonly buffer CBuf { C_T c_data[]; };
+#if GATED
+layout(std430, binding = 3) readonly buffer UpBuf { U_T up_data[]; };
+layout(std430, binding = 4) writeonly buffer DUpBuf { DU_T du_data[]; };
+#endif
 #else
 layout(std430, binding = 1) writeonly buffer CBuf { C_T c_data[]; };
+#if GATED
+layout(std430, binding = 2) readonly buffer UpBuf { U_T up_data[]; };
+#endif
 #endif
 
 layout(push_constant) uniform Params { uint count; } p;
@@ -64,8 +74,14 @@ void main() {
     uint stride = gl_NumWorkGroups.x * gl_WorkGroupSize.x;
     for (uint i = gl_GlobalInvocationID.x; i < p.count; i += stride) {
         float x = to_f32(x_data[i]);
-#if BACKWARD
+#if BACKWARD && GATED
+        float g = to_f32(g_data[i]);
+        c_data[i] = C_FROM_F32(g * to_f32(up_data[i]) * df(x));
+        du_data[i] = DU_FROM_F32(g * f(x));
+#elif BACKWARD
         c_data[i] = C_FROM_F32(to_f32(g_data[i]) * df(x));
+#elif GATED
+        c_data[i] = C_FROM_F32(f(x) * to_f32(up_data[i]));
 #else
         c_data[i] = C_FROM_F32(f(x));
 #endif

@@ -28,6 +28,41 @@ extension CPUBackend {
         }
     }
 
+    /// y = f(gate) ⊙ up: the unfused activation then product, in one pass.
+    func gatedActivation(_ f: Activation, gate: Tensor, up: Tensor, _ out: Tensor) throws {
+        let function = Self.function(f)
+        withFloats(gate) { a in
+            withFloats(up) { u in
+                producing(out) { c in
+                    parallelFor(out.shape.count, minimumPerThread: 1 << 12) { r in
+                        for i in r { c[i] = function(a[i]) * u[i] }
+                    }
+                }
+            }
+        }
+    }
+
+    /// d gate = (G ⊙ up) ⊙ f′(gate) and d up = G ⊙ f(gate), in the unfused ops' order of rounding.
+    func gatedActivationBackward(_ f: Activation, gate: Tensor, up: Tensor, _ g: Tensor, _ dGate: Tensor, _ dUp: Tensor) throws {
+        let (function, derivative) = (Self.function(f), Self.derivative(f))
+        withFloats(gate) { a in
+            withFloats(up) { u in
+                withFloats(g) { gv in
+                    producing(dGate) { dg in
+                        producing(dUp) { du in
+                            parallelFor(dGate.shape.count, minimumPerThread: 1 << 12) { r in
+                                for i in r {
+                                    dg[i] = gv[i] * u[i] * derivative(a[i])
+                                    du[i] = gv[i] * function(a[i])
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     private static let sqrtHalf: Float = 0.70710678118654752
     private static let inverseSqrt2Pi: Float = 0.39894228040143268
     private static let sqrt2OverPi: Float = 0.79788456080286536

@@ -23,12 +23,12 @@ extension CPUBackend {
         }
     }
 
-    /// dx = rstd·(G⊙w) − x·rstd³·Σ(G⊙w⊙x)/d per row; d weight = Σ_rows G⊙x·rstd, rows in order.
+    /// dx = rstd·(G⊙w) − x·rstd³·Σ(G⊙w⊙x)/d [+ R] per row; d weight, when asked for, = Σ_rows G⊙x·rstd,
+    /// rows in order.
     func rmsNormBackward(_ operands: RMSNormBackwardOperands<Tensor>, _ outputs: [Tensor]) throws {
         let (g, x, weight) = (operands.gradient, operands.x, operands.weight)
         let (rows, d) = (x.shape.rows, x.shape.columns)
         let rstd = pointer(operands.rstd).assumingMemoryBound(to: Float.self)
-        let dWeight = pointer(outputs[1]).assumingMemoryBound(to: Float.self)
         withFloats(g) { gv in
             withFloats(x) { xv in
                 withFloats(weight) { w in
@@ -43,6 +43,8 @@ extension CPUBackend {
                             }
                         }
                     }
+                    guard outputs.count > 1 else { return }
+                    let dWeight = pointer(outputs[1]).assumingMemoryBound(to: Float.self)
                     parallelFor(d, minimumPerThread: 64) { columns in
                         for c in columns {
                             var sum: Float = 0
@@ -53,5 +55,7 @@ extension CPUBackend {
                 }
             }
         }
+        // R added onto dx in dx's dtype, as `add` would add the two.
+        if let residual = operands.residualGradient { try elementwise([outputs[0], residual], outputs[0], +) }
     }
 }

@@ -81,6 +81,7 @@ public enum Float64Reference {
                 return base[i] + (gj - 1) * base[i] + gj * Double(scale) * lora[i]
             }]
         case .activation(let f): return [x[0].values.map(activation(f))]
+        case .gatedActivation(let f): return [zip(x[0].values, x[1].values).map { activation(f)($0) * $1 }]
         case .meanSquaredError:
             return [[zip(x[0].values, x[1].values).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) } / Double(x[0].values.count)]]
         case .clipCoefficient(let maxNorm): return [[min(1, Double(maxNorm) / (x[0].values[0].squareRoot() + 1e-6))]]
@@ -92,9 +93,11 @@ public enum Float64Reference {
             }]
         case .rmsNorm(let epsilon):
             let d = x[0].columns
-            let rstd = rowSumsOfSquares(x[0]).map { 1 / ($0 / Double(d) + Double(epsilon)).squareRoot() }
-            return [x[0].values.enumerated().map { x[1].values[$0 % d] * $1 * rstd[$0 / d] }, rstd]
-        case .rope(let inverse): return [rope(x[0], frequencies: x[1].values, positions: x[2].ids, inverse: inverse)]
+            let sum = x.count == 3 ? Float64Values(zip(x[0].values, x[2].values).map(+), shape: x[0].shape) : x[0]
+            let rstd = rowSumsOfSquares(sum).map { 1 / ($0 / Double(d) + Double(epsilon)).squareRoot() }
+            return [sum.values.enumerated().map { x[1].values[$0 % d] * $1 * rstd[$0 / d] }, rstd] + (x.count == 3 ? [sum.values] : [])
+        case .rope(let inverse):
+            return ([x[0]] + x.dropFirst(3)).map { rope($0, frequencies: x[1].values, positions: x[2].ids, inverse: inverse) }
         case .attention(let o): return attention(o, q: x[0], k: x[1], v: x[2], starts: o.packed ? x[3].ids : nil)
         case .cachedAttention(let scale):
             let operands = CachedAttentionOperands(x), past = Int(operands.past.ids[0])
@@ -110,7 +113,7 @@ public enum Float64Reference {
             var logits = [Double](repeating: 0, count: hidden.rows * weight.rows)
             gemm(hidden.values, transpose: false, weight.values, transpose: true, &logits, m: hidden.rows, n: weight.rows, k: hidden.columns, alpha: 1, beta: 0)
             return crossEntropy(o.ignoreIndex, logits: Float64Values(logits, shape: [hidden.rows, weight.rows]), labels: x[2].ids)
-        case .loraBackward, .doraBackward, .activationBackward, .meanSquaredErrorBackward, .embeddingBackward,
+        case .loraBackward, .doraBackward, .activationBackward, .gatedActivationBackward, .meanSquaredErrorBackward, .embeddingBackward,
              .rmsNormBackward, .attentionBackward, .crossEntropyBackward, .linearCrossEntropyBackward, .adamW,
              .multiTensorAdamW:
             return nil

@@ -41,13 +41,16 @@ extension Graph {
             let inputs = try node.inputs.map(resolved)
             let needs = inputs.map { carries.contains($0) }
             guard needs.contains(true) else { continue }
-            let inputGrads = try inputGradients(node, outputGrads, needs: needs, forward: { try replay.value($0) })
+            // What the first input has gathered from its later consumers; nil after a rule took it in.
+            var gathered = needs[0] ? grads[inputs[0]] : nil
+            let inputGrads = try inputGradients(node, outputGrads, needs: needs, gathered: &gathered, forward: { try replay.value($0) })
             for (i, input) in inputs.enumerated() where needs[i] {
                 guard let g = inputGrads[i] else {
                     throw LowRankError(.unsupported, "\(node.label): \(node.kind.name) has no gradient for its input \(i) (\(values[input].name)), through which a requested gradient flows",
                                        context: [("op", node.label)])
                 }
-                grads[input] = try grads[input].map { try apply(.add, [$0, g], label: "\(node.label).grad_sum")[0] } ?? g
+                let included = i == 0 && gathered == nil
+                grads[input] = try grads[input].map { included ? g : try apply(.add, [$0, g], label: "\(node.label).grad_sum")[0] } ?? g
             }
         }
         return try parameters.map { p in
@@ -95,8 +98,9 @@ extension Graph {
 
     /// The gradients of node's inputs (nil where the op has none) given its outputs' (nil where
     /// nothing flows back). `forward` gives a forward value backward may read: itself, or its
-    /// recomputation in a checkpointed region.
-    private func inputGradients(_ node: Node, _ out: [GraphTensor?], needs: [Bool],
+    /// recomputation in a checkpointed region. A rule that adds `gathered` (input 0's gradient from
+    /// its other consumers) into its own result sets it to nil.
+    private func inputGradients(_ node: Node, _ out: [GraphTensor?], needs: [Bool], gathered: inout GraphTensor?,
                                 forward: (Int) throws -> GraphTensor) throws -> [GraphTensor?] {
         let label = node.label + ".grad"
         func input(_ i: Int) throws -> GraphTensor { try value(node.inputs[i]) }
@@ -108,10 +112,6 @@ extension Graph {
             return [try reshape(g!, values[node.inputs[0]].descriptor.shape, label: label)]
         case .op(let o): op = o
         }
-        // Only a node's first output is differentiable (the others are saved for backward).
-        guard out.dropFirst().allSatisfy({ $0 == nil }), let g else {
-            throw LowRankError(.unsupported, "\(node.label): only the first output of \(op.name) is differentiable", context: [("op", node.label)])
-        }
         let dtypeOf = { (id: Int) in self.values[try self.resolved(id)].descriptor.dtype }
         let dtype = { (i: Int) in try dtypeOf(node.inputs[i]) }
         // The gradient in the dtype of the input with this value id.
@@ -119,6 +119,13 @@ extension Graph {
             try t.dtype == dtypeOf(id) ? t : self.apply(.cast(dtypeOf(id)), [t], label: label)[0]
         }
         let intoInput = { (t: GraphTensor, i: Int) in try into(t, node.inputs[i]) }
+        if let both = try gradientsOfBothOutputs(op, node, out, needs: needs, label: label, input: input, forward: forward, intoInput: intoInput) {
+            return both
+        }
+        // Only a node's first output is differentiable (the others are saved for backward).
+        guard out.dropFirst().allSatisfy({ $0 == nil }), let g else {
+            throw LowRankError(.unsupported, "\(node.label): only the first output of \(op.name) is differentiable", context: [("op", node.label)])
+        }
         // A LoRA or DoRA layer adds its bias once, after the branch, so the bias's gradient (PEFT's
         // bias="all"/"lora_only") is G summed over the rows; nil where the bias is frozen.
         let biasGradient = { (bias: Int, needed: Bool?) throws -> GraphTensor? in
@@ -157,6 +164,9 @@ extension Graph {
             return [try intoInput(g, 0)]
         case .activation(let f):
             return [try apply(.activationBackward(f), [try input(0), g], label: label)[0]]
+        case .gatedActivation(let f):
+            let d = try apply(.gatedActivationBackward(f), [try input(0), try input(1), g], label: label)
+            return [needs[0] ? d[0] : nil, needs[1] ? d[1] : nil]
         case .meanSquaredError:
             let (p, t) = (try input(0), try input(1))
             let dp = try apply(.meanSquaredErrorBackward, [p, t, g], label: label)[0]
@@ -206,8 +216,12 @@ extension Graph {
             let vocabulary = values[try resolved(node.inputs[0])].descriptor.shape[0]
             return [try intoInput(try apply(.embeddingBackward(vocabulary: vocabulary), [try input(1), g], label: label)[0], 0), nil]
         case .rmsNorm:
-            let d = try apply(.rmsNormBackward, RMSNormBackwardOperands(gradient: g, x: try input(0), weight: try input(1),
-                                                                        rstd: try forward(node.outputs[1])).values, label: label)
+            // x's gradient from its other consumers (the residual stream's) is added onto dx in the
+            // same pass, where it is in dx's dtype (x's) as `add` would give it.
+            let residual = try gathered.flatMap { try $0.dtype == dtype(0) ? $0 : nil }
+            let d = try apply(.rmsNormBackward(weightGradient: needs[1]), RMSNormBackwardOperands(gradient: g, x: try input(0), weight: try input(1),
+                                                                        rstd: try forward(node.outputs[1]), residualGradient: residual).values, label: label)
+            if residual != nil { gathered = nil }
             return [d[0], needs[1] ? try intoInput(d[1], 1) : nil]
         case .rope(let inverse):
             return [try apply(.rope(inverse: !inverse), [g, try input(1), try input(2)], label: label)[0], nil, nil]
@@ -227,10 +241,39 @@ extension Graph {
             // d weight only when the head trains (a tied embedding being trained): a frozen head's would be V·d f32 for nothing.
             let d = try apply(.linearCrossEntropyBackward(o, weightGradient: needs[1]), operands.values, label: label)
             return [d[0], needs[1] ? try intoInput(d[1], 1) : nil, nil]
-        case .rowL2Norm, .loraBackward, .doraNorm, .doraBackward, .doraCompose, .activationBackward, .meanSquaredErrorBackward,
+        case .rowL2Norm, .loraBackward, .doraNorm, .doraBackward, .doraCompose, .activationBackward, .gatedActivationBackward, .meanSquaredErrorBackward,
              .clipCoefficient, .adamW, .multiTensorAdamW, .embeddingBackward, .rmsNormBackward, .attentionBackward, .crossEntropyBackward,
              .linearCrossEntropyBackward, .cachedAttention:
             return node.inputs.map { _ in nil }
+        }
+    }
+
+    /// The input gradients of the ops whose first two differentiable outputs both can carry one, or
+    /// nil for every other op.
+    private func gradientsOfBothOutputs(_ op: Op, _ node: Node, _ out: [GraphTensor?], needs: [Bool], label: String,
+                                        input: (Int) throws -> GraphTensor, forward: (Int) throws -> GraphTensor,
+                                        intoInput: (GraphTensor, Int) throws -> GraphTensor) throws -> [GraphTensor?]? {
+        switch op {
+        case .rope(let inverse) where node.inputs.count == 4:
+            // A pair's backward rotates both gradients back in one pass, or the one that flows (a
+            // pair feeds one attention, whose backward gives both).
+            let flowing = [out[0], out[1]].compactMap { $0 }
+            let d = try apply(.rope(inverse: !inverse), [flowing[0], try input(1), try input(2)] + flowing.dropFirst(), label: label)
+            return out[0] == nil ? [nil, nil, nil, d[0]] : [d[0], nil, nil, d.count > 1 ? d[1] : nil]
+        case .rmsNorm where node.inputs.count == 3:
+            // The norm of a residual sum: the sum's gradient, as R, is added onto dx in the norm's
+            // backward pass, and x and r both get the total.
+            let (gy, gSum) = (out[0], out[2])
+            var (total, dWeight) = (gSum, GraphTensor?.none)
+            if let gy {
+                let operands = RMSNormBackwardOperands(gradient: gy, x: try forward(node.outputs[2]), weight: try input(1),
+                                                       rstd: try forward(node.outputs[1]), residualGradient: gSum)
+                let d = try apply(.rmsNormBackward(weightGradient: needs[1]), operands.values, label: label)
+                (total, dWeight) = (d[0], needs[1] ? try intoInput(d[1], 1) : nil)
+            }
+            return [try total.map { try intoInput($0, 0) }, dWeight, try total.map { try intoInput($0, 2) }]
+        default:
+            return nil
         }
     }
 

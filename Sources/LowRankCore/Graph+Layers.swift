@@ -27,6 +27,11 @@ extension Graph {
         try apply(.activation(f), [x], label: label ?? f.rawValue)[0]
     }
 
+    /// `f(gate) ⊙ up` as one op (a gated MLP's activation: SwiGLU with SiLU).
+    public func gatedActivation(_ f: Activation, gate: GraphTensor, up: GraphTensor, label: String? = nil) throws -> GraphTensor {
+        try apply(.gatedActivation(f), [gate, up], label: label ?? "gated_" + f.rawValue)[0]
+    }
+
     public func add(_ a: GraphTensor, _ b: GraphTensor, label: String = "add") throws -> GraphTensor {
         try apply(.add, [a, b], label: label)[0]
     }
@@ -62,9 +67,23 @@ extension Graph {
         try apply(.rmsNorm(epsilon: epsilon), [x, weight], label: label)[0]
     }
 
+    /// `x + r` (a residual branch added onto the stream) and its RMSNorm, in one op.
+    public func rmsNorm(_ x: GraphTensor, plus r: GraphTensor, weight: GraphTensor, epsilon: Float,
+                        label: String = "rms_norm") throws -> (normed: GraphTensor, sum: GraphTensor) {
+        let out = try apply(.rmsNorm(epsilon: epsilon), [x, weight, r], label: label)
+        return (out[0], out[2])
+    }
+
     /// Hugging Face's rotate-half RoPE on `x [T, heads, headDim]` at `positions [T]` (i32).
     public func rope(_ x: GraphTensor, inverseFrequencies: GraphTensor, positions: GraphTensor, label: String = "rope") throws -> GraphTensor {
         try apply(.rope(inverse: false), [x, inverseFrequencies, positions], label: label)[0]
+    }
+
+    /// x and y (a layer's queries and keys) rotated in one op.
+    public func rope(_ x: GraphTensor, _ y: GraphTensor, inverseFrequencies: GraphTensor, positions: GraphTensor,
+                     label: String = "rope") throws -> (GraphTensor, GraphTensor) {
+        let rotated = try apply(.rope(inverse: false), [x, inverseFrequencies, positions, y], label: label)
+        return (rotated[0], rotated[1])
     }
 
     /// Causal attention of `q [T, H_q, D]` over `k` and `v` `[T, H_kv, D]`: `[T, H_q, D]`. A

@@ -135,19 +135,21 @@ public struct DoRABackwardResults<Value> {
     public var values: [Value] { [dx, dA, dB] + (dm.map { [$0] } ?? []) }
 }
 
-/// `rmsNormBackward`: G, x, weight [d], rstd [rows] f32 (from forward).
+/// `rmsNormBackward`: G, x, weight [d], rstd [rows] f32 (from forward) [, R: a gradient of x from
+/// elsewhere, added onto dx].
 public struct RMSNormBackwardOperands<Value> {
     public var gradient, x, weight, rstd: Value
+    public var residualGradient: Value?
 
-    public init(gradient: Value, x: Value, weight: Value, rstd: Value) {
-        (self.gradient, self.x, self.weight, self.rstd) = (gradient, x, weight, rstd)
+    public init(gradient: Value, x: Value, weight: Value, rstd: Value, residualGradient: Value? = nil) {
+        (self.gradient, self.x, self.weight, self.rstd, self.residualGradient) = (gradient, x, weight, rstd, residualGradient)
     }
 
     public init(_ values: [Value]) {
-        self.init(gradient: values[0], x: values[1], weight: values[2], rstd: values[3])
+        self.init(gradient: values[0], x: values[1], weight: values[2], rstd: values[3], residualGradient: values.count > 4 ? values[4] : nil)
     }
 
-    public var values: [Value] { [gradient, x, weight, rstd] }
+    public var values: [Value] { [gradient, x, weight, rstd] + [residualGradient].compactMap { $0 } }
 }
 
 /// `attentionBackward`: G, q, k, v, out, logsumexp (out and logsumexp from forward).

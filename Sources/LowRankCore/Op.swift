@@ -261,6 +261,10 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
     case activation(Activation)
     /// x, G -> dx = G ⊙ f′(x)
     case activationBackward(Activation)
+    /// gate, up (one shape) -> f(gate) ⊙ up: a gated MLP's activation (SwiGLU with SiLU) in one pass
+    case gatedActivation(Activation)
+    /// gate, up, G -> d gate = (G ⊙ up) ⊙ f′(gate), d up = G ⊙ f(gate)
+    case gatedActivationBackward(Activation)
     /// prediction, target (same shape) -> [1] f32: mean((prediction − target)²), `torch.nn.MSELoss()`
     case meanSquaredError
     /// prediction, target, dLoss [1] -> d prediction = 2·(prediction − target)·dLoss / count
@@ -275,14 +279,19 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
     case embedding
     /// ids [T] i32, G [T, d] -> d table [vocabulary, d] f32: G's rows summed into their ids' rows, in token order
     case embeddingBackward(vocabulary: Int)
-    /// x [rows, d], weight [d] -> y [rows, d], rstd [rows] f32: `y = w ⊙ x·rstd`, `rstd = 1/√(mean(x²) + ε)`
-    /// (Llama's RMSNorm, normalised in f32)
+    /// x [rows, d], weight [d] [, r [rows, d]] -> y [rows, d], rstd [rows] f32 [, x + r]: `y = w ⊙ x·rstd`,
+    /// `rstd = 1/√(mean(x²) + ε)` (Llama's RMSNorm, normalised in f32). With r (a residual branch), the
+    /// norm of the sum `x + r` (rounded to x's dtype, as `add` rounds it), returned beside it; both
+    /// outputs are differentiable
     case rmsNorm(epsilon: Float)
-    /// G, x, weight, rstd -> dx, d weight [d] f32
-    case rmsNormBackward
-    /// x [T, heads, headDim], inverse frequencies [headDim/2] f32, positions [T] i32 -> x with each pair
-    /// (i, i + headDim/2) rotated by `position·invFreq[i]` (Hugging Face's rotate-half RoPE); `inverse`
-    /// rotates back, which is also its backward
+    /// G, x, weight, rstd [, R] -> dx [+ R] [, d weight [d] f32]: d weight only with `weightGradient`
+    /// (a trained norm weight), a frozen one's would cost passes over G and x for nothing; R, a
+    /// gradient of x from elsewhere (the residual stream's), is added onto dx in the same pass
+    case rmsNormBackward(weightGradient: Bool)
+    /// x [T, heads, headDim], inverse frequencies [headDim/2] f32, positions [T] i32 [, y [T, heads′, headDim]]
+    /// -> x [, y] with each pair (i, i + headDim/2) rotated by `position·invFreq[i]` (Hugging Face's
+    /// rotate-half RoPE); `inverse` rotates back, which is also its backward. With y (a layer's keys
+    /// beside its queries) both rotate in one pass, and both outputs are differentiable
     case rope(inverse: Bool)
     /// q [T, H_q, D], k [T, H_kv, D], v [T, H_kv, D] [, sequence starts [T] i32 when `packed`]
     /// -> out [T, H_q, D], logsumexp [T, H_q] f32
@@ -339,6 +348,8 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
         case doraCompose = "dora_compose"
         case activation
         case activationBackward = "activation_backward"
+        case gatedActivation = "gated_activation"
+        case gatedActivationBackward = "gated_activation_backward"
         case meanSquaredError = "mean_squared_error"
         case meanSquaredErrorBackward = "mean_squared_error_backward"
         case clipCoefficient = "clip_coefficient"
@@ -379,6 +390,8 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
         case .doraCompose: .doraCompose
         case .activation: .activation
         case .activationBackward: .activationBackward
+        case .gatedActivation: .gatedActivation
+        case .gatedActivationBackward: .gatedActivationBackward
         case .meanSquaredError: .meanSquaredError
         case .meanSquaredErrorBackward: .meanSquaredErrorBackward
         case .clipCoefficient: .clipCoefficient
@@ -547,6 +560,17 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             try check.floating()
             try check.equal(inputs[1].shape, inputs[0].shape, "the shapes of x and G")
             return [inputs[0]]
+        case .gatedActivation:
+            try check.count(2)
+            try check.floating()
+            try check.equal(inputs[1].shape, inputs[0].shape, "the shapes of gate and up")
+            return [inputs[0]]
+        case .gatedActivationBackward:
+            try check.count(3)
+            try check.floating()
+            try check.equal(inputs[1].shape, inputs[0].shape, "the shapes of gate and up")
+            try check.equal(inputs[2].shape, inputs[0].shape, "the shapes of gate and G")
+            return [inputs[0], inputs[1]]
         case .meanSquaredError:
             try check.count(2)
             try check.floating()
@@ -589,31 +613,40 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
             guard vocabulary > 0 else { throw check.error(.invalidArgument, "the vocabulary must not be empty") }
             return [TensorDescriptor([vocabulary, g.1], .f32)]
         case .rmsNorm(let epsilon):
-            try check.count(2)
+            let residual = inputs.count == 3
+            try check.count(residual ? 3 : 2)
             try check.floating()
             guard epsilon.isFinite, epsilon >= 0 else { throw check.error(.invalidArgument, "epsilon must be finite and not negative, got \(epsilon)") }
             guard inputs[0].shape.rank >= 1 else { throw check.error(.shapeMismatch, "needs at least one dimension") }
             try check.vector(1, "weight", inputs[0].shape.columns)
-            return [inputs[0], TensorDescriptor([inputs[0].shape.rows], .f32)]
-        case .rmsNormBackward:
-            try check.count(4)
+            if residual { try check.equal(inputs[2].shape, inputs[0].shape, "the shapes of x and r") }
+            return [inputs[0], TensorDescriptor([inputs[0].shape.rows], .f32)] + (residual ? [inputs[0]] : [])
+        case .rmsNormBackward(let weightGradient):
+            try check.count(inputs.count == 5 ? 5 : 4)
             try check.floating()
             let operands = RMSNormBackwardOperands(inputs)
             let x = operands.x.shape
             try check.equal(x, operands.gradient.shape, "the shapes of G and x")
+            if let r = operands.residualGradient { try check.equal(r.shape, x, "the shapes of R and x") }
             guard x.rank >= 1 else { throw check.error(.shapeMismatch, "needs at least one dimension") }
             try check.vector(operands.weight, "weight", x.columns)
             try check.vector(operands.rstd, "rstd", x.rows)
-            return [operands.x, TensorDescriptor([x.columns], .f32)]
+            return [operands.x] + (weightGradient ? [TensorDescriptor([x.columns], .f32)] : [])
         case .rope:
-            try check.count(3)
-            try check.floating(at: [0, 1])
+            let paired = inputs.count == 4
+            try check.count(paired ? 4 : 3)
+            try check.floating(at: paired ? [0, 1, 3] : [0, 1])
             let x = inputs[0].shape
             guard x.rank == 3, x[2] % 2 == 0 else { throw check.error(.shapeMismatch, "x must be [T, heads, headDim] with an even headDim, got \(x)") }
             try check.vector(1, "the inverse frequencies", x[2] / 2)
             guard inputs[1].dtype == .f32 else { throw check.error(.dtypeMismatch, "the inverse frequencies are f32") }
             try check.equal(try check.ids(2), x[0], "the number of positions and x's rows")
-            return [inputs[0]]
+            guard paired else { return [inputs[0]] }
+            let y = inputs[3].shape
+            guard y.rank == 3, y[0] == x[0], y[2] == x[2] else {
+                throw check.error(.shapeMismatch, "y must be [T, heads, headDim] with x's T and headDim \(x), got \(y)")
+            }
+            return [inputs[0], inputs[3]]
         case .attention(let o):
             try check.count(o.packed ? 4 : 3)
             try check.floating(at: [0, 1, 2])

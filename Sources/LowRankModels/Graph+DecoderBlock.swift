@@ -48,21 +48,18 @@ extension Graph {
             try rmsNorm(x, weight: try normWeight(name), epsilon: shape.rmsNormEpsilon, label: prefix + name)
         }
         func heads(_ y: GraphTensor, _ n: Int) throws -> GraphTensor { try reshape(y, [t, n, headDim]) }
-        func rotated(_ y: GraphTensor, _ label: String) throws -> GraphTensor {
-            try rope(y, inverseFrequencies: inverseFrequencies, positions: positions, label: prefix + label)
-        }
         let normed = try norm(h, "input_layernorm")
-        let q = try rotated(try heads(try project(normed, .q), shape.queryHeads), "rope_q")
-        let k = try rotated(try heads(try project(normed, .k), shape.keyValueHeads), "rope_k")
+        let (q, k) = try rope(try heads(try project(normed, .q), shape.queryHeads), try heads(try project(normed, .k), shape.keyValueHeads),
+                              inverseFrequencies: inverseFrequencies, positions: positions, label: prefix + "rope")
         let v = try heads(try project(normed, .v), shape.keyValueHeads)
         let attended = try attend?(q, k, v)
             ?? attention(q: q, k: k, v: v, options: AttentionOptions(sequenceLength: shape.sequence), label: prefix + "self_attn")
         let o = try project(try reshape(attended, [t, shape.queryHeads * headDim]), .o)
-        let h1 = try add(h, o, label: prefix + "residual_attn")
-        let normed2 = try norm(h1, "post_attention_layernorm")
-        let gate = try activation(.silu, try project(normed2, .gate), label: prefix + "mlp.act")
+        let (normed2, h1) = try rmsNorm(h, plus: o, weight: try normWeight("post_attention_layernorm"), epsilon: shape.rmsNormEpsilon,
+                                        label: prefix + "post_attention_layernorm")
+        let gate = try project(normed2, .gate)
         let up = try project(normed2, .up)
-        let down = try project(try mul(gate, up, label: prefix + "mlp.gate_up"), .down)
+        let down = try project(try gatedActivation(.silu, gate: gate, up: up, label: prefix + "mlp.act"), .down)
         return try add(h1, down, label: prefix + "residual_mlp")
     }
 }

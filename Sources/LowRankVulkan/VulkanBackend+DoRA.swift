@@ -78,9 +78,9 @@ extension VulkanBackend {
         }
     }
 
-    /// G, x, W, A, B, u, n, g [, inner] -> dx, dA, dB [, dm]: one read of G gives the LoRA branch's
-    /// `du = s·(G⊙g)·B` and `dB = s·(G⊙g)ᵀ·u` and the partial sums of `dm`, summed in order
-    /// (`Shaders/lora_backward.comp` with DORA); then `dA = duᵀ·dropout(x)` and `dx` in one pass,
+    /// G, x, W, A, B, u, n, g [, inner] -> dx, dA, dB [, dm]: one dispatch gives the LoRA branch's
+    /// `du = s·(G⊙g)·B` and `dB = s·(G⊙g)ᵀ·u` and `dm` (`Shaders/lora_backward.comp` with DORA);
+    /// then `dA = duᵀ·dropout(x)` and `dx` in one pass,
     /// `(g⊙G)·W + du·A` without dropout.
     func encodeDoRABackward(_ o: DoRAOptions, _ operands: DoRABackwardOperands<Tensor>, _ outputs: DoRABackwardResults<Tensor>) throws {
         let (gradient, x, w, a, b, u, g) = (operands.gradient, operands.x, operands.w, operands.a, operands.b, operands.u, operands.g)

@@ -55,20 +55,24 @@ struct DoRATests {
         }
     }
 
-    /// Both backends agree, with dropout on and off, with and without a trainable magnitude.
+    /// Both backends agree, with dropout on and off, with and without a trainable magnitude, at a
+    /// rank of one block of the branch-gradient kernel and at one over two (with T = 130, over two
+    /// blocks of rows too).
     @Test(arguments: [Float(0), 0.25], [true, false])
     func backendsAgree(_ dropout: Float, _ trainable: Bool) throws {
         let cpu = try BackendKind.cpu.open()
         try onBackend(.vulkan) { vulkan in
-            let layer = Layer(t: 37, dIn: 70, dOut: 65, r: 6, seed: 7)
-            let options = DoRAOptions(lora: LoRAOptions(scale: 0.75, dropout: dropout, seed: 11), trainableMagnitude: trainable)
-            let results = try [cpu, vulkan].map { backend in
-                let r = try layer.run(on: backend, options)
-                #expect((r.dm != nil) == trainable && (r.forward.inner != nil) == trainable)
-                return try ([r.forward.y, r.forward.norm, r.forward.g, r.dx, r.dA, r.dB] + (r.dm.map { [$0] } ?? [])).map { try $0.floats() }
-            }
-            for (name, (got, reference)) in zip(["y", "n", "g", "dx", "dA", "dB", "dm"], zip(results[1], results[0])) {
-                #expect(relativeError(got, reference.map(Double.init)) <= 2e-6, "\(name)")
+            for rank in [6, 40] {
+                let layer = Layer(t: rank > 32 ? 130 : 37, dIn: 70, dOut: 65, r: rank, seed: 7)
+                let options = DoRAOptions(lora: LoRAOptions(scale: 0.75, dropout: dropout, seed: 11), trainableMagnitude: trainable)
+                let results = try [cpu, vulkan].map { backend in
+                    let r = try layer.run(on: backend, options)
+                    #expect((r.dm != nil) == trainable && (r.forward.inner != nil) == trainable)
+                    return try ([r.forward.y, r.forward.norm, r.forward.g, r.dx, r.dA, r.dB] + (r.dm.map { [$0] } ?? [])).map { try $0.floats() }
+                }
+                for (name, (got, reference)) in zip(["y", "n", "g", "dx", "dA", "dB", "dm"], zip(results[1], results[0])) {
+                    #expect(relativeError(got, reference.map(Double.init)) <= 2e-6, "\(name) at r = \(rank)")
+                }
             }
         }
     }

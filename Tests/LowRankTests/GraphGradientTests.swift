@@ -10,8 +10,8 @@ import Testing
 /// 5e-7 absolute).
 enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
     case linear, matmulTransposedA, broadcastAdd, broadcastMul, scale, scaleRows, rowSumOfSquares
-    case silu, gelu, geluTanh, meanSquaredError, reshape, loraWithDropout, doraInputAndMagnitude
-    case embedding, rmsNorm, rope, groupedAttention, crossEntropy, linearCrossEntropy, transpose
+    case silu, gelu, geluTanh, gatedGeluTanh, meanSquaredError, reshape, loraWithDropout, doraInputAndMagnitude
+    case embedding, rmsNorm, rmsNormOfSum, rmsNormBesideItsInput, rope, ropePair, groupedAttention, crossEntropy, linearCrossEntropy, transpose
     var testDescription: String { rawValue }
 
     /// Trainable inputs: name, shape, value scale.
@@ -23,6 +23,7 @@ enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
         case .scale, .rowSumOfSquares, .reshape: [("a", [4, 6], 1)]
         case .scaleRows: [("a", [4, 6], 1), ("factors", [4], 1)]
         case .silu, .gelu, .geluTanh: [("x", [4, 6], 3)]
+        case .gatedGeluTanh: [("gate", [4, 6], 3), ("up", [4, 6], 1)]
         case .meanSquaredError: [("prediction", [4, 6], 1), ("target", [4, 6], 1)]
         // The bias trains as PEFT's bias="lora_only" trains it.
         case .loraWithDropout: [("x", [6, 8], 1), ("A", [3, 8], 0.5), ("B", [5, 3], 0.5), ("bias", [5], 0.5)]
@@ -31,7 +32,10 @@ enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
         case .doraInputAndMagnitude: [("x", [6, 8], 1), ("m", [5], 1), ("bias", [5], 0.5)]
         case .embedding: [("table", [5, 4], 1)]
         case .rmsNorm: [("x", [3, 8], 1), ("weight", [8], 1)]
+        case .rmsNormOfSum: [("x", [3, 8], 1), ("r", [3, 8], 1), ("weight", [8], 1)]
+        case .rmsNormBesideItsInput: [("x", [3, 8], 1), ("weight", [8], 1)]
         case .rope: [("x", [3, 2, 8], 1)]
+        case .ropePair: [("q", [3, 4, 8], 1), ("k", [3, 2, 8], 1)]
         // Two sequences of 3 rows, 4 query heads over 2 KV heads; q and k large enough that the
         // softmax moves (else dq and dk are near the differences' f32 noise, about 5e-7).
         case .groupedAttention: [("q", [6, 4, 8], 3), ("k", [6, 2, 8], 3), ("v", [6, 2, 8], 1)]
@@ -57,6 +61,7 @@ enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
         case .silu: return try g.activation(.silu, p[0])
         case .gelu: return try g.activation(.gelu, p[0])
         case .geluTanh: return try g.activation(.geluTanh, p[0])
+        case .gatedGeluTanh: return try g.gatedActivation(.geluTanh, gate: p[0], up: p[1])
         case .meanSquaredError: return try g.meanSquaredError(p[0], p[1])
         case .reshape: return try g.mul(try g.reshape(p[0], [3, 8]), try frozen("c", [3, 8], 40))
         case .loraWithDropout:
@@ -69,6 +74,18 @@ enum GradientCase: String, CaseIterable, CustomTestStringConvertible {
         case .rope:
             let frequencies = try g.parameter("inv_freq", try Tensor((0..<4).map { powf(100, -Float($0) / 4) }, shape: [4], on: g.backend))
             return try g.apply(.rope(inverse: false), [p[0], frequencies, try g.parameter("positions", try Tensor(ids: [0, 5, 1000], on: g.backend))])[0]
+        case .rmsNormBesideItsInput:
+            // x's gradient through the later scale is gathered first, then added in the norm's backward pass.
+            return try g.add(try g.rmsNorm(p[0], weight: p[1], epsilon: 1e-5), try g.scale(p[0], by: 0.5))
+        case .rmsNormOfSum:
+            // Both outputs reach the loss, as the residual stream and its norm do in a decoder block.
+            let (normed, sum) = try g.rmsNorm(p[0], plus: p[1], weight: p[2], epsilon: 1e-5)
+            return try g.add(normed, try g.scale(sum, by: 0.5))
+        case .ropePair:
+            let frequencies = try g.parameter("inv_freq", try Tensor((0..<4).map { powf(100, -Float($0) / 4) }, shape: [4], on: g.backend))
+            let (q, k) = try g.rope(p[0], p[1], inverseFrequencies: frequencies, positions: try g.parameter("positions", try Tensor(ids: [0, 5, 1000], on: g.backend)))
+            // k's 48 values broadcast over q's two halves, so that both outputs reach the loss.
+            return try g.add(try g.reshape(q, [2, 48]), try g.reshape(k, [48]))
         case .groupedAttention:
             return try g.apply(.attention(AttentionOptions(sequenceLength: 3)), p)[0]
         case .crossEntropy:

@@ -45,6 +45,8 @@ struct OpCoverage {
                        gradient: .exempt("graphs reach DoRA through doraForward, which fuses the compose and has the gradient case"))
         case .activation: OpCoverage(reference: ["GraphTests.declinedOpsFallBackToTheCPU"], gradient: .cases([.silu, .gelu, .geluTanh]))
         case .activationBackward: OpCoverage(reference: ["GraphTests.declinedOpsFallBackToTheCPU"], gradient: isABackwardOp)
+        case .gatedActivation: OpCoverage(reference: ["TransformerOpsTests.gatedActivationIsTheUnfusedOps"], gradient: .cases([.gatedGeluTanh]))
+        case .gatedActivationBackward: OpCoverage(reference: ["TransformerOpsTests.gatedActivationIsTheUnfusedOps"], gradient: isABackwardOp)
         case .meanSquaredError: OpCoverage(reference: ["GraphTrainingTests.mlpLoRATrainsOnBothBackends"], gradient: .cases([.meanSquaredError]))
         case .meanSquaredErrorBackward: OpCoverage(reference: ["GraphTrainingTests.mlpLoRATrainsOnBothBackends"], gradient: isABackwardOp)
         case .clipCoefficient:
@@ -54,9 +56,13 @@ struct OpCoverage {
         case .embeddingBackward:
             OpCoverage(reference: ["GraphTests.declinedOpsFallBackToTheCPU"],
                        gradient: .exempt("a backward op with no Vulkan kernel: it runs on the CPU through the plan's fallback, checked by the embedding gradient case"))
-        case .rmsNorm: OpCoverage(reference: ["TransformerOpsTests.rmsNormMatchesReference"], gradient: .cases([.rmsNorm]))
-        case .rmsNormBackward: OpCoverage(reference: ["TransformerOpsTests.rmsNormMatchesReference"], gradient: isABackwardOp)
-        case .rope: OpCoverage(reference: ["TransformerOpsTests.ropeMatchesReference"], gradient: .cases([.rope]))
+        case .rmsNorm:
+            OpCoverage(reference: ["TransformerOpsTests.rmsNormMatchesReference", "TransformerOpsTests.rmsNormOfAResidualSumIsTheUnfusedOps"],
+                       gradient: .cases([.rmsNorm, .rmsNormOfSum, .rmsNormBesideItsInput]))
+        case .rmsNormBackward:
+            OpCoverage(reference: ["TransformerOpsTests.rmsNormBackwardWithoutWeightGradient", "TransformerOpsTests.rmsNormOfAResidualSumIsTheUnfusedOps"],
+                       gradient: isABackwardOp)
+        case .rope: OpCoverage(reference: ["TransformerOpsTests.ropeMatchesReference"], gradient: .cases([.rope, .ropePair]))
         case .attention: OpCoverage(reference: ["TransformerOpsTests.attentionMatchesReference"], gradient: .cases([.groupedAttention]))
         case .attentionBackward: OpCoverage(reference: ["TransformerOpsTests.attentionMatchesReference"], gradient: isABackwardOp)
         case .cachedAttention:

@@ -26,6 +26,82 @@ struct TransformerOpsTests {
         }
     }
 
+    /// Backward with a frozen weight forms dx alone, the same bits as with d weight beside it.
+    @Test(arguments: BackendKind.allCases)
+    func rmsNormBackwardWithoutWeightGradient(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let (rows, d) = (70, 300)
+            let x = try Tensor(randomValues(rows * d, seed: 202), shape: [rows, d], on: backend)
+            let weight = try Tensor(randomValues(d, seed: 203), shape: [d], on: backend)
+            let g = try Tensor(randomValues(rows * d, seed: 204), shape: [rows, d], on: backend)
+            let rstd = try Ops.execute(.rmsNorm(epsilon: 1e-6), [x, weight])[1]
+            let operands = RMSNormBackwardOperands(gradient: g, x: x, weight: weight, rstd: rstd).values
+            let both = try Ops.execute(.rmsNormBackward(weightGradient: true), operands)
+            let dx = try Ops.execute(.rmsNormBackward(weightGradient: false), operands)
+            #expect(both.count == 2 && dx.count == 1)
+            #expect(try dx[0].floats() == both[0].floats(), "on \(backend.identifier)")
+        }
+    }
+
+    /// The norm of a residual sum gives the bits of `add` then `rms_norm` (f32 and bf16), and its
+    /// backward with R the backward then `add` (within f32 rounding on the device, whose compiler
+    /// may contract dx's products differently in the two variants; one bf16 rounding step in bf16).
+    @Test(arguments: BackendKind.allCases)
+    func rmsNormOfAResidualSumIsTheUnfusedOps(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let (rows, d) = (6, 300)
+            let tensor = { (seed: UInt64, shape: Shape) in try Tensor(randomValues(shape.count, seed: seed), shape: shape, on: backend) }
+            let weight = try tensor(220, [d]), g = try tensor(221, [rows, d])
+            for dtype in [DType.f32, .bf16] {
+                let x = try Ops.cast(try tensor(223, [rows, d]), to: dtype), r = try Ops.cast(try tensor(224, [rows, d]), to: dtype)
+                let fused = try Ops.execute(.rmsNorm(epsilon: 1e-6), [x, weight, r])
+                let sum = try Ops.execute(.add, [x, r])[0]
+                let unfused = try Ops.execute(.rmsNorm(epsilon: 1e-6), [sum, weight])
+                #expect(fused.count == 3 && fused[2].dtype == dtype)
+                for (name, got, want) in [("y", fused[0], unfused[0]), ("rstd", fused[1], unfused[1]), ("sum", fused[2], sum)] {
+                    #expect(try got.floats() == want.floats(), "\(name), \(dtype) on \(backend.identifier)")
+                }
+                let gSum = try Ops.cast(try tensor(222, [rows, d]), to: dtype)
+                let operands = RMSNormBackwardOperands(gradient: g, x: sum, weight: weight, rstd: fused[1])
+                var withR = operands
+                withR.residualGradient = gSum
+                let dx = try Ops.execute(.rmsNormBackward(weightGradient: false), withR.values)[0]
+                let alone = try Ops.execute(.rmsNormBackward(weightGradient: false), operands.values)[0]
+                let want = try Ops.execute(.add, [gSum, alone])[0]
+                #expect(dx.dtype == dtype)
+                #expect(relativeError(try dx.floats(), try want.floats().map(Double.init)) <= (dtype == .f32 ? 1e-6 : 4e-3),
+                        "dx + R, \(dtype) on \(backend.identifier)")
+            }
+        }
+    }
+
+    /// The gated activation and its backward give the bits of the activation and product as
+    /// separate ops in f32, for every function; with bf16 operands, the f32 result rounded once.
+    @Test(arguments: BackendKind.allCases)
+    func gatedActivationIsTheUnfusedOps(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let count = 1000
+            let gate = try Tensor(randomValues(count, seed: 205, scale: 4), shape: [10, 100], on: backend)
+            let up = try Tensor(randomValues(count, seed: 206), shape: [10, 100], on: backend)
+            let g = try Tensor(randomValues(count, seed: 207), shape: [10, 100], on: backend)
+            for f in Activation.allCases {
+                let activated = try Ops.execute(.activation(f), [gate])[0]
+                let y = try Ops.execute(.gatedActivation(f), [gate, up])[0]
+                #expect(try y.floats() == Ops.execute(.mul, [activated, up])[0].floats(), "\(f) on \(backend.identifier)")
+                let d = try Ops.execute(.gatedActivationBackward(f), [gate, up, g])
+                let dGate = try Ops.execute(.activationBackward(f), [gate, try Ops.execute(.mul, [g, up])[0]])[0]
+                #expect(try d[0].floats() == dGate.floats(), "d gate, \(f) on \(backend.identifier)")
+                #expect(try d[1].floats() == Ops.execute(.mul, [g, activated])[0].floats(), "d up, \(f) on \(backend.identifier)")
+            }
+            // bf16 operands: f32 arithmetic rounded once, into the gate's dtype.
+            let (gate16, up16) = (try Ops.cast(gate, to: .bf16), try Ops.cast(up, to: .bf16))
+            let y16 = try Ops.execute(.gatedActivation(.silu), [gate16, up16])[0]
+            let y32 = try Ops.execute(.gatedActivation(.silu), [try Ops.cast(gate16, to: .f32), try Ops.cast(up16, to: .f32)])[0]
+            #expect(y16.dtype == .bf16)
+            #expect(try y16.floats() == Ops.cast(y32, to: .bf16).floats(), "bf16 on \(backend.identifier)")
+        }
+    }
+
     /// Hugging Face's rotate-half RoPE at positions up to 100000 (angles to 1e5 radians, which the
     /// device reduces modulo 2π itself), within 1e-6; the inverse undoes it.
     @Test(arguments: BackendKind.allCases)
@@ -49,6 +125,14 @@ struct TransformerOpsTests {
             }
             #expect(relativeError(try y.floats(), want) < 1e-6, "on \(backend.identifier)")
             let back = try Ops.execute(.rope(inverse: true), [y, inputs[1], inputs[2]])[0]
+            // A pair (keys of another head count beside the queries, bf16) gives each one's bits alone, both ways.
+            let keys = try Ops.cast(try Tensor(randomValues(t * 2 * d, seed: 211), shape: [t, 2, d], on: backend), to: .bf16)
+            for inverse in [false, true] {
+                let pair = try Ops.execute(.rope(inverse: inverse), inputs + [keys])
+                #expect(try pair[0].floats() == Ops.execute(.rope(inverse: inverse), inputs)[0].floats(), "x on \(backend.identifier)")
+                #expect(pair[1].dtype == .bf16)
+                #expect(try pair[1].floats() == Ops.execute(.rope(inverse: inverse), [keys, inputs[1], inputs[2]])[0].floats(), "y on \(backend.identifier)")
+            }
             #expect(relativeError(try back.floats(), xs.map(Double.init)) < 1e-6)
         }
     }
