@@ -1,0 +1,129 @@
+import CVulkan
+import LowRankCore
+
+/// The storage-buffer ranges one dispatch binds with one set layout: what its descriptor set holds.
+/// A range names its block by serial, not by `VkBuffer`, so a handle the driver hands out again
+/// after a block is destroyed never finds that block's sets.
+struct BindingTuple: Hashable {
+    struct Range: Hashable {
+        let block: UInt64
+        let offset: Int
+        let size: Int
+    }
+
+    let setLayout: VkDescriptorSetLayout
+    let ranges: [Range]
+
+    init(_ setLayout: VkDescriptorSetLayout, _ bindings: [BufferAccess]) {
+        self.setLayout = setLayout
+        ranges = bindings.map { Range(block: $0.storage.block.serial, offset: $0.lower, size: Self.boundBytes($0)) }
+    }
+
+    /// Ranges are whole 4-byte words so that 16-bit and 8-bit tensors of odd length bind cleanly.
+    static func boundBytes(_ b: BufferAccess) -> Int { max(4, (b.size + 3) / 4 * 4) }
+}
+
+/// Descriptor sets written once per distinct binding tuple and bound again by every dispatch with
+/// the same one. An execution plan's buffers are fixed (and encoder scratch comes back at the same
+/// offsets), so from a plan's second run on its dispatches allocate and write no descriptor. A set
+/// is never written again once bound: one in use by a submission is bound as it is by the next.
+/// Tuples that do not recur (ops on fresh tensors) fill the pools; at `capacity` sets the stream
+/// waits for its submissions and calls `reset()`, which starts the cache over.
+final class DescriptorSetCache {
+    static let setsPerPool = 1024
+    static let descriptorsPerPool = 16384
+    static let capacity = 16384
+
+    private let device: VkDevice
+    private var pools: [VkDescriptorPool] = []
+    /// The pool sets come from; those before it are full.
+    private var filling = 0
+    private var sets: [BindingTuple: VkDescriptorSet] = [:]
+    /// Sets allocated and written since the stream was made: how tests see that replayed steps write none.
+    private(set) var writtenCount = 0
+
+    init(device: VkDevice) { self.device = device }
+
+    var isFull: Bool { sets.count >= Self.capacity }
+
+    /// The set binding `bindings` in order with `setLayout`, written on first use.
+    func set(_ setLayout: VkDescriptorSetLayout, _ bindings: [BufferAccess]) throws -> VkDescriptorSet {
+        let tuple = BindingTuple(setLayout, bindings)
+        if let set = sets[tuple] { return set }
+        let set = try allocate(setLayout)
+        let infos = bindings.map { b in
+            VkDescriptorBufferInfo(buffer: b.buffer, offset: VkDeviceSize(b.lower), range: VkDeviceSize(BindingTuple.boundBytes(b)))
+        }
+        infos.withUnsafeBufferPointer { infoPointer in
+            var writes = (0..<bindings.count).map { i in
+                var w = VkWriteDescriptorSet()
+                w.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET
+                w.dstSet = set
+                w.dstBinding = UInt32(i)
+                w.descriptorCount = 1
+                w.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
+                w.pBufferInfo = infoPointer.baseAddress! + i
+                return w
+            }
+            vkUpdateDescriptorSets(device, UInt32(writes.count), &writes, 0, nil)
+        }
+        sets[tuple] = set
+        writtenCount += 1
+        return set
+    }
+
+    /// From the pool being filled, or the next (made when there is none) once it is out of sets or descriptors.
+    private func allocate(_ setLayout: VkDescriptorSetLayout) throws -> VkDescriptorSet {
+        if filling < pools.count, let set = try allocate(setLayout, from: pools[filling]) { return set }
+        if filling < pools.count { filling += 1 }
+        if filling == pools.count { pools.append(try makePool()) }
+        guard let set = try allocate(setLayout, from: pools[filling]) else {
+            throw LowRankError(.outOfMemory, "an empty descriptor pool cannot hold one descriptor set")
+        }
+        return set
+    }
+
+    /// Nil when `pool` is exhausted.
+    private func allocate(_ setLayout: VkDescriptorSetLayout, from pool: VkDescriptorPool) throws -> VkDescriptorSet? {
+        var set: VkDescriptorSet?
+        var layout: VkDescriptorSetLayout? = setLayout
+        var allocation = VkDescriptorSetAllocateInfo()
+        allocation.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO
+        allocation.descriptorPool = pool
+        allocation.descriptorSetCount = 1
+        let result = withUnsafePointer(to: &layout) { l in
+            allocation.pSetLayouts = l
+            return vkAllocateDescriptorSets(device, &allocation, &set)
+        }
+        if result == VK_ERROR_OUT_OF_POOL_MEMORY || result == VK_ERROR_FRAGMENTED_POOL { return nil }
+        try vkCheck(result, "vkAllocateDescriptorSets")
+        return set!
+    }
+
+    private func makePool() throws -> VkDescriptorPool {
+        var size = VkDescriptorPoolSize(type: VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, descriptorCount: UInt32(Self.descriptorsPerPool))
+        var info = VkDescriptorPoolCreateInfo()
+        info.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO
+        info.maxSets = UInt32(Self.setsPerPool)
+        info.poolSizeCount = 1
+        var pool: VkDescriptorPool?
+        try withUnsafePointer(to: &size) { s in
+            info.pPoolSizes = s
+            try vkCheck(vkCreateDescriptorPool(device, &info, nil, &pool), "vkCreateDescriptorPool")
+        }
+        return pool!
+    }
+
+    /// Forgets every set; only while no recorded or submitted command binds one.
+    func reset() throws {
+        for pool in pools { try vkCheck(vkResetDescriptorPool(device, pool, 0), "vkResetDescriptorPool") }
+        sets.removeAll(keepingCapacity: true)
+        filling = 0
+    }
+
+    func destroy() {
+        for pool in pools { vkDestroyDescriptorPool(device, pool, nil) }
+        pools.removeAll()
+        sets.removeAll()
+    }
+}
