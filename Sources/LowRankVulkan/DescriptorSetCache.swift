@@ -28,11 +28,11 @@ struct BindingTuple: Hashable {
 /// offsets), so from a plan's second run on its dispatches allocate and write no descriptor. A set
 /// is never written again once bound: one in use by a submission is bound as it is by the next.
 /// Tuples that do not recur (ops on fresh tensors) fill the pools; at `capacity` sets the stream
-/// waits for its submissions and calls `reset()`, which starts the cache over.
+/// waits for its submissions and calls `reset()`, which starts the cache over (tests lower it to
+/// reach that reset).
 final class DescriptorSetCache {
     static let setsPerPool = 1024
     static let descriptorsPerPool = 16384
-    static let capacity = 16384
 
     private let device: VkDevice
     private var pools: [VkDescriptorPool] = []
@@ -41,10 +41,11 @@ final class DescriptorSetCache {
     private var sets: [BindingTuple: VkDescriptorSet] = [:]
     /// Sets allocated and written since the stream was made: how tests see that replayed steps write none.
     private(set) var writtenCount = 0
+    var capacity = 16384
 
     init(device: VkDevice) { self.device = device }
 
-    var isFull: Bool { sets.count >= Self.capacity }
+    var isFull: Bool { sets.count >= capacity }
 
     /// The set binding `bindings` in order with `setLayout`, written on first use.
     func set(_ setLayout: VkDescriptorSetLayout, _ bindings: [BufferAccess]) throws -> VkDescriptorSet {

@@ -42,6 +42,25 @@ struct DescriptorSetCacheTests {
         }
     }
 
+    /// At its capacity the cache waits for the submissions that bind its sets and starts over: a
+    /// chain of 300 dependent adds on fresh tensors (a binding tuple of its own each) with the
+    /// capacity lowered to 64 writes 300 sets, submits at every 64th (and at the read), and sums
+    /// exactly; synchronization validation sees no set reset while a submission binds it.
+    @Test func aFullCacheStartsOver() throws {
+        try onBackend(.vulkan) { shared in
+            let vulkan = try (shared as! VulkanBackend).sibling(), backend: any Backend = vulkan
+            vulkan.stream.descriptorSets.capacity = 64
+            let one = try Tensor([Float](repeating: 1, count: 64), shape: [64], on: backend)
+            var chain = try Tensor([Float](repeating: 0, count: 64), shape: [64], on: backend)
+            try backend.startProfiling()
+            for _ in 0..<300 { chain = try Ops.add(chain, one) }
+            #expect(try chain.floats() == [Float](repeating: 300, count: 64))
+            let profile = try backend.stopProfiling()
+            #expect(profile.descriptorSetsWritten == 300)
+            #expect(profile.submissions == 5, "\(String(describing: profile.submissions))")
+        }
+    }
+
     /// The plan's buffers are fixed and encoder scratch comes back at the same offsets: once the
     /// queue holds its two steps, a training step writes no descriptor set.
     @Test func warmStepsWriteNoDescriptorSet() throws {
