@@ -1,26 +1,19 @@
 import CVulkan
 import LowRankCore
 
-/// The storage-buffer ranges one dispatch binds with one set layout: what its descriptor set holds.
-/// A range names its block by serial, not by `VkBuffer`, so a handle the driver hands out again
-/// after a block is destroyed never finds that block's sets.
-struct BindingTuple: Hashable {
-    struct Range: Hashable {
-        let block: UInt64
-        let offset: Int
-        let size: Int
+/// The storage-buffer range one descriptor binds. Its block is named by serial, not by `VkBuffer`,
+/// so a handle the driver hands out again after a block is destroyed never finds that block's sets.
+struct BoundRange: Equatable {
+    let block: UInt64
+    let offset: Int
+    /// Whole 4-byte words, so that 16-bit and 8-bit tensors of odd length bind cleanly.
+    let size: Int
+
+    init(_ b: BufferAccess) {
+        block = b.storage.block.serial
+        offset = b.lower
+        size = max(4, (b.size + 3) / 4 * 4)
     }
-
-    let setLayout: VkDescriptorSetLayout
-    let ranges: [Range]
-
-    init(_ setLayout: VkDescriptorSetLayout, _ bindings: [BufferAccess]) {
-        self.setLayout = setLayout
-        ranges = bindings.map { Range(block: $0.storage.block.serial, offset: $0.lower, size: Self.boundBytes($0)) }
-    }
-
-    /// Ranges are whole 4-byte words so that 16-bit and 8-bit tensors of odd length bind cleanly.
-    static func boundBytes(_ b: BufferAccess) -> Int { max(4, (b.size + 3) / 4 * 4) }
 }
 
 /// Descriptor sets written once per distinct binding tuple and bound again by every dispatch with
@@ -31,6 +24,19 @@ struct BindingTuple: Hashable {
 /// waits for its submissions and calls `reset()`, which starts the cache over (tests lower it to
 /// reach that reset).
 final class DescriptorSetCache {
+    /// A written set and what it binds.
+    private struct Entry {
+        let setLayout: VkDescriptorSetLayout
+        let ranges: [BoundRange]
+        let set: VkDescriptorSet
+
+        func binds(_ setLayout: VkDescriptorSetLayout, _ bindings: [BufferAccess]) -> Bool {
+            guard self.setLayout == setLayout, ranges.count == bindings.count else { return false }
+            for i in ranges.indices where ranges[i] != BoundRange(bindings[i]) { return false }
+            return true
+        }
+    }
+
     static let setsPerPool = 1024
     static let descriptorsPerPool = 16384
 
@@ -38,22 +44,42 @@ final class DescriptorSetCache {
     private var pools: [VkDescriptorPool] = []
     /// The pool sets come from; those before it are full.
     private var filling = 0
-    private var sets: [BindingTuple: VkDescriptorSet] = [:]
+    /// Entries by `key(_:_:)`, so that a dispatch whose set is cached builds nothing to find it.
+    private var sets: [Int: [Entry]] = [:]
+    private var count = 0
     /// Sets allocated and written since the stream was made: how tests see that replayed steps write none.
     private(set) var writtenCount = 0
     var capacity = 16384
 
     init(device: VkDevice) { self.device = device }
 
-    var isFull: Bool { sets.count >= capacity }
+    var isFull: Bool { count >= capacity }
+
+    /// The layout and ranges mixed word by word (multiply and xor-shift).
+    private static func key(_ setLayout: VkDescriptorSetLayout, _ bindings: [BufferAccess]) -> Int {
+        var h = UInt64(UInt(bitPattern: Int(bitPattern: setLayout)))
+        for b in bindings {
+            let range = BoundRange(b)
+            mix(&h, range.block)
+            mix(&h, UInt64(range.offset))
+            mix(&h, UInt64(range.size))
+        }
+        return Int(bitPattern: UInt(h))
+    }
+
+    private static func mix(_ h: inout UInt64, _ word: UInt64) {
+        h = (h ^ word) &* 0x9E37_79B9_7F4A_7C15
+        h ^= h >> 29
+    }
 
     /// The set binding `bindings` in order with `setLayout`, written on first use.
     func set(_ setLayout: VkDescriptorSetLayout, _ bindings: [BufferAccess]) throws -> VkDescriptorSet {
-        let tuple = BindingTuple(setLayout, bindings)
-        if let set = sets[tuple] { return set }
+        let key = Self.key(setLayout, bindings)
+        if let hit = sets[key]?.first(where: { $0.binds(setLayout, bindings) }) { return hit.set }
         let set = try allocate(setLayout)
-        let infos = bindings.map { b in
-            VkDescriptorBufferInfo(buffer: b.buffer, offset: VkDeviceSize(b.lower), range: VkDeviceSize(BindingTuple.boundBytes(b)))
+        let ranges = bindings.map(BoundRange.init)
+        let infos = zip(bindings, ranges).map { b, r in
+            VkDescriptorBufferInfo(buffer: b.buffer, offset: VkDeviceSize(r.offset), range: VkDeviceSize(r.size))
         }
         infos.withUnsafeBufferPointer { infoPointer in
             var writes = (0..<bindings.count).map { i in
@@ -68,7 +94,8 @@ final class DescriptorSetCache {
             }
             vkUpdateDescriptorSets(device, UInt32(writes.count), &writes, 0, nil)
         }
-        sets[tuple] = set
+        sets[key, default: []].append(Entry(setLayout: setLayout, ranges: ranges, set: set))
+        count += 1
         writtenCount += 1
         return set
     }
@@ -119,6 +146,7 @@ final class DescriptorSetCache {
     func reset() throws {
         for pool in pools { try vkCheck(vkResetDescriptorPool(device, pool, 0), "vkResetDescriptorPool") }
         sets.removeAll(keepingCapacity: true)
+        count = 0
         filling = 0
     }
 

@@ -36,7 +36,7 @@ final class VulkanAllocator: @unchecked Sendable {
         let buffer: VkBuffer
         let size: Int
         let mapped: UnsafeMutableRawPointer?
-        /// Unique among the blocks of this process, unlike a destroyed buffer's handle (`BindingTuple`).
+        /// Unique among the blocks of this process, unlike a destroyed buffer's handle (`BoundRange`).
         let serial: UInt64
         /// Sorted, non-adjacent free ranges.
         var free: [Range<Int>]
