@@ -26,12 +26,17 @@ public struct BackendProfile: Sendable {
     public var dispatches: Int?
     public var barriers: Int?
     public var submissions: Int?
+    /// Descriptor sets a GPU backend allocated and wrote (nil on the CPU): none in a step whose
+    /// dispatches bind what earlier steps' did, as a plan's do.
+    public var descriptorSetsWritten: Int?
     /// How `OpTotals.seconds` was measured: "timestamps", "wall clock", or "none" (a queue
     /// without timestamps).
     public var timing: String
 
-    public init(backend: String, ops: [Op.Kind: OpTotals], dispatches: Int? = nil, barriers: Int? = nil, submissions: Int? = nil, timing: String) {
+    public init(backend: String, ops: [Op.Kind: OpTotals], dispatches: Int? = nil, barriers: Int? = nil, submissions: Int? = nil,
+                descriptorSetsWritten: Int? = nil, timing: String) {
         (self.backend, self.ops, self.dispatches, self.barriers, self.submissions, self.timing) = (backend, ops, dispatches, barriers, submissions, timing)
+        self.descriptorSetsWritten = descriptorSetsWritten
     }
 }
 

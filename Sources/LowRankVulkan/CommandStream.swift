@@ -50,15 +50,13 @@ public struct DispatchTiming: Sendable {
     public var op: Op.Kind?
 }
 
-/// One command buffer with what its commands need until they finish: descriptor sets, timestamp
-/// queries, and the ranges they touch (which keeps their storage alive).
+/// One command buffer with what its commands need until they finish: timestamp queries, and the
+/// ranges they touch (which keeps their storage alive).
 private final class Submission {
     let commandBuffer: VkCommandBuffer
     let fence: VkFence
-    let descriptorPool: VkDescriptorPool
     let queryPool: VkQueryPool?
-    var descriptorsUsed = 0
-    var setsUsed = 0
+    var dispatches = 0
     var queriesUsed = 0
     var queryLabels: [String] = []
     var queryOps: [Op.Kind?] = []
@@ -81,18 +79,6 @@ private final class Submission {
         try vkCheck(vkCreateFence(device, &fenceInfo, nil, &fence), "vkCreateFence")
         self.fence = fence!
 
-        var size = VkDescriptorPoolSize(type: VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, descriptorCount: UInt32(CommandStream.descriptorsPerSubmit))
-        var descriptorInfo = VkDescriptorPoolCreateInfo()
-        descriptorInfo.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO
-        descriptorInfo.maxSets = UInt32(CommandStream.setsPerSubmit)
-        descriptorInfo.poolSizeCount = 1
-        var descriptorPool: VkDescriptorPool?
-        try withUnsafePointer(to: &size) { s in
-            descriptorInfo.pPoolSizes = s
-            try vkCheck(vkCreateDescriptorPool(device, &descriptorInfo, nil, &descriptorPool), "vkCreateDescriptorPool")
-        }
-        self.descriptorPool = descriptorPool!
-
         if timestamps {
             var queryInfo = VkQueryPoolCreateInfo()
             queryInfo.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO
@@ -108,7 +94,6 @@ private final class Submission {
 
     func destroy(_ device: VkDevice) {
         if let queryPool { vkDestroyQueryPool(device, queryPool, nil) }
-        vkDestroyDescriptorPool(device, descriptorPool, nil)
         vkDestroyFence(device, fence, nil)
     }
 }
@@ -119,6 +104,7 @@ private final class Submission {
 /// only where a command reads or writes a range that an earlier command since the last barrier
 /// wrote, or writes a range one of them read (the hazards synchronization validation checks).
 /// That state survives submits: a barrier also orders against earlier submissions on the queue.
+/// Descriptor sets come from `descriptorSets`, written once per binding tuple.
 final class CommandStream {
     private let device: VkDevice
     fileprivate let queue: VkQueue
@@ -127,10 +113,11 @@ final class CommandStream {
     private let submissions: [Submission]
     /// The submission being recorded, or recorded next.
     private var current = 0
-    static let setsPerSubmit = 1024
-    static let descriptorsPerSubmit = 8192
+    /// Dispatches per command buffer: the device starts on the first ones while the rest are recorded.
+    static let dispatchesPerSubmit = 1024
     static let timestampsPerSubmit = 2048
 
+    let descriptorSets: DescriptorSetCache
     private(set) var isRecording = false
     private var writtenSinceBarrier: [BufferAccess] = []
     private var readSinceBarrier: [BufferAccess] = []
@@ -161,12 +148,14 @@ final class CommandStream {
         var pool: VkCommandPool?
         try vkCheck(vkCreateCommandPool(device, &poolInfo, nil, &pool), "vkCreateCommandPool")
         self.pool = pool!
+        descriptorSets = DescriptorSetCache(device: device)
         submissions = try (0..<2).map { _ in try Submission(device: device, pool: pool!, timestamps: timestamps) }
     }
 
     func destroy() {
         try? submitAndWait()
         for s in submissions { s.destroy(device) }
+        descriptorSets.destroy()
         vkDestroyCommandPool(device, pool, nil)
     }
 
@@ -215,45 +204,19 @@ final class CommandStream {
         precondition(bindings.count == pipeline.bindings, "\(pipeline.name): \(bindings.count) bindings for \(pipeline.bindings)")
         precondition(MemoryLayout<Push>.size <= PipelineStore.pushConstantBytes, "\(pipeline.name): push constants exceed 128 bytes")
         let filling = submissions[current]
-        if filling.setsUsed + 1 > Self.setsPerSubmit || filling.descriptorsUsed + bindings.count > Self.descriptorsPerSubmit
-            || (profiling && filling.queriesUsed + 2 > Self.timestampsPerSubmit) {
+        if filling.dispatches >= Self.dispatchesPerSubmit || (profiling && filling.queriesUsed + 2 > Self.timestampsPerSubmit) {
             try submit()
+        }
+        if descriptorSets.isFull {
+            // No command may bind the sets a reset frees.
+            try submitAndWait()
+            try descriptorSets.reset()
         }
         try begin()
         order(bindings)
         let s = submissions[current]
-
-        var set: VkDescriptorSet?
-        var setLayout: VkDescriptorSetLayout? = pipeline.setLayout
-        var allocation = VkDescriptorSetAllocateInfo()
-        allocation.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO
-        allocation.descriptorPool = s.descriptorPool
-        allocation.descriptorSetCount = 1
-        try withUnsafePointer(to: &setLayout) { layout in
-            allocation.pSetLayouts = layout
-            try vkCheck(vkAllocateDescriptorSets(device, &allocation, &set), "vkAllocateDescriptorSets")
-        }
-        s.setsUsed += 1
-        s.descriptorsUsed += bindings.count
-
-        let infos = bindings.map { b in
-            // Ranges are whole 4-byte words so that 16-bit and 8-bit tensors of odd length bind cleanly.
-            VkDescriptorBufferInfo(buffer: b.buffer, offset: VkDeviceSize(b.lower),
-                                   range: VkDeviceSize(max(4, (b.size + 3) / 4 * 4)))
-        }
-        infos.withUnsafeBufferPointer { infoPointer in
-            var writes = (0..<bindings.count).map { i in
-                var w = VkWriteDescriptorSet()
-                w.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET
-                w.dstSet = set
-                w.dstBinding = UInt32(i)
-                w.descriptorCount = 1
-                w.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
-                w.pBufferInfo = infoPointer.baseAddress! + i
-                return w
-            }
-            vkUpdateDescriptorSets(device, UInt32(writes.count), &writes, 0, nil)
-        }
+        var set: VkDescriptorSet? = try descriptorSets.set(pipeline.setLayout, bindings)
+        s.dispatches += 1
 
         vkCmdBindPipeline(commandBuffer, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.handle)
         vkCmdBindDescriptorSets(commandBuffer, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.layout, 0, 1, &set, 0, nil)
@@ -333,9 +296,7 @@ final class CommandStream {
         s.queriesUsed = 0
         s.queryLabels.removeAll(keepingCapacity: true)
         s.queryOps.removeAll(keepingCapacity: true)
-        try vkCheck(vkResetDescriptorPool(device, s.descriptorPool, 0), "vkResetDescriptorPool")
-        s.setsUsed = 0
-        s.descriptorsUsed = 0
+        s.dispatches = 0
         s.pending.removeAll(keepingCapacity: true)
     }
 

@@ -36,10 +36,14 @@ final class VulkanAllocator: @unchecked Sendable {
         let buffer: VkBuffer
         let size: Int
         let mapped: UnsafeMutableRawPointer?
+        /// Unique among the blocks of this process, unlike a destroyed buffer's handle (`BoundRange`).
+        let serial: UInt64
         /// Sorted, non-adjacent free ranges.
         var free: [Range<Int>]
+        private static let serials = Atomic<UInt64>(0)
 
         init(memory: VkDeviceMemory, buffer: VkBuffer, size: Int, mapped: UnsafeMutableRawPointer?) {
+            serial = Self.serials.add(1, ordering: .relaxed).newValue
             self.memory = memory
             self.buffer = buffer
             self.size = size

@@ -6,7 +6,7 @@ import Testing
 @Suite("Command stream")
 struct CommandStreamTests {
     /// A chain of 3000 dependent adds, each one dispatch, and beside it 3000 independent scales:
-    /// the stream submits a command buffer every 1024 sets and records on while it runs (two in
+    /// the stream submits a command buffer every 1024 dispatches and records on while it runs (two in
     /// flight), orders each add after the last across those submissions (synchronization
     /// validation sees them), and a value read in the middle waits for what wrote it. The sums are
     /// exact in f32, so the results are the arithmetic's. (On a backend of its own, which no other

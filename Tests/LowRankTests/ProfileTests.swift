@@ -8,7 +8,8 @@ struct ProfileTests {
     /// A graph step and an AdamW step with clipping, profiled: every op kind the plan runs is there
     /// with its calls; on Vulkan the dispatches of the op kinds add up to the stream's, the
     /// multi-tensor AdamW takes three (two norm passes and the update, for four tensors), and the
-    /// kinds have device time; the CPU reports wall time and no command counts. Profiling off
+    /// kinds have device time, and two more steps write no descriptor set; the CPU reports wall
+    /// time and no command counts. Profiling off
     /// again, nothing more is counted. (On a backend of its own, which no other test's work shares.)
     @Test(arguments: BackendKind.allCases)
     func countsAndTimesEachOpKind(_ kind: BackendKind) throws {
@@ -37,8 +38,12 @@ struct ProfileTests {
                 #expect(profile.ops[.multiTensorAdamW]?.dispatches == 6)
                 #expect((profile.barriers ?? 0) > 0 && (profile.submissions ?? 0) >= 1)
                 #expect(profile.timing == "timestamps")
+                #expect((profile.descriptorSetsWritten ?? 0) > 0)
+                try backend.startProfiling()
+                for _ in 0..<2 { try optimizer.step(gradients: Array(try plan.run([x: feed]).dropFirst())) }
+                #expect(try backend.stopProfiling().descriptorSetsWritten == 0, "warm steps bind the sets the first ones wrote")
             } else {
-                #expect(profile.dispatches == nil && profile.barriers == nil && profile.timing == "wall clock")
+                #expect(profile.dispatches == nil && profile.barriers == nil && profile.descriptorSetsWritten == nil && profile.timing == "wall clock")
             }
             #expect(profile.ops.values.allSatisfy { $0.seconds > 0 }, "\(profile.ops)")
             let table = StepProfile(steps: 2, backends: [profile]).table
