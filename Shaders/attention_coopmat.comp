@@ -143,15 +143,21 @@ void subgroup_barrier() { controlBarrier(gl_ScopeSubgroup, gl_ScopeSubgroup, gl_
 
 // acc[a] += w·values over the tile's BLOCK inner rows for this subgroup's result tiles: w a BLOCK ×
 // BLOCK f16 weight matrix, [row][inner] (order RowMajor) or [inner][row] (ColumnMajor: a transpose),
-// values a staged tile [inner][column].
+// values a staged tile [inner][column]. A subgroup's tiles of one row block are ROW_TILES consecutive
+// accumulators, so each weight fragment is loaded once for all of them.
+const uint ROW_TILES = COLUMN_BLOCKS / SUBGROUPS;
 #define ACCUMULATE(acc, weights, order, values) \
-    [[unroll]] for (uint a = 0u; a < PER_SUBGROUP; a++) { \
-        uint t = gl_SubgroupID + SUBGROUPS * a, i0 = (t / COLUMN_BLOCKS) * CM_M, c0 = (t % COLUMN_BLOCKS) * CM_N; \
-        for (uint kk = 0u; kk < BLOCK; kk += CM_K) { \
-            MAT_A w; MAT_B x; \
+    [[unroll]] for (uint row = 0u; row < PER_SUBGROUP / ROW_TILES; row++) { \
+        uint i0 = ((gl_SubgroupID + SUBGROUPS * row * ROW_TILES) / COLUMN_BLOCKS) * CM_M; \
+        [[unroll]] for (uint kk = 0u; kk < BLOCK; kk += CM_K) { \
+            MAT_A w; \
             coopMatLoad(w, weights, order == gl_CooperativeMatrixLayoutRowMajor ? i0 * P_STRIDE + kk : kk * P_STRIDE + i0, P_STRIDE, order); \
-            coopMatLoad(x, values, kk * STRIDE + c0, STRIDE, gl_CooperativeMatrixLayoutRowMajor); \
-            acc[a] = coopMatMulAdd(w, x, acc[a]); \
+            [[unroll]] for (uint j = 0u; j < ROW_TILES; j++) { \
+                uint a = row * ROW_TILES + j; \
+                MAT_B x; \
+                coopMatLoad(x, values, kk * STRIDE + ((gl_SubgroupID + SUBGROUPS * a) % COLUMN_BLOCKS) * CM_N, STRIDE, gl_CooperativeMatrixLayoutRowMajor); \
+                acc[a] = coopMatMulAdd(w, x, acc[a]); \
+            } \
         } \
     }
 
