@@ -86,30 +86,15 @@ import Testing
         for pass in AttentionCoopmatKernel.Pass.allCases {
             #expect(backend.attentionCoopmatTile(pass, headDim: s.headDim, dtypes: Array(repeating: s.dtype, count: 5)) != nil, "\(pass) is not on the coopmat kernel")
         }
-        let cpu = try BackendKind.cpu.open()
-        let options = AttentionOptions(sequenceLength: s.sequence)
-        let q = randomValues(s.rows * s.qHeads * s.headDim, seed: 300, dtype: s.values, scale: 2)
-        let k = randomValues(s.rows * s.kvHeads * s.headDim, seed: 301, dtype: s.values, scale: 2)
-        let v = randomValues(s.rows * s.kvHeads * s.headDim, seed: 302, dtype: s.values)
-        let g = randomValues(s.rows * s.qHeads * s.headDim, seed: 303, dtype: s.values)
-        let qShape: LowRank.Shape = [s.rows, s.qHeads, s.headDim], kvShape: LowRank.Shape = [s.rows, s.kvHeads, s.headDim]
-        func inputs(_ on: any Backend) throws -> [Tensor] {
-            [try Tensor(q, shape: qShape, dtype: s.dtype, on: on), try Tensor(k, shape: kvShape, dtype: s.dtype, on: on),
-             try Tensor(v, shape: kvShape, dtype: s.dtype, on: on)]
-        }
-        let forward = try Ops.execute(.attention(options), try inputs(cpu))
-        let (out, lse) = (try forward[0].floats(), try forward[1].floats())
-        func backward(_ on: any Backend) throws -> [Tensor] {
-            try Ops.execute(.attentionBackward(options), [try Tensor(g, shape: qShape, dtype: s.dtype, on: on)] + inputs(on)
-                + [try Tensor(out, shape: qShape, dtype: s.dtype, on: on), try Tensor(lse, shape: [s.rows, s.qHeads], on: on)])
-        }
-        let want = try [out, lse] + backward(cpu).map { try $0.floats() }
-        let got = try (Ops.execute(.attention(options), try inputs(backend)) + backward(backend)).map { try $0.floats() }
-        let again = try backward(backend).map { try $0.floats() }
+        let a = try AttentionInputs(rows: s.rows, sequence: s.sequence, qHeads: s.qHeads, kvHeads: s.kvHeads, headDim: s.headDim,
+                                    dtype: s.dtype, values: s.values)
+        let want = try [a.out, a.lse] + a.backward(try BackendKind.cpu.open()).map { try $0.floats() }
+        let got = try (a.forward(backend) + a.backward(backend)).map { try $0.floats() }
+        let again = try a.backward(backend).map { try $0.floats() }
         #expect(again == Array(got[2...]), "the backward run twice differs")
         // One unit in the last place of a 16-bit output (the CPU's rounding and the device's may differ by one).
         let rounding = s.dtype == .bf16 ? 0x1p-7 : 0x1p-10
-        let magnitudes = Self.magnitudes(s, q: q, k: k, v: v, g: g, out: out, lse: lse, scale: Double(options.scale(headDim: s.headDim)))
+        let magnitudes = Self.magnitudes(s, a)
         for (i, name) in ["out", "logsumexp", "dq", "dk", "dv"].enumerated() {
             let largest = want[i].map { abs(Double($0)) }.max() ?? 0
             var worst = 0.0
@@ -126,8 +111,9 @@ import Testing
 
     /// Per element of out, logsumexp (none: zeros), dq, dk and dv, the sum of the magnitudes of the terms
     /// that enter it through a product with a rounded P or dS, in float64.
-    private static func magnitudes(_ s: Shape, q: [Float], k: [Float], v: [Float], g: [Float], out: [Float], lse: [Float], scale: Double) -> [[Double]] {
-        let (d, group) = (s.headDim, s.qHeads / s.kvHeads)
+    private static func magnitudes(_ s: Shape, _ a: AttentionInputs) -> [[Double]] {
+        let (q, k, v, g, out, lse) = (a.q, a.k, a.v, a.g, a.out, a.lse)
+        let (d, group, scale) = (s.headDim, s.qHeads / s.kvHeads, Double(a.options.scale(headDim: s.headDim)))
         var outMag = [Double](repeating: 0, count: q.count), dq = outMag, dk = [Double](repeating: 0, count: k.count), dv = dk
         for t in 0..<s.rows {
             for h in 0..<s.qHeads {
