@@ -17,8 +17,9 @@
 // f16 to enter the next product (2⁻¹¹ of each; the sums of P that normalize the output and make the
 // logsumexp are the f32 values). Operands that are not f16 are rounded to f16 as they are staged (the
 // host takes this kernel for them only under MatmulPrecision.high).
-// PASS_FORWARD: a workgroup per (query tile, KV head); out accumulators rescaled at each key tile by
-// the row's correction through the subgroup's f32 stage. PASS_QUERY_GRADIENT: per (query tile, KV
+// PASS_FORWARD: a workgroup per (query tile, KV head); each query row's softmax over a key tile shared
+// by workgroup size / BLOCK invocations; out accumulators rescaled at each key tile by the row's
+// correction through the subgroup's f32 stage. PASS_QUERY_GRADIENT: per (query tile, KV
 // head), dq. PASS_KEY_VALUE_GRADIENT: per (key tile, KV head), dk and dv over the query tiles that see it.
 // Host defines: PASS, HEAD_DIM_MAX (64, 128 or 256: the staged columns). Everything else is a
 // specialization constant (AttentionCoopmatKernel.Constants).
@@ -94,7 +95,12 @@ shared float16_t sp[BLOCK * P_STRIDE];
 shared float srow[3][BLOCK];
 // Each subgroup's CM_M × CM_N f32 stage, through which accumulators are rescaled and written.
 shared float stage[SUBGROUPS * CM_M * CM_N];
-#if PASS != PASS_FORWARD
+#if PASS == PASS_FORWARD
+// The softmax's invocations per query row (all of them share the rows when there are at least BLOCK),
+// and each one's partial maximum, then sum.
+const uint ROW_THREADS = gl_WorkGroupSize.x >= BLOCK ? gl_WorkGroupSize.x / BLOCK : 1u;
+shared float spartial[gl_WorkGroupSize.x];
+#else
 shared float16_t sg[BLOCK * STRIDE];
 shared float sdp[BLOCK * S_STRIDE];
 shared float16_t sds[BLOCK * P_STRIDE];
@@ -188,25 +194,38 @@ void main() {
         barrier();
         ROW_PRODUCTS(ss, sq, sk);
         barrier();
-        for (uint r = lid; r < BLOCK; r += THREADS) {
-            float largest = srow[0][r], next = largest;
-            for (uint j = 0u; j < BLOCK; j++) {
+        // ROW_THREADS invocations a row, each over the columns j ≡ part (mod ROW_THREADS), their maxima and
+        // sums combined in order through spartial.
+        for (uint r0 = 0u; r0 < BLOCK; r0 += THREADS / ROW_THREADS) {
+            uint r = r0 + lid / ROW_THREADS, part = lid % ROW_THREADS;
+            bool here = r < BLOCK;
+            float largest = here ? srow[0][r] : 0.0, next = largest, sum = 0.0;
+            for (uint j = part; here && j < BLOCK; j += ROW_THREADS) {
                 float s = visible(first + r, j0 + j) ? ss[r * S_STRIDE + j] * p.scale : NEGATIVE_INFINITY;
                 ss[r * S_STRIDE + j] = s;
                 next = max(next, s);
             }
+            spartial[lid] = next;
+            barrier();
+            for (uint i = 0u; here && i < ROW_THREADS; i++) next = max(next, spartial[lid - part + i]);
             // A row that has seen no key yet stays at −∞: nothing to rescale, every weight 0.
-            float correction = next == NEGATIVE_INFINITY ? 1.0 : exp(largest - next), sum = 0.0;
-            for (uint j = 0u; j < BLOCK; j++) {
+            for (uint j = part; here && j < BLOCK; j += ROW_THREADS) {
                 float weight = next == NEGATIVE_INFINITY ? 0.0 : exp(ss[r * S_STRIDE + j] - next);
                 sp[r * P_STRIDE + j] = float16_t(weight);
                 sum += weight;
             }
-            srow[0][r] = next;
-            srow[1][r] = srow[1][r] * correction + sum;
-            srow[2][r] = correction;
+            barrier();  // every part has read the maxima
+            spartial[lid] = sum;
+            barrier();
+            if (here && part == 0u) {
+                for (uint i = 1u; i < ROW_THREADS; i++) sum += spartial[lid + i];
+                float correction = next == NEGATIVE_INFINITY ? 1.0 : exp(largest - next);
+                srow[0][r] = next;
+                srow[1][r] = srow[1][r] * correction + sum;
+                srow[2][r] = correction;
+            }
+            barrier();
         }
-        barrier();
         // out = out·correction (by row, through the stage) + P·V.
         [[unroll]] for (uint a = 0u; a < PER_SUBGROUP; a++) {
             uint t = gl_SubgroupID + SUBGROUPS * a, i0 = (t / COLUMN_BLOCKS) * CM_M, base = gl_SubgroupID * CM_M * CM_N;

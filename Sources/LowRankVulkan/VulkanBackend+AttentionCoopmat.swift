@@ -47,11 +47,12 @@ struct AttentionCoopmatKernel: Kernel {
 
         /// The shader's `shared` arrays in `pass`: f16 tiles of q, k and v (and G) with rows of
         /// `headDimMax + 8`, f32 scores (and dP) with rows of `block + 4`, f16 P (and dS) with rows of
-        /// `block + 8`, three per-row scalars and each subgroup's f32 stage.
+        /// `block + 8`, three per-row scalars, each subgroup's f32 stage and (forward) the softmax's
+        /// partial maxima and sums, one per invocation.
         func sharedBytes(_ pass: Pass) -> Int {
             let (tiles, squares) = pass.isForward ? (3, 1) : (4, 2)
             return tiles * block * (headDimMax + 8) * 2 + squares * block * ((block + 4) * 4 + (block + 8) * 2) + 3 * block * 4
-                + Self.subgroups * shape.m * shape.n * 4
+                + Self.subgroups * shape.m * shape.n * 4 + (pass.isForward ? workgroupSize * 4 : 0)
         }
 
         /// `32 rows in 16×16×16, head ≤ 128`.

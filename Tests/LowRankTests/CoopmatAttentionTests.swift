@@ -58,7 +58,8 @@ import Testing
         var values: DType { dtype == .f32 ? .f16 : dtype }
     }
 
-    /// Sequences that end inside tiles (of 16 to 64 rows), grouped heads, the fixtures' head of 8, heads
+    /// Sequences that end inside tiles (lavapipe's: 8×8×8 matrices, subgroups of 8, 32 KiB, so 32 or 16 rows
+    /// forward, one or two invocations a softmax row, and 16 backward), grouped heads, the fixtures' head of 8, heads
     /// of 64 and 128 and one of 72 (columns beyond the head in the staged tiles); f32 and bf16 operands
     /// under `MatmulPrecision.high` (staged as f16), their outputs in their dtype.
     static let shapes = [
