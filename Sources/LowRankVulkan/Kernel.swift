@@ -5,6 +5,7 @@ enum Shader: String, CaseIterable, Sendable {
     case activation = "activation.comp"
     case adamW = "adamw.comp"
     case attention = "attention.comp"
+    case attentionCoopmat = "attention_coopmat.comp"
     case crossEntropy = "cross_entropy.comp"
     case dequantize = "dequantize.comp"
     case doraCompose = "dora_compose.comp"
@@ -28,7 +29,7 @@ enum Shader: String, CaseIterable, Sendable {
     /// The cooperative-matrix shaders: their SPIR-V is compiled ahead of time (`Shaders/spirv/`,
     /// `PrecompiledShaders`), as the glslang that shaderc links cannot compile them, and their pipelines
     /// require full subgroups.
-    var usesCooperativeMatrices: Bool { self == .matmulCoopmat }
+    var usesCooperativeMatrices: Bool { self == .matmulCoopmat || self == .attentionCoopmat }
 
     /// The kernel type that compiles this shader: its variants and its push-constant block.
     var kernel: any Kernel.Type {
@@ -36,6 +37,7 @@ enum Shader: String, CaseIterable, Sendable {
         case .activation: ActivationKernel.self
         case .adamW: AdamWKernel.self
         case .attention: AttentionKernel.self
+        case .attentionCoopmat: AttentionCoopmatKernel.self
         case .crossEntropy: CrossEntropyKernel.self
         case .dequantize: DequantizeKernel.self
         case .doraCompose: DoRAComposeKernel.self

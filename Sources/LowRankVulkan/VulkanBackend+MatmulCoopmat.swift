@@ -193,7 +193,7 @@ struct MatmulCoopmatKernel: Kernel {
         private static func flag(_ value: Bool) -> UInt32 { value ? 1 : 0 }
 
         /// `DTYPE_F32`, `DTYPE_F16`, `DTYPE_BF16`.
-        private static func code(_ dtype: DType) -> UInt32 { dtype == .f16 ? 1 : dtype == .bf16 ? 2 : 0 }
+        static func code(_ dtype: DType) -> UInt32 { dtype == .f16 ? 1 : dtype == .bf16 ? 2 : 0 }
     }
 }
 

@@ -35,32 +35,11 @@ struct FlashAttentionTests {
     /// the same bits (no atomics).
     @Test(arguments: shapes)
     func matchesTheCPUBackend(_ s: Shape) throws {
-        let cpu = try BackendKind.cpu.open()
-        let options = AttentionOptions(sequenceLength: s.sequence, packed: !s.packed.isEmpty)
-        let q = randomValues(s.rows * s.qHeads * s.headDim, seed: 300, dtype: s.dtype, scale: 2)
-        let k = randomValues(s.rows * s.kvHeads * s.headDim, seed: 301, dtype: s.dtype, scale: 2)
-        let v = randomValues(s.rows * s.kvHeads * s.headDim, seed: 302, dtype: s.dtype)
-        let g = randomValues(s.rows * s.qHeads * s.headDim, seed: 303, dtype: s.dtype)
-        let qShape: LowRank.Shape = [s.rows, s.qHeads, s.headDim], kvShape: LowRank.Shape = [s.rows, s.kvHeads, s.headDim]
-        func inputs(_ backend: any Backend) throws -> [Tensor] {
-            [try Tensor(q, shape: qShape, dtype: s.dtype, on: backend), try Tensor(k, shape: kvShape, dtype: s.dtype, on: backend),
-             try Tensor(v, shape: kvShape, dtype: s.dtype, on: backend)]
-        }
-        func starts(_ backend: any Backend) throws -> [Tensor] {
-            s.packed.isEmpty ? [] : [try Tensor(ids: packedStarts(rows: s.rows, sequence: s.sequence, lengths: s.packed), on: backend)]
-        }
-        let forward = try Ops.execute(.attention(options), try inputs(cpu) + starts(cpu))
-        let (out, lse) = (try forward[0].floats(), try forward[1].floats())
-        func backward(_ backend: any Backend) throws -> [Tensor] {
-            let qkv = try inputs(backend)
-            return try Ops.execute(.attentionBackward(options),
-                                   [try Tensor(g, shape: qShape, dtype: s.dtype, on: backend)] + qkv
-                                       + [try Tensor(out, shape: qShape, dtype: s.dtype, on: backend), try Tensor(lse, shape: [s.rows, s.qHeads], on: backend)]
-                                       + starts(backend))
-        }
-        let want = try [out, lse] + backward(cpu).map { try $0.floats() }
+        let a = try AttentionInputs(rows: s.rows, sequence: s.sequence, qHeads: s.qHeads, kvHeads: s.kvHeads, headDim: s.headDim, dtype: s.dtype,
+                                   packed: s.packed)
+        let want = try [a.out, a.lse] + a.backward(try BackendKind.cpu.open()).map { try $0.floats() }
         try onBackend(.vulkan) { backend in
-            let got = try Ops.execute(.attention(options), try inputs(backend) + starts(backend)) + backward(backend)
+            let got = try a.forward(backend) + a.backward(backend)
             // A bf16 result is rounded once on each backend: sums in other orders may round to a
             // neighbour, one unit in the last place (2⁻⁷ of the largest value at most).
             let bounds = s.dtype == .f32 ? [1e-6, 1e-6, 1e-6, 1e-6, 1e-6] : [8e-3, 1e-6, 8e-3, 8e-3, 8e-3]
@@ -68,7 +47,7 @@ struct FlashAttentionTests {
                 let error = relativeError(try got[i].floats(), want[i].map(Double.init))
                 #expect(error <= bounds[i], "\(name) at \(s.testDescription): \(error)")
             }
-            let again = try backward(backend)
+            let again = try a.backward(backend)
             for i in 0..<3 { #expect(try again[i].floats() == got[i + 2].floats(), "backward output \(i) twice") }
         }
     }

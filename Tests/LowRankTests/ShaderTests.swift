@@ -122,9 +122,10 @@ import Testing
         #expect(ShaderVariant.usesCooperativeMatrix(withCapability))
     }
 
-    /// The coopmat kernel's specialization constants are `MatmulCoopmatKernel.Constants`, id for id.
-    @Test func specializationConstantsMirrorTheGLSL() throws {
-        let source = try #require(embeddedShaders[Shader.matmulCoopmat.rawValue])
+    /// `shader`'s specialization constants by `constant_id` (`local_size_x` for `local_size_x_id`), which
+    /// must number 0, 1, 2, ….
+    static func specializationConstantNames(_ shader: Shader) throws -> [String] {
+        let source = try #require(embeddedShaders[shader.rawValue])
         let regex = try NSRegularExpression(pattern: #"layout\((?:local_size_x_id|constant_id)\s*=\s*(\d+)\)\s*(?:in|const\s+\w+\s+(\w+))"#)
         let ns = source as NSString
         var names: [Int: String] = [:]
@@ -132,8 +133,18 @@ import Testing
             let id = Int(ns.substring(with: match.range(at: 1)))!
             names[id] = match.range(at: 2).location == NSNotFound ? "local_size_x" : ns.substring(with: match.range(at: 2))
         }
-        #expect(names.keys.sorted() == Array(0..<names.count))
-        #expect(names.keys.sorted().map { names[$0]! } == MatmulCoopmatKernel.Constants.names)
+        #expect(names.keys.sorted() == Array(0..<names.count), "\(shader.rawValue): constant ids with gaps")
+        return names.keys.sorted().map { names[$0]! }
+    }
+
+    /// The coopmat kernels' specialization constants are their `Constants`, id for id.
+    @Test func specializationConstantsMirrorTheGLSL() throws {
+        #expect(try Self.specializationConstantNames(.attentionCoopmat) == AttentionCoopmatKernel.Constants.names)
+        let shape = VulkanDeviceInfo.CooperativeMatrixShape(m: 8, n: 8, k: 8, a: "f16", b: "f16", c: "f32", result: "f32", saturating: false, scope: "subgroup")
+        let attention = AttentionCoopmatKernel.Constants(tile: .init(shape: shape, block: 32, headDimMax: 128, subgroupSize: 16),
+                                                         q: .f16, k: .bf16, v: .f32, gradient: .f16, out: .bf16, c: .f32)
+        #expect(attention.values == [64, 32, 8, 8, 8, 1, 2, 0, 1, 2, 0])
+        #expect(try Self.specializationConstantNames(.matmulCoopmat) == MatmulCoopmatKernel.Constants.names)
         let tile = CoopmatTile(shape: .init(m: 8, n: 8, k: 8, a: "f16", b: "f16", c: "f32", result: "f32", saturating: false, scope: "subgroup"),
                                bm: 64, bn: 64, bk: 16, wm: 32, wn: 32, subgroupSize: 8)
         let matmul = MatmulKernel(a: .bf16, b: .f16, c: .f32, transposeA: true, transposeB: false, bias: nil, accumulate: true,
