@@ -36,11 +36,17 @@ public final class CPUBackend: Backend, Sendable {
     let usage = MemoryCounter(heap: "host")
     let profiler = OpProfiler()
 
-    public init(threads: Int? = nil) {
+    /// Whether products with a bfloat16 weight run in bfloat16 (`CPUBackend+BFloat16Products.swift`).
+    public let bfloat16Products: Bool
+
+    /// `bfloat16Products: false` keeps every product in f32 (16-bit weights widened), on any CPU;
+    /// `true` takes the bfloat16 path where the CPU has AVX-512 BF16.
+    public init(threads: Int? = nil, bfloat16Products: Bool = true) {
         let cores = threads ?? ProcessInfoCores.active
         self.threads = Swift.max(1, cores)
+        self.bfloat16Products = bfloat16Products && Self.hasBFloat16DotProducts
         openblas_set_num_threads(Int32(self.threads))
-        deviceName = "CPU (OpenBLAS, \(self.threads) threads)"
+        deviceName = "CPU (OpenBLAS, \(self.threads) threads\(self.bfloat16Products ? ", AVX-512 BF16 products" : ""))"
     }
 
     public func makeStorage(byteCount: Int) throws -> any TensorStorage {
