@@ -1,8 +1,8 @@
 import CBFloat16GEMM
 import LowRankCore
 
-/// The precision policy of products with a frozen 16-bit weight, PyTorch's for a bfloat16 model on
-/// the CPU: a bfloat16 W multiplies activations rounded to bfloat16 (to nearest even, once per
+/// The `medium` matmul precision on the CPU, PyTorch's for a bfloat16 model's frozen weights: a
+/// bfloat16 W multiplies activations rounded to bfloat16 (to nearest even, once per
 /// product, while they are packed), every sum in f32 (VDPBF16PS, `Sources/CBFloat16GEMM`). The
 /// adapters' own products, the DoRA norm's `A·Wᵀ` and every reduction stay f32; f16 and quantized
 /// weights are widened to f32 as before (no f16 dot product here), and f32 weights go to sgemm.
@@ -10,11 +10,12 @@ import LowRankCore
 /// Bound: each product element differs from the f32 one by at most `2⁻⁸·Σ|a_k·w_k|` (the rounding
 /// of A) plus f32 summation error (`BFloat16ProductTests`).
 extension CPUBackend {
-    static let hasBFloat16DotProducts = lowrank_bf16_gemm_supported() != 0
+    /// Whether this CPU has AVX-512 BF16 (else `medium` computes as `highest`).
+    public static let hasBFloat16DotProducts = lowrank_bf16_gemm_supported() != 0
 
     /// What `weightProduct` does with A when W is bfloat16.
     enum ActivationPrecision {
-        /// A rounded to bfloat16 when the backend's policy is on: the frozen layer's products.
+        /// A rounded to bfloat16 under `medium`: the frozen layer's products.
         case weight
         /// A kept in f32 (W widened): products that feed a norm.
         case f32
@@ -22,7 +23,7 @@ extension CPUBackend {
 
     /// Whether a product of A with `w` rounds A to bfloat16.
     func roundsActivations(for w: Tensor, _ precision: ActivationPrecision) -> Bool {
-        bfloat16Products && precision == .weight && w.dtype == .bf16 && w.shape.count > 0
+        precision == .weight && w.dtype == .bf16 && w.shape.count > 0 && Self.hasBFloat16DotProducts && matmulPrecision == .medium
     }
 
     /// `C[m, n] = alpha·op(A)·op(W) + beta·C` for a bfloat16 W `[rows, columns]`: op(A) packed once

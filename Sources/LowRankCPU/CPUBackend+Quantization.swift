@@ -37,7 +37,7 @@ extension CPUBackend {
     }
 
     /// `C[m, n] = alpha·op(A)·op(W) + beta·C` for a frozen weight W `[rows, columns]` of any dtype:
-    /// f32 goes straight to sgemm; bfloat16 runs in bfloat16 under the backend's precision policy
+    /// f32 goes straight to sgemm; bfloat16 runs in bfloat16 under the `medium` matmul precision
     /// (`CPUBackend+BFloat16Products.swift`); other 16-bit and quantized weights are widened a panel
     /// of rows at a time. With `transposeW`, op(W) = Wᵀ (`x·Wᵀ`, n = rows), else W (`G·W`, n = columns).
     func weightProduct(_ a: UnsafePointer<Float>, transposeA: Bool = false, m: Int, _ w: Tensor, transposeW: Bool,

@@ -2,6 +2,7 @@ import COpenBLAS
 import Dispatch
 import Glibc
 import LowRankCore
+import Synchronization
 
 /// Host memory for one tensor, 64-byte aligned for SIMD loads.
 // The pointer never changes; the bytes behind it are written only by ops the plan orders.
@@ -36,17 +37,21 @@ public final class CPUBackend: Backend, Sendable {
     let usage = MemoryCounter(heap: "host")
     let profiler = OpProfiler()
 
-    /// Whether products with a bfloat16 weight run in bfloat16 (`CPUBackend+BFloat16Products.swift`).
-    public let bfloat16Products: Bool
+    private let precision: Mutex<MatmulPrecision>
+    /// `medium` runs products with a bfloat16 weight in bfloat16 (`CPUBackend+BFloat16Products.swift`)
+    /// where the CPU has AVX-512 BF16; `highest` and `high` keep every product in f32. From
+    /// `LOWRANK_MATMUL_PRECISION` at first (`Engine.backend` reports a bad value).
+    public var matmulPrecision: MatmulPrecision {
+        get { precision.withLock { $0 } }
+        set { precision.withLock { $0 = newValue } }
+    }
 
-    /// `bfloat16Products: false` keeps every product in f32 (16-bit weights widened), on any CPU;
-    /// `true` takes the bfloat16 path where the CPU has AVX-512 BF16.
-    public init(threads: Int? = nil, bfloat16Products: Bool = true) {
+    public init(threads: Int? = nil, matmulPrecision: MatmulPrecision? = nil) {
         let cores = threads ?? ProcessInfoCores.active
         self.threads = Swift.max(1, cores)
-        self.bfloat16Products = bfloat16Products && Self.hasBFloat16DotProducts
+        precision = Mutex(matmulPrecision ?? (try? MatmulPrecision.fromEnvironment()) ?? .highest)
         openblas_set_num_threads(Int32(self.threads))
-        deviceName = "CPU (OpenBLAS, \(self.threads) threads\(self.bfloat16Products ? ", AVX-512 BF16 products" : ""))"
+        deviceName = "CPU (OpenBLAS, \(self.threads) threads)"
     }
 
     public func makeStorage(byteCount: Int) throws -> any TensorStorage {

@@ -1,26 +1,25 @@
 import LowRank
 import Testing
 
-/// The CPU's precision policy for bfloat16 frozen weights (`CPUBackend+BFloat16Products.swift`),
+/// The CPU's `medium` matmul precision for bfloat16 frozen weights (`CPUBackend+BFloat16Products.swift`),
 /// PyTorch's for a bfloat16 model's linear layers: A rounded to bfloat16 once, f32 sums. f32
-/// weights and the backend with the policy off compute as they always did.
+/// weights, and every weight under `highest`, compute as they always did.
 @Suite("bfloat16 products on the CPU")
 struct BFloat16ProductTests {
     /// (M, N, K): one row, single columns, odd sizes, K past one packed block (256) and odd, N past
     /// one packed panel (1536) with a partial register tile.
     static let shapes = [(1, 3, 17), (37, 101, 77), (13, 64, 1), (100, 33, 301), (29, 1600, 258)]
 
-    static func policyBackend() throws -> CPUBackend {
-        let backend = CPUBackend(threads: 2)
-        if !backend.bfloat16Products { try Test.cancel("this CPU has no AVX-512 BF16: bfloat16 weights are widened to f32") }
-        return backend
+    static func mediumBackend() throws -> CPUBackend {
+        if !CPUBackend.hasBFloat16DotProducts { try Test.cancel("this CPU has no AVX-512 BF16: bfloat16 weights are widened to f32") }
+        return CPUBackend(threads: 2, matmulPrecision: .medium)
     }
 
     /// Every layout (`x·Wᵀ`, `G·W`, `Gᵀ·W`), alpha, bias and accumulation: each element within f32
     /// summation error (`k·2⁻²⁴·Σ|ã·w|`, ã = bf16(a)) of float64's `bf16(A)·W`, and so within
     /// `2⁻⁸·Σ|a·w|` (bfloat16's unit roundoff, the rounding of A) of the exact f32 product.
     @Test func roundsActivationsOnceAndSumsInF32() throws {
-        let backend = try Self.policyBackend()
+        let backend = try Self.mediumBackend()
         for (i, (m, n, k)) in Self.shapes.enumerated() {
             for (transposeA, transposeB) in [(false, true), (false, false), (true, false)] {
                 let a = randomValues(m * k, seed: UInt64(i * 5 + 1), scale: 3)
@@ -56,12 +55,11 @@ struct BFloat16ProductTests {
         }
     }
 
-    /// The policy touches only bfloat16 weights: f32 and f16 weights give the very bits of the
-    /// backend with the policy off, and so does the DoRA norm's `A·Wᵀ` on a bfloat16 W (a norm,
+    /// `medium` touches only bfloat16 weights: f32 and f16 weights give the very bits of
+    /// `highest`, and so does the DoRA norm's `A·Wᵀ` on a bfloat16 W (a norm,
     /// kept in f32 as PEFT keeps it).
     @Test func leavesOtherProductsAlone() throws {
-        let on = try Self.policyBackend(), off = CPUBackend(threads: 2, bfloat16Products: false)
-        #expect(!off.bfloat16Products)
+        let on = try Self.mediumBackend(), off = CPUBackend(threads: 2, matmulPrecision: .highest)
         let (m, n, k) = (37, 101, 300)
         let a = randomValues(m * k, seed: 31), w = randomValues(n * k, seed: 32, dtype: .bf16)
         for dtype in [DType.f32, .f16] {
