@@ -1,4 +1,5 @@
 import LowRank
+import LowRankModels
 import Testing
 
 /// The CPU's `medium` matmul precision for bfloat16 frozen weights (`CPUBackend+BFloat16Products.swift`),
@@ -79,5 +80,25 @@ struct BFloat16ProductTests {
             return [try norm.floats(), try g.floats()]
         }
         #expect(norms[0] == norms[1])
+    }
+
+    /// The bf16 Qwen2 fixture (weights held as bf16) evaluated and trained for three steps
+    /// (LoRA, every projection) under `medium` and under `highest`: every loss within 2⁻⁸
+    /// (bfloat16's unit roundoff) relative of the f32 products' one.
+    @Test func bf16ModelStaysWithinBFloat16Rounding() throws {
+        let backends = [try Self.mediumBackend(), CPUBackend(threads: 2, matmulPrecision: .highest)]
+        let runs = try backends.map { backend in
+            let model = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: LlamaFixtures.path(WeightDTypeTests.bf16Model)), on: backend)
+            #expect(model.projectionDType == .bf16)
+            let evaluated = try Evaluation(model: model, adapter: nil, data: LlamaFixtures.data(model), batchSize: 4).loss
+            var settings = TrainingSettings()
+            (settings.learningRate, settings.batchSize, settings.steps, settings.shuffle) = (1e-2, 4, 3, false)
+            let adapter = try ModelAdapter(settings: try AdapterSettings(rank: 4, alpha: 8, targets: .allLinear), on: model, seed: 5)
+            let trainer = try Trainer(model: model, adapter: adapter, data: LlamaFixtures.data(model), settings: settings, output: nil)
+            try trainer.train()
+            return [evaluated] + trainer.losses.map(Double.init)
+        }
+        print("bf16 model under medium vs highest on the CPU: \(runs[0]) vs \(runs[1])")
+        for (got, want) in zip(runs[0], runs[1]) { #expect(abs(got - want) <= 0x1p-8 * abs(want), "\(got) vs \(want)") }
     }
 }
