@@ -23,6 +23,8 @@ let package = Package(
         .target(name: "CMPI", path: "Sources/CMPI", linkerSettings: [.linkedLibrary("dl")]),
         .systemLibrary(name: "CShaderc", path: "Sources/CShaderc"),
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
+        // Products of f32 activations with bfloat16 weights on AVX-512 BF16 (Debian's OpenBLAS has no sbgemm).
+        .target(name: "CBFloat16GEMM", path: "Sources/CBFloat16GEMM"),
         // The C ABI's hand-written header, so the Swift side uses its very structs and constants.
         .systemLibrary(name: "CLowRank", path: "Sources/CLowRank"),
 
@@ -34,7 +36,7 @@ let package = Package(
         // Core: tensors, dtypes, shapes, op definitions, adapters, formats, errors.
         .target(name: "LowRankCore", path: "Sources/LowRankCore"),
         // Backends.
-        .target(name: "LowRankCPU", dependencies: ["LowRankCore", "COpenBLAS"], path: "Sources/LowRankCPU"),
+        .target(name: "LowRankCPU", dependencies: ["LowRankCore", "COpenBLAS", "CBFloat16GEMM"], path: "Sources/LowRankCPU"),
         .target(name: "LowRankVulkan", dependencies: ["LowRankCore", "CVulkan", "CShaderc"],
                 path: "Sources/LowRankVulkan", plugins: ["EmbedShaders"]),
         // The library users embed: device choice and the public API over both backends.

@@ -11,7 +11,8 @@ rounds.
 The model is a Llama decoder of TinyLlama's shape by default (hidden 2048, intermediate 5632, 32
 heads over 4 KV heads of 64 columns, vocabulary 32000) with 4 layers, random weights in bf16;
 LoRA (or DoRA) r = 16, alpha = 2r, no dropout, on all seven projections of every block, the
-adapters in f32 (PEFT's default autocast); 2 rows of 256 tokens (`lowrank-bench`'s token formula);
+adapters in f32 (PEFT's default autocast), LowRank at LOWRANK_MATMUL_PRECISION=medium (--precision:
+the activations that meet a bf16 weight rounded to bf16, as PyTorch's bf16 layers compute); 2 rows of 256 tokens (`lowrank-bench`'s token formula);
 AdamW at lr 1e-4. A step is the forward pass with the mean next-token loss, the backward pass and
 the optimizer step, as `lowrank train` takes one.
 
@@ -78,11 +79,11 @@ def peft_worker(args):
     print(json.dumps({"ms": times, "loss": loss, "threads": torch.get_num_threads(), "torch": torch.__version__}))
 
 
-def run_child(command):
+def run_child(command, env=None):
     """Runs `command`; its stdout, and its peak RSS in bytes. The child is reaped by wait4 (not
     Popen.wait), whose rusage is that child's alone; its ru_maxrss is in KiB."""
     with tempfile.TemporaryFile() as err:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, env=env)
         out = process.stdout.read()
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -105,7 +106,7 @@ def lowrank_round(args, adapter):
     command = [args.lowrank, "--suite", "train-model", "--device", "cpu", "--json", "--adapter", adapter, "--dtype", args.dtype,
                "--tokens", str(args.tokens), "--d-in", str(args.hidden), "--d-out", str(args.intermediate), "--rank", str(args.rank),
                "--runs", str(args.steps), "--warmup", str(args.warmup), "--min-time", "0"]
-    out, peak = run_child(command)
+    out, peak = run_child(command, env=dict(os.environ, LOWRANK_MATMUL_PRECISION=args.precision))
     record = json.loads(out.strip().splitlines()[-1])
     return record["ms_median"], peak, record
 
@@ -122,6 +123,9 @@ def main():
     parser.add_argument("--intermediate", type=int, default=5632)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "f16", "f32"])
+    parser.add_argument("--precision", default="medium", choices=["medium", "highest"],
+                        help="LowRank's LOWRANK_MATMUL_PRECISION: medium rounds the activations that meet a bf16 weight "
+                             "to bf16, as PyTorch's bf16 model computes; highest keeps LowRank's products f32")
     parser.add_argument("--json", action="store_true", help="one JSON object per adapter")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -17,7 +17,7 @@ extension CPUBackend {
         let (w, a) = (operands.w, operands.a)
         let dOut = w.shape[0], r = a.shape[0]
         withScratch(r * dOut) { aw in
-            withFloats(a) { pa in weightProduct(pa, m: r, w, transposeW: true, aw, beta: 0) }
+            withFloats(a) { pa in weightProduct(pa, m: r, w, transposeW: true, aw, beta: 0, activations: .f32) }
             factoredNorm(scale: s, aw: aw, operands, outputs)
         }
     }
@@ -93,7 +93,13 @@ extension CPUBackend {
                     }
                     (stacked + t * dIn).update(from: pa, count: r * dIn)
                     withScratch((t + r) * dOut) { base in
-                        weightProduct(stacked, m: t + r, w, transposeW: true, base, beta: 0)
+                        if roundsActivations(for: w, .weight) {
+                            // x rounds to bfloat16, A (the norm's rows) must not: two products.
+                            weightProduct(stacked, m: t, w, transposeW: true, base, beta: 0)
+                            weightProduct(pa, m: r, w, transposeW: true, base + t * dOut, beta: 0, activations: .f32)
+                        } else {
+                            weightProduct(stacked, m: t + r, w, transposeW: true, base, beta: 0)
+                        }
                         factoredNorm(scale: s, aw: base + t * dOut, operands.norm, [outputs.norm, outputs.g])
                         sgemm(stacked, transpose: false, pa, transpose: true, u, m: t, n: r, k: dIn, alpha: 1, beta: 0)
                         // The LoRA term goes into `inner` when m is trainable (then completed in place), else into scratch.

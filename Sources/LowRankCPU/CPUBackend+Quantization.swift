@@ -37,10 +37,14 @@ extension CPUBackend {
     }
 
     /// `C[m, n] = alpha·op(A)·op(W) + beta·C` for a frozen weight W `[rows, columns]` of any dtype:
-    /// f32 goes straight to sgemm; 16-bit and quantized weights are widened a panel of rows at a
-    /// time. With `transposeW`, op(W) = Wᵀ (`x·Wᵀ`, n = rows), else W (`G·W`, n = columns).
+    /// f32 goes straight to sgemm; bfloat16 runs in bfloat16 under the `medium` matmul precision
+    /// (`CPUBackend+BFloat16Products.swift`); other 16-bit and quantized weights are widened a panel
+    /// of rows at a time. With `transposeW`, op(W) = Wᵀ (`x·Wᵀ`, n = rows), else W (`G·W`, n = columns).
     func weightProduct(_ a: UnsafePointer<Float>, transposeA: Bool = false, m: Int, _ w: Tensor, transposeW: Bool,
-                       _ c: UnsafeMutablePointer<Float>, alpha: Float = 1, beta: Float) {
+                       _ c: UnsafeMutablePointer<Float>, alpha: Float = 1, beta: Float, activations: ActivationPrecision = .weight) {
+        if roundsActivations(for: w, activations) {
+            return bfloat16Product(a, transposeA: transposeA, m: m, w, transposeW: transposeW, c, alpha: alpha, beta: beta)
+        }
         let rows = w.shape[0], columns = w.shape[1]
         // An empty W has no values to widen: sgemm then only applies beta (it never reads W).
         if w.dtype == .f32 || w.shape.count == 0 {

@@ -2,6 +2,7 @@ import COpenBLAS
 import Dispatch
 import Glibc
 import LowRankCore
+import Synchronization
 
 /// Host memory for one tensor, 64-byte aligned for SIMD loads.
 // The pointer never changes; the bytes behind it are written only by ops the plan orders.
@@ -36,9 +37,19 @@ public final class CPUBackend: Backend, Sendable {
     let usage = MemoryCounter(heap: "host")
     let profiler = OpProfiler()
 
-    public init(threads: Int? = nil) {
+    private let precision: Mutex<MatmulPrecision>
+    /// `medium` runs products with a bfloat16 weight in bfloat16 (`CPUBackend+BFloat16Products.swift`)
+    /// where the CPU has AVX-512 BF16; `highest` and `high` keep every product in f32. From
+    /// `LOWRANK_MATMUL_PRECISION` at first (`Engine.backend` reports a bad value).
+    public var matmulPrecision: MatmulPrecision {
+        get { precision.withLock { $0 } }
+        set { precision.withLock { $0 = newValue } }
+    }
+
+    public init(threads: Int? = nil, matmulPrecision: MatmulPrecision? = nil) {
         let cores = threads ?? ProcessInfoCores.active
         self.threads = Swift.max(1, cores)
+        precision = Mutex(matmulPrecision ?? (try? MatmulPrecision.fromEnvironment()) ?? .highest)
         openblas_set_num_threads(Int32(self.threads))
         deviceName = "CPU (OpenBLAS, \(self.threads) threads)"
     }

@@ -1,25 +1,5 @@
 import LowRankCore
 
-/// How f32 matmul operands may be computed, as `torch.set_float32_matmul_precision` states it.
-/// 16-bit operands (f16, bf16) use cooperative matrices wherever the device has them, whatever this says.
-public enum MatmulPrecision: String, Sendable, CaseIterable {
-    /// f32 operands stay on the exact f32 scalar path (the default, PyTorch's "highest").
-    case highest
-    /// f32 operands may use cooperative matrices: each tile scaled by a power of two and rounded to f16
-    /// (11 significant bits, f32's range; PyTorch's "high" allows TF32, also 11), f32 accumulation.
-    case high
-
-    /// `LOWRANK_MATMUL_PRECISION`, `highest` when unset; another value is an error naming the variable.
-    public static func fromEnvironment() throws -> MatmulPrecision {
-        guard let value = FileIO.environment("LOWRANK_MATMUL_PRECISION"), !value.isEmpty else { return .highest }
-        guard let precision = MatmulPrecision(rawValue: value) else {
-            throw LowRankError(.invalidArgument, "LOWRANK_MATMUL_PRECISION must be highest or high, not '\(value)'",
-                               context: [("variable", "LOWRANK_MATMUL_PRECISION")])
-        }
-        return precision
-    }
-}
-
 /// The cooperative-matrix kernel's tiling on one device: a BM×BN block of C per workgroup over steps
 /// of BK, each subgroup a WM×WN part of it as a grid of `shape`'s accumulators (ggml-vulkan's warptile).
 public struct CoopmatTile: Hashable, Sendable, CustomStringConvertible {
@@ -108,7 +88,7 @@ public enum MatmulPath: Hashable, Sendable, CustomStringConvertible {
     static func choose(tile: CoopmatTile?, scalar: MatmulTile, precision: MatmulPrecision, a: DType, b: DType, fusedExtras: Bool) -> MatmulPath {
         guard let tile, !fusedExtras, DType.floats.contains(a),
               DType.floats.contains(b) || MatmulCoopmatKernel.quantizedB.contains(b.quantFormat) else { return .scalar(scalar) }
-        return (a != .f32 && b != .f32) || precision == .high ? .coopmat(tile) : .scalar(scalar)
+        return (a != .f32 && b != .f32) || precision != .highest ? .coopmat(tile) : .scalar(scalar)
     }
 }
 

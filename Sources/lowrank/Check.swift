@@ -20,7 +20,7 @@ struct Check: ParsableCommand {
     @Option(help: "Rows of W (d_out).") var n = 192
     @Option(help: "Run every golden case (*.safetensors, the shared/golden layout) in this folder instead of the matmuls.")
     var golden: String?
-    @Option(help: "f32 matmul operands on Vulkan: highest (exact f32) or high (cooperative matrices; else LOWRANK_MATMUL_PRECISION).")
+    @Option(help: "f32 matmul operands on Vulkan: highest (exact f32), high or medium (cooperative matrices; else LOWRANK_MATMUL_PRECISION).")
     var precision: MatmulPrecision?
     @OptionGroup var options: DeviceOptions
 

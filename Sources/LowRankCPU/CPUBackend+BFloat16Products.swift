@@ -1,0 +1,61 @@
+import CBFloat16GEMM
+import LowRankCore
+
+/// The `medium` matmul precision on the CPU, PyTorch's for a bfloat16 model's frozen weights: a
+/// bfloat16 W multiplies activations rounded to bfloat16 (to nearest even, once per
+/// product, while they are packed), every sum in f32 (VDPBF16PS, `Sources/CBFloat16GEMM`). The
+/// adapters' own products, the DoRA norm's `A·Wᵀ` and every reduction stay f32; f16 and quantized
+/// weights are widened to f32 as before (no f16 dot product here), and f32 weights go to sgemm.
+///
+/// Bound: each product element differs from the f32 one by at most `2⁻⁸·Σ|a_k·w_k|` (the rounding
+/// of A) plus f32 summation error (`BFloat16ProductTests`).
+extension CPUBackend {
+    /// Whether this CPU has AVX-512 BF16 (else `medium` computes as `highest`).
+    public static let hasBFloat16DotProducts = lowrank_bf16_gemm_supported() != 0
+
+    /// What `weightProduct` does with A when W is bfloat16.
+    enum ActivationPrecision {
+        /// A rounded to bfloat16 under `medium`: the frozen layer's products.
+        case weight
+        /// A kept in f32 (W widened): products that feed a norm.
+        case f32
+    }
+
+    /// Whether a product of A with `w` rounds A to bfloat16.
+    func roundsActivations(for w: Tensor, _ precision: ActivationPrecision) -> Bool {
+        precision == .weight && w.dtype == .bf16 && w.shape.count > 0 && Self.hasBFloat16DotProducts && matmulPrecision == .medium
+    }
+
+    /// `C[m, n] = alpha·op(A)·op(W) + beta·C` for a bfloat16 W `[rows, columns]`: op(A) packed once
+    /// into bfloat16 strips by all threads, then each thread takes whole register tiles of C's
+    /// columns, packing its own panels of W.
+    func bfloat16Product(_ a: UnsafePointer<Float>, transposeA: Bool, m: Int, _ w: Tensor, transposeW: Bool,
+                         _ c: UnsafeMutablePointer<Float>, alpha: Float, beta: Float) {
+        let rows = w.shape[0], columns = w.shape[1]
+        let (n, k) = transposeW ? (rows, columns) : (columns, rows)
+        guard m > 0 else { return }
+        let stripRows = Int(lowrank_bf16_strip_rows()), tileColumns = Int(lowrank_bf16_tile_columns())
+        let strips = (m + stripRows - 1) / stripRows, tiles = (n + tileColumns - 1) / tileColumns
+        let b = UnsafePointer(pointer(w).assumingMemoryBound(to: UInt16.self))
+        let packedCount = lowrank_bf16_packed_a_count(Int32(m), Int32(k)), workspaceCount = lowrank_bf16_workspace_count()
+        withScratch(packedCount) { packedFloats in
+            let packed = UnsafeMutableRawPointer(packedFloats).assumingMemoryBound(to: UInt32.self)
+            parallelFor(strips, minimumPerThread: 4) { s in
+                lowrank_bf16_pack_a(transposeA ? 1 : 0, Int32(m), Int32(k), a, Int32(transposeA ? m : k),
+                                    Int32(s.lowerBound), Int32(s.upperBound), packed)
+            }
+            // parallelFor's ranges start at multiples of at least `perPart`: each gets its own workspace.
+            let parts = Swift.min(threads, tiles), perPart = (tiles + parts - 1) / parts
+            withScratch(parts * workspaceCount) { workspaces in
+                parallelFor(tiles, minimumPerThread: perPart) { t in
+                    let first = t.lowerBound * tileColumns, last = Swift.min(n, t.upperBound * tileColumns)
+                    let part = t.lowerBound / perPart
+                    let workspace = UnsafeMutableRawPointer(workspaces + part * workspaceCount).assumingMemoryBound(to: UInt32.self)
+                    lowrank_bf16_gemm_columns(transposeW ? 1 : 0, Int32(m), Int32(last - first), Int32(k), alpha, packed,
+                                              b + (transposeW ? first * columns : first), Int32(columns), beta, c + first,
+                                              Int32(n), workspace)
+                }
+            }
+        }
+    }
+}
