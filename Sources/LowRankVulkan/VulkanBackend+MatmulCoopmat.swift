@@ -91,11 +91,14 @@ public enum MatmulPath: Hashable, Sendable, CustomStringConvertible {
     /// `Shaders/matmul.comp`: f32 FMAs on the tile, every fused epilogue and quantized B.
     case scalar(MatmulTile)
     case coopmat(CoopmatTile)
+    /// `Shaders/matmul_vec.comp`: products of a few rows (`MatrixVectorKernel.takes`), on any device.
+    case matrixVector(MatrixVectorTile)
 
     public var description: String {
         switch self {
         case .scalar(let tile): "scalar \(tile)"
         case .coopmat(let tile): "coopmat \(tile)"
+        case .matrixVector(let tile): "matrix-vector \(tile)"
         }
     }
 
@@ -199,6 +202,8 @@ struct MatmulCoopmatKernel: Kernel {
 
 extension VulkanBackend {
     func matmulPath(_ call: MatmulCall) -> MatmulPath {
+        // A product of a few rows reads B once whichever kernel runs it: a tile of C would mostly compute rows that are not there.
+        if MatrixVectorKernel.takes(call) { return .matrixVector(.choose(m: call.m)) }
         let maskedOperand = call.dropout.map { !$0.mask.isIdentity && ($0.target == .a || $0.target == .b) } ?? false
         // A scaled by an f32 vector as it loads ((g⊙G)·W) is an f32 operand, whatever A's storage.
         let scaledA = if case .scaleA = call.vector?.use { true } else { false }
