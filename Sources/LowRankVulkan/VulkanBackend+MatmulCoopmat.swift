@@ -39,6 +39,7 @@ public struct CoopmatTile: Hashable, Sendable, CustomStringConvertible {
     /// The largest tile that fits: each subgroup a grid of 4×4 accumulators (ggml-vulkan's large warptile:
     /// every A fragment meets 4 B fragments and each B fragment 4 A ones, 8 shared-memory loads for 16
     /// products), else 2×2, four subgroups in a 2×2 grid, K steps of at least 32 and two matrix slices.
+    /// Products with few rows or columns take a smaller one of its family (`sized`).
     static func fit(_ shape: VulkanDeviceInfo.CooperativeMatrixShape, subgroupSize: Int, maxInvocations: Int, maxSharedBytes: Int)
         -> CoopmatTile? {
         for grid in [4, 2] {
@@ -47,6 +48,15 @@ public struct CoopmatTile: Hashable, Sendable, CustomStringConvertible {
             if tile.workgroupSize <= maxInvocations, tile.sharedBytes <= maxSharedBytes { return tile }
         }
         return nil
+    }
+
+    /// This tile, or a smaller one of its family for an M×N product, as ggml-vulkan chooses among its
+    /// small, medium and large tiles: each subgroup a 1×1 grid of accumulators when M or N is at most 32
+    /// (a LoRA rank), 2×2 when at most 64, else this tile's grid; the same 2×2 subgroups and K step.
+    func sized(m: Int, n: Int) -> CoopmatTile {
+        let grid = min(min(m, n) <= 32 ? 1 : min(m, n) <= 64 ? 2 : 4, wm / shape.m)
+        return CoopmatTile(shape: shape, bm: (bm / wm) * grid * shape.m, bn: (bn / wn) * grid * shape.n, bk: bk,
+                           wm: grid * shape.m, wn: grid * shape.n, subgroupSize: subgroupSize)
     }
 
     /// The tile for `info`'s device, or why it has none. The matrices are the device's subgroup-scope
@@ -207,7 +217,7 @@ extension VulkanBackend {
         let maskedOperand = call.dropout.map { !$0.mask.isIdentity && ($0.target == .a || $0.target == .b) } ?? false
         // A scaled by an f32 vector as it loads ((g⊙G)·W) is an f32 operand, whatever A's storage.
         let scaledA = if case .scaleA = call.vector?.use { true } else { false }
-        return .choose(tile: cooperativeMatricesEnabled ? coopmatTile : nil, scalar: scalarTile(m: call.m, n: call.n),
+        return .choose(tile: cooperativeMatricesEnabled ? coopmatTile?.sized(m: call.m, n: call.n) : nil, scalar: scalarTile(m: call.m, n: call.n),
                        precision: matmulPrecision, a: scaledA ? .f32 : call.a.dtype, b: call.b.dtype, fusedExtras: maskedOperand)
     }
 
