@@ -1,5 +1,6 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
 #include "dora.glsl"
 
@@ -40,42 +41,6 @@ const uint THREADS = (BM / TM) * (BN / TN);
 // Each thread's share of a tile's quads, the last share partial where a tile has fewer than THREADS.
 const uint A_QUADS = (BM * BK / 4u + THREADS - 1u) / THREADS, B_QUADS = (BN * BK / 4u + THREADS - 1u) / THREADS;
 
-#if SPLIT_K == SPLIT_K_REDUCE
-layout(std430, binding = 0) readonly buffer PartBuf { float part_data[]; };
-#else
-layout(std430, binding = 0) readonly buffer ABuf { A_T a_data[]; };
-layout(std430, binding = 0) readonly buffer AQuads { A_QUAD_T a_quads[]; };
-#endif
-#if SPLIT_K == SPLIT_K_REDUCE
-#elif B_QUANT != QUANT_NONE
-// A block-quantized B (a frozen weight), bound whole and dequantized as tiles load (quant.glsl).
-layout(std430, binding = 1) readonly buffer BBuf { uint b_words[]; };
-#define QWORDS b_words
-#define QUANT B_QUANT
-#include "quant.glsl"
-#else
-layout(std430, binding = 1) readonly buffer BBuf { B_T b_data[]; };
-layout(std430, binding = 1) readonly buffer BQuads { B_QUAD_T b_quads[]; };
-#endif
-#if ACCUMULATE
-layout(std430, binding = 2) buffer CBuf { C_T c_data[]; };
-#else
-layout(std430, binding = 2) writeonly buffer CBuf { C_T c_data[]; };
-#endif
-#if HAS_BIAS
-layout(std430, binding = 3) readonly buffer BiasBuf { BIAS_T bias_data[]; };
-#endif
-#if SECOND
-layout(std430, binding = 3 + HAS_BIAS) readonly buffer A2Buf { A2_T a2_data[]; };
-layout(std430, binding = 4 + HAS_BIAS) readonly buffer B2Buf { B2_T b2_data[]; };
-#endif
-#if KSCALE || DORA
-layout(std430, binding = 3 + HAS_BIAS + 2 * SECOND) readonly buffer VecBuf { float vec_data[]; };
-#endif
-#if WRITE_INNER
-layout(std430, binding = 4 + HAS_BIAS + 2 * SECOND) buffer InnerBuf { float inner_data[]; };
-#endif
-
 layout(push_constant) uniform Params {
     uint M, N, K, K2;
     float alpha, alpha2;
@@ -87,6 +52,8 @@ layout(push_constant) uniform Params {
     uint b_count;
 } p;
 
+#include "matmul_common.glsl"
+
 // Two buffers of each operand's tile, k-major ([BK][BM] and [BK][BN]) in quads, each row padded by one
 // quad so that the scalar stores of a k-contiguous operand spread over the banks: the next tile loads
 // into one while the threads compute on the other (one barrier per step).
@@ -95,19 +62,6 @@ shared vec4 As[2 * BK * A_ROW];
 shared vec4 Bs[2 * BK * B_ROW];
 
 float acc[TM * TN];
-
-vec4 to_f32x4(vec4 v) { return v; }
-vec4 to_f32x4(f16vec4 v) { return vec4(v); }
-vec4 to_f32x4(u16vec4 v) { return uintBitsToFloat(uvec4(v) << 16); }  // bf16: the top half of an f32
-
-// Four consecutive elements of DATA from index I, of which the first VALID exist (zero after them):
-// one 16-byte (or 8-byte) load of QUADS when all four exist and I is a multiple of four.
-#define LOAD_QUAD(DATA, QUADS, I, VALID) \
-    ((VALID) == 4u && ((I) & 3u) == 0u ? to_f32x4(QUADS[(I) >> 2]) \
-     : vec4((VALID) > 0u ? to_f32(DATA[(I)]) : 0.0, (VALID) > 1u ? to_f32(DATA[(I) + 1u]) : 0.0, \
-            (VALID) > 2u ? to_f32(DATA[(I) + 2u]) : 0.0, (VALID) > 3u ? to_f32(DATA[(I) + 3u]) : 0.0))
-
-float dropout_at(uint row, uint col) { return dropout_factor(p.seed, p.drop_threshold, p.keep_scale, row, col); }
 
 // How many of the four elements from `first` along an axis of `size` exist (none when `other` is out of bounds).
 uint quad_valid(uint first, uint size, bool other) { return other && first < size ? min(size - first, 4u) : 0u; }
@@ -163,33 +117,14 @@ vec4 load_b(uint k, uint n) {
 #include "matmul_tile_loop.glsl"
 #endif
 
-#if SECOND
-// The second product at (m, n), summed in k order from global memory as the epilogue needs it: its
-// inner dimension is the rank, so shared tiles would save little, and a second set of TM×TN
-// accumulators held through the first product would cost the occupancy of every LoRA product.
-float second_at(uint m, uint n) {
-    float s = 0.0;
-    for (uint k = 0u; k < p.K2; k++) {
-#if TRANS_A
-        float a = to_f32(a2_data[k * p.lda2 + m]);
-#else
-        float a = to_f32(a2_data[m * p.lda2 + k]);
-#endif
-#if TRANS_B
-        float b = to_f32(b2_data[n * p.ldb2 + k]);
-#else
-        float b = to_f32(b2_data[k * p.ldb2 + n]);
-#endif
-        s = fma(a, b, s);
-    }
-    return s;
-}
-#endif
-
 void main() {
     uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
     uint tx = gl_LocalInvocationID.x % (BN / TN), ty = gl_LocalInvocationID.x / (BN / TN);
     for (uint i = 0u; i < TM * TN; i++) acc[i] = 0.0;
+#ifdef QUANT_TABLES_SHARED
+    quant_tables_init(gl_LocalInvocationID.x);
+    barrier();
+#endif
 #if SPLIT_K == SPLIT_K_REDUCE
     for (uint s = 0u; s < p.K; s++) {
         for (uint i = 0u; i < TM; i++) {
@@ -215,37 +150,7 @@ void main() {
 #if SPLIT_K == SPLIT_K_PARTIAL
             c_data[(gl_WorkGroupID.z * p.M + m) * p.ldc + n] = acc[i * TN + j];
 #else
-            float v = p.alpha * acc[i * TN + j];
-#if DROPOUT_PRODUCT
-            v *= dropout_at(p.m0 + m, p.n0 + n);
-#endif
-#if SECOND
-            float v2 = p.alpha2 * second_at(m, n);
-#if DROPOUT_SECOND
-            v2 *= dropout_at(p.m0 + m, p.n0 + n);
-#endif
-#if WRITE_INNER
-            inner_data[m * p.ldc + n] = v + v2;
-#endif
-#if DORA
-            v = dora_compose(v, v2, vec_data[n], DORA_ADD_BASE != 0);
-#else
-            v += v2;
-#endif
-#elif DORA
-            // A block after the first along K: its share of the base, without the LoRA term.
-#if WRITE_INNER
-            inner_data[m * p.ldc + n] += v;
-#endif
-            v = dora_compose(v, 0.0, vec_data[n], DORA_ADD_BASE != 0);
-#endif
-#if HAS_BIAS
-            v += to_f32(bias_data[n]);
-#endif
-#if ACCUMULATE
-            v += to_f32(c_data[m * p.ldc + n]);
-#endif
-            c_data[m * p.ldc + n] = C_FROM_F32(v);
+            store_c(m, n, acc[i * TN + j]);
 #endif
         }
     }

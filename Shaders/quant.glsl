@@ -4,8 +4,8 @@
 // QUANT_NONE), and passes the tensor's element count, from which every section's offset follows.
 // `dequant(i, n)` is the one decoder of every format (one element), for every kernel that reads a
 // quantized weight; `dequant_run(i0, n, v)` the RUN_LENGTH elements from i0 (a multiple of
-// RUN_LENGTH, so one block holds them), for NF4, Q8_0 and Q4_0 reading each packed word once and the
-// block's scale once (the others decode element by element). With QUANT_TABLES_SHARED defined, the
+// RUN_LENGTH, so one block holds them), for NF4, Q8_0, Q4_0 and Q4_1 reading each packed word once and
+// the block's scale once (the others decode element by element). With QUANT_TABLES_SHARED defined, the
 // code tables live in shared memory, filled by quant_tables_init(invocation) before a barrier() (the
 // includer enables GL_EXT_control_flow_attributes; a workgroup of at least 8 invocations); otherwise
 // they are constant arrays (a 256-entry one indexed per element is kept in registers by some
@@ -187,7 +187,7 @@ float dequant(uint i, uint n) {
 #endif
 }
 
-// The 8 bytes from byte offset `at` (always even: GGML's blocks are 34 and 18 bytes) as two words.
+// The 8 bytes from byte offset `at` (always even: GGML's blocks are 34, 20 and 18 bytes) as two words.
 uvec2 quant_bytes8(uint at) {
     uint w = at >> 2;
     uvec2 lo = uvec2(QWORDS[w], QWORDS[w + 1u]);
@@ -215,14 +215,27 @@ void dequant_run(uint i0, uint n, out float v[RUN_LENGTH]) {
         precise float x = float(bitfieldExtract(int(bytes[t >> 2]), int((t & 3u) * 8u), 8)) * d;
         v[t] = x;
     }
-#elif QUANT == QUANT_Q4_0
-    uint base = (i0 >> 5) * 18u, j = i0 & 31u;
+#elif QUANT == QUANT_Q4_0 || QUANT == QUANT_Q4_1
+#if QUANT == QUANT_Q4_0
+    const uint block_bytes = 18u, qs_at = 2u;
+#else
+    const uint block_bytes = 20u, qs_at = 4u;
+#endif
+    uint base = (i0 >> 5) * block_bytes, j = i0 & 31u;
     // Elements 0–15 of a block are its 16 bytes' low nibbles, 16–31 their high ones.
-    uvec2 bytes = quant_bytes8(base + 2u + (j & 15u));
+    uvec2 bytes = quant_bytes8(base + qs_at + (j & 15u));
     uint shift = j < 16u ? 0u : 4u;
     float d = ggml_scale(base);
+#if QUANT == QUANT_Q4_1
+    float m = ggml_scale(base + 2u);
+#endif
     for (uint t = 0u; t < RUN_LENGTH; t++) {
-        precise float x = float(int((bytes[t >> 2] >> ((t & 3u) * 8u + shift)) & 15u) - 8) * d;
+        uint q = (bytes[t >> 2] >> ((t & 3u) * 8u + shift)) & 15u;
+#if QUANT == QUANT_Q4_0
+        precise float x = float(int(q) - 8) * d;
+#else
+        precise float x = float(q) * d + m;
+#endif
         v[t] = x;
     }
 #else

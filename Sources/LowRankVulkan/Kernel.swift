@@ -16,6 +16,7 @@ enum Shader: String, CaseIterable, Sendable {
     case loraBackward = "lora_backward.comp"
     case matmul = "matmul.comp"
     case matmulCoopmat = "matmul_coopmat.comp"
+    case matmulVec = "matmul_vec.comp"
     case meanSquaredError = "mean_squared_error.comp"
     case probeCopy = "probe_copy.comp"
     case probeFMA = "probe_fma.comp"
@@ -48,6 +49,7 @@ enum Shader: String, CaseIterable, Sendable {
         case .loraBackward: LoRABackwardKernel.self
         case .matmul: MatmulKernel.self
         case .matmulCoopmat: MatmulCoopmatKernel.self
+        case .matmulVec: MatrixVectorKernel.self
         case .meanSquaredError: MeanSquaredErrorKernel.self
         case .probeCopy: ProbeCopyKernel.self
         case .probeFMA: ProbeFMAKernel.self

@@ -289,6 +289,8 @@ extension VulkanBackend {
             try dispatchScalar(tile, kernel, bindings, push: push, rows: rows.count, columns: columns.count)
         case .coopmat(let tile):
             try dispatchCoopmat(tile, kernel, bindings, push: push, rows: rows.count, columns: columns.count)
+        case .matrixVector(let tile):
+            try dispatchMatrixVector(tile, kernel, bindings, push: push, rows: rows.count, columns: columns.count)
         }
     }
 }

@@ -19,6 +19,7 @@ public struct CoopmatTile: Hashable, Sendable, CustomStringConvertible {
     /// The largest tile that fits: each subgroup a grid of 4×4 accumulators (ggml-vulkan's large warptile:
     /// every A fragment meets 4 B fragments and each B fragment 4 A ones, 8 shared-memory loads for 16
     /// products), else 2×2, four subgroups in a 2×2 grid, K steps of at least 32 and two matrix slices.
+    /// Products with few rows or columns take a smaller one of its family (`sized`).
     static func fit(_ shape: VulkanDeviceInfo.CooperativeMatrixShape, subgroupSize: Int, maxInvocations: Int, maxSharedBytes: Int)
         -> CoopmatTile? {
         for grid in [4, 2] {
@@ -27,6 +28,15 @@ public struct CoopmatTile: Hashable, Sendable, CustomStringConvertible {
             if tile.workgroupSize <= maxInvocations, tile.sharedBytes <= maxSharedBytes { return tile }
         }
         return nil
+    }
+
+    /// This tile, or a smaller one of its family for an M×N product, as ggml-vulkan chooses among its
+    /// small, medium and large tiles: each subgroup a 1×1 grid of accumulators when M or N is at most 32
+    /// (a LoRA rank), 2×2 when at most 64, else this tile's grid; the same 2×2 subgroups and K step.
+    func sized(m: Int, n: Int) -> CoopmatTile {
+        let grid = min(min(m, n) <= 32 ? 1 : min(m, n) <= 64 ? 2 : 4, wm / shape.m)
+        return CoopmatTile(shape: shape, bm: (bm / wm) * grid * shape.m, bn: (bn / wn) * grid * shape.n, bk: bk,
+                           wm: grid * shape.m, wn: grid * shape.n, subgroupSize: subgroupSize)
     }
 
     /// The tile for `info`'s device, or why it has none. The matrices are the device's subgroup-scope
@@ -71,11 +81,14 @@ public enum MatmulPath: Hashable, Sendable, CustomStringConvertible {
     /// `Shaders/matmul.comp`: f32 FMAs on the tile, every fused epilogue and quantized B.
     case scalar(MatmulTile)
     case coopmat(CoopmatTile)
+    /// `Shaders/matmul_vec.comp`: products of a few rows (`MatrixVectorKernel.takes`), on any device.
+    case matrixVector(MatrixVectorTile)
 
     public var description: String {
         switch self {
         case .scalar(let tile): "scalar \(tile)"
         case .coopmat(let tile): "coopmat \(tile)"
+        case .matrixVector(let tile): "matrix-vector \(tile)"
         }
     }
 
@@ -179,10 +192,12 @@ struct MatmulCoopmatKernel: Kernel {
 
 extension VulkanBackend {
     func matmulPath(_ call: MatmulCall) -> MatmulPath {
+        // A product of a few rows reads B once whichever kernel runs it: a tile of C would mostly compute rows that are not there.
+        if MatrixVectorKernel.takes(call) { return .matrixVector(.choose(m: call.m)) }
         let maskedOperand = call.dropout.map { !$0.mask.isIdentity && ($0.target == .a || $0.target == .b) } ?? false
         // A scaled by an f32 vector as it loads ((g⊙G)·W) is an f32 operand, whatever A's storage.
         let scaledA = if case .scaleA = call.vector?.use { true } else { false }
-        return .choose(tile: cooperativeMatricesEnabled ? coopmatTile : nil, scalar: scalarTile(m: call.m, n: call.n),
+        return .choose(tile: cooperativeMatricesEnabled ? coopmatTile?.sized(m: call.m, n: call.n) : nil, scalar: scalarTile(m: call.m, n: call.n),
                        precision: matmulPrecision, a: scaledA ? .f32 : call.a.dtype, b: call.b.dtype, fusedExtras: maskedOperand)
     }
 

@@ -52,8 +52,11 @@ struct GenerationTests {
 
     /// At every step of a generation (the prompt, then each token through the cache), the logits
     /// equal the last row of a whole forward over the sequence so far (causal attention, no cache),
-    /// within f32 rounding: 1e-6 of the largest logit; also with the projections quantized to NF4
-    /// and Q8_0 as training quantizes them (the adapter on top, unmerged).
+    /// within f32 rounding: 1e-6 of the largest logit on the CPU, 4e-6 on Vulkan, where a step's
+    /// one-row products take the matrix-vector kernel and sum K in another order than the whole
+    /// forward's tiles (each sum within K·2⁻²⁴ ≈ 3.8e-6 of Σ|a·b| for the fixtures' K ≤ 64; measured up to 1.7e-6
+    /// of the largest logit); also with the projections quantized to NF4 and Q8_0 as training quantizes
+    /// them (the adapter on top, unmerged).
     @Test(arguments: BackendKind.allCases, [nil, DType.nf4, .q8_0])
     func cachedLogitsEqualAWholeForward(_ kind: BackendKind, _ quantize: DType?) throws {
         try onBackend(kind) { backend in
@@ -65,7 +68,7 @@ struct GenerationTests {
                 for next in c.generated {
                     let whole = try Self.wholeForwardLogits(model: model, adapter: adapter, ids: sequence)
                     let error = relativeError(logits, whole.suffix(model.config.vocabularySize).map(Double.init))
-                    #expect(error <= 1e-6, "\(c.testDescription) at \(sequence.count) tokens: \(error)")
+                    #expect(error <= (kind == .vulkan ? 4e-6 : 1e-6), "\(c.testDescription) at \(sequence.count) tokens: \(error)")
                     sequence.append(next)
                     logits = try decoder.logits(after: [next])
                 }
