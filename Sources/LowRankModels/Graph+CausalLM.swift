@@ -3,8 +3,8 @@ import LowRank
 /// What `Graph.causalLMDecoder` built: the final norm's output `[T, d]` and the tensors that train.
 struct CausalLMDecoderGraph {
     var hidden: GraphTensor
-    /// Every adapter tensor in `ModelAdapter.parameters` order (the biases, then the token rows,
-    /// last); empty unless training.
+    /// Every adapter tensor in `ModelAdapter.parameters` order (the biases, the token rows, then the
+    /// embedding's copy, last; the LM head's copy is the caller's); empty unless training.
     var trainable: [GraphTensor]
     /// With trainable token rows (PEFT's `trainable_token_indices`): the inputs that pick them,
     /// fed per batch by `feeds(ids:)`.
@@ -77,7 +77,8 @@ extension Graph {
 
         let shape = DecoderBlockShape(tokens: ids.descriptor.shape[0], sequence: sequence, queryHeads: config.headCount,
                                       keyValueHeads: config.keyValueHeadCount, headDim: config.headDim, rmsNormEpsilon: config.rmsNormEpsilon)
-        var h = try embedding(try frozen("model.embed_tokens.weight"), ids: ids, label: "embed_tokens")
+        let embeddingCopy = try adapter?.saved.first { $0.path == SavedModule.embedding }.map { try parameter($0.key, $0.weight, trainable: training) }
+        var h = try embedding(try embeddingCopy ?? frozen("model.embed_tokens.weight"), ids: ids, label: "embed_tokens")
         // A 16-bit table's rows widen exactly: the residual stream stays f32 whatever the weights' dtype.
         if h.dtype != .f32 { h = try apply(.cast(.f32), [h], label: "embed_tokens.f32")[0] }
         var tokenRows: (tokens: TrainableTokens, onehot: GraphTensor, keep: GraphTensor)?, rowsParameter: GraphTensor?
@@ -112,14 +113,20 @@ extension Graph {
             h = try checkpointing ? checkpointed(block) : block()
         }
         let final = try rmsNorm(h, weight: try frozen("model.norm.weight"), epsilon: config.rmsNormEpsilon, label: "model.norm")
-        // The biases' gradients, then the token rows', last, in the adapter's order, as `ModelAdapter.parameters` lists them.
+        // The biases' gradients, then the token rows' and the embedding copy's, last, in the
+        // adapter's order, as `ModelAdapter.parameters` lists them (the LM head's copy follows, see `lmHead`).
         trainable += (adapter?.biases ?? []).compactMap { biasParameters[$0.path] }
         trainable += rowsParameter.map { [$0] } ?? []
+        trainable += embeddingCopy.map { [$0] } ?? []
         return CausalLMDecoderGraph(hidden: final, trainable: training ? trainable : [], tokenRows: tokenRows)
     }
 
-    /// The LM head's weight: the token embedding when tied.
-    func lmHead(_ model: LlamaModel) throws -> GraphTensor {
+    /// The LM head's weight: the adapter's trained copy (`modules_to_save`), trainable with
+    /// `training`, else the model's, the token embedding when tied.
+    func lmHead(_ model: LlamaModel, adapter: ModelAdapter?, training: Bool = false) throws -> GraphTensor {
+        if let copy = adapter?.saved.first(where: { $0.path == SavedModule.head }) {
+            return try parameter(copy.key, copy.weight, trainable: training)
+        }
         let name = model.config.tiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight"
         return try parameter(name, try model.weight(name))
     }

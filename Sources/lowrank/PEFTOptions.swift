@@ -27,12 +27,14 @@ struct PEFTOptions: ParsableArguments {
     var bias: AdapterSettings.Bias = .none
     @Option(help: "PEFT's trainable_token_indices: comma-separated token ids whose embedding rows train (and are saved) with the adapter; the rest of the embedding stays frozen. Not on models with tie_word_embeddings.")
     var trainableTokenIndices: String?
+    @Option(help: "PEFT's modules_to_save: comma-separated modules that train in full (a copy with its own optimizer state, saved with the adapter): embed_tokens, lm_head.")
+    var modulesToSave: String?
     @Option(help: "LoRA+ (PEFT's create_loraplus_optimizer): B's learning rate is this times --lr (16 in the paper).")
     var loraplusLrRatio: Double?
 
     /// Whether an option that shapes a new adapter is given (they do not apply to --init-adapter).
     var shapesTheAdapter: Bool {
-        `init` != .kaiming || bias != .none || [rankPattern, alphaPattern, layers, layersPattern, excludeModules, trainableTokenIndices].contains { $0 != nil }
+        `init` != .kaiming || bias != .none || [rankPattern, alphaPattern, layers, layersPattern, excludeModules, trainableTokenIndices, modulesToSave].contains { $0 != nil }
     }
 
     /// A new adapter on `model` started as `--init` says.
@@ -60,6 +62,7 @@ struct PEFTOptions: ParsableArguments {
                 return id
             }
         }
+        s.modulesToSave = modulesToSave.map(Self.items)
         try s.validate()
         return s
     }
