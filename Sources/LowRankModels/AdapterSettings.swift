@@ -264,8 +264,8 @@ public struct AdapterSettings: Hashable, Sendable {
         case let v?: throw fields.fail("modules_to_save", "must be a list of module names, got \(v.kind)")
         }
         // PEFT then shares one copy between a tied embedding and LM head, and rewrites modules_to_save to name both.
-        if modulesToSave != nil || tokenIndices != nil, try fields.bool("ensure_weight_tying", default: false) {
-            throw fields.fail("ensure_weight_tying", "is not supported with modules_to_save or trainable_token_indices (got true; PEFT's default, false, trains a tied embedding's and LM head's copies apart)")
+        if modulesToSave != nil, try fields.bool("ensure_weight_tying", default: false) {
+            throw fields.fail("ensure_weight_tying", "is not supported with modules_to_save (got true; PEFT's default, false, trains a tied embedding's and LM head's copies apart)")
         }
         do {
             try self.init(rank: rank, alpha: Float(alpha), dropout: Float(dropout), rsLoRA: rsLoRA, dora: dora, targets: targets,

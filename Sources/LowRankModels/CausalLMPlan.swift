@@ -53,7 +53,7 @@ public final class CausalLMPlan {
         let decoder = try g.causalLMDecoder(model: model, adapter: adapter, ids: ids, positions: positions, sequence: sequence,
                                             training: training, checkpointing: checkpointing)
         self.decoder = decoder
-        let head = try g.lmHead(model, adapter: adapter, training: training)
+        let head = try g.lmHead(model, adapter: adapter, decoder: decoder, training: training)
         let loss = training && Self.holdsLogits(on: backend, rows: t, classes: config.vocabularySize)
             ? try g.crossEntropy(try g.linear(decoder.hidden, weight: head, label: "lm_head"), labels: labels, ignoreIndex: Self.ignoredLabel,
                                  label: "lm_head.loss")

@@ -50,6 +50,9 @@ public struct SavedModule {
             // PEFT's words: the embedding cannot both train in full and train rows.
             throw LowRankError(.invalidArgument, "modules_to_save trains the token embedding in full and trainable_token_indices trains its rows: name it in one, not both")
         }
+        if config.tiedEmbeddings, chosen.contains(head), settings.trainableTokenIndices != nil {
+            throw LowRankError(.unsupported, "modules_to_save trains the LM head in full and trainable_token_indices ties its rows to the embedding's on this model (tie_word_embeddings): name lm_head or the token ids, not both")
+        }
         return chosen
     }
 

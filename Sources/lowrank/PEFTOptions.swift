@@ -25,7 +25,7 @@ struct PEFTOptions: ParsableArguments {
     var excludeModules: String?
     @Option(help: "PEFT's bias: which linear layers' biases train and are saved with the adapter: none, lora_only (the adapted layers') or all.")
     var bias: AdapterSettings.Bias = .none
-    @Option(help: "PEFT's trainable_token_indices: comma-separated token ids whose embedding rows train (and are saved) with the adapter; the rest of the embedding stays frozen. Not on models with tie_word_embeddings.")
+    @Option(help: "PEFT's trainable_token_indices: comma-separated token ids whose embedding rows train (and are saved) with the adapter; the rest of the embedding stays frozen (with tie_word_embeddings, the LM head's rows of those ids are the same rows).")
     var trainableTokenIndices: String?
     @Option(help: "PEFT's modules_to_save: comma-separated modules that train in full (a copy with its own optimizer state, saved with the adapter): embed_tokens, lm_head.")
     var modulesToSave: String?

@@ -79,25 +79,27 @@ struct SavedModuleTests {
         }
     }
 
-    /// Generation reads the copies: the KV cache's logits with PEFT's adapter equal those of the
-    /// model `lowrank merge` wrote with it (its embedding and LM head the copies, its q and v merged),
-    /// within f32 rounding.
-    @Test(arguments: BackendKind.allCases)
-    func generationUsesTheCopies(_ kind: BackendKind) throws {
+    /// Generation reads the copies (and, on a tied model, the LM head the trained token rows):
+    /// the KV cache's logits with PEFT's adapter equal those of the model `lowrank merge` wrote with
+    /// it in f32 (its embedding and LM head the copies, or its tied table with the rows; q and v
+    /// merged), within f32 rounding.
+    @Test(arguments: BackendKind.allCases, [("tiny-llama", "modules"), ("tiny-qwen2-bf16", "tokens-tied")])
+    func generationUsesTheCopies(_ kind: BackendKind, _ fixture: (model: String, adapter: String)) throws {
         try onBackend(kind) { backend in
-            let checkpoint = try HuggingFaceCheckpoint(folder: LlamaFixtures.path("tiny-llama"))
-            let model = try LlamaModel(checkpoint: checkpoint, on: backend)
-            let adapter = try ModelAdapter(contentsOf: PEFTConfigFixtures.path("modules"), on: model)
+            let checkpoint = try HuggingFaceCheckpoint(folder: LlamaFixtures.path(fixture.model))
+            let model = try LlamaModel(checkpoint: checkpoint, on: backend, dtype: .f32)
+            let adapter = try ModelAdapter(contentsOf: PEFTConfigFixtures.path(fixture.adapter), on: model)
             try withTemporaryFolder { folder in
-                let cpuModel = try LlamaModel(checkpoint: checkpoint, on: CPUBackend.shared)
-                try checkpoint.write(merging: try ModelAdapter(contentsOf: PEFTConfigFixtures.path("modules"), on: cpuModel), of: cpuModel, to: folder + "/merged")
+                let cpuModel = try LlamaModel(checkpoint: checkpoint, on: CPUBackend.shared, dtype: .f32)
+                try checkpoint.write(merging: try ModelAdapter(contentsOf: PEFTConfigFixtures.path(fixture.adapter), on: cpuModel), of: cpuModel,
+                                     to: folder + "/merged", dtype: .f32)
                 let merged = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: folder + "/merged"), on: backend)
                 let prompt: [Int32] = [27, 2, 11, 40, 5]
                 let ours = try KVCacheDecoder(model: model, adapter: adapter, capacity: 8).logits(after: prompt)
                 let reference = try KVCacheDecoder(model: merged, adapter: nil, capacity: 8).logits(after: prompt)
                 let plain = try KVCacheDecoder(model: model, adapter: nil, capacity: 8).logits(after: prompt)
                 #expect(relativeError(ours, reference.map(Double.init)) <= 1e-5)
-                #expect(relativeError(plain, reference.map(Double.init)) > 1e-2, "the copies changed nothing")
+                #expect(relativeError(plain, reference.map(Double.init)) > 1e-2, "the adapter changed nothing")
             }
         }
     }
