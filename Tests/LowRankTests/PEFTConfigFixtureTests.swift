@@ -27,6 +27,18 @@ enum PEFTConfigFixtures {
         return (trainer.losses, adapter)
     }
 
+    /// `lowrank merge` of PEFT's adapter `name` into its fixture model (on the CPU, in the
+    /// checkpoint's dtype), in a temporary folder: `body` gets the adapter, the model and the merged checkpoint.
+    static func merging(_ name: String, _ body: (ModelAdapter, LlamaModel, HuggingFaceCheckpoint) throws -> Void) throws {
+        let checkpoint = try HuggingFaceCheckpoint(folder: LlamaFixtures.path(modelName(name)))
+        let model = try LlamaModel(checkpoint: checkpoint, on: CPUBackend.shared)
+        let adapter = try ModelAdapter(contentsOf: path(name), on: model)
+        try withTemporaryFolder { folder in
+            try checkpoint.write(merging: adapter, of: model, to: folder + "/merged")
+            try body(adapter, model, try HuggingFaceCheckpoint(folder: folder + "/merged"))
+        }
+    }
+
     /// max over tensors of the relative difference from the adapter PEFT saved in `folder`, which must hold the same tensors.
     static func worstDifference(_ adapter: ModelAdapter, _ folder: String) throws -> Double {
         let reference = try SafetensorsFile(path: path(folder + "/" + ModelAdapter.weightsName))
@@ -91,12 +103,7 @@ struct PEFTConfigFixtureTests {
     /// `lowrank merge` writes the trained biases (PEFT's merge_and_unload keeps the trained
     /// bias tensors in the model), in the checkpoint's dtype, adapted modules' and others'.
     @Test func mergeWritesTheTrainedBiases() throws {
-        let checkpoint = try HuggingFaceCheckpoint(folder: LlamaFixtures.path("tiny-qwen2-bf16"))
-        let model = try LlamaModel(checkpoint: checkpoint, on: CPUBackend.shared)
-        let adapter = try ModelAdapter(contentsOf: PEFTConfigFixtures.path("bias-all"), on: model)
-        try withTemporaryFolder { folder in
-            try checkpoint.write(merging: adapter, of: model, to: folder + "/merged")
-            let merged = try HuggingFaceCheckpoint(folder: folder + "/merged")
+        try PEFTConfigFixtures.merging("bias-all") { adapter, _, merged in
             #expect(adapter.biases.map(\.path).contains("model.layers.0.self_attn.q_proj"))
             for (path, bias) in adapter.biases {
                 let written = try merged.tensor(path + ".bias", as: .f32, on: CPUBackend.shared).floats()

@@ -63,20 +63,12 @@ struct SavedModuleTests {
     /// `lowrank merge` writes the trained copies in place of the model's; on a model with tied
     /// embeddings, whose merged config ties them again, it refuses.
     @Test func mergeWritesTheCopies() throws {
-        let checkpoint = try HuggingFaceCheckpoint(folder: LlamaFixtures.path("tiny-llama"))
-        let model = try LlamaModel(checkpoint: checkpoint, on: CPUBackend.shared)
-        let adapter = try ModelAdapter(contentsOf: PEFTConfigFixtures.path("modules"), on: model)
-        try withTemporaryFolder { folder in
-            try checkpoint.write(merging: adapter, of: model, to: folder + "/merged")
-            let merged = try HuggingFaceCheckpoint(folder: folder + "/merged")
+        try PEFTConfigFixtures.merging("modules") { adapter, _, merged throws in
             for module in adapter.saved {
                 #expect(try merged.tensor(module.path + ".weight", as: .f32, on: CPUBackend.shared).floats() == module.weight.floats(), "\(module.path)")
             }
-            let tied = try HuggingFaceCheckpoint(folder: LlamaFixtures.path("tiny-qwen2-bf16"))
-            let tiedModel = try LlamaModel(checkpoint: tied, on: CPUBackend.shared)
-            let tiedAdapter = try ModelAdapter(contentsOf: PEFTConfigFixtures.path("modules-tied"), on: tiedModel)
-            #expect { try tied.write(merging: tiedAdapter, of: tiedModel, to: folder + "/tied") } throws: { "\($0)".contains("tie_word_embeddings") }
         }
+        #expect { try PEFTConfigFixtures.merging("modules-tied") { _, _, _ in } } throws: { "\($0)".contains("tie_word_embeddings") }
     }
 
     /// Generation reads the copies (and, on a tied model, the LM head the trained token rows):

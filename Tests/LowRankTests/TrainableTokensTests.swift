@@ -57,13 +57,9 @@ struct TrainableTokensTests {
 
     /// `lowrank merge` writes the trained rows into the embedding (PEFT's merge: index_copy) and leaves the others.
     @Test func mergeWritesTheRows() throws {
-        let checkpoint = try HuggingFaceCheckpoint(folder: LlamaFixtures.path("tiny-llama"))
-        let model = try LlamaModel(checkpoint: checkpoint, on: CPUBackend.shared)
-        let adapter = try ModelAdapter(contentsOf: PEFTConfigFixtures.path("tokens"), on: model)
-        let tokens = try #require(adapter.tokens)
-        try withTemporaryFolder { folder in
-            try checkpoint.write(merging: adapter, of: model, to: folder + "/merged")
-            let merged = try HuggingFaceCheckpoint(folder: folder + "/merged").tensor("model.embed_tokens.weight", as: .f32, on: CPUBackend.shared).floats()
+        try PEFTConfigFixtures.merging("tokens") { adapter, model, checkpoint in
+            let tokens = try #require(adapter.tokens)
+            let merged = try checkpoint.tensor("model.embed_tokens.weight", as: .f32, on: CPUBackend.shared).floats()
             var expected = try model.weight("model.embed_tokens.weight").floats()
             let (hidden, rows) = (model.config.hiddenSize, try tokens.rows.floats())
             for (k, id) in tokens.indices.enumerated() {
