@@ -55,7 +55,7 @@ def main():
                                           "--alpha-pattern", "v_proj=4", "--layers", "1", "--layers-pattern", "layers",
                                           "--exclude-modules", "up_proj", "--loraplus-lr-ratio", "16", "--init", "gaussian"]),
                             ("tokens", ["--targets", "q_proj,v_proj", "--trainable-token-indices", "27,2,11,63"]),
-                            ("modules", ["--targets", "q_proj,v_proj", "--modules-to-save", "embed_tokens,lm_head"])]:
+                            ("modules", ["--targets", "q_proj,v_proj", "--modules-to-save", "embed_tokens,lm_head,norm"])]:
             out, merged = os.path.join(tmp, name), os.path.join(tmp, name + "-merged")
             lowrank("train", "--model", MODEL, "--data", DATA, "--adapter-out", out, "--steps", "4", "--batch-size", "2",
                     "--lr", "0.02", "--r", "4", "--alpha", "8", *flags)

@@ -35,6 +35,9 @@ What it writes (OUTDIR defaults to Tests/Fixtures/peft):
 - `modules-tied/`: the same on the tiny Qwen2, whose LM head is its embedding (tie_word_embeddings):
   PEFT's default (`ensure_weight_tying=False`) copies each apart, so they are moved apart; its loss,
   and 3 AdamW steps (`train3-modules-tied/`).
+- `modules-norms/`: q and v, and `modules_to_save` ["input_layernorm", "model.norm"] (each block's
+  input RMSNorm and the final one trained in full, the post-attention ones not); its loss, and 3
+  AdamW steps (`train3-modules-norms/`).
 - `bias-lora-only/` and `bias-all/`: on the tiny Qwen2 (q/k/v biases), `bias="lora_only"` with q and
   o adapted, and `bias="all"` with v and gate adapted; the saved biases moved from the model's so
   that loading them matters; their losses, and 3 AdamW steps from each (`train3-bias-*/`).
@@ -75,8 +78,10 @@ BIAS_CONFIGS = {
 }
 ROWS = dict(target_modules=["q_proj", "v_proj"], trainable_token_indices=TOKENS)
 SAVED = dict(target_modules=["q_proj", "v_proj"], modules_to_save=["embed_tokens", "lm_head"])
-# Each on the untied Llama and on the tied Qwen2.
-EMBEDDING_CONFIGS = {"tokens": (ROWS, MODEL), "tokens-tied": (ROWS, QWEN2), "modules": (SAVED, MODEL), "modules-tied": (SAVED, QWEN2)}
+# Each on the untied Llama and on the tied Qwen2; the norms on the Llama.
+NORMS = dict(target_modules=["q_proj", "v_proj"], modules_to_save=["input_layernorm", "model.norm"])
+EMBEDDING_CONFIGS = {"tokens": (ROWS, MODEL), "tokens-tied": (ROWS, QWEN2), "modules": (SAVED, MODEL), "modules-tied": (SAVED, QWEN2),
+                     "modules-norms": (NORMS, MODEL)}
 
 
 def load(model_dir=MODEL):

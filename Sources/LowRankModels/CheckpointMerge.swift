@@ -89,7 +89,7 @@ extension ModelSource {
         }
         // The modules trained in full replace the model's (PEFT's merge_and_unload keeps the copy).
         for module in adapter.saved {
-            guard !model.config.tiedEmbeddings else {
+            guard !model.config.tiedEmbeddings || ![SavedModule.embedding, SavedModule.head].contains(module.path) else {
                 // The merged model's config ties them again, where PEFT trained two copies apart.
                 throw LowRankError(.unsupported, "merging modules_to_save (\(module.path)) into a model with tie_word_embeddings is not supported: its LM head and embedding trained apart, and the merged model would tie them")
             }

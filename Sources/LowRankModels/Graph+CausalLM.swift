@@ -4,7 +4,7 @@ import LowRank
 struct CausalLMDecoderGraph {
     var hidden: GraphTensor
     /// Every adapter tensor in `ModelAdapter.parameters` order (the biases, the token rows, then the
-    /// embedding's copy, last; the LM head's copy is the caller's); empty unless training.
+    /// modules' copies, last; the LM head's copy is the caller's); empty unless training.
     var trainable: [GraphTensor]
     /// With trainable token rows (PEFT's `trainable_token_indices`): their parameter and the inputs
     /// that pick them, fed per batch by `feeds(ids:)`.
@@ -77,8 +77,17 @@ extension Graph {
 
         let shape = DecoderBlockShape(tokens: ids.descriptor.shape[0], sequence: sequence, queryHeads: config.headCount,
                                       keyValueHeads: config.keyValueHeadCount, headDim: config.headDim, rmsNormEpsilon: config.rmsNormEpsilon)
-        let embeddingCopy = try adapter?.saved.first { $0.path == SavedModule.embedding }.map { try parameter($0.key, $0.weight, trainable: training) }
-        var h = try embedding(try embeddingCopy ?? frozen("model.embed_tokens.weight"), ids: ids, label: "embed_tokens")
+        // The modules trained in full (modules_to_save) in place of the frozen weights, the LM head's aside (see `lmHead`).
+        let copies = Dictionary(uniqueKeysWithValues: (adapter?.saved ?? []).map { ($0.path, $0) })
+        var copyParameters: [String: GraphTensor] = [:]
+        let moduleWeight = { (path: String) throws -> GraphTensor in
+            guard let copy = copies[path] else { return try frozen(path + ".weight") }
+            if let made = copyParameters[path] { return made }  // one parameter, so one gradient, however often it is read
+            let weight = try self.parameter(copy.key, copy.weight, trainable: training)
+            copyParameters[path] = weight
+            return weight
+        }
+        var h = try embedding(try moduleWeight(SavedModule.embedding), ids: ids, label: "embed_tokens")
         // A 16-bit table's rows widen exactly: the residual stream stays f32 whatever the weights' dtype.
         if h.dtype != .f32 { h = try apply(.cast(.f32), [h], label: "embed_tokens.f32")[0] }
         var tokenRows: (tokens: TrainableTokens, rows: GraphTensor, onehot: GraphTensor, keep: GraphTensor)?
@@ -107,17 +116,17 @@ extension Graph {
             }
             let block = {
                 try self.decoderBlock(h, shape: shape, inverseFrequencies: inverseFrequencies, positions: positions, prefix: prefix,
-                                      normWeight: { try frozen(prefix + $0 + ".weight") },
+                                      normWeight: { try moduleWeight(prefix + $0) },
                                       project: { try project($0, prefix + $1.path, $1) }, attend: attend)
             }
             h = try checkpointing ? checkpointed(block) : block()
         }
-        let final = try rmsNorm(h, weight: try frozen("model.norm.weight"), epsilon: config.rmsNormEpsilon, label: "model.norm")
-        // The biases' gradients, then the token rows' and the embedding copy's, last, in the
-        // adapter's order, as `ModelAdapter.parameters` lists them (the LM head's copy follows, see `lmHead`).
+        let final = try rmsNorm(h, weight: try moduleWeight("model.norm"), epsilon: config.rmsNormEpsilon, label: "model.norm")
+        // The biases' gradients, then the token rows' and the copies', last, in the adapter's
+        // order, as `ModelAdapter.parameters` lists them (the LM head's copy follows, see `lmHead`).
         trainable += (adapter?.biases ?? []).compactMap { biasParameters[$0.path] }
         trainable += tokenRows.map { [$0.rows] } ?? []
-        trainable += embeddingCopy.map { [$0] } ?? []
+        trainable += (adapter?.saved ?? []).compactMap { copyParameters[$0.path] }
         return CausalLMDecoderGraph(hidden: final, trainable: training ? trainable : [], tokenRows: tokenRows)
     }
 

@@ -1,10 +1,12 @@
 import LowRank
 
-/// One of PEFT's `modules_to_save` (its `ModulesToSaveWrapper`): the token embedding or the LM
-/// head trained in full, as an f32 copy of the frozen module's weight that the model's graph uses
-/// in place of it, with its own optimizer state. PEFT saves it as `base_model.model.<path>.weight`.
+/// One of PEFT's `modules_to_save` (its `ModulesToSaveWrapper`): the token embedding, an RMSNorm
+/// or the LM head trained in full, as an f32 copy of the frozen module's weight that the model's
+/// graph uses in place of it, with its own optimizer state. PEFT saves it as
+/// `base_model.model.<path>.weight`.
 public struct SavedModule {
-    /// `model.embed_tokens` or `lm_head`.
+    /// `model.embed_tokens`, `model.layers.<i>.input_layernorm`, `…post_attention_layernorm`,
+    /// `model.norm` or `lm_head`.
     public let path: String
     /// The trained copy, the frozen weight's shape, f32.
     public let weight: Tensor
@@ -25,9 +27,15 @@ public struct SavedModule {
         path == head && config.tiedEmbeddings ? embedding + ".weight" : path + ".weight"
     }
 
+    /// The modules that can train in full, in model order (as `ModelAdapter.parameters` lists them).
+    static func trainable(_ config: LlamaConfig) -> [String] {
+        [embedding] + (0..<config.layerCount).flatMap { ["model.layers.\($0).input_layernorm", "model.layers.\($0).post_attention_layernorm"] }
+            + ["model.norm", head]
+    }
+
     /// The modules `settings.modulesToSave` names on a model of `config`, in model order. PEFT
     /// wraps every module whose path ends with a listed name (`_set_trainable`); a name matching a
-    /// module other than the embedding and the LM head, or matching none, is refused.
+    /// module other than these (a projection, a container), or matching none, is refused.
     static func paths(_ settings: AdapterSettings, _ config: LlamaConfig) throws -> [String] {
         guard let names = settings.modulesToSave else { return [] }
         // Every module of the model, containers too, as PyTorch's named_modules lists them (a tied LM head among them).
@@ -41,11 +49,11 @@ public struct SavedModule {
             guard !matched.isEmpty else {
                 throw LowRankError(.invalidArgument, "modules_to_save names \"\(name)\", which matches no module of this \(config.modelType) model")
             }
-            if let other = matched.first(where: { $0 != embedding && $0 != head }) {
-                throw LowRankError(.unsupported, "modules_to_save \"\(name)\" matches \(other); only the token embedding (embed_tokens) and the LM head (lm_head) train in full here")
+            if let other = matched.first(where: { !trainable(config).contains($0) }) {
+                throw LowRankError(.unsupported, "modules_to_save \"\(name)\" matches \(other); only the token embedding (embed_tokens), the RMSNorms and the LM head (lm_head) train in full here")
             }
         }
-        let chosen = [embedding, head].filter { path in names.contains { path.hasSuffix($0) } }
+        let chosen = trainable(config).filter { path in names.contains { path.hasSuffix($0) } }
         if chosen.contains(embedding), settings.trainableTokenIndices != nil {
             // PEFT's words: the embedding cannot both train in full and train rows.
             throw LowRankError(.invalidArgument, "modules_to_save trains the token embedding in full and trainable_token_indices trains its rows: name it in one, not both")

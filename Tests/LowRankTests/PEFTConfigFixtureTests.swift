@@ -54,8 +54,8 @@ struct PEFTConfigFixtureTests {
     /// bias "lora_only" / "all" (on the tiny Qwen2) adds the trained biases PEFT saved, and
     /// trainable_token_indices the embedding rows PEFT saved (in place of the model's; on the tied
     /// Qwen2 in its LM head's too), and modules_to_save the embedding and LM head PEFT trained in
-    /// full (apart on the tied Qwen2): the adapter loads with exactly PEFT's tensors and evaluates to PEFT's loss within 1e-4 relative.
-    @Test(arguments: BackendKind.allCases, ["patterns", "layers", "layer0", "bias-lora-only", "bias-all", "tokens", "tokens-tied", "modules", "modules-tied"])
+    /// full (apart on the tied Qwen2), and the RMSNorms it trained in full: the adapter loads with exactly PEFT's tensors and evaluates to PEFT's loss within 1e-4 relative.
+    @Test(arguments: BackendKind.allCases, ["patterns", "layers", "layer0", "bias-lora-only", "bias-all", "tokens", "tokens-tied", "modules", "modules-tied", "modules-norms"])
     func loadsAndEvaluatesAsPEFT(_ kind: BackendKind, _ name: String) throws {
         try onBackend(kind) { backend in
             let model = try LlamaFixtures.model(PEFTConfigFixtures.modelName(name), on: backend)
@@ -71,7 +71,7 @@ struct PEFTConfigFixtureTests {
 
     /// A new adapter from the same settings has PEFT's modules and shapes (the config read back
     /// from what we write, so both directions agree).
-    @Test(arguments: ["patterns", "layers", "layer0", "bias-lora-only", "bias-all", "tokens", "tokens-tied", "modules", "modules-tied"])
+    @Test(arguments: ["patterns", "layers", "layer0", "bias-lora-only", "bias-all", "tokens", "tokens-tied", "modules", "modules-tied", "modules-norms"])
     func newAdapterHasPEFTsModules(_ name: String) throws {
         let model = try LlamaFixtures.model(PEFTConfigFixtures.modelName(name), on: CPUBackend.shared)
         let settings = try AdapterSettings(contentsOf: PEFTConfigFixtures.path(name + "/" + ModelAdapter.configName))
@@ -88,7 +88,7 @@ struct PEFTConfigFixtureTests {
 
     /// Three AdamW steps from PEFT's adapter against torch.optim.AdamW: losses within 1e-4, every
     /// adapter tensor (the trained biases, token rows and modules' copies too) within 1e-3 of its largest value.
-    @Test(arguments: BackendKind.allCases, ["patterns", "layers", "bias-lora-only", "bias-all", "tokens", "tokens-tied", "modules", "modules-tied"])
+    @Test(arguments: BackendKind.allCases, ["patterns", "layers", "bias-lora-only", "bias-all", "tokens", "tokens-tied", "modules", "modules-tied", "modules-norms"])
     func threeStepsMatchPyTorch(_ kind: BackendKind, _ name: String) throws {
         try onBackend(kind) { backend in
             let (losses, adapter) = try PEFTConfigFixtures.train(name, on: backend)

@@ -18,7 +18,9 @@ struct SavedModuleTests {
     @Test func matchesByTheEndOfThePath() throws {
         let model = try LlamaFixtures.model(on: CPUBackend.shared)
         for (list, paths) in [(["lm_head"], ["lm_head"]), (["embed_tokens", "lm_head"], ["model.embed_tokens", "lm_head"]),
-                              (["model.embed_tokens"], ["model.embed_tokens"]), (["head"], ["lm_head"])] {
+                              (["model.embed_tokens"], ["model.embed_tokens"]), (["head"], ["lm_head"]),
+                              (["norm"], ["model.layers.0.input_layernorm", "model.layers.0.post_attention_layernorm", "model.layers.1.input_layernorm",
+                                          "model.layers.1.post_attention_layernorm", "model.norm"])] {
             let adapter = try ModelAdapter(settings: try Self.settings(Self.names(list)), on: model, seed: 0)
             #expect(adapter.saved.map(\.path) == paths, "\(list)")
         }
@@ -27,11 +29,11 @@ struct SavedModuleTests {
         #expect(try AdapterSettings(json: settings.json, path: "written") == settings)
     }
 
-    /// A module other than the embedding and the LM head, a name matching nothing, the embedding
+    /// A module other than the embedding, the RMSNorms and the LM head, a name matching nothing, the embedding
     /// both in full and by rows, and PEFT's shared tied copy are refused by name.
     @Test func refusesWhatItCannotTrain() throws {
         let model = try LlamaFixtures.model(on: CPUBackend.shared)
-        for (list, message) in [(["norm"], "matches model.layers.0.input_layernorm"), (["q_proj"], "matches model.layers.0.self_attn.q_proj"),
+        for (list, message) in [(["layers"], "matches model.layers"), (["q_proj"], "matches model.layers.0.self_attn.q_proj"),
                                 (["wte"], "matches no module")] {
             #expect { try ModelAdapter(settings: try Self.settings(Self.names(list)), on: model, seed: 0) } throws: {
                 "\($0)".contains("modules_to_save") && "\($0)".contains(message)

@@ -133,7 +133,7 @@ class Model(NativeHandle):
         `exclude_modules` a list of names or a pattern, `bias` "none", "lora_only" or "all",
         `trainable_token_indices` a list of token ids (or {"embed_tokens": [...]}) whose embedding
         rows train with the adapter, `modules_to_save` a list of modules that train in full as copies
-        ("embed_tokens", "lm_head")."""
+        ("embed_tokens", "lm_head", RMSNorms such as "norm" or "input_layernorm")."""
         options = AdapterOptions()
         check(lib.lowrank_adapter_options_init(ctypes.byref(options)))
         if not isinstance(targets, str):
