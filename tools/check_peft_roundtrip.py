@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks that what `lowrank train` and `lowrank merge` write loads in PEFT and transformers and gives
 the loss `lowrank eval` gives: trains LoRA, rsLoRA, DoRA and PEFT-field (rank_pattern, alpha_pattern,
-layers_to_transform, layers_pattern, exclude_modules; LoRA+, gaussian A) and trainable-token-row adapters for a few steps on the tiny Llama
+layers_to_transform, layers_pattern, exclude_modules; LoRA+, gaussian A), trainable-token-row and modules_to_save adapters for a few steps on the tiny Llama
 fixture, loads each with `PeftModel.from_pretrained`, merges each with `lowrank merge` and loads the
 result with `AutoModelForCausalLM.from_pretrained`, and compares the mean loss over the fixture data.
 
@@ -54,7 +54,8 @@ def main():
                             ("patterns", ["--targets", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", "--rank-pattern", r"q_proj=2,layers\.1\.mlp\.down_proj=6",
                                           "--alpha-pattern", "v_proj=4", "--layers", "1", "--layers-pattern", "layers",
                                           "--exclude-modules", "up_proj", "--loraplus-lr-ratio", "16", "--init", "gaussian"]),
-                            ("tokens", ["--targets", "q_proj,v_proj", "--trainable-token-indices", "27,2,11,63"])]:
+                            ("tokens", ["--targets", "q_proj,v_proj", "--trainable-token-indices", "27,2,11,63"]),
+                            ("modules", ["--targets", "q_proj,v_proj", "--modules-to-save", "embed_tokens,lm_head,norm"])]:
             out, merged = os.path.join(tmp, name), os.path.join(tmp, name + "-merged")
             lowrank("train", "--model", MODEL, "--data", DATA, "--adapter-out", out, "--steps", "4", "--batch-size", "2",
                     "--lr", "0.02", "--r", "4", "--alpha", "8", *flags)

@@ -28,7 +28,16 @@ What it writes (OUTDIR defaults to Tests/Fixtures/peft):
   adapter in `train3-loraplus/`.
 - `tokens/`: q and v, and `trainable_token_indices` [27, 2, 11, 63] (the embedding rows of those
   ids train; 63 is in no batch), the rows moved from the model's; its loss, and 3 AdamW steps
-  (`train3-tokens/`).
+  (`train3-tokens/`); `tokens-tied/`: the same on the tiny Qwen2, whose tied LM head PEFT gives the
+  same rows (its TrainableTokensWrapper tied to the embedding's), and 3 AdamW steps (`train3-tokens-tied/`).
+- `modules/`: q and v, and `modules_to_save` ["embed_tokens", "lm_head"] (both trained in full, as
+  copies), the copies moved from the model's; its loss, and 3 AdamW steps (`train3-modules/`).
+- `modules-tied/`: the same on the tiny Qwen2, whose LM head is its embedding (tie_word_embeddings):
+  PEFT's default (`ensure_weight_tying=False`) copies each apart, so they are moved apart; its loss,
+  and 3 AdamW steps (`train3-modules-tied/`).
+- `modules-norms/`: q and v, and `modules_to_save` ["input_layernorm", "model.norm"] (each block's
+  input RMSNorm and the final one trained in full, the post-attention ones not); its loss, and 3
+  AdamW steps (`train3-modules-norms/`).
 - `bias-lora-only/` and `bias-all/`: on the tiny Qwen2 (q/k/v biases), `bias="lora_only"` with q and
   o adapted, and `bias="all"` with v and gate adapted; the saved biases moved from the model's so
   that loading them matters; their losses, and 3 AdamW steps from each (`train3-bias-*/`).
@@ -67,7 +76,12 @@ BIAS_CONFIGS = {
     "bias-lora-only": dict(target_modules=["q_proj", "o_proj"], bias="lora_only"),
     "bias-all": dict(target_modules=["v_proj", "gate_proj"], bias="all"),
 }
-TOKEN_CONFIGS = {"tokens": dict(target_modules=["q_proj", "v_proj"], trainable_token_indices=TOKENS)}
+ROWS = dict(target_modules=["q_proj", "v_proj"], trainable_token_indices=TOKENS)
+SAVED = dict(target_modules=["q_proj", "v_proj"], modules_to_save=["embed_tokens", "lm_head"])
+# Each on the untied Llama and on the tied Qwen2; the norms on the Llama.
+NORMS = dict(target_modules=["q_proj", "v_proj"], modules_to_save=["input_layernorm", "model.norm"])
+EMBEDDING_CONFIGS = {"tokens": (ROWS, MODEL), "tokens-tied": (ROWS, QWEN2), "modules": (SAVED, MODEL), "modules-tied": (SAVED, QWEN2),
+                     "modules-norms": (NORMS, MODEL)}
 
 
 def load(model_dir=MODEL):
@@ -151,7 +165,7 @@ def main():
                           "loraplus_lr_ratio": LORAPLUS_RATIO}}
 
     configs = [(name, fields, MODEL) for name, fields in CONFIGS.items()] + [(name, fields, QWEN2) for name, fields in BIAS_CONFIGS.items()] \
-        + [(name, fields, MODEL) for name, fields in TOKEN_CONFIGS.items()]
+        + [(name, fields, model_dir) for name, (fields, model_dir) in EMBEDDING_CONFIGS.items()]
     for seed, (name, fields, model_dir) in enumerate(configs):
         torch.manual_seed(20 + seed)  # init_lora_weights=False draws A and B from torch's generator
         model = get_peft_model(load(model_dir), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=False, **fields))
@@ -159,15 +173,17 @@ def main():
             for key, p in model.named_parameters():
                 if "lora_B" in key:
                     p.copy_(0.2 * torch.randn_like(p))
-                elif p.requires_grad and (key.endswith("bias") or "trainable_tokens_delta" in key):
+                elif p.requires_grad and (key.endswith("bias") or "trainable_tokens_delta" in key or "modules_to_save" in key):
                     p.add_(0.2 * torch.randn_like(p))
         save(model, path(name))
         expected["loss"][name] = mean_loss(PeftModel.from_pretrained(load(model_dir), path(name)), ids)
-    for name in ["patterns", "layers", "tokens"]:
+    for name in ["patterns", "layers"]:
         expected["train"][name] = train(path(name), path(f"train3-{name}"), ids, loraplus=False)
     expected["train"]["loraplus"] = train(path("patterns"), path("train3-loraplus"), ids, loraplus=True)
     for name in BIAS_CONFIGS:
         expected["train"][name] = train(path(name), path(f"train3-{name}"), ids, loraplus=False, model_dir=QWEN2)
+    for name, (_, model_dir) in EMBEDDING_CONFIGS.items():
+        expected["train"][name] = train(path(name), path(f"train3-{name}"), ids, loraplus=False, model_dir=model_dir)
 
     base = load()
     originals = {k: v.clone() for k, v in base.state_dict().items()}

@@ -35,6 +35,10 @@ public struct AdapterSettings: Hashable, Sendable {
     /// replacement row, as PEFT's `TrainableTokensLayer` holds it), in the order PEFT saves them;
     /// nil: none.
     public var trainableTokenIndices: [Int]?
+    /// PEFT's `modules_to_save`: names of modules that train in full, each as a copy of the frozen
+    /// module (matched as PEFT matches them, by the end of the module's path; see `SavedModules`);
+    /// nil: none.
+    public var modulesToSave: [String]?
 
     public enum Bias: String, Hashable, Sendable, CaseIterable {
         /// Every bias stays frozen (PEFT's default).
@@ -65,12 +69,12 @@ public struct AdapterSettings: Hashable, Sendable {
                 targets: Targets = .names(["q_proj", "v_proj"]), baseModel: String = "", architecture: String? = nil,
                 rankPattern: [String: Int] = [:], alphaPattern: [String: Float] = [:], layersToTransform: [Int]? = nil,
                 layersPattern: [String] = [], excludeModules: ModuleNames? = nil, bias: Bias = .none,
-                trainableTokenIndices: [Int]? = nil) throws {
+                trainableTokenIndices: [Int]? = nil, modulesToSave: [String]? = nil) throws {
         (self.rank, self.alpha, self.dropout, self.rsLoRA, self.dora, self.targets) = (rank, alpha, dropout, rsLoRA, dora, targets)
         (self.baseModel, self.architecture) = (baseModel, architecture)
         (self.rankPattern, self.alphaPattern) = (rankPattern, alphaPattern)
         (self.layersToTransform, self.layersPattern, self.excludeModules) = (layersToTransform, layersPattern, excludeModules)
-        (self.bias, self.trainableTokenIndices) = (bias, trainableTokenIndices)
+        (self.bias, self.trainableTokenIndices, self.modulesToSave) = (bias, trainableTokenIndices, modulesToSave)
         try validate()
     }
 
@@ -124,6 +128,9 @@ public struct AdapterSettings: Hashable, Sendable {
             guard Set(indices).count == indices.count else {
                 throw LowRankError(.invalidArgument, "trainable_token_indices names a token twice: \(indices)")
             }
+        }
+        if let names = modulesToSave {
+            guard !names.isEmpty, !names.contains("") else { throw LowRankError(.invalidArgument, "modules_to_save names no module: \(names)") }
         }
         _ = try moduleMatcher()
     }
@@ -184,7 +191,7 @@ public struct AdapterSettings: Hashable, Sendable {
     // MARK: adapter_config.json
 
     /// Reads PEFT's `adapter_config.json` as `LoraConfig` takes it (PEFT's defaults for what is
-    /// absent); a field of the wrong JSON type, and fields this engine cannot honour yet (modules to save, LoRA on B's bias, aLoRA, QALoRA, a non-LoRA type), are
+    /// absent); a field of the wrong JSON type, and fields this engine cannot honour yet (LoRA on B's bias, aLoRA, QALoRA, a non-LoRA type), are
     /// errors naming the field.
     public init(contentsOf path: String) throws {
         try self.init(json: try JSON.read(path, what: "the adapter's config"), path: path)
@@ -197,7 +204,7 @@ public struct AdapterSettings: Hashable, Sendable {
         guard type == "LORA" else {
             throw fields.fail("peft_type", "only LORA adapters (LoRA, rsLoRA, DoRA) are supported, got \(fields["peft_type"]?.kind ?? "nothing")")
         }
-        for field in ["modules_to_save", "layer_replication", "target_parameters", "alora_invocation_tokens"] {
+        for field in ["layer_replication", "target_parameters", "alora_invocation_tokens"] {
             if let v = fields[field], v != .array([]) { throw fields.fail(field, "is not supported (got \(v.serialized))") }
         }
         let biasName = try fields.string("bias", default: "none")
@@ -251,11 +258,21 @@ public struct AdapterSettings: Hashable, Sendable {
         case let v?: throw fields.fail("layers_pattern", "must be a name or a list of names, got \(v.kind)")
         }
         let tokenIndices = try Self.tokenIndices(fields)
+        let modulesToSave: [String]? = switch fields["modules_to_save"] {
+        case nil, .null?: nil
+        case .array(let list)?: list.isEmpty ? nil : try Self.strings(list, fields, "modules_to_save")
+        case let v?: throw fields.fail("modules_to_save", "must be a list of module names, got \(v.kind)")
+        }
+        // PEFT then shares one copy between a tied embedding and LM head, and rewrites modules_to_save to name both.
+        if modulesToSave != nil, try fields.bool("ensure_weight_tying", default: false) {
+            throw fields.fail("ensure_weight_tying", "is not supported with modules_to_save (got true; PEFT's default, false, trains a tied embedding's and LM head's copies apart)")
+        }
         do {
             try self.init(rank: rank, alpha: Float(alpha), dropout: Float(dropout), rsLoRA: rsLoRA, dora: dora, targets: targets,
                           baseModel: baseModel, architecture: architecture, rankPattern: rankPattern, alphaPattern: alphaPattern,
                           layersToTransform: layersToTransform.map { Array(Set($0)).sorted() },
-                          layersPattern: layersPattern, excludeModules: excludeModules, bias: bias, trainableTokenIndices: tokenIndices)
+                          layersPattern: layersPattern, excludeModules: excludeModules, bias: bias, trainableTokenIndices: tokenIndices,
+                          modulesToSave: modulesToSave)
         } catch let error as LowRankError {
             throw error.adding("file", path)
         }
@@ -307,7 +324,8 @@ public struct AdapterSettings: Hashable, Sendable {
             "peft_type": .string("LORA"), "task_type": .string("CAUSAL_LM"), "r": .number(Double(rank)), "lora_alpha": .number(Double(alpha)),
             "lora_dropout": .number(Double(dropout)), "use_rslora": .bool(rsLoRA), "use_dora": .bool(dora), "target_modules": targetJSON,
             "base_model_name_or_path": .string(baseModel), "bias": .string(bias.rawValue), "fan_in_fan_out": .bool(false),
-            "inference_mode": .bool(true), "init_lora_weights": .bool(true), "modules_to_save": .null,
+            "inference_mode": .bool(true), "init_lora_weights": .bool(true),
+            "modules_to_save": modulesToSave.map { .array($0.map { .string($0) }) } ?? .null,
             "rank_pattern": .object(rankPattern.mapValues { .number(Double($0)) }), "alpha_pattern": .object(alphaPattern.mapValues { .number(Double($0)) }),
             "layers_to_transform": layersToTransform.map { .array($0.map { .number(Double($0)) }) } ?? .null,
             "layers_pattern": layersPattern.isEmpty ? .null : .array(layersPattern.map { .string($0) }), "exclude_modules": excludeJSON, "revision": .null,

@@ -62,13 +62,14 @@ public final class CausalLMPlan {
                                             training: training, checkpointing: checkpointing,
                                             attention: packing.map { .packed(starts: $0.starts) } ?? .causal)
         self.decoder = decoder
-        let head = try g.lmHead(model)
+        let head = try g.lmHead(model, adapter: adapter, decoder: decoder, training: training)
         let loss = training && Self.holdsLogits(on: backend, rows: t, classes: config.vocabularySize)
             ? try g.crossEntropy(try g.linear(decoder.hidden, weight: head, label: "lm_head"), labels: labels, ignoreIndex: Self.ignoredLabel,
                                  label: "lm_head.loss")
             // The LM head and the loss fused: the [T, vocabulary] logits are formed a block at a time, never held.
             : try g.linearCrossEntropy(decoder.hidden, weight: head, labels: labels, options: Self.head, label: "lm_head.loss")
-        let trainable = decoder.trainable
+        let headCopy = adapter?.saved.contains { $0.path == SavedModule.head } ?? false
+        let trainable = decoder.trainable + (training && headCopy ? [head] : [])
         let gradients = training && !trainable.isEmpty ? try g.gradients(of: loss, for: trainable, checkpointing: checkpointing) : []
         plan = try g.compile(outputs: [loss] + gradients)
     }

@@ -61,7 +61,7 @@ extension ModelSource {
     }
 
     /// The adapted weights merged in f32 and rounded once to `dtype(name)`, with what the rounding
-    /// kept of each update; the biases and token rows that trained with the adapter in `dtype(name)` too.
+    /// kept of each update; the biases, token rows and modules that trained with the adapter in `dtype(name)` too.
     func mergedTensors(_ adapter: ModelAdapter, of model: LlamaModel, dtype: (String) throws -> DType) throws -> (tensors: [String: Tensor], rounding: [MergeRounding]) {
         var merged: [String: Tensor] = [:], rounding: [MergeRounding] = []
         let cpu = CPUBackend.shared
@@ -86,6 +86,15 @@ extension ModelSource {
             let (hidden, rows) = (table.shape[1], try tokens.rows.floats())
             for (k, id) in tokens.indices.enumerated() { values.replaceSubrange((id * hidden)..<((id + 1) * hidden), with: rows[(k * hidden)..<((k + 1) * hidden)]) }
             merged[name] = try Tensor(values, shape: table.shape, dtype: try dtype(name), on: cpu)
+        }
+        // The modules trained in full replace the model's (PEFT's merge_and_unload keeps the copy).
+        for module in adapter.saved {
+            guard !model.config.tiedEmbeddings || ![SavedModule.embedding, SavedModule.head].contains(module.path) else {
+                // The merged model's config ties them again, where PEFT trained two copies apart.
+                throw LowRankError(.unsupported, "merging modules_to_save (\(module.path)) into a model with tie_word_embeddings is not supported: its LM head and embedding trained apart, and the merged model would tie them")
+            }
+            let name = module.path + ".weight"
+            merged[name] = try Tensor(try module.weight.floats(), shape: module.weight.shape, dtype: try dtype(name), on: cpu)
         }
         return (merged, rounding)
     }

@@ -3,16 +3,16 @@ import LowRank
 /// What `Graph.causalLMDecoder` built: the final norm's output `[T, d]` and the tensors that train.
 struct CausalLMDecoderGraph {
     var hidden: GraphTensor
-    /// Every adapter tensor in `ModelAdapter.parameters` order (the biases, then the token rows,
-    /// last); empty unless training.
+    /// Every adapter tensor in `ModelAdapter.parameters` order (the biases, the token rows, then the
+    /// modules' copies, last; the LM head's copy is the caller's); empty unless training.
     var trainable: [GraphTensor]
-    /// With trainable token rows (PEFT's `trainable_token_indices`): the inputs that pick them,
-    /// fed per batch by `feeds(ids:)`.
-    var tokenRows: (tokens: TrainableTokens, onehot: GraphTensor, keep: GraphTensor)?
+    /// With trainable token rows (PEFT's `trainable_token_indices`): their parameter and the inputs
+    /// that pick them, fed per batch by `feeds(ids:)`.
+    var tokenRows: (tokens: TrainableTokens, rows: GraphTensor, onehot: GraphTensor, keep: GraphTensor)?
 
     /// The token-row inputs for `ids` (none without trainable token rows).
     func feeds(ids: [Int32], on backend: any Backend) throws -> [GraphTensor: Tensor] {
-        guard let (tokens, onehot, keep) = tokenRows else { return [:] }
+        guard let (tokens, _, onehot, keep) = tokenRows else { return [:] }
         let selection = tokens.selection(of: ids)
         return [onehot: try Tensor(selection.onehot, shape: [ids.count, tokens.indices.count], on: backend),
                 keep: try Tensor(selection.keep, shape: [ids.count], on: backend)]
@@ -80,10 +80,20 @@ extension Graph {
 
         let shape = DecoderBlockShape(tokens: ids.descriptor.shape[0], sequence: sequence, queryHeads: config.headCount,
                                       keyValueHeads: config.keyValueHeadCount, headDim: config.headDim, rmsNormEpsilon: config.rmsNormEpsilon)
-        var h = try embedding(try frozen("model.embed_tokens.weight"), ids: ids, label: "embed_tokens")
+        // The modules trained in full (modules_to_save) in place of the frozen weights, the LM head's aside (see `lmHead`).
+        let copies = Dictionary(uniqueKeysWithValues: (adapter?.saved ?? []).map { ($0.path, $0) })
+        var copyParameters: [String: GraphTensor] = [:]
+        let moduleWeight = { (path: String) throws -> GraphTensor in
+            guard let copy = copies[path] else { return try frozen(path + ".weight") }
+            if let made = copyParameters[path] { return made }  // one parameter, so one gradient, however often it is read
+            let weight = try self.parameter(copy.key, copy.weight, trainable: training)
+            copyParameters[path] = weight
+            return weight
+        }
+        var h = try embedding(try moduleWeight(SavedModule.embedding), ids: ids, label: "embed_tokens")
         // A 16-bit table's rows widen exactly: the residual stream stays f32 whatever the weights' dtype.
         if h.dtype != .f32 { h = try apply(.cast(.f32), [h], label: "embed_tokens.f32")[0] }
-        var tokenRows: (tokens: TrainableTokens, onehot: GraphTensor, keep: GraphTensor)?, rowsParameter: GraphTensor?
+        var tokenRows: (tokens: TrainableTokens, rows: GraphTensor, onehot: GraphTensor, keep: GraphTensor)?
         if let tokens = adapter?.tokens {
             // PEFT's index_copy of the trained rows, as products that are exact: 0·W[id] + 1·row.
             let t = ids.descriptor.shape[0]
@@ -92,7 +102,7 @@ extension Graph {
             let rows = try parameter(TrainableTokens.key, tokens.rows, trainable: training)
             let chosen = try apply(.matmul(MatmulOptions()), [onehot, rows], label: "embed_tokens.token_rows")[0]
             h = try add(try apply(.scaleRows, [h, keep], label: "embed_tokens.keep")[0], chosen, label: "embed_tokens.trained")
-            (tokenRows, rowsParameter) = ((tokens, onehot, keep), rows)
+            tokenRows = (tokens, rows, onehot, keep)
         }
         for layer in 0..<config.layerCount {
             let prefix = "model.layers.\(layer)."
@@ -114,21 +124,37 @@ extension Graph {
             }
             let block = {
                 try self.decoderBlock(h, shape: shape, inverseFrequencies: inverseFrequencies, positions: positions, prefix: prefix,
-                                      normWeight: { try frozen(prefix + $0 + ".weight") },
+                                      normWeight: { try moduleWeight(prefix + $0) },
                                       project: { try project($0, prefix + $1.path, $1) }, attend: attend)
             }
             h = try checkpointing ? checkpointed(block) : block()
         }
-        let final = try rmsNorm(h, weight: try frozen("model.norm.weight"), epsilon: config.rmsNormEpsilon, label: "model.norm")
-        // The biases' gradients, then the token rows', last, in the adapter's order, as `ModelAdapter.parameters` lists them.
+        let final = try rmsNorm(h, weight: try moduleWeight("model.norm"), epsilon: config.rmsNormEpsilon, label: "model.norm")
+        // The biases' gradients, then the token rows' and the copies', last, in the adapter's
+        // order, as `ModelAdapter.parameters` lists them (the LM head's copy follows, see `lmHead`).
         trainable += (adapter?.biases ?? []).compactMap { biasParameters[$0.path] }
-        trainable += rowsParameter.map { [$0] } ?? []
+        trainable += tokenRows.map { [$0.rows] } ?? []
+        trainable += (adapter?.saved ?? []).compactMap { copyParameters[$0.path] }
         return CausalLMDecoderGraph(hidden: final, trainable: training ? trainable : [], tokenRows: tokenRows)
     }
 
-    /// The LM head's weight: the token embedding when tied.
-    func lmHead(_ model: LlamaModel) throws -> GraphTensor {
+    /// The LM head's weight: the adapter's trained copy (`modules_to_save`), trainable with
+    /// `training`; else the model's, the token embedding when tied, whose trained token rows
+    /// (`decoder.tokenRows`) then replace the head's rows of their ids too, as PEFT ties its
+    /// `TrainableTokensWrapper` to the LM head: `keep ⊙ W + onehot·rows` over the vocabulary, exact.
+    func lmHead(_ model: LlamaModel, adapter: ModelAdapter?, decoder: CausalLMDecoderGraph, training: Bool = false) throws -> GraphTensor {
+        if let copy = adapter?.saved.first(where: { $0.path == SavedModule.head }) {
+            return try parameter(copy.key, copy.weight, trainable: training)
+        }
         let name = model.config.tiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight"
-        return try parameter(name, try model.weight(name))
+        var weight = try parameter(name, try model.weight(name))
+        guard model.config.tiedEmbeddings, let (tokens, rows, _, _) = decoder.tokenRows else { return weight }
+        let vocabulary = model.config.vocabularySize
+        let selection = tokens.selection(of: (0..<vocabulary).map { Int32($0) })
+        let onehot = try parameter("lm_head.token_rows", try Tensor(selection.onehot, shape: [vocabulary, tokens.indices.count], on: model.backend))
+        let keep = try parameter("lm_head.keep", try Tensor(selection.keep, shape: [vocabulary], on: model.backend))
+        if weight.dtype != .f32 { weight = try apply(.cast(.f32), [weight], label: "lm_head.f32")[0] }
+        let chosen = try apply(.matmul(MatmulOptions()), [onehot, rows], label: "lm_head.token_rows")[0]
+        return try add(try apply(.scaleRows, [weight, keep], label: "lm_head.keep")[0], chosen, label: "lm_head.trained")
     }
 }

@@ -79,7 +79,7 @@ public final class KVCacheDecoder {
             past: past, newRows: { newKeys[$0] = $1; newValues[$0] = $2 })
         let decoder = try g.causalLMDecoder(model: model, adapter: adapter, ids: ids, positions: positions, sequence: rows,
                                             training: false, attention: attention)
-        let logits = try g.linear(decoder.hidden, weight: try g.lmHead(model), label: "lm_head")
+        let logits = try g.linear(decoder.hidden, weight: try g.lmHead(model, adapter: adapter, decoder: decoder), label: "lm_head")
         let step = StepPlan(plan: try g.compile(outputs: [logits] + (newKeys + newValues).map { $0! }), ids: ids, positions: positions, past: past,
                             decoder: decoder)
         // The one-token plan serves every step; of prompt lengths only the latest is kept.

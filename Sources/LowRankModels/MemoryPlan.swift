@@ -7,7 +7,8 @@ import LowRank
 public struct MemoryPlan: Sendable {
     /// The frozen weights, in the dtypes they would be held in, and RoPE's frequencies.
     public let weightsBytes: Int
-    /// The adapter's tensors (A, B, DoRA's magnitude and norm cache) and AdamW's two f32 moments.
+    /// The adapter's tensors (A, B, DoRA's magnitude and norm cache, the copies of modules_to_save)
+    /// and AdamW's two f32 moments.
     public let adapterAndOptimizerBytes: Int
     /// The step plan's buffers: every intermediate value, the adapter's gradients among them.
     public let activationsBytes: Int
@@ -51,7 +52,8 @@ public struct MemoryPlan: Sendable {
         // The fused LM head allocates its blocks of logits itself: the largest op workspace (held
         // logits are the plan's own buffers).
         let config = run.config
-        let head = try model.weight(config.tiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight")
+        let head = try adapter.saved.first { $0.path == SavedModule.head }?.weight
+            ?? model.weight(config.tiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight")
         let rows = run.batch * run.sequence
         let headWorkspace = CausalLMPlan.holdsLogits(on: backend, rows: rows, classes: config.vocabularySize) ? 0
             : CausalLMPlan.head.workspaceBytes(rows: rows, classes: config.vocabularySize, d: config.hiddenSize, hidden: .f32, weight: head.dtype)

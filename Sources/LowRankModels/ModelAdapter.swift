@@ -26,6 +26,8 @@ public final class ModelAdapter {
     public let biases: [(path: String, tensor: Tensor)]
     /// The embedding rows that train with the adapter (PEFT's `trainable_token_indices`), if any.
     public let tokens: TrainableTokens?
+    /// The modules that train in full with the adapter (PEFT's `modules_to_save`), in model order.
+    public let saved: [SavedModule]
     /// How the adapter split the model's weights when it started (PiSSA, OLoRA), and its starting
     /// factors A0 and B0 by module path: the model's weights then hold the residual W − s·B0·A0,
     /// and `save` converts the adapter as PEFT's
@@ -70,6 +72,7 @@ public final class ModelAdapter {
         }
         biases = try Self.biasModules(settings, model, adapted: modules.map(\.path)).map { ($0, try model.weight($0 + ".bias").copy(to: model.backend)) }
         tokens = try TrainableTokens.starting(settings, on: model)
+        saved = try SavedModule.starting(settings, on: model)
         split = nil
     }
 
@@ -101,6 +104,7 @@ public final class ModelAdapter {
         split = (initialization, start)
         biases = try Self.biasModules(settings, model, adapted: modules.map(\.path)).map { ($0, try model.weight($0 + ".bias").copy(to: model.backend)) }
         tokens = try TrainableTokens.starting(settings, on: model)
+        saved = try SavedModule.starting(settings, on: model)
     }
 
     /// A new adapter initialised by LoftQ (PEFT's `init_lora_weights="loftq"`, one iteration) on a
@@ -126,6 +130,7 @@ public final class ModelAdapter {
         split = nil
         biases = try Self.biasModules(settings, model, adapted: modules.map(\.path)).map { ($0, try model.weight($0 + ".bias").copy(to: model.backend)) }
         tokens = try TrainableTokens.starting(settings, on: model)
+        saved = try SavedModule.starting(settings, on: model)
     }
 
     /// The adapter PEFT (or `save`) wrote to `folder`, for `model`. A tensor for a module the model
@@ -174,6 +179,11 @@ public final class ModelAdapter {
         let tokens = try indices.map { indices in
             TrainableTokens(indices: indices, rows: try tensor(TrainableTokens.key, [indices.count, model.config.hiddenSize]))
         }
+        let savedPaths: [String]
+        do { savedPaths = try SavedModule.paths(settings, model.config) } catch let error as LowRankError { throw error.adding("file", folder + "/" + Self.configName) }
+        let saved = try savedPaths.map { module in
+            SavedModule(path: module, weight: try tensor(Self.key(module, "weight"), try model.weight(SavedModule.frozenName(module, model.config)).shape))
+        }
         if let stray = file.names.first(where: { !expected.contains($0) }) {
             throw LowRankError(.fileFormat, "the adapter holds \(stray), which matches no adapted module of this \(model.config.modelType) model (an adapter for another architecture?)",
                                context: [("file", path), ("tensor", stray)])
@@ -183,6 +193,7 @@ public final class ModelAdapter {
         self.layers = layers
         self.biases = biases
         self.tokens = tokens
+        self.saved = saved
         split = nil
     }
 
@@ -196,14 +207,15 @@ public final class ModelAdapter {
         return modules
     }
 
-    /// The trainable tensors, by PEFT's names: each layer's factors, the trained biases, then the token rows.
+    /// The trainable tensors, by PEFT's names: each layer's factors, the trained biases, the token
+    /// rows, then the modules trained in full.
     public var parameters: [(name: String, tensor: Tensor)] {
         layers.flatMap { path, adapter -> [(name: String, tensor: Tensor)] in
             let factors = [(Self.key(path, "lora_A.weight"), adapter.lora.a), (Self.key(path, "lora_B.weight"), adapter.lora.b)]
             guard case .dora(let d) = adapter else { return factors }
             return factors + [(Self.key(path, "lora_magnitude_vector"), d.magnitude)]
         } + biases.map { (Self.biasKey($0.path, adapted: layers.map(\.path)), $0.tensor) }
-            + (tokens.map { [(TrainableTokens.key, $0.rows)] } ?? [])
+            + (tokens.map { [(TrainableTokens.key, $0.rows)] } ?? []) + saved.map { ($0.key, $0.weight) }
     }
 
     /// Writes `adapter_config.json` and `adapter_model.safetensors` (f32) into `folder`, each
@@ -238,7 +250,7 @@ public final class ModelAdapter {
             }
             return [(Self.key(path, "lora_A.weight"), try Tensor(try a.floats() + start.a, shape: [2 * r, a.shape[1]], on: CPUBackend.shared)),
                     (Self.key(path, "lora_B.weight"), try Tensor(joined, shape: [dOut, 2 * r], on: CPUBackend.shared))]
-        } + parameters.suffix(biases.count + (tokens == nil ? 0 : 1))
+        } + parameters.suffix(biases.count + (tokens == nil ? 0 : 1) + saved.count)
     }
 
     /// Overwrites every tensor with the one `folder` holds under the same name (a checkpoint of

@@ -18,8 +18,8 @@ public struct TrainableTokens {
     }
 
     /// The rows `settings` lists, copied from `model`'s embedding (PEFT's `init_weights=True`); nil
-    /// when it lists none. An id outside the vocabulary, or a model whose LM head is the embedding
-    /// itself, is refused.
+    /// when it lists none. An id outside the vocabulary is refused. With tie_word_embeddings the
+    /// rows replace the LM head's too (`Graph.lmHead`), as PEFT ties them.
     static func starting(_ settings: AdapterSettings, on model: LlamaModel) throws -> TrainableTokens? {
         guard let indices = try checkedIndices(settings, model) else { return nil }
         // Gathered on the device (a planning backend holds no values to read), widened to f32.
@@ -32,10 +32,6 @@ public struct TrainableTokens {
     static func checkedIndices(_ settings: AdapterSettings, _ model: LlamaModel) throws -> [Int]? {
         guard let indices = settings.trainableTokenIndices else { return nil }
         let config = model.config
-        guard !config.tiedEmbeddings else {
-            // PEFT then wraps the LM head too, sharing the rows; this engine's LM head reads the frozen table.
-            throw LowRankError(.unsupported, "trainable_token_indices on a model with tie_word_embeddings (its LM head is the embedding, whose rows PEFT would train too) is not supported")
-        }
         if let outside = indices.first(where: { $0 >= config.vocabularySize }) {
             throw LowRankError(.invalidArgument, "trainable_token_indices holds \(outside), outside the model's vocabulary of \(config.vocabularySize) tokens")
         }

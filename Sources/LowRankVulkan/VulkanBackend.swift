@@ -309,8 +309,9 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         case .attention: return attentionProblem(headDim: inputs[0].shape[2])
         case .attentionBackward: return attentionProblem(headDim: AttentionBackwardOperands(inputs).q.shape[2])
         case .cachedAttention: return attentionProblem(headDim: inputs[0].shape[2])
-        case .embeddingBackward:
-            return "no scatter-add kernel yet (a deterministic one needs the ids sorted); the CPU backend sums the rows"
+        case .embeddingBackward(let vocabulary):
+            let bytes = max(vocabulary * inputs[1].shape[1] * DType.f32.byteSize, inputs[1].byteCount)
+            return bytes > maxBindingBytes ? "its gradient of \(bytes) bytes exceeds one binding (\(maxBindingBytes) bytes); the CPU backend sums the rows" : nil
         default:
             return nil
         }
@@ -408,7 +409,8 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         case .adamW(let o): try encodeAdamW(o, inputs, outputs)
         case .multiTensorAdamW(let o): try encodeMultiTensorAdamW(o, inputs, outputs)
         case .embeddingBackward:
-            throw LowRankError(.unsupported, unsupportedReason(op, inputs: inputs.map(\.descriptor))!)
+            if let reason = unsupportedReason(op, inputs: inputs.map(\.descriptor)) { throw LowRankError(.unsupported, reason) }
+            try encodeEmbeddingBackward(inputs[0], inputs[1], outputs[0])
         }
     }
 

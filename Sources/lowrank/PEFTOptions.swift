@@ -25,14 +25,16 @@ struct PEFTOptions: ParsableArguments {
     var excludeModules: String?
     @Option(help: "PEFT's bias: which linear layers' biases train and are saved with the adapter: none, lora_only (the adapted layers') or all.")
     var bias: AdapterSettings.Bias = .none
-    @Option(help: "PEFT's trainable_token_indices: comma-separated token ids whose embedding rows train (and are saved) with the adapter; the rest of the embedding stays frozen. Not on models with tie_word_embeddings.")
+    @Option(help: "PEFT's trainable_token_indices: comma-separated token ids whose embedding rows train (and are saved) with the adapter; the rest of the embedding stays frozen (with tie_word_embeddings, the LM head's rows of those ids are the same rows).")
     var trainableTokenIndices: String?
+    @Option(help: "PEFT's modules_to_save: comma-separated modules that train in full (a copy with its own optimizer state, saved with the adapter), each module whose path ends with a name: embed_tokens, lm_head, norm (every RMSNorm), input_layernorm, post_attention_layernorm, model.norm.")
+    var modulesToSave: String?
     @Option(help: "LoRA+ (PEFT's create_loraplus_optimizer): B's learning rate is this times --lr (16 in the paper).")
     var loraplusLrRatio: Double?
 
     /// Whether an option that shapes a new adapter is given (they do not apply to --init-adapter).
     var shapesTheAdapter: Bool {
-        `init` != .kaiming || bias != .none || [rankPattern, alphaPattern, layers, layersPattern, excludeModules, trainableTokenIndices].contains { $0 != nil }
+        `init` != .kaiming || bias != .none || [rankPattern, alphaPattern, layers, layersPattern, excludeModules, trainableTokenIndices, modulesToSave].contains { $0 != nil }
     }
 
     /// A new adapter on `model` started as `--init` says.
@@ -60,6 +62,7 @@ struct PEFTOptions: ParsableArguments {
                 return id
             }
         }
+        s.modulesToSave = modulesToSave.map(Self.items)
         try s.validate()
         return s
     }

@@ -53,7 +53,6 @@ extension AdapterSettingsTests {
     /// absent forms (null, [], false) load.
     @Test func fieldsNotYetHonouredAreRefused() throws {
         let refused: [(String, JSON)] = [
-            ("modules_to_save", .array([.string("lm_head")])),
             ("alora_invocation_tokens", .array([.number(7)])),
             ("lora_bias", .bool(true)),
             ("use_qalora", .bool(true)),

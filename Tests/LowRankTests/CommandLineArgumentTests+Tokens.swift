@@ -21,3 +21,33 @@ extension CommandLineArgumentTests {
         }
     }
 }
+
+extension CommandLineArgumentTests {
+    /// `--modules-to-save` plans (`--dry-run`, the copies and their AdamW moments counted), trains
+    /// the embedding and LM head in full and saves them under PEFT's names; a module it cannot
+    /// train in full (a projection) is refused by name.
+    @Test func modulesToSaveTrainAndAreChecked() throws {
+        let options = ["--model", model, "--data", data, "--device", "cpu", "--seq-len", "8"]
+        let plain = try lowrank(["train"] + options + ["--dry-run", "--json"])
+        let planned = try lowrank(["train"] + options + ["--dry-run", "--json", "--modules-to-save", "embed_tokens,lm_head"])
+        #expect(plain.status == 0 && planned.status == 0, "\(planned.output)")
+        func bytes(_ output: String) throws -> Int {
+            let line = output.split(separator: "\n").last.map(String.init) ?? ""
+            return try JSON.parse(Array(line.utf8))["adapter_and_optimizer_bytes"]?.int ?? 0
+        }
+        let added = try bytes(planned.output) - bytes(plain.output)
+        #expect(added == 2 * 3 * 64 * 32 * 4, "\(planned.output)")
+        let projection = try lowrank(["train"] + options + ["--steps", "1", "--modules-to-save", "q_proj"])
+        #expect(projection.status != 0 && projection.output.contains("modules_to_save \"q_proj\" matches"), "\(projection.output)")
+        try withTemporaryFolder { folder in
+            let (status, output) = try lowrank(["train"] + options + ["--steps", "2", "--modules-to-save", "lm_head, embed_tokens", "--adapter-out", folder])
+            #expect(status == 0, "\(output)")
+            #expect(try AdapterSettings(contentsOf: folder + "/" + ModelAdapter.configName).modulesToSave == ["embed_tokens", "lm_head"])
+            let saved = try SafetensorsFile(path: folder + "/" + ModelAdapter.weightsName)
+            let head = try saved.floats("base_model.model.lm_head.weight")
+            #expect(try saved.entry("base_model.model.model.embed_tokens.weight").shape == [64, 32] && head.count == 64 * 32)
+            let frozen = try HuggingFaceCheckpoint(folder: model).tensor("lm_head.weight", as: .f32, on: CPUBackend.shared).floats()
+            #expect(head != frozen, "the LM head's copy did not train")
+        }
+    }
+}

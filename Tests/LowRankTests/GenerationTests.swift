@@ -83,7 +83,7 @@ struct GenerationTests {
         let input = try g.input("input_ids", [ids.count], dtype: .i32)
         let positions = try g.parameter("positions", try Tensor(ids: (0..<ids.count).map(Int32.init), on: model.backend))
         let decoder = try g.causalLMDecoder(model: model, adapter: adapter, ids: input, positions: positions, sequence: ids.count, training: false)
-        let plan = try g.compile(outputs: [try g.linear(decoder.hidden, weight: try g.lmHead(model))])
+        let plan = try g.compile(outputs: [try g.linear(decoder.hidden, weight: try g.lmHead(model, adapter: adapter, decoder: decoder))])
         return try plan.run([input: try Tensor(ids: ids, on: model.backend)])[0].floats()
     }
 

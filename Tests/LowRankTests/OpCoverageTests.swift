@@ -53,9 +53,7 @@ struct OpCoverage {
             OpCoverage(reference: ["AdamWOptimizerTests.clipsTheGlobalNorm"], gradient: .exempt("part of the optimizer step, after the gradients"))
         case .transpose: OpCoverage(reference: ["TransformerOpsTests.transposeReordersAxes"], gradient: .cases([.transpose]))
         case .embedding: OpCoverage(reference: ["TransformerOpsTests.embeddingLooksUpRows"], gradient: .cases([.embedding]))
-        case .embeddingBackward:
-            OpCoverage(reference: ["GraphTests.declinedOpsFallBackToTheCPU"],
-                       gradient: .exempt("a backward op with no Vulkan kernel: it runs on the CPU through the plan's fallback, checked by the embedding gradient case"))
+        case .embeddingBackward: OpCoverage(reference: ["TransformerOpsTests.embeddingBackwardSumsInTokenOrder"], gradient: isABackwardOp)
         case .rmsNorm:
             OpCoverage(reference: ["TransformerOpsTests.rmsNormMatchesReference", "TransformerOpsTests.rmsNormOfAResidualSumIsTheUnfusedOps"],
                        gradient: .cases([.rmsNorm, .rmsNormOfSum, .rmsNormBesideItsInput]))

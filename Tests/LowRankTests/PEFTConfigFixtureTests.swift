@@ -9,8 +9,11 @@ enum PEFTConfigFixtures {
     static func path(_ name: String) -> String { folder + "/" + name }
     static let expected: JSON = try! JSON.parse(FileIO.read(path("expected.json")))
 
-    /// The fixture model each adapter was made on: the tiny Qwen2 (q/k/v biases) for the bias ones.
-    static func modelName(_ adapter: String) -> String { adapter.hasPrefix("bias-") ? "tiny-qwen2-bf16" : "tiny-llama" }
+    /// The fixture model each adapter was made on: the tiny Qwen2 (q/k/v biases, tied embeddings)
+    /// for the bias ones and `modules-tied`.
+    static func modelName(_ adapter: String) -> String {
+        adapter.hasPrefix("bias-") || adapter.hasSuffix("-tied") ? "tiny-qwen2-bf16" : "tiny-llama"
+    }
 
     /// Three AdamW steps from the PEFT adapter `start` (batches in order), `loraPlusRatio` as
     /// `create_loraplus_optimizer`'s; returns the losses and the adapter.
@@ -22,6 +25,18 @@ enum PEFTConfigFixtures {
         let trainer = try Trainer(model: model, adapter: adapter, data: LlamaFixtures.data(model), settings: settings, output: nil)
         try trainer.train()
         return (trainer.losses, adapter)
+    }
+
+    /// `lowrank merge` of PEFT's adapter `name` into its fixture model (on the CPU, in the
+    /// checkpoint's dtype), in a temporary folder: `body` gets the adapter, the model and the merged checkpoint.
+    static func merging(_ name: String, _ body: (ModelAdapter, LlamaModel, HuggingFaceCheckpoint) throws -> Void) throws {
+        let checkpoint = try HuggingFaceCheckpoint(folder: LlamaFixtures.path(modelName(name)))
+        let model = try LlamaModel(checkpoint: checkpoint, on: CPUBackend.shared)
+        let adapter = try ModelAdapter(contentsOf: path(name), on: model)
+        try withTemporaryFolder { folder in
+            try checkpoint.write(merging: adapter, of: model, to: folder + "/merged")
+            try body(adapter, model, try HuggingFaceCheckpoint(folder: folder + "/merged"))
+        }
     }
 
     /// max over tensors of the relative difference from the adapter PEFT saved in `folder`, which must hold the same tensors.
@@ -37,9 +52,10 @@ struct PEFTConfigFixtureTests {
     /// rank_pattern, alpha_pattern, exclude_modules, layers_to_transform (a list with
     /// layers_pattern, and an integer without) select and shape the modules PEFT adapted, and
     /// bias "lora_only" / "all" (on the tiny Qwen2) adds the trained biases PEFT saved, and
-    /// trainable_token_indices the embedding rows PEFT saved (in place of the model's): the
-    /// adapter loads with exactly PEFT's tensors and evaluates to PEFT's loss within 1e-4 relative.
-    @Test(arguments: BackendKind.allCases, ["patterns", "layers", "layer0", "bias-lora-only", "bias-all", "tokens"])
+    /// trainable_token_indices the embedding rows PEFT saved (in place of the model's; on the tied
+    /// Qwen2 in its LM head's too), and modules_to_save the embedding and LM head PEFT trained in
+    /// full (apart on the tied Qwen2), and the RMSNorms it trained in full: the adapter loads with exactly PEFT's tensors and evaluates to PEFT's loss within 1e-4 relative.
+    @Test(arguments: BackendKind.allCases, ["patterns", "layers", "layer0", "bias-lora-only", "bias-all", "tokens", "tokens-tied", "modules", "modules-tied", "modules-norms"])
     func loadsAndEvaluatesAsPEFT(_ kind: BackendKind, _ name: String) throws {
         try onBackend(kind) { backend in
             let model = try LlamaFixtures.model(PEFTConfigFixtures.modelName(name), on: backend)
@@ -55,7 +71,7 @@ struct PEFTConfigFixtureTests {
 
     /// A new adapter from the same settings has PEFT's modules and shapes (the config read back
     /// from what we write, so both directions agree).
-    @Test(arguments: ["patterns", "layers", "layer0", "bias-lora-only", "bias-all", "tokens"])
+    @Test(arguments: ["patterns", "layers", "layer0", "bias-lora-only", "bias-all", "tokens", "tokens-tied", "modules", "modules-tied", "modules-norms"])
     func newAdapterHasPEFTsModules(_ name: String) throws {
         let model = try LlamaFixtures.model(PEFTConfigFixtures.modelName(name), on: CPUBackend.shared)
         let settings = try AdapterSettings(contentsOf: PEFTConfigFixtures.path(name + "/" + ModelAdapter.configName))
@@ -71,8 +87,8 @@ struct PEFTConfigFixtureTests {
     }
 
     /// Three AdamW steps from PEFT's adapter against torch.optim.AdamW: losses within 1e-4, every
-    /// adapter tensor (the trained biases and token rows too) within 1e-3 of its largest value.
-    @Test(arguments: BackendKind.allCases, ["patterns", "layers", "bias-lora-only", "bias-all", "tokens"])
+    /// adapter tensor (the trained biases, token rows and modules' copies too) within 1e-3 of its largest value.
+    @Test(arguments: BackendKind.allCases, ["patterns", "layers", "bias-lora-only", "bias-all", "tokens", "tokens-tied", "modules", "modules-tied", "modules-norms"])
     func threeStepsMatchPyTorch(_ kind: BackendKind, _ name: String) throws {
         try onBackend(kind) { backend in
             let (losses, adapter) = try PEFTConfigFixtures.train(name, on: backend)
@@ -87,12 +103,7 @@ struct PEFTConfigFixtureTests {
     /// `lowrank merge` writes the trained biases (PEFT's merge_and_unload keeps the trained
     /// bias tensors in the model), in the checkpoint's dtype, adapted modules' and others'.
     @Test func mergeWritesTheTrainedBiases() throws {
-        let checkpoint = try HuggingFaceCheckpoint(folder: LlamaFixtures.path("tiny-qwen2-bf16"))
-        let model = try LlamaModel(checkpoint: checkpoint, on: CPUBackend.shared)
-        let adapter = try ModelAdapter(contentsOf: PEFTConfigFixtures.path("bias-all"), on: model)
-        try withTemporaryFolder { folder in
-            try checkpoint.write(merging: adapter, of: model, to: folder + "/merged")
-            let merged = try HuggingFaceCheckpoint(folder: folder + "/merged")
+        try PEFTConfigFixtures.merging("bias-all") { adapter, _, merged in
             #expect(adapter.biases.map(\.path).contains("model.layers.0.self_attn.q_proj"))
             for (path, bias) in adapter.biases {
                 let written = try merged.tensor(path + ".bias", as: .f32, on: CPUBackend.shared).floats()

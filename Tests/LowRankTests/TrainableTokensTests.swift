@@ -31,19 +31,18 @@ struct TrainableTokensTests {
         #expect { try Self.settings(value) } throws: { "\($0)".contains("trainable_token_indices") && "\($0)".contains(message) }
     }
 
-    /// An id outside the vocabulary, and a model whose LM head is its embedding (PEFT would train
-    /// the head's rows too), are refused by name.
+    /// An id outside the vocabulary is refused by name; so, on a model whose LM head is its
+    /// embedding (which the rows then replace too), is the LM head also in modules_to_save.
     @Test func refusesWhatTheModelCannotTake() throws {
         let llama = try LlamaFixtures.model(on: CPUBackend.shared)
         #expect { try ModelAdapter(settings: try Self.settings(Self.ids([64])), on: llama, seed: 0) } throws: {
             "\($0)".contains("trainable_token_indices holds 64") && "\($0)".contains("vocabulary of 64")
         }
         let tied = try LlamaFixtures.model("tiny-qwen2-bf16", on: CPUBackend.shared)
-        #expect { try ModelAdapter(settings: try Self.settings(Self.ids([1])), on: tied, seed: 0) } throws: {
-            "\($0)".contains("trainable_token_indices") && "\($0)".contains("tie_word_embeddings")
-        }
-        #expect { try ModelAdapter(contentsOf: PEFTConfigFixtures.path("tokens"), on: tied, force: true) } throws: {
-            "\($0)".contains("tie_word_embeddings") && "\($0)".contains("tokens/adapter_config.json")
+        var both = try Self.settings(Self.ids([1]))
+        both.modulesToSave = ["lm_head"]
+        #expect { try ModelAdapter(settings: both, on: tied, seed: 0) } throws: {
+            "\($0)".contains("trainable_token_indices") && "\($0)".contains("tie_word_embeddings") && "\($0)".contains("not both")
         }
     }
 
@@ -58,13 +57,9 @@ struct TrainableTokensTests {
 
     /// `lowrank merge` writes the trained rows into the embedding (PEFT's merge: index_copy) and leaves the others.
     @Test func mergeWritesTheRows() throws {
-        let checkpoint = try HuggingFaceCheckpoint(folder: LlamaFixtures.path("tiny-llama"))
-        let model = try LlamaModel(checkpoint: checkpoint, on: CPUBackend.shared)
-        let adapter = try ModelAdapter(contentsOf: PEFTConfigFixtures.path("tokens"), on: model)
-        let tokens = try #require(adapter.tokens)
-        try withTemporaryFolder { folder in
-            try checkpoint.write(merging: adapter, of: model, to: folder + "/merged")
-            let merged = try HuggingFaceCheckpoint(folder: folder + "/merged").tensor("model.embed_tokens.weight", as: .f32, on: CPUBackend.shared).floats()
+        try PEFTConfigFixtures.merging("tokens") { adapter, model, checkpoint in
+            let tokens = try #require(adapter.tokens)
+            let merged = try checkpoint.tensor("model.embed_tokens.weight", as: .f32, on: CPUBackend.shared).floats()
             var expected = try model.weight("model.embed_tokens.weight").floats()
             let (hidden, rows) = (model.config.hiddenSize, try tokens.rows.floats())
             for (k, id) in tokens.indices.enumerated() {

@@ -265,32 +265,55 @@ def test_a_gguf_model_loads_quantized_and_matches_transformers():
         assert abs(mean_loss(model, rows) - expected) <= 1e-5 * expected
 
 
-def test_trainable_token_rows_match_lowrank_train_and_peft(tmp_path):
-    """trainable_token_indices through add_adapter (PEFT's dict form) trains as `lowrank train
-    --trainable-token-indices`: the same losses and adapter bits, the rows saved under PEFT's name;
-    and PEFT's own adapter with token rows evaluates to PEFT's loss (tools/make_peft_config_fixtures.py)."""
-    steps, seed, batch, tokens = 3, 5, 2, [27, 2, 11, 63]
+def check_field_trains_as_the_cli(tmp_path, cli_flags, fixture, refused, **fields):
+    """A PEFT field through add_adapter (`fields`) trains as `lowrank train` with `cli_flags`: the
+    same losses and adapter bits; `refused` (add_adapter arguments, error pattern) is refused; and
+    PEFT's own adapter `fixture` (tools/make_peft_config_fixtures.py) evaluates to PEFT's loss.
+    Returns the adapter Python saved, by tensor name, and its config."""
+    steps, seed, batch = 3, 5, 2
     cli_out, python_out = tmp_path / "cli", tmp_path / "python"
     run_cli("train", "--model", FIXTURES / "tiny-llama", "--data", FIXTURES / "data.jsonl", "--steps", steps,
             "--batch-size", batch, "--no-shuffle", "--seed", seed, "--targets", "q_proj,v_proj", "--r", 4, "--alpha", 8,
-            "--lr", 1e-2, "--trainable-token-indices", ",".join(map(str, tokens)), "--device", "cpu", "--adapter-out", cli_out)
+            "--lr", 1e-2, *cli_flags, "--device", "cpu", "--adapter-out", cli_out)
     rows = jsonl_rows(FIXTURES / "data.jsonl")
     peft_fixtures = FIXTURES.parent / "peft"
     with lowrank.Engine("cpu") as engine:
         model = lowrank.Model.from_pretrained(FIXTURES / "tiny-llama", engine=engine)
-        model.add_adapter(r=4, alpha=8, targets=["q_proj", "v_proj"], seed=seed, trainable_token_indices={"embed_tokens": tokens})
+        model.add_adapter(r=4, alpha=8, targets=["q_proj", "v_proj"], seed=seed, **fields)
         model.configure_training(lr=1e-2, seed=seed)
         batches = [train_default.pad(rows[i:i + batch]) for i in range(0, len(rows), batch)]
         losses = [model.step(*batches[s % len(batches)]) for s in range(steps)]
         model.save_adapter(python_out)
-        with pytest.raises(lowrank.LowRankError, match="outside the model's vocabulary"):
-            model.add_adapter(trainable_token_indices=[64])
-        model.load_adapter(peft_fixtures / "tokens")
-        expected = json.loads((peft_fixtures / "expected.json").read_text())["loss"]["tokens"]
+        with pytest.raises(lowrank.LowRankError, match=refused[1]):
+            model.add_adapter(**refused[0])
+        model.load_adapter(peft_fixtures / fixture)
+        expected = json.loads((peft_fixtures / "expected.json").read_text())["loss"][fixture]
         assert abs(mean_loss(model, rows) - expected) <= 1e-5 * expected
     assert np.array_equal(np.float32(losses), np.float32(cli_losses(cli_out, steps)))
-    assert json.loads((python_out / "adapter_config.json").read_text())["trainable_token_indices"] == tokens
     python_tensors = read_safetensors(python_out / "adapter_model.safetensors")
     for name, values in read_safetensors(cli_out / "adapter_model.safetensors").items():
         assert np.array_equal(python_tensors[name], values), name
-    assert python_tensors["base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"].shape == (4, 32)
+    return python_tensors, json.loads((python_out / "adapter_config.json").read_text())
+
+
+def test_trainable_token_rows_match_lowrank_train_and_peft(tmp_path):
+    """trainable_token_indices through add_adapter (PEFT's dict form) trains as `lowrank train
+    --trainable-token-indices`, the rows saved under PEFT's name; PEFT's adapter with token rows
+    evaluates to PEFT's loss."""
+    tokens = [27, 2, 11, 63]
+    tensors, config = check_field_trains_as_the_cli(
+        tmp_path, ["--trainable-token-indices", ",".join(map(str, tokens))], "tokens",
+        ({"trainable_token_indices": [64]}, "outside the model's vocabulary"), trainable_token_indices={"embed_tokens": tokens})
+    assert config["trainable_token_indices"] == tokens
+    assert tensors["base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"].shape == (4, 32)
+
+
+def test_modules_to_save_match_lowrank_train_and_peft(tmp_path):
+    """modules_to_save through add_adapter trains as `lowrank train --modules-to-save`, the copies
+    saved under PEFT's names; PEFT's adapter with modules_to_save evaluates to PEFT's loss."""
+    modules = ["embed_tokens", "lm_head"]
+    tensors, config = check_field_trains_as_the_cli(
+        tmp_path, ["--modules-to-save", ",".join(modules)], "modules",
+        ({"modules_to_save": ["q_proj"]}, "only the token embedding"), modules_to_save=modules)
+    assert config["modules_to_save"] == modules
+    assert tensors["base_model.model.lm_head.weight"].shape == (64, 32)

@@ -1,0 +1,74 @@
+import LowRank
+
+/// One of PEFT's `modules_to_save` (its `ModulesToSaveWrapper`): the token embedding, an RMSNorm
+/// or the LM head trained in full, as an f32 copy of the frozen module's weight that the model's
+/// graph uses in place of it, with its own optimizer state. PEFT saves it as
+/// `base_model.model.<path>.weight`.
+public struct SavedModule {
+    /// `model.embed_tokens`, `model.layers.<i>.input_layernorm`, `…post_attention_layernorm`,
+    /// `model.norm` or `lm_head`.
+    public let path: String
+    /// The trained copy, the frozen weight's shape, f32.
+    public let weight: Tensor
+
+    public static let embedding = "model.embed_tokens"
+    public static let head = "lm_head"
+
+    /// The name in `adapter_model.safetensors`.
+    public var key: String { ModelAdapter.key(path, "weight") }
+
+    init(path: String, weight: Tensor) {
+        (self.path, self.weight) = (path, weight)
+    }
+
+    /// The model weight `path`'s copy starts from: with tie_word_embeddings the LM head is the
+    /// embedding (PEFT then copies it apart from the embedding, as `ensure_weight_tying=False` does).
+    static func frozenName(_ path: String, _ config: LlamaConfig) -> String {
+        path == head && config.tiedEmbeddings ? embedding + ".weight" : path + ".weight"
+    }
+
+    /// The modules that can train in full, in model order (as `ModelAdapter.parameters` lists them).
+    static func trainable(_ config: LlamaConfig) -> [String] {
+        [embedding] + (0..<config.layerCount).flatMap { ["model.layers.\($0).input_layernorm", "model.layers.\($0).post_attention_layernorm"] }
+            + ["model.norm", head]
+    }
+
+    /// The modules `settings.modulesToSave` names on a model of `config`, in model order. PEFT
+    /// wraps every module whose path ends with a listed name (`_set_trainable`); a name matching a
+    /// module other than these (a projection, a container), or matching none, is refused.
+    static func paths(_ settings: AdapterSettings, _ config: LlamaConfig) throws -> [String] {
+        guard let names = settings.modulesToSave else { return [] }
+        // Every module of the model, containers too, as PyTorch's named_modules lists them (a tied LM head among them).
+        var modules: Set<String> = [head]
+        for (name, _) in config.expectedTensors {
+            let parts = name.split(separator: ".").dropLast()
+            for n in 1...parts.count { modules.insert(parts.prefix(n).joined(separator: ".")) }
+        }
+        for name in names {
+            let matched = modules.filter { $0.hasSuffix(name) }.sorted()
+            guard !matched.isEmpty else {
+                throw LowRankError(.invalidArgument, "modules_to_save names \"\(name)\", which matches no module of this \(config.modelType) model")
+            }
+            if let other = matched.first(where: { !trainable(config).contains($0) }) {
+                throw LowRankError(.unsupported, "modules_to_save \"\(name)\" matches \(other); only the token embedding (embed_tokens), the RMSNorms and the LM head (lm_head) train in full here")
+            }
+        }
+        let chosen = trainable(config).filter { path in names.contains { path.hasSuffix($0) } }
+        if chosen.contains(embedding), settings.trainableTokenIndices != nil {
+            // PEFT's words: the embedding cannot both train in full and train rows.
+            throw LowRankError(.invalidArgument, "modules_to_save trains the token embedding in full and trainable_token_indices trains its rows: name it in one, not both")
+        }
+        if config.tiedEmbeddings, chosen.contains(head), settings.trainableTokenIndices != nil {
+            throw LowRankError(.unsupported, "modules_to_save trains the LM head in full and trainable_token_indices ties its rows to the embedding's on this model (tie_word_embeddings): name lm_head or the token ids, not both")
+        }
+        return chosen
+    }
+
+    /// New copies of the modules `settings` names (PEFT's start: the frozen weights, so the model is unchanged).
+    static func starting(_ settings: AdapterSettings, on model: LlamaModel) throws -> [SavedModule] {
+        try paths(settings, model.config).map { path in
+            // Copied on the device (a planning backend holds no values to read), widened or dequantized to f32.
+            SavedModule(path: path, weight: try Ops.cast(try model.weight(frozenName(path, model.config)), to: .f32))
+        }
+    }
+}
