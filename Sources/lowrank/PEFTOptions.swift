@@ -27,7 +27,10 @@ struct PEFTOptions: ParsableArguments {
     var bias: AdapterSettings.Bias = .none
     @Option(help: "PEFT's trainable_token_indices: comma-separated token ids whose embedding rows train (and are saved) with the adapter; the rest of the embedding stays frozen (with tie_word_embeddings, the LM head's rows of those ids are the same rows).")
     var trainableTokenIndices: String?
-    @Option(help: "PEFT's modules_to_save: comma-separated modules that train in full (a copy with its own optimizer state, saved with the adapter), each module whose path ends with a name: embed_tokens, lm_head, norm (every RMSNorm), input_layernorm, post_attention_layernorm, model.norm.")
+    @Option(help: """
+        PEFT's modules_to_save: comma-separated modules that train in full (a copy with its own optimizer state, saved with the adapter), \
+        each module whose path ends with a name: embed_tokens, lm_head, norm (every RMSNorm), input_layernorm, post_attention_layernorm, model.norm.
+        """)
     var modulesToSave: String?
     @Option(help: "LoRA+ (PEFT's create_loraplus_optimizer): B's learning rate is this times --lr (16 in the paper).")
     var loraplusLrRatio: Double?
