@@ -13,10 +13,11 @@ swift build
 LOWRANK_VALIDATION=1 .build/debug/lowrank devices
 LOWRANK_VALIDATION=1 .build/debug/lowrank check
 # Every suite on every backend at tiny shapes: fails on any error or NaN (speed is not judged
-# here), and its records must compare against themselves through --compare.
+# here), and its records must compare against themselves through --compare (the threshold only
+# catches a broken comparison: a sub-millisecond case on a shared 2-core runner has stalled 20×).
 bench=(.build/debug/lowrank-bench --suite all --preset tiny --device all --runs 2 --warmup 1 --min-time 0)
 "${bench[@]}" --json > .build/bench-smoke.json
-"${bench[@]}" --compare .build/bench-smoke.json --threshold 1000%
+"${bench[@]}" --compare .build/bench-smoke.json --threshold 100000%
 # The README's main job, shortened: the default model trains on the device found and saves its
 # adapter and loss curve.
 LOWRANK_VALIDATION=1 .build/debug/lowrank train --steps 20 --adapter-out .build/default-job
