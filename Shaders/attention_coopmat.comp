@@ -21,8 +21,8 @@
 // by workgroup size / BLOCK invocations; out accumulators rescaled at each key tile by the row's
 // correction through the subgroup's f32 stage. PASS_QUERY_GRADIENT: per (query tile, KV
 // head), dq. PASS_KEY_VALUE_GRADIENT: per (key tile, KV head), dk and dv over the query tiles that see it.
-// Host defines: PASS, HEAD_DIM_MAX (64, 128 or 256: the staged columns). Everything else is a
-// specialization constant (AttentionCoopmatKernel.Constants).
+// Host defines: PASS, HEAD_DIM_MAX (64, 128 or 256: the staged columns), SEQUENCE_STARTS (packed rows,
+// attention_mask.glsl). Everything else is a specialization constant (AttentionCoopmatKernel.Constants).
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint BLOCK = 32;  // queries (items) and key rows per tile
 layout(constant_id = 2) const uint CM_M = 16;
@@ -67,21 +67,24 @@ OPERAND(7, dv, writeonly)
 // attention.comp's block (cache_rows is its cached pass's; 0 here).
 layout(push_constant) uniform Params { uint rows, q_heads, kv_heads, head_dim, sequence; float scale; uint cache_rows; } p;
 
-// The mask, in one place: attention.comp's semantics (AttentionOptions.sequenceLength: sequences of
-// `sequence` rows packed along T, causal within each).
-uint sequence_start(uint row) { return row / p.sequence * p.sequence; }
-// One past the last row of `row`'s sequence.
-uint sequence_end(uint row) { return sequence_start(row) + p.sequence; }
+// The mask is attention.comp's (attention_mask.glsl), a packed attention's sequence starts bound after
+// the pass's other buffers.
+#if PASS == PASS_FORWARD
+#define SEQUENCE_STARTS_BINDING 5
+#elif PASS == PASS_QUERY_GRADIENT
+#define SEQUENCE_STARTS_BINDING 7
+#else
+#define SEQUENCE_STARTS_BINDING 8
+#endif
+#include "attention_mask.glsl"
+
 uint group_size() { return p.q_heads / p.kv_heads; }
 uint items() { return p.rows * group_size(); }
 uint item_row(uint item) { return item / group_size(); }
 // Where query item `item` of KV head `kh` is in a [T, H_q] tensor.
 uint item_index(uint item, uint kh) { return item_row(item) * p.q_heads + kh * group_size() + item % group_size(); }
 // Whether query item `item` sees key row `key`.
-bool visible(uint item, uint key) {
-    uint row = item_row(item);
-    return item < items() && key <= row && key >= sequence_start(row);
-}
+bool visible(uint item, uint key) { return item < items() && attention_visible(item_row(item), key, p.sequence, 0u); }
 
 // f16 tiles of BLOCK rows, each padded by 8 halves (16 bytes: rows stay aligned for the matrix loads
 // and start in different banks); scores (and dP) in f32, P (and dS) in f16, [query][key].
@@ -187,7 +190,7 @@ void main() {
     for (uint r = lid; r < BLOCK; r += THREADS) { srow[0][r] = NEGATIVE_INFINITY; srow[1][r] = 0.0; }
     ACC acc[PER_SUBGROUP];
     [[unroll]] for (uint a = 0u; a < PER_SUBGROUP; a++) acc[a] = ACC(0.0);
-    for (uint j0 = sequence_start(item_row(first)); j0 <= last; j0 += BLOCK) {
+    for (uint j0 = attention_first_key(item_row(first), p.sequence); j0 <= last; j0 += BLOCK) {
         barrier();  // the previous key tile is consumed
         LOAD_KEYS(sk, k, K_DTYPE, j0, kh);
         LOAD_KEYS(sv, v, V_DTYPE, j0, kh);
@@ -287,7 +290,7 @@ void main() {
     load_queries(first, kh);
     ACC acc[PER_SUBGROUP];
     [[unroll]] for (uint a = 0u; a < PER_SUBGROUP; a++) acc[a] = ACC(0.0);
-    for (uint j0 = sequence_start(item_row(first)); j0 <= last; j0 += BLOCK) {
+    for (uint j0 = attention_first_key(item_row(first), p.sequence); j0 <= last; j0 += BLOCK) {
         barrier();
         LOAD_KEYS(sk, k, K_DTYPE, j0, kh);
         LOAD_KEYS(sv, v, V_DTYPE, j0, kh);
@@ -302,14 +305,14 @@ void main() {
 #else
 void main() {
     uint j0 = gl_WorkGroupID.x * BLOCK, kh = gl_WorkGroupID.y;
-    // The query rows that see a key of this tile: its first key through the last key's sequence end.
-    uint end = sequence_end(min(j0 + BLOCK, p.rows) - 1u);
+    // The query tiles that see a key of this tile: from its first key's, until one starts after its last key.
+    uint last_key = min(j0 + BLOCK, p.rows) - 1u;
     LOAD_KEYS(sk, k, K_DTYPE, j0, kh);
     LOAD_KEYS(sv, v, V_DTYPE, j0, kh);
     ACC dk[PER_SUBGROUP];
     ACC dv[PER_SUBGROUP];
     [[unroll]] for (uint a = 0u; a < PER_SUBGROUP; a++) { dk[a] = ACC(0.0); dv[a] = ACC(0.0); }
-    for (uint first = j0 * group_size(); first < end * group_size(); first += BLOCK) {
+    for (uint first = j0 * group_size(); first < items() && attention_tile_sees(item_row(first), last_key, p.sequence); first += BLOCK) {
         barrier();
         load_queries(first, kh);
         barrier();

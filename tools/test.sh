@@ -38,8 +38,9 @@ LOWRANK_BENCH=.build/debug/lowrank-bench tools/isa-check.sh
 # any other DocC warning fails (measured on the 2-core VM after the debug build: 31 s; 82 s the
 # first time, which builds the plugin's tools).
 swift package --disable-sandbox generate-documentation --target LowRankCore --target LowRank --target LowRankModels --warnings-as-errors
-# The suites that need cooperative matrices (every coopmat variant against the CPU backend), there.
-tools/coopmat-check.sh --swift-tests CoopmatTests
+# The suites that need cooperative matrices (every coopmat variant against the CPU backend: CoopmatTests and
+# CoopmatAttentionTests), there.
+tools/coopmat-check.sh --swift-tests Coopmat
 # Every parser of untrusted input under libFuzzer and AddressSanitizer, briefly (tools/fuzz.sh
 # takes longer runs): a crash, sanitizer report or hang fails the suite.
 tools/fuzz.sh 10

@@ -101,16 +101,15 @@ extension VulkanBackend {
     /// q, k, v [, sequence starts] -> out, logsumexp.
     func encodeAttention(_ o: AttentionOptions, _ inputs: [Tensor], _ outputs: [Tensor]) throws {
         let (q, k, v) = (inputs[0], inputs[1], inputs[2])
-        // Packed rows (per-row sequence starts) are not in attention_coopmat.comp: they stay scalar.
-        if !o.packed, let tile = attentionCoopmatTile(.forward, headDim: q.shape[2], dtypes: [q.dtype, k.dtype, v.dtype]) {
+        let bindings: [TensorBinding] = [.read(q), .read(k), .read(v), .write(outputs[0]), .write(outputs[1])] + inputs.dropFirst(3).map { .read($0) }
+        if let tile = attentionCoopmatTile(.forward, headDim: q.shape[2], dtypes: [q.dtype, k.dtype, v.dtype]) {
             let constants = AttentionCoopmatKernel.Constants(tile: tile, q: q.dtype, k: k.dtype, v: v.dtype, gradient: .f32, out: .f32, c: outputs[0].dtype)
-            return try dispatchAttentionCoopmat(.forward, tile, constants, [.read(q), .read(k), .read(v), .write(outputs[0]), .write(outputs[1])],
-                                                push: attentionPush(o, q: q, k: k), rows: q.shape[0] * q.shape[1] / k.shape[1])
+            return try dispatchAttentionCoopmat(.forward, tile, constants, bindings, push: attentionPush(o, q: q, k: k),
+                                                rows: q.shape[0] * q.shape[1] / k.shape[1], packed: o.packed)
         }
         let tile = try attentionTile(headDim: q.shape[2], pass: .forward)
         let kernel = AttentionKernel(pass: .forward, tile: tile, q: q.dtype, k: k.dtype, v: v.dtype, backward: nil, c: outputs[0].dtype, packed: o.packed)
-        try dispatch(kernel, [.read(q), .read(k), .read(v), .write(outputs[0]), .write(outputs[1])] + inputs.dropFirst(3).map { .read($0) },
-                     push: attentionPush(o, q: q, k: k), groups: (tiles(q.shape[0] * q.shape[1] / k.shape[1], tile), k.shape[1], 1))
+        try dispatch(kernel, bindings, push: attentionPush(o, q: q, k: k), groups: (tiles(q.shape[0] * q.shape[1] / k.shape[1], tile), k.shape[1], 1))
     }
 
     /// q, k, v, the key and value caches, past -> out, logsumexp: one sequence, the caches' first
@@ -136,15 +135,16 @@ extension VulkanBackend {
             // dq's tiles are of queries, T·(H_q / H_kv) per KV head; dk's and dv's of key rows.
             let (writes, rows): ([TensorBinding], Int) = pass == .queryGradient
                 ? ([.write(outputs[0])], q.shape[0] * q.shape[1] / k.shape[1]) : ([.write(outputs[1]), .write(outputs[2])], k.shape[0])
-            if !o.packed, let tile = attentionCoopmatTile(coopmatPass, headDim: q.shape[2], dtypes: [q.dtype, k.dtype, v.dtype, g.dtype, out.dtype]) {
+            let bindings = reads + writes + (operands.starts.map { [.read($0)] } ?? [])
+            if let tile = attentionCoopmatTile(coopmatPass, headDim: q.shape[2], dtypes: [q.dtype, k.dtype, v.dtype, g.dtype, out.dtype]) {
                 let constants = AttentionCoopmatKernel.Constants(tile: tile, q: q.dtype, k: k.dtype, v: v.dtype, gradient: g.dtype, out: out.dtype, c: c)
-                try dispatchAttentionCoopmat(coopmatPass, tile, constants, reads + writes, push: push, rows: rows)
+                try dispatchAttentionCoopmat(coopmatPass, tile, constants, bindings, push: push, rows: rows, packed: o.packed)
                 continue
             }
             let tile = try attentionTile(headDim: q.shape[2], pass: pass)
             let kernel = AttentionKernel(pass: pass, tile: tile, q: q.dtype, k: k.dtype, v: v.dtype,
                                          backward: .init(gradient: g.dtype, out: out.dtype), c: c, packed: o.packed)
-            try dispatch(kernel, reads + writes + (operands.starts.map { [.read($0)] } ?? []), push: push, groups: (tiles(rows, tile), k.shape[1], 1))
+            try dispatch(kernel, bindings, push: push, groups: (tiles(rows, tile), k.shape[1], 1))
         }
     }
 

@@ -3,7 +3,7 @@ import LowRankCore
 /// `Shaders/attention_coopmat.comp`: `attention.comp`'s forward, dq and dk/dv passes with the products
 /// of tiles in cooperative matrices (ggml-vulkan's `flash_attn_cm1.comp`), f16 tiles and f32
 /// accumulators and softmax. Its SPIR-V is compiled ahead of time: the pass and the staged head
-/// columns are defines (the variants, modules of `Shaders/spirv/`), the tile, matrix shape and
+/// columns (and packed rows) are defines (the variants, modules of `Shaders/spirv/`), the tile, matrix shape and
 /// operand dtypes specialization constants (`Constants`). The cached forward pass stays scalar.
 struct AttentionCoopmatKernel: Kernel {
     typealias Push = AttentionKernel.Push
@@ -20,11 +20,15 @@ struct AttentionCoopmatKernel: Kernel {
     var pass: Pass
     /// `HEAD_DIM_MAX`: one of `AttentionKernel.Tile.headDims`, the head dim rounded up.
     var headDimMax: Int
+    /// `SEQUENCE_STARTS`: a packed attention, its sequence starts bound after the pass's other buffers.
+    var packed: Bool
 
-    var defines: [String: String] { pass.defines + ["HEAD_DIM_MAX": "\(headDimMax)u"] }
+    var defines: [String: String] { pass.defines + ["HEAD_DIM_MAX": "\(headDimMax)u"] + (packed ? ["SEQUENCE_STARTS": "1"] : [:]) }
 
     static var variants: [AttentionCoopmatKernel] {
-        Pass.allCases.flatMap { pass in AttentionKernel.Tile.headDims.map { AttentionCoopmatKernel(pass: pass, headDimMax: $0) } }
+        Pass.allCases.flatMap { pass in
+            AttentionKernel.Tile.headDims.flatMap { headDimMax in [false, true].map { AttentionCoopmatKernel(pass: pass, headDimMax: headDimMax, packed: $0) } }
+        }
     }
 
     /// The RDNA3 tile (`CoopmatTile.rdna3`'s matrices and subgroups) with f16 operands and f32 results.
@@ -98,10 +102,10 @@ extension VulkanBackend {
     }
 
     /// Records `pass` on the cooperative-matrix kernel over `rows` tiled rows (queries forward and for dq,
-    /// key rows for dk and dv) of each KV head.
+    /// key rows for dk and dv) of each KV head; `packed` when the bindings end with the sequence starts.
     func dispatchAttentionCoopmat(_ pass: AttentionCoopmatKernel.Pass, _ tile: AttentionCoopmatKernel.Tile, _ constants: AttentionCoopmatKernel.Constants,
-                                  _ bindings: [TensorBinding], push: AttentionKernel.Push, rows: Int) throws {
-        try dispatch(AttentionCoopmatKernel(pass: pass, headDimMax: tile.headDimMax), specialization: constants.values, bindings, push: push,
+                                  _ bindings: [TensorBinding], push: AttentionKernel.Push, rows: Int, packed: Bool) throws {
+        try dispatch(AttentionCoopmatKernel(pass: pass, headDimMax: tile.headDimMax, packed: packed), specialization: constants.values, bindings, push: push,
                      groups: ((rows + tile.block - 1) / tile.block, Int(push.kvHeads), 1))
     }
 }
