@@ -217,6 +217,7 @@ int32_t lowrank_model_optimizer_step(lowrank_model model, float *loss);
  * sequences unpacked. A row begins at 0; any other position is 0 or one more than the one before. */
 int32_t lowrank_model_step_packed(lowrank_model model, const int32_t *input_ids, const int32_t *labels,
                                   const int32_t *position_ids, int64_t rows, int64_t sequence, float *loss);
+/* lowrank_model_forward_backward on packed rows (see above). */
 int32_t lowrank_model_forward_backward_packed(lowrank_model model, const int32_t *input_ids, const int32_t *labels,
                                               const int32_t *position_ids, int64_t rows, int64_t sequence, float *loss);
 
@@ -254,6 +255,7 @@ int32_t lowrank_model_step_count(lowrank_model model, int64_t *steps);
 /* The loss of a batch without training (the adapter applied, if any; no dropout). */
 int32_t lowrank_model_loss(lowrank_model model, const int32_t *input_ids, const int32_t *labels,
                            int64_t rows, int64_t sequence, float *loss);
+/* lowrank_model_loss on packed rows, position_ids as lowrank_model_step_packed's. */
 int32_t lowrank_model_loss_packed(lowrank_model model, const int32_t *input_ids, const int32_t *labels,
                                   const int32_t *position_ids, int64_t rows, int64_t sequence, float *loss);
 
