@@ -103,7 +103,7 @@ def write_model_with_tokenizer(folder):
 
 
 @pytest.mark.parametrize("train_on_prompt", [False, True])
-def test_training_on_examples_matches_lowrank_train(tmp_path, train_on_prompt):
+def test_training_on_examples_matches_lowrank_train(device, tmp_path, train_on_prompt):
     """Text, prompt/completion and messages lines as JSONL for `lowrank train --no-shuffle`, and as
     dicts for Model.step(examples=...) two at a time: the same losses and adapter, bit for bit."""
     model_folder = tmp_path / "model"
@@ -116,9 +116,9 @@ def test_training_on_examples_matches_lowrank_train(tmp_path, train_on_prompt):
     steps, seed, batch = 4, 5, 2
     cli_out = tmp_path / "cli"
     run_cli("train", "--model", model_folder, "--data", data, "--steps", steps, "--batch-size", batch, "--no-shuffle", "--seed", seed,
-            "--r", 4, "--alpha", 8, "--lr", 1e-2, "--targets", "all-linear", "--device", "cpu", "--adapter-out", cli_out,
+            "--r", 4, "--alpha", 8, "--lr", 1e-2, "--targets", "all-linear", "--device", device, "--adapter-out", cli_out,
             *(["--train-on-prompt"] if train_on_prompt else []))
-    with lowrank.Engine("cpu") as engine:
+    with lowrank.Engine(device) as engine:
         model = lowrank.Model.from_pretrained(model_folder, engine=engine)
         assert model.config["vocab_size"] == vocabulary and model.tokenizer.has_chat_template
         model.add_adapter(r=4, alpha=8, targets="all-linear", seed=seed)
