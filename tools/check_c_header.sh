@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 generated=.build/LowRankC-Swift.h
 swiftc -typecheck -parse-as-library -module-name LowRankC -I .build/debug/Modules -I Sources/CLowRank \
     -I Sources/CShaderc -I Sources/COpenBLAS -Xcc -fmodule-map-file=.build/debug/CVulkan.build/module.modulemap \
-    -Xcc -fmodule-map-file=.build/debug/CMPI.build/module.modulemap \
+    -Xcc -fmodule-map-file=.build/debug/CMPI.build/module.modulemap -Xcc -fmodule-map-file=.build/debug/CBFloat16GEMM.build/module.modulemap \
     -emit-clang-header-path "$generated" Sources/LowRankC/*.swift
 printf '#include "lowrank.h"\n#include "LowRankC-Swift.h"\n' \
     | clang -fsyntax-only -Werror=incompatible-function-pointer-types -x c -I Sources/CLowRank -I .build -

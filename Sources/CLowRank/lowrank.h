@@ -217,6 +217,7 @@ int32_t lowrank_model_optimizer_step(lowrank_model model, float *loss);
  * sequences unpacked. A row begins at 0; any other position is 0 or one more than the one before. */
 int32_t lowrank_model_step_packed(lowrank_model model, const int32_t *input_ids, const int32_t *labels,
                                   const int32_t *position_ids, int64_t rows, int64_t sequence, float *loss);
+/* lowrank_model_forward_backward on packed rows (see above). */
 int32_t lowrank_model_forward_backward_packed(lowrank_model model, const int32_t *input_ids, const int32_t *labels,
                                               const int32_t *position_ids, int64_t rows, int64_t sequence, float *loss);
 
@@ -254,6 +255,7 @@ int32_t lowrank_model_step_count(lowrank_model model, int64_t *steps);
 /* The loss of a batch without training (the adapter applied, if any; no dropout). */
 int32_t lowrank_model_loss(lowrank_model model, const int32_t *input_ids, const int32_t *labels,
                            int64_t rows, int64_t sequence, float *loss);
+/* lowrank_model_loss on packed rows, position_ids as lowrank_model_step_packed's. */
 int32_t lowrank_model_loss_packed(lowrank_model model, const int32_t *input_ids, const int32_t *labels,
                                   const int32_t *position_ids, int64_t rows, int64_t sequence, float *loss);
 
@@ -283,6 +285,16 @@ int32_t lowrank_tokenizer_decode(lowrank_tokenizer tokenizer, const int32_t *ids
  * nonzero ends it with the assistant's turn opening. LOWRANK_FILE_FORMAT without a template. */
 int32_t lowrank_tokenizer_apply_chat_template(lowrank_tokenizer tokenizer, const char *messages, int32_t add_generation_prompt,
                                               char *buffer, size_t capacity, size_t *length);
+
+/* One training example as `lowrank train --data` reads a JSONL line: example is a JSON object
+ * {"text"} (EOS appended), {"prompt", "completion"} or {"messages"} (with a chat template; the loss on
+ * the completion only unless train_on_prompt is nonzero), tokenized as TRL's SFTTrainer does, or
+ * {"input_ids"[, "labels"]}. ids and labels (unshifted, -100 where not trained on) receive capacity
+ * values each and *count their number; when capacity is too small the call returns
+ * LOWRANK_BUFFER_TOO_SMALL with *count set. tokenizer 0 (none) reads {"input_ids"} only. A bad
+ * example is LOWRANK_FILE_FORMAT with a message naming the field. */
+int32_t lowrank_tokenizer_encode_example(lowrank_tokenizer tokenizer, const char *example, int32_t train_on_prompt,
+                                         int32_t *ids, int32_t *labels, int64_t capacity, int64_t *count);
 
 /* A JSON object {"vocab_size", "bos_token_id", "eos_token_id", "pad_token_id" (null when absent),
  * "has_chat_template"} (a string, as above). */

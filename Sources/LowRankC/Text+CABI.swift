@@ -52,6 +52,27 @@ import Synchronization
     }
 }
 
+@c public func lowrank_tokenizer_encode_example(_ tokenizer: UInt64, _ example: UnsafePointer<CChar>?, _ trainOnPrompt: Int32,
+                                                _ ids: UnsafeMutablePointer<Int32>?, _ labels: UnsafeMutablePointer<Int32>?, _ capacity: Int64,
+                                                _ count: UnsafeMutablePointer<Int64>?) -> Int32 {
+    ABI.call {
+        let line = Array(try ABI.string(example, "example").utf8)
+        let json: JSON
+        do { json = try JSON.parse(line) } catch let e as LowRankError { throw LowRankError(.fileFormat, "the example is not JSON: \(e.message)") }
+        // As `lowrank train` reads the line, with this call's choice of training on the prompt.
+        let tokenized = { (format: TextFormat?) throws -> sending ([Int32], [Int32]) in
+            var format = format
+            format?.trainOnPrompt = trainOnPrompt != 0
+            let (values, targets) = try TokenDataset.example(json, text: { format })
+            return (values, targets ?? values)
+        }
+        // Handle 0, no tokenizer, reads token examples only, as `lowrank train` does for a model without one.
+        let (values, targets) = tokenizer == 0 ? try tokenized(nil) : try HandleTable.tokenizer(tokenizer).with { try tokenized($0) }
+        try ABI.copy(values, to: ids, capacity: capacity, count: count)
+        try ABI.copy(targets, to: labels, capacity: capacity, count: count)
+    }
+}
+
 @c public func lowrank_tokenizer_info(_ tokenizer: UInt64, _ buffer: UnsafeMutablePointer<CChar>?, _ capacity: size_t,
                                       _ length: UnsafeMutablePointer<size_t>?) -> Int32 {
     ABI.call {

@@ -118,8 +118,9 @@ public struct TokenDataset: Sendable {
         return (rows, anyLabels ? zip(rows, labels).map { $1 ?? $0 } : nil)
     }
 
-    /// One JSONL line's ids and labels (nil: every token trained on).
-    private static func example(_ json: JSON, text: () throws -> TextFormat?) throws -> ([Int32], [Int32]?) {
+    /// One JSONL line's ids and labels (nil: every token trained on); `text` gives the format of
+    /// the text forms, called only for one of them.
+    public static func example(_ json: JSON, text: () throws -> TextFormat?) throws -> ([Int32], [Int32]?) {
         func integers(_ field: String) throws -> [Int32]? {
             guard let value = json[field] else { return nil }
             guard let list = value.array else { throw LowRankError(.fileFormat, "\"\(field)\" must be a list of integers") }

@@ -79,6 +79,33 @@ int main(void) {
     lowrank_tokenizer tokenizer = 0;
     EXPECT(lowrank_tokenizer_load("/nonexistent", &tokenizer) == LOWRANK_IO, "a missing tokenizer");
 
+    /* Training examples as `lowrank train --data` reads JSONL lines (run from the repository root). */
+    EXPECT(lowrank_tokenizer_load("Tests/Fixtures/tokenizers/smollm2", &tokenizer) == LOWRANK_OK, "SmolLM2's tokenizer");
+    int32_t example_ids[64], example_labels[64];
+    int64_t example_count = 0;
+    EXPECT(lowrank_tokenizer_encode_example(tokenizer, "{\"text\": \"Hello\"}", 0, example_ids, example_labels, 64, &example_count) == LOWRANK_OK
+           && example_count >= 2 && example_ids[example_count - 1] == 2
+           && memcmp(example_ids, example_labels, (size_t)example_count * sizeof *example_ids) == 0, "text ends with EOS, all trained on");
+    const char *prompt = "{\"prompt\": \"What is 2 + 2?\", \"completion\": \" 4\"}";
+    EXPECT(lowrank_tokenizer_encode_example(tokenizer, prompt, 0, example_ids, example_labels, 64, &example_count) == LOWRANK_OK
+           && example_count == 11 && example_labels[0] == -100 && example_labels[10] == 2, "the prompt is not trained on");
+    EXPECT(lowrank_tokenizer_encode_example(tokenizer, prompt, 1, example_ids, example_labels, 64, &example_count) == LOWRANK_OK
+           && example_labels[0] == example_ids[0], "train on the prompt");
+    EXPECT(lowrank_tokenizer_encode_example(tokenizer, prompt, 0, example_ids, example_labels, 1, &example_count) == LOWRANK_BUFFER_TOO_SMALL
+           && example_count == 11, "capacity 1: %lld", (long long)example_count);
+    EXPECT(lowrank_tokenizer_encode_example(tokenizer, "{\"prompt\": \"hi\"}", 0, example_ids, example_labels, 64, &example_count)
+           == LOWRANK_FILE_FORMAT && strstr(lowrank_last_error(), "\"completion\"") != NULL, "a prompt without completion");
+    EXPECT(lowrank_tokenizer_encode_example(tokenizer, "{\"text\": ", 0, example_ids, example_labels, 64, &example_count)
+           == LOWRANK_FILE_FORMAT && strstr(lowrank_last_error(), "not JSON") != NULL, "not JSON");
+    EXPECT(lowrank_tokenizer_encode_example(0, "{\"input_ids\": [5, 6], \"labels\": [-100, 6]}", 0, example_ids, example_labels, 64,
+                                            &example_count) == LOWRANK_OK && example_count == 2 && example_labels[0] == -100, "token ids without a tokenizer");
+    EXPECT(lowrank_tokenizer_encode_example(0, "{\"text\": \"hi\"}", 0, example_ids, example_labels, 64, &example_count) == LOWRANK_FILE_FORMAT
+           && strstr(lowrank_last_error(), "needs a tokenizer") != NULL, "text without a tokenizer");
+    EXPECT(lowrank_tokenizer_encode_example(tokenizer, NULL, 0, example_ids, example_labels, 64, &example_count) == LOWRANK_INVALID_ARGUMENT,
+           "NULL example");
+    EXPECT(lowrank_tokenizer_encode_example(tokenizer, prompt, 0, example_ids, example_labels, 64, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL count");
+    EXPECT(lowrank_tokenizer_close(tokenizer) == LOWRANK_OK, "close the tokenizer");
+
     int64_t count = 0;
     EXPECT(lowrank_model_adapter_tensor_count(model, &count) == LOWRANK_OK && count == 2 * 7 * 3, "%lld tensors", (long long)count);
     char tensor[256];

@@ -145,6 +145,8 @@ def _declare(lib):
         "lowrank_tokenizer_encode": (ctypes.c_int32, [u64, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int32, c_int32_p, ctypes.c_int64, c_int64_p]),
         "lowrank_tokenizer_decode": (ctypes.c_int32, [u64, c_int32_p, ctypes.c_int64, ctypes.c_int32] + string_out),
         "lowrank_tokenizer_apply_chat_template": (ctypes.c_int32, [u64, ctypes.c_char_p, ctypes.c_int32] + string_out),
+        "lowrank_tokenizer_encode_example": (ctypes.c_int32, [u64, ctypes.c_char_p, ctypes.c_int32, c_int32_p, c_int32_p, ctypes.c_int64,
+                                                              c_int64_p]),
         "lowrank_tokenizer_info": (ctypes.c_int32, [u64] + string_out),
         "lowrank_tokenizer_close": (ctypes.c_int32, [u64]),
         "lowrank_generation_options_init": (ctypes.c_int32, [ctypes.POINTER(GenerationOptions)]),

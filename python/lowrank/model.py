@@ -5,10 +5,10 @@ import os
 
 import numpy as np
 
-from ._errors import DTypeError, FileFormatError, ShapeError
+from ._errors import DTypeError, FileFormatError, InvalidArgumentError, ShapeError
 from ._handle import NativeHandle
 from ._native import AdapterOptions, GenerationOptions, TrainingOptions, check, encode, lib, read_ids, read_string
-from .tokenizer import Tokenizer
+from .tokenizer import Tokenizer, encode_example
 from .engine import Engine, default_engine
 
 SCHEDULES = {"constant": 0, "linear": 1, "cosine": 2}
@@ -219,21 +219,55 @@ class Model(NativeHandle):
         options.loraplus_lr_ratio = 0.0 if loraplus_lr_ratio is None else float(loraplus_lr_ratio)
         check(lib.lowrank_model_set_training(self._handle, ctypes.byref(options)))
 
-    def step(self, input_ids, labels=None, position_ids=None) -> float:
+    def step(self, input_ids=None, labels=None, position_ids=None, *, examples=None, max_length: int = None,
+             train_on_prompt: bool = False) -> float:
         """One training step on a [batch, sequence] array of token ids: forward with the mean
         next-token cross-entropy, backward, and an AdamW step. `labels`, as transformers takes
         them (unshifted, -100 where nothing is predicted, such as right padding), default to the
         ids. `position_ids` (the ids' shape) packs several sequences into a row, as transformers'
         DataCollatorWithFlattening does: each sequence's positions count up from 0, and at a 0
         attention and RoPE positions restart and the token before does not predict it, so the loss
-        is that of the sequences unpacked. Returns the batch's loss."""
-        return self._run(lib.lowrank_model_step, input_ids, labels, position_ids, lib.lowrank_model_step_packed)
+        is that of the sequences unpacked. Or, instead of ids, `examples`: a list of dicts as
+        `lowrank train --data` reads JSONL lines, batched by collate(examples, max_length,
+        train_on_prompt). Returns the batch's loss."""
+        return self._run(lib.lowrank_model_step, lib.lowrank_model_step_packed,
+                         self._batch(input_ids, labels, position_ids, examples, max_length, train_on_prompt))
 
-    def forward_backward(self, input_ids, labels=None, position_ids=None) -> float:
+    def forward_backward(self, input_ids=None, labels=None, position_ids=None, *, examples=None, max_length: int = None,
+                         train_on_prompt: bool = False) -> float:
         """Gradient accumulation: forward and backward on a micro-batch (arguments as step()), its
         gradients added to those since the last optimizer_step(), weighted by its predicted
         tokens, so micro-batches step as one batch of all their rows. Returns its loss."""
-        return self._run(lib.lowrank_model_forward_backward, input_ids, labels, position_ids, lib.lowrank_model_forward_backward_packed)
+        return self._run(lib.lowrank_model_forward_backward, lib.lowrank_model_forward_backward_packed,
+                         self._batch(input_ids, labels, position_ids, examples, max_length, train_on_prompt))
+
+    def collate(self, examples, max_length: int = None, train_on_prompt: bool = False) -> tuple:
+        """The batch `lowrank train` makes of these examples (dicts as its JSONL lines: {"text"},
+        {"prompt", "completion"}, {"messages"} with the model's tokenizer and chat template, or
+        {"input_ids"[, "labels"]}), each tokenized by Tokenizer.encode_example: (input_ids, labels),
+        two int32 [batch, sequence] arrays, rows padded on the right to the longest with id 0 and
+        label -100. max_length, as its --seq-len, cuts a longer example into consecutive windows
+        of max_length tokens, each a row; as there, a row (or window) with nothing to predict (under
+        2 tokens, or no trained label after its first) is left out."""
+        if isinstance(examples, dict) or not hasattr(examples, "__iter__"):
+            raise TypeError(f"examples must be a list of dicts, not {type(examples).__name__}")
+        if max_length is not None and _integer(max_length, "max_length", 0, INT64_MAX) < 2:
+            raise InvalidArgumentError(f"max_length must be at least 2 (a token and the next one it predicts), got {max_length}")
+        handle = 0 if self._tokenizer is None else self._tokenizer.handle
+        rows = []
+        for example in examples:
+            ids, labels = encode_example(handle, example, train_on_prompt)
+            step = max_length or max(len(ids), 1)
+            rows += [(ids[i:i + step], labels[i:i + step]) for i in range(0, len(ids), step)]
+        rows = [(ids, labels) for ids, labels in rows if len(ids) >= 2 and any(label != -100 for label in labels[1:])]
+        if not rows:
+            raise InvalidArgumentError("the examples have no row of at least 2 tokens with a trained label after the first, so nothing to predict")
+        length = max(len(ids) for ids, _ in rows)
+        input_ids = np.zeros((len(rows), length), dtype=np.int32)
+        label_array = np.full((len(rows), length), -100, dtype=np.int32)
+        for r, (ids, labels) in enumerate(rows):
+            input_ids[r, :len(ids)], label_array[r, :len(labels)] = ids, labels
+        return input_ids, label_array
 
     def optimizer_step(self) -> float:
         """The AdamW step with the gradients accumulated by forward_backward(); returns the step's
@@ -273,9 +307,11 @@ class Model(NativeHandle):
         check(lib.lowrank_model_gradient_count(self._handle, ctypes.byref(count)))
         return count.value
 
-    def loss(self, input_ids, labels=None, position_ids=None) -> float:
+    def loss(self, input_ids=None, labels=None, position_ids=None, *, examples=None, max_length: int = None,
+             train_on_prompt: bool = False) -> float:
         """The loss of a batch without training (no dropout); arguments as step()."""
-        return self._run(lib.lowrank_model_loss, input_ids, labels, position_ids, lib.lowrank_model_loss_packed)
+        return self._run(lib.lowrank_model_loss, lib.lowrank_model_loss_packed,
+                         self._batch(input_ids, labels, position_ids, examples, max_length, train_on_prompt))
 
     @property
     def steps(self) -> int:
@@ -295,7 +331,18 @@ class Model(NativeHandle):
         are then those of an unbroken run."""
         check(lib.lowrank_model_load_checkpoint(self._handle, encode(path, "path")))
 
-    def _run(self, function, input_ids, labels, position_ids, packed_function) -> float:
+    def _batch(self, input_ids, labels, position_ids, examples, max_length, train_on_prompt) -> tuple:
+        """(input_ids, labels, position_ids): the caller's arrays, or the batch of the examples."""
+        if examples is None:
+            if input_ids is None:
+                raise TypeError("give input_ids or examples")
+            return input_ids, labels, position_ids
+        if any(a is not None for a in (input_ids, labels, position_ids)):
+            raise TypeError("examples replace input_ids, labels and position_ids: give one or the other")
+        return (*self.collate(examples, max_length, train_on_prompt), None)
+
+    def _run(self, function, packed_function, batch) -> float:
+        input_ids, labels, position_ids = batch
         ids = _token_array(input_ids, "input_ids")
 
         def matching(values, name):

@@ -3,7 +3,7 @@ import ctypes
 import json
 
 from ._handle import NativeHandle
-from ._native import check, encode, lib, read_ids, read_string
+from ._native import BUFFER_TOO_SMALL, check, encode, lib, read_ids, read_string
 
 
 class Tokenizer(NativeHandle):
@@ -48,6 +48,15 @@ class Tokenizer(NativeHandle):
                            encode(json.dumps(list(messages)), "messages"), int(bool(add_generation_prompt)))
         return self.encode(text, add_special_tokens=False) if tokenize else text
 
+    def encode_example(self, example: dict, train_on_prompt: bool = False) -> tuple:
+        """One training example as `lowrank train --data` reads a JSONL line, tokenized as TRL's
+        SFTTrainer does: {"text"} (EOS appended, every token trained on), {"prompt", "completion"}
+        or {"messages"} (the chat template's rendering; only the completion trained on unless
+        train_on_prompt), or {"input_ids"[, "labels"]}. Returns (ids, labels), two lists of the same
+        length, labels -100 where not trained on (unshifted, as transformers takes them). A bad
+        example raises FileFormatError naming the field."""
+        return encode_example(self._handle, example, train_on_prompt)
+
     @property
     def _info(self) -> dict:
         return json.loads(read_string(lib.lowrank_tokenizer_info, self._handle))
@@ -71,3 +80,26 @@ class Tokenizer(NativeHandle):
     def has_chat_template(self) -> bool:
         """Whether the folder has a chat template (apply_chat_template needs one)."""
         return self._info["has_chat_template"]
+
+
+def encode_example(handle: int, example: dict, train_on_prompt: bool) -> tuple:
+    """Tokenizer.encode_example with a tokenizer's handle, or 0 for none ({"input_ids"} only)."""
+    if not isinstance(example, dict):
+        raise TypeError(f"an example must be a dict, not {type(example).__name__}")
+    line = encode(json.dumps(example, default=_plain), "example")
+    count, capacity = ctypes.c_int64(0), 256
+    while True:
+        ids, labels = (ctypes.c_int32 * capacity)(), (ctypes.c_int32 * capacity)()
+        status = lib.lowrank_tokenizer_encode_example(handle, line, int(bool(train_on_prompt)), ids, labels, capacity, ctypes.byref(count))
+        if status != BUFFER_TOO_SMALL or capacity >= count.value:
+            break
+        capacity = count.value
+    check(status)
+    return list(ids[: count.value]), list(labels[: count.value])
+
+
+def _plain(value):
+    """NumPy ids (arrays and integers) as JSON has them."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
