@@ -3,6 +3,7 @@ library's ids (Tests/Fixtures/tokenizers), transformers' chat template rendering
 (Tests/Fixtures/chat_templates) and transformers + PEFT's greedy generations
 (Tests/Fixtures/llama/generation.json)."""
 import json
+import os
 import re
 import shutil
 
@@ -101,3 +102,17 @@ def test_sampling_is_seeded():
                             return_ids=True)[1] for s in (1, 1, 2)]
     assert draws[0] == draws[1] and draws[0] != draws[2]
     assert all(0 <= i < 64 for i in draws[2])
+
+
+def test_a_gguf_model_has_its_files_tokenizer():
+    """A GGUF file's tokenizer metadata is the model's tokenizer, as a folder's tokenizer.json is; a
+    GGUF file of weights alone has none. SmolLM2's file when LOWRANK_SMOLLM2_GGUF names it."""
+    with lowrank.Engine("cpu") as engine:
+        weights_only = lowrank.Model.from_pretrained(FIXTURES.parent / "gguf" / "tiny-llama.q8_0.gguf", engine=engine)
+        assert weights_only.tokenizer is None
+        path = os.environ.get("LOWRANK_SMOLLM2_GGUF")
+        if not path:
+            pytest.skip("LOWRANK_SMOLLM2_GGUF is not set")
+        model = lowrank.Model.from_pretrained(path, engine=engine)
+        assert model.tokenizer.encode("The capital of France", add_special_tokens=False) == [504, 3575, 282, 4649]
+        assert model.tokenizer.has_chat_template
