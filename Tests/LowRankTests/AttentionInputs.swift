@@ -1,4 +1,17 @@
 import LowRank
+import Testing
+
+/// An attention test's shape: `rows` rows in runs of `sequence`, `qHeads` query heads over `kvHeads`
+/// KV heads of `headDim` columns, held in `dtype`; `packed`: the lengths of the sequences in each run
+/// of `sequence` rows (`packedStarts`), none for one sequence a run.
+struct AttentionShape: CustomTestStringConvertible, Sendable {
+    var rows, sequence, qHeads, kvHeads, headDim: Int
+    var dtype: DType = .f32
+    var packed: [Int] = []
+    var testDescription: String {
+        "T=\(rows) sequences of \(sequence)\(packed.isEmpty ? "" : " packed \(packed)"), \(qHeads)/\(kvHeads) heads, d=\(headDim), \(dtype)"
+    }
+}
 
 /// An attention test's operands: random q and k (at scale 2), v and G of `rows` rows, `qHeads` query
 /// heads over `kvHeads` KV heads of `headDim` columns, with values rounded to `values` and held in tensors
@@ -12,13 +25,12 @@ struct AttentionInputs {
     var starts: [Int32]?
     var out: [Float] = [], lse: [Float] = []
 
-    init(rows: Int, sequence: Int, qHeads: Int, kvHeads: Int, headDim: Int, dtype: DType, values: DType? = nil,
-         packed: [Int] = []) throws {
-        let values = values ?? dtype
-        options = AttentionOptions(sequenceLength: sequence, packed: !packed.isEmpty)
-        starts = packed.isEmpty ? nil : packedStarts(rows: rows, sequence: sequence, lengths: packed)
-        self.dtype = dtype
-        (qShape, kvShape) = ([rows, qHeads, headDim], [rows, kvHeads, headDim])
+    init(_ s: AttentionShape, values: DType? = nil) throws {
+        let values = values ?? s.dtype
+        options = AttentionOptions(sequenceLength: s.sequence, packed: !s.packed.isEmpty)
+        starts = s.packed.isEmpty ? nil : packedStarts(rows: s.rows, sequence: s.sequence, lengths: s.packed)
+        dtype = s.dtype
+        (qShape, kvShape) = ([s.rows, s.qHeads, s.headDim], [s.rows, s.kvHeads, s.headDim])
         q = randomValues(qShape.count, seed: 300, dtype: values, scale: 2)
         k = randomValues(kvShape.count, seed: 301, dtype: values, scale: 2)
         v = randomValues(kvShape.count, seed: 302, dtype: values)

@@ -49,18 +49,11 @@ import Testing
         #expect(AttentionCoopmatKernel.Pass.allCases.allSatisfy { shared.attentionCoopmatTile($0, headDim: 64, dtypes: [.f16, .f16, .f16]) == nil })
     }
 
-    struct Shape: CustomTestStringConvertible, Sendable {
-        var rows, sequence, qHeads, kvHeads, headDim: Int
-        var dtype: DType = .f16
-        /// Packed: the lengths of the sequences in each run of `sequence` rows (`packedStarts`).
-        var packed: [Int] = []
-        var testDescription: String {
-            "T=\(rows) sequences of \(sequence)\(packed.isEmpty ? "" : " packed \(packed)"), \(qHeads)/\(kvHeads) heads, d=\(headDim), \(dtype)"
-        }
-        /// f32 tensors hold f16 values, so that staging them as f16 is exact (as it is for f16, and for
-        /// bf16 within f16's range) and the bound below holds for every dtype.
-        var values: DType { dtype == .f32 ? .f16 : dtype }
-    }
+    typealias Shape = AttentionShape
+
+    /// f32 tensors hold f16 values, so that staging them as f16 is exact (as it is for f16, and for
+    /// bf16 within f16's range) and the bound below holds for every dtype.
+    private static func values(_ s: Shape) -> DType { s.dtype == .f32 ? .f16 : s.dtype }
 
     /// Sequences that end inside tiles (lavapipe's: 8×8×8 matrices, subgroups of 8, 32 KiB, so 32 or 16 rows
     /// forward, one or two invocations a softmax row, and 16 backward), grouped heads, the fixtures' head of 8, heads
@@ -69,14 +62,14 @@ import Testing
     /// FlashAttentionTests' shapes): sequences of one row and of several tiles, starting inside tiles, so that query
     /// tiles start after whole key tiles (the dk/dv pass's query tiles end there) and see none of some rows' keys.
     static let shapes = [
-        Shape(rows: 74, sequence: 37, qHeads: 4, kvHeads: 2, headDim: 64),
-        Shape(rows: 42, sequence: 21, qHeads: 3, kvHeads: 1, headDim: 128),
-        Shape(rows: 150, sequence: 75, qHeads: 4, kvHeads: 2, headDim: 8),
-        Shape(rows: 40, sequence: 20, qHeads: 4, kvHeads: 1, headDim: 72),
+        Shape(rows: 74, sequence: 37, qHeads: 4, kvHeads: 2, headDim: 64, dtype: .f16),
+        Shape(rows: 42, sequence: 21, qHeads: 3, kvHeads: 1, headDim: 128, dtype: .f16),
+        Shape(rows: 150, sequence: 75, qHeads: 4, kvHeads: 2, headDim: 8, dtype: .f16),
+        Shape(rows: 40, sequence: 20, qHeads: 4, kvHeads: 1, headDim: 72, dtype: .f16),
         Shape(rows: 51, sequence: 17, qHeads: 2, kvHeads: 2, headDim: 64, dtype: .f32),
         Shape(rows: 45, sequence: 45, qHeads: 2, kvHeads: 1, headDim: 64, dtype: .bf16),
-        Shape(rows: 148, sequence: 74, qHeads: 4, kvHeads: 2, headDim: 64, packed: [9, 1, 37]),
-        Shape(rows: 42, sequence: 42, qHeads: 3, kvHeads: 1, headDim: 128, packed: [5, 30]),
+        Shape(rows: 148, sequence: 74, qHeads: 4, kvHeads: 2, headDim: 64, dtype: .f16, packed: [9, 1, 37]),
+        Shape(rows: 42, sequence: 42, qHeads: 3, kvHeads: 1, headDim: 128, dtype: .f16, packed: [5, 30]),
         Shape(rows: 40, sequence: 20, qHeads: 4, kvHeads: 1, headDim: 72, dtype: .bf16, packed: [3, 7]),
     ]
 
@@ -96,8 +89,7 @@ import Testing
         for pass in AttentionCoopmatKernel.Pass.allCases {
             #expect(backend.attentionCoopmatTile(pass, headDim: s.headDim, dtypes: Array(repeating: s.dtype, count: 5)) != nil, "\(pass) is not on the coopmat kernel")
         }
-        let a = try AttentionInputs(rows: s.rows, sequence: s.sequence, qHeads: s.qHeads, kvHeads: s.kvHeads, headDim: s.headDim,
-                                    dtype: s.dtype, values: s.values, packed: s.packed)
+        let a = try AttentionInputs(s, values: Self.values(s))
         let want = try [a.out, a.lse] + a.backward(try BackendKind.cpu.open()).map { try $0.floats() }
         let got = try (a.forward(backend) + a.backward(backend)).map { try $0.floats() }
         let again = try a.backward(backend).map { try $0.floats() }

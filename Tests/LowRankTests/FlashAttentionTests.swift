@@ -9,15 +9,7 @@ import Testing
 /// rows (`AttentionOptions.packed`) likewise, sequences of one row and of several tiles among them.
 @Suite("Flash attention")
 struct FlashAttentionTests {
-    struct Shape: CustomTestStringConvertible, Sendable {
-        var rows, sequence, qHeads, kvHeads, headDim: Int
-        var dtype: DType = .f32
-        /// Packed: the lengths of the sequences in each run of `sequence` rows (`packedStarts`).
-        var packed: [Int] = []
-        var testDescription: String {
-            "T=\(rows) sequences of \(sequence)\(packed.isEmpty ? "" : " packed \(packed)"), \(qHeads)/\(kvHeads) heads, d=\(headDim), \(dtype)"
-        }
-    }
+    typealias Shape = AttentionShape
 
     static let shapes = [
         Shape(rows: 74, sequence: 37, qHeads: 4, kvHeads: 2, headDim: 64),
@@ -35,8 +27,7 @@ struct FlashAttentionTests {
     /// the same bits (no atomics).
     @Test(arguments: shapes)
     func matchesTheCPUBackend(_ s: Shape) throws {
-        let a = try AttentionInputs(rows: s.rows, sequence: s.sequence, qHeads: s.qHeads, kvHeads: s.kvHeads, headDim: s.headDim, dtype: s.dtype,
-                                   packed: s.packed)
+        let a = try AttentionInputs(s)
         let want = try [a.out, a.lse] + a.backward(try BackendKind.cpu.open()).map { try $0.floats() }
         try onBackend(.vulkan) { backend in
             let got = try a.forward(backend) + a.backward(backend)
