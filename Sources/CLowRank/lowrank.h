@@ -266,8 +266,16 @@ typedef uint64_t lowrank_tokenizer;
 
 /* A model folder's tokenizer.json (with tokenizer_config.json's special tokens and the folder's chat
  * template, chat_template.jinja or tokenizer_config.json's chat_template, if it has one), or a
- * tokenizer.json file. A tokenizer belongs to no engine; close it with lowrank_tokenizer_close. */
+ * tokenizer.json file, or a GGUF file's tokenizer metadata. A tokenizer belongs to no engine; close it
+ * with lowrank_tokenizer_close. */
 int32_t lowrank_tokenizer_load(const char *path, lowrank_tokenizer *tokenizer);
+
+/* The tokenizer read with a loaded model (its folder's tokenizer.json, or its GGUF file's tokenizer
+ * metadata, with special tokens and chat template): *tokenizer is set to a new handle, or to 0 when
+ * the model has none (the built-in model, a weights-only GGUF file). Close the handle with
+ * lowrank_tokenizer_close; the model keeps its own. A tokenizer present but unreadable is the error
+ * it raised (the model still loaded and trains on token ids). */
+int32_t lowrank_model_tokenizer(lowrank_model model, lowrank_tokenizer *tokenizer);
 
 /* Encodes text_length bytes of UTF-8 text (which may hold NUL characters) as the tokenizers library
  * does; add_special_tokens nonzero adds the post-processor's BOS/EOS. ids receives the ids and

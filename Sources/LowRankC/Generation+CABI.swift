@@ -15,7 +15,7 @@ import LowRankText
 @c public func lowrank_model_stop_tokens(_ model: UInt64, _ ids: UnsafeMutablePointer<Int32>?, _ capacity: Int64,
                                          _ count: UnsafeMutablePointer<Int64>?) -> Int32 {
     ABI.call {
-        let stops = try HandleTable.model(model).withState { try $0.stopTokens() }
+        let stops = try HandleTable.model(model).stopTokens()
         try ABI.copy(stops.sorted(), to: ids, capacity: capacity, count: count)
     }
 }
@@ -43,21 +43,25 @@ import LowRankText
         let promptIDs = try ABI.elements(prompt, Int(promptCount), "prompt")
         let given = try stopIDs.map { try ABI.elements($0, Int(stopCount), "stop_ids") }
         let sampling = SamplingSettings(temperature: o.temperature, topK: Int(o.top_k), topP: o.top_p, seed: o.seed)
-        let generated = try HandleTable.model(model).withState { state in
-            try state.currentGenerator().generate(prompt: promptIDs, maxNewTokens: Int(o.max_new_tokens), sampling: sampling,
-                                                  stopTokens: try given.map(Set.init) ?? state.stopTokens())
+        let session = try HandleTable.model(model)
+        let stops = try given.map(Set.init) ?? session.stopTokens()
+        let generated = try session.withState { state in
+            try state.currentGenerator().generate(prompt: promptIDs, maxNewTokens: Int(o.max_new_tokens), sampling: sampling, stopTokens: stops)
         }
         try ABI.copy(generated, to: out, capacity: capacity, count: count)
     }
 }
 
-extension ModelSession.State {
+extension ModelSession {
     /// The model's stop tokens (none for the built-in model, which has no file).
     func stopTokens() throws -> Set<Int32> {
-        guard let path = model.name, FileIO.isDirectory(path) || ModelSources.isGGUF(path) else { return [] }
-        let text = try ModelSources.open(path).textFormat(trainOnPrompt: false)
-        return try StopTokens.of(modelDirectory: path, tokenizer: text?.tokenizer, chatTemplate: text?.chatTemplate)
+        guard let path = try withState({ $0.model.name }), FileIO.isDirectory(path) || ModelSources.isGGUF(path) else { return [] }
+        guard let text = try text.get() else { return try StopTokens.of(modelDirectory: path, tokenizer: nil, chatTemplate: nil) }
+        return try text.with { try StopTokens.of(modelDirectory: path, tokenizer: $0.tokenizer, chatTemplate: $0.chatTemplate) }
     }
+}
+
+extension ModelSession.State {
 
     /// The generator of the current adapter, made at the first generation after it changes.
     mutating func currentGenerator() -> TextGenerator {

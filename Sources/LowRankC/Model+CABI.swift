@@ -15,8 +15,19 @@ import LowRankModels
             }
             return t
         }
-        let llama = try LlamaModel(checkpoint: try ModelSources.open(folder), on: entry.backend, quantize: dtype)
-        out.pointee = HandleTable.openModel(ModelSession(engineHandle: engine, engine: entry, model: llama))
+        let source = try ModelSources.open(folder)
+        let llama = try LlamaModel(checkpoint: source, on: entry.backend, quantize: dtype)
+        let text: Result<TokenizerSession?, LowRankError>
+        do {
+            if let format = try source.textFormat(trainOnPrompt: false) {
+                text = .success(TokenizerSession(format))
+            } else {
+                text = .success(nil)
+            }
+        } catch let error as LowRankError {
+            text = .failure(error)
+        }
+        out.pointee = HandleTable.openModel(ModelSession(engineHandle: engine, engine: entry, model: llama, text: text))
     }
 }
 

@@ -8,6 +8,9 @@ import Synchronization
 final class ModelSession: Sendable {
     let engineHandle: UInt64
     let engine: EngineEntry
+    /// The model file's tokenizer and chat template, read with its weights: nil for a model
+    /// without one, an error when they are there but unreadable (the weights still train on ids).
+    let text: Result<TokenizerSession?, LowRankError>
     private let state: Mutex<State>
 
     struct State {
@@ -50,9 +53,10 @@ final class ModelSession: Sendable {
         }
     }
 
-    init(engineHandle: UInt64, engine: EngineEntry, model: sending LlamaModel) {
+    init(engineHandle: UInt64, engine: EngineEntry, model: sending LlamaModel, text: Result<TokenizerSession?, LowRankError> = .success(nil)) {
         self.engineHandle = engineHandle
         self.engine = engine
+        self.text = text
         state = Mutex(State(model: model))
     }
 

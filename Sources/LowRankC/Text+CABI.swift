@@ -19,6 +19,14 @@ import Synchronization
     }
 }
 
+@c public func lowrank_model_tokenizer(_ model: UInt64, _ tokenizer: UnsafeMutablePointer<UInt64>?) -> Int32 {
+    ABI.call {
+        let out = try ABI.required(tokenizer, "tokenizer")
+        // A new handle on the tokenizer read with the model: closing it leaves the model's.
+        out.pointee = try HandleTable.model(model).text.get().map(HandleTable.openTokenizer) ?? 0
+    }
+}
+
 @c public func lowrank_tokenizer_encode(_ tokenizer: UInt64, _ text: UnsafePointer<CChar>?, _ textLength: size_t, _ addSpecialTokens: Int32,
                                         _ ids: UnsafeMutablePointer<Int32>?, _ capacity: Int64, _ count: UnsafeMutablePointer<Int64>?) -> Int32 {
     ABI.call {

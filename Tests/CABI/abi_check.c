@@ -77,6 +77,7 @@ int main(void) {
     EXPECT(lowrank_model_generate(model, ids, 4, &generation, NULL, 0, again, 4, &produced) == LOWRANK_INVALID_ARGUMENT, "capacity 4");
     EXPECT(lowrank_model_stop_tokens(model, NULL, 0, &produced) == LOWRANK_OK && produced == 0, "%lld stop tokens", (long long)produced);
     lowrank_tokenizer tokenizer = 0;
+    EXPECT(lowrank_model_tokenizer(model, &tokenizer) == LOWRANK_OK && tokenizer == 0, "the built-in model has no tokenizer");
     EXPECT(lowrank_tokenizer_load("/nonexistent", &tokenizer) == LOWRANK_IO, "a missing tokenizer");
 
     /* Training examples as `lowrank train --data` reads JSONL lines (run from the repository root). */
@@ -193,6 +194,7 @@ int main(void) {
     EXPECT(lowrank_model_generate(model, ids, 4, &generation, NULL, 0, generated, 8, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL count");
     EXPECT(lowrank_model_stop_tokens(model, NULL, 0, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL count");
     EXPECT(lowrank_tokenizer_load(NULL, &tokenizer) == LOWRANK_INVALID_ARGUMENT, "NULL path");
+    EXPECT(lowrank_model_tokenizer(model, NULL) == LOWRANK_INVALID_ARGUMENT, "NULL tokenizer");
     EXPECT(lowrank_tokenizer_load("/nonexistent", NULL) == LOWRANK_INVALID_ARGUMENT, "NULL tokenizer");
     EXPECT(lowrank_tokenizer_encode(model, "x", 1, 0, generated, 8, &produced) == LOWRANK_INVALID_HANDLE, "a model is not a tokenizer");
     const char bad_utf8[] = {(char)0xC3, 0x28, 0};

@@ -142,6 +142,7 @@ def _declare(lib):
         "lowrank_model_loss": (ctypes.c_int32, batch),
         "lowrank_model_loss_packed": (ctypes.c_int32, packed_batch),
         "lowrank_tokenizer_load": (ctypes.c_int32, [ctypes.c_char_p, u64_p]),
+        "lowrank_model_tokenizer": (ctypes.c_int32, [u64, u64_p]),
         "lowrank_tokenizer_encode": (ctypes.c_int32, [u64, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int32, c_int32_p, ctypes.c_int64, c_int64_p]),
         "lowrank_tokenizer_decode": (ctypes.c_int32, [u64, c_int32_p, ctypes.c_int64, ctypes.c_int32] + string_out),
         "lowrank_tokenizer_apply_chat_template": (ctypes.c_int32, [u64, ctypes.c_char_p, ctypes.c_int32] + string_out),

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from ._errors import DTypeError, FileFormatError, InvalidArgumentError, LowRankError, ShapeError
+from ._errors import DTypeError, FileFormatError, InvalidArgumentError, ShapeError
 from ._handle import NativeHandle
 from ._native import AdapterOptions, GenerationOptions, TrainingOptions, check, encode, lib, read_ids, read_string
 from .tokenizer import Tokenizer, encode_example
@@ -37,7 +37,11 @@ class Model(NativeHandle):
         handle = ctypes.c_uint64(0)
         check(lib.lowrank_model_load(engine.handle, encode(path, "path"),
                                      None if quantize is None else encode(quantize, "quantize"), ctypes.byref(handle)))
-        return cls(handle.value, engine, _model_tokenizer(os.fspath(path)))
+        model = cls(handle.value, engine)
+        tokenizer = ctypes.c_uint64(0)
+        check(lib.lowrank_model_tokenizer(model._handle, ctypes.byref(tokenizer)))
+        model._tokenizer = Tokenizer(tokenizer.value) if tokenizer.value else None
+        return model
 
     @classmethod
     def default(cls, engine: Engine = None) -> "Model":
@@ -388,17 +392,3 @@ def _token_array(values, name: str) -> np.ndarray:
     if array.dtype != np.int32 and array.size and (array.min() < -(2**31) or array.max() >= 2**31):
         raise ValueError(f"{name} holds {array.max() if array.max() >= 2**31 else array.min()}, which is no token id (outside int32)")
     return np.ascontiguousarray(array, dtype=np.int32)
-
-
-def _model_tokenizer(path: str):
-    """A model folder's tokenizer (tokenizer.json), or a GGUF file's (its tokenizer.ggml.* metadata);
-    None when the folder or file has none."""
-    if os.path.isdir(path):
-        return Tokenizer.from_pretrained(path) if os.path.isfile(os.path.join(path, "tokenizer.json")) else None
-    try:
-        return Tokenizer.from_pretrained(path)
-    except LowRankError as error:
-        # A GGUF file may hold weights alone; any other fault of its tokenizer metadata is raised.
-        if "has no tokenizer" in str(error):
-            return None
-        raise

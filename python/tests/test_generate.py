@@ -116,3 +116,18 @@ def test_a_gguf_model_has_its_files_tokenizer():
         model = lowrank.Model.from_pretrained(path, engine=engine)
         assert model.tokenizer.encode("The capital of France", add_special_tokens=False) == [504, 3575, 282, 4649]
         assert model.tokenizer.has_chat_template
+
+
+def test_a_folder_model_has_its_tokenizer(tmp_path):
+    """A model folder's tokenizer.json is read with its weights (one read, through the C ABI's
+    lowrank_model_tokenizer); one that is there but unreadable fails the load with the file named."""
+    folder = tmp_path / "model"
+    shutil.copytree(FIXTURES / "tiny-llama", folder)
+    shutil.copy(REPOSITORY / "Tests" / "Fixtures" / "tokenizers" / "smollm2" / "tokenizer.json", folder)
+    with lowrank.Engine("cpu") as engine:
+        model = lowrank.Model.from_pretrained(folder, engine=engine)
+        expected = lowrank.Tokenizer.from_pretrained(folder)
+        assert model.tokenizer.encode("The capital of France") == expected.encode("The capital of France")
+        (folder / "tokenizer.json").write_text("{not json")
+        with pytest.raises(lowrank.LowRankError, match="tokenizer.json"):
+            lowrank.Model.from_pretrained(folder, engine=engine)
