@@ -7,18 +7,19 @@ import PackagePlugin
 struct EmbedShaders: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: Target) throws -> [Command] {
         let shaders = context.package.directoryURL.appending(path: "Shaders")
-        let names = try FileManager.default.contentsOfDirectory(atPath: shaders.path())
-            .filter { $0.hasSuffix(".glsl") || $0.hasSuffix(".comp") }
-            .sorted()
-        let spirv = shaders.appending(path: "spirv")
-        let modules = try FileManager.default.contentsOfDirectory(atPath: spirv.path()).filter { $0.hasSuffix(".spv") }.sorted()
-        let inputs = names.map { shaders.appending(path: $0) } + modules.map { spirv.appending(path: $0) }
+        let folders = [shaders, shaders.appending(path: "spirv")]
+        let entries = try folders.flatMap { folder in
+            try FileManager.default.contentsOfDirectory(atPath: folder.path()).map { folder.appending(path: $0) }
+        }
         let output = context.pluginWorkDirectoryURL.appending(path: "EmbeddedShaders.swift")
+        // The embedder lists the folders when it runs, and the folders are inputs: a file added or
+        // removed changes its folder and reruns it, even where SwiftPM reuses this plugin's command
+        // from an earlier build (whose list of files would be stale).
         return [.buildCommand(
-            displayName: "Embedding \(names.count) shaders and \(modules.count) SPIR-V modules",
+            displayName: "Embedding Shaders/",
             executable: try context.tool(named: "ShaderEmbedder").url,
-            arguments: [output.path()] + inputs.map { $0.path() },
-            inputFiles: inputs,
+            arguments: [output.path(), shaders.path()],
+            inputFiles: folders + entries,
             outputFiles: [output])]
     }
 }
