@@ -114,21 +114,26 @@ def make_adapter(model_dir, out_dir, seed, **config):
     return model
 
 
-def train(model_dir, adapter_dir, out_dir, ids):
-    model = PeftModel.from_pretrained(load(model_dir), adapter_dir, is_trainable=True)
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=WEIGHT_DECAY)
-    batches = ROWS // BATCH
+def adamw_steps(model, optimizer, ids, steps=STEPS, batch_size=BATCH):
+    """`steps` optimizer steps on batches of `batch_size` rows of ids in order, cycling; returns the losses."""
     losses = []
-    for step in range(STEPS):
-        start = (step % batches) * BATCH
-        batch = ids[start:start + BATCH]
+    for step in range(steps):
+        start = (step % (len(ids) // batch_size)) * batch_size
+        batch = ids[start:start + batch_size]
         loss = model(input_ids=batch, labels=batch).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
+    return losses
+
+
+def train(model_dir, adapter_dir, out_dir, ids):
+    model = PeftModel.from_pretrained(load(model_dir), adapter_dir, is_trainable=True)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=WEIGHT_DECAY)
+    losses = adamw_steps(model, optimizer, ids)
     save_adapter(model, out_dir)
     return losses
 

@@ -55,7 +55,7 @@ from peft.optimizers import create_loraplus_optimizer
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
 
-from make_llama_fixtures import ALL_PROJECTIONS, mean_loss, save_adapter as save, tidy
+from make_llama_fixtures import ALL_PROJECTIONS, adamw_steps, mean_loss, save_adapter as save, tidy
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 LLAMA = os.path.join(ROOT, "Tests", "Fixtures", "llama")
@@ -95,16 +95,7 @@ def adamw(model):
 
 def steps(model, optimizer, ids):
     """STEPS AdamW steps on batches of BATCH rows in order; returns the losses."""
-    losses = []
-    for step in range(STEPS):
-        start = (step % (len(ids) // BATCH)) * BATCH
-        batch = ids[start:start + BATCH]
-        loss = model(input_ids=batch, labels=batch).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
+    return adamw_steps(model, optimizer, ids, STEPS, BATCH)
 
 
 def train(adapter_dir, out, ids, loraplus, model_dir=MODEL):
