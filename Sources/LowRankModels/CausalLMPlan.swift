@@ -37,11 +37,15 @@ public final class CausalLMPlan {
     }
 
     /// `packed`: batches whose rows hold several sequences, as `TokenDataset.packed(into:)` makes them.
+    /// `residual`: the dtype of the hidden state between decoder blocks (`TrainingSettings.residualDType`).
     public init(model: LlamaModel, adapter: ModelAdapter?, batch: Int, sequence: Int, training: Bool, checkpointing: Bool = false,
-                packed: Bool = false) throws {
+                residual: DType = .f32, packed: Bool = false) throws {
         let config = model.config
         guard batch >= 1, sequence >= 2 else {
             throw LowRankError(.invalidArgument, "a batch needs at least one row of at least 2 tokens, got \(batch) × \(sequence)")
+        }
+        guard [.f32, .bf16, .f16].contains(residual) else {
+            throw LowRankError(.invalidArgument, "the residual stream is held in f32, bf16 or f16, not \(residual)")
         }
         if let window = config.slidingWindow, sequence > window {
             // A window must hold 2 tokens for a sequence to predict anything, so below that no --seq-len helps.
@@ -59,7 +63,7 @@ public final class CausalLMPlan {
         packing = packed ? (try g.input("positions", [t], dtype: .i32), try g.input("sequence_starts", [t], dtype: .i32)) : nil
         let positions = try packing?.positions ?? g.parameter("positions", try Tensor(ids: (0..<t).map { Int32($0 % sequence) }, on: model.backend))
         let decoder = try g.causalLMDecoder(model: model, adapter: adapter, ids: ids, positions: positions, sequence: sequence,
-                                            training: training, checkpointing: checkpointing,
+                                            training: training, checkpointing: checkpointing, residual: residual,
                                             attention: packing.map { .packed(starts: $0.starts) } ?? .causal)
         self.decoder = decoder
         let head = try g.lmHead(model, adapter: adapter, decoder: decoder, training: training)

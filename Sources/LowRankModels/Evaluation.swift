@@ -63,12 +63,13 @@ struct PlanCache {
     let adapter: ModelAdapter?
     let training: Bool
     let checkpointing: Bool
+    let residual: DType
     /// Most recently used last.
     private var plans: [(shape: [Int], plan: CausalLMPlan)] = []
     static let capacity = 4
 
-    init(model: LlamaModel, adapter: ModelAdapter?, training: Bool, checkpointing: Bool) {
-        (self.model, self.adapter, self.training, self.checkpointing) = (model, adapter, training, checkpointing)
+    init(model: LlamaModel, adapter: ModelAdapter?, training: Bool, checkpointing: Bool, residual: DType = .f32) {
+        (self.model, self.adapter, self.training, self.checkpointing, self.residual) = (model, adapter, training, checkpointing, residual)
     }
 
     mutating func plan(for batch: TokenBatch) throws -> CausalLMPlan {
@@ -80,7 +81,7 @@ struct PlanCache {
         }
         if plans.count == Self.capacity { plans.removeFirst() }
         let p = try CausalLMPlan(model: model, adapter: adapter, batch: batch.rows, sequence: batch.sequence,
-                                 training: training, checkpointing: checkpointing, packed: batch.sequenceStarts != nil)
+                                 training: training, checkpointing: checkpointing, residual: residual, packed: batch.sequenceStarts != nil)
         plans.append((shape, p))
         return p
     }

@@ -35,9 +35,11 @@ extension Graph {
     /// A Llama-family decoder with its adapters, from token ids to the final norm: token embedding,
     /// the decoder blocks (each projection plain, LoRA or DoRA) and `model.norm`. With `training`
     /// the adapter's tensors are trainable and dropout applies; without it, PEFT's eval mode (no
-    /// dropout).
+    /// dropout). `residual` is the dtype the hidden state is held in between blocks (see
+    /// `TrainingSettings.residualDType`); every block computes in f32.
     func causalLMDecoder(model: LlamaModel, adapter: ModelAdapter?, ids: GraphTensor, positions: GraphTensor, sequence: Int,
-                         training: Bool, checkpointing: Bool = false, attention: DecoderAttention = .causal) throws -> CausalLMDecoderGraph {
+                         training: Bool, checkpointing: Bool = false, residual: DType = .f32,
+                         attention: DecoderAttention = .causal) throws -> CausalLMDecoderGraph {
         let config = model.config
         let inverseFrequencies = try parameter("rope.inv_freq", model.inverseFrequencies)
         let frozen = { (name: String) in try self.parameter(name, try model.weight(name)) }
@@ -104,6 +106,7 @@ extension Graph {
             h = try add(try apply(.scaleRows, [h, keep], label: "embed_tokens.keep")[0], chosen, label: "embed_tokens.trained")
             tokenRows = (tokens, rows, onehot, keep)
         }
+        h = try held(h, in: residual, label: "embed_tokens.\(residual.rawValue)")
         for layer in 0..<config.layerCount {
             let prefix = "model.layers.\(layer)."
             let attend: ((GraphTensor, GraphTensor, GraphTensor) throws -> GraphTensor)?
@@ -122,20 +125,29 @@ extension Graph {
                                                     label: prefix + "self_attn")
                 }
             }
+            let input = h
             let block = {
-                try self.decoderBlock(h, shape: shape, inverseFrequencies: inverseFrequencies, positions: positions, prefix: prefix,
-                                      normWeight: { try moduleWeight(prefix + $0) },
-                                      project: { try project($0, prefix + $1.path, $1) }, attend: attend)
+                let output = try self.decoderBlock(try self.held(input, in: .f32, label: prefix + "f32"), shape: shape, inverseFrequencies: inverseFrequencies,
+                                                   positions: positions, prefix: prefix, normWeight: { try moduleWeight(prefix + $0) },
+                                                   project: { try project($0, prefix + $1.path, $1) }, attend: attend)
+                // Rounded inside the region, so only the narrow value is kept for backward.
+                return try self.held(output, in: residual, label: prefix + residual.rawValue)
             }
             h = try checkpointing ? checkpointed(block) : block()
         }
-        let final = try rmsNorm(h, weight: try moduleWeight("model.norm"), epsilon: config.rmsNormEpsilon, label: "model.norm")
+        let final = try rmsNorm(try held(h, in: .f32, label: "model.norm.f32"), weight: try moduleWeight("model.norm"), epsilon: config.rmsNormEpsilon,
+                                label: "model.norm")
         // The biases' gradients, then the token rows' and the copies', last, in the adapter's
         // order, as `ModelAdapter.parameters` lists them (the LM head's copy follows, see `lmHead`).
         trainable += (adapter?.biases ?? []).compactMap { biasParameters[$0.path] }
         trainable += tokenRows.map { [$0.rows] } ?? []
         trainable += (adapter?.saved ?? []).compactMap { copyParameters[$0.path] }
         return CausalLMDecoderGraph(hidden: final, trainable: training ? trainable : [], tokenRows: tokenRows)
+    }
+
+    /// `x` in `dtype`: itself, or cast (a 16-bit residual stream rounds to nearest even, and widens exactly).
+    func held(_ x: GraphTensor, in dtype: DType, label: String) throws -> GraphTensor {
+        x.dtype == dtype ? x : try apply(.cast(dtype), [x], label: label)[0]
     }
 
     /// The LM head's weight: the adapter's trained copy (`modules_to_save`), trainable with

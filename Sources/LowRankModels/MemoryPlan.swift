@@ -26,11 +26,13 @@ public struct MemoryPlan: Sendable {
         public var batch: Int
         public var sequence: Int
         public var checkpointing: Bool
+        /// `TrainingSettings.residualDType`.
+        public var residual: DType
 
         public init(config: LlamaConfig, weightDType: @escaping @Sendable (String) throws -> DType, quantize: DType?, adapter: AdapterSettings,
-                    batch: Int, sequence: Int, checkpointing: Bool) {
+                    batch: Int, sequence: Int, checkpointing: Bool, residual: DType = .f32) {
             (self.config, self.weightDType, self.quantize, self.adapter) = (config, weightDType, quantize, adapter)
-            (self.batch, self.sequence, self.checkpointing) = (batch, sequence, checkpointing)
+            (self.batch, self.sequence, self.checkpointing, self.residual) = (batch, sequence, checkpointing, residual)
         }
     }
 
@@ -44,7 +46,7 @@ public struct MemoryPlan: Sendable {
         let optimizer = try AdamWOptimizer(parameters: adapter.parameters, settings: TrainingSettings().optimizer(totalSteps: nil))
         let afterOptimizer = counted()
         let plan = try CausalLMPlan(model: model, adapter: adapter, batch: run.batch, sequence: run.sequence, training: true,
-                                    checkpointing: run.checkpointing)
+                                    checkpointing: run.checkpointing, residual: run.residual)
         let feeds = 2 * run.batch * run.sequence * DType.i32.byteCount(elements: 1)
         weightsBytes = afterModel
         activationsBytes = plan.plan.plannedBytes

@@ -18,7 +18,7 @@ struct ExportGGUF: ParsableCommand {
     @Option(help: "The base model (a folder or a GGUF file), for its head counts (default: the adapter's base_model_name_or_path when it is a local one).")
     var model: String?
     @Option(help: "The adapter tensors' type: f32 (as llama.cpp's converter writes them by default), f16 or bf16.")
-    var outtype: WeightDType = .f32
+    var outtype: FloatDType = .f32
 
     func run() throws {
         let settings = try AdapterSettings(contentsOf: adapter + "/" + ModelAdapter.configName)
@@ -33,7 +33,7 @@ struct ExportGGUF: ParsableCommand {
     }
 }
 
-extension WeightDType {
+extension FloatDType {
     var ggufType: GGUF.TensorType {
         switch self {
         case .f32: .f32

@@ -22,7 +22,7 @@ struct Merge: ParsableCommand {
     var forceAdapter = false
     @Option(help: "The folder to write the merged checkpoint to, or a file ending in .gguf for llama.cpp.") var out: String
     @Option(help: "Write every weight in this dtype (default: each tensor's dtype in the checkpoint).")
-    var dtype: WeightDType?
+    var dtype: FloatDType?
     @Option(help: "With --out FILE.gguf: the matrices' type, f16 (default, as llama.cpp's converter), bf16, f32, q8_0 or q4_0; norms stay F32.")
     var ggufType: GGUFMatrixType?
     @OptionGroup var device: DeviceOptions

@@ -2,8 +2,8 @@ import ArgumentParser
 import LowRank
 import LowRankModels
 
-/// The float dtypes a weight is held or written in.
-enum WeightDType: String, CaseIterable, ExpressibleByArgument {
+/// The float dtypes a tensor can be held in (`--dtype`, `--residual-dtype`, `merge --dtype`, `export-gguf --outtype`).
+enum FloatDType: String, CaseIterable, ExpressibleByArgument {
     case f32, bf16, f16
 
     var dtype: DType { DType(rawValue: rawValue)! }
@@ -16,7 +16,7 @@ struct WeightDTypeOption: ParsableArguments {
         checkpoint, so a bf16 model takes half the memory of f32). Only storage: every op computes and accumulates in \
         f32, and activations, norms, softmax, the loss, the adapter and the optimizer's state stay f32.
         """)
-    var dtype: WeightDType?
+    var dtype: FloatDType?
 }
 
 /// `train --dry-run [--json]`.

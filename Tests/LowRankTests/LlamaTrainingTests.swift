@@ -144,6 +144,29 @@ struct LlamaTrainingTests {
         #expect(plans[1].plan.plannedBytes < plans[0].plan.plannedBytes, "\(plans.map(\.plan.plannedBytes))")
     }
 
+    /// With the hidden state between blocks held in bf16, checkpointing keeps the narrow values and
+    /// recomputes from them: the same loss and gradients as without it, bit for bit, on both
+    /// backends, from fewer planned bytes than checkpointing an f32 residual (the deep bf16 fixture,
+    /// 24 blocks).
+    @Test(arguments: BackendKind.allCases)
+    func checkpointingABFloat16ResidualKeepsTheGradients(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let folder = fixturePath("deep-llama")
+            let model = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: folder + "/model"), on: backend)
+            let adapter = try ModelAdapter(settings: try AdapterSettings(rank: 4, alpha: 8, dora: true, targets: .allLinear), on: model, seed: 1)
+            let batch = try TokenDataset(contentsOf: folder + "/data.jsonl", vocabularySize: model.config.vocabularySize).batch(0..<2)
+            let plans = try [(false, DType.bf16), (true, .bf16), (true, .f32)].map {
+                try CausalLMPlan(model: model, adapter: adapter, batch: 2, sequence: batch.sequence, training: true, checkpointing: $0.0, residual: $0.1)
+            }
+            let results = try plans.prefix(2).map { plan in
+                let out = try plan.run(batch)
+                return try out.gradients.map { try $0.bytes() } + [try out.loss.bytes()]
+            }
+            #expect(results[0] == results[1])
+            #expect(plans[1].plan.plannedBytes < plans[2].plan.plannedBytes, "\(plans.map(\.plan.plannedBytes))")
+        }
+    }
+
     /// QLoRA: the projections quantized at load; LoRA and DoRA train on them on both backends, and the
     /// quantized model's loss stays near the f32 model's.
     @Test(arguments: BackendKind.allCases, [DType.nf4, .q8_0, .q4_0])
