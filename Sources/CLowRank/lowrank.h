@@ -182,6 +182,8 @@ typedef struct lowrank_training_options {
     uint64_t seed;                  /* seeds the dropout masks (with the step number); default 0 */
     double loraplus_lr_ratio;       /* LoRA+ (PEFT's create_loraplus_optimizer): B's learning rate is
                                        this times learning_rate; 0: off (the default) */
+    const char *residual_dtype;     /* the hidden state between decoder blocks held in "f32", "bf16"
+                                       or "f16" (`lowrank train --residual-dtype`); NULL: f32 */
 } lowrank_training_options;
 
 /* Fills *options with the defaults above (PyTorch's AdamW: betas 0.9/0.999, eps 1e-8). */

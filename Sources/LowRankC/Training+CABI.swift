@@ -9,7 +9,8 @@ import LowRankModels
         out.pointee = lowrank_training_options(size: UInt32(MemoryLayout<lowrank_training_options>.size),
                                                schedule: d.schedule.code, learning_rate: d.learningRate,
                                                warmup_steps: Int64(d.warmupSteps), total_steps: 0, weight_decay: d.weightDecay,
-                                               max_grad_norm: 0, gradient_checkpointing: 0, seed: d.seed, loraplus_lr_ratio: 0)
+                                               max_grad_norm: 0, gradient_checkpointing: 0, seed: d.seed, loraplus_lr_ratio: 0,
+                                               residual_dtype: nil)
     }
 }
 
@@ -34,6 +35,13 @@ import LowRankModels
         settings.weightDecay = o.weight_decay
         settings.maxGradientNorm = o.max_grad_norm > 0 ? o.max_grad_norm : nil
         settings.gradientCheckpointing = o.gradient_checkpointing != 0
+        if let pointer = o.residual_dtype {
+            let name = try ABI.string(pointer, "residual_dtype")
+            guard let dtype = DType(rawValue: name), [.f32, .bf16, .f16].contains(dtype) else {
+                throw ABIError(LOWRANK_INVALID_ARGUMENT, "residual_dtype takes f32, bf16 or f16, not \(name)")
+            }
+            settings.residualDType = dtype
+        }
         settings.seed = o.seed
         guard o.loraplus_lr_ratio.isFinite, o.loraplus_lr_ratio >= 0 else {
             throw ABIError(LOWRANK_INVALID_ARGUMENT, "loraplus_lr_ratio must be finite and not negative (0: off), got \(o.loraplus_lr_ratio)")

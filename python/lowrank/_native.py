@@ -43,6 +43,7 @@ class TrainingOptions(ctypes.Structure):
         ("gradient_checkpointing", ctypes.c_int32),
         ("seed", ctypes.c_uint64),
         ("loraplus_lr_ratio", ctypes.c_double),
+        ("residual_dtype", ctypes.c_char_p),
     ]
 
 

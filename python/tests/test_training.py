@@ -65,6 +65,29 @@ def test_dora_with_dropout_on_a_checkpoint_matches_lowrank_train(tmp_path):
         assert np.array_equal(tensors[name], values), name
 
 
+def test_a_bf16_residual_matches_lowrank_train(tmp_path):
+    """configure_training(residual_dtype="bf16") with gradient checkpointing trains as `lowrank
+    train --residual-dtype bf16 --grad-checkpointing`, bit for bit, and otherwise than an f32 residual."""
+    steps, seed, batch = 3, 5, 2
+    cli_out = tmp_path / "cli"
+    run_cli("train", "--model", FIXTURES / "tiny-llama", "--data", FIXTURES / "data.jsonl", "--steps", steps,
+            "--batch-size", batch, "--no-shuffle", "--seed", seed, "--targets", "all-linear", "--r", 4, "--alpha", 8,
+            "--lr", 1e-2, "--residual-dtype", "bf16", "--grad-checkpointing", "--device", "cpu", "--adapter-out", cli_out)
+    rows = jsonl_rows(FIXTURES / "data.jsonl")
+    batches = [train_default.pad(rows[i:i + batch]) for i in range(0, len(rows), batch)]
+    with lowrank.Engine("cpu") as engine:
+        runs = {}
+        for residual in ["bf16", "f32"]:
+            model = lowrank.Model.from_pretrained(FIXTURES / "tiny-llama", engine=engine)
+            model.add_adapter(r=4, alpha=8, targets="all-linear", seed=seed)
+            model.configure_training(lr=1e-2, seed=seed, gradient_checkpointing=True, residual_dtype=residual)
+            runs[residual] = [model.step(*batches[s % len(batches)]) for s in range(steps)]
+        with pytest.raises(lowrank.InvalidArgumentError, match="residual_dtype"):
+            model.configure_training(residual_dtype="f8")
+    assert np.array_equal(np.float32(runs["bf16"]), np.float32(cli_losses(cli_out, steps)))
+    assert runs["bf16"] != runs["f32"]
+
+
 def test_loss_of_a_peft_adapter_matches_transformers():
     """load_adapter reads PEFT's files; loss() over the fixture data, token-weighted, is the loss
     transformers + PEFT computed (tools/make_llama_fixtures.py)."""
