@@ -54,13 +54,6 @@ layout(push_constant) uniform Params {
 
 #include "matmul_common.glsl"
 
-// Two buffers of each operand's tile, k-major ([BK][BM] and [BK][BN]) in quads, each row padded by one
-// quad so that the scalar stores of a k-contiguous operand spread over the banks: the next tile loads
-// into one while the threads compute on the other (one barrier per step).
-const uint A_ROW = BM / 4 + 1, B_ROW = BN / 4 + 1;
-shared vec4 As[2 * BK * A_ROW];
-shared vec4 Bs[2 * BK * B_ROW];
-
 float acc[TM * TN];
 
 // How many of the four elements from `first` along an axis of `size` exist (none when `other` is out of bounds).

@@ -1,55 +1,53 @@
 // matmul.comp's tiled product over k in [k_begin, k_end), added to acc: load_a(m, k) and load_b(k, n)
 // give quads along the operand's contiguous axis, zero from k_end on.
-// Each thread stages its share of the next tile in registers while it computes on the current one,
-// then stores it into the other shared buffer, so one barrier per step orders both.
+
+// Two buffers of each operand's tile, k-major ([BK][BM] and [BK][BN]) in quads, each row padded by one
+// quad so that the scalar stores of a k-contiguous operand spread over the banks. Each step stores the
+// next tile into one while the threads compute on the other: one barrier per step orders both, and no
+// registers hold a tile in flight (ggml-vulkan's mul_mm loads its tiles the same way, with two
+// barriers), so the large tile fits RDNA2's 80 VGPRs, 12 subgroups per SIMD (docs/isa).
+// A tile holds its operand's elements as the operand stores them, 16-bit ones in 16 bits (to_f32x4
+// widens them exactly as they are read; ggml-vulkan's tiles are 16-bit too, but it also rounds f32
+// operands to f16 for them), unless the load changed them (dequantized, masked or scaled): then in f32.
+#if DROPOUT_A || KSCALE
+#define A_TILE_T vec4
+#else
+#define A_TILE_T A_QUAD_T
+#endif
+#if B_QUANT != QUANT_NONE || DROPOUT_B
+#define B_TILE_T vec4
+#else
+#define B_TILE_T B_QUAD_T
+#endif
+const uint A_ROW = BM / 4 + 1, B_ROW = BN / 4 + 1;
+shared A_TILE_T As[2][BK][A_ROW];
+shared B_TILE_T Bs[2][BK][B_ROW];
+
+// A loaded f32 value into its tile's type: exact, as the value came from that type.
+void to_tile(out float t, float v) { t = v; }
+void to_tile(out float16_t t, float v) { t = float16_t(v); }
+void to_tile(out uint16_t t, float v) { t = uint16_t(floatBitsToUint(v) >> 16); }  // bf16: the top half
+void to_tile(out vec4 t, vec4 v) { t = v; }
+void to_tile(out f16vec4 t, vec4 v) { t = f16vec4(v); }
+void to_tile(out u16vec4 t, vec4 v) { t = u16vec4(floatBitsToUint(v) >> 16); }
+
 void accumulate_product(uint m0, uint n0, uint k_begin, uint k_end) {
     uint lid = gl_LocalInvocationID.x, tx = lid % (BN / TN), ty = lid / (BN / TN);
-    vec4 a_next[A_QUADS], b_next[B_QUADS];
     uint steps = (k_end - k_begin + BK - 1u) / BK;
     for (uint step = 0u; step <= steps; step++) {
         uint k0 = k_begin + step * BK;
         if (step < steps) {
+            uint buf = step & 1u;
             // Quad q of the tile: along k (A) or m (Aᵀ) as the operand is contiguous; n or k alike for B.
             for (uint i = 0u; i < A_QUADS; i++) {
                 uint q = lid + i * THREADS;
                 if (q >= BM * BK / 4u) break;
 #if TRANS_A
-                a_next[i] = load_a(m0 + 4u * (q % (BM / 4u)), k0 + q / (BM / 4u));
-#else
-                a_next[i] = load_a(m0 + q / (BK / 4u), k0 + 4u * (q % (BK / 4u)));
-#endif
-            }
-            for (uint i = 0u; i < B_QUADS; i++) {
-                uint q = lid + i * THREADS;
-                if (q >= BN * BK / 4u) break;
-#if TRANS_B
-                b_next[i] = load_b(k0 + 4u * (q % (BK / 4u)), n0 + q / (BK / 4u));
-#else
-                b_next[i] = load_b(k0 + q / (BN / 4u), n0 + 4u * (q % (BN / 4u)));
-#endif
-            }
-        }
-        if (step > 0u) {
-            uint a_base = ((step - 1u) & 1u) * BK * A_ROW, b_base = ((step - 1u) & 1u) * BK * B_ROW;
-            for (uint kk = 0u; kk < BK; kk++) {
-                vec4 a[TM / 4u], b[TN / 4u];
-                for (uint g = 0u; g < TM / 4u; g++) a[g] = As[a_base + kk * A_ROW + g * (BM / TM) + ty];
-                for (uint h = 0u; h < TN / 4u; h++) b[h] = Bs[b_base + kk * B_ROW + h * (BN / TN) + tx];
-                for (uint i = 0u; i < TM; i++)
-                    for (uint j = 0u; j < TN; j++)
-                        acc[i * TN + j] = fma(a[i / 4u][i % 4u], b[j / 4u][j % 4u], acc[i * TN + j]);
-            }
-        }
-        if (step < steps) {
-            uint a_base = (step & 1u) * BK * A_ROW, b_base = (step & 1u) * BK * B_ROW;
-            for (uint i = 0u; i < A_QUADS; i++) {
-                uint q = lid + i * THREADS;
-                if (q >= BM * BK / 4u) break;
-#if TRANS_A
-                As[a_base + (q / (BM / 4u)) * A_ROW + q % (BM / 4u)] = a_next[i];
+                to_tile(As[buf][q / (BM / 4u)][q % (BM / 4u)], load_a(m0 + 4u * (q % (BM / 4u)), k0 + q / (BM / 4u)));
 #else
                 uint mm = q / (BK / 4u), kk = 4u * (q % (BK / 4u));
-                for (uint e = 0u; e < 4u; e++) As[a_base + (kk + e) * A_ROW + mm / 4u][mm % 4u] = a_next[i][e];
+                vec4 v = load_a(m0 + mm, k0 + kk);
+                for (uint e = 0u; e < 4u; e++) to_tile(As[buf][kk + e][mm / 4u][mm % 4u], v[e]);
 #endif
             }
             for (uint i = 0u; i < B_QUADS; i++) {
@@ -57,10 +55,26 @@ void accumulate_product(uint m0, uint n0, uint k_begin, uint k_end) {
                 if (q >= BN * BK / 4u) break;
 #if TRANS_B
                 uint nn = q / (BK / 4u), kk = 4u * (q % (BK / 4u));
-                for (uint e = 0u; e < 4u; e++) Bs[b_base + (kk + e) * B_ROW + nn / 4u][nn % 4u] = b_next[i][e];
+                vec4 v = load_b(k0 + kk, n0 + nn);
+                for (uint e = 0u; e < 4u; e++) to_tile(Bs[buf][kk + e][nn / 4u][nn % 4u], v[e]);
 #else
-                Bs[b_base + (q / (BN / 4u)) * B_ROW + q % (BN / 4u)] = b_next[i];
+                to_tile(Bs[buf][q / (BN / 4u)][q % (BN / 4u)], load_b(k0 + q / (BN / 4u), n0 + 4u * (q % (BN / 4u))));
 #endif
+            }
+        }
+        if (step > 0u) {
+            uint buf = (step - 1u) & 1u;
+            for (uint kk = 0u; kk < BK; kk++) {
+                // A's TM values, then B's a quad at a time, each used up before the next is read: what
+                // the FMAs hold besides the accumulators is TM + 4 values, not TM + TN.
+                vec4 a[TM / 4u];
+                for (uint g = 0u; g < TM / 4u; g++) a[g] = to_f32x4(As[buf][kk][g * (BM / TM) + ty]);
+                for (uint h = 0u; h < TN / 4u; h++) {
+                    vec4 b = to_f32x4(Bs[buf][kk][h * (BN / TN) + tx]);
+                    for (uint j = 0u; j < 4u; j++)
+                        for (uint i = 0u; i < TM; i++)
+                            acc[i * TN + 4u * h + j] = fma(a[i / 4u][i % 4u], b[j], acc[i * TN + 4u * h + j]);
+                }
             }
         }
         barrier();

@@ -6,8 +6,9 @@ public struct MatmulTile: Hashable, Sendable, CustomStringConvertible {
     /// Ranges of K computed by separate workgroups and summed in a second pass (`SplitK`); 1 for none.
     public var splits = 1
 
-    /// 128×128 in 8×8 per thread: 16 FMAs per 16-byte shared-memory load, for products with room for
-    /// many workgroups of it.
+    /// 128×128 in 8×8 per thread: 64 FMAs per k from 16 values read from shared memory (2 FLOPs per
+    /// byte in f32, 2.67 with a 16-bit B, 4 with both operands 16-bit), for products with room for many
+    /// workgroups of it.
     public static let large = MatmulTile(bm: 128, bn: 128, tm: 8, tn: 8)
     /// 64×64 in 8×4 per thread, ggml-vulkan's medium tile.
     public static let medium = MatmulTile(bm: 64, bn: 64, tm: 8, tn: 4)
@@ -22,7 +23,8 @@ public struct MatmulTile: Hashable, Sendable, CustomStringConvertible {
     var threads: Int { (bm / tm) * (bn / tn) }
     /// Workgroups over an M×N product.
     func tiles(m: Int, n: Int) -> Int { ((m + bm - 1) / bm) * ((n + bn - 1) / bn) }
-    /// Two buffers of both operands' k-major tiles, each row padded by four floats.
+    /// Two buffers of both operands' k-major tiles, each row padded by a quad: f32 tiles' size, which
+    /// 16-bit operands' tiles halve.
     var sharedBytes: Int { 2 * bk * (bm + 4 + bn + 4) * 4 }
 
     /// The shader's names of `specialization`, in `constant_id` order.
@@ -50,7 +52,7 @@ public struct MatmulTile: Hashable, Sendable, CustomStringConvertible {
     /// ggml-vulkan's vendor rules for its scalar tiles: no large tile on Intel (it keeps that for cooperative
     /// matrices), Qualcomm or Apple, and only the medium one on Apple. On AMD ggml keeps its large tile for
     /// cooperative matrices too, as its 128 outputs per thread cost registers; this large tile's 64 do not
-    /// (docs/isa: 96 VGPRs, 10 subgroups per SIMD on RDNA2), so AMD keeps it.
+    /// (docs/isa: 80 VGPRs, 12 subgroups per SIMD on RDNA2, as ggml's medium tile), so AMD keeps it.
     static func allows(_ tile: MatmulTile, vendor: UInt32) -> Bool {
         switch vendor {
         case 0x106B: tile == .medium
