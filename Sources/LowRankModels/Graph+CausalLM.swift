@@ -9,6 +9,9 @@ struct CausalLMDecoderGraph {
     /// With trainable token rows (PEFT's `trainable_token_indices`): their parameter and the inputs
     /// that pick them, fed per batch by `feeds(ids:)`.
     var tokenRows: (tokens: TrainableTokens, rows: GraphTensor, onehot: GraphTensor, keep: GraphTensor)?
+    /// The embedding's trained copy when it is the LM head's too (`SavedModule.tiedHead`): the one
+    /// parameter both read, so its gradient sums both uses.
+    var tiedHead: GraphTensor?
 
     /// The token-row inputs for `ids` (none without trainable token rows).
     func feeds(ids: [Int32], on backend: any Backend) throws -> [GraphTensor: Tensor] {
@@ -135,14 +138,16 @@ extension Graph {
         trainable += (adapter?.biases ?? []).compactMap { biasParameters[$0.path] }
         trainable += tokenRows.map { [$0.rows] } ?? []
         trainable += (adapter?.saved ?? []).compactMap { copyParameters[$0.path] }
-        return CausalLMDecoderGraph(hidden: final, trainable: training ? trainable : [], tokenRows: tokenRows)
+        let tiedHead = copies[SavedModule.embedding]?.tiedHead == true ? copyParameters[SavedModule.embedding] : nil
+        return CausalLMDecoderGraph(hidden: final, trainable: training ? trainable : [], tokenRows: tokenRows, tiedHead: tiedHead)
     }
 
     /// The LM head's weight: the adapter's trained copy (`modules_to_save`), trainable with
-    /// `training`; else the model's, the token embedding when tied, whose trained token rows
+    /// `training`, or the embedding's when tied to it (`decoder.tiedHead`); else the model's, the token embedding when tied, whose trained token rows
     /// (`decoder.tokenRows`) then replace the head's rows of their ids too, as PEFT ties its
     /// `TrainableTokensWrapper` to the LM head: `keep ⊙ W + onehot·rows` over the vocabulary, exact.
     func lmHead(_ model: LlamaModel, adapter: ModelAdapter?, decoder: CausalLMDecoderGraph, training: Bool = false) throws -> GraphTensor {
+        if let tied = decoder.tiedHead { return tied }
         if let copy = adapter?.saved.first(where: { $0.path == SavedModule.head }) {
             return try parameter(copy.key, copy.weight, trainable: training)
         }

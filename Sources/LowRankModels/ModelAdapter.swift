@@ -182,7 +182,14 @@ public final class ModelAdapter {
         let savedPaths: [String]
         do { savedPaths = try SavedModule.paths(settings, model.config) } catch let error as LowRankError { throw error.adding("file", folder + "/" + Self.configName) }
         let saved = try savedPaths.map { module in
-            SavedModule(path: module, weight: try tensor(Self.key(module, "weight"), try model.weight(SavedModule.frozenName(module, model.config)).shape))
+            let shape = try model.weight(SavedModule.frozenName(module, model.config)).shape
+            let copy = SavedModule(path: module, weight: try tensor(Self.key(module, "weight"), shape), settings: settings, config: model.config)
+            // PEFT saves the one tied copy under the LM head's name too; loading either gives the same model only when they agree.
+            if copy.tiedHead, try tensor(SavedModule.headKey, shape).floats() != copy.weight.floats() {
+                throw LowRankError(.fileFormat, "\(SavedModule.headKey) differs from \(copy.key), which ensure_weight_tying makes one copy",
+                                   context: [("file", path), ("tensor", SavedModule.headKey)])
+            }
+            return copy
         }
         if let stray = file.names.first(where: { !expected.contains($0) }) {
             throw LowRankError(.fileFormat, "the adapter holds \(stray), which matches no adapted module of this \(model.config.modelType) model (an adapter for another architecture?)",
@@ -238,7 +245,13 @@ public final class ModelAdapter {
         return s
     }
 
+    /// `parameters` as saved, with a tied copy's second name (PEFT's) last, so that `restore`
+    /// pairs them with `parameters` in order.
     private func savedParameters() throws -> [(name: String, tensor: Tensor)] {
+        try convertedParameters() + saved.filter(\.tiedHead).map { (SavedModule.headKey, $0.weight) }
+    }
+
+    private func convertedParameters() throws -> [(name: String, tensor: Tensor)] {
         guard let split else { return parameters }
         return try layers.flatMap { path, layer -> [(name: String, tensor: Tensor)] in
             let (a, b, start) = (layer.lora.a, layer.lora.b, split.start[path]!)

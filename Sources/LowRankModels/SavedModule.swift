@@ -10,19 +10,29 @@ public struct SavedModule {
     public let path: String
     /// The trained copy, the frozen weight's shape, f32.
     public let weight: Tensor
+    /// Whether this copy of the token embedding is the LM head's too (PEFT's `ensure_weight_tying`
+    /// on a model with tied embeddings: one shared copy, saved under both modules' names).
+    public let tiedHead: Bool
 
     public static let embedding = "model.embed_tokens"
     public static let head = "lm_head"
 
     /// The name in `adapter_model.safetensors`.
     public var key: String { ModelAdapter.key(path, "weight") }
+    /// The LM head's name for a tied copy, which PEFT saves a second time under it.
+    static let headKey = ModelAdapter.key(head, "weight")
 
-    init(path: String, weight: Tensor) {
-        (self.path, self.weight) = (path, weight)
+    init(path: String, weight: Tensor, settings: AdapterSettings, config: LlamaConfig) {
+        (self.path, self.weight, tiedHead) = (path, weight, path == Self.embedding && Self.sharesHead(settings, config))
+    }
+
+    /// Whether the embedding's copy is the LM head's too: PEFT's `ensure_weight_tying` on a tied model.
+    static func sharesHead(_ settings: AdapterSettings, _ config: LlamaConfig) -> Bool {
+        settings.ensureWeightTying && config.tiedEmbeddings
     }
 
     /// The model weight `path`'s copy starts from: with tie_word_embeddings the LM head is the
-    /// embedding (PEFT then copies it apart from the embedding, as `ensure_weight_tying=False` does).
+    /// embedding (PEFT's default, `ensure_weight_tying=False`, then copies it apart from the embedding).
     static func frozenName(_ path: String, _ config: LlamaConfig) -> String {
         path == head && config.tiedEmbeddings ? embedding + ".weight" : path + ".weight"
     }
@@ -35,7 +45,9 @@ public struct SavedModule {
 
     /// The modules `settings.modulesToSave` names on a model of `config`, in model order. PEFT
     /// wraps every module whose path ends with a listed name (`_set_trainable`); a name matching a
-    /// module other than these (a projection, a container), or matching none, is refused.
+    /// module other than these (a projection, a container), or matching none, is refused. With
+    /// `sharesHead`, the embedding or the LM head named is the one tied copy, the embedding's (PEFT's
+    /// `_add_modules_to_save_to_tie`).
     static func paths(_ settings: AdapterSettings, _ config: LlamaConfig) throws -> [String] {
         guard let names = settings.modulesToSave else { return [] }
         // Every module of the model, containers too, as PyTorch's named_modules lists them (a tied LM head among them).
@@ -53,7 +65,10 @@ public struct SavedModule {
                 throw LowRankError(.unsupported, "modules_to_save \"\(name)\" matches \(other); only the token embedding (embed_tokens), the RMSNorms and the LM head (lm_head) train in full here")
             }
         }
-        let chosen = trainable(config).filter { path in names.contains { path.hasSuffix($0) } }
+        var chosen = trainable(config).filter { path in names.contains { path.hasSuffix($0) } }
+        if sharesHead(settings, config), chosen.contains(head) {
+            chosen = [embedding] + chosen.filter { $0 != head && $0 != embedding }
+        }
         if chosen.contains(embedding), settings.trainableTokenIndices != nil {
             // PEFT's words: the embedding cannot both train in full and train rows.
             throw LowRankError(.invalidArgument, "modules_to_save trains the token embedding in full and trainable_token_indices trains its rows: name it in one, not both")
@@ -68,7 +83,7 @@ public struct SavedModule {
     static func starting(_ settings: AdapterSettings, on model: LlamaModel) throws -> [SavedModule] {
         try paths(settings, model.config).map { path in
             // Copied on the device (a planning backend holds no values to read), widened or dequantized to f32.
-            SavedModule(path: path, weight: try Ops.cast(try model.weight(frozenName(path, model.config)), to: .f32))
+            SavedModule(path: path, weight: try Ops.cast(try model.weight(frozenName(path, model.config)), to: .f32), settings: settings, config: model.config)
         }
     }
 }

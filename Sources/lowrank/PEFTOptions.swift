@@ -32,12 +32,14 @@ struct PEFTOptions: ParsableArguments {
         each module whose path ends with a name: embed_tokens, lm_head, norm (every RMSNorm), input_layernorm, post_attention_layernorm, model.norm.
         """)
     var modulesToSave: String?
+    @Flag(help: "PEFT's ensure_weight_tying: on a model with tied embeddings (tie_word_embeddings), embed_tokens or lm_head in --modules-to-save trains one copy that is both, saved under both names, which `lowrank merge` writes into the tied model.")
+    var ensureWeightTying = false
     @Option(help: "LoRA+ (PEFT's create_loraplus_optimizer): B's learning rate is this times --lr (16 in the paper).")
     var loraplusLrRatio: Double?
 
     /// Whether an option that shapes a new adapter is given (they do not apply to --init-adapter).
     var shapesTheAdapter: Bool {
-        `init` != .kaiming || bias != .none || [rankPattern, alphaPattern, layers, layersPattern, excludeModules, trainableTokenIndices, modulesToSave].contains { $0 != nil }
+        `init` != .kaiming || bias != .none || ensureWeightTying || [rankPattern, alphaPattern, layers, layersPattern, excludeModules, trainableTokenIndices, modulesToSave].contains { $0 != nil }
     }
 
     /// A new adapter on `model` started as `--init` says.
@@ -66,6 +68,7 @@ struct PEFTOptions: ParsableArguments {
             }
         }
         s.modulesToSave = modulesToSave.map(Self.items)
+        s.ensureWeightTying = ensureWeightTying
         try s.validate()
         return s
     }

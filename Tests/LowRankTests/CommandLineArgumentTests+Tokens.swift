@@ -50,4 +50,22 @@ extension CommandLineArgumentTests {
             #expect(head != frozen, "the LM head's copy did not train")
         }
     }
+
+    /// `--ensure-weight-tying` on a tied model trains one copy for the embedding and LM head,
+    /// saved under both names as PEFT saves it, which `lowrank merge` writes into the tied model.
+    @Test func ensureWeightTyingTrainsOneCopyAndMerges() throws {
+        let tied = LlamaFixtures.path("tiny-qwen2-bf16")
+        try withTemporaryFolder { folder in
+            let (status, output) = try lowrank(["train", "--model", tied, "--data", data, "--device", "cpu", "--seq-len", "8", "--steps", "2",
+                                                "--modules-to-save", "lm_head", "--ensure-weight-tying", "--adapter-out", folder + "/adapter"])
+            #expect(status == 0, "\(output)")
+            #expect(try AdapterSettings(contentsOf: folder + "/adapter/" + ModelAdapter.configName).ensureWeightTying)
+            let saved = try SafetensorsFile(path: folder + "/adapter/" + ModelAdapter.weightsName)
+            let copy = try saved.floats("base_model.model.model.embed_tokens.weight")
+            #expect(try saved.floats("base_model.model.lm_head.weight") == copy)
+            let merge = try lowrank(["merge", "--model", tied, "--adapter", folder + "/adapter", "--out", folder + "/merged", "--dtype", "f32", "--device", "cpu"])
+            #expect(merge.status == 0, "\(merge.output)")
+            #expect(try HuggingFaceCheckpoint(folder: folder + "/merged").tensor("model.embed_tokens.weight", as: .f32, on: CPUBackend.shared).floats() == copy)
+        }
+    }
 }
