@@ -38,6 +38,10 @@ What it writes (OUTDIR defaults to Tests/Fixtures/peft):
   `ensure_weight_tying=True`, PEFT's one copy for both (saved under both names), moved; its loss, 3
   AdamW steps (`train3-modules-tied-shared/`), and `modules-tied-shared-merged`, the loss of
   `merge_and_unload()` of it (the tied model again, its table the copy).
+- `modules-proj/`: q and v, and `modules_to_save` ["q_proj", "down_proj"]: each projection trained in
+  full as a copy (q_proj, also a target, is then the copy only: PEFT's ModulesToSaveWrapper wins over
+  LoRA), moved; `modules-proj-qwen2/`: v, and `modules_to_save` ["q_proj"] on the tiny Qwen2, whose
+  q_proj copy holds its bias too, moved; their losses and 3 AdamW steps (`train3-modules-proj*/`).
 - `modules-norms/`: q and v, and `modules_to_save` ["input_layernorm", "model.norm"] (each block's
   input RMSNorm and the final one trained in full, the post-attention ones not); its loss, and 3
   AdamW steps (`train3-modules-norms/`).
@@ -84,7 +88,9 @@ SAVED = dict(target_modules=["q_proj", "v_proj"], modules_to_save=["embed_tokens
 # Each on the untied Llama and on the tied Qwen2; the norms on the Llama.
 NORMS = dict(target_modules=["q_proj", "v_proj"], modules_to_save=["input_layernorm", "model.norm"])
 EMBEDDING_CONFIGS = {"tokens": (ROWS, MODEL), "tokens-tied": (ROWS, QWEN2), "modules": (SAVED, MODEL), "modules-tied": (SAVED, QWEN2),
-                     "modules-norms": (NORMS, MODEL), "modules-tied-shared": (dict(SAVED, ensure_weight_tying=True), QWEN2)}
+                     "modules-norms": (NORMS, MODEL), "modules-tied-shared": (dict(SAVED, ensure_weight_tying=True), QWEN2),
+                     "modules-proj": (dict(target_modules=["q_proj", "v_proj"], modules_to_save=["q_proj", "down_proj"]), MODEL),
+                     "modules-proj-qwen2": (dict(target_modules=["v_proj"], modules_to_save=["q_proj"]), QWEN2)}
 
 
 def load(model_dir=MODEL):

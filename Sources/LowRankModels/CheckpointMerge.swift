@@ -94,8 +94,10 @@ extension ModelSource {
                 // The merged model's config ties them again, where PEFT trained two copies apart.
                 throw LowRankError(.unsupported, "merging modules_to_save (\(module.path)) into a model with tie_word_embeddings is not supported: its LM head and embedding trained apart (ensure_weight_tying false), and the merged model would tie them")
             }
-            let name = module.path + ".weight"
-            merged[name] = try Tensor(try module.weight.floats(), shape: module.weight.shape, dtype: try dtype(name), on: cpu)
+            for (tensor, suffix) in [(module.weight, ".weight")] + (module.bias.map { [($0, ".bias")] } ?? []) {
+                let name = module.path + suffix
+                merged[name] = try Tensor(try tensor.floats(), shape: tensor.shape, dtype: try dtype(name), on: cpu)
+            }
         }
         return (merged, rounding)
     }

@@ -144,6 +144,8 @@ public final class ModelAdapter {
             throw LowRankError(.io, "no \(Self.weightsName) (only safetensors adapters are read)", context: [("file", path)])
         }
         let file = try SafetensorsFile(path: path)
+        let savedPaths: [String]
+        do { savedPaths = try SavedModule.paths(settings, on: model) } catch let error as LowRankError { throw error.adding("file", folder + "/" + Self.configName) }
         let modules = try Self.targetedModules(settings, model)
         var expected = Set<String>()
         var layers: [(String, LayerAdapter)] = []
@@ -179,11 +181,10 @@ public final class ModelAdapter {
         let tokens = try indices.map { indices in
             TrainableTokens(indices: indices, rows: try tensor(TrainableTokens.key, [indices.count, model.config.hiddenSize]))
         }
-        let savedPaths: [String]
-        do { savedPaths = try SavedModule.paths(settings, model.config) } catch let error as LowRankError { throw error.adding("file", folder + "/" + Self.configName) }
         let saved = try savedPaths.map { module in
             let shape = try model.weight(SavedModule.frozenName(module, model.config)).shape
-            let copy = SavedModule(path: module, weight: try tensor(Self.key(module, "weight"), shape), settings: settings, config: model.config)
+            let bias = try SavedModule.hasBias(module, model.config) ? tensor(Self.key(module, "bias"), try model.weight(module + ".bias").shape) : nil
+            let copy = SavedModule(path: module, weight: try tensor(Self.key(module, "weight"), shape), bias: bias, settings: settings, config: model.config)
             // PEFT saves the one tied copy under the LM head's name too; loading either gives the same model only when they agree.
             if copy.tiedHead, try tensor(SavedModule.headKey, shape).floats() != copy.weight.floats() {
                 throw LowRankError(.fileFormat, "\(SavedModule.headKey) differs from \(copy.key), which ensure_weight_tying makes one copy",
@@ -204,9 +205,12 @@ public final class ModelAdapter {
         split = nil
     }
 
+    /// The modules LoRA adapts: those `settings` targets, less the projections it trains in full
+    /// (PEFT's `ModulesToSaveWrapper` takes the module whole, so no LoRA layer is added in it).
     private static func targetedModules(_ settings: AdapterSettings, _ model: LlamaModel) throws -> [(path: String, weight: Tensor)] {
         let targeted = try settings.moduleMatcher()
-        let modules = try model.linearModules.filter { targeted($0.path) }.map { ($0.path, try model.weight($0.path + ".weight")) }
+        let copied = Set(try SavedModule.paths(settings, model.config))
+        let modules = try model.linearModules.filter { targeted($0.path) && !copied.contains($0.path) }.map { ($0.path, try model.weight($0.path + ".weight")) }
         guard !modules.isEmpty else {
             throw LowRankError(.invalidArgument, "the adapter's target modules \(settings.targets) match no linear layer of the model",
                                context: [("modules", AdapterSettings.projectionNames.joined(separator: ", "))])
@@ -222,7 +226,7 @@ public final class ModelAdapter {
             guard case .dora(let d) = adapter else { return factors }
             return factors + [(Self.key(path, "lora_magnitude_vector"), d.magnitude)]
         } + biases.map { (Self.biasKey($0.path, adapted: layers.map(\.path)), $0.tensor) }
-            + (tokens.map { [(TrainableTokens.key, $0.rows)] } ?? []) + saved.map { ($0.key, $0.weight) }
+            + (tokens.map { [(TrainableTokens.key, $0.rows)] } ?? []) + saved.flatMap(\.parameters)
     }
 
     /// Writes `adapter_config.json` and `adapter_model.safetensors` (f32) into `folder`, each
@@ -263,7 +267,7 @@ public final class ModelAdapter {
             }
             return [(Self.key(path, "lora_A.weight"), try Tensor(try a.floats() + start.a, shape: [2 * r, a.shape[1]], on: CPUBackend.shared)),
                     (Self.key(path, "lora_B.weight"), try Tensor(joined, shape: [dOut, 2 * r], on: CPUBackend.shared))]
-        } + parameters.suffix(biases.count + (tokens == nil ? 0 : 1) + saved.count)
+        } + parameters.suffix(biases.count + (tokens == nil ? 0 : 1) + saved.flatMap(\.parameters).count)
     }
 
     /// Overwrites every tensor with the one `folder` holds under the same name (a checkpoint of

@@ -29,7 +29,8 @@ struct PEFTOptions: ParsableArguments {
     var trainableTokenIndices: String?
     @Option(help: """
         PEFT's modules_to_save: comma-separated modules that train in full (a copy with its own optimizer state, saved with the adapter), \
-        each module whose path ends with a name: embed_tokens, lm_head, norm (every RMSNorm), input_layernorm, post_attention_layernorm, model.norm.
+        each module whose path ends with a name: embed_tokens, lm_head, norm (every RMSNorm), input_layernorm, post_attention_layernorm, model.norm, \
+        or a projection (q_proj, down_proj, ...: its copy replaces the module, no LoRA in it, as PEFT's wrapper does; not on a quantized model).
         """)
     var modulesToSave: String?
     @Flag(help: "PEFT's ensure_weight_tying: on a model with tied embeddings (tie_word_embeddings), embed_tokens or lm_head in --modules-to-save trains one copy that is both, saved under both names, which `lowrank merge` writes into the tied model.")

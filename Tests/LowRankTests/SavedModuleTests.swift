@@ -29,11 +29,11 @@ struct SavedModuleTests {
         #expect(try AdapterSettings(json: settings.json, path: "written") == settings)
     }
 
-    /// A module other than the embedding, the RMSNorms and the LM head, a name matching nothing, and the embedding
+    /// A module other than the embedding, the RMSNorms, the projections and the LM head (a container), a name matching nothing, and the embedding
     /// both in full and by rows are refused by name.
     @Test func refusesWhatItCannotTrain() throws {
         let model = try LlamaFixtures.model(on: CPUBackend.shared)
-        for (list, message) in [(["layers"], "matches model.layers"), (["q_proj"], "matches model.layers.0.self_attn.q_proj"),
+        for (list, message) in [(["layers"], "matches model.layers"), (["self_attn"], "matches model.layers.0.self_attn"),
                                 (["wte"], "matches no module")] {
             #expect { try ModelAdapter(settings: try Self.settings(Self.names(list)), on: model, seed: 0) } throws: {
                 "\($0)".contains("modules_to_save") && "\($0)".contains(message)
@@ -113,12 +113,39 @@ struct SavedModuleTests {
         }
     }
 
-    /// `lowrank merge` writes the trained copies in place of the model's; on a model with tied
+    /// A projection trains in full as PEFT's wrapper takes it: a LoRA target named too gets no
+    /// adapter, a biased projection's copy holds its bias; on a quantized model, whose copy PyTorch
+    /// cannot train, and with a bias setting that would train the copied bias twice, it is refused by name.
+    @Test func projectionsTrainInFull() throws {
+        let model = try LlamaFixtures.model(on: CPUBackend.shared)
+        let both = try ModelAdapter(settings: try Self.settings(Self.names(["q_proj"]), ["target_modules": Self.names(["q_proj", "v_proj"])]), on: model, seed: 0)
+        #expect(both.layers.map(\.path) == ["model.layers.0.self_attn.v_proj", "model.layers.1.self_attn.v_proj"])
+        #expect(both.saved.map(\.path) == ["model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.q_proj"] && both.saved.allSatisfy { $0.bias == nil })
+        let qwen2 = try LlamaFixtures.model("tiny-qwen2-bf16", on: CPUBackend.shared)
+        let biased = try ModelAdapter(settings: try Self.settings(Self.names(["q_proj"]), ["target_modules": Self.names(["v_proj"])]), on: qwen2, seed: 0)
+        #expect(try biased.saved[0].bias?.floats() == qwen2.weight("model.layers.0.self_attn.q_proj.bias").floats())
+        #expect(biased.parameters.suffix(2).map(\.name) == ["base_model.model.model.layers.1.self_attn.q_proj.weight", "base_model.model.model.layers.1.self_attn.q_proj.bias"])
+        #expect { try ModelAdapter(settings: try Self.settings(Self.names(["q_proj"]), ["target_modules": Self.names(["v_proj"]), "bias": .string("all")]), on: qwen2, seed: 0) }
+            throws: { "\($0)".contains("bias \"all\"") }
+        let quantized = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: LlamaFixtures.path("tiny-llama")), on: CPUBackend.shared, quantize: .nf4)
+        #expect { try ModelAdapter(settings: try Self.settings(Self.names(["down_proj"])), on: quantized, seed: 0) } throws: { "\($0)".contains("quantized to nf4") }
+        #expect(try ModelAdapter(settings: try Self.settings(Self.names(["norm"])), on: quantized, seed: 0).saved.count == 5)
+    }
+
+    /// `lowrank merge` writes the trained copies (a projection's bias too) in place of the model's; on a model with tied
     /// embeddings, whose merged config ties them again, it refuses copies that trained apart.
     @Test func mergeWritesTheCopies() throws {
-        try PEFTConfigFixtures.merging("modules") { adapter, _, merged throws in
-            for module in adapter.saved {
-                #expect(try merged.tensor(module.path + ".weight", as: .f32, on: CPUBackend.shared).floats() == module.weight.floats(), "\(module.path)")
+        for name in ["modules", "modules-proj-qwen2"] {
+            try PEFTConfigFixtures.merging(name) { adapter, _, merged throws in
+                for module in adapter.saved {
+                    for (tensor, suffix) in [(module.weight, ".weight")] + (module.bias.map { [($0, ".bias")] } ?? []) {
+                        let written = try merged.tensor(module.path + suffix, as: .f32, on: CPUBackend.shared).floats()
+                        // Rounded once to the checkpoint's dtype (bf16 for the Qwen2).
+                        let stored = try merged.file(containing: module.path + suffix).entry(module.path + suffix).dtype
+                        let expected = try Tensor(try tensor.floats(), shape: tensor.shape, dtype: stored, on: CPUBackend.shared).floats()
+                        #expect(written == expected, "\(module.path)\(suffix)")
+                    }
+                }
             }
         }
         #expect { try PEFTConfigFixtures.merging("modules-tied") { _, _, _ in } } throws: { "\($0)".contains("tie_word_embeddings") }
@@ -128,7 +155,8 @@ struct SavedModuleTests {
     /// the KV cache's logits with PEFT's adapter equal those of the model `lowrank merge` wrote with
     /// it in f32 (its embedding and LM head the copies, or its tied table with the rows; q and v
     /// merged), within f32 rounding.
-    @Test(arguments: BackendKind.allCases, [("tiny-llama", "modules"), ("tiny-qwen2-bf16", "tokens-tied"), ("tiny-qwen2-bf16", "modules-tied-shared")])
+    @Test(arguments: BackendKind.allCases, [("tiny-llama", "modules"), ("tiny-qwen2-bf16", "tokens-tied"), ("tiny-qwen2-bf16", "modules-tied-shared"),
+                                            ("tiny-llama", "modules-proj"), ("tiny-qwen2-bf16", "modules-proj-qwen2")])
     func generationUsesTheCopies(_ kind: BackendKind, _ fixture: (model: String, adapter: String)) throws {
         try onBackend(kind) { backend in
             let checkpoint = try HuggingFaceCheckpoint(folder: LlamaFixtures.path(fixture.model))

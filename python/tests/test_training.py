@@ -314,6 +314,6 @@ def test_modules_to_save_match_lowrank_train_and_peft(tmp_path):
     modules = ["embed_tokens", "lm_head"]
     tensors, config = check_field_trains_as_the_cli(
         tmp_path, ["--modules-to-save", ",".join(modules)], "modules",
-        ({"modules_to_save": ["q_proj"]}, "only the token embedding"), modules_to_save=modules)
+        ({"modules_to_save": ["self_attn"]}, "only the token embedding"), modules_to_save=modules)
     assert config["modules_to_save"] == modules
     assert tensors["base_model.model.lm_head.weight"].shape == (64, 32)
