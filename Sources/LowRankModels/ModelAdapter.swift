@@ -34,9 +34,15 @@ public final class ModelAdapter {
     /// `save_pretrained(path_initial_model_for_weight_conversion:)` does, so that it applies to the
     /// original model. Nil for the other initialisations.
     let split: (initialization: SplitInitialization, start: [String: (a: [Float], b: [Float])])?
+    /// After LoftQ with more than one iteration, the targeted weights as it left them in the model
+    /// (the NF4 base, dequantized, f32, by the model's names): saved beside the adapter
+    /// (`loftqBaseName`) and put back into the model it loads on. Empty otherwise.
+    let loftqBase: [(name: String, tensor: Tensor)]
 
     public static let configName = "adapter_config.json"
     public static let weightsName = "adapter_model.safetensors"
+    /// LoftQ's quantized base beside the adapter, as PEFT's LoftQ users save the base it leaves.
+    public static let loftqBaseName = "loftq_base.safetensors"
 
     static func key(_ path: String, _ tensor: String) -> String { "base_model.model.\(path).\(tensor)" }
 
@@ -74,6 +80,7 @@ public final class ModelAdapter {
         tokens = try TrainableTokens.starting(settings, on: model)
         saved = try SavedModule.starting(settings, on: model)
         split = nil
+        loftqBase = []
     }
 
     /// A new adapter that starts as part of each targeted weight of `model` (PiSSA's top singular
@@ -102,32 +109,42 @@ public final class ModelAdapter {
             return (module.path, .lora(lora))
         }
         split = (initialization, start)
+        loftqBase = []
         biases = try Self.biasModules(settings, model, adapted: modules.map(\.path)).map { ($0, try model.weight($0 + ".bias").copy(to: model.backend)) }
         tokens = try TrainableTokens.starting(settings, on: model)
         saved = try SavedModule.starting(settings, on: model)
     }
 
-    /// A new adapter initialised by LoftQ (PEFT's `init_lora_weights="loftq"`, one iteration) on a
-    /// model whose projections are NF4: each targeted weight, read again in f32 from the model's
-    /// file, gives the factors that fit what its NF4 quantization (the model's own) leaves. One
-    /// iteration quantizes W itself, so the adapter pairs with the model loaded with
-    /// `--quantize nf4`, and is saved as a plain LoRA adapter.
-    public init(loftq settings: AdapterSettings, on model: LlamaModel) throws {
+    /// A new adapter initialised by LoftQ (PEFT's `init_lora_weights="loftq"` with
+    /// `LoftQConfig(loftq_bits=4, loftq_iter=iterations)`) on a model whose projections are NF4:
+    /// each targeted weight, read again in f32 from the model's file, gives the factors that fit
+    /// what its NF4 quantization leaves. One iteration quantizes W itself, so the adapter pairs
+    /// with the model loaded with `--quantize nf4`; more quantize W − B·A, so the targeted weights
+    /// of the model are replaced by that base, which `save` writes beside the adapter.
+    public init(loftq settings: AdapterSettings, iterations: Int = 1, on model: LlamaModel) throws {
         guard !settings.dora else { throw LowRankError(.unsupported, "LoftQ initialises LoRA, not DoRA (as PEFT's loftq_init)") }
         guard model.projectionDType == .nf4 else {
             throw LowRankError(.unsupported, "LoftQ fits the adapter to NF4's quantization error: load the model with --quantize nf4 (it is \(model.projectionDType))")
         }
         guard let path = model.name else { throw LowRankError(.unsupported, "LoftQ reads the weights again from the model's file, and this model has none") }
         let source = try ModelSources.open(path, dequantizing: true)
+        var settings = settings
+        settings.loftqIterations = iterations
         self.settings = settings
         let modules = try Self.targetedModules(settings, model)
+        var base: [(name: String, tensor: Tensor)] = []
         layers = try modules.map { module in
             let original = try source.tensor(module.path + ".weight", as: .f32, on: CPUBackend.shared).floats()
-            let (lora, _) = try LoRAAdapter.loftq(original: original, outFeatures: module.weight.shape[0], config: settings.lora(for: module.path),
-                                                  iterations: 1, on: model.backend)
+            let (lora, quantizedFrom) = try LoRAAdapter.loftq(original: original, outFeatures: module.weight.shape[0], config: settings.lora(for: module.path),
+                                                              iterations: iterations, on: model.backend)
+            if iterations > 1 {
+                try module.weight.assign(quantizedFrom)
+                base.append((module.path + ".weight", try Tensor(try module.weight.floats(), shape: module.weight.shape, on: CPUBackend.shared)))
+            }
             return (module.path, .lora(lora))
         }
         split = nil
+        loftqBase = base
         biases = try Self.biasModules(settings, model, adapted: modules.map(\.path)).map { ($0, try model.weight($0 + ".bias").copy(to: model.backend)) }
         tokens = try TrainableTokens.starting(settings, on: model)
         saved = try SavedModule.starting(settings, on: model)
@@ -197,12 +214,43 @@ public final class ModelAdapter {
                                context: [("file", path), ("tensor", stray)])
         }
         if !force { try Self.checkOrigin(settings, path: folder + "/" + Self.configName, model: model) }
+        loftqBase = try Self.loadLoftQBase(folder, settings, modules: modules.map(\.path), into: model)
         self.settings = settings
         self.layers = layers
         self.biases = biases
         self.tokens = tokens
         self.saved = saved
         split = nil
+    }
+
+    /// The base LoftQ left (`loftqBaseName` in `folder`) put into `model`'s targeted weights, when
+    /// its iterations changed it: NF4 re-quantizes those dequantized values to the same codes, and
+    /// f32 holds them exactly, so the model is the one the adapter trained on.
+    private static func loadLoftQBase(_ folder: String, _ settings: AdapterSettings, modules: [String], into model: LlamaModel) throws -> [(name: String, tensor: Tensor)] {
+        guard let iterations = settings.loftqIterations, iterations > 1 else { return [] }
+        let path = folder + "/" + loftqBaseName
+        guard FileIO.exists(path) else {
+            throw LowRankError(.io, "the adapter was initialised by LoftQ with \(iterations) iterations, which changed the NF4 base it trains on, and its \(loftqBaseName) is missing",
+                               context: [("file", path)])
+        }
+        guard [.nf4, .f32].contains(model.projectionDType) else {
+            throw LowRankError(.unsupported, "the adapter's LoftQ base holds NF4 values, which a \(model.projectionDType) model would round: load the model with --quantize nf4 (or in f32 to merge)",
+                               context: [("file", path)])
+        }
+        let file = try SafetensorsFile(path: path)
+        let names = modules.map { $0 + ".weight" }
+        if let stray = file.names.first(where: { !names.contains($0) }) {
+            throw LowRankError(.fileFormat, "\(stray) is no weight the adapter targets on this model", context: [("file", path), ("tensor", stray)])
+        }
+        return try names.map { name in
+            let weight = try model.weight(name)
+            guard file.entries[name]?.shape == weight.shape else {
+                throw LowRankError(.shapeMismatch, "the LoftQ base needs \(name) shaped \(weight.shape)", context: [("file", path), ("tensor", name)])
+            }
+            let values = try file.floats(name)
+            try weight.assign(values)
+            return (name, try Tensor(values, shape: weight.shape, on: CPUBackend.shared))
+        }
     }
 
     /// The modules LoRA adapts: those `settings` targets, less the projections it trains in full
@@ -236,6 +284,7 @@ public final class ModelAdapter {
     public func save(to folder: String) throws {
         try FileIO.makeDirectories(folder)
         try SafetensorsFile.write(try savedParameters(), metadata: ["format": "pt"], to: folder + "/" + Self.weightsName)
+        if !loftqBase.isEmpty { try SafetensorsFile.write(loftqBase, metadata: ["format": "pt"], to: folder + "/" + Self.loftqBaseName) }
         try FileIO.writeAtomically(folder + "/" + Self.configName, text: savedSettings.json.serialized)
     }
 
@@ -298,16 +347,16 @@ public enum AdapterInitialization: Sendable, Equatable {
     /// `"gaussian"`: A from N(0, 1/r²), B = 0.
     case gaussian
     case split(SplitInitialization)
-    /// `"loftq"` with `LoftQConfig(loftq_bits=4, loftq_iter=1)`, on an NF4 model: the adapter fits
-    /// what NF4 quantization leaves of each targeted weight.
-    case loftq
+    /// `"loftq"` with `LoftQConfig(loftq_bits=4, loftq_iter=iterations)`, on an NF4 model: the
+    /// adapter fits what NF4 quantization leaves of each targeted weight.
+    case loftq(iterations: Int)
 
     /// PEFT's name (`true` is written "kaiming" or "true"), or nil for one that is none of these.
     public init?(peftName: String) {
         switch peftName {
         case "kaiming", "true": self = .kaiming
         case "gaussian": self = .gaussian
-        case "loftq": self = .loftq
+        case "loftq": self = .loftq(iterations: 1)
         default:
             guard let split = SplitInitialization(peftName: peftName) else { return nil }
             self = .split(split)
@@ -334,7 +383,7 @@ extension ModelAdapter {
         case .kaiming: try ModelAdapter(settings: settings, on: model, seed: seed, initialization: .kaimingUniform)
         case .gaussian: try ModelAdapter(settings: settings, on: model, seed: seed, initialization: .gaussian)
         case .split(let split): try ModelAdapter(splitting: settings, by: split, on: model, seed: seed)
-        case .loftq: try ModelAdapter(loftq: settings, on: model)
+        case .loftq(let iterations): try ModelAdapter(loftq: settings, iterations: iterations, on: model)
         }
     }
 }

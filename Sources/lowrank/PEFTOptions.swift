@@ -10,9 +10,15 @@ struct PEFTOptions: ParsableArguments {
         B = 0; or pissa (A and B from W's top-r singular triplets), pissa_niter_N (the same by a randomized SVD with N \
         subspace iterations, much faster on large weights) or olora (from W's QR decomposition), W keeping the residual; \
         these three save the adapter converted for the original model, rank 2r; or loftq (with --quantize nf4: A and B \
-        fit what NF4 quantization leaves of W, as PEFT's LoftQ with one iteration).
+        fit what NF4 quantization leaves of W, as PEFT's LoftQ, --loftq-iter iterations).
         """)
     var `init`: AdapterInitialization = .kaiming
+    @Option(help: """
+        PEFT's LoftQConfig loftq_iter, with --init loftq: alternations of NF4 quantization and SVD. More than one quantizes W − B·A, \
+        a base other than the model's NF4, so the adapter's folder holds it (loftq_base.safetensors), which eval, generate, merge \
+        and --adapter read back.
+        """)
+    var loftqIter: Int = 1
     @Option(help: "PEFT's rank_pattern: comma-separated KEY=R, KEY a regular expression matching the end of a module path after a dot (q_proj=4,layers\\.0\\..*=16).")
     var rankPattern: String?
     @Option(help: "PEFT's alpha_pattern: comma-separated KEY=ALPHA, matched as --rank-pattern.")
@@ -40,12 +46,15 @@ struct PEFTOptions: ParsableArguments {
 
     /// Whether an option that shapes a new adapter is given (they do not apply to --init-adapter).
     var shapesTheAdapter: Bool {
-        `init` != .kaiming || bias != .none || ensureWeightTying || [rankPattern, alphaPattern, layers, layersPattern, excludeModules, trainableTokenIndices, modulesToSave].contains { $0 != nil }
+        `init` != .kaiming || loftqIter != 1 || bias != .none || ensureWeightTying || [rankPattern, alphaPattern, layers, layersPattern, excludeModules, trainableTokenIndices, modulesToSave].contains { $0 != nil }
     }
 
-    /// A new adapter on `model` started as `--init` says.
+    /// A new adapter on `model` started as `--init` (and `--loftq-iter`) says.
     func newAdapter(_ settings: AdapterSettings, on model: LlamaModel, seed: UInt64) throws -> ModelAdapter {
-        try ModelAdapter.starting(settings, as: `init`, on: model, seed: seed)
+        guard loftqIter >= 1 else { throw ValidationError("--loftq-iter takes a count from 1, got \(loftqIter)") }
+        if case .loftq = `init` { return try ModelAdapter.starting(settings, as: .loftq(iterations: loftqIter), on: model, seed: seed) }
+        guard loftqIter == 1 else { throw ValidationError("--loftq-iter applies to --init loftq") }
+        return try ModelAdapter.starting(settings, as: `init`, on: model, seed: seed)
     }
 
     /// `settings` with these fields set.
