@@ -317,3 +317,16 @@ def test_modules_to_save_match_lowrank_train_and_peft(tmp_path):
         ({"modules_to_save": ["self_attn"]}, "only the token embedding"), modules_to_save=modules)
     assert config["modules_to_save"] == modules
     assert tensors["base_model.model.lm_head.weight"].shape == (64, 32)
+
+
+def test_modules_to_save_projections_match_lowrank_train_and_peft(tmp_path):
+    """Projections in modules_to_save through add_adapter train as `lowrank train --modules-to-save`,
+    q_proj (also a target) as a copy without its adapter, as PEFT's wrapper takes it; PEFT's
+    adapter with projection copies evaluates to PEFT's loss."""
+    modules = ["q_proj", "down_proj"]
+    tensors, config = check_field_trains_as_the_cli(
+        tmp_path, ["--modules-to-save", ",".join(modules)], "modules-proj",
+        ({"modules_to_save": ["mlp"]}, "only the token embedding"), modules_to_save=modules)
+    assert config["modules_to_save"] == sorted(modules)
+    assert "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" not in tensors
+    assert {"base_model.model.model.layers.0.self_attn.q_proj.weight", "base_model.model.model.layers.0.mlp.down_proj.weight"} <= set(tensors)
