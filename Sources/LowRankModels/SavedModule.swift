@@ -105,8 +105,11 @@ public struct SavedModule {
     /// copy of a quantized module is refused by PyTorch: its weight cannot require a gradient).
     static func paths(_ settings: AdapterSettings, on model: LlamaModel) throws -> [String] {
         let chosen = try paths(settings, model.config)
-        if let projection = chosen.first(where: { isProjection($0, model.config) }), model.projectionDType.isQuantized {
-            throw LowRankError(.unsupported, "modules_to_save trains \(projection) in full, which is quantized to \(model.projectionDType) here; load the model unquantized")
+        for projection in chosen where isProjection(projection, model.config) {
+            let dtype = try model.weight(projection + ".weight").dtype
+            guard !dtype.isQuantized else {
+                throw LowRankError(.unsupported, "modules_to_save trains \(projection) in full, which is quantized to \(dtype) here; load the model unquantized")
+            }
         }
         return chosen
     }

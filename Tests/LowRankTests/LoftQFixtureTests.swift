@@ -50,48 +50,51 @@ struct LoftQFixtureTests {
     /// `lowrank merge` loads it) the adapter with its base evaluates to PEFT's loss within 1e-4, as
     /// does PEFT's own adapter with the base PEFT left, and `lowrank merge` writes that model.
     /// Without the base the adapter is refused by name.
-    @Test func severalIterationsCarryTheirBase() throws {
-        let fixture = fixturePath("peft-init")
-        let checkpoint = try HuggingFaceCheckpoint(folder: LlamaFixtures.path("tiny-llama"))
-        let nf4 = { try LlamaModel(checkpoint: checkpoint, on: CPUBackend.shared, quantize: .nf4) }
-        let f32 = { try LlamaModel(checkpoint: checkpoint, on: CPUBackend.shared) }
-        let settings = try AdapterSettings(contentsOf: "\(fixture)/loftq-iter2/\(ModelAdapter.configName)")
-        #expect(settings.loftqIterations == 2)
-        let model = try nf4()
-        let adapter = try ModelAdapter.starting(settings, as: .loftq(iterations: 2), on: model, seed: 0)
-        let peftBase = try SafetensorsFile(path: "\(fixture)/loftq-iter2-base.safetensors")
-        for name in peftBase.names {
-            #expect(relativeError(try model.weight(name).floats(), try peftBase.floats(name).map(Double.init)) < 1e-6, "\(name)")
-        }
-        let data = try LlamaFixtures.data(model)
-        let loss = { (model: LlamaModel, adapter: ModelAdapter?) in try Evaluation(model: model, adapter: adapter, data: data, batchSize: 6).loss }
-        let expected = try JSON.parse(FileIO.read("\(fixture)/expected.json"))["loss"]!["loftq-iter2"]!.number!
-        let ours = try loss(model, adapter)
-        try withTemporaryFolder { folder in
-            try adapter.save(to: folder + "/ours")
-            #expect(FileIO.exists(folder + "/ours/" + ModelAdapter.loftqBaseName))
-            let fresh = try nf4()
-            #expect(try loss(fresh, try ModelAdapter(contentsOf: folder + "/ours", on: fresh)) == ours)
-            let unquantized = try f32()
-            let onF32 = try ModelAdapter(contentsOf: folder + "/ours", on: unquantized)
-            let oursOnF32 = try loss(unquantized, onF32)
-            print("LoftQ with 2 iterations on the f32 model: loss \(oursOnF32) vs PEFT's \(expected)")
-            #expect(abs(oursOnF32 - expected) / expected < 1e-4)
-            try checkpoint.write(merging: onF32, of: unquantized, to: folder + "/merged")
-            let merged = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: folder + "/merged"), on: CPUBackend.shared)
-            #expect(abs(try loss(merged, nil) - oursOnF32) / oursOnF32 < 1e-6)
-            // PEFT's adapter with the base PEFT left, under this file name.
-            try FileIO.makeDirectories(folder + "/peft")
-            for file in [ModelAdapter.configName, ModelAdapter.weightsName] {
-                try FileIO.read("\(fixture)/loftq-iter2/\(file)").withUnsafeBytes { try FileIO.writeAtomically(folder + "/peft/" + file, $0) }
+    @Test(arguments: BackendKind.allCases)
+    func severalIterationsCarryTheirBase(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            let fixture = fixturePath("peft-init")
+            let checkpoint = try HuggingFaceCheckpoint(folder: LlamaFixtures.path("tiny-llama"))
+            let nf4 = { try LlamaModel(checkpoint: checkpoint, on: backend, quantize: .nf4) }
+            let f32 = { try LlamaModel(checkpoint: checkpoint, on: backend) }
+            let settings = try AdapterSettings(contentsOf: "\(fixture)/loftq-iter2/\(ModelAdapter.configName)")
+            #expect(settings.loftqIterations == 2)
+            let model = try nf4()
+            let adapter = try ModelAdapter.starting(settings, as: .loftq(iterations: 2), on: model, seed: 0)
+            let peftBase = try SafetensorsFile(path: "\(fixture)/loftq-iter2-base.safetensors")
+            for name in peftBase.names {
+                #expect(relativeError(try model.weight(name).floats(), try peftBase.floats(name).map(Double.init)) < 1e-6, "\(name)")
             }
-            try FileIO.read("\(fixture)/loftq-iter2-base.safetensors").withUnsafeBytes { try FileIO.writeAtomically(folder + "/peft/" + ModelAdapter.loftqBaseName, $0) }
-            let other = try f32()
-            let peft = try loss(other, try ModelAdapter(contentsOf: folder + "/peft", on: other))
-            print("PEFT's LoftQ adapter and base: loss \(peft) vs PEFT's \(expected)")
-            #expect(abs(peft - expected) / expected < 1e-6)
-            try FileIO.removeTree(folder + "/ours/" + ModelAdapter.loftqBaseName)
-            #expect { try ModelAdapter(contentsOf: folder + "/ours", on: try nf4()) } throws: { "\($0)".contains("loftq_base.safetensors is missing") }
+            let data = try LlamaFixtures.data(model)
+            let loss = { (model: LlamaModel, adapter: ModelAdapter?) in try Evaluation(model: model, adapter: adapter, data: data, batchSize: 6).loss }
+            let expected = try JSON.parse(FileIO.read("\(fixture)/expected.json"))["loss"]!["loftq-iter2"]!.number!
+            let ours = try loss(model, adapter)
+            try withTemporaryFolder { folder in
+                try adapter.save(to: folder + "/ours")
+                #expect(FileIO.exists(folder + "/ours/" + ModelAdapter.loftqBaseName))
+                let fresh = try nf4()
+                #expect(try loss(fresh, try ModelAdapter(contentsOf: folder + "/ours", on: fresh)) == ours)
+                let unquantized = try f32()
+                let onF32 = try ModelAdapter(contentsOf: folder + "/ours", on: unquantized)
+                let oursOnF32 = try loss(unquantized, onF32)
+                print("LoftQ with 2 iterations on the f32 model on \(kind): loss \(oursOnF32) vs PEFT's \(expected)")
+                #expect(abs(oursOnF32 - expected) / expected < 1e-4)
+                try checkpoint.write(merging: onF32, of: unquantized, to: folder + "/merged")
+                let merged = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: folder + "/merged"), on: backend)
+                #expect(abs(try loss(merged, nil) - oursOnF32) / oursOnF32 < 1e-6)
+                // PEFT's adapter with the base PEFT left, under this file name.
+                try FileIO.makeDirectories(folder + "/peft")
+                for file in [ModelAdapter.configName, ModelAdapter.weightsName] {
+                    try FileIO.read("\(fixture)/loftq-iter2/\(file)").withUnsafeBytes { try FileIO.writeAtomically(folder + "/peft/" + file, $0) }
+                }
+                try FileIO.read("\(fixture)/loftq-iter2-base.safetensors").withUnsafeBytes { try FileIO.writeAtomically(folder + "/peft/" + ModelAdapter.loftqBaseName, $0) }
+                let other = try f32()
+                let peft = try loss(other, try ModelAdapter(contentsOf: folder + "/peft", on: other))
+                print("PEFT's LoftQ adapter and base: loss \(peft) vs PEFT's \(expected)")
+                #expect(abs(peft - expected) / expected < 1e-6)
+                try FileIO.removeTree(folder + "/ours/" + ModelAdapter.loftqBaseName)
+                #expect { try ModelAdapter(contentsOf: folder + "/ours", on: try nf4()) } throws: { "\($0)".contains("loftq_base.safetensors is missing") }
+            }
         }
     }
 }
