@@ -82,18 +82,46 @@ struct LoftQFixtureTests {
                 try checkpoint.write(merging: onF32, of: unquantized, to: folder + "/merged")
                 let merged = try LlamaModel(checkpoint: try HuggingFaceCheckpoint(folder: folder + "/merged"), on: backend)
                 #expect(abs(try loss(merged, nil) - oursOnF32) / oursOnF32 < 1e-6)
-                // PEFT's adapter with the base PEFT left, under this file name.
-                try FileIO.makeDirectories(folder + "/peft")
-                for file in [ModelAdapter.configName, ModelAdapter.weightsName] {
-                    try FileIO.read("\(fixture)/loftq-iter2/\(file)").withUnsafeBytes { try FileIO.writeAtomically(folder + "/peft/" + file, $0) }
-                }
-                try FileIO.read("\(fixture)/loftq-iter2-base.safetensors").withUnsafeBytes { try FileIO.writeAtomically(folder + "/peft/" + ModelAdapter.loftqBaseName, $0) }
+                try Self.peftAdapterWithBase(in: folder + "/peft")
                 let other = try f32()
                 let peft = try loss(other, try ModelAdapter(contentsOf: folder + "/peft", on: other))
                 print("PEFT's LoftQ adapter and base: loss \(peft) vs PEFT's \(expected)")
                 #expect(abs(peft - expected) / expected < 1e-6)
                 try FileIO.removeTree(folder + "/ours/" + ModelAdapter.loftqBaseName)
                 #expect { try ModelAdapter(contentsOf: folder + "/ours", on: try nf4()) } throws: { "\($0)".contains("loftq_base.safetensors is missing") }
+            }
+        }
+    }
+
+    /// PEFT's LoftQ adapter with 2 iterations and the base PEFT left, under this file name, in `folder`.
+    static func peftAdapterWithBase(in folder: String) throws {
+        let fixture = fixturePath("peft-init")
+        try FileIO.makeDirectories(folder)
+        for (source, file) in [("loftq-iter2/" + ModelAdapter.configName, ModelAdapter.configName), ("loftq-iter2/" + ModelAdapter.weightsName, ModelAdapter.weightsName),
+                               ("loftq-iter2-base.safetensors", ModelAdapter.loftqBaseName)] {
+            try FileIO.read("\(fixture)/\(source)").withUnsafeBytes { try FileIO.writeAtomically(folder + "/" + file, $0) }
+        }
+    }
+
+    /// Three AdamW steps from PEFT's LoftQ start with 2 iterations (its adapter with the base it
+    /// left, on the f32 model as PEFT trained it) against torch.optim.AdamW: losses within 1e-4,
+    /// the factors within 1e-3 of their largest value.
+    @Test(arguments: BackendKind.allCases)
+    func threeStepsFromItsBaseMatchPyTorch(_ kind: BackendKind) throws {
+        try onBackend(kind) { backend in
+            try withTemporaryFolder { folder in
+                try Self.peftAdapterWithBase(in: folder)
+                let model = try LlamaFixtures.model(on: backend)
+                let adapter = try ModelAdapter(contentsOf: folder, on: model)
+                let trainer = try Trainer(model: model, adapter: adapter, data: LlamaFixtures.data(model),
+                                          settings: LlamaFixtures.trainingSettings(PEFTConfigFixtures.expected["train"]!), output: nil)
+                try trainer.train()
+                let expected = try JSON.parse(FileIO.read(fixturePath("peft-init") + "/expected.json"))["train"]!["loftq-iter2"]!.array!.map { $0.number! }
+                for (got, want) in zip(trainer.losses, expected) { #expect(abs(Double(got) - want) / want < 1e-4, "loss \(got) vs PyTorch \(want)") }
+                let reference = try SafetensorsFile(path: fixturePath("peft-init") + "/train3-loftq-iter2/" + ModelAdapter.weightsName)
+                let worst = try adapter.parameters.map { name, tensor in relativeError(try tensor.floats(), try reference.floats(name).map(Double.init)) }.max()!
+                print("three AdamW steps from LoftQ's base on \(kind): worst relative difference from PyTorch \(worst)")
+                #expect(worst < 1e-3)
             }
         }
     }
