@@ -133,7 +133,8 @@ class Model(NativeHandle):
         `exclude_modules` a list of names or a pattern, `bias` "none", "lora_only" or "all",
         `trainable_token_indices` a list of token ids (or {"embed_tokens": [...]}) whose embedding
         rows train with the adapter, `modules_to_save` a list of modules that train in full as copies
-        ("embed_tokens", "lm_head", RMSNorms such as "norm" or "input_layernorm"), and
+        ("embed_tokens", "lm_head", RMSNorms such as "norm" or "input_layernorm", projections such
+        as "q_proj", which then get no LoRA adapter), and
         `ensure_weight_tying` True makes a tied model's embedding and LM head one trained copy, and
         `loftq_iter` is LoftQConfig's loftq_iter with init="loftq" (more than 1 changes the NF4 base,
         which save_adapter writes beside the adapter and load_adapter reads back)."""
