@@ -21,10 +21,12 @@ What it writes (OUTDIR defaults to Tests/Fixtures/peft-init):
   down_proj alone: bitsandbytes 0.50's CPU `dequantize_4bit` mis-scales rows shorter than a block
   of 64 (the tiny model's other projections have 32 inputs), so only its 64-wide rows give a
   reference; and `loftq-iter*-base.safetensors`: the dequantized NF4 weights it leaves there.
+- `train3-loftq-iter2/`: 3 AdamW steps from the LoftQ start with 2 iterations (its base kept).
 - `expected.json`: the losses (mean next-token cross-entropy over the fixture data in float64) of
   each initialised model and of the converted OLoRA adapter on the original model, the 3 training
   losses, and for pissa_niter_4 each module's `‖W_r − s·B·A‖ / ‖W_r‖`, W_r the exact rank-r truncation.
 """
+import copy
 import inspect
 
 import peft
@@ -35,7 +37,7 @@ from peft import LoftQConfig, LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import save_file
 
 from make_llama_fixtures import mean_loss, save_adapter as save
-from make_peft_config_fixtures import finish, load, output, residual, train_converted
+from make_peft_config_fixtures import adamw, finish, load, output, residual, steps, train_converted
 
 TARGETS = ["q_proj", "v_proj", "down_proj"]  # as train_converted's
 
@@ -83,6 +85,11 @@ def main():
                                                   loftq_config=LoftQConfig(loftq_bits=4, loftq_iter=iterations)))
         save(model, path(name))
         save_file(residual(model), path(f"{name}-base.safetensors"))
+        if iterations == 2:
+            trained = copy.deepcopy(model)
+            trained.train()
+            expected["train"][name] = steps(trained, adamw(trained), ids)
+            save(trained, path(f"train3-{name}"))
         expected["loss"][name] = mean_loss(model, ids)
     expected["loss"]["base"] = mean_loss(load(), ids)
     finish(originals, expected, path("expected.json"))

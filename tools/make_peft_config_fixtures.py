@@ -34,7 +34,14 @@ What it writes (OUTDIR defaults to Tests/Fixtures/peft):
   copies), the copies moved from the model's; its loss, and 3 AdamW steps (`train3-modules/`).
 - `modules-tied/`: the same on the tiny Qwen2, whose LM head is its embedding (tie_word_embeddings):
   PEFT's default (`ensure_weight_tying=False`) copies each apart, so they are moved apart; its loss,
-  and 3 AdamW steps (`train3-modules-tied/`).
+  and 3 AdamW steps (`train3-modules-tied/`); `modules-tied-shared/`: the same with
+  `ensure_weight_tying=True`, PEFT's one copy for both (saved under both names), moved; its loss, 3
+  AdamW steps (`train3-modules-tied-shared/`), and `modules-tied-shared-merged`, the loss of
+  `merge_and_unload()` of it (the tied model again, its table the copy).
+- `modules-proj/`: q and v, and `modules_to_save` ["q_proj", "down_proj"]: each projection trained in
+  full as a copy (q_proj, also a target, is then the copy only: PEFT's ModulesToSaveWrapper wins over
+  LoRA), moved; `modules-proj-qwen2/`: v, and `modules_to_save` ["q_proj"] on the tiny Qwen2, whose
+  q_proj copy holds its bias too, moved; their losses and 3 AdamW steps (`train3-modules-proj*/`).
 - `modules-norms/`: q and v, and `modules_to_save` ["input_layernorm", "model.norm"] (each block's
   input RMSNorm and the final one trained in full, the post-attention ones not); its loss, and 3
   AdamW steps (`train3-modules-norms/`).
@@ -81,7 +88,9 @@ SAVED = dict(target_modules=["q_proj", "v_proj"], modules_to_save=["embed_tokens
 # Each on the untied Llama and on the tied Qwen2; the norms on the Llama.
 NORMS = dict(target_modules=["q_proj", "v_proj"], modules_to_save=["input_layernorm", "model.norm"])
 EMBEDDING_CONFIGS = {"tokens": (ROWS, MODEL), "tokens-tied": (ROWS, QWEN2), "modules": (SAVED, MODEL), "modules-tied": (SAVED, QWEN2),
-                     "modules-norms": (NORMS, MODEL)}
+                     "modules-norms": (NORMS, MODEL), "modules-tied-shared": (dict(SAVED, ensure_weight_tying=True), QWEN2),
+                     "modules-proj": (dict(target_modules=["q_proj", "v_proj"], modules_to_save=["q_proj", "down_proj"]), MODEL),
+                     "modules-proj-qwen2": (dict(target_modules=["v_proj"], modules_to_save=["q_proj"]), QWEN2)}
 
 
 def load(model_dir=MODEL):
@@ -175,6 +184,9 @@ def main():
         expected["train"][name] = train(path(name), path(f"train3-{name}"), ids, loraplus=False, model_dir=QWEN2)
     for name, (_, model_dir) in EMBEDDING_CONFIGS.items():
         expected["train"][name] = train(path(name), path(f"train3-{name}"), ids, loraplus=False, model_dir=model_dir)
+    shared = PeftModel.from_pretrained(load(QWEN2), path("modules-tied-shared")).merge_and_unload()
+    assert shared.lm_head.weight is shared.model.embed_tokens.weight
+    expected["loss"]["modules-tied-shared-merged"] = mean_loss(shared, ids)
 
     base = load()
     originals = {k: v.clone() for k, v in base.state_dict().items()}

@@ -124,7 +124,8 @@ typedef struct lowrank_adapter_options {
                                adapter_config.json holds them: init_lora_weights (true, "gaussian",
                                "pissa", "pissa_niter_N", "olora", "loftq"), rank_pattern, alpha_pattern,
                                layers_to_transform, layers_pattern, exclude_modules, bias,
-                               trainable_token_indices, modules_to_save. Fields
+                               trainable_token_indices, modules_to_save, ensure_weight_tying,
+                               loftq_config ({"loftq_iter": N} for init_lora_weights "loftq"). Fields
                                the members above set (r, lora_alpha, ...) are refused here. */
 } lowrank_adapter_options;
 

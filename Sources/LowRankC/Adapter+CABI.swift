@@ -136,7 +136,10 @@ extension ABI {
         }
         guard case .object(var merged) = settings.json else { preconditionFailure("AdapterSettings.json is an object") }
         merged.merge(extra) { $1 }
-        return (try AdapterSettings(json: .object(merged), path: field), initialization)
+        let withExtra = try AdapterSettings(json: .object(merged), path: field)
+        // PEFT's loftq_config gives LoftQ its iterations.
+        if case .loftq = initialization, let iterations = withExtra.loftqIterations { initialization = .loftq(iterations: iterations) }
+        return (withExtra, initialization)
     }
 
     static func checkSize<T>(_ size: UInt32, of: T.Type, _ name: String, initializer: String) throws {

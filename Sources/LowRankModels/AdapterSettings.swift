@@ -39,6 +39,13 @@ public struct AdapterSettings: Hashable, Sendable {
     /// module (matched as PEFT matches them, by the end of the module's path; see `SavedModules`);
     /// nil: none.
     public var modulesToSave: [String]?
+    /// PEFT's `ensure_weight_tying`: on a model with tied embeddings, the token embedding and the LM
+    /// head in `modulesToSave` share one trained copy (the embedding's), as the model shares one
+    /// weight; on an untied model it changes nothing (PEFT warns).
+    public var ensureWeightTying: Bool
+    /// PEFT's `loftq_config.loftq_iter` of an adapter LoftQ initialised (4 bits): more than one
+    /// iteration changes the quantized base, which the adapter then carries (`ModelAdapter.loftqBaseName`).
+    public var loftqIterations: Int?
 
     public enum Bias: String, Hashable, Sendable, CaseIterable {
         /// Every bias stays frozen (PEFT's default).
@@ -69,12 +76,14 @@ public struct AdapterSettings: Hashable, Sendable {
                 targets: Targets = .names(["q_proj", "v_proj"]), baseModel: String = "", architecture: String? = nil,
                 rankPattern: [String: Int] = [:], alphaPattern: [String: Float] = [:], layersToTransform: [Int]? = nil,
                 layersPattern: [String] = [], excludeModules: ModuleNames? = nil, bias: Bias = .none,
-                trainableTokenIndices: [Int]? = nil, modulesToSave: [String]? = nil) throws {
+                trainableTokenIndices: [Int]? = nil, modulesToSave: [String]? = nil, ensureWeightTying: Bool = false) throws {
         (self.rank, self.alpha, self.dropout, self.rsLoRA, self.dora, self.targets) = (rank, alpha, dropout, rsLoRA, dora, targets)
         (self.baseModel, self.architecture) = (baseModel, architecture)
         (self.rankPattern, self.alphaPattern) = (rankPattern, alphaPattern)
         (self.layersToTransform, self.layersPattern, self.excludeModules) = (layersToTransform, layersPattern, excludeModules)
         (self.bias, self.trainableTokenIndices, self.modulesToSave) = (bias, trainableTokenIndices, modulesToSave)
+        self.ensureWeightTying = ensureWeightTying
+        loftqIterations = nil
         try validate()
     }
 
@@ -263,16 +272,17 @@ public struct AdapterSettings: Hashable, Sendable {
         case .array(let list)?: list.isEmpty ? nil : try Self.strings(list, fields, "modules_to_save")
         case let v?: throw fields.fail("modules_to_save", "must be a list of module names, got \(v.kind)")
         }
-        // PEFT then shares one copy between a tied embedding and LM head, and rewrites modules_to_save to name both.
-        if modulesToSave != nil, try fields.bool("ensure_weight_tying", default: false) {
-            throw fields.fail("ensure_weight_tying", "is not supported with modules_to_save (got true; PEFT's default, false, trains a tied embedding's and LM head's copies apart)")
-        }
+        // PEFT's LoftQConfig; only NF4 (4 bits) is built here.
+        let loftq = try fields.object("loftq_config")
+        _ = try loftq?.int("loftq_bits", default: 4, in: 4...4)
+        let loftqIterations = try loftq.flatMap { $0["loftq_iter"] == nil ? nil : try $0.int("loftq_iter") }
         do {
             try self.init(rank: rank, alpha: Float(alpha), dropout: Float(dropout), rsLoRA: rsLoRA, dora: dora, targets: targets,
                           baseModel: baseModel, architecture: architecture, rankPattern: rankPattern, alphaPattern: alphaPattern,
                           layersToTransform: layersToTransform.map { Array(Set($0)).sorted() },
                           layersPattern: layersPattern, excludeModules: excludeModules, bias: bias, trainableTokenIndices: tokenIndices,
-                          modulesToSave: modulesToSave)
+                          modulesToSave: modulesToSave, ensureWeightTying: try fields.bool("ensure_weight_tying", default: false))
+            self.loftqIterations = loftqIterations
         } catch let error as LowRankError {
             throw error.adding("file", path)
         }
@@ -330,6 +340,8 @@ public struct AdapterSettings: Hashable, Sendable {
             "layers_to_transform": layersToTransform.map { .array($0.map { .number(Double($0)) }) } ?? .null,
             "layers_pattern": layersPattern.isEmpty ? .null : .array(layersPattern.map { .string($0) }), "exclude_modules": excludeJSON, "revision": .null,
             "trainable_token_indices": trainableTokenIndices.map { .array($0.map { .number(Double($0)) }) } ?? .null,
+            "ensure_weight_tying": .bool(ensureWeightTying),
+            "loftq_config": .object(loftqIterations.map { ["loftq_bits": .number(4), "loftq_iter": .number(Double($0))] } ?? [:]),
         ])
     }
 }

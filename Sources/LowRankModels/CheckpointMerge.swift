@@ -88,13 +88,16 @@ extension ModelSource {
             merged[name] = try Tensor(values, shape: table.shape, dtype: try dtype(name), on: cpu)
         }
         // The modules trained in full replace the model's (PEFT's merge_and_unload keeps the copy).
+        // A tied copy (ensure_weight_tying) is the embedding, which the merged model's head is again.
         for module in adapter.saved {
-            guard !model.config.tiedEmbeddings || ![SavedModule.embedding, SavedModule.head].contains(module.path) else {
+            guard !model.config.tiedEmbeddings || module.tiedHead || ![SavedModule.embedding, SavedModule.head].contains(module.path) else {
                 // The merged model's config ties them again, where PEFT trained two copies apart.
-                throw LowRankError(.unsupported, "merging modules_to_save (\(module.path)) into a model with tie_word_embeddings is not supported: its LM head and embedding trained apart, and the merged model would tie them")
+                throw LowRankError(.unsupported, "merging modules_to_save (\(module.path)) into a model with tie_word_embeddings is not supported: its LM head and embedding trained apart (ensure_weight_tying false), and the merged model would tie them")
             }
-            let name = module.path + ".weight"
-            merged[name] = try Tensor(try module.weight.floats(), shape: module.weight.shape, dtype: try dtype(name), on: cpu)
+            for (tensor, suffix) in [(module.weight, ".weight")] + (module.bias.map { [($0, ".bias")] } ?? []) {
+                let name = module.path + suffix
+                merged[name] = try Tensor(try tensor.floats(), shape: tensor.shape, dtype: try dtype(name), on: cpu)
+            }
         }
         return (merged, rounding)
     }

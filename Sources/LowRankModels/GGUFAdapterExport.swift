@@ -39,6 +39,10 @@ public enum GGUFAdapterExport {
             throw LowRankError(.unsupported, "the adapter trains biases (bias = \"\(settings.bias.rawValue)\"), which llama.cpp's adapter format does not carry; \(advice)",
                                context: [("file", configPath), ("field", "bias")])
         }
+        if let iterations = settings.loftqIterations, iterations > 1 {
+            throw LowRankError(.unsupported, "LoftQ with \(iterations) iterations trained the adapter on its own NF4 base (\(ModelAdapter.loftqBaseName)), which llama.cpp's adapter format does not carry; \(advice)",
+                               context: [("file", configPath), ("field", "loftq_config")])
+        }
         guard FileIO.exists(weightsPath) else {
             throw LowRankError(.io, "no \(ModelAdapter.weightsName) (only safetensors adapters are read)", context: [("file", weightsPath)])
         }

@@ -9,6 +9,9 @@ struct CausalLMDecoderGraph {
     /// With trainable token rows (PEFT's `trainable_token_indices`): their parameter and the inputs
     /// that pick them, fed per batch by `feeds(ids:)`.
     var tokenRows: (tokens: TrainableTokens, rows: GraphTensor, onehot: GraphTensor, keep: GraphTensor)?
+    /// The embedding's trained copy when it is the LM head's too (`SavedModule.tiedHead`): the one
+    /// parameter both read, so its gradient sums both uses.
+    var tiedHead: GraphTensor?
 
     /// The token-row inputs for `ids` (none without trainable token rows).
     func feeds(ids: [Int32], on backend: any Backend) throws -> [GraphTensor: Tensor] {
@@ -49,8 +52,24 @@ extension Graph {
         var trainable: [GraphTensor] = []
         var biasParameters: [String: GraphTensor] = [:]
         var moduleIndex: UInt32 = 0
+        // The modules trained in full (modules_to_save) in place of the frozen weights, the LM head's aside (see `lmHead`).
+        let copies = Dictionary(uniqueKeysWithValues: (adapter?.saved ?? []).map { ($0.path, $0) })
+        var copyParameters: [String: GraphTensor] = [:], copyBiasParameters: [String: GraphTensor] = [:]
+        let moduleWeight = { (path: String) throws -> GraphTensor in
+            guard let copy = copies[path] else { return try frozen(path + ".weight") }
+            if let made = copyParameters[path] { return made }  // one parameter, so one gradient, however often it is read
+            let weight = try self.parameter(copy.key, copy.weight, trainable: training)
+            copyParameters[path] = weight
+            return weight
+        }
         let project = { (x: GraphTensor, path: String, projection: DecoderProjection) throws -> GraphTensor in
             moduleIndex += 1
+            if let copy = copies[path] {
+                // A projection trained in full: its copy (bias too) in place of the module, with no adapter in it.
+                let bias = try copy.bias.map { try self.parameter(copy.biasKey, $0, trainable: training) }
+                copyBiasParameters[path] = bias
+                return try self.linear(x, weight: try moduleWeight(path), bias: bias, label: path)
+            }
             let weight = try frozen(path + ".weight")
             let bias: GraphTensor?
             if !config.hasBias(projection.rawValue) {
@@ -82,16 +101,6 @@ extension Graph {
 
         let shape = DecoderBlockShape(tokens: ids.descriptor.shape[0], sequence: sequence, queryHeads: config.headCount,
                                       keyValueHeads: config.keyValueHeadCount, headDim: config.headDim, rmsNormEpsilon: config.rmsNormEpsilon)
-        // The modules trained in full (modules_to_save) in place of the frozen weights, the LM head's aside (see `lmHead`).
-        let copies = Dictionary(uniqueKeysWithValues: (adapter?.saved ?? []).map { ($0.path, $0) })
-        var copyParameters: [String: GraphTensor] = [:]
-        let moduleWeight = { (path: String) throws -> GraphTensor in
-            guard let copy = copies[path] else { return try frozen(path + ".weight") }
-            if let made = copyParameters[path] { return made }  // one parameter, so one gradient, however often it is read
-            let weight = try self.parameter(copy.key, copy.weight, trainable: training)
-            copyParameters[path] = weight
-            return weight
-        }
         var h = try embedding(try moduleWeight(SavedModule.embedding), ids: ids, label: "embed_tokens")
         // A 16-bit table's rows widen exactly: the residual stream stays f32 whatever the weights' dtype.
         if h.dtype != .f32 { h = try apply(.cast(.f32), [h], label: "embed_tokens.f32")[0] }
@@ -141,8 +150,9 @@ extension Graph {
         // order, as `ModelAdapter.parameters` lists them (the LM head's copy follows, see `lmHead`).
         trainable += (adapter?.biases ?? []).compactMap { biasParameters[$0.path] }
         trainable += tokenRows.map { [$0.rows] } ?? []
-        trainable += (adapter?.saved ?? []).compactMap { copyParameters[$0.path] }
-        return CausalLMDecoderGraph(hidden: final, trainable: training ? trainable : [], tokenRows: tokenRows)
+        trainable += (adapter?.saved ?? []).flatMap { [copyParameters[$0.path], copyBiasParameters[$0.path]].compactMap { $0 } }
+        let tiedHead = copies[SavedModule.embedding]?.tiedHead == true ? copyParameters[SavedModule.embedding] : nil
+        return CausalLMDecoderGraph(hidden: final, trainable: training ? trainable : [], tokenRows: tokenRows, tiedHead: tiedHead)
     }
 
     /// `x` in `dtype`: itself, or cast (a 16-bit residual stream rounds to nearest even, and widens exactly).
@@ -151,10 +161,11 @@ extension Graph {
     }
 
     /// The LM head's weight: the adapter's trained copy (`modules_to_save`), trainable with
-    /// `training`; else the model's, the token embedding when tied, whose trained token rows
+    /// `training`, or the embedding's when tied to it (`decoder.tiedHead`); else the model's, the token embedding when tied, whose trained token rows
     /// (`decoder.tokenRows`) then replace the head's rows of their ids too, as PEFT ties its
     /// `TrainableTokensWrapper` to the LM head: `keep ⊙ W + onehot·rows` over the vocabulary, exact.
     func lmHead(_ model: LlamaModel, adapter: ModelAdapter?, decoder: CausalLMDecoderGraph, training: Bool = false) throws -> GraphTensor {
+        if let tied = decoder.tiedHead { return tied }
         if let copy = adapter?.saved.first(where: { $0.path == SavedModule.head }) {
             return try parameter(copy.key, copy.weight, trainable: training)
         }

@@ -54,7 +54,7 @@ public struct MemoryPlan: Sendable {
         // The fused LM head allocates its blocks of logits itself: the largest op workspace (held
         // logits are the plan's own buffers).
         let config = run.config
-        let head = try adapter.saved.first { $0.path == SavedModule.head }?.weight
+        let head = try adapter.saved.first { $0.path == SavedModule.head || $0.tiedHead }?.weight
             ?? model.weight(config.tiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight")
         let rows = run.batch * run.sequence
         let headWorkspace = CausalLMPlan.holdsLogits(on: backend, rows: rows, classes: config.vocabularySize) ? 0

@@ -34,9 +34,15 @@ public final class ModelAdapter {
     /// `save_pretrained(path_initial_model_for_weight_conversion:)` does, so that it applies to the
     /// original model. Nil for the other initialisations.
     let split: (initialization: SplitInitialization, start: [String: (a: [Float], b: [Float])])?
+    /// After LoftQ with more than one iteration, the targeted weights as it left them in the model
+    /// (the NF4 base, dequantized, f32, by the model's names): saved beside the adapter
+    /// (`loftqBaseName`) and put back into the model it loads on. Empty otherwise.
+    let loftqBase: [(name: String, tensor: Tensor)]
 
     public static let configName = "adapter_config.json"
     public static let weightsName = "adapter_model.safetensors"
+    /// LoftQ's quantized base beside the adapter, as PEFT's LoftQ users save the base it leaves.
+    public static let loftqBaseName = "loftq_base.safetensors"
 
     static func key(_ path: String, _ tensor: String) -> String { "base_model.model.\(path).\(tensor)" }
 
@@ -74,6 +80,7 @@ public final class ModelAdapter {
         tokens = try TrainableTokens.starting(settings, on: model)
         saved = try SavedModule.starting(settings, on: model)
         split = nil
+        loftqBase = []
     }
 
     /// A new adapter that starts as part of each targeted weight of `model` (PiSSA's top singular
@@ -102,32 +109,42 @@ public final class ModelAdapter {
             return (module.path, .lora(lora))
         }
         split = (initialization, start)
+        loftqBase = []
         biases = try Self.biasModules(settings, model, adapted: modules.map(\.path)).map { ($0, try model.weight($0 + ".bias").copy(to: model.backend)) }
         tokens = try TrainableTokens.starting(settings, on: model)
         saved = try SavedModule.starting(settings, on: model)
     }
 
-    /// A new adapter initialised by LoftQ (PEFT's `init_lora_weights="loftq"`, one iteration) on a
-    /// model whose projections are NF4: each targeted weight, read again in f32 from the model's
-    /// file, gives the factors that fit what its NF4 quantization (the model's own) leaves. One
-    /// iteration quantizes W itself, so the adapter pairs with the model loaded with
-    /// `--quantize nf4`, and is saved as a plain LoRA adapter.
-    public init(loftq settings: AdapterSettings, on model: LlamaModel) throws {
+    /// A new adapter initialised by LoftQ (PEFT's `init_lora_weights="loftq"` with
+    /// `LoftQConfig(loftq_bits=4, loftq_iter=iterations)`) on a model whose projections are NF4:
+    /// each targeted weight, read again in f32 from the model's file, gives the factors that fit
+    /// what its NF4 quantization leaves. One iteration quantizes W itself, so the adapter pairs
+    /// with the model loaded with `--quantize nf4`; more quantize W − B·A, so the targeted weights
+    /// of the model are replaced by that base, which `save` writes beside the adapter.
+    public init(loftq settings: AdapterSettings, iterations: Int = 1, on model: LlamaModel) throws {
         guard !settings.dora else { throw LowRankError(.unsupported, "LoftQ initialises LoRA, not DoRA (as PEFT's loftq_init)") }
         guard model.projectionDType == .nf4 else {
             throw LowRankError(.unsupported, "LoftQ fits the adapter to NF4's quantization error: load the model with --quantize nf4 (it is \(model.projectionDType))")
         }
         guard let path = model.name else { throw LowRankError(.unsupported, "LoftQ reads the weights again from the model's file, and this model has none") }
         let source = try ModelSources.open(path, dequantizing: true)
+        var settings = settings
+        settings.loftqIterations = iterations
         self.settings = settings
         let modules = try Self.targetedModules(settings, model)
+        var base: [(name: String, tensor: Tensor)] = []
         layers = try modules.map { module in
             let original = try source.tensor(module.path + ".weight", as: .f32, on: CPUBackend.shared).floats()
-            let (lora, _) = try LoRAAdapter.loftq(original: original, outFeatures: module.weight.shape[0], config: settings.lora(for: module.path),
-                                                  iterations: 1, on: model.backend)
+            let (lora, quantizedFrom) = try LoRAAdapter.loftq(original: original, outFeatures: module.weight.shape[0], config: settings.lora(for: module.path),
+                                                              iterations: iterations, on: model.backend)
+            if iterations > 1 {
+                try module.weight.assign(quantizedFrom)
+                base.append((module.path + ".weight", try Tensor(try module.weight.floats(), shape: module.weight.shape, on: CPUBackend.shared)))
+            }
             return (module.path, .lora(lora))
         }
         split = nil
+        loftqBase = base
         biases = try Self.biasModules(settings, model, adapted: modules.map(\.path)).map { ($0, try model.weight($0 + ".bias").copy(to: model.backend)) }
         tokens = try TrainableTokens.starting(settings, on: model)
         saved = try SavedModule.starting(settings, on: model)
@@ -144,6 +161,8 @@ public final class ModelAdapter {
             throw LowRankError(.io, "no \(Self.weightsName) (only safetensors adapters are read)", context: [("file", path)])
         }
         let file = try SafetensorsFile(path: path)
+        let savedPaths: [String]
+        do { savedPaths = try SavedModule.paths(settings, on: model) } catch let error as LowRankError { throw error.adding("file", folder + "/" + Self.configName) }
         let modules = try Self.targetedModules(settings, model)
         var expected = Set<String>()
         var layers: [(String, LayerAdapter)] = []
@@ -179,16 +198,23 @@ public final class ModelAdapter {
         let tokens = try indices.map { indices in
             TrainableTokens(indices: indices, rows: try tensor(TrainableTokens.key, [indices.count, model.config.hiddenSize]))
         }
-        let savedPaths: [String]
-        do { savedPaths = try SavedModule.paths(settings, model.config) } catch let error as LowRankError { throw error.adding("file", folder + "/" + Self.configName) }
         let saved = try savedPaths.map { module in
-            SavedModule(path: module, weight: try tensor(Self.key(module, "weight"), try model.weight(SavedModule.frozenName(module, model.config)).shape))
+            let shape = try model.weight(SavedModule.frozenName(module, model.config)).shape
+            let bias = try SavedModule.hasBias(module, model.config) ? tensor(Self.key(module, "bias"), try model.weight(module + ".bias").shape) : nil
+            let copy = SavedModule(path: module, weight: try tensor(Self.key(module, "weight"), shape), bias: bias, settings: settings, config: model.config)
+            // PEFT saves the one tied copy under the LM head's name too; loading either gives the same model only when they agree.
+            if copy.tiedHead, try tensor(SavedModule.headKey, shape).floats() != copy.weight.floats() {
+                throw LowRankError(.fileFormat, "\(SavedModule.headKey) differs from \(copy.key), which ensure_weight_tying makes one copy",
+                                   context: [("file", path), ("tensor", SavedModule.headKey)])
+            }
+            return copy
         }
         if let stray = file.names.first(where: { !expected.contains($0) }) {
             throw LowRankError(.fileFormat, "the adapter holds \(stray), which matches no adapted module of this \(model.config.modelType) model (an adapter for another architecture?)",
                                context: [("file", path), ("tensor", stray)])
         }
         if !force { try Self.checkOrigin(settings, path: folder + "/" + Self.configName, model: model) }
+        loftqBase = try Self.loadLoftQBase(folder, settings, modules: modules.map(\.path), into: model)
         self.settings = settings
         self.layers = layers
         self.biases = biases
@@ -197,9 +223,42 @@ public final class ModelAdapter {
         split = nil
     }
 
+    /// The base LoftQ left (`loftqBaseName` in `folder`) put into `model`'s targeted weights, when
+    /// its iterations changed it: NF4 re-quantizes those dequantized values to the same codes, and
+    /// f32 holds them exactly, so the model is the one the adapter trained on.
+    private static func loadLoftQBase(_ folder: String, _ settings: AdapterSettings, modules: [String], into model: LlamaModel) throws -> [(name: String, tensor: Tensor)] {
+        guard let iterations = settings.loftqIterations, iterations > 1 else { return [] }
+        let path = folder + "/" + loftqBaseName
+        guard FileIO.exists(path) else {
+            throw LowRankError(.io, "the adapter was initialised by LoftQ with \(iterations) iterations, which changed the NF4 base it trains on, and its \(loftqBaseName) is missing",
+                               context: [("file", path)])
+        }
+        guard [.nf4, .f32].contains(model.projectionDType) else {
+            throw LowRankError(.unsupported, "the adapter's LoftQ base holds NF4 values, which a \(model.projectionDType) model would round: load the model with --quantize nf4 (or in f32 to merge)",
+                               context: [("file", path)])
+        }
+        let file = try SafetensorsFile(path: path)
+        let names = modules.map { $0 + ".weight" }
+        if let stray = file.names.first(where: { !names.contains($0) }) {
+            throw LowRankError(.fileFormat, "\(stray) is no weight the adapter targets on this model", context: [("file", path), ("tensor", stray)])
+        }
+        return try names.map { name in
+            let weight = try model.weight(name)
+            guard file.entries[name]?.shape == weight.shape else {
+                throw LowRankError(.shapeMismatch, "the LoftQ base needs \(name) shaped \(weight.shape)", context: [("file", path), ("tensor", name)])
+            }
+            let values = try file.floats(name)
+            try weight.assign(values)
+            return (name, try Tensor(values, shape: weight.shape, on: CPUBackend.shared))
+        }
+    }
+
+    /// The modules LoRA adapts: those `settings` targets, less the projections it trains in full
+    /// (PEFT's `ModulesToSaveWrapper` takes the module whole, so no LoRA layer is added in it).
     private static func targetedModules(_ settings: AdapterSettings, _ model: LlamaModel) throws -> [(path: String, weight: Tensor)] {
         let targeted = try settings.moduleMatcher()
-        let modules = try model.linearModules.filter { targeted($0.path) }.map { ($0.path, try model.weight($0.path + ".weight")) }
+        let copied = Set(try SavedModule.paths(settings, model.config))
+        let modules = try model.linearModules.filter { targeted($0.path) && !copied.contains($0.path) }.map { ($0.path, try model.weight($0.path + ".weight")) }
         guard !modules.isEmpty else {
             throw LowRankError(.invalidArgument, "the adapter's target modules \(settings.targets) match no linear layer of the model",
                                context: [("modules", AdapterSettings.projectionNames.joined(separator: ", "))])
@@ -215,7 +274,7 @@ public final class ModelAdapter {
             guard case .dora(let d) = adapter else { return factors }
             return factors + [(Self.key(path, "lora_magnitude_vector"), d.magnitude)]
         } + biases.map { (Self.biasKey($0.path, adapted: layers.map(\.path)), $0.tensor) }
-            + (tokens.map { [(TrainableTokens.key, $0.rows)] } ?? []) + saved.map { ($0.key, $0.weight) }
+            + (tokens.map { [(TrainableTokens.key, $0.rows)] } ?? []) + saved.flatMap(\.parameters)
     }
 
     /// Writes `adapter_config.json` and `adapter_model.safetensors` (f32) into `folder`, each
@@ -225,6 +284,7 @@ public final class ModelAdapter {
     public func save(to folder: String) throws {
         try FileIO.makeDirectories(folder)
         try SafetensorsFile.write(try savedParameters(), metadata: ["format": "pt"], to: folder + "/" + Self.weightsName)
+        if !loftqBase.isEmpty { try SafetensorsFile.write(loftqBase, metadata: ["format": "pt"], to: folder + "/" + Self.loftqBaseName) }
         try FileIO.writeAtomically(folder + "/" + Self.configName, text: savedSettings.json.serialized)
     }
 
@@ -238,7 +298,13 @@ public final class ModelAdapter {
         return s
     }
 
+    /// `parameters` as saved, with a tied copy's second name (PEFT's) last, so that `restore`
+    /// pairs them with `parameters` in order.
     private func savedParameters() throws -> [(name: String, tensor: Tensor)] {
+        try convertedParameters() + saved.filter(\.tiedHead).map { (SavedModule.headKey, $0.weight) }
+    }
+
+    private func convertedParameters() throws -> [(name: String, tensor: Tensor)] {
         guard let split else { return parameters }
         return try layers.flatMap { path, layer -> [(name: String, tensor: Tensor)] in
             let (a, b, start) = (layer.lora.a, layer.lora.b, split.start[path]!)
@@ -250,7 +316,7 @@ public final class ModelAdapter {
             }
             return [(Self.key(path, "lora_A.weight"), try Tensor(try a.floats() + start.a, shape: [2 * r, a.shape[1]], on: CPUBackend.shared)),
                     (Self.key(path, "lora_B.weight"), try Tensor(joined, shape: [dOut, 2 * r], on: CPUBackend.shared))]
-        } + parameters.suffix(biases.count + (tokens == nil ? 0 : 1) + saved.count)
+        } + parameters.suffix(biases.count + (tokens == nil ? 0 : 1) + saved.flatMap(\.parameters).count)
     }
 
     /// Overwrites every tensor with the one `folder` holds under the same name (a checkpoint of
@@ -281,16 +347,16 @@ public enum AdapterInitialization: Sendable, Equatable {
     /// `"gaussian"`: A from N(0, 1/r²), B = 0.
     case gaussian
     case split(SplitInitialization)
-    /// `"loftq"` with `LoftQConfig(loftq_bits=4, loftq_iter=1)`, on an NF4 model: the adapter fits
-    /// what NF4 quantization leaves of each targeted weight.
-    case loftq
+    /// `"loftq"` with `LoftQConfig(loftq_bits=4, loftq_iter=iterations)`, on an NF4 model: the
+    /// adapter fits what NF4 quantization leaves of each targeted weight.
+    case loftq(iterations: Int)
 
     /// PEFT's name (`true` is written "kaiming" or "true"), or nil for one that is none of these.
     public init?(peftName: String) {
         switch peftName {
         case "kaiming", "true": self = .kaiming
         case "gaussian": self = .gaussian
-        case "loftq": self = .loftq
+        case "loftq": self = .loftq(iterations: 1)
         default:
             guard let split = SplitInitialization(peftName: peftName) else { return nil }
             self = .split(split)
@@ -317,7 +383,7 @@ extension ModelAdapter {
         case .kaiming: try ModelAdapter(settings: settings, on: model, seed: seed, initialization: .kaimingUniform)
         case .gaussian: try ModelAdapter(settings: settings, on: model, seed: seed, initialization: .gaussian)
         case .split(let split): try ModelAdapter(splitting: settings, by: split, on: model, seed: seed)
-        case .loftq: try ModelAdapter(loftq: settings, on: model)
+        case .loftq(let iterations): try ModelAdapter(loftq: settings, iterations: iterations, on: model)
         }
     }
 }

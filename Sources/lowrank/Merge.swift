@@ -37,7 +37,9 @@ struct Merge: ParsableCommand {
     func run() throws {
         let backend = try Engine.backend(try device.request, validation: device.validationEnabled)
         let checkpoint = try ModelSources.open(model, dequantizing: true)
-        let llama = try LlamaModel(checkpoint: checkpoint, on: backend)
+        // LoftQ's own NF4 base (more than one iteration) replaces the adapted weights: held in f32, as its dequantized values are, whatever the checkpoint's dtype.
+        let loftqBase = try AdapterSettings(contentsOf: adapter + "/" + ModelAdapter.configName).loftqIterations ?? 1 > 1
+        let llama = try LlamaModel(checkpoint: checkpoint, on: backend, dtype: loftqBase ? .f32 : nil)
         let loaded = try ModelAdapter(contentsOf: adapter, on: llama, force: forceAdapter)
         if writesGGUF {
             let (report, warnings) = try GGUFModelExport.write(merging: loaded, of: llama, to: out, type: (ggufType ?? .f16).type, metadata: checkpoint.ggufMetadata)

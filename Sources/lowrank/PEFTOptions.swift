@@ -10,9 +10,15 @@ struct PEFTOptions: ParsableArguments {
         B = 0; or pissa (A and B from W's top-r singular triplets), pissa_niter_N (the same by a randomized SVD with N \
         subspace iterations, much faster on large weights) or olora (from W's QR decomposition), W keeping the residual; \
         these three save the adapter converted for the original model, rank 2r; or loftq (with --quantize nf4: A and B \
-        fit what NF4 quantization leaves of W, as PEFT's LoftQ with one iteration).
+        fit what NF4 quantization leaves of W, as PEFT's LoftQ, --loftq-iter iterations).
         """)
     var `init`: AdapterInitialization = .kaiming
+    @Option(help: """
+        PEFT's LoftQConfig loftq_iter, with --init loftq: alternations of NF4 quantization and SVD. More than one quantizes W − B·A, \
+        a base other than the model's NF4, so the adapter's folder holds it (loftq_base.safetensors), which eval, generate, merge \
+        and --adapter read back.
+        """)
+    var loftqIter: Int = 1
     @Option(help: "PEFT's rank_pattern: comma-separated KEY=R, KEY a regular expression matching the end of a module path after a dot (q_proj=4,layers\\.0\\..*=16).")
     var rankPattern: String?
     @Option(help: "PEFT's alpha_pattern: comma-separated KEY=ALPHA, matched as --rank-pattern.")
@@ -29,20 +35,26 @@ struct PEFTOptions: ParsableArguments {
     var trainableTokenIndices: String?
     @Option(help: """
         PEFT's modules_to_save: comma-separated modules that train in full (a copy with its own optimizer state, saved with the adapter), \
-        each module whose path ends with a name: embed_tokens, lm_head, norm (every RMSNorm), input_layernorm, post_attention_layernorm, model.norm.
+        each module whose path ends with a name: embed_tokens, lm_head, norm (every RMSNorm), input_layernorm, post_attention_layernorm, model.norm, \
+        or a projection (q_proj, down_proj, ...: its copy replaces the module, no LoRA in it, as PEFT's wrapper does; not on a quantized model).
         """)
     var modulesToSave: String?
+    @Flag(help: "PEFT's ensure_weight_tying: on a model with tied embeddings (tie_word_embeddings), embed_tokens or lm_head in --modules-to-save trains one copy that is both, saved under both names, which `lowrank merge` writes into the tied model.")
+    var ensureWeightTying = false
     @Option(help: "LoRA+ (PEFT's create_loraplus_optimizer): B's learning rate is this times --lr (16 in the paper).")
     var loraplusLrRatio: Double?
 
     /// Whether an option that shapes a new adapter is given (they do not apply to --init-adapter).
     var shapesTheAdapter: Bool {
-        `init` != .kaiming || bias != .none || [rankPattern, alphaPattern, layers, layersPattern, excludeModules, trainableTokenIndices, modulesToSave].contains { $0 != nil }
+        `init` != .kaiming || loftqIter != 1 || bias != .none || ensureWeightTying || [rankPattern, alphaPattern, layers, layersPattern, excludeModules, trainableTokenIndices, modulesToSave].contains { $0 != nil }
     }
 
-    /// A new adapter on `model` started as `--init` says.
+    /// A new adapter on `model` started as `--init` (and `--loftq-iter`) says.
     func newAdapter(_ settings: AdapterSettings, on model: LlamaModel, seed: UInt64) throws -> ModelAdapter {
-        try ModelAdapter.starting(settings, as: `init`, on: model, seed: seed)
+        guard loftqIter >= 1 else { throw ValidationError("--loftq-iter takes a count from 1, got \(loftqIter)") }
+        if case .loftq = `init` { return try ModelAdapter.starting(settings, as: .loftq(iterations: loftqIter), on: model, seed: seed) }
+        guard loftqIter == 1 else { throw ValidationError("--loftq-iter applies to --init loftq") }
+        return try ModelAdapter.starting(settings, as: `init`, on: model, seed: seed)
     }
 
     /// `settings` with these fields set.
@@ -66,6 +78,7 @@ struct PEFTOptions: ParsableArguments {
             }
         }
         s.modulesToSave = modulesToSave.map(Self.items)
+        s.ensureWeightTying = ensureWeightTying
         try s.validate()
         return s
     }

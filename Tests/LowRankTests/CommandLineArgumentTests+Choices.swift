@@ -54,6 +54,24 @@ extension CommandLineArgumentTests {
                                                 "--init", "loftq", "--quantize", "nf4", "--adapter-out", folder])
             #expect(status == 0, "\(output)")
             #expect(try AdapterSettings(contentsOf: folder + "/" + ModelAdapter.configName).rank == 4)
+            #expect(!FileIO.exists(folder + "/" + ModelAdapter.loftqBaseName), "one iteration's base is the model's NF4")
+        }
+        // More iterations save their NF4 base (of the targeted weights) beside the adapter, which eval and merge read back.
+        let misplaced = try lowrank(["train", "--model", model, "--data", data, "--device", "cpu", "--steps", "1", "--loftq-iter", "2"])
+        #expect(misplaced.status != 0 && misplaced.output.contains("--loftq-iter applies to --init loftq"), "\(misplaced.output)")
+        try withTemporaryFolder { folder in
+            let (status, output) = try lowrank(["train", "--model", model, "--data", data, "--device", "cpu", "--steps", "2", "--r", "4",
+                                                "--init", "loftq", "--loftq-iter", "3", "--quantize", "nf4", "--adapter-out", folder])
+            #expect(status == 0, "\(output)")
+            #expect(try AdapterSettings(contentsOf: folder + "/" + ModelAdapter.configName).loftqIterations == 3)
+            #expect(FileIO.exists(folder + "/" + ModelAdapter.loftqBaseName))
+            let eval = try lowrank(["eval", "--model", model, "--data", data, "--device", "cpu", "--adapter", folder, "--quantize", "nf4"])
+            #expect(eval.status == 0, "\(eval.output)")
+            let merge = try lowrank(["merge", "--model", model, "--adapter", folder, "--out", folder + "/merged", "--device", "cpu"])
+            #expect(merge.status == 0, "\(merge.output)")
+            let base = try SafetensorsFile(path: folder + "/" + ModelAdapter.loftqBaseName)
+            #expect(base.names.sorted() == ["model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.v_proj.weight",
+                                            "model.layers.1.self_attn.q_proj.weight", "model.layers.1.self_attn.v_proj.weight"])
         }
     }
 }

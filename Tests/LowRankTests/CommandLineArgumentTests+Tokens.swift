@@ -24,8 +24,8 @@ extension CommandLineArgumentTests {
 
 extension CommandLineArgumentTests {
     /// `--modules-to-save` plans (`--dry-run`, the copies and their AdamW moments counted), trains
-    /// the embedding and LM head in full and saves them under PEFT's names; a module it cannot
-    /// train in full (a projection) is refused by name.
+    /// the embedding and LM head, or projections (a LoRA target among them, then without its adapter), in full and saves them under PEFT's names; a module it cannot
+    /// train in full (a container) is refused by name.
     @Test func modulesToSaveTrainAndAreChecked() throws {
         let options = ["--model", model, "--data", data, "--device", "cpu", "--seq-len", "8"]
         let plain = try lowrank(["train"] + options + ["--dry-run", "--json"])
@@ -37,8 +37,8 @@ extension CommandLineArgumentTests {
         }
         let added = try bytes(planned.output) - bytes(plain.output)
         #expect(added == 2 * 3 * 64 * 32 * 4, "\(planned.output)")
-        let projection = try lowrank(["train"] + options + ["--steps", "1", "--modules-to-save", "q_proj"])
-        #expect(projection.status != 0 && projection.output.contains("modules_to_save \"q_proj\" matches"), "\(projection.output)")
+        let container = try lowrank(["train"] + options + ["--steps", "1", "--modules-to-save", "mlp"])
+        #expect(container.status != 0 && container.output.contains("modules_to_save \"mlp\" matches"), "\(container.output)")
         try withTemporaryFolder { folder in
             let (status, output) = try lowrank(["train"] + options + ["--steps", "2", "--modules-to-save", "lm_head, embed_tokens", "--adapter-out", folder])
             #expect(status == 0, "\(output)")
@@ -48,6 +48,33 @@ extension CommandLineArgumentTests {
             #expect(try saved.entry("base_model.model.model.embed_tokens.weight").shape == [64, 32] && head.count == 64 * 32)
             let frozen = try HuggingFaceCheckpoint(folder: model).tensor("lm_head.weight", as: .f32, on: CPUBackend.shared).floats()
             #expect(head != frozen, "the LM head's copy did not train")
+        }
+        try withTemporaryFolder { folder in
+            let (status, output) = try lowrank(["train"] + options + ["--steps", "2", "--targets", "q_proj,v_proj", "--modules-to-save", "q_proj,down_proj", "--adapter-out", folder])
+            #expect(status == 0, "\(output)")
+            let saved = try SafetensorsFile(path: folder + "/" + ModelAdapter.weightsName)
+            let layer0 = ["mlp.down_proj.weight", "self_attn.q_proj.weight", "self_attn.v_proj.lora_A.weight", "self_attn.v_proj.lora_B.weight"]
+            #expect(saved.names.filter { $0.contains("layers.0.") }.sorted() == layer0.map { "base_model.model.model.layers.0." + $0 })
+            let frozen = try HuggingFaceCheckpoint(folder: model).tensor("model.layers.0.mlp.down_proj.weight", as: .f32, on: CPUBackend.shared).floats()
+            #expect(try saved.floats("base_model.model.model.layers.0.mlp.down_proj.weight") != frozen, "the projection's copy did not train")
+        }
+    }
+
+    /// `--ensure-weight-tying` on a tied model trains one copy for the embedding and LM head,
+    /// saved under both names as PEFT saves it, which `lowrank merge` writes into the tied model.
+    @Test func ensureWeightTyingTrainsOneCopyAndMerges() throws {
+        let tied = LlamaFixtures.path("tiny-qwen2-bf16")
+        try withTemporaryFolder { folder in
+            let (status, output) = try lowrank(["train", "--model", tied, "--data", data, "--device", "cpu", "--seq-len", "8", "--steps", "2",
+                                                "--modules-to-save", "lm_head", "--ensure-weight-tying", "--adapter-out", folder + "/adapter"])
+            #expect(status == 0, "\(output)")
+            #expect(try AdapterSettings(contentsOf: folder + "/adapter/" + ModelAdapter.configName).ensureWeightTying)
+            let saved = try SafetensorsFile(path: folder + "/adapter/" + ModelAdapter.weightsName)
+            let copy = try saved.floats("base_model.model.model.embed_tokens.weight")
+            #expect(try saved.floats("base_model.model.lm_head.weight") == copy)
+            let merge = try lowrank(["merge", "--model", tied, "--adapter", folder + "/adapter", "--out", folder + "/merged", "--dtype", "f32", "--device", "cpu"])
+            #expect(merge.status == 0, "\(merge.output)")
+            #expect(try HuggingFaceCheckpoint(folder: folder + "/merged").tensor("model.embed_tokens.weight", as: .f32, on: CPUBackend.shared).floats() == copy)
         }
     }
 }

@@ -153,9 +153,9 @@ struct GGUFWriterTests {
     @Test func exportRefusesWhatLlamaCppCannotApply() throws {
         let config = try LlamaConfig(contentsOf: fixturePath("llama/tiny-llama/config.json"))
         try withTemporaryFolder { (folder: String) throws in
-            for (adapter, field) in [("dora", "use_dora"), ("rslora", "use_rslora")] {
+            for (adapter, field) in [("llama/dora", "use_dora"), ("llama/rslora", "use_rslora"), ("peft-init/loftq-iter2", "loftq_config")] {
                 #expect {
-                    try GGUFAdapterExport.write(adapter: fixturePath("llama/" + adapter), config: config, to: folder + "/a.gguf")
+                    try GGUFAdapterExport.write(adapter: fixturePath(adapter), config: config, to: folder + "/a.gguf")
                 } throws: { error in
                     "\(error)".contains(field) && "\(error)".contains("lowrank merge")
                 }

@@ -20,14 +20,14 @@ struct LlamaTrainingTests {
 
     /// A run stopped after its checkpoint at step 2 and resumed gives the adapter of an unbroken run,
     /// bit for bit, with shuffling, a schedule, clipping and dropout on; also with the embedding and
-    /// LM head trained in full (modules_to_save), their copies and moments restored.
+    /// LM head and a projection trained in full (modules_to_save), their copies and moments restored.
     @Test(arguments: BackendKind.allCases, [false, true])
     func resumeContinuesBitForBit(_ kind: BackendKind, _ savingModules: Bool) throws {
         try onBackend(kind) { backend in
             let model = try LlamaFixtures.model(on: backend)
             let data = try LlamaFixtures.data(model)
             let adapterSettings = try AdapterSettings(rank: 4, alpha: 8, dropout: 0.1, dora: true, targets: .names(["q_proj", "down_proj"]),
-                                                      modulesToSave: savingModules ? ["embed_tokens", "lm_head"] : nil)
+                                                      modulesToSave: savingModules ? ["embed_tokens", "lm_head", "o_proj"] : nil)
             let fresh = { try ModelAdapter(settings: adapterSettings, on: model, seed: 3) }
             let unbroken = try Trainer(model: model, adapter: try fresh(), data: data, settings: Self.settings(steps: 4), output: nil)
             try unbroken.train()

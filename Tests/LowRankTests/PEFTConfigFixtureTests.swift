@@ -10,9 +10,14 @@ enum PEFTConfigFixtures {
     static let expected: JSON = try! JSON.parse(FileIO.read(path("expected.json")))
 
     /// The fixture model each adapter was made on: the tiny Qwen2 (q/k/v biases, tied embeddings)
-    /// for the bias ones and `modules-tied`.
+    /// for the bias ones, the `-tied` ones and the `-qwen2` ones.
     static func modelName(_ adapter: String) -> String {
-        adapter.hasPrefix("bias-") || adapter.hasSuffix("-tied") ? "tiny-qwen2-bf16" : "tiny-llama"
+        adapter.hasPrefix("bias-") || adapter.contains("-tied") || adapter.hasSuffix("-qwen2") ? "tiny-qwen2-bf16" : "tiny-llama"
+    }
+
+    /// The tensors `adapter` is saved as: its parameters, and a tied copy's second name (PEFT's `ensure_weight_tying`).
+    static func savedNames(_ adapter: ModelAdapter) -> Set<String> {
+        Set(adapter.parameters.map(\.name) + adapter.saved.filter(\.tiedHead).map { _ in "base_model.model.lm_head.weight" })
     }
 
     /// Three AdamW steps from the PEFT adapter `start` (batches in order), `loraPlusRatio` as
@@ -42,7 +47,7 @@ enum PEFTConfigFixtures {
     /// max over tensors of the relative difference from the adapter PEFT saved in `folder`, which must hold the same tensors.
     static func worstDifference(_ adapter: ModelAdapter, _ folder: String) throws -> Double {
         let reference = try SafetensorsFile(path: path(folder + "/" + ModelAdapter.weightsName))
-        #expect(Set(reference.names) == Set(adapter.parameters.map(\.name)))
+        #expect(Set(reference.names) == savedNames(adapter))
         return try adapter.parameters.map { name, tensor in relativeError(try tensor.floats(), try reference.floats(name).map(Double.init)) }.max()!
     }
 }
@@ -54,14 +59,15 @@ struct PEFTConfigFixtureTests {
     /// bias "lora_only" / "all" (on the tiny Qwen2) adds the trained biases PEFT saved, and
     /// trainable_token_indices the embedding rows PEFT saved (in place of the model's; on the tied
     /// Qwen2 in its LM head's too), and modules_to_save the embedding and LM head PEFT trained in
-    /// full (apart on the tied Qwen2), and the RMSNorms it trained in full: the adapter loads with exactly PEFT's tensors and evaluates to PEFT's loss within 1e-4 relative.
-    @Test(arguments: BackendKind.allCases, ["patterns", "layers", "layer0", "bias-lora-only", "bias-all", "tokens", "tokens-tied", "modules", "modules-tied", "modules-norms"])
+    /// full (apart on the tied Qwen2, or as one shared copy with ensure_weight_tying), and the RMSNorms and projections
+    /// (a LoRA target among them, the copy replacing the adapter; Qwen2's q_proj with its bias) it trained in full: the adapter loads with exactly PEFT's tensors and evaluates to PEFT's loss within 1e-4 relative.
+    @Test(arguments: BackendKind.allCases, ["patterns", "layers", "layer0", "bias-lora-only", "bias-all", "tokens", "tokens-tied", "modules", "modules-tied", "modules-tied-shared", "modules-norms", "modules-proj", "modules-proj-qwen2"])
     func loadsAndEvaluatesAsPEFT(_ kind: BackendKind, _ name: String) throws {
         try onBackend(kind) { backend in
             let model = try LlamaFixtures.model(PEFTConfigFixtures.modelName(name), on: backend)
             let adapter = try ModelAdapter(contentsOf: PEFTConfigFixtures.path(name), on: model)
             let file = try SafetensorsFile(path: PEFTConfigFixtures.path(name + "/" + ModelAdapter.weightsName))
-            #expect(Set(file.names) == Set(adapter.parameters.map(\.name)))
+            #expect(Set(file.names) == PEFTConfigFixtures.savedNames(adapter))
             let result = try Evaluation(model: model, adapter: adapter, data: LlamaFixtures.data(model), batchSize: 6)
             let expected = PEFTConfigFixtures.expected["loss"]![name]!.number!
             print("eval \(name) on \(kind): \(result.loss) vs PEFT \(expected), relative \(abs(result.loss - expected) / expected)")
@@ -71,7 +77,7 @@ struct PEFTConfigFixtureTests {
 
     /// A new adapter from the same settings has PEFT's modules and shapes (the config read back
     /// from what we write, so both directions agree).
-    @Test(arguments: ["patterns", "layers", "layer0", "bias-lora-only", "bias-all", "tokens", "tokens-tied", "modules", "modules-tied", "modules-norms"])
+    @Test(arguments: ["patterns", "layers", "layer0", "bias-lora-only", "bias-all", "tokens", "tokens-tied", "modules", "modules-tied", "modules-tied-shared", "modules-norms", "modules-proj", "modules-proj-qwen2"])
     func newAdapterHasPEFTsModules(_ name: String) throws {
         let model = try LlamaFixtures.model(PEFTConfigFixtures.modelName(name), on: CPUBackend.shared)
         let settings = try AdapterSettings(contentsOf: PEFTConfigFixtures.path(name + "/" + ModelAdapter.configName))
@@ -88,7 +94,7 @@ struct PEFTConfigFixtureTests {
 
     /// Three AdamW steps from PEFT's adapter against torch.optim.AdamW: losses within 1e-4, every
     /// adapter tensor (the trained biases, token rows and modules' copies too) within 1e-3 of its largest value.
-    @Test(arguments: BackendKind.allCases, ["patterns", "layers", "bias-lora-only", "bias-all", "tokens", "tokens-tied", "modules", "modules-tied", "modules-norms"])
+    @Test(arguments: BackendKind.allCases, ["patterns", "layers", "bias-lora-only", "bias-all", "tokens", "tokens-tied", "modules", "modules-tied", "modules-tied-shared", "modules-norms", "modules-proj", "modules-proj-qwen2"])
     func threeStepsMatchPyTorch(_ kind: BackendKind, _ name: String) throws {
         try onBackend(kind) { backend in
             let (losses, adapter) = try PEFTConfigFixtures.train(name, on: backend)

@@ -123,7 +123,8 @@ class Model(NativeHandle):
     def add_adapter(self, r: int = 8, alpha: float = 16, dropout: float = 0.0, dora: bool = False, rslora: bool = False,
                     targets=("q_proj", "v_proj"), seed: int = 0, init="kaiming", rank_pattern=None, alpha_pattern=None,
                     layers_to_transform=None, layers_pattern=None, exclude_modules=None, bias: str = "none",
-                    trainable_token_indices=None, modules_to_save=None) -> None:
+                    trainable_token_indices=None, modules_to_save=None, ensure_weight_tying: bool = False,
+                    loftq_iter: int = 1) -> None:
         """Attaches a new LoRA adapter (DoRA with dora=True; rsLoRA scaling with rslora=True) on the
         modules `targets` names: a list of names, a comma-separated string, or "all-linear".
         Replaces any adapter. The other arguments are PEFT's LoraConfig fields of the same names:
@@ -136,7 +137,11 @@ class Model(NativeHandle):
         `exclude_modules` a list of names or a pattern, `bias` "none", "lora_only" or "all",
         `trainable_token_indices` a list of token ids (or {"embed_tokens": [...]}) whose embedding
         rows train with the adapter, `modules_to_save` a list of modules that train in full as copies
-        ("embed_tokens", "lm_head", RMSNorms such as "norm" or "input_layernorm")."""
+        ("embed_tokens", "lm_head", RMSNorms such as "norm" or "input_layernorm", projections such
+        as "q_proj", which then get no LoRA adapter), and
+        `ensure_weight_tying` True makes a tied model's embedding and LM head one trained copy, and
+        `loftq_iter` is LoftQConfig's loftq_iter with init="loftq" (more than 1 changes the NF4 base,
+        which save_adapter writes beside the adapter and load_adapter reads back)."""
         options = AdapterOptions()
         check(lib.lowrank_adapter_options_init(ctypes.byref(options)))
         if not isinstance(targets, str):
@@ -148,7 +153,9 @@ class Model(NativeHandle):
         fields = {"init_lora_weights": True if init in (True, "kaiming") else init, "rank_pattern": rank_pattern,
                   "alpha_pattern": alpha_pattern, "layers_to_transform": layers_to_transform,
                   "layers_pattern": layers_pattern, "exclude_modules": exclude_modules, "bias": bias,
-                  "trainable_token_indices": trainable_token_indices, "modules_to_save": modules_to_save}
+                  "trainable_token_indices": trainable_token_indices, "modules_to_save": modules_to_save,
+                  "ensure_weight_tying": bool(ensure_weight_tying),
+                  "loftq_config": {"loftq_bits": 4, "loftq_iter": _integer(loftq_iter, "loftq_iter", 1)} if init == "loftq" else None}
         options.peft_config = encode(json.dumps({k: v for k, v in fields.items() if v is not None}), "peft_config")
         check(lib.lowrank_model_add_adapter(self._handle, ctypes.byref(options)))
 

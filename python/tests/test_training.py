@@ -337,6 +337,42 @@ def test_modules_to_save_match_lowrank_train_and_peft(tmp_path):
     modules = ["embed_tokens", "lm_head"]
     tensors, config = check_field_trains_as_the_cli(
         tmp_path, ["--modules-to-save", ",".join(modules)], "modules",
-        ({"modules_to_save": ["q_proj"]}, "only the token embedding"), modules_to_save=modules)
+        ({"modules_to_save": ["self_attn"]}, "only the token embedding"), modules_to_save=modules)
     assert config["modules_to_save"] == modules
     assert tensors["base_model.model.lm_head.weight"].shape == (64, 32)
+
+
+def test_modules_to_save_projections_match_lowrank_train_and_peft(tmp_path):
+    """Projections in modules_to_save through add_adapter train as `lowrank train --modules-to-save`,
+    q_proj (also a target) as a copy without its adapter, as PEFT's wrapper takes it; PEFT's
+    adapter with projection copies evaluates to PEFT's loss."""
+    modules = ["q_proj", "down_proj"]
+    tensors, config = check_field_trains_as_the_cli(
+        tmp_path, ["--modules-to-save", ",".join(modules)], "modules-proj",
+        ({"modules_to_save": ["mlp"]}, "only the token embedding"), modules_to_save=modules)
+    assert config["modules_to_save"] == sorted(modules)
+    assert "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" not in tensors
+    assert {"base_model.model.model.layers.0.self_attn.q_proj.weight", "base_model.model.model.layers.0.mlp.down_proj.weight"} <= set(tensors)
+
+
+def test_ensure_weight_tying_and_loftq_iter_reach_the_adapter(tmp_path):
+    """ensure_weight_tying on the tied Qwen2 saves one copy under both of PEFT's names; loftq_iter 2
+    on the NF4 Llama saves its NF4 base beside the adapter, which load_adapter reads back (the same loss)."""
+    rows = jsonl_rows(FIXTURES / "data.jsonl")
+    with lowrank.Engine("cpu") as engine:
+        model = lowrank.Model.from_pretrained(FIXTURES / "tiny-qwen2-bf16", engine=engine)
+        model.add_adapter(r=4, alpha=8, modules_to_save=["lm_head"], ensure_weight_tying=True)
+        model.save_adapter(tmp_path / "tied")
+        tensors = read_safetensors(tmp_path / "tied" / "adapter_model.safetensors")
+        assert np.array_equal(tensors["base_model.model.lm_head.weight"], tensors["base_model.model.model.embed_tokens.weight"])
+        assert json.loads((tmp_path / "tied" / "adapter_config.json").read_text())["ensure_weight_tying"] is True
+
+        model = lowrank.Model.from_pretrained(FIXTURES / "tiny-llama", quantize="nf4", engine=engine)
+        model.add_adapter(r=4, alpha=8, targets=["down_proj"], init="loftq", loftq_iter=2)
+        loss = mean_loss(model, rows)
+        model.save_adapter(tmp_path / "loftq")
+        assert (tmp_path / "loftq" / "loftq_base.safetensors").is_file()
+        assert json.loads((tmp_path / "loftq" / "adapter_config.json").read_text())["loftq_config"]["loftq_iter"] == 2
+        fresh = lowrank.Model.from_pretrained(FIXTURES / "tiny-llama", quantize="nf4", engine=engine)
+        fresh.load_adapter(tmp_path / "loftq")
+        assert mean_loss(fresh, rows) == loss
