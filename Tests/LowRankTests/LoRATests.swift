@@ -85,7 +85,7 @@ struct LoRATests {
     }
 
     /// The branch-gradient pass's du in blocks of 64 rows and one row per thread (the pass's choice
-    /// where T is short beside d_out, 256 / RC rows per workgroup) gives the same bits, du and dB
+    /// on a GPU where T is short beside d_out, 256 / RC rows per workgroup) gives the same bits, du and dB
     /// each within f32 rounding of s·G·B and s·Gᵀ·u in float64. (T, d_out, r): one block of T against
     /// five of d_out with one rank block of 16, and two against four with rank blocks of 32.
     @Test(arguments: [(33, 300, 5), (90, 200, 40)])
@@ -93,7 +93,11 @@ struct LoRATests {
         let (t, dOut, r) = shape
         let scale: Float = 0.75
         let gValues = randomValues(t * dOut, seed: 21), bValues = randomValues(dOut * r, seed: 22), uValues = randomValues(t * r, seed: 23)
-        #expect(LoRABackwardKernel.DuRows(t: t, dOut: dOut) == .onePerThread)
+        let rankBlocks = (r + 31) / 32
+        #expect(LoRABackwardKernel.DuRows(t: t, dOut: dOut, rankBlocks: rankBlocks, cores: 32) == .onePerThread)
+        #expect(LoRABackwardKernel.DuRows(t: t, dOut: dOut, rankBlocks: rankBlocks, cores: nil) == .block)
+        #expect(LoRABackwardKernel.DuRows(t: dOut, dOut: t, rankBlocks: rankBlocks, cores: 32) == .block)
+        #expect(LoRABackwardKernel.DuRows(t: t, dOut: dOut, rankBlocks: rankBlocks, cores: 1) == .block)
         // A backend of its own: the encoder is called here without `run`'s lock.
         let shared = try #require(try BackendKind.vulkan.open() as? VulkanBackend)
         let vulkan = try VulkanBackend(instance: shared.instance, index: shared.info.index)
