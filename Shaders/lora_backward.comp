@@ -3,14 +3,17 @@
 #include "common.glsl"
 
 // The two LoRA-branch products of backward that read G = ∂L/∂y [T, d_out], in one dispatch:
-//   z = 0: du = s·G·B   [T, r]      (a block of BM rows of du per workgroup, over all of d_out)
+//   z = 0: du = s·G·B   [T, r]      (a block of DU_BM rows of du per workgroup, over all of d_out)
 //   z = 1: dB = s·Gᵀ·u  [d_out, r]  (a block of BM rows of dB per workgroup, over all of T)
 // Each workgroup sums its whole inner dimension in order, one thread per output element, so the
 // result is deterministic and needs no second pass over partial sums (the split over workgroups
 // that one read of G for both products needs costs two more dispatches than reading G twice).
-// Grid: x over blocks of BM rows of the longer of T and d_out (a workgroup past its product's rows
-// returns), y over r in blocks of RC, z the product. Host defines: G_T, B_T, U_T, RC (16 or 32),
-// ACCUMULATE (dB and dm add onto what they hold: windows of G's rows gathered in order).
+// Grid: x over row blocks of the longer product (a workgroup past its product's rows returns), y
+// over r in blocks of RC, z the product. Host defines: G_T, B_T, U_T, RC (16 or 32), DU_BM (du's
+// rows per workgroup: BM, or 256 / RC — one output per thread — where T is short beside d_out, so
+// the du pass, whose every thread sums d_out terms, runs on more workgroups; each output is still
+// one thread's sum in order, the same bits either way), ACCUMULATE (dB and dm add onto what they
+// hold: windows of G's rows gathered in order).
 // DORA: the branch sees G⊙g (g per column j: B's rows and dB are scaled by g_j), and the dB
 // workgroups of the first rank block give DoRA's magnitude gradient beside it,
 // dm[j] = Σ_t G[t,j]·inner[t,j] / max(n_j, eps), when DORA_DM is set.
@@ -18,6 +21,7 @@
 #define BK 32
 #define ROW_STEP (256 / RC)
 #define PER (BM / ROW_STEP)
+#define DU_PER (DU_BM / ROW_STEP)
 layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) readonly buffer GBuf { G_T g_data[]; };
@@ -52,7 +56,8 @@ void main() {
     uint lid = gl_LocalInvocationID.x;
     bool db_pass = gl_WorkGroupID.z == 1u;
     uint rows = db_pass ? p.d_out : p.T, depth = db_pass ? p.T : p.d_out;
-    uint m0 = gl_WorkGroupID.x * BM, c0 = gl_WorkGroupID.y * RC;
+    uint bm = db_pass ? BM : DU_BM;
+    uint m0 = gl_WorkGroupID.x * bm, c0 = gl_WorkGroupID.y * RC;
     if (m0 >= rows) return;
     uint cc = lid % RC, mq = lid / RC;   // this thread's column, and its rows mq + ROW_STEP·i
     float acc[PER];
@@ -65,7 +70,7 @@ void main() {
     for (uint k0 = 0u; k0 < depth; k0 += BK) {
         // X is G for du (contiguous along k) and Gᵀ for dB (contiguous along m): consecutive
         // threads load consecutive elements of G either way.
-        for (uint e = lid; e < BM * BK; e += 256u) {
+        for (uint e = lid; e < bm * BK; e += 256u) {
             uint mm = db_pass ? e % BM : e / BK, kk = db_pass ? e / BM : e % BK;
             uint m = m0 + mm, k = k0 + kk;
             float v = 0.0;
@@ -89,9 +94,17 @@ void main() {
             Ys[kk][e % RC] = v;
         }
         barrier();
-        for (uint kk = 0u; kk < BK; kk++) {
-            float y = Ys[kk][cc];
-            for (uint i = 0u; i < PER; i++) acc[i] = fma(Xs[mq + ROW_STEP * i][kk], y, acc[i]);
+        // Constant trip counts keep acc in registers; with DU_BM = BM the second loop is dead code.
+        if (db_pass || DU_PER == PER) {
+            for (uint kk = 0u; kk < BK; kk++) {
+                float y = Ys[kk][cc];
+                for (uint i = 0u; i < PER; i++) acc[i] = fma(Xs[mq + ROW_STEP * i][kk], y, acc[i]);
+            }
+        } else {
+            for (uint kk = 0u; kk < BK; kk++) {
+                float y = Ys[kk][cc];
+                for (uint i = 0u; i < DU_PER; i++) acc[i] = fma(Xs[mq + ROW_STEP * i][kk], y, acc[i]);
+            }
         }
 #if DORA
         if (dm_thread) {
@@ -117,7 +130,7 @@ void main() {
     if (c >= p.r) return;
     for (uint i = 0u; i < PER; i++) {
         uint m = m0 + mq + ROW_STEP * i;
-        if (m >= rows) break;
+        if (mq + ROW_STEP * i >= bm || m >= rows) break;
         if (!db_pass) {
             du[m * p.r + c] = p.scale * acc[i];
             continue;

@@ -8,6 +8,25 @@ struct LoRABackwardKernel: Kernel {
         init(rank: Int) { self = rank <= 16 ? .sixteen : .thirtyTwo }
     }
 
+    /// `DU_BM`: du's rows per workgroup, the dB pass's 64 or one per thread (256 / RC). Where
+    /// T's blocks of 64 are fewer than d_out's, the du pass (every thread a sum over d_out) is the
+    /// dispatch's long pole, and where its workgroups would also fill at most half of a GPU's
+    /// compute units (`cores`, as split-K reckons them), one output per thread spreads it over
+    /// 64 / (256 / RC) times as many; each output stays one thread's ordered sum, so the bits do
+    /// not change. Not on a CPU-type device (`cores` nil): lavapipe runs a workgroup on one thread,
+    /// and there the smaller blocks made the dispatch 2.5× slower (1,293 against 486 ms at
+    /// T = 256, d_out = 4096, r = 16), for parallelism its few threads already had.
+    enum DuRows: CaseIterable {
+        case block, onePerThread
+
+        init(t: Int, dOut: Int, rankBlocks: Int, cores: Int?) {
+            let blocks = (t + 63) / 64
+            self = if let cores, blocks < (dOut + 63) / 64, blocks * rankBlocks * 2 <= cores { .onePerThread } else { .block }
+        }
+
+        func rows(_ rankBlock: RankBlock) -> Int { self == .block ? 64 : 256 / rankBlock.rawValue }
+    }
+
     /// `DORA`: G⊙g in the branch; `DORA_DM`: dm beside it.
     enum DoRA: CaseIterable {
         case normOnly, withMagnitude
@@ -26,13 +45,14 @@ struct LoRABackwardKernel: Kernel {
     var b: DType
     var u: DType
     var rankBlock: RankBlock
+    var duRows: DuRows
     var dora: DoRA?
     /// dB and dm add onto the values they hold (a window of G's rows after the first).
     var accumulate: Bool
 
     var defines: [String: String] {
         var d = g.operandDefines("G") + b.operandDefines("B") + u.operandDefines("U")
-            + ["RC": "\(rankBlock.rawValue)", "DORA": (dora != nil).define, "ACCUMULATE": accumulate.define]
+            + ["RC": "\(rankBlock.rawValue)", "DU_BM": "\(duRows.rows(rankBlock))", "DORA": (dora != nil).define, "ACCUMULATE": accumulate.define]
         if let dora { d["DORA_DM"] = (dora == .withMagnitude).define }
         return d
     }
@@ -40,10 +60,12 @@ struct LoRABackwardKernel: Kernel {
     static var variants: [LoRABackwardKernel] {
         let doras: [DoRA?] = [nil] + DoRA.allCases
         return RankBlock.allCases.flatMap { rankBlock in
-            doras.flatMap { dora in
-                [false, true].flatMap { accumulate in
-                    DType.cover(operands: 3).map { t in
-                        LoRABackwardKernel(g: t[0], b: t[1], u: t[2], rankBlock: rankBlock, dora: dora, accumulate: accumulate)
+            DuRows.allCases.flatMap { duRows in
+                doras.flatMap { dora in
+                    [false, true].flatMap { accumulate in
+                        DType.cover(operands: 3).map { t in
+                            LoRABackwardKernel(g: t[0], b: t[1], u: t[2], rankBlock: rankBlock, duRows: duRows, dora: dora, accumulate: accumulate)
+                        }
                     }
                 }
             }
@@ -94,15 +116,17 @@ extension VulkanBackend {
     /// `du = s·G·B` and `dB = s·Gᵀ·u` (with DoRA, G⊙g in both, and dm beside them) in one
     /// dispatch (`Shaders/lora_backward.comp`). Past one binding, G, u, du and inner are bound in
     /// windows of rows, and the windows add onto dB and dm in order, so the result stays deterministic.
-    func encodeBranchGradients(g: Tensor, b: Tensor, u: Tensor, du: Tensor, dB: Tensor, scale: Float, dora: DoRABranch? = nil) throws {
+    func encodeBranchGradients(g: Tensor, b: Tensor, u: Tensor, du: Tensor, dB: Tensor, scale: Float, dora: DoRABranch? = nil,
+                               duRows chosenRows: LoRABackwardKernel.DuRows? = nil) throws {
         let t = g.shape[0], dOut = g.shape[1], r = b.shape[1]
         let rows = try branchWindowRows(g: g, u: u, dB: dB, inner: dora?.magnitude != nil)
-        let rankBlock = LoRABackwardKernel.RankBlock(rank: r)
+        let rankBlock = LoRABackwardKernel.RankBlock(rank: r), rankBlocks = (r + rankBlock.rawValue - 1) / rankBlock.rawValue
         // Without a trainable magnitude the dm part reads and writes stand-ins.
         let standIns = dora != nil && dora?.magnitude == nil ? (try scratch([1]), try scratch([1])) : nil
         for first in stride(from: 0, to: t, by: rows) {
             let span = first..<min(first + rows, t)
-            let kernel = LoRABackwardKernel(g: g.dtype, b: b.dtype, u: u.dtype, rankBlock: rankBlock,
+            let duRows = chosenRows ?? .init(t: span.count, dOut: dOut, rankBlocks: rankBlocks, cores: info.kind == .cpu ? nil : splitKCores)
+            let kernel = LoRABackwardKernel(g: g.dtype, b: b.dtype, u: u.dtype, rankBlock: rankBlock, duRows: duRows,
                                             dora: dora.map { $0.magnitude == nil ? .normOnly : .withMagnitude }, accumulate: first > 0)
             var bindings: [TensorBinding] = [.read(g, (first * dOut)..<(span.upperBound * dOut)), .read(b),
                                              .read(u, (first * r)..<(span.upperBound * r)),
@@ -114,9 +138,9 @@ extension VulkanBackend {
                     bindings += [.read(dora.g), .read(dora.norm), .read(standIns!.0), .write(standIns!.1)]
                 }
             }
-            let rowBlocks = (max(span.count, dOut) + 63) / 64
+            let rowBlocks = max((span.count + duRows.rows(rankBlock) - 1) / duRows.rows(rankBlock), (dOut + 63) / 64)
             try dispatch(kernel, bindings, push: .init(t: UInt32(span.count), dOut: UInt32(dOut), r: UInt32(r), eps: DoRAOptions.normEpsilon, scale: scale),
-                         groups: (rowBlocks, (r + rankBlock.rawValue - 1) / rankBlock.rawValue, 2))
+                         groups: (rowBlocks, rankBlocks, 2))
         }
     }
 

@@ -1,4 +1,5 @@
 import LowRank
+@testable import LowRankVulkan
 import Testing
 
 @Suite("LoRA linear")
@@ -81,6 +82,44 @@ struct LoRATests {
                 #expect(relativeError(got, reference.map(Double.init)) <= 2e-6, "\(name)")
             }
         }
+    }
+
+    /// The branch-gradient pass's du in blocks of 64 rows and one row per thread (the pass's choice
+    /// on a GPU where T is short beside d_out, 256 / RC rows per workgroup) gives the same bits, du and dB
+    /// each within f32 rounding of s·G·B and s·Gᵀ·u in float64. (T, d_out, r): one block of T against
+    /// five of d_out with one rank block of 16, and two against four with rank blocks of 32.
+    @Test(arguments: [(33, 300, 5), (90, 200, 40)])
+    func duRowBlocksGiveTheSameBits(_ shape: (t: Int, dOut: Int, r: Int)) throws {
+        let (t, dOut, r) = shape
+        let scale: Float = 0.75
+        let gValues = randomValues(t * dOut, seed: 21), bValues = randomValues(dOut * r, seed: 22), uValues = randomValues(t * r, seed: 23)
+        let rankBlocks = (r + 31) / 32
+        #expect(LoRABackwardKernel.DuRows(t: t, dOut: dOut, rankBlocks: rankBlocks, cores: 32) == .onePerThread)
+        #expect(LoRABackwardKernel.DuRows(t: t, dOut: dOut, rankBlocks: rankBlocks, cores: nil) == .block)
+        #expect(LoRABackwardKernel.DuRows(t: dOut, dOut: t, rankBlocks: rankBlocks, cores: 32) == .block)
+        #expect(LoRABackwardKernel.DuRows(t: t, dOut: dOut, rankBlocks: rankBlocks, cores: 1) == .block)
+        // A backend of its own: the encoder is called here without `run`'s lock.
+        let shared = try #require(try BackendKind.vulkan.open() as? VulkanBackend)
+        let vulkan = try VulkanBackend(instance: shared.instance, index: shared.info.index)
+        let g = try Tensor(gValues, shape: [t, dOut], on: vulkan), b = try Tensor(bValues, shape: [dOut, r], on: vulkan)
+        let u = try Tensor(uValues, shape: [t, r], on: vulkan)
+        var results: [[[Float]]] = []
+        for rows in LoRABackwardKernel.DuRows.allCases {
+            let du = try Tensor.zeros([t, r], on: vulkan), dB = try Tensor.zeros([dOut, r], on: vulkan)
+            try vulkan.encodeBranchGradients(g: g, b: b, u: u, du: du, dB: dB, scale: scale, duRows: rows)
+            results.append([try du.floats(), try dB.floats()])
+        }
+        let messages = try vulkan.drainValidationMessages()
+        #expect(messages.isEmpty, "validation messages:\n\(messages.joined(separator: "\n"))")
+        #expect(results[0][0] == results[1][0] && results[0][1] == results[1][1])
+        let du = (0..<t * r).map { e in
+            (0..<dOut).reduce(0.0) { $0 + Double(gValues[e / r * dOut + $1]) * Double(bValues[$1 * r + e % r]) } * Double(scale)
+        }
+        let dB = (0..<dOut * r).map { e in
+            (0..<t).reduce(0.0) { $0 + Double(gValues[$1 * dOut + e / r]) * Double(uValues[$1 * r + e % r]) } * Double(scale)
+        }
+        #expect(relativeError(results[1][0], du) <= 1e-6)
+        #expect(relativeError(results[1][1], dB) <= 1e-6)
     }
 
     @Test func dropoutMaskKeepsTheRightShare() {
