@@ -26,17 +26,15 @@ extension CPUBackend {
         precision == .weight && w.dtype == .bf16 && w.shape.count > 0 && Self.hasBFloat16DotProducts && matmulPrecision == .medium
     }
 
-    /// `C[m, n] = alpha·op(A)·op(W) + beta·C` for a bfloat16 W `[rows, columns]`: op(A) packed once
-    /// into bfloat16 strips by all threads, then each thread takes whole register tiles of C's
-    /// columns, packing its own panels of W.
-    func bfloat16Product(_ a: UnsafePointer<Float>, transposeA: Bool, m: Int, _ w: Tensor, transposeW: Bool,
-                         _ c: UnsafeMutablePointer<Float>, alpha: Float, beta: Float) {
-        let rows = w.shape[0], columns = w.shape[1]
+    /// `C[m, n] = alpha·op(A)·op(W) + beta·C` for a bfloat16 W `[rows, columns]` (row-major, as
+    /// stored): op(A) packed once into bfloat16 strips by all threads, then each thread takes whole
+    /// register tiles of C's columns, packing its own panels of W.
+    func bfloat16Product(_ a: UnsafePointer<Float>, transposeA: Bool, m: Int, _ b: UnsafePointer<UInt16>, rows: Int, columns: Int,
+                         transposeW: Bool, _ c: UnsafeMutablePointer<Float>, alpha: Float, beta: Float) {
         let (n, k) = transposeW ? (rows, columns) : (columns, rows)
         guard m > 0 else { return }
         let stripRows = Int(lowrank_bf16_strip_rows()), tileColumns = Int(lowrank_bf16_tile_columns())
         let strips = (m + stripRows - 1) / stripRows, tiles = (n + tileColumns - 1) / tileColumns
-        let b = UnsafePointer(pointer(w).assumingMemoryBound(to: UInt16.self))
         let packedCount = lowrank_bf16_packed_a_count(Int32(m), Int32(k)), workspaceCount = lowrank_bf16_workspace_count()
         withScratch(packedCount) { packedFloats in
             let packed = UnsafeMutableRawPointer(packedFloats).assumingMemoryBound(to: UInt32.self)
