@@ -1,5 +1,13 @@
 import CBFloat16GEMM
+import Dispatch
 import LowRankCore
+import Synchronization
+
+/// The next chunk of a product's columns to compute, shared by its threads.
+final class ChunkCounter: Sendable {
+    private let next = Atomic<Int>(0)
+    func take() -> Int { next.add(1, ordering: .relaxed).oldValue }
+}
 
 /// The `medium` matmul precision on the CPU, PyTorch's for a bfloat16 model's frozen weights: a
 /// bfloat16 W multiplies activations rounded to bfloat16 (to nearest even, once per
@@ -10,6 +18,10 @@ import LowRankCore
 /// Bound: each product element differs from the f32 one by at most `2⁻⁸·Σ|a_k·w_k|` (the rounding
 /// of A) plus f32 summation error (`BFloat16ProductTests`).
 extension CPUBackend {
+    /// Chunks of columns per thread in a product: 4 balanced a loaded machine's threads (one slowed
+    /// by another process) while each chunk still packs whole panels of W.
+    static let chunksPerThread = 4
+
     /// Whether this CPU has AVX-512 BF16 (else `medium` computes as `highest`).
     public static let hasBFloat16DotProducts = lowrank_bf16_gemm_supported() != 0
 
@@ -26,17 +38,15 @@ extension CPUBackend {
         precision == .weight && w.dtype == .bf16 && w.shape.count > 0 && Self.hasBFloat16DotProducts && matmulPrecision == .medium
     }
 
-    /// `C[m, n] = alpha·op(A)·op(W) + beta·C` for a bfloat16 W `[rows, columns]`: op(A) packed once
-    /// into bfloat16 strips by all threads, then each thread takes whole register tiles of C's
-    /// columns, packing its own panels of W.
-    func bfloat16Product(_ a: UnsafePointer<Float>, transposeA: Bool, m: Int, _ w: Tensor, transposeW: Bool,
-                         _ c: UnsafeMutablePointer<Float>, alpha: Float, beta: Float) {
-        let rows = w.shape[0], columns = w.shape[1]
+    /// `C[m, n] = alpha·op(A)·op(W) + beta·C` for a bfloat16 W `[rows, columns]` (row-major, as
+    /// stored): op(A) packed once into bfloat16 strips by all threads, then the threads take chunks
+    /// of C's columns (whole register tiles) in turn, each packing its own panels of W.
+    func bfloat16Product(_ a: UnsafePointer<Float>, transposeA: Bool, m: Int, _ b: UnsafePointer<UInt16>, rows: Int, columns: Int,
+                         transposeW: Bool, _ c: UnsafeMutablePointer<Float>, alpha: Float, beta: Float) {
         let (n, k) = transposeW ? (rows, columns) : (columns, rows)
         guard m > 0 else { return }
         let stripRows = Int(lowrank_bf16_strip_rows()), tileColumns = Int(lowrank_bf16_tile_columns())
         let strips = (m + stripRows - 1) / stripRows, tiles = (n + tileColumns - 1) / tileColumns
-        let b = UnsafePointer(pointer(w).assumingMemoryBound(to: UInt16.self))
         let packedCount = lowrank_bf16_packed_a_count(Int32(m), Int32(k)), workspaceCount = lowrank_bf16_workspace_count()
         withScratch(packedCount) { packedFloats in
             let packed = UnsafeMutableRawPointer(packedFloats).assumingMemoryBound(to: UInt32.self)
@@ -44,17 +54,23 @@ extension CPUBackend {
                 lowrank_bf16_pack_a(transposeA ? 1 : 0, Int32(m), Int32(k), a, Int32(transposeA ? m : k),
                                     Int32(s.lowerBound), Int32(s.upperBound), packed)
             }
-            // parallelFor's ranges start at multiples of at least `perPart`: each gets its own workspace.
-            let parts = Swift.min(threads, tiles), perPart = (tiles + parts - 1) / parts
-            withScratch(parts * workspaceCount) { workspaces in
-                parallelFor(tiles, minimumPerThread: perPart) { t in
-                    let first = t.lowerBound * tileColumns, last = Swift.min(n, t.upperBound * tileColumns)
-                    let part = t.lowerBound / perPart
-                    let workspace = UnsafeMutableRawPointer(workspaces + part * workspaceCount).assumingMemoryBound(to: UInt32.self)
-                    lowrank_bf16_gemm_columns(transposeW ? 1 : 0, Int32(m), Int32(last - first), Int32(k), alpha, packed,
-                                              b + (transposeW ? first * columns : first), Int32(columns), beta, c + first,
-                                              Int32(n), workspace)
+            // Chunks of C's columns, several per thread, taken in turn from a shared counter: a thread
+            // slowed by another process on its core takes fewer rather than the others waiting for it.
+            let chunkTiles = Swift.max(1, tiles / (threads * Self.chunksPerThread)), chunks = (tiles + chunkTiles - 1) / chunkTiles
+            let workers = Swift.min(threads, chunks), next = ChunkCounter()
+            withScratch(workers * workspaceCount) { workspaces in
+                let body = UncheckedSendable { (worker: Int) in
+                    let workspace = UnsafeMutableRawPointer(workspaces + worker * workspaceCount).assumingMemoryBound(to: UInt32.self)
+                    while true {
+                        let chunk = next.take()
+                        guard chunk < chunks else { return }
+                        let first = chunk * chunkTiles * tileColumns, last = Swift.min(n, first + chunkTiles * tileColumns)
+                        lowrank_bf16_gemm_columns(transposeW ? 1 : 0, Int32(m), Int32(last - first), Int32(k), alpha, packed,
+                                                  b + (transposeW ? first * columns : first), Int32(columns), beta, c + first,
+                                                  Int32(n), workspace)
+                    }
                 }
+                if workers == 1 { body.value(0) } else { DispatchQueue.concurrentPerform(iterations: workers) { body.value($0) } }
             }
         }
     }

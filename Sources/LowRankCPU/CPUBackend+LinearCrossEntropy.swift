@@ -7,7 +7,27 @@ struct LogitBlock {
     var classes: Range<Int>
 }
 
+/// One chunk of the LM head's rows `[classes, d]` as its products read it: f32 (W itself, or
+/// widened from a 16-bit or quantized W), or bfloat16 as stored when products with W round their
+/// activations (`medium`, `CPUBackend+BFloat16Products.swift`), as a bfloat16 lm_head computes in PyTorch.
+enum HeadChunk {
+    case f32(UnsafeMutablePointer<Float>)
+    case bf16(UnsafePointer<UInt16>)
+}
+
 extension CPUBackend {
+    /// `C = A·chunkᵀ` (`[m, classes]`, A `[m, d]`) with `transposeW`, else `C = A·chunk + beta·C`
+    /// (`[m, d]`, A `[m, classes]`).
+    func headProduct(_ a: UnsafePointer<Float>, m: Int, _ chunk: HeadChunk, classes: Int, d: Int, transposeW: Bool,
+                     _ c: UnsafeMutablePointer<Float>, beta: Float) {
+        switch chunk {
+        case .f32(let w):
+            sgemm(a, transpose: false, w, transpose: transposeW, c, m: m, n: transposeW ? classes : d, k: transposeW ? d : classes, alpha: 1, beta: beta)
+        case .bf16(let w):
+            bfloat16Product(a, transposeA: false, m: m, w, rows: classes, columns: d, transposeW: transposeW, c, alpha: 1, beta: beta)
+        }
+    }
+
     /// `crossEntropy(hidden·Wᵀ)` a block of logits at a time: per row a running max and an f64
     /// running sum of exponentials, rescaled when the max grows (the online logsumexp), and the
     /// label's logit taken from the chunk that holds it; then the mean as `crossEntropy` forms it.
@@ -79,8 +99,8 @@ extension CPUBackend {
                             }
                         }
                     }
-                    sgemm(logits, transpose: false, w, transpose: false, dh + first * d, m: block.rows.count, n: d, k: width,
-                          alpha: 1, beta: block.classes.lowerBound == 0 ? 0 : 1)
+                    headProduct(logits, m: block.rows.count, w, classes: width, d: d, transposeW: false, dh + first * d,
+                                beta: block.classes.lowerBound == 0 ? 0 : 1)
                     if let dWeight {
                         sgemm(logits, transpose: true, h + first * d, transpose: false, dWeight + block.classes.lowerBound * d,
                               m: width, n: d, k: block.rows.count, alpha: 1, beta: first == 0 ? 0 : 1)
@@ -91,26 +111,30 @@ extension CPUBackend {
     }
 
     /// Calls `body` with each block's f32 logits `[rows, classes]` (row-major, a workspace reused
-    /// from block to block) and the chunk's rows of W in f32, chunks of the vocabulary in order and
-    /// within each the blocks of rows in order; a 16-bit or quantized W is widened a chunk at a time.
+    /// from block to block) and the chunk's rows of W, chunks of the vocabulary in order and within
+    /// each the blocks of rows in order; a 16-bit or quantized W is widened a chunk at a time unless
+    /// its products are bfloat16 ones.
     private func logitBlocks(_ o: LinearCrossEntropyOptions, _ h: UnsafeMutablePointer<Float>, rows: Int, _ weight: Tensor,
-                             _ body: (LogitBlock, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+                             _ body: (LogitBlock, UnsafeMutablePointer<Float>, HeadChunk) -> Void) {
         let (classes, d) = (weight.shape[0], weight.shape[1])
         let rowChunk = Swift.max(1, Swift.min(o.rowChunk, rows)), chunk = Swift.min(o.vocabularyChunk, classes)
-        withScratch(weight.dtype == .f32 ? 0 : chunk * d) { panel in
+        let bfloat16 = roundsActivations(for: weight, .weight)
+        withScratch(weight.dtype == .f32 || bfloat16 ? 0 : chunk * d) { panel in
             withScratch(rowChunk * chunk) { logits in
                 for c0 in stride(from: 0, to: classes, by: chunk) {
                     let span = c0..<Swift.min(classes, c0 + chunk)
-                    let w: UnsafeMutablePointer<Float>
-                    if weight.dtype == .f32 {
-                        w = pointer(weight).assumingMemoryBound(to: Float.self) + c0 * d
+                    let w: HeadChunk
+                    if bfloat16 {
+                        w = .bf16(pointer(weight).assumingMemoryBound(to: UInt16.self) + c0 * d)
+                    } else if weight.dtype == .f32 {
+                        w = .f32(pointer(weight).assumingMemoryBound(to: Float.self) + c0 * d)
                     } else {
                         widen(weight, rows: span, into: panel)
-                        w = panel
+                        w = .f32(panel)
                     }
                     for r0 in stride(from: 0, to: rows, by: rowChunk) {
                         let block = LogitBlock(rows: r0..<Swift.min(rows, r0 + rowChunk), classes: span)
-                        sgemm(h + r0 * d, transpose: false, w, transpose: true, logits, m: block.rows.count, n: span.count, k: d, alpha: 1, beta: 0)
+                        headProduct(h + r0 * d, m: block.rows.count, w, classes: span.count, d: d, transposeW: true, logits, beta: 0)
                         body(block, logits, w)
                     }
                 }

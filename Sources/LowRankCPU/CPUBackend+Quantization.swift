@@ -43,7 +43,8 @@ extension CPUBackend {
     func weightProduct(_ a: UnsafePointer<Float>, transposeA: Bool = false, m: Int, _ w: Tensor, transposeW: Bool,
                        _ c: UnsafeMutablePointer<Float>, alpha: Float = 1, beta: Float, activations: ActivationPrecision = .weight) {
         if roundsActivations(for: w, activations) {
-            return bfloat16Product(a, transposeA: transposeA, m: m, w, transposeW: transposeW, c, alpha: alpha, beta: beta)
+            return bfloat16Product(a, transposeA: transposeA, m: m, pointer(w).assumingMemoryBound(to: UInt16.self), rows: w.shape[0],
+                                   columns: w.shape[1], transposeW: transposeW, c, alpha: alpha, beta: beta)
         }
         let rows = w.shape[0], columns = w.shape[1]
         // An empty W has no values to widen: sgemm then only applies beta (it never reads W).

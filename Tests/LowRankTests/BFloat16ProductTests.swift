@@ -7,9 +7,9 @@ import Testing
 /// weights, and every weight under `highest`, compute as they always did.
 @Suite("bfloat16 products on the CPU")
 struct BFloat16ProductTests {
-    /// (M, N, K): one row, single columns, odd sizes, K past one packed block (256) and odd, N past
-    /// one packed panel (1536) with a partial register tile.
-    static let shapes = [(1, 3, 17), (37, 101, 77), (13, 64, 1), (100, 33, 301), (29, 1600, 258)]
+    /// (M, N, K): one row, single columns, odd sizes, K past one packed block (512) and odd, N past
+    /// packed panels (512) with a partial register tile, whole 16-pair groups of A with a tail.
+    static let shapes = [(1, 3, 17), (37, 101, 77), (13, 64, 1), (100, 33, 1031), (29, 1600, 258), (24, 40, 70)]
 
     static func mediumBackend() throws -> CPUBackend {
         if !CPUBackend.hasBFloat16DotProducts { try Test.cancel("this CPU has no AVX-512 BF16: bfloat16 weights are widened to f32") }
@@ -80,6 +80,37 @@ struct BFloat16ProductTests {
             return [try norm.floats(), try g.floats()]
         }
         #expect(norms[0] == norms[1])
+    }
+
+    /// The fused LM head and cross-entropy on a bfloat16 head under `medium` takes the same
+    /// bfloat16 products as the unfused head (a `matmul`, then `cross_entropy`): loss, logsumexp
+    /// and d hidden within f32 summation of it (measured: 0, 0, 1e-6), and not the f32 ones (the
+    /// loss moves from `highest`'s by more than f32 rounding, less than bfloat16's 2⁻⁸).
+    @Test func fusedHeadTakesTheBFloat16Products() throws {
+        let on = try Self.mediumBackend(), off = CPUBackend(threads: 2, matmulPrecision: .highest)
+        let (rows, d, classes) = (300, 64, 700)
+        let h = randomValues(rows * d, seed: 41, scale: 2), w = randomValues(classes * d, seed: 42, dtype: .bf16, scale: 0.5)
+        let ids = (0..<rows).map { $0 % 97 == 5 ? -100 : Int32(($0 * 37) % classes) }
+        let options = LinearCrossEntropyOptions(vocabularyChunk: 256, rowChunk: 128)
+        let results = try [on, off].map { backend in
+            let hidden = try Tensor(h, shape: [rows, d], on: backend), weight = try Tensor(w, shape: [classes, d], dtype: .bf16, on: backend)
+            let labels = try Tensor(ids: ids, on: backend), lossGradient = try Tensor([0.75], shape: [1], on: backend)
+            let fused = try Ops.execute(.linearCrossEntropy(options), [hidden, weight, labels])
+            let operands = LinearCrossEntropyBackwardOperands(hidden: hidden, weight: weight, labels: labels, logsumexp: fused[1], lossGradient: lossGradient)
+            let dHidden = try Ops.execute(.linearCrossEntropyBackward(options, weightGradient: false), operands.values)[0]
+            let logits = try Ops.execute(.matmul(MatmulOptions(transposeB: true, outputDType: .f32)), [hidden, weight])[0]
+            let unfused = try Ops.execute(.crossEntropy(ignoreIndex: -100), [logits, labels])
+            let dLogits = try Ops.execute(.crossEntropyBackward(ignoreIndex: -100),
+                                          CrossEntropyBackwardOperands(logits: logits, labels: labels, logsumexp: unfused[1], lossGradient: lossGradient).values)[0]
+            let want = try Ops.execute(.matmul(MatmulOptions(outputDType: .f32)), [dLogits, weight])[0]
+            return (fused: [try fused[0].floats(), try fused[1].floats(), try dHidden.floats()],
+                    unfused: [try unfused[0].floats(), try unfused[1].floats(), try want.floats()])
+        }
+        for (i, name) in ["loss", "logsumexp", "d hidden"].enumerated() {
+            #expect(relativeError(results[0].fused[i], results[0].unfused[i].map(Double.init)) < 5e-6, "\(name): fused against unfused under medium")
+        }
+        let (medium, highest) = (Double(results[0].fused[0][0]), Double(results[1].fused[0][0]))
+        #expect(abs(medium - highest) > 1e-6 * abs(highest) && abs(medium - highest) < 0x1p-8 * abs(highest), "loss \(medium) vs \(highest)")
     }
 
     /// The bf16 Qwen2 fixture (weights held as bf16) evaluated and trained for three steps

@@ -8,7 +8,7 @@
  * bfloat16 (to nearest, ties to even) once, packed; B read as it is stored; every sum in f32.
  * This is what PyTorch's CPU build does for a bfloat16 model's linear layers (oneDNN). */
 
-/* Whether this CPU and OS run AVX-512 BF16 instructions. */
+/* Whether this CPU and OS run AVX-512 BF16 instructions, which the packing and product functions need. */
 int lowrank_bf16_gemm_supported(void);
 
 /* Elements of 32 bits that `lowrank_bf16_pack_a` writes for an m×k A. */
