@@ -35,9 +35,10 @@ extension Graph {
     /// A Llama-family decoder with its adapters, from token ids to the final norm: token embedding,
     /// the decoder blocks (each projection plain, LoRA or DoRA) and `model.norm`. With `training`
     /// the adapter's tensors are trainable and dropout applies; without it, PEFT's eval mode (no
-    /// dropout).
+    /// dropout). `observe` is given each linear layer's input, by module path (EVA's forward hooks).
     func causalLMDecoder(model: LlamaModel, adapter: ModelAdapter?, ids: GraphTensor, positions: GraphTensor, sequence: Int,
-                         training: Bool, checkpointing: Bool = false, attention: DecoderAttention = .causal) throws -> CausalLMDecoderGraph {
+                         training: Bool, checkpointing: Bool = false, attention: DecoderAttention = .causal,
+                         observe: ((String, GraphTensor) -> Void)? = nil) throws -> CausalLMDecoderGraph {
         let config = model.config
         let inverseFrequencies = try parameter("rope.inv_freq", model.inverseFrequencies)
         let frozen = { (name: String) in try self.parameter(name, try model.weight(name)) }
@@ -49,6 +50,7 @@ extension Graph {
         var moduleIndex: UInt32 = 0
         let project = { (x: GraphTensor, path: String, projection: DecoderProjection) throws -> GraphTensor in
             moduleIndex += 1
+            observe?(path, x)
             let weight = try frozen(path + ".weight")
             let bias: GraphTensor?
             if !config.hasBias(projection.rawValue) {

@@ -284,6 +284,9 @@ public enum AdapterInitialization: Sendable, Equatable {
     /// `"loftq"` with `LoftQConfig(loftq_bits=4, loftq_iter=1)`, on an NF4 model: the adapter fits
     /// what NF4 quantization leaves of each targeted weight.
     case loftq
+    /// `"eva"` with PEFT's `EvaConfig`: A from the principal directions of each layer's inputs over
+    /// the training data, the ranks redistributed (`ModelAdapter(eva:)`).
+    case eva(EVASettings)
 
     /// PEFT's name (`true` is written "kaiming" or "true"), or nil for one that is none of these.
     public init?(peftName: String) {
@@ -291,6 +294,7 @@ public enum AdapterInitialization: Sendable, Equatable {
         case "kaiming", "true": self = .kaiming
         case "gaussian": self = .gaussian
         case "loftq": self = .loftq
+        case "eva": self = .eva(EVASettings())
         default:
             guard let split = SplitInitialization(peftName: peftName) else { return nil }
             self = .split(split)
@@ -303,21 +307,25 @@ public enum AdapterInitialization: Sendable, Equatable {
         case .gaussian: "gaussian"
         case .split(let split): split.peftName
         case .loftq: "loftq"
+        case .eva: "eva"
         }
     }
 
     /// The names `init(peftName:)` takes, `pissa_niter_N` standing for any N.
-    public static let peftNames = ["kaiming", "gaussian", "pissa", "pissa_niter_N", "olora", "loftq"]
+    public static let peftNames = ["kaiming", "gaussian", "pissa", "pissa_niter_N", "olora", "loftq", "eva"]
 }
 
 extension ModelAdapter {
-    /// A new adapter on `model` started as `initialization` says, from `seed`.
-    public static func starting(_ settings: AdapterSettings, as initialization: AdapterInitialization, on model: LlamaModel, seed: UInt64) throws -> ModelAdapter {
+    /// A new adapter on `model` started as `initialization` says, from `seed`; EVA reads `data` in
+    /// batches of `batchSize` rows.
+    public static func starting(_ settings: AdapterSettings, as initialization: AdapterInitialization, on model: LlamaModel, seed: UInt64,
+                                data: TokenDataset? = nil, batchSize: Int = 1) throws -> ModelAdapter {
         switch initialization {
         case .kaiming: try ModelAdapter(settings: settings, on: model, seed: seed, initialization: .kaimingUniform)
         case .gaussian: try ModelAdapter(settings: settings, on: model, seed: seed, initialization: .gaussian)
         case .split(let split): try ModelAdapter(splitting: settings, by: split, on: model, seed: seed)
         case .loftq: try ModelAdapter(loftq: settings, on: model)
+        case .eva(let eva): try ModelAdapter(eva: settings, eva, on: model, data: try EVASettings.data(data), batchSize: batchSize)
         }
     }
 }
