@@ -10,9 +10,22 @@ struct PEFTOptions: ParsableArguments {
         B = 0; or pissa (A and B from W's top-r singular triplets), pissa_niter_N (the same by a randomized SVD with N \
         subspace iterations, much faster on large weights) or olora (from W's QR decomposition), W keeping the residual; \
         these three save the adapter converted for the original model, rank 2r; or loftq (with --quantize nf4: A and B \
-        fit what NF4 quantization leaves of W, as PEFT's LoftQ with one iteration).
+        fit what NF4 quantization leaves of W, as PEFT's LoftQ with one iteration); or eva (A from the principal directions \
+        of each layer's inputs over the training data, B = 0, the ranks redistributed by explained variance: --eva-*).
         """)
     var `init`: AdapterInitialization = .kaiming
+    @Option(help: "PEFT's EvaConfig.rho, with --init eva: the largest rank a layer may take, as a multiple of its rank (>= 1; default 2; 1: no redistribution).")
+    var evaRho: Double?
+    @Option(help: "PEFT's EvaConfig.tau, with --init eva: the cosine similarity between batches at which a direction has converged (default 0.99).")
+    var evaTau: Double?
+    @Option(help: "PEFT's EvaConfig.use_label_mask, with --init eva: whether positions whose label is --eva-label-mask-value are left out (default true).")
+    var evaUseLabelMask: Bool?
+    @Option(help: "PEFT's EvaConfig.label_mask_value, with --init eva (default -100).")
+    var evaLabelMaskValue: Int32?
+    @Option(help: "PEFT's EvaConfig.whiten, with --init eva: whether each direction is divided by the square root of its singular value (default false).")
+    var evaWhiten: Bool?
+    @Option(help: "PEFT's EvaConfig.adjust_scaling_factors, with --init eva: whether a layer's alpha follows its new rank (default true).")
+    var evaAdjustScalingFactors: Bool?
     @Option(help: "PEFT's rank_pattern: comma-separated KEY=R, KEY a regular expression matching the end of a module path after a dot (q_proj=4,layers\\.0\\..*=16).")
     var rankPattern: String?
     @Option(help: "PEFT's alpha_pattern: comma-separated KEY=ALPHA, matched as --rank-pattern.")
@@ -40,9 +53,23 @@ struct PEFTOptions: ParsableArguments {
         `init` != .kaiming || bias != .none || [rankPattern, alphaPattern, layers, layersPattern, excludeModules, trainableTokenIndices, modulesToSave].contains { $0 != nil }
     }
 
-    /// A new adapter on `model` started as `--init` says.
-    func newAdapter(_ settings: AdapterSettings, on model: LlamaModel, seed: UInt64) throws -> ModelAdapter {
-        try ModelAdapter.starting(settings, as: `init`, on: model, seed: seed)
+    /// A new adapter on `model` started as `--init` says (EVA from `data` in batches of `batchSize`).
+    func newAdapter(_ settings: AdapterSettings, on model: LlamaModel, seed: UInt64, data: TokenDataset, batchSize: Int) throws -> ModelAdapter {
+        try ModelAdapter.starting(settings, as: try initialization(), on: model, seed: seed, data: data, batchSize: batchSize)
+    }
+
+    /// `--init`, with the `--eva-*` fields for EVA (refused with another).
+    func initialization() throws -> AdapterInitialization {
+        let given = evaRho != nil || evaTau != nil || evaUseLabelMask != nil || evaLabelMaskValue != nil || evaWhiten != nil || evaAdjustScalingFactors != nil
+        guard case .eva(let defaults) = `init` else {
+            if given { throw ValidationError("--eva-* options configure --init eva") }
+            return `init`
+        }
+        let eva = EVASettings(rho: evaRho ?? defaults.rho, tau: evaTau ?? defaults.tau, useLabelMask: evaUseLabelMask ?? defaults.useLabelMask,
+                              labelMaskValue: evaLabelMaskValue ?? defaults.labelMaskValue, whiten: evaWhiten ?? defaults.whiten,
+                              adjustScalingFactors: evaAdjustScalingFactors ?? defaults.adjustScalingFactors)
+        do { try eva.validate() } catch let error as LowRankError { throw ValidationError(error.message) }
+        return .eva(eva)
     }
 
     /// `settings` with these fields set.

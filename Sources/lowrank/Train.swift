@@ -115,7 +115,7 @@ struct Train: ParsableCommand {
         }
         adapterSettings = try isDefault ? peft.apply(to: DefaultJob.adapterSettings) : newAdapterSettings(baseModel: llama.name ?? "")
         let adapter = try initAdapter.map { try ModelAdapter(contentsOf: $0, on: llama, force: forceAdapter) }
-            ?? peft.newAdapter(adapterSettings, on: llama, seed: seed)
+            ?? peft.newAdapter(adapterSettings, on: llama, seed: seed, data: dataset, batchSize: batchSize ?? settings.batchSize)
         settings.loraPlusRatio = peft.loraplusLrRatio
 
         if let lr { settings.learningRate = lr }
