@@ -29,7 +29,7 @@ public struct EVASettings: Hashable, Sendable {
 
     /// `data`, which EVA cannot start without.
     static func data(_ data: TokenDataset?) throws -> TokenDataset {
-        guard let data else { throw LowRankError(.invalidArgument, "EVA initialises the adapter from the training data, and none was given") }
+        guard let data else { throw LowRankError(.invalidArgument, "EVA initialises the adapter from the training data, and none was given (lowrank train --init eva reads its --data)") }
         return data
     }
 
