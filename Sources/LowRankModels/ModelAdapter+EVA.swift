@@ -21,6 +21,19 @@ public struct EVASettings: Hashable, Sendable {
         (self.whiten, self.adjustScalingFactors) = (whiten, adjustScalingFactors)
     }
 
+    /// PEFT's `eva_config` object (its fields by PEFT's names, each defaulted as there); errors
+    /// name `path` and the field.
+    public init(json: JSON, path: String) throws {
+        let fields = try ConfigFields(json, path: path, what: "eva_config")
+        let defaults = EVASettings()
+        self.init(rho: try fields.number("rho", default: defaults.rho), tau: try fields.number("tau", default: defaults.tau),
+                  useLabelMask: try fields.bool("use_label_mask", default: defaults.useLabelMask),
+                  labelMaskValue: Int32(try fields.int("label_mask_value", default: Int(defaults.labelMaskValue), in: Int(Int32.min)...Int(Int32.max))),
+                  whiten: try fields.bool("whiten", default: defaults.whiten),
+                  adjustScalingFactors: try fields.bool("adjust_scaling_factors", default: defaults.adjustScalingFactors))
+        do { try validate() } catch let error as LowRankError { throw error.adding("file", path) }
+    }
+
     /// Refuses what PEFT's `EvaConfig` refuses.
     public func validate() throws {
         guard rho >= 1, rho.isFinite else { throw LowRankError(.invalidArgument, "EVA's rho must be a finite number >= 1 (as PEFT's EvaConfig), got \(rho)") }
@@ -29,7 +42,7 @@ public struct EVASettings: Hashable, Sendable {
 
     /// `data`, which EVA cannot start without.
     static func data(_ data: TokenDataset?) throws -> TokenDataset {
-        guard let data else { throw LowRankError(.invalidArgument, "EVA initialises the adapter from the training data, and none was given (lowrank train --init eva reads its --data)") }
+        guard let data else { throw LowRankError(.invalidArgument, "EVA initialises the adapter from the training data, and none was given (lowrank train --init eva reads its --data, lowrank_model_add_adapter_eva and Python's add_adapter(init=\"eva\", eva_ids=...) take token rows)") }
         return data
     }
 

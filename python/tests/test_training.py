@@ -317,3 +317,32 @@ def test_modules_to_save_match_lowrank_train_and_peft(tmp_path):
         ({"modules_to_save": ["q_proj"]}, "only the token embedding"), modules_to_save=modules)
     assert config["modules_to_save"] == modules
     assert tensors["base_model.model.lm_head.weight"].shape == (64, 32)
+
+
+def test_eva_starts_as_peft(tmp_path):
+    """add_adapter(init="eva") on the fixture rows in batches of 2 (through
+    lowrank_model_add_adapter_eva) gives PEFT's initialize_lora_eva_weights' adapter
+    (tools/make_eva_fixture.py): its redistributed ranks and alphas, and A within 1e-4; with the
+    label mask and eva_config as there for `eva-masked`; eva_config without init="eva" is refused."""
+    fixtures = FIXTURES.parent / "peft-eva"
+    ids = np.load(FIXTURES / "data.npy")
+    masked = json.loads((fixtures / "expected.json").read_text())["masked_positions"]
+    labels = ids.copy()
+    labels[:, :masked] = -100
+    cases = {"eva": dict(), "eva-masked": dict(eva_labels=labels, eva_config={"whiten": True, "adjust_scaling_factors": False})}
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"]
+    with lowrank.Engine("cpu") as engine:
+        model = lowrank.Model.from_pretrained(FIXTURES / "tiny-llama", engine=engine)
+        for name, fields in cases.items():
+            model.add_adapter(r=8, alpha=16, targets=targets, init="eva", eva_ids=ids, eva_batch_size=2, **fields)
+            model.save_adapter(tmp_path / name)
+            ours = json.loads((tmp_path / name / "adapter_config.json").read_text())
+            peft = json.loads((fixtures / name / "adapter_config.json").read_text())
+            assert ours["rank_pattern"] == peft["rank_pattern"] and ours["alpha_pattern"] == peft["alpha_pattern"], name
+            for key, values in read_safetensors(fixtures / name / "adapter_model.safetensors").items():
+                got = model.get_adapter_tensor(key)
+                assert np.max(np.abs(got - values)) <= 1e-4 * np.max(np.abs(values)), key
+        with pytest.raises(lowrank.LowRankError, match="eva_config"):
+            model.add_adapter(targets=targets, eva_config={"rho": 1})
+        with pytest.raises(lowrank.LowRankError, match="rho"):
+            model.add_adapter(targets=targets, init="eva", eva_ids=ids, eva_config={"rho": 0.5})

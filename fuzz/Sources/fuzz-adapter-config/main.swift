@@ -8,4 +8,6 @@ let path = (FileIO.isDirectory("/dev/shm") ? "/dev/shm" : "/tmp") + "/lowrank-fu
 fuzz { bytes in
     try FileIO.writeAtomically(path, bytes)
     _ = try AdapterSettings(contentsOf: path)
+    // EVA's fields, as the C ABI's peft_config takes them.
+    if let eva = try JSON.read(path, what: "the adapter's config")["eva_config"], eva != .null { _ = try EVASettings(json: eva, path: path) }
 }
