@@ -40,12 +40,6 @@ public struct EVASettings: Hashable, Sendable {
         guard (0...1).contains(tau) else { throw LowRankError(.invalidArgument, "EVA's tau must be in [0, 1] (as PEFT's EvaConfig), got \(tau)") }
     }
 
-    /// `data`, which EVA cannot start without.
-    static func data(_ data: TokenDataset?) throws -> TokenDataset {
-        guard let data else { throw LowRankError(.invalidArgument, "EVA initialises the adapter from the training data, and none was given (lowrank train --init eva reads its --data, lowrank_model_add_adapter_eva and Python's add_adapter(init=\"eva\", eva_ids=...) take token rows)") }
-        return data
-    }
-
     /// PEFT's rho above which it bounds rho by the largest dimension of any weight over r.
     static let rhoThreshold = 1000.0
     /// The most batches EVA forwards before it gives up on convergence (PEFT cycles the data without end).
@@ -68,33 +62,6 @@ extension ModelAdapter {
         let start = try EVAStart(settings, eva, model: model, data: data, batchSize: batchSize)
         try self.init(settings: start.settings, on: model, seed: 0)
         for (path, layer) in layers { try layer.lora.a.assign(start.a[path]!) }
-    }
-}
-
-/// The linear layers' inputs for one batch shape, as EVA's forward hooks see them: the decoder
-/// without an adapter, each distinct input (the GraphTensor several projections read) one output.
-private final class LayerInputsPlan {
-    let plan: ExecutionPlan
-    let ids: GraphTensor
-    /// The modules that read each output, in model order.
-    let readers: [[String]]
-
-    init(model: LlamaModel, modules: Set<String>, rows: Int, sequence: Int) throws {
-        let g = Graph(backend: model.backend)
-        let t = rows * sequence
-        ids = try g.input("input_ids", [t], dtype: .i32)
-        let positions = try g.parameter("positions", try Tensor(ids: (0..<t).map { Int32($0 % sequence) }, on: model.backend))
-        var inputs: [(tensor: GraphTensor, readers: [String])] = []
-        _ = try g.causalLMDecoder(model: model, adapter: nil, ids: ids, positions: positions, sequence: sequence, training: false) { path, x in
-            guard modules.contains(path) else { return }
-            if let i = inputs.firstIndex(where: { $0.tensor == x }) { inputs[i].readers.append(path) } else { inputs.append((x, [path])) }
-        }
-        readers = inputs.map(\.readers)
-        plan = try g.compile(outputs: inputs.map(\.tensor))
-    }
-
-    func run(_ batch: TokenBatch, on backend: any Backend) throws -> [[Float]] {
-        try plan.run([ids: try Tensor(ids: batch.inputIDs, on: backend)]).map { try $0.floats() }
     }
 }
 

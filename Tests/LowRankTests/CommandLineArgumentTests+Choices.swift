@@ -35,7 +35,7 @@ extension CommandLineArgumentTests {
     /// weight-splitting ones save the adapter converted for the original model (rank 2r).
     @Test func initialisationsAreListedAndRun() throws {
         let (_, text) = try lowrank(["train", "--help"])
-        #expect(text.split(whereSeparator: \.isWhitespace).joined(separator: " ").contains("(values: kaiming, gaussian, pissa, pissa_niter_N, olora, loftq, eva; default: kaiming)"))
+        #expect(text.split(whereSeparator: \.isWhitespace).joined(separator: " ").contains("(values: kaiming, gaussian, pissa, pissa_niter_N, olora, corda, loftq, eva; default: kaiming)"))
         try expectRefused("--init", ["train", "--model", model, "--data", data, "--init", "pissa_niter_x"])
         for initialization in ["olora", "pissa_niter_2"] {
             try withTemporaryFolder { folder in
