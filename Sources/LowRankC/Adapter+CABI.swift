@@ -27,8 +27,8 @@ import LowRankModels
     }
 }
 
-@c public func lowrank_model_add_adapter_eva(_ model: UInt64, _ options: UnsafePointer<lowrank_adapter_options>?, _ inputIDs: UnsafePointer<Int32>?,
-                                             _ labels: UnsafePointer<Int32>?, _ rows: Int64, _ sequence: Int64, _ batchSize: Int64) -> Int32 {
+@c public func lowrank_model_add_adapter_with_data(_ model: UInt64, _ options: UnsafePointer<lowrank_adapter_options>?, _ inputIDs: UnsafePointer<Int32>?,
+                                                   _ labels: UnsafePointer<Int32>?, _ rows: Int64, _ sequence: Int64, _ batchSize: Int64) -> Int32 {
     ABI.call {
         let o = try ABI.required(options, "options").pointee
         try ABI.checkSize(o.size, of: lowrank_adapter_options.self, "lowrank_adapter_options", initializer: "lowrank_adapter_options_init")
@@ -38,16 +38,17 @@ import LowRankModels
         try HandleTable.model(model).withState { state in
             let settings = try AdapterSettings(rank: Int(o.r), alpha: o.alpha, dropout: o.dropout, rsLoRA: o.rslora != 0, dora: o.dora != 0,
                                                targets: targets, baseModel: state.model.name ?? "")
-            let (withExtra, initialization) = try extra.map { try ABI.peftConfig($0, over: settings) } ?? (settings, .eva(EVASettings()))
-            guard case .eva(let eva) = initialization else {
-                throw ABIError(LOWRANK_INVALID_ARGUMENT, "lowrank_model_add_adapter_eva starts init_lora_weights \"eva\", not \(initialization.peftName)")
+            let (withExtra, initialization) = try extra.map { try ABI.peftConfig($0, over: settings) } ?? (settings, .kaiming)
+            switch initialization {
+            case .eva, .split(.corda): break
+            default: throw ABIError(LOWRANK_INVALID_ARGUMENT, "lowrank_model_add_adapter_with_data starts init_lora_weights \"eva\" or \"corda\", not \(initialization.peftName)")
             }
             let batch = try ABI.batch(inputIDs, labels, rows, sequence, vocabularySize: state.model.config.vocabularySize)
             let n = Int(sequence)
             let split = { (values: [Int32]) in (0..<Int(rows)).map { Array(values[($0 * n)..<(($0 + 1) * n)]) } }
             let data = try TokenDataset(rows: split(batch.inputIDs), labels: try labels.map { split(try ABI.elements($0, Int(rows) * n, "labels")) },
                                         vocabularySize: state.model.config.vocabularySize)
-            state.attach(try ModelAdapter(eva: withExtra, eva, on: state.model, data: data, batchSize: Int(batchSize)))
+            state.attach(try ModelAdapter.starting(withExtra, as: initialization, on: state.model, seed: o.seed, data: data, batchSize: Int(batchSize)))
         }
     }
 }
@@ -163,6 +164,11 @@ extension ABI {
         case (nil, _), (.null?, _): break
         case (let eva?, .eva): initialization = .eva(try EVASettings(json: eva, path: field + ".eva_config"))
         case (_?, _): throw ABIError(LOWRANK_INVALID_ARGUMENT, "\(field): eva_config applies to init_lora_weights \"eva\"")
+        }
+        switch (extra.removeValue(forKey: "corda_config"), initialization) {
+        case (nil, _), (.null?, _): break
+        case (let corda?, .split(.corda)): initialization = .split(.corda(try CorDAMethod(json: corda, path: field + ".corda_config")))
+        case (_?, _): throw ABIError(LOWRANK_INVALID_ARGUMENT, "\(field): corda_config applies to init_lora_weights \"corda\"")
         }
         guard case .object(var merged) = settings.json else { preconditionFailure("AdapterSettings.json is an object") }
         merged.merge(extra) { $1 }

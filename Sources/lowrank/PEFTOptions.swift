@@ -9,7 +9,8 @@ struct PEFTOptions: ParsableArguments {
         How the adapter starts, as PEFT's init_lora_weights: kaiming (PEFT's default, true) or gaussian (N(0, 1/r²)) A with \
         B = 0; or pissa (A and B from W's top-r singular triplets), pissa_niter_N (the same by a randomized SVD with N \
         subspace iterations, much faster on large weights) or olora (from W's QR decomposition), W keeping the residual; \
-        these three save the adapter converted for the original model, rank 2r; or loftq (with --quantize nf4: A and B \
+        or corda (the same from the SVD of W times the covariance of its inputs over the training data: --corda-method); \
+        these save the adapter converted for the original model, rank 2r; or loftq (with --quantize nf4: A and B \
         fit what NF4 quantization leaves of W, as PEFT's LoftQ with one iteration); or eva (A from the principal directions \
         of each layer's inputs over the training data, B = 0, the ranks redistributed by explained variance: --eva-*).
         """)
@@ -26,6 +27,8 @@ struct PEFTOptions: ParsableArguments {
     var evaWhiten: Bool?
     @Option(help: "PEFT's EvaConfig.adjust_scaling_factors, with --init eva: whether a layer's alpha follows its new rank (default true).")
     var evaAdjustScalingFactors: Bool?
+    @Option(help: "PEFT's CordaConfig.corda_method, with --init corda: ipm (the largest r triplets of W·C, default) or kpm (the smallest).")
+    var cordaMethod: CorDAMethod?
     @Option(help: "PEFT's rank_pattern: comma-separated KEY=R, KEY a regular expression matching the end of a module path after a dot (q_proj=4,layers\\.0\\..*=16).")
     var rankPattern: String?
     @Option(help: "PEFT's alpha_pattern: comma-separated KEY=ALPHA, matched as --rank-pattern.")
@@ -61,6 +64,11 @@ struct PEFTOptions: ParsableArguments {
     /// `--init`, with the `--eva-*` fields for EVA (refused with another).
     func initialization() throws -> AdapterInitialization {
         let given = evaRho != nil || evaTau != nil || evaUseLabelMask != nil || evaLabelMaskValue != nil || evaWhiten != nil || evaAdjustScalingFactors != nil
+        if case .split(.corda) = `init` {
+            if given { throw ValidationError("--eva-* options configure --init eva") }
+            return .split(.corda(cordaMethod ?? .ipm))
+        }
+        if cordaMethod != nil { throw ValidationError("--corda-method configures --init corda") }
         guard case .eva(let defaults) = `init` else {
             if given { throw ValidationError("--eva-* options configure --init eva") }
             return `init`
@@ -113,6 +121,8 @@ struct PEFTOptions: ParsableArguments {
 }
 
 extension AdapterSettings.Bias: ExpressibleByArgument {}
+
+extension CorDAMethod: ExpressibleByArgument {}
 
 extension AdapterInitialization: ExpressibleByArgument {
     public init?(argument: String) { self.init(peftName: argument) }

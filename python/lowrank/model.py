@@ -119,8 +119,8 @@ class Model(NativeHandle):
     def add_adapter(self, r: int = 8, alpha: float = 16, dropout: float = 0.0, dora: bool = False, rslora: bool = False,
                     targets=("q_proj", "v_proj"), seed: int = 0, init="kaiming", rank_pattern=None, alpha_pattern=None,
                     layers_to_transform=None, layers_pattern=None, exclude_modules=None, bias: str = "none",
-                    trainable_token_indices=None, modules_to_save=None, eva_config=None, eva_ids=None, eva_labels=None,
-                    eva_batch_size: int = 1) -> None:
+                    trainable_token_indices=None, modules_to_save=None, eva_config=None, corda_config=None, init_ids=None,
+                    init_labels=None, init_batch_size: int = 1) -> None:
         """Attaches a new LoRA adapter (DoRA with dora=True; rsLoRA scaling with rslora=True) on the
         modules `targets` names: a list of names, a comma-separated string, or "all-linear".
         Replaces any adapter. The other arguments are PEFT's LoraConfig fields of the same names:
@@ -134,10 +134,11 @@ class Model(NativeHandle):
         `trainable_token_indices` a list of token ids (or {"embed_tokens": [...]}) whose embedding
         rows train with the adapter, `modules_to_save` a list of modules that train in full as copies
         ("embed_tokens", "lm_head", RMSNorms such as "norm" or "input_layernorm"). `init="eva"`
-        starts A from the principal directions of each layer's inputs over `eva_ids`, a [rows,
-        sequence] array of token ids (with `eva_labels` as `step` takes them; -100 positions are
-        left out), read in batches of `eva_batch_size` rows as PEFT's initialize_lora_eva_weights
-        reads its dataloader, `eva_config` a dict of PEFT's EvaConfig fields (rho, tau, ...)."""
+        and `init="corda"` start from data: `init_ids`, a [rows, sequence] array of token ids (with
+        `init_labels` as `step` takes them; EVA leaves -100 positions out). EVA reads them in batches
+        of `init_batch_size` rows as PEFT's initialize_lora_eva_weights reads its dataloader, with
+        `eva_config` a dict of PEFT's EvaConfig fields (rho, tau, ...); CorDA forwards each row as
+        PEFT's preprocess_corda's run_model would, with `corda_config` ({"corda_method": "kpm"})."""
         options = AdapterOptions()
         check(lib.lowrank_adapter_options_init(ctypes.byref(options)))
         if not isinstance(targets, str):
@@ -149,22 +150,23 @@ class Model(NativeHandle):
         fields = {"init_lora_weights": True if init in (True, "kaiming") else init, "rank_pattern": rank_pattern,
                   "alpha_pattern": alpha_pattern, "layers_to_transform": layers_to_transform,
                   "layers_pattern": layers_pattern, "exclude_modules": exclude_modules, "bias": bias,
-                  "trainable_token_indices": trainable_token_indices, "modules_to_save": modules_to_save, "eva_config": eva_config}
+                  "trainable_token_indices": trainable_token_indices, "modules_to_save": modules_to_save, "eva_config": eva_config,
+                  "corda_config": corda_config}
         options.peft_config = encode(json.dumps({k: v for k, v in fields.items() if v is not None}), "peft_config")
-        if init != "eva":
-            if eva_ids is not None or eva_labels is not None:
-                raise TypeError('eva_ids and eva_labels are the data of init="eva"')
+        if init not in ("eva", "corda"):
+            if init_ids is not None or init_labels is not None:
+                raise TypeError('init_ids and init_labels are the data of init="eva" and init="corda"')
             check(lib.lowrank_model_add_adapter(self._handle, ctypes.byref(options)))
             return
-        if eva_ids is None:
-            raise TypeError('init="eva" starts the adapter from data: give eva_ids')
-        ids = _token_array(eva_ids, "eva_ids")
-        labels = None if eva_labels is None else _token_array(eva_labels, "eva_labels")
+        if init_ids is None:
+            raise TypeError(f'init="{init}" starts the adapter from data: give init_ids')
+        ids = _token_array(init_ids, "init_ids")
+        labels = None if init_labels is None else _token_array(init_labels, "init_labels")
         if labels is not None and labels.shape != ids.shape:
-            raise ShapeError(f"eva_labels have shape {labels.shape}, eva_ids {ids.shape}: they must match")
-        check(lib.lowrank_model_add_adapter_eva(self._handle, ctypes.byref(options), ids.ctypes.data_as(_int32_p),
-                                                None if labels is None else labels.ctypes.data_as(_int32_p), ids.shape[0], ids.shape[1],
-                                                _integer(eva_batch_size, "eva_batch_size")))
+            raise ShapeError(f"init_labels have shape {labels.shape}, init_ids {ids.shape}: they must match")
+        check(lib.lowrank_model_add_adapter_with_data(self._handle, ctypes.byref(options), ids.ctypes.data_as(_int32_p),
+                                                      None if labels is None else labels.ctypes.data_as(_int32_p), ids.shape[0],
+                                                      ids.shape[1], _integer(init_batch_size, "init_batch_size")))
 
     def load_adapter(self, path, force: bool = False) -> None:
         """Attaches the PEFT adapter saved in `path` (adapter_config.json, adapter_model.safetensors).
