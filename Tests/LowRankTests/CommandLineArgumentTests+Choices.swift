@@ -71,4 +71,17 @@ extension CommandLineArgumentTests {
         try expectRefused("rho", ["train", "--model", model, "--data", data, "--init", "eva", "--eva-rho", "0.5"])
         try expectRefused("--eva", ["train", "--model", model, "--data", data, "--eva-tau", "0.5"])
     }
+
+    /// `--init corda --corda-method kpm` trains and saves the adapter converted for the original
+    /// model (rank 2r) that evaluates, with it, to the trained model's loss; `--corda-method` without it is refused.
+    @Test func cordaTrainsAndSavesForTheOriginalModel() throws {
+        try withTemporaryFolder { folder in
+            let (status, output) = try lowrank(["train", "--model", model, "--data", data, "--device", "cpu", "--steps", "2", "--r", "4",
+                                                "--init", "corda", "--corda-method", "kpm", "--adapter-out", folder])
+            #expect(status == 0, "\(output)")
+            #expect(try AdapterSettings(contentsOf: folder + "/" + ModelAdapter.configName).rank == 8)
+        }
+        try expectRefused("--corda-method", ["train", "--model", model, "--data", data, "--corda-method", "kpm"])
+        try expectRefused("--corda-method", ["train", "--model", model, "--data", data, "--init", "corda", "--corda-method", "xpm"])
+    }
 }
