@@ -58,7 +58,8 @@ extension TokenDataset {
     /// `data`, which the data-driven initialisation `method` cannot start without.
     static func required(_ data: TokenDataset?, by method: String) throws -> TokenDataset {
         guard let data else {
-            throw LowRankError(.invalidArgument, "\(method) initialises the adapter from the training data, and none was given (lowrank train --init \(method.lowercased()) reads its --data; lowrank_model_add_adapter_with_data and Python's add_adapter(init_ids=...) take token rows)")
+            throw LowRankError(.invalidArgument, "\(method) initialises the adapter from the training data, and none was given "
+                               + "(lowrank train --init \(method.lowercased()) reads its --data; lowrank_model_add_adapter_with_data and Python's add_adapter(init_ids=...) take token rows)")
         }
         return data
     }
