@@ -75,7 +75,8 @@ private struct EVAStart {
         var layers: [String]
         var pca: IncrementalPCA
         var converged: [Bool]
-        var active = true
+        /// Whether the directions its layers' ranks need have converged, so it reads no more batches
+        /// (PEFT's hook removed; put back if the ranks later need one that has not).
         var settled = false
     }
 
@@ -99,21 +100,24 @@ private struct EVAStart {
 
         let batches = stride(from: 0, to: data.rows.count, by: batchSize).map { $0..<min($0 + batchSize, data.rows.count) }
         var plans: [[Int]: LayerInputsPlan] = [:]
-        func inputs(_ rows: Range<Int>) throws -> (readers: [[String]], values: [[Float]], mask: [Bool]) {
-            let batch = data.batch(rows)
+        func plan(_ batch: TokenBatch) throws -> LayerInputsPlan {
             let key = [batch.rows, batch.sequence]
             let plan = try plans[key] ?? LayerInputsPlan(model: model, modules: Set(modules), rows: batch.rows, sequence: batch.sequence)
             plans[key] = plan
+            return plan
+        }
+        func inputs(_ rows: Range<Int>) throws -> (values: [[Float]], mask: [Bool]) {
+            let batch = data.batch(rows)
             // PEFT's prepare_model_inputs_fn_language_modeling: the attention mask, and the labels (unshifted) not masked.
             let mask = rows.flatMap { r in
                 let labels = data.labels?[r] ?? data.rows[r]
                 return (0..<batch.sequence).map { i in i < data.rows[r].count && (!eva.useLabelMask || labels[i] != eva.labelMaskValue) }
             }
-            return (plan.readers, try plan.run(batch, on: model.backend), mask)
+            return (try plan(batch).run(batch, on: model.backend), mask)
         }
 
-        // PEFT's first forward hashes each layer's input to find the layers that read the same one.
-        let readers = try inputs(batches[0]).readers
+        // PEFT's first forward hashes each layer's input to find the layers that read the same one; the graph says it.
+        let readers = try plan(data.batch(batches[0])).readers
         for group in readers {
             let most = group.map { maxComponents[$0]! }.max()!
             for path in group { maxComponents[path] = most }
@@ -145,32 +149,23 @@ private struct EVAStart {
         }
 
         var ranks = maxComponents
-        var forwarded = 0
-        loop: for batch in (0..<EVASettings.maxBatches).lazy.map({ batches[$0 % batches.count] }) {
-            for h in hooks.indices {
-                let converged = hooks[h].converged.prefix(ranks[hooks[h].layers[0]]!).allSatisfy { $0 }
-                if !hooks[h].settled, converged, hooks[h].active {
-                    (hooks[h].active, hooks[h].settled) = (false, true)
-                } else if hooks[h].settled, !converged {
-                    (hooks[h].active, hooks[h].settled) = (true, false)
-                }
+        for step in 0...EVASettings.maxBatches {
+            for h in hooks.indices { hooks[h].settled = hooks[h].converged.prefix(ranks[hooks[h].layers[0]]!).allSatisfy { $0 } }
+            if hooks.allSatisfy(\.settled) { break }
+            guard step < EVASettings.maxBatches else {
+                throw LowRankError(.numerical, "EVA's directions did not converge to a cosine similarity of tau = \(eva.tau) within \(EVASettings.maxBatches) batches (a lower tau converges sooner)")
             }
-            if hooks.allSatisfy(\.settled) { break loop }
-            forwarded += 1
-            let (_, values, mask) = try inputs(batch)
-            let kept = mask.indices.filter { mask[$0] }
-            for h in hooks.indices where hooks[h].active {
+            let (values, mask) = try inputs(batches[step % batches.count])
+            let tokens = mask.indices.filter { mask[$0] }
+            for h in hooks.indices where !hooks[h].settled {
                 let d = hooks[h].pca.features
-                guard kept.count >= hooks[h].pca.count else { continue }  // PEFT skips a batch with fewer tokens than directions
-                let x = kept.flatMap { values[h][($0 * d)..<(($0 + 1) * d)] }
+                guard tokens.count >= hooks[h].pca.count else { continue }  // PEFT skips a batch with fewer tokens than directions
+                let x = tokens.flatMap { values[h][($0 * d)..<(($0 + 1) * d)] }
                 let previous = hooks[h].pca.samplesSeen > 0 ? hooks[h].pca.components : nil
-                try hooks[h].pca.partialFit(x, rows: kept.count)
+                try hooks[h].pca.partialFit(x, rows: tokens.count)
                 if let previous { hooks[h].converged = hooks[h].pca.similarity(to: previous).map { $0 >= eva.tau } }
             }
             if hooks.allSatisfy({ $0.pca.samplesSeen > 0 }) { ranks = distribution() }
-        }
-        guard hooks.allSatisfy(\.settled) else {
-            throw LowRankError(.numerical, "EVA's directions did not converge to a cosine similarity of tau = \(eva.tau) within \(EVASettings.maxBatches) batches (a lower tau converges sooner)")
         }
 
         // PEFT whitens its hook's directions in place through each layer's view of them, and every
