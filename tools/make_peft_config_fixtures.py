@@ -143,11 +143,16 @@ def finish(originals, expected, path):
     print(json.dumps(expected, indent=1))
 
 
-def train_converted(init, out, ids):
+def train_converted(init, out, ids, prepare=None, **fields):
     """3 AdamW steps from the start `init` (an init_lora_weights that splits the weights: pissa,
-    olora, ...) on q, v and down, saved converted to a LoRA adapter on the original model."""
-    model = get_peft_model(load(), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=init,
-                                              target_modules=["q_proj", "v_proj", "down_proj"]))
+    olora, ...) on q, v and down, saved converted to a LoRA adapter on the original model.
+    `prepare(model, config)` runs on the base model first (CorDA's preprocess_corda); `fields` are
+    further LoraConfig fields."""
+    base, config = load(), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=init,
+                                      target_modules=["q_proj", "v_proj", "down_proj"], **fields)
+    if prepare:
+        prepare(base, config)
+    model = get_peft_model(base, config)
     initial = out + "-initial"
     model.save_pretrained(initial)  # the factors it started from, which the conversion subtracts
     model.train()

@@ -122,7 +122,9 @@ typedef struct lowrank_adapter_options {
     uint64_t seed;          /* seed of A's initialisation (and of pissa_niter_N's randomized SVD); default 0 */
     const char *peft_config; /* NULL, or a JSON object of PEFT's other LoraConfig fields, as
                                adapter_config.json holds them: init_lora_weights (true, "gaussian",
-                               "pissa", "pissa_niter_N", "olora", "loftq"), rank_pattern, alpha_pattern,
+                               "pissa", "pissa_niter_N", "olora", "loftq"; "eva" and
+                               "corda" with lowrank_model_add_adapter_with_data), eva_config,
+                               corda_config, rank_pattern, alpha_pattern,
                                layers_to_transform, layers_pattern, exclude_modules, bias,
                                trainable_token_indices, modules_to_save, ensure_weight_tying,
                                loftq_config ({"loftq_iter": N} for init_lora_weights "loftq"). Fields
@@ -135,6 +137,16 @@ int32_t lowrank_adapter_options_init(lowrank_adapter_options *options);
 /* Attaches a new adapter (B = 0, so the model is unchanged until it trains). A model holds one
  * adapter; attaching or loading another replaces it and resets training. */
 int32_t lowrank_model_add_adapter(lowrank_model model, const lowrank_adapter_options *options);
+
+/* Attaches a new adapter started from data: init_lora_weights "eva" (PEFT's initialize_lora_eva_weights,
+ * with eva_config) or "corda" (PEFT's preprocess_corda, with corda_config), given with those fields in
+ * options->peft_config as adapter_config.json holds them. The data is rows x sequence token ids
+ * (row-major int32) and labels (NULL: the ids; -100 marks positions EVA leaves out with
+ * use_label_mask): EVA reads it in order in batches of batch_size rows, cycled until its directions
+ * converge, the ranks it redistributes becoming the adapter's rank_pattern; CorDA forwards each row
+ * alone and splits each weight as PiSSA does. */
+int32_t lowrank_model_add_adapter_with_data(lowrank_model model, const lowrank_adapter_options *options, const int32_t *input_ids,
+                                            const int32_t *labels, int64_t rows, int64_t sequence, int64_t batch_size);
 
 /* Attaches the PEFT adapter saved in folder (adapter_config.json, adapter_model.safetensors;
  * F32, F16 or BF16), as `lowrank train --init-adapter` does. An adapter whose

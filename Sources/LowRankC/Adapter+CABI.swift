@@ -13,17 +13,25 @@ import LowRankModels
 }
 
 @c public func lowrank_model_add_adapter(_ model: UInt64, _ options: UnsafePointer<lowrank_adapter_options>?) -> Int32 {
-    ABI.call {
-        let o = try ABI.required(options, "options").pointee
-        try ABI.checkSize(o.size, of: lowrank_adapter_options.self, "lowrank_adapter_options", initializer: "lowrank_adapter_options_init")
-        let targets = try o.targets.map { AdapterSettings.targets(parsing: try ABI.string($0, "options.targets")) } ?? AdapterSettings().targets
-        let extra = try o.peft_config.map { try ABI.string($0, "options.peft_config") }
-        try HandleTable.model(model).withState { state in
-            let settings = try AdapterSettings(rank: Int(o.r), alpha: o.alpha, dropout: o.dropout, rsLoRA: o.rslora != 0, dora: o.dora != 0,
-                                               targets: targets, baseModel: state.model.name ?? "")
-            let (withExtra, initialization) = try extra.map { try ABI.peftConfig($0, over: settings) } ?? (settings, .kaiming)
-            state.attach(try ModelAdapter.starting(withExtra, as: initialization, on: state.model, seed: o.seed))
+    ABI.addingAdapter(options, to: model) { state, settings, initialization, seed in
+        try ModelAdapter.starting(settings, as: initialization, on: state.model, seed: seed)
+    }
+}
+
+@c public func lowrank_model_add_adapter_with_data(_ model: UInt64, _ options: UnsafePointer<lowrank_adapter_options>?, _ inputIDs: UnsafePointer<Int32>?,
+                                                   _ labels: UnsafePointer<Int32>?, _ rows: Int64, _ sequence: Int64, _ batchSize: Int64) -> Int32 {
+    ABI.addingAdapter(options, to: model) { state, settings, initialization, seed in
+        switch initialization {
+        case .eva, .split(.corda): break
+        default: throw ABIError(LOWRANK_INVALID_ARGUMENT, "lowrank_model_add_adapter_with_data starts init_lora_weights \"eva\" or \"corda\", not \(initialization.peftName)")
         }
+        guard batchSize >= 1 else { throw ABIError(LOWRANK_INVALID_ARGUMENT, "batch_size must be at least 1, got \(batchSize)") }
+        let batch = try ABI.batch(inputIDs, labels, rows, sequence, vocabularySize: state.model.config.vocabularySize)
+        let n = Int(sequence)
+        let split = { (values: [Int32]) in (0..<Int(rows)).map { Array(values[($0 * n)..<(($0 + 1) * n)]) } }
+        let data = try TokenDataset(rows: split(batch.inputIDs), labels: try labels.map { split(try ABI.elements($0, Int(rows) * n, "labels")) },
+                                    vocabularySize: state.model.config.vocabularySize)
+        return try ModelAdapter.starting(settings, as: initialization, on: state.model, seed: seed, data: data, batchSize: Int(batchSize))
     }
 }
 
@@ -108,6 +116,24 @@ extension ModelSession.State {
 extension ABI {
     /// What the entry points that take a folder share: its path read, then `body` under the
     /// model's lock.
+    /// Attaches the adapter `start` makes from the settings and initialisation `options` give
+    /// (its members, and `peft_config`'s fields) for `model`, and its seed.
+    static func addingAdapter(_ options: UnsafePointer<lowrank_adapter_options>?, to model: UInt64,
+                              _ start: (inout ModelSession.State, AdapterSettings, AdapterInitialization, UInt64) throws -> ModelAdapter) -> Int32 {
+        call {
+            let o = try required(options, "options").pointee
+            try checkSize(o.size, of: lowrank_adapter_options.self, "lowrank_adapter_options", initializer: "lowrank_adapter_options_init")
+            let targets = try o.targets.map { AdapterSettings.targets(parsing: try string($0, "options.targets")) } ?? AdapterSettings().targets
+            let extra = try o.peft_config.map { try string($0, "options.peft_config") }
+            try HandleTable.model(model).withState { state in
+                let settings = try AdapterSettings(rank: Int(o.r), alpha: o.alpha, dropout: o.dropout, rsLoRA: o.rslora != 0, dora: o.dora != 0,
+                                                   targets: targets, baseModel: state.model.name ?? "")
+                let (withExtra, initialization) = try extra.map { try peftConfig($0, over: settings) } ?? (settings, .kaiming)
+                state.attach(try start(&state, withExtra, initialization, o.seed))
+            }
+        }
+    }
+
     static func withFolder(_ folder: UnsafePointer<CChar>?, of model: UInt64,
                            _ body: (inout ModelSession.State, String) throws -> Void) -> Int32 {
         call {
@@ -133,6 +159,16 @@ extension ABI {
         case .string(let name)? where AdapterInitialization(peftName: name) != nil: initialization = AdapterInitialization(peftName: name)!
         case let value?:
             throw ABIError(LOWRANK_INVALID_ARGUMENT, "\(field): init_lora_weights must be true or one of \(AdapterInitialization.peftNames.joined(separator: ", ")), got \(value.serialized)")
+        }
+        switch (extra.removeValue(forKey: "eva_config"), initialization) {
+        case (nil, _), (.null?, _): break
+        case (let eva?, .eva): initialization = .eva(try EVASettings(json: eva, path: field + ".eva_config"))
+        case (_?, _): throw ABIError(LOWRANK_INVALID_ARGUMENT, "\(field): eva_config applies to init_lora_weights \"eva\"")
+        }
+        switch (extra.removeValue(forKey: "corda_config"), initialization) {
+        case (nil, _), (.null?, _): break
+        case (let corda?, .split(.corda)): initialization = .split(.corda(try CorDAMethod(json: corda, path: field + ".corda_config")))
+        case (_?, _): throw ABIError(LOWRANK_INVALID_ARGUMENT, "\(field): corda_config applies to init_lora_weights \"corda\"")
         }
         guard case .object(var merged) = settings.json else { preconditionFailure("AdapterSettings.json is an object") }
         merged.merge(extra) { $1 }

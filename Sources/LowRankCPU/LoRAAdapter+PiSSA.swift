@@ -27,7 +27,7 @@ extension LoRAAdapter {
         return try split(weight, w, config: config, a: Array(qr.r.prefix(r * dIn)), b: b)
     }
 
-    private static func splitShape(_ weight: Tensor, _ config: LoRAConfig, _ method: String) throws -> (Int, Int, Int) {
+    static func splitShape(_ weight: Tensor, _ config: LoRAConfig, _ method: String) throws -> (Int, Int, Int) {
         guard weight.shape.rank == 2 else { throw LowRankError(.shapeMismatch, "\(method) needs a [d_out, d_in] weight, got \(weight.shape)") }
         let (dOut, dIn, r) = (weight.shape[0], weight.shape[1], config.rank)
         guard r >= 1, r <= min(dOut, dIn) else {
@@ -38,7 +38,7 @@ extension LoRAAdapter {
 
     /// The adapter with factors `a` `[r, d_in]` and `b` `[d_out, r]` (rounded to f32, as PEFT holds
     /// them), W overwritten on its own backend, in its own dtype, by `W − s·B·A` from those factors.
-    private static func split(_ weight: Tensor, _ w: [Double], config: LoRAConfig, a: [Double], b: [Double]) throws -> LoRAAdapter {
+    static func split(_ weight: Tensor, _ w: [Double], config: LoRAConfig, a: [Double], b: [Double]) throws -> LoRAAdapter {
         let (dOut, dIn, r) = (weight.shape[0], weight.shape[1], config.rank)
         let (a32, b32) = (a.map(Float.init), b.map(Float.init))
         var residual = w

@@ -39,10 +39,11 @@ extension Graph {
     /// the decoder blocks (each projection plain, LoRA or DoRA) and `model.norm`. With `training`
     /// the adapter's tensors are trainable and dropout applies; without it, PEFT's eval mode (no
     /// dropout). `residual` is the dtype the hidden state is held in between blocks (see
-    /// `TrainingSettings.residualDType`); every block computes in f32.
+    /// `TrainingSettings.residualDType`); every block computes in f32. `observe` is given each
+    /// linear layer's input, by module path (EVA's forward hooks).
     func causalLMDecoder(model: LlamaModel, adapter: ModelAdapter?, ids: GraphTensor, positions: GraphTensor, sequence: Int,
-                         training: Bool, checkpointing: Bool = false, residual: DType = .f32,
-                         attention: DecoderAttention = .causal) throws -> CausalLMDecoderGraph {
+                         training: Bool, checkpointing: Bool = false, residual: DType = .f32, attention: DecoderAttention = .causal,
+                         observe: ((String, GraphTensor) -> Void)? = nil) throws -> CausalLMDecoderGraph {
         let config = model.config
         let inverseFrequencies = try parameter("rope.inv_freq", model.inverseFrequencies)
         let frozen = { (name: String) in try self.parameter(name, try model.weight(name)) }
@@ -64,6 +65,7 @@ extension Graph {
         }
         let project = { (x: GraphTensor, path: String, projection: DecoderProjection) throws -> GraphTensor in
             moduleIndex += 1
+            observe?(path, x)
             if let copy = copies[path] {
                 // A projection trained in full: its copy (bias too) in place of the module, with no adapter in it.
                 let bias = try copy.bias.map { try self.parameter(copy.biasKey, $0, trainable: training) }

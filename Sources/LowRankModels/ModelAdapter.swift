@@ -86,8 +86,10 @@ public final class ModelAdapter {
     /// A new adapter that starts as part of each targeted weight of `model` (PiSSA's top singular
     /// triplets, OLoRA's first QR columns), the weight keeping the residual, so the model with
     /// the adapter is unchanged; `save` writes the adapter converted for the original model (rank
-    /// 2r). `seed` draws the randomized SVD's test matrices (`pissa_niter_N`).
-    public init(splitting settings: AdapterSettings, by initialization: SplitInitialization, on model: LlamaModel, seed: UInt64 = 0) throws {
+    /// 2r). `seed` draws the randomized SVD's test matrices (`pissa_niter_N`); CorDA reads the
+    /// covariance of each targeted layer's inputs over `data`'s rows.
+    public init(splitting settings: AdapterSettings, by initialization: SplitInitialization, on model: LlamaModel, seed: UInt64 = 0,
+                data: TokenDataset? = nil) throws {
         let method = initialization.peftName
         guard !settings.dora else { throw LowRankError(.unsupported, "\(method) initialises LoRA, not DoRA (PEFT's conversion for the original model has no magnitude)") }
         guard model.projectionDType == .f32 else {
@@ -99,11 +101,15 @@ public final class ModelAdapter {
         self.settings = settings
         let modules = try Self.targetedModules(settings, model)
         var start: [String: (a: [Float], b: [Float])] = [:]
+        // Of the original model: every covariance before any weight keeps its residual.
+        let covariances = initialization.readsData
+            ? try LayerInputsPlan.covariances(of: modules.map(\.path), model: model, data: try TokenDataset.required(data, by: method)) : [:]
         layers = try modules.enumerated().map { i, module in
             let config = settings.lora(for: module.path)
             let lora = switch initialization {
             case .pissa(let iterations): try LoRAAdapter.pissa(weight: module.weight, config: config, iterations: iterations, seed: seed &+ UInt64(i))
             case .olora: try LoRAAdapter.olora(weight: module.weight, config: config)
+            case .corda(let method): try LoRAAdapter.corda(weight: module.weight, config: config, covariance: covariances[module.path]!, method: method)
             }
             start[module.path] = (try lora.a.floats(), try lora.b.floats())
             return (module.path, .lora(lora))
@@ -350,6 +356,9 @@ public enum AdapterInitialization: Sendable, Equatable {
     /// `"loftq"` with `LoftQConfig(loftq_bits=4, loftq_iter=iterations)`, on an NF4 model: the
     /// adapter fits what NF4 quantization leaves of each targeted weight.
     case loftq(iterations: Int)
+    /// `"eva"` with PEFT's `EvaConfig`: A from the principal directions of each layer's inputs over
+    /// the training data, the ranks redistributed (`ModelAdapter(eva:)`).
+    case eva(EVASettings)
 
     /// PEFT's name (`true` is written "kaiming" or "true"), or nil for one that is none of these.
     public init?(peftName: String) {
@@ -357,6 +366,7 @@ public enum AdapterInitialization: Sendable, Equatable {
         case "kaiming", "true": self = .kaiming
         case "gaussian": self = .gaussian
         case "loftq": self = .loftq(iterations: 1)
+        case "eva": self = .eva(EVASettings())
         default:
             guard let split = SplitInitialization(peftName: peftName) else { return nil }
             self = .split(split)
@@ -369,21 +379,25 @@ public enum AdapterInitialization: Sendable, Equatable {
         case .gaussian: "gaussian"
         case .split(let split): split.peftName
         case .loftq: "loftq"
+        case .eva: "eva"
         }
     }
 
     /// The names `init(peftName:)` takes, `pissa_niter_N` standing for any N.
-    public static let peftNames = ["kaiming", "gaussian", "pissa", "pissa_niter_N", "olora", "loftq"]
+    public static let peftNames = ["kaiming", "gaussian", "pissa", "pissa_niter_N", "olora", "corda", "loftq", "eva"]
 }
 
 extension ModelAdapter {
-    /// A new adapter on `model` started as `initialization` says, from `seed`.
-    public static func starting(_ settings: AdapterSettings, as initialization: AdapterInitialization, on model: LlamaModel, seed: UInt64) throws -> ModelAdapter {
+    /// A new adapter on `model` started as `initialization` says, from `seed`; EVA reads `data` in
+    /// batches of `batchSize` rows.
+    public static func starting(_ settings: AdapterSettings, as initialization: AdapterInitialization, on model: LlamaModel, seed: UInt64,
+                                data: TokenDataset? = nil, batchSize: Int = 1) throws -> ModelAdapter {
         switch initialization {
         case .kaiming: try ModelAdapter(settings: settings, on: model, seed: seed, initialization: .kaimingUniform)
         case .gaussian: try ModelAdapter(settings: settings, on: model, seed: seed, initialization: .gaussian)
-        case .split(let split): try ModelAdapter(splitting: settings, by: split, on: model, seed: seed)
+        case .split(let split): try ModelAdapter(splitting: settings, by: split, on: model, seed: seed, data: data)
         case .loftq(let iterations): try ModelAdapter(loftq: settings, iterations: iterations, on: model)
+        case .eva(let eva): try ModelAdapter(eva: settings, eva, on: model, data: try TokenDataset.required(data, by: "EVA"), batchSize: batchSize)
         }
     }
 }
@@ -395,11 +409,17 @@ public enum SplitInitialization: Sendable, Equatable {
     case pissa(iterations: Int?)
     /// `"olora"`: the QR decomposition.
     case olora
+    /// `"corda"` with `CordaConfig.corda_method`: the SVD of W times its inputs' covariance over the data.
+    case corda(CorDAMethod)
+
+    /// Whether it reads the training data (CorDA's covariances).
+    var readsData: Bool { if case .corda = self { true } else { false } }
 
     /// PEFT's name, or nil for a name that is none of these.
     public init?(peftName: String) {
         if peftName == "pissa" { self = .pissa(iterations: nil); return }
         if peftName == "olora" { self = .olora; return }
+        if peftName == "corda" { self = .corda(.ipm); return }
         let prefix = "pissa_niter_"
         guard peftName.hasPrefix(prefix), let n = Int(peftName.dropFirst(prefix.count)), n >= 0 else { return nil }
         self = .pissa(iterations: n)
@@ -410,6 +430,7 @@ public enum SplitInitialization: Sendable, Equatable {
         case .pissa(nil): "pissa"
         case .pissa(let n?): "pissa_niter_\(n)"
         case .olora: "olora"
+        case .corda: "corda"
         }
     }
 }

@@ -9,8 +9,10 @@ struct PEFTOptions: ParsableArguments {
         How the adapter starts, as PEFT's init_lora_weights: kaiming (PEFT's default, true) or gaussian (N(0, 1/r²)) A with \
         B = 0; or pissa (A and B from W's top-r singular triplets), pissa_niter_N (the same by a randomized SVD with N \
         subspace iterations, much faster on large weights) or olora (from W's QR decomposition), W keeping the residual; \
-        these three save the adapter converted for the original model, rank 2r; or loftq (with --quantize nf4: A and B \
-        fit what NF4 quantization leaves of W, as PEFT's LoftQ, --loftq-iter iterations).
+        or corda (the same from the SVD of W times the covariance of its inputs over the training data: --corda-method); \
+        these save the adapter converted for the original model, rank 2r; or loftq (with --quantize nf4: A and B \
+        fit what NF4 quantization leaves of W, as PEFT's LoftQ, --loftq-iter iterations); or eva (A from the principal directions \
+        of each layer's inputs over the training data, B = 0, the ranks redistributed by explained variance: --eva-*).
         """)
     var `init`: AdapterInitialization = .kaiming
     @Option(help: """
@@ -19,6 +21,20 @@ struct PEFTOptions: ParsableArguments {
         and --adapter read back.
         """)
     var loftqIter: Int = 1
+    @Option(help: "PEFT's EvaConfig.rho, with --init eva: the largest rank a layer may take, as a multiple of its rank (>= 1; default 2; 1: no redistribution).")
+    var evaRho: Double?
+    @Option(help: "PEFT's EvaConfig.tau, with --init eva: the cosine similarity between batches at which a direction has converged (default 0.99).")
+    var evaTau: Double?
+    @Option(help: "PEFT's EvaConfig.use_label_mask, with --init eva: whether positions whose label is --eva-label-mask-value are left out (default true).")
+    var evaUseLabelMask: Bool?
+    @Option(help: "PEFT's EvaConfig.label_mask_value, with --init eva (default -100).")
+    var evaLabelMaskValue: Int32?
+    @Option(help: "PEFT's EvaConfig.whiten, with --init eva: whether each direction is divided by the square root of its singular value (default false).")
+    var evaWhiten: Bool?
+    @Option(help: "PEFT's EvaConfig.adjust_scaling_factors, with --init eva: whether a layer's alpha follows its new rank (default true).")
+    var evaAdjustScalingFactors: Bool?
+    @Option(help: "PEFT's CordaConfig.corda_method, with --init corda: ipm (the largest r triplets of W·C, default) or kpm (the smallest).")
+    var cordaMethod: CorDAMethod?
     @Option(help: "PEFT's rank_pattern: comma-separated KEY=R, KEY a regular expression matching the end of a module path after a dot (q_proj=4,layers\\.0\\..*=16).")
     var rankPattern: String?
     @Option(help: "PEFT's alpha_pattern: comma-separated KEY=ALPHA, matched as --rank-pattern.")
@@ -49,12 +65,31 @@ struct PEFTOptions: ParsableArguments {
         `init` != .kaiming || loftqIter != 1 || bias != .none || ensureWeightTying || [rankPattern, alphaPattern, layers, layersPattern, excludeModules, trainableTokenIndices, modulesToSave].contains { $0 != nil }
     }
 
-    /// A new adapter on `model` started as `--init` (and `--loftq-iter`) says.
-    func newAdapter(_ settings: AdapterSettings, on model: LlamaModel, seed: UInt64) throws -> ModelAdapter {
+    /// A new adapter on `model` started as `--init` says (EVA from `data` in batches of `batchSize`).
+    func newAdapter(_ settings: AdapterSettings, on model: LlamaModel, seed: UInt64, data: TokenDataset, batchSize: Int) throws -> ModelAdapter {
+        try ModelAdapter.starting(settings, as: try initialization(), on: model, seed: seed, data: data, batchSize: batchSize)
+    }
+
+    /// `--init`, with `--loftq-iter` for LoftQ, `--corda-method` for CorDA and the `--eva-*` fields for EVA (each refused with another).
+    func initialization() throws -> AdapterInitialization {
         guard loftqIter >= 1 else { throw ValidationError("--loftq-iter takes a count from 1, got \(loftqIter)") }
-        if case .loftq = `init` { return try ModelAdapter.starting(settings, as: .loftq(iterations: loftqIter), on: model, seed: seed) }
-        guard loftqIter == 1 else { throw ValidationError("--loftq-iter applies to --init loftq") }
-        return try ModelAdapter.starting(settings, as: `init`, on: model, seed: seed)
+        if case .loftq = `init` {} else if loftqIter != 1 { throw ValidationError("--loftq-iter applies to --init loftq") }
+        let given = evaRho != nil || evaTau != nil || evaUseLabelMask != nil || evaLabelMaskValue != nil || evaWhiten != nil || evaAdjustScalingFactors != nil
+        if case .split(.corda) = `init` {
+            if given { throw ValidationError("--eva-* options configure --init eva") }
+            return .split(.corda(cordaMethod ?? .ipm))
+        }
+        if cordaMethod != nil { throw ValidationError("--corda-method configures --init corda") }
+        guard case .eva(let defaults) = `init` else {
+            if given { throw ValidationError("--eva-* options configure --init eva") }
+            if case .loftq = `init` { return .loftq(iterations: loftqIter) }
+            return `init`
+        }
+        let eva = EVASettings(rho: evaRho ?? defaults.rho, tau: evaTau ?? defaults.tau, useLabelMask: evaUseLabelMask ?? defaults.useLabelMask,
+                              labelMaskValue: evaLabelMaskValue ?? defaults.labelMaskValue, whiten: evaWhiten ?? defaults.whiten,
+                              adjustScalingFactors: evaAdjustScalingFactors ?? defaults.adjustScalingFactors)
+        do { try eva.validate() } catch let error as LowRankError { throw ValidationError(error.message) }
+        return .eva(eva)
     }
 
     /// `settings` with these fields set.
@@ -99,6 +134,8 @@ struct PEFTOptions: ParsableArguments {
 }
 
 extension AdapterSettings.Bias: ExpressibleByArgument {}
+
+extension CorDAMethod: ExpressibleByArgument {}
 
 extension AdapterInitialization: ExpressibleByArgument {
     public init?(argument: String) { self.init(peftName: argument) }

@@ -80,6 +80,7 @@ struct Train: ParsableCommand {
         if forceAdapter, initAdapter == nil { throw ValidationError("--force-adapter applies to --init-adapter") }
         if initAdapter != nil, peft.shapesTheAdapter { throw ValidationError("--init, --rank-pattern, --alpha-pattern, --layers, --layers-pattern and --exclude-modules shape a new adapter, not --init-adapter's") }
         guard (1...AdapterSettings.maxRank).contains(r) else { throw ValidationError("--r must be in 1...\(AdapterSettings.maxRank), got \(r)") }
+        _ = try peft.initialization()
         try validateSequenceLength(seqLen)
         if textData.pack, seqLen == nil { throw ValidationError("--pack needs --seq-len, the length of the packed rows") }
         if gradAccumulationSteps < 1 { throw ValidationError("--grad-accumulation-steps must be at least 1, got \(gradAccumulationSteps)") }
@@ -118,7 +119,7 @@ struct Train: ParsableCommand {
         }
         adapterSettings = try isDefault ? peft.apply(to: DefaultJob.adapterSettings) : newAdapterSettings(baseModel: llama.name ?? "")
         let adapter = try initAdapter.map { try ModelAdapter(contentsOf: $0, on: llama, force: forceAdapter) }
-            ?? peft.newAdapter(adapterSettings, on: llama, seed: seed)
+            ?? peft.newAdapter(adapterSettings, on: llama, seed: seed, data: dataset, batchSize: batchSize ?? settings.batchSize)
         settings.loraPlusRatio = peft.loraplusLrRatio
 
         if let lr { settings.learningRate = lr }

@@ -35,7 +35,7 @@ extension CommandLineArgumentTests {
     /// weight-splitting ones save the adapter converted for the original model (rank 2r).
     @Test func initialisationsAreListedAndRun() throws {
         let (_, text) = try lowrank(["train", "--help"])
-        #expect(text.split(whereSeparator: \.isWhitespace).joined(separator: " ").contains("(values: kaiming, gaussian, pissa, pissa_niter_N, olora, loftq; default: kaiming)"))
+        #expect(text.split(whereSeparator: \.isWhitespace).joined(separator: " ").contains("(values: kaiming, gaussian, pissa, pissa_niter_N, olora, corda, loftq, eva; default: kaiming)"))
         try expectRefused("--init", ["train", "--model", model, "--data", data, "--init", "pissa_niter_x"])
         for initialization in ["olora", "pissa_niter_2"] {
             try withTemporaryFolder { folder in
@@ -73,5 +73,33 @@ extension CommandLineArgumentTests {
             #expect(base.names.sorted() == ["model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.v_proj.weight",
                                             "model.layers.1.self_attn.q_proj.weight", "model.layers.1.self_attn.v_proj.weight"])
         }
+    }
+
+    /// `--init eva` on the data in --batch-size batches writes PEFT's redistributed ranks and alphas
+    /// (those of Tests/Fixtures/peft-eva, made on the same rows); `--eva-*` refused with bad values or another init.
+    @Test func evaWritesPEFTsRankPattern() throws {
+        let targets = ["--r", "8", "--alpha", "16", "--targets", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj", "--batch-size", "2"]
+        try withTemporaryFolder { folder in
+            let (status, output) = try lowrank(["train", "--model", model, "--data", data, "--device", "cpu", "--steps", "1", "--init", "eva", "--adapter-out", folder] + targets)
+            #expect(status == 0, "\(output)")
+            let saved = try AdapterSettings(contentsOf: folder + "/" + ModelAdapter.configName)
+            let peft = try AdapterSettings(contentsOf: EVAFixtures.path("eva/" + ModelAdapter.configName))
+            #expect(saved.rankPattern == peft.rankPattern && saved.alphaPattern == peft.alphaPattern)
+        }
+        try expectRefused("rho", ["train", "--model", model, "--data", data, "--init", "eva", "--eva-rho", "0.5"])
+        try expectRefused("--eva", ["train", "--model", model, "--data", data, "--eva-tau", "0.5"])
+    }
+
+    /// `--init corda --corda-method kpm` trains and saves the adapter converted for the original
+    /// model (rank 2r) that evaluates, with it, to the trained model's loss; `--corda-method` without it is refused.
+    @Test func cordaTrainsAndSavesForTheOriginalModel() throws {
+        try withTemporaryFolder { folder in
+            let (status, output) = try lowrank(["train", "--model", model, "--data", data, "--device", "cpu", "--steps", "2", "--r", "4",
+                                                "--init", "corda", "--corda-method", "kpm", "--adapter-out", folder])
+            #expect(status == 0, "\(output)")
+            #expect(try AdapterSettings(contentsOf: folder + "/" + ModelAdapter.configName).rank == 8)
+        }
+        try expectRefused("--corda-method", ["train", "--model", model, "--data", data, "--corda-method", "kpm"])
+        try expectRefused("--corda-method", ["train", "--model", model, "--data", data, "--init", "corda", "--corda-method", "xpm"])
     }
 }

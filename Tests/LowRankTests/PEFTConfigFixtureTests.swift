@@ -170,7 +170,9 @@ struct LoRAPlusTests {
 struct SplitFixture: CustomTestStringConvertible, Sendable {
     let initialization: SplitInitialization
     let folder: String
-    var name: String { initialization.peftName }
+    /// The fixture's folder and key: the initialisation's PEFT name unless told.
+    var named: String? = nil
+    var name: String { named ?? initialization.peftName }
     var testDescription: String { name }
     func path(_ file: String) -> String { folder + "/" + file }
     var expected: JSON { try! JSON.parse(FileIO.read(path("expected.json"))) }
@@ -180,10 +182,13 @@ struct SplitFixture: CustomTestStringConvertible, Sendable {
 
     static let pissa = SplitFixture(initialization: .pissa(iterations: nil), folder: PEFTConfigFixtures.folder)
     static let olora = SplitFixture(initialization: .olora, folder: fixturePath("peft-init"))
-    static let exact = [pissa, olora]
+    /// CorDA's in Tests/Fixtures/peft-corda (tools/make_corda_fixture.py), ipm and kpm.
+    static let corda = SplitFixture(initialization: .corda(.ipm), folder: fixturePath("peft-corda"))
+    static let cordaKPM = SplitFixture(initialization: .corda(.kpm), folder: fixturePath("peft-corda"), named: "corda-kpm")
+    static let exact = [pissa, olora, corda]
 }
 
-@Suite("PiSSA and OLoRA against PEFT's init_lora_weights")
+@Suite("PiSSA, OLoRA and CorDA against PEFT's init_lora_weights")
 struct SplitInitializationFixtureTests {
     /// Each pair's sign of `got` aligned with `reference` (r pairs, A's rows `[r, d_in]`), where the
     /// decomposition leaves it free.
@@ -198,19 +203,20 @@ struct SplitInitializationFixtureTests {
 
     /// On q, v and down of the tiny Llama (r 4, alpha 8): A and B as PEFT initialised them and the
     /// residual W it leaves, within 5e-5 of the largest value (PEFT's decompositions run in f32, ours
-    /// in f64; measured 9.8e-6 for PiSSA on both backends).
-    @Test(arguments: BackendKind.allCases, SplitFixture.exact)
+    /// in f64; measured 9.8e-6 for PiSSA on both backends); CorDA's covariances from the fixture
+    /// rows forwarded on each backend.
+    @Test(arguments: BackendKind.allCases, SplitFixture.exact + [SplitFixture.cordaKPM])
     func factorsAndResidualMatchPEFT(_ kind: BackendKind, _ fixture: SplitFixture) throws {
         try onBackend(kind) { backend in
             let model = try LlamaFixtures.model(on: backend)
             let settings = try AdapterSettings(contentsOf: fixture.path(fixture.name + "/" + ModelAdapter.configName))
             let peft = try SafetensorsFile(path: fixture.path(fixture.name + "/" + ModelAdapter.weightsName))
             let residual = try SafetensorsFile(path: fixture.path(fixture.name + "-residual.safetensors"))
+            let split = try ModelAdapter(splitting: settings, by: fixture.initialization, on: model, data: LlamaFixtures.data(model))
             var worst = 0.0
-            for (path, _) in model.linearModules where settings.targets(path) {
-                let weight = try model.weight(path + ".weight")
-                let config = settings.lora(for: path)
-                let adapter = fixture.initialization == .olora ? try LoRAAdapter.olora(weight: weight, config: config) : try LoRAAdapter.pissa(weight: weight, config: config)
+            for (path, layer) in split.layers {
+                let (weight, adapter) = (try model.weight(path + ".weight"), layer.lora)
+                let config = adapter.config
                 let (a, b) = (try adapter.a.floats(), try adapter.b.floats())
                 let peftA = try peft.floats("base_model.model.\(path).lora_A.weight"), peftB = try peft.floats("base_model.model.\(path).lora_B.weight")
                 let (r, dIn) = (config.rank, a.count / config.rank)
@@ -234,7 +240,7 @@ struct SplitInitializationFixtureTests {
         try onBackend(kind) { backend in
             let model = try LlamaFixtures.model(on: backend)
             let settings = try AdapterSettings(contentsOf: fixture.path(fixture.name + "/" + ModelAdapter.configName))
-            let adapter = try ModelAdapter(splitting: settings, by: fixture.initialization, on: model)
+            let adapter = try ModelAdapter(splitting: settings, by: fixture.initialization, on: model, data: LlamaFixtures.data(model))
             let trainer = try Trainer(model: model, adapter: adapter, data: LlamaFixtures.data(model),
                                       settings: LlamaFixtures.trainingSettings(PEFTConfigFixtures.expected["train"]!), output: nil)
             try trainer.train()

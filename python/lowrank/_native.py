@@ -119,6 +119,8 @@ def _declare(lib):
         "lowrank_default_corpus": (ctypes.c_int32, string_out),
         "lowrank_adapter_options_init": (ctypes.c_int32, [ctypes.POINTER(AdapterOptions)]),
         "lowrank_model_add_adapter": (ctypes.c_int32, [u64, ctypes.POINTER(AdapterOptions)]),
+        "lowrank_model_add_adapter_with_data": (ctypes.c_int32, [u64, ctypes.POINTER(AdapterOptions), c_int32_p, c_int32_p, ctypes.c_int64,
+                                                                 ctypes.c_int64, ctypes.c_int64]),
         "lowrank_model_load_adapter": (ctypes.c_int32, [u64, ctypes.c_char_p]),
         "lowrank_model_load_adapter_forced": (ctypes.c_int32, [u64, ctypes.c_char_p]),
         "lowrank_model_save_adapter": (ctypes.c_int32, [u64, ctypes.c_char_p]),

@@ -124,7 +124,8 @@ class Model(NativeHandle):
                     targets=("q_proj", "v_proj"), seed: int = 0, init="kaiming", rank_pattern=None, alpha_pattern=None,
                     layers_to_transform=None, layers_pattern=None, exclude_modules=None, bias: str = "none",
                     trainable_token_indices=None, modules_to_save=None, ensure_weight_tying: bool = False,
-                    loftq_iter: int = 1) -> None:
+                    loftq_iter: int = 1, eva_config=None, corda_config=None, init_ids=None, init_labels=None,
+                    init_batch_size: int = 1) -> None:
         """Attaches a new LoRA adapter (DoRA with dora=True; rsLoRA scaling with rslora=True) on the
         modules `targets` names: a list of names, a comma-separated string, or "all-linear".
         Replaces any adapter. The other arguments are PEFT's LoraConfig fields of the same names:
@@ -138,10 +139,15 @@ class Model(NativeHandle):
         `trainable_token_indices` a list of token ids (or {"embed_tokens": [...]}) whose embedding
         rows train with the adapter, `modules_to_save` a list of modules that train in full as copies
         ("embed_tokens", "lm_head", RMSNorms such as "norm" or "input_layernorm", projections such
-        as "q_proj", which then get no LoRA adapter), and
+        as "q_proj", which then get no LoRA adapter),
         `ensure_weight_tying` True makes a tied model's embedding and LM head one trained copy, and
         `loftq_iter` is LoftQConfig's loftq_iter with init="loftq" (more than 1 changes the NF4 base,
-        which save_adapter writes beside the adapter and load_adapter reads back)."""
+        which save_adapter writes beside the adapter and load_adapter reads back). `init="eva"`
+        and `init="corda"` start from data: `init_ids`, a [rows, sequence] array of token ids (with
+        `init_labels` as `step` takes them; EVA leaves -100 positions out). EVA reads them in batches
+        of `init_batch_size` rows as PEFT's initialize_lora_eva_weights reads its dataloader, with
+        `eva_config` a dict of PEFT's EvaConfig fields (rho, tau, ...); CorDA forwards each row as
+        PEFT's preprocess_corda's run_model would, with `corda_config` ({"corda_method": "kpm"})."""
         options = AdapterOptions()
         check(lib.lowrank_adapter_options_init(ctypes.byref(options)))
         if not isinstance(targets, str):
@@ -155,9 +161,23 @@ class Model(NativeHandle):
                   "layers_pattern": layers_pattern, "exclude_modules": exclude_modules, "bias": bias,
                   "trainable_token_indices": trainable_token_indices, "modules_to_save": modules_to_save,
                   "ensure_weight_tying": bool(ensure_weight_tying),
-                  "loftq_config": {"loftq_bits": 4, "loftq_iter": _integer(loftq_iter, "loftq_iter", 1)} if init == "loftq" else None}
+                  "loftq_config": {"loftq_bits": 4, "loftq_iter": _integer(loftq_iter, "loftq_iter", 1)} if init == "loftq" else None,
+                  "eva_config": eva_config, "corda_config": corda_config}
         options.peft_config = encode(json.dumps({k: v for k, v in fields.items() if v is not None}), "peft_config")
-        check(lib.lowrank_model_add_adapter(self._handle, ctypes.byref(options)))
+        if init not in ("eva", "corda"):
+            if init_ids is not None or init_labels is not None:
+                raise TypeError('init_ids and init_labels are the data of init="eva" and init="corda"')
+            check(lib.lowrank_model_add_adapter(self._handle, ctypes.byref(options)))
+            return
+        if init_ids is None:
+            raise TypeError(f'init="{init}" starts the adapter from data: give init_ids')
+        ids = _token_array(init_ids, "init_ids")
+        labels = None if init_labels is None else _token_array(init_labels, "init_labels")
+        if labels is not None and labels.shape != ids.shape:
+            raise ShapeError(f"init_labels have shape {labels.shape}, init_ids {ids.shape}: they must match")
+        check(lib.lowrank_model_add_adapter_with_data(self._handle, ctypes.byref(options), ids.ctypes.data_as(_int32_p),
+                                                      None if labels is None else labels.ctypes.data_as(_int32_p), ids.shape[0],
+                                                      ids.shape[1], _integer(init_batch_size, "init_batch_size")))
 
     def load_adapter(self, path, force: bool = False) -> None:
         """Attaches the PEFT adapter saved in `path` (adapter_config.json, adapter_model.safetensors).

@@ -376,3 +376,47 @@ def test_ensure_weight_tying_and_loftq_iter_reach_the_adapter(tmp_path):
         fresh = lowrank.Model.from_pretrained(FIXTURES / "tiny-llama", quantize="nf4", engine=engine)
         fresh.load_adapter(tmp_path / "loftq")
         assert mean_loss(fresh, rows) == loss
+
+
+def test_eva_and_corda_start_as_peft(tmp_path):
+    """add_adapter(init="eva") on the fixture rows in batches of 2 (through
+    lowrank_model_add_adapter_with_data) gives PEFT's initialize_lora_eva_weights' adapter
+    (tools/make_eva_fixture.py): its redistributed ranks and alphas, and A within 1e-4; with the
+    label mask and eva_config as there for `eva-masked`; eva_config without init="eva" is refused.
+    init="corda" (ipm, and kpm by corda_config) gives each module's s·B·A of PEFT's
+    preprocess_corda (tools/make_corda_fixture.py) within 1e-4."""
+    fixtures = FIXTURES.parent / "peft-eva"
+    ids = np.load(FIXTURES / "data.npy")
+    masked = json.loads((fixtures / "expected.json").read_text())["masked_positions"]
+    labels = ids.copy()
+    labels[:, :masked] = -100
+    cases = {"eva": dict(), "eva-masked": dict(init_labels=labels, eva_config={"whiten": True, "adjust_scaling_factors": False})}
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"]
+    with lowrank.Engine("cpu") as engine:
+        model = lowrank.Model.from_pretrained(FIXTURES / "tiny-llama", engine=engine)
+        for name, fields in cases.items():
+            model.add_adapter(r=8, alpha=16, targets=targets, init="eva", init_ids=ids, init_batch_size=2, **fields)
+            model.save_adapter(tmp_path / name)
+            ours = json.loads((tmp_path / name / "adapter_config.json").read_text())
+            peft = json.loads((fixtures / name / "adapter_config.json").read_text())
+            assert ours["rank_pattern"] == peft["rank_pattern"] and ours["alpha_pattern"] == peft["alpha_pattern"], name
+            for key, values in read_safetensors(fixtures / name / "adapter_model.safetensors").items():
+                got = model.get_adapter_tensor(key)
+                assert np.max(np.abs(got - values)) <= 1e-4 * np.max(np.abs(values)), key
+        with pytest.raises(lowrank.LowRankError, match="eva_config"):
+            model.add_adapter(targets=targets, eva_config={"rho": 1})
+        with pytest.raises(lowrank.LowRankError, match="rho"):
+            model.add_adapter(targets=targets, init="eva", init_ids=ids, eva_config={"rho": 0.5})
+        corda = FIXTURES.parent / "peft-corda"
+        for name, config in {"corda": None, "corda-kpm": {"corda_method": "kpm"}}.items():
+            model = lowrank.Model.from_pretrained(FIXTURES / "tiny-llama", engine=engine)  # CorDA leaves the residual in the weights
+            model.add_adapter(r=4, alpha=8, targets=["q_proj", "v_proj", "down_proj"], init="corda", init_ids=ids, corda_config=config)
+            peft = read_safetensors(corda / name / "adapter_model.safetensors")
+            for key in (k for k in peft if k.endswith("lora_A.weight")):
+                key_b = key.replace("lora_A", "lora_B")
+                want = peft[key_b] @ peft[key]
+                r = peft[key].shape[0]  # the tensors here are as saved, converted: A' = [A; A0], B' = [B, -B0]
+                got = model.get_adapter_tensor(key_b)[:, :r] @ model.get_adapter_tensor(key)[:r]
+                assert np.max(np.abs(got - want)) <= 1e-4 * np.max(np.abs(want)), key
+        with pytest.raises(lowrank.LowRankError, match="corda_method"):
+            model.add_adapter(targets=targets, init="corda", init_ids=ids, corda_config={"corda_method": "xpm"})
