@@ -55,8 +55,8 @@ extension CPUBackend {
                         for keys in blocks.keyBlocks(through: rows, of: sequence) {
                             let first = keys.lowerBound == sequence.lowerBound
                             let kv = blocks.kvOffset(keys.lowerBound, h / blocks.group)
-                            blocks.gemm(qRows, blocks.qStride, k + kv, blocks.kvStride, transposeB: true, scores, keys.count,
-                                        m: rows.count, n: keys.count, k: blocks.d, alpha: blocks.scale, beta: 0)
+                            sgemm(qRows, transpose: false, k + kv, transpose: true, scores,
+                                  m: rows.count, n: keys.count, k: blocks.d, alpha: blocks.scale, beta: 0, strides: (blocks.qStride, blocks.kvStride, keys.count))
                             for i in 0..<rows.count {
                                 let p = scores + i * keys.count, seen = blocks.visible(row: rows.lowerBound + i, keys)
                                 guard seen > 0 else { p.update(repeating: 0, count: keys.count); continue }
@@ -72,8 +72,8 @@ extension CPUBackend {
                                 largest[i] = running
                                 sums[i] += blockSum
                             }
-                            blocks.gemm(scores, keys.count, v + kv, blocks.kvStride, transposeB: false, oRows, blocks.qStride,
-                                        m: rows.count, n: blocks.d, k: keys.count, alpha: 1, beta: first ? 0 : 1)
+                            sgemm(scores, transpose: false, v + kv, transpose: false, oRows,
+                                  m: rows.count, n: blocks.d, k: keys.count, alpha: 1, beta: first ? 0 : 1, strides: (keys.count, blocks.kvStride, blocks.qStride))
                         }
                         for i in 0..<rows.count {
                             VectorMath.scale(oRows + i * blocks.qStride, count: blocks.d, by: Float(1 / sums[i]))
@@ -117,10 +117,10 @@ extension CPUBackend {
                                             for h in heads {
                                                 for queries in blocks.queryBlocks(seeing: keys, of: sequence) {
                                                     let m = queries.count, at = blocks.qOffset(queries.lowerBound, h)
-                                                    blocks.gemm(q + at, blocks.qStride, k + kv, blocks.kvStride, transposeB: true, p, n,
-                                                                m: m, n: n, k: blocks.d, alpha: blocks.scale, beta: 0)
-                                                    blocks.gemm(g + at, blocks.qStride, v + kv, blocks.kvStride, transposeB: true, ds, n,
-                                                                m: m, n: n, k: blocks.d, alpha: 1, beta: 0)
+                                                    sgemm(q + at, transpose: false, k + kv, transpose: true, p,
+                                                          m: m, n: n, k: blocks.d, alpha: blocks.scale, beta: 0, strides: (blocks.qStride, blocks.kvStride, n))
+                                                    sgemm(g + at, transpose: false, v + kv, transpose: true, ds,
+                                                          m: m, n: n, k: blocks.d, alpha: 1, beta: 0, strides: (blocks.qStride, blocks.kvStride, n))
                                                     for i in 0..<m {
                                                         let index = (queries.lowerBound + i) * blocks.hq + h
                                                         let seen = blocks.visible(row: queries.lowerBound + i, keys)
@@ -134,12 +134,12 @@ extension CPUBackend {
                                                         (pRow + visible).update(repeating: 0, count: n - visible)
                                                         (dsRow + visible).update(repeating: 0, count: n - visible)
                                                     }
-                                                    blocks.gemm(p, n, g + at, blocks.qStride, transposeA: true, transposeB: false, dv + kv, blocks.kvStride,
-                                                                m: n, n: blocks.d, k: m, alpha: 1, beta: 1)
-                                                    blocks.gemm(ds, n, q + at, blocks.qStride, transposeA: true, transposeB: false, dk + kv, blocks.kvStride,
-                                                                m: n, n: blocks.d, k: m, alpha: blocks.scale, beta: 1)
-                                                    blocks.gemm(ds, n, k + kv, blocks.kvStride, transposeB: false, dq + at, blocks.qStride,
-                                                                m: m, n: blocks.d, k: n, alpha: blocks.scale, beta: 1)
+                                                    sgemm(p, transpose: true, g + at, transpose: false, dv + kv,
+                                                          m: n, n: blocks.d, k: m, alpha: 1, beta: 1, strides: (n, blocks.qStride, blocks.kvStride))
+                                                    sgemm(ds, transpose: true, q + at, transpose: false, dk + kv,
+                                                          m: n, n: blocks.d, k: m, alpha: blocks.scale, beta: 1, strides: (n, blocks.qStride, blocks.kvStride))
+                                                    sgemm(ds, transpose: false, k + kv, transpose: false, dq + at,
+                                                          m: m, n: blocks.d, k: n, alpha: blocks.scale, beta: 1, strides: (n, blocks.kvStride, blocks.qStride))
                                                 }
                                             }
                                         }
