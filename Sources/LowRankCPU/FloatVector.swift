@@ -98,7 +98,11 @@ enum VectorMath {
     /// The largest of `count` floats, at least `floor` (−inf for none).
     static func maximum(_ p: UnsafePointer<Float>, count: Int, atLeast floor: Float = -.infinity) -> Float {
         var largest = FloatVector(repeating: floor)
-        forEachVector(0..<count) { i, n in largest = pointwiseMax(largest, FloatVector(p + i, count: n, fill: floor)) }
+        // A select, not `pointwiseMax`, which the baseline build runs lane by lane.
+        forEachVector(0..<count) { i, n in
+            let v = FloatVector(p + i, count: n, fill: floor)
+            largest.replace(with: v, where: v .> largest)
+        }
         return largest.max()
     }
 

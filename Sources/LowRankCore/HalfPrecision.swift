@@ -14,7 +14,10 @@ public func bf16Bits(_ value: SIMD16<Float>) -> SIMD16<UInt16> {
     let bits = unsafeBitCast(value, to: SIMD16<UInt32>.self)
     let rounded = (bits &+ 0x7FFF &+ ((bits &>> 16) & 1)) &>> 16
     let quiet = (bits &>> 16) | 0x0040
-    return SIMD16<UInt16>(truncatingIfNeeded: rounded.replacing(with: quiet, where: (bits & 0x7FFF_FFFF) .> 0x7F80_0000))
+    // All ones in a NaN's lanes, from the sign of 0x7F800000 − |bits| (a select by mask,
+    // `replacing(with:where:)`, went lane by lane through memory here).
+    let nan = unsafeBitCast((0x7F80_0000 &- unsafeBitCast(bits & 0x7FFF_FFFF, to: SIMD16<Int32>.self)) &>> 31, to: SIMD16<UInt32>.self)
+    return SIMD16<UInt16>(truncatingIfNeeded: (rounded & ~nan) | (quiet & nan))
 }
 
 @inline(__always)

@@ -1,4 +1,5 @@
 import Foundation
+import LowRankCore
 @testable import LowRankCPU
 import Testing
 
@@ -70,6 +71,22 @@ struct VectorMathTests {
                     let magnitude = zip(values, other).reduce(0.0) { $0 + abs(Double($1.0) * Double($1.1)) }
                     #expect(abs(Double(dot) - dotReference) <= 1e-6 * magnitude, "dot of \(count)")
                 }
+            }
+        }
+    }
+
+    /// The 16-lane bf16 rounding against the scalar one, bit for bit: NaNs (with payloads, signed),
+    /// infinities, subnormals, ties to even either way, values that round up into infinity.
+    @Test func bfloat16RoundingInVectors() {
+        var values: [Float] = [.nan, -.nan, Float(bitPattern: 0x7F80_0001), Float(bitPattern: 0xFFC1_2345), .infinity, -.infinity,
+                               .leastNonzeroMagnitude, -.leastNonzeroMagnitude, Float(bitPattern: 0x0000_8000), Float(bitPattern: 0x0001_8000),
+                               1 + 0x1p-8, 1 + 3 * 0x1p-8, .greatestFiniteMagnitude, -.greatestFiniteMagnitude, 0, -0.0]
+        for bits in stride(from: UInt64(0), through: UInt64(UInt32.max), by: 999_983) { values.append(Float(bitPattern: UInt32(bits))) }
+        values += Array(repeating: 0, count: (16 - values.count % 16) % 16)
+        for start in stride(from: 0, to: values.count, by: 16) {
+            let lanes = bf16Bits(FloatVector(values[start..<(start + 16)]))
+            for lane in 0..<16 {
+                #expect(lanes[lane] == bf16Bits(values[start + lane]), "\(values[start + lane].bitPattern)")
             }
         }
     }
