@@ -11,8 +11,9 @@ extension SIMD16 where Scalar == Float {
         if count == 16 {
             self = UnsafeRawPointer(p).loadUnaligned(as: Self.self)
         } else {
+            // One copy into the padded vector: lane by lane, each lane went through memory on its own.
             self.init(repeating: fill)
-            for lane in 0..<count { self[lane] = p[lane] }
+            Swift.withUnsafeMutableBytes(of: &self) { $0.baseAddress!.copyMemory(from: p, byteCount: count * MemoryLayout<Float>.stride) }
         }
     }
 
@@ -22,7 +23,7 @@ extension SIMD16 where Scalar == Float {
         if count == 16 {
             UnsafeMutableRawPointer(p).storeBytes(of: self, as: Self.self)
         } else {
-            for lane in 0..<count { p[lane] = self[lane] }
+            Swift.withUnsafeBytes(of: self) { UnsafeMutableRawPointer(p).copyMemory(from: $0.baseAddress!, byteCount: count * MemoryLayout<Float>.stride) }
         }
     }
 }
