@@ -112,8 +112,8 @@ enum VectorMath {
     static func sumOfExponentials(_ p: UnsafePointer<Float>, count: Int, minus shift: Float, into out: UnsafeMutablePointer<Float>? = nil) -> Double {
         var sums = SIMD16<Double>(repeating: 0)
         forEachVector(0..<count) { i, n in
-            var e = exp(FloatVector(p + i, count: n) - shift)
-            if n < 16 { e.replace(with: 0, where: SIMDMask<SIMD16<Int32>>(lanesBelow: n) .== false) }
+            // Padding of −inf adds e^−inf = 0 (with shift −inf, every element's term is NaN already).
+            let e = exp(FloatVector(p + i, count: n, fill: -.infinity) - shift)
             sums += SIMD16<Double>(e)
             if let out { e.store(to: out + i, count: n) }
         }
@@ -130,13 +130,5 @@ enum VectorMath {
     /// `p[i] *= factor` over `count` floats.
     static func scale(_ p: UnsafeMutablePointer<Float>, count: Int, by factor: Float) {
         mapVectors(0..<count, p, into: p) { $0 * factor }
-    }
-}
-
-extension SIMDMask where Storage == SIMD16<Int32> {
-    /// True in the first `count` lanes.
-    @inline(__always)
-    init(lanesBelow count: Int) {
-        self = SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) .< Int32(count)
     }
 }
