@@ -55,33 +55,28 @@ extension CPUBackend {
                         for keys in blocks.keyBlocks(through: rows, of: sequence) {
                             let first = keys.lowerBound == sequence.lowerBound
                             let kv = blocks.kvOffset(keys.lowerBound, h / blocks.group)
-                            blocks.gemm(qRows, blocks.qStride, k + kv, blocks.kvStride, transposeB: true, scores, keys.count,
-                                        m: rows.count, n: keys.count, k: blocks.d, alpha: blocks.scale, beta: 0)
+                            sgemm(qRows, transpose: false, k + kv, transpose: true, scores,
+                                  m: rows.count, n: keys.count, k: blocks.d, alpha: blocks.scale, beta: 0, strides: (blocks.qStride, blocks.kvStride, keys.count))
                             for i in 0..<rows.count {
                                 let p = scores + i * keys.count, seen = blocks.visible(row: rows.lowerBound + i, keys)
                                 guard seen > 0 else { p.update(repeating: 0, count: keys.count); continue }
-                                var blockLargest = -Float.infinity
-                                for j in 0..<seen { blockLargest = Swift.max(blockLargest, p[j]) }
-                                let running = Swift.max(largest[i], blockLargest)
-                                var blockSum: Double = 0
-                                for j in 0..<seen { p[j] = expf(p[j] - running); blockSum += Double(p[j]) }
-                                for j in seen..<keys.count { p[j] = 0 }
+                                let running = VectorMath.maximum(p, count: seen, atLeast: largest[i])
+                                let blockSum = VectorMath.sumOfExponentials(p, count: seen, minus: running, into: p)
+                                (p + seen).update(repeating: 0, count: keys.count - seen)
                                 // A larger maximum rescales what earlier key blocks summed.
                                 if !first && running > largest[i] {
-                                    let correction = expf(largest[i] - running)
+                                    let correction = VectorMath.exp(largest[i] - running)
                                     sums[i] *= Double(correction)
-                                    let row = oRows + i * blocks.qStride
-                                    for c in 0..<blocks.d { row[c] *= correction }
+                                    VectorMath.scale(oRows + i * blocks.qStride, count: blocks.d, by: correction)
                                 }
                                 largest[i] = running
                                 sums[i] += blockSum
                             }
-                            blocks.gemm(scores, keys.count, v + kv, blocks.kvStride, transposeB: false, oRows, blocks.qStride,
-                                        m: rows.count, n: blocks.d, k: keys.count, alpha: 1, beta: first ? 0 : 1)
+                            sgemm(scores, transpose: false, v + kv, transpose: false, oRows,
+                                  m: rows.count, n: blocks.d, k: keys.count, alpha: 1, beta: first ? 0 : 1, strides: (keys.count, blocks.kvStride, blocks.qStride))
                         }
                         for i in 0..<rows.count {
-                            let row = oRows + i * blocks.qStride, inverse = Float(1 / sums[i])
-                            for c in 0..<blocks.d { row[c] *= inverse }
+                            VectorMath.scale(oRows + i * blocks.qStride, count: blocks.d, by: Float(1 / sums[i]))
                             logsumexp[(rows.lowerBound + i) * blocks.hq + h] = Float(Double(largest[i]) + log(sums[i]))
                         }
                     }
@@ -100,12 +95,8 @@ extension CPUBackend {
         withFloats([operands.gradient, operands.q, operands.k, operands.v, operands.out]) { views in
             let (g, q, k, v, out) = (views[0], views[1], views[2], views[3], views[4])
             withScratch(blocks.t * blocks.hq) { delta in
-                parallelFor(blocks.t * blocks.hq, minimumPerThread: 64) { r in
-                    for index in r {
-                        var s: Float = 0
-                        for c in 0..<blocks.d { s += g[index * blocks.d + c] * out[index * blocks.d + c] }
-                        delta[index] = s
-                    }
+                parallelForRows(blocks.t * blocks.hq, columns: blocks.d) { r in
+                    for index in r { delta[index] = VectorMath.dot(g + index * blocks.d, out + index * blocks.d, count: blocks.d) }
                 }
                 producing(outputs[0]) { dq in
                     producing(outputs[1]) { dk in
@@ -126,26 +117,29 @@ extension CPUBackend {
                                             for h in heads {
                                                 for queries in blocks.queryBlocks(seeing: keys, of: sequence) {
                                                     let m = queries.count, at = blocks.qOffset(queries.lowerBound, h)
-                                                    blocks.gemm(q + at, blocks.qStride, k + kv, blocks.kvStride, transposeB: true, p, n,
-                                                                m: m, n: n, k: blocks.d, alpha: blocks.scale, beta: 0)
-                                                    blocks.gemm(g + at, blocks.qStride, v + kv, blocks.kvStride, transposeB: true, ds, n,
-                                                                m: m, n: n, k: blocks.d, alpha: 1, beta: 0)
+                                                    sgemm(q + at, transpose: false, k + kv, transpose: true, p,
+                                                          m: m, n: n, k: blocks.d, alpha: blocks.scale, beta: 0, strides: (blocks.qStride, blocks.kvStride, n))
+                                                    sgemm(g + at, transpose: false, v + kv, transpose: true, ds,
+                                                          m: m, n: n, k: blocks.d, alpha: 1, beta: 0, strides: (blocks.qStride, blocks.kvStride, n))
                                                     for i in 0..<m {
                                                         let index = (queries.lowerBound + i) * blocks.hq + h
                                                         let seen = blocks.visible(row: queries.lowerBound + i, keys)
-                                                        let pRow = p + i * n, dsRow = ds + i * n
-                                                        for j in 0..<Swift.max(seen, 0) {
-                                                            pRow[j] = expf(pRow[j] - logsumexp[index])
-                                                            dsRow[j] = pRow[j] * (dsRow[j] - delta[index])
+                                                        let (pRow, dsRow, visible) = (p + i * n, ds + i * n, Swift.max(seen, 0))
+                                                        let (rowLogsumexp, rowDelta) = (logsumexp[index], delta[index])
+                                                        forEachVector(0..<visible) { j, lanes in
+                                                            let probability = VectorMath.exp(FloatVector(pRow + j, count: lanes) - rowLogsumexp)
+                                                            probability.store(to: pRow + j, count: lanes)
+                                                            (probability * (FloatVector(dsRow + j, count: lanes) - rowDelta)).store(to: dsRow + j, count: lanes)
                                                         }
-                                                        for j in Swift.max(seen, 0)..<n { pRow[j] = 0; dsRow[j] = 0 }
+                                                        (pRow + visible).update(repeating: 0, count: n - visible)
+                                                        (dsRow + visible).update(repeating: 0, count: n - visible)
                                                     }
-                                                    blocks.gemm(p, n, g + at, blocks.qStride, transposeA: true, transposeB: false, dv + kv, blocks.kvStride,
-                                                                m: n, n: blocks.d, k: m, alpha: 1, beta: 1)
-                                                    blocks.gemm(ds, n, q + at, blocks.qStride, transposeA: true, transposeB: false, dk + kv, blocks.kvStride,
-                                                                m: n, n: blocks.d, k: m, alpha: blocks.scale, beta: 1)
-                                                    blocks.gemm(ds, n, k + kv, blocks.kvStride, transposeB: false, dq + at, blocks.qStride,
-                                                                m: m, n: blocks.d, k: n, alpha: blocks.scale, beta: 1)
+                                                    sgemm(p, transpose: true, g + at, transpose: false, dv + kv,
+                                                          m: n, n: blocks.d, k: m, alpha: 1, beta: 1, strides: (n, blocks.qStride, blocks.kvStride))
+                                                    sgemm(ds, transpose: true, q + at, transpose: false, dk + kv,
+                                                          m: n, n: blocks.d, k: m, alpha: blocks.scale, beta: 1, strides: (n, blocks.qStride, blocks.kvStride))
+                                                    sgemm(ds, transpose: false, k + kv, transpose: false, dq + at,
+                                                          m: m, n: blocks.d, k: n, alpha: blocks.scale, beta: 1, strides: (n, blocks.kvStride, blocks.qStride))
                                                 }
                                             }
                                         }

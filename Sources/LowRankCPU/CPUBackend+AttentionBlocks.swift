@@ -1,8 +1,7 @@
-import COpenBLAS
 import LowRankCore
 
 /// The blocking of one attention op: shapes, the query and key blocks of each sequence, and
-/// sgemm over rows of one head inside `[T, heads, d]` tensors (leading dimension `heads·d`), so
+/// `sgemm` (with strides) over rows of one head inside `[T, heads, d]` tensors (leading dimension `heads·d`), so
 /// no head, and no KV head shared by a group of query heads, is ever copied out.
 struct AttentionBlocks {
     /// Query rows per block: with `keyRows`, a `32×64×d` product stays under OpenBLAS's
@@ -76,11 +75,4 @@ struct AttentionBlocks {
 
     /// How many leading keys of `keys` query row `row` sees (causal; may be zero or negative).
     func visible(row: Int, _ keys: Range<Int>) -> Int { Swift.min(keys.count, row + past - keys.lowerBound + 1) }
-
-    /// Row-major `C[m, n] = alpha·op(A)·op(B) + beta·C` with explicit leading dimensions.
-    func gemm(_ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int, transposeA: Bool = false, transposeB: Bool,
-              _ c: UnsafeMutablePointer<Float>, _ ldc: Int, m: Int, n: Int, k: Int, alpha: Float, beta: Float) {
-        cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                    blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
-    }
 }

@@ -1,16 +1,19 @@
 import LowRankCore
 
 extension CPUBackend {
-    func elementwise(_ inputs: [Tensor], _ out: Tensor, _ f: @escaping (Float, Float) -> Float) throws {
+    /// `out = f(a, b)`, b broadcast over a's leading dimensions when it is shorter.
+    func elementwise(_ inputs: [Tensor], _ out: Tensor, _ f: (FloatVector, FloatVector) -> FloatVector) throws {
         let period = Swift.max(inputs[1].shape.count, 1)
         withFloats(inputs[0]) { a in
             withFloats(inputs[1]) { b in
                 producing(out) { c in
                     parallelFor(out.shape.count) { r in
-                        if period == out.shape.count {
-                            for i in r { c[i] = f(a[i], b[i]) }
-                        } else {
-                            for i in r { c[i] = f(a[i], b[i % period]) }
+                        // One run per stretch that b covers once: a whole range when nothing is broadcast.
+                        var i = r.lowerBound
+                        while i < r.upperBound {
+                            let j = i % period, n = Swift.min(period - j, r.upperBound - i)
+                            mapVectors(0..<n, a + i, b + j, into: c + i, f)
+                            i += n
                         }
                     }
                 }
@@ -21,9 +24,7 @@ extension CPUBackend {
     func scale(_ input: Tensor, _ factor: Float, _ out: Tensor) throws {
         withFloats(input) { a in
             producing(out) { c in
-                parallelFor(out.shape.count) { r in
-                    for i in r { c[i] = a[i] * factor }
-                }
+                parallelFor(out.shape.count) { r in mapVectors(r, a, into: c) { $0 * factor } }
             }
         }
     }
@@ -34,8 +35,11 @@ extension CPUBackend {
         withFloats(input) { a in
             withFloats(factors) { f in
                 producing(out) { c in
-                    parallelFor(out.shape.count) { r in
-                        for i in r { c[i] = a[i] * f[i / columns] }
+                    parallelForRows(input.shape.rows, columns: columns) { rows in
+                        for row in rows {
+                            let factor = f[row]
+                            mapVectors(row * columns..<(row + 1) * columns, a, into: c) { $0 * factor }
+                        }
                     }
                 }
             }

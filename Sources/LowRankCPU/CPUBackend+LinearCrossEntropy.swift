@@ -47,10 +47,8 @@ extension CPUBackend {
                 parallelFor(block.rows.count, minimumPerThread: Swift.max(1, (1 << 14) / width)) { r in
                     for i in r {
                         let row = block.rows.lowerBound + i, l = logits + i * width
-                        var m = largest[row]
-                        for c in 0..<width { m = Swift.max(m, l[c]) }
-                        var s = 0.0
-                        for c in 0..<width { s += Double(expf(l[c] - m)) }
+                        let m = VectorMath.maximum(l, count: width, atLeast: largest[row])
+                        let s = VectorMath.sumOfExponentials(l, count: width, minus: m)
                         sums[row] = sums[row] * exp(Double(largest[row]) - Double(m)) + s
                         largest[row] = m
                         let y = Int(label[row])
@@ -92,11 +90,9 @@ extension CPUBackend {
                     parallelFor(block.rows.count, minimumPerThread: Swift.max(1, (1 << 14) / width)) { r in
                         for i in r {
                             let row = first + i, y = Int(label[row]), l = logits + i * width
-                            let ignored = label[row] == o.ignoreIndex, valid = (0..<classes).contains(y)
-                            for c in 0..<width {
-                                let softmax = expf(l[c] - logsumexp[row]) - (block.classes.lowerBound + c == y ? 1 : 0)
-                                l[c] = ignored ? 0 : valid ? softmax * factor : .nan
-                            }
+                            let target: SoftmaxGradientTarget = label[row] == o.ignoreIndex ? .ignored
+                                : (0..<classes).contains(y) ? .column(y - block.classes.lowerBound) : .outside
+                            Self.softmaxGradient(l, count: width, logsumexp: logsumexp[row], target, factor: factor, into: l)
                         }
                     }
                     headProduct(logits, m: block.rows.count, w, classes: width, d: d, transposeW: false, dh + first * d,

@@ -45,13 +45,11 @@ extension CPUBackend {
         var rowLoss = [Double](repeating: 0, count: rows)
         withFloats(logits) { l in
             rowLoss.withUnsafeMutableBufferPointer { rowLoss in
-                parallelFor(rows, minimumPerThread: Swift.max(1, (1 << 14) / classes)) { r in
+                parallelForRows(rows, columns: classes) { r in
                     for row in r {
                         let base = row * classes
-                        var largest = -Float.infinity
-                        for c in 0..<classes { largest = Swift.max(largest, l[base + c]) }
-                        var sum = 0.0
-                        for c in 0..<classes { sum += Double(expf(l[base + c] - largest)) }
+                        let largest = VectorMath.maximum(l + base, count: classes)
+                        let sum = VectorMath.sumOfExponentials(l + base, count: classes, minus: largest)
                         let lse = Double(largest) + log(sum), y = Int(label[row])
                         logsumexp[row] = Float(lse)
                         rowLoss[row] = (0..<classes).contains(y) ? lse - Double(l[base + y]) : .nan
@@ -77,17 +75,39 @@ extension CPUBackend {
         let factor = pointer(operands.lossGradient).assumingMemoryBound(to: Float.self)[0] / Float(counted)
         withFloats(logits) { l in
             producing(out) { d in
-                parallelFor(rows, minimumPerThread: Swift.max(1, (1 << 14) / classes)) { r in
+                parallelForRows(rows, columns: classes) { r in
                     for row in r {
-                        let base = row * classes, y = Int(label[row])
-                        let ignored = label[row] == ignoreIndex, valid = (0..<classes).contains(y)
-                        for c in 0..<classes {
-                            let softmax = expf(l[base + c] - logsumexp[row]) - (c == y ? 1 : 0)
-                            d[base + c] = ignored ? 0 : valid ? softmax * factor : .nan
-                        }
+                        let y = Int(label[row])
+                        let target: SoftmaxGradientTarget = label[row] == ignoreIndex ? .ignored : (0..<classes).contains(y) ? .column(y) : .outside
+                        Self.softmaxGradient(l + row * classes, count: classes, logsumexp: logsumexp[row], target, factor: factor, into: d + row * classes)
                     }
                 }
             }
         }
     }
+
+    /// One row (or a chunk of one) of `(softmax − onehot)·factor` from its logits and the row's
+    /// logsumexp; `out` may be `logits`.
+    static func softmaxGradient(_ logits: UnsafePointer<Float>, count: Int, logsumexp: Float, _ target: SoftmaxGradientTarget, factor: Float,
+                                into out: UnsafeMutablePointer<Float>) {
+        switch target {
+        case .ignored: out.update(repeating: 0, count: count)
+        case .outside: out.update(repeating: .nan, count: count)
+        case .column(let y):
+            // The label's element read before a write in place covers it.
+            let labelGradient = (0..<count).contains(y) ? (VectorMath.exp(logits[y] - logsumexp) - 1) * factor : 0
+            mapVectors(0..<count, logits, into: out) { VectorMath.exp($0 - logsumexp) * factor }
+            if (0..<count).contains(y) { out[y] = labelGradient }
+        }
+    }
+}
+
+/// Which element of a row of logits the one-hot target marks.
+enum SoftmaxGradientTarget {
+    /// The row's label is the ignore index: its gradient is 0.
+    case ignored
+    /// The label lies outside the vocabulary: NaN, as the loss is.
+    case outside
+    /// The label's column within this row, or, for a chunk of the vocabulary, relative to the chunk's first column (possibly outside it).
+    case column(Int)
 }

@@ -22,18 +22,22 @@ extension CPUBackend {
     }
 
     /// Row-major `C[m, n] = alpha·op(A)·op(B) + beta·C`, A `[m, k]` (`[k, m]` transposed),
-    /// B `[k, n]` (`[n, k]` transposed).
+    /// B `[k, n]` (`[n, k]` transposed); `strides`, when given, are the three matrices' leading
+    /// dimensions (rows inside wider ones: attention's heads), else each is packed.
     func sgemm(_ a: UnsafePointer<Float>, transpose ta: Bool, _ b: UnsafePointer<Float>, transpose tb: Bool,
-               _ c: UnsafeMutablePointer<Float>, m: Int, n: Int, k: Int, alpha: Float, beta: Float) {
+               _ c: UnsafeMutablePointer<Float>, m: Int, n: Int, k: Int, alpha: Float, beta: Float, strides: (a: Int, b: Int, c: Int)? = nil) {
         guard m > 0, n > 0 else { return }
+        let ldc = strides?.c ?? n
         if k == 0 {
-            if beta == 0 { c.update(repeating: 0, count: m * n) } else if beta != 1 { for i in 0..<(m * n) { c[i] *= beta } }
+            for row in 0..<m where beta != 1 {
+                if beta == 0 { (c + row * ldc).update(repeating: 0, count: n) } else { VectorMath.scale(c + row * ldc, count: n, by: beta) }
+            }
             return
         }
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                     blasint(m), blasint(n), blasint(k), alpha,
-                    a, blasint(Swift.max(1, ta ? m : k)), b, blasint(Swift.max(1, tb ? k : n)),
-                    beta, c, blasint(n))
+                    a, blasint(strides?.a ?? Swift.max(1, ta ? m : k)), b, blasint(strides?.b ?? Swift.max(1, tb ? k : n)),
+                    beta, c, blasint(ldc))
     }
 
     func fillRows(_ c: UnsafeMutablePointer<Float>, rows: Int, with row: UnsafePointer<Float>, columns: Int) {

@@ -8,14 +8,12 @@ extension CPUBackend {
         withFloats(x) { xv in
             withFloats(weight) { w in
                 producing(outputs[0]) { y in
-                    parallelFor(rows, minimumPerThread: Swift.max(1, (1 << 14) / Swift.max(d, 1))) { r in
+                    parallelForRows(rows, columns: d) { r in
                         for row in r {
-                            let base = row * d
-                            var sum: Float = 0
-                            for c in 0..<d { sum += xv[base + c] * xv[base + c] }
-                            let s = 1 / (sum / Float(d) + epsilon).squareRoot()
+                            let (x, out) = (xv + row * d, y + row * d)
+                            let s = 1 / (sumOfSquares(x, count: d) / Float(d) + epsilon).squareRoot()
                             rstd[row] = s
-                            for c in 0..<d { y[base + c] = w[c] * (xv[base + c] * s) }
+                            mapVectors(0..<d, w, x, into: out) { w, x in w * (x * s) }
                         }
                     }
                 }
@@ -33,23 +31,26 @@ extension CPUBackend {
             withFloats(x) { xv in
                 withFloats(weight) { w in
                     producing(outputs[0]) { dx in
-                        parallelFor(rows, minimumPerThread: Swift.max(1, (1 << 14) / Swift.max(d, 1))) { r in
+                        parallelForRows(rows, columns: d) { r in
                             for row in r {
-                                let base = row * d, s = rstd[row]
-                                var dot: Float = 0
-                                for c in 0..<d { dot += gv[base + c] * w[c] * xv[base + c] }
-                                let k = s * s * s * dot / Float(d)
-                                for c in 0..<d { dx[base + c] = s * gv[base + c] * w[c] - xv[base + c] * k }
+                                let (g, x, out, s) = (gv + row * d, xv + row * d, dx + row * d, rstd[row])
+                                var dot = FloatVector(repeating: 0)
+                                forEachVector(0..<d) { c, n in dot += FloatVector(g + c, count: n) * FloatVector(w + c, count: n) * FloatVector(x + c, count: n) }
+                                let k = s * s * s * dot.sum() / Float(d)
+                                forEachVector(0..<d) { c, n in
+                                    (s * FloatVector(g + c, count: n) * FloatVector(w + c, count: n) - FloatVector(x + c, count: n) * k).store(to: out + c, count: n)
+                                }
                             }
                         }
                     }
                     guard outputs.count > 1 else { return }
                     let dWeight = pointer(outputs[1]).assumingMemoryBound(to: Float.self)
-                    parallelFor(d, minimumPerThread: 64) { columns in
-                        for c in columns {
-                            var sum: Float = 0
-                            for row in 0..<rows { sum += gv[row * d + c] * xv[row * d + c] * rstd[row] }
-                            dWeight[c] = sum
+                    // 16 columns at a time, each summed over the rows in order.
+                    parallelFor((d + 15) / 16, minimumPerThread: 4) { vectors in
+                        forEachVector(vectors.lowerBound * 16..<Swift.min(d, vectors.upperBound * 16)) { c, n in
+                            var sum = FloatVector(repeating: 0)
+                            for row in 0..<rows { sum += FloatVector(gv + row * d + c, count: n) * FloatVector(xv + row * d + c, count: n) * rstd[row] }
+                            sum.store(to: dWeight + c, count: n)
                         }
                     }
                 }

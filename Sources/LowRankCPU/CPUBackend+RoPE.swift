@@ -24,13 +24,14 @@ extension CPUBackend {
                 let heads = x.shape[1]
                 withFloats(x) { xv in
                     producing(out) { y in
-                        parallelFor(t * heads, minimumPerThread: Swift.max(1, (1 << 13) / d)) { r in
+                        parallelForRows(t * heads, columns: d, elementsPerThread: 1 << 13) { r in
                             for row in r {
-                                let base = row * d, c = cosines + row / heads * half, s = sines + row / heads * half
-                                for i in 0..<half {
-                                    let (x1, x2) = (xv[base + i], xv[base + i + half])
-                                    y[base + i] = x1 * c[i] - x2 * s[i]
-                                    y[base + i + half] = x2 * c[i] + x1 * s[i]
+                                let (x, out) = (xv + row * d, y + row * d), c = cosines + row / heads * half, s = sines + row / heads * half
+                                forEachVector(0..<half) { i, n in
+                                    let (x1, x2) = (FloatVector(x + i, count: n), FloatVector(x + half + i, count: n))
+                                    let (cos, sin) = (FloatVector(c + i, count: n), FloatVector(s + i, count: n))
+                                    (x1 * cos - x2 * sin).store(to: out + i, count: n)
+                                    (x2 * cos + x1 * sin).store(to: out + half + i, count: n)
                                 }
                             }
                         }

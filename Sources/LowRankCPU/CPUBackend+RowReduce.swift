@@ -10,7 +10,7 @@ extension CPUBackend {
         let columns = input.shape.columns, rows = input.shape.rows
         if input.dtype != .f32 { return widenedRowSums(input, o, root: root) }
         withFloats(input) { a in
-            parallelFor(rows, minimumPerThread: Swift.max(1, (1 << 15) / Swift.max(columns, 1))) { r in
+            parallelForRows(rows, columns: columns, elementsPerThread: 1 << 15) { r in
                 for row in r {
                     let s = sumOfSquares(a + row * columns, count: columns)
                     o[row] = root ? s.squareRoot() : s

@@ -148,7 +148,9 @@ public final class CPUBackend: Backend, Sendable {
 
     func pointer(_ t: Tensor) -> UnsafeMutableRawPointer { (t.storage as! CPUStorage).pointer }
 
-    /// Splits `0..<count` into one contiguous range per thread when there is enough work.
+    /// Splits `0..<count` into one contiguous range per thread when there is enough work:
+    /// `minimumPerThread` items each at least (the grain), so that a thread's share outweighs
+    /// waking it, and never more parts than threads, so that 2 cores and 64 both get one range each.
     func parallelFor(_ count: Int, minimumPerThread: Int = 1 << 15, _ body: (Range<Int>) -> Void) {
         let parts = Swift.min(threads, Swift.max(1, count / minimumPerThread))
         if parts <= 1 { body(0..<count); return }
@@ -161,6 +163,11 @@ public final class CPUBackend: Backend, Sendable {
                 if lo < hi { shared.value(lo..<hi) }
             }
         }
+    }
+
+    /// `parallelFor` over rows of `columns` elements, with a grain of about `elementsPerThread` elements.
+    func parallelForRows(_ rows: Int, columns: Int, elementsPerThread: Int = 1 << 14, _ body: (Range<Int>) -> Void) {
+        parallelFor(rows, minimumPerThread: Swift.max(1, elementsPerThread / Swift.max(columns, 1)), body)
     }
 }
 

@@ -57,10 +57,17 @@ extension BenchContext {
             let adapterParameters = Double(adapterCount)
             let flops = 4 * t * (projectionParameters + headParameters) + 12 * t * adapterParameters + attention + 14 * adapterParameters
             let bytes = 2 * Double(model.weightBytes) + 20 * adapterParameters
-            return try measure("train-model", [("step", kind.rawValue, flops, bytes, {
+            let record = try measure("train-model", [("step", kind.rawValue, flops, bytes, {
                 _ = try training.step(on: batch)
                 return adapter.parameters.map(\.tensor)
             })])[0]
+            if timer.profile {
+                // One more step with its op kinds timed, as `lowrank train --profile` prints them.
+                try backend.startProfiling()
+                _ = try training.step(on: batch)
+                printToStandardError(StepProfile(steps: 1, backends: [try backend.stopProfiling()]).table)
+            }
+            return record
         }
     }
 }
