@@ -24,7 +24,8 @@
 // B_QUANT (a QuantFormat case other than QUANT_NONE): B is block-quantized (quant.glsl), bound whole
 // and read at the block's origin (k0, n0) as matmul.comp reads it; each K step dequantizes its tile
 // into shared memory in runs of 8 elements along B's stored rows (one block scale and one to three
-// packed words per run, the code tables in shared memory), and the cooperative matrices see f16.
+// packed words per run, read before the barrier that settles the tile's scale and decoded after it;
+// the code tables in shared memory), and the cooperative matrices see f16.
 // One SPIR-V module serves every tile, matrix shape, dtype and layout: they are specialization
 // constants (MatmulCoopmatKernel.Constants); HAS_BIAS, SECOND, VEC, WRITE_INNER and B_QUANT are
 // defines, as they change the bindings.
@@ -72,7 +73,9 @@ layout(std430, binding = 1) readonly buffer BQuant { uint b_words[]; };
 #define QWORDS b_words
 #define QUANT B_QUANT
 #define QUANT_TABLES_SHARED 1
-#include "quant.glsl"
+// The code tables share the epilogue's stage (quant.glsl is included below it): the main loop reads
+// them, and the epilogue writes the stage only after the loop's last barrier.
+#define QUANT_TABLES stage
 #else
 layout(std430, binding = 1) readonly buffer BF32 { float b_f32[]; };
 layout(std430, binding = 1) readonly buffer BF16 { float16_t b_f16[]; };
@@ -120,11 +123,31 @@ shared float16_t As[BM * A_STRIDE];
 shared float16_t Bs[BN * B_STRIDE];
 const uint SUBGROUPS = (BM / WM) * (BN / WN);
 // Each subgroup passes its accumulators one at a time through its own CM_M × CM_N f32 stage to the
-// epilogue, which writes C a row of the matrix at a time.
-shared float stage[SUBGROUPS * CM_M * CM_N];
-// Each tile's largest magnitude (as bits: non-negative floats order as their bits), two slots so one
-// can be cleared while the other is in use.
-shared uint tile_max_bits[2][2];
+// epilogue, which writes C a row of the matrix at a time; before it, a quantized B's code tables are
+// in it (at most NF4's 16 and double quantization's 256 entries).
+const uint STAGE_ENTRIES = SUBGROUPS * CM_M * CM_N > 16u + 256u ? SUBGROUPS * CM_M * CM_N : 16u + 256u;
+shared float stage[STAGE_ENTRIES];
+#if B_QUANT != QUANT_NONE
+#include "quant.glsl"
+#endif
+// Each tile's largest magnitude (as bits: non-negative floats order as their bits), for A and for B, in
+// two sets so one can be cleared while the other is in use. Invocations take MAX_LANES slots by their
+// index: an atomic at one address is reduced across the subgroup first in whole-wave registers, which
+// RADV places at the top of the register budget (NF4 with double quantization: 192 VGPRs, not 120).
+const uint MAX_LANES = 8;
+shared uvec4 tile_max_bits[2 * 2 * MAX_LANES / 4u];
+
+void tile_max_update(uint set, uint operand, float value) {
+    // A NaN's bits exceed infinity's, so a tile holding one is left unscaled too.
+    uint lane = (set * 2u + operand) * MAX_LANES + gl_LocalInvocationID.x % MAX_LANES;
+    atomicMax(tile_max_bits[lane / 4u][lane % 4u], isnan(value) ? 0x7FC00000u : floatBitsToUint(value));
+}
+
+uint tile_max(uint set, uint operand) {
+    uvec4 m = uvec4(0u);
+    [[unroll]] for (uint i = 0u; i < MAX_LANES / 4u; i++) m = max(m, tile_max_bits[(set * 2u + operand) * MAX_LANES / 4u + i]);
+    return max(max(m.x, m.y), max(m.z, m.w));
+}
 
 const bool SCALE_A = A_DTYPE != DTYPE_F16, SCALE_B = B_QUANT != QUANT_NONE || B_DTYPE != DTYPE_F16;
 const uint A_LOADS = (BM * BK + gl_WorkGroupSize.x - 1) / gl_WorkGroupSize.x;
@@ -151,41 +174,59 @@ uvec2 a_element(uint e) { return TRANS_A ? uvec2(e % BM, e / BM) : uvec2(e / BK,
 // [K][N] (runs along n). A run is 8 aligned elements of the tensor, so one block holds it.
 const uint RUN = 8;
 const uint B_LOADS = (BN * BK / RUN + gl_WorkGroupSize.x - 1) / gl_WorkGroupSize.x;
-const uint B_VALUES = B_LOADS * RUN;
 
 // Run r of the tile: its (n, k) in the tile.
 uvec2 b_run(uint r) { return TRANS_B ? uvec2(r / (BK / RUN), (r % (BK / RUN)) * RUN) : uvec2((r % (BN / RUN)) * RUN, r / (BN / RUN)); }
 
-// Run r of the tile at step k0, zero beyond the product's K and N.
-void load_b_run(uint r, uint k0, uint n0, inout float values[B_VALUES], uint at) {
+// Run r of the tile at step k0: its first element's index in B (i0) and how many of its elements are
+// within the product's K and N (0 … RUN).
+uint b_run_elements(uint r, uint k0, uint n0, out uint i0) {
     uvec2 nk = b_run(r);
     uint row = TRANS_B ? n0 + nk.x : k0 + nk.y, col = TRANS_B ? k0 + nk.y : n0 + nk.x;
     uint rows = TRANS_B ? p.N : p.K, cols = TRANS_B ? p.K : p.N;
-    uint i0 = TRANS_B ? (p.n0 + row) * p.ldb + p.k0 + col : (p.k0 + row) * p.ldb + p.n0 + col;
-    float run[RUN];
-    if (r >= BN * BK / RUN || row >= rows) {
-        [[unroll]] for (uint t = 0u; t < RUN; t++) run[t] = 0.0;
-    } else if (p.ldb % RUN == 0u && col + RUN <= cols) {
-        dequant_run(i0, p.b_count, run);
-    } else {
-        // A row that does not start on a run boundary, or the product's edge: element by element (a
-        // loop kept rolled, so that its loads do not all wait in registers at once).
-        [[dont_unroll]] for (uint t = 0u; t < RUN; t++) run[t] = col + t < cols ? dequant(i0 + t, p.b_count) : 0.0;
-    }
-    [[unroll]] for (uint t = 0u; t < RUN; t++) values[at + t] = run[t];
+    i0 = TRANS_B ? (p.n0 + row) * p.ldb + p.k0 + col : (p.k0 + row) * p.ldb + p.n0 + col;
+    return r >= BN * BK / RUN || row >= rows || col >= cols ? 0u : min(cols - col, RUN);
 }
 
-void store_b_run(uint r, float values[B_VALUES], uint at, int b_exp) {
-    if (r >= BN * BK / RUN) return;
+// A whole run on a run boundary is read packed (its words and scale, decoded after the barrier); a row
+// that does not start on one, or the product's edge, element by element (loops kept rolled, so that their
+// loads do not all wait in registers at once), once for the tile's maximum and again to store them.
+bool b_run_packed(uint elements) { return elements == RUN && p.ldb % RUN == 0u; }
+
+// Reads run r of the tile at step k0 (packed into `run` where it can be) and returns its largest magnitude.
+float read_b_run(uint r, uint k0, uint n0, out QuantRun run) {
+    uint i0, elements = b_run_elements(r, k0, n0, i0);
+    run = QuantRun(uvec2(0u), 0.0, 0.0);
+    if (b_run_packed(elements)) {
+        run = quant_run_read(i0, p.b_count);
+        return quant_run_max(run);
+    }
+    float m = 0.0;
+    [[dont_unroll]] for (uint t = 0u; t < elements; t++) m = max(m, abs(dequant(i0 + t, p.b_count)));
+    return m;
+}
+
+// Element t of run r in B's tile, stored scaled by 2^-b_exp.
+void store_b_element(uint r, uint t, float value, int b_exp) {
     uvec2 nk = b_run(r);
-    [[unroll]] for (uint t = 0u; t < RUN; t++) {
-        uint n = TRANS_B ? nk.x : nk.x + t, k = TRANS_B ? nk.y + t : nk.y;
-        Bs[n * B_STRIDE + k] = float16_t(ldexp(values[at + t], -b_exp));
+    uint n = TRANS_B ? nk.x : nk.x + t, k = TRANS_B ? nk.y + t : nk.y;
+    Bs[n * B_STRIDE + k] = float16_t(ldexp(value, -b_exp));
+}
+
+void store_b_run(uint r, uint k0, uint n0, QuantRun run, int b_exp) {
+    if (r >= BN * BK / RUN) return;
+    uint i0, elements = b_run_elements(r, k0, n0, i0);
+    if (b_run_packed(elements)) {
+        float values[RUN];
+        quant_run_decode(run, values);
+        [[unroll]] for (uint t = 0u; t < RUN; t++) store_b_element(r, t, values[t], b_exp);
+    } else {
+        [[dont_unroll]] for (uint t = 0u; t < RUN; t++) store_b_element(r, t, t < elements ? dequant(i0 + t, p.b_count) : 0.0, b_exp);
     }
 }
+
 #else
 const uint B_LOADS = (BN * BK + gl_WorkGroupSize.x - 1) / gl_WorkGroupSize.x;
-const uint B_VALUES = B_LOADS;
 
 float load_b(uint k, uint n) {
     if (n >= p.N || k >= p.K) return 0.0;
@@ -264,14 +305,14 @@ void main() {
     [[unroll]] for (uint i = 0; i < CMS_M * CMS_N; i++) acc[i] = coopmat<float, gl_ScopeSubgroup, CM_M, CM_N, gl_MatrixUseAccumulator>(0.0);
     // The sums are in units of 2^acc_exp: scaled operands' tiles each move them to their own (below).
     int acc_exp = 0;
-    if (lid < 4u) tile_max_bits[lid / 2u][lid % 2u] = 0u;
+    if (lid < 2u * 2u * MAX_LANES / 4u) tile_max_bits[lid] = uvec4(0u);
 #if B_QUANT != QUANT_NONE
     quant_tables_init(lid);
 #endif
     barrier();
 
     for (uint k0 = 0u, step = 0u; k0 < p.K; k0 += BK, step++) {
-        float a_values[A_LOADS], b_values[B_VALUES];
+        float a_values[A_LOADS], b_max = 0.0;
         [[unroll]] for (uint l = 0u; l < A_LOADS; l++) {
             uint e = lid + l * gl_WorkGroupSize.x;
             uvec2 mk = a_element(e);
@@ -280,29 +321,33 @@ void main() {
             if (!SCALE_A && e < BM * BK) As[mk.x * A_STRIDE + mk.y] = float16_t(a_values[l]);
         }
 #if B_QUANT != QUANT_NONE
-        [[unroll]] for (uint l = 0u; l < B_LOADS; l++) load_b_run(lid + l * gl_WorkGroupSize.x, k0, n0, b_values, l * RUN);
+        // Runs held packed across the tile maximum's barrier: a few registers each, not RUN values.
+        QuantRun b_runs[B_LOADS];
+        [[unroll]] for (uint l = 0u; l < B_LOADS; l++) b_max = max(b_max, read_b_run(lid + l * gl_WorkGroupSize.x, k0, n0, b_runs[l]));
 #else
+        float b_values[B_LOADS];
         [[unroll]] for (uint l = 0u; l < B_LOADS; l++) {
             uint e = lid + l * gl_WorkGroupSize.x;
             uvec2 nk = b_element(e);
             b_values[l] = e < BN * BK ? load_b(k0 + nk.y, n0 + nk.x) : 0.0;
             if (!SCALE_B && e < BN * BK) Bs[nk.x * B_STRIDE + nk.y] = float16_t(b_values[l]);
         }
+        if (SCALE_B) {
+            [[unroll]] for (uint l = 0u; l < B_LOADS; l++) b_max = max(b_max, abs(b_values[l]));
+        }
 #endif
         int a_exp = 0, b_exp = 0;
-        uint slot = step & 1u;
+        uint set = step & 1u;
         if (SCALE_A || SCALE_B) {
-            float a_max = 0.0, b_max = 0.0;
+            float a_max = 0.0;
             [[unroll]] for (uint l = 0u; l < A_LOADS; l++) a_max = max(a_max, abs(a_values[l]));
-            [[unroll]] for (uint l = 0u; l < B_VALUES; l++) b_max = max(b_max, abs(b_values[l]));
-            // A NaN's bits exceed infinity's, so a tile holding one is left unscaled too.
-            if (SCALE_A) atomicMax(tile_max_bits[slot][0], isnan(a_max) ? 0x7FC00000u : floatBitsToUint(a_max));
-            if (SCALE_B) atomicMax(tile_max_bits[slot][1], isnan(b_max) ? 0x7FC00000u : floatBitsToUint(b_max));
+            if (SCALE_A) tile_max_update(set, 0u, a_max);
+            if (SCALE_B) tile_max_update(set, 1u, b_max);
             barrier();
-            a_exp = SCALE_A ? tile_exponent(tile_max_bits[slot][0]) : 0;
-            b_exp = SCALE_B ? tile_exponent(tile_max_bits[slot][1]) : 0;
-            // The other slot was last read before the previous step's closing barrier.
-            if (lid < 2u) tile_max_bits[slot ^ 1u][lid] = 0u;
+            a_exp = SCALE_A ? tile_exponent(tile_max(set, 0u)) : 0;
+            b_exp = SCALE_B ? tile_exponent(tile_max(set, 1u)) : 0;
+            // The other set was last read before the previous step's closing barrier.
+            if (lid < 2u * MAX_LANES / 4u) tile_max_bits[(set ^ 1u) * 2u * MAX_LANES / 4u + lid] = uvec4(0u);
             // The sums move to this tile's units (a power of two: exact), upward by at most 2^60; past
             // that the scaled operand's tile is stored smaller instead, its products then below 2^-30
             // of a unit while the products already summed reached up to 2^30 units.
@@ -320,7 +365,7 @@ void main() {
             if (SCALE_A && e < BM * BK) As[mk.x * A_STRIDE + mk.y] = float16_t(ldexp(a_values[l], -a_exp));
         }
 #if B_QUANT != QUANT_NONE
-        [[unroll]] for (uint l = 0u; l < B_LOADS; l++) store_b_run(lid + l * gl_WorkGroupSize.x, b_values, l * RUN, b_exp);
+        [[unroll]] for (uint l = 0u; l < B_LOADS; l++) store_b_run(lid + l * gl_WorkGroupSize.x, k0, n0, b_runs[l], b_exp);
 #else
         [[unroll]] for (uint l = 0u; l < B_LOADS; l++) {
             uint e = lid + l * gl_WorkGroupSize.x;

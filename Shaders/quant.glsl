@@ -5,11 +5,12 @@
 // `dequant(i, n)` is the one decoder of every format (one element), for every kernel that reads a
 // quantized weight; `dequant_run(i0, n, v)` the RUN_LENGTH elements from i0 (a multiple of
 // RUN_LENGTH, so one block holds them), for NF4, Q8_0, Q4_0 and Q4_1 reading each packed word once and
-// the block's scale once (the others decode element by element). With QUANT_TABLES_SHARED defined, the
-// code tables live in shared memory, filled by quant_tables_init(invocation) before a barrier() (the
-// includer enables GL_EXT_control_flow_attributes; a workgroup of at least 8 invocations); otherwise
-// they are constant arrays (a 256-entry one indexed per element is kept in registers by some
-// compilers: RADV takes 256 VGPRs).
+// the block's scale once (the others decode element by element; `QuantRun` splits the reading from the
+// decoding). With QUANT_TABLES_SHARED defined, the code tables live in shared memory (QUANT_TABLES,
+// below), filled by quant_tables_init(invocation) before a barrier() (the includer enables
+// GL_EXT_control_flow_attributes; a workgroup of at least 8 invocations); otherwise they are constant
+// arrays (a 256-entry one indexed per element is kept in registers by some compilers: RADV takes 256
+// VGPRs).
 // Products are `precise` so that no driver fuses them into an FMA: bitsandbytes rounds
 // `dynamic[q]·scale`, `+ offset` and `code·absmax` each to f32, and so must we to match its bits.
 
@@ -51,9 +52,17 @@ const uint DYNAMIC_BITS[256] = uint[256](
     0x3F68999Au, 0x3F6C3333u, 0x3F6FCCCDu, 0x3F736666u, 0x3F770000u, 0x3F7A999Au, 0x3F7E3333u, 0x3F800000u);
 
 #ifdef QUANT_TABLES_SHARED
-shared float nf4_codes[16];
+// NF4's 16 codes, then double quantization's 256: in QUANT_TABLES, an includer's shared float array of
+// at least QUANT_TABLE_ENTRIES that it uses for something else outside the loop that reads the tables
+// (the coopmat kernel's epilogue stage), else in an array of their own.
 #if QUANT == QUANT_NF4_DOUBLE_QUANT
-shared float dynamic_codes[256];
+const uint QUANT_TABLE_ENTRIES = 16u + 256u;
+#else
+const uint QUANT_TABLE_ENTRIES = 16u;
+#endif
+#ifndef QUANT_TABLES
+shared float quant_tables[QUANT_TABLE_ENTRIES];
+#define QUANT_TABLES quant_tables
 #endif
 
 void quant_tables_init(uint invocation) {
@@ -61,20 +70,20 @@ void quant_tables_init(uint invocation) {
     // at run time is kept whole in registers. The 256 entries go out in 8 parts of 32 from 8
     // invocations, so that no invocation holds more than 32 of them at once.
     if (invocation == 0u) {
-        [[unroll]] for (uint i = 0u; i < 16u; i++) nf4_codes[i] = uintBitsToFloat(NF4_BITS[i]);
+        [[unroll]] for (uint i = 0u; i < 16u; i++) QUANT_TABLES[i] = uintBitsToFloat(NF4_BITS[i]);
     }
 #if QUANT == QUANT_NF4_DOUBLE_QUANT
     [[unroll]] for (uint part = 0u; part < 8u; part++) {
         if (invocation == part) {
-            [[unroll]] for (uint i = part * 32u; i < part * 32u + 32u; i++) dynamic_codes[i] = uintBitsToFloat(DYNAMIC_BITS[i]);
+            [[unroll]] for (uint i = part * 32u; i < part * 32u + 32u; i++) QUANT_TABLES[16u + i] = uintBitsToFloat(DYNAMIC_BITS[i]);
         }
     }
 #endif
 }
 
-float nf4_code(uint code) { return nf4_codes[code]; }
+float nf4_code(uint code) { return QUANT_TABLES[code]; }
 #if QUANT == QUANT_NF4_DOUBLE_QUANT
-float dynamic_code(uint q) { return dynamic_codes[q]; }
+float dynamic_code(uint q) { return QUANT_TABLES[16u + q]; }
 #endif
 #else
 float nf4_code(uint code) { return uintBitsToFloat(NF4_BITS[code]); }
@@ -196,26 +205,27 @@ uvec2 quant_bytes8(uint at) {
     return uvec2((lo.x >> 16) | (lo.y << 16), (lo.y >> 16) | (hi << 16));
 }
 
-// Elements i0 … i0 + 7 of the quantized tensor (n elements in all), i0 a multiple of RUN_LENGTH.
-void dequant_run(uint i0, uint n, out float v[RUN_LENGTH]) {
+#if QUANT == QUANT_NF4 || QUANT == QUANT_NF4_DOUBLE_QUANT || QUANT == QUANT_Q8_0 || QUANT == QUANT_Q4_0 || QUANT == QUANT_Q4_1
+#define QUANT_RUN_PACKED 1
+// A run of RUN_LENGTH elements as stored: its codes (NF4: 8 nibbles in codes.x, element 2j byte j's high
+// nibble; Q8_0: 8 int8 bytes; Q4_0, Q4_1: 8 nibbles, one in the low half of each byte) and its block's
+// scale (and Q4_1's offset). Three or four registers where the decoded run takes eight, so that a kernel
+// can read runs before a barrier and decode them after it.
+struct QuantRun {
+    uvec2 codes;
+    float scale;
+    float offset;
+};
+
+// The run of elements i0 … i0 + 7 of the quantized tensor (n elements in all), i0 a multiple of
+// RUN_LENGTH: each packed word and the block's scale read once.
+QuantRun quant_run_read(uint i0, uint n) {
 #if (QUANT == QUANT_NF4 || QUANT == QUANT_NF4_DOUBLE_QUANT)
-    uint word = QWORDS[i0 >> 3];
-    float absmax = nf4_absmax(i0 >> 6, n);
-    for (uint t = 0u; t < RUN_LENGTH; t++) {
-        // Element 2j is byte j's high nibble, 2j + 1 its low one.
-        uint code = (word >> ((t >> 1) * 8u + ((t & 1u) == 0u ? 4u : 0u))) & 15u;
-        precise float x = nf4_code(code) * absmax;
-        v[t] = x;
-    }
+    return QuantRun(uvec2(QWORDS[i0 >> 3], 0u), nf4_absmax(i0 >> 6, n), 0.0);
 #elif QUANT == QUANT_Q8_0
     uint base = (i0 >> 5) * 34u;
-    uvec2 bytes = quant_bytes8(base + 2u + (i0 & 31u));
-    float d = ggml_scale(base);
-    for (uint t = 0u; t < RUN_LENGTH; t++) {
-        precise float x = float(bitfieldExtract(int(bytes[t >> 2]), int((t & 3u) * 8u), 8)) * d;
-        v[t] = x;
-    }
-#elif QUANT == QUANT_Q4_0 || QUANT == QUANT_Q4_1
+    return QuantRun(quant_bytes8(base + 2u + (i0 & 31u)), ggml_scale(base), 0.0);
+#else
 #if QUANT == QUANT_Q4_0
     const uint block_bytes = 18u, qs_at = 2u;
 #else
@@ -223,21 +233,63 @@ void dequant_run(uint i0, uint n, out float v[RUN_LENGTH]) {
 #endif
     uint base = (i0 >> 5) * block_bytes, j = i0 & 31u;
     // Elements 0–15 of a block are its 16 bytes' low nibbles, 16–31 their high ones.
-    uvec2 bytes = quant_bytes8(base + qs_at + (j & 15u));
-    uint shift = j < 16u ? 0u : 4u;
-    float d = ggml_scale(base);
-#if QUANT == QUANT_Q4_1
-    float m = ggml_scale(base + 2u);
-#endif
-    for (uint t = 0u; t < RUN_LENGTH; t++) {
-        uint q = (bytes[t >> 2] >> ((t & 3u) * 8u + shift)) & 15u;
+    uvec2 codes = (quant_bytes8(base + qs_at + (j & 15u)) >> (j < 16u ? 0u : 4u)) & 0x0F0F0F0Fu;
 #if QUANT == QUANT_Q4_0
-        precise float x = float(int(q) - 8) * d;
+    return QuantRun(codes, ggml_scale(base), 0.0);
 #else
-        precise float x = float(q) * d + m;
+    return QuantRun(codes, ggml_scale(base), ggml_scale(base + 2u));
 #endif
-        v[t] = x;
+#endif
+}
+
+// Code t of a run: its nibble (NF4, Q4_0, Q4_1) or its int8 byte as an int (Q8_0).
+int quant_run_code(QuantRun run, uint t) {
+#if (QUANT == QUANT_NF4 || QUANT == QUANT_NF4_DOUBLE_QUANT)
+    return int((run.codes.x >> ((t >> 1) * 8u + ((t & 1u) == 0u ? 4u : 0u))) & 15u);
+#elif QUANT == QUANT_Q8_0
+    return bitfieldExtract(int(run.codes[t >> 2]), int((t & 3u) * 8u), 8);
+#else
+    return int((run.codes[t >> 2] >> ((t & 3u) * 8u)) & 15u);
+#endif
+}
+
+// The element of code q in a run.
+float quant_run_value(QuantRun run, int q) {
+#if (QUANT == QUANT_NF4 || QUANT == QUANT_NF4_DOUBLE_QUANT)
+    precise float x = nf4_code(uint(q)) * run.scale;
+#elif QUANT == QUANT_Q8_0
+    precise float x = float(q) * run.scale;
+#elif QUANT == QUANT_Q4_0
+    precise float x = float(q - 8) * run.scale;
+#else
+    precise float x = float(q) * run.scale + run.offset;
+#endif
+    return x;
+}
+
+void quant_run_decode(QuantRun run, out float v[RUN_LENGTH]) {
+    for (uint t = 0u; t < RUN_LENGTH; t++) v[t] = quant_run_value(run, quant_run_code(run, t));
+}
+
+// The largest magnitude among a run's elements, without decoding them: each format's element is
+// monotonic in its code (the NF4 table is sorted), so it is the larger magnitude of the elements of
+// the smallest and the largest code (rounding is monotonic too, so this is the decoded elements' own
+// maximum, bit for bit).
+float quant_run_max(QuantRun run) {
+    int lo = quant_run_code(run, 0u), hi = lo;
+    for (uint t = 1u; t < RUN_LENGTH; t++) {
+        int q = quant_run_code(run, t);
+        lo = min(lo, q);
+        hi = max(hi, q);
     }
+    return max(abs(quant_run_value(run, lo)), abs(quant_run_value(run, hi)));
+}
+#endif
+
+// Elements i0 … i0 + 7 of the quantized tensor (n elements in all), i0 a multiple of RUN_LENGTH.
+void dequant_run(uint i0, uint n, out float v[RUN_LENGTH]) {
+#ifdef QUANT_RUN_PACKED
+    quant_run_decode(quant_run_read(i0, n), v);
 #else
     for (uint t = 0u; t < RUN_LENGTH; t++) v[t] = dequant(i0 + t, n);
 #endif

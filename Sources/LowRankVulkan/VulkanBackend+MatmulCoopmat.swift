@@ -10,8 +10,9 @@ public struct CoopmatTile: Hashable, Sendable, CustomStringConvertible {
 
     var workgroupSize: Int { (bm / wm) * (bn / wn) * subgroupSize }
     /// Shared memory of `Shaders/matmul_coopmat.comp` at this tile: the padded f16 tiles, each subgroup's
-    /// f32 stage, the tile maxima and a quantized B's code tables.
-    var sharedBytes: Int { (bm + bn) * (bk + 8) * 2 + (bm / wm) * (bn / wn) * shape.m * shape.n * 4 + 16 + (16 + 256) * 4 }
+    /// f32 stage (at least 16 + 256 entries: a quantized B's code tables share it) and the tile maxima
+    /// (two sets of 8 slots for A and for B).
+    var sharedBytes: Int { (bm + bn) * (bk + 8) * 2 + max((bm / wm) * (bn / wn) * shape.m * shape.n, 16 + 256) * 4 + 2 * 2 * 8 * 4 }
 
     /// `128×128×32 in 16×16×16, 64×64 a subgroup`.
     public var description: String { "\(bm)×\(bn)×\(bk) in \(shape.m)×\(shape.n)×\(shape.k), \(wm)×\(wn) a subgroup" }
