@@ -49,6 +49,10 @@ public protocol Backend: AnyObject, Sendable {
     func read(_ storage: any TensorStorage, offset: Int, into bytes: UnsafeMutableRawBufferPointer) throws
     /// Runs `op`. Outputs are allocated by the caller with the shapes `op.outputs(for:)` gave.
     func run(_ op: Op, inputs: [Tensor], outputs: [Tensor]) throws
+    /// Runs `op` with its dropout seeds mixed with a run's `seed` (`Op.reseeded`), as a plan runs
+    /// each step: a GPU records `op` as it is and reads `seed` from a buffer, so that every step
+    /// records the same commands.
+    func run(_ op: Op, reseededBy seed: UInt32, inputs: [Tensor], outputs: [Tensor]) throws
     /// Waits until every op issued so far has finished.
     func synchronize() throws
     func memoryStatistics() -> [MemoryStatistics]
@@ -74,6 +78,10 @@ public protocol Backend: AnyObject, Sendable {
 }
 
 extension Backend {
+    public func run(_ op: Op, reseededBy seed: UInt32, inputs: [Tensor], outputs: [Tensor]) throws {
+        try run(op.reseeded(seed), inputs: inputs, outputs: outputs)
+    }
+
     public func unsupportedReason(_ op: Op, inputs: [TensorDescriptor]) -> String? { nil }
 
     public func commit() throws {}

@@ -160,7 +160,11 @@ public final class ExecutionPlan {
             let outputs = try node.outputs.map { try tensor($0, fed) }
             let execute = {
                 do {
-                    if step.fallbackReason != nil { try self.runOnFallback(op, inputs, outputs) } else { try self.graph.backend.run(op, inputs: inputs, outputs: outputs) }
+                    if step.fallbackReason != nil {
+                        try self.runOnFallback(op, inputs, outputs)
+                    } else {
+                        try self.graph.backend.run(graphOp, reseededBy: seed, inputs: inputs, outputs: outputs)
+                    }
                 } catch let error as LowRankError {
                     throw error.adding("node", node.label)
                 }

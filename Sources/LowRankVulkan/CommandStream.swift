@@ -104,7 +104,9 @@ private final class Submission {
 /// only where a command reads or writes a range that an earlier command since the last barrier
 /// wrote, or writes a range one of them read (the hazards synchronization validation checks).
 /// That state survives submits: a barrier also orders against earlier submissions on the queue.
-/// Descriptor sets come from `descriptorSets`, written once per binding tuple.
+/// Descriptor sets come from `descriptorSets`, written once per binding tuple; every dispatch also
+/// binds `stepScalars` at set 1 and reads it, so an update of the values waits for the commands
+/// that read the old ones.
 final class CommandStream {
     private let device: VkDevice
     fileprivate let queue: VkQueue
@@ -118,6 +120,7 @@ final class CommandStream {
     static let timestampsPerSubmit = 2048
 
     let descriptorSets: DescriptorSetCache
+    let stepScalars: StepScalars
     private(set) var isRecording = false
     private var writtenSinceBarrier: [BufferAccess] = []
     private var readSinceBarrier: [BufferAccess] = []
@@ -131,12 +134,16 @@ final class CommandStream {
     /// The op being encoded, which timings name while the backend profiles ops.
     var op: Op.Kind?
 
+    /// With a log, each dispatch appends its kernel, push constants and workgroups, and each update
+    /// but the step scalars' its bytes: how tests see that a step records what the one before did.
+    var log: [String]?
+
     /// Commands recorded and submitted since the stream was made: what `--profile` counts.
     private(set) var dispatchCount = 0
     private(set) var barrierCount = 0
     private(set) var submissionCount = 0
 
-    init(device: VkDevice, queue: VkQueue, queueFamily: UInt32, timestampPeriod: Double, timestamps: Bool) throws {
+    init(device: VkDevice, queue: VkQueue, queueFamily: UInt32, timestampPeriod: Double, timestamps: Bool, stepScalars: StepScalars) throws {
         self.device = device
         self.queue = queue
         self.timestampPeriod = timestampPeriod
@@ -149,6 +156,7 @@ final class CommandStream {
         try vkCheck(vkCreateCommandPool(device, &poolInfo, nil, &pool), "vkCreateCommandPool")
         self.pool = pool!
         descriptorSets = DescriptorSetCache(device: device)
+        self.stepScalars = stepScalars
         submissions = try (0..<2).map { _ in try Submission(device: device, pool: pool!, timestamps: timestamps) }
     }
 
@@ -156,6 +164,7 @@ final class CommandStream {
         try? submitAndWait()
         for s in submissions { s.destroy(device) }
         descriptorSets.destroy()
+        stepScalars.destroy()
         vkDestroyCommandPool(device, pool, nil)
     }
 
@@ -213,15 +222,20 @@ final class CommandStream {
             try descriptorSets.reset()
         }
         try begin()
-        order(bindings)
+        if let (access, bytes) = stepScalars.pendingUpdate() {
+            try bytes.withUnsafeBytes { try record(access, $0) }
+            stepScalars.didRecordUpdate()
+        }
+        order(bindings + [stepScalars.access])
         let s = submissions[current]
-        var set: VkDescriptorSet? = try descriptorSets.set(pipeline.setLayout, bindings)
+        var sets: [VkDescriptorSet?] = [try descriptorSets.set(pipeline.setLayout, bindings), stepScalars.set]
         s.dispatches += 1
 
         vkCmdBindPipeline(commandBuffer, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.handle)
-        vkCmdBindDescriptorSets(commandBuffer, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.layout, 0, 1, &set, 0, nil)
+        vkCmdBindDescriptorSets(commandBuffer, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.layout, 0, 2, &sets, 0, nil)
         withUnsafeBytes(of: push) {
             vkCmdPushConstants(commandBuffer, pipeline.layout, VK_SHADER_STAGE_COMPUTE_BIT.rawValue, 0, UInt32($0.count), $0.baseAddress)
+            log?.append("\(pipeline.name) \(Array($0)) \(groups)")
         }
         let timed = profiling && s.queryPool != nil
         if timed { vkCmdWriteTimestamp(commandBuffer, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, s.queryPool, UInt32(s.queriesUsed)) }
@@ -238,6 +252,11 @@ final class CommandStream {
     /// Records writing `bytes` (a whole number of 4-byte words) into `destination`, in the command
     /// buffer itself (`vkCmdUpdateBuffer`), so that nothing waits for earlier commands.
     func update(_ destination: BufferAccess, with bytes: UnsafeRawBufferPointer) throws {
+        log?.append("update \(Array(bytes))")
+        try record(destination, bytes)
+    }
+
+    private func record(_ destination: BufferAccess, _ bytes: UnsafeRawBufferPointer) throws {
         precondition(bytes.count % 4 == 0 && bytes.count <= destination.size, "updates are whole words within the destination")
         try begin()
         order([destination])

@@ -171,8 +171,9 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
             staging = nil
         }
         pipelines = try PipelineStore(device: device, info: info, compiler: shaders)
+        let stepScalars = try StepScalars(device: device, storage: try allocator.allocate(StepScalars.byteCount), layout: pipelines.stepScalarsLayout)
         stream = try CommandStream(device: device, queue: queue!, queueFamily: UInt32(family),
-                                   timestampPeriod: info.limits.timestampPeriodNanoseconds, timestamps: timestamps)
+                                   timestampPeriod: info.limits.timestampPeriodNanoseconds, timestamps: timestamps, stepScalars: stepScalars)
     }
 
     deinit {
@@ -323,7 +324,13 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     }
 
     public func run(_ op: Op, inputs: [Tensor], outputs: [Tensor]) throws {
+        try run(op, reseededBy: 0, inputs: inputs, outputs: outputs)
+    }
+
+    /// Records `op` as it is, its kernels mixing `seed` from the step scalars into its dropout seeds.
+    public func run(_ op: Op, reseededBy seed: UInt32, inputs: [Tensor], outputs: [Tensor]) throws {
         try lock.withLock { _ in
+            stream.stepScalars.runSeed = seed
             do {
                 if profiler.isOn { try encodeProfiled(op, inputs, outputs) } else { try encode(op, inputs, outputs) }
             } catch let error as LowRankError {
