@@ -53,6 +53,13 @@ public protocol Backend: AnyObject, Sendable {
     /// each step: a GPU records `op` as it is and reads `seed` from a buffer, so that every step
     /// records the same commands.
     func run(_ op: Op, reseededBy seed: UInt32, inputs: [Tensor], outputs: [Tensor]) throws
+    /// Runs `body`, one repeat of the ops `owner` runs again and again on the same shapes (a
+    /// plan's run, an optimizer's step): the backend may keep what those ops allocate for
+    /// themselves (a GPU encoder's scratch) for the next repeat, which then binds the same memory,
+    /// until `releaseRepeats(of:)`.
+    func run(repeating owner: ObjectIdentifier, _ body: () throws -> Void) throws
+    /// Frees what `run(repeating:_:)` kept for `owner`.
+    func releaseRepeats(of owner: ObjectIdentifier)
     /// Waits until every op issued so far has finished.
     func synchronize() throws
     func memoryStatistics() -> [MemoryStatistics]
@@ -81,6 +88,10 @@ extension Backend {
     public func run(_ op: Op, reseededBy seed: UInt32, inputs: [Tensor], outputs: [Tensor]) throws {
         try run(op.reseeded(seed), inputs: inputs, outputs: outputs)
     }
+
+    public func run(repeating owner: ObjectIdentifier, _ body: () throws -> Void) throws { try body() }
+
+    public func releaseRepeats(of owner: ObjectIdentifier) {}
 
     public func unsupportedReason(_ op: Op, inputs: [TensorDescriptor]) -> String? { nil }
 

@@ -126,6 +126,8 @@ public final class ExecutionPlan {
         self.inputs = inputs.map(graph.tensor)
     }
 
+    deinit { graph.backend.releaseRepeats(of: ObjectIdentifier(self)) }
+
     /// Runs every step on `feeds` (a tensor on the graph's backend for each of `inputs`) and returns
     /// the outputs. They live in the plan's buffers: valid until the next run, which overwrites them.
     /// `seed` picks this run's dropout masks (the same in an op's forward and backward); with
@@ -152,31 +154,33 @@ public final class ExecutionPlan {
         var profiled: [(String, Op.Kind, Double)] = []
         let observers = [observer, watcher].compactMap { $0 }
         for observer in observers { observer.runWillStart() }
-        for step in steps {
-            let node = graph.nodes[step.node]
-            guard case .op(let graphOp) = node.kind else { continue }
-            let op = graphOp.reseeded(seed)
-            let inputs = try node.inputs.map { try tensor($0, fed) }
-            let outputs = try node.outputs.map { try tensor($0, fed) }
-            let execute = {
-                do {
-                    if step.fallbackReason != nil {
-                        try self.runOnFallback(op, inputs, outputs)
-                    } else {
-                        try self.graph.backend.run(graphOp, reseededBy: seed, inputs: inputs, outputs: outputs)
+        try graph.backend.run(repeating: ObjectIdentifier(self)) {
+            for step in steps {
+                let node = graph.nodes[step.node]
+                guard case .op(let graphOp) = node.kind else { continue }
+                let op = graphOp.reseeded(seed)
+                let inputs = try node.inputs.map { try tensor($0, fed) }
+                let outputs = try node.outputs.map { try tensor($0, fed) }
+                let execute = {
+                    do {
+                        if step.fallbackReason != nil {
+                            try self.runOnFallback(op, inputs, outputs)
+                        } else {
+                            try self.graph.backend.run(graphOp, reseededBy: seed, inputs: inputs, outputs: outputs)
+                        }
+                    } catch let error as LowRankError {
+                        throw error.adding("node", node.label)
                     }
-                } catch let error as LowRankError {
-                    throw error.adding("node", node.label)
                 }
+                for observer in observers { try observer.stepWillRun(step, op, inputs: inputs, outputs: outputs) }
+                if profile {
+                    profiled.append((step.label, op.kind, try graph.backend.deviceSeconds(execute)))
+                } else {
+                    try execute()
+                }
+                for observer in observers { try observer.stepDidRun(step, op, outputs: outputs) }
+                if let reference, step.fallbackReason == nil { try crossCheck(step, op, inputs, outputs, on: reference) }
             }
-            for observer in observers { try observer.stepWillRun(step, op, inputs: inputs, outputs: outputs) }
-            if profile {
-                profiled.append((step.label, op.kind, try graph.backend.deviceSeconds(execute)))
-            } else {
-                try execute()
-            }
-            for observer in observers { try observer.stepDidRun(step, op, outputs: outputs) }
-            if let reference, step.fallbackReason == nil { try crossCheck(step, op, inputs, outputs, on: reference) }
         }
         for observer in observers { try observer.runDidFinish() }
         if profile { lastProfile = profiled }

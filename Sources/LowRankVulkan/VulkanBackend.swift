@@ -50,6 +50,10 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     private let staging: VulkanAllocator?
     let lock = Mutex(())
     let profiler = OpProfiler()
+    /// The encoder scratch kept for each owner of repeated ops (`run(repeating:_:)`), and that of
+    /// the repeat being encoded; under `lock`.
+    private var keptScratch: [ObjectIdentifier: RepeatScratch] = [:]
+    private var repeatScratch: RepeatScratch?
     /// The command counts when profiling started; read and written under `lock`.
     private var profileStart = (dispatches: 0, barriers: 0, submissions: 0, descriptorSets: 0)
 
@@ -483,9 +487,26 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         return max(step, maxBindingBytes / (widest * unit) / step * step)
     }
 
-    /// A transient device tensor for an op's intermediate results.
+    /// A device tensor for an op's intermediate results: within a repeat (a plan's run, an
+    /// optimizer's step) its owner's (`RepeatScratch`), else a transient one.
     func scratch(_ shape: Shape, _ dtype: DType = .f32) throws -> Tensor {
-        try Tensor(empty: shape, dtype: dtype, on: self)
+        let make = { try Tensor(empty: shape, dtype: dtype, on: self) }
+        return try repeatScratch.map { try $0.tensor(shape, dtype, make: make) } ?? make()
+    }
+
+    public func run(repeating owner: ObjectIdentifier, _ body: () throws -> Void) throws {
+        lock.withLock { _ in
+            let scratch = keptScratch[owner] ?? RepeatScratch()
+            keptScratch[owner] = scratch
+            scratch.rewind()
+            repeatScratch = scratch
+        }
+        defer { lock.withLock { _ in repeatScratch = nil } }
+        try body()
+    }
+
+    public func releaseRepeats(of owner: ObjectIdentifier) {
+        lock.withLock { _ in keptScratch[owner] = nil }
     }
 }
 
