@@ -82,7 +82,7 @@ public final class AdamWOptimizer {
                                          options: options, guard: flags)
             }
             // Every step the same op on the same tensors: the backend keeps its scratch between them.
-            if let backend = parameters.first?.tensor.backend { try backend.run(repeating: ObjectIdentifier(self), update) } else { try update() }
+            if let backend = parameters.first?.tensor.backend { try backend.run(repeating: ObjectIdentifier(self), replayable: nil, update) } else { try update() }
         } catch let error as LowRankError {
             // The op names a tensor by its index.
             guard let i = error.context.last(where: { $0.0 == "tensor" }).flatMap({ Int($0.1) }) else { throw error }

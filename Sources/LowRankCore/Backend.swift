@@ -56,8 +56,10 @@ public protocol Backend: AnyObject, Sendable {
     /// Runs `body`, one repeat of the ops `owner` runs again and again on the same shapes (a
     /// plan's run, an optimizer's step): the backend may keep what those ops allocate for
     /// themselves (a GPU encoder's scratch) for the next repeat, which then binds the same memory,
-    /// until `releaseRepeats(of:)`.
-    func run(repeating owner: ObjectIdentifier, _ body: () throws -> Void) throws
+    /// until `releaseRepeats(of:)`. `replayable` says that nothing but `inputs` (which tensors they
+    /// are) and the run's dropout `seed` differs between repeats: a GPU then records the commands
+    /// once per set of input tensors and submits them again on later repeats without calling `body`.
+    func run(repeating owner: ObjectIdentifier, replayable: (inputs: [Tensor], seed: UInt32)?, _ body: () throws -> Void) throws
     /// Frees what `run(repeating:_:)` kept for `owner`.
     func releaseRepeats(of owner: ObjectIdentifier)
     /// Waits until every op issued so far has finished.
@@ -89,7 +91,9 @@ extension Backend {
         try run(op.reseeded(seed), inputs: inputs, outputs: outputs)
     }
 
-    public func run(repeating owner: ObjectIdentifier, _ body: () throws -> Void) throws { try body() }
+    public func run(repeating owner: ObjectIdentifier, replayable: (inputs: [Tensor], seed: UInt32)?, _ body: () throws -> Void) throws {
+        try body()
+    }
 
     public func releaseRepeats(of owner: ObjectIdentifier) {}
 

@@ -133,8 +133,11 @@ public final class ExecutionPlan {
     /// `seed` picks this run's dropout masks (the same in an op's forward and backward); with
     /// `profile`, each step's device time is measured (synchronizing after each) into `lastProfile`;
     /// `watcher` sees this run's steps as the plan's own observer does (and may stop the run by throwing).
+    /// With `replay`, the caller feeds the same few tensors again and again (`CausalLMPlan`'s input
+    /// slots): a GPU then records the run's commands once per set of them and submits them again on
+    /// later runs, when nothing watches, checks or profiles the run and no step falls back.
     public func run(_ feeds: [GraphTensor: Tensor], seed: UInt32 = 0, profile: Bool = false,
-                    watcher: (any PlanStepObserver)? = nil) throws -> [Tensor] {
+                    watcher: (any PlanStepObserver)? = nil, replay: Bool = false) throws -> [Tensor] {
         var fed: [Int: Tensor] = [:]
         for input in inputs {
             let name = graph.values[input.id].name
@@ -154,7 +157,8 @@ public final class ExecutionPlan {
         var profiled: [(String, Op.Kind, Double)] = []
         let observers = [observer, watcher].compactMap { $0 }
         for observer in observers { observer.runWillStart() }
-        try graph.backend.run(repeating: ObjectIdentifier(self)) {
+        let replayable = replay && observers.isEmpty && !profile && reference == nil && fallbacks.isEmpty
+        try graph.backend.run(repeating: ObjectIdentifier(self), replayable: replayable ? (inputs.map { fed[$0.id]! }, seed) : nil) {
             for step in steps {
                 let node = graph.nodes[step.node]
                 guard case .op(let graphOp) = node.kind else { continue }

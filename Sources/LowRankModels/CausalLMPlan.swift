@@ -84,7 +84,7 @@ public final class CausalLMPlan {
     /// Runs the plan on one batch: the mean loss over its predicted tokens and, when training, the
     /// adapter's gradients (valid until the next run). `seed` picks the dropout masks.
     public func run(_ batch: TokenBatch, seed: UInt32 = 0) throws -> (loss: Tensor, gradients: [Tensor]) {
-        let out = try plan.run(try feeds(batch), seed: seed)
+        let out = try plan.run(try feeds(batch), seed: seed, replay: true)
         return (out[0], Array(out.dropFirst()))
     }
 

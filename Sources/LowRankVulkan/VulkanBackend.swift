@@ -54,6 +54,13 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// the repeat being encoded; under `lock`.
     private var keptScratch: [ObjectIdentifier: RepeatScratch] = [:]
     private var repeatScratch: RepeatScratch?
+    private let replays = Mutex(true)
+    /// Whether replayable repeats replay their recordings; off, each is encoded afresh (how tests
+    /// compare the two).
+    var replaysRepeats: Bool {
+        get { replays.withLock { $0 } }
+        set { replays.withLock { $0 = newValue } }
+    }
     /// The command counts when profiling started; read and written under `lock`.
     private var profileStart = (dispatches: 0, barriers: 0, submissions: 0, descriptorSets: 0)
 
@@ -494,19 +501,56 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         return try repeatScratch.map { try $0.tensor(shape, dtype, make: make) } ?? make()
     }
 
-    public func run(repeating owner: ObjectIdentifier, _ body: () throws -> Void) throws {
-        lock.withLock { _ in
+    /// A replayable repeat is recorded (`CommandStream.beginRecording`) on its first run with a
+    /// set of inputs and replayed after, except while profiling (which times each dispatch of a
+    /// repeat encoded afresh) or with `replaysRepeats` off.
+    public func run(repeating owner: ObjectIdentifier, replayable: (inputs: [Tensor], seed: UInt32)?, _ body: () throws -> Void) throws {
+        let replayed = try lock.withLock { _ -> Bool in
             let scratch = keptScratch[owner] ?? RepeatScratch()
             keptScratch[owner] = scratch
             scratch.rewind()
+            guard let replayable, replaysRepeats, !stream.profiling, !profiler.isOn else {
+                repeatScratch = scratch
+                return false
+            }
+            let key = try recordingKey(replayable.inputs)
+            stream.stepScalars.runSeed = replayable.seed
+            if try stream.replay(owner, key: key) { return true }
+            try stream.beginRecording(owner, key: key)
             repeatScratch = scratch
+            return false
         }
-        defer { lock.withLock { _ in repeatScratch = nil } }
-        try body()
+        guard !replayed else { return }
+        do {
+            try body()
+        } catch {
+            lock.withLock { _ in
+                repeatScratch = nil
+                try? stream.endRecording(keep: false)
+            }
+            throw error
+        }
+        try lock.withLock { _ in
+            repeatScratch = nil
+            try stream.endRecording()
+        }
+    }
+
+    /// What a recording's commands depend on beyond its owner: the memory of each input, and the
+    /// settings that choose kernels.
+    private func recordingKey(_ inputs: [Tensor]) throws -> [UInt64] {
+        let memory = try inputs.flatMap { t in
+            let s = try vulkan(t.storage)
+            return [s.block.serial, UInt64(s.offset), UInt64(s.byteCount)]
+        }
+        return memory + [UInt64(bitPattern: Int64(matmulPrecision.hashValue)), cooperativeMatricesEnabled ? 1 : 0, UInt64(splitKCores)]
     }
 
     public func releaseRepeats(of owner: ObjectIdentifier) {
-        lock.withLock { _ in keptScratch[owner] = nil }
+        lock.withLock { _ in
+            keptScratch[owner] = nil
+            try? stream.forgetRecordings(of: owner)
+        }
     }
 }
 

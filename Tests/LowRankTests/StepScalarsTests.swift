@@ -48,6 +48,8 @@ struct StepScalarsTests {
     func stepsRecordTheSameCommands(dora: Bool) throws {
         try onBackend(.vulkan) { shared in
             let vulkan = try (shared as! VulkanBackend).sibling()
+            // Each step encoded afresh, to see what it records.
+            vulkan.replaysRepeats = false
             let model = try LlamaFixtures.model(on: vulkan)
             var settings = LlamaTrainingTests.settings(steps: 6)
             settings.warmupSteps = 2
