@@ -5,22 +5,27 @@ import Testing
 
 @Suite("Training steps replaying their plan's recorded commands")
 struct RecordedStepTests {
-    /// Five steps of the fixture model with dropout, a warmed-up cosine schedule and clipping, on a
-    /// backend of their own that replays recorded runs or encodes each afresh.
-    static func train(_ shared: any Backend, dora: Bool, accumulating: Bool, replays: Bool) throws -> (bytes: [[UInt8]], replays: Int) {
-        let vulkan = try (shared as! VulkanBackend).sibling()
-        vulkan.replaysRepeats = replays
+    /// A trainer of the fixture model with dropout, a warmed-up cosine schedule and clipping, so
+    /// that each step's dropout seed, learning rate and bias corrections differ.
+    static func trainer(on vulkan: VulkanBackend, steps: Int, dora: Bool, accumulating: Bool = false) throws -> Trainer {
         let model = try LlamaFixtures.model(on: vulkan)
-        var settings = LlamaTrainingTests.settings(steps: 5)
+        var settings = LlamaTrainingTests.settings(steps: steps)
         settings.warmupSteps = 2
         settings.maxGradientNorm = 0.5
         if accumulating { settings.gradientAccumulationSteps = 2 }
         let adapter = try ModelAdapter(settings: try AdapterSettings(rank: 4, alpha: 8, dropout: 0.1, dora: dora, targets: .allLinear),
                                        on: model, seed: 5)
-        let trainer = try Trainer(model: model, adapter: adapter, data: try LlamaFixtures.data(model), settings: settings, output: nil)
+        return try Trainer(model: model, adapter: adapter, data: try LlamaFixtures.data(model), settings: settings, output: nil)
+    }
+
+    /// Five steps on a backend of their own that replays recorded runs or encodes each afresh.
+    static func train(_ shared: any Backend, dora: Bool, accumulating: Bool, replays: Bool) throws -> (bytes: [[UInt8]], replays: Int) {
+        let vulkan = try (shared as! VulkanBackend).sibling()
+        vulkan.replaysRepeats = replays
+        let trainer = try Self.trainer(on: vulkan, steps: 5, dora: dora, accumulating: accumulating)
         try trainer.train()
         try vulkan.synchronize()
-        return ([trainer.losses.withUnsafeBytes { Array($0) }] + (try adapter.parameters.map { try $0.tensor.bytes() }), vulkan.stream.replayCount)
+        return ([trainer.losses.withUnsafeBytes { Array($0) }] + (try trainer.adapter.parameters.map { try $0.tensor.bytes() }), vulkan.stream.replayCount)
     }
 
     /// Under validation and synchronization validation, steps queued two ahead as `Trainer` runs

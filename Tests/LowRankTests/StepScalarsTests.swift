@@ -50,13 +50,7 @@ struct StepScalarsTests {
             let vulkan = try (shared as! VulkanBackend).sibling()
             // Each step encoded afresh, to see what it records.
             vulkan.replaysRepeats = false
-            let model = try LlamaFixtures.model(on: vulkan)
-            var settings = LlamaTrainingTests.settings(steps: 6)
-            settings.warmupSteps = 2
-            settings.maxGradientNorm = 0.5
-            let adapter = try ModelAdapter(settings: try AdapterSettings(rank: 4, alpha: 8, dropout: 0.1, dora: dora, targets: .allLinear),
-                                           on: model, seed: 5)
-            let trainer = try Trainer(model: model, adapter: adapter, data: try LlamaFixtures.data(model), settings: settings, output: nil)
+            let trainer = try RecordedStepTests.trainer(on: vulkan, steps: 6, dora: dora)
             var steps: [[String]] = []
             vulkan.stream.log = []
             try trainer.train { _ in
