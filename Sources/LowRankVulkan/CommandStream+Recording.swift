@@ -21,13 +21,19 @@ extension CommandStream {
     /// The recordings kept per owner: one per input slot of a plan (`CausalLMPlan.inputSlots`).
     static let recordingsPerOwner = 2
 
-    /// Submits `owner`'s recording for `key` again, after an update of the step scalars' changed
-    /// words, and returns true; false when there is none.
+    /// Submits `owner`'s recording for `key` again, its run's seed written into the host-visible
+    /// word it copies from (else after an update of the step scalars in a submission before it),
+    /// and returns true; false when there is none.
     func replay(_ owner: ObjectIdentifier, key: [UInt64]) throws -> Bool {
         guard let s = recordings[owner]?.first(where: { $0.key == key })?.submission else { return false }
-        _ = try flushStepScalars()
-        try submit()
         if s.inFlight { try wait(s) }
+        if let seed = s.seedStage?.mapped {
+            seed.storeBytes(of: stepScalars.runSeed, as: UInt32.self)
+            stepScalars.markRecorded(StepScalars.runSeedBytes)
+        } else {
+            _ = try flushStepScalars()
+        }
+        try submit()
         try enqueue(s)
         (writtenSinceBarrier, readSinceBarrier) = s.endState
         dispatchCount += s.dispatches
@@ -37,8 +43,10 @@ extension CommandStream {
     }
 
     /// Starts recording `owner`'s run for `key` into a command buffer of its own, after submitting
-    /// what was recorded before (with the step scalars' changed words).
-    func beginRecording(_ owner: ObjectIdentifier, key: [UInt64]) throws {
+    /// what was recorded before (with the step scalars' changed words). With `seedStage`, a
+    /// host-visible word, the recording copies the run's seed from it first, so that a replay needs
+    /// no submission before it to set the seed.
+    func beginRecording(_ owner: ObjectIdentifier, key: [UInt64], seedStage: VulkanStorage?) throws {
         _ = try flushStepScalars()
         try submit()
         let s = try Submission(device: device, pool: pool, timestamps: false)
@@ -49,6 +57,15 @@ extension CommandStream {
         capture = Capture(owner: owner, key: key, submission: s, barriersBefore: barrierCount)
         isRecording = true
         barrier()
+        if let seedStage, let word = seedStage.mapped {
+            word.storeBytes(of: stepScalars.runSeed, as: UInt32.self)
+            s.seedStage = seedStage
+            let source = BufferAccess(seedStage, writes: false, size: StepScalars.runSeedBytes.count)
+            let destination = stepScalars.access(StepScalars.runSeedBytes, writes: true)
+            order([source, destination])
+            var region = VkBufferCopy(srcOffset: VkDeviceSize(source.lower), dstOffset: VkDeviceSize(destination.lower), size: VkDeviceSize(source.size))
+            vkCmdCopyBuffer(commandBuffer, source.buffer, destination.buffer, 1, &region)
+        }
     }
 
     /// Submits the recording being captured and keeps it, unless it is broken or `keep` is false

@@ -61,6 +61,8 @@ final class Submission {
     var dispatches = 0
     /// A recording's barriers, and the accesses since its last barrier when it ends.
     var barriers = 0
+    /// The host-visible word a recording copies its run's seed from.
+    var seedStage: VulkanStorage?
     var endState: (written: [BufferAccess], read: [BufferAccess]) = ([], [])
     var queriesUsed = 0
     var queryLabels: [String] = []
@@ -183,7 +185,8 @@ final class CommandStream {
     func destroy() {
         try? submitAndWait()
         for s in submissions { s.destroy(device) }
-        for kept in recordings.values.joined() { kept.submission.free(device, pool) }
+        // Before the backend returns its blocks: a recording holds the storage it binds.
+        forgetRecordings()
         descriptorSets.destroy()
         stepScalars.destroy()
         vkDestroyCommandPool(device, pool, nil)
@@ -208,7 +211,7 @@ final class CommandStream {
     var commandBuffer: VkCommandBuffer { target.commandBuffer }
 
     /// Inserts a barrier first if `accesses` conflict with commands since the last one.
-    private func order(_ accesses: [BufferAccess]) {
+    func order(_ accesses: [BufferAccess]) {
         let hazard = accesses.contains { a in
             writtenSinceBarrier.contains { $0.overlaps(a) } || (a.writes && readSinceBarrier.contains { $0.overlaps(a) })
         }

@@ -72,7 +72,7 @@ final class StepScalars {
     /// The seed a plan's run mixes into its ops' dropout seeds (`Op.reseeded`): 0 outside a run.
     var runSeed: UInt32 {
         get { host.withUnsafeBytes { $0.load(as: UInt32.self) } }
-        set { store(newValue, at: 0) }
+        set { store(newValue, at: Self.runSeedBytes.lowerBound) }
     }
 
     /// Sets AdamW's values: `bias2Root` (√(1 − β₂ᵗ)) and each tensor's (1 − lr·λ, −lr/(1 − β₁ᵗ)).
@@ -95,6 +95,21 @@ final class StepScalars {
 
     /// The whole buffer, as every dispatch reads it.
     var access: BufferAccess { BufferAccess(storage!, writes: false) }
+
+    /// `run_seed`'s bytes.
+    static let runSeedBytes = 0..<4
+
+    /// The bytes `range` of the buffer.
+    func access(_ range: Range<Int>, writes: Bool) -> BufferAccess {
+        BufferAccess(storage!, writes: writes, offset: range.lowerBound, size: range.count)
+    }
+
+    /// After a command the stream did not record from `pendingUpdate()` set the host's bytes
+    /// `range` (a recording's copy of its run's seed).
+    func markRecorded(_ range: Range<Int>) {
+        guard recorded.count >= range.upperBound else { return }
+        recorded.replaceSubrange(range, with: host[range])
+    }
 
     /// The words the host changed since the last recorded update, with their new bytes, or nil.
     func pendingUpdate() -> (access: BufferAccess, bytes: ArraySlice<UInt8>)? {

@@ -516,7 +516,8 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
             let key = try recordingKey(replayable.inputs)
             stream.stepScalars.runSeed = replayable.seed
             if try stream.replay(owner, key: key) { return true }
-            try stream.beginRecording(owner, key: key)
+            let seedStage = try (staging ?? allocator).allocate(StepScalars.runSeedBytes.count)
+            try stream.beginRecording(owner, key: key, seedStage: seedStage.mapped == nil ? nil : seedStage)
             repeatScratch = scratch
             return false
         }
