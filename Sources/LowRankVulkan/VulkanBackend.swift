@@ -1,4 +1,5 @@
 import CVulkan
+import Glibc
 import LowRankCore
 import Synchronization
 
@@ -53,7 +54,10 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// The encoder scratch kept for each owner of repeated ops (`run(repeating:_:)`), and that of
     /// the repeat being encoded; under `lock`.
     private var keptScratch: [ObjectIdentifier: RepeatScratch] = [:]
-    private var repeatScratch: RepeatScratch?
+    /// By thread: ops another thread runs meanwhile (on a backend shared between threads) neither
+    /// take a repeat's scratch nor join its recording.
+    private var repeatScratch: [pthread_t: RepeatScratch] = [:]
+    private var capturingThread: pthread_t?
     private let replays = Mutex(true)
     /// Whether replayable repeats replay their recordings; off, each is encoded afresh (how tests
     /// compare the two).
@@ -341,6 +345,11 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// Records `op` as it is, its kernels mixing `seed` from the step scalars into its dropout seeds.
     public func run(_ op: Op, reseededBy seed: UInt32, inputs: [Tensor], outputs: [Tensor]) throws {
         try lock.withLock { _ in
+            // Another thread's op ends a capture: that recording is not kept.
+            if let capturing = capturingThread, capturing != pthread_self() {
+                try stream.submit()
+                capturingThread = nil
+            }
             stream.stepScalars.runSeed = seed
             do {
                 if profiler.isOn { try encodeProfiled(op, inputs, outputs) } else { try encode(op, inputs, outputs) }
@@ -498,7 +507,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// optimizer's step) its owner's (`RepeatScratch`), else a transient one.
     func scratch(_ shape: Shape, _ dtype: DType = .f32) throws -> Tensor {
         let make = { try Tensor(empty: shape, dtype: dtype, on: self) }
-        return try repeatScratch.map { try $0.tensor(shape, dtype, make: make) } ?? make()
+        return try repeatScratch[pthread_self()].map { try $0.tensor(shape, dtype, make: make) } ?? make()
     }
 
     /// A replayable repeat is recorded (`CommandStream.beginRecording`) on its first run with a
@@ -509,8 +518,9 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
             let scratch = keptScratch[owner] ?? RepeatScratch()
             keptScratch[owner] = scratch
             scratch.rewind()
-            guard let replayable, replaysRepeats, !stream.profiling, !profiler.isOn else {
-                repeatScratch = scratch
+            // One recording at a time: another thread's capture is not this one's to join.
+            guard let replayable, replaysRepeats, !stream.profiling, !profiler.isOn, stream.capture == nil else {
+                repeatScratch[pthread_self()] = scratch
                 return false
             }
             let key = try recordingKey(replayable.inputs)
@@ -518,7 +528,8 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
             if try stream.replay(owner, key: key) { return true }
             let seedStage = try (staging ?? allocator).allocate(StepScalars.runSeedBytes.count)
             try stream.beginRecording(owner, key: key, seedStage: seedStage.mapped == nil ? nil : seedStage)
-            repeatScratch = scratch
+            capturingThread = pthread_self()
+            repeatScratch[pthread_self()] = scratch
             return false
         }
         guard !replayed else { return }
@@ -526,14 +537,16 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
             try body()
         } catch {
             lock.withLock { _ in
-                repeatScratch = nil
-                try? stream.endRecording(keep: false)
+                repeatScratch[pthread_self()] = nil
+                if capturingThread == pthread_self() { try? stream.endRecording(keep: false) }
+                capturingThread = nil
             }
             throw error
         }
         try lock.withLock { _ in
-            repeatScratch = nil
-            try stream.endRecording()
+            repeatScratch[pthread_self()] = nil
+            if capturingThread == pthread_self() { try stream.endRecording() }
+            capturingThread = nil
         }
     }
 
