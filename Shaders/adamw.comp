@@ -1,11 +1,14 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
+#include "step_scalars.glsl"
 
 // AdamW over a table of tensors (AdamWKernel in VulkanBackend+Optimizer.swift; CPUBackend+Optimizer.swift
 // is the twin). An entry is a range of one tensor: its element offsets within the bound param, grad,
-// m and v ranges, its length, and its step's decay and −lr/(1 − β₁ᵗ) (its own learning rate). PASS:
-// - PASS_SUM_OF_SQUARES: one workgroup per entry (a whole gradient) writes partial[entry.sum] = Σ g²
+// m and v ranges, its length, and its tensor's index. What changes from step to step is in the step
+// scalars (step_scalars.glsl): √(1 − β₂ᵗ), and per tensor its step's decay and −lr/(1 − β₁ᵗ) (its own
+// learning rate), so the table and push constants stay the same every step. PASS:
+// - PASS_SUM_OF_SQUARES: one workgroup per entry (a whole gradient) writes partial[entry.tensor] = Σ g²
 //   in row_reduce.comp's order (a strided fma per invocation, then a fixed tree), so the sum is
 //   the bits of row_sum_of_squares on that gradient.
 // - PASS_CLIP_COEFFICIENT: one invocation adds the `entries` partials in order and writes
@@ -23,13 +26,12 @@
 layout(local_size_x_id = 0) in;
 
 struct Entry {
-    uint param, grad, m, v, count, first_group, sum;
-    float decay, negative_step;
+    uint param, grad, m, v, count, first_group, tensor;
 };
 
 layout(push_constant) uniform Params {
     uint entries, chunk;
-    float one_minus_beta1, beta2, one_minus_beta2, bias2_root, epsilon, max_norm;
+    float one_minus_beta1, beta2, one_minus_beta2, epsilon, max_norm;
 } p;
 
 #if PASS == PASS_SUM_OF_SQUARES
@@ -53,7 +55,7 @@ void main() {
         if (lid < width) tree[lid] += tree[lid + width];
         barrier();
     }
-    if (lid == 0u) partial[e.sum] = tree[0];
+    if (lid == 0u) partial[e.tensor] = tree[0];
 }
 
 #elif PASS == PASS_CLIP_COEFFICIENT
@@ -95,6 +97,7 @@ void main() {
         if (table[mid].first_group <= gl_WorkGroupID.x) lo = mid; else hi = mid - 1u;
     }
     Entry e = table[lo];
+    vec2 rates = step_scalars.adamw_rates[e.tensor];
     uint start = (gl_WorkGroupID.x - e.first_group) * p.chunk;
     uint end = min(e.count, start + p.chunk);
     for (uint i = start + gl_LocalInvocationID.x; i < end; i += gl_WorkGroupSize.x) {
@@ -106,8 +109,8 @@ void main() {
         float m_old = m_data[e.m + i];
         precise float m = m_old + p.one_minus_beta1 * (g - m_old);
         precise float v = v_data[e.v + i] * p.beta2 + p.one_minus_beta2 * g * g;
-        precise float denominator = sqrt(v) / p.bias2_root + p.epsilon;
-        precise float theta = to_f32(param[e.param + i]) * e.decay + e.negative_step * m / denominator;
+        precise float denominator = sqrt(v) / step_scalars.bias2_root + p.epsilon;
+        precise float theta = to_f32(param[e.param + i]) * rates.x + rates.y * m / denominator;
         m_data[e.m + i] = m;
         v_data[e.v + i] = v;
         param[e.param + i] = P_FROM_F32(theta);

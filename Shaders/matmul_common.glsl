@@ -4,6 +4,8 @@
 // either). The includer declares the push constants first (matmul.comp's block), defines the same macros,
 // enables GL_EXT_control_flow_attributes and, with QUANT_TABLES_SHARED, calls quant_tables_init before a barrier.
 
+#include "step_scalars.glsl"
+
 #if SPLIT_K == SPLIT_K_REDUCE
 layout(std430, binding = 0) readonly buffer PartBuf { float part_data[]; };
 #else
@@ -56,7 +58,7 @@ vec4 to_f32x4(u16vec4 v) { return uintBitsToFloat(uvec4(v) << 16); }  // bf16: t
      : vec4((VALID) > 0u ? to_f32(DATA[(I)]) : 0.0, (VALID) > 1u ? to_f32(DATA[(I) + 1u]) : 0.0, \
             (VALID) > 2u ? to_f32(DATA[(I) + 2u]) : 0.0, (VALID) > 3u ? to_f32(DATA[(I) + 3u]) : 0.0))
 
-float dropout_at(uint row, uint col) { return dropout_factor(p.seed, p.drop_threshold, p.keep_scale, row, col); }
+float dropout_at(uint row, uint col) { return dropout_factor(dropout_seed(p.seed), p.drop_threshold, p.keep_scale, row, col); }
 
 #if SECOND
 // The second product at (m, n), summed in k order from global memory as the epilogue needs it: its

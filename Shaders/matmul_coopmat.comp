@@ -8,6 +8,7 @@
 #extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
 #include "dora.glsl"
+#include "step_scalars.glsl"
 
 // C[M, N] = alpha·op(A)·op(B) [⊙ dropout] [+ alpha2·(op(A2)·op(B2)) ⊙ dropout] [+ bias] [+ C] with
 // subgroup-scope cooperative matrices: f16 operands in shared memory, f32 accumulators (ggml-vulkan's
@@ -249,7 +250,7 @@ float load_b2(uint k, uint n) {
 }
 #endif
 
-float dropout_at(uint row, uint col) { return dropout_factor(p.seed, p.drop_threshold, p.keep_scale, row, col); }
+float dropout_at(uint row, uint col) { return dropout_factor(dropout_seed(p.seed), p.drop_threshold, p.keep_scale, row, col); }
 
 // The exponent s with max·2^-s in [2^14, 2^15); 0 for a tile of zeros, infinities or NaNs, which
 // then pass through unscaled.

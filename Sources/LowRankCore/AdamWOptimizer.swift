@@ -55,6 +55,8 @@ public final class AdamWOptimizer {
         secondMoments = try parameters.map { try Tensor.zeros($0.tensor.shape, on: $0.tensor.backend) }
     }
 
+    deinit { parameters.first?.tensor.backend.releaseRepeats(of: ObjectIdentifier(self)) }
+
     /// The rate the next step will use.
     public var learningRate: Double { settings.learningRate * settings.schedule.multiplier(afterSteps: step) }
 
@@ -75,7 +77,12 @@ public final class AdamWOptimizer {
                                               learningRateFactors: learningRateFactors, maxGradientNorm: maxNorm, guarded: loss != nil)
         do {
             let flags = try loss.map { (loss: $0, health: try healthFlag()) }
-            try Ops.multiTensorAdamW(params: parameters.map(\.tensor), grads: gradients, m: firstMoments, v: secondMoments, options: options, guard: flags)
+            let update = {
+                try Ops.multiTensorAdamW(params: self.parameters.map(\.tensor), grads: gradients, m: self.firstMoments, v: self.secondMoments,
+                                         options: options, guard: flags)
+            }
+            // Every step the same op on the same tensors: the backend keeps its scratch between them.
+            if let backend = parameters.first?.tensor.backend { try backend.run(repeating: ObjectIdentifier(self), replayable: nil, update) } else { try update() }
         } catch let error as LowRankError {
             // The op names a tensor by its index.
             guard let i = error.context.last(where: { $0.0 == "tensor" }).flatMap({ Int($0.1) }) else { throw error }

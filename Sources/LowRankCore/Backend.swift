@@ -49,6 +49,19 @@ public protocol Backend: AnyObject, Sendable {
     func read(_ storage: any TensorStorage, offset: Int, into bytes: UnsafeMutableRawBufferPointer) throws
     /// Runs `op`. Outputs are allocated by the caller with the shapes `op.outputs(for:)` gave.
     func run(_ op: Op, inputs: [Tensor], outputs: [Tensor]) throws
+    /// Runs `op` with its dropout seeds mixed with a run's `seed` (`Op.reseeded`), as a plan runs
+    /// each step: a GPU records `op` as it is and reads `seed` from a buffer, so that every step
+    /// records the same commands.
+    func run(_ op: Op, reseededBy seed: UInt32, inputs: [Tensor], outputs: [Tensor]) throws
+    /// Runs `body`, one repeat of the ops `owner` runs again and again on the same shapes (a
+    /// plan's run, an optimizer's step): the backend may keep what those ops allocate for
+    /// themselves (a GPU encoder's scratch) for the next repeat, which then binds the same memory,
+    /// until `releaseRepeats(of:)`. `replayable` says that nothing but `inputs` (which tensors they
+    /// are) and the run's dropout `seed` differs between repeats: a GPU then records the commands
+    /// once per set of input tensors and submits them again on later repeats without calling `body`.
+    func run(repeating owner: ObjectIdentifier, replayable: (inputs: [Tensor], seed: UInt32)?, _ body: () throws -> Void) throws
+    /// Frees what `run(repeating:_:)` kept for `owner`.
+    func releaseRepeats(of owner: ObjectIdentifier)
     /// Waits until every op issued so far has finished.
     func synchronize() throws
     func memoryStatistics() -> [MemoryStatistics]
@@ -74,6 +87,16 @@ public protocol Backend: AnyObject, Sendable {
 }
 
 extension Backend {
+    public func run(_ op: Op, reseededBy seed: UInt32, inputs: [Tensor], outputs: [Tensor]) throws {
+        try run(op.reseeded(seed), inputs: inputs, outputs: outputs)
+    }
+
+    public func run(repeating owner: ObjectIdentifier, replayable: (inputs: [Tensor], seed: UInt32)?, _ body: () throws -> Void) throws {
+        try body()
+    }
+
+    public func releaseRepeats(of owner: ObjectIdentifier) {}
+
     public func unsupportedReason(_ op: Op, inputs: [TensorDescriptor]) -> String? { nil }
 
     public func commit() throws {}

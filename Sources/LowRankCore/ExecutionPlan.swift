@@ -126,13 +126,18 @@ public final class ExecutionPlan {
         self.inputs = inputs.map(graph.tensor)
     }
 
+    deinit { graph.backend.releaseRepeats(of: ObjectIdentifier(self)) }
+
     /// Runs every step on `feeds` (a tensor on the graph's backend for each of `inputs`) and returns
     /// the outputs. They live in the plan's buffers: valid until the next run, which overwrites them.
     /// `seed` picks this run's dropout masks (the same in an op's forward and backward); with
     /// `profile`, each step's device time is measured (synchronizing after each) into `lastProfile`;
     /// `watcher` sees this run's steps as the plan's own observer does (and may stop the run by throwing).
+    /// With `replay`, the caller feeds the same few tensors again and again (`CausalLMPlan`'s input
+    /// slots): a GPU then records the run's commands once per set of them and submits them again on
+    /// later runs, when nothing watches, checks or profiles the run and no step falls back.
     public func run(_ feeds: [GraphTensor: Tensor], seed: UInt32 = 0, profile: Bool = false,
-                    watcher: (any PlanStepObserver)? = nil) throws -> [Tensor] {
+                    watcher: (any PlanStepObserver)? = nil, replay: Bool = false) throws -> [Tensor] {
         var fed: [Int: Tensor] = [:]
         for input in inputs {
             let name = graph.values[input.id].name
@@ -152,27 +157,34 @@ public final class ExecutionPlan {
         var profiled: [(String, Op.Kind, Double)] = []
         let observers = [observer, watcher].compactMap { $0 }
         for observer in observers { observer.runWillStart() }
-        for step in steps {
-            let node = graph.nodes[step.node]
-            guard case .op(let graphOp) = node.kind else { continue }
-            let op = graphOp.reseeded(seed)
-            let inputs = try node.inputs.map { try tensor($0, fed) }
-            let outputs = try node.outputs.map { try tensor($0, fed) }
-            let execute = {
-                do {
-                    if step.fallbackReason != nil { try self.runOnFallback(op, inputs, outputs) } else { try self.graph.backend.run(op, inputs: inputs, outputs: outputs) }
-                } catch let error as LowRankError {
-                    throw error.adding("node", node.label)
+        let replayable = replay && observers.isEmpty && !profile && reference == nil && fallbacks.isEmpty
+        try graph.backend.run(repeating: ObjectIdentifier(self), replayable: replayable ? (inputs.map { fed[$0.id]! }, seed) : nil) {
+            for step in steps {
+                let node = graph.nodes[step.node]
+                guard case .op(let graphOp) = node.kind else { continue }
+                let op = graphOp.reseeded(seed)
+                let inputs = try node.inputs.map { try tensor($0, fed) }
+                let outputs = try node.outputs.map { try tensor($0, fed) }
+                let execute = {
+                    do {
+                        if step.fallbackReason != nil {
+                            try self.runOnFallback(op, inputs, outputs)
+                        } else {
+                            try self.graph.backend.run(graphOp, reseededBy: seed, inputs: inputs, outputs: outputs)
+                        }
+                    } catch let error as LowRankError {
+                        throw error.adding("node", node.label)
+                    }
                 }
+                for observer in observers { try observer.stepWillRun(step, op, inputs: inputs, outputs: outputs) }
+                if profile {
+                    profiled.append((step.label, op.kind, try graph.backend.deviceSeconds(execute)))
+                } else {
+                    try execute()
+                }
+                for observer in observers { try observer.stepDidRun(step, op, outputs: outputs) }
+                if let reference, step.fallbackReason == nil { try crossCheck(step, op, inputs, outputs, on: reference) }
             }
-            for observer in observers { try observer.stepWillRun(step, op, inputs: inputs, outputs: outputs) }
-            if profile {
-                profiled.append((step.label, op.kind, try graph.backend.deviceSeconds(execute)))
-            } else {
-                try execute()
-            }
-            for observer in observers { try observer.stepDidRun(step, op, outputs: outputs) }
-            if let reference, step.fallbackReason == nil { try crossCheck(step, op, inputs, outputs, on: reference) }
         }
         for observer in observers { try observer.runDidFinish() }
         if profile { lastProfile = profiled }

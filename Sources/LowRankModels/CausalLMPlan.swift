@@ -17,6 +17,13 @@ public final class CausalLMPlan {
     private let packing: (positions: GraphTensor, starts: GraphTensor)?
     private let decoder: CausalLMDecoderGraph
     private let backend: any Backend
+    /// The input tensors of the runs that may be in flight at once (`Trainer` queues one step
+    /// ahead), made on first use and fed in turn: a run's batch is written into the slot after the
+    /// last run's, so it waits only for the run two before it, never allocates, and binds the
+    /// tensors that run bound.
+    private var slots: [[GraphTensor: Tensor]] = []
+    private var nextSlot = 0
+    static let inputSlots = 2
 
     /// Labels that the loss skips: padding, and each row's last position (which predicts nothing).
     public static let ignoredLabel: Int32 = -100
@@ -81,7 +88,7 @@ public final class CausalLMPlan {
     /// Runs the plan on one batch: the mean loss over its predicted tokens and, when training, the
     /// adapter's gradients (valid until the next run). `seed` picks the dropout masks.
     public func run(_ batch: TokenBatch, seed: UInt32 = 0) throws -> (loss: Tensor, gradients: [Tensor]) {
-        let out = try plan.run(try feeds(batch), seed: seed)
+        let out = try plan.run(try feeds(batch), seed: seed, replay: true)
         return (out[0], Array(out.dropFirst()))
     }
 
@@ -92,12 +99,22 @@ public final class CausalLMPlan {
             throw LowRankError(.shapeMismatch, "a plan for \(kind(packed))\(self.batch) × \(sequence) tokens was given a "
                                + "\(kind(batch.sequenceStarts != nil))\(batch.rows) × \(batch.sequence) batch")
         }
-        var feeds = try decoder.feeds(ids: batch.inputIDs, on: backend)
-            .merging([ids: try Tensor(ids: batch.inputIDs, on: backend), labels: try Tensor(ids: batch.labels, on: backend)]) { $1 }
+        var values: [GraphTensor: [Int32]] = [ids: batch.inputIDs, labels: batch.labels]
         if let packing, let starts = batch.sequenceStarts {
-            feeds[packing.positions] = try Tensor(ids: batch.positions, on: backend)
-            feeds[packing.starts] = try Tensor(ids: starts, on: backend)
+            values[packing.positions] = batch.positions
+            values[packing.starts] = starts
         }
-        return feeds
+        let floats = decoder.feedValues(ids: batch.inputIDs)
+        if slots.count < Self.inputSlots {
+            let inputs = Array(values.keys) + Array(floats.keys)
+            slots.append(Dictionary(uniqueKeysWithValues: try inputs.map { ($0, try Tensor(empty: $0.shape, dtype: $0.dtype, on: backend)) }))
+        }
+        let slot = slots[nextSlot]
+        nextSlot = (nextSlot + 1) % Self.inputSlots
+        for (input, v) in values {
+            try v.withUnsafeBytes { try backend.write($0, to: slot[input]!.storage, offset: 0) }
+        }
+        for (input, v) in floats { try slot[input]!.assign(v) }
+        return slot
     }
 }

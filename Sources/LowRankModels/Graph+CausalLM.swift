@@ -15,10 +15,14 @@ struct CausalLMDecoderGraph {
 
     /// The token-row inputs for `ids` (none without trainable token rows).
     func feeds(ids: [Int32], on backend: any Backend) throws -> [GraphTensor: Tensor] {
+        Dictionary(uniqueKeysWithValues: try feedValues(ids: ids).map { ($0.key, try Tensor($0.value, shape: $0.key.shape, on: backend)) })
+    }
+
+    /// The values of `feeds`' tensors.
+    func feedValues(ids: [Int32]) -> [GraphTensor: [Float]] {
         guard let (tokens, _, onehot, keep) = tokenRows else { return [:] }
         let selection = tokens.selection(of: ids)
-        return [onehot: try Tensor(selection.onehot, shape: [ids.count, tokens.indices.count], on: backend),
-                keep: try Tensor(selection.keep, shape: [ids.count], on: backend)]
+        return [onehot: selection.onehot, keep: selection.keep]
     }
 }
 

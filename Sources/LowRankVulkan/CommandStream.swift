@@ -51,12 +51,19 @@ public struct DispatchTiming: Sendable {
 }
 
 /// One command buffer with what its commands need until they finish: timestamp queries, and the
-/// ranges they touch (which keeps their storage alive).
-private final class Submission {
+/// ranges they touch (which keeps their storage alive). A recording (`keepsCommands`) is submitted
+/// again and again: its commands, ranges and counts outlive each submission.
+final class Submission {
     let commandBuffer: VkCommandBuffer
     let fence: VkFence
     let queryPool: VkQueryPool?
+    var keepsCommands = false
     var dispatches = 0
+    /// A recording's barriers, and the accesses since its last barrier when it ends.
+    var barriers = 0
+    /// The host-visible word a recording copies its run's seed from.
+    var seedStage: VulkanStorage?
+    var endState: (written: [BufferAccess], read: [BufferAccess]) = ([], [])
     var queriesUsed = 0
     var queryLabels: [String] = []
     var queryOps: [Op.Kind?] = []
@@ -96,6 +103,13 @@ private final class Submission {
         if let queryPool { vkDestroyQueryPool(device, queryPool, nil) }
         vkDestroyFence(device, fence, nil)
     }
+
+    /// Destroys a submission made after the stream's own, once it is not in flight.
+    func free(_ device: VkDevice, _ pool: VkCommandPool) {
+        destroy(device)
+        var buffer: VkCommandBuffer? = commandBuffer
+        vkFreeCommandBuffers(device, pool, 1, &buffer)
+    }
 }
 
 /// Records many dispatches into a command buffer and submits them together, keeping up to two
@@ -104,23 +118,32 @@ private final class Submission {
 /// only where a command reads or writes a range that an earlier command since the last barrier
 /// wrote, or writes a range one of them read (the hazards synchronization validation checks).
 /// That state survives submits: a barrier also orders against earlier submissions on the queue.
-/// Descriptor sets come from `descriptorSets`, written once per binding tuple.
+/// Descriptor sets come from `descriptorSets`, written once per binding tuple; every dispatch also
+/// binds `stepScalars` at set 1 and reads it, so an update of the values waits for the commands
+/// that read the old ones.
 final class CommandStream {
-    private let device: VkDevice
+    let device: VkDevice
     fileprivate let queue: VkQueue
-    private let pool: VkCommandPool
+    let pool: VkCommandPool
     private let timestampPeriod: Double
     private let submissions: [Submission]
     /// The submission being recorded, or recorded next.
     private var current = 0
+    /// Submitted and not yet waited for, oldest first (the stream's own and recordings).
+    private var inFlight: [Submission] = []
+    /// The recording being captured instead of the stream's submission (`beginRecording`).
+    var capture: Capture?
+    /// Recordings by owner, at most `recordingsPerOwner` each, oldest first.
+    var recordings: [ObjectIdentifier: [(key: [UInt64], submission: Submission)]] = [:]
     /// Dispatches per command buffer: the device starts on the first ones while the rest are recorded.
     static let dispatchesPerSubmit = 1024
     static let timestampsPerSubmit = 2048
 
     let descriptorSets: DescriptorSetCache
-    private(set) var isRecording = false
-    private var writtenSinceBarrier: [BufferAccess] = []
-    private var readSinceBarrier: [BufferAccess] = []
+    let stepScalars: StepScalars
+    var isRecording = false
+    var writtenSinceBarrier: [BufferAccess] = []
+    var readSinceBarrier: [BufferAccess] = []
 
     /// Off only in the test that proves synchronization validation catches a missing barrier.
     var insertsBarriers = true
@@ -131,12 +154,18 @@ final class CommandStream {
     /// The op being encoded, which timings name while the backend profiles ops.
     var op: Op.Kind?
 
-    /// Commands recorded and submitted since the stream was made: what `--profile` counts.
-    private(set) var dispatchCount = 0
-    private(set) var barrierCount = 0
-    private(set) var submissionCount = 0
+    /// With a log, each dispatch appends its kernel, push constants and workgroups, and each update
+    /// but the step scalars' its bytes: how tests see that a step records what the one before did.
+    var log: [String]?
 
-    init(device: VkDevice, queue: VkQueue, queueFamily: UInt32, timestampPeriod: Double, timestamps: Bool) throws {
+    /// Commands recorded and submitted since the stream was made: what `--profile` counts.
+    var dispatchCount = 0
+    var barrierCount = 0
+    private(set) var submissionCount = 0
+    /// Recordings submitted again (`replay`).
+    var replayCount = 0
+
+    init(device: VkDevice, queue: VkQueue, queueFamily: UInt32, timestampPeriod: Double, timestamps: Bool, stepScalars: StepScalars) throws {
         self.device = device
         self.queue = queue
         self.timestampPeriod = timestampPeriod
@@ -149,13 +178,17 @@ final class CommandStream {
         try vkCheck(vkCreateCommandPool(device, &poolInfo, nil, &pool), "vkCreateCommandPool")
         self.pool = pool!
         descriptorSets = DescriptorSetCache(device: device)
+        self.stepScalars = stepScalars
         submissions = try (0..<2).map { _ in try Submission(device: device, pool: pool!, timestamps: timestamps) }
     }
 
     func destroy() {
         try? submitAndWait()
         for s in submissions { s.destroy(device) }
+        // Before the backend returns its blocks: a recording holds the storage it binds.
+        forgetRecordings()
         descriptorSets.destroy()
+        stepScalars.destroy()
         vkDestroyCommandPool(device, pool, nil)
     }
 
@@ -173,29 +206,35 @@ final class CommandStream {
         isRecording = true
     }
 
-    private var commandBuffer: VkCommandBuffer { submissions[current].commandBuffer }
+    /// The submission commands go into: the recording being captured, else the stream's.
+    private var target: Submission { capture?.submission ?? submissions[current] }
+    var commandBuffer: VkCommandBuffer { target.commandBuffer }
 
     /// Inserts a barrier first if `accesses` conflict with commands since the last one.
-    private func order(_ accesses: [BufferAccess]) {
+    func order(_ accesses: [BufferAccess]) {
         let hazard = accesses.contains { a in
             writtenSinceBarrier.contains { $0.overlaps(a) } || (a.writes && readSinceBarrier.contains { $0.overlaps(a) })
         }
-        if hazard && insertsBarriers {
-            let stages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT.rawValue | VK_PIPELINE_STAGE_TRANSFER_BIT.rawValue
-            var barrier = VkMemoryBarrier()
-            barrier.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER
-            barrier.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT.rawValue | VK_ACCESS_TRANSFER_WRITE_BIT.rawValue
-            barrier.dstAccessMask = VK_ACCESS_SHADER_READ_BIT.rawValue | VK_ACCESS_SHADER_WRITE_BIT.rawValue
-                | VK_ACCESS_TRANSFER_READ_BIT.rawValue | VK_ACCESS_TRANSFER_WRITE_BIT.rawValue
-            vkCmdPipelineBarrier(commandBuffer, stages, stages, 0, 1, &barrier, 0, nil, 0, nil)
-            barrierCount += 1
-            writtenSinceBarrier.removeAll(keepingCapacity: true)
-            readSinceBarrier.removeAll(keepingCapacity: true)
-        }
+        if hazard && insertsBarriers { barrier() }
         for a in accesses {
             if a.writes { writtenSinceBarrier.append(a) } else { readSinceBarrier.append(a) }
         }
-        submissions[current].pending.append(contentsOf: accesses)
+        target.pending.append(contentsOf: accesses)
+    }
+
+    /// Records a global barrier between every command before it (in this command buffer and those
+    /// submitted earlier) and every command after.
+    func barrier() {
+        let stages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT.rawValue | VK_PIPELINE_STAGE_TRANSFER_BIT.rawValue
+        var barrier = VkMemoryBarrier()
+        barrier.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER
+        barrier.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT.rawValue | VK_ACCESS_TRANSFER_WRITE_BIT.rawValue
+        barrier.dstAccessMask = VK_ACCESS_SHADER_READ_BIT.rawValue | VK_ACCESS_SHADER_WRITE_BIT.rawValue
+            | VK_ACCESS_TRANSFER_READ_BIT.rawValue | VK_ACCESS_TRANSFER_WRITE_BIT.rawValue
+        vkCmdPipelineBarrier(commandBuffer, stages, stages, 0, 1, &barrier, 0, nil, 0, nil)
+        barrierCount += 1
+        writtenSinceBarrier.removeAll(keepingCapacity: true)
+        readSinceBarrier.removeAll(keepingCapacity: true)
     }
 
     /// Records one dispatch; `bindings` are the pipeline's storage buffers in binding order.
@@ -203,25 +242,27 @@ final class CommandStream {
                                          groups: (UInt32, UInt32, UInt32)) throws {
         precondition(bindings.count == pipeline.bindings, "\(pipeline.name): \(bindings.count) bindings for \(pipeline.bindings)")
         precondition(MemoryLayout<Push>.size <= PipelineStore.pushConstantBytes, "\(pipeline.name): push constants exceed 128 bytes")
-        let filling = submissions[current]
-        if filling.dispatches >= Self.dispatchesPerSubmit || (profiling && filling.queriesUsed + 2 > Self.timestampsPerSubmit) {
-            try submit()
-        }
-        if descriptorSets.isFull {
-            // No command may bind the sets a reset frees.
-            try submitAndWait()
-            try descriptorSets.reset()
+        // A recording is one command buffer, whose sets stay written.
+        if capture == nil {
+            let filling = submissions[current]
+            if filling.dispatches >= Self.dispatchesPerSubmit || (profiling && filling.queriesUsed + 2 > Self.timestampsPerSubmit) {
+                try submit()
+            }
+            if descriptorSets.isFull { try resetDescriptorSets() }
         }
         try begin()
-        order(bindings)
-        let s = submissions[current]
-        var set: VkDescriptorSet? = try descriptorSets.set(pipeline.setLayout, bindings)
+        // A value that changes within a recording is not the recording's to replay.
+        if try flushStepScalars() { capture?.broken = true }
+        order(bindings + [stepScalars.access])
+        let s = target
+        var sets: [VkDescriptorSet?] = [try descriptorSets.set(pipeline.setLayout, bindings), stepScalars.set]
         s.dispatches += 1
 
         vkCmdBindPipeline(commandBuffer, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.handle)
-        vkCmdBindDescriptorSets(commandBuffer, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.layout, 0, 1, &set, 0, nil)
+        vkCmdBindDescriptorSets(commandBuffer, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.layout, 0, 2, &sets, 0, nil)
         withUnsafeBytes(of: push) {
             vkCmdPushConstants(commandBuffer, pipeline.layout, VK_SHADER_STAGE_COMPUTE_BIT.rawValue, 0, UInt32($0.count), $0.baseAddress)
+            log?.append("\(pipeline.name) \(Array($0)) \(groups)")
         }
         let timed = profiling && s.queryPool != nil
         if timed { vkCmdWriteTimestamp(commandBuffer, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, s.queryPool, UInt32(s.queriesUsed)) }
@@ -238,6 +279,28 @@ final class CommandStream {
     /// Records writing `bytes` (a whole number of 4-byte words) into `destination`, in the command
     /// buffer itself (`vkCmdUpdateBuffer`), so that nothing waits for earlier commands.
     func update(_ destination: BufferAccess, with bytes: UnsafeRawBufferPointer) throws {
+        log?.append("update \(Array(bytes))")
+        capture?.broken = true
+        try record(destination, bytes)
+    }
+
+    /// Waits for every submission and starts the descriptor-set cache over, forgetting the
+    /// recordings that bind its sets.
+    func resetDescriptorSets() throws {
+        try submitAndWait()
+        try descriptorSets.reset()
+        forgetRecordings()
+    }
+
+    /// Records an update of the step scalars' changed words, if any; whether there was one.
+    func flushStepScalars() throws -> Bool {
+        guard let (access, bytes) = stepScalars.pendingUpdate() else { return false }
+        try bytes.withUnsafeBytes { try record(access, $0) }
+        stepScalars.didRecordUpdate()
+        return true
+    }
+
+    private func record(_ destination: BufferAccess, _ bytes: UnsafeRawBufferPointer) throws {
         precondition(bytes.count % 4 == 0 && bytes.count <= destination.size, "updates are whole words within the destination")
         try begin()
         order([destination])
@@ -250,6 +313,8 @@ final class CommandStream {
 
     /// Records a buffer-to-buffer copy.
     func copy(from source: BufferAccess, to destination: BufferAccess) throws {
+        // A staged upload's data would be stale in a replay.
+        capture?.broken = true
         try begin()
         order([source, destination])
         var region = VkBufferCopy(srcOffset: VkDeviceSize(source.lower), dstOffset: VkDeviceSize(destination.lower),
@@ -259,10 +324,22 @@ final class CommandStream {
 
     /// Submits what was recorded without waiting; recording goes on in the other command buffer.
     func submit() throws {
+        // Whatever needs the commands recorded so far ends a capture: that recording is not kept.
+        if capture != nil {
+            capture?.broken = true
+            return try endRecording()
+        }
         guard isRecording else { return }
         isRecording = false
         let s = submissions[current]
-        // Make every device write visible to the host, which reads mapped memory after the wait.
+        try end(s)
+        try enqueue(s)
+        current = (current + 1) % submissions.count
+    }
+
+    /// Ends `s`'s command buffer, every device write made visible to the host, which reads mapped
+    /// memory after the wait.
+    func end(_ s: Submission) throws {
         var barrier = VkMemoryBarrier()
         barrier.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER
         barrier.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT.rawValue | VK_ACCESS_TRANSFER_WRITE_BIT.rawValue
@@ -271,18 +348,24 @@ final class CommandStream {
                              VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT.rawValue | VK_PIPELINE_STAGE_TRANSFER_BIT.rawValue,
                              VK_PIPELINE_STAGE_HOST_BIT.rawValue, 0, 1, &barrier, 0, nil, 0, nil)
         try vkCheck(vkEndCommandBuffer(s.commandBuffer), "vkEndCommandBuffer")
-        try vkCheck(queueSubmit(s), "vkQueueSubmit")
-        s.inFlight = true
-        submissionCount += 1
-        current = (current + 1) % submissions.count
     }
 
-    /// Waits for `s`, collects its timestamps and frees what it held.
-    private func wait(_ s: Submission) throws {
+    /// Submits `s` to the queue.
+    func enqueue(_ s: Submission) throws {
+        try vkCheck(queueSubmit(s), "vkQueueSubmit")
+        s.inFlight = true
+        inFlight.append(s)
+        submissionCount += 1
+    }
+
+    /// Waits for `s`, collects its timestamps and frees what it held (a recording keeps it).
+    func wait(_ s: Submission) throws {
         var fences: [VkFence?] = [s.fence]
         try vkCheck(vkWaitForFences(device, 1, &fences, VkBool32(VK_TRUE), UInt64.max), "vkWaitForFences")
         try vkCheck(vkResetFences(device, 1, &fences), "vkResetFences")
         s.inFlight = false
+        inFlight.removeAll { $0 === s }
+        guard !s.keepsCommands else { return }
         if s.queriesUsed > 0, let queryPool = s.queryPool {
             var stamps = [UInt64](repeating: 0, count: s.queriesUsed)
             try vkCheck(vkGetQueryPoolResults(device, queryPool, 0, UInt32(s.queriesUsed), stamps.count * 8, &stamps, 8,
@@ -305,22 +388,17 @@ final class CommandStream {
     func finish(touching storage: VulkanStorage, writesOnly: Bool = false) throws {
         let probe = BufferAccess(storage, writes: false)
         let touching = { (s: Submission) in s.pending.contains { $0.overlaps(probe) && (!writesOnly || $0.writes) } }
-        if isRecording && touching(submissions[current]) { try submit() }
-        // Oldest first: after a submit, `current` is the oldest submission.
-        let order = (0..<submissions.count).map { submissions[(current + $0) % submissions.count] }.filter(\.inFlight)
+        if isRecording && touching(target) { try submit() }
+        let order = inFlight
         guard let newest = order.lastIndex(where: touching) else { return }
-        for s in order[...newest] { try wait(s) }
+        for s in order[...newest] where s.inFlight { try wait(s) }
     }
 
     /// Submits what was recorded and waits for every submission, oldest first; a no-op when
     /// nothing is recorded or running.
     func submitAndWait() throws {
         try submit()
-        // `current` is the oldest submission once the newest has been submitted.
-        for k in 0..<submissions.count {
-            let s = submissions[(current + k) % submissions.count]
-            if s.inFlight { try wait(s) }
-        }
+        for s in inFlight where s.inFlight { try wait(s) }
     }
 }
 

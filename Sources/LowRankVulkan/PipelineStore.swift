@@ -44,6 +44,8 @@ final class PipelineStore: @unchecked Sendable {
         let bindings: Int
     }
     private let resolvedPipelines = Mutex<[ResolvedKernel: Pipeline]>([:])
+    /// Set 1 of every pipeline: the step scalars' one storage buffer (`StepScalars`).
+    let stepScalarsLayout: VkDescriptorSetLayout
 
     init(device: VkDevice, info: VulkanDeviceInfo, compiler: ShaderCompiler) throws {
         self.device = device
@@ -53,6 +55,7 @@ final class PipelineStore: @unchecked Sendable {
         }
         let initial = cachePath.flatMap { try? FileIO.read($0) }.flatMap { Self.pipelineCacheData($0, for: info) } ?? []
         cache = try Self.makePipelineCache(device, initial)
+        stepScalarsLayout = try Self.makeSetLayout(device, bindings: 1)
     }
 
     /// The driver's data in a pipeline-cache file when the file is whole (`CacheEnvelope`) and its
@@ -96,6 +99,7 @@ final class PipelineStore: @unchecked Sendable {
             }
             s = ([:], [:])
         }
+        vkDestroyDescriptorSetLayout(device, stepScalarsLayout, nil)
         vkDestroyPipelineCache(device, cache, nil)
     }
 
@@ -169,9 +173,33 @@ final class PipelineStore: @unchecked Sendable {
         return pipeline
     }
 
-    /// One descriptor-set layout of n storage buffers and a 128-byte push-constant range per n.
+    /// One descriptor-set layout of n storage buffers per n, and a pipeline layout of it, the step
+    /// scalars' set and a 128-byte push-constant range.
     private func layouts(_ n: Int) throws -> Layouts {
         if let l = state.withLock({ $0.layouts[n] }) { return l }
+        let setLayout = try Self.makeSetLayout(device, bindings: n)
+        var range = VkPushConstantRange(stageFlags: VK_SHADER_STAGE_COMPUTE_BIT.rawValue, offset: 0,
+                                        size: UInt32(Self.pushConstantBytes))
+        var layoutInfo = VkPipelineLayoutCreateInfo()
+        layoutInfo.sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO
+        layoutInfo.setLayoutCount = 2
+        layoutInfo.pushConstantRangeCount = 1
+        var layout: VkPipelineLayout?
+        let setLayouts: [VkDescriptorSetLayout?] = [setLayout, stepScalarsLayout]
+        try setLayouts.withUnsafeBufferPointer { s in
+            try withUnsafePointer(to: &range) { r in
+                layoutInfo.pSetLayouts = s.baseAddress
+                layoutInfo.pPushConstantRanges = r
+                try vkCheck(vkCreatePipelineLayout(device, &layoutInfo, nil, &layout), "vkCreatePipelineLayout")
+            }
+        }
+        let result = Layouts(set: setLayout, pipeline: layout!)
+        state.withLock { $0.layouts[n] = result }
+        return result
+    }
+
+    /// A descriptor-set layout of `n` storage buffers at bindings 0..<n.
+    private static func makeSetLayout(_ device: VkDevice, bindings n: Int) throws -> VkDescriptorSetLayout {
         var bindings = (0..<n).map { i in
             var b = VkDescriptorSetLayoutBinding()
             b.binding = UInt32(i)
@@ -188,22 +216,6 @@ final class PipelineStore: @unchecked Sendable {
             setInfo.pBindings = UnsafePointer(b.baseAddress)
             try vkCheck(vkCreateDescriptorSetLayout(device, &setInfo, nil, &setLayout), "vkCreateDescriptorSetLayout")
         }
-        var range = VkPushConstantRange(stageFlags: VK_SHADER_STAGE_COMPUTE_BIT.rawValue, offset: 0,
-                                        size: UInt32(Self.pushConstantBytes))
-        var layoutInfo = VkPipelineLayoutCreateInfo()
-        layoutInfo.sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO
-        layoutInfo.setLayoutCount = 1
-        layoutInfo.pushConstantRangeCount = 1
-        var layout: VkPipelineLayout?
-        try withUnsafePointer(to: &setLayout) { s in
-            try withUnsafePointer(to: &range) { r in
-                layoutInfo.pSetLayouts = s
-                layoutInfo.pPushConstantRanges = r
-                try vkCheck(vkCreatePipelineLayout(device, &layoutInfo, nil, &layout), "vkCreatePipelineLayout")
-            }
-        }
-        let result = Layouts(set: setLayout!, pipeline: layout!)
-        state.withLock { $0.layouts[n] = result }
-        return result
+        return setLayout!
     }
 }

@@ -18,12 +18,12 @@ struct AdamWKernel: Kernel {
         var oneMinusBeta1: Float
         var beta2: Float
         var oneMinusBeta2: Float
-        var bias2Root: Float
         var epsilon: Float
         var maxNorm: Float
     }
 
-    /// One row of the table, `Entry` in the GLSL: offsets in elements within each bound range.
+    /// One row of the table, `Entry` in the GLSL: offsets in elements within each bound range, and
+    /// the index of the tensor (of its sum of squares, and of its rates in the step scalars).
     struct Entry: BitwiseCopyable {
         var param: UInt32
         var grad: UInt32
@@ -31,9 +31,7 @@ struct AdamWKernel: Kernel {
         var v: UInt32
         var count: UInt32
         var firstGroup: UInt32
-        var sum: UInt32
-        var decay: Float
-        var negativeStep: Float
+        var tensor: UInt32
     }
 
     static let shader = Shader.adamW
@@ -96,10 +94,12 @@ extension VulkanBackend {
         let batches = AdamWPiece.batches(pieces, maxBytes: maxBindingBytes)
 
         let s = o.adamW.stepScalars
-        let scalars = (0..<n).map { o.options($0).stepScalars }
+        // What changes with the step and the schedule goes to the step scalars; the push constants
+        // and the table stay the same every step.
+        try stream.stepScalars.setAdamW(bias2Root: s.bias2Root, rates: (0..<n).map { o.options($0).stepScalars })
         let size = elementWorkgroupSize
         var push = AdamWKernel.Push(entries: 0, chunk: 0, oneMinusBeta1: s.oneMinusBeta1, beta2: s.beta2, oneMinusBeta2: s.oneMinusBeta2,
-                                    bias2Root: s.bias2Root, epsilon: s.epsilon, maxNorm: o.maxGradientNorm ?? 0)
+                                    epsilon: s.epsilon, maxNorm: o.maxGradientNorm ?? 0)
         var tables: [(table: Tensor, groups: Int, chunk: Int)] = []
         for batch in batches {
             let counts = batch.map { pieces[$0].elements.count }
@@ -111,8 +111,7 @@ extension VulkanBackend {
             for p in batch.map({ pieces[$0] }) {
                 let at = (0..<4).map { UInt32((p.lower[$0] - ranges[$0].lower) / p.dtypes[$0].byteSize) }
                 entries.append(AdamWKernel.Entry(param: at[0], grad: at[1], m: at[2], v: at[3], count: UInt32(p.elements.count),
-                                                 firstGroup: UInt32(groups), sum: UInt32(p.tensor),
-                                                 decay: scalars[p.tensor].decay, negativeStep: scalars[p.tensor].negativeStep))
+                                                 firstGroup: UInt32(groups), tensor: UInt32(p.tensor)))
                 groups += (p.elements.count + chunk - 1) / chunk
             }
             let table = try scratch([entries.count * MemoryLayout<AdamWKernel.Entry>.stride / 4], .i32)

@@ -1,4 +1,5 @@
 import CVulkan
+import Glibc
 import LowRankCore
 import Synchronization
 
@@ -50,6 +51,20 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     private let staging: VulkanAllocator?
     let lock = Mutex(())
     let profiler = OpProfiler()
+    /// The encoder scratch kept for each owner of repeated ops (`run(repeating:_:)`), and that of
+    /// the repeat being encoded; under `lock`.
+    private var keptScratch: [ObjectIdentifier: RepeatScratch] = [:]
+    /// By thread: ops another thread runs meanwhile (on a backend shared between threads) neither
+    /// take a repeat's scratch nor join its recording.
+    private var repeatScratch: [pthread_t: RepeatScratch] = [:]
+    private var capturingThread: pthread_t?
+    private let replays = Mutex(true)
+    /// Whether replayable repeats replay their recordings; off, each is encoded afresh (how tests
+    /// compare the two).
+    var replaysRepeats: Bool {
+        get { replays.withLock { $0 } }
+        set { replays.withLock { $0 = newValue } }
+    }
     /// The command counts when profiling started; read and written under `lock`.
     private var profileStart = (dispatches: 0, barriers: 0, submissions: 0, descriptorSets: 0)
 
@@ -171,8 +186,9 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
             staging = nil
         }
         pipelines = try PipelineStore(device: device, info: info, compiler: shaders)
+        let stepScalars = try StepScalars(device: device, storage: try allocator.allocate(StepScalars.byteCount), layout: pipelines.stepScalarsLayout)
         stream = try CommandStream(device: device, queue: queue!, queueFamily: UInt32(family),
-                                   timestampPeriod: info.limits.timestampPeriodNanoseconds, timestamps: timestamps)
+                                   timestampPeriod: info.limits.timestampPeriodNanoseconds, timestamps: timestamps, stepScalars: stepScalars)
     }
 
     deinit {
@@ -323,7 +339,18 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     }
 
     public func run(_ op: Op, inputs: [Tensor], outputs: [Tensor]) throws {
+        try run(op, reseededBy: 0, inputs: inputs, outputs: outputs)
+    }
+
+    /// Records `op` as it is, its kernels mixing `seed` from the step scalars into its dropout seeds.
+    public func run(_ op: Op, reseededBy seed: UInt32, inputs: [Tensor], outputs: [Tensor]) throws {
         try lock.withLock { _ in
+            // Another thread's op ends a capture: that recording is not kept.
+            if let capturing = capturingThread, capturing != pthread_self() {
+                try stream.submit()
+                capturingThread = nil
+            }
+            stream.stepScalars.runSeed = seed
             do {
                 if profiler.isOn { try encodeProfiled(op, inputs, outputs) } else { try encode(op, inputs, outputs) }
             } catch let error as LowRankError {
@@ -476,9 +503,68 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         return max(step, maxBindingBytes / (widest * unit) / step * step)
     }
 
-    /// A transient device tensor for an op's intermediate results.
+    /// A device tensor for an op's intermediate results: within a repeat (a plan's run, an
+    /// optimizer's step) its owner's (`RepeatScratch`), else a transient one.
     func scratch(_ shape: Shape, _ dtype: DType = .f32) throws -> Tensor {
-        try Tensor(empty: shape, dtype: dtype, on: self)
+        let make = { try Tensor(empty: shape, dtype: dtype, on: self) }
+        return try repeatScratch[pthread_self()].map { try $0.tensor(shape, dtype, make: make) } ?? make()
+    }
+
+    /// A replayable repeat is recorded (`CommandStream.beginRecording`) on its first run with a
+    /// set of inputs and replayed after, except while profiling (which times each dispatch of a
+    /// repeat encoded afresh) or with `replaysRepeats` off.
+    public func run(repeating owner: ObjectIdentifier, replayable: (inputs: [Tensor], seed: UInt32)?, _ body: () throws -> Void) throws {
+        let replayed = try lock.withLock { _ -> Bool in
+            let scratch = keptScratch[owner] ?? RepeatScratch()
+            keptScratch[owner] = scratch
+            scratch.rewind()
+            // One recording at a time: another thread's capture is not this one's to join.
+            guard let replayable, replaysRepeats, !stream.profiling, !profiler.isOn, stream.capture == nil else {
+                repeatScratch[pthread_self()] = scratch
+                return false
+            }
+            let key = try recordingKey(replayable.inputs)
+            stream.stepScalars.runSeed = replayable.seed
+            if try stream.replay(owner, key: key) { return true }
+            let seedStage = try (staging ?? allocator).allocate(StepScalars.runSeedBytes.count)
+            try stream.beginRecording(owner, key: key, seedStage: seedStage.mapped == nil ? nil : seedStage)
+            capturingThread = pthread_self()
+            repeatScratch[pthread_self()] = scratch
+            return false
+        }
+        guard !replayed else { return }
+        do {
+            try body()
+        } catch {
+            lock.withLock { _ in
+                repeatScratch[pthread_self()] = nil
+                if capturingThread == pthread_self() { try? stream.endRecording(keep: false) }
+                capturingThread = nil
+            }
+            throw error
+        }
+        try lock.withLock { _ in
+            repeatScratch[pthread_self()] = nil
+            if capturingThread == pthread_self() { try stream.endRecording() }
+            capturingThread = nil
+        }
+    }
+
+    /// What a recording's commands depend on beyond its owner: the memory of each input, and the
+    /// settings that choose kernels.
+    private func recordingKey(_ inputs: [Tensor]) throws -> [UInt64] {
+        let memory = try inputs.flatMap { t in
+            let s = try vulkan(t.storage)
+            return [s.block.serial, UInt64(s.offset), UInt64(s.byteCount)]
+        }
+        return memory + [UInt64(bitPattern: Int64(matmulPrecision.hashValue)), cooperativeMatricesEnabled ? 1 : 0, UInt64(splitKCores)]
+    }
+
+    public func releaseRepeats(of owner: ObjectIdentifier) {
+        lock.withLock { _ in
+            keptScratch[owner] = nil
+            try? stream.forgetRecordings(of: owner)
+        }
     }
 }
 

@@ -38,7 +38,7 @@ extension BenchContext {
             let plan = try g.compile(outputs: [loss] + (try g.gradients(of: loss, for: p, checkpointing: checkpointing)), check: false)
             let optimizer = try AdamWOptimizer(parameters: adapters, settings: .init(learningRate: 1e-5))
             let run = { () throws -> [Tensor] in
-                let out = try plan.run([input: x])
+                let out = try plan.run([input: x], replay: true)
                 try optimizer.step(gradients: Array(out.dropFirst()))
                 return [out[0]] + adapters.map(\.1)
             }

@@ -22,7 +22,7 @@ struct DescriptorSetCacheTests {
         try trainer.train { _ in
             if afresh {
                 try? vulkan.synchronize()
-                try? vulkan.stream.descriptorSets.reset()
+                try? vulkan.stream.resetDescriptorSets()
             }
             written.append(vulkan.stream.descriptorSets.writtenCount)
         }

@@ -92,6 +92,7 @@ static const VkStructureType cvk_structure_type_cooperative_matrix_properties = 
     X(vkDestroyCommandPool) \
     X(vkResetCommandPool) \
     X(vkAllocateCommandBuffers) \
+    X(vkFreeCommandBuffers) \
     X(vkBeginCommandBuffer) \
     X(vkEndCommandBuffer) \
     X(vkCmdBindPipeline) \

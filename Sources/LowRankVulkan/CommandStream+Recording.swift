@@ -1,0 +1,111 @@
+import CVulkan
+
+/// A plan's run recorded once into a command buffer of its own and submitted again on later runs
+/// (`VulkanBackend.run(repeating:replayable:_:)`): its descriptor sets, push constants and barriers
+/// are the same every run, as its buffers are, and what changes (the run's dropout seed) is in the
+/// step scalars, updated in the stream before each submission. A recording starts with a barrier
+/// after everything submitted before it, and the stream takes up the hazards of its last commands
+/// after it, as if it had recorded them.
+extension CommandStream {
+    /// The recording being captured.
+    struct Capture {
+        var owner: ObjectIdentifier
+        var key: [UInt64]
+        var submission: Submission
+        var barriersBefore: Int
+        /// Something it recorded is not the same every run (a staged upload, a step scalar set
+        /// within it, a submit it needed): it runs once and is not kept.
+        var broken = false
+    }
+
+    /// The recordings kept per owner: one per input slot of a plan (`CausalLMPlan.inputSlots`).
+    static let recordingsPerOwner = 2
+
+    /// Submits `owner`'s recording for `key` again, its run's seed written into the host-visible
+    /// word it copies from (else after an update of the step scalars in a submission before it),
+    /// and returns true; false when there is none.
+    func replay(_ owner: ObjectIdentifier, key: [UInt64]) throws -> Bool {
+        guard let s = recordings[owner]?.first(where: { $0.key == key })?.submission else { return false }
+        if s.inFlight { try wait(s) }
+        if let seed = s.seedStage?.mapped {
+            seed.storeBytes(of: stepScalars.runSeed, as: UInt32.self)
+            stepScalars.markRecorded(StepScalars.runSeedBytes)
+        } else {
+            _ = try flushStepScalars()
+        }
+        try submit()
+        try enqueue(s)
+        (writtenSinceBarrier, readSinceBarrier) = s.endState
+        dispatchCount += s.dispatches
+        barrierCount += s.barriers
+        replayCount += 1
+        return true
+    }
+
+    /// Starts recording `owner`'s run for `key` into a command buffer of its own, after submitting
+    /// what was recorded before (with the step scalars' changed words). With `seedStage`, a
+    /// host-visible word, the recording copies the run's seed from it first, so that a replay needs
+    /// no submission before it to set the seed.
+    func beginRecording(_ owner: ObjectIdentifier, key: [UInt64], seedStage: VulkanStorage?) throws {
+        _ = try flushStepScalars()
+        try submit()
+        let s = try Submission(device: device, pool: pool, timestamps: false)
+        s.keepsCommands = true
+        var info = VkCommandBufferBeginInfo()
+        info.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO
+        try vkCheck(vkBeginCommandBuffer(s.commandBuffer, &info), "vkBeginCommandBuffer")
+        capture = Capture(owner: owner, key: key, submission: s, barriersBefore: barrierCount)
+        isRecording = true
+        barrier()
+        if let seedStage, let word = seedStage.mapped {
+            word.storeBytes(of: stepScalars.runSeed, as: UInt32.self)
+            s.seedStage = seedStage
+            let source = BufferAccess(seedStage, writes: false, size: StepScalars.runSeedBytes.count)
+            let destination = stepScalars.access(StepScalars.runSeedBytes, writes: true)
+            order([source, destination])
+            var region = VkBufferCopy(srcOffset: VkDeviceSize(source.lower), dstOffset: VkDeviceSize(destination.lower), size: VkDeviceSize(source.size))
+            vkCmdCopyBuffer(commandBuffer, source.buffer, destination.buffer, 1, &region)
+        }
+    }
+
+    /// Submits the recording being captured and keeps it, unless it is broken or `keep` is false
+    /// (its run failed); a no-op when none is.
+    func endRecording(keep: Bool = true) throws {
+        guard let c = capture else { return }
+        capture = nil
+        isRecording = false
+        let s = c.submission
+        s.barriers = barrierCount - c.barriersBefore
+        s.endState = (writtenSinceBarrier, readSinceBarrier)
+        try end(s)
+        try enqueue(s)
+        guard keep && !c.broken else {
+            // Freed once it has run.
+            try wait(s)
+            s.free(device, pool)
+            return
+        }
+        var kept = recordings[c.owner, default: []]
+        kept.append((c.key, s))
+        if kept.count > Self.recordingsPerOwner {
+            let oldest = kept.removeFirst().submission
+            if oldest.inFlight { try wait(oldest) }
+            oldest.free(device, pool)
+        }
+        recordings[c.owner] = kept
+    }
+
+    /// Frees `owner`'s recordings, once they have run.
+    func forgetRecordings(of owner: ObjectIdentifier) throws {
+        for kept in recordings.removeValue(forKey: owner) ?? [] {
+            if kept.submission.inFlight { try wait(kept.submission) }
+            kept.submission.free(device, pool)
+        }
+    }
+
+    /// Frees every recording; only while none is in flight (their descriptor sets are being reset).
+    func forgetRecordings() {
+        for kept in recordings.values.joined() { kept.submission.free(device, pool) }
+        recordings.removeAll()
+    }
+}

@@ -1,0 +1,67 @@
+@testable import LowRankVulkan
+import LowRank
+@testable import LowRankModels
+import Testing
+
+@Suite("Training steps replaying their plan's recorded commands")
+struct RecordedStepTests {
+    /// A trainer of the fixture model with dropout, a warmed-up cosine schedule and clipping, so
+    /// that each step's dropout seed, learning rate and bias corrections differ.
+    static func trainer(on vulkan: VulkanBackend, steps: Int, dora: Bool, accumulating: Bool = false) throws -> Trainer {
+        let model = try LlamaFixtures.model(on: vulkan)
+        var settings = LlamaTrainingTests.settings(steps: steps)
+        settings.warmupSteps = 2
+        settings.maxGradientNorm = 0.5
+        if accumulating { settings.gradientAccumulationSteps = 2 }
+        let adapter = try ModelAdapter(settings: try AdapterSettings(rank: 4, alpha: 8, dropout: 0.1, dora: dora, targets: .allLinear),
+                                       on: model, seed: 5)
+        return try Trainer(model: model, adapter: adapter, data: try LlamaFixtures.data(model), settings: settings, output: nil)
+    }
+
+    /// Five steps on a backend of their own that replays recorded runs or encodes each afresh.
+    static func train(_ shared: any Backend, dora: Bool, accumulating: Bool, replays: Bool) throws -> (bytes: [[UInt8]], replays: Int) {
+        let vulkan = try (shared as! VulkanBackend).sibling()
+        vulkan.replaysRepeats = replays
+        let trainer = try Self.trainer(on: vulkan, steps: 5, dora: dora, accumulating: accumulating)
+        try trainer.train()
+        try vulkan.synchronize()
+        return ([trainer.losses.withUnsafeBytes { Array($0) }] + (try trainer.adapter.parameters.map { try $0.tensor.bytes() }), vulkan.stream.replayCount)
+    }
+
+    /// Under validation and synchronization validation, steps queued two ahead as `Trainer` runs
+    /// them (LoRA and DoRA, one batch a step or two micro-batches accumulated) give the losses and
+    /// adapter of steps encoded afresh, bit for bit, when their plan's runs replay the commands
+    /// recorded by the first run on each input slot.
+    @Test(arguments: [false, true], [false, true])
+    func replayedStepsAreTheStepsEncodedAfresh(dora: Bool, accumulating: Bool) throws {
+        try onBackend(.vulkan) { backend in
+            let replayed = try Self.train(backend, dora: dora, accumulating: accumulating, replays: true)
+            let afresh = try Self.train(backend, dora: dora, accumulating: accumulating, replays: false)
+            #expect(replayed.bytes == afresh.bytes)
+            #expect(afresh.replays == 0)
+            // Every run after the first on each of the two slots, of each batch shape planned.
+            let runs = accumulating ? 10 : 5
+            #expect(replayed.replays >= runs - 4, "\(replayed.replays) of \(runs) runs replayed")
+        }
+    }
+
+    /// A replayed run records no dispatch: the host's work is the step scalars' update and the
+    /// submission.
+    @Test func aReplayedRunRecordsNoDispatch() throws {
+        try onBackend(.vulkan) { shared in
+            let vulkan = try (shared as! VulkanBackend).sibling()
+            let model = try LlamaFixtures.model(on: vulkan)
+            let adapter = try ModelAdapter(settings: try AdapterSettings(rank: 4, alpha: 8, dropout: 0.1, targets: .allLinear), on: model, seed: 5)
+            let plan = try CausalLMPlan(model: model, adapter: adapter, batch: 1, sequence: 8, training: true)
+            let batch = TokenBatch([(0..<8).map { Int32($0 * 5 % 64) }])
+            var logged: [Int] = []
+            for run in 0..<4 {
+                vulkan.stream.log = []
+                _ = try plan.run(batch, seed: UInt32(run)).loss.floats()
+                logged.append(vulkan.stream.log!.count)
+            }
+            #expect(logged[0] > 0 && logged[1] == logged[0] && logged[2...].allSatisfy { $0 == 0 }, "commands logged per run: \(logged)")
+            #expect(vulkan.stream.replayCount == 2)
+        }
+    }
+}
