@@ -154,9 +154,11 @@ int main(int argc, char **argv) {
     VkDescriptorSetLayoutBinding b[16];
     for (int i = 0; i < 16; i++) b[i] = (VkDescriptorSetLayoutBinding){ .binding = i, .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .descriptorCount = 1, .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT };
     VkDescriptorSetLayoutCreateInfo dl = { .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO, .bindingCount = 16, .pBindings = b };
-    VkDescriptorSetLayout dsl; CHECK(vkCreateDescriptorSetLayout(d, &dl, NULL, &dsl));
+    // Set 1 is the engine's per-step scalars buffer (Shaders/step_scalars.glsl), bound to every pipeline.
+    VkDescriptorSetLayoutCreateInfo sl = { .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO, .bindingCount = 1, .pBindings = b };
+    VkDescriptorSetLayout dsl[2]; CHECK(vkCreateDescriptorSetLayout(d, &dl, NULL, &dsl[0])); CHECK(vkCreateDescriptorSetLayout(d, &sl, NULL, &dsl[1]));
     VkPushConstantRange pr = { VK_SHADER_STAGE_COMPUTE_BIT, 0, pp.limits.maxPushConstantsSize };
-    VkPipelineLayoutCreateInfo pl = { .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO, .setLayoutCount = 1, .pSetLayouts = &dsl, .pushConstantRangeCount = 1, .pPushConstantRanges = &pr };
+    VkPipelineLayoutCreateInfo pl = { .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO, .setLayoutCount = 2, .pSetLayouts = dsl, .pushConstantRangeCount = 1, .pPushConstantRanges = &pr };
     VkPipelineLayout layout; CHECK(vkCreatePipelineLayout(d, &pl, NULL, &layout));
     PFN_vkGetPipelineExecutablePropertiesKHR gp = (void *)vkGetDeviceProcAddr(d, "vkGetPipelineExecutablePropertiesKHR");
     PFN_vkGetPipelineExecutableStatisticsKHR gs = (void *)vkGetDeviceProcAddr(d, "vkGetPipelineExecutableStatisticsKHR");
