@@ -108,10 +108,9 @@ extension Graph {
         let shape = DecoderBlockShape(tokens: ids.descriptor.shape[0], sequence: sequence, queryHeads: config.headCount,
                                       keyValueHeads: config.keyValueHeadCount, headDim: config.headDim, rmsNormEpsilon: config.rmsNormEpsilon)
         var h = try embedding(try moduleWeight(SavedModule.embedding), ids: ids, label: "embed_tokens")
-        // A 16-bit table's rows widen exactly: the residual stream stays f32 whatever the weights' dtype.
-        if h.dtype != .f32 { h = try apply(.cast(.f32), [h], label: "embed_tokens.f32")[0] }
         var tokenRows: (tokens: TrainableTokens, rows: GraphTensor, onehot: GraphTensor, keep: GraphTensor)?
         if let tokens = adapter?.tokens {
+            h = try held(h, in: .f32, label: "embed_tokens.f32")  // the trained rows are f32; a 16-bit table's rows widen exactly
             // PEFT's index_copy of the trained rows, as products that are exact: 0·W[id] + 1·row.
             let t = ids.descriptor.shape[0]
             let onehot = try input("embed_tokens.token_rows", [t, tokens.indices.count])
@@ -121,6 +120,7 @@ extension Graph {
             h = try add(try apply(.scaleRows, [h, keep], label: "embed_tokens.keep")[0], chosen, label: "embed_tokens.trained")
             tokenRows = (tokens, rows, onehot, keep)
         }
+        // Into the residual stream's dtype, once: a 16-bit table's rows widen exactly to an f32 stream.
         h = try held(h, in: residual, label: "embed_tokens.\(residual.rawValue)")
         for layer in 0..<config.layerCount {
             let prefix = "model.layers.\(layer)."
