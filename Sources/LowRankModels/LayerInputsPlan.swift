@@ -34,7 +34,8 @@ extension LayerInputsPlan {
     /// |max X| (its largest value's magnitude, as PEFT takes it), and XᵀX averaged over the rows.
     static func covariances(of modules: [String], model: LlamaModel, data: TokenDataset) throws -> [String: [Double]] {
         var plans: [Int: LayerInputsPlan] = [:]
-        var sums: [String: [Double]] = [:]
+        // One running sum per distinct input, shared by the projections that read it (q/k/v, gate/up).
+        var sums: [String: (readers: [String], sum: [Double])] = [:]
         for row in data.rows {
             let plan = try plans[row.count] ?? LayerInputsPlan(model: model, modules: Set(modules), rows: 1, sequence: row.count)
             plans[row.count] = plan
@@ -45,12 +46,17 @@ extension LayerInputsPlan {
                     throw LowRankError(.numerical, "CorDA divides each row's inputs by their largest value, which for \(readers[0]) is \(largest)")
                 }
                 let scaled = x.map { Double($0 / largest) }
-                var product = [Double](repeating: 0, count: d * d)
-                cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(d), Int32(row.count), 1, scaled, Int32(d), scaled, Int32(d), 0, &product, Int32(d))
-                for path in readers { sums[path] = zip(sums[path] ?? [Double](repeating: 0, count: d * d), product).map(+) }
+                var entry = sums.removeValue(forKey: readers[0]) ?? (readers, [Double](repeating: 0, count: d * d))
+                cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(d), Int32(row.count), 1, scaled, Int32(d), scaled, Int32(d), 1, &entry.sum, Int32(d))
+                sums[readers[0]] = entry
             }
         }
-        return sums.mapValues { $0.map { $0 / Double(data.rows.count) } }
+        var covariances: [String: [Double]] = [:]
+        for (readers, sum) in sums.values {
+            let mean = sum.map { $0 / Double(data.rows.count) }
+            for path in readers { covariances[path] = mean }
+        }
+        return covariances
     }
 }
 
