@@ -50,7 +50,9 @@ public final class CPUBackend: Backend, Sendable {
         let cores = threads ?? ProcessInfoCores.active
         self.threads = Swift.max(1, cores)
         precision = Mutex(matmulPrecision ?? (try? MatmulPrecision.fromEnvironment()) ?? .highest)
-        openblas_set_num_threads(Int32(self.threads))
+        // One pool of threads: `sgemm` splits its products over this backend's threads itself, so
+        // OpenBLAS's own workers, which spin between calls, never start.
+        openblas_set_num_threads(1)
         deviceName = "CPU (OpenBLAS, \(self.threads) threads)"
     }
 
