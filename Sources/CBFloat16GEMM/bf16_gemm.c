@@ -216,10 +216,14 @@ static void tile(int count, const uint32_t *a, const uint32_t *b, float *c, int 
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     const int left = nr < 16 ? nr : 16, right = nr > 16 ? nr - 16 : 0;
     const __mmask16 masks[2] = {(__mmask16)((1u << left) - 1u), (__mmask16)((1u << right) - 1u)};
-    for (int r = 0; r < mr; r++) {
+    // Unrolled over all MR rows, so that acc stays in registers (a loop to mr indexed it in memory).
+#pragma clang loop unroll(full)
+    for (int r = 0; r < MR; r++) {
+#pragma clang loop unroll(full)
         for (int h = 0; h < 2; h++) {
             float *out = c + (size_t)r * ldc + 16 * h;
             __m512 v = _mm512_mul_ps(acc[r][h], va);
+            if (r >= mr) continue;
             if (beta != 0) v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(masks[h], out), vb, v);
             _mm512_mask_storeu_ps(out, masks[h], v);
         }
