@@ -8,7 +8,7 @@
  * NC columns of B packed at a time: a packed block of 512 KiB stays in Zen 4's 1 MiB L2 beside
  * the A strips. Measured on one core at M = 512, N and K of TinyLlama's layers: 190–199 GFLOP/s
  * against 172–181 with KCP = 128 and NC = 1536 (a 768 KiB block), VDPBF16PS' peak 229. */
-enum { MR = 12, NR = 32, KCP = 256, MC_STRIPS = 12, NC = 512 };
+enum { MR = 12, NR = 32, KCP = 256, MC_STRIPS = 12, NC = 512, PREFETCH_PAIRS = 4 };
 
 int lowrank_bf16_gemm_supported(void) {
     __builtin_cpu_init();
@@ -145,16 +145,34 @@ static inline uint32_t pair_of_b(int transpose_b, int n, int k, const uint16_t *
 
 /* Columns [j0, j0 + nc) and pairs [p0, p0 + count) of op(B) into NR-column micro-panels, each
  * `count` rows of NR pairs, zero past n and k. Whole 16×16 blocks of a transposed B (W [n, k],
- * pairs adjacent in memory) go through register transposes; a plain B interleaves two rows. */
+ * pairs adjacent in memory) go through register transposes. A plain B's whole panels interleave
+ * two rows read along all nc columns at once, the rows PREFETCH_PAIRS pairs on requested ahead:
+ * panel by panel, each row's 64-byte pieces were read in separate passes and waited on memory
+ * (packing took 30% longer at M = 512 and TinyLlama's shapes). Partial panels two rows a panel. */
 __attribute__((target("avx512f,avx512bw")))
 static void pack_b(int transpose_b, int n, int k, const uint16_t *b, int ldb, int j0, int nc, int p0, int count,
                    uint32_t *out) {
+    const int whole_panels = transpose_b ? 0 : (nc < n - j0 ? nc : n - j0) / NR;
+    const int whole_pairs = transpose_b ? 0 : (count < (k - 2 * p0) / 2 ? count : (k - 2 * p0) / 2);
+    for (int p = 0; p < whole_pairs; p++) {
+        const uint16_t *even = b + (size_t)(2 * (p0 + p)) * ldb + j0, *odd = even + ldb;
+        if (p + PREFETCH_PAIRS < whole_pairs)
+            for (int c = 0; c < whole_panels * NR; c += 32) {
+                _mm_prefetch((const char *)(even + (size_t)2 * PREFETCH_PAIRS * ldb + c), _MM_HINT_T0);
+                _mm_prefetch((const char *)(odd + (size_t)2 * PREFETCH_PAIRS * ldb + c), _MM_HINT_T0);
+            }
+        for (int j = 0; j < whole_panels; j++) {
+            uint32_t *row = out + (size_t)j * count * NR + (size_t)p * NR;
+            for (int c = 0; c < NR; c++) row[c] = (uint32_t)even[j * NR + c] | (uint32_t)odd[j * NR + c] << 16;
+        }
+    }
     for (int j = 0; j < nc; j += NR) {
         uint32_t *panel = out + (size_t)(j / NR) * count * NR;
         const int valid = (nc - j < NR ? nc - j : NR) < n - j0 - j ? (nc - j < NR ? nc - j : NR) : n - j0 - j;
         for (int g = 0; g < NR; g += 16) {
             for (int p = 0; p < count; p += 16) {
                 const int whole = g + 16 <= valid && p + 16 <= count && 2 * (p0 + p + 16) <= k;
+                if (whole && j / NR < whole_panels) continue;
                 if (whole && transpose_b) {
                     __m512i r[16];
                     for (int i = 0; i < 16; i++)
@@ -198,10 +216,14 @@ static void tile(int count, const uint32_t *a, const uint32_t *b, float *c, int 
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     const int left = nr < 16 ? nr : 16, right = nr > 16 ? nr - 16 : 0;
     const __mmask16 masks[2] = {(__mmask16)((1u << left) - 1u), (__mmask16)((1u << right) - 1u)};
-    for (int r = 0; r < mr; r++) {
+    // Unrolled over all MR rows, so that acc stays in registers (a loop to mr indexed it in memory).
+#pragma clang loop unroll(full)
+    for (int r = 0; r < MR; r++) {
+#pragma clang loop unroll(full)
         for (int h = 0; h < 2; h++) {
             float *out = c + (size_t)r * ldc + 16 * h;
             __m512 v = _mm512_mul_ps(acc[r][h], va);
+            if (r >= mr) continue;
             if (beta != 0) v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(masks[h], out), vb, v);
             _mm512_mask_storeu_ps(out, masks[h], v);
         }

@@ -21,9 +21,18 @@ extension CPUBackend {
         }
     }
 
+    /// Products smaller than this many FLOPs per thread run on the calling thread: about 0.1 ms of
+    /// sgemm, a hundred times the cost of waking a thread.
+    static let sgemmFlopsPerThread = 1 << 22
+
     /// Row-major `C[m, n] = alpha·op(A)·op(B) + beta·C`, A `[m, k]` (`[k, m]` transposed),
     /// B `[k, n]` (`[n, k]` transposed); `strides`, when given, are the three matrices' leading
     /// dimensions (rows inside wider ones: attention's heads), else each is packed.
+    ///
+    /// OpenBLAS runs single-threaded (`init`): a large product splits C's longer side over this
+    /// backend's threads, so the bf16 kernel's and sgemm's work share one pool and no OpenBLAS
+    /// worker spins between calls. Each part is C's rows or columns with op(A)'s rows or op(B)'s
+    /// columns, so results do not depend on the split.
     func sgemm(_ a: UnsafePointer<Float>, transpose ta: Bool, _ b: UnsafePointer<Float>, transpose tb: Bool,
                _ c: UnsafeMutablePointer<Float>, m: Int, n: Int, k: Int, alpha: Float, beta: Float, strides: (a: Int, b: Int, c: Int)? = nil) {
         guard m > 0, n > 0 else { return }
@@ -34,10 +43,15 @@ extension CPUBackend {
             }
             return
         }
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                    blasint(m), blasint(n), blasint(k), alpha,
-                    a, blasint(strides?.a ?? Swift.max(1, ta ? m : k)), b, blasint(strides?.b ?? Swift.max(1, tb ? k : n)),
-                    beta, c, blasint(ldc))
+        let lda = strides?.a ?? Swift.max(1, ta ? m : k), ldb = strides?.b ?? Swift.max(1, tb ? k : n)
+        let splitsRows = m >= n, flopsPerLine = 2 * k * (splitsRows ? n : m)
+        parallelFor(splitsRows ? m : n, minimumPerThread: Swift.max(1, Self.sgemmFlopsPerThread / flopsPerLine)) { part in
+            let first = part.lowerBound
+            let (pa, pb, pc) = splitsRows ? (ta ? a + first : a + first * lda, b, c + first * ldc) : (a, tb ? b + first * ldb : b + first, c + first)
+            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                        blasint(splitsRows ? part.count : m), blasint(splitsRows ? n : part.count), blasint(k), alpha,
+                        pa, blasint(lda), pb, blasint(ldb), beta, pc, blasint(ldc))
+        }
     }
 
     func fillRows(_ c: UnsafeMutablePointer<Float>, rows: Int, with row: UnsafePointer<Float>, columns: Int) {

@@ -30,7 +30,7 @@ extension CPUBackend {
         let a = [Float](repeating: 0.5, count: n * n), b = [Float](repeating: 0.25, count: n * n)
         var c = [Float](repeating: 0, count: n * n)
         let product = Self.best(of: 3) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, a, Int32(n), b, Int32(n), 0, &c, Int32(n))
+            sgemm(a, transpose: false, b, transpose: false, &c, m: n, n: n, k: n, alpha: 1, beta: 0)
         }
         return DevicePeaks(bytesPerSecond: Double(2 * bytes) / copy, flopsPerSecond: 2 * Double(n * n * n) / product,
                            method: "memcpy of 256 MiB over \(threads) threads; OpenBLAS sgemm 2048³")

@@ -62,13 +62,13 @@ extension CPUBackend {
                 widen(w, rows: span, into: panel)
                 if transposeW {
                     // C[:, span] = alpha·op(A)·panelᵀ + beta·C[:, span]
-                    cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, CblasTrans, blasint(m), blasint(span.count), blasint(columns),
-                                alpha, a, blasint(lda), panel, blasint(columns), beta, c + first, blasint(rows))
+                    sgemm(a, transpose: transposeA, panel, transpose: true, c + first, m: m, n: span.count, k: columns, alpha: alpha, beta: beta,
+                          strides: (lda, columns, rows))
                 } else {
                     // C += alpha·op(A)[:, span]·panel, the first panel applying beta.
                     let aSpan = transposeA ? a + first * m : a + first
-                    cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, CblasNoTrans, blasint(m), blasint(columns), blasint(span.count),
-                                alpha, aSpan, blasint(lda), panel, blasint(columns), first == 0 ? beta : 1, c, blasint(columns))
+                    sgemm(aSpan, transpose: transposeA, panel, transpose: false, c, m: m, n: columns, k: span.count, alpha: alpha,
+                          beta: first == 0 ? beta : 1, strides: (lda, columns, columns))
                 }
             }
         }

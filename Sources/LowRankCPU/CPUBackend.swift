@@ -50,7 +50,9 @@ public final class CPUBackend: Backend, Sendable {
         let cores = threads ?? ProcessInfoCores.active
         self.threads = Swift.max(1, cores)
         precision = Mutex(matmulPrecision ?? (try? MatmulPrecision.fromEnvironment()) ?? .highest)
-        openblas_set_num_threads(Int32(self.threads))
+        // One pool of threads: `sgemm` splits its products over this backend's threads itself, so
+        // OpenBLAS's own workers, which spin between calls, never start.
+        openblas_set_num_threads(1)
         deviceName = "CPU (OpenBLAS, \(self.threads) threads)"
     }
 
@@ -176,6 +178,18 @@ public final class CPUBackend: Backend, Sendable {
 struct UncheckedSendable<Value>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }
+}
+
+/// OpenBLAS's thread count is one while CPU backends exist (`CPUBackend.init`): their products split
+/// over the backend's own threads. The float64 decompositions of adapter initialisation (SVD, QR,
+/// CorDA's inverse and its check), which run once and outside any step, take every core for their call.
+enum OpenBLASThreads {
+    static func allCores<R>(_ body: () throws -> R) rethrows -> R {
+        let before = openblas_get_num_threads()
+        openblas_set_num_threads(Int32(ProcessInfoCores.active))
+        defer { openblas_set_num_threads(before) }
+        return try body()
+    }
 }
 
 enum ProcessInfoCores {

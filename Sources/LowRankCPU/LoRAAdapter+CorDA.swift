@@ -28,7 +28,9 @@ extension LoRAAdapter {
             for i in 0..<dIn { damped[i * dIn + i] += meanDiagonal * damp }
             inverse = try Self.inverse(damped, dIn)
             var product = [Double](repeating: 0, count: dIn * dIn)
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(dIn), Int32(dIn), Int32(dIn), 1, damped, Int32(dIn), inverse, Int32(dIn), 0, &product, Int32(dIn))
+            OpenBLASThreads.allCores {
+                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(dIn), Int32(dIn), Int32(dIn), 1, damped, Int32(dIn), inverse, Int32(dIn), 0, &product, Int32(dIn))
+            }
             let error = (0..<dIn * dIn).reduce(0) { e, i in
                 let d = product[i] - (i / dIn == i % dIn ? 1 : 0)
                 return e + d * d
@@ -56,7 +58,7 @@ extension LoRAAdapter {
         var (a, x) = (m, (0..<n * n).map { $0 / n == $0 % n ? 1.0 : 0 })
         var (size, pivots, info) = (Int32(n), [Int32](repeating: 0, count: n), Int32(0))
         var (lda, ldb, rhs) = (size, size, size)
-        dgesv_(&size, &rhs, &a, &lda, &pivots, &x, &ldb, &info)
+        OpenBLASThreads.allCores { dgesv_(&size, &rhs, &a, &lda, &pivots, &x, &ldb, &info) }
         guard info == 0 else { throw LowRankError(.numerical, "CorDA's damped covariance is singular (dgesv info \(info))") }
         return x
     }

@@ -29,7 +29,7 @@ public struct QRDecomposition: Sendable {
             call(&size, &query)
             var work = [Double](repeating: 0, count: max(1, Int(size[0])))
             var lwork = Int32(work.count)
-            call(&work, &lwork)
+            OpenBLASThreads.allCores { call(&work, &lwork) }
         }
         withWorkspace { work, lwork in dgeqrf_(&rows, &columns, &a, &lda, &tau, &work, &lwork, &info) }
         guard info == 0 else { throw LowRankError(.numerical, "the QR decomposition failed (dgeqrf info \(info))", context: [("shape", "[\(m), \(n)]")]) }

@@ -32,7 +32,7 @@ public struct SingularValueDecomposition: Sendable {
         dgesdd_(&job, &rows, &columns, &a, &lda, &s, &left, &ldl, &right, &ldr, &size, &query, &iwork, &info)
         var lwork = Int32(size)
         var work = [Double](repeating: 0, count: max(1, Int(size)))
-        dgesdd_(&job, &rows, &columns, &a, &lda, &s, &left, &ldl, &right, &ldr, &work, &lwork, &iwork, &info)
+        OpenBLASThreads.allCores { dgesdd_(&job, &rows, &columns, &a, &lda, &s, &left, &ldl, &right, &ldr, &work, &lwork, &iwork, &info) }
         guard info == 0 else {
             throw LowRankError(.numerical, "the SVD did not converge (dgesdd info \(info))", context: [("shape", "[\(m), \(n)]")])
         }
