@@ -182,9 +182,9 @@ struct UncheckedSendable<Value>: @unchecked Sendable {
 
 /// OpenBLAS's thread count is one while CPU backends exist (`CPUBackend.init`): their products split
 /// over the backend's own threads. The float64 decompositions of adapter initialisation (SVD, QR,
-/// CorDA's inverse and its check), which run once and outside any step, take every core for their call.
-enum OpenBLASThreads {
-    static func allCores<R>(_ body: () throws -> R) rethrows -> R {
+/// CorDA's inverse, its check and its covariances), which run once and outside any step, take every core for their call.
+public enum OpenBLASThreads {
+    public static func allCores<R>(_ body: () throws -> R) rethrows -> R {
         let before = openblas_get_num_threads()
         openblas_set_num_threads(Int32(ProcessInfoCores.active))
         defer { openblas_set_num_threads(before) }

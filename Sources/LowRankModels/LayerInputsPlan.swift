@@ -47,7 +47,9 @@ extension LayerInputsPlan {
                 }
                 let scaled = x.map { Double($0 / largest) }
                 var entry = sums.removeValue(forKey: readers[0]) ?? (readers, [Double](repeating: 0, count: d * d))
-                cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(d), Int32(row.count), 1, scaled, Int32(d), scaled, Int32(d), 1, &entry.sum, Int32(d))
+                OpenBLASThreads.allCores {
+                    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(d), Int32(row.count), 1, scaled, Int32(d), scaled, Int32(d), 1, &entry.sum, Int32(d))
+                }
                 sums[readers[0]] = entry
             }
         }
