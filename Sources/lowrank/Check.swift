@@ -38,7 +38,7 @@ struct Check: ParsableCommand {
         for d in devices where chosen == nil || d.identifier == chosen {
             let backend = try Engine.backend(try DeviceRequest(parsing: d.identifier), validation: validate)
             let vulkan = backend as? VulkanBackend
-            if let chosen = precision ?? (vulkan == nil && cases != nil ? .highest : nil) { Engine.setMatmulPrecision(chosen, on: backend) }
+            if let setting = precision ?? (vulkan == nil && cases != nil ? .highest : nil) { Engine.setMatmulPrecision(setting, on: backend) }
             print("\(d.identifier): \(d.name)" + (vulkan.map { v in
                 ", cooperative matrices: " + ((try? v.coopmat.get()).map { "\($0)" } ?? "none (\(v.coopmat.failureDescription))")
                     + ", f32 matmul precision \(v.matmulPrecision.rawValue)"

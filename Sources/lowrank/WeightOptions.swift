@@ -22,7 +22,7 @@ struct FrozenWeightOptions: ParsableArguments {
     @Option(help: """
         How products with the frozen matrices compute (default: LOWRANK_MATMUL_PRECISION, else the backend's). medium, the \
         CPU's default: a bf16 matrix multiplies activations rounded to bf16, with f32 sums, as PyTorch computes a bf16 model \
-        (on a CPU with AVX-512 BF16; f16 and quantized matrices are widened to f32 exactly). highest, Vulkan's default: every \
+        (on a CPU with AVX-512 BF16; f16 and quantized matrices are read into f32 exactly). highest, Vulkan's default: every \
         product exact in f32 (16-bit operands on both sides still take cooperative matrices). On Vulkan, high and medium \
         let f32 operands be rounded to f16 for cooperative matrices.
         """)
