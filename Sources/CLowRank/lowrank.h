@@ -197,6 +197,13 @@ typedef struct lowrank_training_options {
                                        this times learning_rate; 0: off (the default) */
     const char *residual_dtype;     /* the hidden state between decoder blocks held in "f32", "bf16"
                                        or "f16" (`lowrank train --residual-dtype`); NULL: f32 */
+    const char *matmul_precision;   /* how products with the frozen weights compute, on the model's
+                                       backend (every model on it, evaluation and generation too;
+                                       `lowrank train --precision`): "highest" (exact f32), "high" or
+                                       "medium" (on the CPU, a bf16 weight multiplies activations
+                                       rounded to bf16, f32 sums); NULL: unchanged (at first
+                                       LOWRANK_MATMUL_PRECISION, else the backend's default: medium
+                                       on the CPU, highest on Vulkan) */
 } lowrank_training_options;
 
 /* Fills *options with the defaults above (PyTorch's AdamW: betas 0.9/0.999, eps 1e-8). */

@@ -69,7 +69,7 @@ public enum Engine {
         let identifier = try resolve(request, validation: validation)
         if identifier == "cpu" {
             if request == .automatic { announceCPUFallback(validation: validation) }
-            _ = try MatmulPrecision.fromEnvironment()  // the backend took `highest` for a bad value: say so
+            _ = try MatmulPrecision.fromEnvironment()  // the backend took its default for a bad value: say so
             return CPUBackend.shared
         }
         let key = "\(identifier)/\(validation)"

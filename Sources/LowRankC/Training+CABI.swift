@@ -10,7 +10,7 @@ import LowRankModels
                                                schedule: d.schedule.code, learning_rate: d.learningRate,
                                                warmup_steps: Int64(d.warmupSteps), total_steps: 0, weight_decay: d.weightDecay,
                                                max_grad_norm: 0, gradient_checkpointing: 0, seed: d.seed, loraplus_lr_ratio: 0,
-                                               residual_dtype: nil)
+                                               residual_dtype: nil, matmul_precision: nil)
     }
 }
 
@@ -42,6 +42,7 @@ import LowRankModels
             }
             settings.residualDType = dtype
         }
+        let precision = try o.matmul_precision.map { try MatmulPrecision.named(try ABI.string($0, "matmul_precision"), "matmul_precision") }
         settings.seed = o.seed
         guard o.loraplus_lr_ratio.isFinite, o.loraplus_lr_ratio >= 0 else {
             throw ABIError(LOWRANK_INVALID_ARGUMENT, "loraplus_lr_ratio must be finite and not negative (0: off), got \(o.loraplus_lr_ratio)")
@@ -50,6 +51,7 @@ import LowRankModels
         let totalSteps = o.total_steps > 0 ? Int(o.total_steps) : nil
         _ = try settings.optimizer(totalSteps: totalSteps)   // a linear or cosine schedule without a length fails here, not at the first step
         try HandleTable.model(model).withState { state in
+            if let precision { Engine.setMatmulPrecision(precision, on: state.model.backend) }
             state.settings = settings
             state.totalSteps = totalSteps
             state.training = nil

@@ -40,16 +40,21 @@ public final class CPUBackend: Backend, Sendable {
     private let precision: Mutex<MatmulPrecision>
     /// `medium` runs products with a bfloat16 weight in bfloat16 (`CPUBackend+BFloat16Products.swift`)
     /// where the CPU has AVX-512 BF16; `highest` and `high` keep every product in f32. From
-    /// `LOWRANK_MATMUL_PRECISION` at first (`Engine.backend` reports a bad value).
+    /// `LOWRANK_MATMUL_PRECISION` at first (`Engine.backend` reports a bad value), else `defaultMatmulPrecision`.
     public var matmulPrecision: MatmulPrecision {
         get { precision.withLock { $0 } }
         set { precision.withLock { $0 = newValue } }
     }
 
+    /// `medium`: a bfloat16 model's frozen products as PyTorch computes that model (activations
+    /// rounded to bfloat16, f32 sums), and at the bf16 kernel's speed; f16, quantized and f32 weights
+    /// compute as under `highest`.
+    public static let defaultMatmulPrecision = MatmulPrecision.medium
+
     public init(threads: Int? = nil, matmulPrecision: MatmulPrecision? = nil) {
         let cores = threads ?? ProcessInfoCores.active
         self.threads = Swift.max(1, cores)
-        precision = Mutex(matmulPrecision ?? (try? MatmulPrecision.fromEnvironment()) ?? .highest)
+        precision = Mutex(matmulPrecision ?? (try? MatmulPrecision.fromEnvironment()) ?? Self.defaultMatmulPrecision)
         // One pool of threads: `sgemm` splits its products over this backend's threads itself, so
         // OpenBLAS's own workers, which spin between calls, never start.
         openblas_set_num_threads(1)

@@ -88,7 +88,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         info = instance.devices[index]
         maxBindingBytes = min(bindingLimit ?? .max, info.limits.maxStorageBufferRange)
         coopmat = CoopmatTile.choose(for: info)
-        precision = Mutex(try MatmulPrecision.fromEnvironment())
+        precision = Mutex(try MatmulPrecision.fromEnvironment() ?? .highest)
         self.disabledOps = disabledOps
         let physical = instance.physicalDevices[index]
 

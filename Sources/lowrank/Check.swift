@@ -20,7 +20,11 @@ struct Check: ParsableCommand {
     @Option(help: "Rows of W (d_out).") var n = 192
     @Option(help: "Run every golden case (*.safetensors, the shared/golden layout) in this folder instead of the matmuls.")
     var golden: String?
-    @Option(help: "f32 matmul operands on Vulkan: highest (exact f32), high or medium (cooperative matrices; else LOWRANK_MATMUL_PRECISION).")
+    @Option(help: """
+        highest (exact f32), high or medium (on Vulkan, f32 operands on cooperative matrices; on the CPU, medium rounds the \
+        activations a bf16 frozen weight multiplies to bf16). Default: LOWRANK_MATMUL_PRECISION, else the backend's, but \
+        highest on the CPU for --golden, whose bound is that of exact products.
+        """)
     var precision: MatmulPrecision?
     @OptionGroup var options: DeviceOptions
 
@@ -34,11 +38,11 @@ struct Check: ParsableCommand {
         for d in devices where chosen == nil || d.identifier == chosen {
             let backend = try Engine.backend(try DeviceRequest(parsing: d.identifier), validation: validate)
             let vulkan = backend as? VulkanBackend
-            if let precision { vulkan?.matmulPrecision = precision }
+            if let setting = precision ?? (vulkan == nil && cases != nil ? .highest : nil) { Engine.setMatmulPrecision(setting, on: backend) }
             print("\(d.identifier): \(d.name)" + (vulkan.map { v in
                 ", cooperative matrices: " + ((try? v.coopmat.get()).map { "\($0)" } ?? "none (\(v.coopmat.failureDescription))")
                     + ", f32 matmul precision \(v.matmulPrecision.rawValue)"
-            } ?? ""))
+            } ?? ", matmul precision \(Engine.matmulPrecision(of: backend)?.rawValue ?? "none")"))
             let ok = try cases.map { try checkGolden($0, on: backend) } ?? checkMatmuls(on: backend)
             failed = failed || !ok
             let messages = try backend.drainValidationMessages()

@@ -19,7 +19,7 @@ struct Eval: ParsableCommand {
     @Flag(help: "Print {\"loss\": …, \"tokens\": …, \"perplexity\": …} only.") var json = false
     @OptionGroup var textData: TextDataOptions
     @OptionGroup var device: DeviceOptions
-    @OptionGroup var weights: WeightDTypeOption
+    @OptionGroup var weights: FrozenWeightOptions
 
     func validate() throws {
         if forceAdapter, adapter == nil { throw ValidationError("--force-adapter applies to --adapter") }
@@ -38,7 +38,7 @@ struct Eval: ParsableCommand {
     }
 
     private func evaluate() throws {
-        let backend = try Engine.backend(try device.request, validation: device.validationEnabled)
+        let backend = weights.apply(to: try Engine.backend(try device.request, validation: device.validationEnabled))
         let source = try ModelSources.open(model)
         let llama = try LlamaModel(checkpoint: source, on: backend, quantize: quantize?.dtype, dtype: weights.dtype?.dtype)
         let adapter = try self.adapter.map { try ModelAdapter(contentsOf: $0, on: llama, force: forceAdapter) }

@@ -33,7 +33,7 @@ struct Generate: ParsableCommand {
     @Flag(help: "Print {\"ids\": …, \"text\": …} at the end instead of streaming the text.") var json = false
     @Option(help: "Quantize the frozen projections at load, as train --quantize does.") var quantize: Quantization?
     @OptionGroup var device: DeviceOptions
-    @OptionGroup var weights: WeightDTypeOption
+    @OptionGroup var weights: FrozenWeightOptions
 
     func validate() throws {
         if forceAdapter, adapter == nil { throw ValidationError("--force-adapter applies to --adapter") }
@@ -53,7 +53,7 @@ struct Generate: ParsableCommand {
         let source = try ModelSources.open(model)
         let text = try source.textFormat(trainOnPrompt: false)
         let ids = try promptIDs(text, folder: model)
-        let backend = try Engine.backend(try device.request, validation: device.validationEnabled)
+        let backend = weights.apply(to: try Engine.backend(try device.request, validation: device.validationEnabled))
         let llama = try LlamaModel(checkpoint: source, on: backend, quantize: quantize?.dtype, dtype: weights.dtype?.dtype)
         let stops = try StopTokens.of(modelDirectory: model, tokenizer: text?.tokenizer, chatTemplate: noChatTemplate ? nil : text?.chatTemplate)
         var stream = text.map { TextStream(tokenizer: $0.tokenizer) }
@@ -69,7 +69,7 @@ struct Generate: ParsableCommand {
         if messages != nil || system != nil { throw ValidationError("the built-in model has no chat template: give --prompt or --prompt-ids") }
         if quantize != nil || weights.dtype != nil { throw ValidationError("--quantize and --dtype apply to a --model folder") }
         let ids = try prompt.map { text in Array(text.utf8).map(Int32.init) } ?? parsedPromptIDs()
-        let llama = try DefaultJob.model(on: try Engine.backend(try device.request, validation: device.validationEnabled))
+        let llama = try DefaultJob.model(on: weights.apply(to: try Engine.backend(try device.request, validation: device.validationEnabled)))
         var pending: [UInt8] = []
         let generated = try generate(llama, prompt: ids, stops: []) { id in
             // A character's bytes are printed once they are all there.

@@ -63,7 +63,7 @@ struct Train: ParsableCommand {
     @OptionGroup(title: "PEFT's LoraConfig fields, LoRA+ and initialisation") var peft: PEFTOptions
     @OptionGroup var textData: TextDataOptions
     @OptionGroup var device: DeviceOptions
-    @OptionGroup var weights: WeightDTypeOption
+    @OptionGroup var weights: FrozenWeightOptions
     @OptionGroup var dryRun: DryRunOptions
 
     func validate() throws {
@@ -96,7 +96,7 @@ struct Train: ParsableCommand {
     }
 
     private func train(in group: ProcessGroup?) throws {
-        let backend = try Engine.backend(try device.request(in: group), validation: device.validationEnabled)
+        let backend = weights.apply(to: try Engine.backend(try device.request(in: group), validation: device.validationEnabled))
         let leader = (group?.rank ?? 0) == 0
         if dryRun.dryRun, let model { return try printDryRun(model, on: backend) }
         let isDefault = model == nil

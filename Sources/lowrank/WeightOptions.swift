@@ -9,14 +9,30 @@ enum FloatDType: String, CaseIterable, ExpressibleByArgument {
     var dtype: DType { DType(rawValue: rawValue)! }
 }
 
-/// `--dtype`: what the frozen matrices are held in on the device.
-struct WeightDTypeOption: ParsableArguments {
+/// `--dtype` and `--precision`: what the frozen matrices are held in on the device, and how their products compute.
+struct FrozenWeightOptions: ParsableArguments {
     @Option(help: """
         Hold the frozen matrices (projections, embedding, LM head) in this dtype (default: each tensor's dtype in the \
-        checkpoint, so a bf16 model takes half the memory of f32). Only storage: every op computes and accumulates in \
-        f32, and activations, norms, softmax, the loss, the adapter and the optimizer's state stay f32.
+        checkpoint, so a bf16 model takes half the memory of f32). Storage, and what --precision medium rounds activations \
+        to: activations, norms, softmax, the loss, the adapter and the optimizer's state stay f32, and f32 matrices compute \
+        exactly in f32.
         """)
     var dtype: FloatDType?
+
+    @Option(help: """
+        How products with the frozen matrices compute (default: LOWRANK_MATMUL_PRECISION, else the backend's). medium, the \
+        CPU's default: a bf16 matrix multiplies activations rounded to bf16, with f32 sums, as PyTorch computes a bf16 model \
+        (on a CPU with AVX-512 BF16; f16 and quantized matrices are read into f32 exactly). highest, Vulkan's default: every \
+        product exact in f32 (16-bit operands on both sides still take cooperative matrices). On Vulkan, high and medium \
+        let f32 operands be rounded to f16 for cooperative matrices.
+        """)
+    var precision: MatmulPrecision?
+
+    /// Sets `--precision` on `backend`, which every model on it then computes with.
+    func apply(to backend: any Backend) -> any Backend {
+        if let precision { Engine.setMatmulPrecision(precision, on: backend) }
+        return backend
+    }
 }
 
 /// `train --dry-run [--json]`.

@@ -40,10 +40,16 @@ int main(void) {
     adapter.targets = "all-linear";
     EXPECT(lowrank_model_add_adapter(model, &adapter) == LOWRANK_OK, "add adapter");
     lowrank_training_options training;
-    EXPECT(lowrank_training_options_init(&training) == LOWRANK_OK && training.learning_rate == 2e-4 && training.residual_dtype == NULL, "defaults");
+    EXPECT(lowrank_training_options_init(&training) == LOWRANK_OK && training.learning_rate == 2e-4 && training.residual_dtype == NULL
+           && training.matmul_precision == NULL, "defaults");
     training.residual_dtype = "f8";
     EXPECT(lowrank_model_set_training(model, &training) == LOWRANK_INVALID_ARGUMENT && strstr(lowrank_last_error(), "residual_dtype") != NULL,
            "a residual dtype that is none");
+    training.residual_dtype = NULL;
+    training.matmul_precision = "low";
+    EXPECT(lowrank_model_set_training(model, &training) == LOWRANK_INVALID_ARGUMENT && strstr(lowrank_last_error(), "matmul_precision") != NULL,
+           "a matmul precision that is none");
+    training.matmul_precision = "highest";
     training.residual_dtype = "bf16";
     training.learning_rate = 1e-2;
     training.schedule = LOWRANK_SCHEDULE_COSINE;

@@ -8,10 +8,12 @@ enum BackendKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case cpu, vulkan
     var testDescription: String { rawValue }
 
-    func open() throws -> any Backend {
+    /// The shared backend, or with `exact` on the CPU `exactCPU` (Vulkan's shared backend computes
+    /// at `highest`, its default, unless `LOWRANK_MATMUL_PRECISION` says otherwise).
+    func open(exact: Bool = false) throws -> any Backend {
         switch self {
         case .cpu:
-            return try Engine.backend(.cpu)
+            return exact ? exactCPU : try Engine.backend(.cpu)
         case .vulkan:
             do {
                 return try Engine.backend(.vulkan(index: nil), validation: true)
@@ -22,9 +24,14 @@ enum BackendKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
     }
 }
 
-/// Runs `body` on `kind`'s backend and then fails on any validation message it caused.
-func onBackend(_ kind: BackendKind, _ body: (any Backend) throws -> Void) throws {
-    let backend = try kind.open()
+/// A CPU backend whose products are exact f32 (`MatmulPrecision.highest`), for the tests of
+/// exact properties: the shared one computes a bf16 weight's products in bfloat16 (`medium`, its default).
+let exactCPU = CPUBackend(matmulPrecision: .highest)
+
+/// Runs `body` on `kind`'s backend and then fails on any validation message it caused. `exact`
+/// pins exact f32 products (`MatmulPrecision.highest`: on the CPU `exactCPU`).
+func onBackend(_ kind: BackendKind, exact: Bool = false, _ body: (any Backend) throws -> Void) throws {
+    let backend = try kind.open(exact: exact)
     try body(backend)
     try backend.synchronize()
     let messages = try backend.drainValidationMessages()

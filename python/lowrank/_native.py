@@ -44,6 +44,7 @@ class TrainingOptions(ctypes.Structure):
         ("seed", ctypes.c_uint64),
         ("loraplus_lr_ratio", ctypes.c_double),
         ("residual_dtype", ctypes.c_char_p),
+        ("matmul_precision", ctypes.c_char_p),
     ]
 
 

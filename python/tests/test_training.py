@@ -88,6 +88,43 @@ def test_a_bf16_residual_matches_lowrank_train(tmp_path):
     assert runs["bf16"] != runs["f32"]
 
 
+def test_matmul_precision_matches_lowrank_train(tmp_path):
+    """configure_training(matmul_precision=...) on the bf16 Qwen2 trains as `lowrank train
+    --precision`, bit for bit: "highest" (exact f32 products) and the CPU's default "medium" (a bf16
+    weight multiplies activations rounded to bf16), which differ where the CPU has AVX-512 BF16. The
+    setting is the backend's, so the test leaves it at the default."""
+    steps, seed, batch = 3, 5, 2
+    model_dir = FIXTURES / "tiny-qwen2-bf16"
+    rows = jsonl_rows(FIXTURES / "data.jsonl")
+    batches = [train_default.pad(rows[i:i + batch]) for i in range(0, len(rows), batch)]
+    runs = {}
+    with lowrank.Engine("cpu") as engine:
+        restoring = lowrank.Model.from_pretrained(model_dir, engine=engine)
+        try:
+            for precision in ["highest", "medium"]:
+                cli_out = tmp_path / precision
+                run_cli("train", "--model", model_dir, "--data", FIXTURES / "data.jsonl", "--steps", steps, "--batch-size", batch,
+                        "--no-shuffle", "--seed", seed, "--targets", "all-linear", "--r", 4, "--alpha", 8, "--lr", 1e-2,
+                        "--device", "cpu", "--adapter-out", cli_out, *(["--precision", precision] if precision == "highest" else []))
+                model = lowrank.Model.from_pretrained(model_dir, engine=engine)
+                model.add_adapter(r=4, alpha=8, targets="all-linear", seed=seed)
+                model.configure_training(lr=1e-2, seed=seed, matmul_precision=precision)
+                runs[precision] = [model.step(*batches[s % len(batches)]) for s in range(steps)]
+                assert np.array_equal(np.float32(runs[precision]), np.float32(cli_losses(cli_out, steps))), precision
+            with pytest.raises(lowrank.InvalidArgumentError, match="matmul_precision"):
+                model.configure_training(matmul_precision="low")
+        finally:
+            restoring.configure_training(matmul_precision="medium")
+    if lowrank_has_bf16_products():
+        assert runs["highest"] != runs["medium"]
+
+
+def lowrank_has_bf16_products() -> bool:
+    """Whether this CPU has AVX-512 BF16, where `medium` rounds (else it computes as `highest`)."""
+    flags = open("/proc/cpuinfo").read() if sys.platform.startswith("linux") else ""
+    return "avx512_bf16" in flags
+
+
 def test_loss_of_a_peft_adapter_matches_transformers():
     """load_adapter reads PEFT's files; loss() over the fixture data, token-weighted, is the loss
     transformers + PEFT computed (tools/make_llama_fixtures.py)."""
