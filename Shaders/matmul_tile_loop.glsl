@@ -23,6 +23,20 @@ const uint A_ROW = BM / 4 + 1, B_ROW = BN / 4 + 1;
 shared A_TILE_T As[2][BK][A_ROW];
 shared B_TILE_T Bs[2][BK][B_ROW];
 
+// Whether a tile's elements are 16-bit (a constant the compiler folds).
+bool sixteen_bit(vec4 v) { return false; }
+bool sixteen_bit(f16vec4 v) { return true; }
+bool sixteen_bit(u16vec4 v) { return true; }
+
+// Where A's quad `quad` (along m) of row k is in its tile. A 16-bit A's are in the order its threads read
+// them, each thread's TM / 4 side by side, one row's from the row's first 16-byte boundary (rows are 8 bytes
+// off it by turns), so that each thread reads them in one 16-byte load: at their places in the operand,
+// ACO pairs them into ds_read2_b64 with a base register per k, 8 VGPRs that the f32 tile of a B that is
+// quantized or masked took over RDNA2's 80 (10 subgroups per SIMD, not 12).
+uint a_slot(uint k, uint quad) {
+    return sixteen_bit(A_TILE_T(0)) ? (quad % (BM / TM)) * (TM / 4u) + quad / (BM / TM) + (k & 1u) : quad;
+}
+
 // A loaded f32 value into its tile's type: exact, as the value came from that type.
 void to_tile(out float t, float v) { t = v; }
 void to_tile(out float16_t t, float v) { t = float16_t(v); }
@@ -43,11 +57,11 @@ void accumulate_product(uint m0, uint n0, uint k_begin, uint k_end) {
                 uint q = lid + i * THREADS;
                 if (q >= BM * BK / 4u) break;
 #if TRANS_A
-                to_tile(As[buf][q / (BM / 4u)][q % (BM / 4u)], load_a(m0 + 4u * (q % (BM / 4u)), k0 + q / (BM / 4u)));
+                to_tile(As[buf][q / (BM / 4u)][a_slot(q / (BM / 4u), q % (BM / 4u))], load_a(m0 + 4u * (q % (BM / 4u)), k0 + q / (BM / 4u)));
 #else
                 uint mm = q / (BK / 4u), kk = 4u * (q % (BK / 4u));
                 vec4 v = load_a(m0 + mm, k0 + kk);
-                for (uint e = 0u; e < 4u; e++) to_tile(As[buf][kk + e][mm / 4u][mm % 4u], v[e]);
+                for (uint e = 0u; e < 4u; e++) to_tile(As[buf][kk + e][a_slot(kk + e, mm / 4u)][mm % 4u], v[e]);
 #endif
             }
             for (uint i = 0u; i < B_QUADS; i++) {
@@ -67,8 +81,10 @@ void accumulate_product(uint m0, uint n0, uint k_begin, uint k_end) {
             for (uint kk = 0u; kk < BK; kk++) {
                 // A's TM values, then B's a quad at a time, each used up before the next is read: what
                 // the FMAs hold besides the accumulators is TM + 4 values, not TM + TN.
+                // (a_slot(kk, g * (BM / TM) + ty) written out, as the compiler does not know that ty < BM / TM.)
                 vec4 a[TM / 4u];
-                for (uint g = 0u; g < TM / 4u; g++) a[g] = to_f32x4(As[buf][kk][g * (BM / TM) + ty]);
+                for (uint g = 0u; g < TM / 4u; g++)
+                    a[g] = to_f32x4(As[buf][kk][sixteen_bit(A_TILE_T(0)) ? ty * (TM / 4u) + g + (kk & 1u) : g * (BM / TM) + ty]);
                 for (uint h = 0u; h < TN / 4u; h++) {
                     vec4 b = to_f32x4(Bs[buf][kk][h * (BN / TN) + tx]);
                     for (uint j = 0u; j < 4u; j++)
