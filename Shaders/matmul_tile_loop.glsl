@@ -98,7 +98,8 @@ void accumulate_product(uint m0, uint n0, uint k_begin, uint k_end) {
         }
         if (step > 0u) {
             uint buf = (step - 1u) & 1u;
-            for (uint kk = 0u; kk < BK; kk++) {
+            // Unrolled in every variant (NIR left it rolled for NF4's bf16 tiles).
+            [[unroll]] for (uint kk = 0u; kk < BK; kk++) {
                 // A's TM values, then B's a quad at a time, each used up before the next is read: what
                 // the FMAs hold besides the accumulators is TM + 4 values, not TM + TN.
                 // (a_slot(kk, g * (BM / TM) + ty) written out, as the compiler does not know that ty < BM / TM.)
