@@ -43,11 +43,11 @@ bool sixteen_bit(vec4 v) { return false; }
 bool sixteen_bit(f16vec4 v) { return true; }
 bool sixteen_bit(u16vec4 v) { return true; }
 
-// Where A's quad `quad` (along m) of row k is in its tile. A 16-bit A's are in the order its threads read
-// them, each thread's TM / 4 side by side, one row's from the row's first 16-byte boundary (rows are 8 bytes
-// off it by turns), so that each thread reads them in one 16-byte load: at their places in the operand,
-// ACO pairs them into ds_read2_b64 with a base register per k, 8 VGPRs that the f32 tile of a B that is
-// quantized or masked took over RDNA2's 80 (10 subgroups per SIMD, not 12).
+// Where A's quad `quad` (along m) of row k is in its tile. A 16-bit tile holds them in the order its threads
+// read them, each thread's TM / 4 side by side, and starts each row's at its first 16-byte boundary (a row of
+// BM / 4 + 1 8-byte quads starts 8 bytes off one every other row), so that each thread reads its quads in one
+// 16-byte load. At their places in the operand ACO paired the reads into ds_read2_b64 with a base register
+// per k, 8 VGPRs that beside an f32 B tile (quantized or masked) went over RDNA2's 80: 10 subgroups, not 12.
 uint a_slot(uint k, uint quad) {
     return sixteen_bit(A_TILE_T(0)) ? (quad % (BM / TM)) * (TM / 4u) + quad / (BM / TM) + (k & 1u) : quad;
 }
