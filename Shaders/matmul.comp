@@ -94,13 +94,18 @@ vec4 load_b(uint k, uint n) {
 #else
         v[e] = ke < k_end && ne < p.N ? dequant((p.k0 + ke) * p.ldb + p.n0 + ne, p.b_count) : 0.0;
 #endif
+#if DROPOUT_B
+        // Masked as it is dequantized: masking the quad after all four are, RADV held more of both
+        // at once, over RDNA2's 80 VGPRs for Q5_0, Q5_1 and Q6_K.
+        v[e] *= dropout_at(p.k0 + ke, p.n0 + ne);
+#endif
     }
 #elif TRANS_B
     vec4 v = LOAD_QUAD(b_data, b_quads, n * p.ldb + k, quad_valid(k, k_end, n < p.N));
 #else
     vec4 v = LOAD_QUAD(b_data, b_quads, k * p.ldb + n, quad_valid(n, p.N, k < k_end));
 #endif
-#if DROPOUT_B
+#if DROPOUT_B && B_QUANT == QUANT_NONE
     for (uint e = 0u; e < 4u; e++)
         v[e] *= dropout_at(p.k0 + (TRANS_B != 0 ? k + e : k), p.n0 + (TRANS_B != 0 ? n : n + e));
 #endif

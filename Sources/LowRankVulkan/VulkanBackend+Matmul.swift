@@ -90,6 +90,14 @@ struct MatmulKernel: Kernel {
     /// DoRA's `inner` written beside C.
     var writesInner: Bool
     var split: SplitK = .none
+    /// Tiles that would be f32 (an f32, dequantized, masked or scaled operand's) hold bf16 instead, each
+    /// value rounded to nearest even, the sums f32: the scalar kernel under `MatmulPrecision.medium`.
+    var bf16Tiles = false
+
+    /// Whether a tile of the first product is f32: an operand that is f32 or changed as it loads.
+    var hasF32Tile: Bool {
+        split != .reduce && (a == .f32 || b == .f32 || b.isQuantized || [.a, .b].contains(dropout) || vector == .scaleA)
+    }
 
     var defines: [String: String] {
         var d = a.operandDefines("A") + b.operandDefines("B") + c.operandDefines("C", written: true)
@@ -109,6 +117,7 @@ struct MatmulKernel: Kernel {
         d["DORA"] = (vector.map { $0 != .scaleA } ?? false).define
         d["DORA_ADD_BASE"] = (vector == .doraCompose(addBase: true)).define
         d["WRITE_INNER"] = writesInner.define
+        d["BF16_TILES"] = bf16Tiles.define
         d = d + split.defines
         if let bias { d = d + bias.operandDefines("BIAS") }
         if let second { d = d + second.a.operandDefines("A2") + second.b.operandDefines("B2") }
@@ -120,6 +129,7 @@ struct MatmulKernel: Kernel {
     /// combinations, such as dropout on the second product with a quantized B. The full product
     /// is some 20000 variants; the switches are separate `#if` blocks, so pairs are where they meet.
     /// A split-K partial pass has only the first product's switches (f32 C), a reduce pass only the epilogue's.
+    /// Each variant with an f32 tile comes again with `bf16Tiles`.
     static var variants: [MatmulKernel] {
         let bTypes = DType.floats + DType.quantized
         let dropouts: [MatmulCall.DropoutTarget?] = [nil, .a, .b, .product, .second, .products]
@@ -135,11 +145,16 @@ struct MatmulKernel: Kernel {
             case .reduce: return ![.a, .b].contains(dropouts[r[5]]) && r[6] != 1 && r[8] < DType.floats.count
             }
         }
-        return rows.enumerated().map { i, r in
+        let cover = rows.enumerated().map { i, r in
             let t = DType.cover(i, operands: 5)
             return MatmulKernel(a: t[0], b: bTypes[r[8]], c: splits[r[9]] == .partial ? .f32 : t[1], transposeA: r[0] == 1, transposeB: r[1] == 1,
                                 bias: r[2] == 1 ? t[2] : nil, accumulate: r[3] == 1, second: r[4] == 1 ? Second(a: t[3], b: t[4]) : nil,
                                 dropout: dropouts[r[5]], vector: vectors[r[6]], writesInner: r[7] == 1, split: splits[r[9]])
+        }
+        return cover + cover.filter(\.hasF32Tile).map { variant in
+            var rounded = variant
+            rounded.bf16Tiles = true
+            return rounded
         }
     }
 }
@@ -248,7 +263,7 @@ extension VulkanBackend {
         var push = MatmulKernel.Push(call, rows: 0..<m, columns: 0..<n, inner: 0..<call.k, second: false)
         var bindings: [TensorBinding] = [.read(call.a), .read(call.b), .write(parts)]
         if case .scaleA = call.vector?.use { bindings.append(.read(call.vector!.values)) }
-        try dispatch(partial, specialization: tile.specialization, bindings, push: push,
+        try dispatch(scalarVariant(partial), specialization: tile.specialization, bindings, push: push,
                      groups: ((n + tile.bn - 1) / tile.bn, (m + tile.bm - 1) / tile.bm, splits))
 
         var reduce = kernel
@@ -323,13 +338,20 @@ extension MatmulKernel.Push {
 }
 
 extension VulkanBackend {
+    /// `kernel` as the scalar kernel runs it here: under `medium`, with bf16 in place of f32 tiles.
+    func scalarVariant(_ kernel: MatmulKernel) -> MatmulKernel {
+        var kernel = kernel
+        kernel.bf16Tiles = matmulPrecision == .medium && kernel.hasF32Tile
+        return kernel
+    }
+
     /// The scalar kernel's tile for an M×N product here.
     func scalarTile(m: Int, n: Int) -> MatmulTile { .choose(m: m, n: n, device: info) }
 
     /// Records one product of the scalar kernel at `tile`, one workgroup per tile of C.
     func dispatchScalar(_ tile: MatmulTile, _ kernel: MatmulKernel, _ bindings: [TensorBinding], push: MatmulKernel.Push,
                         rows: Int, columns: Int) throws {
-        try dispatch(kernel, specialization: tile.specialization, bindings, push: push,
+        try dispatch(scalarVariant(kernel), specialization: tile.specialization, bindings, push: push,
                      groups: ((columns + tile.bn - 1) / tile.bn, (rows + tile.bm - 1) / tile.bm, 1))
     }
 }

@@ -34,7 +34,7 @@ struct MatrixVectorKernel: Kernel {
     var matmul: MatmulKernel
 
     init?(_ matmul: MatmulKernel) {
-        guard matmul.transposeB, matmul.split == .none, ![.a, .b].contains(matmul.dropout), matmul.vector != .scaleA else { return nil }
+        guard matmul.transposeB, matmul.split == .none, ![.a, .b].contains(matmul.dropout), matmul.vector != .scaleA, !matmul.bf16Tiles else { return nil }
         self.matmul = matmul
     }
 
@@ -46,7 +46,7 @@ struct MatrixVectorKernel: Kernel {
         var seen = Set<MatrixVectorKernel>()
         return MatmulKernel.variants.compactMap { variant in
             var v = variant
-            (v.transposeB, v.split) = (true, .none)
+            (v.transposeB, v.split, v.bf16Tiles) = (true, .none, false)
             if [.a, .b].contains(v.dropout) { v.dropout = nil }
             if v.vector == .scaleA { v.vector = nil }
             return MatrixVectorKernel(v).flatMap { seen.insert($0).inserted ? $0 : nil }

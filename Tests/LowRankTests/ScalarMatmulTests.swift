@@ -107,6 +107,55 @@ struct ScalarMatmulTests {
         #expect(try backend.drainValidationMessages().isEmpty)
     }
 
+    /// Under `medium` the scalar kernel holds f32 and dequantized values in bf16 tiles (`MatmulKernel.bf16Tiles`):
+    /// f32 operands in every form and tile, and a Q4_0 and an NF4 B in both of training's forms, against the CPU's
+    /// exact product. Each factor rounded to bf16 (8 significant bits) moves a product by at most (1 + 2⁻⁸)² − 1 of
+    /// |a·b|, and f32 sums add 2·(K + 2)·2⁻²⁴ of Σ|a·b|; the error must also pass the f32 sums' bound alone
+    /// somewhere, so the rounding is there. The same products under `highest` stay in f32 tiles.
+    @Test func mediumRoundsF32TilesToBFloat16() throws {
+        let backend = try ownBackend()
+        backend.cooperativeMatricesEnabled = false
+        let cpu = try Engine.backend(.cpu)
+        var cases: [(DType, Int, Int, Int, Bool, Bool)] = []
+        for (_, m, n, k) in Self.tileShapes {
+            for (transposeA, transposeB) in [(false, true), (false, false), (true, false)] { cases.append((.f32, m, n, k, transposeA, transposeB)) }
+        }
+        for format in [DType.q4_0, .nf4] {
+            for transposeB in [true, false] { cases.append((format, 130, 128, 192, false, transposeB)) }
+        }
+        for (bType, m, n, k, transposeA, transposeB) in cases {
+            let aShape: Shape = transposeA ? [k, m] : [m, k], bShape: Shape = transposeB ? [n, k] : [k, n]
+            let a = randomValues(aShape.count, seed: 21), b = randomValues(bShape.count, seed: 22, scale: bType == .f32 ? 1 : 0.05)
+            func run(_ on: any Backend) throws -> [Float] {
+                try Ops.matmul(try Tensor(a, shape: aShape, on: on), try Tensor(b, shape: bShape, dtype: bType, on: on),
+                               transposeA: transposeA, transposeB: transposeB, outputDType: .f32).floats()
+            }
+            let reference = try run(cpu)
+            backend.matmulPrecision = .highest
+            let exact = try run(backend)
+            backend.matmulPrecision = .medium
+            let got = try run(backend)
+            #expect(backend.drainMatmulPaths().keys.allSatisfy { if case .scalar = $0 { true } else { false } })
+            let factors = bType == .f32 ? b : try Ops.cast(try Tensor(b, shape: bShape, dtype: bType, on: cpu), to: .f32).floats()
+            var (worst, worstExact) = (0.0, 0.0)
+            for i in 0..<m {
+                for j in 0..<n {
+                    var magnitude = 0.0
+                    for p in 0..<k {
+                        magnitude += abs(Double(transposeA ? a[p * m + i] : a[i * k + p]) * Double(factors[transposeB ? j * k + p : p * n + j]))
+                    }
+                    let scale = max(magnitude, .leastNormalMagnitude), ref = Double(reference[i * n + j])
+                    worst = max(worst, abs(Double(got[i * n + j]) - ref) / scale)
+                    worstExact = max(worstExact, abs(Double(exact[i * n + j]) - ref) / scale)
+                }
+            }
+            let sums = 2 * Double(k + 2) * 0x1p-24, name = "\(bType) \(m)×\(n)×\(k) transposeA \(transposeA) transposeB \(transposeB)"
+            #expect(worst <= (1 + 0x1p-8) * (1 + 0x1p-8) - 1 + sums && worst > sums, "\(name): \(worst)")
+            #expect(worstExact <= sums, "\(name) under highest: \(worstExact)")
+        }
+        #expect(try backend.drainValidationMessages().isEmpty)
+    }
+
     /// One adapted layer whose d_in is long enough to split: T = 40, d_in = 2304, d_out = 48, r = 8.
     private struct LongLayer {
         var x, w, a, b, g, magnitude: Tensor
