@@ -77,6 +77,29 @@ struct MemoryPlanTests {
         }
     }
 
+    /// Llama-3.1-8B's config.json, as the README's dry-run figures take it.
+    static var llama31Config: JSON {
+        get throws {
+            try JSON.parse(Array("""
+                {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336,
+                 "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256,
+                 "rope_theta": 500000.0, "rms_norm_eps": 1e-5, "max_position_embeddings": 131072, "torch_dtype": "bfloat16"}
+                """.utf8))
+        }
+    }
+
+    /// Issue #21's QLoRA target: Llama-3.1-8B with NF4 projections, LoRA r=16 on all linear layers,
+    /// one row of 2048 tokens and gradient checkpointing plans at most 7.5 GiB with a bf16
+    /// residual stream.
+    @Test func llama31WithNF4MeetsItsTarget() throws {
+        let config = try LlamaConfig(json: try Self.llama31Config)
+        let adapter = try AdapterSettings(rank: 16, alpha: 32, targets: .allLinear)
+        let run = MemoryPlan.Run(config: config, weightDType: { _ in .bf16 }, quantize: .nf4, adapter: adapter, batch: 1, sequence: 2048,
+                                 checkpointing: true, residual: .bf16)
+        let planned = try MemoryPlan(run, on: CPUBackend.shared)
+        #expect(planned.plannedBytes <= 15 << 29, "\(planned.description)")
+    }
+
     /// A run beyond the device stops before loading, naming the changes that would fit.
     @Test func aRunThatDoesNotFitSaysWhatWould() throws {
         let run = try Self.run()
