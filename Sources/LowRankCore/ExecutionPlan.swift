@@ -166,6 +166,19 @@ public final class ExecutionPlan {
 
     deinit { graph.backend.releaseRepeats(of: ObjectIdentifier(self)) }
 
+    /// The bytes the backend keeps for the plan's runs besides `plannedBytes` (a GPU encoder's
+    /// scratch, `Backend.repeatScratchBytes`), sized without running: steps that fall back run
+    /// elsewhere and take none.
+    public func repeatScratchBytes() throws -> Int {
+        let descriptors = { (ids: [Int]) in try ids.map { self.graph.values[try self.graph.resolved($0)].descriptor } }
+        let ops = try steps.filter { $0.fallbackReason == nil }.compactMap { step -> (op: Op, inputs: [TensorDescriptor], outputs: [TensorDescriptor])? in
+            let node = graph.nodes[step.node]
+            guard case .op(let op) = node.kind else { return nil }
+            return (op, try descriptors(node.inputs), try descriptors(node.outputs))
+        }
+        return try graph.backend.repeatScratchBytes(ops)
+    }
+
     /// Runs every step on `feeds` (a tensor on the graph's backend for each of `inputs`) and returns
     /// the outputs. They live in the plan's buffers: valid until the next run, which overwrites them.
     /// `seed` picks this run's dropout masks (the same in an op's forward and backward); with

@@ -9,6 +9,9 @@ final class RepeatScratch {
     private var tensors: [Tensor] = []
     private var next = 0
 
+    /// The tensors kept, in request order.
+    var kept: [Tensor] { tensors }
+
     /// Starts a repeat: requests are served from the first tensor again.
     func rewind() { next = 0 }
 

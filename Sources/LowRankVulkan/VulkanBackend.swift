@@ -58,6 +58,9 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// take a repeat's scratch nor join its recording.
     private var repeatScratch: [pthread_t: RepeatScratch] = [:]
     private var capturingThread: pthread_t?
+    /// By thread, while `repeatScratchBytes` encodes ops to size their scratch: where operands and
+    /// scratch are made (nothing is dispatched), and the scratch bytes counted so far.
+    private var sizing: [pthread_t: (operands: PlanningBackend, bytes: Int)] = [:]
     private let replays = Mutex(true)
     /// Whether replayable repeats replay their recordings; off, each is encoded afresh (how tests
     /// compare the two).
@@ -444,6 +447,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// Records one kernel over `bindings`, each a whole tensor or a window of one.
     func dispatch<K: Kernel>(_ kernel: K, specialization: [UInt32] = [], _ bindings: [TensorBinding], push: K.Push,
                              groups: (Int, Int, Int)) throws {
+        if sizing[pthread_self()] != nil { return }
         try dispatch(kernel, specialization: specialization, accesses: try bindings.map(access), push: push, groups: groups)
     }
 
@@ -506,6 +510,11 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// A device tensor for an op's intermediate results: within a repeat (a plan's run, an
     /// optimizer's step) its owner's (`RepeatScratch`), else a transient one.
     func scratch(_ shape: Shape, _ dtype: DType = .f32) throws -> Tensor {
+        if let planning = sizing[pthread_self()]?.operands {
+            let bytes = dtype.byteCount(elements: shape.count), unit = allocationAlignment
+            sizing[pthread_self()]!.bytes += max(unit, (bytes + unit - 1) / unit * unit)
+            return try Tensor(empty: shape, dtype: dtype, on: planning)
+        }
         let make = { try Tensor(empty: shape, dtype: dtype, on: self) }
         return try repeatScratch[pthread_self()].map { try $0.tensor(shape, dtype, make: make) } ?? make()
     }
@@ -558,6 +567,29 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
             return [s.block.serial, UInt64(s.offset), UInt64(s.byteCount)]
         }
         return memory + [UInt64(bitPattern: Int64(matmulPrecision.hashValue)), cooperativeMatricesEnabled ? 1 : 0, UInt64(splitKCores)]
+    }
+
+    /// Each step encoded as a repeat encodes it (its scratch requests are `RepeatScratch`'s, one
+    /// tensor each), over tensors that hold nothing and with nothing dispatched: the sum of the
+    /// scratch requested, as the allocator rounds each.
+    public func repeatScratchBytes(_ steps: [(op: Op, inputs: [TensorDescriptor], outputs: [TensorDescriptor])]) throws -> Int {
+        try lock.withLock { _ in
+            let operands = PlanningBackend(planningFor: self)
+            sizing[pthread_self()] = (operands, 0)
+            defer { sizing[pthread_self()] = nil }
+            for step in steps {
+                let tensors = { (descriptors: [TensorDescriptor]) in try descriptors.map { try Tensor(empty: $0.shape, dtype: $0.dtype, on: operands) } }
+                try encode(step.op, try tensors(step.inputs), try tensors(step.outputs))
+            }
+            return sizing[pthread_self()]!.bytes
+        }
+    }
+
+    /// The scratch kept for `owner`'s repeats as the allocator counts it: what `repeatScratchBytes`
+    /// sizes before they run.
+    func keptScratchBytes(of owner: ObjectIdentifier) -> Int {
+        let unit = allocationAlignment
+        return lock.withLock { _ in keptScratch[owner]?.kept.reduce(0) { $0 + max(unit, ($1.byteCount + unit - 1) / unit * unit) } ?? 0 }
     }
 
     public func releaseRepeats(of owner: ObjectIdentifier) {
