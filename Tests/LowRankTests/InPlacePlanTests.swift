@@ -36,32 +36,38 @@ struct InPlacePlanTests {
         }
     }
 
-    /// Each kernel an output may overwrite an input of gives the same bits with its output bound to
-    /// that input's memory: the gated activation's backward with d gate over gate and d up over up
-    /// or over G, and the LoRA backward (with dropout) with dx over x.
+    /// Every op declaring `Op.overwritableInputs` gives the same bits with each such output bound
+    /// to that input's memory (its other outputs apart), on each backend: the elementwise ops, the
+    /// gated activation's backward with d gate and d up over gate, up or G, the LoRA backward (with
+    /// dropout) with dx over x.
     @Test(arguments: BackendKind.allCases)
     func kernelsTolerateTheirOutputsOverTheirInputs(_ kind: BackendKind) throws {
         try onBackend(kind) { backend in
-            func tensor(_ shape: Shape, _ seed: UInt64) throws -> Tensor { try Tensor(randomValues(shape.count, seed: seed), shape: shape, on: backend) }
-            let (gate, up, g) = (try tensor([37, 29], 301), try tensor([37, 29], 302), try tensor([37, 29], 303))
+            func tensor(_ shape: Shape, _ seed: UInt64) throws -> Tensor { try Tensor(randomValues(shape.count, seed: seed, scale: 2), shape: shape, on: backend) }
+            let (m, n) = ([37, 29] as Shape, [37] as Shape)
+            let (t, dIn, dOut, r) = (19, 24, 40, 4)
+            var cases: [(Op, [Tensor])] = [(.add, [try tensor(m, 301), try tensor(m, 302)]), (.mul, [try tensor(m, 303), try tensor(m, 304)]),
+                                           (.scale(3), [try tensor(m, 305)]), (.scaleRows, [try tensor(m, 306), try tensor(n, 307)]),
+                                           (.loraBackward(LoRAOptions(scale: 2, dropout: 0.25, seed: 9)),
+                                            [try tensor([t, dOut], 308), try tensor([t, dIn], 309), try tensor([dOut, dIn], 310),
+                                             try tensor([r, dIn], 311), try tensor([dOut, r], 312), try tensor([t, r], 313)])]
             for f in Activation.allCases {
-                let op = Op.gatedActivationBackward(f)
-                let expected = try Ops.execute(op, [gate, up, g]).map { try $0.bytes() }
-                for over in [(0, 1), (0, 2), (2, 1)] {
-                    let inputs = try [gate, up, g].map { try $0.copy(to: backend) }
-                    try backend.run(op, inputs: inputs, outputs: [inputs[over.0], inputs[over.1]])
-                    #expect(try [inputs[over.0].bytes(), inputs[over.1].bytes()] == expected, "\(f) over inputs \(over) on \(kind)")
+                cases += [(.activation(f), [try tensor(m, 320)]), (.activationBackward(f), [try tensor(m, 321), try tensor(m, 322)]),
+                          (.gatedActivation(f), [try tensor(m, 323), try tensor(m, 324)]),
+                          (.gatedActivationBackward(f), [try tensor(m, 325), try tensor(m, 326), try tensor(m, 327)])]
+            }
+            for (op, inputs) in cases {
+                let expected = try Ops.execute(op, inputs).map { try $0.bytes() }
+                for (output, candidates) in op.overwritableInputs {
+                    for input in candidates {
+                        let copies = try inputs.map { try $0.copy(to: backend) }
+                        var outputs = try op.outputs(for: inputs.map(\.descriptor)).map { try Tensor(empty: $0.shape, dtype: $0.dtype, on: backend) }
+                        outputs[output] = copies[input]
+                        try backend.run(op, inputs: copies, outputs: outputs)
+                        #expect(try outputs.map { try $0.bytes() } == expected, "\(op) with output \(output) over input \(input) on \(kind)")
+                    }
                 }
             }
-            let (t, dIn, dOut, r) = (19, 24, 40, 4)
-            let (x, w, a, b, u, gy) = (try tensor([t, dIn], 311), try tensor([dOut, dIn], 312), try tensor([r, dIn], 313),
-                                       try tensor([dOut, r], 314), try tensor([t, r], 315), try tensor([t, dOut], 316))
-            let op = Op.loraBackward(LoRAOptions(scale: 2, dropout: 0.25, seed: 9))
-            let expected = try Ops.execute(op, [gy, x, w, a, b, u]).map { try $0.bytes() }
-            let xOver = try x.copy(to: backend)
-            let outputs = [xOver, try Tensor(empty: [r, dIn], dtype: .f32, on: backend), try Tensor(empty: [dOut, r], dtype: .f32, on: backend)]
-            try backend.run(op, inputs: [gy, xOver, w, a, b, u], outputs: outputs)
-            #expect(try outputs.map { try $0.bytes() } == expected, "lora_backward's dx over x on \(kind)")
         }
     }
 
