@@ -8,6 +8,8 @@
 // beside d up = G ⊙ f(x), in the rounding order of the activation and product as two ops.
 // Host defines: ACT, BACKWARD, GATED, X_T, G_T (backward), U_T (gated), C_T, C_FROM_F32, and DU_T,
 // DU_FROM_F32 (gated backward). Workgroup size: specialization constant 0.
+// An output may be bound to the memory of an input (a plan writes it in place, Op.overwritableInputs):
+// each invocation reads all of element i before it writes element i of any output.
 layout(local_size_x_id = 0) in;
 
 layout(std430, binding = 0) readonly buffer XBuf { X_T x_data[]; };
@@ -75,9 +77,10 @@ void main() {
     for (uint i = gl_GlobalInvocationID.x; i < p.count; i += stride) {
         float x = to_f32(x_data[i]);
 #if BACKWARD && GATED
-        float g = to_f32(g_data[i]);
-        c_data[i] = C_FROM_F32(g * to_f32(up_data[i]) * df(x));
-        du_data[i] = DU_FROM_F32(g * f(x));
+        float g = to_f32(g_data[i]), up = to_f32(up_data[i]);
+        float d_gate = g * up * df(x), d_up = g * f(x);
+        c_data[i] = C_FROM_F32(d_gate);
+        du_data[i] = DU_FROM_F32(d_up);
 #elif BACKWARD
         c_data[i] = C_FROM_F32(to_f32(g_data[i]) * df(x));
 #elif GATED

@@ -41,6 +41,8 @@ extension CPUBackend {
     }
 
     /// d gate = (G ⊙ up) ⊙ f′(gate) and d up = G ⊙ f(gate), in the unfused ops' order of rounding.
+    /// Either output may be the memory of gate, up or G (a plan writes them in place,
+    /// `Op.overwritableInputs`): each vector of all three is read before either is written.
     func gatedActivationBackward(_ f: Activation, gate: Tensor, up: Tensor, _ g: Tensor, _ dGate: Tensor, _ dUp: Tensor) throws {
         let (function, derivative) = (Self.function(f), Self.derivative(f))
         withFloats(gate) { a in
@@ -51,8 +53,9 @@ extension CPUBackend {
                             parallelFor(dGate.shape.count, minimumPerThread: Self.transcendentalGrain) { r in
                                 forEachVector(r) { i, n in
                                     let (x, up, g) = (FloatVector(a + i, count: n), FloatVector(u + i, count: n), FloatVector(gv + i, count: n))
-                                    (g * up * derivative(x)).store(to: dg + i, count: n)
-                                    (g * function(x)).store(to: du + i, count: n)
+                                    let (dGate, dUp) = (g * up * derivative(x), g * function(x))
+                                    dGate.store(to: dg + i, count: n)
+                                    dUp.store(to: du + i, count: n)
                                 }
                             }
                         }

@@ -62,6 +62,10 @@ public protocol Backend: AnyObject, Sendable {
     func run(repeating owner: ObjectIdentifier, replayable: (inputs: [Tensor], seed: UInt32)?, _ body: () throws -> Void) throws
     /// Frees what `run(repeating:_:)` kept for `owner`.
     func releaseRepeats(of owner: ObjectIdentifier)
+    /// The bytes `run(repeating:_:)` keeps for a repeat of `steps` (each an op with its operands'
+    /// and results' descriptors), known without running them: a GPU encoder's scratch, as its
+    /// allocator rounds it; 0 where ops free what they allocate as they end.
+    func repeatScratchBytes(_ steps: [(op: Op, inputs: [TensorDescriptor], outputs: [TensorDescriptor])]) throws -> Int
     /// Waits until every op issued so far has finished.
     func synchronize() throws
     func memoryStatistics() -> [MemoryStatistics]
@@ -96,6 +100,8 @@ extension Backend {
     }
 
     public func releaseRepeats(of owner: ObjectIdentifier) {}
+
+    public func repeatScratchBytes(_ steps: [(op: Op, inputs: [TensorDescriptor], outputs: [TensorDescriptor])]) throws -> Int { 0 }
 
     public func unsupportedReason(_ op: Op, inputs: [TensorDescriptor]) -> String? { nil }
 

@@ -23,6 +23,13 @@ public final class ExecutionPlan {
     public let plannedBytes: Int
     /// The most bytes of intermediate values alive at once: the bound `plannedBytes` approaches.
     public let peakLiveBytes: Int
+    /// The first step at which `peakLiveBytes` are alive, and those values (their names and
+    /// bytes, largest first): what a smaller plan must shorten or share.
+    public var peak: (step: Int, values: [(name: String, bytes: Int)]) {
+        let step = steps.indices.first { s in lifetimes.filter { $0.steps.contains(s) }.reduce(0) { $0 + $1.bytes } == peakLiveBytes } ?? 0
+        let live = lifetimes.filter { $0.steps.contains(step) }.sorted { $0.bytes > $1.bytes }
+        return (step, live.map { (graph.values[$0.value].name, $0.bytes) })
+    }
     /// The inputs a run must be fed.
     public let inputs: [GraphTensor]
     public let outputs: [GraphTensor]
@@ -41,10 +48,13 @@ public final class ExecutionPlan {
     private let root: [Int: Int]
     private let bufferOf: [Int: Int]
     private let bufferBytes: [Int]
+    /// Each op output's bytes and the steps it lives over.
+    private let lifetimes: [(value: Int, bytes: Int, steps: ClosedRange<Int>)]
     private var buffers: [any TensorStorage] = []
     private var views: [Int: Tensor] = [:]
 
-    init(graph: Graph, outputs: [GraphTensor], fallback: (any Backend)?, reference: (any Backend)?, observer: (any PlanStepObserver)?) throws {
+    init(graph: Graph, outputs: [GraphTensor], fallback: (any Backend)?, reference: (any Backend)?, observer: (any PlanStepObserver)?,
+         inPlace: Bool) throws {
         self.graph = graph
         self.fallback = fallback
         self.reference = reference
@@ -95,38 +105,79 @@ public final class ExecutionPlan {
         // holds it and whose values' lifetimes are disjoint from its own, or a new one. Largest
         // first keeps a small long-lived value from pinning a large buffer that later large
         // values could share.
+        //
+        // An op output is written over one of the op's inputs (`Op.overwritableInputs`) when that
+        // input is an op output of the same dtype and bytes whose last use is this op: the two are
+        // then one value to the buffer assignment, living from the input's first step to the
+        // output's last.
         var lifetime: [(value: Int, bytes: Int, steps: ClosedRange<Int>)] = []
+        var slot: [Int: Int] = [:]
         for (position, n) in order.enumerated() {
-            guard case .op = graph.nodes[n].kind else { continue }
-            for v in graph.nodes[n].outputs {
-                lifetime.append((v, (graph.values[v].descriptor.byteCount + 255) / 256 * 256, position...max(position, lastUse[v] ?? position)))
+            guard case .op(let op) = graph.nodes[n].kind else { continue }
+            let node = graph.nodes[n]
+            let inputRoots = try node.inputs.map(rootOf)
+            var overwritten = Set<Int>()
+            for (i, v) in node.outputs.enumerated() {
+                let descriptor = graph.values[v].descriptor
+                let end = max(position, lastUse[v] ?? position)
+                let candidates = inPlace ? op.overwritableInputs[i] ?? [] : []
+                let over = candidates.map { inputRoots[$0] }.first { r in
+                    slot[r] != nil && lastUse[r] == position && !overwritten.contains(r) && graph.values[r].descriptor.dtype == descriptor.dtype
+                        && graph.values[r].descriptor.byteCount == descriptor.byteCount
+                        // and the op reads it nowhere else than as one of these candidates
+                        && inputRoots.indices.allSatisfy { inputRoots[$0] != r || candidates.contains($0) }
+                }
+                if let r = over, let s = slot[r] {
+                    overwritten.insert(r)
+                    lifetime[s].steps = lifetime[s].steps.lowerBound...end
+                    slot[v] = s
+                    continue
+                }
+                slot[v] = lifetime.count
+                lifetime.append((v, (descriptor.byteCount + 255) / 256 * 256, position...end))
             }
         }
         var bufferOf: [Int: Int] = [:], bufferBytes: [Int] = [], occupied: [[ClosedRange<Int>]] = []
-        for value in lifetime.sorted(by: { ($0.bytes, $1.steps.lowerBound) > ($1.bytes, $0.steps.lowerBound) }) {
+        var bufferOfSlot: [Int] = Array(repeating: 0, count: lifetime.count)
+        for (s, value) in lifetime.enumerated().sorted(by: { ($0.1.bytes, $1.1.steps.lowerBound) > ($1.1.bytes, $0.1.steps.lowerBound) }) {
             let fits = bufferBytes.indices.filter { b in
                 bufferBytes[b] >= value.bytes && !occupied[b].contains { $0.overlaps(value.steps) }
             }
             if let b = fits.min(by: { (bufferBytes[$0], $0) < (bufferBytes[$1], $1) }) {
-                bufferOf[value.value] = b
+                bufferOfSlot[s] = b
                 occupied[b].append(value.steps)
             } else {
-                bufferOf[value.value] = bufferBytes.count
+                bufferOfSlot[s] = bufferBytes.count
                 bufferBytes.append(value.bytes)
                 occupied.append([value.steps])
             }
         }
+        for (v, s) in slot { bufferOf[v] = bufferOfSlot[s] }
         let peakLive = order.indices.map { step in lifetime.filter { $0.steps.contains(step) }.reduce(0) { $0 + $1.bytes } }.max() ?? 0
         self.steps = steps
         self.root = root
         self.bufferOf = bufferOf
         self.bufferBytes = bufferBytes
+        lifetimes = lifetime
         plannedBytes = bufferBytes.reduce(0, +)
         peakLiveBytes = peakLive
         self.inputs = inputs.map(graph.tensor)
     }
 
     deinit { graph.backend.releaseRepeats(of: ObjectIdentifier(self)) }
+
+    /// The bytes the backend keeps for the plan's runs besides `plannedBytes` (a GPU encoder's
+    /// scratch, `Backend.repeatScratchBytes`), sized without running: steps that fall back run
+    /// elsewhere and take none.
+    public func repeatScratchBytes() throws -> Int {
+        let descriptors = { (ids: [Int]) in try ids.map { self.graph.values[try self.graph.resolved($0)].descriptor } }
+        let ops = try steps.filter { $0.fallbackReason == nil }.compactMap { step -> (op: Op, inputs: [TensorDescriptor], outputs: [TensorDescriptor])? in
+            let node = graph.nodes[step.node]
+            guard case .op(let op) = node.kind else { return nil }
+            return (op, try descriptors(node.inputs), try descriptors(node.outputs))
+        }
+        return try graph.backend.repeatScratchBytes(ops)
+    }
 
     /// Runs every step on `feeds` (a tensor on the graph's backend for each of `inputs`) and returns
     /// the outputs. They live in the plan's buffers: valid until the next run, which overwrites them.
@@ -177,13 +228,15 @@ public final class ExecutionPlan {
                     }
                 }
                 for observer in observers { try observer.stepWillRun(step, op, inputs: inputs, outputs: outputs) }
+                // Copied before the step runs: it may write its outputs over its inputs.
+                let referenceInputs = step.fallbackReason == nil ? try reference.map { r in try inputs.map { try $0.copy(to: r) } } : nil
                 if profile {
                     profiled.append((step.label, op.kind, try graph.backend.deviceSeconds(execute)))
                 } else {
                     try execute()
                 }
                 for observer in observers { try observer.stepDidRun(step, op, outputs: outputs) }
-                if let reference, step.fallbackReason == nil { try crossCheck(step, op, inputs, outputs, on: reference) }
+                if let reference, let referenceInputs { try crossCheck(step, op, referenceInputs, outputs, on: reference) }
             }
         }
         for observer in observers { try observer.runDidFinish() }
@@ -218,10 +271,11 @@ public final class ExecutionPlan {
         }
     }
 
-    /// Runs the step again on `reference` from the same inputs and stops the run when an output
-    /// differs by more than its dtype's bound, relative to the largest reference magnitude.
+    /// Runs the step again on `reference` from copies of its inputs there and stops the run when an
+    /// output differs by more than its dtype's bound, relative to the largest reference magnitude.
     private func crossCheck(_ step: Step, _ op: Op, _ inputs: [Tensor], _ outputs: [Tensor], on reference: any Backend) throws {
-        let expected = try Self.run(op, copying: inputs, like: outputs, on: reference)
+        let expected = try outputs.map { try Tensor(empty: $0.shape, dtype: $0.dtype, on: reference) }
+        try reference.run(op, inputs: inputs, outputs: expected)
         for (i, (got, want)) in zip(outputs, expected).enumerated() where !op.unspecifiedOutputs.contains(i) {
             let (a, b) = (try got.floats(), try want.floats())
             let scale = b.reduce(Float(0)) { max($0, abs($1)) }
@@ -261,9 +315,11 @@ public final class ExecutionPlan {
 extension Graph {
     /// The plan that computes `outputs`. Ops the graph's backend cannot run go to `fallback`
     /// (an error names them when there is none); with `reference`, every step is checked against it;
-    /// `observer` sees every step's inputs and outputs.
+    /// `observer` sees every step's inputs and outputs. With `inPlace`, an op's output is written
+    /// over an input that dies at that op where the op allows it (`Op.overwritableInputs`); without,
+    /// every output has memory of its own.
     public func plan(outputs: [GraphTensor], fallback: (any Backend)? = nil, reference: (any Backend)? = nil,
-                     observer: (any PlanStepObserver)? = nil) throws -> ExecutionPlan {
-        try ExecutionPlan(graph: self, outputs: outputs, fallback: fallback, reference: reference, observer: observer)
+                     observer: (any PlanStepObserver)? = nil, inPlace: Bool = true) throws -> ExecutionPlan {
+        try ExecutionPlan(graph: self, outputs: outputs, fallback: fallback, reference: reference, observer: observer, inPlace: inPlace)
     }
 }

@@ -886,6 +886,22 @@ private struct OpCheck {
 }
 
 extension Op {
+    /// The inputs each output may be written over, by output index, in the order a plan prefers
+    /// them (`ExecutionPlan` does when the input dies at this op and has the output's dtype and
+    /// bytes). Every backend's kernel reads such an input's element no later than it writes the
+    /// output's element at the same index (elementwise ops), or, for the LoRA backward's dx over
+    /// x, reads x only in passes that finish before dx is written.
+    public var overwritableInputs: [Int: [Int]] {
+        switch self {
+        case .add, .mul, .gatedActivation, .activationBackward: [0: [0, 1]]
+        case .scale, .scaleRows, .activation: [0: [0]]
+        // d gate over gate, d up over up, either over G.
+        case .gatedActivationBackward: [0: [0, 2], 1: [1, 2]]
+        case .loraBackward(let o) where !o.accumulate: [0: [1]]
+        default: [:]
+        }
+    }
+
     /// The outputs whose values this op leaves unspecified (a backward pass told that no gradient
     /// flows into its input): the cross-checks against another backend and float64 skip them.
     public var unspecifiedOutputs: Set<Int> {

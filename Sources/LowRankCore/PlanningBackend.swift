@@ -43,6 +43,10 @@ public final class PlanningBackend: Backend, Sendable {
     public func unsupportedReason(_ op: Op, inputs: [TensorDescriptor]) -> String? {
         device?.unsupportedReason(op, inputs: inputs)
     }
+
+    public func repeatScratchBytes(_ steps: [(op: Op, inputs: [TensorDescriptor], outputs: [TensorDescriptor])]) throws -> Int {
+        try device?.repeatScratchBytes(steps) ?? 0
+    }
 }
 
 /// A tensor's byte count and nothing else.

@@ -45,8 +45,9 @@ public final class CausalLMPlan {
 
     /// `packed`: batches whose rows hold several sequences, as `TokenDataset.packed(into:)` makes them.
     /// `residual`: the dtype of the hidden state between decoder blocks (`TrainingSettings.residualDType`).
+    /// `inPlace`: outputs written over inputs that die at their op (`Graph.plan(outputs:inPlace:)`).
     public init(model: LlamaModel, adapter: ModelAdapter?, batch: Int, sequence: Int, training: Bool, checkpointing: Bool = false,
-                residual: DType = .f32, packed: Bool = false) throws {
+                residual: DType = .f32, packed: Bool = false, inPlace: Bool = true) throws {
         let config = model.config
         guard batch >= 1, sequence >= 2 else {
             throw LowRankError(.invalidArgument, "a batch needs at least one row of at least 2 tokens, got \(batch) × \(sequence)")
@@ -82,7 +83,7 @@ public final class CausalLMPlan {
         let headCopy = adapter?.saved.contains { $0.path == SavedModule.head } ?? false
         let trainable = decoder.trainable + (training && headCopy ? [head] : [])
         let gradients = training && !trainable.isEmpty ? try g.gradients(of: loss, for: trainable, checkpointing: checkpointing) : []
-        plan = try g.compile(outputs: [loss] + gradients)
+        plan = try g.compile(outputs: [loss] + gradients, inPlace: inPlace)
     }
 
     /// Runs the plan on one batch: the mean loss over its predicted tokens and, when training, the

@@ -12,7 +12,9 @@ public struct MemoryPlan: Sendable {
     public let adapterAndOptimizerBytes: Int
     /// The step plan's buffers: every intermediate value, the adapter's gradients among them.
     public let activationsBytes: Int
-    /// The rest: the batch's ids and labels, the positions, constants of the plan.
+    /// The rest: the batch's ids and labels, the positions, constants of the plan, and the ops' own
+    /// workspace (on a GPU the encoders' scratch the plan's runs keep, `ExecutionPlan.repeatScratchBytes`;
+    /// on the CPU the fused LM head's, the largest an op frees as it ends).
     public let workspaceBytes: Int
     public var plannedBytes: Int { weightsBytes + adapterAndOptimizerBytes + activationsBytes + workspaceBytes }
 
@@ -51,15 +53,17 @@ public struct MemoryPlan: Sendable {
         weightsBytes = afterModel
         activationsBytes = plan.plan.plannedBytes
         adapterAndOptimizerBytes = afterOptimizer - afterModel
-        // The fused LM head allocates its blocks of logits itself: the largest op workspace (held
-        // logits are the plan's own buffers).
+        // A GPU keeps its encoders' scratch for the plan's runs (the fused LM head's blocks of
+        // logits among it); the CPU frees each op's as the op ends, the largest being the fused
+        // head's (held logits are the plan's own buffers).
         let config = run.config
         let head = try adapter.saved.first { $0.path == SavedModule.head || $0.tiedHead }?.weight
             ?? model.weight(config.tiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight")
         let rows = run.batch * run.sequence
         let headWorkspace = CausalLMPlan.holdsLogits(on: backend, rows: rows, classes: config.vocabularySize) ? 0
             : CausalLMPlan.head.workspaceBytes(rows: rows, classes: config.vocabularySize, d: config.hiddenSize, hidden: .f32, weight: head.dtype)
-        workspaceBytes = counted() - afterOptimizer + feeds + headWorkspace
+        let opWorkspace = device is VulkanBackend ? try plan.plan.repeatScratchBytes() : headWorkspace
+        workspaceBytes = counted() - afterOptimizer + feeds + opWorkspace
         withExtendedLifetime(optimizer) {}
     }
 

@@ -58,6 +58,9 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// take a repeat's scratch nor join its recording.
     private var repeatScratch: [pthread_t: RepeatScratch] = [:]
     private var capturingThread: pthread_t?
+    /// By thread, while `repeatScratchBytes` encodes ops to size their scratch: where operands and
+    /// scratch are made; nothing is dispatched.
+    private var sizing: [pthread_t: PlanningBackend] = [:]
     private let replays = Mutex(true)
     /// Whether replayable repeats replay their recordings; off, each is encoded afresh (how tests
     /// compare the two).
@@ -351,6 +354,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
                 capturingThread = nil
             }
             stream.stepScalars.runSeed = seed
+            repeatScratch[pthread_self()]?.opBegins()
             do {
                 if profiler.isOn { try encodeProfiled(op, inputs, outputs) } else { try encode(op, inputs, outputs) }
             } catch let error as LowRankError {
@@ -444,6 +448,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// Records one kernel over `bindings`, each a whole tensor or a window of one.
     func dispatch<K: Kernel>(_ kernel: K, specialization: [UInt32] = [], _ bindings: [TensorBinding], push: K.Push,
                              groups: (Int, Int, Int)) throws {
+        if sizing[pthread_self()] != nil { return }
         try dispatch(kernel, specialization: specialization, accesses: try bindings.map(access), push: push, groups: groups)
     }
 
@@ -506,7 +511,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// A device tensor for an op's intermediate results: within a repeat (a plan's run, an
     /// optimizer's step) its owner's (`RepeatScratch`), else a transient one.
     func scratch(_ shape: Shape, _ dtype: DType = .f32) throws -> Tensor {
-        let make = { try Tensor(empty: shape, dtype: dtype, on: self) }
+        let make = { try Tensor(empty: shape, dtype: dtype, on: self.sizing[pthread_self()] ?? self) }
         return try repeatScratch[pthread_self()].map { try $0.tensor(shape, dtype, make: make) } ?? make()
     }
 
@@ -517,7 +522,6 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         let replayed = try lock.withLock { _ -> Bool in
             let scratch = keptScratch[owner] ?? RepeatScratch()
             keptScratch[owner] = scratch
-            scratch.rewind()
             // One recording at a time: another thread's capture is not this one's to join.
             guard let replayable, replaysRepeats, !stream.profiling, !profiler.isOn, stream.capture == nil else {
                 repeatScratch[pthread_self()] = scratch
@@ -558,6 +562,35 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
             return [s.block.serial, UInt64(s.offset), UInt64(s.byteCount)]
         }
         return memory + [UInt64(bitPattern: Int64(matmulPrecision.hashValue)), cooperativeMatricesEnabled ? 1 : 0, UInt64(splitKCores)]
+    }
+
+    /// Each step encoded as a repeat encodes it, into a `RepeatScratch` of its own, over tensors
+    /// that hold nothing and with nothing dispatched: what that scratch keeps, as the allocator
+    /// rounds each tensor.
+    public func repeatScratchBytes(_ steps: [(op: Op, inputs: [TensorDescriptor], outputs: [TensorDescriptor])]) throws -> Int {
+        try lock.withLock { _ in
+            let operands = PlanningBackend(planningFor: self), scratch = RepeatScratch()
+            (sizing[pthread_self()], repeatScratch[pthread_self()]) = (operands, scratch)
+            defer { (sizing[pthread_self()], repeatScratch[pthread_self()]) = (nil, nil) }
+            for step in steps {
+                let tensors = { (descriptors: [TensorDescriptor]) in try descriptors.map { try Tensor(empty: $0.shape, dtype: $0.dtype, on: operands) } }
+                scratch.opBegins()
+                try encode(step.op, try tensors(step.inputs), try tensors(step.outputs))
+            }
+            return allocatedBytes(scratch.kept)
+        }
+    }
+
+    /// The bytes the allocator takes for `tensors`.
+    private func allocatedBytes(_ tensors: [Tensor]) -> Int {
+        let unit = allocationAlignment
+        return tensors.reduce(0) { $0 + max(unit, ($1.byteCount + unit - 1) / unit * unit) }
+    }
+
+    /// The scratch kept for `owner`'s repeats as the allocator counts it: what `repeatScratchBytes`
+    /// sizes before they run.
+    func keptScratchBytes(of owner: ObjectIdentifier) -> Int {
+        lock.withLock { _ in allocatedBytes(keptScratch[owner]?.kept ?? []) }
     }
 
     public func releaseRepeats(of owner: ObjectIdentifier) {

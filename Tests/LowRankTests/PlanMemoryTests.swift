@@ -7,7 +7,8 @@ import Testing
 struct PlanMemoryTests {
     /// From the third run on (each of the two input slots filled once), a training plan's run
     /// with dropout, LoRA or DoRA, packed or not, allocates no device memory: its inputs go into
-    /// the plan's slots and its encoders' scratch is the plan's; and it gives the losses and
+    /// the plan's slots and its encoders' scratch is the plan's, of the bytes sized before the first
+    /// run (`ExecutionPlan.repeatScratchBytes`); and it gives the losses and
     /// gradients of runs on a plan made afresh for each batch, bit for bit.
     @Test(arguments: [false, true], [false, true])
     func warmRunsAllocateNothing(dora: Bool, packed: Bool) throws {
@@ -32,6 +33,9 @@ struct PlanMemoryTests {
                 if i >= 2 { #expect(vulkan.memoryStatistics()[0].peakBytes == before, "run \(i + 1) allocated device memory") }
                 reused.append(try ([result.loss] + result.gradients).flatMap { try $0.bytes() })
             }
+            // The scratch the runs keep is what the plan sized before any ran.
+            #expect(vulkan.keptScratchBytes(of: ObjectIdentifier(plan.plan)) == (try plan.plan.repeatScratchBytes()))
+            #expect(try plan.plan.repeatScratchBytes() > 0)
             for (i, batch) in batches.enumerated() {
                 let fresh = try CausalLMPlan(model: model, adapter: adapter, batch: batch.rows, sequence: 8, training: true, packed: packed)
                 let result = try fresh.run(batch, seed: UInt32(i))
