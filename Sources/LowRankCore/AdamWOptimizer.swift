@@ -65,30 +65,51 @@ public final class AdamWOptimizer {
     /// parameters and moments as they are, for this step and every one after, until
     /// `rewind(to:)` (the host counts the steps either way).
     public func step(gradients: [Tensor], unlessNonFinite loss: Tensor? = nil) throws {
+        let options = nextStep(guarded: loss != nil)
+        let update = { try self.encode(options, gradients: gradients, unlessNonFinite: loss) }
+        // Every step the same op on the same tensors: the backend keeps its scratch between them.
+        if let backend = parameters.first?.tensor.backend { try backend.run(repeating: ObjectIdentifier(self), replayable: nil, update) } else { try update() }
+        step += 1
+    }
+
+    /// The next step, guarded by a loss or not, as the end of a plan's run
+    /// (`ExecutionPlan.run(_:seed:replay:then:)`): one repeat with the run, which a GPU records and
+    /// replays as one submission, the step's values (its rate, bias corrections) in its step
+    /// scalars. `encode` gets the run's outputs and picks the gradients and the loss from them;
+    /// once the run is issued, `stepTaken()` counts the step.
+    public func nextStep(guarded: Bool, encode: @escaping (_ outputs: [Tensor], _ step: (_ gradients: [Tensor], _ loss: Tensor?) throws -> Void) throws -> Void) -> PlanEpilogue {
+        let options = nextStep(guarded: guarded)
+        return PlanEpilogue(adamW: (options, ObjectIdentifier(self))) { outputs in
+            try encode(outputs) { try self.encode(options, gradients: $0, unlessNonFinite: $1) }
+        }
+    }
+
+    /// Counts a step that `nextStep(guarded:encode:)` ended a plan's run with.
+    public func stepTaken() { step += 1 }
+
+    private func nextStep(guarded: Bool) -> MultiTensorAdamWOptions {
+        MultiTensorAdamWOptions(adamW: AdamWOptions(settings, learningRate: learningRate, step: step + 1), learningRateFactors: learningRateFactors,
+                                maxGradientNorm: settings.maxGradientNorm.flatMap { $0 > 0 ? $0 : nil }, guarded: guarded)
+    }
+
+    /// Encodes the step `options` describes, without counting it.
+    private func encode(_ options: MultiTensorAdamWOptions, gradients: [Tensor], unlessNonFinite loss: Tensor?) throws {
         guard gradients.count == parameters.count else {
             throw LowRankError(.invalidArgument, "\(parameters.count) parameters but \(gradients.count) gradients")
         }
         for (p, g) in zip(parameters, gradients) where g.shape != p.tensor.shape {
             throw LowRankError(.shapeMismatch, "the gradient of \"\(p.name)\" is \(g.shape), the parameter \(p.tensor.shape)", context: [("parameter", p.name)])
         }
-        // One op for every tensor: a few dispatches a step however many tensors the adapter has.
-        let maxNorm = settings.maxGradientNorm.flatMap { $0 > 0 ? $0 : nil }
-        let options = MultiTensorAdamWOptions(adamW: AdamWOptions(settings, learningRate: learningRate, step: step + 1),
-                                              learningRateFactors: learningRateFactors, maxGradientNorm: maxNorm, guarded: loss != nil)
+        precondition((loss != nil) == options.guarded, "a guarded step takes its loss")
         do {
+            // One op for every tensor: a few dispatches a step however many tensors the adapter has.
             let flags = try loss.map { (loss: $0, health: try healthFlag()) }
-            let update = {
-                try Ops.multiTensorAdamW(params: self.parameters.map(\.tensor), grads: gradients, m: self.firstMoments, v: self.secondMoments,
-                                         options: options, guard: flags)
-            }
-            // Every step the same op on the same tensors: the backend keeps its scratch between them.
-            if let backend = parameters.first?.tensor.backend { try backend.run(repeating: ObjectIdentifier(self), replayable: nil, update) } else { try update() }
+            try Ops.multiTensorAdamW(params: parameters.map(\.tensor), grads: gradients, m: firstMoments, v: secondMoments, options: options, guard: flags)
         } catch let error as LowRankError {
             // The op names a tensor by its index.
             guard let i = error.context.last(where: { $0.0 == "tensor" }).flatMap({ Int($0.1) }) else { throw error }
             throw error.adding("parameter", parameters[i].name)
         }
-        step += 1
     }
 
     /// 1 until a guarded step sees a non-finite loss; made on first use.
