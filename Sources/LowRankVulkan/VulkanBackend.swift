@@ -339,18 +339,25 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     }
 
     public func run(_ op: Op, inputs: [Tensor], outputs: [Tensor]) throws {
-        try run(op, reseededBy: 0, inputs: inputs, outputs: outputs)
+        // An op without dropout reads no run seed: it leaves the one set, so that the optimizer
+        // step ending a plan's recorded run changes no step scalar within the recording.
+        try run(op, reseededBy: op.drawsDropout ? 0 : nil, inputs: inputs, outputs: outputs)
     }
 
     /// Records `op` as it is, its kernels mixing `seed` from the step scalars into its dropout seeds.
     public func run(_ op: Op, reseededBy seed: UInt32, inputs: [Tensor], outputs: [Tensor]) throws {
+        try run(op, reseededBy: Optional(seed), inputs: inputs, outputs: outputs)
+    }
+
+    /// `seed` nil: the op reads none.
+    private func run(_ op: Op, reseededBy seed: UInt32?, inputs: [Tensor], outputs: [Tensor]) throws {
         try lock.withLock { _ in
             // Another thread's op ends a capture: that recording is not kept.
             if let capturing = capturingThread, capturing != pthread_self() {
                 try stream.submit()
                 capturingThread = nil
             }
-            stream.stepScalars.runSeed = seed
+            if let seed { stream.stepScalars.runSeed = seed }
             do {
                 if profiler.isOn { try encodeProfiled(op, inputs, outputs) } else { try encode(op, inputs, outputs) }
             } catch let error as LowRankError {

@@ -45,6 +45,30 @@ struct RecordedStepTests {
         }
     }
 
+    /// A training step (forward, backward, clipping and AdamW, warming up) is one submission once
+    /// both input slots are recorded: nothing encoded afresh, its rate and bias corrections copied
+    /// from the recording's stage, its loss read after the next step is queued.
+    @Test func aReplayedTrainingStepIsOneSubmission() throws {
+        try onBackend(.vulkan) { shared in
+            let vulkan = try (shared as! VulkanBackend).sibling()
+            let trainer = try Self.trainer(on: vulkan, steps: 6, dora: false)
+            let batch = try trainer.data.batch(trainer.rows(forStep: 0))
+            var submissions: [Int] = [], logged: [Int] = [], waiting: AdapterTraining.QueuedStep?
+            for _ in 0..<6 {
+                let before = vulkan.stream.submissionCount
+                vulkan.stream.log = []
+                let queued = try trainer.training.queueStep(on: batch)
+                submissions.append(vulkan.stream.submissionCount - before)
+                logged.append(vulkan.stream.log!.count)
+                if let waiting { _ = try trainer.training.complete(waiting) }
+                waiting = queued
+            }
+            _ = try trainer.training.complete(waiting!)
+            #expect(submissions[2...].allSatisfy { $0 == 1 } && logged[2...].allSatisfy { $0 == 0 }, "submissions \(submissions), commands logged \(logged) per step")
+            #expect(vulkan.stream.replayCount == 4 && trainer.training.step == 6 && trainer.training.optimizer.step == 6)
+        }
+    }
+
     /// A replayed run records no dispatch: the host's work is the step scalars' update and the
     /// submission.
     @Test func aReplayedRunRecordsNoDispatch() throws {
