@@ -30,8 +30,8 @@ public final class AdamWOptimizer {
     public let learningRateFactors: [Double]
     /// Optimizer steps taken.
     public private(set) var step = 0
-    private var firstMoments: [Tensor]
-    private var secondMoments: [Tensor]
+    private let firstMoments: [Tensor]
+    private let secondMoments: [Tensor]
 
     /// `learningRateFactors` (one per parameter, positive; nil: all 1) scale the learning rate of
     /// each, as PyTorch's parameter groups with their own `lr`.
@@ -146,17 +146,19 @@ public final class AdamWOptimizer {
         guard file.metadata["optimizer"] == "adamw", let saved = file.metadata["step"].flatMap(Int.init), saved >= 0 else {
             throw LowRankError(.fileFormat, "not an AdamW state: its metadata lacks optimizer \"adamw\" and a step count", context: [("file", path)])
         }
-        let moment = { (p: (name: String, tensor: Tensor), suffix: String) throws -> Tensor in
-            let name = "\(p.name).\(suffix)"
+        let names = parameters.flatMap { p in ["exp_avg", "exp_avg_sq"].map { (name: "\(p.name).\($0)", shape: p.tensor.shape) } }
+        for (name, shape) in names {
             let entry = try file.entry(name)
-            guard entry.shape == p.tensor.shape, entry.dtype == .f32 else {
-                throw LowRankError(.shapeMismatch, "\(name) is \(entry.dtype)\(entry.shape); the parameter needs f32\(p.tensor.shape)",
+            guard entry.shape == shape, entry.dtype == .f32 else {
+                throw LowRankError(.shapeMismatch, "\(name) is \(entry.dtype)\(entry.shape); the parameter needs f32\(shape)",
                                    context: [("file", path), ("tensor", name)])
             }
-            return try file.tensor(name, on: p.tensor.backend)
         }
-        let first = try parameters.map { try moment($0, "exp_avg") }, second = try parameters.map { try moment($0, "exp_avg_sq") }
-        (firstMoments, secondMoments, step) = (first, second, saved)
+        // Into the moments' own tensors, which a recorded step binds (`ExecutionPlan.run(then:)`).
+        for (moment, name) in zip(zip(firstMoments, secondMoments).flatMap { [$0, $1] }, names.map(\.name)) {
+            try file.withBytes(name) { try moment.backend.write($0, to: moment.storage, offset: 0) }
+        }
+        step = saved
     }
 }
 
