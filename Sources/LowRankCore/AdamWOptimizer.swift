@@ -30,8 +30,8 @@ public final class AdamWOptimizer {
     public let learningRateFactors: [Double]
     /// Optimizer steps taken.
     public private(set) var step = 0
-    private var firstMoments: [Tensor]
-    private var secondMoments: [Tensor]
+    private let firstMoments: [Tensor]
+    private let secondMoments: [Tensor]
 
     /// `learningRateFactors` (one per parameter, positive; nil: all 1) scale the learning rate of
     /// each, as PyTorch's parameter groups with their own `lr`.
@@ -65,30 +65,51 @@ public final class AdamWOptimizer {
     /// parameters and moments as they are, for this step and every one after, until
     /// `rewind(to:)` (the host counts the steps either way).
     public func step(gradients: [Tensor], unlessNonFinite loss: Tensor? = nil) throws {
+        let options = nextStep(guarded: loss != nil)
+        let update = { try self.encode(options, gradients: gradients, unlessNonFinite: loss) }
+        // Every step the same op on the same tensors: the backend keeps its scratch between them.
+        if let backend = parameters.first?.tensor.backend { try backend.run(repeating: ObjectIdentifier(self), replayable: nil, update) } else { try update() }
+        step += 1
+    }
+
+    /// The next step, guarded by a loss or not, as the end of a plan's run
+    /// (`ExecutionPlan.run(_:seed:replay:then:)`): one repeat with the run, which a GPU records and
+    /// replays as one submission, the step's values (its rate, bias corrections) in its step
+    /// scalars. `encode` gets the run's outputs and picks the gradients and the loss from them;
+    /// once the run is issued, `stepTaken()` counts the step.
+    public func nextStep(guarded: Bool, encode: @escaping (_ outputs: [Tensor], _ step: (_ gradients: [Tensor], _ loss: Tensor?) throws -> Void) throws -> Void) -> PlanEpilogue {
+        let options = nextStep(guarded: guarded)
+        return PlanEpilogue(adamW: (options, ObjectIdentifier(self))) { outputs in
+            try encode(outputs) { try self.encode(options, gradients: $0, unlessNonFinite: $1) }
+        }
+    }
+
+    /// Counts a step that `nextStep(guarded:encode:)` ended a plan's run with.
+    public func stepTaken() { step += 1 }
+
+    private func nextStep(guarded: Bool) -> MultiTensorAdamWOptions {
+        MultiTensorAdamWOptions(adamW: AdamWOptions(settings, learningRate: learningRate, step: step + 1), learningRateFactors: learningRateFactors,
+                                maxGradientNorm: settings.maxGradientNorm.flatMap { $0 > 0 ? $0 : nil }, guarded: guarded)
+    }
+
+    /// Encodes the step `options` describes, without counting it.
+    private func encode(_ options: MultiTensorAdamWOptions, gradients: [Tensor], unlessNonFinite loss: Tensor?) throws {
         guard gradients.count == parameters.count else {
             throw LowRankError(.invalidArgument, "\(parameters.count) parameters but \(gradients.count) gradients")
         }
         for (p, g) in zip(parameters, gradients) where g.shape != p.tensor.shape {
             throw LowRankError(.shapeMismatch, "the gradient of \"\(p.name)\" is \(g.shape), the parameter \(p.tensor.shape)", context: [("parameter", p.name)])
         }
-        // One op for every tensor: a few dispatches a step however many tensors the adapter has.
-        let maxNorm = settings.maxGradientNorm.flatMap { $0 > 0 ? $0 : nil }
-        let options = MultiTensorAdamWOptions(adamW: AdamWOptions(settings, learningRate: learningRate, step: step + 1),
-                                              learningRateFactors: learningRateFactors, maxGradientNorm: maxNorm, guarded: loss != nil)
+        precondition((loss != nil) == options.guarded, "a guarded step takes its loss")
         do {
+            // One op for every tensor: a few dispatches a step however many tensors the adapter has.
             let flags = try loss.map { (loss: $0, health: try healthFlag()) }
-            let update = {
-                try Ops.multiTensorAdamW(params: self.parameters.map(\.tensor), grads: gradients, m: self.firstMoments, v: self.secondMoments,
-                                         options: options, guard: flags)
-            }
-            // Every step the same op on the same tensors: the backend keeps its scratch between them.
-            if let backend = parameters.first?.tensor.backend { try backend.run(repeating: ObjectIdentifier(self), replayable: nil, update) } else { try update() }
+            try Ops.multiTensorAdamW(params: parameters.map(\.tensor), grads: gradients, m: firstMoments, v: secondMoments, options: options, guard: flags)
         } catch let error as LowRankError {
             // The op names a tensor by its index.
             guard let i = error.context.last(where: { $0.0 == "tensor" }).flatMap({ Int($0.1) }) else { throw error }
             throw error.adding("parameter", parameters[i].name)
         }
-        step += 1
     }
 
     /// 1 until a guarded step sees a non-finite loss; made on first use.
@@ -125,17 +146,19 @@ public final class AdamWOptimizer {
         guard file.metadata["optimizer"] == "adamw", let saved = file.metadata["step"].flatMap(Int.init), saved >= 0 else {
             throw LowRankError(.fileFormat, "not an AdamW state: its metadata lacks optimizer \"adamw\" and a step count", context: [("file", path)])
         }
-        let moment = { (p: (name: String, tensor: Tensor), suffix: String) throws -> Tensor in
-            let name = "\(p.name).\(suffix)"
+        let names = parameters.flatMap { p in ["exp_avg", "exp_avg_sq"].map { (name: "\(p.name).\($0)", shape: p.tensor.shape) } }
+        for (name, shape) in names {
             let entry = try file.entry(name)
-            guard entry.shape == p.tensor.shape, entry.dtype == .f32 else {
-                throw LowRankError(.shapeMismatch, "\(name) is \(entry.dtype)\(entry.shape); the parameter needs f32\(p.tensor.shape)",
+            guard entry.shape == shape, entry.dtype == .f32 else {
+                throw LowRankError(.shapeMismatch, "\(name) is \(entry.dtype)\(entry.shape); the parameter needs f32\(shape)",
                                    context: [("file", path), ("tensor", name)])
             }
-            return try file.tensor(name, on: p.tensor.backend)
         }
-        let first = try parameters.map { try moment($0, "exp_avg") }, second = try parameters.map { try moment($0, "exp_avg_sq") }
-        (firstMoments, secondMoments, step) = (first, second, saved)
+        // Into the moments' own tensors, which a recorded step binds (`ExecutionPlan.run(then:)`).
+        for (moment, name) in zip(zip(firstMoments, secondMoments).flatMap { [$0, $1] }, names.map(\.name)) {
+            try file.withBytes(name) { try moment.backend.write($0, to: moment.storage, offset: 0) }
+        }
+        step = saved
     }
 }
 

@@ -56,10 +56,10 @@ public protocol Backend: AnyObject, Sendable {
     /// Runs `body`, one repeat of the ops `owner` runs again and again on the same shapes (a
     /// plan's run, an optimizer's step): the backend may keep what those ops allocate for
     /// themselves (a GPU encoder's scratch) for the next repeat, which then binds the same memory,
-    /// until `releaseRepeats(of:)`. `replayable` says that nothing but `inputs` (which tensors they
-    /// are) and the run's dropout `seed` differs between repeats: a GPU then records the commands
-    /// once per set of input tensors and submits them again on later repeats without calling `body`.
-    func run(repeating owner: ObjectIdentifier, replayable: (inputs: [Tensor], seed: UInt32)?, _ body: () throws -> Void) throws
+    /// until `releaseRepeats(of:)`. `replayable` says that nothing but what it lists differs
+    /// between repeats: a GPU then records the commands once per set of input tensors and submits
+    /// them again on later repeats without calling `body`.
+    func run(repeating owner: ObjectIdentifier, replayable: ReplayableRepeat?, _ body: () throws -> Void) throws
     /// Frees what `run(repeating:_:)` kept for `owner`.
     func releaseRepeats(of owner: ObjectIdentifier)
     /// The bytes `run(repeating:_:)` keeps for a repeat of `steps` (each an op with its operands'
@@ -95,7 +95,7 @@ extension Backend {
         try run(op.reseeded(seed), inputs: inputs, outputs: outputs)
     }
 
-    public func run(repeating owner: ObjectIdentifier, replayable: (inputs: [Tensor], seed: UInt32)?, _ body: () throws -> Void) throws {
+    public func run(repeating owner: ObjectIdentifier, replayable: ReplayableRepeat?, _ body: () throws -> Void) throws {
         try body()
     }
 
@@ -126,5 +126,21 @@ extension Backend {
         try body()
         try synchronize()
         return (clock.now - start).inSeconds
+    }
+}
+
+/// What differs between the repeats of a replayable run (`Backend.run(repeating:replayable:_:)`):
+/// which tensors its inputs are, its dropout seed, and the values of the AdamW step it ends with
+/// (`ExecutionPlan.run(_:seed:replay:then:)`), which a GPU reads from its step scalars, so that a
+/// training step with its optimizer is one recording.
+public struct ReplayableRepeat {
+    public var inputs: [Tensor]
+    public var seed: UInt32
+    /// The step the run ends with, and who takes it: a recording of the run with it is not one
+    /// without it, nor one of another optimizer's.
+    public var adamW: (options: MultiTensorAdamWOptions, optimizer: ObjectIdentifier)?
+
+    public init(inputs: [Tensor], seed: UInt32, adamW: (options: MultiTensorAdamWOptions, optimizer: ObjectIdentifier)? = nil) {
+        (self.inputs, self.seed, self.adamW) = (inputs, seed, adamW)
     }
 }

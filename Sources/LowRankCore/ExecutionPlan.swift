@@ -187,8 +187,10 @@ public final class ExecutionPlan {
     /// With `replay`, the caller feeds the same few tensors again and again (`CausalLMPlan`'s input
     /// slots): a GPU then records the run's commands once per set of them and submits them again on
     /// later runs, when nothing watches, checks or profiles the run and no step falls back.
+    /// `then` ends the run with an optimizer step on its outputs in the same repeat, so that the
+    /// recording holds it too and a training step is one submission.
     public func run(_ feeds: [GraphTensor: Tensor], seed: UInt32 = 0, profile: Bool = false,
-                    watcher: (any PlanStepObserver)? = nil, replay: Bool = false) throws -> [Tensor] {
+                    watcher: (any PlanStepObserver)? = nil, replay: Bool = false, then epilogue: PlanEpilogue? = nil) throws -> [Tensor] {
         var fed: [Int: Tensor] = [:]
         for input in inputs {
             let name = graph.values[input.id].name
@@ -209,7 +211,8 @@ public final class ExecutionPlan {
         let observers = [observer, watcher].compactMap { $0 }
         for observer in observers { observer.runWillStart() }
         let replayable = replay && observers.isEmpty && !profile && reference == nil && fallbacks.isEmpty
-        try graph.backend.run(repeating: ObjectIdentifier(self), replayable: replayable ? (inputs.map { fed[$0.id]! }, seed) : nil) {
+        let repeated = replayable ? ReplayableRepeat(inputs: inputs.map { fed[$0.id]! }, seed: seed, adamW: epilogue?.adamW) : nil
+        try graph.backend.run(repeating: ObjectIdentifier(self), replayable: repeated) {
             for step in steps {
                 let node = graph.nodes[step.node]
                 guard case .op(let graphOp) = node.kind else { continue }
@@ -238,6 +241,7 @@ public final class ExecutionPlan {
                 for observer in observers { try observer.stepDidRun(step, op, outputs: outputs) }
                 if let reference, let referenceInputs { try crossCheck(step, op, referenceInputs, outputs, on: reference) }
             }
+            if let epilogue { try epilogue.encode(try outputs.map { try tensor($0.id, fed) }) }
         }
         for observer in observers { try observer.runDidFinish() }
         if profile { lastProfile = profiled }
@@ -321,5 +325,18 @@ extension Graph {
     public func plan(outputs: [GraphTensor], fallback: (any Backend)? = nil, reference: (any Backend)? = nil,
                      observer: (any PlanStepObserver)? = nil, inPlace: Bool = true) throws -> ExecutionPlan {
         try ExecutionPlan(graph: self, outputs: outputs, fallback: fallback, reference: reference, observer: observer, inPlace: inPlace)
+    }
+}
+
+/// An optimizer step that ends a plan's run (`ExecutionPlan.run(_:seed:replay:then:)`), encoded
+/// in the run's repeat after its last op.
+public struct PlanEpilogue {
+    /// The AdamW step's values, which differ from run to run, and the optimizer taking it.
+    public var adamW: (options: MultiTensorAdamWOptions, optimizer: ObjectIdentifier)
+    /// Encodes the step, given the run's outputs.
+    public var encode: (_ outputs: [Tensor]) throws -> Void
+
+    public init(adamW: (options: MultiTensorAdamWOptions, optimizer: ObjectIdentifier), encode: @escaping (_ outputs: [Tensor]) throws -> Void) {
+        (self.adamW, self.encode) = (adamW, encode)
     }
 }

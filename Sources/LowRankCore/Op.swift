@@ -417,6 +417,9 @@ public enum Op: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { name }
 
+    /// Whether the op draws dropout, from a seed a run's mixes into (`reseeded`).
+    public var drawsDropout: Bool { reseeded(1) != self }
+
     /// The op with its dropout seed mixed with a run's `seed` (ops without dropout are unchanged).
     func reseeded(_ seed: UInt32) -> Op {
         switch self {

@@ -36,10 +36,10 @@ public final class AdapterTraining {
             try accumulate(batch)
             return try applyAccumulated()
         }
-        // One batch per step, the common case: its gradients go to the optimizer as they are.
-        let (lossTensor, gradients) = try finiteRun(batch, microBatch: 0)
-        try optimizer.step(gradients: gradients)
-        return try finishStep(loss: try lossTensor.floats()[0])
+        // One batch per step, the common case: its gradients go to the optimizer as they are, in
+        // the plan's run (one submission), guarded by the loss read after it.
+        precondition(queued == 0, "queued steps await their loss")
+        return try complete(try queueStep(on: batch))
     }
 
     /// A step queued by `queueStep` whose loss `complete` has not read yet.
@@ -58,11 +58,10 @@ public final class AdapterTraining {
     /// reads the losses, in order; the step counts then.
     public func queueStep(on batch: TokenBatch) throws -> QueuedStep {
         precondition(pending == nil, "accumulated micro-batches await their optimizer step")
+        // The loss lives in the batch's input slot, which the step after next fills again.
+        precondition(queued < CausalLMPlan.inputSlots, "at most \(CausalLMPlan.inputSlots) steps await their loss")
         let plan = try plans.plan(for: batch), seed = dropoutSeed(step: step + queued, microBatch: 0)
-        let result = try plan.run(batch, seed: seed)
-        // A copy: the plan's next run overwrites its outputs.
-        let loss = try Ops.scale(result.loss, by: 1)
-        try optimizer.step(gradients: result.gradients, unlessNonFinite: loss)
+        let loss = try plan.trainingStep(batch, seed: seed, optimizer: optimizer)
         queued += 1
         return QueuedStep(batch: batch, seed: seed, loss: loss)
     }

@@ -22,6 +22,9 @@ public final class CausalLMPlan {
     /// last run's, so it waits only for the run two before it, never allocates, and binds the
     /// tensors that run bound.
     private var slots: [[GraphTensor: Tensor]] = []
+    /// Each slot's copy of its run's loss, which a training step's optimizer reads and the caller
+    /// reads after the next run (which fills the other slot).
+    private var losses: [Tensor] = []
     private var nextSlot = 0
     static let inputSlots = 2
 
@@ -91,6 +94,24 @@ public final class CausalLMPlan {
     public func run(_ batch: TokenBatch, seed: UInt32 = 0) throws -> (loss: Tensor, gradients: [Tensor]) {
         let out = try plan.run(try feeds(batch), seed: seed, replay: true)
         return (out[0], Array(out.dropFirst()))
+    }
+
+    /// A training step on one batch: the plan's run and `optimizer`'s step on its gradients, in
+    /// one repeat, so that a GPU records them into one command buffer and replays it, one
+    /// submission a step. The optimizer takes the step only when the loss is finite, and none
+    /// after a non-finite one (`AdamWOptimizer.step(gradients:unlessNonFinite:)`); nothing is read.
+    /// Returns the loss, in a tensor of the batch's input slot: valid until the run after next.
+    public func trainingStep(_ batch: TokenBatch, seed: UInt32, optimizer: AdamWOptimizer) throws -> Tensor {
+        let feeds = try feeds(batch), slot = (nextSlot + Self.inputSlots - 1) % Self.inputSlots
+        if losses.count <= slot { losses.append(try Tensor(empty: [1], dtype: .f32, on: backend)) }
+        let loss = losses[slot]
+        let step = optimizer.nextStep(guarded: true) { outputs, step in
+            try self.backend.run(.scale(1), inputs: [outputs[0]], outputs: [loss])
+            try step(Array(outputs.dropFirst()), loss)
+        }
+        _ = try plan.run(feeds, seed: seed, replay: true, then: step)
+        optimizer.stepTaken()
+        return loss
     }
 
     /// The batch as the plan's inputs.

@@ -2,10 +2,12 @@ import CVulkan
 
 /// A plan's run recorded once into a command buffer of its own and submitted again on later runs
 /// (`VulkanBackend.run(repeating:replayable:_:)`): its descriptor sets, push constants and barriers
-/// are the same every run, as its buffers are, and what changes (the run's dropout seed) is in the
-/// step scalars, updated in the stream before each submission. A recording starts with a barrier
-/// after everything submitted before it, and the stream takes up the hazards of its last commands
-/// after it, as if it had recorded them.
+/// are the same every run, as its buffers are, and what changes (the run's dropout seed, the
+/// rates and bias corrections of the AdamW step it ends with) is in the step scalars, which the
+/// recording copies first from host-visible bytes of its own, written before each submission: a
+/// training step is one submission. A recording starts with a barrier after everything submitted
+/// before it, and the stream takes up the hazards of its last commands after it, as if it had
+/// recorded them.
 extension CommandStream {
     /// The recording being captured.
     struct Capture {
@@ -21,15 +23,16 @@ extension CommandStream {
     /// The recordings kept per owner: one per input slot of a plan (`CausalLMPlan.inputSlots`).
     static let recordingsPerOwner = 2
 
-    /// Submits `owner`'s recording for `key` again, its run's seed written into the host-visible
-    /// word it copies from (else after an update of the step scalars in a submission before it),
-    /// and returns true; false when there is none.
+    /// Submits `owner`'s recording for `key` again, the step scalars written into the
+    /// host-visible bytes it copies from (else after an update of the step scalars in a submission
+    /// before it), and returns true; false when there is none.
     func replay(_ owner: ObjectIdentifier, key: [UInt64]) throws -> Bool {
         guard let s = recordings[owner]?.first(where: { $0.key == key })?.submission else { return false }
+        // Its last submission read the stage: the run two steps before, with two recordings in turn.
         if s.inFlight { try wait(s) }
-        if let seed = s.seedStage?.mapped {
-            seed.storeBytes(of: stepScalars.runSeed, as: UInt32.self)
-            stepScalars.markRecorded(StepScalars.runSeedBytes)
+        if let stage = s.scalarStage, let bytes = stage.mapped {
+            stepScalars.copySet(stage.byteCount, to: bytes)
+            stepScalars.markRecorded(0..<stage.byteCount)
         } else {
             _ = try flushStepScalars()
         }
@@ -43,10 +46,10 @@ extension CommandStream {
     }
 
     /// Starts recording `owner`'s run for `key` into a command buffer of its own, after submitting
-    /// what was recorded before (with the step scalars' changed words). With `seedStage`, a
-    /// host-visible word, the recording copies the run's seed from it first, so that a replay needs
-    /// no submission before it to set the seed.
-    func beginRecording(_ owner: ObjectIdentifier, key: [UInt64], seedStage: VulkanStorage?) throws {
+    /// what was recorded before (with the step scalars' changed words). With `scalarStage`,
+    /// host-visible bytes as many as the host has set, the recording copies the step scalars from
+    /// it first, so that a replay needs no submission before it to set them.
+    func beginRecording(_ owner: ObjectIdentifier, key: [UInt64], scalarStage: VulkanStorage?) throws {
         _ = try flushStepScalars()
         try submit()
         let s = try Submission(device: device, pool: pool, timestamps: false)
@@ -57,11 +60,11 @@ extension CommandStream {
         capture = Capture(owner: owner, key: key, submission: s, barriersBefore: barrierCount)
         isRecording = true
         barrier()
-        if let seedStage, let word = seedStage.mapped {
-            word.storeBytes(of: stepScalars.runSeed, as: UInt32.self)
-            s.seedStage = seedStage
-            let source = BufferAccess(seedStage, writes: false, size: StepScalars.runSeedBytes.count)
-            let destination = stepScalars.access(StepScalars.runSeedBytes, writes: true)
+        if let scalarStage, let bytes = scalarStage.mapped {
+            stepScalars.copySet(scalarStage.byteCount, to: bytes)
+            s.scalarStage = scalarStage
+            let source = BufferAccess(scalarStage, writes: false, size: scalarStage.byteCount)
+            let destination = stepScalars.access(0..<scalarStage.byteCount, writes: true)
             order([source, destination])
             var region = VkBufferCopy(srcOffset: VkDeviceSize(source.lower), dstOffset: VkDeviceSize(destination.lower), size: VkDeviceSize(source.size))
             vkCmdCopyBuffer(commandBuffer, source.buffer, destination.buffer, 1, &region)

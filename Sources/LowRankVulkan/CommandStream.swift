@@ -61,8 +61,8 @@ final class Submission {
     var dispatches = 0
     /// A recording's barriers, and the accesses since its last barrier when it ends.
     var barriers = 0
-    /// The host-visible word a recording copies its run's seed from.
-    var seedStage: VulkanStorage?
+    /// The host-visible bytes a recording copies its run's step scalars from.
+    var scalarStage: VulkanStorage?
     var endState: (written: [BufferAccess], read: [BufferAccess]) = ([], [])
     var queriesUsed = 0
     var queryLabels: [String] = []
@@ -277,10 +277,11 @@ final class CommandStream {
     }
 
     /// Records writing `bytes` (a whole number of 4-byte words) into `destination`, in the command
-    /// buffer itself (`vkCmdUpdateBuffer`), so that nothing waits for earlier commands.
+    /// buffer itself (`vkCmdUpdateBuffer`), so that nothing waits for earlier commands. A recording
+    /// writes the same bytes on every replay: they must depend only on what its key fixes (AdamW's
+    /// table of the tensors' offsets).
     func update(_ destination: BufferAccess, with bytes: UnsafeRawBufferPointer) throws {
         log?.append("update \(Array(bytes))")
-        capture?.broken = true
         try record(destination, bytes)
     }
 

@@ -4,7 +4,7 @@ import LowRankCore
 /// What changes from one training step to the next, which kernels read from this buffer (set 1 of
 /// every pipeline, `Shaders/step_scalars.glsl`) rather than from push constants, so that a step's
 /// commands are the same every step: the run's dropout seed, and AdamW's bias correction and
-/// per-tensor rates. The host sets the values; before its next dispatch the command stream records
+/// per-tensor rates. A recording copies them from host-visible bytes of its own first. The host sets the values; before its next dispatch the command stream records
 /// an update of the bytes that changed (`pendingUpdate`), ordered after the commands that read the
 /// old ones like any other write.
 final class StepScalars {
@@ -75,8 +75,13 @@ final class StepScalars {
         set { store(newValue, at: Self.runSeedBytes.lowerBound) }
     }
 
+    /// Sets the values of the AdamW step `o`.
+    func setAdamW(_ o: MultiTensorAdamWOptions) throws {
+        try setAdamW(bias2Root: o.adamW.stepScalars.bias2Root, rates: (0..<o.tensorCount).map { o.options($0).stepScalars })
+    }
+
     /// Sets AdamW's values: `bias2Root` (√(1 − β₂ᵗ)) and each tensor's (1 − lr·λ, −lr/(1 − β₁ᵗ)).
-    func setAdamW(bias2Root: Float, rates: [AdamWStepScalars]) throws {
+    private func setAdamW(bias2Root: Float, rates: [AdamWStepScalars]) throws {
         guard rates.count <= Self.maxTensors else {
             throw LowRankError(.unsupported, "one AdamW op updates at most \(Self.maxTensors) tensors on Vulkan; this one has \(rates.count)",
                                context: [("tensors", "\(rates.count)")])
@@ -98,6 +103,14 @@ final class StepScalars {
 
     /// `run_seed`'s bytes.
     static let runSeedBytes = 0..<4
+
+    /// How many bytes from offset 0 the host has set: what a recording copies before its commands.
+    var setBytes: Int { host.count }
+
+    /// Writes the host's first `count` bytes to `destination`.
+    func copySet(_ count: Int, to destination: UnsafeMutableRawPointer) {
+        host.withUnsafeBytes { destination.copyMemory(from: $0.baseAddress!, byteCount: count) }
+    }
 
     /// The bytes `range` of the buffer.
     func access(_ range: Range<Int>, writes: Bool) -> BufferAccess {

@@ -96,7 +96,7 @@ extension VulkanBackend {
         let s = o.adamW.stepScalars
         // What changes with the step and the schedule goes to the step scalars; the push constants
         // and the table stay the same every step.
-        try stream.stepScalars.setAdamW(bias2Root: s.bias2Root, rates: (0..<n).map { o.options($0).stepScalars })
+        try stream.stepScalars.setAdamW(o)
         let size = elementWorkgroupSize
         var push = AdamWKernel.Push(entries: 0, chunk: 0, oneMinusBeta1: s.oneMinusBeta1, beta2: s.beta2, oneMinusBeta2: s.oneMinusBeta2,
                                     epsilon: s.epsilon, maxNorm: o.maxGradientNorm ?? 0)

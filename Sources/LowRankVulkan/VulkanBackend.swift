@@ -342,18 +342,25 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     }
 
     public func run(_ op: Op, inputs: [Tensor], outputs: [Tensor]) throws {
-        try run(op, reseededBy: 0, inputs: inputs, outputs: outputs)
+        // An op without dropout reads no run seed: it leaves the one set, so that the optimizer
+        // step ending a plan's recorded run changes no step scalar within the recording.
+        try run(op, reseededBy: op.drawsDropout ? 0 : nil, inputs: inputs, outputs: outputs)
     }
 
     /// Records `op` as it is, its kernels mixing `seed` from the step scalars into its dropout seeds.
     public func run(_ op: Op, reseededBy seed: UInt32, inputs: [Tensor], outputs: [Tensor]) throws {
+        try run(op, reseededBy: Optional(seed), inputs: inputs, outputs: outputs)
+    }
+
+    /// `seed` nil: the op reads none.
+    private func run(_ op: Op, reseededBy seed: UInt32?, inputs: [Tensor], outputs: [Tensor]) throws {
         try lock.withLock { _ in
             // Another thread's op ends a capture: that recording is not kept.
             if let capturing = capturingThread, capturing != pthread_self() {
                 try stream.submit()
                 capturingThread = nil
             }
-            stream.stepScalars.runSeed = seed
+            if let seed { stream.stepScalars.runSeed = seed }
             repeatScratch[pthread_self()]?.opBegins()
             do {
                 if profiler.isOn { try encodeProfiled(op, inputs, outputs) } else { try encode(op, inputs, outputs) }
@@ -518,7 +525,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// A replayable repeat is recorded (`CommandStream.beginRecording`) on its first run with a
     /// set of inputs and replayed after, except while profiling (which times each dispatch of a
     /// repeat encoded afresh) or with `replaysRepeats` off.
-    public func run(repeating owner: ObjectIdentifier, replayable: (inputs: [Tensor], seed: UInt32)?, _ body: () throws -> Void) throws {
+    public func run(repeating owner: ObjectIdentifier, replayable: ReplayableRepeat?, _ body: () throws -> Void) throws {
         let replayed = try lock.withLock { _ -> Bool in
             let scratch = keptScratch[owner] ?? RepeatScratch()
             keptScratch[owner] = scratch
@@ -527,11 +534,12 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
                 repeatScratch[pthread_self()] = scratch
                 return false
             }
-            let key = try recordingKey(replayable.inputs)
+            let key = try recordingKey(replayable)
             stream.stepScalars.runSeed = replayable.seed
+            if let adamW = replayable.adamW { try stream.stepScalars.setAdamW(adamW.options) }
             if try stream.replay(owner, key: key) { return true }
-            let seedStage = try (staging ?? allocator).allocate(StepScalars.runSeedBytes.count)
-            try stream.beginRecording(owner, key: key, seedStage: seedStage.mapped == nil ? nil : seedStage)
+            let stage = try (staging ?? allocator).allocate(stream.stepScalars.setBytes)
+            try stream.beginRecording(owner, key: key, scalarStage: stage.mapped == nil ? nil : stage)
             capturingThread = pthread_self()
             repeatScratch[pthread_self()] = scratch
             return false
@@ -554,14 +562,15 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         }
     }
 
-    /// What a recording's commands depend on beyond its owner: the memory of each input, and the
-    /// settings that choose kernels.
-    private func recordingKey(_ inputs: [Tensor]) throws -> [UInt64] {
-        let memory = try inputs.flatMap { t in
+    /// What a recording's commands depend on beyond its owner: the memory of each input, the
+    /// optimizer step it ends with, and the settings that choose kernels.
+    private func recordingKey(_ r: ReplayableRepeat) throws -> [UInt64] {
+        let memory = try r.inputs.flatMap { t in
             let s = try vulkan(t.storage)
             return [s.block.serial, UInt64(s.offset), UInt64(s.byteCount)]
         }
-        return memory + [UInt64(bitPattern: Int64(matmulPrecision.hashValue)), cooperativeMatricesEnabled ? 1 : 0, UInt64(splitKCores)]
+        let step: [UInt64] = r.adamW.map { [UInt64(UInt(bitPattern: $0.optimizer)), $0.options.guarded ? 1 : 0, UInt64($0.options.tensorCount)] } ?? [0]
+        return memory + step + [UInt64(bitPattern: Int64(matmulPrecision.hashValue)), cooperativeMatricesEnabled ? 1 : 0, UInt64(splitKCores)]
     }
 
     /// Each step encoded as a repeat encodes it, into a `RepeatScratch` of its own, over tensors

@@ -38,8 +38,10 @@ extension BenchContext {
             let plan = try g.compile(outputs: [loss] + (try g.gradients(of: loss, for: p, checkpointing: checkpointing)), check: false)
             let optimizer = try AdamWOptimizer(parameters: adapters, settings: .init(learningRate: 1e-5))
             let run = { () throws -> [Tensor] in
-                let out = try plan.run([input: x], replay: true)
-                try optimizer.step(gradients: Array(out.dropFirst()))
+                // AdamW ends the plan's run: a recorded step is one submission.
+                let update = optimizer.nextStep(guarded: false) { outputs, step in try step(Array(outputs.dropFirst()), nil) }
+                let out = try plan.run([input: x], replay: true, then: update)
+                optimizer.stepTaken()
                 return [out[0]] + adapters.map(\.1)
             }
             return (("step", checkpointing ? "graph + AdamW, checkpointed" : "graph + AdamW", flops, bytes, run),

@@ -45,6 +45,54 @@ struct RecordedStepTests {
         }
     }
 
+    /// A training step (forward, backward, clipping and AdamW, warming up) is one submission once
+    /// both input slots are recorded: nothing encoded afresh, its rate and bias corrections copied
+    /// from the recording's stage, its loss read after the next step is queued.
+    @Test func aReplayedTrainingStepIsOneSubmission() throws {
+        try onBackend(.vulkan) { shared in
+            let vulkan = try (shared as! VulkanBackend).sibling()
+            let trainer = try Self.trainer(on: vulkan, steps: 6, dora: false)
+            let batch = try trainer.data.batch(trainer.rows(forStep: 0))
+            var submissions: [Int] = [], logged: [Int] = [], waiting: AdapterTraining.QueuedStep?
+            for _ in 0..<6 {
+                let before = vulkan.stream.submissionCount
+                vulkan.stream.log = []
+                let queued = try trainer.training.queueStep(on: batch)
+                submissions.append(vulkan.stream.submissionCount - before)
+                logged.append(vulkan.stream.log!.count)
+                if let waiting { _ = try trainer.training.complete(waiting) }
+                waiting = queued
+            }
+            _ = try trainer.training.complete(waiting!)
+            #expect(submissions[2...].allSatisfy { $0 == 1 } && logged[2...].allSatisfy { $0 == 0 }, "submissions \(submissions), commands logged \(logged) per step")
+            #expect(vulkan.stream.replayCount == 4 && trainer.training.step == 6 && trainer.training.optimizer.step == 6)
+        }
+    }
+
+    /// A checkpoint restored after steps were recorded is what the replayed steps update: its
+    /// moments are written into the tensors the recordings bind, so the steps after it are those
+    /// of the run that never left it.
+    @Test func recordedStepsContinueFromARestoredCheckpoint() throws {
+        try onBackend(.vulkan) { shared in
+            let vulkan = try (shared as! VulkanBackend).sibling()
+            let trainer = try Self.trainer(on: vulkan, steps: 6, dora: false)
+            let training = trainer.training
+            let batches = try (0..<6).map { try trainer.data.batch(trainer.rows(forStep: $0)) }
+            try withTemporaryFolder { folder in
+                for b in batches[0..<2] { try training.step(on: b) }
+                try training.writeCheckpoint(to: folder + "/checkpoint-2")
+                for b in batches[2...] { try training.step(on: b) }
+                let unbroken = (training.losses, try training.adapter.parameters.map { try $0.tensor.bytes() })
+                try training.restore(fromCheckpoint: folder + "/checkpoint-2", state: try AdapterTraining.checkpointState(in: folder + "/checkpoint-2"))
+                let replays = vulkan.stream.replayCount
+                for b in batches[2...] { try training.step(on: b) }
+                #expect(vulkan.stream.replayCount == replays + 4)
+                let adapter = try training.adapter.parameters.map { try $0.tensor.bytes() }
+                #expect(training.losses == unbroken.0 && adapter == unbroken.1)
+            }
+        }
+    }
+
     /// A replayed run records no dispatch: the host's work is the step scalars' update and the
     /// submission.
     @Test func aReplayedRunRecordsNoDispatch() throws {
