@@ -80,7 +80,7 @@ extension VulkanBackend {
 
     /// G, x, W, A, B, u, n, g [, inner] -> dx, dA, dB [, dm]: one dispatch gives the LoRA branch's
     /// `du = s·(G⊙g)·B` and `dB = s·(G⊙g)ᵀ·u` and `dm` (`Shaders/lora_backward.comp` with DORA);
-    /// then `dA = duᵀ·dropout(x)` and `dx` in one pass,
+    /// then `dA = duᵀ·dropout(x)` and, where it is wanted, `dx` in one pass,
     /// `(g⊙G)·W + du·A` without dropout.
     func encodeDoRABackward(_ o: DoRAOptions, _ operands: DoRABackwardOperands<Tensor>, _ outputs: DoRABackwardResults<Tensor>) throws {
         let (gradient, x, w, a, b, u, g) = (operands.gradient, operands.x, operands.w, operands.a, operands.b, operands.u, operands.g)
@@ -92,6 +92,7 @@ extension VulkanBackend {
 
         let mask = DropoutMask(probability: o.lora.dropout, seed: o.lora.seed)
         try dispatchMatmul(MatmulCall(a: du, b: x, c: dA, transposeA: true, dropout: (mask, .b)))
+        guard o.lora.inputGradient else { return }
         if mask.isIdentity {
             try dispatchMatmul(MatmulCall(a: gradient, b: w, c: dx, second: (du, a, 1), vector: (g, .scaleA(offset: 0))))
         } else {
