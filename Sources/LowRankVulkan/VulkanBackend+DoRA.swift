@@ -2,6 +2,16 @@ import LowRankCore
 
 /// `Shaders/dora_norm.comp`: one workgroup per row of W, a dot product over r.
 struct DoRANormKernel: Kernel {
+    /// `BAAT`: where `B·(A·Aᵀ)` comes from. At r up to 64 each workgroup sums its row's r² terms
+    /// itself from A·Aᵀ (16 KiB, read from cache), one dispatch fewer per DoRA layer's forward
+    /// (7 a decoder block); above, the matmul kernel's tiles form it, as the r² loop per row would
+    /// read too much (issue #21's item 6).
+    enum BAAT: ShaderChoice {
+        case product, rowLoop
+        static let macro = "BAAT"
+        init(rank: Int) { self = rank <= 64 ? .rowLoop : .product }
+    }
+
     struct Push: BitwiseCopyable {
         var rows: UInt32
         var r: UInt32
@@ -12,10 +22,13 @@ struct DoRANormKernel: Kernel {
     static let shader = Shader.doraNorm
     var b: DType
     var m: DType
+    var baat: BAAT
 
-    var defines: [String: String] { b.operandDefines("B") + m.operandDefines("M") }
+    var defines: [String: String] { b.operandDefines("B") + m.operandDefines("M") + baat.defines }
 
-    static var variants: [DoRANormKernel] { DType.cover(operands: 2).map { DoRANormKernel(b: $0[0], m: $0[1]) } }
+    static var variants: [DoRANormKernel] {
+        BAAT.allCases.flatMap { baat in DType.cover(operands: 2).map { DoRANormKernel(b: $0[0], m: $0[1], baat: baat) } }
+    }
 }
 
 /// `Shaders/dora_compose.comp`: one invocation per element.
@@ -41,18 +54,23 @@ struct DoRAComposeKernel: Kernel {
 
 extension VulkanBackend {
     /// W, A, B, m, ‖W‖²_row -> n, g: `A·Wᵀ` (W as the matmul's B operand, so a quantized W is
-    /// dequantized as it loads), `A·Aᵀ` and `B·(A·Aᵀ)` by the matmul kernel (its split-K and tiles
-    /// for skinny products), then `Shaders/dora_norm.comp`'s dot product per row. Transients:
-    /// `[r, d_out]`, `[r, r]` and `[d_out, r]` f32, never `[d_out, d_in]`; no bound on r.
+    /// dequantized as it loads) and `A·Aᵀ` by the matmul kernel (its split-K and tiles for skinny
+    /// products), `B·(A·Aᵀ)` by it too above rank 64 (`DoRANormKernel.BAAT`), then
+    /// `Shaders/dora_norm.comp`'s dot product per row. Transients: `[r, d_out]`, `[r, r]` and
+    /// (above rank 64) `[d_out, r]` f32, never `[d_out, d_in]`; no bound on r.
     func encodeDoRANorm(scale: Float, _ operands: DoRANormOperands<Tensor>, _ outputs: [Tensor]) throws {
         let (w, a, b, m, wsq) = (operands.w, operands.a, operands.b, operands.magnitude, operands.weightSquaredNorm)
-        let dOut = w.shape[0], r = a.shape[0]
-        let aw = try scratch([r, dOut]), aat = try scratch([r, r]), baat = try scratch([dOut, r])
+        let dOut = w.shape[0], r = a.shape[0], product = DoRANormKernel.BAAT(rank: r)
+        let aw = try scratch([r, dOut]), aat = try scratch([r, r])
         try dispatchMatmul(MatmulCall(a: a, b: w, c: aw, transposeB: true))
         try dispatchMatmul(MatmulCall(a: a, b: a, c: aat, transposeB: true))
-        // A·Aᵀ is symmetric, so B·(A·Aᵀ) is the x·Wᵀ form with it as W.
-        try dispatchMatmul(MatmulCall(a: b, b: aat, c: baat, transposeB: true))
-        try dispatch(DoRANormKernel(b: b.dtype, m: m.dtype),
+        var baat = aat
+        if product == .product {
+            baat = try scratch([dOut, r])
+            // A·Aᵀ is symmetric, so B·(A·Aᵀ) is the x·Wᵀ form with it as W.
+            try dispatchMatmul(MatmulCall(a: b, b: aat, c: baat, transposeB: true))
+        }
+        try dispatch(DoRANormKernel(b: b.dtype, m: m.dtype, baat: product),
                      [.read(wsq), .read(aw), .read(b), .read(baat), .read(m), .write(outputs[0]), .write(outputs[1])],
                      push: .init(rows: UInt32(dOut), r: UInt32(r), scale: scale, eps: DoRAOptions.normEpsilon),
                      groups: rowGroups(dOut))

@@ -18,11 +18,11 @@ struct DecoderDispatchTests {
         let recomputed: [Op.Kind: Int] = [.rmsNorm: 2, .rope: 1, .attention: 1, .gatedActivation: 1]
         let twice = { (forward: [Op.Kind: Int]) in common.merging(forward) { $0 + $1 }.merging(recomputed) { $0 + $1 } }
         // LoRA: u = x·Aᵀ, then x·Wᵀ with the branch in its epilogue; backward du and dB, dA, dx.
-        // DoRA adds A·Wᵀ, A·Aᵀ, B·(A·Aᵀ) and the norm's row dot before those two.
+        // DoRA adds A·Wᵀ, A·Aᵀ and the norm's row dot (forming B·(A·Aᵀ) at this rank) before those two.
         return [(false, false, common.merging([.loraForward: 14, .loraBackward: 21]) { $1 }),
                 (false, true, twice([.loraForward: 28, .loraBackward: 21])),
-                (true, false, common.merging([.doraForward: 42, .doraBackward: 21]) { $1 }),
-                (true, true, twice([.doraForward: 84, .doraBackward: 21]))]
+                (true, false, common.merging([.doraForward: 35, .doraBackward: 21]) { $1 }),
+                (true, true, twice([.doraForward: 70, .doraBackward: 21]))]
     }()
 
     /// One training step's dispatches of a model of three blocks less those of one, halved: a
