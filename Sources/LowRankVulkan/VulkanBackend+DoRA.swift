@@ -2,14 +2,15 @@ import LowRankCore
 
 /// `Shaders/dora_norm.comp`: one workgroup per row of W, a dot product over r.
 struct DoRANormKernel: Kernel {
-    /// `BAAT`: where `B·(A·Aᵀ)` comes from. At r up to 64 each workgroup sums its row's r² terms
-    /// itself from A·Aᵀ (16 KiB, read from cache), one dispatch fewer per DoRA layer's forward
-    /// (7 a decoder block); above, the matmul kernel's tiles form it, as the r² loop per row would
-    /// read too much (issue #21's item 6).
+    /// `BAAT`: where `B·(A·Aᵀ)` comes from. At r up to 32 each workgroup sums its row's r² terms
+    /// itself from A·Aᵀ (4 KiB, read from cache), one dispatch and one barrier fewer per DoRA
+    /// layer's forward (7 a decoder block); above, the matmul kernel's tiles form it, as the r²
+    /// loop per row reads too much (issue #21's item 6; on lavapipe the norm measured slower with
+    /// the loop at r = 64, and within the noise at 8 to 32).
     enum BAAT: ShaderChoice {
         case product, rowLoop
         static let macro = "BAAT"
-        init(rank: Int) { self = rank <= 64 ? .rowLoop : .product }
+        init(rank: Int) { self = rank <= 32 ? .rowLoop : .product }
     }
 
     struct Push: BitwiseCopyable {
@@ -55,9 +56,9 @@ struct DoRAComposeKernel: Kernel {
 extension VulkanBackend {
     /// W, A, B, m, ‖W‖²_row -> n, g: `A·Wᵀ` (W as the matmul's B operand, so a quantized W is
     /// dequantized as it loads) and `A·Aᵀ` by the matmul kernel (its split-K and tiles for skinny
-    /// products), `B·(A·Aᵀ)` by it too above rank 64 (`DoRANormKernel.BAAT`), then
+    /// products), `B·(A·Aᵀ)` by it too above rank 32 (`DoRANormKernel.BAAT`), then
     /// `Shaders/dora_norm.comp`'s dot product per row. Transients: `[r, d_out]`, `[r, r]` and
-    /// (above rank 64) `[d_out, r]` f32, never `[d_out, d_in]`; no bound on r.
+    /// (above rank 32) `[d_out, r]` f32, never `[d_out, d_in]`; no bound on r.
     func encodeDoRANorm(scale: Float, _ operands: DoRANormOperands<Tensor>, _ outputs: [Tensor]) throws {
         let (w, a, b, m, wsq) = (operands.w, operands.a, operands.b, operands.magnitude, operands.weightSquaredNorm)
         let dOut = w.shape[0], r = a.shape[0], product = DoRANormKernel.BAAT(rank: r)
