@@ -40,7 +40,7 @@ public struct LoRAOptions: Hashable, Sendable {
     public var accumulate: Bool
     /// Whether backward forms dx. Gradients set it false where no gradient flows through x
     /// (nothing before the layer trains: the first block's projections); dx's values are then
-    /// unspecified (the CPU skips its product with W, a device kernel may form it anyway).
+    /// unspecified (neither backend forms it: on Vulkan one GEMM fewer per such layer).
     public var inputGradient: Bool
 
     public init(scale: Float, dropout: Float = 0, seed: UInt32 = 0, hasBias: Bool = false, outputDType: DType? = nil,

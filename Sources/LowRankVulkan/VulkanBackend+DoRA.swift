@@ -2,6 +2,17 @@ import LowRankCore
 
 /// `Shaders/dora_norm.comp`: one workgroup per row of W, a dot product over r.
 struct DoRANormKernel: Kernel {
+    /// `BAAT`: where `B·(A·Aᵀ)` comes from. At r up to 32 each workgroup sums its row's r² terms
+    /// itself from A·Aᵀ (4 KiB, read from cache), one dispatch and one barrier fewer per DoRA
+    /// layer's forward (7 a decoder block); above, the matmul kernel's tiles form it, as the r²
+    /// loop per row reads too much (issue #21's item 6; on lavapipe the norm measured slower with
+    /// the loop at r = 64, and within the noise at 8 to 32).
+    enum BAAT: ShaderChoice {
+        case product, rowLoop
+        static let macro = "BAAT"
+        init(rank: Int) { self = rank <= 32 ? .rowLoop : .product }
+    }
+
     struct Push: BitwiseCopyable {
         var rows: UInt32
         var r: UInt32
@@ -12,10 +23,13 @@ struct DoRANormKernel: Kernel {
     static let shader = Shader.doraNorm
     var b: DType
     var m: DType
+    var baat: BAAT
 
-    var defines: [String: String] { b.operandDefines("B") + m.operandDefines("M") }
+    var defines: [String: String] { b.operandDefines("B") + m.operandDefines("M") + baat.defines }
 
-    static var variants: [DoRANormKernel] { DType.cover(operands: 2).map { DoRANormKernel(b: $0[0], m: $0[1]) } }
+    static var variants: [DoRANormKernel] {
+        BAAT.allCases.flatMap { baat in DType.cover(operands: 2).map { DoRANormKernel(b: $0[0], m: $0[1], baat: baat) } }
+    }
 }
 
 /// `Shaders/dora_compose.comp`: one invocation per element.
@@ -41,18 +55,23 @@ struct DoRAComposeKernel: Kernel {
 
 extension VulkanBackend {
     /// W, A, B, m, ‖W‖²_row -> n, g: `A·Wᵀ` (W as the matmul's B operand, so a quantized W is
-    /// dequantized as it loads), `A·Aᵀ` and `B·(A·Aᵀ)` by the matmul kernel (its split-K and tiles
-    /// for skinny products), then `Shaders/dora_norm.comp`'s dot product per row. Transients:
-    /// `[r, d_out]`, `[r, r]` and `[d_out, r]` f32, never `[d_out, d_in]`; no bound on r.
+    /// dequantized as it loads) and `A·Aᵀ` by the matmul kernel (its split-K and tiles for skinny
+    /// products), `B·(A·Aᵀ)` by it too above rank 32 (`DoRANormKernel.BAAT`), then
+    /// `Shaders/dora_norm.comp`'s dot product per row. Transients: `[r, d_out]`, `[r, r]` and
+    /// (above rank 32) `[d_out, r]` f32, never `[d_out, d_in]`; no bound on r.
     func encodeDoRANorm(scale: Float, _ operands: DoRANormOperands<Tensor>, _ outputs: [Tensor]) throws {
         let (w, a, b, m, wsq) = (operands.w, operands.a, operands.b, operands.magnitude, operands.weightSquaredNorm)
-        let dOut = w.shape[0], r = a.shape[0]
-        let aw = try scratch([r, dOut]), aat = try scratch([r, r]), baat = try scratch([dOut, r])
+        let dOut = w.shape[0], r = a.shape[0], product = DoRANormKernel.BAAT(rank: r)
+        let aw = try scratch([r, dOut]), aat = try scratch([r, r])
         try dispatchMatmul(MatmulCall(a: a, b: w, c: aw, transposeB: true))
         try dispatchMatmul(MatmulCall(a: a, b: a, c: aat, transposeB: true))
-        // A·Aᵀ is symmetric, so B·(A·Aᵀ) is the x·Wᵀ form with it as W.
-        try dispatchMatmul(MatmulCall(a: b, b: aat, c: baat, transposeB: true))
-        try dispatch(DoRANormKernel(b: b.dtype, m: m.dtype),
+        var baat = aat
+        if product == .product {
+            baat = try scratch([dOut, r])
+            // A·Aᵀ is symmetric, so B·(A·Aᵀ) is the x·Wᵀ form with it as W.
+            try dispatchMatmul(MatmulCall(a: b, b: aat, c: baat, transposeB: true))
+        }
+        try dispatch(DoRANormKernel(b: b.dtype, m: m.dtype, baat: product),
                      [.read(wsq), .read(aw), .read(b), .read(baat), .read(m), .write(outputs[0]), .write(outputs[1])],
                      push: .init(rows: UInt32(dOut), r: UInt32(r), scale: scale, eps: DoRAOptions.normEpsilon),
                      groups: rowGroups(dOut))
@@ -80,7 +99,7 @@ extension VulkanBackend {
 
     /// G, x, W, A, B, u, n, g [, inner] -> dx, dA, dB [, dm]: one dispatch gives the LoRA branch's
     /// `du = s·(G⊙g)·B` and `dB = s·(G⊙g)ᵀ·u` and `dm` (`Shaders/lora_backward.comp` with DORA);
-    /// then `dA = duᵀ·dropout(x)` and `dx` in one pass,
+    /// then `dA = duᵀ·dropout(x)` and, where it is wanted, `dx` in one pass,
     /// `(g⊙G)·W + du·A` without dropout.
     func encodeDoRABackward(_ o: DoRAOptions, _ operands: DoRABackwardOperands<Tensor>, _ outputs: DoRABackwardResults<Tensor>) throws {
         let (gradient, x, w, a, b, u, g) = (operands.gradient, operands.x, operands.w, operands.a, operands.b, operands.u, operands.g)
@@ -92,6 +111,7 @@ extension VulkanBackend {
 
         let mask = DropoutMask(probability: o.lora.dropout, seed: o.lora.seed)
         try dispatchMatmul(MatmulCall(a: du, b: x, c: dA, transposeA: true, dropout: (mask, .b)))
+        guard o.lora.inputGradient else { return }
         if mask.isIdentity {
             try dispatchMatmul(MatmulCall(a: gradient, b: w, c: dx, second: (du, a, 1), vector: (g, .scaleA(offset: 0))))
         } else {

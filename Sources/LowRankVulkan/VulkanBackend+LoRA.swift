@@ -90,7 +90,7 @@ extension VulkanBackend {
     }
 
     /// G, x, W, A, B, u -> dx, dA, dB: the branch gradients `du` and `dB` in one dispatch,
-    /// `dA = duᵀ·dropout(x)`, and `dx = G·W + (du·A) ⊙ mask` in one pass.
+    /// `dA = duᵀ·dropout(x)`, and `dx = G·W + (du·A) ⊙ mask` in one pass, where it is wanted.
     func encodeLoRABackward(_ o: LoRAOptions, _ operands: LoRABackwardOperands<Tensor>, _ outputs: [Tensor]) throws {
         let (g, x, w, a, b, u) = (operands.gradient, operands.x, operands.w, operands.a, operands.b, operands.u)
         let (dx, dA, dB) = (outputs[0], outputs[1], outputs[2])
@@ -98,6 +98,8 @@ extension VulkanBackend {
         let du = try scratch([x.shape[0], a.shape[0]])
         try encodeBranchGradients(g: g, b: b, u: u, du: du, dB: dB, scale: o.scale)
         try dispatchMatmul(MatmulCall(a: du, b: x, c: dA, transposeA: true, dropout: (mask, .b)))
+        // No gradient flows through x (the first block's projections): dx is left unspecified.
+        guard o.inputGradient else { return }
         if o.accumulate {
             try dispatchMatmul(MatmulCall(a: du, b: a, c: dx, accumulate: true, dropout: (mask, .product)))
         } else {

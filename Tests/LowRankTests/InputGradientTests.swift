@@ -4,12 +4,15 @@ import Testing
 
 /// A LoRA or DoRA layer whose input carries no gradient (the first block's projections) gets a
 /// backward that forms no dx (`LoRAOptions.inputGradient`): its adapter's gradients are those of
-/// the full backward, bit for bit.
+/// the full backward, bit for bit, on each backend (neither forms dx then).
 @Suite("Backward without the input's gradient")
 struct InputGradientTests {
-    @Test(arguments: [false, true])
-    func adapterGradientsAreThoseOfTheFullBackward(dora: Bool) throws {
-        let backend = CPUBackend.shared
+    @Test(arguments: BackendKind.allCases, [false, true])
+    func adapterGradientsAreThoseOfTheFullBackward(_ kind: BackendKind, dora: Bool) throws {
+        try onBackend(kind) { try Self.compareWithTheFullBackward(on: $0, dora: dora) }
+    }
+
+    static func compareWithTheFullBackward(on backend: any Backend, dora: Bool) throws {
         let (t, dIn, dOut, r) = (6, 8, 5, 3)
         let tensor = { (shape: Shape, seed: UInt64) in try Tensor(randomValues(shape.count, seed: seed, scale: 0.5), shape: shape, on: backend) }
         let (x, w, a, b, target) = (try tensor([t, dIn], 1), try tensor([dOut, dIn], 2), try tensor([r, dIn], 3), try tensor([dOut, r], 4), try tensor([t, dOut], 5))
