@@ -6,7 +6,9 @@ import LowRank
 /// block-quantized at load (QLoRA). The vectors (norm weights, biases) are held in f32: they are a
 /// few thousand values per block, and their ops compute in f32 anyway. Only storage is 16-bit:
 /// every op reads a 16-bit weight into f32 and accumulates in f32, and activations, norm
-/// statistics, softmax, the loss, adapters, their gradients and the optimizer's state stay f32.
+/// statistics, softmax, the loss, adapters, their gradients and the optimizer's state stay f32;
+/// only the hidden state between decoder blocks follows the weights' dtype in training
+/// (`residualDType(_:)`).
 public final class LlamaModel {
     public let config: LlamaConfig
     /// Where it came from (the checkpoint's folder, or a name such as the default job's), as
