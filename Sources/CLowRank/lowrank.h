@@ -196,7 +196,9 @@ typedef struct lowrank_training_options {
     double loraplus_lr_ratio;       /* LoRA+ (PEFT's create_loraplus_optimizer): B's learning rate is
                                        this times learning_rate; 0: off (the default) */
     const char *residual_dtype;     /* the hidden state between decoder blocks held in "f32", "bf16"
-                                       or "f16" (`lowrank train --residual-dtype`); NULL: f32 */
+                                       or "f16" (`lowrank train --residual-dtype`); NULL or "": the
+                                       frozen weights' compute dtype (bf16 for a bf16 checkpoint, also
+                                       quantized to NF4; f32 for f32 and GGUF-quantized ones) */
     const char *matmul_precision;   /* how products with the frozen weights compute, on the model's
                                        backend (every model on it, evaluation and generation too;
                                        `lowrank train --precision`): "highest" (exact f32), "high" or

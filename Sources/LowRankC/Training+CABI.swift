@@ -35,8 +35,7 @@ import LowRankModels
         settings.weightDecay = o.weight_decay
         settings.maxGradientNorm = o.max_grad_norm > 0 ? o.max_grad_norm : nil
         settings.gradientCheckpointing = o.gradient_checkpointing != 0
-        if let pointer = o.residual_dtype {
-            let name = try ABI.string(pointer, "residual_dtype")
+        if let pointer = o.residual_dtype, case let name = try ABI.string(pointer, "residual_dtype"), !name.isEmpty {
             guard let dtype = DType(rawValue: name), [.f32, .bf16, .f16].contains(dtype) else {
                 throw ABIError(LOWRANK_INVALID_ARGUMENT, "residual_dtype takes f32, bf16 or f16, not \(name)")
             }

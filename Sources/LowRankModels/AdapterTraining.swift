@@ -24,7 +24,7 @@ public final class AdapterTraining {
         self.totalSteps = totalSteps
         optimizer = try AdamWOptimizer(parameters: adapter.parameters, settings: try settings.optimizer(totalSteps: totalSteps),
                                        learningRateFactors: try settings.learningRateFactors(adapter))
-        plans = PlanCache(model: model, adapter: adapter, training: true, checkpointing: settings.gradientCheckpointing, residual: settings.residualDType)
+        plans = PlanCache(model: model, adapter: adapter, training: true, checkpointing: settings.gradientCheckpointing, residual: model.residualDType(settings.residualDType))
     }
 
     /// One optimizer step on `batch`, after any micro-batches accumulated since the last one;

@@ -47,7 +47,7 @@ public final class CausalLMPlan {
     }
 
     /// `packed`: batches whose rows hold several sequences, as `TokenDataset.packed(into:)` makes them.
-    /// `residual`: the dtype of the hidden state between decoder blocks (`TrainingSettings.residualDType`).
+    /// `residual`: the dtype of the hidden state between decoder blocks (`LlamaModel.residualDType(_:)`).
     /// `inPlace`: outputs written over inputs that die at their op (`Graph.plan(outputs:inPlace:)`).
     public init(model: LlamaModel, adapter: ModelAdapter?, batch: Int, sequence: Int, training: Bool, checkpointing: Bool = false,
                 residual: DType = .f32, packed: Bool = false, inPlace: Bool = true) throws {

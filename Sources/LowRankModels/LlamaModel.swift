@@ -6,7 +6,9 @@ import LowRank
 /// block-quantized at load (QLoRA). The vectors (norm weights, biases) are held in f32: they are a
 /// few thousand values per block, and their ops compute in f32 anyway. Only storage is 16-bit:
 /// every op reads a 16-bit weight into f32 and accumulates in f32, and activations, norm
-/// statistics, softmax, the loss, adapters, their gradients and the optimizer's state stay f32.
+/// statistics, softmax, the loss, adapters, their gradients and the optimizer's state stay f32;
+/// only the hidden state between decoder blocks follows the weights' dtype in training
+/// (`residualDType(_:)`).
 public final class LlamaModel {
     public let config: LlamaConfig
     /// Where it came from (the checkpoint's folder, or a name such as the default job's), as
@@ -15,6 +17,10 @@ public final class LlamaModel {
     public let backend: any Backend
     /// The dtype of the projection weights: f32, bf16, f16, or a quantized type.
     public let projectionDType: DType
+    /// The float dtype the projections come in before any `--quantize` (bf16 for a bf16 checkpoint
+    /// quantized to NF4 at load, as bitsandbytes' 4-bit layers compute in the checkpoint's
+    /// `torch_dtype`); f32 for a checkpoint whose projections are stored block-quantized (GGUF).
+    let computeDType: DType
     private let weights: [String: Tensor]
     let inverseFrequencies: Tensor
 
@@ -77,7 +83,18 @@ public final class LlamaModel {
         }
         self.weights = weights
         projectionDType = quantize ?? weights["model.layers.0.\(config.projections[0].path).weight"]?.dtype ?? .f32
+        let source = config.layerCount > 0 ? try matrixDType("model.layers.0.\(config.projections[0].path).weight") : DType.f32
+        computeDType = source.isFloatingPoint ? source : .f32
         inverseFrequencies = try Tensor(config.inverseFrequencies, shape: [config.headDim / 2], on: backend)
+    }
+
+    /// The dtype the hidden state between decoder blocks is held in when training: `chosen`
+    /// (`TrainingSettings.residualDType`) when given, else the frozen weights' compute dtype, as
+    /// PyTorch holds a bf16 or f16 model's hidden states in that dtype (also under bitsandbytes' NF4,
+    /// which computes in the checkpoint's dtype); f32 for f32 weights and for block-quantized
+    /// checkpoints (GGUF), whose hidden states llama.cpp keeps in f32.
+    public func residualDType(_ chosen: DType?) -> DType {
+        chosen ?? computeDType
     }
 
     public func weight(_ name: String) throws -> Tensor {

@@ -28,11 +28,11 @@ public struct MemoryPlan: Sendable {
         public var batch: Int
         public var sequence: Int
         public var checkpointing: Bool
-        /// `TrainingSettings.residualDType`.
-        public var residual: DType
+        /// `TrainingSettings.residualDType`: nil for the weights' default.
+        public var residual: DType?
 
         public init(config: LlamaConfig, weightDType: @escaping @Sendable (String) throws -> DType, quantize: DType?, adapter: AdapterSettings,
-                    batch: Int, sequence: Int, checkpointing: Bool, residual: DType = .f32) {
+                    batch: Int, sequence: Int, checkpointing: Bool, residual: DType? = nil) {
             (self.config, self.weightDType, self.quantize, self.adapter) = (config, weightDType, quantize, adapter)
             (self.batch, self.sequence, self.checkpointing, self.residual) = (batch, sequence, checkpointing, residual)
         }
@@ -48,7 +48,7 @@ public struct MemoryPlan: Sendable {
         let optimizer = try AdamWOptimizer(parameters: adapter.parameters, settings: TrainingSettings().optimizer(totalSteps: nil))
         let afterOptimizer = counted()
         let plan = try CausalLMPlan(model: model, adapter: adapter, batch: run.batch, sequence: run.sequence, training: true,
-                                    checkpointing: run.checkpointing, residual: run.residual)
+                                    checkpointing: run.checkpointing, residual: model.residualDType(run.residual))
         let feeds = 2 * run.batch * run.sequence * DType.i32.byteCount(elements: 1)
         weightsBytes = afterModel
         activationsBytes = plan.plan.plannedBytes

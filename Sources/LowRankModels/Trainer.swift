@@ -21,10 +21,11 @@ public struct TrainingSettings: Hashable, Sendable {
     public var epochs = 1
     public var gradientCheckpointing = false
     /// The dtype the hidden state is held in between decoder blocks: what gradient checkpointing
-    /// keeps of each block, and what the next block reads. f32 (the default) keeps every value a
-    /// block computes; bf16 or f16 rounds each block's output (to nearest even) and its gradient, as
-    /// PyTorch holds a 16-bit model's hidden states, halving what checkpointing keeps.
-    public var residualDType = DType.f32
+    /// keeps of each block, and what the next block reads. f32 keeps every value a block computes;
+    /// bf16 or f16 rounds each block's output (to nearest even) and its gradient, as PyTorch holds a
+    /// 16-bit model's hidden states, halving what checkpointing keeps. nil (the default): the frozen
+    /// weights' compute dtype (`LlamaModel.residualDType(_:)`).
+    public var residualDType: DType?
     public var seed: UInt64 = 0
     public var shuffle = true
     /// Write a checkpoint every this many steps; nil: only at the end.

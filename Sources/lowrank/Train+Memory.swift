@@ -19,7 +19,7 @@ extension Train {
         let weightDType = try checkpoint?.matrixDType(dtype) ?? MemoryPlan.Run.weightDType(folder: folder, dtype: dtype)
         return MemoryPlan.Run(config: config, weightDType: weightDType,
                               quantize: quantize?.dtype, adapter: adapter, batch: batchSize ?? TrainingSettings().batchSize,
-                              sequence: sequence, checkpointing: gradCheckpointing, residual: residualDType.dtype)
+                              sequence: sequence, checkpointing: gradCheckpointing, residual: residualDType?.dtype)
     }
 
     /// `--dry-run`: the plan's bytes from config.json alone (a GGUF file's header: its metadata and
@@ -40,7 +40,7 @@ extension Train {
     func defaultJobRun(sequence: Int) throws -> MemoryPlan.Run {
         MemoryPlan.Run(config: DefaultJob.config, weightDType: { _ in .f32 }, quantize: nil, adapter: try peft.apply(to: DefaultJob.adapterSettings),
                        batch: batchSize ?? DefaultJob.trainingSettings.batchSize, sequence: sequence, checkpointing: gradCheckpointing,
-                       residual: residualDType.dtype)
+                       residual: residualDType?.dtype)
     }
 
     /// Prints the run's planned bytes and stops it before loading when they exceed the device's memory.

@@ -51,8 +51,11 @@ struct Train: ParsableCommand {
     @Option(help: "Passes over the data (default 1).") var epochs: Int?
     @Flag(help: "Recompute each block's activations in backward instead of keeping them.") var gradCheckpointing = false
     @Option(name: .customLong("residual-dtype"), help: """
-        Hold the hidden state between decoder blocks (what --grad-checkpointing keeps of each block) in this dtype. bf16 or f16 round each         block's output and its gradient to nearest even, as PyTorch holds a 16-bit model's hidden states, and halve what checkpointing keeps;         every block still computes in f32.
-        """) var residualDType: FloatDType = .f32
+        Hold the hidden state between decoder blocks (what --grad-checkpointing keeps of each block) in this dtype (default: \
+        the frozen weights' compute dtype, as PyTorch holds a 16-bit model's hidden states: bf16 or f16 for a bf16 or f16 \
+        checkpoint, also under --quantize; f32 for --dtype f32, f32 checkpoints and GGUF-quantized models). bf16 or f16 round \
+        each block's output and its gradient to nearest even and halve what checkpointing keeps; every block still computes in f32.
+        """) var residualDType: FloatDType?
     @Option(help: "Seed of the adapter's initialisation, the data order and dropout.") var seed: UInt64 = 0
     @Flag(help: "Take rows in file order.") var noShuffle = false
     @Option(help: "Write a checkpoint every N steps (always at the end).") var saveEvery: Int?
@@ -132,7 +135,7 @@ struct Train: ParsableCommand {
         if let steps { settings.steps = steps }
         if let epochs { settings.epochs = epochs; settings.steps = nil }
         settings.gradientCheckpointing = gradCheckpointing
-        settings.residualDType = residualDType.dtype
+        settings.residualDType = residualDType?.dtype
         settings.seed = seed
         settings.shuffle = !noShuffle
         settings.saveEvery = saveEvery

@@ -45,6 +45,8 @@ int main(void) {
     training.residual_dtype = "f8";
     EXPECT(lowrank_model_set_training(model, &training) == LOWRANK_INVALID_ARGUMENT && strstr(lowrank_last_error(), "residual_dtype") != NULL,
            "a residual dtype that is none");
+    training.residual_dtype = "";
+    EXPECT(lowrank_model_set_training(model, &training) == LOWRANK_OK, "an empty residual dtype: the weights' default");
     training.residual_dtype = NULL;
     training.matmul_precision = "low";
     EXPECT(lowrank_model_set_training(model, &training) == LOWRANK_INVALID_ARGUMENT && strstr(lowrank_last_error(), "matmul_precision") != NULL,

@@ -21,12 +21,14 @@ enum PEFTConfigFixtures {
     }
 
     /// Three AdamW steps from the PEFT adapter `start` (batches in order), `loraPlusRatio` as
-    /// `create_loraplus_optimizer`'s; returns the losses and the adapter.
+    /// `create_loraplus_optimizer`'s; returns the losses and the adapter. The residual stream is
+    /// f32, as torch's steps compute the bf16 Qwen2 in f32 (the tiny Llama is f32, its default).
     static func train(_ start: String, on backend: any Backend, loraPlusRatio: Double? = nil) throws -> (losses: [Float], adapter: ModelAdapter) {
         let model = try LlamaFixtures.model(modelName(start), on: backend)
         let adapter = try ModelAdapter(contentsOf: path(start), on: model)
         var settings = LlamaFixtures.trainingSettings(expected["train"]!)
         settings.loraPlusRatio = loraPlusRatio
+        settings.residualDType = .f32
         let trainer = try Trainer(model: model, adapter: adapter, data: LlamaFixtures.data(model), settings: settings, output: nil)
         try trainer.train()
         return (trainer.losses, adapter)

@@ -33,12 +33,15 @@ struct WeightDTypeTests {
     /// Training a LoRA adapter (every projection, DoRA too) on the bf16 weights held as bf16 takes
     /// the steps it takes on the same values held in f32, with exact products (`highest`): the
     /// losses and the adapter agree to f32 rounding (measured: bit for bit on the CPU and on lavapipe).
+    /// The residual stream is pinned to f32, which the f32-held model takes by default: what is
+    /// tested is the weights' storage (a bf16 residual is `ResidualDTypeTests`' and `LlamaFixtureTests`').
     @Test(arguments: BackendKind.allCases, [false, true])
     func bf16WeightsTrainAsF32Ones(_ kind: BackendKind, _ dora: Bool) throws {
         try onBackend(kind, exact: true) { backend in
             let checkpoint = try HuggingFaceCheckpoint(folder: LlamaFixtures.path(Self.bf16Model))
             var settings = TrainingSettings()
             (settings.learningRate, settings.batchSize, settings.steps, settings.shuffle) = (1e-2, 4, 3, false)
+            settings.residualDType = .f32
             let runs = try [nil, DType.f32].map { dtype in
                 let model = try LlamaModel(checkpoint: checkpoint, on: backend, dtype: dtype)
                 let adapter = try ModelAdapter(settings: try AdapterSettings(rank: 4, alpha: 8, dora: dora, targets: .allLinear), on: model, seed: 5)

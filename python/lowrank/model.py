@@ -229,15 +229,17 @@ class Model(NativeHandle):
 
     def configure_training(self, lr: float = 2e-4, schedule: str = "constant", warmup: int = 0, total_steps: int = None,
                            weight_decay: float = 0.01, clip: float = None, seed: int = 0,
-                           gradient_checkpointing: bool = False, loraplus_lr_ratio: float = None, residual_dtype: str = "f32",
+                           gradient_checkpointing: bool = False, loraplus_lr_ratio: float = None, residual_dtype: str = None,
                            matmul_precision: str = None) -> None:
         """How step() trains: AdamW (PyTorch's betas and eps) with a constant, linear or cosine
         schedule after `warmup` steps (linear and cosine need total_steps), optional clipping of
         the global gradient norm, and dropout seeded from `seed` and the step; with
         `loraplus_lr_ratio`, LoRA+ (PEFT's create_loraplus_optimizer: B's learning rate is the
-        ratio times lr). `residual_dtype` "bf16" or "f16" holds the hidden state between decoder
-        blocks in that dtype, as PyTorch holds a 16-bit model's (`lowrank train --residual-dtype`),
-        halving what gradient checkpointing keeps. `matmul_precision` "highest" keeps every product
+        ratio times lr). `residual_dtype` "f32", "bf16" or "f16" holds the hidden state between
+        decoder blocks in that dtype (`lowrank train --residual-dtype`); None follows the frozen
+        weights, as PyTorch holds a 16-bit model's hidden states: bf16 for a bf16 checkpoint (also
+        quantized to NF4), f32 for f32 and GGUF-quantized ones; 16-bit halves what gradient
+        checkpointing keeps. `matmul_precision` "highest" keeps every product
         with the frozen weights exact in f32; "medium" (the CPU's default) multiplies a bf16 weight by
         activations rounded to bf16, with f32 sums, as PyTorch computes a bf16 model (`lowrank train
         --precision`); it holds for every model on the backend, evaluation and generation included;
@@ -254,7 +256,7 @@ class Model(NativeHandle):
         options.gradient_checkpointing = int(bool(gradient_checkpointing))
         options.seed = _integer(seed, "seed", 0, UINT64_MAX)
         options.loraplus_lr_ratio = 0.0 if loraplus_lr_ratio is None else float(loraplus_lr_ratio)
-        options.residual_dtype = encode(residual_dtype, "residual_dtype")
+        options.residual_dtype = None if residual_dtype is None else encode(residual_dtype, "residual_dtype")
         options.matmul_precision = None if matmul_precision is None else encode(matmul_precision, "matmul_precision")
         check(lib.lowrank_model_set_training(self._handle, ctypes.byref(options)))
 

@@ -88,6 +88,29 @@ def test_a_bf16_residual_matches_lowrank_train(tmp_path):
     assert runs["bf16"] != runs["f32"]
 
 
+
+def test_the_residual_follows_the_weights_by_default(tmp_path):
+    """With no residual_dtype, a bf16 model trains with a bf16 residual, as `lowrank train` does by
+    default: bit for bit against the CLI and against residual_dtype="bf16", and otherwise than "f32"."""
+    steps, seed, batch = 3, 5, 2
+    model_dir, cli_out = FIXTURES / "tiny-qwen2-bf16", tmp_path / "cli"
+    run_cli("train", "--model", model_dir, "--data", FIXTURES / "data.jsonl", "--steps", steps, "--batch-size", batch,
+            "--no-shuffle", "--seed", seed, "--targets", "all-linear", "--r", 4, "--alpha", 8, "--lr", 1e-2,
+            "--grad-checkpointing", "--device", "cpu", "--adapter-out", cli_out)
+    rows = jsonl_rows(FIXTURES / "data.jsonl")
+    batches = [train_default.pad(rows[i:i + batch]) for i in range(0, len(rows), batch)]
+    with lowrank.Engine("cpu") as engine:
+        runs = {}
+        for residual in [None, "bf16", "f32"]:
+            model = lowrank.Model.from_pretrained(model_dir, engine=engine)
+            model.add_adapter(r=4, alpha=8, targets="all-linear", seed=seed)
+            model.configure_training(lr=1e-2, seed=seed, gradient_checkpointing=True, residual_dtype=residual)
+            runs[residual] = [model.step(*batches[s % len(batches)]) for s in range(steps)]
+    assert np.array_equal(np.float32(runs[None]), np.float32(cli_losses(cli_out, steps)))
+    assert runs[None] == runs["bf16"]
+    assert runs[None] != runs["f32"]
+
+
 def test_matmul_precision_matches_lowrank_train(tmp_path):
     """configure_training(matmul_precision=...) on the bf16 Qwen2 trains as `lowrank train
     --precision`, bit for bit: "highest" (exact f32 products) and the CPU's default "medium" (a bf16
