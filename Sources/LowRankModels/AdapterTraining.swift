@@ -105,7 +105,10 @@ public final class AdapterTraining {
     /// reads them after it is queued; a non-finite one is then its error.
     public func queueMicroBatch(_ batch: TokenBatch, dropoutDraw: Int? = nil) throws {
         // Gradients set from the host have no device loss sum to guard the step with.
-        guard pending == nil || pending?.lossSum != nil else { return _ = try accumulate(batch, dropoutDraw: dropoutDraw) }
+        guard pending == nil || pending?.lossSum != nil else {
+            try accumulate(batch, dropoutDraw: dropoutDraw)
+            return
+        }
         let run = try runMicroBatch(batch, dropoutDraw: dropoutDraw)
         let copy = try sums.copy(loss: run.loss, microBatch: pending?.unread.count ?? 0)
         try add(run.gradients, loss: run.loss, of: batch, unread: UnreadLoss(loss: copy, tokens: batch.predictedTokens, batch: batch, seed: run.seed))
