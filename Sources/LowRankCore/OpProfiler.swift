@@ -26,6 +26,8 @@ public struct BackendProfile: Sendable {
     public var dispatches: Int?
     public var barriers: Int?
     public var submissions: Int?
+    /// Host waits for submitted work to finish (a GPU's; nil on the CPU).
+    public var waits: Int?
     /// Descriptor sets a GPU backend allocated and wrote (nil on the CPU): none in a step whose
     /// dispatches bind what earlier steps' did, as a plan's do.
     public var descriptorSetsWritten: Int?
@@ -34,8 +36,9 @@ public struct BackendProfile: Sendable {
     public var timing: String
 
     public init(backend: String, ops: [Op.Kind: OpTotals], dispatches: Int? = nil, barriers: Int? = nil, submissions: Int? = nil,
-                descriptorSetsWritten: Int? = nil, timing: String) {
+                waits: Int? = nil, descriptorSetsWritten: Int? = nil, timing: String) {
         (self.backend, self.ops, self.dispatches, self.barriers, self.submissions, self.timing) = (backend, ops, dispatches, barriers, submissions, timing)
+        self.waits = waits
         self.descriptorSetsWritten = descriptorSetsWritten
     }
 }

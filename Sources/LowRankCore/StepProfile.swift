@@ -30,6 +30,7 @@ public struct StepProfile: Sendable {
             if let d = b.dispatches, let barriers = b.barriers, let s = b.submissions {
                 counts += ["\(format(perStep(d))) dispatches", "\(format(perStep(barriers))) barriers", "\(format(perStep(s))) submissions"]
             }
+            if let waits = b.waits { counts.append("\(format(perStep(waits))) host waits") }
             if let written = b.descriptorSetsWritten { counts.append("\(format(perStep(written))) descriptor sets written") }
             lines.append("  \(b.backend): " + counts.joined(separator: ", ") + "; op time from \(b.timing)")
         }
@@ -44,13 +45,13 @@ public struct StepProfile: Sendable {
     }
 
     /// The same per step, as JSON: `{"steps", "backends": [{"backend", "timing", "dispatches", "barriers",
-    /// "submissions", "descriptor_sets_written"}], "ops": [{"op", "backend", "calls", "dispatches", "seconds", "share"}]}`.
+    /// "submissions", "waits", "descriptor_sets_written"}], "ops": [{"op", "backend", "calls", "dispatches", "seconds", "share"}]}`.
     public var json: JSON {
         let total = totalSeconds
         let backendObjects: [JSON] = backends.map { b in
             var o: [String: JSON] = ["backend": .string(b.backend), "timing": .string(b.timing),
                                      "ops": .number(perStep(b.ops.values.reduce(0) { $0 + $1.calls }))]
-            for (key, value) in [("dispatches", b.dispatches), ("barriers", b.barriers), ("submissions", b.submissions),
+            for (key, value) in [("dispatches", b.dispatches), ("barriers", b.barriers), ("submissions", b.submissions), ("waits", b.waits),
                                  ("descriptor_sets_written", b.descriptorSetsWritten)] {
                 if let value { o[key] = .number(perStep(value)) }
             }

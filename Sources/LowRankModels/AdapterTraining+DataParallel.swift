@@ -35,6 +35,7 @@ extension AdapterTraining {
             throw LowRankError(.invalidArgument, "the gradients are weighted by \(tokens) tokens; the count cannot be negative",
                                context: [("tensor", "gradients")])
         }
+        try readQueuedLosses()
         let meanLoss = pending.map { $0.tokens > 0 ? $0.weightedLoss / Double($0.tokens) : 0 } ?? 0
         pending = Pending(gradients: try tensors(values), tokens: tokens, weightedLoss: meanLoss * Double(tokens),
                           microBatches: pending?.microBatches ?? 0)
@@ -44,6 +45,7 @@ extension AdapterTraining {
     /// process of `group` (nothing accumulated counts as zeros), in one all-reduce of a fused
     /// f32 buffer: the gradients in the adapter's parameter order, then the tokens and the loss.
     func summed(over group: ProcessGroup) throws -> Pending {
+        try readQueuedLosses()
         var (buffer, tokens) = try pendingGradients()
         // f32 counts tokens exactly up to 2^24 per step; the loss is only reported.
         buffer += [Float(tokens), Float(pending?.weightedLoss ?? 0)]

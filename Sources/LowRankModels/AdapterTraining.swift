@@ -24,6 +24,7 @@ public final class AdapterTraining {
         self.totalSteps = totalSteps
         optimizer = try AdamWOptimizer(parameters: adapter.parameters, settings: try settings.optimizer(totalSteps: totalSteps),
                                        learningRateFactors: try settings.learningRateFactors(adapter))
+        sums = MicroBatchSums(backend: model.backend)
         plans = PlanCache(model: model, adapter: adapter, training: true, checkpointing: settings.gradientCheckpointing, residual: model.residualDType(settings.residualDType))
     }
 
@@ -81,42 +82,94 @@ public final class AdapterTraining {
         return try finishStep(loss: loss)
     }
 
-    /// Forward and backward on a micro-batch, refused (before its gradients reach the optimizer)
-    /// when its loss is not finite.
-    private func finiteRun(_ batch: TokenBatch, microBatch: Int) throws -> (loss: Tensor, gradients: [Tensor]) {
-        let plan = try plans.plan(for: batch), seed = dropoutSeed(step: step, microBatch: microBatch)
-        let result = try plan.run(batch, seed: seed)
-        let loss = try result.loss.floats()[0]
-        guard loss.isFinite else {
-            throw try plan.nonFiniteLossError(loss, of: batch, seed: seed, what: "the loss of step \(step + 1)",
-                                              context: [("step", "\(step + 1)")])
-        }
-        return result
-    }
-
     /// Forward and backward on a micro-batch, its gradients added to those since the last
     /// optimizer step, weighted by its predicted tokens: micro-batches then step as one batch of
-    /// all their rows would (the loss is the mean over every predicted token). Returns its loss.
-    /// `dropoutDraw` picks the micro-batch's dropout masks from the step's seed (default: how many
-    /// were accumulated before it), so that the processes of a data-parallel step draw apart.
+    /// all their rows would (the loss is the mean over every predicted token). Returns its loss,
+    /// read before its gradients are added: a non-finite one is `step(on:)`'s error, and the
+    /// micro-batch adds nothing. `dropoutDraw` picks the micro-batch's dropout masks from the
+    /// step's seed (default: how many were accumulated before it), so that the processes of a
+    /// data-parallel step draw apart.
     @discardableResult
     public func accumulate(_ batch: TokenBatch, dropoutDraw: Int? = nil) throws -> Float {
-        let microBatch = pending?.microBatches ?? 0
-        let (lossTensor, gradients) = try finiteRun(batch, microBatch: dropoutDraw ?? microBatch)
-        let tokens = batch.predictedTokens
-        // The plan's outputs are overwritten by its next run, so the sums are tensors of their own.
-        let weighted = try gradients.map { try Ops.scale($0, by: Float(tokens)) }
-        let sums = try pending.map { p in try zip(p.gradients, weighted).map { try Ops.add($0, $1) } } ?? weighted
-        let loss = try lossTensor.floats()[0]
-        pending = Pending(gradients: sums, tokens: (pending?.tokens ?? 0) + tokens,
-                          weightedLoss: (pending?.weightedLoss ?? 0) + Double(loss) * Double(tokens), microBatches: microBatch + 1)
+        let run = try runMicroBatch(batch, dropoutDraw: dropoutDraw)
+        let loss = try run.loss.floats()[0]
+        guard loss.isFinite else { throw try nonFiniteLossError(loss, of: batch, seed: run.seed) }
+        try add(run.gradients, loss: run.loss, of: batch, unread: nil)
+        pending!.weightedLoss += Double(loss) * Double(batch.predictedTokens)
         return loss
+    }
+
+    /// `accumulate` without reading the micro-batch's loss, so that nothing waits for it: its
+    /// gradients and weighted loss are added on the device. The optimizer step
+    /// (`applyAccumulated`) is taken on the device only when every queued loss is finite, and
+    /// reads them after it is queued; a non-finite one is then its error.
+    public func queueMicroBatch(_ batch: TokenBatch, dropoutDraw: Int? = nil) throws {
+        // Gradients set from the host have no device loss sum to guard the step with.
+        guard pending == nil || pending?.lossSum != nil else {
+            try accumulate(batch, dropoutDraw: dropoutDraw)
+            return
+        }
+        let run = try runMicroBatch(batch, dropoutDraw: dropoutDraw)
+        let copy = try sums.copy(loss: run.loss, microBatch: pending?.unread.count ?? 0)
+        try add(run.gradients, loss: run.loss, of: batch, unread: UnreadLoss(loss: copy, tokens: batch.predictedTokens, batch: batch, seed: run.seed))
+    }
+
+    /// Forward and backward on a micro-batch of the next step, with its dropout seed.
+    private func runMicroBatch(_ batch: TokenBatch, dropoutDraw: Int?) throws -> (loss: Tensor, gradients: [Tensor], seed: UInt32) {
+        let plan = try plans.plan(for: batch), seed = dropoutSeed(step: step, microBatch: dropoutDraw ?? pendingMicroBatches)
+        let (loss, gradients) = try plan.run(batch, seed: seed)
+        return (loss, gradients, seed)
+    }
+
+    /// Adds a micro-batch's gradients and loss, weighted by its tokens, to the pending sums (into
+    /// the tensors `sums` keeps, the plan's outputs being overwritten by its next run).
+    private func add(_ gradients: [Tensor], loss: Tensor, of batch: TokenBatch, unread: UnreadLoss?) throws {
+        let tokens = batch.predictedTokens
+        guard var p = pending else {
+            let (gradientSums, lossSum) = try sums.start(gradients, loss: loss, tokens: tokens)
+            pending = Pending(gradients: gradientSums, tokens: tokens, weightedLoss: 0, microBatches: 1, unread: unread.map { [$0] } ?? [], lossSum: lossSum)
+            return
+        }
+        try sums.add(gradients, loss: loss, tokens: tokens, to: p.gradients, lossSum: p.lossSum)
+        p.tokens += tokens
+        p.microBatches += 1
+        if let unread { p.unread.append(unread) }
+        pending = p
+    }
+
+    /// The error for a micro-batch of the next step whose loss is not finite.
+    private func nonFiniteLossError(_ loss: Float, of batch: TokenBatch, seed: UInt32) throws -> LowRankError {
+        try plans.plan(for: batch).nonFiniteLossError(loss, of: batch, seed: seed, what: "the loss of step \(step + 1)", context: [("step", "\(step + 1)")])
+    }
+
+    /// Reads the pending losses `queueMicroBatch` left unread; a non-finite one is `step(on:)`'s
+    /// error, and the pending gradients are dropped.
+    func readQueuedLosses() throws {
+        guard var p = pending else { return }
+        pending = nil
+        try readQueuedLosses(&p)
+        pending = p
+    }
+
+    /// Reads the losses `queueMicroBatch` left unread into `p`'s weighted loss, in order (the
+    /// host waits once, for them all); a non-finite one is `step(on:)`'s error.
+    func readQueuedLosses(_ p: inout Pending) throws {
+        if p.unread.count > 1 { try model.backend.synchronize() }
+        for u in p.unread {
+            let loss = try u.loss.floats()[0]
+            guard loss.isFinite else { throw try nonFiniteLossError(loss, of: u.batch, seed: u.seed) }
+            p.weightedLoss += Double(loss) * Double(u.tokens)
+        }
+        p.unread = []
     }
 
     /// The optimizer step with the gradients accumulated since the last one; returns the step's
     /// loss, the token-weighted mean of its micro-batches'. With `group`, the accumulated sums of
     /// every process are added first (one all-reduce), so each takes the step of all their
-    /// micro-batches together; a process may then have accumulated none.
+    /// micro-batches together; a process may then have accumulated none. Micro-batches queued
+    /// without their loss read: the step is queued guarded by their weighted losses' sum (not
+    /// taken when one is not finite), then their losses are read; a non-finite one is the error,
+    /// and the adapter and optimizer are as they were before the step.
     @discardableResult
     public func applyAccumulated(across group: ProcessGroup? = nil) throws -> Float {
         var p: Pending
@@ -128,11 +181,22 @@ public final class AdapterTraining {
             throw LowRankError(.invalidArgument, "no gradients to apply: accumulate at least one micro-batch since the last optimizer step")
         }
         pending = nil
+        // Micro-batches predicting nothing have a NaN loss, which is the error to give.
+        if p.tokens == 0 { try readQueuedLosses(&p) }
         guard p.tokens > 0 else {
             throw LowRankError(.invalidArgument, "step \(step + 1) predicts no token on any process: its rows are one token long",
                                context: [("step", "\(step + 1)")])
         }
-        try optimizer.step(gradients: try p.gradients.map { try Ops.scale($0, by: 1 / Float(p.tokens)) })
+        // In place: the sums are dead once averaged.
+        for g in p.gradients { try g.backend.run(.scale(1 / Float(p.tokens)), inputs: [g], outputs: [g]) }
+        let guarded = p.unread.isEmpty ? nil : p.lossSum
+        try optimizer.step(gradients: p.gradients, unlessNonFinite: guarded)
+        do {
+            try readQueuedLosses(&p)
+        } catch {
+            try optimizer.rewind(to: step)
+            throw error
+        }
         return try finishStep(loss: Float(p.weightedLoss / Double(p.tokens)))
     }
 
@@ -145,11 +209,25 @@ public final class AdapterTraining {
     struct Pending {
         var gradients: [Tensor]
         var tokens: Int
+        /// Of the micro-batches whose losses were read.
         var weightedLoss: Double
         var microBatches: Int
+        /// Micro-batches queued without their loss read, in order.
+        var unread: [UnreadLoss] = []
+        /// The device sum of the weighted losses (nil for gradients set from the host).
+        var lossSum: Tensor?
+    }
+
+    /// A queued micro-batch's loss, in a tensor of `sums`, and what finds the op that made it non-finite.
+    struct UnreadLoss {
+        let loss: Tensor
+        let tokens: Int
+        let batch: TokenBatch
+        let seed: UInt32
     }
 
     var pending: Pending?
+    private let sums: MicroBatchSums
 
     /// The dropout seed of a micro-batch: drawn from the run's seed and the step, so that a step
     /// of one batch draws what `Trainer` always has.

@@ -19,7 +19,7 @@ extension Trainer {
             // A share past the end of a short last batch, or of one-token rows, adds nothing, as
             // those rows add nothing to one process's batch.
             guard share.contains(where: { data.rows[$0].count > 1 }) else { continue }
-            try training.accumulate(data.batch(share), dropoutDraw: microBatch * processes + rank)
+            try training.queueMicroBatch(data.batch(share), dropoutDraw: microBatch * processes + rank)
         }
         return try training.applyAccumulated(across: group)
     }

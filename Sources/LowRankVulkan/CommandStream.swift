@@ -164,6 +164,8 @@ final class CommandStream {
     private(set) var submissionCount = 0
     /// Recordings submitted again (`replay`).
     var replayCount = 0
+    /// Times the host waited for submissions to finish (several waited for at once count once).
+    private(set) var waitCount = 0
 
     init(device: VkDevice, queue: VkQueue, queueFamily: UInt32, timestampPeriod: Double, timestamps: Bool, stepScalars: StepScalars) throws {
         self.device = device
@@ -360,9 +362,11 @@ final class CommandStream {
     }
 
     /// Waits for `s`, collects its timestamps and frees what it held (a recording keeps it).
-    func wait(_ s: Submission) throws {
+    /// `counted`: one wait of its own, not one of several waited for at once.
+    func wait(_ s: Submission, counted: Bool = true) throws {
         var fences: [VkFence?] = [s.fence]
         try vkCheck(vkWaitForFences(device, 1, &fences, VkBool32(VK_TRUE), UInt64.max), "vkWaitForFences")
+        if counted { waitCount += 1 }
         try vkCheck(vkResetFences(device, 1, &fences), "vkResetFences")
         s.inFlight = false
         inFlight.removeAll { $0 === s }
@@ -392,14 +396,21 @@ final class CommandStream {
         if isRecording && touching(target) { try submit() }
         let order = inFlight
         guard let newest = order.lastIndex(where: touching) else { return }
-        for s in order[...newest] where s.inFlight { try wait(s) }
+        try wait(all: order[...newest].filter(\.inFlight))
     }
 
     /// Submits what was recorded and waits for every submission, oldest first; a no-op when
     /// nothing is recorded or running.
     func submitAndWait() throws {
         try submit()
-        for s in inFlight where s.inFlight { try wait(s) }
+        try wait(all: inFlight.filter(\.inFlight))
+    }
+
+    /// Waits for `submissions`, oldest first: one host wait.
+    private func wait(all submissions: [Submission]) throws {
+        guard !submissions.isEmpty else { return }
+        waitCount += 1
+        for s in submissions { try wait(s, counted: false) }
     }
 }
 

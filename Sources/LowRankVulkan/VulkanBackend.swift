@@ -69,7 +69,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         set { replays.withLock { $0 = newValue } }
     }
     /// The command counts when profiling started; read and written under `lock`.
-    private var profileStart = (dispatches: 0, barriers: 0, submissions: 0, descriptorSets: 0)
+    private var profileStart = (dispatches: 0, barriers: 0, submissions: 0, waits: 0, descriptorSets: 0)
 
     /// Opens device `index` of `instance.devices`; `bindingLimit` lowers the bytes one binding may
     /// cover below the device's `maxStorageBufferRange` (for tests of the splitting), and
@@ -384,7 +384,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
             // Timestamps start in a fresh command buffer; work issued before is not counted.
             try stream.submitAndWait()
             stream.timings.removeAll()
-            profileStart = (stream.dispatchCount, stream.barrierCount, stream.submissionCount, stream.descriptorSets.writtenCount)
+            profileStart = (stream.dispatchCount, stream.barrierCount, stream.submissionCount, stream.waitCount, stream.descriptorSets.writtenCount)
             stream.profiling = supportsTimestamps
             profiler.start()
         }
@@ -403,6 +403,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
             let start = profileStart
             return BackendProfile(backend: identifier, ops: ops, dispatches: stream.dispatchCount - start.dispatches,
                                   barriers: stream.barrierCount - start.barriers, submissions: stream.submissionCount - start.submissions,
+                                  waits: stream.waitCount - start.waits,
                                   descriptorSetsWritten: stream.descriptorSets.writtenCount - start.descriptorSets, timing: supportsTimestamps ? "timestamps" : "none")
         }
     }

@@ -14,6 +14,8 @@ struct BenchContext {
     let roofline: Roofline
     /// The adapters `train-model` trains.
     var adapters: [TrainedAdapter] = TrainedAdapter.allCases
+    /// `train-model` also times a step accumulated over this many micro-batches, when above 1.
+    var microBatches = 1
 
     /// `count` deterministic values in [−scale, scale), the same on every backend.
     static func values(_ count: Int, seed: UInt32, scale: Float) -> [Float] {

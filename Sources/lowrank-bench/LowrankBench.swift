@@ -22,6 +22,8 @@ struct LowrankBench: ParsableCommand {
     @Option(name: .customLong("d-out"), help: "d_out (list).") var dOut: IntList?
     @Option(name: .customLong("rank"), help: "r (list).") var rank: IntList?
     @Option(help: "train-model: the adapters to train, a comma-separated list of lora and dora.") var adapter = "lora,dora"
+    @Option(name: .customLong("micro-batches"), help: "train-model: also time a step accumulated over this many micro-batches (their losses read after the step).")
+    var microBatches = 1
     @Option(help: "Storage dtype: f32, f16 or bf16.") var dtype = "f32"
     @Option(help: "cpu, vulkan, vulkan:N, or all.") var device = "all"
     @Option(help: "At least this many timed runs per result.") var runs = 10
@@ -37,6 +39,7 @@ struct LowrankBench: ParsableCommand {
     func validate() throws {
         guard DType(rawValue: dtype)?.isFloatingPoint == true else { throw ValidationError("dtype must be f32, f16 or bf16") }
         guard trainedAdapters != nil else { throw ValidationError("--adapter takes lora, dora or lora,dora") }
+        guard microBatches >= 1 else { throw ValidationError("--micro-batches must be at least 1") }
         guard runs > 0, warmup >= 0, minTime >= 0 else { throw ValidationError("--runs must be positive, --warmup and --min-time non-negative") }
         guard BaselineComparison.threshold(parsing: threshold) != nil else { throw ValidationError("--threshold must look like 10% or 0.1") }
     }
@@ -52,7 +55,7 @@ struct LowrankBench: ParsableCommand {
             let timer = Timer(backend: backend, runs: runs, warmup: warmup, minimumSeconds: minTime, profile: profile)
             for shape in shapes {
                 let context = BenchContext(backend: backend, shape: shape, dtype: DType(rawValue: dtype)!, timer: timer, roofline: roofline,
-                                           adapters: trainedAdapters!)
+                                           adapters: trainedAdapters!, microBatches: microBatches)
                 for one in suite.members {
                     for record in try context.run(suite: one) {
                         if json { print(try record.jsonLine()) }

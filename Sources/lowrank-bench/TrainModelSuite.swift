@@ -26,7 +26,8 @@ extension BenchContext {
     /// The whole training step of a Llama decoder as `lowrank train` takes it (`AdapterTraining`:
     /// the `CausalLMPlan` forward pass with the fused LM head and loss, the backward pass, an AdamW
     /// step), with LoRA or DoRA (r, α = 2r, no dropout) on all seven projections of every block;
-    /// weights random, in the run's dtype. tools/peft_train_bench.py runs transformers + PEFT on
+    /// weights random, in the run's dtype; with `microBatches` above 1, also a step accumulated over
+    /// that many micro-batches of the batch. tools/peft_train_bench.py runs transformers + PEFT on
     /// the same model, batch and adapter, and can drive this suite beside it.
     func trainModelSuite() throws -> [BenchRecord] {
         let config = Self.trainModelConfig(shape)
@@ -48,7 +49,7 @@ extension BenchContext {
         let headParameters = Double(config.vocabularySize) * d
         let attention = 7 * s * s * Double(Self.trainModelRows * config.headCount * config.headDim * config.layerCount)
 
-        return try adapters.map { kind in
+        return try adapters.flatMap { kind in
             let adapterSettings = try AdapterSettings(rank: shape.r, alpha: Float(2 * shape.r), dora: kind == .dora,
                                                       targets: .names(AdapterSettings.projectionNames))
             let adapter = try ModelAdapter(settings: adapterSettings, on: model, seed: 2)
@@ -57,17 +58,59 @@ extension BenchContext {
             let adapterParameters = Double(adapterCount)
             let flops = 4 * t * (projectionParameters + headParameters) + 12 * t * adapterParameters + attention + 14 * adapterParameters
             let bytes = 2 * Double(model.weightBytes) + 20 * adapterParameters
-            let record = try measure("train-model", [("step", kind.rawValue, flops, bytes, {
+            let step: BenchCase = ("step", kind.rawValue, flops, bytes, {
                 _ = try training.step(on: batch)
                 return adapter.parameters.map(\.tensor)
-            })])[0]
+            })
+            // An accumulated step: its micro-batches queued, their losses read after the optimizer step.
+            let micro = microBatches
+            let accumulatedFlops = Double(micro) * (flops - 14 * adapterParameters) + 14 * adapterParameters
+            let accumulated: BenchCase = ("step", "\(kind.rawValue), \(micro) micro-batches", accumulatedFlops, Double(micro) * bytes, {
+                for _ in 0..<micro { try training.queueMicroBatch(batch) }
+                _ = try training.applyAccumulated()
+                return adapter.parameters.map(\.tensor)
+            })
+            let records = try measure("train-model", [step] + (micro > 1 ? [accumulated] : []))
             if timer.profile {
                 // One more step with its op kinds timed, as `lowrank train --profile` prints them.
                 try backend.startProfiling()
                 _ = try training.step(on: batch)
                 printToStandardError(StepProfile(steps: 1, backends: [try backend.stopProfiling()]).table)
+                if microBatches > 1 { try printAccumulationHostTimes(training, batch) }
             }
-            return record
+            return records
+        }
+    }
+
+    /// The host's share of an accumulated step, its micro-batches queued (`queueMicroBatch`, their
+    /// losses read once, after the optimizer step) or each micro-batch's loss read before the next
+    /// is issued (`accumulate`, as `Trainer` took accumulated steps before): the time to issue the
+    /// micro-batches, then the whole step; and each way's command counts (encoded afresh, as
+    /// profiling encodes every repeat).
+    private func printAccumulationHostTimes(_ training: AdapterTraining, _ batch: TokenBatch) throws {
+        let clock = ContinuousClock(), micro = microBatches
+        for queued in [false, true] {
+            let issue = { for _ in 0..<micro { if queued { try training.queueMicroBatch(batch) } else { try training.accumulate(batch) } } }
+            try backend.startProfiling()
+            try issue()
+            _ = try training.applyAccumulated()
+            let profile = StepProfile(steps: 1, backends: [try backend.stopProfiling()]).table
+            var issued: [Double] = [], whole: [Double] = []
+            for _ in 0..<max(timer.runs, 5) {
+                try backend.synchronize()
+                let start = clock.now
+                try issue()
+                let queuedAt = clock.now
+                _ = try training.applyAccumulated()
+                try backend.synchronize()
+                issued.append((queuedAt - start).inSeconds)
+                whole.append((clock.now - start).inSeconds)
+            }
+            let median = { (v: [Double]) in v.sorted()[v.count / 2] * 1e3 }
+            let how = queued ? "queued, losses read after the step" : "each loss read before the next"
+            printToStandardError("  \(micro) micro-batches, \(how): " + String(format: "issued in %.3f ms (median of %d), the step with its wait %.3f ms",
+                                                                                median(issued), issued.count, median(whole)))
+            printToStandardError(profile)
         }
     }
 }
