@@ -6,7 +6,6 @@
  * registers accumulate, the rest hold the narrow operand's vectors and a broadcast. */
 enum { MAX_WIDTH = 64, MAX_VECTORS = MAX_WIDTH / 16, MAX_ROWS = 16, UPDATE_ROWS = 6 };
 
-
 int lowrank_skinny_supported(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f");
@@ -19,20 +18,6 @@ static inline __mmask16 lanes(int v, int width) {
     const int left = width - 16 * v;
     return left >= 16 ? (__mmask16)0xffff : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1u);
 }
-
-/* C = alpha·acc + beta·C for `rows` rows of a tile, masked to its columns. */
-#define STORE_TILE(ROWS, VECTORS)                                                                        \
-    do {                                                                                                 \
-        const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);                              \
-        _Pragma("clang loop unroll(full)") for (int r = 0; r < ROWS; r++) {                              \
-            _Pragma("clang loop unroll(full)") for (int v = 0; v < VECTORS; v++) {                       \
-                float *out = c + (size_t)r * ldc + 16 * v;                                               \
-                __m512 x = _mm512_mul_ps(acc[r][v], va);                                                 \
-                if (beta != 0) x = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask[v], out), vb, x);          \
-                _mm512_mask_storeu_ps(out, mask[v], x);                                                  \
-            }                                                                                            \
-        }                                                                                                \
-    } while (0)
 
 /* ROWS rows of C[·, n] (n ≤ 16·VECTORS) over all k: per k one row of B in registers, one broadcast
  * of op(A) per row. Instantiated with constant ROWS and VECTORS so that acc stays in registers. */
@@ -55,7 +40,15 @@ static inline void narrow_tile(const int ROWS, const int VECTORS, int transpose_
             _Pragma("clang loop unroll(full)") for (int v = 0; v < VECTORS; v++) acc[r][v] = _mm512_fmadd_ps(x, row[v], acc[r][v]);
         }
     }
-    STORE_TILE(ROWS, VECTORS);
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    _Pragma("clang loop unroll(full)") for (int r = 0; r < ROWS; r++) {
+        _Pragma("clang loop unroll(full)") for (int v = 0; v < VECTORS; v++) {
+            float *out = c + (size_t)r * ldc + 16 * v;
+            __m512 x = _mm512_mul_ps(acc[r][v], va);
+            if (beta != 0) x = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask[v], out), vb, x);
+            _mm512_mask_storeu_ps(out, mask[v], x);
+        }
+    }
 }
 
 /* All m rows in tiles of ROWS, the last rows one at a time. */
@@ -93,29 +86,8 @@ void lowrank_skinny_narrow(int transpose_a, int m, int n, int k, float alpha, co
     kernels[(n + 15) / 16 - 1](m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-/* ROWS rows by 64 columns (`width` of them inside C) of C = alpha·A·B + beta·C over k ≤ 64: per k
- * the tile's row of B in four vectors, one broadcast of A per row. */
-__attribute__((target("avx512f"), always_inline))
-static inline void update_tile(const int ROWS, int width, int k, float alpha, const float *a, int lda, const float *b, int ldb,
-                               float beta, float *c, int ldc) {
-    __mmask16 mask[MAX_VECTORS];
-    for (int v = 0; v < MAX_VECTORS; v++) mask[v] = lanes(v, width);
-    __m512 acc[MAX_ROWS][MAX_VECTORS];
-    _Pragma("clang loop unroll(full)") for (int r = 0; r < ROWS; r++)
-        _Pragma("clang loop unroll(full)") for (int v = 0; v < MAX_VECTORS; v++) acc[r][v] = _mm512_setzero_ps();
-    for (int p = 0; p < k; p++) {
-        __m512 row[MAX_VECTORS];
-        _Pragma("clang loop unroll(full)") for (int v = 0; v < MAX_VECTORS; v++)
-            row[v] = _mm512_maskz_loadu_ps(mask[v], b + (size_t)p * ldb + 16 * v);
-        _Pragma("clang loop unroll(full)") for (int r = 0; r < ROWS; r++) {
-            const __m512 x = _mm512_set1_ps(a[(size_t)r * lda + p]);
-            _Pragma("clang loop unroll(full)") for (int v = 0; v < MAX_VECTORS; v++) acc[r][v] = _mm512_fmadd_ps(x, row[v], acc[r][v]);
-        }
-    }
-    STORE_TILE(ROWS, MAX_VECTORS);
-}
-
-/* Blocks of UPDATE_COLUMNS columns outer, so that their k rows of B (128 KiB at k = 64) stay in L2
+/* A rank-k update is narrow tiles of 64 columns of C (a row of B in four vectors, one broadcast of
+ * A per row and k). Blocks of UPDATE_COLUMNS columns outer, so that their k rows of B (128 KiB at k = 64) stay in L2
  * while every row of A and C passes: rows outer streamed a B of 1.4 MiB (k = 64, n = 5632) from L3
  * for each tile, at half sgemm's rate. */
 enum { UPDATE_COLUMNS = 512 };
@@ -128,9 +100,9 @@ void lowrank_skinny_update(int m, int n, int k, float alpha, const float *a, int
         int i = 0;
         for (; i + UPDATE_ROWS <= m; i += UPDATE_ROWS)
             for (int j = j0; j < j1; j += MAX_WIDTH)
-                update_tile(UPDATE_ROWS, j1 - j, k, alpha, a + (size_t)i * lda, lda, b + j, ldb, beta, c + (size_t)i * ldc + j, ldc);
+                narrow_tile(UPDATE_ROWS, MAX_VECTORS, 0, j1 - j, k, alpha, a + (size_t)i * lda, lda, b + j, ldb, beta, c + (size_t)i * ldc + j, ldc);
         for (; i < m; i++)
             for (int j = j0; j < j1; j += MAX_WIDTH)
-                update_tile(1, j1 - j, k, alpha, a + (size_t)i * lda, lda, b + j, ldb, beta, c + (size_t)i * ldc + j, ldc);
+                narrow_tile(1, MAX_VECTORS, 0, j1 - j, k, alpha, a + (size_t)i * lda, lda, b + j, ldb, beta, c + (size_t)i * ldc + j, ldc);
     }
 }
