@@ -101,11 +101,11 @@ extension CPUBackend {
                             weightProduct(stacked, m: t + r, w, transposeW: true, base, beta: 0)
                         }
                         factoredNorm(scale: s, aw: base + t * dOut, operands.norm, [outputs.norm, outputs.g])
-                        sgemm(stacked, transpose: false, pa, transpose: true, u, m: t, n: r, k: dIn, alpha: 1, beta: 0)
+                        rankProduct(stacked, transpose: false, pa, transpose: true, u, m: t, n: r, k: dIn, alpha: 1, beta: 0)
                         // The LoRA term goes into `inner` when m is trainable (then completed in place), else into scratch.
                         withScratch(inner == nil ? t * dOut : 0) { loraScratch in
                             let lora = inner ?? loraScratch
-                            withFloats(b) { pb in sgemm(u, transpose: false, pb, transpose: true, lora, m: t, n: dOut, k: r, alpha: s, beta: 0) }
+                            withFloats(b) { pb in rankProduct(u, transpose: false, pb, transpose: true, lora, m: t, n: dOut, k: r, alpha: s, beta: 0) }
                             withOptionalFloats(operands.bias) { bias in
                                 producing(outputs.y) { y in
                                     // Without dropout the base product is the frozen layer's output too.
@@ -161,12 +161,12 @@ extension CPUBackend {
                     }
                     for j in columns { dm[j] /= max(n[j], DoRAOptions.normEpsilon) }
                 }
-                withFloats(uIn) { u in sgemm(gg, transpose: true, u, transpose: false, dB, m: dOut, n: r, k: t, alpha: s, beta: 0) }
+                withFloats(uIn) { u in rankProduct(gg, transpose: true, u, transpose: false, dB, m: dOut, n: r, k: t, alpha: s, beta: 0) }
                 withScratch(t * r) { du in
-                    withFloats(b) { pb in sgemm(gg, transpose: false, pb, transpose: false, du, m: t, n: r, k: dOut, alpha: s, beta: 0) }
+                    withFloats(b) { pb in rankProduct(gg, transpose: false, pb, transpose: false, du, m: t, n: r, k: dOut, alpha: s, beta: 0) }
                     withFloats(x) { px in
                         droppedInput(px, rows: t, columns: dIn, mask) { xh in
-                            sgemm(du, transpose: true, xh, transpose: false, dA, m: r, n: dIn, k: t, alpha: 1, beta: 0)
+                            rankProduct(du, transpose: true, xh, transpose: false, dA, m: r, n: dIn, k: t, alpha: 1, beta: 0)
                         }
                     }
                     guard o.lora.inputGradient else { return }
@@ -174,7 +174,7 @@ extension CPUBackend {
                         producing(outputs.dx) { dx in
                             if mask.isIdentity {
                                 weightProduct(gg, m: t, w, transposeW: false, dx, beta: 0)
-                                sgemm(du, transpose: false, pa, transpose: false, dx, m: t, n: dIn, k: r, alpha: 1, beta: 1)
+                                rankProduct(du, transpose: false, pa, transpose: false, dx, m: t, n: dIn, k: r, alpha: 1, beta: 1)
                                 return
                             }
                             // dx = G·W + mask ⊙ (((g−1)⊙G)·W + du·A)
@@ -182,7 +182,7 @@ extension CPUBackend {
                             parallelFor(t * dOut) { range in for i in range { gg[i] = pg[i] * (g[i % dOut] - 1) } }
                             withScratch(t * dIn) { branch in
                                 weightProduct(gg, m: t, w, transposeW: false, branch, beta: 0)
-                                sgemm(du, transpose: false, pa, transpose: false, branch, m: t, n: dIn, k: r, alpha: 1, beta: 1)
+                                rankProduct(du, transpose: false, pa, transpose: false, branch, m: t, n: dIn, k: r, alpha: 1, beta: 1)
                                 parallelFor(t * dIn) { range in
                                     for i in range { dx[i] += branch[i] * mask.factor(row: i / dIn, column: i % dIn) }
                                 }

@@ -23,7 +23,7 @@ extension CPUBackend {
         withFloats(x) { px in
             withFloats(a) { pa in
                 droppedInput(px, rows: t, columns: dIn, mask) { xh in
-                    sgemm(xh, transpose: false, pa, transpose: true, u, m: t, n: r, k: dIn, alpha: 1, beta: 0)
+                    rankProduct(xh, transpose: false, pa, transpose: true, u, m: t, n: r, k: dIn, alpha: 1, beta: 0)
                 }
             }
             withFloats(b) { pb in
@@ -36,7 +36,7 @@ extension CPUBackend {
                         }
                         weightProduct(px, m: t, w, transposeW: true, py, beta: beta)
                     }
-                    sgemm(u, transpose: false, pb, transpose: true, py, m: t, n: dOut, k: r, alpha: o.scale, beta: 1)
+                    rankProduct(u, transpose: false, pb, transpose: true, py, m: t, n: dOut, k: r, alpha: o.scale, beta: 1)
                 }
             }
         }
@@ -52,15 +52,15 @@ extension CPUBackend {
         let dB = pointer(dBOut).assumingMemoryBound(to: Float.self)
         withFloats(g) { pg in
             withFloats(uIn) { u in
-                sgemm(pg, transpose: true, u, transpose: false, dB, m: dOut, n: r, k: t, alpha: o.scale, beta: 0)
+                rankProduct(pg, transpose: true, u, transpose: false, dB, m: dOut, n: r, k: t, alpha: o.scale, beta: 0)
             }
             withScratch(t * r) { du in
                 withFloats(b) { pb in
-                    sgemm(pg, transpose: false, pb, transpose: false, du, m: t, n: r, k: dOut, alpha: o.scale, beta: 0)
+                    rankProduct(pg, transpose: false, pb, transpose: false, du, m: t, n: r, k: dOut, alpha: o.scale, beta: 0)
                 }
                 withFloats(x) { px in
                     droppedInput(px, rows: t, columns: dIn, mask) { xh in
-                        sgemm(du, transpose: true, xh, transpose: false, dA, m: r, n: dIn, k: t, alpha: 1, beta: 0)
+                        rankProduct(du, transpose: true, xh, transpose: false, dA, m: r, n: dIn, k: t, alpha: 1, beta: 0)
                     }
                 }
                 guard o.inputGradient else { return }
@@ -68,10 +68,10 @@ extension CPUBackend {
                     producing(dxOut, preserving: o.accumulate) { dx in
                         if !o.accumulate { weightProduct(pg, m: t, w, transposeW: false, dx, beta: 0) }
                         if mask.isIdentity {
-                            sgemm(du, transpose: false, pa, transpose: false, dx, m: t, n: dIn, k: r, alpha: 1, beta: 1)
+                            rankProduct(du, transpose: false, pa, transpose: false, dx, m: t, n: dIn, k: r, alpha: 1, beta: 1)
                         } else {
                             withScratch(t * dIn) { branch in
-                                sgemm(du, transpose: false, pa, transpose: false, branch, m: t, n: dIn, k: r, alpha: 1, beta: 0)
+                                rankProduct(du, transpose: false, pa, transpose: false, branch, m: t, n: dIn, k: r, alpha: 1, beta: 0)
                                 parallelFor(t * dIn) { range in
                                     for i in range { dx[i] += branch[i] * mask.factor(row: i / dIn, column: i % dIn) }
                                 }
