@@ -14,7 +14,8 @@ public enum MatmulPrecision: String, Sendable, CaseIterable {
     /// bfloat16 internal computations (PyTorch's "medium"), what a bfloat16 model does in PyTorch:
     /// on the CPU (its default) the f32 activations multiplying a bfloat16 frozen weight are rounded
     /// to bfloat16 (8 significant bits), f32 sums (`CPUBackend+BFloat16Products.swift`); f16 weights
-    /// stay widened to f32 there (no f16 dot product), and f32 weights stay exact. Vulkan computes as `high`.
+    /// stay widened to f32 there (no f16 dot product), and f32 weights stay exact. Vulkan computes as `high`
+    /// on its coopmat path and holds the scalar kernel's f32 and dequantized tiles in bf16 (`MatmulKernel.bf16Tiles`).
     case medium
 
     /// `LOWRANK_MATMUL_PRECISION`, nil when unset (the backend's default); another value is an error naming the variable.
