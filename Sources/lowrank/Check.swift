@@ -21,7 +21,8 @@ struct Check: ParsableCommand {
     @Option(help: "Run every golden case (*.safetensors, the shared/golden layout) in this folder instead of the matmuls.")
     var golden: String?
     @Option(help: """
-        highest (exact f32), high or medium (on Vulkan, f32 operands on cooperative matrices; on the CPU, medium rounds the \
+        highest (exact f32), high or medium (on Vulkan, f32 operands on cooperative matrices, and under medium the scalar kernel's \
+        f32 tiles in bf16; on the CPU, medium rounds the \
         activations a bf16 frozen weight multiplies to bf16). Default: LOWRANK_MATMUL_PRECISION, else the backend's, but \
         highest on the CPU for --golden, whose bound is that of exact products.
         """)

@@ -24,7 +24,8 @@ struct FrozenWeightOptions: ParsableArguments {
         CPU's default: a bf16 matrix multiplies activations rounded to bf16, with f32 sums, as PyTorch computes a bf16 model \
         (on a CPU with AVX-512 BF16; f16 and quantized matrices are read into f32 exactly). highest, Vulkan's default: every \
         product exact in f32 (16-bit operands on both sides still take cooperative matrices). On Vulkan, high and medium \
-        let f32 operands be rounded to f16 for cooperative matrices.
+        let f32 operands be rounded to f16 for cooperative matrices, and medium holds the scalar kernel's f32 and dequantized \
+        tiles in bf16 where there are none.
         """)
     var precision: MatmulPrecision?
 
