@@ -29,7 +29,7 @@ final class CPUStorage: TensorStorage, @unchecked Sendable {
 
 /// Runs every op on the host: OpenBLAS sgemm for products, Swift SIMD loops for the rest, on all
 /// cores where the work is large enough to pay for the fork.
-public final class CPUBackend: Backend, Sendable {
+public final class CPUBackend: Backend, MatmulPrecisionSetting, Sendable {
     public let identifier = "cpu"
     public let deviceName: String
     public let threads: Int
@@ -57,7 +57,7 @@ public final class CPUBackend: Backend, Sendable {
         precision = Mutex(matmulPrecision ?? (try? MatmulPrecision.fromEnvironment()) ?? Self.defaultMatmulPrecision)
         // One pool of threads: `sgemm` splits its products over this backend's threads itself, so
         // OpenBLAS's own workers, which spin between calls, never start.
-        openblas_set_num_threads(1)
+        OpenBLASThreads.useOne()
         deviceName = "CPU (OpenBLAS, \(self.threads) threads)"
     }
 
@@ -188,11 +188,36 @@ struct UncheckedSendable<Value>: @unchecked Sendable {
 /// OpenBLAS's thread count is one while CPU backends exist (`CPUBackend.init`): their products split
 /// over the backend's own threads. The float64 decompositions of adapter initialisation (SVD, QR,
 /// CorDA's inverse, its check and its covariances), which run once and outside any step, take every core for their call.
+/// Concurrent calls share one widening: the first in sets every core, the last out restores the
+/// count it found, so callers overlapping on different threads cannot leave OpenBLAS widened.
 public enum OpenBLASThreads {
+    /// Callers inside `allCores`, and the thread count the first of them found.
+    private static let widened = Mutex<(callers: Int, before: Int32)>((0, 1))
+
+    /// The threads OpenBLAS runs a call on now.
+    public static var current: Int { Int(openblas_get_num_threads()) }
+
+    /// One thread from now on, or once the widened calls in flight end.
+    static func useOne() {
+        widened.withLock {
+            if $0.callers == 0 { openblas_set_num_threads(1) } else { $0.before = 1 }
+        }
+    }
+
     public static func allCores<R>(_ body: () throws -> R) rethrows -> R {
-        let before = openblas_get_num_threads()
-        openblas_set_num_threads(Int32(ProcessInfoCores.active))
-        defer { openblas_set_num_threads(before) }
+        widened.withLock {
+            if $0.callers == 0 {
+                $0.before = openblas_get_num_threads()
+                openblas_set_num_threads(Int32(ProcessInfoCores.active))
+            }
+            $0.callers += 1
+        }
+        defer {
+            widened.withLock {
+                $0.callers -= 1
+                if $0.callers == 0 { openblas_set_num_threads($0.before) }
+            }
+        }
         return try body()
     }
 }

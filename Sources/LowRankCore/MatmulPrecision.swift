@@ -32,3 +32,9 @@ public enum MatmulPrecision: String, Sendable, CaseIterable {
         return precision
     }
 }
+
+/// A backend whose products follow a `MatmulPrecision` (`CPUBackend`, `VulkanBackend`), set for every
+/// model on it from then on. `Engine.matmulPrecision(of:)` and `--precision` reach any backend through this.
+public protocol MatmulPrecisionSetting: AnyObject {
+    var matmulPrecision: MatmulPrecision { get set }
+}

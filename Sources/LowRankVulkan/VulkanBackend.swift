@@ -6,7 +6,7 @@ import Synchronization
 /// One Vulkan device as a backend. Ops are recorded into a command stream and run when their
 /// results are read (or the stream fills up); `synchronize()` runs what is pending.
 // Safe to share: the Vulkan handles are immutable identifiers and the command stream is used only under `lock`.
-public final class VulkanBackend: Backend, @unchecked Sendable {
+public final class VulkanBackend: Backend, MatmulPrecisionSetting, @unchecked Sendable {
     public let info: VulkanDeviceInfo
     public let instance: VulkanInstance
     public var identifier: String { "vulkan:\(info.index)" }

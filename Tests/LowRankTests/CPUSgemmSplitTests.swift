@@ -1,4 +1,7 @@
+import Dispatch
+import Glibc
 import LowRank
+import Synchronization
 import Testing
 
 /// The CPU backend's f32 products run OpenBLAS single-threaded and split C's longer side over the
@@ -38,5 +41,40 @@ struct CPUSgemmSplitTests {
                 }
             }
         }
+    }
+}
+
+/// Adapter initialisation widens OpenBLAS to every core for its call (`OpenBLASThreads.allCores`).
+/// Two calls on two threads, the first leaving while the second is still inside: the second still
+/// runs widened, and OpenBLAS is back at one thread once both have left.
+@Suite("OpenBLAS widened for overlapping calls")
+struct OpenBLASThreadsTests {
+    @Test func overlappingCallsRestoreOneThread() {
+        _ = CPUBackend(threads: 2)
+        #expect(OpenBLASThreads.current == 1)
+        let (firstIn, secondIn, firstOut, done) = (DispatchSemaphore(value: 0), DispatchSemaphore(value: 0), DispatchSemaphore(value: 0), DispatchGroup())
+        let seen = Mutex<(first: Int, second: Int)>((0, 0))
+        DispatchQueue.global().async(group: done) {
+            OpenBLASThreads.allCores {
+                seen.withLock { $0.first = OpenBLASThreads.current }
+                firstIn.signal()
+                secondIn.wait()
+            }
+            firstOut.signal()
+        }
+        DispatchQueue.global().async(group: done) {
+            firstIn.wait()
+            OpenBLASThreads.allCores {
+                secondIn.signal()
+                firstOut.wait()
+                seen.withLock { $0.second = OpenBLASThreads.current }
+            }
+        }
+        done.wait()
+        let (first, second) = seen.withLock { $0 }
+        // OpenBLAS caps the count at the threads it was built for: both calls see the same widened count.
+        #expect(first == second)
+        #expect(sysconf(Int32(_SC_NPROCESSORS_ONLN)) == 1 || second > 1)
+        #expect(OpenBLASThreads.current == 1)
     }
 }
