@@ -23,8 +23,9 @@
 // reductions, its running maximum and sum in registers; K's and V's fragments come straight from the
 // buffers where DIRECT (ggml's unstaged path), else through a fragment-sized stage per subgroup. The out
 // accumulators are rescaled at each key tile by the row's correction through the subgroup's f32 stage.
-// PASS_QUERY_GRADIENT: per (query tile, KV head), dq. PASS_KEY_VALUE_GRADIENT: per (key tile, KV head), dk
-// and dv over the query tiles that see it; both stage q, k, v and G tiles of BLOCK rows as f16.
+// PASS_QUERY_GRADIENT: per (query tile, KV head), dq, with q and G staged as f16 tiles of BLOCK rows and
+// K's and V's fragments read as the forward's. PASS_KEY_VALUE_GRADIENT: per (key tile, KV head), dk and
+// dv over the query tiles that see it, with q, k, v and G staged.
 // Host defines: PASS, HEAD_DIM_MAX (64, 128 or 256: the staged columns), SEQUENCE_STARTS (packed rows,
 // attention_mask.glsl). Everything else is a specialization constant (AttentionCoopmatKernel.Constants).
 layout(local_size_x_id = 0) in;
@@ -38,8 +39,8 @@ layout(constant_id = 7) const uint V_DTYPE = 0;
 layout(constant_id = 8) const uint G_DTYPE = 0;
 layout(constant_id = 9) const uint O_DTYPE = 0;
 layout(constant_id = 10) const uint C_DTYPE = 0;
-// Forward: K and V are f16, the head a multiple of CM_K, CM_N and 8 columns (16-byte rows, as the matrix
-// loads need) and at least KEYS rows, so that their fragments are loaded from the buffers.
+// Forward and dq: K and V are f16, the head a multiple of CM_K, CM_N and 8 columns (16-byte rows, as the
+// matrix loads need) and at least KEYS rows, so that their fragments are loaded from the buffers.
 layout(constant_id = 11) const uint DIRECT = 0;
 const uint DTYPE_F32 = 0, DTYPE_F16 = 1, DTYPE_BF16 = 2;
 const uint SUBGROUPS = 4;
@@ -110,14 +111,16 @@ shared float16_t sp[BLOCK * P_STRIDE];
 shared float srow[3][BLOCK];
 // Each subgroup's CM_M × CM_N f32 stage, through which accumulators are rescaled and written.
 shared float stage[SUBGROUPS * CM_M * CM_N];
-#if PASS == PASS_FORWARD
-// Each subgroup's f16 stage for a K or V fragment that cannot be loaded from its buffer (one element
-// when every one can).
-const uint FRAGMENT = CM_K > CM_N ? CM_K : CM_N, FRAGMENT_STRIDE = FRAGMENT + 8u;
-shared float16_t sfragment[DIRECT != 0u ? 1u : SUBGROUPS * FRAGMENT * FRAGMENT_STRIDE];
-#else
+#if PASS == PASS_KEY_VALUE_GRADIENT
 shared float16_t sk[BLOCK * STRIDE];
 shared float16_t sv[BLOCK * STRIDE];
+#else
+// The forward's and dq's: each subgroup's f16 stage for a K or V fragment that cannot be loaded from its
+// buffer (one element when every one can).
+const uint FRAGMENT = CM_K > CM_N ? CM_K : CM_N, FRAGMENT_STRIDE = FRAGMENT + 8u;
+shared float16_t sfragment[DIRECT != 0u ? 1u : SUBGROUPS * FRAGMENT * FRAGMENT_STRIDE];
+#endif
+#if PASS != PASS_FORWARD
 shared float16_t sg[BLOCK * STRIDE];
 shared float sdp[BLOCK * S_STRIDE];
 shared float16_t sds[BLOCK * P_STRIDE];
@@ -150,19 +153,21 @@ const uint COLUMN_BLOCKS = HEAD_DIM_MAX / CM_N, PER_SUBGROUP = ROW_BLOCKS * COLU
 void subgroup_barrier() { controlBarrier(gl_ScopeSubgroup, gl_ScopeSubgroup, gl_StorageSemanticsShared, gl_SemanticsAcquireRelease); }
 
 // The backward's dst[i][j] = Σ_c a[i][c]·b[j][c] over the head's columns, i and j < BLOCK (a's rows by
-// b's rows: Q·Kᵀ, G·Vᵀ), each subgroup some of its CM_M × CM_N blocks.
-#define ROW_PRODUCTS(dst, a, b) \
+// b's rows: Q·Kᵀ, G·Vᵀ), each subgroup some of its CM_M × CM_N blocks; LOAD_B(y, b, row, column) the
+// CM_K × CM_N fragment that reads b's CM_N rows from `row` and CM_K columns from `column` transposed.
+#define ROW_PRODUCTS(dst, a, LOAD_B, b) \
     for (uint t = gl_SubgroupID; t < ROW_BLOCKS * KEY_BLOCKS; t += SUBGROUPS) { \
         uint i0 = (t / KEY_BLOCKS) * CM_M, j0 = (t % KEY_BLOCKS) * CM_N; \
         ACC sum = ACC(0.0); \
         for (uint c = 0u; c < p.head_dim; c += CM_K) { \
             MAT_A x; MAT_B y; \
             coopMatLoad(x, a, i0 * STRIDE + c, STRIDE, gl_CooperativeMatrixLayoutRowMajor); \
-            coopMatLoad(y, b, j0 * STRIDE + c, STRIDE, gl_CooperativeMatrixLayoutColumnMajor); \
+            LOAD_B(y, b, j0, c); \
             sum = coopMatMulAdd(x, y, sum); \
         } \
         coopMatStore(sum, dst, i0 * S_STRIDE + j0, S_STRIDE, gl_CooperativeMatrixLayoutRowMajor); \
     }
+#define STAGED_ROWS(y, tile, row, column) coopMatLoad(y, tile, (row) * STRIDE + (column), STRIDE, gl_CooperativeMatrixLayoutColumnMajor)
 
 // acc[a] += w·values over the tile's KEYS inner rows for this subgroup's result tiles: w a BLOCK ×
 // KEYS f16 weight matrix, [row][inner] (order RowMajor) or [inner][row] (ColumnMajor: a transpose),
@@ -198,7 +203,7 @@ const uint ROW_TILES = COLUMN_BLOCKS / SUBGROUPS;
         subgroup_barrier(); \
     }
 
-#if PASS == PASS_FORWARD
+#if PASS != PASS_KEY_VALUE_GRADIENT
 // The rows_ × columns_ block of K or V (`name`) from key row `row` and column `column` of KV head kh into
 // `fragment`, which reads that [key][column] block in `order`: straight from the buffer (DIRECT), else
 // through this subgroup's stage, zero beyond the rows and the head.
@@ -216,11 +221,18 @@ const uint ROW_TILES = COLUMN_BLOCKS / SUBGROUPS;
         coopMatLoad(fragment, sfragment, base, FRAGMENT_STRIDE, order); \
         subgroup_barrier(); \
     }
-// V's fragment at the tile's key `row` (from jb) and `column`; the tiles of columns beyond the head
-// (whose results are dropped) read the head's first columns, so that no load leaves the buffer.
-#define V_VALUES(x, unused, row, column) \
-    KV_FRAGMENT(x, v, V_DTYPE, jb + (row), (column) < p.head_dim ? (column) : 0u, CM_K, CM_N, gl_CooperativeMatrixLayoutRowMajor)
+// K's or V's fragment at the tile's key `row` (from jb) and `column`, [key][column]: as values (the tiles
+// of columns beyond the head, whose results are dropped, read the head's first columns, so that no load
+// leaves the buffer), and transposed for the scores.
+#define k_DTYPE K_DTYPE
+#define v_DTYPE V_DTYPE
+#define KV_VALUES(x, name, row, column) \
+    KV_FRAGMENT(x, name, name##_DTYPE, jb + (row), (column) < p.head_dim ? (column) : 0u, CM_K, CM_N, gl_CooperativeMatrixLayoutRowMajor)
+#define KV_ROWS(y, name, row, column) KV_FRAGMENT(y, name, name##_DTYPE, jb + (row), column, CM_N, CM_K, gl_CooperativeMatrixLayoutColumnMajor)
 
+#endif
+
+#if PASS == PASS_FORWARD
 // Q's fragments are held in registers across the key loop up to heads of 64 columns (4 per row
 // block); wider heads read them from the staged tile (at 128 columns, 8 held fragments took RDNA3's
 // kernel to 252 VGPRs).
@@ -255,7 +267,7 @@ void main() {
         [[unroll]] for (uint c = 0u; c < HEAD_DIM_MAX; c += CM_K) {
             if (c < p.head_dim) {
                 MAT_B y;
-                KV_FRAGMENT(y, k, K_DTYPE, jb + gl_SubgroupID * CM_N, c, CM_N, CM_K, gl_CooperativeMatrixLayoutColumnMajor);
+                KV_ROWS(y, k, gl_SubgroupID * CM_N, c);
                 [[unroll]] for (uint b = 0u; b < ROW_BLOCKS; b++) {
                     MAT_A x;
                     if (Q_FRAGMENTS) x = qf[b * Q_BLOCKS + c / CM_K];
@@ -303,7 +315,7 @@ void main() {
             coopMatLoad(acc[a], stage, base, CM_N, gl_CooperativeMatrixLayoutRowMajor);
             subgroup_barrier();
         }
-        ACCUMULATE(acc, sp, gl_CooperativeMatrixLayoutRowMajor, V_VALUES, v);
+        ACCUMULATE(acc, sp, gl_CooperativeMatrixLayoutRowMajor, KV_VALUES, v);
     }
     if (subgroupElect()) {
         [[unroll]] for (uint i = 0u; i < SUBGROUP_ROWS; i++) { srow[0][gl_SubgroupID + SUBGROUPS * i] = row_max[i]; srow[1][gl_SubgroupID + SUBGROUPS * i] = row_sum[i]; }
@@ -333,15 +345,21 @@ void load_queries(uint first, uint kh) {
     }
 }
 
-// P and dS·scale of query items first.. against key rows j0.. (zero where masked), as f16.
-void probabilities(uint first, uint j0) {
-    ROW_PRODUCTS(ss, sq, sk);
-    ROW_PRODUCTS(sdp, sg, sv);
+// P and dS·scale of query items first.. against the key rows from jb of KV head kh (zero where masked
+// and before j0), as f16: dq reads K's and V's fragments as the forward does, dk/dv its staged tiles.
+void probabilities(uint first, uint jb, uint j0, uint kh) {
+#if PASS == PASS_QUERY_GRADIENT
+    ROW_PRODUCTS(ss, sq, KV_ROWS, k);
+    ROW_PRODUCTS(sdp, sg, KV_ROWS, v);
+#else
+    ROW_PRODUCTS(ss, sq, STAGED_ROWS, sk);
+    ROW_PRODUCTS(sdp, sg, STAGED_ROWS, sv);
+#endif
     barrier();
     for (uint e = gl_LocalInvocationID.x; e < BLOCK * BLOCK; e += THREADS) {
         uint r = e / BLOCK, j = e % BLOCK;
         float prob = 0.0, ds = 0.0;
-        if (visible(first + r, j0 + j)) {
+        if (jb + j >= j0 && visible(first + r, jb + j)) {
             prob = exp(ss[r * S_STRIDE + j] * p.scale - srow[0][r]);
             ds = prob * (sdp[r * S_STRIDE + j] - srow[1][r]) * p.scale;
         }
@@ -355,16 +373,16 @@ void main() {
     uint first = gl_WorkGroupID.x * BLOCK, kh = gl_WorkGroupID.y;
     uint last = item_row(min(first + BLOCK, items()) - 1u);
     load_queries(first, kh);
+    barrier();
     ACC acc[PER_SUBGROUP];
     [[unroll]] for (uint a = 0u; a < PER_SUBGROUP; a++) acc[a] = ACC(0.0);
     for (uint j0 = attention_first_key(item_row(first), p.sequence); j0 <= last; j0 += BLOCK) {
+        // The tile's key rows from jb, moved back as the forward's (the previous tile's scores and dS are
+        // read: the next products write only ss and sdp, and the barrier in probabilities orders the rest).
+        uint jb = DIRECT != 0u ? min(j0, p.rows - BLOCK) : j0;
+        probabilities(first, jb, j0, kh);
         barrier();
-        LOAD_KEYS(sk, k, K_DTYPE, j0, kh);
-        LOAD_KEYS(sv, v, V_DTYPE, j0, kh);
-        barrier();
-        probabilities(first, j0);
-        barrier();
-        ACCUMULATE(acc, sds, gl_CooperativeMatrixLayoutRowMajor, STAGED_VALUES, sk);
+        ACCUMULATE(acc, sds, gl_CooperativeMatrixLayoutRowMajor, KV_VALUES, k);
     }
 #define STORE_DQ(r, c, value) if (first + (r) < items() && (c) < p.head_dim) { WRITE(dq, item_index(first + (r), kh) * p.head_dim + (c), value) }
     EACH_RESULT(acc, STORE_DQ);
@@ -383,7 +401,7 @@ void main() {
         barrier();
         load_queries(first, kh);
         barrier();
-        probabilities(first, j0);
+        probabilities(first, j0, j0, kh);
         barrier();
         // Transposed weights: [key][query] read from the [query][key] tiles.
         ACCUMULATE(dk, sds, gl_CooperativeMatrixLayoutColumnMajor, STAGED_VALUES, sq);
