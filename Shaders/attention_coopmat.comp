@@ -18,14 +18,14 @@
 // are the f32 values). Operands that are not f16 are rounded to f16 as they are staged (the host takes
 // this kernel for them only under MatmulPrecision.high).
 // PASS_FORWARD: a workgroup per (query tile of BLOCK items, KV head), over key tiles of KEYS = SUBGROUPS ·
-// CM_N rows. Q is staged once and held in fragments (read from the staged tile at wider heads than 64); subgroup s
-// computes the scores of key block s, and each subgroup the softmax of its query rows with subgroup
-// reductions, its running maximum and sum in registers; K's and V's fragments come straight from the
-// buffers where DIRECT (ggml's unstaged path), else through a fragment-sized stage per subgroup. The out
-// accumulators are rescaled at each key tile by the row's correction through the subgroup's f32 stage.
-// PASS_QUERY_GRADIENT: per (query tile, KV head), dq, with q and G staged as f16 tiles of BLOCK rows and
-// K's and V's fragments read as the forward's. PASS_KEY_VALUE_GRADIENT: per (key tile, KV head), dk and
-// dv over the query tiles that see it, with q, k, v and G staged.
+// CM_N rows. Q is staged once (and held in fragments at heads of 64); subgroup s computes the scores of
+// key block s, and each subgroup the softmax of its query rows with subgroup reductions, its running
+// maximum and sum in registers; K's and V's fragments come straight from the buffers where DIRECT
+// (ggml's unstaged path), else through a fragment-sized stage per subgroup. The out accumulators are
+// rescaled at each key tile by the row's correction through the subgroup's f32 stage.
+// PASS_QUERY_GRADIENT: per (query tile, KV head), dq. PASS_KEY_VALUE_GRADIENT: per (key tile, KV head), dk
+// and dv over the query tiles that see it. Both stage q and G as f16 tiles of BLOCK rows and read K's
+// and V's fragments as the forward does.
 // Host defines: PASS, HEAD_DIM_MAX (64, 128 or 256: the staged columns), SEQUENCE_STARTS (packed rows,
 // attention_mask.glsl). Everything else is a specialization constant (AttentionCoopmatKernel.Constants).
 layout(local_size_x_id = 0) in;
@@ -39,8 +39,8 @@ layout(constant_id = 7) const uint V_DTYPE = 0;
 layout(constant_id = 8) const uint G_DTYPE = 0;
 layout(constant_id = 9) const uint O_DTYPE = 0;
 layout(constant_id = 10) const uint C_DTYPE = 0;
-// Forward and dq: K and V are f16, the head a multiple of CM_K, CM_N and 8 columns (16-byte rows, as the
-// matrix loads need) and at least KEYS rows, so that their fragments are loaded from the buffers.
+// K and V are f16, the head a multiple of CM_K, CM_N and 8 columns (16-byte rows, as the matrix loads
+// need) and at least KEYS rows, so that their fragments are loaded from the buffers.
 layout(constant_id = 11) const uint DIRECT = 0;
 const uint DTYPE_F32 = 0, DTYPE_F16 = 1, DTYPE_BF16 = 2;
 const uint SUBGROUPS = 4;
@@ -111,15 +111,10 @@ shared float16_t sp[BLOCK * P_STRIDE];
 shared float srow[3][BLOCK];
 // Each subgroup's CM_M × CM_N f32 stage, through which accumulators are rescaled and written.
 shared float stage[SUBGROUPS * CM_M * CM_N];
-#if PASS == PASS_KEY_VALUE_GRADIENT
-shared float16_t sk[BLOCK * STRIDE];
-shared float16_t sv[BLOCK * STRIDE];
-#else
-// The forward's and dq's: each subgroup's f16 stage for a K or V fragment that cannot be loaded from its
-// buffer (one element when every one can).
+// Each subgroup's f16 stage for a K or V fragment that cannot be loaded from its buffer (one element
+// when every one can).
 const uint FRAGMENT = CM_K > CM_N ? CM_K : CM_N, FRAGMENT_STRIDE = FRAGMENT + 8u;
 shared float16_t sfragment[DIRECT != 0u ? 1u : SUBGROUPS * FRAGMENT * FRAGMENT_STRIDE];
-#endif
 #if PASS != PASS_FORWARD
 shared float16_t sg[BLOCK * STRIDE];
 shared float sdp[BLOCK * S_STRIDE];
@@ -136,7 +131,6 @@ shared float16_t sds[BLOCK * P_STRIDE];
         uint r = e / HEAD_DIM_MAX, c = e % HEAD_DIM_MAX; \
         tile[r * STRIDE + c] = float16_t((in_range) && c < p.head_dim ? READ(name, dtype, (base) * p.head_dim + c) : 0.0); \
     }
-#define LOAD_KEYS(tile, name, dtype, j0, kh) LOAD_TILE(tile, name, dtype, (j0) + r < p.rows, ((j0) + r) * p.kv_heads + (kh))
 #define LOAD_QUERIES(tile, name, dtype, first, kh) LOAD_TILE(tile, name, dtype, (first) + r < items(), item_index((first) + r, kh))
 
 #define ACC coopmat<float, gl_ScopeSubgroup, CM_M, CM_N, gl_MatrixUseAccumulator>
@@ -152,22 +146,21 @@ const uint COLUMN_BLOCKS = HEAD_DIM_MAX / CM_N, PER_SUBGROUP = ROW_BLOCKS * COLU
 
 void subgroup_barrier() { controlBarrier(gl_ScopeSubgroup, gl_ScopeSubgroup, gl_StorageSemanticsShared, gl_SemanticsAcquireRelease); }
 
-// The backward's dst[i][j] = Σ_c a[i][c]·b[j][c] over the head's columns, i and j < BLOCK (a's rows by
-// b's rows: Q·Kᵀ, G·Vᵀ), each subgroup some of its CM_M × CM_N blocks; LOAD_B(y, b, row, column) the
-// CM_K × CM_N fragment that reads b's CM_N rows from `row` and CM_K columns from `column` transposed.
-#define ROW_PRODUCTS(dst, a, LOAD_B, b) \
+// The backward's dst[i][j] = Σ_c a[i][c]·b[j][c] over the head's columns, i and j < BLOCK (a staged
+// tile's rows by the key tile's rows of b, K or V: Q·Kᵀ, G·Vᵀ), each subgroup some of its CM_M × CM_N
+// blocks.
+#define ROW_PRODUCTS(dst, a, b) \
     for (uint t = gl_SubgroupID; t < ROW_BLOCKS * KEY_BLOCKS; t += SUBGROUPS) { \
-        uint i0 = (t / KEY_BLOCKS) * CM_M, j0 = (t % KEY_BLOCKS) * CM_N; \
+        uint i0 = (t / KEY_BLOCKS) * CM_M, k0 = (t % KEY_BLOCKS) * CM_N; \
         ACC sum = ACC(0.0); \
         for (uint c = 0u; c < p.head_dim; c += CM_K) { \
             MAT_A x; MAT_B y; \
             coopMatLoad(x, a, i0 * STRIDE + c, STRIDE, gl_CooperativeMatrixLayoutRowMajor); \
-            LOAD_B(y, b, j0, c); \
+            KV_ROWS(y, b, k0, c); \
             sum = coopMatMulAdd(x, y, sum); \
         } \
-        coopMatStore(sum, dst, i0 * S_STRIDE + j0, S_STRIDE, gl_CooperativeMatrixLayoutRowMajor); \
+        coopMatStore(sum, dst, i0 * S_STRIDE + k0, S_STRIDE, gl_CooperativeMatrixLayoutRowMajor); \
     }
-#define STAGED_ROWS(y, tile, row, column) coopMatLoad(y, tile, (row) * STRIDE + (column), STRIDE, gl_CooperativeMatrixLayoutColumnMajor)
 
 // acc[a] += w·values over the tile's KEYS inner rows for this subgroup's result tiles: w a BLOCK ×
 // KEYS f16 weight matrix, [row][inner] (order RowMajor) or [inner][row] (ColumnMajor: a transpose),
@@ -203,7 +196,6 @@ const uint ROW_TILES = COLUMN_BLOCKS / SUBGROUPS;
         subgroup_barrier(); \
     }
 
-#if PASS != PASS_KEY_VALUE_GRADIENT
 // The rows_ × columns_ block of K or V (`name`) from key row `row` and column `column` of KV head kh into
 // `fragment`, which reads that [key][column] block in `order`: straight from the buffer (DIRECT), else
 // through this subgroup's stage, zero beyond the rows and the head.
@@ -229,8 +221,6 @@ const uint ROW_TILES = COLUMN_BLOCKS / SUBGROUPS;
 #define KV_VALUES(x, name, row, column) \
     KV_FRAGMENT(x, name, name##_DTYPE, jb + (row), (column) < p.head_dim ? (column) : 0u, CM_K, CM_N, gl_CooperativeMatrixLayoutRowMajor)
 #define KV_ROWS(y, name, row, column) KV_FRAGMENT(y, name, name##_DTYPE, jb + (row), column, CM_N, CM_K, gl_CooperativeMatrixLayoutColumnMajor)
-
-#endif
 
 #if PASS == PASS_FORWARD
 // Q's fragments are held in registers across the key loop up to heads of 64 columns (4 per row
@@ -346,15 +336,10 @@ void load_queries(uint first, uint kh) {
 }
 
 // P and dS·scale of query items first.. against the key rows from jb of KV head kh (zero where masked
-// and before j0), as f16: dq reads K's and V's fragments as the forward does, dk/dv its staged tiles.
+// and before j0), as f16, K's and V's fragments read as the forward reads them.
 void probabilities(uint first, uint jb, uint j0, uint kh) {
-#if PASS == PASS_QUERY_GRADIENT
-    ROW_PRODUCTS(ss, sq, KV_ROWS, k);
-    ROW_PRODUCTS(sdp, sg, KV_ROWS, v);
-#else
-    ROW_PRODUCTS(ss, sq, STAGED_ROWS, sk);
-    ROW_PRODUCTS(sdp, sg, STAGED_ROWS, sv);
-#endif
+    ROW_PRODUCTS(ss, sq, k);
+    ROW_PRODUCTS(sdp, sg, v);
     barrier();
     for (uint e = gl_LocalInvocationID.x; e < BLOCK * BLOCK; e += THREADS) {
         uint r = e / BLOCK, j = e % BLOCK;
@@ -390,25 +375,26 @@ void main() {
 #else
 void main() {
     uint j0 = gl_WorkGroupID.x * BLOCK, kh = gl_WorkGroupID.y;
+    // The tile's key rows from jb: where K and V come from their buffers, the last tile moves back to end
+    // at the last row, and only its keys from j0 are written (the previous tile writes the others).
+    uint jb = DIRECT != 0u ? min(j0, p.rows - BLOCK) : j0;
     // The query tiles that see a key of this tile: from its first key's, until one starts after its last key.
-    uint last_key = min(j0 + BLOCK, p.rows) - 1u;
-    LOAD_KEYS(sk, k, K_DTYPE, j0, kh);
-    LOAD_KEYS(sv, v, V_DTYPE, j0, kh);
+    uint last_key = min(jb + BLOCK, p.rows) - 1u;
     ACC dk[PER_SUBGROUP];
     ACC dv[PER_SUBGROUP];
     [[unroll]] for (uint a = 0u; a < PER_SUBGROUP; a++) { dk[a] = ACC(0.0); dv[a] = ACC(0.0); }
-    for (uint first = j0 * group_size(); first < items() && attention_tile_sees(item_row(first), last_key, p.sequence); first += BLOCK) {
+    for (uint first = jb * group_size(); first < items() && attention_tile_sees(item_row(first), last_key, p.sequence); first += BLOCK) {
         barrier();
         load_queries(first, kh);
         barrier();
-        probabilities(first, j0, j0, kh);
+        probabilities(first, jb, jb, kh);
         barrier();
         // Transposed weights: [key][query] read from the [query][key] tiles.
         ACCUMULATE(dk, sds, gl_CooperativeMatrixLayoutColumnMajor, STAGED_VALUES, sq);
         ACCUMULATE(dv, sp, gl_CooperativeMatrixLayoutColumnMajor, STAGED_VALUES, sg);
     }
-#define STORE_DK(r, c, value) if (j0 + (r) < p.rows && (c) < p.head_dim) { WRITE(dk, ((j0 + (r)) * p.kv_heads + kh) * p.head_dim + (c), value) }
-#define STORE_DV(r, c, value) if (j0 + (r) < p.rows && (c) < p.head_dim) { WRITE(dv, ((j0 + (r)) * p.kv_heads + kh) * p.head_dim + (c), value) }
+#define STORE_DK(r, c, value) if (jb + (r) >= j0 && jb + (r) < p.rows && (c) < p.head_dim) { WRITE(dk, ((jb + (r)) * p.kv_heads + kh) * p.head_dim + (c), value) }
+#define STORE_DV(r, c, value) if (jb + (r) >= j0 && jb + (r) < p.rows && (c) < p.head_dim) { WRITE(dv, ((jb + (r)) * p.kv_heads + kh) * p.head_dim + (c), value) }
     EACH_RESULT(dk, STORE_DK);
     EACH_RESULT(dv, STORE_DV);
 }

@@ -2,7 +2,7 @@ import LowRankCore
 
 /// `Shaders/attention_coopmat.comp`: `attention.comp`'s forward, dq and dk/dv passes with the products
 /// of tiles in cooperative matrices (ggml-vulkan's `flash_attn_cm1.comp`), f16 operands and f32
-/// accumulators and softmax; the forward reads K's and V's fragments from their buffers where it can. Its SPIR-V is compiled ahead of time: the pass and the staged head
+/// accumulators and softmax; every pass reads K's and V's fragments from their buffers where it can. Its SPIR-V is compiled ahead of time: the pass and the staged head
 /// columns (and packed rows) are defines (the variants, modules of `Shaders/spirv/`), the tile, matrix shape and
 /// operand dtypes specialization constants (`Constants`). The cached forward pass stays scalar.
 struct AttentionCoopmatKernel: Kernel {
@@ -31,12 +31,12 @@ struct AttentionCoopmatKernel: Kernel {
         }
     }
 
-    /// The RDNA3 tile (`CoopmatTile.rdna3`'s matrices and subgroups) with f16 operands, f32 results and,
-    /// forward and for dq, K and V read from their buffers.
+    /// The RDNA3 tile (`CoopmatTile.rdna3`'s matrices and subgroups) with f16 operands, f32 results and K
+    /// and V read from their buffers.
     var measuredSpecialization: [UInt32] {
         let rdna3 = CoopmatTile.rdna3
         let tile = Tile.largest(pass: pass, headDimMax: headDimMax, shape: rdna3.shape, subgroupSize: rdna3.subgroupSize, sharedBytes: 65536)!
-        return Constants(tile: tile, q: .f16, k: .f16, v: .f16, gradient: .f16, out: .f16, c: .f32, direct: pass != .keyValueGradient).values
+        return Constants(tile: tile, q: .f16, k: .f16, v: .f16, gradient: .f16, out: .f16, c: .f32, direct: true).values
     }
 
     /// A workgroup of four subgroups over query tiles of `block` rows and key tiles of `keys(pass)` rows,
@@ -49,50 +49,42 @@ struct AttentionCoopmatKernel: Kernel {
 
         static let blocks = [64, 32, 16]
         static let subgroups = 4
-        /// The shared memory at most of the passes that read K and V from their buffers (forward, dq): with
-        /// four 64-wide subgroups, RDNA3's 128 KiB a WGP (RADV's count: 32 KiB a SIMD, in 1 KiB steps)
-        /// holds five such workgroups, 12 subgroups per SIMD, ggml-vulkan's `flash_attn_cm1` occupancy, up
-        /// to 25 KiB a workgroup. dk/dv, which stages four tiles, takes the largest block that fits.
+        /// A workgroup's shared memory at most where a block fits it: with four 64-wide subgroups, RDNA3's
+        /// 128 KiB a WGP (RADV's count: 32 KiB a SIMD, in 1 KiB steps) holds five such workgroups, 12
+        /// subgroups per SIMD, ggml-vulkan's `flash_attn_cm1` occupancy, up to 25 KiB a workgroup.
         static let sharedBudget = 24 * 1024
         var workgroupSize: Int { Self.subgroups * subgroupSize }
 
         /// Key rows of a tile: the forward's one matrix block per subgroup, the backward's `block`.
         func keys(_ pass: Pass) -> Int { pass.isForward ? Self.subgroups * shape.n : block }
 
-        /// The shader's `shared` arrays in `pass`: the staged tiles of `block` rows of `headDimMax + 8` f16
-        /// (q; dq's q and G; dk/dv's q, k, v and G), f32 scores (and dP) with rows of `keys + 4`, f16 P
-        /// (and dS) with rows of `keys + 8`, three per-row scalars, each subgroup's f32 stage and, where
-        /// K and V can be read from their buffers (forward and dq), each subgroup's f16 stage for a
-        /// fragment that cannot (which the pipelines that read them all leave out).
+        /// The shader's `shared` arrays in `pass`: the staged q (and, backward, G) of `block` rows of
+        /// `headDimMax + 8` f16, f32 scores (and dP) with rows of `keys + 4`, f16 P (and dS) with rows of
+        /// `keys + 8`, three per-row scalars, each subgroup's f32 stage and its f16 stage for a K or V
+        /// fragment that cannot be read from its buffer (which the pipelines that read them all leave out).
         func sharedBytes(_ pass: Pass) -> Int {
-            let (tiles, squares, fragments) = switch pass {
-                case .forward: (1, 1, 1)
-                case .queryGradient: (2, 2, 1)
-                case .keyValueGradient: (4, 2, 0)
-            }
-            let (keys, fragment) = (keys(pass), max(shape.k, shape.n))
-            return tiles * block * (headDimMax + 8) * 2 + squares * block * ((keys + 4) * 4 + (keys + 8) * 2) + 3 * block * 4
-                + Self.subgroups * shape.m * shape.n * 4 + fragments * Self.subgroups * fragment * (fragment + 8) * 2
+            let (tiles, keys, fragment) = (pass.isForward ? 1 : 2, keys(pass), max(shape.k, shape.n))
+            return tiles * block * (headDimMax + 8) * 2 + tiles * block * ((keys + 4) * 4 + (keys + 8) * 2) + 3 * block * 4
+                + Self.subgroups * shape.m * shape.n * 4 + Self.subgroups * fragment * (fragment + 8) * 2
         }
 
         /// `32 rows in 16×16×16, head ≤ 128`.
         var description: String { "\(block) rows in \(shape.m)×\(shape.n)×\(shape.k), head ≤ \(headDimMax)" }
 
-        /// The largest block whose tiles fit `sharedBytes` and, but for dk/dv, `sharedBudget` (else the
-        /// smallest that fits `sharedBytes`: dq's heads of 256); nil when none fits or when `shape`'s sides
-        /// do not divide the smallest block (16 rows).
+        /// The largest block whose tiles fit `sharedBytes` and `sharedBudget`, else the smallest that fits
+        /// `sharedBytes` (the backward's heads of 256); nil when none fits or when `shape`'s sides do not
+        /// divide the smallest block (16 rows).
         static func largest(pass: Pass, headDimMax: Int, shape: VulkanDeviceInfo.CooperativeMatrixShape, subgroupSize: Int, sharedBytes: Int) -> Tile? {
             guard [shape.m, shape.n, shape.k].allSatisfy({ blocks.last! % $0 == 0 }) else { return nil }
             let tiles = blocks.map { Tile(shape: shape, block: $0, headDimMax: headDimMax, subgroupSize: subgroupSize) }
-            let limit = pass == .keyValueGradient ? sharedBytes : min(sharedBytes, sharedBudget)
-            return tiles.first { $0.sharedBytes(pass) <= limit } ?? tiles.last.flatMap { $0.sharedBytes(pass) <= sharedBytes ? $0 : nil }
+            return tiles.first { $0.sharedBytes(pass) <= min(sharedBytes, sharedBudget) } ?? tiles.last.flatMap { $0.sharedBytes(pass) <= sharedBytes ? $0 : nil }
         }
 
-        /// Whether `pass` reads K's and V's fragments from their buffers (`DIRECT`; the forward and dq can):
-        /// both f16, the head a multiple of the matrices' sides and of 8 columns (rows 16-byte aligned, as
-        /// matrix loads need them), and at least one key tile of `rows`.
+        /// Whether `pass` reads K's and V's fragments from their buffers (`DIRECT`): both f16, the head a
+        /// multiple of the matrices' sides and of 8 columns (rows 16-byte aligned, as matrix loads need
+        /// them), and at least one key tile of `rows`.
         func readsKeysAndValues(_ pass: Pass, k: DType, v: DType, headDim: Int, rows: Int) -> Bool {
-            pass != .keyValueGradient && k == .f16 && v == .f16 && [shape.k, shape.n, 8].allSatisfy { headDim % $0 == 0 } && rows >= keys(pass)
+            k == .f16 && v == .f16 && [shape.k, shape.n, 8].allSatisfy { headDim % $0 == 0 } && rows >= keys(pass)
         }
     }
 
@@ -104,7 +96,7 @@ struct AttentionCoopmatKernel: Kernel {
         /// G's and out's dtypes (backward; ignored forward).
         var gradient, out: DType
         var c: DType
-        /// The forward or dq reads K and V from their buffers (`Tile.readsKeysAndValues`; ignored by dk/dv).
+        /// K and V are read from their buffers (`Tile.readsKeysAndValues`).
         var direct = false
 
         var values: [UInt32] {
