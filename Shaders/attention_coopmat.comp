@@ -146,12 +146,10 @@ const uint COLUMN_BLOCKS = HEAD_DIM_MAX / CM_N, PER_SUBGROUP = ROW_BLOCKS * COLU
 
 void subgroup_barrier() { controlBarrier(gl_ScopeSubgroup, gl_ScopeSubgroup, gl_StorageSemanticsShared, gl_SemanticsAcquireRelease); }
 
-// The backward's dst[i][j] = Σ_c a[i][c]·b[j][c] over the head's columns, i and j < BLOCK (a staged
-// tile's rows by the key tile's rows of b, K or V: Q·Kᵀ, G·Vᵀ), each subgroup some of its CM_M × CM_N
-// blocks.
-#define ROW_PRODUCTS(dst, a, b) \
-    for (uint t = gl_SubgroupID; t < ROW_BLOCKS * KEY_BLOCKS; t += SUBGROUPS) { \
-        uint i0 = (t / KEY_BLOCKS) * CM_M, k0 = (t % KEY_BLOCKS) * CM_N; \
+// The backward's block t of dst[i][j] = Σ_c a[i][c]·b[j][c] over the head's columns, i and j < BLOCK (a
+// staged tile's rows by the key tile's rows of b, K or V: Q·Kᵀ, G·Vᵀ).
+#define ROW_PRODUCT(dst, a, b, t) { \
+        uint i0 = ((t) / KEY_BLOCKS) * CM_M, k0 = ((t) % KEY_BLOCKS) * CM_N; \
         ACC sum = ACC(0.0); \
         for (uint c = 0u; c < p.head_dim; c += CM_K) { \
             MAT_A x; MAT_B y; \
@@ -338,8 +336,12 @@ void load_queries(uint first, uint kh) {
 // P and dS·scale of query items first.. against the key rows from jb of KV head kh (zero where masked
 // and before j0), as f16, K's and V's fragments read as the forward reads them.
 void probabilities(uint first, uint jb, uint j0, uint kh) {
-    ROW_PRODUCTS(ss, sq, k);
-    ROW_PRODUCTS(sdp, sg, v);
+    // The scores' and dP's blocks dealt out together, so that at 16 rows in 16×16 matrices (one block each)
+    // two subgroups compute them.
+    for (uint t = gl_SubgroupID; t < 2u * ROW_BLOCKS * KEY_BLOCKS; t += SUBGROUPS) {
+        if (t < ROW_BLOCKS * KEY_BLOCKS) ROW_PRODUCT(ss, sq, k, t)
+        else ROW_PRODUCT(sdp, sg, v, t - ROW_BLOCKS * KEY_BLOCKS)
+    }
     barrier();
     for (uint e = gl_LocalInvocationID.x; e < BLOCK * BLOCK; e += THREADS) {
         uint r = e / BLOCK, j = e % BLOCK;
