@@ -103,7 +103,8 @@ extension VulkanBackend {
         let (q, k, v) = (inputs[0], inputs[1], inputs[2])
         let bindings: [TensorBinding] = [.read(q), .read(k), .read(v), .write(outputs[0]), .write(outputs[1])] + inputs.dropFirst(3).map { .read($0) }
         if let tile = attentionCoopmatTile(.forward, headDim: q.shape[2], dtypes: [q.dtype, k.dtype, v.dtype]) {
-            let constants = AttentionCoopmatKernel.Constants(tile: tile, q: q.dtype, k: k.dtype, v: v.dtype, gradient: .f32, out: .f32, c: outputs[0].dtype)
+            let constants = AttentionCoopmatKernel.Constants(tile: tile, q: q.dtype, k: k.dtype, v: v.dtype, gradient: .f32, out: .f32, c: outputs[0].dtype,
+                                                             direct: tile.readsKeysAndValues(.forward, k: k.dtype, v: v.dtype, headDim: q.shape[2], rows: k.shape[0]))
             return try dispatchAttentionCoopmat(.forward, tile, constants, bindings, push: attentionPush(o, q: q, k: k),
                                                 rows: q.shape[0] * q.shape[1] / k.shape[1], packed: o.packed)
         }
@@ -137,7 +138,8 @@ extension VulkanBackend {
                 ? ([.write(outputs[0])], q.shape[0] * q.shape[1] / k.shape[1]) : ([.write(outputs[1]), .write(outputs[2])], k.shape[0])
             let bindings = reads + writes + (operands.starts.map { [.read($0)] } ?? [])
             if let tile = attentionCoopmatTile(coopmatPass, headDim: q.shape[2], dtypes: [q.dtype, k.dtype, v.dtype, g.dtype, out.dtype]) {
-                let constants = AttentionCoopmatKernel.Constants(tile: tile, q: q.dtype, k: k.dtype, v: v.dtype, gradient: g.dtype, out: out.dtype, c: c)
+                let constants = AttentionCoopmatKernel.Constants(tile: tile, q: q.dtype, k: k.dtype, v: v.dtype, gradient: g.dtype, out: out.dtype, c: c,
+                                                                 direct: tile.readsKeysAndValues(coopmatPass, k: k.dtype, v: v.dtype, headDim: q.shape[2], rows: k.shape[0]))
                 try dispatchAttentionCoopmat(coopmatPass, tile, constants, bindings, push: push, rows: rows, packed: o.packed)
                 continue
             }

@@ -13,12 +13,14 @@ import Testing
     private static let lavapipe = VulkanDeviceInfo.CooperativeMatrixShape(m: 8, n: 8, k: 8, a: "f16", b: "f16", c: "f32", result: "f32",
                                                                           saturating: false, scope: "subgroup")
 
-    /// The largest block that fits: every pass and head on RDNA3's 64 KiB (what `tools/isa-report.sh`
-    /// measures), the wide heads' backward on 16 rows; a matrix side that does not divide 16 rows has none.
+    /// The largest block that fits the device and the budget (RDNA3's 12 subgroups per SIMD), else the
+    /// smallest that fits the device: every pass and head on RDNA3's 64 KiB (what `tools/isa-report.sh`
+    /// measures), all on 16 rows there; a matrix side that does not divide 16 rows has none.
     @Test func tilesAreTheLargestThatFit() {
         for shared in [32768, 49152, 65536] {
             for shape in [Self.rdna3, Self.lavapipe] {
                 for pass in AttentionCoopmatKernel.Pass.allCases {
+                    let limit = min(shared, AttentionCoopmatKernel.Tile.sharedBudget)
                     for headDimMax in AttentionKernel.Tile.headDims {
                         guard let tile = AttentionCoopmatKernel.Tile.largest(pass: pass, headDimMax: headDimMax, shape: shape, subgroupSize: 32,
                                                                               sharedBytes: shared) else {
@@ -28,9 +30,21 @@ import Testing
                         var larger = tile
                         larger.block *= 2
                         #expect(tile.sharedBytes(pass) <= shared && tile.workgroupSize == 128)
-                        #expect(tile.block == AttentionCoopmatKernel.Tile.blocks.first || larger.sharedBytes(pass) > shared)
+                        if tile.sharedBytes(pass) <= limit {
+                            #expect(tile.block == AttentionCoopmatKernel.Tile.blocks.first || larger.sharedBytes(pass) > limit)
+                        } else {
+                            #expect(tile.block == AttentionCoopmatKernel.Tile.blocks.last)
+                        }
                     }
                 }
+            }
+        }
+        for headDimMax in AttentionKernel.Tile.headDims {
+            let forward = AttentionCoopmatKernel.Tile.largest(pass: .forward, headDimMax: headDimMax, shape: Self.rdna3, subgroupSize: 64, sharedBytes: 65536)
+            #expect(forward?.block == 16 && forward?.keys(.forward) == 64, "forward, head ≤ \(headDimMax): \(String(describing: forward))")
+            for pass in [AttentionCoopmatKernel.Pass.queryGradient, .keyValueGradient] {
+                let tile = AttentionCoopmatKernel.Tile.largest(pass: pass, headDimMax: headDimMax, shape: Self.rdna3, subgroupSize: 64, sharedBytes: 65536)
+                #expect(tile?.block == 16, "\(pass), head ≤ \(headDimMax): \(String(describing: tile))")
             }
         }
         let wide = AttentionCoopmatKernel.Tile.largest(pass: .keyValueGradient, headDimMax: 256, shape: Self.rdna3, subgroupSize: 64, sharedBytes: 65536)

@@ -142,8 +142,8 @@ import Testing
         #expect(try Self.specializationConstantNames(.attentionCoopmat) == AttentionCoopmatKernel.Constants.names)
         let shape = VulkanDeviceInfo.CooperativeMatrixShape(m: 8, n: 8, k: 8, a: "f16", b: "f16", c: "f32", result: "f32", saturating: false, scope: "subgroup")
         let attention = AttentionCoopmatKernel.Constants(tile: .init(shape: shape, block: 32, headDimMax: 128, subgroupSize: 16),
-                                                         q: .f16, k: .bf16, v: .f32, gradient: .f16, out: .bf16, c: .f32)
-        #expect(attention.values == [64, 32, 8, 8, 8, 1, 2, 0, 1, 2, 0])
+                                                         q: .f16, k: .bf16, v: .f32, gradient: .f16, out: .bf16, c: .f32, direct: true)
+        #expect(attention.values == [64, 32, 8, 8, 8, 1, 2, 0, 1, 2, 0, 1])
         #expect(try Self.specializationConstantNames(.matmulCoopmat) == MatmulCoopmatKernel.Constants.names)
         let tile = CoopmatTile(shape: .init(m: 8, n: 8, k: 8, a: "f16", b: "f16", c: "f32", result: "f32", saturating: false, scope: "subgroup"),
                                bm: 64, bn: 64, bk: 16, wm: 32, wn: 32, subgroupSize: 8)
