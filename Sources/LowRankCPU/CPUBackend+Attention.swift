@@ -47,7 +47,7 @@ extension CPUBackend {
         producing(outputs[0]) { out in
             parallelFor(blocks.queryBlocks.count * blocks.hq, minimumPerThread: 1) { items in
                 withScratch(AttentionBlocks.queryRows * AttentionBlocks.keyRows) { scores in
-                    withAttentionScratch(bfloat16: k.bfloat16 != nil, rows: AttentionBlocks.queryRows, depth: Swift.max(blocks.d, AttentionBlocks.keyRows)) { products in
+                    withAttentionScratch(bfloat16: k.bfloat16 != nil, rows: AttentionBlocks.queryRows, extent: blocks.extent) { products in
                         var largest = [Float](repeating: 0, count: AttentionBlocks.queryRows)
                         var sums = [Double](repeating: 0, count: AttentionBlocks.queryRows)
                         for item in items {
@@ -110,10 +110,9 @@ extension CPUBackend {
                             producing(outputs[2]) { dv in
                                 let pass = AttentionBackwardPass(blocks: blocks, g: g, q: gqkv[1], k: gqkv[2], v: gqkv[3], logsumexp: logsumexp, delta: delta,
                                                                  dq: dq, dk: dk, dv: dv)
-                                let (rows, depth) = (Swift.max(AttentionBlocks.queryRows, AttentionBlocks.keyRows), Swift.max(blocks.d, AttentionBlocks.keyRows))
                                 parallelFor(blocks.sequences.count * blocks.hkv, minimumPerThread: 1) { items in
                                     withScratch(2 * AttentionBlocks.queryRows * AttentionBlocks.keyRows) { scratch in
-                                        withAttentionScratch(bfloat16: g.bfloat16 != nil, rows: rows, depth: depth) { products in
+                                        withAttentionScratch(bfloat16: g.bfloat16 != nil, rows: Swift.max(AttentionBlocks.queryRows, AttentionBlocks.keyRows), extent: blocks.extent) { products in
                                             for item in items {
                                                 run(pass, sequence: blocks.sequences[item / blocks.hkv], kvHead: item % blocks.hkv, scratch: scratch, products: products)
                                             }

@@ -40,10 +40,13 @@ extension CPUBackend {
         }
     }
 
-    /// One thread's scratch for products whose op(A) has at most `rows` rows and `depth` columns; nil for f32 products.
-    func withAttentionScratch(bfloat16: Bool, rows: Int, depth: Int, _ body: (AttentionProductScratch?) -> Void) {
+    /// One thread's scratch for products whose op(A) is at most `rows × extent` and op(B) at most
+    /// `extent × extent`; nil for f32 products. B's workspace is sized to those panels, not the
+    /// kernel's whole block (512 KiB, which a thread's allocator mapped and faulted in afresh each op).
+    func withAttentionScratch(bfloat16: Bool, rows: Int, extent: Int, _ body: (AttentionProductScratch?) -> Void) {
         guard bfloat16 else { return body(nil) }
-        let packedCount = lowrank_bf16_packed_a_count(Int32(rows), Int32(depth)), workspaceCount = lowrank_bf16_workspace_count()
+        let tile = Int(lowrank_bf16_tile_columns())
+        let packedCount = lowrank_bf16_packed_a_count(Int32(rows), Int32(extent)), workspaceCount = (extent + tile - 1) / tile * tile * ((extent + 1) / 2)
         withScratch(packedCount + workspaceCount) { floats in
             let words = UnsafeMutableRawPointer(floats).assumingMemoryBound(to: UInt32.self)
             body(AttentionProductScratch(packed: words, workspace: words + packedCount))
