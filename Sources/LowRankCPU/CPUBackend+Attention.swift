@@ -53,13 +53,15 @@ extension CPUBackend {
                         for item in items {
                             let ((sequence, rows), h) = (blocks.queryBlocks[item / blocks.hq], item % blocks.hq)
                             let qRows = q + blocks.qOffset(rows.lowerBound, h), oRows = out + blocks.qOffset(rows.lowerBound, h)
+                            if let products { packBlock(qRows, m: rows.count, k: blocks.d, lda: blocks.qStride, into: products.query) }
                             largest.withUnsafeMutableBufferPointer { $0.update(repeating: -.infinity) }
                             sums.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
                             for keys in blocks.keyBlocks(through: rows, of: sequence) {
                                 let first = keys.lowerBound == sequence.lowerBound
                                 let kv = blocks.kvOffset(keys.lowerBound, h / blocks.group)
                                 blockProduct(qRows, transpose: false, k, at: kv, transpose: true, scores, m: rows.count, n: keys.count, k: blocks.d,
-                                             alpha: blocks.scale, beta: 0, strides: (blocks.qStride, blocks.kvStride, keys.count), scratch: products)
+                                             alpha: blocks.scale, beta: 0, strides: (blocks.qStride, blocks.kvStride, keys.count), scratch: products,
+                                             packedA: products?.query)
                                 for i in 0..<rows.count {
                                     let p = scores + i * keys.count, seen = blocks.visible(row: rows.lowerBound + i, keys)
                                     guard seen > 0 else { p.update(repeating: 0, count: keys.count); continue }
@@ -89,11 +91,11 @@ extension CPUBackend {
         }
     }
 
-    /// One pass per (sequence, KV head): for each key block, the query heads of its group and the
-    /// query blocks that see it recompute `P = exp(s − logsumexp)` and `dS = P·(G·vᵀ − Σ G⊙out)`,
-    /// then add `Pᵀ·G` to dv, `dSᵀ·q` to dk and `dS·k` to dq (block products as the forward's).
-    /// That pass alone writes those rows of dq, dk and dv, always in the same order, so results do
-    /// not depend on threads.
+    /// One pass per (sequence, KV head): for each query head of its group, each query block and each
+    /// key block it sees, recompute `P = exp(s − logsumexp)` and `dS = P·(G·vᵀ − Σ G⊙out)`, then
+    /// add `Pᵀ·G` to dv, `dSᵀ·q` to dk and `dS·k` to dq (block products as the forward's; the query
+    /// block's q and G packed once for all its key blocks). That pass alone writes those rows of dq,
+    /// dk and dv, always in the same order, so results do not depend on threads.
     func attentionBackward(_ o: AttentionOptions, _ operands: AttentionBackwardOperands<Tensor>, _ outputs: [Tensor]) throws {
         let blocks = try AttentionBlocks(o, q: operands.q, k: operands.k, starts: operands.starts.map(starts))
         let logsumexp = pointer(operands.logsumexp).assumingMemoryBound(to: Float.self)
@@ -138,15 +140,20 @@ extension CPUBackend {
             (dv + blocks.kvOffset(row, kh)).update(repeating: 0, count: blocks.d)
             (dq + blocks.qOffset(row, heads.lowerBound)).update(repeating: 0, count: heads.count * blocks.d)
         }
-        for keys in blocks.keyBlocks(through: sequence, of: sequence) {
-            let kv = blocks.kvOffset(keys.lowerBound, kh), n = keys.count
-            for h in heads {
-                for queries in blocks.queryBlocks(seeing: keys, of: sequence) {
-                    let m = queries.count, at = blocks.qOffset(queries.lowerBound, h)
+        // Every block of dk and dv sums its terms by head and then by query block, dq's by key block.
+        for h in heads {
+            for queries in blocks.queryBlocks(seeing: sequence, of: sequence) {
+                let m = queries.count, at = blocks.qOffset(queries.lowerBound, h)
+                if let products {
+                    packBlock(q.floats + at, m: m, k: blocks.d, lda: blocks.qStride, into: products.query)
+                    packBlock(g.floats + at, m: m, k: blocks.d, lda: blocks.qStride, into: products.gradient)
+                }
+                for keys in blocks.keyBlocks(through: queries, of: sequence) {
+                    let kv = blocks.kvOffset(keys.lowerBound, kh), n = keys.count
                     blockProduct(q.floats + at, transpose: false, k, at: kv, transpose: true, p, m: m, n: n, k: blocks.d,
-                                 alpha: blocks.scale, beta: 0, strides: (blocks.qStride, blocks.kvStride, n), scratch: products)
+                                 alpha: blocks.scale, beta: 0, strides: (blocks.qStride, blocks.kvStride, n), scratch: products, packedA: products?.query)
                     blockProduct(g.floats + at, transpose: false, v, at: kv, transpose: true, ds, m: m, n: n, k: blocks.d,
-                                 alpha: 1, beta: 0, strides: (blocks.qStride, blocks.kvStride, n), scratch: products)
+                                 alpha: 1, beta: 0, strides: (blocks.qStride, blocks.kvStride, n), scratch: products, packedA: products?.gradient)
                     for i in 0..<m {
                         let index = (queries.lowerBound + i) * blocks.hq + h
                         let seen = blocks.visible(row: queries.lowerBound + i, keys)

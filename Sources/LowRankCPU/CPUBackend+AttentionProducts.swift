@@ -8,9 +8,10 @@ struct AttentionOperand {
     let bfloat16: UnsafeMutablePointer<UInt16>?
 }
 
-/// One thread's buffers for bfloat16 block products: op(A) packed, and B's panels.
+/// One thread's buffers for bfloat16 block products: op(A) packed, a block of q and one of G
+/// packed once and read against every key block, and B's panels.
 struct AttentionProductScratch {
-    let packed: UnsafeMutablePointer<UInt32>
+    let packed, query, gradient: UnsafeMutablePointer<UInt32>
     let workspace: UnsafeMutablePointer<UInt32>
 }
 
@@ -47,23 +48,29 @@ extension CPUBackend {
         guard bfloat16 else { return body(nil) }
         let tile = Int(lowrank_bf16_tile_columns())
         let packedCount = lowrank_bf16_packed_a_count(Int32(rows), Int32(extent)), workspaceCount = (extent + tile - 1) / tile * tile * ((extent + 1) / 2)
-        withScratch(packedCount + workspaceCount) { floats in
+        withScratch(3 * packedCount + workspaceCount) { floats in
             let words = UnsafeMutableRawPointer(floats).assumingMemoryBound(to: UInt32.self)
-            body(AttentionProductScratch(packed: words, workspace: words + packedCount))
+            body(AttentionProductScratch(packed: words, query: words + packedCount, gradient: words + 2 * packedCount, workspace: words + 3 * packedCount))
         }
     }
 
+    /// Rounds op(A) (`m × k`, rows `lda` apart) to bfloat16 into `packed`, the layout `blockProduct` multiplies.
+    func packBlock(_ a: UnsafePointer<Float>, m: Int, k: Int, lda: Int, into packed: UnsafeMutablePointer<UInt32>, transpose: Bool = false) {
+        let strips = (m + Int(lowrank_bf16_strip_rows()) - 1) / Int(lowrank_bf16_strip_rows())
+        lowrank_bf16_pack_a(transpose ? 1 : 0, Int32(m), Int32(k), a, Int32(lda), 0, Int32(strips), packed)
+    }
+
     /// `C[m, n] = alpha·op(A)·op(B) + beta·C` with B `b`'s elements from `offset` on, on the calling
-    /// thread (sgemm's split does not start for a block); `strides` as `sgemm`'s.
+    /// thread (sgemm's split does not start for a block); `strides` as `sgemm`'s. `packedA`: op(A)
+    /// already packed by `packBlock` (bfloat16 products only).
     func blockProduct(_ a: UnsafePointer<Float>, transpose ta: Bool, _ b: AttentionOperand, at offset: Int, transpose tb: Bool,
                       _ c: UnsafeMutablePointer<Float>, m: Int, n: Int, k: Int, alpha: Float, beta: Float, strides: (a: Int, b: Int, c: Int),
-                      scratch: AttentionProductScratch?) {
+                      scratch: AttentionProductScratch?, packedA: UnsafePointer<UInt32>? = nil) {
         guard let scratch, let bfloat16 = b.bfloat16, m > 0, n > 0, k > 0 else {
             return sgemm(a, transpose: ta, b.floats + offset, transpose: tb, c, m: m, n: n, k: k, alpha: alpha, beta: beta, strides: strides)
         }
-        let strips = (m + Int(lowrank_bf16_strip_rows()) - 1) / Int(lowrank_bf16_strip_rows())
-        lowrank_bf16_pack_a(ta ? 1 : 0, Int32(m), Int32(k), a, Int32(strides.a), 0, Int32(strips), scratch.packed)
-        lowrank_bf16_gemm_columns(tb ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, scratch.packed, bfloat16 + offset, Int32(strides.b),
-                                  beta, c, Int32(strides.c), scratch.workspace)
+        if packedA == nil { packBlock(a, m: m, k: k, lda: strides.a, into: scratch.packed, transpose: ta) }
+        lowrank_bf16_gemm_columns(tb ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, packedA ?? UnsafePointer(scratch.packed), bfloat16 + offset,
+                                  Int32(strides.b), beta, c, Int32(strides.c), scratch.workspace)
     }
 }
