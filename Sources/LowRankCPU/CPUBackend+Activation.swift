@@ -1,3 +1,4 @@
+import CBFloat16GEMM
 import Glibc
 import LowRankCore
 
@@ -33,7 +34,11 @@ extension CPUBackend {
             withFloats(up) { u in
                 producing(out) { c in
                     parallelFor(out.shape.count, minimumPerThread: Self.transcendentalGrain) { r in
-                        mapVectors(r, a, u, into: c) { gate, up in function(gate) * up }
+                        if f == .silu {
+                            Self.siluGated(r, a, u, into: c)
+                        } else {
+                            mapVectors(r, a, u, into: c) { gate, up in function(gate) * up }
+                        }
                     }
                 }
             }
@@ -51,6 +56,7 @@ extension CPUBackend {
                     producing(dGate) { dg in
                         producing(dUp) { du in
                             parallelFor(dGate.shape.count, minimumPerThread: Self.transcendentalGrain) { r in
+                                if f == .silu { return Self.siluGatedBackward(r, gate: a, up: u, gv, dGate: dg, dUp: du) }
                                 forEachVector(r) { i, n in
                                     let (x, up, g) = (FloatVector(a + i, count: n), FloatVector(u + i, count: n), FloatVector(gv + i, count: n))
                                     let (dGate, dUp) = (g * up * derivative(x), g * function(x))
@@ -65,6 +71,28 @@ extension CPUBackend {
         }
     }
 
+    /// `silu(gate) ⊙ up` over `range`: the AVX-512 loop (`VectorMath.hasAVX512`), else (and for
+    /// tests, `avx512` false) the Swift one, with SiLU written out so that it inlines. The same bits either way.
+    static func siluGated(_ range: Range<Int>, _ gate: UnsafePointer<Float>, _ up: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
+                          avx512: Bool = VectorMath.hasAVX512) {
+        if avx512 { return lowrank_silu_gated(range.count, gate + range.lowerBound, up + range.lowerBound, out + range.lowerBound) }
+        mapVectors(range, gate, up, into: out) { gate, up in silu(gate) * up }
+    }
+
+    /// SiLU's `gatedActivationBackward` over `range`, f and f′ from one sigmoid (one exp where the
+    /// two took two, the same bits); AVX-512 or Swift as `siluGated`.
+    static func siluGatedBackward(_ range: Range<Int>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, _ g: UnsafePointer<Float>,
+                                  dGate: UnsafeMutablePointer<Float>, dUp: UnsafeMutablePointer<Float>, avx512: Bool = VectorMath.hasAVX512) {
+        let first = range.lowerBound
+        if avx512 { return lowrank_silu_gated_backward(range.count, gate + first, up + first, g + first, dGate + first, dUp + first) }
+        forEachVector(range) { i, n in
+            let (x, up, g) = (FloatVector(gate + i, count: n), FloatVector(up + i, count: n), FloatVector(g + i, count: n))
+            let s = VectorMath.sigmoid(x)
+            (g * up * (s * (1 + x * (1 - s)))).store(to: dGate + i, count: n)
+            (g * (x * s)).store(to: dUp + i, count: n)
+        }
+    }
+
     /// Elements per thread for a pass that evaluates a transcendental function per element.
     static let transcendentalGrain = 1 << 12
 
@@ -76,11 +104,15 @@ extension CPUBackend {
     /// f over 16 lanes: SiLU on `VectorMath.exp`, the GELUs lane by lane on libm's erf and tanh.
     static func function(_ f: Activation) -> @Sendable (FloatVector) -> FloatVector {
         switch f {
-        case .silu: { x in x * VectorMath.sigmoid(x) }
+        case .silu: { x in silu(x) }
         case .gelu: lanes { x in 0.5 * x * (1 + erff(x * sqrtHalf)) }
         case .geluTanh: lanes { x in 0.5 * x * (1 + tanhf(sqrt2OverPi * (x + geluCubic * x * x * x))) }
         }
     }
+
+    /// x·σ(x).
+    @inline(__always)
+    static func silu(_ x: FloatVector) -> FloatVector { x * VectorMath.sigmoid(x) }
 
     static func derivative(_ f: Activation) -> @Sendable (FloatVector) -> FloatVector {
         switch f {

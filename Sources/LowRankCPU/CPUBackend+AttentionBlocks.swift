@@ -52,6 +52,9 @@ struct AttentionBlocks {
         }
     }
 
+    /// The longest side of any block product's operands: a head's d, or a block of keys.
+    var extent: Int { Swift.max(d, Self.keyRows, Self.queryRows) }
+
     var qStride: Int { hq * d }
     var kvStride: Int { hkv * d }
 

@@ -1,3 +1,4 @@
+import CBFloat16GEMM
 import Glibc
 import LowRankCore
 
@@ -87,16 +88,20 @@ extension CPUBackend {
     }
 
     /// One row (or a chunk of one) of `(softmax − onehot)·factor` from its logits and the row's
-    /// logsumexp; `out` may be `logits`.
+    /// logsumexp; `out` may be `logits`. `avx512` as `VectorMath.sumOfExponentials`'.
     static func softmaxGradient(_ logits: UnsafePointer<Float>, count: Int, logsumexp: Float, _ target: SoftmaxGradientTarget, factor: Float,
-                                into out: UnsafeMutablePointer<Float>) {
+                                into out: UnsafeMutablePointer<Float>, avx512: Bool = VectorMath.hasAVX512) {
         switch target {
         case .ignored: out.update(repeating: 0, count: count)
         case .outside: out.update(repeating: .nan, count: count)
         case .column(let y):
             // The label's element read before a write in place covers it.
             let labelGradient = (0..<count).contains(y) ? (VectorMath.exp(logits[y] - logsumexp) - 1) * factor : 0
-            mapVectors(0..<count, logits, into: out) { VectorMath.exp($0 - logsumexp) * factor }
+            if avx512 {
+                lowrank_exp_scaled(count, logits, logsumexp, factor, out)
+            } else {
+                mapVectors(0..<count, logits, into: out) { VectorMath.exp($0 - logsumexp) * factor }
+            }
             if (0..<count).contains(y) { out[y] = labelGradient }
         }
     }

@@ -1,3 +1,5 @@
+import CBFloat16GEMM
+
 /// The CPU backend's unit of elementwise work: 16 floats, one AVX-512 register, four SSE ones in
 /// the baseline x86-64 build. Every loop below takes a run's last partial vector through the same
 /// code with its missing lanes padded, so an element's result never depends on where a thread's
@@ -53,6 +55,11 @@ func mapVectors(_ range: Range<Int>, _ a: UnsafePointer<Float>, _ b: UnsafePoint
 
 /// exp, sigmoid and the row reductions softmax and the losses are built from.
 enum VectorMath {
+    /// Whether the AVX-512 twins of the loops that spend their time in exp run here
+    /// (`Sources/CBFloat16GEMM/vector_math.c`: the same operations in the same order, 16 lanes in one
+    /// register where this build's SIMD16 takes four SSE ones, so the very same bits).
+    static let hasAVX512 = lowrank_vector_math_supported() != 0
+
     private static let log2e: Float = 1.44269504088896341
     /// ln 2 in two parts: `n·ln2High` is exact for |n| < 2¹⁵ (ln2High has 9 significant bits).
     private static let ln2High: Float = 0.693359375
@@ -108,9 +115,15 @@ enum VectorMath {
     }
 
     /// Σ e^(p[i] − shift) over `count` floats, summed in f64 (16 running sums, added in a fixed
-    /// order); with `out`, each exponential is also written there (`out` may be `p`).
-    static func sumOfExponentials(_ p: UnsafePointer<Float>, count: Int, minus shift: Float, into out: UnsafeMutablePointer<Float>? = nil) -> Double {
+    /// order); with `out`, each exponential is also written there (`out` may be `p`). `avx512`: the
+    /// AVX-512 loop (false: the Swift one, for tests).
+    static func sumOfExponentials(_ p: UnsafePointer<Float>, count: Int, minus shift: Float, into out: UnsafeMutablePointer<Float>? = nil,
+                                  avx512: Bool = hasAVX512) -> Double {
         var sums = SIMD16<Double>(repeating: 0)
+        if avx512 {
+            withUnsafeMutableBytes(of: &sums) { lowrank_sum_exp(count, p, shift, out, $0.baseAddress!.assumingMemoryBound(to: Double.self)) }
+            return sums.sum()
+        }
         forEachVector(0..<count) { i, n in
             // Padding of −inf adds e^−inf = 0 (with shift −inf, every element's term is NaN already).
             let e = exp(FloatVector(p + i, count: n, fill: -.infinity) - shift)

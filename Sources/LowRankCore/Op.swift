@@ -211,11 +211,16 @@ public struct AttentionOptions: Hashable, Sendable {
     /// last key; no search. The starts are read at run time: the CPU refuses a row breaking the
     /// rule, a device clamps each start into the row's run.
     public var packed: Bool
+    /// The dtype PyTorch would hold q, k and v in: the model's (`LlamaModel.computeDType`). q, k and
+    /// v are f32 here whatever it is; for bf16 the CPU under `medium` multiplies them (and P, and the
+    /// backward's G and dS) as bfloat16 with f32 sums, as PyTorch's SDPA computes a bf16 model.
+    public var computeDType: DType
 
-    public init(sequenceLength: Int, scale: Float? = nil, packed: Bool = false) {
+    public init(sequenceLength: Int, scale: Float? = nil, packed: Bool = false, computeDType: DType = .f32) {
         self.sequenceLength = sequenceLength
         self.scale = scale
         self.packed = packed
+        self.computeDType = computeDType
     }
 
     public func scale(headDim: Int) -> Float { scale ?? 1 / Float(headDim).squareRoot() }

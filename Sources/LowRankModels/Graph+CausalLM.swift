@@ -106,7 +106,8 @@ extension Graph {
         }
 
         let shape = DecoderBlockShape(tokens: ids.descriptor.shape[0], sequence: sequence, queryHeads: config.headCount,
-                                      keyValueHeads: config.keyValueHeadCount, headDim: config.headDim, rmsNormEpsilon: config.rmsNormEpsilon)
+                                      keyValueHeads: config.keyValueHeadCount, headDim: config.headDim, rmsNormEpsilon: config.rmsNormEpsilon,
+                                      computeDType: model.computeDType)
         var h = try embedding(try moduleWeight(SavedModule.embedding), ids: ids, label: "embed_tokens")
         var tokenRows: (tokens: TrainableTokens, rows: GraphTensor, onehot: GraphTensor, keep: GraphTensor)?
         if let tokens = adapter?.tokens {
@@ -130,7 +131,7 @@ extension Graph {
                 attend = nil
             case .packed(let starts):
                 attend = { q, k, v in
-                    try self.attention(q: q, k: k, v: v, starts: starts, options: AttentionOptions(sequenceLength: sequence, packed: true),
+                    try self.attention(q: q, k: k, v: v, starts: starts, options: AttentionOptions(sequenceLength: sequence, packed: true, computeDType: model.computeDType),
                                        label: prefix + "self_attn")
                 }
             case .cached(let keys, let values, let past, let newRows):

@@ -23,10 +23,12 @@ public struct DecoderBlockShape: Sendable {
     public var keyValueHeads: Int
     public var headDim: Int
     public var rmsNormEpsilon: Float
+    /// The model's dtype, for attention's products (`AttentionOptions.computeDType`).
+    public var computeDType: DType
 
-    public init(tokens: Int, sequence: Int, queryHeads: Int, keyValueHeads: Int, headDim: Int, rmsNormEpsilon: Float) {
+    public init(tokens: Int, sequence: Int, queryHeads: Int, keyValueHeads: Int, headDim: Int, rmsNormEpsilon: Float, computeDType: DType = .f32) {
         (self.tokens, self.sequence, self.queryHeads, self.keyValueHeads) = (tokens, sequence, queryHeads, keyValueHeads)
-        (self.headDim, self.rmsNormEpsilon) = (headDim, rmsNormEpsilon)
+        (self.headDim, self.rmsNormEpsilon, self.computeDType) = (headDim, rmsNormEpsilon, computeDType)
     }
 }
 
@@ -53,7 +55,7 @@ extension Graph {
                               inverseFrequencies: inverseFrequencies, positions: positions, label: prefix + "rope")
         let v = try heads(try project(normed, .v), shape.keyValueHeads)
         let attended = try attend?(q, k, v)
-            ?? attention(q: q, k: k, v: v, options: AttentionOptions(sequenceLength: shape.sequence), label: prefix + "self_attn")
+            ?? attention(q: q, k: k, v: v, options: AttentionOptions(sequenceLength: shape.sequence, computeDType: shape.computeDType), label: prefix + "self_attn")
         let o = try project(try reshape(attended, [t, shape.queryHeads * headDim]), .o)
         let (normed2, h1) = try rmsNorm(h, plus: o, weight: try normWeight("post_attention_layernorm"), epsilon: shape.rmsNormEpsilon,
                                         label: prefix + "post_attention_layernorm")
