@@ -10,9 +10,10 @@ import Testing
 /// weights, and every weight under `highest`, compute as they always did.
 @Suite("bfloat16 products on the CPU")
 struct BFloat16ProductTests {
-    /// (M, N, K): one row, single columns, odd sizes, K past one packed block (512) and odd, N past
-    /// packed panels (512) with a partial register tile, whole 16-pair groups of A with a tail.
-    static let shapes = [(1, 3, 17), (37, 101, 77), (13, 64, 1), (100, 33, 1031), (29, 1600, 258), (24, 40, 70)]
+    /// (M, N, K): one row, single columns, odd sizes, K past one packed block (2048) and odd, N past
+    /// packed panels (128) with a partial register tile, whole 16-pair groups of A with a tail,
+    /// more strips than one group of them (8 strips of 12 rows).
+    static let shapes = [(1, 3, 17), (37, 101, 77), (13, 64, 1), (100, 33, 1031), (29, 1600, 258), (24, 40, 70), (110, 45, 2101)]
 
     static func mediumBackend() throws -> CPUBackend {
         if !CPUBackend.hasBFloat16DotProducts { try Test.cancel("this CPU has no AVX-512 BF16: bfloat16 weights are widened to f32") }
