@@ -3,10 +3,28 @@ import Dispatch
 import LowRankCore
 import Synchronization
 
-/// The next chunk of a product's columns to compute, shared by its threads.
-final class ChunkCounter: Sendable {
+/// The register tiles of a product's columns not yet taken, shared by its threads. Each take is
+/// a share of what is left (guided scheduling): chunks start wide, each packing whole panels of W,
+/// and shrink to one tile at the end, so that the threads finish within about a tile of each other,
+/// and a thread slowed by another process on its core takes less rather than the others waiting for it.
+final class TileCounter: Sendable {
     private let next = Atomic<Int>(0)
-    func take() -> Int { next.add(1, ordering: .relaxed).oldValue }
+    let tiles: Int, share: Int
+
+    /// Each take is at most 1/`share` of the tiles left.
+    init(tiles: Int, share: Int) { (self.tiles, self.share) = (tiles, share) }
+
+    /// The next chunk of tiles, or nil when none is left.
+    func take() -> Range<Int>? {
+        var first = next.load(ordering: .relaxed)
+        while first < tiles {
+            let last = first + Swift.max(1, (tiles - first) / share)
+            let (exchanged, original) = next.compareExchange(expected: first, desired: last, ordering: .relaxed)
+            if exchanged { return first..<last }
+            first = original
+        }
+        return nil
+    }
 }
 
 /// The `medium` matmul precision on the CPU, PyTorch's for a bfloat16 model's frozen weights: a
@@ -18,9 +36,8 @@ final class ChunkCounter: Sendable {
 /// Bound: each product element differs from the f32 one by at most `2⁻⁸·Σ|a_k·w_k|` (the rounding
 /// of A) plus f32 summation error (`BFloat16ProductTests`).
 extension CPUBackend {
-    /// Chunks of columns per thread in a product: 4 balanced a loaded machine's threads (one slowed
-    /// by another process) while each chunk still packs whole panels of W.
-    static let chunksPerThread = 4
+    /// A thread's chunk of a product's columns is at most 1/(this × threads) of the tiles left.
+    static let chunkShare = 2
 
     /// Whether this CPU has AVX-512 BF16 (else `medium` computes as `highest`).
     public static let hasBFloat16DotProducts = lowrank_bf16_gemm_supported() != 0
@@ -40,7 +57,7 @@ extension CPUBackend {
 
     /// `C[m, n] = alpha·op(A)·op(W) + beta·C` for a bfloat16 W `[rows, columns]` (row-major, as
     /// stored): op(A) packed once into bfloat16 strips by all threads, then the threads take chunks
-    /// of C's columns (whole register tiles) in turn, each packing its own panels of W.
+    /// of C's columns (whole register tiles, `TileCounter`) in turn, each packing its own panels of W.
     func bfloat16Product(_ a: UnsafePointer<Float>, transposeA: Bool, m: Int, _ b: UnsafePointer<UInt16>, rows: Int, columns: Int,
                          transposeW: Bool, _ c: UnsafeMutablePointer<Float>, alpha: Float, beta: Float) {
         let (n, k) = transposeW ? (rows, columns) : (columns, rows)
@@ -54,17 +71,12 @@ extension CPUBackend {
                 lowrank_bf16_pack_a(transposeA ? 1 : 0, Int32(m), Int32(k), a, Int32(transposeA ? m : k),
                                     Int32(s.lowerBound), Int32(s.upperBound), packed)
             }
-            // Chunks of C's columns, several per thread, taken in turn from a shared counter: a thread
-            // slowed by another process on its core takes fewer rather than the others waiting for it.
-            let chunkTiles = Swift.max(1, tiles / (threads * Self.chunksPerThread)), chunks = (tiles + chunkTiles - 1) / chunkTiles
-            let workers = Swift.min(threads, chunks), next = ChunkCounter()
+            let workers = Swift.min(threads, tiles), next = TileCounter(tiles: tiles, share: Self.chunkShare * workers)
             withScratch(workers * workspaceCount) { workspaces in
                 let body = UncheckedSendable { (worker: Int) in
                     let workspace = UnsafeMutableRawPointer(workspaces + worker * workspaceCount).assumingMemoryBound(to: UInt32.self)
-                    while true {
-                        let chunk = next.take()
-                        guard chunk < chunks else { return }
-                        let first = chunk * chunkTiles * tileColumns, last = Swift.min(n, first + chunkTiles * tileColumns)
+                    while let chunk = next.take() {
+                        let first = chunk.lowerBound * tileColumns, last = Swift.min(n, chunk.upperBound * tileColumns)
                         lowrank_bf16_gemm_columns(transposeW ? 1 : 0, Int32(m), Int32(last - first), Int32(k), alpha, packed,
                                                   b + (transposeW ? first * columns : first), Int32(columns), beta, c + first,
                                                   Int32(n), workspace)

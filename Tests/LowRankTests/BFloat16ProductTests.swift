@@ -1,5 +1,8 @@
+import Dispatch
 import LowRank
+@testable import LowRankCPU
 import LowRankModels
+import Synchronization
 import Testing
 
 /// The CPU's `medium` matmul precision for bfloat16 frozen weights (`CPUBackend+BFloat16Products.swift`),
@@ -7,9 +10,10 @@ import Testing
 /// weights, and every weight under `highest`, compute as they always did.
 @Suite("bfloat16 products on the CPU")
 struct BFloat16ProductTests {
-    /// (M, N, K): one row, single columns, odd sizes, K past one packed block (512) and odd, N past
-    /// packed panels (512) with a partial register tile, whole 16-pair groups of A with a tail.
-    static let shapes = [(1, 3, 17), (37, 101, 77), (13, 64, 1), (100, 33, 1031), (29, 1600, 258), (24, 40, 70)]
+    /// (M, N, K): one row, single columns, odd sizes, K past one packed block (2048) and odd, N past
+    /// packed panels (128) with a partial register tile, whole 16-pair groups of A with a tail,
+    /// more strips than one group of them (8 strips of 12 rows).
+    static let shapes = [(1, 3, 17), (37, 101, 77), (13, 64, 1), (100, 33, 1031), (29, 1600, 258), (24, 40, 70), (110, 45, 2101)]
 
     static func mediumBackend() throws -> CPUBackend {
         if !CPUBackend.hasBFloat16DotProducts { try Test.cancel("this CPU has no AVX-512 BF16: bfloat16 weights are widened to f32") }
@@ -53,6 +57,23 @@ struct BFloat16ProductTests {
                 #expect(worst.rounding <= 1, "\(shape): \(worst.rounding) of the f32 summation bound from bf16(A)·W")
                 #expect(worst.f32 <= 1, "\(shape): \(worst.f32) of the bfloat16 rounding bound from A·W")
             }
+        }
+    }
+
+    /// The threads' chunks of a product's columns (`TileCounter`, two threads taking at once)
+    /// cover every tile once, each at most 1/share of the tiles left when it was taken, and the
+    /// last ones one tile each, so that no thread is left with a wide chunk at the end.
+    @Test func tileCountersChunksShrinkToOneTile() {
+        for (tiles, share) in [(1, 4), (8, 4), (64, 4), (1000, 4), (63, 2)] {
+            let counter = TileCounter(tiles: tiles, share: share), taken = Mutex<[Range<Int>]>([])
+            DispatchQueue.concurrentPerform(iterations: 2) { _ in
+                while let chunk = counter.take() { taken.withLock { $0.append(chunk) } }
+            }
+            let chunks = taken.withLock { $0 }.sorted { $0.lowerBound < $1.lowerBound }
+            #expect(chunks.first?.lowerBound == 0 && chunks.last?.upperBound == tiles, "\(tiles) tiles: \(chunks)")
+            #expect(zip(chunks, chunks.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound }, "\(tiles) tiles: \(chunks)")
+            #expect(chunks.allSatisfy { $0.count == max(1, (tiles - $0.lowerBound) / share) }, "\(tiles) tiles: \(chunks)")
+            #expect(chunks.last?.count == 1, "\(tiles) tiles: \(chunks)")
         }
     }
 
