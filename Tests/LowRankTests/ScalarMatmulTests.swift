@@ -179,21 +179,31 @@ struct ScalarMatmulTests {
                 }
             }
         }
-        for (aType, bType) in [(DType.f16, DType.f32), (.f32, .bf16), (.f32, .q4_0), (.f16, .nf4), (.bf16, .q8_0), (.f32, .q4_K), (.f16, .q5_K),
-                               (.bf16, .q6_K)] {
+        for (aType, bType) in [(DType.f16, DType.f32), (.f32, .bf16), (.f32, .q4_0), (.f16, .nf4), (.bf16, .q8_0)] {
             for transposeB in [true, false] { cases.append(("\(bType)", aType, bType, 130, 256, 256, false, transposeB)) }
+        }
+        // K-quants come only from GGUF: the fixture's blocks (GGUFQuantizationTests), their rows as B's.
+        let gguf = try GGUFQuantizationTests.fixture()
+        for (aType, bType) in [(DType.f32, DType.q4_K), (.f16, .q5_K), (.bf16, .q6_K)] {
+            let shape = try gguf.entry("\(bType).values").shape
+            cases.append(("\(bType)", aType, bType, 130, shape[0], shape[1], false, true))
+            cases.append(("\(bType)", aType, bType, 130, shape[1], shape[0], false, false))
         }
         for (name, aType, bType, m, n, k, transposeA, transposeB) in cases {
             let aShape: Shape = transposeA ? [k, m] : [m, k], bShape: Shape = transposeB ? [n, k] : [k, n]
             let a = randomValues(aShape.count, seed: 31, dtype: aType)
             let b = randomValues(bShape.count, seed: 32, dtype: bType.isQuantized ? .f32 : bType, scale: bType.isQuantized ? 0.05 : 1)
             let bias = randomValues(n, seed: 33), initial = randomValues(m * n, seed: 34)
+            func bTensor() throws -> Tensor {
+                [.q4_K, .q5_K, .q6_K].contains(bType) ? try GGUFQuantizationTests.weight(bType, from: gguf, on: backend).0
+                    : try Tensor(b, shape: bShape, dtype: bType, on: backend)
+            }
             let kernel = MatmulKernel(a: aType, b: bType, c: .f32, transposeA: transposeA, transposeB: transposeB, bias: nil, accumulate: false,
                                       second: nil, dropout: nil, vector: nil, writesInner: false)
             backend.matmulSharesAInQuads = true
             #expect(backend.scalarVariant(kernel).quadSharedA, "\(name) \(aType)·\(bType)")
             let (exact, shared) = try both {
-                let aT = try Tensor(a, shape: aShape, dtype: aType, on: backend), bT = try Tensor(b, shape: bShape, dtype: bType, on: backend)
+                let aT = try Tensor(a, shape: aShape, dtype: aType, on: backend), bT = try bTensor()
                 let product = try Ops.matmul(aT, bT, transposeA: transposeA, transposeB: transposeB,
                                              bias: try Tensor(bias, shape: [n], on: backend), outputDType: .f32)
                 let c = try Tensor(initial, shape: [m, n], on: backend)
