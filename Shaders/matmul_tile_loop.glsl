@@ -117,7 +117,10 @@ void accumulate_product(uint m0, uint n0, uint k_begin, uint k_end) {
                 // values, rows TM / 4 · quad_lane + s, and takes the others' from them by DPP quad permutes,
                 // which AMD's compilers fold into the FMAs (v_fmac_f32_dpp). Two patterns (quad_permute),
                 // so that no compiler merges the two column groups' permutes into values held through both:
-                // each permuted value is used by the 4 FMAs beside it (80 VGPRs on RDNA2, docs/isa).
+                // each permuted value is used by the 4 FMAs beside it (80 VGPRs on RDNA2, docs/isa). A thread's
+                // values sit at a multiple of their count in the quad, one aligned load (ds_read_b64 for f32);
+                // groups and rows run backwards so that a value's last use is the thread's own (slot 0, no
+                // permute): RDNA2 folds a permute after register allocation, not where it took its source's register.
                 uint quad_lane = lid % 4u, g = quad_lane / (16u / TM), first = (quad_lane % (16u / TM)) * (TM / 4u);
                 float a[TM / 4u];
                 for (uint s = 0u; s < TM / 4u; s++)
