@@ -1,6 +1,9 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
+#if QUAD_SHARED_A
+#extension GL_KHR_shader_subgroup_quad : require
+#endif
 #include "common.glsl"
 #include "dora.glsl"
 
@@ -55,6 +58,28 @@ layout(push_constant) uniform Params {
 #include "matmul_common.glsl"
 
 float acc[TM * TN];
+
+// The thread's place in the tile: its TM×TN outputs are at (ty, tx) = (t / (BN / TN), t % (BN / TN)).
+// QUAD_SHARED_A numbers the threads in subgroup order, so that the four of a quad (BN / TN is a multiple
+// of four) compute the same rows and share A's values (matmul_tile_loop.glsl).
+uint tile_thread() {
+#if QUAD_SHARED_A
+    return gl_SubgroupID * gl_SubgroupSize + gl_SubgroupInvocationID;
+#else
+    return gl_LocalInvocationID.x;
+#endif
+}
+
+// Which of the thread's TM rows acc[i * TN + 4 * h + e] holds: row i, or with QUAD_SHARED_A, in even
+// groups of four columns, lane q ^ t's rows in slot t (quad_permute, matmul_tile_loop.glsl).
+uint acc_row(uint i, uint h) {
+#if QUAD_SHARED_A
+    uint t = i / (TM / 4u), s = i % (TM / 4u);
+    return (h % 2u == 1u ? t : t ^ (tile_thread() % 4u)) * (TM / 4u) + s;
+#else
+    return i;
+#endif
+}
 
 // How many of the four elements from `first` along an axis of `size` exist (none when `other` is out of bounds).
 uint quad_valid(uint first, uint size, bool other) { return other && first < size ? min(size - first, 4u) : 0u; }
@@ -115,9 +140,18 @@ vec4 load_b(uint k, uint n) {
 #include "matmul_tile_loop.glsl"
 #endif
 
+// The thread's sum at C's (m, n): its share of the split (SPLIT_K_PARTIAL) or C with the epilogue.
+void store_acc(uint m, uint n, float sum) {
+#if SPLIT_K == SPLIT_K_PARTIAL
+    c_data[(gl_WorkGroupID.z * p.M + m) * p.ldc + n] = sum;
+#else
+    store_c(m, n, sum);
+#endif
+}
+
 void main() {
     uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
-    uint tx = gl_LocalInvocationID.x % (BN / TN), ty = gl_LocalInvocationID.x / (BN / TN);
+    uint tx = tile_thread() % (BN / TN), ty = tile_thread() / (BN / TN);
     for (uint i = 0u; i < TM * TN; i++) acc[i] = 0.0;
 #ifdef QUANT_TABLES_SHARED
     quant_tables_init(gl_LocalInvocationID.x);
@@ -140,16 +174,21 @@ void main() {
     accumulate_product(m0, n0, k_begin, max(k_begin, k_end));
 #endif
     for (uint i = 0u; i < TM; i++) {
+#if QUAD_SHARED_A
+        // Row i's accumulators hold other rows in even column groups (acc_row).
+        for (uint j = 0u; j < TN; j++) {
+            uint r = acc_row(i, j / 4u), m = m0 + 4u * ((r / 4u) * (BM / TM) + ty) + r % 4u;
+            uint n = n0 + 4u * ((j / 4u) * (BN / TN) + tx) + j % 4u;
+            if (m < p.M && n < p.N) store_acc(m, n, acc[i * TN + j]);
+        }
+#else
         uint m = m0 + 4u * ((i / 4u) * (BM / TM) + ty) + i % 4u;
         if (m >= p.M) continue;
         for (uint j = 0u; j < TN; j++) {
             uint n = n0 + 4u * ((j / 4u) * (BN / TN) + tx) + j % 4u;
             if (n >= p.N) continue;
-#if SPLIT_K == SPLIT_K_PARTIAL
-            c_data[(gl_WorkGroupID.z * p.M + m) * p.ldc + n] = acc[i * TN + j];
-#else
-            store_c(m, n, acc[i * TN + j]);
-#endif
+            store_acc(m, n, acc[i * TN + j]);
         }
+#endif
     }
 }

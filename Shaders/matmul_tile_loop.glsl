@@ -65,8 +65,20 @@ void to_tile(out vec4 t, vec4 v) { t = v; }
 void to_tile(out f16vec4 t, vec4 v) { t = f16vec4(v); }
 void to_tile(out u16vec4 t, vec4 v) { for (uint e = 0u; e < 4u; e++) to_tile(t[e], v[e]); }
 
+#if QUAD_SHARED_A
+// Quad lane t's v, for slot t of column group h: lane q ^ t's in even groups (slot 0 the lane's own, no
+// permute), lane t's in odd ones (broadcast). acc_row (matmul.comp) says which rows a slot then holds.
+float quad_permute(float v, uint t, uint h) {
+    if (h % 2u == 1u) return subgroupQuadBroadcast(v, t);
+    if (t == 1u) return subgroupQuadSwapHorizontal(v);
+    if (t == 2u) return subgroupQuadSwapVertical(v);
+    if (t == 3u) return subgroupQuadSwapDiagonal(v);
+    return v;
+}
+#endif
+
 void accumulate_product(uint m0, uint n0, uint k_begin, uint k_end) {
-    uint lid = gl_LocalInvocationID.x, tx = lid % (BN / TN), ty = lid / (BN / TN);
+    uint lid = tile_thread(), tx = lid % (BN / TN), ty = lid / (BN / TN);
     uint steps = (k_end - k_begin + BK - 1u) / BK;
     for (uint step = 0u; step <= steps; step++) {
         uint k0 = k_begin + step * BK;
@@ -100,6 +112,29 @@ void accumulate_product(uint m0, uint n0, uint k_begin, uint k_end) {
             uint buf = (step - 1u) & 1u;
             // Unrolled in every variant (NIR left it rolled for NF4's bf16 tiles).
             [[unroll]] for (uint kk = 0u; kk < BK; kk++) {
+#if QUAD_SHARED_A
+                // The quad's four threads compute the same TM rows (tile_thread): each reads TM / 4 of A's
+                // values, rows TM / 4 · quad_lane + s, and takes the others' from them by DPP quad permutes,
+                // which AMD's compilers fold into the FMAs (v_fmac_f32_dpp). Two patterns (quad_permute),
+                // so that no compiler merges the two column groups' permutes into values held through both:
+                // each permuted value is used by the 4 FMAs beside it (80 VGPRs on RDNA2, docs/isa). A thread's
+                // values sit at a multiple of their count in the quad, one aligned load (ds_read_b64 for f32);
+                // groups and rows run backwards so that a value's last use is the thread's own (slot 0, no
+                // permute): RDNA2 folds a permute after register allocation, not where it took its source's register.
+                uint quad_lane = lid % 4u, g = quad_lane / (16u / TM), first = (quad_lane % (16u / TM)) * (TM / 4u);
+                float a[TM / 4u];
+                for (uint s = 0u; s < TM / 4u; s++)
+                    a[s] = to_f32(As[buf][kk][sixteen_bit(A_TILE_T(0)) ? ty * (TM / 4u) + g + (kk & 1u) : g * (BM / TM) + ty][first + s]);
+                for (uint h_ = 0u; h_ < TN / 4u; h_++) {
+                    uint h = TN / 4u - 1u - h_;
+                    vec4 b = to_f32x4(Bs[buf][kk][h * (BN / TN) + tx]);
+                    for (uint i_ = 0u; i_ < TM; i_++) {
+                        uint i = TM - 1u - i_;
+                        float v = quad_permute(a[i % (TM / 4u)], i / (TM / 4u), h);
+                        for (uint j = 0u; j < 4u; j++) acc[i * TN + 4u * h + j] = fma(v, b[j], acc[i * TN + 4u * h + j]);
+                    }
+                }
+#else
                 // A's TM values, then B's a quad at a time, each used up before the next is read: what
                 // the FMAs hold besides the accumulators is TM + 4 values, not TM + TN.
                 // (a_slot(kk, g * (BM / TM) + ty) written out, as the compiler does not know that ty < BM / TM.)
@@ -112,6 +147,7 @@ void accumulate_product(uint m0, uint n0, uint k_begin, uint k_end) {
                         for (uint i = 0u; i < TM; i++)
                             acc[i * TN + 4u * h + j] = fma(a[i / 4u][i % 4u], b[j], acc[i * TN + 4u * h + j]);
                 }
+#endif
             }
         }
         barrier();

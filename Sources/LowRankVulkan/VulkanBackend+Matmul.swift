@@ -93,11 +93,20 @@ struct MatmulKernel: Kernel {
     /// Tiles that would be f32 (an f32, dequantized, masked or scaled operand's) hold bf16 instead, each
     /// value rounded to nearest even, the sums f32: the scalar kernel under `MatmulPrecision.medium`.
     var bf16Tiles = false
+    /// The four threads of a subgroup quad compute the same rows, each reads a quarter of A's values from
+    /// shared memory and takes the rest from the others by quad permutes (`QUAD_SHARED_A`): the same
+    /// products and sums, 3.2 FLOPs per LDS byte with f32 tiles where each thread reading all of A's gives 2.
+    var quadSharedA = false
 
     /// Whether a tile of the first product is f32: an operand that is f32 or changed as it loads.
     var hasF32Tile: Bool {
         split != .reduce && (a == .f32 || b == .f32 || b.isQuantized || [.a, .b].contains(dropout) || vector == .scaleA)
     }
+
+    /// Whether `quadSharedA` applies: to a tile loop on the exact path (not `bf16Tiles`) whose B tile is not
+    /// f16. RDNA2 reads an f16 B tile with `v_fma_mix_f32`, which takes no DPP operand, so each permuted A
+    /// value would cost a `v_mov_b32_dpp` (docs/isa); such products already read 2.67 or 4 FLOPs per LDS byte.
+    var sharesAInQuads: Bool { split != .reduce && !bf16Tiles && !(b == .f16 && dropout != .b) }
 
     var defines: [String: String] {
         var d = a.operandDefines("A") + b.operandDefines("B") + c.operandDefines("C", written: true)
@@ -118,6 +127,7 @@ struct MatmulKernel: Kernel {
         d["DORA_ADD_BASE"] = (vector == .doraCompose(addBase: true)).define
         d["WRITE_INNER"] = writesInner.define
         d["BF16_TILES"] = bf16Tiles.define
+        d["QUAD_SHARED_A"] = quadSharedA.define
         d = d + split.defines
         if let bias { d = d + bias.operandDefines("BIAS") }
         if let second { d = d + second.a.operandDefines("A2") + second.b.operandDefines("B2") }
@@ -129,7 +139,7 @@ struct MatmulKernel: Kernel {
     /// combinations, such as dropout on the second product with a quantized B. The full product
     /// is some 20000 variants; the switches are separate `#if` blocks, so pairs are where they meet.
     /// A split-K partial pass has only the first product's switches (f32 C), a reduce pass only the epilogue's.
-    /// Each variant with an f32 tile comes again with `bf16Tiles`.
+    /// Each variant with an f32 tile comes again with `bf16Tiles`, and each that can share A in quads with `quadSharedA`.
     static var variants: [MatmulKernel] {
         let bTypes = DType.floats + DType.quantized
         let dropouts: [MatmulCall.DropoutTarget?] = [nil, .a, .b, .product, .second, .products]
@@ -151,11 +161,17 @@ struct MatmulKernel: Kernel {
                                 bias: r[2] == 1 ? t[2] : nil, accumulate: r[3] == 1, second: r[4] == 1 ? Second(a: t[3], b: t[4]) : nil,
                                 dropout: dropouts[r[5]], vector: vectors[r[6]], writesInner: r[7] == 1, split: splits[r[9]])
         }
-        return cover + cover.filter(\.hasF32Tile).map { variant in
+        let rounded = cover.filter(\.hasF32Tile).map { variant in
             var rounded = variant
             rounded.bf16Tiles = true
             return rounded
         }
+        let quadShared = cover.filter(\.sharesAInQuads).map { variant in
+            var shared = variant
+            shared.quadSharedA = true
+            return shared
+        }
+        return cover + rounded + quadShared
     }
 }
 
@@ -338,10 +354,12 @@ extension MatmulKernel.Push {
 }
 
 extension VulkanBackend {
-    /// `kernel` as the scalar kernel runs it here: under `medium`, with bf16 in place of f32 tiles.
+    /// `kernel` as the scalar kernel runs it here: under `medium`, with bf16 in place of f32 tiles; where
+    /// quad permutes are cheap (`matmulSharesAInQuads`), with A shared in quads.
     func scalarVariant(_ kernel: MatmulKernel) -> MatmulKernel {
         var kernel = kernel
         kernel.bf16Tiles = matmulPrecision == .medium && kernel.hasF32Tile
+        kernel.quadSharedA = matmulSharesAInQuads && kernel.sharesAInQuads
         return kernel
     }
 

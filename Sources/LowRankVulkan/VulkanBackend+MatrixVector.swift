@@ -34,7 +34,8 @@ struct MatrixVectorKernel: Kernel {
     var matmul: MatmulKernel
 
     init?(_ matmul: MatmulKernel) {
-        guard matmul.transposeB, matmul.split == .none, ![.a, .b].contains(matmul.dropout), matmul.vector != .scaleA, !matmul.bf16Tiles else { return nil }
+        guard matmul.transposeB, matmul.split == .none, ![.a, .b].contains(matmul.dropout), matmul.vector != .scaleA, !matmul.bf16Tiles,
+              !matmul.quadSharedA else { return nil }
         self.matmul = matmul
     }
 
@@ -46,7 +47,7 @@ struct MatrixVectorKernel: Kernel {
         var seen = Set<MatrixVectorKernel>()
         return MatmulKernel.variants.compactMap { variant in
             var v = variant
-            (v.transposeB, v.split, v.bf16Tiles) = (true, .none, false)
+            (v.transposeB, v.split, v.bf16Tiles, v.quadSharedA) = (true, .none, false, false)
             if [.a, .b].contains(v.dropout) { v.dropout = nil }
             if v.vector == .scaleA { v.vector = nil }
             return MatrixVectorKernel(v).flatMap { seen.insert($0).inserted ? $0 : nil }

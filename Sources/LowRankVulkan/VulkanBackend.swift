@@ -47,6 +47,14 @@ public final class VulkanBackend: Backend, MatmulPrecisionSetting, @unchecked Se
         get { computeUnits.withLock { $0 } }
         set { computeUnits.withLock { $0 = newValue } }
     }
+    private let quadSharing = Mutex<Bool?>(nil)
+    /// Whether the scalar matmul shares A's values across subgroup quads (`MatmulKernel.quadSharedA`): by
+    /// default where quad permutes are cheap (`VulkanDeviceInfo.hasCheapQuadPermutes`); tests set it to run
+    /// those variants on other devices.
+    var matmulSharesAInQuads: Bool {
+        get { quadSharing.withLock { $0 } ?? info.hasCheapQuadPermutes }
+        set { quadSharing.withLock { $0 = newValue } }
+    }
     /// Host-visible memory that transfers go through when tensors are not host-visible.
     private let staging: VulkanAllocator?
     let lock = Mutex(())
@@ -571,7 +579,8 @@ public final class VulkanBackend: Backend, MatmulPrecisionSetting, @unchecked Se
             return [s.block.serial, UInt64(s.offset), UInt64(s.byteCount)]
         }
         let step: [UInt64] = r.adamW.map { [UInt64(UInt(bitPattern: $0.optimizer)), $0.options.guarded ? 1 : 0, UInt64($0.options.tensorCount)] } ?? [0]
-        return memory + step + [UInt64(bitPattern: Int64(matmulPrecision.hashValue)), cooperativeMatricesEnabled ? 1 : 0, UInt64(splitKCores)]
+        return memory + step + [UInt64(bitPattern: Int64(matmulPrecision.hashValue)), cooperativeMatricesEnabled ? 1 : 0, UInt64(splitKCores),
+                                 matmulSharesAInQuads ? 1 : 0]
     }
 
     /// Each step encoded as a repeat encodes it, into a `RepeatScratch` of its own, over tensors

@@ -39,6 +39,8 @@ public struct VulkanDeviceInfo: Sendable, Codable {
         public var storageBuffer8Bit: Bool
         public var shaderInt8: Bool
         public var subgroupArithmetic: Bool
+        /// Subgroup quad operations in compute shaders (`VK_SUBGROUP_FEATURE_QUAD_BIT`).
+        public var subgroupQuad: Bool
         /// `VK_KHR_cooperative_matrix` with its feature on; `cooperativeMatrixShapes` lists what it multiplies.
         public var cooperativeMatrix: Bool
         /// The Vulkan memory model, which the cooperative-matrix kernels' SPIR-V declares.
@@ -148,6 +150,8 @@ extension VulkanDeviceInfo {
             storageBuffer8Bit: features.v12.storageBuffer8BitAccess != 0,
             shaderInt8: features.v12.shaderInt8 != 0,
             subgroupArithmetic: subgroup.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT.rawValue != 0,
+            subgroupQuad: subgroup.supportedOperations & VK_SUBGROUP_FEATURE_QUAD_BIT.rawValue != 0
+                && subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT.rawValue != 0,
             cooperativeMatrix: features.cooperativeMatrix.cooperativeMatrix != 0,
             vulkanMemoryModel: features.v12.vulkanMemoryModel != 0,
             fullSubgroups: features.subgroupSizeControl.computeFullSubgroups != 0)
@@ -165,6 +169,12 @@ extension VulkanDeviceInfo {
 }
 
 extension VulkanDeviceInfo {
+    /// Whether subgroup quad permutes cost next to nothing here: on AMD, with quad operations in compute
+    /// and subgroups of at least four, where RADV's and AMD's compilers fold them into the instruction that
+    /// reads the value (DPP: `v_fmac_f32_dpp`). Picked per vendor as ggml-vulkan picks its kernels; NVIDIA
+    /// lowers a permute to SHFL, one more instruction per FMA.
+    var hasCheapQuadPermutes: Bool { vendorID == 0x1002 && features.subgroupQuad && limits.subgroupSize >= 4 }
+
     private static func cooperativeMatrixShapes(_ physicalDevice: VkPhysicalDevice) -> [CooperativeMatrixShape] {
         guard let query = vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR else { return [] }
         var count: UInt32 = 0

@@ -36,7 +36,8 @@ struct Devices: ParsableCommand {
                 + "storage range \(l.maxStorageBufferRange >> 20) MiB, allocation ≤ \(l.maxMemoryAllocationSize >> 20) MiB, "
                 + "timestamp \(l.timestampPeriodNanoseconds) ns")
             let flags = [("fp16", f.shaderFloat16), ("16-bit storage", f.storageBuffer16Bit), ("8-bit storage", f.storageBuffer8Bit),
-                         ("int8", f.shaderInt8), ("subgroup arithmetic", f.subgroupArithmetic)]
+                         ("int8", f.shaderInt8), ("subgroup arithmetic", f.subgroupArithmetic),
+                         ("subgroup quad", f.subgroupQuad)]
             print("      features: " + flags.map { "\($0.0) \($0.1 ? "yes" : "no")" }.joined(separator: ", "))
             let shapes = v.cooperativeMatrixShapes.map(\.description).joined(separator: ", ")
             print("      cooperative matrix: " + (f.cooperativeMatrix ? "yes (\(shapes))" : "no"))

@@ -156,6 +156,81 @@ struct ScalarMatmulTests {
         #expect(try backend.drainValidationMessages().isEmpty)
     }
 
+    /// `MatmulKernel.quadSharedA`, which the host picks on AMD, forced on here (lavapipe has quad operations in
+    /// compute, in subgroups of 8): the same products summed in the same order as the exact variant, so bit for
+    /// bit its results, over every tile (ragged edges), form and A dtype against an f32, bf16 and block-quantized B
+    /// (K-quants too) with bias, accumulation, and LoRA's and DoRA's fused, masked, scaled and split products.
+    @Test func quadSharedAIsTheExactVariantBitForBit() throws {
+        let backend = try ownBackend()
+        (backend.cooperativeMatricesEnabled, backend.matmulPrecision) = (false, .highest)
+        #expect(backend.info.features.subgroupQuad)
+        func both(_ body: () throws -> [[Float]]) throws -> (exact: [[Float]], shared: [[Float]]) {
+            backend.matmulSharesAInQuads = false
+            let exact = try body()
+            backend.matmulSharesAInQuads = true
+            defer { backend.matmulSharesAInQuads = false }
+            return (exact, try body())
+        }
+        var cases: [(String, DType, DType, Int, Int, Int, Bool, Bool)] = []
+        for (tile, m, n, k) in Self.tileShapes {
+            for (transposeA, transposeB) in [(false, true), (false, false), (true, false)] {
+                for (aType, bType) in [(DType.f32, DType.f32), (.bf16, .bf16)] {
+                    cases.append(("\(tile)", aType, bType, m, n, k, transposeA, transposeB))
+                }
+            }
+        }
+        for (aType, bType) in [(DType.f16, DType.f32), (.f32, .bf16), (.f32, .q4_0), (.f16, .nf4), (.bf16, .q8_0)] {
+            for transposeB in [true, false] { cases.append(("\(bType)", aType, bType, 130, 256, 256, false, transposeB)) }
+        }
+        // K-quants come only from GGUF: the fixture's blocks (GGUFQuantizationTests), their rows as B's.
+        let gguf = try GGUFQuantizationTests.fixture()
+        for (aType, bType) in [(DType.f32, DType.q4_K), (.f16, .q5_K), (.bf16, .q6_K)] {
+            let shape = try gguf.entry("\(bType).values").shape
+            cases.append(("\(bType)", aType, bType, 130, shape[0], shape[1], false, true))
+            cases.append(("\(bType)", aType, bType, 130, shape[1], shape[0], false, false))
+        }
+        for (name, aType, bType, m, n, k, transposeA, transposeB) in cases {
+            let aShape: Shape = transposeA ? [k, m] : [m, k], bShape: Shape = transposeB ? [n, k] : [k, n]
+            let a = randomValues(aShape.count, seed: 31, dtype: aType)
+            let b = randomValues(bShape.count, seed: 32, dtype: bType.isQuantized ? .f32 : bType, scale: bType.isQuantized ? 0.05 : 1)
+            let bias = randomValues(n, seed: 33), initial = randomValues(m * n, seed: 34)
+            func bTensor() throws -> Tensor {
+                [.q4_K, .q5_K, .q6_K].contains(bType) ? try GGUFQuantizationTests.weight(bType, from: gguf, on: backend).0
+                    : try Tensor(b, shape: bShape, dtype: bType, on: backend)
+            }
+            let kernel = MatmulKernel(a: aType, b: bType, c: .f32, transposeA: transposeA, transposeB: transposeB, bias: nil, accumulate: false,
+                                      second: nil, dropout: nil, vector: nil, writesInner: false)
+            backend.matmulSharesAInQuads = true
+            #expect(backend.scalarVariant(kernel).quadSharedA, "\(name) \(aType)·\(bType)")
+            let (exact, shared) = try both {
+                let aT = try Tensor(a, shape: aShape, dtype: aType, on: backend), bT = try bTensor()
+                let product = try Ops.matmul(aT, bT, transposeA: transposeA, transposeB: transposeB,
+                                             bias: try Tensor(bias, shape: [n], on: backend), outputDType: .f32)
+                let c = try Tensor(initial, shape: [m, n], on: backend)
+                try Ops.matmul(aT, bT, transposeA: transposeA, transposeB: transposeB, alpha: 0.5, accumulatingInto: c)
+                return [try product.floats(), try c.floats()]
+            }
+            #expect(exact == shared, "\(name) \(aType)·\(bType) transposeA \(transposeA) transposeB \(transposeB)")
+        }
+        let lora = LoRAOptions(scale: 2, dropout: 0.25, seed: 7, outputDType: .f32)
+        let dora = DoRAOptions(lora: LoRAOptions(scale: 2, dropout: 0.25, seed: 8, outputDType: .f32))
+        for cores in [1, 32] {
+            backend.splitKCores = cores
+            let (exact, shared) = try both {
+                let l = try LongLayer(on: backend)
+                let (y, u) = try Ops.loraForward(x: l.x, weight: l.w, bias: nil, a: l.a, b: l.b, options: lora)
+                let (dx, da, db) = try Ops.loraBackward(gradOutput: l.g, x: l.x, weight: l.w, a: l.a, b: l.b, u: u, options: lora)
+                let forward = try Ops.doraForward(x: l.x, weight: l.w, bias: nil, a: l.a, b: l.b, magnitude: l.magnitude,
+                                                  weightNormSquared: try Ops.rowSumOfSquares(l.w), options: dora)
+                let (doraDx, doraDa, doraDb, dm) = try Ops.doraBackward(gradOutput: l.g, x: l.x, weight: l.w, a: l.a, b: l.b, forward: forward,
+                                                                        options: dora)
+                return try [y, u, dx, da, db, forward.y, doraDx, doraDa, doraDb, try #require(dm)].map { try $0.floats() }
+            }
+            #expect(exact == shared, "LoRA and DoRA, split-K over \(cores) cores")
+        }
+        #expect(try backend.drainValidationMessages().isEmpty)
+    }
+
     /// One adapted layer whose d_in is long enough to split: T = 40, d_in = 2304, d_out = 48, r = 8.
     private struct LongLayer {
         var x, w, a, b, g, magnitude: Tensor
