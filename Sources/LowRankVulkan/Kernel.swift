@@ -77,10 +77,14 @@ protocol Kernel: Hashable, Sendable {
     /// The specialization constants (in `constant_id` order) `tools/isa-report.sh` compiles this
     /// variant with for real GPUs: empty where the defaults are what the host dispatches.
     var measuredSpecialization: [UInt32] { get }
+    /// Whether the variant needs every subgroup full (`VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT`):
+    /// cooperative matrices in SPIR-V before 1.6, and threads numbered in subgroup order.
+    var requiresFullSubgroups: Bool { get }
 }
 
 extension Kernel {
     var measuredSpecialization: [UInt32] { [] }
+    var requiresFullSubgroups: Bool { Self.shader.usesCooperativeMatrices }
 }
 
 /// A choice among a kernel's code paths, made in its GLSL with `#if NAME == NAME_CASE`: every case

@@ -10,6 +10,8 @@ struct PipelineKey: Hashable {
     var specialization: [UInt32]
     /// Storage buffers, bound in order at set 0, bindings 0..<n.
     var bindings: Int
+    /// `Kernel.requiresFullSubgroups`.
+    var fullSubgroups = false
 }
 
 /// A built pipeline's handles and binding count.
@@ -118,7 +120,8 @@ final class PipelineStore: @unchecked Sendable {
     func pipeline<K: Kernel>(for kernel: K, specialization: [UInt32], bindings: Int) throws -> Pipeline {
         let resolved = ResolvedKernel(kernel: kernel, specialization: specialization, bindings: bindings)
         if let p = resolvedPipelines.withLock({ $0[resolved] }) { return p }
-        let p = try pipeline(PipelineKey(shader: K.shader, defines: kernel.defines, specialization: specialization, bindings: bindings))
+        let p = try pipeline(PipelineKey(shader: K.shader, defines: kernel.defines, specialization: specialization, bindings: bindings,
+                                               fullSubgroups: kernel.requiresFullSubgroups))
         resolvedPipelines.withLock { $0[resolved] = p }
         return p
     }
@@ -154,9 +157,8 @@ final class PipelineStore: @unchecked Sendable {
                         info.sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO
                         info.stage.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO
                         info.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT
-                        // Cooperative matrices in SPIR-V 1.5 need every subgroup full (the kernel sizes its
-                        // workgroups in whole subgroups of the device's size).
-                        if key.shader.usesCooperativeMatrices { info.stage.flags = VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT.rawValue }
+                        // The kernel sizes its workgroups in whole subgroups of the device's size.
+                        if key.fullSubgroups { info.stage.flags = VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT.rawValue }
                         info.stage.module = module
                         info.stage.pName = entry
                         info.stage.pSpecializationInfo = e.isEmpty ? nil : spec

@@ -108,6 +108,10 @@ struct MatmulKernel: Kernel {
     /// value would cost a `v_mov_b32_dpp` (docs/isa); such products already read 2.67 or 4 FLOPs per LDS byte.
     var sharesAInQuads: Bool { split != .reduce && !bf16Tiles && !(b == .f16 && dropout != .b) }
 
+    /// A quad-shared tile numbers its threads in subgroup order, which covers the workgroup only when
+    /// every subgroup is full.
+    var requiresFullSubgroups: Bool { quadSharedA }
+
     var defines: [String: String] {
         var d = a.operandDefines("A") + b.operandDefines("B") + c.operandDefines("C", written: true)
             + b.quantFormat.defines(choosing: "B_QUANT")

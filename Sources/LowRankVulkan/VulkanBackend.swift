@@ -135,7 +135,11 @@ public final class VulkanBackend: Backend, MatmulPrecisionSetting, @unchecked Se
         fullSubgroups.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES
         fullSubgroups.computeFullSubgroups = 1
         let usesCooperativeMatrices = (try? coopmat.get()) != nil
-        let extensions = usesCooperativeMatrices ? [VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME, DeviceFeatureSet.subgroupSizeControlExtension] : []
+        // Full subgroups wherever the device has them, for every kernel that asks (`Kernel.requiresFullSubgroups`);
+        // the cooperative-matrix path is only chosen on devices that have them.
+        let enablesFullSubgroups = info.features.fullSubgroups
+        let extensions = (usesCooperativeMatrices ? [VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME] : [])
+            + (enablesFullSubgroups ? [DeviceFeatureSet.subgroupSizeControlExtension] : [])
         var supportedFeatures = VkPhysicalDeviceFeatures2()
         supportedFeatures.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2
         vkGetPhysicalDeviceFeatures2(physical, &supportedFeatures)
@@ -165,7 +169,9 @@ public final class VulkanBackend: Backend, MatmulPrecisionSetting, @unchecked Se
                                         p11.pointee.pNext = UnsafeMutableRawPointer(p12)
                                         if usesCooperativeMatrices {
                                             p12.pointee.pNext = UnsafeMutableRawPointer(pcm)
-                                            pcm.pointee.pNext = UnsafeMutableRawPointer(pfs)
+                                            pcm.pointee.pNext = enablesFullSubgroups ? UnsafeMutableRawPointer(pfs) : nil
+                                        } else if enablesFullSubgroups {
+                                            p12.pointee.pNext = UnsafeMutableRawPointer(pfs)
                                         }
                                         pf.pointee.pNext = UnsafeMutableRawPointer(p11)
                                         var deviceInfo = VkDeviceCreateInfo()

@@ -172,8 +172,9 @@ extension VulkanDeviceInfo {
     /// Whether subgroup quad permutes cost next to nothing here: on AMD, with quad operations in compute
     /// and subgroups of at least four, where RADV's and AMD's compilers fold them into the instruction that
     /// reads the value (DPP: `v_fmac_f32_dpp`). Picked per vendor as ggml-vulkan picks its kernels; NVIDIA
-    /// lowers a permute to SHFL, one more instruction per FMA.
-    var hasCheapQuadPermutes: Bool { vendorID == 0x1002 && features.subgroupQuad && limits.subgroupSize >= 4 }
+    /// lowers a permute to SHFL, one more instruction per FMA. The shared tile needs full subgroups
+    /// (`computeFullSubgroups`).
+    var hasCheapQuadPermutes: Bool { vendorID == 0x1002 && features.subgroupQuad && features.fullSubgroups && limits.subgroupSize >= 4 }
 
     private static func cooperativeMatrixShapes(_ physicalDevice: VkPhysicalDevice) -> [CooperativeMatrixShape] {
         guard let query = vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR else { return [] }

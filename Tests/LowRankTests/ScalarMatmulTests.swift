@@ -163,7 +163,7 @@ struct ScalarMatmulTests {
     @Test func quadSharedAIsTheExactVariantBitForBit() throws {
         let backend = try ownBackend()
         (backend.cooperativeMatricesEnabled, backend.matmulPrecision) = (false, .highest)
-        #expect(backend.info.features.subgroupQuad)
+        #expect(backend.info.features.subgroupQuad && backend.info.features.fullSubgroups, "the shared tile needs quad operations and full subgroups")
         func both(_ body: () throws -> [[Float]]) throws -> (exact: [[Float]], shared: [[Float]]) {
             backend.matmulSharesAInQuads = false
             let exact = try body()
