@@ -44,6 +44,11 @@ public struct LlamaConfig: Hashable, Sendable {
 
     static let supportedTypes = ["llama", "mistral", "qwen2"]
 
+    /// The most decoder blocks a config may name: llama.cpp's `LLAMA_MAX_LAYERS`, four times the
+    /// deepest Llama (3.1 405B, 126). An untrusted count of a billion tiny layers would otherwise be
+    /// a list of billions of tensor names before any check against the checkpoint could refuse it.
+    public static let maximumLayerCount = 512
+
     /// Reads `path` (a `config.json`); every missing, mistyped or unsupported field is an error that
     /// names the file and the field.
     public init(contentsOf path: String) throws {
@@ -60,7 +65,7 @@ public struct LlamaConfig: Hashable, Sendable {
         guard act == "silu" else { throw fields.fail("hidden_act", "the Llama family's MLP is SwiGLU (silu); got \"\(act)\"") }
         let hidden = try fields.int("hidden_size"), heads = try fields.int("num_attention_heads")
         self.init(modelType: type, vocabularySize: try fields.int("vocab_size"), hiddenSize: hidden,
-                  intermediateSize: try fields.int("intermediate_size"), layerCount: try fields.int("num_hidden_layers"), headCount: heads,
+                  intermediateSize: try fields.int("intermediate_size"), layerCount: try fields.int("num_hidden_layers", in: 1...Self.maximumLayerCount), headCount: heads,
                   keyValueHeadCount: try fields.int("num_key_value_heads", default: heads),
                   headDim: try fields.int("head_dim", default: max(1, hidden / heads)),
                   rmsNormEpsilon: Float(try fields.number("rms_norm_eps", default: 1e-6, "a number of at least 0", where: { $0 >= 0 })),

@@ -114,8 +114,9 @@ struct HostileGGUFTests {
     }
 
     /// A one-block llama file (d = 4, two heads, vocabulary 2) with f32 tensors, `change` applied to
-    /// its tensor list (GGUF name, dims innermost first) first.
-    static func llamaFile(ropeScaling: (type: String, factor: Float)? = nil, _ change: (inout [(String, [UInt64])]) -> Void) -> [UInt8] {
+    /// its tensor list (GGUF name, dims innermost first) first; `blockCount` is its `llama.block_count`.
+    static func llamaFile(ropeScaling: (type: String, factor: Float)? = nil, blockCount: UInt32 = 1,
+                          _ change: (inout [(String, [UInt64])]) -> Void) -> [UInt8] {
         var tensors: [(String, [UInt64])] = [("token_embd.weight", [4, 2]), ("output_norm.weight", [4]), ("output.weight", [4, 2])]
         for name in ["attn_norm", "ffn_norm"] { tensors.append(("blk.0.\(name).weight", [4])) }
         for name in ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"] { tensors.append(("blk.0.\(name).weight", [4, 4])) }
@@ -127,8 +128,8 @@ struct HostileGGUFTests {
             b.string("llama.rope.scaling.type"); b.u32(GGUF.ValueType.string.rawValue); b.string(ropeScaling.type)
             b.string("llama.rope.scaling.factor"); b.u32(GGUF.ValueType.float32.rawValue); b.u32(ropeScaling.factor.bitPattern)
         }
-        for (key, value) in [("block_count", 1), ("embedding_length", 4), ("feed_forward_length", 4), ("attention.head_count", 2), ("vocab_size", 2)] {
-            b.key("llama." + key, u32: UInt32(value))
+        for (key, value) in [("block_count", blockCount), ("embedding_length", 4), ("feed_forward_length", 4), ("attention.head_count", 2), ("vocab_size", 2)] {
+            b.key("llama." + key, u32: value)
         }
         var offset: UInt64 = 0
         for (name, dims) in tensors {
@@ -156,6 +157,10 @@ struct HostileGGUFTests {
         try refused(Self.llamaFile { $0.append(("blk.1.attn_norm.weight", [4])) }, ["blk.1.attn_norm.weight", "not used"])
         try refused(Self.llamaFile { $0.append(("mystery.weight", [4])) }, ["mystery.weight", "not one of the llama architecture's"])
         try refused(Self.llamaFile { $0[$0.firstIndex { $0.0 == "blk.0.attn_k.weight" }!].1 = [4, 2] }, ["blk.0.attn_k.weight", "[4, 2]"])
+        // Four billion blocks (the fuzzer's find: a list of billions of tensor names ran out of
+        // memory) are refused by the key, past llama.cpp's 512; 512 by the first missing tensor.
+        try refused(Self.llamaFile(blockCount: .max) { _ in }, ["llama.block_count", "1...512", "4294967295"])
+        try refused(Self.llamaFile(blockCount: 512) { _ in }, ["no tensor blk.1.attn_norm.weight"])
         // llama.cpp's linear RoPE scaling is read with its factor; another kind is refused by its key.
         try Self.llamaFile(ropeScaling: ("linear", 4)) { _ in }.withUnsafeBytes { try FileIO.writeAtomically(path, $0) }
         #expect(try GGUFCheckpoint(path: path).config.ropeScaling == .linear(factor: 4))

@@ -23,12 +23,15 @@ extension LlamaInputErrorTests {
         }
     }
 
-    /// A billion layers is refused from the checkpoint's headers at once, where the list of the
-    /// tensors it implies grew to 24 GB; fewer layers than the checkpoint holds leave tensors
-    /// unused, which is refused naming them.
+    /// A billion layers is beyond any Llama (llama.cpp's limit, 512), where the list of the
+    /// tensors it implies grew to 24 GB; more layers than the checkpoint holds are refused from its
+    /// headers at once; fewer leave tensors unused, which is refused naming them.
     @Test func layerCountAgainstTheCheckpoint() throws {
-        try expectBrokenCheckpoint(["num_hidden_layers is 1000000000", "holds 2 layers", "model.layers.2.input_layernorm.weight"]) {
+        try expectBrokenCheckpoint(["num_hidden_layers", "1...512", "1000000000", "config.json"]) {
             try writeConfig($0) { $0["num_hidden_layers"] = .number(1e9) }
+        }
+        try expectBrokenCheckpoint(["num_hidden_layers is 512", "holds 2 layers", "model.layers.2.input_layernorm.weight"]) {
+            try writeConfig($0) { $0["num_hidden_layers"] = .number(512) }
         }
         try expectBrokenCheckpoint(["leaves unused", "model.layers.1.input_layernorm.weight"]) {
             try writeConfig($0) { $0["num_hidden_layers"] = .number(1) }
