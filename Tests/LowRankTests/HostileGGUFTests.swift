@@ -157,8 +157,8 @@ struct HostileGGUFTests {
         try refused(Self.llamaFile { $0.append(("blk.1.attn_norm.weight", [4])) }, ["blk.1.attn_norm.weight", "not used"])
         try refused(Self.llamaFile { $0.append(("mystery.weight", [4])) }, ["mystery.weight", "not one of the llama architecture's"])
         try refused(Self.llamaFile { $0[$0.firstIndex { $0.0 == "blk.0.attn_k.weight" }!].1 = [4, 2] }, ["blk.0.attn_k.weight", "[4, 2]"])
-        // Four billion blocks (the fuzzer's find: a list of billions of tensor names ran out of
-        // memory) are refused by the key, past llama.cpp's 512; 512 by the first missing tensor.
+        // A block count past llama.cpp's 512 is refused by its key (the fuzzer found one whose list
+        // of implied tensor names ran out of memory); 512 blocks by the first missing tensor.
         try refused(Self.llamaFile(blockCount: .max) { _ in }, ["llama.block_count", "1...512", "4294967295"])
         try refused(Self.llamaFile(blockCount: 512) { _ in }, ["no tensor blk.1.attn_norm.weight"])
         // llama.cpp's linear RoPE scaling is read with its factor; another kind is refused by its key.
