@@ -228,6 +228,14 @@ uint quant_bytes4(uint at) {
     return (at & 2u) == 0u ? QWORDS[w] : (QWORDS[w] >> 16) | (QWORDS[w + 1u] << 16);
 }
 
+// The same where the word after `at`'s is in the buffer: both words read and shifted together, without
+// quant_bytes4's branch (which took Q6_K under dropout past RDNA3's 96 VGPRs; Q8_0's quads stay at 96
+// with the branch and not without it).
+uint quant_bytes4_within(uint at) {
+    uint half_shift = (at & 2u) * 8u;
+    return (QWORDS[at >> 2] >> half_shift) | ((QWORDS[(at >> 2) + 1u] << 16) << (16u - half_shift));
+}
+
 // Elements i0 … i0 + 3 of a GGML-quantized tensor, i0 a multiple of 4: dequant's four values bit for bit,
 // the block's scales decoded once and the codes read a word at a time (as ggml-vulkan's dequant_funcs
 // read them), and kept packed, a byte per element, until each is decoded. A GGML tensor's rows are whole
@@ -283,8 +291,9 @@ vec4 dequant_quad(uint i0) {
     }
 #else
     uint h = (i0 >> 7) & 1u, r = i0 & 127u;
-    uint low = (quant_bytes4(base + GGML_QS_AT + 64u * h + (r & 63u)) >> (4u * (r >> 6))) & 0x0F0F0F0Fu;
-    uint high = (quant_bytes4(base + GGML_QH_AT + 32u * h + (r & 31u)) >> (2u * (r >> 5))) & 0x03030303u;
+    // Both sections end at least a word before the block does.
+    uint low = (quant_bytes4_within(base + GGML_QS_AT + 64u * h + (r & 63u)) >> (4u * (r >> 6))) & 0x0F0F0F0Fu;
+    uint high = (quant_bytes4_within(base + GGML_QH_AT + 32u * h + (r & 31u)) >> (2u * (r >> 5))) & 0x03030303u;
     uint codes = low | (high << 4);
     int scale = int(quant_byte(base + 192u + 8u * h + (r >> 4)) << 24) >> 24;
     precise float ds = ggml_scale(base + 208u) * float(scale);
