@@ -120,10 +120,11 @@ vec4 load_b(uint k, uint n) {
     vec4 v = vec4(0.0);
 #ifdef QUANT_QUADS
     // A GGML format's quad is decoded whole, its block's scales once: a quad starts at a multiple of 4
-    // (a GGML tensor's rows are whole blocks, windows start at multiples of 256, tiles at multiples of
-    // 4), and reading the quad's block is in bounds when its first element is. Element by element,
-    // each decode's block offsets, scales and high bits live beside the others' values took RDNA2 past
-    // 80 VGPRs (K-quants with dropout or the k scale: 96, 10 subgroups per SIMD; docs/isa).
+    // (a GGML tensor's rows are whole blocks, the host's windows start at multiples of 256 and tiles and
+    // split-K ranges at multiples of 4), so its block holds all four, and reading it is in bounds when
+    // the first element is. Element by element, each decode's block offsets, scales and high bits live
+    // beside the others' values took RDNA2 past 80 VGPRs (K-quants with dropout on B or the k scale:
+    // 96, 10 subgroups per SIMD; docs/isa). NF4's blocks run over the flattened tensor, not its rows.
     if (valid > 0u) v = dequant_quad(i0);
 #endif
     for (uint e = 0u; e < 4u; e++) {
@@ -133,8 +134,9 @@ vec4 load_b(uint k, uint n) {
         if (e < valid) v[e] = dequant(i0 + e, p.b_count);
 #endif
 #if DROPOUT_B
-        // Masked as it is dequantized: masking the quad after all four are, RADV held more of both
-        // at once, over RDNA2's 80 VGPRs for Q5_0, Q5_1 and Q6_K.
+        // Masked in the loop that bounds or decodes each value: in a loop of its own after all four
+        // were decoded element by element, RADV held more of both at once (Q5_0, Q5_1 and Q6_K went
+        // over RDNA2's 80 VGPRs).
         v[e] *= dropout_at(p.k0 + (TRANS_B != 0 ? k + e : k), p.n0 + (TRANS_B != 0 ? n : n + e));
 #endif
     }
