@@ -190,11 +190,15 @@ void main() {
 #endif
     for (uint i = 0u; i < TM; i++) {
 #if QUAD_SHARED_A
-        // Row i's accumulators hold other rows in even column groups (acc_row).
-        for (uint j = 0u; j < TN; j++) {
-            uint r = acc_row(i, j / 4u), m = m0 + 4u * ((r / 4u) * (BM / TM) + ty) + r % 4u;
-            uint n = n0 + 4u * ((j / 4u) * (BN / TN) + tx) + j % 4u;
-            if (m < p.M && n < p.N) store_acc(m, n, acc[i * TN + j]);
+        // Row i's accumulators hold other rows in even column groups (acc_row), a row per group of four
+        // columns (taken per column, the indices beside DoRA's epilogue went over RDNA2's 80 VGPRs).
+        for (uint h = 0u; h < TN / 4u; h++) {
+            uint r = acc_row(i, h), m = m0 + 4u * ((r / 4u) * (BM / TM) + ty) + r % 4u;
+            if (m >= p.M) continue;
+            for (uint j = 4u * h; j < 4u * h + 4u; j++) {
+                uint n = n0 + 4u * (h * (BN / TN) + tx) + j % 4u;
+                if (n < p.N) store_acc(m, n, acc[i * TN + j]);
+            }
         }
 #else
         uint m = m0 + 4u * ((i / 4u) * (BM / TM) + ty) + i % 4u;
