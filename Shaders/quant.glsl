@@ -6,7 +6,8 @@
 // quantized weight; `dequant_run(i0, n, v)` the RUN_LENGTH elements from i0 (a multiple of
 // RUN_LENGTH, so one block holds them), for NF4, Q8_0, Q4_0 and Q4_1 reading each packed word once and
 // the block's scale once (the others decode element by element; `QuantRun` splits the reading from the
-// decoding). With QUANT_TABLES_SHARED defined, the code tables live in shared memory (QUANT_TABLES,
+// decoding); `dequant_quad(i0)` the 4 elements from i0 (a multiple of 4) of a GGML format (QUANT_QUADS
+// defined), the block's scales decoded once. With QUANT_TABLES_SHARED defined, the code tables live in shared memory (QUANT_TABLES,
 // below), filled by quant_tables_init(invocation) before a barrier() (the includer enables
 // GL_EXT_control_flow_attributes; a workgroup of at least 8 invocations); otherwise they are constant
 // arrays (a 256-entry one indexed per element is kept in registers by some compilers: RADV takes 256
@@ -229,8 +230,8 @@ uint quant_bytes4(uint at) {
 }
 
 // The same where the word after `at`'s is in the buffer: both words read and shifted together, without
-// quant_bytes4's branch (which took Q6_K under dropout past RDNA3's 96 VGPRs; Q8_0's quads stay at 96
-// with the branch and not without it).
+// quant_bytes4's branch. Which form fits is the compiler's: on RDNA3 the quad-shared matmul under dropout
+// on B took 108 VGPRs, not 96, for Q6_K with the branch and for Q8_0 without it.
 uint quant_bytes4_within(uint at) {
     uint half_shift = (at & 2u) * 8u;
     return (QWORDS[at >> 2] >> half_shift) | ((QWORDS[(at >> 2) + 1u] << 16) << (16u - half_shift));
