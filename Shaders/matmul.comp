@@ -111,18 +111,33 @@ vec4 load_a(uint m, uint k) {
 
 vec4 load_b(uint k, uint n) {
 #if B_QUANT != QUANT_NONE
-    vec4 v;
-    for (uint e = 0u; e < 4u; e++) {
-        uint ke = TRANS_B != 0 ? k + e : k, ne = TRANS_B != 0 ? n : n + e;
+    // Element e is the quantized tensor's i0 + e.
 #if TRANS_B
-        v[e] = ke < k_end && ne < p.N ? dequant((p.n0 + ne) * p.ldb + p.k0 + ke, p.b_count) : 0.0;
+    uint i0 = (p.n0 + n) * p.ldb + p.k0 + k, valid = quad_valid(k, k_end, n < p.N);
 #else
-        v[e] = ke < k_end && ne < p.N ? dequant((p.k0 + ke) * p.ldb + p.n0 + ne, p.b_count) : 0.0;
+    uint i0 = (p.k0 + k) * p.ldb + p.n0 + n, valid = quad_valid(n, p.N, k < k_end);
+#endif
+    vec4 v = vec4(0.0);
+#ifdef QUANT_QUADS
+    // A GGML format's quad is decoded whole, its block's scales once: a quad starts at a multiple of 4
+    // (a GGML tensor's rows are whole blocks, the host's windows start at multiples of 256 and tiles and
+    // split-K ranges at multiples of 4), so its block holds all four, and reading it is in bounds when
+    // the first element is. Element by element, each decode's block offsets, scales and high bits live
+    // beside the others' values took RDNA2 past 80 VGPRs (K-quants with dropout on B or the k scale:
+    // 96, 10 subgroups per SIMD; docs/isa). NF4's blocks run over the flattened tensor, not its rows.
+    if (valid > 0u) v = dequant_quad(i0);
+#endif
+    for (uint e = 0u; e < 4u; e++) {
+#ifdef QUANT_QUADS
+        if (e >= valid) v[e] = 0.0;
+#else
+        if (e < valid) v[e] = dequant(i0 + e, p.b_count);
 #endif
 #if DROPOUT_B
-        // Masked as it is dequantized: masking the quad after all four are, RADV held more of both
-        // at once, over RDNA2's 80 VGPRs for Q5_0, Q5_1 and Q6_K.
-        v[e] *= dropout_at(p.k0 + ke, p.n0 + ne);
+        // Masked in the loop that bounds or decodes each value: in a loop of its own after all four
+        // were decoded element by element, RADV held more of both at once (Q5_0, Q5_1 and Q6_K went
+        // over RDNA2's 80 VGPRs).
+        v[e] *= dropout_at(p.k0 + (TRANS_B != 0 ? k + e : k), p.n0 + (TRANS_B != 0 ? n : n + e));
 #endif
     }
 #elif TRANS_B
@@ -175,11 +190,15 @@ void main() {
 #endif
     for (uint i = 0u; i < TM; i++) {
 #if QUAD_SHARED_A
-        // Row i's accumulators hold other rows in even column groups (acc_row).
-        for (uint j = 0u; j < TN; j++) {
-            uint r = acc_row(i, j / 4u), m = m0 + 4u * ((r / 4u) * (BM / TM) + ty) + r % 4u;
-            uint n = n0 + 4u * ((j / 4u) * (BN / TN) + tx) + j % 4u;
-            if (m < p.M && n < p.N) store_acc(m, n, acc[i * TN + j]);
+        // Row i's accumulators hold other rows in even column groups (acc_row), a row per group of four
+        // columns (taken per column, the indices beside DoRA's epilogue went over RDNA2's 80 VGPRs).
+        for (uint h = 0u; h < TN / 4u; h++) {
+            uint r = acc_row(i, h), m = m0 + 4u * ((r / 4u) * (BM / TM) + ty) + r % 4u;
+            if (m >= p.M) continue;
+            for (uint j = 4u * h; j < 4u * h + 4u; j++) {
+                uint n = n0 + 4u * (h * (BN / TN) + tx) + j % 4u;
+                if (n < p.N) store_acc(m, n, acc[i * TN + j]);
+            }
         }
 #else
         uint m = m0 + 4u * ((i / 4u) * (BM / TM) + ty) + i % 4u;

@@ -6,7 +6,8 @@
 // quantized weight; `dequant_run(i0, n, v)` the RUN_LENGTH elements from i0 (a multiple of
 // RUN_LENGTH, so one block holds them), for NF4, Q8_0, Q4_0 and Q4_1 reading each packed word once and
 // the block's scale once (the others decode element by element; `QuantRun` splits the reading from the
-// decoding). With QUANT_TABLES_SHARED defined, the code tables live in shared memory (QUANT_TABLES,
+// decoding); `dequant_quad(i0)` the 4 elements from i0 (a multiple of 4) of a GGML format (QUANT_QUADS
+// defined), the block's scales decoded once. With QUANT_TABLES_SHARED defined, the code tables live in shared memory (QUANT_TABLES,
 // below), filled by quant_tables_init(invocation) before a barrier() (the includer enables
 // GL_EXT_control_flow_attributes; a workgroup of at least 8 invocations); otherwise they are constant
 // arrays (a 256-entry one indexed per element is kept in registers by some compilers: RADV takes 256
@@ -111,11 +112,50 @@ float nf4_absmax(uint block, uint n) {
 #endif
 }
 
+// GGML's block geometry: bytes per block (of 32 elements, K-quants 256), and the byte offsets in it of
+// the low bits (qs; Q6_K's ql) and the fifth bits (qh; Q6_K's high two).
+#if QUANT == QUANT_Q8_0
+const uint GGML_BLOCK_BYTES = 34u, GGML_QS_AT = 2u;
+#elif QUANT == QUANT_Q4_0
+const uint GGML_BLOCK_BYTES = 18u, GGML_QS_AT = 2u;
+#elif QUANT == QUANT_Q4_1
+const uint GGML_BLOCK_BYTES = 20u, GGML_QS_AT = 4u;
+#elif QUANT == QUANT_Q5_0
+const uint GGML_BLOCK_BYTES = 22u, GGML_QH_AT = 2u, GGML_QS_AT = 6u;
+#elif QUANT == QUANT_Q5_1
+const uint GGML_BLOCK_BYTES = 24u, GGML_QH_AT = 4u, GGML_QS_AT = 8u;
+#elif QUANT == QUANT_Q4_K
+const uint GGML_BLOCK_BYTES = 144u, GGML_QS_AT = 16u;
+#elif QUANT == QUANT_Q5_K
+const uint GGML_BLOCK_BYTES = 176u, GGML_QH_AT = 16u, GGML_QS_AT = 48u;
+#elif QUANT == QUANT_Q6_K
+const uint GGML_BLOCK_BYTES = 210u, GGML_QS_AT = 0u, GGML_QH_AT = 128u;
+#endif
+
 // GGML's f16 block scale at byte offset `at` (always even).
 float ggml_scale(uint at) {
     uint word = QWORDS[at >> 2];
     return unpackHalf2x16((at & 2u) != 0u ? word >> 16 : word).x;
 }
+
+#if QUANT == QUANT_Q4_K || QUANT == QUANT_Q5_K
+// Sub-block s's scale d·sc and offset dmin·m in the Q4_K or Q5_K super-block at byte `base`
+// (get_scale_min_k4's 6-bit sc and m), each product rounded to f32.
+vec2 kquant_scale_min(uint base, uint s) {
+    uint sc, m;
+    if (s < 4u) {
+        sc = quant_byte(base + 4u + s) & 63u;
+        m = quant_byte(base + 8u + s) & 63u;
+    } else {
+        uint packed = quant_byte(base + 8u + s);
+        sc = (packed & 15u) | ((quant_byte(base + s) >> 6) << 4);
+        m = (packed >> 4) | ((quant_byte(base + 4u + s) >> 6) << 4);
+    }
+    precise float dl = ggml_scale(base) * float(sc);
+    precise float ml = ggml_scale(base + 2u) * float(m);
+    return vec2(dl, ml);
+}
+#endif
 
 // Element i of the quantized tensor (n elements in all).
 float dequant(uint i, uint n) {
@@ -125,27 +165,18 @@ float dequant(uint i, uint n) {
     precise float v = nf4_code(code) * nf4_absmax(i >> 6, n);
     return v;
 #elif QUANT == QUANT_Q8_0
-    uint base = (i >> 5) * 34u;
-    int q = int(quant_byte(base + 2u + (i & 31u)) << 24) >> 24;  // sign-extend the int8
+    uint base = (i >> 5) * GGML_BLOCK_BYTES;
+    int q = int(quant_byte(base + GGML_QS_AT + (i & 31u)) << 24) >> 24;  // sign-extend the int8
     precise float v = float(q) * ggml_scale(base);
     return v;
 #elif QUANT == QUANT_Q4_0 || QUANT == QUANT_Q4_1 || QUANT == QUANT_Q5_0 || QUANT == QUANT_Q5_1
     // f16 d, [f16 m], [32-bit qh: bit j is element j's fifth bit], 16 bytes of nibbles (element j
     // low, j + 16 high). Products of a code and d are exact; only `+ m` rounds.
-#if QUANT == QUANT_Q4_0
-    const uint block_bytes = 18u, qh_at = 0u, qs_at = 2u;
-#elif QUANT == QUANT_Q4_1
-    const uint block_bytes = 20u, qh_at = 0u, qs_at = 4u;
-#elif QUANT == QUANT_Q5_0
-    const uint block_bytes = 22u, qh_at = 2u, qs_at = 6u;
-#else
-    const uint block_bytes = 24u, qh_at = 4u, qs_at = 8u;
-#endif
-    uint base = (i >> 5) * block_bytes, j = i & 31u;
-    uint byte = quant_byte(base + qs_at + (j & 15u));
+    uint base = (i >> 5) * GGML_BLOCK_BYTES, j = i & 31u;
+    uint byte = quant_byte(base + GGML_QS_AT + (j & 15u));
     uint q = j < 16u ? byte & 15u : byte >> 4;
 #if QUANT == QUANT_Q5_0 || QUANT == QUANT_Q5_1
-    q |= ((quant_byte(base + qh_at + (j >> 3)) >> (j & 7u)) & 1u) << 4;
+    q |= ((quant_byte(base + GGML_QH_AT + (j >> 3)) >> (j & 7u)) & 1u) << 4;
 #endif
 #if QUANT == QUANT_Q4_0
     precise float v = float(int(q) - 8) * ggml_scale(base);
@@ -159,36 +190,21 @@ float dequant(uint i, uint n) {
     // Super-blocks of 256: f16 d, f16 dmin, 12 bytes of 6-bit scales and mins (get_scale_min_k4),
     // [Q5_K: 32 bytes qh, bit s of byte l the fifth bit of element 32s + l], 128 bytes of nibbles
     // (sub-blocks 2c and 2c + 1 in the low and high nibbles of bytes 32c..32c + 31).
-#if QUANT == QUANT_Q4_K
-    const uint block_bytes = 144u, qs_at = 16u;
-#else
-    const uint block_bytes = 176u, qs_at = 48u;
-#endif
-    uint base = (i >> 8) * block_bytes, r = i & 255u, s = r >> 5, l = r & 31u;
-    uint sc, m;
-    if (s < 4u) {
-        sc = quant_byte(base + 4u + s) & 63u;
-        m = quant_byte(base + 8u + s) & 63u;
-    } else {
-        uint packed = quant_byte(base + 8u + s);
-        sc = (packed & 15u) | ((quant_byte(base + s) >> 6) << 4);
-        m = (packed >> 4) | ((quant_byte(base + 4u + s) >> 6) << 4);
-    }
-    uint q = (quant_byte(base + qs_at + 32u * (s >> 1) + l) >> (4u * (s & 1u))) & 15u;
+    uint base = (i >> 8) * GGML_BLOCK_BYTES, r = i & 255u, s = r >> 5, l = r & 31u;
+    uint q = (quant_byte(base + GGML_QS_AT + 32u * (s >> 1) + l) >> (4u * (s & 1u))) & 15u;
 #if QUANT == QUANT_Q5_K
-    q |= ((quant_byte(base + 16u + l) >> s) & 1u) << 4;
+    q |= ((quant_byte(base + GGML_QH_AT + l) >> s) & 1u) << 4;
 #endif
-    precise float dl = ggml_scale(base) * float(sc);
-    precise float ml = ggml_scale(base + 2u) * float(m);
-    precise float v = dl * float(q) - ml;
+    vec2 scale_min = kquant_scale_min(base, s);
+    precise float v = scale_min.x * float(q) - scale_min.y;
     return v;
 #elif QUANT == QUANT_Q6_K
     // Super-blocks of 256: 128 bytes ql, 64 bytes qh, 16 int8 scales, f16 d. In each half of 128,
     // element r's low 4 bits are in byte r % 64 of the half's ql (high nibble from r = 64), its high
     // 2 bits at bit 2(r / 32) of byte r % 32 of the half's qh; value d·scale[r / 16]·(q − 32).
-    uint base = (i >> 8) * 210u, h = (i >> 7) & 1u, r = i & 127u;
-    uint low = (quant_byte(base + 64u * h + (r & 63u)) >> (4u * (r >> 6))) & 15u;
-    uint high = (quant_byte(base + 128u + 32u * h + (r & 31u)) >> (2u * (r >> 5))) & 3u;
+    uint base = (i >> 8) * GGML_BLOCK_BYTES, h = (i >> 7) & 1u, r = i & 127u;
+    uint low = (quant_byte(base + GGML_QS_AT + 64u * h + (r & 63u)) >> (4u * (r >> 6))) & 15u;
+    uint high = (quant_byte(base + GGML_QH_AT + 32u * h + (r & 31u)) >> (2u * (r >> 5))) & 3u;
     int scale = int(quant_byte(base + 192u + 8u * h + (r >> 4)) << 24) >> 24;
     precise float ds = ggml_scale(base + 208u) * float(scale);
     precise float v = ds * float(int(low | (high << 4)) - 32);
@@ -204,6 +220,92 @@ uvec2 quant_bytes8(uint at) {
     uint hi = QWORDS[w + 2u];
     return uvec2((lo.x >> 16) | (lo.y << 16), (lo.y >> 16) | (hi << 16));
 }
+
+#if QUANT != QUANT_NF4 && QUANT != QUANT_NF4_DOUBLE_QUANT
+#define QUANT_QUADS 1
+// The 4 bytes from byte offset `at` (always even) as one word.
+uint quant_bytes4(uint at) {
+    uint w = at >> 2;
+    return (at & 2u) == 0u ? QWORDS[w] : (QWORDS[w] >> 16) | (QWORDS[w + 1u] << 16);
+}
+
+// The same where the word after `at`'s is in the buffer: both words read and shifted together, without
+// quant_bytes4's branch. Which form fits is the compiler's: on RDNA3 the quad-shared matmul under dropout
+// on B took 108 VGPRs, not 96, for Q6_K with the branch and for Q8_0 without it.
+uint quant_bytes4_within(uint at) {
+    uint half_shift = (at & 2u) * 8u;
+    return (QWORDS[at >> 2] >> half_shift) | ((QWORDS[(at >> 2) + 1u] << 16) << (16u - half_shift));
+}
+
+// Elements i0 … i0 + 3 of a GGML-quantized tensor, i0 a multiple of 4: dequant's four values bit for bit,
+// the block's scales decoded once and the codes read a word at a time (as ggml-vulkan's dequant_funcs
+// read them), and kept packed, a byte per element, until each is decoded. A GGML tensor's rows are whole
+// blocks, of 32 elements or 256, so one block holds the four.
+vec4 dequant_quad(uint i0) {
+#if QUANT == QUANT_Q4_K || QUANT == QUANT_Q5_K || QUANT == QUANT_Q6_K
+    uint base = (i0 >> 8) * GGML_BLOCK_BYTES;
+#else
+    uint base = (i0 >> 5) * GGML_BLOCK_BYTES, j = i0 & 31u;
+#endif
+    vec4 v;
+#if QUANT == QUANT_Q8_0
+    uint codes = quant_bytes4(base + GGML_QS_AT + j);
+    float d = ggml_scale(base);
+    for (uint e = 0u; e < 4u; e++) {
+        precise float x = float(bitfieldExtract(int(codes), int(8u * e), 8)) * d;
+        v[e] = x;
+    }
+#elif QUANT == QUANT_Q4_0 || QUANT == QUANT_Q4_1 || QUANT == QUANT_Q5_0 || QUANT == QUANT_Q5_1
+    uint codes = (quant_bytes4(base + GGML_QS_AT + (j & 15u)) >> (j < 16u ? 0u : 4u)) & 0x0F0F0F0Fu;
+#if QUANT == QUANT_Q5_0 || QUANT == QUANT_Q5_1
+    uint fifth = quant_bytes4(base + GGML_QH_AT) >> j;  // element j + e's fifth bit at bit e
+#endif
+    float d = ggml_scale(base);
+#if QUANT == QUANT_Q4_1 || QUANT == QUANT_Q5_1
+    float m = ggml_scale(base + 2u);
+#endif
+    for (uint e = 0u; e < 4u; e++) {
+        uint q = (codes >> (8u * e)) & 15u;
+#if QUANT == QUANT_Q5_0 || QUANT == QUANT_Q5_1
+        q |= ((fifth >> e) & 1u) << 4;
+#endif
+#if QUANT == QUANT_Q4_0
+        precise float x = float(int(q) - 8) * d;
+#elif QUANT == QUANT_Q5_0
+        precise float x = float(int(q) - 16) * d;
+#else
+        precise float x = float(q) * d + m;
+#endif
+        v[e] = x;
+    }
+#elif QUANT == QUANT_Q4_K || QUANT == QUANT_Q5_K
+    // Blocks and their sections are whole words here, so each quad's codes are one word.
+    uint r = i0 & 255u, s = r >> 5, l = r & 31u;
+    uint codes = (QWORDS[(base + GGML_QS_AT + 32u * (s >> 1) + l) >> 2] >> (4u * (s & 1u))) & 0x0F0F0F0Fu;
+#if QUANT == QUANT_Q5_K
+    codes |= ((QWORDS[(base + GGML_QH_AT + l) >> 2] >> s) & 0x01010101u) << 4;
+#endif
+    vec2 scale_min = kquant_scale_min(base, s);
+    for (uint e = 0u; e < 4u; e++) {
+        precise float x = scale_min.x * float((codes >> (8u * e)) & 31u) - scale_min.y;
+        v[e] = x;
+    }
+#else
+    uint h = (i0 >> 7) & 1u, r = i0 & 127u;
+    // Both sections end at least a word before the block does.
+    uint low = (quant_bytes4_within(base + GGML_QS_AT + 64u * h + (r & 63u)) >> (4u * (r >> 6))) & 0x0F0F0F0Fu;
+    uint high = (quant_bytes4_within(base + GGML_QH_AT + 32u * h + (r & 31u)) >> (2u * (r >> 5))) & 0x03030303u;
+    uint codes = low | (high << 4);
+    int scale = int(quant_byte(base + 192u + 8u * h + (r >> 4)) << 24) >> 24;
+    precise float ds = ggml_scale(base + 208u) * float(scale);
+    for (uint e = 0u; e < 4u; e++) {
+        precise float x = ds * float(int((codes >> (8u * e)) & 63u) - 32);
+        v[e] = x;
+    }
+#endif
+    return v;
+}
+#endif
 
 #if QUANT == QUANT_NF4 || QUANT == QUANT_NF4_DOUBLE_QUANT || QUANT == QUANT_Q8_0 || QUANT == QUANT_Q4_0 || QUANT == QUANT_Q4_1
 #define QUANT_RUN_PACKED 1
@@ -223,17 +325,12 @@ QuantRun quant_run_read(uint i0, uint n) {
 #if (QUANT == QUANT_NF4 || QUANT == QUANT_NF4_DOUBLE_QUANT)
     return QuantRun(uvec2(QWORDS[i0 >> 3], 0u), nf4_absmax(i0 >> 6, n), 0.0);
 #elif QUANT == QUANT_Q8_0
-    uint base = (i0 >> 5) * 34u;
-    return QuantRun(quant_bytes8(base + 2u + (i0 & 31u)), ggml_scale(base), 0.0);
+    uint base = (i0 >> 5) * GGML_BLOCK_BYTES;
+    return QuantRun(quant_bytes8(base + GGML_QS_AT + (i0 & 31u)), ggml_scale(base), 0.0);
 #else
-#if QUANT == QUANT_Q4_0
-    const uint block_bytes = 18u, qs_at = 2u;
-#else
-    const uint block_bytes = 20u, qs_at = 4u;
-#endif
-    uint base = (i0 >> 5) * block_bytes, j = i0 & 31u;
+    uint base = (i0 >> 5) * GGML_BLOCK_BYTES, j = i0 & 31u;
     // Elements 0–15 of a block are its 16 bytes' low nibbles, 16–31 their high ones.
-    uvec2 codes = (quant_bytes8(base + qs_at + (j & 15u)) >> (j < 16u ? 0u : 4u)) & 0x0F0F0F0Fu;
+    uvec2 codes = (quant_bytes8(base + GGML_QS_AT + (j & 15u)) >> (j < 16u ? 0u : 4u)) & 0x0F0F0F0Fu;
 #if QUANT == QUANT_Q4_0
     return QuantRun(codes, ggml_scale(base), 0.0);
 #else

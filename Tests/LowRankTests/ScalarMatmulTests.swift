@@ -231,6 +231,51 @@ struct ScalarMatmulTests {
         #expect(try backend.drainValidationMessages().isEmpty)
     }
 
+    /// A block-quantized B is read as its decoded values: the product over it is the product over B cast to f32 bit
+    /// for bit, for every format (GGML's decoded a quad at a time, `dequant_quad`; NF4 element by element, its rows
+    /// here not whole blocks), B and Bᵀ, f32, f16 and bf16 A, a ragged M, with and without dropout on B and A's k
+    /// scale (the variants whose decoding sets their registers, docs/isa), K whole and split into ranges.
+    @Test func quantizedBIsItsDecodedValuesBitForBit() throws {
+        let backend = try ownBackend()
+        (backend.cooperativeMatricesEnabled, backend.matmulPrecision, backend.splitKCores) = (false, .highest, 32)
+        let gguf = try GGUFQuantizationTests.fixture()
+        // The fixture's rows repeated along them to a K that splits: 2304 (GGML's blocks of 32) or 2560 (K-quants).
+        var weights: [Tensor] = try GGUFQuantizationTests.ggmlTypes.map { dtype in
+            let shape = try gguf.entry("\(dtype).values").shape
+            let repeats = (2048 + shape[1] - 1) / shape[1] + 1
+            let bytes: [UInt8] = try gguf.withBytes("\(dtype).blocks") { raw in
+                let row = raw.count / shape[0]
+                return (0..<shape[0]).flatMap { r in [[UInt8]](repeating: Array(raw[(r * row)..<(r * row + row)]), count: repeats).joined() }
+            }
+            return try bytes.withUnsafeBytes { try Tensor(bytes: $0, shape: [shape[0], shape[1] * repeats], dtype: dtype, on: backend) }
+        }
+        let nf4Source = try Tensor(randomValues(24 * 2306, seed: 35, scale: 0.05), shape: [24, 2306], on: backend)
+        weights += [try Ops.cast(nf4Source, to: .nf4), try Ops.cast(nf4Source, to: .nf4DoubleQuant)]
+        let mask = DropoutMask(probability: 0.25, seed: 11), m = 130
+        for (index, w) in weights.enumerated() {
+            let decoded = try Ops.cast(w, to: .f32)
+            let aType = [DType.f32, .f16, .bf16][index % 3]
+            for transposeB in [true, false] {
+                let (k, n) = transposeB ? (w.shape[1], w.shape[0]) : (w.shape[0], w.shape[1])
+                let a = try Tensor(randomValues(m * k, seed: 36, dtype: aType), shape: [m, k], dtype: aType, on: backend)
+                let scale = try Tensor(randomValues(k, seed: 37), shape: [k], on: backend)
+                for masked in [false, true] {
+                    func product(_ b: Tensor) throws -> [Float] {
+                        let c = try Tensor.zeros([m, n], on: backend)
+                        try backend.dispatchMatmul(MatmulCall(a: a, b: b, c: c, transposeB: transposeB, dropout: masked ? (mask, .b) : nil,
+                                                              vector: masked ? (scale, .scaleA(offset: 0.5)) : nil))
+                        return try c.floats()
+                    }
+                    let differing = zip(try product(w), try product(decoded)).filter { $0.bitPattern != $1.bitPattern }.count
+                    #expect(differing == 0, "\(aType)·\(w.dtype) transposeB \(transposeB) masked and scaled \(masked): \(differing) of \(m * n) differ")
+                }
+            }
+        }
+        let paths = backend.drainMatmulPaths()
+        #expect(paths.keys.contains { $0.description.contains("split-K") } && paths.keys.allSatisfy { if case .scalar = $0 { true } else { false } }, "\(paths)")
+        #expect(try backend.drainValidationMessages().isEmpty)
+    }
+
     /// One adapted layer whose d_in is long enough to split: T = 40, d_in = 2304, d_out = 48, r = 8.
     private struct LongLayer {
         var x, w, a, b, g, magnitude: Tensor
