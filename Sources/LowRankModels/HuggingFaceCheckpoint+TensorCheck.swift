@@ -2,8 +2,8 @@ import LowRank
 
 extension HuggingFaceCheckpoint {
     /// Checks `config.json` against the tensors the weight files' headers list, before anything
-    /// is read or allocated: the layer count first (the config's numbers are untrusted, and a
-    /// billion layers would be a list of billions of names), then every tensor the config implies
+    /// is read or allocated: the layer count first (a count past the checkpoint's layers is an error
+    /// naming num_hidden_layers and how many layers it holds, not only a missing tensor), then every tensor the config implies
     /// (present, shaped as it says, a float dtype), then that no tensor is left unused (a config
     /// of one layer on a checkpoint of two would otherwise drop layer 1 silently).
     func checkTensors() throws {
