@@ -52,6 +52,8 @@ extension CommandStream {
     func beginRecording(_ owner: ObjectIdentifier, key: [UInt64], scalarStage: VulkanStorage?) throws {
         _ = try flushStepScalars()
         try submit()
+        // The host writes the stage below: like any host write, only once no command touches its range.
+        if let scalarStage { try finish(touching: scalarStage) }
         let s = try Submission(device: device, pool: pool, timestamps: false)
         s.keepsCommands = true
         var info = VkCommandBufferBeginInfo()

@@ -190,10 +190,13 @@ struct AdamWPiece {
         return batches
     }
 
-    /// Operand `role`'s span over `pieces`, as one binding.
+    /// Operand `role`'s span over `pieces`, as one binding that keeps every piece's tensor alive:
+    /// a gradient released while its step is pending must not be handed out and overwritten.
     static func binding(_ pieces: [AdamWPiece], role: Int, writes: Bool) -> BufferAccess {
         let span = ranges(of: pieces)[role]
         let anchor = pieces.min { $0.lower[role] < $1.lower[role] }!
-        return BufferAccess(anchor.storages[role], writes: writes, offset: span.lower - anchor.storages[role].offset, size: span.upper - span.lower)
+        var access = BufferAccess(anchor.storages[role], writes: writes, offset: span.lower - anchor.storages[role].offset, size: span.upper - span.lower)
+        access.companions = pieces.map { $0.storages[role] }
+        return access
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import LowRank
 import Testing
+@testable import LowRankVulkan
 
 @Suite("Multi-tensor AdamW")
 struct MultiTensorAdamWTests {
@@ -64,6 +65,29 @@ struct MultiTensorAdamWTests {
             #expect(try fused(narrow, 2) == fused(device, 2))
             #expect(try fused(narrower, nil) == fused(device, nil))
             #expect { try fused(narrower, 2) } throws: { "\($0)".contains("must fit one binding") && "\($0)".contains("tensor") }
+        }
+    }
+
+    /// A batch binds its gradients as one span, whose binding is one tensor's: a gradient released
+    /// while its step is pending stays reserved until the step has run, so nothing allocated and
+    /// written by the host meanwhile reaches the step (a recording's step scalars did, now and then,
+    /// when tests ran side by side on one device).
+    @Test func releasedGradientsStayReservedUntilTheStepRuns() throws {
+        try onBackend(.vulkan) { shared in
+            let device = try (shared as! VulkanBackend).sibling()
+            let shapes: [Shape] = [[4096], [64]]
+            let params = try shapes.indices.map { try Tensor(randomValues(shapes[$0].count, seed: 190 + UInt64($0)), shape: shapes[$0], on: device) }
+            let m = try shapes.map { try Tensor.zeros($0, on: device) }, v = try shapes.map { try Tensor.zeros($0, on: device) }
+            let first = try Tensor(randomValues(4096, seed: 192), shape: [4096], on: device)
+            var second: Tensor? = try Tensor(randomValues(64, seed: 193), shape: [64], on: device)
+            let released = try device.vulkan(second!.storage).offset
+            #expect(try device.vulkan(first.storage).offset < released, "the first gradient anchors the span")
+            let options = MultiTensorAdamWOptions(adamW: AdamWOptions(learningRate: 1e-2, step: 1), learningRateFactors: [1, 1])
+            try Ops.multiTensorAdamW(params: params, grads: [first, second!], m: m, v: v, options: options)
+            second = nil
+            let next = try Tensor(empty: [64], dtype: .f32, on: device)
+            #expect(try device.vulkan(next.storage).offset != released, "the pending step still reads the released gradient")
+            try device.synchronize()
         }
     }
 
