@@ -4,9 +4,9 @@ import LowRankCore
 /// A range of a tensor that one command reads or writes.
 struct BufferAccess {
     let storage: VulkanStorage
-    /// The other tensors whose elements a range over several of them holds (AdamW's batches): kept
-    /// alive with it, so that none of their memory is handed out again, and written by the host,
-    /// while a command still reads or writes them.
+    /// Every tensor whose elements a range over several of them holds (AdamW's batches, `storage`
+    /// among them): kept alive with it, so that none of their memory is handed out again, and
+    /// written by the host, while a command still reads or writes them.
     var companions: [VulkanStorage] = []
     var offset = 0
     var size: Int
